@@ -1,0 +1,112 @@
+#include "common/paths.h"
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/version.h"
+
+namespace anerd {
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? std::string() : std::string(v);
+}
+
+bool IsMac() { return kIsMacOS; }
+
+}  // namespace
+
+std::string HomeDir() {
+  std::string home = Env("HOME");
+  if (!home.empty()) return home;
+  const passwd* pw = getpwuid(getuid());
+  return pw != nullptr && pw->pw_dir != nullptr ? pw->pw_dir : "/tmp";
+}
+
+std::string DefaultStateDir() {
+  if (IsMac()) return HomeDir() + "/Library/Application Support/anerd";
+  std::string xdg = Env("XDG_STATE_HOME");
+  if (xdg.empty()) xdg = HomeDir() + "/.local/state";
+  return xdg + "/anerd";
+}
+
+std::string DefaultSocketPath() {
+  if (IsMac()) return DefaultStateDir() + "/anerd.sock";
+  const std::string runtime = Env("XDG_RUNTIME_DIR");
+  if (!runtime.empty()) return runtime + "/anerd/anerd.sock";
+  return HomeDir() + "/.local/state/anerd/anerd.sock";
+}
+
+std::string DefaultLogDir(absl::string_view state_dir) {
+  if (IsMac()) return HomeDir() + "/Library/Logs/anerd";
+  return absl::StrCat(state_dir, "/logs");
+}
+
+std::string Endpoint::GrpcTarget() const {
+  return is_unix ? absl::StrCat("unix:", path) : host_port;
+}
+
+absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view spec) {
+  Endpoint ep;
+  if (spec.empty()) return absl::InvalidArgumentError("empty endpoint");
+  if (absl::StartsWith(spec, "unix:")) {
+    ep.path = std::string(spec.substr(5));
+    if (ep.path.empty()) return absl::InvalidArgumentError("endpoint 'unix:' has no path");
+    return ep;
+  }
+  if (absl::StrContains(spec, '/')) {
+    ep.path = std::string(spec);
+    return ep;
+  }
+  const size_t colon = spec.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "endpoint '", spec, "' is neither unix:PATH nor HOST:PORT"));
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(spec.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("endpoint '", spec, "' has an invalid port (want 1-65535)"));
+  }
+  ep.is_unix = false;
+  ep.host_port = std::string(spec);
+  return ep;
+}
+
+absl::StatusOr<Endpoint> ResolveClientEndpoint(absl::string_view flag) {
+  if (!flag.empty()) return ParseEndpoint(flag);
+  const std::string env = Env("ANERD_HOST");
+  if (!env.empty()) return ParseEndpoint(env);
+  Endpoint ep;
+  ep.path = DefaultSocketPath();
+  return ep;
+}
+
+absl::Status MakeDirs(const std::string& dir, int mode) {
+  if (dir.empty()) return absl::InvalidArgumentError("empty directory path");
+  for (size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos != dir.size() && dir[pos] != '/') continue;
+    const std::string prefix = dir.substr(0, pos);
+    const bool leaf = pos == dir.size();
+    if (::mkdir(prefix.c_str(), leaf ? mode : 0755) != 0 && errno != EEXIST) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create directory ", prefix, ": ", std::strerror(errno)));
+    }
+  }
+  if (::chmod(dir.c_str(), mode) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot chmod ", dir, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace anerd
