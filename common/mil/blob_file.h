@@ -7,6 +7,7 @@
 #define ANERD_COMMON_MIL_BLOB_FILE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,15 @@ namespace anerd::mil {
 
 inline constexpr uint32_t kBlobSentinel = 0xDEADBEEFu;
 inline constexpr uint64_t kBlobAlignment = 64;
+inline constexpr uint64_t kBlobHeaderSize = 64;    // storage header
+inline constexpr uint64_t kBlobMetadataSize = 64;  // one metadata record
+inline constexpr uint32_t kBlobVersion = 2;
 
 // Blob dtype codes.
 enum class BlobDType : uint32_t { kFp16 = 1, kFp32 = 2, kUInt8 = 3, kInt8 = 4 };
+
+// The blob encoding of a MIL dtype (fp16, fp32, uint8, int8), or nullopt when it has none.
+std::optional<BlobDType> BlobDTypeFor(DType dtype);
 
 // One metadata record as stored in a file.
 struct BlobRecord {
@@ -41,6 +48,17 @@ absl::StatusOr<BlobRecord> ReadBlobRecord(absl::string_view file, uint64_t metad
 // bytes. The data starts at the record's data_offset when that is plausible, else right after the
 // record (the seed's benchmark files leave it unset); a record whose size or dtype disagrees with
 // the declaration adds a warning to `warnings` (may be null). Errors name the file and offset.
+//
+// Exact rules (all arithmetic overflow-checked):
+//  * errors (INVALID_ARGUMENT): file not supplied; file shorter than the 64-byte storage header;
+//    storage version != 2; count == 0 or more entries than the file could hold; metadata offset
+//    not a multiple of 64, inside the storage header, or its record past end of file; bad sentinel;
+//    declared dtype without a blob encoding (only fp16, fp32, uint8, int8 have one); declared byte
+//    count overflowing; a non-zero data_offset that is not 64-aligned or lies before the end of the
+//    record; the declared bytes extending past end of file.
+//  * data offset: the record's data_offset if non-zero, else metadata_offset + 64 (with a warning).
+//  * warnings: data_offset == 0; size_bytes != declared bytes; dtype code != the declared dtype's.
+// The returned view points into `weights` and lives as long as its file.
 absl::StatusOr<absl::string_view> ResolveBlob(const WeightFiles& weights, const BlobRef& ref,
                                               const TensorType& declared,
                                               std::vector<Diagnostic>* warnings);
