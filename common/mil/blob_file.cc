@@ -69,6 +69,21 @@ absl::Status CheckStorageHeader(absl::string_view file, const BlobRef& ref) {
   return absl::OkStatus();
 }
 
+// Where the entry's data starts (see the rules in blob_file.h).
+absl::StatusOr<uint64_t> DataOffset(const BlobRecord& record, const BlobRef& ref,
+                                    std::vector<Diagnostic>* warnings) {
+  const uint64_t after_record = record.metadata_offset + kBlobMetadataSize;
+  if (record.data_offset == 0) {
+    Warn(warnings, ref, "data offset unset; reading the data right after the metadata record");
+    return after_record;
+  }
+  if (record.data_offset % kBlobAlignment != 0 || record.data_offset < after_record) {
+    return Invalid(ref, absl::StrCat("data offset ", record.data_offset,
+                                     " is misaligned or overlaps the metadata record"));
+  }
+  return record.data_offset;
+}
+
 }  // namespace
 
 std::optional<BlobDType> BlobDTypeFor(DType dtype) {
@@ -127,19 +142,12 @@ absl::StatusOr<absl::string_view> ResolveBlob(const WeightFiles& weights, const 
   const std::optional<uint64_t> want = DeclaredBytes(declared);
   if (!want.has_value()) return Invalid(ref, "declared tensor size overflows");
 
-  uint64_t data = record->data_offset;
-  if (data == 0) {
-    data = ref.offset + kBlobMetadataSize;
-    Warn(warnings, ref, "data offset unset; reading the data right after the metadata record");
-  } else if (data % kBlobAlignment != 0 || data < ref.offset + kBlobMetadataSize) {
-    return Invalid(
-        ref, absl::StrCat("data offset ", data, " is misaligned or overlaps the metadata record"));
-  }
+  ANERD_ASSIGN_OR_RETURN(const uint64_t data, DataOffset(*record, ref, warnings));
   const std::optional<uint64_t> end = CheckedAdd(data, *want);
   if (!end.has_value() || *end > file.size()) {
-    return Invalid(ref, absl::StrCat("declared ", declared.ToString(), " needs ", *want,
-                                     " bytes at data offset ", data, " but the file has ",
-                                     file.size(), " bytes"));
+    return Invalid(ref,
+                   absl::StrCat(declared.ToString(), " (", *want, " bytes at data offset ", data,
+                                ") extends past the end of the ", file.size(), "-byte file"));
   }
   if (record->size_bytes != *want) {
     Warn(warnings, ref,
