@@ -36,7 +36,7 @@ absl::Status InitLogging(const LoggingOptions& options) {
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%L%$ %n[%P:%t] %v");
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(std::move(logger));
-  spdlog::flush_every(std::chrono::seconds(2));
+  spdlog::flush_every(std::chrono::seconds(1));
   return absl::OkStatus();
 }
 

@@ -1,0 +1,234 @@
+#include "client/anectl/cli.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
+
+namespace anerd::anectl {
+
+absl::StatusOr<Endpoint> CommandContext::ResolvedEndpoint() const {
+  return ResolveClientEndpoint(options_.host);
+}
+
+absl::StatusOr<client::AnerdClient*> CommandContext::Client() {
+  if (client_ == nullptr) {
+    absl::StatusOr<Endpoint> endpoint = ResolvedEndpoint();
+    if (!endpoint.ok()) return endpoint.status();
+    client::ClientOptions options;
+    options.endpoint = *endpoint;
+    options.timeout = absl::Seconds(options_.timeout_seconds);
+    client_ = client::AnerdClient::Create(options);
+  }
+  return client_.get();
+}
+
+int CommandContext::Fail(const absl::Status& status) const {
+  std::fprintf(stderr, "anectl: %s\n", std::string(status.message()).c_str());
+  if (status.code() == absl::StatusCode::kUnavailable ||
+      status.code() == absl::StatusCode::kDeadlineExceeded) {
+    return kExitUnreachable;
+  }
+  return kExitError;
+}
+
+std::string CommandContext::Color(const char* code, const std::string& s) const {
+  static const bool enabled = isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr;
+  if (!enabled || options_.json) return s;
+  return absl::StrCat("\033[", code, "m", s, "\033[0m");
+}
+std::string CommandContext::Bold(const std::string& s) const { return Color("1", s); }
+std::string CommandContext::Green(const std::string& s) const { return Color("32", s); }
+std::string CommandContext::Red(const std::string& s) const { return Color("31", s); }
+std::string CommandContext::Dim(const std::string& s) const { return Color("2", s); }
+
+ArgParser::ArgParser(std::string usage, std::string description)
+    : usage_(std::move(usage)), description_(std::move(description)) {}
+
+void ArgParser::AddString(const std::string& name, std::string* out, const std::string& help) {
+  flags_.push_back({name, Kind::kString, out, help});
+}
+void ArgParser::AddInt(const std::string& name, int64_t* out, const std::string& help) {
+  flags_.push_back({name, Kind::kInt, out, help});
+}
+void ArgParser::AddDouble(const std::string& name, double* out, const std::string& help) {
+  flags_.push_back({name, Kind::kDouble, out, help});
+}
+void ArgParser::AddBool(const std::string& name, bool* out, const std::string& help) {
+  flags_.push_back({name, Kind::kBool, out, help});
+}
+void ArgParser::AddRepeated(const std::string& name, std::vector<std::string>* out,
+                            const std::string& help) {
+  flags_.push_back({name, Kind::kRepeated, out, help});
+}
+void ArgParser::AddPositional(const std::string& name, std::string* out, const std::string& help,
+                              bool required) {
+  positionals_.push_back({name, out, help, required});
+}
+
+const ArgParser::Flag* ArgParser::FindFlag(const std::string& name) const {
+  for (const Flag& f : flags_) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+absl::Status ArgParser::SetFlag(const Flag& flag, const std::string& value) {
+  switch (flag.kind) {
+    case Kind::kString:
+      *static_cast<std::string*>(flag.out) = value;
+      return absl::OkStatus();
+    case Kind::kRepeated:
+      static_cast<std::vector<std::string>*>(flag.out)->push_back(value);
+      return absl::OkStatus();
+    case Kind::kInt:
+      if (!absl::SimpleAtoi(value, static_cast<int64_t*>(flag.out))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag.name, " wants an integer, got '", value, "'"));
+      }
+      return absl::OkStatus();
+    case Kind::kDouble:
+      if (!absl::SimpleAtod(value, static_cast<double*>(flag.out))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag.name, " wants a number, got '", value, "'"));
+      }
+      return absl::OkStatus();
+    case Kind::kBool:
+      if (!absl::SimpleAtob(value, static_cast<bool*>(flag.out))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag.name, " wants true or false, got '", value, "'"));
+      }
+      return absl::OkStatus();
+  }
+  return absl::InternalError("unreachable");
+}
+
+absl::Status ArgParser::ParseInto(const std::vector<std::string>& args, bool* help) {
+  size_t next_positional = 0;
+  bool only_positionals = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (!only_positionals && (arg == "-h" || arg == "--help")) {
+      *help = true;
+      return absl::OkStatus();
+    }
+    if (!only_positionals && arg == "--") {
+      only_positionals = true;
+      continue;
+    }
+    if (!only_positionals && absl::StartsWith(arg, "--")) {
+      std::string name = arg.substr(2);
+      std::string value;
+      const size_t eq = name.find('=');
+      const bool has_value = eq != std::string::npos;
+      if (has_value) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      }
+      const Flag* flag = FindFlag(name);
+      if (flag == nullptr) return absl::InvalidArgumentError("unknown flag --" + name);
+      if (flag->kind == Kind::kBool && !has_value) value = "true";
+      if (flag->kind != Kind::kBool && !has_value) {
+        if (i + 1 >= args.size()) return absl::InvalidArgumentError("--" + name + " needs a value");
+        value = args[++i];
+      }
+      if (absl::Status s = SetFlag(*flag, value); !s.ok()) return s;
+      continue;
+    }
+    if (next_positional >= positionals_.size()) {
+      return absl::InvalidArgumentError("unexpected argument '" + arg + "'");
+    }
+    *positionals_[next_positional++].out = arg;
+  }
+  for (size_t p = next_positional; p < positionals_.size(); ++p) {
+    if (positionals_[p].required) {
+      return absl::InvalidArgumentError("missing " + positionals_[p].name);
+    }
+  }
+  return absl::OkStatus();
+}
+
+ArgParser::Result ArgParser::Parse(const std::vector<std::string>& args) {
+  bool help = false;
+  absl::Status status = ParseInto(args, &help);
+  if (help) {
+    std::cout << Help();
+    return Result::kHelp;
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "anectl: %s\nusage: %s\n(see --help)\n",
+                 std::string(status.message()).c_str(), usage_.c_str());
+    return Result::kError;
+  }
+  return Result::kOk;
+}
+
+std::string ArgParser::Help() const {
+  std::string out = absl::StrCat("usage: ", usage_, "\n\n", description_, "\n");
+  if (!positionals_.empty()) {
+    absl::StrAppend(&out, "\narguments:\n");
+    for (const Positional& p : positionals_) {
+      absl::StrAppend(&out, absl::StrFormat("  %-22s %s\n", p.name, p.help));
+    }
+  }
+  absl::StrAppend(&out, "\nflags:\n");
+  for (const Flag& f : flags_) {
+    const std::string spelled =
+        f.kind == Kind::kBool ? "--" + f.name : absl::StrCat("--", f.name, " VALUE");
+    absl::StrAppend(&out, absl::StrFormat("  %-22s %s\n", spelled, f.help));
+  }
+  absl::StrAppend(&out, absl::StrFormat("  %-22s %s\n", "-h, --help", "show this help"),
+                  "\nglobal flags: --host unix:PATH|HOST:PORT, --timeout SECONDS, --json\n");
+  return out;
+}
+
+int RunSubcommand(CommandContext& ctx, const std::string& group,
+                  const std::vector<Command>& subcommands, const std::vector<std::string>& args) {
+  const bool want_help = args.empty() || args[0] == "-h" || args[0] == "--help";
+  if (!want_help) {
+    for (const Command& c : subcommands) {
+      if (c.name == args[0]) {
+        return c.run(ctx, std::vector<std::string>(args.begin() + 1, args.end()));
+      }
+    }
+  }
+  std::string help = absl::StrCat("usage: anectl ", group, " <command> [flags]\n\ncommands:\n");
+  for (const Command& c : subcommands) {
+    absl::StrAppend(&help, absl::StrFormat("  %-12s %s\n", c.name, c.summary));
+  }
+  if (want_help) {
+    std::cout << help;
+    return args.empty() ? kExitUsage : kExitOk;
+  }
+  std::fprintf(stderr, "anectl: unknown command '%s %s'\n%s", group.c_str(), args[0].c_str(),
+               help.c_str());
+  return kExitUsage;
+}
+
+std::string FormatDuration(double seconds) {
+  if (seconds < 60) return absl::StrFormat("%.1fs", seconds);
+  const int64_t s = static_cast<int64_t>(seconds);
+  if (s < 3600) return absl::StrFormat("%dm %ds", s / 60, s % 60);
+  if (s < 86400) return absl::StrFormat("%dh %dm", s / 3600, (s % 3600) / 60);
+  return absl::StrFormat("%dd %dh", s / 86400, (s % 86400) / 3600);
+}
+
+std::string FormatBytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  return u == 0 ? absl::StrFormat("%.0f %s", bytes, units[u])
+                : absl::StrFormat("%.1f %s", bytes, units[u]);
+}
+
+}  // namespace anerd::anectl

@@ -1,0 +1,14 @@
+#include "client/anectl/commands.h"
+
+namespace anerd::anectl {
+
+const std::vector<Command>& CommandTable() {
+  static const auto* table = new std::vector<Command>{
+      {"status", "show the daemon's health, backends and counters", RunStatus},
+      {"version", "print anectl's and the daemon's versions", RunVersion},
+      {"service", "install, start, stop or remove the launchd/systemd service", RunService},
+  };
+  return *table;
+}
+
+}  // namespace anerd::anectl

@@ -1,0 +1,24 @@
+// The anectl command table: the one explicit list of top-level commands. Each command group lives
+// in its own file and exposes one entry function declared here.
+#ifndef ANERD_CLIENT_ANECTL_COMMANDS_H_
+#define ANERD_CLIENT_ANECTL_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+#include "client/anectl/cli.h"
+
+namespace anerd::anectl {
+
+// status_commands.cc
+int RunStatus(CommandContext& ctx, const std::vector<std::string>& args);
+int RunVersion(CommandContext& ctx, const std::vector<std::string>& args);
+// service_commands.cc
+int RunService(CommandContext& ctx, const std::vector<std::string>& args);
+
+// All top-level commands, in the order `anectl --help` lists them.
+const std::vector<Command>& CommandTable();
+
+}  // namespace anerd::anectl
+
+#endif  // ANERD_CLIENT_ANECTL_COMMANDS_H_

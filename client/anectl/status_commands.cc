@@ -1,0 +1,113 @@
+// anectl status, anectl version.
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "client/anectl/cli.h"
+#include "client/anectl/commands.h"
+#include "common/version.h"
+#include "nlohmann/json.hpp"
+
+namespace anerd::anectl {
+namespace {
+
+using Json = nlohmann::ordered_json;
+constexpr int kStatusSchemaVersion = 1;
+
+std::string HealthName(grpc::health::v1::HealthCheckResponse::ServingStatus s) {
+  return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(s);
+}
+
+Json InfoToJson(const v1::GetInfoResponse& info) {
+  Json backends = Json::array();
+  for (const v1::BackendInfo& b : info.backends()) {
+    backends.push_back({{"name", b.name()},
+                        {"version", b.version()},
+                        {"device", b.device()},
+                        {"default", b.is_default()},
+                        {"compile_budget", b.compile_budget()},
+                        {"compiles_used", b.compiles_used()}});
+  }
+  return {{"version", info.version()},         {"build", info.build()},
+          {"os", info.os()},                   {"pid", info.pid()},
+          {"uptime_seconds", info.uptime_seconds()}, {"state_dir", info.state_dir()},
+          {"socket", info.socket()},           {"default_backend", info.default_backend()},
+          {"backends", backends}};
+}
+
+void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::string& health,
+                const v1::GetInfoResponse& info) {
+  std::cout << ctx.Bold("anerd " + info.version()) << "  " << ctx.Dim(info.build()) << "\n";
+  const std::string health_text = health == "SERVING" ? ctx.Green(health) : ctx.Red(health);
+  std::cout << absl::StrFormat("  %-10s %s\n", "health", health_text)
+            << absl::StrFormat("  %-10s %s\n", "endpoint", endpoint)
+            << absl::StrFormat("  %-10s %d\n", "pid", info.pid())
+            << absl::StrFormat("  %-10s %s\n", "uptime", FormatDuration(info.uptime_seconds()))
+            << absl::StrFormat("  %-10s %s\n", "os", info.os())
+            << absl::StrFormat("  %-10s %s\n", "state dir", info.state_dir());
+  std::cout << "\n  " << ctx.Bold(absl::StrFormat("%-9s %-9s %-9s %s", "BACKEND", "VERSION",
+                                                  "COMPILES", "DEVICE"))
+            << "\n";
+  for (const v1::BackendInfo& b : info.backends()) {
+    const std::string budget =
+        b.compile_budget() == 0 ? absl::StrCat(b.compiles_used())
+                                : absl::StrCat(b.compiles_used(), "/", b.compile_budget());
+    std::cout << absl::StrFormat("  %-9s %-9s %-9s %s\n", b.name() + (b.is_default() ? "*" : ""),
+                                 b.version(), budget, b.device());
+  }
+  if (info.backends_size() == 0) std::cout << "  (no backends)\n";
+}
+
+}  // namespace
+
+int RunStatus(CommandContext& ctx, const std::vector<std::string>& args) {
+  ArgParser parser("anectl status [--json]",
+                   "Shows whether anerd is reachable and healthy, its backends and counters.");
+  if (ArgParser::Result r = parser.Parse(args); r != ArgParser::Result::kOk) {
+    return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
+  }
+  absl::StatusOr<client::AnerdClient*> client = ctx.Client();
+  if (!client.ok()) return ctx.Fail(client.status());
+  absl::StatusOr<v1::GetInfoResponse> info = (*client)->GetInfo();
+  if (!info.ok()) return ctx.Fail(info.status());
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> health =
+      (*client)->Health();
+  const std::string health_name = health.ok() ? HealthName(*health) : "UNKNOWN";
+  const std::string endpoint = (*client)->options().endpoint.GrpcTarget();
+  if (ctx.json()) {
+    Json out = {{"schema_version", kStatusSchemaVersion},
+                {"endpoint", endpoint},
+                {"health", health_name},
+                {"daemon", InfoToJson(*info)}};
+    std::cout << out.dump(2) << "\n";
+  } else {
+    PrintHuman(ctx, endpoint, health_name, *info);
+  }
+  return kExitOk;
+}
+
+int RunVersion(CommandContext& ctx, const std::vector<std::string>& args) {
+  ArgParser parser("anectl version [--json]",
+                   "Prints anectl's version and, when reachable, the daemon's.");
+  if (ArgParser::Result r = parser.Parse(args); r != ArgParser::Result::kOk) {
+    return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
+  }
+  std::string daemon_version;
+  absl::StatusOr<client::AnerdClient*> client = ctx.Client();
+  if (client.ok()) {
+    absl::StatusOr<v1::GetInfoResponse> info = (*client)->GetInfo();
+    if (info.ok()) daemon_version = info->version();
+  }
+  if (ctx.json()) {
+    Json out = {{"schema_version", 1}, {"anectl", kVersion}};
+    out["anerd"] = daemon_version.empty() ? Json(nullptr) : Json(daemon_version);
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << "anectl " << kVersion << " (" << kBuildType << ", " << kCompiler << ")\n"
+              << "anerd  " << (daemon_version.empty() ? "not reachable" : daemon_version)
+              << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace anerd::anectl

@@ -1,0 +1,56 @@
+// AnerdClient: a thin typed wrapper over the anerd.v1 stub. It resolves the endpoint, sets a
+// deadline on every call and maps gRPC errors to absl::Status (UNAVAILABLE when the daemon cannot be
+// reached). Streaming commands use stub() with a context from NewContext().
+//
+// Thread-safety: the underlying channel and stub are thread-safe; one client may be shared.
+#ifndef ANERD_CLIENT_LIB_CLIENT_H_
+#define ANERD_CLIENT_LIB_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "anerd/v1/anerd.grpc.pb.h"
+#include "common/paths.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+
+namespace anerd::client {
+
+struct ClientOptions {
+  Endpoint endpoint;
+  absl::Duration timeout = absl::Seconds(10);  // per unary call; streams set their own
+};
+
+class AnerdClient {
+ public:
+  // Creates the channel (does not connect yet).
+  static std::unique_ptr<AnerdClient> Create(const ClientOptions& options);
+
+  absl::StatusOr<v1::GetInfoResponse> GetInfo();
+  // grpc.health.v1 status of the whole server ("" service).
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Health();
+
+  // A context whose deadline is now + `timeout` (the client's default when zero/infinite is
+  // not asked for). Pass absl::InfiniteDuration() for open-ended streams.
+  std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration timeout = absl::ZeroDuration()) const;
+  v1::Anerd::Stub* stub() { return stub_.get(); }
+  const ClientOptions& options() const { return options_; }
+
+ private:
+  AnerdClient(ClientOptions options, std::shared_ptr<grpc::Channel> channel);
+  ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Anerd::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+// Maps a failed call's status to one that says where the daemon was expected and how to start it
+// when it is unreachable; other statuses pass through.
+absl::Status DescribeCallError(const absl::Status& status, const Endpoint& endpoint);
+
+}  // namespace anerd::client
+
+#endif  // ANERD_CLIENT_LIB_CLIENT_H_

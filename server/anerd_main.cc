@@ -1,0 +1,43 @@
+// anerd: the daemon. Maps flags onto DaemonOptions and runs in the foreground (launchd and systemd
+// supervise it). Exit codes: 0 clean shutdown, 1 start-up error (message on stderr).
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/str_cat.h"
+#include "common/version.h"
+#include "server/daemon/daemon.h"
+
+ABSL_FLAG(std::string, socket, "", "Unix socket path (default: the platform's per-user path)");
+ABSL_FLAG(std::string, state_dir, "", "State directory (default: the platform's per-user path)");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off");
+ABSL_FLAG(std::string, backend, "auto", "Backend: auto or cpu");
+ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long in-flight RPCs may run after SIGTERM");
+ABSL_FLAG(bool, testonly_world_accessible_socket, false,
+          "Tests only: make the socket reachable by other users so the peer-uid check is exercised");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "anerd: the Apple Neural Engine daemon (compile cache, kernels, training, probes).\n"
+      "Usage: anerd [--socket PATH] [--state_dir DIR] [--log_level LEVEL] [--backend NAME]");
+  absl::FlagsUsageConfig usage_config;
+  usage_config.version_string = [] { return absl::StrCat("anerd ", anerd::kVersion, "\n"); };
+  absl::SetFlagsUsageConfig(usage_config);
+  absl::ParseCommandLine(argc, argv);
+  anerd::daemon::DaemonOptions options;
+  options.socket_path = absl::GetFlag(FLAGS_socket);
+  options.state_dir = absl::GetFlag(FLAGS_state_dir);
+  options.log_level = absl::GetFlag(FLAGS_log_level);
+  options.backend = absl::GetFlag(FLAGS_backend);
+  options.shutdown_grace = absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));
+  options.world_accessible_socket_for_test = absl::GetFlag(FLAGS_testonly_world_accessible_socket);
+  const absl::Status status = anerd::daemon::RunDaemon(options);
+  if (!status.ok()) {
+    std::fprintf(stderr, "anerd: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

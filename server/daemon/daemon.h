@@ -1,0 +1,32 @@
+// Daemon: the anerd process's lifetime. Run() takes the instance lock, starts logging to the state
+// dir, creates the engine, serves gRPC on the Unix socket (peer uid checked), waits for SIGTERM or
+// SIGINT and shuts down in order: stop accepting → health NOT_SERVING → stop the gRPC server
+// (in-flight RPCs get a grace period, then are cancelled) → engine shutdown (drain/cancel work,
+// checkpoint sessions, join executors, close devices) → release the lock → flush logs.
+#ifndef ANERD_SERVER_DAEMON_DAEMON_H_
+#define ANERD_SERVER_DAEMON_DAEMON_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace anerd::daemon {
+
+struct DaemonOptions {
+  std::string socket_path;   // empty = platform default (common/paths.h)
+  std::string state_dir;     // empty = platform default
+  std::string log_level = "info";
+  std::string backend = "auto";
+  absl::Duration shutdown_grace = absl::Seconds(5);
+  bool world_accessible_socket_for_test = false;
+};
+
+// Runs until a termination signal; returns OK after a clean shutdown, or the start-up error.
+// Must be called from the main thread before any other thread is created (it blocks the
+// termination signals process-wide and waits for them on a dedicated thread).
+absl::Status RunDaemon(const DaemonOptions& options);
+
+}  // namespace anerd::daemon
+
+#endif  // ANERD_SERVER_DAEMON_DAEMON_H_

@@ -1,0 +1,73 @@
+// Engine: the façade the gRPC service calls. It owns every piece of mutable daemon state
+// (backends, and as later work lands, the compile cache, sessions and probes); the service only
+// converts between proto and the native types used here. No gRPC or proto types appear here.
+//
+// Thread-safety: all public methods are safe to call concurrently from gRPC threads. Long work is
+// never run on the caller's thread (see DESIGN.md, "one device executor per backend").
+#ifndef ANERD_SERVER_ENGINE_ENGINE_H_
+#define ANERD_SERVER_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace anerd::engine {
+
+struct EngineOptions {
+  std::string state_dir;       // absolute; created by the daemon before the engine starts
+  std::string socket_path;     // for reporting only
+  std::string backend = "auto";  // auto | cpu | ...; see the backend registry
+};
+
+struct BackendSummary {
+  std::string name;
+  std::string version;
+  std::string device;
+  bool is_default = false;
+  uint64_t compile_budget = 0;  // 0 = unlimited
+  uint64_t compiles_used = 0;
+};
+
+struct DaemonInfo {
+  std::string version;
+  std::string build;
+  std::string os;
+  double uptime_seconds = 0;
+  int64_t pid = 0;
+  std::string state_dir;
+  std::string socket_path;
+  std::vector<BackendSummary> backends;
+  std::string default_backend;
+};
+
+class Engine {
+ public:
+  // Creates the engine: selects and opens backends. INVALID_ARGUMENT for an unknown backend name.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  ~Engine();
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  DaemonInfo Info() const;
+
+  // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
+  // the daemon's ordered shutdown after the gRPC server has stopped.
+  void Shutdown();
+
+ private:
+  explicit Engine(EngineOptions options);
+  struct Backends;
+
+  EngineOptions options_;
+  absl::Time started_;
+  std::unique_ptr<Backends> backends_;
+};
+
+}  // namespace anerd::engine
+
+#endif  // ANERD_SERVER_ENGINE_ENGINE_H_
