@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/mil/diagnostic.h"
 #include "common/mil/ir.h"
 
 namespace anerd::mil {
@@ -23,6 +24,11 @@ struct ParseOptions {
 };
 
 absl::StatusOr<Program> ParseProgram(absl::string_view text, const ParseOptions& options = {});
+
+// As above; on failure also fills `*error` (when non-null) with the located diagnostic, so callers
+// that report structured errors need not re-parse the status message.
+absl::StatusOr<Program> ParseProgram(absl::string_view text, const ParseOptions& options,
+                                     Diagnostic* error);
 
 }  // namespace anerd::mil
 
