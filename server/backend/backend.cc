@@ -1,0 +1,44 @@
+#include "server/backend/backend.h"
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace anerd::backend {
+
+absl::string_view NumericsModeName(NumericsMode mode) {
+  return mode == NumericsMode::kAne ? "ane" : "fp32";
+}
+
+absl::Status CheckInputs(const std::vector<TensorSignature>& signatures,
+                         const std::vector<NamedTensor>& inputs) {
+  absl::flat_hash_set<std::string> seen;
+  for (const NamedTensor& in : inputs) {
+    const TensorSignature* sig = nullptr;
+    for (const TensorSignature& s : signatures) {
+      if (s.name == in.name) sig = &s;
+    }
+    if (sig == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected input '", in.name, "': the program has no such input"));
+    }
+    if (!seen.insert(in.name).second) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", in.name, "' given twice"));
+    }
+    if (in.tensor.type() != sig->type ||
+        static_cast<int64_t>(in.tensor.bytes().size()) != sig->type.NumBytes()) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", in.name, "' must be ",
+                                                     sig->type.ToString(), ", got ",
+                                                     in.tensor.type().ToString()));
+    }
+  }
+  for (const TensorSignature& s : signatures) {
+    if (!seen.contains(s.name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing input '", s.name, "' of type ", s.type.ToString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace anerd::backend

@@ -1,0 +1,116 @@
+// The backend interface: a device that compiles verified MIL programs and runs them.
+//
+// Lifecycle: a Backend (created by the registry, registry.h) compiles a mil::VerifiedProgram —
+// whose weight files travel with it — into a CompiledProgram, which is then run many times with
+// named input tensors and returns named output tensors plus timing.
+//
+// Ownership: Compile returns a CompiledProgram owned by the caller. A CompiledProgram keeps what it
+// needs from the VerifiedProgram (decoded weights, plan) and does not reference the Backend after
+// Compile returns, so it may outlive it (the ANE backend may document a stricter rule).
+//
+// Thread-safety: Backend methods are safe to call concurrently from any thread.
+// CompiledProgram::Run may be called from any thread; concurrent calls on the SAME CompiledProgram
+// are serialised by the implementation (it owns scratch memory), so callers wanting parallel
+// execution compile twice. Different CompiledPrograms are independent.
+//
+// Errors: Compile returns UNIMPLEMENTED naming the op and its source line for a program the backend
+// cannot run, RESOURCE_EXHAUSTED when the backend's compile budget is used up, INVALID_ARGUMENT for
+// bad options or unreadable weights. Run returns INVALID_ARGUMENT naming the input and its expected
+// type for missing, extra, mis-shaped or mis-typed inputs.
+#ifndef ANERD_SERVER_BACKEND_BACKEND_H_
+#define ANERD_SERVER_BACKEND_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/mil/ir.h"
+#include "common/mil/verifier.h"
+#include "server/backend/tensor.h"
+
+namespace anerd::backend {
+
+// How values whose declared type is fp16 are computed.
+enum class NumericsMode {
+  // Every fp16-declared value is rounded to fp16 after each op (RNE, subnormals kept, overflow to
+  // +/-inf); conv/matmul/reductions accumulate in fp32. Mirrors what the ANE stores.
+  kAne,
+  // fp16-declared values are kept in fp32 between ops (only inputs/outputs are fp16 bits).
+  kFp32,
+};
+absl::string_view NumericsModeName(NumericsMode mode);  // "ane" / "fp32"
+
+struct CompileOptions {
+  NumericsMode numerics = NumericsMode::kAne;
+  // ANE quirk: scaled_dot_product_attention ignores `attn_mask` (ane-seed-spec 1.8).
+  bool ignore_attn_mask = false;
+  // Disable planning: run op by op with materialised intermediates, no views, no fusion, no
+  // transpose folding. Planned execution must equal this mode (bit-identical except GEMM
+  // accumulation order); the conformance suite checks it.
+  bool reference_mode = false;
+};
+
+struct BackendCapabilities {
+  bool fp16_compute = false;     // computes fp16 natively (vs emulates rounding)
+  bool honors_attn_mask = true;  // false when the device always ignores attn_mask
+  bool multiple_inputs = true;   // more than one input/output tensor per program
+  int64_t compile_budget = 0;    // successful compiles allowed per backend instance; 0 = unlimited
+};
+
+struct BackendDescription {
+  std::string name;     // registry key, e.g. "cpu"
+  std::string version;  // changes whenever compiled results may change (part of cache keys)
+  std::string device;   // human-readable device description
+  BackendCapabilities capabilities;
+};
+
+// The signature of one program input or output.
+struct TensorSignature {
+  std::string name;
+  mil::TensorType type;
+};
+
+struct RunTiming {
+  double total_us = 0;    // wall time inside Run, including input/output conversion
+  double compute_us = 0;  // time spent executing ops
+};
+
+struct RunResult {
+  std::vector<NamedTensor> outputs;  // in the order of the function's `-> (...)` list
+  RunTiming timing;
+};
+
+class CompiledProgram {
+ public:
+  virtual ~CompiledProgram() = default;
+  virtual const std::vector<TensorSignature>& inputs() const = 0;
+  virtual const std::vector<TensorSignature>& outputs() const = 0;
+  // Runs the program. `inputs` must name every function input exactly once with its declared
+  // dtype and shape (order free). See the file comment for errors and thread-safety.
+  virtual absl::StatusOr<RunResult> Run(const std::vector<NamedTensor>& inputs) = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual BackendDescription Describe() const = 0;
+  // Whether the backend can execute `op` (a MIL op name such as "conv").
+  virtual bool Supports(absl::string_view op) const = 0;
+  // Plans and prepares `program` for execution. See the file comment for errors.
+  virtual absl::StatusOr<std::unique_ptr<CompiledProgram>> Compile(
+      const mil::VerifiedProgram& program, const CompileOptions& options) = 0;
+  // Successful compiles so far (what the budget counts).
+  virtual int64_t compiles_used() const = 0;
+};
+
+// Checks `inputs` against `signatures`: INVALID_ARGUMENT naming the input and the expected type for
+// a missing, duplicated, unknown, mis-typed or mis-shaped input. Shared by backends.
+absl::Status CheckInputs(const std::vector<TensorSignature>& signatures,
+                         const std::vector<NamedTensor>& inputs);
+
+}  // namespace anerd::backend
+
+#endif  // ANERD_SERVER_BACKEND_BACKEND_H_

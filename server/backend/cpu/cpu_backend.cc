@@ -1,0 +1,84 @@
+#include "server/backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/backend/cpu/planner.h"
+#include "server/backend/cpu/program.h"
+
+#if defined(ANERD_BLAS_ACCELERATE)
+#include <Accelerate/Accelerate.h>
+#else
+#include <cblas.h>
+#endif
+
+namespace anerd::backend::cpu {
+
+const std::vector<std::string>& CpuSupportedOps() {
+  static const auto* ops =
+      new std::vector<std::string>{"add",           "cast",
+                                   "clip",          "concat",
+                                   "const",         "constexpr_affine_dequantize",
+                                   "conv",          "dequantize",
+                                   "exp",           "gather",
+                                   "gelu",          "layer_norm",
+                                   "linear",        "log",
+                                   "matmul",        "maximum",
+                                   "minimum",       "mul",
+                                   "pow",           "quantize",
+                                   "real_div",      "reduce_max",
+                                   "reduce_mean",   "reduce_sum",
+                                   "relu",          "reshape",
+                                   "rsqrt",         "scaled_dot_product_attention",
+                                   "select",        "sigmoid",
+                                   "silu",          "slice_by_index",
+                                   "slice_by_size", "softmax",
+                                   "split",         "sqrt",
+                                   "sub",           "tanh",
+                                   "transpose"};
+  return *ops;
+}
+
+CpuBackend::CpuBackend(const CpuBackendOptions& options) : options_(options) {}
+
+BackendDescription CpuBackend::Describe() const {
+  BackendDescription d;
+  d.name = "cpu";
+  d.version = "1";
+#if defined(ANERD_BLAS_ACCELERATE)
+  d.device = "host CPU (Accelerate BLAS)";
+#else
+  d.device = absl::StrCat("host CPU (OpenBLAS, ", openblas_get_num_threads(), " threads)");
+#endif
+  d.capabilities.fp16_compute = false;
+  d.capabilities.honors_attn_mask = true;
+  d.capabilities.multiple_inputs = true;
+  d.capabilities.compile_budget = options_.compile_budget;
+  return d;
+}
+
+bool CpuBackend::Supports(absl::string_view op) const {
+  const auto& ops = CpuSupportedOps();
+  return std::binary_search(ops.begin(), ops.end(), std::string(op));
+}
+
+absl::StatusOr<std::unique_ptr<CompiledProgram>> CpuBackend::Compile(
+    const mil::VerifiedProgram& program, const CompileOptions& options) {
+  // Reserve a compile slot first so concurrent compiles cannot overshoot the budget.
+  const int64_t used = compiles_.fetch_add(1);
+  if (options_.compile_budget > 0 && used >= options_.compile_budget) {
+    compiles_.fetch_sub(1);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cpu backend compile budget of ", options_.compile_budget, " compiles is used up"));
+  }
+  Planner planner(program, options);
+  absl::StatusOr<PlannedProgram> plan = planner.Plan();
+  if (!plan.ok()) {
+    compiles_.fetch_sub(1);
+    return plan.status();
+  }
+  return std::unique_ptr<CompiledProgram>(new CpuProgram(std::move(plan).value()));
+}
+
+}  // namespace anerd::backend::cpu

@@ -1,0 +1,185 @@
+// Elementwise groups: one pass over the output, block by block; each step of a fused chain runs
+// over a block held in cache. Per element the arithmetic is the same whether or not steps are
+// fused, which keeps planned and reference execution bit-identical.
+#include <algorithm>
+#include <cmath>
+
+#include "common/fp16.h"
+#include "server/backend/cpu/kernels/kernels.h"
+#include "server/backend/cpu/kernels/strided_iter.h"
+#include "server/backend/cpu/view.h"
+
+namespace anerd::backend::cpu {
+namespace {
+
+constexpr int64_t kBlock = 1024;
+
+void Unary(EwOp op, const float* a, float* r, int64_t n, float p0, float p1) {
+  switch (op) {
+    case EwOp::kSqrt:
+      for (int64_t i = 0; i < n; ++i) r[i] = std::sqrt(a[i]);
+      return;
+    case EwOp::kRsqrt:
+      for (int64_t i = 0; i < n; ++i) r[i] = 1.0f / std::sqrt(a[i] + p0);
+      return;
+    case EwOp::kExp:
+      for (int64_t i = 0; i < n; ++i) r[i] = std::exp(a[i]);
+      return;
+    case EwOp::kLog:
+      for (int64_t i = 0; i < n; ++i) r[i] = std::log(a[i] + p0);
+      return;
+    case EwOp::kTanh:
+      for (int64_t i = 0; i < n; ++i) r[i] = std::tanh(a[i]);
+      return;
+    case EwOp::kSigmoid:
+      for (int64_t i = 0; i < n; ++i) r[i] = 1.0f / (1.0f + std::exp(-a[i]));
+      return;
+    case EwOp::kRelu:
+      for (int64_t i = 0; i < n; ++i) r[i] = a[i] > 0.0f ? a[i] : 0.0f;
+      return;
+    case EwOp::kSilu:
+      for (int64_t i = 0; i < n; ++i) r[i] = a[i] / (1.0f + std::exp(-a[i]));
+      return;
+    case EwOp::kGeluExact:
+      for (int64_t i = 0; i < n; ++i) r[i] = 0.5f * a[i] * (1.0f + std::erf(a[i] * 0.70710678f));
+      return;
+    case EwOp::kGeluTanh:
+      for (int64_t i = 0; i < n; ++i) {
+        const float x = a[i];
+        r[i] = 0.5f * x * (1.0f + std::tanh(0.79788456f * (x + 0.044715f * x * x * x)));
+      }
+      return;
+    case EwOp::kGeluSigmoid:
+      for (int64_t i = 0; i < n; ++i) r[i] = a[i] / (1.0f + std::exp(-1.702f * a[i]));
+      return;
+    case EwOp::kClip:
+      for (int64_t i = 0; i < n; ++i) r[i] = std::min(std::max(a[i], p0), p1);
+      return;
+    case EwOp::kCastToInt:
+      for (int64_t i = 0; i < n; ++i) r[i] = std::trunc(a[i]);
+      return;
+    case EwOp::kCastToBool:
+      for (int64_t i = 0; i < n; ++i) r[i] = a[i] != 0.0f ? 1.0f : 0.0f;
+      return;
+    default:
+      std::copy(a, a + n, r);
+      return;
+  }
+}
+
+void Binary(EwOp op, const float* a, const float* b, float* r, int64_t n) {
+  switch (op) {
+    case EwOp::kAdd:
+      for (int64_t i = 0; i < n; ++i) r[i] = a[i] + b[i];
+      return;
+    case EwOp::kSub:
+      for (int64_t i = 0; i < n; ++i) r[i] = a[i] - b[i];
+      return;
+    case EwOp::kMul:
+      for (int64_t i = 0; i < n; ++i) r[i] = a[i] * b[i];
+      return;
+    case EwOp::kDiv:
+      for (int64_t i = 0; i < n; ++i) r[i] = a[i] / b[i];
+      return;
+    case EwOp::kMax:
+      for (int64_t i = 0; i < n; ++i) r[i] = std::max(a[i], b[i]);
+      return;
+    case EwOp::kMin:
+      for (int64_t i = 0; i < n; ++i) r[i] = std::min(a[i], b[i]);
+      return;
+    case EwOp::kPow:
+      for (int64_t i = 0; i < n; ++i) r[i] = std::pow(a[i], b[i]);
+      return;
+    default:
+      return;
+  }
+}
+
+void Ternary(const EwStep& s, const float* a, const float* b, const float* c, float* r, int64_t n) {
+  switch (s.op) {
+    case EwOp::kSelect:
+      for (int64_t i = 0; i < n; ++i) r[i] = a[i] != 0.0f ? b[i] : c[i];
+      return;
+    case EwOp::kQuantize:
+      for (int64_t i = 0; i < n; ++i) {
+        const float q = std::nearbyint(a[i] / b[i]) + c[i];
+        r[i] = std::min(std::max(q, s.p0), s.p1);
+      }
+      return;
+    case EwOp::kDequantize:
+      for (int64_t i = 0; i < n; ++i) r[i] = (a[i] - c[i]) * b[i];
+      return;
+    default:
+      return;
+  }
+}
+
+int Arity(EwOp op) {
+  if (op >= EwOp::kSelect) return 3;
+  if (op >= EwOp::kAdd) return 2;
+  return 1;
+}
+
+void RunStep(const EwStep& s, const float* const* in, float* r, int64_t n) {
+  switch (Arity(s.op)) {
+    case 1:
+      Unary(s.op, in[0], r, n, s.p0, s.p1);
+      break;
+    case 2:
+      Binary(s.op, in[0], in[1], r, n);
+      break;
+    default:
+      Ternary(s, in[0], in[1], in[2], r, n);
+      break;
+  }
+  if (s.rounding == Rounding::kFp16) RoundToHalfInPlace(r, n);
+}
+
+}  // namespace
+
+int64_t EwScratchFloats(const EwGroup& group, int num_leaves) {
+  return kBlock * (num_leaves + static_cast<int64_t>(group.steps.size()));
+}
+
+void RunEwGroup(const EwGroup& group, const std::vector<Strided>& leaves, float* out,
+                float* scratch) {
+  std::vector<std::vector<int64_t>> strides;
+  strides.push_back(RowMajorStrides(group.shape));
+  for (const Strided& l : leaves) strides.push_back(l.strides);
+  RowLoop loop(group.shape, strides);
+  const int64_t inner = loop.inner();
+  const size_t nl = leaves.size(), ns = group.steps.size();
+  std::vector<const float*> leaf_ptr(nl);
+  std::vector<float*> step_out(ns);
+  loop.ForEachRow([&](const int64_t* off) {
+    for (int64_t start = 0; start < inner; start += kBlock) {
+      const int64_t n = std::min(kBlock, inner - start);
+      for (size_t l = 0; l < nl; ++l) {
+        const int64_t st = loop.inner_stride(l + 1);
+        const float* src = leaves[l].data + off[l + 1] + start * st;
+        float* buf = scratch + l * kBlock;
+        if (st == 1) {
+          leaf_ptr[l] = src;
+        } else if (st == 0) {
+          std::fill(buf, buf + n, *src);
+          leaf_ptr[l] = buf;
+        } else {
+          for (int64_t i = 0; i < n; ++i) buf[i] = src[i * st];
+          leaf_ptr[l] = buf;
+        }
+      }
+      for (size_t k = 0; k < ns; ++k) {
+        const EwStep& s = group.steps[k];
+        const float* in[3];
+        for (int j = 0; j < 3; ++j) {
+          const int o = s.operands[j];
+          in[j] = o >= 0 ? leaf_ptr[o] : step_out[-o - 1];
+        }
+        step_out[k] = k + 1 == ns ? out + off[0] + start : scratch + (nl + k) * kBlock;
+        RunStep(s, in, step_out[k], n);
+      }
+    }
+  });
+}
+
+}  // namespace anerd::backend::cpu

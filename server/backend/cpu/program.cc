@@ -1,0 +1,153 @@
+#include "server/backend/cpu/program.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/fp16.h"
+#include "common/status_macros.h"
+#include "server/backend/cpu/kernels/kernels.h"
+
+namespace anerd::backend::cpu {
+namespace {
+
+double MicrosSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+CpuProgram::CpuProgram(PlannedProgram plan) : plan_(std::move(plan)) {
+  for (const IoBinding& b : plan_.inputs) input_sigs_.push_back(b.sig);
+  for (const IoBinding& b : plan_.outputs) output_sigs_.push_back(b.sig);
+  AssignMemory();
+}
+
+int CpuProgram::num_steps() const {
+  int n = 0;
+  for (const Step& s : plan_.steps) n += s.fn != nullptr;
+  return n;
+}
+
+void CpuProgram::AssignMemory() {
+  const int nb = static_cast<int>(plan_.buffers.size());
+  std::vector<int> def(nb, INT_MAX), last(nb, -1);
+  for (const IoBinding& in : plan_.inputs) def[in.view.buf] = -1;
+  int64_t scratch = 0;
+  for (int i = 0; i < static_cast<int>(plan_.steps.size()); ++i) {
+    const Step& s = plan_.steps[i];
+    if (!s.fn) continue;
+    for (int b : s.writes) def[b] = std::min(def[b], i);
+    for (int b : s.reads) last[b] = std::max(last[b], i);
+    scratch = std::max(scratch, s.scratch_floats);
+  }
+  for (const IoBinding& out : plan_.outputs) last[out.view.buf] = INT_MAX;
+  std::vector<int> order;
+  for (int b = 0; b < nb; ++b) {
+    if (!plan_.buffers[b].constant && def[b] != INT_MAX) order.push_back(b);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return def[a] < def[b]; });
+  std::vector<int64_t> slot_size;
+  std::vector<int> slot_last;  // last use of the slot's current occupant
+  std::vector<int> slot_of(nb, -1);
+  for (int b : order) {
+    const int64_t need = plan_.buffers[b].floats;
+    int best = -1;
+    for (int s = 0; s < static_cast<int>(slot_size.size()); ++s) {
+      if (slot_last[s] >= def[b]) continue;  // still live (or read by this very step)
+      const bool fits = slot_size[s] >= need, best_fits = best >= 0 && slot_size[best] >= need;
+      if (best < 0 || (fits && (!best_fits || slot_size[s] < slot_size[best])) ||
+          (!fits && !best_fits && slot_size[s] > slot_size[best])) {
+        best = s;
+      }
+    }
+    if (best < 0) {
+      best = static_cast<int>(slot_size.size());
+      slot_size.push_back(0);
+      slot_last.push_back(-1);
+    }
+    slot_size[best] = std::max(slot_size[best], need);
+    slot_last[best] = std::max(last[b], def[b]);
+    slot_of[b] = best;
+  }
+  slots_.resize(slot_size.size());
+  for (size_t s = 0; s < slot_size.size(); ++s) {
+    slots_[s].assign(std::max<int64_t>(slot_size[s], 1), 0.0f);
+    arena_floats_ += slot_size[s];
+  }
+  buf_ptr_.assign(nb, nullptr);
+  for (int b = 0; b < nb; ++b) {
+    if (plan_.buffers[b].constant) {
+      buf_ptr_[b] = plan_.buffers[b].constant->data();
+    } else if (slot_of[b] >= 0) {
+      buf_ptr_[b] = slots_[slot_of[b]].data();
+    }
+  }
+  scratch_.assign(std::max<int64_t>(scratch, 1), 0.0f);
+}
+
+absl::Status CpuProgram::LoadInputs(const std::vector<NamedTensor>& inputs) {
+  ANERD_RETURN_IF_ERROR(CheckInputs(input_sigs_, inputs));
+  for (const NamedTensor& in : inputs) {
+    for (const IoBinding& b : plan_.inputs) {
+      if (b.sig.name != in.name) continue;
+      float* dst = buf_ptr_[b.view.buf];
+      const int64_t n = in.tensor.num_elements();
+      if (in.tensor.dtype() == mil::DType::kFp16) {
+        HalfToFloatArray(static_cast<const uint16_t*>(in.tensor.data()), dst, n);
+      } else if (in.tensor.dtype() == mil::DType::kFp32) {
+        std::memcpy(dst, in.tensor.data(), n * sizeof(float));
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          dst[i] = static_cast<float>(LoadElement(in.tensor.dtype(), in.tensor.data(), i));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+NamedTensor CpuProgram::StoreOutput(const IoBinding& out) const {
+  NamedTensor t{out.sig.name, Tensor(out.sig.type)};
+  const int64_t n = t.tensor.num_elements();
+  const float* src = buf_ptr_[out.view.buf] + out.view.offset;
+  std::vector<float> tmp;
+  if (!out.view.IsContiguous()) {
+    tmp.resize(n);
+    CopyStrided(Strided{src, out.view.shape, out.view.strides}, tmp.data());
+    src = tmp.data();
+  }
+  void* dst = t.tensor.mutable_data();
+  if (out.sig.type.dtype == mil::DType::kFp16) {
+    FloatToHalfArray(src, static_cast<uint16_t*>(dst), n);
+  } else if (out.sig.type.dtype == mil::DType::kFp32) {
+    std::memcpy(dst, src, n * sizeof(float));
+  } else {
+    for (int64_t i = 0; i < n; ++i) StoreElement(out.sig.type.dtype, dst, i, src[i]);
+  }
+  return t;
+}
+
+absl::StatusOr<RunResult> CpuProgram::Run(const std::vector<NamedTensor>& inputs) {
+  const auto t0 = std::chrono::steady_clock::now();
+  absl::MutexLock lock(&mu_);
+  ANERD_RETURN_IF_ERROR(LoadInputs(inputs));
+  const auto t1 = std::chrono::steady_clock::now();
+  const StepContext ctx{buf_ptr_.data(), scratch_.data()};
+  for (const Step& s : plan_.steps) {
+    if (!s.fn) continue;
+    absl::Status st = s.fn(ctx);
+    if (!st.ok()) {
+      return absl::Status(st.code(), absl::StrCat(s.op, " (line ", s.line, "): ", st.message()));
+    }
+  }
+  RunResult result;
+  result.timing.compute_us = MicrosSince(t1);
+  for (const IoBinding& out : plan_.outputs) result.outputs.push_back(StoreOutput(out));
+  result.timing.total_us = MicrosSince(t0);
+  return result;
+}
+
+}  // namespace anerd::backend::cpu

@@ -1,0 +1,80 @@
+// CpuProgram: a planned program (see planner.h) and its executor. Internal to the CPU backend.
+// Thread-safety: Run serialises callers with a mutex; everything else is immutable after planning.
+#ifndef ANERD_SERVER_BACKEND_CPU_PROGRAM_H_
+#define ANERD_SERVER_BACKEND_CPU_PROGRAM_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "server/backend/backend.h"
+#include "server/backend/cpu/view.h"
+
+namespace anerd::backend::cpu {
+
+// What a step sees at run time: the base pointer of every buffer, and shared scratch memory.
+struct StepContext {
+  float* const* bufs = nullptr;
+  float* scratch = nullptr;
+  const float* Ptr(const View& v) const { return bufs[v.buf] + v.offset; }
+  float* MutablePtr(const View& v) const { return bufs[v.buf] + v.offset; }
+};
+
+// One executable step (an op, a fused elementwise chain, or a copy).
+struct Step {
+  std::string op;  // for errors and profiles
+  int line = 0;
+  std::vector<int> reads, writes;  // buffer ids, for liveness
+  int64_t scratch_floats = 0;
+  std::function<absl::Status(const StepContext&)> fn;  // null = removed (moved by fusion)
+};
+
+struct BufferSpec {
+  int64_t floats = 0;
+  std::shared_ptr<std::vector<float>> constant;  // set for constants (never reused)
+};
+
+struct IoBinding {
+  TensorSignature sig;
+  View view;
+};
+
+struct PlannedProgram {
+  std::vector<BufferSpec> buffers;
+  std::vector<Step> steps;
+  std::vector<IoBinding> inputs, outputs;
+  CompileOptions options;
+};
+
+class CpuProgram : public CompiledProgram {
+ public:
+  // Assigns physical memory to buffers by liveness and allocates it.
+  explicit CpuProgram(PlannedProgram plan);
+  const std::vector<TensorSignature>& inputs() const override { return input_sigs_; }
+  const std::vector<TensorSignature>& outputs() const override { return output_sigs_; }
+  absl::StatusOr<RunResult> Run(const std::vector<NamedTensor>& inputs) override;
+
+  // Planning statistics (tests, benchmarks).
+  int num_steps() const;
+  int64_t arena_floats() const { return arena_floats_; }
+
+ private:
+  void AssignMemory();
+  absl::Status LoadInputs(const std::vector<NamedTensor>& inputs);
+  NamedTensor StoreOutput(const IoBinding& out) const;
+
+  PlannedProgram plan_;
+  std::vector<TensorSignature> input_sigs_, output_sigs_;
+  std::vector<std::vector<float>> slots_;
+  std::vector<float*> buf_ptr_;
+  std::vector<float> scratch_;
+  int64_t arena_floats_ = 0;
+  absl::Mutex mu_;
+};
+
+}  // namespace anerd::backend::cpu
+
+#endif  // ANERD_SERVER_BACKEND_CPU_PROGRAM_H_
