@@ -1,0 +1,39 @@
+# anerd: convenience targets. `make test` installs dependencies, builds everything and runs every test.
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build test demo clean format fuzz bench
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 600
+	@if [ -x scripts/run-fuzz.sh ]; then scripts/run-fuzz.sh 5; fi
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+fuzz: deps
+	@scripts/run-fuzz.sh $${FUZZ_SECONDS:-600}
+
+bench: deps
+	@cmake -S . -B $(BUILD)-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DANERD_BUILD_BENCH=ON -DANERD_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD)-bench -j $(JOBS)
+	@echo "benchmarks built in $(BUILD)-bench/bench; see bench/README.md"
+
+format:
+	@git ls-files '*.h' '*.cc' '*.mm' | xargs clang-format -i
+
+clean:
+	@rm -rf $(BUILD) $(BUILD)-bench build-fuzz

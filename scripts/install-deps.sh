@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs exactly what anerd needs to build and test. Idempotent: does nothing when all is present.
+# Debian/Ubuntu: apt-get (as root, or through sudo). macOS: Homebrew.
+set -euo pipefail
+
+DEBIAN_PACKAGES=(
+  cmake ninja-build g++ pkg-config python3
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev libopenblas-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev
+)
+BREW_PACKAGES=(cmake ninja grpc protobuf abseil spdlog fmt nlohmann-json sqlite googletest google-benchmark)
+
+install_debian() {
+  local missing=()
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#DEBIAN_PACKAGES[@]} packages present"
+    return
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+install_macos() {
+  command -v brew >/dev/null || { echo "install-deps: Homebrew is required on macOS (https://brew.sh)" >&2; exit 1; }
+  local missing=()
+  for p in "${BREW_PACKAGES[@]}"; do brew list --versions "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all Homebrew packages present"
+    return
+  fi
+  brew install "${missing[@]}"
+}
+
+case "$(uname -s)" in
+  Linux)
+    command -v dpkg-query >/dev/null || { echo "install-deps: only Debian/Ubuntu are automated; install the equivalents of: ${DEBIAN_PACKAGES[*]}" >&2; exit 1; }
+    install_debian ;;
+  Darwin) install_macos ;;
+  *) echo "install-deps: unsupported OS $(uname -s)" >&2; exit 1 ;;
+esac
