@@ -258,7 +258,11 @@ absl::StatusOr<double> NumberValue(absl::string_view text, DType dtype) {
 std::string FormatNumber(double value, DType dtype) {
   if (std::isnan(value)) return "nan";
   if (std::isinf(value)) return value < 0 ? "-inf" : "inf";
-  if (!IsFloat(dtype)) return absl::StrCat(static_cast<int64_t>(value));
+  // Integral values print as plain integers (exact, and clearer than "6.55e+04" for 65504).
+  if (!IsFloat(dtype) || (value == std::trunc(value) && std::fabs(value) < 1e15 &&
+                          !(value == 0 && std::signbit(value)))) {
+    return absl::StrCat(static_cast<int64_t>(value));
+  }
   for (int precision = 1; precision <= 17; ++precision) {
     std::string s = absl::StrFormat("%.*g", precision, value);
     auto back = NumberValue(s, dtype);
