@@ -7,6 +7,7 @@ const std::vector<Command>& CommandTable() {
       {"status", "show the daemon's health, backends and counters", RunStatus},
       {"version", "print anectl's and the daemon's versions", RunVersion},
       {"service", "install, start, stop or remove the launchd/systemd service", RunService},
+      {"mil", "check or format MIL programs offline (no daemon)", RunMil},
   };
   return *table;
 }

@@ -15,6 +15,8 @@ int RunStatus(CommandContext& ctx, const std::vector<std::string>& args);
 int RunVersion(CommandContext& ctx, const std::vector<std::string>& args);
 // service_commands.cc
 int RunService(CommandContext& ctx, const std::vector<std::string>& args);
+// mil_commands.cc
+int RunMil(CommandContext& ctx, const std::vector<std::string>& args);
 
 // All top-level commands, in the order `anectl --help` lists them.
 const std::vector<Command>& CommandTable();

@@ -1,0 +1,128 @@
+// anectl mil check, anectl mil fmt: offline MIL tools (no daemon).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "client/anectl/cli.h"
+#include "client/anectl/commands.h"
+#include "common/mil/check.h"
+#include "common/mil/parser.h"
+#include "common/mil/printer.h"
+
+namespace anerd::anectl {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Reads a file of at most `limit` bytes.
+absl::StatusOr<std::string> ReadBounded(const fs::path& path, uint64_t limit) {
+  std::error_code ec;
+  uint64_t size = fs::file_size(path, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat(path.string(), ": ", ec.message()));
+  if (size > limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), " is ", size, " bytes; the limit is ", limit));
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!in) return absl::InternalError(absl::StrCat("cannot read ", path.string()));
+  return ss.str();
+}
+
+// Every regular file directly in `dir`, keyed by file name (MIL's @model_path/weights/NAME).
+absl::StatusOr<mil::WeightFiles> LoadWeights(const fs::path& dir) {
+  mil::WeightFiles weights;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file()) continue;
+    auto bytes = ReadBounded(e.path(), uint64_t{16} << 30);
+    if (!bytes.ok()) return bytes.status();
+    absl::Status added = weights.Add(e.path().filename().string(), *std::move(bytes));
+    if (!added.ok()) return added;
+  }
+  if (ec) return absl::NotFoundError(absl::StrCat(dir.string(), ": ", ec.message()));
+  return weights;
+}
+
+void PrintDiagnostics(const std::string& file, const std::vector<mil::Diagnostic>& ds) {
+  for (const mil::Diagnostic& d : ds) std::cerr << file << ":" << d.ToString() << "\n";
+}
+
+int Check(CommandContext& ctx, const std::vector<std::string>& args) {
+  std::string file, weights_dir;
+  bool json = false;
+  ArgParser parser("anectl mil check FILE.mil [--weights DIR] [--json]",
+                   "Parse and verify a MIL program offline; print its entry signature, op count "
+                   "and weight bytes, or every error with line:column.");
+  parser.AddPositional("FILE.mil", &file, "the MIL program text");
+  parser.AddString("weights", &weights_dir,
+                   "directory holding the @model_path/weights/ files (default: FILE's "
+                   "sibling weights/ directory when it exists)");
+  parser.AddBool("json", &json, "print the report as JSON");
+  ArgParser::Result r = parser.Parse(args);
+  if (r == ArgParser::Result::kHelp) return kExitOk;
+  if (r == ArgParser::Result::kError) return kExitUsage;
+  json = json || ctx.json();
+
+  mil::ParseOptions options;
+  auto text = ReadBounded(file, options.max_text_bytes);
+  if (!text.ok()) return ctx.Fail(text.status());
+  fs::path dir =
+      weights_dir.empty() ? fs::path(file).parent_path() / "weights" : fs::path(weights_dir);
+  mil::WeightFiles weights;
+  if (!weights_dir.empty() || fs::is_directory(dir)) {
+    auto loaded = LoadWeights(dir);
+    if (!loaded.ok()) return ctx.Fail(loaded.status());
+    weights = *std::move(loaded);
+  }
+  mil::CheckReport report = mil::CheckMilText(*text, weights, options);
+  if (json) {
+    std::cout << mil::ReportToJson(report) << "\n";
+    return report.ok ? kExitOk : kExitError;
+  }
+  PrintDiagnostics(file, report.diagnostics);
+  if (!report.ok) return kExitError;
+  std::cout << file << ": " << ctx.Green("ok") << "\n"
+            << "  entry    " << report.entry_signature << "\n"
+            << "  ops      " << report.op_count << "\n"
+            << "  weights  " << FormatBytes(static_cast<double>(report.weight_bytes)) << " ("
+            << report.weight_bytes << " bytes)\n";
+  return kExitOk;
+}
+
+int Fmt(CommandContext& ctx, const std::vector<std::string>& args) {
+  std::string file;
+  ArgParser parser("anectl mil fmt FILE.mil",
+                   "Print a MIL program in canonical form (exact floats, canonical spacing).");
+  parser.AddPositional("FILE.mil", &file, "the MIL program text");
+  ArgParser::Result r = parser.Parse(args);
+  if (r == ArgParser::Result::kHelp) return kExitOk;
+  if (r == ArgParser::Result::kError) return kExitUsage;
+  mil::ParseOptions options;
+  auto text = ReadBounded(file, options.max_text_bytes);
+  if (!text.ok()) return ctx.Fail(text.status());
+  mil::Diagnostic error;
+  auto program = mil::ParseProgram(*text, options, &error);
+  if (!program.ok()) {
+    PrintDiagnostics(file, {error});
+    return kExitError;
+  }
+  std::cout << mil::PrintProgram(*program);
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunMil(CommandContext& ctx, const std::vector<std::string>& args) {
+  static const auto* subcommands = new std::vector<Command>{
+      {"check", "parse and verify a MIL program offline", Check},
+      {"fmt", "print a MIL program in canonical form", Fmt},
+  };
+  return RunSubcommand(ctx, "mil", *subcommands, args);
+}
+
+}  // namespace anerd::anectl
