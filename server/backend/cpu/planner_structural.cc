@@ -128,11 +128,7 @@ absl::Status Planner::PlanSplit(const mil::Operation& op) {
 
 absl::Status Planner::PlanConcat(const mil::Operation& op) {
   const mil::Argument* values = op.FindParam("values");
-  ANERD_ASSIGN_OR_RETURN(bool interleave, Int(op, "interleave", 0));
-  if (interleave)
-    return absl::UnimplementedError(
-        absl::StrCat("op 'concat' at line ", op.loc.line,
-                     " is not supported by the cpu backend: interleave=true"));
+  ANERD_ASSIGN_OR_RETURN(int64_t interleave, Int(op, "interleave", 0));
   ANERD_ASSIGN_OR_RETURN(int64_t axis, Int(op, "axis"));
   const mil::TensorType& type = op.outputs[0].type;
   if (axis < 0) axis += type.rank();
@@ -147,15 +143,18 @@ absl::Status Planner::PlanConcat(const mil::Operation& op) {
     }
   }
   View out = NewOutput(type);
-  const Rounding rounding = RoundingFor(type.dtype);
-  AddStep(op, parts, {out}, 0, [parts, out, axis, rounding](const StepContext& c) {
+  // Inputs already carry their own rounding; concat only moves values. Interleaved inputs (all
+  // the same shape) go to every n-th slice along the axis.
+  const bool inter = interleave != 0;
+  AddStep(op, parts, {out}, 0, [parts, out, axis, inter](const StepContext& c) {
+    std::vector<int64_t> strides = RowMajorStrides(out.shape);
+    const int64_t step = strides[axis];
+    if (inter) strides[axis] *= static_cast<int64_t>(parts.size());
     int64_t off = 0;
     for (const View& p : parts) {
-      CopyIntoAxis(Strided{c.Ptr(p), p.shape, p.strides}, c.MutablePtr(out), out.shape,
-                   static_cast<int>(axis), off);
-      off += p.shape[axis];
+      CopyToStrided(Strided{c.Ptr(p), p.shape, p.strides}, c.MutablePtr(out) + off * step, strides);
+      off += inter ? 1 : p.shape[axis];
     }
-    (void)rounding;  // inputs already carry their own rounding; concat only moves values
     return absl::OkStatus();
   });
   Value v;

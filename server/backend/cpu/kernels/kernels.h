@@ -24,6 +24,8 @@ struct Strided {
 // ---- data movement (movement.cc) -----------------------------------------------------------
 // Copies `src` into contiguous row-major `dst`.
 void CopyStrided(const Strided& src, float* dst);
+// Copies `src` into `dst` laid out with `dst_strides` (same shape as src).
+void CopyToStrided(const Strided& src, float* dst, const std::vector<int64_t>& dst_strides);
 // Writes `src` into the region of contiguous `dst` (shape dst_shape) starting at `axis_offset`
 // along `axis` (src has dst's shape except along axis).
 void CopyIntoAxis(const Strided& src, float* dst, const std::vector<int64_t>& dst_shape, int axis,

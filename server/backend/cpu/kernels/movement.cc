@@ -15,9 +15,9 @@ int64_t Strided::NumElements() const {
   return n;
 }
 
-namespace {
+namespace {}  // namespace
 
-void CopyToStrides(const Strided& src, float* dst, const std::vector<int64_t>& dst_strides) {
+void CopyToStrided(const Strided& src, float* dst, const std::vector<int64_t>& dst_strides) {
   RowLoop loop(src.shape, {src.strides, dst_strides});
   const int64_t n = loop.inner();
   const int64_t ss = loop.inner_stride(0), ds = loop.inner_stride(1);
@@ -32,16 +32,14 @@ void CopyToStrides(const Strided& src, float* dst, const std::vector<int64_t>& d
   });
 }
 
-}  // namespace
-
 void CopyStrided(const Strided& src, float* dst) {
-  CopyToStrides(src, dst, RowMajorStrides(src.shape));
+  CopyToStrided(src, dst, RowMajorStrides(src.shape));
 }
 
 void CopyIntoAxis(const Strided& src, float* dst, const std::vector<int64_t>& dst_shape, int axis,
                   int64_t axis_offset) {
   const std::vector<int64_t> strides = RowMajorStrides(dst_shape);
-  CopyToStrides(src, dst + axis_offset * strides[axis], strides);
+  CopyToStrided(src, dst + axis_offset * strides[axis], strides);
 }
 
 absl::Status Gather(const Strided& x, const Strided& indices, int axis, float* out) {

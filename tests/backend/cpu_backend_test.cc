@@ -1,0 +1,211 @@
+// CPU-backend specifics: input validation, unsupported programs, compile budget, registry, what
+// the planner produces (views, fusion, folded transposes) and concurrent Run calls.
+#include "server/backend/cpu/cpu_backend.h"
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/mil/parser.h"
+#include "common/mil/verifier.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/backend/cpu/program.h"
+#include "server/backend/registry.h"
+
+namespace anerd::backend {
+namespace {
+
+using ::testing::HasSubstr;
+
+mil::VerifiedProgram Verified(const std::string& inputs, const std::string& body,
+                              const std::string& outputs) {
+  const std::string text = absl::StrCat("program(1.3)\n{\n    func main<ios18>(", inputs, ") {\n",
+                                        body, "\n    } -> (", outputs, ");\n}\n");
+  auto parsed = mil::ParseProgram(text);
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  auto program = mil::VerifyProgram(*std::move(parsed));
+  EXPECT_TRUE(program.ok()) << program.status();
+  return *std::move(program);
+}
+
+mil::VerifiedProgram AddProgram() {
+  return Verified("tensor<fp16, [2, 3]> a, tensor<fp32, [3]> b",
+                  "        tensor<fp32, [2, 3]> a32 = cast(x = a, dtype = string(\"fp32\"));\n"
+                  "        tensor<fp32, [2, 3]> y = add(x = a32, y = b);",
+                  "y");
+}
+
+std::vector<NamedTensor> AddInputs() {
+  return {NamedTensor{"a", Tensor::FromFloats(mil::DType::kFp16, {2, 3}, {1, 2, 3, 4, 5, 6})},
+          NamedTensor{"b", Tensor::FromFloats(mil::DType::kFp32, {3}, {0.5, 0.25, -1})}};
+}
+
+TEST(CpuBackend, RunsAndReportsTiming) {
+  cpu::CpuBackend backend({});
+  auto compiled = backend.Compile(AddProgram(), {});
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  auto result = (*compiled)->Run(AddInputs());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->outputs.size(), 1u);
+  EXPECT_EQ(result->outputs[0].name, "y");
+  EXPECT_THAT(result->outputs[0].tensor.ToFloats(),
+              ::testing::ElementsAre(1.5f, 2.25f, 2.0f, 4.5f, 5.25f, 5.0f));
+  EXPECT_GT(result->timing.total_us, 0);
+  EXPECT_GE(result->timing.total_us, result->timing.compute_us);
+}
+
+TEST(CpuBackend, BadInputsNameTheInputAndType) {
+  cpu::CpuBackend backend({});
+  auto compiled = backend.Compile(AddProgram(), {});
+  ASSERT_TRUE(compiled.ok());
+  CompiledProgram& p = **compiled;
+  std::vector<NamedTensor> in = AddInputs();
+
+  auto missing = p.Run({in[0]});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(missing.status().message(), HasSubstr("'b'"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("tensor<fp32, [3]>"));
+
+  std::vector<NamedTensor> extra = in;
+  extra.push_back(NamedTensor{"c", in[1].tensor});
+  auto e = p.Run(extra);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(e.status().message(), HasSubstr("'c'"));
+
+  std::vector<NamedTensor> shaped = in;
+  shaped[1].tensor = Tensor::FromFloats(mil::DType::kFp32, {4}, {1, 2, 3, 4});
+  auto s = p.Run(shaped);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.status().message(), HasSubstr("'b' must be tensor<fp32, [3]>"));
+
+  std::vector<NamedTensor> typed = in;
+  typed[0].tensor = Tensor::FromFloats(mil::DType::kFp32, {2, 3}, {1, 2, 3, 4, 5, 6});
+  auto t = p.Run(typed);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(t.status().message(), HasSubstr("'a' must be tensor<fp16, [2, 3]>"));
+
+  std::vector<NamedTensor> twice = in;
+  twice.push_back(in[0]);
+  EXPECT_EQ(p.Run(twice).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(p.Run(in).ok());  // still usable after errors
+}
+
+TEST(CpuBackend, UnsupportedProgramIsUnimplementedWithOpAndLine) {
+  cpu::CpuBackend backend({});
+  auto program =
+      Verified("tensor<fp16, [2, 5]> a, tensor<int32, [2, 3]> i",
+               "        tensor<fp16, [2, 3]> y = gather(x = a, indices = i, axis = int32(1), "
+               "batch_dims = int32(1));",
+               "y");
+  auto compiled = backend.Compile(program, {});
+  EXPECT_EQ(compiled.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(compiled.status().message(), HasSubstr("'gather'"));
+  EXPECT_THAT(compiled.status().message(), HasSubstr("line 4"));
+  EXPECT_EQ(backend.compiles_used(), 0);  // failed compiles do not use budget
+}
+
+TEST(CpuBackend, CompileBudget) {
+  cpu::CpuBackend backend(cpu::CpuBackendOptions{2});
+  EXPECT_TRUE(backend.Compile(AddProgram(), {}).ok());
+  EXPECT_TRUE(backend.Compile(AddProgram(), {}).ok());
+  auto third = backend.Compile(AddProgram(), {});
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(backend.compiles_used(), 2);
+  EXPECT_EQ(backend.Describe().capabilities.compile_budget, 2);
+}
+
+TEST(CpuBackend, RegistryListsCpu) {
+  BackendRegistry registry(RegistryOptions{});
+  ASSERT_NE(registry.Find("cpu"), nullptr);
+  EXPECT_EQ(registry.Find("nope"), nullptr);
+  EXPECT_EQ(registry.names().front(), "cpu");
+  Backend* cpu = registry.Find("cpu");
+  EXPECT_TRUE(cpu->Supports("conv"));
+  EXPECT_TRUE(cpu->Supports("scaled_dot_product_attention"));
+  EXPECT_FALSE(cpu->Supports("lstm"));
+  EXPECT_FALSE(cpu->Describe().version.empty());
+}
+
+int StepsOf(const CompiledProgram& p) {
+  return dynamic_cast<const cpu::CpuProgram&>(p).num_steps();
+}
+
+TEST(CpuPlanner, DynamicMatmulIsOneGemmOnViews) {
+  auto program =
+      Verified("tensor<fp16, [1, 8, 1, 11]> x",
+               "        tensor<fp16, [1, 8, 1, 5]> act = slice_by_size(x = x, begin = "
+               "tensor<int32, [4]>([0, 0, 0, 0]), size = tensor<int32, [4]>([1, 8, 1, 5]));\n"
+               "        tensor<fp16, [1, 8, 1, 6]> wt = slice_by_size(x = x, begin = tensor<int32, "
+               "[4]>([0, 0, 0, 5]), size = tensor<int32, [4]>([1, 8, 1, 6]));\n"
+               "        tensor<fp16, [1, 1, 8, 5]> a2 = reshape(x = act, shape = tensor<int32, "
+               "[4]>([1, 1, 8, 5]));\n"
+               "        tensor<fp16, [1, 1, 5, 8]> a3 = transpose(x = a2, perm = tensor<int32, "
+               "[4]>([0, 1, 3, 2]));\n"
+               "        tensor<fp16, [1, 1, 8, 6]> W = reshape(x = wt, shape = tensor<int32, "
+               "[4]>([1, 1, 8, 6]));\n"
+               "        tensor<fp16, [1, 1, 5, 6]> yh = matmul(x = a3, y = W);\n"
+               "        tensor<fp16, [1, 1, 6, 5]> yt = transpose(x = yh, perm = tensor<int32, "
+               "[4]>([0, 1, 3, 2]));\n"
+               "        tensor<fp16, [1, 6, 1, 5]> y = reshape(x = yt, shape = tensor<int32, "
+               "[4]>([1, 6, 1, 5]));",
+               "y");
+  cpu::CpuBackend backend({});
+  auto planned = backend.Compile(program, {});
+  ASSERT_TRUE(planned.ok());
+  EXPECT_EQ(StepsOf(**planned), 1);  // slices, reshapes and transposes are views
+  CompileOptions ref;
+  ref.reference_mode = true;
+  auto unplanned = backend.Compile(program, ref);
+  ASSERT_TRUE(unplanned.ok());
+  EXPECT_EQ(StepsOf(**unplanned), 8);  // one per op
+}
+
+TEST(CpuPlanner, ElementwiseChainFusesAndBuffersAreReused) {
+  std::string body;
+  std::string prev = "x";
+  for (int i = 0; i < 6; ++i) {
+    absl::StrAppend(&body, "        tensor<fp16, [64, 64]> v", i, " = mul(x = ", prev,
+                    ", y = fp16(1.5));\n");
+    prev = absl::StrCat("v", i);
+  }
+  // A reduction breaks the chain; a second chain follows.
+  absl::StrAppend(&body, "        tensor<fp16, [64, 1]> r = reduce_max(x = ", prev,
+                  ", axes = tensor<int32, [1]>([1]), keep_dims = bool(true));\n");
+  absl::StrAppend(&body, "        tensor<fp16, [64, 1]> s = exp(x = r);\n");
+  absl::StrAppend(&body, "        tensor<fp16, [64, 1]> y = add(x = s, y = fp16(1));");
+  auto program = Verified("tensor<fp16, [64, 64]> x", body, "y");
+  cpu::CpuBackend backend({});
+  auto planned = backend.Compile(program, {});
+  ASSERT_TRUE(planned.ok());
+  EXPECT_EQ(StepsOf(**planned), 3);
+  CompileOptions ref;
+  ref.reference_mode = true;
+  auto unplanned = backend.Compile(program, ref);
+  ASSERT_TRUE(unplanned.ok());
+  EXPECT_EQ(StepsOf(**unplanned), 9);
+  // Liveness: reference mode reuses buffers, so the arena holds far fewer than 9 intermediates.
+  EXPECT_LE(dynamic_cast<const cpu::CpuProgram&>(**unplanned).arena_floats(), 3 * 64 * 64 + 3 * 64);
+}
+
+TEST(CpuBackend, ConcurrentRunsAreSerialisedAndCorrect) {
+  cpu::CpuBackend backend({});
+  auto compiled = backend.Compile(AddProgram(), {});
+  ASSERT_TRUE(compiled.ok());
+  CompiledProgram* p = compiled->get();
+  const std::string want = (*p->Run(AddInputs())).outputs[0].tensor.bytes();
+  std::vector<std::thread> threads;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        auto r = p->Run(AddInputs());
+        if (!r.ok() || r->outputs[0].tensor.bytes() != want) ++bad;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+}  // namespace
+}  // namespace anerd::backend
