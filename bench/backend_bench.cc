@@ -1,0 +1,173 @@
+// CPU backend benchmarks. Every figure is reported next to a plain cblas_sgemm of the same
+// M x N x K measured in the same process (ratio_to_sgemm = sgemm time / program time), so results
+// on a shared, noisy machine compare like with like. See bench/README.md.
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include "benchmark/benchmark.h"
+#include "common/mil/blob_writer.h"
+#include "common/mil/builder.h"
+#include "common/mil/verifier.h"
+#include "server/backend/registry.h"
+#include "server/training/kernels.h"
+
+#if defined(ANERD_BLAS_ACCELERATE)
+#include <Accelerate/Accelerate.h>
+#else
+#include <cblas.h>
+#endif
+
+namespace anerd {
+namespace {
+
+using backend::NamedTensor;
+using backend::Tensor;
+
+struct Gemm {
+  int64_t m, n, k, batch;
+};
+
+// Median seconds of one sgemm of each shape in `gemms` (summed), fp32 operands.
+double SgemmSeconds(const std::vector<Gemm>& gemms) {
+  double total = 0;
+  for (const Gemm& g : gemms) {
+    std::vector<float> a(g.m * g.k, 0.5f), b(g.k * g.n, 0.25f), c(g.m * g.n);
+    std::vector<double> times;
+    for (int rep = 0; rep < 7; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < g.batch; ++i) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.m, g.n, g.k, 1.0f, a.data(), g.k,
+                    b.data(), g.n, 0.0f, c.data(), g.n);
+      }
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::nth_element(times.begin(), times.begin() + 3, times.end());
+    total += times[3];
+  }
+  return total;
+}
+
+// The GEMMs a program performs (conv: OC x H*W x IC/groups per group; matmul: batched M x N x K).
+std::vector<Gemm> GemmsOf(const mil::Function& f) {
+  std::map<std::string, mil::TensorType> types;
+  for (const auto& in : f.inputs) types[in.name] = in.type;
+  std::vector<Gemm> out;
+  for (const mil::Operation& op : f.ops) {
+    for (const auto& o : op.outputs) types[o.name] = o.type;
+    const mil::TensorType& t = op.outputs[0].type;
+    if (op.op == "conv") {
+      const mil::TensorType& w = types[op.FindParam("weight")->ref];
+      out.push_back({w.shape[0], t.shape[2] * t.shape[3], w.shape[1], 1});
+    } else if (op.op == "matmul") {
+      const mil::TensorType& x = types[op.FindParam("x")->ref];
+      const mil::Argument* tx = op.FindParam("transpose_x");
+      bool tr = tx != nullptr && tx->kind == mil::Argument::Kind::kLiteral && tx->literal.values[0];
+      if (tx != nullptr && tx->kind == mil::Argument::Kind::kRef) tr = false;
+      const int r = t.rank();
+      const int64_t k = tr ? x.shape[x.rank() - 2] : x.shape[x.rank() - 1];
+      out.push_back(
+          {t.shape[r - 2], t.shape[r - 1], k, t.NumElements() / (t.shape[r - 2] * t.shape[r - 1])});
+    }
+  }
+  return out;
+}
+
+double Flops(const std::vector<Gemm>& gemms) {
+  double f = 0;
+  for (const Gemm& g : gemms) f += 2.0 * g.m * g.n * g.k * g.batch;
+  return f;
+}
+
+std::vector<NamedTensor> RandomInputs(const mil::Function& f) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+  std::vector<NamedTensor> in;
+  for (const auto& i : f.inputs) {
+    std::vector<float> v(i.type.NumElements());
+    for (float& x : v) x = u(rng);
+    in.push_back({i.name, Tensor::FromFloats(i.type.dtype, i.type.shape, v)});
+  }
+  return in;
+}
+
+void RunProgram(benchmark::State& state, const mil::VerifiedProgram& program) {
+  auto backends = backend::CreateBackends({});
+  auto compiled = backends[0]->Compile(program, {});
+  if (!compiled.ok()) {
+    state.SkipWithError(std::string(compiled.status().message()).c_str());
+    return;
+  }
+  const std::vector<NamedTensor> in = RandomInputs(program.main());
+  const std::vector<Gemm> gemms = GemmsOf(program.main());
+  const double sgemm = gemms.empty() ? 0 : SgemmSeconds(gemms);
+  for (auto _ : state) {
+    auto r = (*compiled)->Run(in);
+    benchmark::DoNotOptimize(r);
+  }
+  const double flops = Flops(gemms);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["sgemm_GFLOP/s"] = sgemm > 0 ? flops * 1e-9 / sgemm : 0;
+  state.counters["sgemm_us"] = sgemm * 1e6;
+  state.counters["ratio_to_sgemm"] = benchmark::Counter(
+      sgemm, benchmark::Counter::kIsIterationInvariantRate);  // sgemm time / program time
+}
+
+mil::VerifiedProgram ConvProgram(int64_t ch, int64_t sp) {
+  mil::Builder b;
+  mil::Value x = b.Input("x", {mil::DType::kFp16, {1, ch, 1, sp}});
+  mil::Value w =
+      b.ConstBlob("W", {mil::DType::kFp16, {ch, ch, 1, 1}}, "@model_path/weights/w.bin", 64);
+  b.Output(b.Conv("y", x, w));
+  std::vector<float> weights(ch * ch);
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-0.05f, 0.05f);
+  for (float& v : weights) v = u(rng);
+  mil::WeightFiles files;
+  (void)files.Add("weights/w.bin", mil::BuildFp16Blob(weights));
+  return *mil::VerifyProgram(*b.Finish(), std::move(files));
+}
+
+// Seed probe shapes (spec 7: inmem_bench / sram_probe): 1x1 conv, sp 64.
+void BM_Conv1x1(benchmark::State& state) {
+  RunProgram(state, ConvProgram(state.range(0), state.range(1)));
+}
+BENCHMARK(BM_Conv1x1)
+    ->Args({256, 64})
+    ->Args({512, 64})
+    ->Args({1024, 64})
+    ->Args({2048, 64})
+    ->Args({3072, 64})
+    ->Args({4096, 64})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// Per-eval overhead of a tiny program: 64x64 conv over 64 positions.
+void BM_TinyConv64(benchmark::State& state) { RunProgram(state, ConvProgram(64, 64)); }
+BENCHMARK(BM_TinyConv64)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// The dynamic-weight training kernels at Stories110M shapes (spec 4.3).
+void BM_DynamicKernel(benchmark::State& state) {
+  training::ModelShape s{768, 2048, 12, 12, 64, 256, 12, 32000};
+  auto kernels = training::AllKernels(s);
+  auto consts = training::KernelConstants(s);
+  if (!kernels.ok() || !consts.ok()) {
+    state.SkipWithError("kernel generation failed");
+    return;
+  }
+  training::Kernel& k = (*kernels)[state.range(0)];
+  state.SetLabel(k.layout.kernel);
+  auto program = mil::VerifyProgram(k.program, *consts);
+  if (!program.ok()) {
+    state.SkipWithError(std::string(program.status().message()).c_str());
+    return;
+  }
+  RunProgram(state, *program);
+}
+BENCHMARK(BM_DynamicKernel)->DenseRange(0, 9)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace anerd
+
+BENCHMARK_MAIN();
