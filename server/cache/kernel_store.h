@@ -1,0 +1,132 @@
+// KernelStore: the persistent kernel registry under the daemon's state dir.
+//
+// Layout: blobs (MIL text, weight files) are content-addressed files
+// <state_dir>/blobs/<first two hex digits>/<sha256 hex>, each written to a temporary file, fsynced,
+// renamed and its directory fsynced (common/atomic_file.h), so a crash leaves either no blob or a
+// whole one; leftover temporaries are removed by Open. Kernel records live in SQLite
+// <state_dir>/anerd.db (WAL mode, synchronous=FULL, 5 s busy timeout) in tables `kernels` and
+// `kernel_weights`; the shared table `schema_version(component TEXT PRIMARY KEY, version INTEGER)`
+// holds this store's row ('kernels', kKernelSchemaVersion) — other stores in anerd.db add their
+// own component rows.
+//
+// Blob lifetime: a blob stays while any record references it (as its MIL or one of its weights).
+// Put and Delete remove the blobs a replaced or deleted record no longer shares with any other
+// record. A blob written by PutBlob is pinned in memory against that collection until a Put
+// referencing it lands (pins do not survive restarts; CollectGarbage at start-up sweeps orphans).
+//
+// Thread-safety: every method may be called concurrently from any thread; database access is
+// serialised by an internal mutex and blob bytes are written and hashed outside it.
+// Ownership: the store owns its SQLite connection; returned records and bytes are copies.
+#ifndef ANERD_SERVER_CACHE_KERNEL_STORE_H_
+#define ANERD_SERVER_CACHE_KERNEL_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace anerd::cache {
+
+class SqliteDb;
+class Statement;
+
+inline constexpr int kKernelSchemaVersion = 1;
+
+struct KernelRecord {
+  std::string id;       // content hash (hex) = the kernel id
+  std::string name;     // user label, may be empty
+  std::string backend;  // backend name, e.g. "cpu"
+  std::string options;  // canonical compile-options string, e.g. "numerics=ane"
+  std::string mil_sha;  // blob hash of the MIL text
+  // Canonical weight path -> blob hash. Put stores them sorted by path; Get/List return them so.
+  std::vector<std::pair<std::string, std::string>> weights;
+  uint64_t mil_bytes = 0, weight_bytes = 0;
+  std::string signature;  // human signature "(x: tensor<fp16, [1, 64, 1, 16]>) -> (y: ...)"
+  int64_t created_ms = 0, last_used_ms = 0;  // unix ms
+  double compile_ms = 0;                     // last compile time, milliseconds
+  uint64_t hits = 0;                         // cache hits + evaluations count (engine decides)
+};
+
+class KernelStore {
+ public:
+  // Creates <state_dir> (0700) and blobs/ if needed, removes leftover temporary blob files, opens
+  // or creates anerd.db and migrates its schema. FAILED_PRECONDITION when the database was written
+  // by a newer schema version; PERMISSION_DENIED / DATA_LOSS etc. from the filesystem or SQLite.
+  static absl::StatusOr<std::unique_ptr<KernelStore>> Open(const std::string& state_dir);
+  ~KernelStore();
+  KernelStore(const KernelStore&) = delete;
+  KernelStore& operator=(const KernelStore&) = delete;
+
+  // Stores `bytes` as a blob and returns its SHA-256 hex. Idempotent; an existing blob whose
+  // content no longer matches its name is rewritten. Pins the blob (see file comment).
+  absl::StatusOr<std::string> PutBlob(absl::string_view bytes);
+  // The blob's bytes, verified against its hash. INVALID_ARGUMENT for a malformed sha, NOT_FOUND
+  // if missing, DATA_LOSS if its content no longer matches its hash (message names the path).
+  absl::StatusOr<std::string> GetBlob(const std::string& sha) const;
+  // Whether the blob file exists (not verified).
+  bool HasBlob(const std::string& sha) const;
+  // Where blob `sha` lives: <state_dir>/blobs/<aa>/<sha>.
+  std::string BlobPath(const std::string& sha) const;
+
+  // Inserts or replaces the record with `record.id`. INVALID_ARGUMENT for an empty id, a malformed
+  // blob hash or a duplicated/empty weight path; FAILED_PRECONDITION naming a referenced blob that
+  // is not in the store. Blobs only the replaced record used are removed.
+  absl::Status Put(const KernelRecord& record);
+  // NOT_FOUND naming the id.
+  absl::StatusOr<KernelRecord> Get(const std::string& id) const;
+  // Every record, newest (created_ms) first; ties by id. Database errors are logged and yield the
+  // records read so far.
+  std::vector<KernelRecord> List() const;
+  // Removes the record (NOT_FOUND naming the id if absent) and the blobs no other record uses.
+  absl::Status Delete(const std::string& id);
+  // Adds `hits_delta` to hits, raises last_used_ms to `now_ms` (never lowers it) and, when
+  // compile_ms >= 0, sets compile_ms. NOT_FOUND naming the id if absent.
+  absl::Status RecordUse(const std::string& id, uint64_t hits_delta, int64_t now_ms,
+                         double compile_ms /* <0 = keep */);
+  // Number of records (0 on a database error, which is logged).
+  int64_t Count() const;
+  // Removes blob files no record references and no PutBlob pinned (e.g. written for a compile that
+  // then failed). Returns the number removed. Meant for start-up; safe at any time.
+  absl::StatusOr<int64_t> CollectGarbage();
+
+ private:
+  struct Statements;
+  KernelStore(std::string state_dir, std::unique_ptr<SqliteDb> db);
+
+  absl::Status Migrate();
+  absl::Status WriteBlobIfNeeded(const std::string& sha, absl::string_view bytes);
+  void UnpinLocked(const std::string& sha) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Prepare();
+  absl::StatusOr<KernelRecord> GetLocked(const std::string& id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ReadWeightsLocked(KernelRecord* record) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status WriteRecordLocked(const KernelRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DeleteRowsLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<bool> BlobReferencedLocked(const std::string& sha) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Unlinks those of `shas` that no record references and nothing pins; returns how many.
+  int64_t RemoveUnreferencedBlobsLocked(const std::vector<std::string>& shas)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back on error.
+  template <typename Body>
+  absl::Status InTransactionLocked(Body body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string state_dir_;
+  const std::string blobs_dir_;
+  mutable absl::Mutex mu_;
+  std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Statements> statements_ ABSL_GUARDED_BY(mu_);  // destroyed before db_
+  absl::flat_hash_map<std::string, int64_t> pins_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace anerd::cache
+
+#endif  // ANERD_SERVER_CACHE_KERNEL_STORE_H_
