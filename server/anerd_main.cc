@@ -16,6 +16,14 @@ ABSL_FLAG(std::string, state_dir, "", "State directory (default: the platform's 
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto or cpu");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long in-flight RPCs may run after SIGTERM");
+ABSL_FLAG(std::string, listen, "", "Also serve TCP on HOST:PORT (loopback only, needs --insecure_loopback)");
+ABSL_FLAG(bool, insecure_loopback, false, "Allow plain-text TCP on a loopback --listen address");
+ABSL_FLAG(uint64_t, max_mil_bytes, 16 << 20, "Largest MIL text a client may submit (bytes)");
+ABSL_FLAG(uint64_t, max_weight_bytes, uint64_t{2} << 30, "Largest total weight bytes per kernel");
+ABSL_FLAG(uint64_t, max_tensor_bytes, 256 << 20, "Largest total input bytes per evaluation");
+ABSL_FLAG(int64_t, max_kernels, 10000, "Most kernels the daemon stores");
+ABSL_FLAG(uint64_t, cache_bytes, uint64_t{2} << 30, "Memory for compiled programs (bytes, estimated)");
+ABSL_FLAG(int64_t, compile_budget, 0, "Compiles each backend allows (0 = unlimited)");
 ABSL_FLAG(bool, testonly_world_accessible_socket, false,
           "Tests only: make the socket reachable by other users so the peer-uid check is exercised");
 
@@ -34,6 +42,14 @@ int main(int argc, char** argv) {
   options.backend = absl::GetFlag(FLAGS_backend);
   options.shutdown_grace = absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));
   options.world_accessible_socket_for_test = absl::GetFlag(FLAGS_testonly_world_accessible_socket);
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.insecure_loopback = absl::GetFlag(FLAGS_insecure_loopback);
+  options.kernel_limits.max_mil_bytes = absl::GetFlag(FLAGS_max_mil_bytes);
+  options.kernel_limits.max_weight_bytes = absl::GetFlag(FLAGS_max_weight_bytes);
+  options.kernel_limits.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);
+  options.kernel_limits.max_kernels = absl::GetFlag(FLAGS_max_kernels);
+  options.cache_bytes = absl::GetFlag(FLAGS_cache_bytes);
+  options.compile_budget = absl::GetFlag(FLAGS_compile_budget);
   const absl::Status status = anerd::daemon::RunDaemon(options);
   if (!status.ok()) {
     std::fprintf(stderr, "anerd: %s\n", std::string(status.message()).c_str());

@@ -6,6 +6,7 @@ const std::vector<Command>& CommandTable() {
   static const auto* table = new std::vector<Command>{
       {"status", "show the daemon's health, backends and counters", RunStatus},
       {"version", "print anectl's and the daemon's versions", RunVersion},
+      {"kernel", "compile, run, list and delete MIL kernels", RunKernel},
       {"service", "install, start, stop or remove the launchd/systemd service", RunService},
       {"mil", "check or format MIL programs offline (no daemon)", RunMil},
   };

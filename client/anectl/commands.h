@@ -13,6 +13,8 @@ namespace anerd::anectl {
 // status_commands.cc
 int RunStatus(CommandContext& ctx, const std::vector<std::string>& args);
 int RunVersion(CommandContext& ctx, const std::vector<std::string>& args);
+// kernel_commands.cc
+int RunKernel(CommandContext& ctx, const std::vector<std::string>& args);
 // service_commands.cc
 int RunService(CommandContext& ctx, const std::vector<std::string>& args);
 // mil_commands.cc

@@ -32,7 +32,14 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
           {"os", info.os()},                   {"pid", info.pid()},
           {"uptime_seconds", info.uptime_seconds()}, {"state_dir", info.state_dir()},
           {"socket", info.socket()},           {"default_backend", info.default_backend()},
-          {"backends", backends}};
+          {"backends", backends},
+          {"cache", {{"kernels_stored", info.cache().kernels_stored()},
+                     {"entries", info.cache().entries()},
+                     {"bytes", info.cache().bytes()},
+                     {"capacity_bytes", info.cache().capacity_bytes()},
+                     {"hits", info.cache().hits()},
+                     {"misses", info.cache().misses()},
+                     {"evictions", info.cache().evictions()}}}};
 }
 
 void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::string& health,
@@ -56,6 +63,11 @@ void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::str
                                  b.version(), budget, b.device());
   }
   if (info.backends_size() == 0) std::cout << "  (no backends)\n";
+  const v1::CacheStats& c = info.cache();
+  std::cout << absl::StrFormat(
+      "\n  %-10s %d stored, %d compiled in memory (%s of %s), %d hits, %d misses, %d evictions\n",
+      "kernels", c.kernels_stored(), c.entries(), FormatBytes(c.bytes()),
+      FormatBytes(c.capacity_bytes()), c.hits(), c.misses(), c.evictions());
 }
 
 }  // namespace

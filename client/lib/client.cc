@@ -52,6 +52,76 @@ absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> AnerdClient
   return response.status();
 }
 
+absl::StatusOr<v1::CompileKernelResponse> AnerdClient::CompileKernel(
+    v1::CompileKernelHeader header, const std::vector<WeightFile>& weights, size_t chunk_bytes) {
+  for (const WeightFile& w : weights) {
+    v1::WeightFileHeader* f = header.add_weight_files();
+    f->set_path(w.path);
+    f->set_size(w.bytes.size());
+  }
+  // Uploads may be large: allow a minute per 100 MB on top of the usual timeout.
+  uint64_t total = 0;
+  for (const WeightFile& w : weights) total += w.bytes.size();
+  auto context = NewContext(options_.timeout + absl::Seconds(60.0 * total / 1e8));
+  v1::CompileKernelResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::CompileKernelRequest>> writer =
+      stub_->CompileKernel(context.get(), &response);
+  v1::CompileKernelRequest message;
+  *message.mutable_header() = std::move(header);
+  bool ok = writer->Write(message);
+  for (size_t i = 0; ok && i < weights.size(); ++i) {
+    const std::string& bytes = weights[i].bytes;
+    for (size_t offset = 0; ok && offset < bytes.size(); offset += chunk_bytes) {
+      v1::CompileKernelRequest chunk;
+      chunk.mutable_chunk()->set_path(weights[i].path);
+      chunk.mutable_chunk()->set_offset(offset);
+      chunk.mutable_chunk()->set_data(bytes.substr(offset, chunk_bytes));
+      ok = writer->Write(chunk);
+    }
+  }
+  writer->WritesDone();
+  absl::Status status = FromGrpcStatus(writer->Finish());
+  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  return response;
+}
+
+absl::StatusOr<v1::EvalKernelResponse> AnerdClient::EvalKernel(
+    const v1::EvalKernelRequest& request) {
+  v1::EvalKernelResponse response;
+  auto context = NewContext();
+  absl::Status status = FromGrpcStatus(stub_->EvalKernel(context.get(), request, &response));
+  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  return response;
+}
+
+absl::StatusOr<v1::ListKernelsResponse> AnerdClient::ListKernels() {
+  v1::ListKernelsResponse response;
+  auto context = NewContext();
+  absl::Status status = FromGrpcStatus(stub_->ListKernels(context.get(), {}, &response));
+  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  return response;
+}
+
+absl::StatusOr<v1::KernelInfo> AnerdClient::GetKernel(const std::string& id) {
+  v1::GetKernelRequest request;
+  request.set_kernel_id(id);
+  v1::KernelInfo response;
+  auto context = NewContext();
+  absl::Status status = FromGrpcStatus(stub_->GetKernel(context.get(), request, &response));
+  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  return response;
+}
+
+absl::Status AnerdClient::DeleteKernel(const std::string& id) {
+  v1::DeleteKernelRequest request;
+  request.set_kernel_id(id);
+  v1::DeleteKernelResponse response;
+  auto context = NewContext();
+  absl::Status status = FromGrpcStatus(stub_->DeleteKernel(context.get(), request, &response));
+  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  return absl::OkStatus();
+}
+
 absl::Status DescribeCallError(const absl::Status& status, const Endpoint& endpoint) {
   if (status.code() != absl::StatusCode::kUnavailable &&
       status.code() != absl::StatusCode::kDeadlineExceeded) {

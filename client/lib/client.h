@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -32,6 +33,20 @@ class AnerdClient {
   absl::StatusOr<v1::GetInfoResponse> GetInfo();
   // grpc.health.v1 status of the whole server ("" service).
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Health();
+
+  // A weight file to upload with a kernel: the path as the MIL refers to it and its bytes.
+  struct WeightFile {
+    std::string path;
+    std::string bytes;
+  };
+  // Streams the header and then the weight files in chunks of `chunk_bytes`.
+  absl::StatusOr<v1::CompileKernelResponse> CompileKernel(v1::CompileKernelHeader header,
+                                                          const std::vector<WeightFile>& weights,
+                                                          size_t chunk_bytes = 1 << 20);
+  absl::StatusOr<v1::EvalKernelResponse> EvalKernel(const v1::EvalKernelRequest& request);
+  absl::StatusOr<v1::ListKernelsResponse> ListKernels();
+  absl::StatusOr<v1::KernelInfo> GetKernel(const std::string& id);
+  absl::Status DeleteKernel(const std::string& id);
 
   // A context whose deadline is now + `timeout` (the client's default when zero/infinite is
   // not asked for). Pass absl::InfiniteDuration() for open-ended streams.

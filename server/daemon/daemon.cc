@@ -3,9 +3,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/paths.h"
@@ -24,9 +27,8 @@
 namespace anerd::daemon {
 namespace {
 
-// Largest message the daemon accepts; bigger payloads (weights) are streamed in chunks.
-constexpr int kMaxReceiveBytes = 64 << 20;
-constexpr int kMaxSendBytes = 256 << 20;
+// Headroom over the largest payload field for the rest of a message.
+constexpr int64_t kMessageSlackBytes = 1 << 20;
 
 struct ResolvedPaths {
   std::string state_dir;
@@ -56,13 +58,29 @@ sigset_t BlockTerminationSignals() {
   return set;
 }
 
-std::unique_ptr<grpc::Server> BuildServer(service::AnerdService* service) {
+// Message limits are set deliberately: a request may carry at most one MIL text or one
+// evaluation's tensors (weights arrive in chunks); responses carry evaluation outputs.
+int MessageLimit(const DaemonOptions& options) {
+  const int64_t largest = std::max<int64_t>(options.kernel_limits.max_tensor_bytes,
+                                            options.kernel_limits.max_mil_bytes);
+  return static_cast<int>(std::min<int64_t>(largest + kMessageSlackBytes, INT32_MAX));
+}
+
+std::unique_ptr<grpc::Server> BuildServer(const DaemonOptions& options,
+                                          service::AnerdService* service) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.SetMaxReceiveMessageSize(kMaxReceiveBytes);
-  builder.SetMaxSendMessageSize(kMaxSendBytes);
+  builder.SetMaxReceiveMessageSize(MessageLimit(options));
+  builder.SetMaxSendMessageSize(INT32_MAX);
   builder.RegisterService(service);
+  if (!options.listen.empty()) {
+    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials());
+  }
   return builder.BuildAndStart();
+}
+
+bool IsLoopbackHost(absl::string_view host) {
+  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
 }
 
 void SetServing(grpc::Server* server, bool serving) {
@@ -72,7 +90,27 @@ void SetServing(grpc::Server* server, bool serving) {
 
 }  // namespace
 
+absl::Status CheckListenAddress(const std::string& listen, bool insecure_loopback) {
+  if (listen.empty()) return absl::OkStatus();
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError("--listen wants HOST:PORT, got '" + listen + "'");
+  }
+  if (!IsLoopbackHost(absl::string_view(listen).substr(0, colon))) {
+    return absl::InvalidArgumentError(
+        "--listen " + listen +
+        " is not a loopback address: listening beyond this machine needs TLS and bearer tokens, "
+        "which this build does not offer yet; use 127.0.0.1:PORT with --insecure_loopback");
+  }
+  if (!insecure_loopback) {
+    return absl::InvalidArgumentError("--listen " + listen +
+                                      " serves plain TCP; pass --insecure_loopback to allow it");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunDaemon(const DaemonOptions& options) {
+  ANERD_RETURN_IF_ERROR(CheckListenAddress(options.listen, options.insecure_loopback));
   const sigset_t signals = BlockTerminationSignals();
   ANERD_ASSIGN_OR_RETURN(ResolvedPaths paths, ResolvePaths(options));
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<InstanceLock> lock,
@@ -81,12 +119,22 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   ANERD_RETURN_IF_ERROR(InitLogging(logging));
   spdlog::info("anerd {} starting (pid {}), state dir {}", kVersion, getpid(), paths.state_dir);
 
-  engine::EngineOptions engine_options{paths.state_dir, paths.socket_path, options.backend};
+  engine::EngineOptions engine_options;
+  engine_options.state_dir = paths.state_dir;
+  engine_options.socket_path = paths.socket_path;
+  engine_options.backend = options.backend;
+  engine_options.kernel_limits = options.kernel_limits;
+  engine_options.cache_bytes = options.cache_bytes;
+  engine_options.compile_budget = options.compile_budget;
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
                          engine::Engine::Create(engine_options));
   service::AnerdService service(engine.get());
-  std::unique_ptr<grpc::Server> server = BuildServer(&service);
-  if (server == nullptr) return absl::InternalError("gRPC server failed to start");
+  std::unique_ptr<grpc::Server> server = BuildServer(options, &service);
+  if (server == nullptr) {
+    return absl::UnavailableError(absl::StrCat("gRPC server failed to start",
+                                               options.listen.empty() ? "" : " (is --listen ",
+                                               options.listen, options.listen.empty() ? "" : " in use?)"));
+  }
 
   UnixListenerOptions listen_options{paths.socket_path, getuid(),
                                      options.world_accessible_socket_for_test};
@@ -98,7 +146,8 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   grpc::Server* raw_server = server.get();
   (*listener)->Start([raw_server](int fd) { grpc::AddInsecureChannelFromFd(raw_server, fd); });
   SetServing(raw_server, true);
-  spdlog::info("serving on unix:{}", paths.socket_path);
+  spdlog::info("serving on unix:{}{}", paths.socket_path,
+               options.listen.empty() ? "" : " and tcp " + options.listen);
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "server/engine/engine.h"
 
 namespace anerd::daemon {
 
@@ -20,7 +21,18 @@ struct DaemonOptions {
   std::string backend = "auto";
   absl::Duration shutdown_grace = absl::Seconds(5);
   bool world_accessible_socket_for_test = false;
+  // Optional TCP listener "HOST:PORT". Plain TCP is allowed only on loopback and only with
+  // insecure_loopback set; anything else is refused at start.
+  std::string listen;
+  bool insecure_loopback = false;
+  engine::KernelLimits kernel_limits;
+  uint64_t cache_bytes = uint64_t{2} << 30;
+  int64_t compile_budget = 0;
 };
+
+// OK when `listen` may be served (empty, or loopback with insecure_loopback); otherwise
+// INVALID_ARGUMENT naming the missing flag.
+absl::Status CheckListenAddress(const std::string& listen, bool insecure_loopback);
 
 // Runs until a termination signal; returns OK after a clean shutdown, or the start-up error.
 // Must be called from the main thread before any other thread is created (it blocks the

@@ -6,7 +6,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "common/version.h"
+#include "server/backend/registry.h"
+#include "spdlog/spdlog.h"
 
 namespace anerd::engine {
 namespace {
@@ -19,8 +23,10 @@ std::string OsDescription() {
 
 }  // namespace
 
+// Backends and their executors. Executors are destroyed (joined) before the backends.
 struct Engine::Backends {
-  std::vector<BackendSummary> summaries;
+  std::unique_ptr<backend::BackendRegistry> registry;
+  std::map<std::string, std::unique_ptr<DeviceExecutor>> executors;
   std::string default_name;
 };
 
@@ -31,7 +37,39 @@ Engine::~Engine() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   std::unique_ptr<Engine> engine(new Engine(options));
+  ANERD_RETURN_IF_ERROR(engine->Init());
   return engine;
+}
+
+absl::Status Engine::Init() {
+  backend::RegistryOptions registry_options;
+  registry_options.compile_budget = options_.compile_budget;
+  backends_->registry = std::make_unique<backend::BackendRegistry>(registry_options);
+  const std::vector<std::string> names = backends_->registry->names();
+  if (names.empty()) return absl::InternalError("no backend is available");
+  if (options_.backend == "auto") {
+    backends_->default_name = names.front();
+  } else if (backends_->registry->Find(options_.backend) != nullptr) {
+    backends_->default_name = options_.backend;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options_.backend,
+                                                   "' (available: auto, ",
+                                                   absl::StrJoin(names, ", "), ")"));
+  }
+  std::map<std::string, DeviceExecutor*> executors;
+  for (const std::string& name : names) {
+    auto executor = std::make_unique<DeviceExecutor>(name);
+    executors[name] = executor.get();
+    backends_->executors[name] = std::move(executor);
+  }
+  ANERD_ASSIGN_OR_RETURN(store_, cache::KernelStore::Open(options_.state_dir));
+  cache_ = std::make_unique<cache::CompileCache>(options_.cache_bytes);
+  kernels_ = std::make_unique<KernelManager>(backends_->registry.get(), std::move(executors),
+                                             store_.get(), cache_.get(), backends_->default_name,
+                                             options_.kernel_limits);
+  spdlog::info("backends: {} (default {}); {} kernels stored", absl::StrJoin(names, ", "),
+               backends_->default_name, store_->Count());
+  return absl::OkStatus();
 }
 
 DaemonInfo Engine::Info() const {
@@ -43,11 +81,28 @@ DaemonInfo Engine::Info() const {
   info.pid = getpid();
   info.state_dir = options_.state_dir;
   info.socket_path = options_.socket_path;
-  info.backends = backends_->summaries;
   info.default_backend = backends_->default_name;
+  if (backends_->registry != nullptr) {
+    for (const auto& b : backends_->registry->backends()) {
+      const backend::BackendDescription d = b->Describe();
+      info.backends.push_back({d.name, d.version, d.device, d.name == backends_->default_name,
+                               static_cast<uint64_t>(d.capabilities.compile_budget),
+                               static_cast<uint64_t>(b->compiles_used())});
+    }
+  }
+  if (cache_ != nullptr) {
+    const cache::CacheStats s = cache_->Stats();
+    info.cache = {s.entries, s.bytes, s.capacity_bytes, s.hits, s.misses, s.evictions,
+                  store_->Count()};
+  }
   return info;
 }
 
-void Engine::Shutdown() {}
+void Engine::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  for (auto& [name, executor] : backends_->executors) executor->Shutdown();
+  if (kernels_ != nullptr) kernels_->FlushUsage();
+}
 
 }  // namespace anerd::engine

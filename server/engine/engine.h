@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/engine/kernel_manager.h"
 
 namespace anerd::engine {
 
@@ -21,6 +22,14 @@ struct EngineOptions {
   std::string state_dir;       // absolute; created by the daemon before the engine starts
   std::string socket_path;     // for reporting only
   std::string backend = "auto";  // auto | cpu | ...; see the backend registry
+  KernelLimits kernel_limits;
+  uint64_t cache_bytes = uint64_t{2} << 30;  // --cache_bytes: compiled programs kept in memory
+  int64_t compile_budget = 0;                // --compile_budget per backend; 0 = unlimited
+};
+
+struct CacheSummary {
+  uint64_t entries = 0, bytes = 0, capacity_bytes = 0, hits = 0, misses = 0, evictions = 0;
+  int64_t kernels_stored = 0;
 };
 
 struct BackendSummary {
@@ -42,11 +51,13 @@ struct DaemonInfo {
   std::string socket_path;
   std::vector<BackendSummary> backends;
   std::string default_backend;
+  CacheSummary cache;
 };
 
 class Engine {
  public:
-  // Creates the engine: selects and opens backends. INVALID_ARGUMENT for an unknown backend name.
+  // Creates the engine: opens the backends, the kernel store under the state dir and the compile
+  // cache. INVALID_ARGUMENT for an unknown backend name; the store's error if it cannot open.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
   ~Engine();
 
@@ -54,6 +65,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   DaemonInfo Info() const;
+  KernelManager& kernels() { return *kernels_; }
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
   // the daemon's ordered shutdown after the gRPC server has stopped.
@@ -63,9 +75,15 @@ class Engine {
   explicit Engine(EngineOptions options);
   struct Backends;
 
+  absl::Status Init();
+
   EngineOptions options_;
   absl::Time started_;
   std::unique_ptr<Backends> backends_;
+  std::unique_ptr<cache::KernelStore> store_;
+  std::unique_ptr<cache::CompileCache> cache_;
+  std::unique_ptr<KernelManager> kernels_;
+  bool shut_down_ = false;
 };
 
 }  // namespace anerd::engine

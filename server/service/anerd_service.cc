@@ -1,18 +1,246 @@
 #include "server/service/anerd_service.h"
 
+#include <map>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/mil/weights.h"
+#include "common/rpc/grpc_status.h"
 #include "server/service/convert.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::service {
+namespace {
+
+engine::RequestControl ControlFor(grpc::CallbackServerContext* context) {
+  engine::RequestControl control;
+  const auto deadline = context->deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) {
+    control.deadline = absl::FromChrono(deadline);
+  }
+  return control;
+}
+
+// A unary reactor that finishes when the engine calls back, and marks the request cancelled
+// (so a queued task is skipped) if the client goes away first. Deletes itself when done.
+class QueuedUnaryReactor : public grpc::ServerUnaryReactor {
+ public:
+  explicit QueuedUnaryReactor(grpc::CallbackServerContext* context)
+      : control_(ControlFor(context)) {}
+  const engine::RequestControl& control() const { return control_; }
+  void FinishWith(const absl::Status& status, const char* method) {
+    if (!status.ok()) spdlog::debug("rpc {} failed: {}", method, status.ToString());
+    Finish(ToGrpcStatus(status));
+  }
+  void OnCancel() override { control_.cancelled->store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  engine::RequestControl control_;
+};
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                    const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// Receives a CompileKernel stream: the header, then weight chunks in order, then compiles.
+class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> {
+ public:
+  CompileReactor(grpc::CallbackServerContext* context, v1::CompileKernelResponse* response,
+                 engine::Engine* engine)
+      : control_(ControlFor(context)), response_(response), engine_(engine) {
+    StartRead(&message_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (finished_) return;
+    if (!ok) return EndOfStream();
+    absl::Status status = message_.has_header() ? OnHeader(message_.header())
+                          : message_.has_chunk() ? OnChunk(message_.chunk())
+                                                 : absl::InvalidArgumentError(
+                                                       "CompileKernel message has neither "
+                                                       "header nor chunk");
+    if (!status.ok()) return Fail(status);
+    StartRead(&message_);
+  }
+  void OnCancel() override { control_.cancelled->store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  struct Pending {
+    uint64_t declared = 0;
+    std::string bytes;
+  };
+
+  absl::Status OnHeader(const v1::CompileKernelHeader& header) {
+    if (have_header_) return absl::InvalidArgumentError("CompileKernel: a second header arrived");
+    have_header_ = true;
+    const engine::KernelLimits& limits = engine_->kernels().limits();
+    if (header.weight_files_size() > static_cast<int>(limits.max_weight_files)) {
+      return absl::InvalidArgumentError(absl::StrCat("header declares ", header.weight_files_size(),
+                                                     " weight files; the limit is ",
+                                                     limits.max_weight_files));
+    }
+    uint64_t total = 0;
+    for (const v1::WeightFileHeader& f : header.weight_files()) {
+      absl::StatusOr<std::string> path = mil::CanonicalWeightPath(f.path());
+      if (!path.ok()) return path.status();
+      if (f.size() > limits.max_weight_bytes || total + f.size() > limits.max_weight_bytes) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "weight files total more than ", limits.max_weight_bytes,
+            " bytes (raise the limit with anerd --max_weight_bytes)"));
+      }
+      total += f.size();
+      if (!files_.emplace(*path, Pending{f.size(), {}}).second) {
+        return absl::InvalidArgumentError(absl::StrCat("weight file ", *path, " is declared twice"));
+      }
+      files_[*path].bytes.reserve(f.size());
+    }
+    absl::StatusOr<backend::CompileOptions> options = FromProto(header.options());
+    if (!options.ok()) return options.status();
+    request_.name = header.name();
+    request_.mil_text = header.mil_text();
+    request_.backend = header.options().backend();
+    request_.options = *options;
+    return absl::OkStatus();
+  }
+
+  absl::Status OnChunk(const v1::WeightChunk& chunk) {
+    if (!have_header_) return absl::InvalidArgumentError("CompileKernel: a chunk came before the header");
+    absl::StatusOr<std::string> path = mil::CanonicalWeightPath(chunk.path());
+    if (!path.ok()) return path.status();
+    auto it = files_.find(*path);
+    if (it == files_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("chunk for weight file ", *path, ", which the header did not declare"));
+    }
+    Pending& p = it->second;
+    if (chunk.offset() != p.bytes.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("chunk for ", *path, " at offset ",
+                                                     chunk.offset(), "; expected offset ",
+                                                     p.bytes.size()));
+    }
+    if (p.bytes.size() + chunk.data().size() > p.declared) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("weight file ", *path, " is longer than its declared ", p.declared, " bytes"));
+    }
+    p.bytes.append(chunk.data());
+    return absl::OkStatus();
+  }
+
+  void EndOfStream() {
+    if (!have_header_) return Fail(absl::InvalidArgumentError("CompileKernel: no header was sent"));
+    for (auto& [path, p] : files_) {
+      if (p.bytes.size() != p.declared) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(
+            "weight file ", path, ": received ", p.bytes.size(), " of ", p.declared, " bytes")));
+      }
+      request_.weight_files.emplace_back(path, std::move(p.bytes));
+    }
+    files_.clear();
+    engine_->kernels().Compile(
+        std::move(request_), control_,
+        [this](absl::StatusOr<engine::KernelCompileResult> result) {
+          if (!result.ok()) return Fail(result.status());
+          ToProto(result->info, response_->mutable_kernel());
+          response_->set_cache_hit(result->cache_hit);
+          response_->set_compile_ms(result->compile_ms);
+          for (const std::string& w : result->warnings) response_->add_warnings(w);
+          finished_ = true;
+          Finish(grpc::Status::OK);
+        });
+  }
+
+  void Fail(const absl::Status& status) {
+    spdlog::debug("rpc CompileKernel failed: {}", status.ToString());
+    finished_ = true;
+    Finish(ToGrpcStatus(status));
+  }
+
+  engine::RequestControl control_;
+  v1::CompileKernelResponse* response_;
+  engine::Engine* engine_;
+  v1::CompileKernelRequest message_;
+  engine::KernelCompileRequest request_;
+  std::map<std::string, Pending> files_;
+  bool have_header_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace
 
 grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* context,
                                                 const v1::GetInfoRequest* /*request*/,
                                                 v1::GetInfoResponse* response) {
-  spdlog::debug("rpc GetInfo from {}", context->peer());
   ToProto(engine_->Info(), response);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerReadReactor<v1::CompileKernelRequest>* AnerdService::CompileKernel(
+    grpc::CallbackServerContext* context, v1::CompileKernelResponse* response) {
+  return new CompileReactor(context, response, engine_);
+}
+
+grpc::ServerUnaryReactor* AnerdService::EvalKernel(grpc::CallbackServerContext* context,
+                                                   const v1::EvalKernelRequest* request,
+                                                   v1::EvalKernelResponse* response) {
+  const absl::Time received = absl::Now();
+  auto* reactor = new QueuedUnaryReactor(context);
+  int64_t budget = static_cast<int64_t>(engine_->kernels().limits().max_tensor_bytes);
+  std::vector<backend::NamedTensor> inputs;
+  for (const v1::Tensor& t : request->inputs()) {
+    absl::StatusOr<backend::NamedTensor> tensor = FromProto(t, &budget);
+    if (!tensor.ok()) {
+      reactor->FinishWith(tensor.status(), "EvalKernel");
+      return reactor;
+    }
+    inputs.push_back(*std::move(tensor));
+  }
+  const double copy_in_us = absl::ToDoubleMicroseconds(absl::Now() - received);
+  engine_->kernels().Eval(
+      request->kernel_id(), std::move(inputs), reactor->control(),
+      [reactor, response, received, copy_in_us](absl::StatusOr<engine::KernelEvalResult> result) {
+        if (!result.ok()) return reactor->FinishWith(result.status(), "EvalKernel");
+        const absl::Time out_start = absl::Now();
+        for (const backend::NamedTensor& t : result->outputs) ToProto(t, response->add_outputs());
+        v1::EvalTiming* timing = response->mutable_timing();
+        timing->set_queued_us(result->timing.queued_us);
+        timing->set_copy_in_us(copy_in_us);
+        timing->set_execute_us(result->timing.execute_us);
+        timing->set_copy_out_us(absl::ToDoubleMicroseconds(absl::Now() - out_start));
+        timing->set_recompiled(result->timing.recompiled);
+        timing->set_total_us(absl::ToDoubleMicroseconds(absl::Now() - received));
+        reactor->FinishWith(absl::OkStatus(), "EvalKernel");
+      });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* AnerdService::ListKernels(grpc::CallbackServerContext* context,
+                                                    const v1::ListKernelsRequest* /*request*/,
+                                                    v1::ListKernelsResponse* response) {
+  absl::StatusOr<std::vector<engine::KernelInfo>> kernels = engine_->kernels().List();
+  if (kernels.ok()) {
+    for (const engine::KernelInfo& k : *kernels) ToProto(k, response->add_kernels());
+  }
+  return FinishNow(context, kernels.status());
+}
+
+grpc::ServerUnaryReactor* AnerdService::GetKernel(grpc::CallbackServerContext* context,
+                                                  const v1::GetKernelRequest* request,
+                                                  v1::KernelInfo* response) {
+  absl::StatusOr<engine::KernelInfo> kernel = engine_->kernels().Get(request->kernel_id());
+  if (kernel.ok()) ToProto(*kernel, response);
+  return FinishNow(context, kernel.status());
+}
+
+grpc::ServerUnaryReactor* AnerdService::DeleteKernel(grpc::CallbackServerContext* context,
+                                                     const v1::DeleteKernelRequest* request,
+                                                     v1::DeleteKernelResponse* /*response*/) {
+  return FinishNow(context, engine_->kernels().Delete(request->kernel_id()));
 }
 
 }  // namespace anerd::service

@@ -1,9 +1,10 @@
 // The anerd.v1.Anerd gRPC service (callback API). Each handler parses its request into native
-// types, calls the engine, converts the status once (common/rpc/grpc_status.h) and finishes.
-// Handlers never block on long work: the engine queues it and completes the reactor later.
+// types, hands the work to the engine (which queues it on a device executor) and finishes the
+// reactor from the engine's completion callback; status is converted once
+// (common/rpc/grpc_status.h). Handlers never run compiles or evaluations themselves.
 //
-// Thread-safety: gRPC calls handlers concurrently; the service holds no state besides the engine
-// pointer, which must outlive the service.
+// Thread-safety: gRPC calls handlers concurrently; the service holds no mutable state besides the
+// engine pointer, which must outlive the service.
 #ifndef ANERD_SERVER_SERVICE_ANERD_SERVICE_H_
 #define ANERD_SERVER_SERVICE_ANERD_SERVICE_H_
 
@@ -12,6 +13,9 @@
 
 namespace anerd::service {
 
+// Largest single chunk of weight bytes a client may send in one message.
+inline constexpr size_t kMaxWeightChunkBytes = 4 << 20;
+
 class AnerdService final : public v1::Anerd::CallbackService {
  public:
   explicit AnerdService(engine::Engine* engine) : engine_(engine) {}
@@ -19,6 +23,20 @@ class AnerdService final : public v1::Anerd::CallbackService {
   grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
                                     const v1::GetInfoRequest* request,
                                     v1::GetInfoResponse* response) override;
+  grpc::ServerReadReactor<v1::CompileKernelRequest>* CompileKernel(
+      grpc::CallbackServerContext* context, v1::CompileKernelResponse* response) override;
+  grpc::ServerUnaryReactor* EvalKernel(grpc::CallbackServerContext* context,
+                                       const v1::EvalKernelRequest* request,
+                                       v1::EvalKernelResponse* response) override;
+  grpc::ServerUnaryReactor* ListKernels(grpc::CallbackServerContext* context,
+                                        const v1::ListKernelsRequest* request,
+                                        v1::ListKernelsResponse* response) override;
+  grpc::ServerUnaryReactor* GetKernel(grpc::CallbackServerContext* context,
+                                      const v1::GetKernelRequest* request,
+                                      v1::KernelInfo* response) override;
+  grpc::ServerUnaryReactor* DeleteKernel(grpc::CallbackServerContext* context,
+                                         const v1::DeleteKernelRequest* request,
+                                         v1::DeleteKernelResponse* response) override;
 
  private:
   engine::Engine* engine_;  // not owned

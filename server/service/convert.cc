@@ -1,6 +1,22 @@
 #include "server/service/convert.h"
 
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
 namespace anerd::service {
+namespace {
+
+constexpr int kMaxRank = 5;
+
+void SignatureToProto(const backend::TensorSignature& sig, v1::TensorSpec* out) {
+  out->set_name(sig.name);
+  out->set_dtype(std::string(mil::DTypeName(sig.type.dtype)));
+  for (int64_t d : sig.type.shape) out->add_shape(d);
+}
+
+}  // namespace
 
 void ToProto(const engine::DaemonInfo& info, v1::GetInfoResponse* out) {
   out->set_version(info.version);
@@ -20,6 +36,92 @@ void ToProto(const engine::DaemonInfo& info, v1::GetInfoResponse* out) {
     p->set_compile_budget(b.compile_budget);
     p->set_compiles_used(b.compiles_used);
   }
+  v1::CacheStats* c = out->mutable_cache();
+  c->set_entries(info.cache.entries);
+  c->set_bytes(info.cache.bytes);
+  c->set_capacity_bytes(info.cache.capacity_bytes);
+  c->set_hits(info.cache.hits);
+  c->set_misses(info.cache.misses);
+  c->set_evictions(info.cache.evictions);
+  c->set_kernels_stored(info.cache.kernels_stored);
+}
+
+void ToProto(const engine::KernelInfo& info, v1::KernelInfo* out) {
+  const cache::KernelRecord& r = info.record;
+  out->set_id(r.id);
+  out->set_name(r.name);
+  out->set_backend(r.backend);
+  out->set_options(r.options);
+  for (const backend::TensorSignature& s : info.inputs) SignatureToProto(s, out->add_inputs());
+  for (const backend::TensorSignature& s : info.outputs) SignatureToProto(s, out->add_outputs());
+  out->set_mil_bytes(r.mil_bytes);
+  out->set_weight_bytes(r.weight_bytes);
+  out->set_created_unix_ms(r.created_ms);
+  out->set_last_used_unix_ms(r.last_used_ms);
+  out->set_compile_ms(r.compile_ms);
+  out->set_hits(r.hits);
+  out->set_loaded(info.loaded);
+}
+
+void ToProto(const backend::NamedTensor& tensor, v1::Tensor* out) {
+  out->set_name(tensor.name);
+  out->set_dtype(std::string(mil::DTypeName(tensor.tensor.dtype())));
+  for (int64_t d : tensor.tensor.shape()) out->add_shape(d);
+  out->set_data(tensor.tensor.bytes());
+}
+
+absl::StatusOr<backend::CompileOptions> FromProto(const v1::CompileOptions& options) {
+  backend::CompileOptions out;
+  if (options.numerics().empty() || options.numerics() == "ane") {
+    out.numerics = backend::NumericsMode::kAne;
+  } else if (options.numerics() == "fp32") {
+    out.numerics = backend::NumericsMode::kFp32;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.numerics: want 'ane' or 'fp32', got '", options.numerics(), "'"));
+  }
+  out.ignore_attn_mask = options.ignore_attn_mask();
+  return out;
+}
+
+absl::StatusOr<backend::NamedTensor> FromProto(const v1::Tensor& tensor, int64_t* budget_bytes) {
+  const std::string where = absl::StrCat("input '", tensor.name(), "'");
+  if (tensor.name().empty()) return absl::InvalidArgumentError("an input tensor has no name");
+  std::optional<mil::DType> dtype = mil::DTypeFromName(tensor.dtype());
+  if (!dtype || *dtype == mil::DType::kString) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": unknown dtype '", tensor.dtype(),
+                     "' (want fp16, fp32, int32, int16, int8, uint8 or bool)"));
+  }
+  if (tensor.shape_size() > kMaxRank) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": rank ", tensor.shape_size(), " exceeds ", kMaxRank));
+  }
+  mil::TensorType type{*dtype, {}};
+  int64_t elements = 1;
+  for (int64_t d : tensor.shape()) {
+    if (d <= 0 || elements > std::numeric_limits<int64_t>::max() / 8 / d) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": shape [", absl::StrJoin(tensor.shape(), ", "), "] is empty or too large"));
+    }
+    elements *= d;
+    type.shape.push_back(d);
+  }
+  const int64_t need = elements * mil::DTypeSize(*dtype);
+  if (static_cast<int64_t>(tensor.data().size()) != need) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", tensor.dtype(), " [",
+                                                   absl::StrJoin(tensor.shape(), ", "),
+                                                   "] needs ", need, " bytes of data, got ",
+                                                   tensor.data().size()));
+  }
+  *budget_bytes -= need;
+  if (*budget_bytes < 0) {
+    return absl::InvalidArgumentError(
+        "input tensors exceed the per-evaluation limit (raise it with anerd --max_tensor_bytes)");
+  }
+  absl::StatusOr<backend::Tensor> t = backend::Tensor::FromBytes(type, tensor.data());
+  if (!t.ok()) return t.status();
+  return backend::NamedTensor{tensor.name(), *std::move(t)};
 }
 
 }  // namespace anerd::service

@@ -1,13 +1,26 @@
 // Conversion between anerd.v1 protos and the engine's native types. The only file that sees both.
+// Conversions from client messages validate as they go and return INVALID_ARGUMENT naming the
+// offending field.
 #ifndef ANERD_SERVER_SERVICE_CONVERT_H_
 #define ANERD_SERVER_SERVICE_CONVERT_H_
 
+#include <vector>
+
+#include "absl/status/statusor.h"
 #include "anerd/v1/anerd.pb.h"
+#include "server/backend/backend.h"
 #include "server/engine/engine.h"
 
 namespace anerd::service {
 
 void ToProto(const engine::DaemonInfo& info, v1::GetInfoResponse* out);
+void ToProto(const engine::KernelInfo& info, v1::KernelInfo* out);
+void ToProto(const backend::NamedTensor& tensor, v1::Tensor* out);
+
+absl::StatusOr<backend::CompileOptions> FromProto(const v1::CompileOptions& options);
+// Checks dtype, shape (rank <= 5, dims > 0, no overflow) and that data holds exactly the elements
+// the shape needs; `budget_bytes` is decremented and must not go negative (the request limit).
+absl::StatusOr<backend::NamedTensor> FromProto(const v1::Tensor& tensor, int64_t* budget_bytes);
 
 }  // namespace anerd::service
 

@@ -1,0 +1,76 @@
+#include "server/engine/device_executor.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace anerd::engine {
+
+absl::Status RequestControl::Check(const std::string& what) const {
+  if (cancelled != nullptr && cancelled->load()) {
+    return absl::CancelledError(absl::StrCat(what, " was cancelled by the client"));
+  }
+  if (absl::Now() > deadline) {
+    return absl::DeadlineExceededError(absl::StrCat(what, " missed its deadline while queued"));
+  }
+  return absl::OkStatus();
+}
+
+DeviceExecutor::DeviceExecutor(std::string name) : name_(std::move(name)) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+DeviceExecutor::~DeviceExecutor() { Shutdown(); }
+
+void DeviceExecutor::Submit(RequestControl control, std::string what, Work work) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back({std::move(control), std::move(what), std::move(work), absl::Now()});
+      return;
+    }
+  }
+  work(absl::UnavailableError(absl::StrCat("the ", name_, " executor is shutting down; retry")),
+       absl::ZeroDuration());
+}
+
+void DeviceExecutor::Loop() {
+  while (true) {
+    Task task;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](DeviceExecutor* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) {
+            return e->stopping_ || !e->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // stopping and drained
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    absl::Status admission = task.control.Check(task.what);
+    task.work(admission, absl::Now() - task.enqueued);
+  }
+}
+
+void DeviceExecutor::Shutdown() {
+  std::deque<Task> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+    dropped.swap(queue_);
+  }
+  for (Task& task : dropped) {
+    task.work(absl::UnavailableError(absl::StrCat("the ", name_, " executor is shutting down; retry")),
+              absl::Now() - task.enqueued);
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+size_t DeviceExecutor::queued() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
+}  // namespace anerd::engine

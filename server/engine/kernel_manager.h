@@ -1,0 +1,130 @@
+// KernelManager: compiles, stores, caches and evaluates client kernels.
+//
+// A kernel id is the SHA-256 of the verified program's canonical text, its weight files, the
+// backend's name and version and the compile options, so the same request always yields the same
+// id and a changed program never hits a stale entry. Sources (canonical MIL and weight files)
+// persist in the KernelStore, so ids stay valid across restarts: a kernel not in memory is
+// recompiled from its stored sources on first use.
+//
+// Threading: Compile and Eval run their work on the backend's DeviceExecutor and report through
+// `done` (called exactly once, on the executor thread, or inline for immediate errors). List/Get/
+// Delete and Stats are cheap and may be called from any thread.
+#ifndef ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
+#define ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/backend/backend.h"
+#include "server/backend/registry.h"
+#include "server/cache/compile_cache.h"
+#include "server/cache/kernel_store.h"
+#include "server/engine/device_executor.h"
+
+namespace anerd::engine {
+
+// Every size from a client is bounded by one of these before it is allocated. Each message that
+// reports a violation names the daemon flag that raises the limit.
+struct KernelLimits {
+  uint64_t max_mil_bytes = 16 << 20;                 // --max_mil_bytes
+  uint64_t max_weight_bytes = uint64_t{2} << 30;     // --max_weight_bytes (per kernel, all files)
+  uint64_t max_weight_files = 256;                   // files per kernel
+  uint64_t max_tensor_bytes = 256 << 20;             // --max_tensor_bytes (per evaluation, all inputs)
+  int64_t max_kernels = 10000;                       // --max_kernels stored
+};
+
+struct KernelCompileRequest {
+  std::string name;
+  std::string mil_text;
+  std::vector<std::pair<std::string, std::string>> weight_files;  // path -> bytes
+  std::string backend;  // "" = default
+  backend::CompileOptions options;
+};
+
+struct KernelInfo {
+  cache::KernelRecord record;
+  std::vector<backend::TensorSignature> inputs;
+  std::vector<backend::TensorSignature> outputs;
+  bool loaded = false;  // compiled program in memory
+};
+
+struct KernelCompileResult {
+  KernelInfo info;
+  bool cache_hit = false;
+  double compile_ms = 0;
+  std::vector<std::string> warnings;
+};
+
+struct KernelEvalTiming {
+  double queued_us = 0;
+  double execute_us = 0;
+  double total_us = 0;  // on the executor: lookup (and recompile) + execute
+  bool recompiled = false;
+};
+
+struct KernelEvalResult {
+  std::vector<backend::NamedTensor> outputs;
+  KernelEvalTiming timing;
+};
+
+class KernelManager {
+ public:
+  // None of the pointers are owned; all must outlive the manager. `executors` maps backend name to
+  // its executor and has one entry per registry backend.
+  KernelManager(const backend::BackendRegistry* registry,
+                std::map<std::string, DeviceExecutor*> executors, cache::KernelStore* store,
+                cache::CompileCache* cache, std::string default_backend, KernelLimits limits);
+
+  void Compile(KernelCompileRequest request, RequestControl control,
+               std::function<void(absl::StatusOr<KernelCompileResult>)> done);
+  void Eval(std::string id, std::vector<backend::NamedTensor> inputs, RequestControl control,
+            std::function<void(absl::StatusOr<KernelEvalResult>)> done);
+
+  absl::StatusOr<std::vector<KernelInfo>> List();
+  absl::StatusOr<KernelInfo> Get(const std::string& id);
+  // NOT_FOUND for an unknown id.
+  absl::Status Delete(const std::string& id);
+
+  // Writes pending hit counters to the store. Called by List/Get and at shutdown.
+  void FlushUsage();
+  const KernelLimits& limits() const { return limits_; }
+
+  // "numerics=ane" or "numerics=fp32,ignore_attn_mask": part of the key and shown to users.
+  static std::string CanonicalOptions(const backend::CompileOptions& options);
+  // Encodes/decodes the signature stored in KernelRecord::signature.
+  static std::string EncodeSignature(const std::vector<backend::TensorSignature>& inputs,
+                                     const std::vector<backend::TensorSignature>& outputs);
+  static absl::Status DecodeSignature(const std::string& text,
+                                      std::vector<backend::TensorSignature>* inputs,
+                                      std::vector<backend::TensorSignature>* outputs);
+
+ private:
+  absl::StatusOr<KernelCompileResult> CompileNow(const KernelCompileRequest& request,
+                                                 backend::Backend* backend);
+  absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> LoadNow(const cache::KernelRecord& r);
+  absl::StatusOr<KernelInfo> MakeInfo(cache::KernelRecord record);
+  absl::Status CheckRequestLimits(const KernelCompileRequest& request) const;
+  void CountUse(const std::string& id);
+
+  const backend::BackendRegistry* registry_;
+  std::map<std::string, DeviceExecutor*> executors_;
+  cache::KernelStore* store_;
+  cache::CompileCache* cache_;
+  std::string default_backend_;
+  KernelLimits limits_;
+
+  absl::Mutex mu_;
+  std::map<std::string, uint64_t> pending_hits_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace anerd::engine
+
+#endif  // ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
