@@ -1,5 +1,6 @@
 #include "common/hash.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace anerd {

@@ -317,7 +317,8 @@ absl::Status KernelStore::Put(const KernelRecord& record) {
   }
   absl::StatusOr<KernelRecord> old = GetLocked(record.id);
   if (!old.ok() && !absl::IsNotFound(old.status())) return old.status();
-  ANERD_RETURN_IF_ERROR(InTransactionLocked([&] { return WriteRecordLocked(sorted); }));
+  ANERD_RETURN_IF_ERROR(InTransactionLocked(
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return WriteRecordLocked(sorted); }));
   for (const std::string& sha : BlobsOf(sorted)) UnpinLocked(sha);
   if (old.ok()) RemoveUnreferencedBlobsLocked(BlobsOf(*old));
   return absl::OkStatus();
@@ -363,7 +364,7 @@ absl::StatusOr<KernelRecord> KernelStore::GetLocked(const std::string& id) const
     q->BindText(1, id);
     ANERD_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) return absl::NotFoundError(absl::StrCat("kernel ", id, " not found"));
-    record = RecordFromRow(q.operator->());
+    record = RecordFromRow(q.get());
   }
   ANERD_RETURN_IF_ERROR(ReadWeightsLocked(&record));
   return record;
@@ -384,7 +385,7 @@ std::vector<KernelRecord> KernelStore::List() const {
       absl::StatusOr<bool> row = q->Step();
       if (!row.ok()) status = row.status();
       if (!row.ok() || !*row) break;
-      records.push_back(RecordFromRow(q.operator->()));
+      records.push_back(RecordFromRow(q.get()));
     }
   }
   for (KernelRecord& record : records) {
@@ -408,7 +409,8 @@ absl::Status KernelStore::DeleteRowsLocked(const std::string& id) {
 absl::Status KernelStore::Delete(const std::string& id) {
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(KernelRecord record, GetLocked(id));
-  ANERD_RETURN_IF_ERROR(InTransactionLocked([&] { return DeleteRowsLocked(id); }));
+  ANERD_RETURN_IF_ERROR(InTransactionLocked(
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return DeleteRowsLocked(id); }));
   RemoveUnreferencedBlobsLocked(BlobsOf(record));
   return absl::OkStatus();
 }

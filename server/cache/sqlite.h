@@ -83,6 +83,7 @@ class StatementScope {
   StatementScope(const StatementScope&) = delete;
   StatementScope& operator=(const StatementScope&) = delete;
   Statement* operator->() { return &statement_; }
+  Statement* get() { return &statement_; }
 
  private:
   Statement& statement_;
