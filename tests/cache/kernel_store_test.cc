@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -60,6 +61,11 @@ class KernelStoreTest : public ::testing::Test {
   void SetUp() override {
     dir_ = MakeTempDir();
     Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
   }
   void Reopen() {
     store_.reset();

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -44,12 +45,21 @@ std::string Dict(const std::string& descr, const std::string& shape) {
   return absl::StrCat("{'descr': '", descr, "', 'fortran_order': False, 'shape': ", shape, ", }");
 }
 
-// A fresh directory under the test temp dir.
-std::string MakeTempDir() {
-  std::string templ = ::testing::TempDir() + "/npy_test.XXXXXX";
-  EXPECT_NE(::mkdtemp(templ.data()), nullptr);
-  return templ;
-}
+// A fresh directory under the test temp dir, removed when the object goes out of scope.
+class TempDir {
+ public:
+  TempDir() : path_(::testing::TempDir() + "/npy_test.XXXXXX") {
+    EXPECT_NE(::mkdtemp(path_.data()), nullptr);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 std::vector<std::string> ListDir(const std::string& dir) {
   std::vector<std::string> names;
@@ -183,7 +193,8 @@ TEST(NpyTest, ValidateRejectsInconsistentArrays) {
 }
 
 TEST(NpyTest, FileWriteIsAtomicAndReadBack) {
-  const std::string dir = MakeTempDir();
+  const TempDir temp;
+  const std::string& dir = temp.path();
   const std::string path = dir + "/a.npy";
   const NpyArray array{"<i4", {2, 2}, RawBytes(std::vector<int32_t>{1, -2, 3, -4})};
   ASSERT_TRUE(WriteNpyFile(path, array).ok());
@@ -215,7 +226,8 @@ TEST(NpyTest, InteroperatesWithNumpy) {
   if (::access("/usr/bin/python3", X_OK) != 0 || !PythonHasNumpy()) {
     GTEST_SKIP() << "/usr/bin/python3 with numpy is not available to generate fixtures";
   }
-  const std::string dir = MakeTempDir();
+  const TempDir temp;
+  const std::string& dir = temp.path();
   const std::string script = absl::StrCat(
       "import numpy as np, os\n"
       "d = '",
