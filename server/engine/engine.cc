@@ -63,6 +63,13 @@ absl::Status Engine::Init() {
     backends_->executors[name] = std::move(executor);
   }
   ANERD_ASSIGN_OR_RETURN(store_, cache::KernelStore::Open(options_.state_dir));
+  // Blobs a crashed compile stored without a record are unreachable: drop them.
+  absl::StatusOr<int64_t> swept = store_->CollectGarbage();
+  if (!swept.ok()) {
+    spdlog::warn("blob garbage collection failed: {}", swept.status().ToString());
+  } else if (*swept > 0) {
+    spdlog::info("removed {} unreferenced blobs", *swept);
+  }
   cache_ = std::make_unique<cache::CompileCache>(options_.cache_bytes);
   kernels_ = std::make_unique<KernelManager>(backends_->registry.get(), std::move(executors),
                                              store_.get(), cache_.get(), backends_->default_name,
