@@ -7,6 +7,8 @@ find_package(gRPC CONFIG REQUIRED)
 find_package(spdlog CONFIG REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
+# libcrypto for SHA-256 (content addressing); gRPC already links it.
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 
 if(APPLE)
   find_library(ACCELERATE_FRAMEWORK Accelerate REQUIRED)

@@ -1,4 +1,6 @@
-// SHA-256 (FIPS 180-4), written from the standard; no OpenSSL.
+// SHA-256 (FIPS 180-4) through OpenSSL's libcrypto, which gRPC already brings into the process and
+// which uses the CPU's SHA extensions (about 10x faster than portable code: hashing 100 MB of
+// weights on every compile request is on the cache-hit path).
 //
 // Used for content addressing (kernel ids, blob names). Digests are 64 lowercase hex characters.
 // Thread-safety: a Sha256 object is not thread-safe (one thread at a time); Sha256Hex is a pure
@@ -8,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -20,6 +23,9 @@ namespace anerd {
 class Sha256 {
  public:
   Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
   // Appends `data` to the message being hashed.
   void Update(absl::string_view data);
   // Finishes the message and returns its digest as 64 lowercase hex characters; then resets.
@@ -29,12 +35,7 @@ class Sha256 {
 
  private:
   void Reset();
-  void Compress(const uint8_t* block);  // one 64-byte block
-
-  std::array<uint32_t, 8> state_;
-  std::array<uint8_t, 64> buffer_;
-  uint64_t buffered_ = 0;     // bytes in buffer_ (< 64)
-  uint64_t total_bytes_ = 0;  // message length so far, in bytes
+  void* ctx_;  // EVP_MD_CTX*, owned
 };
 
 // SHA-256 of `data` as 64 lowercase hex characters.

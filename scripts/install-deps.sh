@@ -6,11 +6,11 @@ set -euo pipefail
 DEBIAN_PACKAGES=(
   cmake ninja-build g++ pkg-config python3
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev libopenblas-dev
+  libssl-dev libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev libopenblas-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )
-BREW_PACKAGES=(cmake ninja grpc protobuf abseil spdlog fmt nlohmann-json sqlite googletest google-benchmark)
+BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite googletest google-benchmark)
 
 install_debian() {
   local missing=()

@@ -149,12 +149,12 @@ void KernelManager::Compile(KernelCompileRequest request, RequestControl control
                });
 }
 
-absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(const KernelCompileRequest& request,
+absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileRequest& request,
                                                               backend::Backend* backend) {
   ANERD_ASSIGN_OR_RETURN(mil::Program program, mil::ParseProgram(request.mil_text));
   mil::WeightFiles weights;
-  for (const auto& [path, bytes] : request.weight_files) {
-    ANERD_RETURN_IF_ERROR(weights.Add(path, bytes));
+  for (auto& [path, bytes] : request.weight_files) {
+    ANERD_RETURN_IF_ERROR(weights.Add(path, std::move(bytes)));
   }
   ANERD_ASSIGN_OR_RETURN(mil::VerifiedProgram verified,
                          mil::VerifyProgram(std::move(program), std::move(weights)));
@@ -166,7 +166,9 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(const KernelCompil
   record.mil_sha = Sha256Hex(canonical);
   record.mil_bytes = canonical.size();
   for (const auto& [path, bytes] : verified.weights().files()) {
-    record.weights.emplace_back(path, Sha256Hex(*bytes));
+    auto known = request.weight_sha256.find(path);
+    record.weights.emplace_back(
+        path, known != request.weight_sha256.end() ? known->second : Sha256Hex(*bytes));
     record.weight_bytes += bytes->size();
   }
   record.id = KernelKey(canonical, record, backend->Describe());

@@ -45,6 +45,9 @@ struct KernelCompileRequest {
   std::string name;
   std::string mil_text;
   std::vector<std::pair<std::string, std::string>> weight_files;  // path -> bytes
+  // Optional: SHA-256 (hex) of each weight file by canonical path, computed by the caller while the
+  // bytes arrived (the service hashes chunks as they stream in); missing entries are computed here.
+  std::map<std::string, std::string> weight_sha256;
   std::string backend;  // "" = default
   backend::CompileOptions options;
 };
@@ -107,7 +110,8 @@ class KernelManager {
                                       std::vector<backend::TensorSignature>* outputs);
 
  private:
-  absl::StatusOr<KernelCompileResult> CompileNow(const KernelCompileRequest& request,
+  // Consumes the request's weight bytes (moved into the verified program, never copied).
+  absl::StatusOr<KernelCompileResult> CompileNow(KernelCompileRequest& request,
                                                  backend::Backend* backend);
   absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> LoadNow(const cache::KernelRecord& r);
   absl::StatusOr<KernelInfo> MakeInfo(cache::KernelRecord record);

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/service/background_hasher.h"
 #include "common/mil/weights.h"
 #include "common/rpc/grpc_status.h"
 #include "server/service/convert.h"
@@ -74,6 +75,7 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
   struct Pending {
     uint64_t declared = 0;
     std::string bytes;
+    std::unique_ptr<BackgroundHasher> hash;  // hashes the bytes as they arrive
   };
 
   absl::Status OnHeader(const v1::CompileKernelHeader& header) {
@@ -95,10 +97,12 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
             " bytes (raise the limit with anerd --max_weight_bytes)"));
       }
       total += f.size();
-      if (!files_.emplace(*path, Pending{f.size(), {}}).second) {
+      if (!files_.emplace(*path, Pending{f.size(), {}, nullptr}).second) {
         return absl::InvalidArgumentError(absl::StrCat("weight file ", *path, " is declared twice"));
       }
-      files_[*path].bytes.reserve(f.size());
+      Pending& pending = files_[*path];
+      pending.bytes.reserve(f.size());  // never reallocates: the hasher reads it concurrently
+      pending.hash = std::make_unique<BackgroundHasher>(&pending.bytes);
     }
     absl::StatusOr<backend::CompileOptions> options = FromProto(header.options());
     if (!options.ok()) return options.status();
@@ -129,6 +133,7 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
           absl::StrCat("weight file ", *path, " is longer than its declared ", p.declared, " bytes"));
     }
     p.bytes.append(chunk.data());
+    p.hash->Publish(p.bytes.size());
     return absl::OkStatus();
   }
 
@@ -139,6 +144,8 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
         return Fail(absl::InvalidArgumentError(absl::StrCat(
             "weight file ", path, ": received ", p.bytes.size(), " of ", p.declared, " bytes")));
       }
+      request_.weight_sha256[path] = p.hash->Finish();
+      p.hash.reset();
       request_.weight_files.emplace_back(path, std::move(p.bytes));
     }
     files_.clear();
