@@ -1,0 +1,77 @@
+// ProbeStore: completed probe runs persisted in the state dir's anerd.db.
+//
+// Each result is one row of table `probe_results(id, probe, backend, created_ms, document)` whose
+// `document` is the JSON form of ProbeResult (ProbeResultToJson: options, fingerprint, rows,
+// summary), so the rows and findings read back exactly as they were streamed. The store owns its
+// own SQLite connection (WAL, busy timeout, so it coexists with the KernelStore's) and records its
+// schema as the row ('probes', kProbeSchemaVersion) of the shared `schema_version` table.
+//
+// Thread-safety: all methods may be called from any thread (an internal mutex serialises the
+// connection). Returned results are copies.
+#ifndef ANERD_SERVER_PROBES_PROBE_STORE_H_
+#define ANERD_SERVER_PROBES_PROBE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "server/probes/probe.h"
+
+namespace anerd::cache {
+class SqliteDb;
+}
+
+namespace anerd::probes {
+
+inline constexpr int kProbeSchemaVersion = 1;
+// Version of the JSON document layout (also what `anectl probe --json` reports).
+inline constexpr int kProbeDocumentVersion = 1;
+
+struct ProbeResult {
+  std::string id;          // "20261128-153012-a3f9": creation time (UTC) + 16 random bits
+  int64_t created_ms = 0;  // unix ms
+  ProbeOptions options;
+  Fingerprint fingerprint;
+  std::vector<ProbeRow> rows;
+  ProbeSummary summary;
+};
+
+// A fresh id for a result created at `unix_ms`.
+std::string NewProbeResultId(int64_t unix_ms);
+
+std::string ProbeResultToJson(const ProbeResult& result);
+// DATA_LOSS naming the problem for a document that is not a probe result of a known version.
+absl::StatusOr<ProbeResult> ProbeResultFromJson(absl::string_view json);
+
+class ProbeStore {
+ public:
+  // Opens (creating) <state_dir>/anerd.db; the directory must exist. FAILED_PRECONDITION when the
+  // database holds a newer probe schema.
+  static absl::StatusOr<std::unique_ptr<ProbeStore>> Open(const std::string& state_dir);
+  ~ProbeStore();
+  ProbeStore(const ProbeStore&) = delete;
+  ProbeStore& operator=(const ProbeStore&) = delete;
+
+  // Inserts `result` (INVALID_ARGUMENT for an empty id, ALREADY_EXISTS for a used one).
+  absl::Status Put(const ProbeResult& result);
+  // NOT_FOUND naming the id.
+  absl::StatusOr<ProbeResult> Get(const std::string& id) const;
+  // Results, newest first, optionally only those of probe `probe` ("" = all), at most `limit`.
+  absl::StatusOr<std::vector<ProbeResult>> List(const std::string& probe, int limit) const;
+
+ private:
+  explicit ProbeStore(std::unique_ptr<cache::SqliteDb> db);
+  absl::Status Migrate();
+
+  mutable absl::Mutex mu_;
+  std::unique_ptr<cache::SqliteDb> db_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace anerd::probes
+
+#endif  // ANERD_SERVER_PROBES_PROBE_STORE_H_
