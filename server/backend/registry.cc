@@ -1,19 +1,77 @@
 #include "server/backend/registry.h"
 
+#include "absl/strings/str_cat.h"
+#include "server/backend/ane/ane_backend.h"
+#include "server/backend/ane/ane_device_sim.h"
 #include "server/backend/cpu/cpu_backend.h"
+#include "spdlog/spdlog.h"
+#if defined(__APPLE__)
+#include "server/backend/ane/ane_device_apple.h"
+#endif
 
 namespace anerd::backend {
+namespace {
 
-std::vector<std::unique_ptr<Backend>> CreateBackends(const RegistryOptions& options) {
-  std::vector<std::unique_ptr<Backend>> backends;
+std::unique_ptr<Backend> MakeAne(std::shared_ptr<ane::AneDevice> device, const char* name,
+                                 int64_t configured_budget) {
+  ane::AneBackendOptions options;
+  options.name = name;
+  options.compile_budget =
+      ane::EffectiveCompileBudget(configured_budget, device->Info().compile_budget);
+  return std::make_unique<ane::AneBackend>(std::move(device), options);
+}
+
+// The real ANE: present only when the framework loads and the canary matches the CPU backend.
+std::unique_ptr<Backend> TryAppleAne(const RegistryOptions& options, Backend& cpu,
+                                     std::string* why) {
+#if defined(__APPLE__)
+  absl::StatusOr<std::unique_ptr<ane::AneDevice>> device = ane::CreateAppleDevice();
+  if (!device.ok()) {
+    *why = std::string(device.status().message());
+    return nullptr;
+  }
+  std::unique_ptr<Backend> ane =
+      MakeAne(std::shared_ptr<ane::AneDevice>(*std::move(device)), "ane", options.compile_budget);
+  if (absl::Status canary = ane::RunCanary(*ane, cpu); !canary.ok()) {
+    *why = absl::StrCat("canary kernel check failed: ", canary.message());
+    return nullptr;
+  }
+  return ane;
+#else
+  (void)options;
+  (void)cpu;
+  *why = "the Apple Neural Engine needs macOS (AppleNeuralEngine.framework); not built here";
+  return nullptr;
+#endif
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<Backend>> CreateBackends(const RegistryOptions& options,
+                                                     std::vector<UnavailableBackend>* unavailable) {
   cpu::CpuBackendOptions cpu_options;
   cpu_options.compile_budget = options.compile_budget;
-  backends.push_back(std::make_unique<cpu::CpuBackend>(cpu_options));
+  auto cpu = std::make_unique<cpu::CpuBackend>(cpu_options);
+  std::vector<std::unique_ptr<Backend>> backends;
+  std::string why;
+  // The canary runs on a scratch CPU backend so it does not use the daemon's budget.
+  cpu::CpuBackend scratch(cpu::CpuBackendOptions{});
+  if (std::unique_ptr<Backend> ane = TryAppleAne(options, scratch, &why)) {
+    backends.push_back(std::move(ane));
+  } else {
+    if (unavailable != nullptr) unavailable->push_back({"ane", why});
+  }
+  backends.push_back(std::move(cpu));
+  backends.push_back(MakeAne(ane::CreateSimDevice(), "ane-sim", options.compile_budget));
   return backends;
 }
 
 BackendRegistry::BackendRegistry(const RegistryOptions& options)
-    : backends_(CreateBackends(options)) {}
+    : backends_(CreateBackends(options, &unavailable_)) {
+  for (const UnavailableBackend& u : unavailable_) {
+    spdlog::info("backend {} unavailable: {}", u.name, u.reason);
+  }
+}
 
 Backend* BackendRegistry::Find(absl::string_view name) const {
   for (const auto& b : backends_) {

@@ -1,4 +1,9 @@
-// The one place that lists backends. Later backends (ane, ane-sim) are added in registry.cc.
+// The one place that lists backends (registry.cc), in preference order:
+//   "ane"     — only on Apple, when AppleNeuralEngine.framework loads and a canary kernel matches
+//               the CPU backend (else it is absent and unavailable() says why);
+//   "cpu"     — always;
+//   "ane-sim" — always (the simulated ANE, server/backend/ane/ane_device_sim.h).
+// `--backend auto` picks the first.
 // Thread-safety: BackendRegistry is immutable after construction; const methods are thread-safe
 // (the backends themselves are thread-safe, see backend.h).
 #ifndef ANERD_SERVER_BACKEND_REGISTRY_H_
@@ -20,8 +25,16 @@ struct RegistryOptions {
   int64_t compile_budget = 0;
 };
 
-// Creates every backend available on this platform, "cpu" first.
-std::vector<std::unique_ptr<Backend>> CreateBackends(const RegistryOptions& options);
+// A backend that this platform knows of but could not offer, and why.
+struct UnavailableBackend {
+  std::string name;
+  std::string reason;
+};
+
+// Creates every backend available on this platform, in preference order (see above). When
+// `unavailable` is not null it receives the backends left out and why.
+std::vector<std::unique_ptr<Backend>> CreateBackends(
+    const RegistryOptions& options, std::vector<UnavailableBackend>* unavailable = nullptr);
 
 class BackendRegistry {
  public:
@@ -31,8 +44,11 @@ class BackendRegistry {
   // All backends, in registration order.
   const std::vector<std::unique_ptr<Backend>>& backends() const { return backends_; }
   std::vector<std::string> names() const;
+  // Backends left out on this platform and why (e.g. "ane" on Linux).
+  const std::vector<UnavailableBackend>& unavailable() const { return unavailable_; }
 
  private:
+  std::vector<UnavailableBackend> unavailable_;
   std::vector<std::unique_ptr<Backend>> backends_;
 };
 

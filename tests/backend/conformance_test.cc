@@ -1,5 +1,6 @@
 // Conformance: every op, several shapes (broadcasting, edge sizes), both numerics modes, on every
-// backend the registry creates, against the independent reference evaluator. Also checks that
+// backend the registry creates (cpu, ane-sim, and ane on a Mac), against the independent reference
+// evaluator. Also checks that
 // planned execution equals reference_mode execution (bit-identical unless a GEMM is involved), and
 // runs the MIL corpus and the dynamic training kernels (spec 4.3) the same way.
 #include <cmath>
@@ -102,8 +103,10 @@ void CheckProgram(const std::string& name, const mil::VerifiedProgram& program, 
     for (NumericsMode mode : {NumericsMode::kAne, NumericsMode::kFp32}) {
       const std::string what =
           absl::StrCat(name, " on ", backend->Describe().name, " (", NumericsModeName(mode), ")");
+      // A backend that computes in fp16 (the ANE, ane-sim) does so whatever mode is asked for.
+      const bool fp16_device = backend->Describe().capabilities.fp16_compute;
       testing::RefOptions ro;
-      ro.ane_numerics = mode == NumericsMode::kAne;
+      ro.ane_numerics = mode == NumericsMode::kAne || fp16_device;
       auto ref = testing::EvaluateReference(program, ToRef(inputs), ro);
       ASSERT_TRUE(ref.ok()) << what << ": " << ref.status();
       CompileOptions opts;
@@ -116,7 +119,7 @@ void CheckProgram(const std::string& name, const mil::VerifiedProgram& program, 
       for (size_t i = 0; i < planned->outputs.size(); ++i) {
         const NamedTensor& got = planned->outputs[i];
         // fp16 outputs are quantised to fp16 in every mode, so a last-place flip is allowed.
-        const bool coarse = mode == NumericsMode::kAne || got.tensor.dtype() == mil::DType::kFp16;
+        const bool coarse = ro.ane_numerics || got.tensor.dtype() == mil::DType::kFp16;
         const double rtol = (coarse ? 2e-3 : 2e-5) * tol, atol = (coarse ? 1e-3 : 1e-5) * tol;
         const RefTensor& want = ref->at(got.name);
         EXPECT_EQ(got.tensor.shape(), want.shape) << what;
@@ -201,52 +204,70 @@ TEST(Conformance, Cast) {
 
 TEST(Conformance, FusedChainRmsNorm) {
   // The seed's RMSNorm idiom (spec 3.5): a long elementwise chain plus a reduction.
-  CheckCase({"rmsnorm", T16("[1, 16, 1, 8]") " x, " T16("[1, 16, 1, 1]") " w",
-             T16("[1, 16, 1, 8]") " sq = mul(x = x, y = x);\n" T16(
-                 "[1, 1, 1, 8]") " ss = reduce_sum(x = sq, axes = tensor<int32, [1]>([1]), "
-                                 "keep_dims = bool(true));\n" T16("[1, 1, 1, 8]") " ss2 = mul(x = "
-                                                                                  "ss, y = "
-                                                                                  "fp16(0.0625));"
-                                                                                  "\n" T16("[1, 1, "
-                                                                                           "1, 8]") " ss3 = add(x = ss2, y = fp16(0.00001));\n" T16(
-                                                                                      "[1, 1, 1, "
-                                                                                      "8]") " rr = "
-                                                                                            "pow(x "
+  CheckCase(
+      {"rmsnorm", T16("[1, 16, 1, 8]") " x, " T16("[1, 16, 1, 1]") " w",
+       T16("[1, 16, 1, 8]") " sq = mul(x = x, y = x);\n" T16(
+           "[1, 1, 1, 8]") " ss = reduce_sum(x = sq, axes = tensor<int32, [1]>([1]), "
+                           "keep_dims = bool(true));\n" T16(
+                               "[1, 1, 1, 8]") " ss2 = mul(x = "
+                                               "ss, y = "
+                                               "fp16(0.0625));"
+                                               "\n" T16(
+                                                   "[1, 1, "
+                                                   "1, 8]") " ss3 = add(x = ss2, y = "
+                                                            "fp16(0.00001));\n" T16("[1, 1, 1, "
+                                                                                    "8]") " rr = "
+                                                                                          "pow(x "
+                                                                                          "= "
+                                                                                          "ss3, "
+                                                                                          "y = "
+                                                                                          "fp16(-"
+                                                                                          "0.5));"
+                                                                                          "\n" T16("[1, 16, 1, 8]") " xr = mul(x = x, y = rr);\n" T16(
+                                                                                              "[1, "
+                                                                                              "16, "
+                                                                                              "1, "
+                                                                                              "8]") " y = mul(x = xr, y = w);",
+       "y", false, false, 2});
+  CheckCase(
+      {"silu gate chain", T16("[1, 8, 1, 12]") " h1, " T16("[1, 8, 1, 12]") " h3",
+       T16("[1, 8, 1, 12]") " sig = sigmoid(x = h1);\n" T16(
+           "[1, 8, 1, 12]") " oms = sub(x = "
+                            "fp16(1), y = "
+                            "sig);\n" T16(
+                                "["
+                                "1"
+                                ","
+                                " "
+                                "8"
+                                ","
+                                " "
+                                "1"
+                                ","
+                                " "
+                                "1"
+                                "2"
+                                "]") " homs = mul(x = h1, y = oms);\n" T16("[1, 8, 1, 12]") " brk "
                                                                                             "= "
-                                                                                            "ss3, "
-                                                                                            "y = "
-                                                                                            "fp16(-"
-                                                                                            "0.5));"
-                                                                                            "\n" T16("[1, 16, 1, 8]") " xr = mul(x = x, y = rr);\n" T16("[1, 16, 1, 8]") " y = mul(x = xr, y = w);",
-             "y", false, false, 2});
-  CheckCase({"silu gate chain", T16("[1, 8, 1, 12]") " h1, " T16("[1, 8, 1, 12]") " h3",
-             T16("[1, 8, 1, 12]") " sig = sigmoid(x = h1);\n" T16("[1, 8, 1, 12]") " oms = sub(x = "
-                                                                                   "fp16(1), y = "
-                                                                                   "sig);\n" T16("["
-                                                                                                 "1"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "8"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "1"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "1"
-                                                                                                 "2"
-                                                                                                 "]") " homs = mul(x = h1, y = oms);\n" T16("[1, 8, 1, 12]") " brk = add(x = fp16(1), y = homs);\n" T16(
-                                                                                       "[1, 8, 1, "
-                                                                                       "12]") " dsd"
-                                                                                              " = "
-                                                                                              "mul("
-                                                                                              "x = "
-                                                                                              "sig,"
-                                                                                              " y "
-                                                                                              "= "
-                                                                                              "brk)"
-                                                                                              ";"
-                                                                                              "\n" T16("[1, 8, 1, 12]") " y = mul(x = dsd, y = h3);",
-             "y"});
+                                                                                            "add(x "
+                                                                                            "= "
+                                                                                            "fp16("
+                                                                                            "1), y "
+                                                                                            "= "
+                                                                                            "homs);"
+                                                                                            "\n" T16("[1, 8, 1, "
+                                                                                                     "12]") " dsd"
+                                                                                                            " = "
+                                                                                                            "mul("
+                                                                                                            "x = "
+                                                                                                            "sig,"
+                                                                                                            " y "
+                                                                                                            "= "
+                                                                                                            "brk)"
+                                                                                                            ";"
+                                                                                                            "\n" T16(
+                                                                                                                "[1, 8, 1, 12]") " y = mul(x = dsd, y = h3);",
+       "y"});
 }
 
 TEST(Conformance, Matmul) {
@@ -287,52 +308,64 @@ TEST(Conformance, DynamicMatmulPattern) {
                                                                                    "act, shape = "
                                                                                    "tensor<int32, "
                                                                                    "[4]>([1, 1, 8, "
-                                                                                   "5]));\n" T16("["
-                                                                                                 "1"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "1"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "5"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "8"
-                                                                                                 "]") " a3 = transpose(x = a2, perm = tensor<int32, [4]>([0, 1, 3, 2]));\n" T16("[1, 1, 8, 6]") " W = reshape(x = wt, shape = tensor<int32, [4]>([1, 1, 8, 6]));\n" T16(
-                                                                                       "[1, 1, 5, "
-                                                                                       "6]") " yh "
-                                                                                             "= "
-                                                                                             "matmu"
-                                                                                             "l(x "
-                                                                                             "= "
-                                                                                             "a3, "
-                                                                                             "y = "
-                                                                                             "W, "
-                                                                                             "trans"
-                                                                                             "pose_"
-                                                                                             "x = "
-                                                                                             "bool("
-                                                                                             "false"
-                                                                                             "), "
-                                                                                             "trans"
-                                                                                             "pose_"
-                                                                                             "y = "
-                                                                                             "bool("
-                                                                                             "false"
-                                                                                             "));"
-                                                                                             "\n" T16("[1, 1, 6, 5]") " yt = transpose(x = yh, perm = tensor<int32, [4]>([0, 1, 3, 2]));\n" T16(
-                                                                                                 "["
-                                                                                                 "1"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "6"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "1"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "5"
-                                                                                                 "]") " y = reshape(x = yt, shape = tensor<int32, [4]>([1, 6, 1, 5]));",
+                                                                                   "5]));\n" T16(
+                                                                                       "["
+                                                                                       "1"
+                                                                                       ","
+                                                                                       " "
+                                                                                       "1"
+                                                                                       ","
+                                                                                       " "
+                                                                                       "5"
+                                                                                       ","
+                                                                                       " "
+                                                                                       "8"
+                                                                                       "]") " a3 = "
+                                                                                            "transp"
+                                                                                            "ose(x "
+                                                                                            "= a2, "
+                                                                                            "perm "
+                                                                                            "= "
+                                                                                            "tensor"
+                                                                                            "<int32"
+                                                                                            ", "
+                                                                                            "[4]>(["
+                                                                                            "0, 1, "
+                                                                                            "3, "
+                                                                                            "2]));"
+                                                                                            "\n" T16("[1, 1, 8, 6]") " W = reshape(x = wt, shape = tensor<int32, [4]>([1, 1, 8, 6]));\n" T16("[1, 1, 5, "
+                                                                                                                                                                                             "6]") " yh "
+                                                                                                                                                                                                   "= "
+                                                                                                                                                                                                   "matmu"
+                                                                                                                                                                                                   "l(x "
+                                                                                                                                                                                                   "= "
+                                                                                                                                                                                                   "a3, "
+                                                                                                                                                                                                   "y = "
+                                                                                                                                                                                                   "W, "
+                                                                                                                                                                                                   "trans"
+                                                                                                                                                                                                   "pose_"
+                                                                                                                                                                                                   "x = "
+                                                                                                                                                                                                   "bool("
+                                                                                                                                                                                                   "false"
+                                                                                                                                                                                                   "), "
+                                                                                                                                                                                                   "trans"
+                                                                                                                                                                                                   "pose_"
+                                                                                                                                                                                                   "y = "
+                                                                                                                                                                                                   "bool("
+                                                                                                                                                                                                   "false"
+                                                                                                                                                                                                   "));"
+                                                                                                                                                                                                   "\n" T16("[1, 1, 6, 5]") " yt = transpose(x = yh, perm = tensor<int32, [4]>([0, 1, 3, 2]));\n" T16("["
+                                                                                                                                                                                                                                                                                                      "1"
+                                                                                                                                                                                                                                                                                                      ","
+                                                                                                                                                                                                                                                                                                      " "
+                                                                                                                                                                                                                                                                                                      "6"
+                                                                                                                                                                                                                                                                                                      ","
+                                                                                                                                                                                                                                                                                                      " "
+                                                                                                                                                                                                                                                                                                      "1"
+                                                                                                                                                                                                                                                                                                      ","
+                                                                                                                                                                                                                                                                                                      " "
+                                                                                                                                                                                                                                                                                                      "5"
+                                                                                                                                                                                                                                                                                                      "]") " y = reshape(x = yt, shape = tensor<int32, [4]>([1, 6, 1, 5]));",
              "y", true});
 }
 
@@ -474,17 +507,30 @@ TEST(Conformance, Attention) {
              T16("[1, 2, 4, 8]") " q, " T16("[1, 2, 4, 8]") " k, " T16("[1, 2, 4, 8]") " v",
              "tensor<fp16, [1, 1, 4, 4]> mask = const()[val = tensor<fp16, [1, 1, 4, 4]>([0, "
              "-65504, "
-             "-65504, -65504, 0, 0, -65504, -65504, 0, 0, 0, -65504, 0, 0, 0, 0])];\n" T16("[1, 2, "
-                                                                                           "4, 4]") " s1 = matmul(x = q, y = k, transpose_y = bool(true));\n" T16("[1, 2, 4, 4]") " s2 = mul(x = s1, y = fp16(0.353553));\n" T16(
-                 "[1, 2, 4, 4]") " ms = add(x = s2, y = mask);\n" T16("[1, 2, 4, 4]") " aw = "
-                                                                                      "softmax(x = "
-                                                                                      "ms, axis = "
-                                                                                      "int32(-1));"
-                                                                                      "\n" T16("[1,"
-                                                                                               " 2,"
-                                                                                               " 4,"
-                                                                                               " 8"
-                                                                                               "]") " y = matmul(x = aw, y = v);",
+             "-65504, -65504, 0, 0, -65504, -65504, 0, 0, 0, -65504, 0, 0, 0, 0])];\n" T16(
+                 "[1, 2, "
+                 "4, 4]") " s1 = matmul(x = q, y = k, transpose_y = bool(true));\n" T16("[1, 2, 4, "
+                                                                                        "4]") " s2 "
+                                                                                              "= "
+                                                                                              "mul("
+                                                                                              "x = "
+                                                                                              "s1, "
+                                                                                              "y = "
+                                                                                              "fp16"
+                                                                                              "(0."
+                                                                                              "3535"
+                                                                                              "53))"
+                                                                                              ";"
+                                                                                              "\n" T16("[1, 2, 4, 4]") " ms = add(x = s2, y = mask);\n" T16("[1, 2, 4, 4]") " aw = "
+                                                                                                                                                                            "softmax(x = "
+                                                                                                                                                                            "ms, axis = "
+                                                                                                                                                                            "int32(-1));"
+                                                                                                                                                                            "\n" T16(
+                                                                                                                                                                                "[1,"
+                                                                                                                                                                                " 2,"
+                                                                                                                                                                                " 4,"
+                                                                                                                                                                                " 8"
+                                                                                                                                                                                "]") " y = matmul(x = aw, y = v);",
              "y", true, false, 2});
 }
 

@@ -1,0 +1,223 @@
+#include "server/backend/ane/ane_backend.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/mil/blob_writer.h"
+#include "common/mil/builder.h"
+#include "common/status_macros.h"
+#include "server/backend/ane/ane_lowering.h"
+#include "server/backend/cpu/cpu_backend.h"
+
+namespace anerd::backend::ane {
+namespace {
+
+constexpr int kLoadRetryDelayUs = 100000;  // spec 1.3: the bridge retries load once after 100 ms
+
+// Converts `t` into the surface buffer `dst` (of dtype `surface`) at element `offset`.
+void PackInto(const Tensor& t, mil::DType surface, int64_t offset, std::string& dst) {
+  const int64_t n = t.num_elements();
+  void* base = dst.data() + offset * mil::DTypeSize(surface);
+  if (t.dtype() == surface) {
+    std::memcpy(base, t.data(), t.bytes().size());
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i)
+    StoreElement(surface, base, i, LoadElement(t.dtype(), t.data(), i));
+}
+
+// Reads the logical tensor of `slot` back out of the surface buffer `src` (dtype `surface`).
+Tensor UnpackFrom(const std::string& src, mil::DType surface, const SurfaceSlot& slot) {
+  Tensor t(slot.type);
+  const void* base = src.data() + slot.offset * mil::DTypeSize(surface);
+  if (slot.type.dtype == surface) {
+    std::memcpy(t.mutable_data(), base, t.bytes().size());
+    return t;
+  }
+  for (int64_t i = 0; i < t.num_elements(); ++i) {
+    StoreElement(slot.type.dtype, t.mutable_data(), i, LoadElement(surface, base, i));
+  }
+  return t;
+}
+
+class AneProgram : public CompiledProgram {
+ public:
+  AneProgram(std::shared_ptr<AneDevice> device, std::unique_ptr<DeviceModel> model,
+             LoweredProgram lowered, std::vector<std::unique_ptr<DeviceSurface>> in,
+             std::vector<std::unique_ptr<DeviceSurface>> out)
+      : device_(std::move(device)),
+        model_(std::move(model)),
+        lowered_(std::move(lowered)),
+        in_(std::move(in)),
+        out_(std::move(out)) {
+    for (const SurfaceSlot& s : lowered_.inputs) inputs_.push_back({s.name, s.type});
+    for (const SurfaceSlot& s : lowered_.outputs) outputs_.push_back({s.name, s.type});
+    for (auto& s : in_) in_ptrs_.push_back(s.get());
+    for (auto& s : out_) out_ptrs_.push_back(s.get());
+  }
+  ~AneProgram() override {
+    out_.clear();
+    in_.clear();
+    if (model_->loaded()) (void)device_->Unload(*model_);
+    model_.reset();
+  }
+  const std::vector<TensorSignature>& inputs() const override { return inputs_; }
+  const std::vector<TensorSignature>& outputs() const override { return outputs_; }
+  absl::StatusOr<RunResult> Run(const std::vector<NamedTensor>& inputs) override;
+
+ private:
+  std::shared_ptr<AneDevice> device_;  // first: destroyed last
+  std::unique_ptr<DeviceModel> model_;
+  LoweredProgram lowered_;
+  std::vector<std::unique_ptr<DeviceSurface>> in_, out_;
+  std::vector<DeviceSurface*> in_ptrs_, out_ptrs_;
+  std::vector<TensorSignature> inputs_, outputs_;
+  absl::Mutex mu_;
+};
+
+absl::StatusOr<RunResult> AneProgram::Run(const std::vector<NamedTensor>& inputs) {
+  const absl::Time start = absl::Now();
+  ANERD_RETURN_IF_ERROR(CheckInputs(inputs_, inputs));
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> buffers;
+  for (const mil::TensorType& t : lowered_.input_surfaces) buffers.emplace_back(t.NumBytes(), '\0');
+  for (const SurfaceSlot& slot : lowered_.inputs) {
+    for (const NamedTensor& t : inputs) {
+      if (t.name != slot.name) continue;
+      PackInto(t.tensor, lowered_.input_surfaces[slot.surface].dtype, slot.offset,
+               buffers[slot.surface]);
+    }
+  }
+  for (size_t i = 0; i < buffers.size(); ++i) ANERD_RETURN_IF_ERROR(in_[i]->Write(0, buffers[i]));
+  const absl::Time compute_start = absl::Now();
+  absl::Status evaluated = device_->Evaluate(*model_, in_ptrs_, out_ptrs_);
+  if (!evaluated.ok()) {
+    return absl::Status(evaluated.code() == absl::StatusCode::kFailedPrecondition
+                            ? evaluated.code()
+                            : absl::StatusCode::kInternal,
+                        absl::StrCat("ANE evaluation failed: ", evaluated.message()));
+  }
+  const absl::Time compute_end = absl::Now();
+  RunResult result;
+  std::vector<std::string> outs;
+  for (size_t i = 0; i < out_.size(); ++i) {
+    outs.emplace_back(out_[i]->size(), '\0');
+    ANERD_RETURN_IF_ERROR(out_[i]->Read(0, outs.back().size(), outs.back().data()));
+  }
+  for (const SurfaceSlot& slot : lowered_.outputs) {
+    result.outputs.push_back(NamedTensor{
+        slot.name,
+        UnpackFrom(outs[slot.surface], lowered_.output_surfaces[slot.surface].dtype, slot)});
+  }
+  result.timing.compute_us = absl::ToDoubleMicroseconds(compute_end - compute_start);
+  result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
+  return result;
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<DeviceSurface>>> AllocateAll(
+    AneDevice& device, const std::vector<mil::TensorType>& types) {
+  std::vector<std::unique_ptr<DeviceSurface>> out;
+  for (const mil::TensorType& t : types) {
+    ANERD_ASSIGN_OR_RETURN(auto s, device.AllocateSurface(static_cast<size_t>(t.NumBytes())));
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+absl::Status LoadWithRetry(AneDevice& device, DeviceModel& model) {
+  absl::Status first = device.Load(model);
+  if (first.ok()) return first;
+  usleep(kLoadRetryDelayUs);  // "ANE slot reclamation"
+  absl::Status second = device.Load(model);
+  if (second.ok()) return second;
+  return absl::UnavailableError(
+      absl::StrCat("ANE load failed after one retry: ", second.message()));
+}
+
+}  // namespace
+
+int64_t EffectiveCompileBudget(int64_t configured, int64_t device_budget) {
+  if (configured > 0 && device_budget > 0) return std::min(configured, device_budget);
+  return configured > 0 ? configured : device_budget;
+}
+
+AneBackend::AneBackend(std::shared_ptr<AneDevice> device, const AneBackendOptions& options)
+    : device_(std::move(device)), options_(options), info_(device_->Info()) {}
+
+BackendDescription AneBackend::Describe() const {
+  BackendDescription d;
+  d.name = options_.name;
+  d.version = "1";
+  d.device = info_.name;
+  if (!info_.chip.empty()) absl::StrAppend(&d.device, ", ", info_.chip);
+  if (!info_.ane_subtype.empty()) absl::StrAppend(&d.device, ", ANE ", info_.ane_subtype);
+  d.capabilities.fp16_compute = true;
+  d.capabilities.honors_attn_mask = true;  // masks are lowered to explicit ops when needed
+  d.capabilities.multiple_inputs = true;   // packed into one surface when the device needs it
+  d.capabilities.compile_budget = options_.compile_budget;
+  return d;
+}
+
+bool AneBackend::Supports(absl::string_view op) const {
+  // The ops the verifier knows and the CPU backend runs; the real device may still reject some at
+  // compile time (reported as INVALID_ARGUMENT with the device's text).
+  cpu::CpuBackend cpu(cpu::CpuBackendOptions{});
+  return cpu.Supports(op);
+}
+
+absl::Status AneBackend::MapCompileError(const absl::Status& status) const {
+  if (info_.compile_budget > 0 && device_->compile_count() >= info_.compile_budget) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("ANE compile budget spent (", device_->compile_count(),
+                     " compiles in this process): ", status.message()));
+  }
+  if (status.code() == absl::StatusCode::kFailedPrecondition ||
+      status.code() == absl::StatusCode::kUnavailable) {
+    return status;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("ANE rejected the program: ", status.message()));
+}
+
+absl::StatusOr<std::unique_ptr<CompiledProgram>> AneBackend::Compile(
+    const mil::VerifiedProgram& program, const CompileOptions& options) {
+  const int64_t used = compiles_.fetch_add(1);  // reserve a slot (see CpuBackend::Compile)
+  if (options_.compile_budget > 0 && used >= options_.compile_budget) {
+    compiles_.fetch_sub(1);
+    return absl::ResourceExhaustedError(absl::StrCat(options_.name, " backend compile budget of ",
+                                                     options_.compile_budget,
+                                                     " compiles is used up"));
+  }
+  LoweringOptions lo;
+  lo.max_inputs = info_.max_inputs;
+  lo.max_outputs = info_.max_outputs;
+  lo.surface_alignment = info_.surface_alignment;
+  lo.min_surface_bytes = info_.min_surface_bytes;
+  lo.device_honors_attn_mask = info_.honors_attn_mask;
+  lo.honor_attn_mask = !options.ignore_attn_mask;
+  auto release = [this](absl::Status s) {
+    compiles_.fetch_sub(1);
+    return s;
+  };
+  absl::StatusOr<LoweredProgram> lowered = LowerForAne(program, lo);
+  if (!lowered.ok()) return release(lowered.status());
+  absl::StatusOr<std::unique_ptr<DeviceModel>> model =
+      device_->Compile(lowered->mil_text, lowered->weights);
+  if (!model.ok()) return release(MapCompileError(model.status()));
+  absl::Status loaded = LoadWithRetry(*device_, **model);
+  if (!loaded.ok()) return release(loaded);
+  auto in = AllocateAll(*device_, lowered->input_surfaces);
+  if (!in.ok()) return release(absl::InternalError(in.status().message()));
+  auto out = AllocateAll(*device_, lowered->output_surfaces);
+  if (!out.ok()) return release(absl::InternalError(out.status().message()));
+  return std::unique_ptr<CompiledProgram>(new AneProgram(
+      device_, *std::move(model), *std::move(lowered), *std::move(in), *std::move(out)));
+}
+
+}  // namespace anerd::backend::ane

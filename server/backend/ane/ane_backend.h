@@ -1,0 +1,74 @@
+// AneBackend: the ANE as a Backend (backend.h), in portable C++ over an AneDevice (ane_device.h).
+// Registered as "ane" over the Apple framework device and "ane-sim" over the simulated device.
+//
+// Compile: lowers the verified program (ane_lowering.h: canonical MIL text, blob weight files,
+// I/O packed into the surfaces the device takes, attention masks made explicit), compiles and
+// loads it on the device (load retried once after 100 ms, spec 1.3), allocates the surfaces once.
+// Run: converts the named input tensors into the surfaces, evaluates, converts the surfaces back
+// into the named outputs. Values are computed in fp16 whatever CompileOptions::numerics says
+// (capabilities.fp16_compute).
+//
+// Budget: successful compiles are counted (compiles_used) against the effective budget
+// (capabilities.compile_budget: the configured one, else the device's ~119; spec 1.8). Once it is
+// spent Compile returns RESOURCE_EXHAUSTED without touching the device (the worker-process layer
+// restarts the process). A device compile failure after the device's own budget is reached is
+// also reported as RESOURCE_EXHAUSTED, with the device's text.
+//
+// Error mapping (device text and its domain/code are always in the message): lowering limits ->
+// UNIMPLEMENTED; device rejected the program -> INVALID_ARGUMENT; load failed twice -> UNAVAILABLE;
+// evaluation failed -> INTERNAL.
+//
+// Ownership: the backend and every CompiledProgram share the device (shared_ptr), so programs
+// may outlive the backend. Thread-safety: as backend.h.
+#ifndef ANERD_SERVER_BACKEND_ANE_ANE_BACKEND_H_
+#define ANERD_SERVER_BACKEND_ANE_ANE_BACKEND_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "server/backend/ane/ane_device.h"
+#include "server/backend/backend.h"
+
+namespace anerd::backend::ane {
+
+struct AneBackendOptions {
+  std::string name = "ane-sim";  // registry key: "ane" or "ane-sim"
+  // Successful compiles allowed; 0 = no limit of the backend's own (the device may still fail).
+  int64_t compile_budget = 0;
+};
+
+class AneBackend : public Backend {
+ public:
+  AneBackend(std::shared_ptr<AneDevice> device, const AneBackendOptions& options);
+  BackendDescription Describe() const override;
+  bool Supports(absl::string_view op) const override;
+  absl::StatusOr<std::unique_ptr<CompiledProgram>> Compile(const mil::VerifiedProgram& program,
+                                                           const CompileOptions& options) override;
+  int64_t compiles_used() const override { return compiles_.load(); }
+  const DeviceInfo& device_info() const { return info_; }
+
+ private:
+  absl::Status MapCompileError(const absl::Status& status) const;
+
+  std::shared_ptr<AneDevice> device_;
+  AneBackendOptions options_;
+  DeviceInfo info_;
+  std::atomic<int64_t> compiles_{0};
+};
+
+// The effective budget for a backend over a device whose budget is `device_budget`, when the
+// daemon asks for `configured` (0 = not configured): the smaller of the non-zero ones.
+int64_t EffectiveCompileBudget(int64_t configured, int64_t device_budget);
+
+// The canary: a small conv + softmax program (64 channels, spec 1.8 minimum) compiled and run on
+// `candidate` and on `reference` (the CPU backend) with the same inputs; OK when every output
+// element agrees within fp16 tolerance, else FAILED_PRECONDITION describing the first mismatch,
+// or the compile/run error.
+absl::Status RunCanary(Backend& candidate, Backend& reference);
+
+}  // namespace anerd::backend::ane
+
+#endif  // ANERD_SERVER_BACKEND_ANE_ANE_BACKEND_H_

@@ -1,0 +1,136 @@
+// AneDevice: the small C++ interface between the portable ANE backend (ane_backend.h) and a
+// device that compiles and runs MIL programs the way Apple's private AppleNeuralEngine framework
+// does (ane-seed-spec section 1). Two implementations:
+//   * ane_device_apple.mm — the framework itself (macOS only; the only Objective-C++ in anerd);
+//   * ane_device_sim.cc   — a simulated device that runs anywhere (ane_device_sim.h).
+// No Objective-C type appears here.
+//
+// Lifecycle (spec 1.3): Compile(MIL text, weight files) -> DeviceModel; Load; allocate surfaces;
+// Evaluate(model, input surfaces, output surfaces) many times, rewriting surface contents in place;
+// Unload. A DeviceModel that is destroyed while loaded is unloaded first.
+//
+// Surfaces (spec 1.4): byte buffers holding one tensor each, row-major in the MIL shape, fp16 as
+// IEEE binary16 bits and fp32 as IEEE binary32, little-endian, no padding. The device checks that a
+// surface's size equals the bytes of the program input/output it is bound to.
+//
+// Errors: every failure the framework reports (NSError) or throws (NSException) becomes an
+// absl::Status whose message contains the framework's text and which carries a DeviceError
+// payload (domain, code, description), see MakeDeviceError/GetDeviceError. Status codes chosen by
+// the device: INVALID_ARGUMENT (program or surface rejected), FAILED_PRECONDITION (wrong state,
+// e.g. evaluate before load), RESOURCE_EXHAUSTED (compile budget spent, when the device can tell),
+// UNAVAILABLE (framework missing), INTERNAL (anything else).
+//
+// Ownership: models and surfaces are owned by the caller through unique_ptr and must be destroyed
+// before the device. Thread-safety: AneDevice methods are thread-safe; one DeviceModel or
+// DeviceSurface must not be used by two threads at once (the backend serialises per program).
+#ifndef ANERD_SERVER_BACKEND_ANE_ANE_DEVICE_H_
+#define ANERD_SERVER_BACKEND_ANE_ANE_DEVICE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace anerd::backend::ane {
+
+// QoS passed to compile/load/evaluate/unload; the seed uses 21 everywhere (spec 1.6).
+inline constexpr unsigned int kDefaultQos = 21;
+// The framework's observed per-process compile budget (spec 1.8, 11; anchors §0 item 1).
+inline constexpr int64_t kFrameworkCompileBudget = 119;
+
+struct DeviceInfo {
+  std::string name;  // "Apple Neural Engine" or "simulated ANE"
+  bool simulated = false;
+  std::string chip;            // e.g. "Apple M4" (empty when unknown)
+  std::string ane_subtype;     // _ANEDeviceInfo aneSubType, e.g. "h16" (empty when unknown)
+  std::string os_build;        // e.g. "macOS 15.4 (24E248)"
+  int cores = 0;               // ANE cores if known, else 0
+  std::string framework_path;  // what was dlopen'ed (empty for the simulator)
+  std::vector<std::string> classes_found;  // private classes resolved by name
+  // Successful compiles the device is expected to allow per process (0 = unlimited).
+  int64_t compile_budget = 0;
+  // Largest number of input / output surfaces one evaluation accepts (spec 1.5, 1.8).
+  int max_inputs = 1;
+  int max_outputs = 1;
+  // Surface byte sizes must be a multiple of this and at least min_surface_bytes (0 = no rule).
+  int64_t surface_alignment = 0;
+  int64_t min_surface_bytes = 0;
+  // Whether scaled_dot_product_attention honours attn_mask (spec 1.8: it does not).
+  bool honors_attn_mask = false;
+};
+
+// The framework's error triple (NSError domain/code/localizedDescription, or an NSException's
+// name/reason with code 0).
+struct DeviceError {
+  std::string domain;
+  int64_t code = 0;
+  std::string description;
+};
+
+// A status with `code`, message "WHAT: DESCRIPTION (DOMAIN code CODE)" and `error` as payload.
+absl::Status MakeDeviceError(absl::StatusCode code, absl::string_view what,
+                             const DeviceError& error);
+// The DeviceError carried by `status`, if any.
+std::optional<DeviceError> GetDeviceError(const absl::Status& status);
+
+// One weight file: the path exactly as the MIL BLOBFILE names it ("@model_path/weights/w.bin")
+// and its bytes (blob format, spec 2). Shared, immutable from the caller's side.
+struct DeviceWeightFile {
+  std::string path;
+  std::shared_ptr<const std::string> bytes;
+};
+
+// Optional performance counters of one evaluation (zero / empty when the device has none).
+struct PerfCounters {
+  uint64_t hardware_ns = 0;  // _ANEPerformanceStats hwExecutionTime (spec 1.7), if populated
+};
+
+class DeviceSurface {
+ public:
+  virtual ~DeviceSurface() = default;
+  virtual size_t size() const = 0;  // bytes
+  // Copies `data` to byte `offset`; INVALID_ARGUMENT if it does not fit.
+  virtual absl::Status Write(size_t offset, absl::string_view data) = 0;
+  // Copies `bytes` bytes from byte `offset` into `out`; INVALID_ARGUMENT if out of range.
+  virtual absl::Status Read(size_t offset, size_t bytes, void* out) const = 0;
+};
+
+class DeviceModel {
+ public:
+  virtual ~DeviceModel() = default;
+  // The content-derived identifier (hexStringIdentifier on the framework).
+  virtual const std::string& identifier() const = 0;
+  virtual bool loaded() const = 0;
+};
+
+class AneDevice {
+ public:
+  virtual ~AneDevice() = default;
+  virtual DeviceInfo Info() const = 0;
+  // Compiles `mil_text` (UTF-8) with `weights`; counts towards compile_count() on success.
+  virtual absl::StatusOr<std::unique_ptr<DeviceModel>> Compile(
+      absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights,
+      unsigned int qos = kDefaultQos) = 0;
+  virtual absl::Status Load(DeviceModel& model, unsigned int qos = kDefaultQos) = 0;
+  virtual absl::Status Unload(DeviceModel& model, unsigned int qos = kDefaultQos) = 0;
+  // A zero-filled surface of `bytes` bytes (INVALID_ARGUMENT when the device's size rules refuse).
+  virtual absl::StatusOr<std::unique_ptr<DeviceSurface>> AllocateSurface(size_t bytes) = 0;
+  // Runs a loaded model on the bound surfaces (input i binds to the program's input i, in the
+  // order of the MIL function's parameters; likewise outputs). `counters` may be null.
+  virtual absl::Status Evaluate(DeviceModel& model, const std::vector<DeviceSurface*>& inputs,
+                                const std::vector<DeviceSurface*>& outputs,
+                                unsigned int qos = kDefaultQos,
+                                PerfCounters* counters = nullptr) = 0;
+  // Successful compiles by this device so far (what the framework's budget counts).
+  virtual int64_t compile_count() const = 0;
+};
+
+}  // namespace anerd::backend::ane
+
+#endif  // ANERD_SERVER_BACKEND_ANE_ANE_DEVICE_H_

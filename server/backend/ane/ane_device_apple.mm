@@ -1,0 +1,490 @@
+// The AppleNeuralEngine.framework device: the only Objective-C++ in anerd (DESIGN.md). Every call
+// follows ane-seed-spec section 1; section numbers are cited where a step comes from.
+//
+// Memory: compiled with -fno-objc-arc. Every Objective-C object kept in a C++ struct is retained
+// when stored and released in the struct's destructor (spec 11: "explicit retain/release");
+// temporaries live in an @autoreleasepool per entry point. Exceptions: every message to the
+// framework runs inside @try/@catch, so no NSException crosses into C++; NSError and NSException
+// become absl::Status with a DeviceError payload (domain, code, description).
+#import <Foundation/Foundation.h>
+#import <IOSurface/IOSurface.h>
+#include <dlfcn.h>
+#include <objc/message.h>
+#include <objc/runtime.h>
+#include <sys/sysctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/backend/ane/ane_device_apple.h"
+
+namespace anerd::backend::ane {
+namespace {
+
+// spec 1.1
+constexpr char kFrameworkPath[] =
+    "/System/Library/PrivateFrameworks/AppleNeuralEngine.framework/AppleNeuralEngine";
+
+// spec 1.2: the exact C signatures every objc_msgSend is cast to (ARM64 needs exact casts).
+using DescriptorFn = id (*)(Class, SEL, id, id, id);  // modelWithMILText:weights:optionsPlist:
+using ModelWithDescFn = id (*)(Class, SEL, id);       // inMemoryModelWithDescriptor:
+using IdGetterFn = id (*)(id, SEL);                   // hexStringIdentifier
+using ClassGetterFn = id (*)(Class, SEL);             // +[_ANEDeviceInfo aneSubType]
+using QosOptionsErrorFn = BOOL (*)(id, SEL, unsigned int, id, NSError**);  // compile / load
+using EvaluateFn = BOOL (*)(id, SEL, unsigned int, id, id, NSError**);
+using UnloadFn = BOOL (*)(id, SEL, unsigned int, NSError**);
+using SurfaceObjectFn = id (*)(Class, SEL, IOSurfaceRef);  // objectWithIOSurface:
+using RequestFn = id (*)(Class, SEL, id, id, id, id, id, id, id);
+
+std::string ToStd(NSString* s) {
+  const char* utf8 = s == nil ? nullptr : [s UTF8String];
+  return utf8 == nullptr ? std::string() : std::string(utf8);
+}
+
+absl::Status FromNSError(absl::StatusCode code, absl::string_view what, NSError* error) {
+  if (error == nil) {
+    return MakeDeviceError(
+        code, what, DeviceError{"anerd.ane", 0, "the framework returned NO without an error"});
+  }
+  return MakeDeviceError(code, what,
+                         DeviceError{ToStd([error domain]), static_cast<int64_t>([error code]),
+                                     ToStd([error localizedDescription])});
+}
+
+absl::Status FromNSException(absl::string_view what, NSException* e) {
+  return MakeDeviceError(absl::StatusCode::kInternal, what,
+                         DeviceError{ToStd([e name]), 0, ToStd([e reason])});
+}
+
+absl::Status NilResult(absl::string_view what) {
+  return MakeDeviceError(absl::StatusCode::kInvalidArgument, what,
+                         DeviceError{"anerd.ane", 0, "the framework returned nil"});
+}
+
+// spec 1.3 and 11: tmpDir = NSTemporaryDirectory()/<hexStringIdentifier>; identical programs share
+// it, so it is reference-counted process-wide and removed when the last model using it goes.
+std::mutex& TempDirMutex() {
+  static auto* mu = new std::mutex;
+  return *mu;
+}
+std::map<std::string, int>& TempDirRefs() {
+  static auto* refs = new std::map<std::string, int>;
+  return *refs;
+}
+
+// Writes `data` to `path` atomically, creating intermediate directories (spec 1.3 step 5).
+bool WriteFile(NSString* path, NSData* data) {
+  NSFileManager* fm = [NSFileManager defaultManager];
+  if (![fm createDirectoryAtPath:[path stringByDeletingLastPathComponent]
+          withIntermediateDirectories:YES
+                           attributes:nil
+                                error:nil]) {
+    return false;
+  }
+  return [data writeToFile:path atomically:YES];
+}
+
+// Takes a reference on `dir`, populating it on first use: weights/, model.mil, every weight file
+// at its path minus "@model_path/".
+absl::Status AcquireTempDir(NSString* dir, NSData* mil, NSDictionary* weights) {
+  std::lock_guard<std::mutex> lock(TempDirMutex());
+  int& refs = TempDirRefs()[ToStd(dir)];
+  if (refs == 0) {
+    NSFileManager* fm = [NSFileManager defaultManager];
+    NSString* wdir = [dir stringByAppendingPathComponent:@"weights"];
+    bool ok = [fm createDirectoryAtPath:wdir
+            withIntermediateDirectories:YES
+                             attributes:nil
+                                  error:nil];
+    ok = ok && WriteFile([dir stringByAppendingPathComponent:@"model.mil"], mil);
+    for (NSString* key in weights) {
+      NSString* rest = [key hasPrefix:@"@model_path/"] ? [key substringFromIndex:12] : key;
+      NSData* data = [[weights objectForKey:key] objectForKey:@"data"];
+      ok = ok && WriteFile([dir stringByAppendingPathComponent:rest], data);
+    }
+    if (!ok) {
+      [fm removeItemAtPath:dir error:nil];
+      TempDirRefs().erase(ToStd(dir));
+      return absl::InternalError(absl::StrCat("cannot populate ", ToStd(dir)));
+    }
+  }
+  ++refs;
+  return absl::OkStatus();
+}
+
+void ReleaseTempDir(NSString* dir) {
+  std::lock_guard<std::mutex> lock(TempDirMutex());
+  auto it = TempDirRefs().find(ToStd(dir));
+  if (it == TempDirRefs().end()) return;
+  if (--it->second == 0) {
+    TempDirRefs().erase(it);
+    @try {
+      [[NSFileManager defaultManager] removeItemAtPath:dir error:nil];
+    } @catch (NSException* e) {
+      (void)e;  // best effort: a stale temp dir is harmless
+    }
+  }
+}
+
+struct Classes {
+  Class descriptor = nil;   // _ANEInMemoryModelDescriptor
+  Class model = nil;        // _ANEInMemoryModel
+  Class request = nil;      // _ANERequest
+  Class surface = nil;      // _ANEIOSurfaceObject
+  Class device_info = nil;  // _ANEDeviceInfo (optional: only for aneSubType)
+};
+
+class AppleSurface : public DeviceSurface {
+ public:
+  AppleSurface(IOSurfaceRef surface, id object, size_t bytes)
+      : surface_(surface), object_([object retain]), bytes_(bytes) {}
+  ~AppleSurface() override {
+    [object_ release];
+    CFRelease(surface_);
+  }
+  size_t size() const override { return bytes_; }
+  // spec 1.4: lock(0) -> copy into the base address -> unlock.
+  absl::Status Write(size_t offset, absl::string_view data) override {
+    if (offset > bytes_ || data.size() > bytes_ - offset) {
+      return absl::InvalidArgumentError("surface write out of range");
+    }
+    IOSurfaceLock(surface_, 0, nullptr);
+    std::memcpy(static_cast<char*>(IOSurfaceGetBaseAddress(surface_)) + offset, data.data(),
+                data.size());
+    IOSurfaceUnlock(surface_, 0, nullptr);
+    return absl::OkStatus();
+  }
+  // spec 1.4: lock(ReadOnly) -> copy out -> unlock(ReadOnly).
+  absl::Status Read(size_t offset, size_t bytes, void* out) const override {
+    if (offset > bytes_ || bytes > bytes_ - offset) {
+      return absl::InvalidArgumentError("surface read out of range");
+    }
+    IOSurfaceLock(surface_, kIOSurfaceLockReadOnly, nullptr);
+    std::memcpy(out, static_cast<const char*>(IOSurfaceGetBaseAddress(surface_)) + offset, bytes);
+    IOSurfaceUnlock(surface_, kIOSurfaceLockReadOnly, nullptr);
+    return absl::OkStatus();
+  }
+  id object() const { return object_; }
+
+ private:
+  IOSurfaceRef surface_;  // owned (created by IOSurfaceCreate)
+  id object_;             // retained _ANEIOSurfaceObject wrapping surface_
+  size_t bytes_;
+};
+
+// One _ANERequest per (input surfaces, output surfaces) binding, built once (spec 1.3 step 7).
+struct Binding {
+  std::vector<DeviceSurface*> inputs;
+  std::vector<DeviceSurface*> outputs;
+  id request = nil;  // retained
+};
+
+class AppleModel : public DeviceModel {
+ public:
+  AppleModel(id model, NSString* temp_dir, std::string identifier)
+      : model_([model retain]), temp_dir_([temp_dir retain]), identifier_(std::move(identifier)) {}
+  ~AppleModel() override {
+    if (loaded_) {
+      @try {
+        NSError* error = nil;
+        ((UnloadFn)objc_msgSend)(model_, @selector(unloadWithQoS:error:), kDefaultQos, &error);
+      } @catch (NSException* e) {
+        (void)e;
+      }
+    }
+    for (Binding& b : bindings_) [b.request release];
+    [model_ release];
+    ReleaseTempDir(temp_dir_);
+    [temp_dir_ release];
+  }
+  const std::string& identifier() const override { return identifier_; }
+  bool loaded() const override { return loaded_; }
+
+  id model_;
+  NSString* temp_dir_;
+  std::string identifier_;
+  bool loaded_ = false;
+  std::vector<Binding> bindings_;
+};
+
+class AppleDevice : public AneDevice {
+ public:
+  AppleDevice(Classes classes, std::vector<std::string> found)
+      : classes_(classes), found_(std::move(found)) {}
+
+  DeviceInfo Info() const override;
+  absl::StatusOr<std::unique_ptr<DeviceModel>> Compile(absl::string_view mil_text,
+                                                       const std::vector<DeviceWeightFile>& weights,
+                                                       unsigned int qos) override;
+  absl::Status Load(DeviceModel& model, unsigned int qos) override;
+  absl::Status Unload(DeviceModel& model, unsigned int qos) override;
+  absl::StatusOr<std::unique_ptr<DeviceSurface>> AllocateSurface(size_t bytes) override;
+  absl::Status Evaluate(DeviceModel& model, const std::vector<DeviceSurface*>& inputs,
+                        const std::vector<DeviceSurface*>& outputs, unsigned int qos,
+                        PerfCounters* counters) override;
+  int64_t compile_count() const override { return compiles_.load(); }
+
+ private:
+  absl::StatusOr<id> BuildRequest(const std::vector<DeviceSurface*>& inputs,
+                                  const std::vector<DeviceSurface*>& outputs);
+
+  const Classes classes_;
+  const std::vector<std::string> found_;
+  std::atomic<int64_t> compiles_{0};
+};
+
+std::string SysctlString(const char* name) {
+  size_t size = 0;
+  if (sysctlbyname(name, nullptr, &size, nullptr, 0) != 0 || size == 0) return "";
+  std::string out(size, '\0');
+  if (sysctlbyname(name, out.data(), &size, nullptr, 0) != 0) return "";
+  out.resize(strnlen(out.c_str(), out.size()));
+  return out;
+}
+
+DeviceInfo AppleDevice::Info() const {
+  DeviceInfo info;
+  info.name = "Apple Neural Engine";
+  info.simulated = false;
+  info.framework_path = kFrameworkPath;
+  info.classes_found = found_;
+  info.chip = SysctlString("machdep.cpu.brand_string");
+  info.compile_budget = kFrameworkCompileBudget;
+  info.max_inputs = 1;  // spec 1.8, 11: the single-input constraint
+  info.max_outputs = 1;
+  info.surface_alignment = 128;  // anchors §0 item 6: M5 needs 128-byte aligned surfaces
+  info.min_surface_bytes = 128;
+  info.honors_attn_mask = false;  // spec 1.8
+  @autoreleasepool {
+    @try {
+      info.os_build = ToStd([[NSProcessInfo processInfo] operatingSystemVersionString]);
+      if (classes_.device_info != nil) {  // spec 1.2: +[_ANEDeviceInfo aneSubType]
+        id subtype = ((ClassGetterFn)objc_msgSend)(classes_.device_info, @selector(aneSubType));
+        if (subtype != nil) info.ane_subtype = ToStd([subtype description]);
+      }
+    } @catch (NSException* e) {
+      (void)e;  // facts stay empty
+    }
+  }
+  return info;
+}
+
+// spec 1.3 steps 1-6 (compile half): MIL as UTF-8 NSData; weights dictionary keyed by the exact
+// BLOBFILE path with {offset: @0, data: NSData}, @{} (never nil) when there are none; descriptor
+// with optionsPlist nil; in-memory model; temp dir populated; compileWithQoS:options:@{}.
+absl::StatusOr<std::unique_ptr<DeviceModel>> AppleDevice::Compile(
+    absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights, unsigned int qos) {
+  @autoreleasepool {
+    id model = nil;
+    NSString* dir = nil;
+    std::string identifier;
+    NSData* mil = [NSData dataWithBytes:mil_text.data() length:mil_text.size()];
+    NSMutableDictionary* wdict = [NSMutableDictionary dictionary];
+    for (const DeviceWeightFile& w : weights) {
+      NSData* data = [NSData dataWithBytes:w.bytes->data() length:w.bytes->size()];
+      NSString* key = [NSString stringWithUTF8String:w.path.c_str()];
+      [wdict setObject:@{@"offset" : @0, @"data" : data} forKey:key];
+    }
+    @try {
+      id desc = ((DescriptorFn)objc_msgSend)(
+          classes_.descriptor, @selector(modelWithMILText:weights:optionsPlist:), mil, wdict, nil);
+      if (desc == nil) return NilResult("ANE modelWithMILText failed");
+      model = ((ModelWithDescFn)objc_msgSend)(classes_.model,
+                                              @selector(inMemoryModelWithDescriptor:), desc);
+      if (model == nil) return NilResult("ANE inMemoryModelWithDescriptor failed");
+      id hex = ((IdGetterFn)objc_msgSend)(model, @selector(hexStringIdentifier));
+      if (hex == nil) return NilResult("ANE hexStringIdentifier failed");
+      identifier = ToStd(hex);
+      dir = [NSTemporaryDirectory() stringByAppendingPathComponent:hex];
+    } @catch (NSException* e) {
+      return FromNSException("ANE compile failed", e);
+    }
+    absl::Status populated = AcquireTempDir(dir, mil, wdict);
+    if (!populated.ok()) return populated;
+    // From here the temp dir reference belongs to the model object (released in its destructor).
+    auto handle = std::make_unique<AppleModel>(model, dir, identifier);
+    @try {
+      NSError* error = nil;
+      BOOL ok = ((QosOptionsErrorFn)objc_msgSend)(model, @selector(compileWithQoS:options:error:),
+                                                  qos, @{}, &error);
+      if (!ok) return FromNSError(absl::StatusCode::kInternal, "ANE compile failed", error);
+    } @catch (NSException* e) {
+      return FromNSException("ANE compile failed", e);
+    }
+    compiles_.fetch_add(1);
+    return std::unique_ptr<DeviceModel>(std::move(handle));
+  }
+}
+
+// spec 1.3 step 6 (load half); the retry after 100 ms lives in the backend (LoadWithRetry).
+absl::Status AppleDevice::Load(DeviceModel& model, unsigned int qos) {
+  auto& m = static_cast<AppleModel&>(model);
+  if (m.loaded_) return absl::OkStatus();
+  @autoreleasepool {
+    @try {
+      NSError* error = nil;
+      BOOL ok = ((QosOptionsErrorFn)objc_msgSend)(m.model_, @selector(loadWithQoS:options:error:),
+                                                  qos, @{}, &error);
+      if (!ok) return FromNSError(absl::StatusCode::kUnavailable, "ANE load failed", error);
+    } @catch (NSException* e) {
+      return FromNSException("ANE load failed", e);
+    }
+  }
+  m.loaded_ = true;
+  return absl::OkStatus();
+}
+
+// spec 1.3 step 9: unloadWithQoS:error:. Requests stay valid for a later reload.
+absl::Status AppleDevice::Unload(DeviceModel& model, unsigned int qos) {
+  auto& m = static_cast<AppleModel&>(model);
+  if (!m.loaded_) return absl::OkStatus();
+  @autoreleasepool {
+    @try {
+      NSError* error = nil;
+      BOOL ok = ((UnloadFn)objc_msgSend)(m.model_, @selector(unloadWithQoS:error:), qos, &error);
+      m.loaded_ = false;
+      if (!ok) return FromNSError(absl::StatusCode::kInternal, "ANE unload failed", error);
+    } @catch (NSException* e) {
+      m.loaded_ = false;
+      return FromNSException("ANE unload failed", e);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// spec 1.4: a one-row byte buffer of exactly `bytes` bytes, wrapped once in _ANEIOSurfaceObject.
+absl::StatusOr<std::unique_ptr<DeviceSurface>> AppleDevice::AllocateSurface(size_t bytes) {
+  if (bytes == 0) return absl::InvalidArgumentError("IOSurface of 0 bytes");
+  @autoreleasepool {
+    NSDictionary* props = @{
+      (NSString*)kIOSurfaceWidth : @(bytes),
+      (NSString*)kIOSurfaceHeight : @1,
+      (NSString*)kIOSurfaceBytesPerElement : @1,
+      (NSString*)kIOSurfaceBytesPerRow : @(bytes),
+      (NSString*)kIOSurfaceAllocSize : @(bytes),
+      (NSString*)kIOSurfacePixelFormat : @0
+    };
+    IOSurfaceRef surface = IOSurfaceCreate((CFDictionaryRef)props);
+    if (surface == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat("IOSurfaceCreate(", bytes, ") failed"));
+    }
+    @try {
+      id object = ((SurfaceObjectFn)objc_msgSend)(classes_.surface, @selector(objectWithIOSurface:),
+                                                  surface);
+      if (object == nil) {
+        CFRelease(surface);
+        return NilResult("ANE objectWithIOSurface failed");
+      }
+      return std::unique_ptr<DeviceSurface>(new AppleSurface(surface, object, bytes));
+    } @catch (NSException* e) {
+      CFRelease(surface);
+      return FromNSException("ANE objectWithIOSurface failed", e);
+    }
+  }
+}
+
+// spec 1.2 / 1.5: inputs, indices @0..n-1, outputs, indices, weightsBuffer nil, perfStats nil,
+// procedureIndex @0 (an NSNumber). Returns a retained request.
+absl::StatusOr<id> AppleDevice::BuildRequest(const std::vector<DeviceSurface*>& inputs,
+                                             const std::vector<DeviceSurface*>& outputs) {
+  @autoreleasepool {
+    NSMutableArray* in = [NSMutableArray array];
+    NSMutableArray* in_idx = [NSMutableArray array];
+    NSMutableArray* out = [NSMutableArray array];
+    NSMutableArray* out_idx = [NSMutableArray array];
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      [in addObject:static_cast<AppleSurface*>(inputs[i])->object()];
+      [in_idx addObject:@(static_cast<int>(i))];
+    }
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      [out addObject:static_cast<AppleSurface*>(outputs[i])->object()];
+      [out_idx addObject:@(static_cast<int>(i))];
+    }
+    @try {
+      id request = ((RequestFn)objc_msgSend)(
+          classes_.request,
+          @selector
+          (requestWithInputs:
+                inputIndices:outputs:outputIndices:weightsBuffer:perfStats:procedureIndex:),
+          in, in_idx, out, out_idx, nil, nil, @0);
+      if (request == nil) return NilResult("ANE requestWithInputs failed");
+      return [request retain];
+    } @catch (NSException* e) {
+      return FromNSException("ANE requestWithInputs failed", e);
+    }
+  }
+}
+
+// spec 1.3 step 8: evaluateWithQoS:options:@{} request:error: with the binding's request.
+absl::Status AppleDevice::Evaluate(DeviceModel& model, const std::vector<DeviceSurface*>& inputs,
+                                   const std::vector<DeviceSurface*>& outputs, unsigned int qos,
+                                   PerfCounters* counters) {
+  auto& m = static_cast<AppleModel&>(model);
+  if (!m.loaded_) return absl::FailedPreconditionError("ANE eval failed: model is not loaded");
+  id request = nil;
+  for (const Binding& b : m.bindings_) {
+    if (b.inputs == inputs && b.outputs == outputs) request = b.request;
+  }
+  if (request == nil) {
+    absl::StatusOr<id> built = BuildRequest(inputs, outputs);
+    if (!built.ok()) return built.status();
+    request = *built;
+    m.bindings_.push_back(Binding{inputs, outputs, request});
+  }
+  @autoreleasepool {
+    @try {
+      NSError* error = nil;
+      BOOL ok = ((EvaluateFn)objc_msgSend)(
+          m.model_, @selector(evaluateWithQoS:options:request:error:), qos, @{}, request, &error);
+      if (!ok) return FromNSError(absl::StatusCode::kInternal, "ANE eval failed", error);
+    } @catch (NSException* e) {
+      return FromNSException("ANE eval failed", e);
+    }
+  }
+  if (counters != nullptr) counters->hardware_ns = 0;  // spec 1.7: no populated stats object known
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// spec 1.1: dlopen with RTLD_NOW, then NSClassFromString for the four compute classes.
+absl::StatusOr<std::unique_ptr<AneDevice>> CreateAppleDevice() {
+  void* handle = dlopen(kFrameworkPath, RTLD_NOW);
+  if (handle == nullptr) {
+    const char* err = dlerror();
+    return absl::UnavailableError(absl::StrCat("cannot load AppleNeuralEngine.framework: ",
+                                               err == nullptr ? "unknown error" : err));
+  }
+  Classes c;
+  std::vector<std::string> found, missing;
+  @autoreleasepool {
+    @try {
+      const std::pair<const char*, Class*> wanted[] = {
+          {"_ANEInMemoryModelDescriptor", &c.descriptor},
+          {"_ANEInMemoryModel", &c.model},
+          {"_ANERequest", &c.request},
+          {"_ANEIOSurfaceObject", &c.surface},
+          {"_ANEDeviceInfo", &c.device_info}};
+      for (const auto& [name, slot] : wanted) {
+        *slot = NSClassFromString([NSString stringWithUTF8String:name]);
+        (*slot != nil ? found : missing).push_back(name);
+      }
+    } @catch (NSException* e) {
+      return FromNSException("resolving ANE classes failed", e);
+    }
+  }
+  if (c.descriptor == nil || c.model == nil || c.request == nil || c.surface == nil) {
+    std::string list;
+    for (const std::string& m : missing) absl::StrAppend(&list, list.empty() ? "" : ", ", m);
+    return absl::UnavailableError(absl::StrCat("AppleNeuralEngine.framework lacks ", list));
+  }
+  return std::unique_ptr<AneDevice>(new AppleDevice(c, std::move(found)));
+}
+
+}  // namespace anerd::backend::ane
