@@ -1,0 +1,97 @@
+// Model configurations and the training specification (issue 6; ane-seed-spec 5.1, 5.5).
+//
+// ModelConfig is the shape of a Llama-style decoder: pre-norm RMSNorm (eps 1e-5), interleaved-pair
+// RoPE (theta 10000), causal attention with GQA (query head h uses KV head h / (heads/kv_heads), as
+// Hugging Face repeat_kv), SwiGLU FFN, tied embedding/classifier, no biases.
+// TrainSpec is plain data describing one training run; ValidateSpec checks every field.
+// Thread-safety: plain value types and pure functions.
+#ifndef ANERD_SERVER_TRAINING_CONFIG_H_
+#define ANERD_SERVER_TRAINING_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/training/kernels.h"
+
+namespace anerd::training {
+
+struct ModelConfig {
+  std::string name;  // "tiny", "stories15m", ... or "custom"
+  int dim = 0;
+  int hidden = 0;
+  int layers = 0;
+  int heads = 0;
+  int kv_heads = 0;
+  int head_dim = 0;
+  int vocab = 0;
+  int seq = 0;
+
+  int64_t q_dim() const { return int64_t{heads} * head_dim; }
+  int64_t kv_dim() const { return int64_t{kv_heads} * head_dim; }
+  // Elements of one layer's parameters (7 matrices + 2 norm vectors).
+  int64_t LayerParams() const;
+  // All parameters (embedding counted once: it is tied).
+  int64_t NumParams() const;
+  ModelShape Shape() const;
+};
+
+// tiny (tests: dim 64, 2 layers, 4 heads, hidden 192, vocab 256, seq 64), stories15m, stories110m,
+// qwen3_0_6b (the seed's shape: GQA 16/8, head_dim 128). NOT_FOUND for other names.
+absl::StatusOr<ModelConfig> ModelConfigByName(absl::string_view name);
+
+// "dim=64,hidden=192,layers=2,heads=4,kv_heads=2,head_dim=16,vocab=256,seq=64"; every key
+// optional. Defaults are tiny's; kv_heads defaults to heads and head_dim to dim/heads. The result
+// is named "custom" and validated. INVALID_ARGUMENT naming the bad key or value.
+absl::StatusOr<ModelConfig> ParseCustomConfig(absl::string_view kv);
+
+// INVALID_ARGUMENT with a message for the first inconsistency: non-positive or oversized sizes,
+// heads not divisible by kv_heads, odd head_dim, vocab above 65536 (uint16 token files).
+absl::Status ValidateConfig(const ModelConfig& config);
+
+// Renders the config as ParseCustomConfig input (round-trips).
+std::string ConfigToString(const ModelConfig& config);
+
+struct TrainSpec {
+  ModelConfig model;
+  std::string init_model_path;  // "" = from scratch; else a llama2.c model or a seed v4 checkpoint
+  std::string data_path;
+  std::string data_format;  // "tokens" (uint16 LE) | "text" (UTF-8, byte tokens) | "" (by
+                            // extension: .bin = tokens, else text)
+  int64_t steps = 1000;  // optimizer steps
+  double lr = 3e-4;      // peak learning rate
+  double min_lr = 3e-5;  // cosine floor
+  std::string schedule =
+      "cosine";               // "cosine" (linear warmup then cosine) | "constant" (warmup too)
+  int64_t warmup = 100;       // optimizer steps of linear warmup
+  int accum = 1;              // micro-steps (sequences) per optimizer step
+  double clip = 1.0;          // global grad-norm clip; 0 = off
+  double weight_decay = 0.1;  // on matrices and the embedding; norms never decay
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  std::string loss_scale = "dynamic";  // "dynamic" or a positive number
+  std::string numerics = "ane";        // "ane" | "fp32" (backend NumericsMode)
+  std::string sampling = "random";     // "random" (seeded) | "sequential"
+  uint64_t seed = 42;                  // init and sampling
+  std::string residual_scale = "1";    // "1" (llama2.c) | "deepnet" (1/sqrt(2·layers), the seed's)
+  bool compact_vocab = false;          // classifier over the token ids present in the data only
+  int64_t checkpoint_every = 0;  // steps between checkpoints (used by the session layer); 0 = off
+};
+
+// OK or INVALID_ARGUMENT naming the first bad field ("steps: must be positive", ...). Also
+// validates the model config. Does not touch the filesystem.
+absl::Status ValidateSpec(const TrainSpec& spec);
+
+// Serialises every field as "key=value" lines / parses them back (used by checkpoints).
+std::string SpecToText(const TrainSpec& spec);
+absl::StatusOr<TrainSpec> SpecFromText(absl::string_view text);
+
+// The residual branch multiplier for `spec` (1 or 1/sqrt(2·layers)).
+double ResidualAlpha(const TrainSpec& spec);
+
+}  // namespace anerd::training
+
+#endif  // ANERD_SERVER_TRAINING_CONFIG_H_

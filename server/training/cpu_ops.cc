@@ -1,0 +1,177 @@
+#include "server/training/cpu_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace anerd::training {
+
+void RmsNormForward(const float* x, const float* w, int64_t dim, int64_t seq, float* y,
+                    float* rinv) {
+  std::vector<float> ss(seq, 0.0f);
+  for (int64_t c = 0; c < dim; ++c) {
+    const float* xc = x + c * seq;
+    for (int64_t t = 0; t < seq; ++t) ss[t] += xc[t] * xc[t];
+  }
+  for (int64_t t = 0; t < seq; ++t) rinv[t] = 1.0f / std::sqrt(ss[t] / dim + kRmsEps);
+  for (int64_t c = 0; c < dim; ++c) {
+    const float* xc = x + c * seq;
+    float* yc = y + c * seq;
+    for (int64_t t = 0; t < seq; ++t) yc[t] = xc[t] * rinv[t] * w[c];
+  }
+}
+
+void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rinv,
+                     int64_t dim, int64_t seq, float* dx, float* dw) {
+  std::vector<float> dot(seq, 0.0f);
+  for (int64_t c = 0; c < dim; ++c) {
+    const float* xc = x + c * seq;
+    const float* dyc = dy + c * seq;
+    float acc = 0.0f;
+    for (int64_t t = 0; t < seq; ++t) {
+      dot[t] += dyc[t] * w[c] * xc[t];
+      acc += dyc[t] * xc[t] * rinv[t];
+    }
+    dw[c] += acc;
+  }
+  for (int64_t t = 0; t < seq; ++t) dot[t] *= rinv[t] * rinv[t] / dim;
+  for (int64_t c = 0; c < dim; ++c) {
+    const float* xc = x + c * seq;
+    const float* dyc = dy + c * seq;
+    float* dxc = dx + c * seq;
+    for (int64_t t = 0; t < seq; ++t) dxc[t] = rinv[t] * (w[c] * dyc[t] - xc[t] * dot[t]);
+  }
+}
+
+namespace {
+
+// Applies the rotation (a, b) -> (a·c − sgn·b·s, b·c + sgn·a·s) to every pair.
+void Rotate(float* x, int64_t heads, int64_t head_dim, int64_t seq, const float* cos,
+            const float* sin, float sgn) {
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < head_dim; i += 2) {
+      float* a = x + (h * head_dim + i) * seq;
+      float* b = a + seq;
+      for (int64_t t = 0; t < seq; ++t) {
+        const float c = cos[t * head_dim + i], s = sgn * sin[t * head_dim + i];
+        const float a0 = a[t], b0 = b[t];
+        a[t] = a0 * c - b0 * s;
+        b[t] = b0 * c + a0 * s;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void RopeForward(float* x, int64_t heads, int64_t head_dim, int64_t seq, const float* cos,
+                 const float* sin) {
+  Rotate(x, heads, head_dim, seq, cos, sin, 1.0f);
+}
+
+void RopeBackward(float* dx, int64_t heads, int64_t head_dim, int64_t seq, const float* cos,
+                  const float* sin) {
+  Rotate(dx, heads, head_dim, seq, cos, sin, -1.0f);
+}
+
+void SiluBackward(const float* dgate, const float* h1, const float* h3, int64_t n, float* dh1,
+                  float* dh3) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float sig = 1.0f / (1.0f + std::exp(-h1[i]));
+    dh3[i] = dgate[i] * h1[i] * sig;
+    dh1[i] = dgate[i] * h3[i] * sig * (1.0f + h1[i] * (1.0f - sig));
+  }
+}
+
+void GqaTile(const float* kv, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t seq,
+             float* tiled) {
+  const int64_t r = heads / kv_heads, block = head_dim * seq;
+  for (int64_t h = 0; h < heads; ++h) {
+    std::memcpy(tiled + h * block, kv + (h / r) * block, block * sizeof(float));
+  }
+}
+
+void GqaReduce(const float* full, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t seq,
+               float* kv) {
+  const int64_t r = heads / kv_heads, block = head_dim * seq;
+  for (int64_t j = 0; j < kv_heads; ++j) {
+    float* out = kv + j * block;
+    std::memcpy(out, full + j * r * block, block * sizeof(float));
+    for (int64_t k = 1; k < r; ++k) {
+      const float* src = full + (j * r + k) * block;
+      for (int64_t i = 0; i < block; ++i) out[i] += src[i];
+    }
+  }
+}
+
+void EmbeddingForward(const float* embed, const uint16_t* tokens, int64_t dim, int64_t seq,
+                      float* x) {
+  for (int64_t t = 0; t < seq; ++t) {
+    const float* row = embed + int64_t{tokens[t]} * dim;
+    for (int64_t d = 0; d < dim; ++d) x[d * seq + t] = row[d];
+  }
+}
+
+void EmbeddingBackward(const float* dx, const uint16_t* tokens, int64_t dim, int64_t seq,
+                       float* dembed) {
+  for (int64_t t = 0; t < seq; ++t) {
+    float* row = dembed + int64_t{tokens[t]} * dim;
+    for (int64_t d = 0; d < dim; ++d) row[d] += dx[d * seq + t];
+  }
+}
+
+double CrossEntropy(float* logits, const uint16_t* targets, int64_t seq, int64_t vocab,
+                    float grad_scale) {
+  double loss = 0;
+  const float g = grad_scale / static_cast<float>(seq);
+  for (int64_t t = 0; t < seq; ++t) {
+    float* row = logits + t * vocab;
+    const float mx = *std::max_element(row, row + vocab);
+    double sum = 0;
+    for (int64_t v = 0; v < vocab; ++v) {
+      row[v] = std::exp(row[v] - mx);
+      sum += row[v];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    loss -= std::log(std::max(static_cast<double>(row[targets[t]]) / sum, 1e-30));
+    for (int64_t v = 0; v < vocab; ++v) row[v] *= inv * g;
+    row[targets[t]] -= g;
+  }
+  return loss / seq;
+}
+
+double SumSquares(const float* g, int64_t n) {
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(g[i]) * g[i];
+  return acc;
+}
+
+void Scale(float* g, int64_t n, float s) {
+  for (int64_t i = 0; i < n; ++i) g[i] *= s;
+}
+
+void AdamW(float* w, const float* g, float* m, float* v, int64_t n, const AdamWParams& p) {
+  const float b1 = static_cast<float>(p.beta1), b2 = static_cast<float>(p.beta2);
+  const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(p.beta1, static_cast<double>(p.t))));
+  const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(p.beta2, static_cast<double>(p.t))));
+  const float lr = static_cast<float>(p.lr), eps = static_cast<float>(p.eps);
+  const float wd = static_cast<float>(p.weight_decay), mult = static_cast<float>(p.grad_mult);
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i] * mult;
+    m[i] = b1 * m[i] + (1.0f - b1) * gi;
+    v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+    const float mh = m[i] * c1, vh = v[i] * c2;
+    w[i] -= lr * (mh / (std::sqrt(vh) + eps) + wd * w[i]);
+  }
+}
+
+double ScheduledLr(bool cosine, double lr, double min_lr, int64_t warmup, int64_t step,
+                   int64_t total) {
+  if (step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  if (!cosine || total <= warmup) return lr;
+  const double frac = static_cast<double>(step - warmup) / static_cast<double>(total - warmup);
+  return min_lr + 0.5 * (1.0 + std::cos(M_PI * std::min(frac, 1.0))) * (lr - min_lr);
+}
+
+}  // namespace anerd::training

@@ -1,0 +1,59 @@
+// Training data (ane-seed-spec 5.8): pretokenized uint16 token files (raw little-endian, no header,
+// the llama2.c/TinyStories format; memory-mapped) or UTF-8 text with a byte-level tokenizer (token
+// = byte value, vocab 256). Every token is checked against the vocabulary when the data is opened.
+//
+// Sampling of micro-step k (0-based over the whole run, S = seq):
+//   sequential: inputs tokens[p, p+S), targets tokens[p+1, p+S+1) with p = (k mod W)·S and
+//               W = floor((n − 1) / S) windows, i.e. windows back to back from the start, wrapping
+//               to the start when the next window would run past the end of the file.
+//   random:     p = SplitMix64(seed ⊕ k·golden) mod (n − S) — a pure function of (seed, k), so
+//               resuming at any micro-step reproduces the run.
+// Thread-safety: immutable after Open; const methods are thread-safe.
+#ifndef ANERD_SERVER_TRAINING_DATA_H_
+#define ANERD_SERVER_TRAINING_DATA_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace anerd::training {
+
+class TokenData {
+ public:
+  // `format` "tokens" | "text" | "" (by extension: ".bin" = tokens, else text). Errors:
+  // NOT_FOUND / errno statuses naming the path; INVALID_ARGUMENT for an odd-sized token file, a
+  // token id >= vocab (naming the offset and id), invalid UTF-8 (naming the byte offset), text
+  // with vocab < 256, or fewer than seq + 1 tokens ("too short").
+  static absl::StatusOr<std::unique_ptr<TokenData>> Open(const std::string& path,
+                                                         absl::string_view format, int vocab,
+                                                         int seq);
+  ~TokenData();
+  TokenData(const TokenData&) = delete;
+  TokenData& operator=(const TokenData&) = delete;
+
+  int64_t size() const { return size_; }
+  const uint16_t* tokens() const { return tokens_; }
+  // Start p of micro-step k's window (see the file comment); `random` selects the sampling.
+  int64_t WindowStart(bool random, uint64_t seed, int64_t k, int seq) const;
+  // Sorted distinct token ids present (for vocabulary compaction).
+  std::vector<uint16_t> UsedIds() const;
+
+ private:
+  TokenData() = default;
+  void* map_ = nullptr;
+  size_t map_bytes_ = 0;
+  std::vector<uint16_t> owned_;
+  const uint16_t* tokens_ = nullptr;
+  int64_t size_ = 0;
+};
+
+// SplitMix64 finaliser (pure).
+uint64_t SplitMix64(uint64_t x);
+
+}  // namespace anerd::training
+
+#endif  // ANERD_SERVER_TRAINING_DATA_H_

@@ -1,0 +1,628 @@
+#include "server/training/model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/fp16.h"
+#include "common/mil/verifier.h"
+#include "common/status_macros.h"
+#include "server/training/cpu_ops.h"
+#include "server/training/data.h"
+#include "server/training/kernels.h"
+
+#if defined(ANERD_BLAS_ACCELERATE)
+#include <Accelerate/Accelerate.h>
+#else
+#include <cblas.h>
+#endif
+
+namespace anerd::training {
+namespace {
+
+using backend::NamedTensor;
+using backend::Tensor;
+using Clock = std::chrono::steady_clock;
+
+enum KernelId {
+  kSdpaFwd,
+  kWoFwd,
+  kFfnFused,
+  kFfnBwdW2t,
+  kFfnBwdW13t,
+  kWotBwd,
+  kSdpaBwd1,
+  kSdpaBwd2,
+  kQBwd,
+  kKvBwd,
+  kNumKernels
+};
+
+bool HasWeights(int k) { return k != kSdpaBwd1 && k != kSdpaBwd2; }
+
+// Adds the elapsed wall time in ms to *acc when destroyed.
+class Timer {
+ public:
+  explicit Timer(double* acc) : acc_(acc), start_(Clock::now()) {}
+  ~Timer() { *acc_ += std::chrono::duration<double, std::milli>(Clock::now() - start_).count(); }
+
+ private:
+  double* acc_;
+  Clock::time_point start_;
+};
+
+// dst[r·ld + c] = fp16(src[r·cols + c]).
+void PutRows(uint16_t* dst, int64_t ld, const float* src, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) FloatToHalfArray(src + r * cols, dst + r * ld, cols);
+}
+
+// Stages Wᵀ for W [out][in]: dst[i·ld + o] = W[o][i], via a blocked transpose into `scratch`.
+void PutTransposed(uint16_t* dst, int64_t ld, const float* w, int64_t out, int64_t in,
+                   std::vector<float>* scratch) {
+  scratch->resize(out * in);
+  float* t = scratch->data();
+  constexpr int64_t kB = 32;
+  for (int64_t o0 = 0; o0 < out; o0 += kB) {
+    for (int64_t i0 = 0; i0 < in; i0 += kB) {
+      const int64_t o1 = std::min(out, o0 + kB), i1 = std::min(in, i0 + kB);
+      for (int64_t o = o0; o < o1; ++o) {
+        for (int64_t i = i0; i < i1; ++i) t[i * out + o] = w[o * in + i];
+      }
+    }
+  }
+  PutRows(dst, ld, t, in, out);
+}
+
+// dW[out][in] += dy[out][S] · x[in][S]ᵀ.
+void AccumulateDw(const float* dy, const float* x, int64_t out, int64_t in, int64_t seq,
+                  float* dw) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(out), static_cast<int>(in),
+              static_cast<int>(seq), 1.0f, dy, static_cast<int>(seq), x, static_cast<int>(seq),
+              1.0f, dw, static_cast<int>(in));
+}
+
+// One worker thread running queued tasks in order.
+class DwWorker {
+ public:
+  DwWorker() : thread_([this] { Loop(); }) {}
+  ~DwWorker() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void Submit(std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(fn));
+      ++pending_;
+    }
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [this] { return pending_ == 0; });
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        --pending_;
+      }
+      done_cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::deque<std::function<void()>> queue_;
+  int64_t pending_ = 0;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after the members above exist
+};
+
+// Per-layer saved forward activations and backward temporaries read by the dW worker.
+struct LayerState {
+  std::vector<float> x, xn, x2, x2n, rinv_att, rinv_ffn;
+  std::vector<float> attn_out, q_rope, k_rope, v, h1, h3, gate;
+  std::vector<float> dffn, dh1, dh3, dout, dq, dk, dv;
+};
+
+}  // namespace
+
+ParamLayout::ParamLayout(const ModelConfig& c) {
+  const int64_t d = c.dim, h = c.hidden, qd = c.q_dim(), kvd = c.kv_dim();
+  auto add = [this](std::string name, int64_t size, bool decay) {
+    groups_.push_back(ParamGroup{std::move(name), total_, size, decay});
+    total_ += size;
+    return groups_.back().offset;
+  };
+  add("embed", int64_t{c.vocab} * d, true);
+  for (int l = 0; l < c.layers; ++l) {
+    const std::string p = absl::StrCat("layers.", l, ".");
+    Layer ly;
+    ly.wq = add(p + "wq", qd * d, true);
+    ly.wk = add(p + "wk", kvd * d, true);
+    ly.wv = add(p + "wv", kvd * d, true);
+    ly.wo = add(p + "wo", d * qd, true);
+    ly.w1 = add(p + "w1", h * d, true);
+    ly.w2 = add(p + "w2", d * h, true);
+    ly.w3 = add(p + "w3", h * d, true);
+    ly.rms_att = add(p + "rms_att", d, false);
+    ly.rms_ffn = add(p + "rms_ffn", d, false);
+    layers_.push_back(ly);
+  }
+  rms_final_ = add("rms_final", d, false);
+}
+
+void InitParams(const ModelConfig& c, uint64_t seed, float* params) {
+  const ParamLayout layout(c);
+  uint64_t state = seed;
+  auto uniform = [&state]() {
+    state = SplitMix64(state);
+    return static_cast<float>(static_cast<double>(state >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+  };
+  auto fill = [&](int64_t off, int64_t n, double scale) {
+    for (int64_t i = 0; i < n; ++i) params[off + i] = static_cast<float>(uniform() * scale);
+  };
+  const double d = c.dim, h = c.hidden, qd = static_cast<double>(c.q_dim());
+  const double res = 1.0 / std::sqrt(2.0 * c.layers);
+  for (int l = 0; l < c.layers; ++l) {
+    const ParamLayout::Layer& ly = layout.layer(l);
+    fill(ly.wq, c.q_dim() * c.dim, 1 / std::sqrt(d));
+    fill(ly.wk, c.kv_dim() * c.dim, 1 / std::sqrt(d));
+    fill(ly.wv, c.kv_dim() * c.dim, 1 / std::sqrt(d));
+    fill(ly.wo, c.dim * c.q_dim(), res / std::sqrt(qd));
+    fill(ly.w1, c.hidden * int64_t{c.dim}, 1 / std::sqrt(d));
+    fill(ly.w2, c.dim * int64_t{c.hidden}, res / std::sqrt(h));
+    fill(ly.w3, c.hidden * int64_t{c.dim}, 1 / std::sqrt(d));
+    std::fill(params + ly.rms_att, params + ly.rms_att + c.dim, 1.0f);
+    std::fill(params + ly.rms_ffn, params + ly.rms_ffn + c.dim, 1.0f);
+  }
+  std::fill(params + layout.rms_final(), params + layout.rms_final() + c.dim, 1.0f);
+  fill(layout.embed(), int64_t{c.vocab} * c.dim, 0.02);
+}
+
+class Model::Impl {
+ public:
+  Impl(const ModelConfig& c, double alpha) : c_(c), layout_(c), alpha_(static_cast<float>(alpha)) {}
+
+  absl::Status Compile(backend::NumericsMode numerics, backend::Backend* backend);
+  void SetCompaction(std::vector<uint16_t> ids);
+  void StageWeights(const float* params, PhaseTimes* t);
+  absl::StatusOr<double> Forward(const float* params, const uint16_t* tokens,
+                                 const uint16_t* targets, float grad_scale, PhaseTimes* t);
+  absl::Status Backward(const float* params, const uint16_t* tokens, float* grads, PhaseTimes* t);
+  double Flops() const;
+  const ModelConfig& config() const { return c_; }
+  const ParamLayout& layout() const { return layout_; }
+
+ private:
+  uint16_t* In(int k, int l) {
+    return static_cast<uint16_t*>(inputs_[k][HasWeights(k) ? l : 0][0].tensor.mutable_data());
+  }
+  const KernelLayout& Lay(int k) const { return layouts_[k]; }
+  int64_t SlotOffset(int k, const char* name) const { return Lay(k).FindSlot(name)->offset; }
+  // Writes act [rows][S] into kernel k's slot `name` for layer l.
+  void PutAct(int k, int l, const char* name, const float* act, int64_t rows, PhaseTimes* t);
+  // Copies output block `name` of `out` (kernel k) into dst [size][S].
+  void GetOut(int k, const Tensor& out, const char* name, float* dst, PhaseTimes* t);
+  absl::StatusOr<Tensor> Run(int k, int l, PhaseTimes* t);
+  void StageLayer(int l, const float* p);
+  absl::Status ForwardLayer(int l, const float* p, const float* x, float* x_next, PhaseTimes* t);
+  absl::Status BackwardLayer(int l, const float* p, float* grads, std::vector<float>* dy,
+                             PhaseTimes* t);
+  absl::Status AttentionBackward(int l, const float* da, PhaseTimes* t);
+
+  ModelConfig c_;
+  ParamLayout layout_;
+  float alpha_;
+  std::vector<KernelLayout> layouts_;
+  std::vector<std::unique_ptr<backend::CompiledProgram>> programs_;
+  std::vector<std::vector<std::vector<NamedTensor>>> inputs_;  // [kernel][layer or 0]
+  std::vector<LayerState> st_;
+  std::vector<float> x_final_, xf_, rinv_final_, logits_, dx0_;
+  std::vector<uint16_t> compact_ids_;     // empty = full vocab
+  std::vector<int32_t> full_to_compact_;  // when compacting
+  std::vector<float> cembed_, dcembed_;   // compact classifier rows and their gradient
+  std::vector<uint16_t> targets_;         // (compact) targets of the current pass
+  std::vector<float> scratch_, tmp1_, tmp2_, tmp3_;
+  std::vector<float> rope_cos_, rope_sin_;  // [S][HD]
+  DwWorker worker_;
+};
+
+absl::Status Model::Impl::Compile(backend::NumericsMode numerics, backend::Backend* backend) {
+  const ModelShape shape = c_.Shape();
+  ANERD_RETURN_IF_ERROR(shape.Validate());
+  ANERD_ASSIGN_OR_RETURN(std::vector<Kernel> kernels, AllKernels(shape, alpha_));
+  ANERD_ASSIGN_OR_RETURN(mil::WeightFiles constants, KernelConstants(shape));
+  backend::CompileOptions options;
+  options.numerics = numerics;
+  inputs_.resize(kNumKernels);
+  for (int k = 0; k < kNumKernels; ++k) {
+    ANERD_ASSIGN_OR_RETURN(mil::VerifiedProgram verified,
+                           mil::VerifyProgram(kernels[k].program, constants));
+    ANERD_ASSIGN_OR_RETURN(auto compiled, backend->Compile(verified, options));
+    programs_.push_back(std::move(compiled));
+    layouts_.push_back(kernels[k].layout);
+    const KernelLayout& kl = layouts_.back();
+    const mil::TensorType type{mil::DType::kFp16, {1, kl.in_channels, 1, kl.in_spatial}};
+    const int copies = HasWeights(k) ? c_.layers : 1;
+    for (int l = 0; l < copies; ++l) {
+      std::vector<NamedTensor> in;
+      in.push_back(NamedTensor{"x", Tensor(type)});
+      inputs_[k].push_back(std::move(in));
+    }
+  }
+  const int64_t d = c_.dim, s = c_.seq, h = c_.hidden, qd = c_.q_dim(), kvd = c_.kv_dim();
+  st_.resize(c_.layers);
+  for (LayerState& ls : st_) {
+    for (auto* v : {&ls.x, &ls.xn, &ls.x2, &ls.x2n, &ls.dffn, &ls.dout}) v->resize(d * s);
+    for (auto* v : {&ls.rinv_att, &ls.rinv_ffn}) v->resize(s);
+    for (auto* v : {&ls.attn_out, &ls.q_rope, &ls.dq}) v->resize(qd * s);
+    for (auto* v : {&ls.k_rope, &ls.v, &ls.dk, &ls.dv}) v->resize(kvd * s);
+    for (auto* v : {&ls.h1, &ls.h3, &ls.gate, &ls.dh1, &ls.dh3}) v->resize(h * s);
+  }
+  RopeTables(s, c_.head_dim, &rope_cos_, &rope_sin_);
+  x_final_.resize(d * s);
+  xf_.resize(d * s);
+  dx0_.resize(d * s);
+  rinv_final_.resize(s);
+  targets_.resize(s);
+  return absl::OkStatus();
+}
+
+void Model::Impl::SetCompaction(std::vector<uint16_t> ids) {
+  compact_ids_ = std::move(ids);
+  full_to_compact_.assign(c_.vocab, -1);
+  for (size_t i = 0; i < compact_ids_.size(); ++i) full_to_compact_[compact_ids_[i]] = i;
+  cembed_.assign(compact_ids_.size() * c_.dim, 0.0f);
+  dcembed_.assign(compact_ids_.size() * c_.dim, 0.0f);
+  if (compact_ids_.empty()) full_to_compact_.clear();
+}
+
+void Model::Impl::StageLayer(int l, const float* p) {
+  const ParamLayout::Layer& w = layout_.layer(l);
+  const int64_t d = c_.dim, h = c_.hidden, qd = c_.q_dim(), kvd = c_.kv_dim();
+  auto sp = [this](int k) { return Lay(k).in_spatial; };
+  PutTransposed(In(kSdpaFwd, l) + SlotOffset(kSdpaFwd, "wq_t"), sp(kSdpaFwd), p + w.wq, qd, d,
+                &scratch_);
+  PutTransposed(In(kSdpaFwd, l) + SlotOffset(kSdpaFwd, "wk_t"), sp(kSdpaFwd), p + w.wk, kvd, d,
+                &scratch_);
+  PutTransposed(In(kSdpaFwd, l) + SlotOffset(kSdpaFwd, "wv_t"), sp(kSdpaFwd), p + w.wv, kvd, d,
+                &scratch_);
+  PutTransposed(In(kWoFwd, l) + SlotOffset(kWoFwd, "wo_t"), sp(kWoFwd), p + w.wo, d, qd, &scratch_);
+  PutTransposed(In(kFfnFused, l) + SlotOffset(kFfnFused, "w1_t"), sp(kFfnFused), p + w.w1, h, d,
+                &scratch_);
+  PutTransposed(In(kFfnFused, l) + SlotOffset(kFfnFused, "w3_t"), sp(kFfnFused), p + w.w3, h, d,
+                &scratch_);
+  PutRows(In(kFfnFused, l) + SlotOffset(kFfnFused, "w2"), sp(kFfnFused), p + w.w2, d, h);
+  PutRows(In(kFfnBwdW2t, l) + SlotOffset(kFfnBwdW2t, "w2"), sp(kFfnBwdW2t), p + w.w2, d, h);
+  PutRows(In(kFfnBwdW13t, l) + SlotOffset(kFfnBwdW13t, "w1"), sp(kFfnBwdW13t), p + w.w1, h, d);
+  PutRows(In(kFfnBwdW13t, l) + SlotOffset(kFfnBwdW13t, "w3"), sp(kFfnBwdW13t), p + w.w3, h, d);
+  PutRows(In(kWotBwd, l) + SlotOffset(kWotBwd, "wo"), sp(kWotBwd), p + w.wo, d, qd);
+  PutRows(In(kQBwd, l) + SlotOffset(kQBwd, "wq"), sp(kQBwd), p + w.wq, qd, d);
+  PutRows(In(kKvBwd, l) + SlotOffset(kKvBwd, "wk"), sp(kKvBwd), p + w.wk, kvd, d);
+  PutRows(In(kKvBwd, l) + SlotOffset(kKvBwd, "wv"), sp(kKvBwd), p + w.wv, kvd, d);
+}
+
+void Model::Impl::StageWeights(const float* params, PhaseTimes* t) {
+  Timer timer(&t->io_ms);
+  for (int l = 0; l < c_.layers; ++l) StageLayer(l, params);
+  for (size_t i = 0; i < compact_ids_.size(); ++i) {
+    std::memcpy(&cembed_[i * c_.dim], params + layout_.embed() + int64_t{compact_ids_[i]} * c_.dim,
+                c_.dim * sizeof(float));
+  }
+}
+
+void Model::Impl::PutAct(int k, int l, const char* name, const float* act, int64_t rows,
+                         PhaseTimes* t) {
+  Timer timer(&t->io_ms);
+  const KernelLayout& kl = Lay(k);
+  const int64_t off = kl.FindSlot(name)->offset;
+  if (kl.slots_on_channels) {
+    FloatToHalfArray(act, In(k, l) + off * kl.in_spatial, rows * kl.in_spatial);
+  } else {
+    PutRows(In(k, l) + off, kl.in_spatial, act, rows, c_.seq);
+  }
+}
+
+void Model::Impl::GetOut(int k, const Tensor& out, const char* name, float* dst, PhaseTimes* t) {
+  Timer timer(&t->io_ms);
+  const Block* b = Lay(k).FindOutput(name);
+  const auto* src = static_cast<const uint16_t*>(out.data());
+  HalfToFloatArray(src + b->offset * c_.seq, dst, b->size * c_.seq);
+}
+
+absl::StatusOr<Tensor> Model::Impl::Run(int k, int l, PhaseTimes* t) {
+  Timer timer(&t->kernel_ms);
+  ANERD_ASSIGN_OR_RETURN(backend::RunResult r,
+                         programs_[k]->Run(inputs_[k][HasWeights(k) ? l : 0]));
+  if (r.outputs.size() != 1) return absl::InternalError("training kernel: expected one output");
+  return std::move(r.outputs[0].tensor);
+}
+
+absl::Status Model::Impl::ForwardLayer(int l, const float* p, const float* x, float* x_next,
+                                       PhaseTimes* t) {
+  const ParamLayout::Layer& w = layout_.layer(l);
+  LayerState& a = st_[l];
+  const int64_t d = c_.dim, s = c_.seq;
+  std::copy(x, x + d * s, a.x.begin());
+  {
+    Timer timer(&t->rms_ms);
+    RmsNormForward(a.x.data(), p + w.rms_att, d, s, a.xn.data(), a.rinv_att.data());
+  }
+  PutAct(kSdpaFwd, l, "xnorm", a.xn.data(), d, t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o1, Run(kSdpaFwd, l, t));
+  GetOut(kSdpaFwd, o1, "attn_out", a.attn_out.data(), t);
+  GetOut(kSdpaFwd, o1, "q_rope", a.q_rope.data(), t);
+  GetOut(kSdpaFwd, o1, "k_rope", a.k_rope.data(), t);
+  GetOut(kSdpaFwd, o1, "v", a.v.data(), t);
+  PutAct(kWoFwd, l, "attn_out", a.attn_out.data(), c_.q_dim(), t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o2, Run(kWoFwd, l, t));
+  tmp1_.resize(d * s);
+  GetOut(kWoFwd, o2, "o_out", tmp1_.data(), t);
+  {
+    Timer timer(&t->elem_ms);
+    for (int64_t i = 0; i < d * s; ++i) a.x2[i] = a.x[i] + alpha_ * tmp1_[i];
+  }
+  {
+    Timer timer(&t->rms_ms);
+    RmsNormForward(a.x2.data(), p + w.rms_ffn, d, s, a.x2n.data(), a.rinv_ffn.data());
+  }
+  PutAct(kFfnFused, l, "x2norm", a.x2n.data(), d, t);
+  PutAct(kFfnFused, l, "x2", a.x2.data(), d, t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o3, Run(kFfnFused, l, t));
+  GetOut(kFfnFused, o3, "x_next", x_next, t);
+  GetOut(kFfnFused, o3, "h1", a.h1.data(), t);
+  GetOut(kFfnFused, o3, "h3", a.h3.data(), t);
+  GetOut(kFfnFused, o3, "gate", a.gate.data(), t);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* tokens,
+                                            const uint16_t* targets, float grad_scale,
+                                            PhaseTimes* t) {
+  const int64_t d = c_.dim, s = c_.seq;
+  worker_.Wait();  // a previous pass's tasks read the buffers overwritten below
+  tmp2_.resize(d * s);
+  {
+    Timer timer(&t->elem_ms);
+    EmbeddingForward(p + layout_.embed(), tokens, d, s, tmp2_.data());
+  }
+  for (int l = 0; l < c_.layers; ++l) {
+    ANERD_RETURN_IF_ERROR(ForwardLayer(l, p, tmp2_.data(), x_final_.data(), t));
+    if (l + 1 < c_.layers) std::copy(x_final_.begin(), x_final_.end(), tmp2_.begin());
+  }
+  {
+    Timer timer(&t->rms_ms);
+    RmsNormForward(x_final_.data(), p + layout_.rms_final(), d, s, xf_.data(), rinv_final_.data());
+  }
+  Timer timer(&t->cls_ms);
+  const bool compact = !compact_ids_.empty();
+  const int64_t vc = compact ? static_cast<int64_t>(compact_ids_.size()) : c_.vocab;
+  const float* cls = compact ? cembed_.data() : p + layout_.embed();
+  for (int64_t i = 0; i < s; ++i) {
+    const int32_t id = compact ? full_to_compact_[targets[i]] : targets[i];
+    if (id < 0) return absl::InvalidArgumentError("target token outside the compacted vocabulary");
+    targets_[i] = static_cast<uint16_t>(id);
+  }
+  logits_.resize(s * vc);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, s, vc, d, 1.0f, xf_.data(), s, cls, d, 0.0f,
+              logits_.data(), vc);
+  return CrossEntropy(logits_.data(), targets_.data(), s, vc, grad_scale);
+}
+
+absl::Status Model::Impl::AttentionBackward(int l, const float* da, PhaseTimes* t) {
+  LayerState& a = st_[l];
+  const int64_t s = c_.seq, qd = c_.q_dim(), nh = c_.heads, kvh = c_.kv_heads, hd = c_.head_dim;
+  tmp2_.resize(qd * s);
+  tmp3_.resize(qd * s);
+  {
+    Timer timer(&t->elem_ms);
+    GqaTile(a.k_rope.data(), nh, kvh, hd, s, tmp2_.data());
+    GqaTile(a.v.data(), nh, kvh, hd, s, tmp3_.data());
+  }
+  PutAct(kSdpaBwd1, 0, "q_rope", a.q_rope.data(), qd, t);
+  PutAct(kSdpaBwd1, 0, "k_tiled", tmp2_.data(), qd, t);
+  PutAct(kSdpaBwd1, 0, "v_tiled", tmp3_.data(), qd, t);
+  PutAct(kSdpaBwd1, 0, "da", da, qd, t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o1, Run(kSdpaBwd1, 0, t));
+  {
+    Timer timer(&t->io_ms);  // probs and dp go to sdpaBwd2 as fp16 bits, unconverted
+    const Block* probs = Lay(kSdpaBwd1).FindOutput("probs");
+    std::memcpy(In(kSdpaBwd2, 0) + SlotOffset(kSdpaBwd2, "probs") * s,
+                static_cast<const uint16_t*>(o1.data()) + probs->offset * s,
+                2 * probs->size * s * sizeof(uint16_t));
+  }
+  PutAct(kSdpaBwd2, 0, "q_rope", a.q_rope.data(), qd, t);
+  PutAct(kSdpaBwd2, 0, "k_tiled", tmp2_.data(), qd, t);
+  GetOut(kSdpaBwd1, o1, "dv_full", tmp3_.data(), t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o2, Run(kSdpaBwd2, 0, t));
+  GetOut(kSdpaBwd2, o2, "dq", a.dq.data(), t);
+  GetOut(kSdpaBwd2, o2, "dk_full", tmp2_.data(), t);
+  Timer timer(&t->elem_ms);
+  GqaReduce(tmp2_.data(), nh, kvh, hd, s, a.dk.data());
+  GqaReduce(tmp3_.data(), nh, kvh, hd, s, a.dv.data());
+  RopeBackward(a.dq.data(), nh, hd, s, rope_cos_.data(), rope_sin_.data());
+  RopeBackward(a.dk.data(), kvh, hd, s, rope_cos_.data(), rope_sin_.data());
+  return absl::OkStatus();
+}
+
+absl::Status Model::Impl::BackwardLayer(int l, const float* p, float* g, std::vector<float>* dy,
+                                        PhaseTimes* t) {
+  const ParamLayout::Layer& w = layout_.layer(l);
+  LayerState& a = st_[l];
+  const int64_t d = c_.dim, s = c_.seq, h = c_.hidden, qd = c_.q_dim(), kvd = c_.kv_dim();
+  {
+    Timer timer(&t->elem_ms);
+    for (int64_t i = 0; i < d * s; ++i) a.dffn[i] = alpha_ * (*dy)[i];
+  }
+  PutAct(kFfnBwdW2t, l, "dffn", a.dffn.data(), d, t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o1, Run(kFfnBwdW2t, l, t));
+  tmp1_.resize(std::max(h, qd) * s);
+  GetOut(kFfnBwdW2t, o1, "dsilu", tmp1_.data(), t);
+  {
+    Timer timer(&t->elem_ms);
+    SiluBackward(tmp1_.data(), a.h1.data(), a.h3.data(), h * s, a.dh1.data(), a.dh3.data());
+  }
+  worker_.Submit([&a, g, w, d, s, h] {
+    AccumulateDw(a.dffn.data(), a.gate.data(), d, h, s, g + w.w2);
+    AccumulateDw(a.dh1.data(), a.x2n.data(), h, d, s, g + w.w1);
+    AccumulateDw(a.dh3.data(), a.x2n.data(), h, d, s, g + w.w3);
+  });
+  PutAct(kFfnBwdW13t, l, "dh1", a.dh1.data(), h, t);
+  PutAct(kFfnBwdW13t, l, "dh3", a.dh3.data(), h, t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o2, Run(kFfnBwdW13t, l, t));
+  GetOut(kFfnBwdW13t, o2, "dx_ffn", tmp1_.data(), t);
+  std::vector<float> dx2(d * s);
+  {
+    Timer timer(&t->rms_ms);
+    RmsNormBackward(tmp1_.data(), a.x2.data(), p + w.rms_ffn, a.rinv_ffn.data(), d, s, dx2.data(),
+                    g + w.rms_ffn);
+  }
+  {
+    Timer timer(&t->elem_ms);
+    for (int64_t i = 0; i < d * s; ++i) {
+      dx2[i] += (*dy)[i];
+      a.dout[i] = alpha_ * dx2[i];
+    }
+  }
+  worker_.Submit(
+      [&a, g, w, d, s, qd] { AccumulateDw(a.dout.data(), a.attn_out.data(), d, qd, s, g + w.wo); });
+  PutAct(kWotBwd, l, "dx2", a.dout.data(), d, t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o3, Run(kWotBwd, l, t));
+  GetOut(kWotBwd, o3, "da", tmp1_.data(), t);
+  ANERD_RETURN_IF_ERROR(AttentionBackward(l, tmp1_.data(), t));
+  worker_.Submit([&a, g, w, d, s, qd, kvd] {
+    AccumulateDw(a.dq.data(), a.xn.data(), qd, d, s, g + w.wq);
+    AccumulateDw(a.dk.data(), a.xn.data(), kvd, d, s, g + w.wk);
+    AccumulateDw(a.dv.data(), a.xn.data(), kvd, d, s, g + w.wv);
+  });
+  PutAct(kQBwd, l, "dq", a.dq.data(), qd, t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o4, Run(kQBwd, l, t));
+  PutAct(kKvBwd, l, "dk", a.dk.data(), kvd, t);
+  PutAct(kKvBwd, l, "dv", a.dv.data(), kvd, t);
+  ANERD_ASSIGN_OR_RETURN(Tensor o5, Run(kKvBwd, l, t));
+  GetOut(kQBwd, o4, "dx_q", tmp1_.data(), t);
+  tmp2_.resize(d * s);
+  GetOut(kKvBwd, o5, "dx_kv", tmp2_.data(), t);
+  {
+    Timer timer(&t->elem_ms);
+    for (int64_t i = 0; i < d * s; ++i) tmp1_[i] += tmp2_[i];
+  }
+  Timer timer(&t->rms_ms);
+  RmsNormBackward(tmp1_.data(), a.x.data(), p + w.rms_att, a.rinv_att.data(), d, s, dy->data(),
+                  g + w.rms_att);
+  for (int64_t i = 0; i < d * s; ++i) (*dy)[i] += dx2[i];
+  return absl::OkStatus();
+}
+
+absl::Status Model::Impl::Backward(const float* p, const uint16_t* tokens, float* g,
+                                   PhaseTimes* t) {
+  const int64_t d = c_.dim, s = c_.seq;
+  const bool compact = !compact_ids_.empty();
+  const int64_t vc = compact ? static_cast<int64_t>(compact_ids_.size()) : c_.vocab;
+  const float* cls = compact ? cembed_.data() : p + layout_.embed();
+  float* dcls = compact ? dcembed_.data() : g + layout_.embed();
+  std::vector<float> dy(d * s);
+  {
+    Timer timer(&t->cls_ms);
+    tmp1_.resize(d * s);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, d, s, vc, 1.0f, cls, d, logits_.data(), vc,
+                0.0f, tmp1_.data(), s);
+    worker_.Submit([this, dcls, vc, d, s] {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, vc, d, s, 1.0f, logits_.data(), vc,
+                  xf_.data(), s, 1.0f, dcls, d);
+    });
+  }
+  {
+    Timer timer(&t->rms_ms);
+    RmsNormBackward(tmp1_.data(), x_final_.data(), p + layout_.rms_final(), rinv_final_.data(), d,
+                    s, dy.data(), g + layout_.rms_final());
+  }
+  for (int l = c_.layers - 1; l >= 0; --l) ANERD_RETURN_IF_ERROR(BackwardLayer(l, p, g, &dy, t));
+  std::copy(dy.begin(), dy.end(), dx0_.begin());
+  worker_.Submit([this, tokens, g, d, s] {
+    EmbeddingBackward(dx0_.data(), tokens, d, s, g + layout_.embed());
+  });
+  {
+    Timer timer(&t->dw_wait_ms);
+    worker_.Wait();
+  }
+  if (compact) {
+    Timer timer(&t->cls_ms);
+    for (int64_t i = 0; i < vc; ++i) {
+      float* dst = g + layout_.embed() + int64_t{compact_ids_[i]} * d;
+      float* src = &dcembed_[i * d];
+      for (int64_t k = 0; k < d; ++k) dst[k] += src[k];
+      std::fill(src, src + d, 0.0f);
+    }
+  }
+  return absl::OkStatus();
+}
+
+double Model::Impl::Flops() const {
+  const double s = c_.seq, d = c_.dim, l = c_.layers;
+  const double mats = static_cast<double>(c_.LayerParams() - 2 * c_.dim);
+  const double fwd = 2.0 * s * l * mats;
+  const double sdpa = l * 2.0 * c_.heads * 5.0 * s * s * c_.head_dim;
+  const double cls = 2.0 * c_.vocab * d * s;
+  return 3.0 * fwd + sdpa + 3.0 * cls;
+}
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, double alpha,
+                                                     backend::NumericsMode numerics,
+                                                     backend::Backend* backend) {
+  ANERD_RETURN_IF_ERROR(ValidateConfig(config));
+  auto impl = std::make_unique<Impl>(config, alpha);
+  ANERD_RETURN_IF_ERROR(impl->Compile(numerics, backend));
+  return std::unique_ptr<Model>(new Model(std::move(impl)));
+}
+
+const ModelConfig& Model::config() const { return impl_->config(); }
+const ParamLayout& Model::layout() const { return impl_->layout(); }
+void Model::SetCompaction(std::vector<uint16_t> ids) { impl_->SetCompaction(std::move(ids)); }
+void Model::StageWeights(const float* params, PhaseTimes* times) {
+  impl_->StageWeights(params, times);
+}
+
+absl::StatusOr<double> Model::ForwardBackward(const float* params, const uint16_t* tokens,
+                                              const uint16_t* targets, float grad_scale,
+                                              float* grads, PhaseTimes* times) {
+  ANERD_ASSIGN_OR_RETURN(double loss, impl_->Forward(params, tokens, targets, grad_scale, times));
+  ANERD_RETURN_IF_ERROR(impl_->Backward(params, tokens, grads, times));
+  return loss;
+}
+
+absl::StatusOr<double> Model::Loss(const float* params, const uint16_t* tokens,
+                                   const uint16_t* targets, PhaseTimes* times) {
+  return impl_->Forward(params, tokens, targets, 0.0f, times);
+}
+
+double Model::FlopsPerSequence() const { return impl_->Flops(); }
+
+}  // namespace anerd::training

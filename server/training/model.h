@@ -1,0 +1,112 @@
+// The training model: parameters layout, initialisation, and one sequence's forward/backward pass
+// through the ten dynamic kernels (kernels.h) on a backend plus the CPU ops (cpu_ops.h).
+//
+// Data flow per layer (activations [C][S] fp32 on the CPU, kernel I/O fp16):
+//   xn = rmsnorm(x, rms_att) -> sdpaFwd -> attn_out, q_rope, k_rope, v -> woFwd -> o;
+//   x2 = x + α·o; x2n = rmsnorm(x2, rms_ffn) -> ffnFused -> x_next = x2 + α·W2(silu(W1 x2n)⊙W3
+//   x2n).
+// Backward mirrors it (ane-seed-spec 5.4 with the exact RMSNorm gradient): dx kernels on the
+// backend, RMSNorm/SiLU/RoPE/GQA backward on the CPU, and every weight-gradient GEMM (dW += dY·Xᵀ,
+// cblas) queued to one worker thread, overlapped with the following kernel evaluations.
+//
+// Weights are staged once into per-layer kernel inputs (StageWeights) and must be re-staged after
+// every change of the parameters; only activation slots are written per pass.
+// Thread-safety: a Model is used by one thread at a time (it owns the worker thread internally).
+#ifndef ANERD_SERVER_TRAINING_MODEL_H_
+#define ANERD_SERVER_TRAINING_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/backend/backend.h"
+#include "server/training/config.h"
+
+namespace anerd::training {
+
+// One parameter tensor inside the flat fp32 parameter array.
+struct ParamGroup {
+  std::string name;  // "embed", "layers.0.wq", ..., "rms_final"
+  int64_t offset = 0;
+  int64_t size = 0;
+  bool decay = false;  // weight decay applies (matrices and the embedding)
+};
+
+// Flat layout: embed [V][D]; per layer wq [QD][D], wk [KVD][D], wv [KVD][D], wo [D][QD],
+// w1 [H][D], w2 [D][H], w3 [H][D], rms_att [D], rms_ffn [D]; then rms_final [D]. Matrices are
+// PyTorch layout W[out][in].
+class ParamLayout {
+ public:
+  struct Layer {
+    int64_t wq, wk, wv, wo, w1, w2, w3, rms_att, rms_ffn;
+  };
+  explicit ParamLayout(const ModelConfig& config);
+  int64_t embed() const { return 0; }
+  const Layer& layer(int l) const { return layers_[l]; }
+  int64_t rms_final() const { return rms_final_; }
+  int64_t total() const { return total_; }
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+
+ private:
+  std::vector<Layer> layers_;
+  std::vector<ParamGroup> groups_;
+  int64_t rms_final_ = 0;
+  int64_t total_ = 0;
+};
+
+// From-scratch initialisation, deterministic in `seed`: matrices U(−1,1)/√fan_in, with wo and w2
+// further scaled by 1/√(2·layers); embedding U(−1,1)·0.02; norm weights 1.
+void InitParams(const ModelConfig& config, uint64_t seed, float* params);
+
+struct PhaseTimes {
+  double kernel_ms = 0;   // backend evaluations (the seed's "ane")
+  double io_ms = 0;       // staging kernel inputs (incl. weight re-staging) and reading outputs
+  double rms_ms = 0;      // RMSNorm forward/backward
+  double elem_ms = 0;     // embedding, residual adds, SiLU/RoPE/GQA backward
+  double cls_ms = 0;      // classifier forward/backward GEMMs and cross-entropy
+  double dw_wait_ms = 0;  // waiting for the weight-gradient worker
+  double optim_ms = 0;    // clipping, AdamW
+};
+
+class Model {
+ public:
+  // Generates and compiles the ten kernels once through `backend` (not owned; must outlive the
+  // model). `alpha` is the residual branch scale. Errors from generation/verification/compile.
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, double alpha,
+                                                       backend::NumericsMode numerics,
+                                                       backend::Backend* backend);
+  ~Model();
+
+  const ModelConfig& config() const;
+  const ParamLayout& layout() const;
+
+  // Restricts the classifier to `ids` (sorted, distinct, < vocab); empty = full vocabulary. All
+  // targets passed later must be in `ids`. Call StageWeights afterwards.
+  void SetCompaction(std::vector<uint16_t> ids);
+  // Copies the parameters into the kernels' weight slots (and the compact classifier).
+  void StageWeights(const float* params, PhaseTimes* times);
+
+  // One sequence: forward, loss, backward. grads += d(loss·grad_scale)/dparams. Returns the mean
+  // cross-entropy over the S positions. Tokens/targets are S ids < vocab.
+  absl::StatusOr<double> ForwardBackward(const float* params, const uint16_t* tokens,
+                                         const uint16_t* targets, float grad_scale, float* grads,
+                                         PhaseTimes* times);
+  // Forward and loss only.
+  absl::StatusOr<double> Loss(const float* params, const uint16_t* tokens, const uint16_t* targets,
+                              PhaseTimes* times);
+
+  // Model FLOPs of one sequence's forward+backward (ane-seed-spec 6.3 "static" form, GQA-aware):
+  // 3·fwd + sdpa + 3·cls with fwd = 2·S·L·(matrix params), sdpa = L·2·NH·5·S²·HD, cls = 2·V·D·S.
+  double FlopsPerSequence() const;
+
+ private:
+  class Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace anerd::training
+
+#endif  // ANERD_SERVER_TRAINING_MODEL_H_

@@ -1,0 +1,432 @@
+#include "server/training/model_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
+#include "server/training/kernels.h"
+#include "server/training/model.h"
+
+namespace anerd::training {
+namespace {
+
+constexpr int32_t kSeedMagic = 0x424C5A54;
+constexpr char kCkptMagic[8] = {'A', 'N', 'E', 'R', 'D', 'C', 'K', 'P'};
+constexpr uint32_t kCkptVersion = 1;
+constexpr int kMaxDimension = 1 << 20;
+
+absl::Status ErrnoError(absl::string_view what, const std::string& path) {
+  const int e = errno;
+  const std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(e));
+  return e == ENOENT ? absl::NotFoundError(msg) : absl::InternalError(msg);
+}
+
+// A read-only file with exact positional reads.
+class InFile {
+ public:
+  ~InFile() {
+    if (fd_ >= 0) close(fd_);
+  }
+  absl::Status Open(const std::string& path) {
+    path_ = path;
+    fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return ErrnoError("cannot open", path);
+    struct stat st;
+    if (fstat(fd_, &st) != 0) return ErrnoError("cannot stat", path);
+    size_ = st.st_size;
+    return absl::OkStatus();
+  }
+  int64_t size() const { return size_; }
+  absl::Status Read(int64_t offset, void* dst, int64_t n) {
+    auto* p = static_cast<char*>(dst);
+    while (n > 0) {
+      const ssize_t got = pread(fd_, p, static_cast<size_t>(std::min<int64_t>(n, 1 << 30)), offset);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) return ErrnoError("cannot read", path_);
+      if (got == 0) return absl::DataLossError(absl::StrCat(path_, ": unexpected end of file"));
+      p += got;
+      offset += got;
+      n -= got;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  int64_t size_ = 0;
+};
+
+// Writes a temporary file next to `path` and renames it over `path` on Commit.
+class AtomicOutFile {
+ public:
+  ~AtomicOutFile() {
+    if (fd_ >= 0) close(fd_);
+    if (!committed_ && !tmp_.empty()) unlink(tmp_.c_str());
+  }
+  absl::Status Open(const std::string& path) {
+    static std::atomic<int> counter{0};
+    path_ = path;
+    tmp_ = absl::StrCat(path, ".tmp.", getpid(), ".", counter++);
+    fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd_ < 0) return ErrnoError("cannot create", tmp_);
+    return absl::OkStatus();
+  }
+  absl::Status Write(const void* data, int64_t n) {
+    const auto* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const ssize_t put = write(fd_, p, static_cast<size_t>(std::min<int64_t>(n, 1 << 30)));
+      if (put < 0 && errno == EINTR) continue;
+      if (put < 0) return ErrnoError("cannot write", tmp_);
+      p += put;
+      n -= put;
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Commit() {
+    if (fsync(fd_) != 0) return ErrnoError("cannot fsync", tmp_);
+    close(fd_);
+    fd_ = -1;
+    if (rename(tmp_.c_str(), path_.c_str()) != 0) return ErrnoError("cannot rename onto", path_);
+    committed_ = true;
+    const size_t slash = path_.rfind('/');
+    return SyncDirectory(slash == std::string::npos ? "." : path_.substr(0, slash));
+  }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+absl::Status Bad(const std::string& path, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("model file ", path, ": ", why));
+}
+
+// Checks the raw header sizes of a model file; fills `c` (name "llama2c" / "seed_v4").
+absl::Status CheckHeaderConfig(const std::string& path, ModelConfig* c) {
+  const std::pair<const char*, int> fields[] = {
+      {"dim", c->dim},       {"hidden_dim", c->hidden},   {"n_layers", c->layers},
+      {"n_heads", c->heads}, {"n_kv_heads", c->kv_heads}, {"vocab_size", c->vocab},
+      {"seq_len", c->seq},   {"head_dim", c->head_dim}};
+  for (const auto& [name, v] : fields) {
+    if (v <= 0 || v > kMaxDimension) {
+      return Bad(path, absl::StrCat("header field ", name, " = ", v, " is out of range"));
+    }
+  }
+  absl::Status s = ValidateConfig(*c);
+  if (!s.ok()) return Bad(path, absl::StrCat("inconsistent header: ", s.message()));
+  return absl::OkStatus();
+}
+
+// The arrays of one layer-stacked llama2.c tensor, in file order.
+struct StackedArray {
+  int64_t ParamLayout::Layer::*field;
+  int64_t size;
+};
+
+}  // namespace
+
+uint32_t Crc32(const void* data, size_t n, uint32_t crc) {
+  static const auto* table = [] {
+    auto* t = new uint32_t[256];
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  const auto* p = static_cast<const unsigned char*>(data);
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  return ~crc;
+}
+
+absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path) {
+  InFile f;
+  ANERD_RETURN_IF_ERROR(f.Open(path));
+  int32_t h[7];
+  if (f.size() < static_cast<int64_t>(sizeof(h)))
+    return Bad(path, "shorter than the 28-byte header");
+  ANERD_RETURN_IF_ERROR(f.Read(0, h, sizeof(h)));
+  if (h[5] < 0) {
+    return Bad(path,
+               "untied classifier (negative vocab_size) is not supported; anerd trains a "
+               "tied embedding");
+  }
+  LoadedModel m;
+  ModelConfig& c = m.config;
+  c.name = "llama2c";
+  c.dim = h[0], c.hidden = h[1], c.layers = h[2], c.heads = h[3], c.kv_heads = h[4];
+  c.vocab = h[5], c.seq = h[6];
+  c.head_dim = c.heads > 0 ? c.dim / c.heads : 0;
+  if (c.heads > 0 && c.dim % c.heads != 0) return Bad(path, "dim is not divisible by n_heads");
+  ANERD_RETURN_IF_ERROR(CheckHeaderConfig(path, &c));
+  const ParamLayout layout(c);
+  const int64_t base = layout.total();
+  const int64_t freq = int64_t{c.seq} * c.head_dim;  // real + imag, seq·HD/2 each
+  const int64_t bytes_plain = 28 + 4 * base, bytes_freq = 28 + 4 * (base + freq);
+  if (f.size() != bytes_plain && f.size() != bytes_freq) {
+    return Bad(path, absl::StrCat("size ", f.size(), " does not match its header (expected ",
+                                  bytes_plain, " or ", bytes_freq, " bytes with freq_cis)"));
+  }
+  m.params.resize(base);
+  const int64_t d = c.dim, hd = c.hidden, qd = c.q_dim(), kvd = c.kv_dim();
+  int64_t off = 28;
+  auto read = [&](float* dst, int64_t n) -> absl::Status {
+    ANERD_RETURN_IF_ERROR(f.Read(off, dst, n * 4));
+    off += n * 4;
+    return absl::OkStatus();
+  };
+  ANERD_RETURN_IF_ERROR(read(m.params.data() + layout.embed(), int64_t{c.vocab} * d));
+  const StackedArray arrays[] = {
+      {&ParamLayout::Layer::rms_att, d},  {&ParamLayout::Layer::wq, qd * d},
+      {&ParamLayout::Layer::wk, kvd * d}, {&ParamLayout::Layer::wv, kvd * d},
+      {&ParamLayout::Layer::wo, d * qd},  {&ParamLayout::Layer::rms_ffn, d},
+      {&ParamLayout::Layer::w1, hd * d},  {&ParamLayout::Layer::w2, d * hd},
+      {&ParamLayout::Layer::w3, hd * d}};
+  for (const StackedArray& a : arrays) {
+    for (int l = 0; l < c.layers; ++l) {
+      ANERD_RETURN_IF_ERROR(read(m.params.data() + layout.layer(l).*a.field, a.size));
+    }
+  }
+  ANERD_RETURN_IF_ERROR(read(m.params.data() + layout.rms_final(), d));
+  return m;
+}
+
+absl::Status ExportLlama2c(const std::string& path, const ModelConfig& c,
+                           const std::vector<float>& params) {
+  const ParamLayout layout(c);
+  if (static_cast<int64_t>(params.size()) != layout.total()) {
+    return absl::InvalidArgumentError("ExportLlama2c: parameter count does not match the config");
+  }
+  AtomicOutFile f;
+  ANERD_RETURN_IF_ERROR(f.Open(path));
+  const int32_t h[7] = {c.dim, c.hidden, c.layers, c.heads, c.kv_heads, c.vocab, c.seq};
+  ANERD_RETURN_IF_ERROR(f.Write(h, sizeof(h)));
+  const int64_t d = c.dim, hd = c.hidden, qd = c.q_dim(), kvd = c.kv_dim();
+  ANERD_RETURN_IF_ERROR(f.Write(params.data() + layout.embed(), int64_t{c.vocab} * d * 4));
+  const StackedArray arrays[] = {
+      {&ParamLayout::Layer::rms_att, d},  {&ParamLayout::Layer::wq, qd * d},
+      {&ParamLayout::Layer::wk, kvd * d}, {&ParamLayout::Layer::wv, kvd * d},
+      {&ParamLayout::Layer::wo, d * qd},  {&ParamLayout::Layer::rms_ffn, d},
+      {&ParamLayout::Layer::w1, hd * d},  {&ParamLayout::Layer::w2, d * hd},
+      {&ParamLayout::Layer::w3, hd * d}};
+  for (const StackedArray& a : arrays) {
+    for (int l = 0; l < c.layers; ++l) {
+      ANERD_RETURN_IF_ERROR(f.Write(params.data() + layout.layer(l).*a.field, a.size * 4));
+    }
+  }
+  ANERD_RETURN_IF_ERROR(f.Write(params.data() + layout.rms_final(), d * 4));
+  std::vector<float> cos, sin;
+  RopeTables(c.seq, c.head_dim, &cos, &sin);
+  std::vector<float> re, im;
+  for (int t = 0; t < c.seq; ++t) {
+    for (int i = 0; i < c.head_dim; i += 2) {
+      re.push_back(cos[t * c.head_dim + i]);
+      im.push_back(sin[t * c.head_dim + i]);
+    }
+  }
+  ANERD_RETURN_IF_ERROR(f.Write(re.data(), re.size() * 4));
+  ANERD_RETURN_IF_ERROR(f.Write(im.data(), im.size() * 4));
+  return f.Commit();
+}
+
+absl::StatusOr<LoadedModel> LoadSeedV4(const std::string& path) {
+  InFile f;
+  ANERD_RETURN_IF_ERROR(f.Open(path));
+  int32_t h[24];
+  if (f.size() < 96) return Bad(path, "shorter than the seed's 96-byte checkpoint header");
+  ANERD_RETURN_IF_ERROR(f.Read(0, h, 96));
+  if (h[0] != kSeedMagic) return Bad(path, "not a seed checkpoint (bad magic)");
+  if (h[1] != 4)
+    return Bad(path, absl::StrCat("seed checkpoint version ", h[1], " (only 4 is supported)"));
+  LoadedModel m;
+  ModelConfig& c = m.config;
+  c.name = "seed_v4";
+  c.layers = h[4], c.vocab = h[5], c.dim = h[6], c.hidden = h[7], c.heads = h[8], c.seq = h[9];
+  c.kv_heads = h[21], c.head_dim = h[22];
+  ANERD_RETURN_IF_ERROR(CheckHeaderConfig(path, &c));
+  if (h[23] != c.q_dim()) return Bad(path, "q_dim does not equal n_heads * head_dim");
+  m.adam_t = h[20];
+  const ParamLayout layout(c);
+  const int64_t expected = 96 + 4 * 3 * layout.total();
+  if (f.size() != expected) {
+    return Bad(path, absl::StrCat("size ", f.size(), " does not match its header (expected ",
+                                  expected, " bytes)"));
+  }
+  m.params.resize(layout.total());
+  m.adam_m.resize(layout.total());
+  m.adam_v.resize(layout.total());
+  int64_t off = 96;
+  auto read3 = [&](const std::vector<const ParamGroup*>& groups) -> absl::Status {
+    for (const ParamGroup* g : groups) {
+      ANERD_RETURN_IF_ERROR(f.Read(off, m.params.data() + g->offset, g->size * 4));
+      off += g->size * 4;
+    }
+    for (const ParamGroup* g : groups) {
+      ANERD_RETURN_IF_ERROR(f.Read(off, m.adam_m.data() + g->offset, g->size * 4));
+      ANERD_RETURN_IF_ERROR(f.Read(off + g->size * 4, m.adam_v.data() + g->offset, g->size * 4));
+      off += g->size * 8;
+    }
+    return absl::OkStatus();
+  };
+  const auto& groups = layout.groups();  // embed, 9 per layer, rms_final
+  for (int l = 0; l < c.layers; ++l) {
+    std::vector<const ParamGroup*> layer;
+    for (int k = 0; k < 9; ++k) layer.push_back(&groups[1 + 9 * l + k]);
+    ANERD_RETURN_IF_ERROR(read3(layer));
+  }
+  ANERD_RETURN_IF_ERROR(read3({&groups.back()}));
+  ANERD_RETURN_IF_ERROR(read3({&groups.front()}));
+  return m;
+}
+
+absl::StatusOr<LoadedModel> LoadModelFile(const std::string& path) {
+  InFile f;
+  ANERD_RETURN_IF_ERROR(f.Open(path));
+  int32_t magic = 0;
+  if (f.size() >= 4) ANERD_RETURN_IF_ERROR(f.Read(0, &magic, 4));
+  if (magic == kSeedMagic) return LoadSeedV4(path);
+  return LoadLlama2c(path);
+}
+
+namespace {
+
+struct Section {
+  const char* tag;
+  const void* data;
+  int64_t bytes;
+};
+
+// STATE payload: nine 8-byte little-endian fields in TrainState order.
+std::string EncodeState(const TrainState& s) {
+  std::string out(9 * 8, '\0');
+  const int64_t ints[] = {s.step,
+                          s.total_steps,
+                          s.adam_t,
+                          0,
+                          s.good_steps,
+                          s.micro_step,
+                          static_cast<int64_t>(s.rng_seed),
+                          0,
+                          s.skipped_steps};
+  std::memcpy(&out[0], ints, sizeof(ints));
+  std::memcpy(&out[3 * 8], &s.loss_scale, 8);
+  std::memcpy(&out[7 * 8], &s.last_loss, 8);
+  return out;
+}
+
+TrainState DecodeState(const std::string& in) {
+  int64_t ints[9];
+  std::memcpy(ints, in.data(), sizeof(ints));
+  TrainState s;
+  s.step = ints[0], s.total_steps = ints[1], s.adam_t = ints[2], s.good_steps = ints[4];
+  s.micro_step = ints[5], s.rng_seed = static_cast<uint64_t>(ints[6]), s.skipped_steps = ints[8];
+  std::memcpy(&s.loss_scale, in.data() + 3 * 8, 8);
+  std::memcpy(&s.last_loss, in.data() + 7 * 8, 8);
+  return s;
+}
+
+absl::Status DataLoss(const std::string& path, absl::string_view why) {
+  return absl::DataLossError(absl::StrCat("checkpoint ", path, ": ", why));
+}
+
+}  // namespace
+
+absl::Status WriteCheckpoint(const std::string& path, const Checkpoint& ckpt) {
+  const std::string spec = SpecToText(ckpt.spec), state = EncodeState(ckpt.state);
+  const Section sections[] = {
+      {"SPEC", spec.data(), static_cast<int64_t>(spec.size())},
+      {"STATE", state.data(), static_cast<int64_t>(state.size())},
+      {"PARAMS", ckpt.params.data(), static_cast<int64_t>(ckpt.params.size() * 4)},
+      {"ADAM_M", ckpt.adam_m.data(), static_cast<int64_t>(ckpt.adam_m.size() * 4)},
+      {"ADAM_V", ckpt.adam_v.data(), static_cast<int64_t>(ckpt.adam_v.size() * 4)}};
+  AtomicOutFile f;
+  ANERD_RETURN_IF_ERROR(f.Open(path));
+  ANERD_RETURN_IF_ERROR(f.Write(kCkptMagic, 8));
+  const uint32_t head[2] = {kCkptVersion, 5};
+  ANERD_RETURN_IF_ERROR(f.Write(head, sizeof(head)));
+  for (const Section& s : sections) {
+    char tag[8] = {};
+    std::memcpy(tag, s.tag, std::strlen(s.tag));
+    const uint64_t len = static_cast<uint64_t>(s.bytes);
+    const uint32_t crc[2] = {Crc32(s.data, s.bytes), 0};
+    ANERD_RETURN_IF_ERROR(f.Write(tag, 8));
+    ANERD_RETURN_IF_ERROR(f.Write(&len, 8));
+    ANERD_RETURN_IF_ERROR(f.Write(crc, 8));
+    ANERD_RETURN_IF_ERROR(f.Write(s.data, s.bytes));
+  }
+  return f.Commit();
+}
+
+absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
+  InFile f;
+  ANERD_RETURN_IF_ERROR(f.Open(path));
+  char magic[8];
+  uint32_t head[2];
+  if (f.size() < 16) return DataLoss(path, "too short for the header");
+  ANERD_RETURN_IF_ERROR(f.Read(0, magic, 8));
+  ANERD_RETURN_IF_ERROR(f.Read(8, head, 8));
+  if (std::memcmp(magic, kCkptMagic, 8) != 0) return DataLoss(path, "not an anerd checkpoint");
+  if (head[0] != kCkptVersion) return DataLoss(path, absl::StrCat("unsupported version ", head[0]));
+  Checkpoint ck;
+  std::string spec, state;
+  int64_t off = 16;
+  const char* const order[] = {"SPEC", "STATE", "PARAMS", "ADAM_M", "ADAM_V"};
+  if (head[1] != 5) return DataLoss(path, "unexpected section count");
+  for (const char* want : order) {
+    char tag[9] = {};
+    uint64_t len = 0;
+    uint32_t crc[2];
+    if (off + 24 > f.size()) return DataLoss(path, absl::StrCat("truncated before section ", want));
+    ANERD_RETURN_IF_ERROR(f.Read(off, tag, 8));
+    ANERD_RETURN_IF_ERROR(f.Read(off + 8, &len, 8));
+    ANERD_RETURN_IF_ERROR(f.Read(off + 16, crc, 8));
+    off += 24;
+    if (std::string(tag) != want) return DataLoss(path, absl::StrCat("expected section ", want));
+    if (len > static_cast<uint64_t>(f.size() - off)) {
+      return DataLoss(path, absl::StrCat("section ", want, " runs past the end of the file"));
+    }
+    std::string bytes(len, '\0');
+    ANERD_RETURN_IF_ERROR(f.Read(off, bytes.data(), len));
+    off += len;
+    if (Crc32(bytes.data(), len) != crc[0]) {
+      return DataLoss(path, absl::StrCat("CRC mismatch in section ", want));
+    }
+    const std::string w(want);
+    if (w == "SPEC") {
+      spec = std::move(bytes);
+    } else if (w == "STATE") {
+      if (len != 72) return DataLoss(path, "STATE section has the wrong size");
+      state = std::move(bytes);
+    } else {
+      std::vector<float>& v = w == "PARAMS" ? ck.params : w == "ADAM_M" ? ck.adam_m : ck.adam_v;
+      if (len % 4 != 0) return DataLoss(path, absl::StrCat("section ", want, " is not float32"));
+      v.resize(len / 4);
+      std::memcpy(v.data(), bytes.data(), len);
+    }
+  }
+  if (off != f.size()) return DataLoss(path, "trailing bytes after the last section");
+  auto parsed = SpecFromText(spec);
+  if (!parsed.ok()) return DataLoss(path, absl::StrCat("bad SPEC: ", parsed.status().message()));
+  ck.spec = *parsed;
+  ck.state = DecodeState(state);
+  const int64_t n = ParamLayout(ck.spec.model).total();
+  if (static_cast<int64_t>(ck.params.size()) != n || ck.adam_m.size() != ck.params.size() ||
+      ck.adam_v.size() != ck.params.size()) {
+    return DataLoss(path, "parameter sections do not match the model config");
+  }
+  return ck;
+}
+
+}  // namespace anerd::training

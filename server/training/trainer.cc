@@ -1,0 +1,215 @@
+#include "server/training/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/synth_stories.h"
+#include "server/training/cpu_ops.h"
+
+namespace anerd::training {
+namespace {
+
+constexpr double kInitialScale = 1024.0;
+constexpr int64_t kGrowthInterval = 200;
+constexpr double kMaxScale = 65536.0;
+constexpr double kMinScale = 1.0 / 65536.0;
+
+absl::Status CheckSameShape(const ModelConfig& file, const ModelConfig& want,
+                            const std::string& path) {
+  const std::pair<const char*, std::pair<int, int>> fields[] = {
+      {"dim", {file.dim, want.dim}},
+      {"hidden", {file.hidden, want.hidden}},
+      {"layers", {file.layers, want.layers}},
+      {"heads", {file.heads, want.heads}},
+      {"kv_heads", {file.kv_heads, want.kv_heads}},
+      {"head_dim", {file.head_dim, want.head_dim}},
+      {"vocab", {file.vocab, want.vocab}}};
+  for (const auto& [name, v] : fields) {
+    if (v.first != v.second) {
+      return absl::InvalidArgumentError(absl::StrCat("init model ", path, " has ", name, " ",
+                                                     v.first, " but the spec's model has ",
+                                                     v.second));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string SynthesizeStories(uint64_t seed, size_t bytes) {
+  return anerd::SynthesizeStories(seed, bytes);
+}
+
+Trainer::~Trainer() = default;
+
+absl::Status Trainer::Init(backend::Backend* backend) {
+  if (backend == nullptr) return absl::InvalidArgumentError("Trainer: no backend");
+  ANERD_ASSIGN_OR_RETURN(data_, TokenData::Open(spec_.data_path, spec_.data_format,
+                                                spec_.model.vocab, spec_.model.seq));
+  const backend::NumericsMode numerics =
+      spec_.numerics == "fp32" ? backend::NumericsMode::kFp32 : backend::NumericsMode::kAne;
+  ANERD_ASSIGN_OR_RETURN(model_,
+                         Model::Create(spec_.model, ResidualAlpha(spec_), numerics, backend));
+  if (spec_.compact_vocab) model_->SetCompaction(data_->UsedIds());
+  dynamic_scale_ = spec_.loss_scale == "dynamic";
+  grads_.assign(params_.size(), 0.0f);
+  PhaseTimes t;
+  model_->StageWeights(params_.data(), &t);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainSpec& spec,
+                                                         backend::Backend* backend) {
+  ANERD_RETURN_IF_ERROR(ValidateSpec(spec));
+  std::unique_ptr<Trainer> t(new Trainer());
+  t->spec_ = spec;
+  const int64_t n = ParamLayout(spec.model).total();
+  if (spec.init_model_path.empty()) {
+    t->params_.resize(n);
+    InitParams(spec.model, spec.seed, t->params_.data());
+  } else {
+    ANERD_ASSIGN_OR_RETURN(LoadedModel m, LoadModelFile(spec.init_model_path));
+    ANERD_RETURN_IF_ERROR(CheckSameShape(m.config, spec.model, spec.init_model_path));
+    t->params_ = std::move(m.params);
+    t->adam_m_ = std::move(m.adam_m);
+    t->adam_v_ = std::move(m.adam_v);
+    t->state_.adam_t = m.adam_t;
+  }
+  if (t->adam_m_.empty()) {
+    t->adam_m_.assign(n, 0.0f);
+    t->adam_v_.assign(n, 0.0f);
+    t->state_.adam_t = 0;
+  }
+  t->state_.total_steps = spec.steps;
+  t->state_.rng_seed = spec.seed;
+  t->state_.loss_scale = kInitialScale;
+  if (spec.loss_scale != "dynamic") absl::SimpleAtod(spec.loss_scale, &t->state_.loss_scale);
+  ANERD_RETURN_IF_ERROR(t->Init(backend));
+  return t;
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(const std::string& checkpoint_path,
+                                                         backend::Backend* backend,
+                                                         int64_t extra_steps) {
+  ANERD_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(checkpoint_path));
+  if (extra_steps < 0) return absl::InvalidArgumentError("extra_steps must be >= 0");
+  std::unique_ptr<Trainer> t(new Trainer());
+  t->spec_ = std::move(ck.spec);
+  t->state_ = ck.state;
+  t->state_.total_steps += extra_steps;
+  t->spec_.steps = t->state_.total_steps;
+  ANERD_RETURN_IF_ERROR(ValidateSpec(t->spec_));
+  t->params_ = std::move(ck.params);
+  t->adam_m_ = std::move(ck.adam_m);
+  t->adam_v_ = std::move(ck.adam_v);
+  ANERD_RETURN_IF_ERROR(t->Init(backend));
+  return t;
+}
+
+void Trainer::Update(double lr, double mult) {
+  ++state_.adam_t;
+  AdamWParams p;
+  p.lr = lr;
+  p.beta1 = spec_.beta1;
+  p.beta2 = spec_.beta2;
+  p.eps = spec_.eps;
+  p.t = state_.adam_t;
+  p.grad_mult = mult;
+  for (const ParamGroup& g : model_->layout().groups()) {
+    p.weight_decay = g.decay ? spec_.weight_decay : 0.0;
+    AdamW(params_.data() + g.offset, grads_.data() + g.offset, adam_m_.data() + g.offset,
+          adam_v_.data() + g.offset, g.size, p);
+  }
+}
+
+absl::StatusOr<StepReport> Trainer::Step() {
+  if (done()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("training is done (", state_.step, " of ", state_.total_steps, " steps)"));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  StepReport r;
+  r.loss_scale = state_.loss_scale;
+  std::fill(grads_.begin(), grads_.end(), 0.0f);
+  const int seq = spec_.model.seq;
+  double loss_sum = 0;
+  for (int micro = 0; micro < spec_.accum; ++micro) {
+    const int64_t p =
+        data_->WindowStart(spec_.sampling == "random", state_.rng_seed, state_.micro_step, seq);
+    const uint16_t* tokens = data_->tokens() + p;
+    ANERD_ASSIGN_OR_RETURN(
+        double loss,
+        model_->ForwardBackward(params_.data(), tokens, tokens + 1,
+                                static_cast<float>(state_.loss_scale), grads_.data(), &r.phases));
+    ++state_.micro_step;
+    loss_sum += loss;
+  }
+  r.loss = loss_sum / spec_.accum;
+  {
+    const auto ostart = std::chrono::steady_clock::now();
+    const double unscale = 1.0 / (state_.loss_scale * spec_.accum);
+    const double norm = std::sqrt(SumSquares(grads_.data(), grads_.size())) * unscale;
+    r.grad_norm = norm;
+    if (!std::isfinite(norm)) {
+      r.skipped = true;
+      ++state_.skipped_steps;
+      state_.good_steps = 0;
+      if (dynamic_scale_) state_.loss_scale = std::max(kMinScale, state_.loss_scale / 2);
+    } else {
+      double mult = unscale;
+      if (spec_.clip > 0 && norm > spec_.clip) mult *= spec_.clip / norm;
+      r.lr = ScheduledLr(spec_.schedule == "cosine", spec_.lr, spec_.min_lr, spec_.warmup,
+                         state_.step, state_.total_steps);
+      Update(r.lr, mult);
+      if (dynamic_scale_ && ++state_.good_steps >= kGrowthInterval) {
+        state_.loss_scale = std::min(kMaxScale, state_.loss_scale * 2);
+        state_.good_steps = 0;
+      }
+    }
+    r.phases.optim_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ostart)
+            .count();
+    if (!r.skipped) model_->StageWeights(params_.data(), &r.phases);
+  }
+  ++state_.step;
+  state_.last_loss = r.loss;
+  r.step = state_.step;
+  r.step_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  r.tokens_per_s = spec_.accum * seq / (r.step_ms / 1000.0);
+  r.flops = model_->FlopsPerSequence() * spec_.accum;
+  r.tflops = r.flops / (r.step_ms * 1e9);
+  return r;
+}
+
+absl::Status Trainer::SaveCheckpoint(const std::string& path) const {
+  Checkpoint ck;
+  ck.spec = spec_;
+  ck.state = state_;
+  ck.params = params_;
+  ck.adam_m = adam_m_;
+  ck.adam_v = adam_v_;
+  return WriteCheckpoint(path, ck);
+}
+
+absl::Status Trainer::ExportLlama2c(const std::string& path) const {
+  return training::ExportLlama2c(path, spec_.model, params_);
+}
+
+absl::StatusOr<double> Trainer::EvalLoss(int n) {
+  double sum = 0;
+  PhaseTimes t;
+  for (int k = 0; k < n; ++k) {
+    const int64_t p = data_->WindowStart(false, 0, k, spec_.model.seq);
+    ANERD_ASSIGN_OR_RETURN(double loss, model_->Loss(params_.data(), data_->tokens() + p,
+                                                     data_->tokens() + p + 1, &t));
+    sum += loss;
+  }
+  return sum / n;
+}
+
+}  // namespace anerd::training

@@ -1,0 +1,98 @@
+// The training engine's entry point (issue 6): one training run of a Llama-style model on a
+// backend, step by step, with checkpoints and llama2.c export.
+//
+// Step semantics: one call = one optimizer step = `accum` micro-steps of one sequence each (data
+// sampling: data.h). Gradients are accumulated with the loss scaled by the current loss scale,
+// unscaled by 1/(scale·accum), checked for inf/NaN (dynamic scaling: halve the scale and skip the
+// update; fixed: skip the update), clipped to the global L2 norm `clip`, then AdamW (fp32 master
+// weights and moments; weight decay on matrices and the embedding only) with the scheduled lr of
+// that step. A skipped step still counts as a step (it consumes its data).
+// Dynamic loss scaling starts at 1024, doubles after 200 consecutive finite steps (at most 65536)
+// and halves on every non-finite step (at least 1/65536).
+//
+// Thread-safety: a Trainer is used by one thread at a time. It runs one internal worker thread for
+// the weight-gradient GEMMs.
+#ifndef ANERD_SERVER_TRAINING_TRAINER_H_
+#define ANERD_SERVER_TRAINING_TRAINER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/backend/backend.h"
+#include "server/training/config.h"
+#include "server/training/data.h"
+#include "server/training/model.h"
+#include "server/training/model_io.h"
+
+namespace anerd::training {
+
+struct StepReport {
+  int64_t step = 0;       // 1-based index of the step just run
+  double loss = 0;        // mean cross-entropy over the step's micro-steps (before the update)
+  double lr = 0;          // learning rate used (0 for a skipped step's update)
+  double grad_norm = 0;   // global L2 norm of the unscaled gradient, before clipping
+  double loss_scale = 0;  // scale used for this step
+  bool skipped = false;   // non-finite gradient: no update
+  double step_ms = 0;
+  double tokens_per_s = 0;
+  double flops = 0;   // model FLOPs of the step (Model::FlopsPerSequence × accum)
+  double tflops = 0;  // flops / step time
+  PhaseTimes phases;
+};
+
+class Trainer {
+ public:
+  // Compiles the kernels once through `backend` (not owned; must outlive the trainer), loads data
+  // and the initial model. INVALID_ARGUMENT for a bad spec (ValidateSpec), bad data or model file,
+  // or an init model whose shape differs from spec.model (seq may differ).
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainSpec& spec,
+                                                         backend::Backend* backend);
+  // Restores config, weights, optimizer, loss-scale state, RNG, data cursor and step from our
+  // checkpoint format; `extra_steps` > 0 raises the total step count. Resuming reproduces the
+  // uninterrupted run exactly in fp32 mode (and in ane mode: every step is deterministic).
+  static absl::StatusOr<std::unique_ptr<Trainer>> Resume(const std::string& checkpoint_path,
+                                                         backend::Backend* backend,
+                                                         int64_t extra_steps = 0);
+  ~Trainer();
+
+  // One optimizer step (with accumulation); FAILED_PRECONDITION when done.
+  absl::StatusOr<StepReport> Step();
+  int64_t step() const { return state_.step; }
+  int64_t total_steps() const { return state_.total_steps; }
+  bool done() const { return state_.step >= state_.total_steps; }
+  const TrainSpec& spec() const { return spec_; }
+  const TrainState& state() const { return state_; }
+
+  // Atomic (temporary file, fsync, rename), CRC per section (model_io.h).
+  absl::Status SaveCheckpoint(const std::string& path) const;
+  absl::Status ExportLlama2c(const std::string& path) const;
+
+  // Mean loss of the model on `n` sequential windows starting at token 0 (forward only).
+  absl::StatusOr<double> EvalLoss(int n);
+  const std::vector<float>& params() const { return params_; }
+  const Model& model() const { return *model_; }
+
+ private:
+  Trainer() = default;
+  absl::Status Init(backend::Backend* backend);
+  void Update(double lr, double mult);
+
+  TrainSpec spec_;
+  TrainState state_;
+  bool dynamic_scale_ = true;
+  std::unique_ptr<TokenData> data_;
+  std::unique_ptr<Model> model_;
+  std::vector<float> params_, grads_, adam_m_, adam_v_;
+};
+
+// Synthetic story corpus (our own small grammar, common/synth_stories.h), deterministic from the
+// seed; used by `anectl data synth` and tests.
+std::string SynthesizeStories(uint64_t seed, size_t bytes);
+
+}  // namespace anerd::training
+
+#endif  // ANERD_SERVER_TRAINING_TRAINER_H_
