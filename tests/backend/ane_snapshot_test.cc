@@ -1,0 +1,115 @@
+// Lowering snapshots: the MIL text the ANE devices are given for every training kernel (spec 4.3)
+// and every probe program, and SHA-256 digests of the weight files passed with it, compared with
+// the files under tests/backend/ane_snapshots/. A change to the lowering, the printer or a
+// generator shows up here as a diff to review.
+// Regenerate with: ANERD_UPDATE_ANE_SNAPSHOTS=1 ./backend_ane_snapshot_test
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "gtest/gtest.h"
+#include "server/backend/ane/ane_device_sim.h"
+#include "server/backend/ane/ane_lowering.h"
+#include "server/probes/programs.h"
+#include "server/training/kernels.h"
+
+namespace anerd::backend::ane {
+namespace {
+
+const std::filesystem::path kDir =
+    std::filesystem::path(ANERD_SOURCE_DIR) / "tests/backend/ane_snapshots";
+
+bool Updating() {
+  const char* v = std::getenv("ANERD_UPDATE_ANE_SNAPSHOTS");
+  return v != nullptr && std::string(v) == "1";
+}
+
+std::string ReadFile(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// One line per weight file: "<path> <bytes> <sha256>".
+std::string BlobDigests(const LoweredProgram& lowered) {
+  std::string out;
+  for (const DeviceWeightFile& w : lowered.weights) {
+    absl::StrAppend(&out, w.path, " ", w.bytes->size(), " ", Sha256Hex(*w.bytes), "\n");
+  }
+  return out;
+}
+
+void CheckSnapshot(const std::string& name, const mil::VerifiedProgram& program) {
+  SCOPED_TRACE(name);
+  const DeviceInfo sim = CreateSimDevice()->Info();
+  LoweringOptions lo;
+  lo.max_inputs = sim.max_inputs;
+  lo.max_outputs = sim.max_outputs;
+  lo.surface_alignment = sim.surface_alignment;
+  lo.min_surface_bytes = sim.min_surface_bytes;
+  lo.device_honors_attn_mask = sim.honors_attn_mask;
+  absl::StatusOr<LoweredProgram> lowered = LowerForAne(program, lo);
+  ASSERT_TRUE(lowered.ok()) << lowered.status();
+  const std::string blobs = BlobDigests(*lowered);
+  const std::filesystem::path mil_path = kDir / (name + ".mil");
+  const std::filesystem::path blob_path = kDir / (name + ".blobs");
+  if (Updating()) {
+    std::filesystem::create_directories(kDir);
+    std::ofstream(mil_path, std::ios::binary) << lowered->mil_text;
+    std::ofstream(blob_path, std::ios::binary) << blobs;
+    return;
+  }
+  ASSERT_TRUE(std::filesystem::exists(mil_path))
+      << mil_path << " missing; run with ANERD_UPDATE_ANE_SNAPSHOTS=1";
+  EXPECT_EQ(lowered->mil_text, ReadFile(mil_path)) << "MIL text differs from " << mil_path;
+  EXPECT_EQ(blobs, ReadFile(blob_path)) << "weight files differ from " << blob_path;
+}
+
+TEST(AneLoweringSnapshots, TrainingKernels) {
+  training::ModelShape shape;
+  shape.dim = 64;
+  shape.hidden = 128;
+  shape.heads = 4;
+  shape.kv_heads = 2;
+  shape.head_dim = 16;
+  shape.seq = 16;
+  shape.layers = 1;
+  shape.vocab = 128;
+  auto kernels = training::AllKernels(shape);
+  ASSERT_TRUE(kernels.ok()) << kernels.status();
+  auto constants = training::KernelConstants(shape);
+  ASSERT_TRUE(constants.ok()) << constants.status();
+  ASSERT_FALSE(kernels->empty());
+  for (training::Kernel& k : *kernels) {
+    mil::WeightFiles w;
+    for (const auto& [path, bytes] : constants->files()) {
+      ASSERT_TRUE(w.Add(path, *bytes).ok());
+    }
+    auto program = mil::VerifyProgram(k.program, std::move(w));
+    ASSERT_TRUE(program.ok()) << k.layout.kernel << ": " << program.status();
+    CheckSnapshot("train_" + k.layout.kernel, *program);
+  }
+}
+
+TEST(AneLoweringSnapshots, ProbePrograms) {
+  std::vector<std::pair<std::string, absl::StatusOr<probes::ProbeProgram>>> all;
+  all.emplace_back("probe_peak_fp32io", probes::PeakProgram(64, 64, 2, 1, true));
+  all.emplace_back("probe_peak_fp16io", probes::PeakProgram(64, 64, 2, 1, false));
+  all.emplace_back("probe_sram", probes::SramProgram(128, 64, 2, true));
+  all.emplace_back("probe_latency", probes::LatencyProgram(3));
+  all.emplace_back("probe_int8_fp16", probes::Int8Program(64, 4, 2, false, 4));
+  all.emplace_back("probe_int8_w8a8", probes::Int8Program(64, 4, 2, true, 4));
+  for (auto& [name, p] : all) {
+    ASSERT_TRUE(p.ok()) << name << ": " << p.status();
+    auto program = mil::VerifyProgram(p->program, p->weights);
+    ASSERT_TRUE(program.ok()) << name << ": " << program.status();
+    CheckSnapshot(name, *program);
+  }
+}
+
+}  // namespace
+}  // namespace anerd::backend::ane
