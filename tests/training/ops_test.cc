@@ -1,0 +1,368 @@
+// Each CPU op of the training step against a direct (double-precision, naive) implementation, plus
+// configs, spec validation, data loading/sampling, model-file and checkpoint validation.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/training/config.h"
+#include "server/training/cpu_ops.h"
+#include "server/training/data.h"
+#include "server/training/kernels.h"
+#include "server/training/model.h"
+#include "server/training/model_io.h"
+#include "server/training/trainer.h"
+
+namespace anerd::training {
+namespace {
+
+std::vector<float> Random(int64_t n, uint64_t seed, double scale = 1.0) {
+  std::vector<float> v(n);
+  for (auto& x : v) {
+    seed = SplitMix64(seed);
+    x = static_cast<float>((static_cast<double>(seed >> 11) * 0x1.0p-53 * 2 - 1) * scale);
+  }
+  return v;
+}
+
+std::string Temp(const std::string& name) {
+  return std::string(ANERD_BINARY_DIR) + "/training_ops_test_" + name;
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// Scalar loss L = Σ dy ⊙ f(x) lets finite differences of f check a backward that returns dL/dx.
+TEST(CpuOps, RmsNormForwardAndExactBackward) {
+  const int64_t d = 12, s = 5;
+  auto x = Random(d * s, 1), w = Random(d, 2), dy = Random(d * s, 3);
+  for (auto& v : w) v += 1.5f;
+  std::vector<float> y(d * s), r(s), dx(d * s), dw(d, 0.0f);
+  RmsNormForward(x.data(), w.data(), d, s, y.data(), r.data());
+  for (int64_t t = 0; t < s; ++t) {
+    double ss = 0;
+    for (int64_t c = 0; c < d; ++c) ss += double{x[c * s + t]} * x[c * s + t];
+    const double rr = 1 / std::sqrt(ss / d + 1e-5);
+    for (int64_t c = 0; c < d; ++c) EXPECT_NEAR(y[c * s + t], x[c * s + t] * rr * w[c], 1e-5);
+  }
+  RmsNormBackward(dy.data(), x.data(), w.data(), r.data(), d, s, dx.data(), dw.data());
+  auto loss = [&](const std::vector<float>& xx, const std::vector<float>& ww) {
+    std::vector<float> yy(d * s), rr(s);
+    RmsNormForward(xx.data(), ww.data(), d, s, yy.data(), rr.data());
+    double l = 0;
+    for (int64_t i = 0; i < d * s; ++i) l += double{dy[i]} * yy[i];
+    return l;
+  };
+  const float eps = 1e-2f;
+  for (int64_t i = 0; i < d * s; i += 7) {
+    auto xp = x, xm = x;
+    xp[i] += eps, xm[i] -= eps;
+    EXPECT_NEAR(dx[i], (loss(xp, w) - loss(xm, w)) / (2 * eps), 2e-3) << "dx " << i;
+  }
+  for (int64_t c = 0; c < d; ++c) {
+    auto wp = w, wm = w;
+    wp[c] += eps, wm[c] -= eps;
+    EXPECT_NEAR(dw[c], (loss(x, wp) - loss(x, wm)) / (2 * eps), 2e-3) << "dw " << c;
+  }
+}
+
+TEST(CpuOps, RopeMatchesTheKernelTablesAndBackwardIsTheTranspose) {
+  const int64_t heads = 2, hd = 8, s = 6;
+  std::vector<float> cos, sin;
+  RopeTables(s, hd, &cos, &sin);
+  auto x = Random(heads * hd * s, 4);
+  auto y = x;
+  RopeForward(y.data(), heads, hd, s, cos.data(), sin.data());
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < hd; i += 2) {
+      for (int64_t t = 0; t < s; ++t) {
+        const double th = t / std::pow(10000.0, double(i) / hd);
+        const double a = x[(h * hd + i) * s + t], b = x[(h * hd + i + 1) * s + t];
+        EXPECT_NEAR(y[(h * hd + i) * s + t], a * std::cos(th) - b * std::sin(th), 1e-5);
+        EXPECT_NEAR(y[(h * hd + i + 1) * s + t], b * std::cos(th) + a * std::sin(th), 1e-5);
+      }
+    }
+  }
+  // <R x, g> == <x, Rᵀ g>.
+  auto g = Random(heads * hd * s, 5), gt = g;
+  RopeBackward(gt.data(), heads, hd, s, cos.data(), sin.data());
+  double lhs = 0, rhs = 0;
+  for (size_t i = 0; i < x.size(); ++i) lhs += double{y[i]} * g[i], rhs += double{x[i]} * gt[i];
+  EXPECT_NEAR(lhs, rhs, 1e-4);
+}
+
+TEST(CpuOps, SiluBackwardMatchesFiniteDifferences) {
+  const int64_t n = 50;
+  auto h1 = Random(n, 6, 3.0), h3 = Random(n, 7, 2.0), dg = Random(n, 8);
+  std::vector<float> dh1(n), dh3(n);
+  SiluBackward(dg.data(), h1.data(), h3.data(), n, dh1.data(), dh3.data());
+  auto gate = [](double a, double b) { return a / (1 + std::exp(-a)) * b; };
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = 1e-4;
+    EXPECT_NEAR(dh1[i], dg[i] * (gate(h1[i] + e, h3[i]) - gate(h1[i] - e, h3[i])) / (2 * e), 1e-4);
+    EXPECT_NEAR(dh3[i], dg[i] * (gate(h1[i], h3[i] + e) - gate(h1[i], h3[i] - e)) / (2 * e), 1e-4);
+  }
+}
+
+TEST(CpuOps, GqaTileUsesHeadDivRatioAndReduceIsItsTranspose) {
+  const int64_t heads = 6, kvh = 2, hd = 2, s = 3, block = hd * s;
+  auto kv = Random(kvh * block, 9);
+  std::vector<float> tiled(heads * block), back(kvh * block);
+  GqaTile(kv.data(), heads, kvh, hd, s, tiled.data());
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < block; ++i) EXPECT_EQ(tiled[h * block + i], kv[(h / 3) * block + i]);
+  }
+  auto full = Random(heads * block, 10);
+  GqaReduce(full.data(), heads, kvh, hd, s, back.data());
+  for (int64_t j = 0; j < kvh; ++j) {
+    for (int64_t i = 0; i < block; ++i) {
+      const float want =
+          full[(3 * j) * block + i] + full[(3 * j + 1) * block + i] + full[(3 * j + 2) * block + i];
+      EXPECT_NEAR(back[j * block + i], want, 1e-6);
+    }
+  }
+}
+
+TEST(CpuOps, EmbeddingForwardAndBackward) {
+  const int64_t v = 5, d = 3, s = 4;
+  auto e = Random(v * d, 11);
+  const uint16_t tok[] = {4, 0, 4, 2};
+  std::vector<float> x(d * s), de(v * d, 0.0f);
+  EmbeddingForward(e.data(), tok, d, s, x.data());
+  for (int64_t t = 0; t < s; ++t) {
+    for (int64_t c = 0; c < d; ++c) EXPECT_EQ(x[c * s + t], e[tok[t] * d + c]);
+  }
+  auto dx = Random(d * s, 12);
+  EmbeddingBackward(dx.data(), tok, d, s, de.data());
+  for (int64_t c = 0; c < d; ++c) {
+    EXPECT_NEAR(de[4 * d + c], dx[c * s + 0] + dx[c * s + 2], 1e-6);
+    EXPECT_EQ(de[1 * d + c], 0.0f);
+  }
+}
+
+TEST(CpuOps, CrossEntropyLossAndGradient) {
+  const int64_t s = 3, v = 7;
+  auto logits = Random(s * v, 13, 4.0);
+  const uint16_t tgt[] = {0, 6, 3};
+  auto g = logits;
+  const double loss = CrossEntropy(g.data(), tgt, s, v, 8.0f);
+  double want = 0;
+  for (int64_t t = 0; t < s; ++t) {
+    double sum = 0;
+    for (int64_t k = 0; k < v; ++k) sum += std::exp(double{logits[t * v + k]});
+    want -= logits[t * v + tgt[t]] - std::log(sum);
+    for (int64_t k = 0; k < v; ++k) {
+      const double p = std::exp(double{logits[t * v + k]}) / sum - (k == tgt[t] ? 1 : 0);
+      EXPECT_NEAR(g[t * v + k], p * 8.0 / s, 1e-5);
+    }
+  }
+  EXPECT_NEAR(loss, want / s, 1e-5);
+}
+
+TEST(CpuOps, AdamWMatchesTheFormulaWithDecoupledDecay) {
+  std::vector<float> w = {0.5f, -1.0f}, g = {0.2f, -0.4f}, m = {0.1f, 0.0f}, v = {0.01f, 0.0f};
+  AdamWParams p;
+  p.lr = 0.01, p.beta1 = 0.9, p.beta2 = 0.95, p.eps = 1e-8, p.weight_decay = 0.1, p.t = 3;
+  p.grad_mult = 0.5;
+  const auto w0 = w, m0 = m, v0 = v;
+  AdamW(w.data(), g.data(), m.data(), v.data(), 2, p);
+  for (int i = 0; i < 2; ++i) {
+    const double gi = g[i] * 0.5, mi = 0.9 * m0[i] + 0.1 * gi, vi = 0.95 * v0[i] + 0.05 * gi * gi;
+    const double mh = mi / (1 - std::pow(0.9, 3)), vh = vi / (1 - std::pow(0.95, 3));
+    EXPECT_NEAR(m[i], mi, 1e-7);
+    EXPECT_NEAR(v[i], vi, 1e-7);
+    EXPECT_NEAR(w[i], w0[i] - 0.01 * (mh / (std::sqrt(vh) + 1e-8) + 0.1 * w0[i]), 1e-6);
+  }
+}
+
+TEST(CpuOps, WarmupCosineSchedule) {
+  EXPECT_DOUBLE_EQ(ScheduledLr(true, 1.0, 0.1, 10, 0, 110), 0.1);
+  EXPECT_DOUBLE_EQ(ScheduledLr(true, 1.0, 0.1, 10, 9, 110), 1.0);
+  EXPECT_DOUBLE_EQ(ScheduledLr(true, 1.0, 0.1, 10, 10, 110), 1.0);
+  EXPECT_NEAR(ScheduledLr(true, 1.0, 0.1, 10, 60, 110), 0.55, 1e-12);
+  EXPECT_NEAR(ScheduledLr(true, 1.0, 0.1, 10, 110, 110), 0.1, 1e-12);
+  EXPECT_DOUBLE_EQ(ScheduledLr(false, 1.0, 0.1, 10, 60, 110), 1.0);
+}
+
+TEST(Config, NamedAndCustomConfigs) {
+  auto tiny = ModelConfigByName("tiny");
+  ASSERT_TRUE(tiny.ok());
+  EXPECT_EQ(tiny->dim, 64);
+  EXPECT_EQ(tiny->head_dim, 16);
+  auto s110 = ModelConfigByName("stories110m");
+  ASSERT_TRUE(s110.ok());
+  EXPECT_NEAR(static_cast<double>(s110->NumParams()), 109.53e6, 0.01e6);
+  auto qwen = ModelConfigByName("qwen3_0_6b");
+  ASSERT_TRUE(qwen.ok());
+  EXPECT_EQ(qwen->q_dim(), 2048);
+  EXPECT_EQ(ModelConfigByName("gpt5").status().code(), absl::StatusCode::kNotFound);
+  auto custom = ParseCustomConfig("dim=32, heads=4,kv_heads=2");
+  ASSERT_TRUE(custom.ok()) << custom.status();
+  EXPECT_EQ(custom->head_dim, 8);
+  EXPECT_EQ(custom->hidden, 192);
+  auto round = ParseCustomConfig(ConfigToString(*custom));
+  ASSERT_TRUE(round.ok());
+  EXPECT_EQ(round->kv_heads, 2);
+  auto bad = ParseCustomConfig("heads=4,kv_heads=3");
+  EXPECT_NE(bad.status().message().find("divisible by kv_heads"), std::string::npos)
+      << bad.status();
+  EXPECT_NE(ParseCustomConfig("depth=3").status().message().find("depth"), std::string::npos);
+  EXPECT_NE(ParseCustomConfig("dim=x").status().message().find("dim"), std::string::npos);
+  EXPECT_NE(ParseCustomConfig("head_dim=7").status().message().find("even"), std::string::npos);
+}
+
+TEST(Config, ValidateSpecNamesTheBadField) {
+  TrainSpec ok;
+  ok.model = *ModelConfigByName("tiny");
+  ok.data_path = "x.txt";
+  EXPECT_TRUE(ValidateSpec(ok).ok());
+  auto expect_field = [&](auto mutate, const char* field) {
+    TrainSpec s = ok;
+    mutate(&s);
+    const absl::Status st = ValidateSpec(s);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_EQ(st.message().substr(0, std::string(field).size()), field) << st;
+  };
+  expect_field([](TrainSpec* s) { s->steps = 0; }, "steps");
+  expect_field([](TrainSpec* s) { s->lr = -1; }, "lr");
+  expect_field([](TrainSpec* s) { s->min_lr = 1; }, "min_lr");
+  expect_field([](TrainSpec* s) { s->schedule = "linear"; }, "schedule");
+  expect_field([](TrainSpec* s) { s->accum = 0; }, "accum");
+  expect_field([](TrainSpec* s) { s->beta2 = 1; }, "beta2");
+  expect_field([](TrainSpec* s) { s->loss_scale = "big"; }, "loss_scale");
+  expect_field([](TrainSpec* s) { s->numerics = "bf16"; }, "numerics");
+  expect_field([](TrainSpec* s) { s->sampling = "shuffle"; }, "sampling");
+  expect_field([](TrainSpec* s) { s->residual_scale = "2"; }, "residual_scale");
+  expect_field([](TrainSpec* s) { s->data_path = ""; }, "data_path");
+  expect_field([](TrainSpec* s) { s->data_format = "csv"; }, "data_format");
+  auto text = SpecFromText(SpecToText(ok));
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(SpecToText(*text), SpecToText(ok));
+}
+
+TEST(Data, SequentialWindowsWrapAndRandomStaysInBounds) {
+  const std::string path = Temp("seq.bin");
+  std::vector<uint16_t> tok(23);
+  for (int i = 0; i < 23; ++i) tok[i] = static_cast<uint16_t>(i);
+  WriteBytes(path, std::string(reinterpret_cast<const char*>(tok.data()), tok.size() * 2));
+  auto d = TokenData::Open(path, "", 100, 5);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ((*d)->size(), 23);
+  // W = floor(22 / 5) = 4 windows: 0, 5, 10, 15, then back to 0.
+  const int64_t want[] = {0, 5, 10, 15, 0, 5};
+  for (int k = 0; k < 6; ++k) EXPECT_EQ((*d)->WindowStart(false, 0, k, 5), want[k]);
+  for (int k = 0; k < 500; ++k) {
+    const int64_t p = (*d)->WindowStart(true, 42, k, 5);
+    EXPECT_GE(p, 0);
+    EXPECT_LE(p + 5 + 1, 23);
+  }
+  EXPECT_EQ((*d)->WindowStart(true, 42, 17, 5), (*d)->WindowStart(true, 42, 17, 5));
+  std::remove(path.c_str());
+}
+
+TEST(Data, BadFilesAreRejectedWithClearErrors) {
+  const std::string p = Temp("bad.bin");
+  WriteBytes(p, std::string("\x01\x00\x02", 3));
+  EXPECT_NE(TokenData::Open(p, "", 100, 2).status().message().find("odd size"), std::string::npos);
+  WriteBytes(p, std::string("\x01\x00\xff\x7f\x02\x00\x03\x00", 8));
+  auto big = TokenData::Open(p, "tokens", 100, 2);
+  EXPECT_NE(big.status().message().find("token 32767 at index 1"), std::string::npos)
+      << big.status();
+  WriteBytes(p, std::string("\x01\x00\x02\x00", 4));
+  auto shorty = TokenData::Open(p, "tokens", 100, 2);
+  EXPECT_NE(shorty.status().message().find("too short"), std::string::npos) << shorty.status();
+  const std::string t = Temp("bad.txt");
+  WriteBytes(t, "hello \xc3\x28 world");
+  auto utf = TokenData::Open(t, "", 256, 2);
+  EXPECT_NE(utf.status().message().find("invalid UTF-8 at byte offset 6"), std::string::npos)
+      << utf.status();
+  EXPECT_EQ(TokenData::Open(Temp("missing.bin"), "", 100, 2).status().code(),
+            absl::StatusCode::kNotFound);
+  WriteBytes(t, "h\xc3\xa9llo w\xe2\x82\xac rld");
+  auto good = TokenData::Open(t, "", 256, 4);
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ((*good)->tokens()[1], 0xc3);
+  std::remove(p.c_str());
+  std::remove(t.c_str());
+}
+
+TEST(ModelFiles, Llama2cHeaderIsValidatedAgainstTheFileSize) {
+  ModelConfig c = *ModelConfigByName("tiny");
+  const ParamLayout lay(c);
+  std::vector<float> params = Random(lay.total(), 14);
+  const std::string p = Temp("model.bin");
+  ASSERT_TRUE(ExportLlama2c(p, c, params).ok());
+  auto loaded = LoadModelFile(p);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->params, params);
+  EXPECT_EQ(loaded->config.dim, 64);
+  std::ifstream in(p, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  WriteBytes(p, bytes.substr(0, bytes.size() - 4));
+  auto truncated = LoadLlama2c(p);
+  EXPECT_NE(truncated.status().message().find("does not match its header"), std::string::npos)
+      << truncated.status();
+  std::string huge = bytes;
+  const int32_t big_dim = 1 << 30;
+  std::memcpy(huge.data(), &big_dim, 4);
+  WriteBytes(p, huge);
+  EXPECT_NE(LoadLlama2c(p).status().message().find("out of range"), std::string::npos);
+  std::string untied = bytes;
+  const int32_t neg = -256;
+  std::memcpy(untied.data() + 20, &neg, 4);
+  WriteBytes(p, untied);
+  EXPECT_NE(LoadLlama2c(p).status().message().find("untied"), std::string::npos);
+  WriteBytes(p, "abc");
+  EXPECT_EQ(LoadModelFile(p).status().code(), absl::StatusCode::kInvalidArgument);
+  std::remove(p.c_str());
+}
+
+TEST(ModelFiles, SeedV4CheckpointImports) {
+  ModelConfig c = *ParseCustomConfig("dim=16,hidden=24,layers=1,heads=2,kv_heads=1,vocab=8,seq=4");
+  const ParamLayout lay(c);
+  int32_t h[24] = {};
+  h[0] = 0x424C5A54, h[1] = 4, h[4] = 1, h[5] = 8, h[6] = 16, h[7] = 24, h[8] = 2, h[9] = 4;
+  h[20] = 17, h[21] = 1, h[22] = 8, h[23] = 16;
+  std::string bytes(reinterpret_cast<const char*>(h), 96);
+  // Body: layer weights (9), their (m, v) pairs, rms_final (+m, v), embed (+m, v); value = tag.
+  auto put = [&](int64_t n, float value) {
+    bytes.append(std::string(n * 4, '\0'));
+    float* f = reinterpret_cast<float*>(&bytes[bytes.size() - n * 4]);
+    for (int64_t i = 0; i < n; ++i) f[i] = value;
+  };
+  const auto& g = lay.groups();
+  for (int k = 1; k <= 9; ++k) put(g[k].size, k);
+  for (int k = 1; k <= 9; ++k) put(g[k].size, 100 + k), put(g[k].size, 200 + k);
+  put(16, 10), put(16, 110), put(16, 210);
+  put(8 * 16, 11), put(8 * 16, 111), put(8 * 16, 211);
+  const std::string p = Temp("seed.bin");
+  WriteBytes(p, bytes);
+  auto m = LoadModelFile(p);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->config.kv_heads, 1);
+  EXPECT_EQ(m->adam_t, 17);
+  EXPECT_EQ(m->params[lay.layer(0).wk], 2.0f);
+  EXPECT_EQ(m->adam_v[lay.layer(0).rms_ffn], 209.0f);
+  EXPECT_EQ(m->params[lay.rms_final()], 10.0f);
+  EXPECT_EQ(m->adam_m[lay.embed()], 111.0f);
+  WriteBytes(p, bytes.substr(0, bytes.size() - 8));
+  EXPECT_NE(LoadModelFile(p).status().message().find("does not match"), std::string::npos);
+  std::remove(p.c_str());
+}
+
+TEST(Synth, DeterministicAsciiOfTheRequestedSize) {
+  const std::string a = SynthesizeStories(3, 5000), b = SynthesizeStories(3, 5000);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.size(), 5000u);
+  EXPECT_NE(a, SynthesizeStories(4, 5000));
+  EXPECT_EQ(a.rfind("Once upon a time", 0), 0u);
+  for (char ch : a) EXPECT_LT(static_cast<unsigned char>(ch), 128);
+}
+
+}  // namespace
+}  // namespace anerd::training
