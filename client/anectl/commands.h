@@ -20,6 +20,9 @@ int RunService(CommandContext& ctx, const std::vector<std::string>& args);
 // mil_commands.cc
 int RunMil(CommandContext& ctx, const std::vector<std::string>& args);
 
+// data_commands.cc
+int RunData(CommandContext& ctx, const std::vector<std::string>& args);
+
 // All top-level commands, in the order `anectl --help` lists them.
 const std::vector<Command>& CommandTable();
 

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -65,6 +66,9 @@ struct BackendDescription {
   std::string version;  // changes whenever compiled results may change (part of cache keys)
   std::string device;   // human-readable device description
   BackendCapabilities capabilities;
+  // Device facts as (key, value) pairs for `GetInfo` / `anectl doctor` (ANE backends: "simulated",
+  // "chip", "ane_subtype", "os_build", "framework", "classes", "device_compiles"); may be empty.
+  std::vector<std::pair<std::string, std::string>> facts;
 };
 
 // The signature of one program input or output.

@@ -95,6 +95,10 @@ DaemonInfo Engine::Info() const {
       info.backends.push_back({d.name, d.version, d.device, d.name == backends_->default_name,
                                static_cast<uint64_t>(d.capabilities.compile_budget),
                                static_cast<uint64_t>(b->compiles_used())});
+      info.backends.back().facts = d.facts;
+    }
+    for (const backend::UnavailableBackend& u : backends_->registry->unavailable()) {
+      info.unavailable_backends.emplace_back(u.name, u.reason);
     }
   }
   if (cache_ != nullptr) {

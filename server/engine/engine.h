@@ -39,6 +39,7 @@ struct BackendSummary {
   bool is_default = false;
   uint64_t compile_budget = 0;  // 0 = unlimited
   uint64_t compiles_used = 0;
+  std::vector<std::pair<std::string, std::string>> facts;  // BackendDescription::facts
 };
 
 struct DaemonInfo {
@@ -52,6 +53,7 @@ struct DaemonInfo {
   std::vector<BackendSummary> backends;
   std::string default_backend;
   CacheSummary cache;
+  std::vector<std::pair<std::string, std::string>> unavailable_backends;  // (name, reason)
 };
 
 class Engine {

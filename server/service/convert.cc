@@ -35,6 +35,12 @@ void ToProto(const engine::DaemonInfo& info, v1::GetInfoResponse* out) {
     p->set_is_default(b.is_default);
     p->set_compile_budget(b.compile_budget);
     p->set_compiles_used(b.compiles_used);
+    for (const auto& [key, value] : b.facts) (*p->mutable_device_facts())[key] = value;
+  }
+  for (const auto& [name, reason] : info.unavailable_backends) {
+    v1::UnavailableBackend* u = out->add_unavailable_backends();
+    u->set_name(name);
+    u->set_reason(reason);
   }
   v1::CacheStats* c = out->mutable_cache();
   c->set_entries(info.cache.entries);
