@@ -162,6 +162,18 @@ BackendDescription AneBackend::Describe() const {
   d.capabilities.honors_attn_mask = true;  // masks are lowered to explicit ops when needed
   d.capabilities.multiple_inputs = true;   // packed into one surface when the device needs it
   d.capabilities.compile_budget = options_.compile_budget;
+  std::string classes;
+  for (const std::string& c : info_.classes_found) {
+    absl::StrAppend(&classes, classes.empty() ? "" : ",", c);
+  }
+  d.facts = {{"simulated", info_.simulated ? "true" : "false"},
+             {"chip", info_.chip},
+             {"ane_subtype", info_.ane_subtype},
+             {"os_build", info_.os_build},
+             {"framework", info_.framework_path},
+             {"classes", classes},
+             {"device_compiles", absl::StrCat(device_->compile_count())}};
+  if (info_.cores > 0) d.facts.emplace_back("cores", absl::StrCat(info_.cores));
   return d;
 }
 
