@@ -9,6 +9,7 @@ const std::vector<Command>& CommandTable() {
       {"kernel", "compile, run, list and delete MIL kernels", RunKernel},
       {"service", "install, start, stop or remove the launchd/systemd service", RunService},
       {"mil", "check or format MIL programs offline (no daemon)", RunMil},
+      {"doctor", "check the OS, daemon, ANE and a canary kernel on every backend", RunDoctor},
       {"data", "write training data offline (synthetic story corpus)", RunData},
   };
   return *table;

@@ -19,6 +19,8 @@ int RunKernel(CommandContext& ctx, const std::vector<std::string>& args);
 int RunService(CommandContext& ctx, const std::vector<std::string>& args);
 // mil_commands.cc
 int RunMil(CommandContext& ctx, const std::vector<std::string>& args);
+// doctor_commands.cc
+int RunDoctor(CommandContext& ctx, const std::vector<std::string>& args);
 
 // data_commands.cc
 int RunData(CommandContext& ctx, const std::vector<std::string>& args);
