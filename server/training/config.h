@@ -60,9 +60,9 @@ struct TrainSpec {
   std::string data_path;
   std::string data_format;  // "tokens" (uint16 LE) | "text" (UTF-8, byte tokens) | "" (by
                             // extension: .bin = tokens, else text)
-  int64_t steps = 1000;  // optimizer steps
-  double lr = 3e-4;      // peak learning rate
-  double min_lr = 3e-5;  // cosine floor
+  int64_t steps = 1000;     // optimizer steps
+  double lr = 3e-4;         // peak learning rate
+  double min_lr = 3e-5;     // cosine floor
   std::string schedule =
       "cosine";               // "cosine" (linear warmup then cosine) | "constant" (warmup too)
   int64_t warmup = 100;       // optimizer steps of linear warmup

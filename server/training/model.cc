@@ -214,6 +214,12 @@ class Model::Impl {
                                  const uint16_t* targets, float grad_scale, PhaseTimes* t);
   absl::Status Backward(const float* params, const uint16_t* tokens, float* grads, PhaseTimes* t);
   double Flops() const;
+  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+    const int64_t mid = n / 2;
+    worker_.Submit([&fn, mid, n] { fn(mid, n); });
+    fn(0, mid);
+    worker_.Wait();
+  }
   const ModelConfig& config() const { return c_; }
   const ParamLayout& layout() const { return layout_; }
 
@@ -228,7 +234,7 @@ class Model::Impl {
   // Copies output block `name` of `out` (kernel k) into dst [size][S].
   void GetOut(int k, const Tensor& out, const char* name, float* dst, PhaseTimes* t);
   absl::StatusOr<Tensor> Run(int k, int l, PhaseTimes* t);
-  void StageLayer(int l, const float* p);
+  void StageLayer(int l, const float* p, std::vector<float>* scratch);
   absl::Status ForwardLayer(int l, const float* p, const float* x, float* x_next, PhaseTimes* t);
   absl::Status BackwardLayer(int l, const float* p, float* grads, std::vector<float>* dy,
                              PhaseTimes* t);
@@ -301,21 +307,21 @@ void Model::Impl::SetCompaction(std::vector<uint16_t> ids) {
   if (compact_ids_.empty()) full_to_compact_.clear();
 }
 
-void Model::Impl::StageLayer(int l, const float* p) {
+void Model::Impl::StageLayer(int l, const float* p, std::vector<float>* scratch) {
   const ParamLayout::Layer& w = layout_.layer(l);
   const int64_t d = c_.dim, h = c_.hidden, qd = c_.q_dim(), kvd = c_.kv_dim();
   auto sp = [this](int k) { return Lay(k).in_spatial; };
   PutTransposed(In(kSdpaFwd, l) + SlotOffset(kSdpaFwd, "wq_t"), sp(kSdpaFwd), p + w.wq, qd, d,
-                &scratch_);
+                scratch);
   PutTransposed(In(kSdpaFwd, l) + SlotOffset(kSdpaFwd, "wk_t"), sp(kSdpaFwd), p + w.wk, kvd, d,
-                &scratch_);
+                scratch);
   PutTransposed(In(kSdpaFwd, l) + SlotOffset(kSdpaFwd, "wv_t"), sp(kSdpaFwd), p + w.wv, kvd, d,
-                &scratch_);
-  PutTransposed(In(kWoFwd, l) + SlotOffset(kWoFwd, "wo_t"), sp(kWoFwd), p + w.wo, d, qd, &scratch_);
+                scratch);
+  PutTransposed(In(kWoFwd, l) + SlotOffset(kWoFwd, "wo_t"), sp(kWoFwd), p + w.wo, d, qd, scratch);
   PutTransposed(In(kFfnFused, l) + SlotOffset(kFfnFused, "w1_t"), sp(kFfnFused), p + w.w1, h, d,
-                &scratch_);
+                scratch);
   PutTransposed(In(kFfnFused, l) + SlotOffset(kFfnFused, "w3_t"), sp(kFfnFused), p + w.w3, h, d,
-                &scratch_);
+                scratch);
   PutRows(In(kFfnFused, l) + SlotOffset(kFfnFused, "w2"), sp(kFfnFused), p + w.w2, d, h);
   PutRows(In(kFfnBwdW2t, l) + SlotOffset(kFfnBwdW2t, "w2"), sp(kFfnBwdW2t), p + w.w2, d, h);
   PutRows(In(kFfnBwdW13t, l) + SlotOffset(kFfnBwdW13t, "w1"), sp(kFfnBwdW13t), p + w.w1, h, d);
@@ -328,7 +334,10 @@ void Model::Impl::StageLayer(int l, const float* p) {
 
 void Model::Impl::StageWeights(const float* params, PhaseTimes* t) {
   Timer timer(&t->io_ms);
-  for (int l = 0; l < c_.layers; ++l) StageLayer(l, params);
+  ParallelFor(c_.layers, [this, params](int64_t begin, int64_t end) {
+    std::vector<float> scratch;
+    for (int64_t l = begin; l < end; ++l) StageLayer(static_cast<int>(l), params, &scratch);
+  });
   for (size_t i = 0; i < compact_ids_.size(); ++i) {
     std::memcpy(&cembed_[i * c_.dim], params + layout_.embed() + int64_t{compact_ids_[i]} * c_.dim,
                 c_.dim * sizeof(float));
@@ -621,6 +630,10 @@ absl::StatusOr<double> Model::ForwardBackward(const float* params, const uint16_
 absl::StatusOr<double> Model::Loss(const float* params, const uint16_t* tokens,
                                    const uint16_t* targets, PhaseTimes* times) {
   return impl_->Forward(params, tokens, targets, 0.0f, times);
+}
+
+void Model::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  impl_->ParallelFor(n, fn);
 }
 
 double Model::FlopsPerSequence() const { return impl_->Flops(); }

@@ -16,6 +16,7 @@
 #define ANERD_SERVER_TRAINING_MODEL_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -96,6 +97,10 @@ class Model {
   // Forward and loss only.
   absl::StatusOr<double> Loss(const float* params, const uint16_t* tokens, const uint16_t* targets,
                               PhaseTimes* times);
+
+  // Runs fn(begin, end) over [0, n) split in two halves, the second on the worker thread (after
+  // its queued tasks); returns when both halves are done. Used for the optimizer and re-staging.
+  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
   // Model FLOPs of one sequence's forward+backward (ane-seed-spec 6.3 "static" form, GQA-aware):
   // 3·fwd + sdpa + 3·cls with fwd = 2·S·L·(matrix params), sdpa = L·2·NH·5·S²·HD, cls = 2·V·D·S.

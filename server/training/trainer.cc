@@ -1,5 +1,6 @@
 #include "server/training/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <utility>
@@ -119,11 +120,18 @@ void Trainer::Update(double lr, double mult) {
   p.eps = spec_.eps;
   p.t = state_.adam_t;
   p.grad_mult = mult;
-  for (const ParamGroup& g : model_->layout().groups()) {
-    p.weight_decay = g.decay ? spec_.weight_decay : 0.0;
-    AdamW(params_.data() + g.offset, grads_.data() + g.offset, adam_m_.data() + g.offset,
-          adam_v_.data() + g.offset, g.size, p);
-  }
+  const std::vector<ParamGroup>& groups = model_->layout().groups();
+  // Element ranges split across two threads; a group may be cut in two (AdamW is elementwise).
+  model_->ParallelFor(static_cast<int64_t>(params_.size()), [&](int64_t begin, int64_t end) {
+    AdamWParams q = p;
+    for (const ParamGroup& g : groups) {
+      const int64_t lo = std::max(begin, g.offset), hi = std::min(end, g.offset + g.size);
+      if (lo >= hi) continue;
+      q.weight_decay = g.decay ? spec_.weight_decay : 0.0;
+      AdamW(params_.data() + lo, grads_.data() + lo, adam_m_.data() + lo, adam_v_.data() + lo,
+            hi - lo, q);
+    }
+  });
 }
 
 absl::StatusOr<StepReport> Trainer::Step() {
@@ -134,7 +142,9 @@ absl::StatusOr<StepReport> Trainer::Step() {
   const auto start = std::chrono::steady_clock::now();
   StepReport r;
   r.loss_scale = state_.loss_scale;
-  std::fill(grads_.begin(), grads_.end(), 0.0f);
+  model_->ParallelFor(static_cast<int64_t>(grads_.size()), [this](int64_t begin, int64_t end) {
+    std::fill(grads_.begin() + begin, grads_.begin() + end, 0.0f);
+  });
   const int seq = spec_.model.seq;
   double loss_sum = 0;
   for (int micro = 0; micro < spec_.accum; ++micro) {
@@ -152,7 +162,11 @@ absl::StatusOr<StepReport> Trainer::Step() {
   {
     const auto ostart = std::chrono::steady_clock::now();
     const double unscale = 1.0 / (state_.loss_scale * spec_.accum);
-    const double norm = std::sqrt(SumSquares(grads_.data(), grads_.size())) * unscale;
+    double halves[2] = {0, 0};
+    model_->ParallelFor(static_cast<int64_t>(grads_.size()), [&](int64_t begin, int64_t end) {
+      halves[begin == 0 ? 0 : 1] = SumSquares(grads_.data() + begin, end - begin);
+    });
+    const double norm = std::sqrt(halves[0] + halves[1]) * unscale;
     r.grad_norm = norm;
     if (!std::isfinite(norm)) {
       r.skipped = true;
