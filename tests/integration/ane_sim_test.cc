@@ -1,0 +1,95 @@
+// The simulated ANE through the real daemon: `anerd --backend ane-sim` compiles and evaluates a
+// kernel through `anectl kernel` (the output checked against the CPU backend's through the same
+// daemon), and `anectl doctor --json` reports the ANE as unavailable off macOS and the sim working.
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "common/fp16.h"
+#include "common/npy.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/process_harness.h"
+
+namespace anerd {
+namespace {
+
+using testing::DaemonProcess;
+using testing::RunResult;
+using testing::TempDir;
+
+const std::string kConvMil = std::string(ANERD_SOURCE_DIR) + "/examples/kernels/conv1x1/conv.mil";
+
+// Compiles conv.mil on `backend`, runs it on `x.npy` and returns the output bytes.
+std::string CompileAndRun(const DaemonProcess& daemon, const std::string& backend,
+                          const std::string& dir) {
+  RunResult c = daemon.Anectl({"kernel", "compile", kConvMil, "--backend", backend, "--json"});
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  const nlohmann::json kernel = nlohmann::json::parse(c.out)["kernel"];
+  EXPECT_EQ(kernel["backend"], backend);
+  const std::string out_dir = dir + "/out-" + backend;
+  RunResult r = daemon.Anectl({"kernel", "run", kernel["id"].get<std::string>(), "--in",
+                               "x=" + dir + "/x.npy", "--out-dir", out_dir, "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  absl::StatusOr<NpyArray> y = ReadNpyFile(out_dir + "/y.npy");
+  EXPECT_TRUE(y.ok()) << y.status();
+  return y.ok() ? y->data : "";
+}
+
+TEST(AneSimIntegration, DaemonRunsAKernelOnTheSimulatorAndDoctorReports) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path());
+  ASSERT_TRUE(daemon.Start({"--backend", "ane-sim"}).ok()) << daemon.ReadLog();
+  RunResult status = daemon.Anectl({"status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_EQ(nlohmann::json::parse(status.out)["daemon"]["default_backend"], "ane-sim");
+
+  // conv.mil's input: x, tensor<fp16, [1, 64, 1, 256]>.
+  constexpr int kElements = 64 * 256;
+  NpyArray x;
+  x.descr = "<f2";
+  x.shape = {1, 64, 1, 256};
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1, 1);
+  x.data.resize(kElements * 2);
+  for (int i = 0; i < kElements; ++i) {
+    const uint16_t h = FloatToHalf(u(rng));
+    std::memcpy(&x.data[2 * i], &h, 2);
+  }
+  ASSERT_TRUE(WriteNpyFile(dir.path() + "/x.npy", x).ok());
+  const std::string sim = CompileAndRun(daemon, "ane-sim", dir.path());
+  const std::string cpu = CompileAndRun(daemon, "cpu", dir.path());
+  ASSERT_EQ(sim.size(), cpu.size());
+  ASSERT_FALSE(sim.empty());
+  for (size_t i = 0; i + 1 < sim.size(); i += 2) {
+    uint16_t a, b;
+    std::memcpy(&a, &sim[i], 2);
+    std::memcpy(&b, &cpu[i], 2);
+    EXPECT_NEAR(HalfToFloat(a), HalfToFloat(b), 2e-3 + 4e-3 * std::fabs(HalfToFloat(b))) << i;
+  }
+
+  RunResult doctor = daemon.Anectl({"doctor", "--json"});
+  ASSERT_EQ(doctor.exit_code, 0) << doctor.out << doctor.err;
+  const nlohmann::json d = nlohmann::json::parse(doctor.out);
+  EXPECT_EQ(d["ok"], true);
+  bool saw_sim_canary = false, saw_ane = false;
+  for (const auto& c : d["checks"]) {
+    if (c["name"] == "canary ane-sim") {
+      saw_sim_canary = true;
+      EXPECT_EQ(c["status"], "pass") << c.dump();
+    }
+    if (c["name"] == "ane" || c["name"] == "canary ane") {
+      saw_ane = true;
+      EXPECT_NE(c["status"], "fail") << c.dump();
+    }
+    if (c["name"] == "compile budget ane-sim") {
+      EXPECT_EQ(c["status"], "pass") << c.dump();
+      EXPECT_NE(c["detail"].get<std::string>().find("of 119"), std::string::npos) << c.dump();
+    }
+  }
+  EXPECT_TRUE(saw_sim_canary) << doctor.out;
+  EXPECT_TRUE(saw_ane) << doctor.out;
+}
+
+}  // namespace
+}  // namespace anerd
