@@ -7,6 +7,7 @@ const std::vector<Command>& CommandTable() {
       {"status", "show the daemon's health, backends and counters", RunStatus},
       {"version", "print anectl's and the daemon's versions", RunVersion},
       {"kernel", "compile, run, list and delete MIL kernels", RunKernel},
+      {"probe", "measure the hardware: peak, sram, latency, int8, qos; list and compare results", RunProbe},
       {"service", "install, start, stop or remove the launchd/systemd service", RunService},
       {"mil", "check or format MIL programs offline (no daemon)", RunMil},
       {"doctor", "check the OS, daemon, ANE and a canary kernel on every backend", RunDoctor},

@@ -24,6 +24,8 @@ int RunDoctor(CommandContext& ctx, const std::vector<std::string>& args);
 
 // data_commands.cc
 int RunData(CommandContext& ctx, const std::vector<std::string>& args);
+// probe_commands.cc
+int RunProbe(CommandContext& ctx, const std::vector<std::string>& args);
 
 // All top-level commands, in the order `anectl --help` lists them.
 const std::vector<Command>& CommandTable();

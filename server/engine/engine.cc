@@ -74,6 +74,11 @@ absl::Status Engine::Init() {
   kernels_ = std::make_unique<KernelManager>(backends_->registry.get(), std::move(executors),
                                              store_.get(), cache_.get(), backends_->default_name,
                                              options_.kernel_limits);
+  ANERD_ASSIGN_OR_RETURN(probe_store_, probes::ProbeStore::Open(options_.state_dir));
+  std::map<std::string, DeviceExecutor*> probe_executors;
+  for (const auto& [name, executor] : backends_->executors) probe_executors[name] = executor.get();
+  probes_ = std::make_unique<ProbeManager>(backends_->registry.get(), std::move(probe_executors),
+                                           probe_store_.get(), backends_->default_name);
   spdlog::info("backends: {} (default {}); {} kernels stored", absl::StrJoin(names, ", "),
                backends_->default_name, store_->Count());
   return absl::OkStatus();
@@ -112,6 +117,7 @@ DaemonInfo Engine::Info() const {
 void Engine::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  if (probes_ != nullptr) probes_->CancelAll();  // a running probe stops within one eval
   for (auto& [name, executor] : backends_->executors) executor->Shutdown();
   if (kernels_ != nullptr) kernels_->FlushUsage();
 }

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/engine/kernel_manager.h"
+#include "server/engine/probe_manager.h"
 
 namespace anerd::engine {
 
@@ -68,6 +69,7 @@ class Engine {
 
   DaemonInfo Info() const;
   KernelManager& kernels() { return *kernels_; }
+  ProbeManager& probes() { return *probes_; }
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
   // the daemon's ordered shutdown after the gRPC server has stopped.
@@ -85,6 +87,8 @@ class Engine {
   std::unique_ptr<cache::KernelStore> store_;
   std::unique_ptr<cache::CompileCache> cache_;
   std::unique_ptr<KernelManager> kernels_;
+  std::unique_ptr<probes::ProbeStore> probe_store_;
+  std::unique_ptr<ProbeManager> probes_;
   bool shut_down_ = false;
 };
 

@@ -38,6 +38,16 @@ class AnerdService final : public v1::Anerd::CallbackService {
                                          const v1::DeleteKernelRequest* request,
                                          v1::DeleteKernelResponse* response) override;
 
+  // Probes (probe_rpcs.cc).
+  grpc::ServerWriteReactor<v1::RunProbeResponse>* RunProbe(
+      grpc::CallbackServerContext* context, const v1::RunProbeRequest* request) override;
+  grpc::ServerUnaryReactor* ListProbeResults(grpc::CallbackServerContext* context,
+                                             const v1::ListProbeResultsRequest* request,
+                                             v1::ListProbeResultsResponse* response) override;
+  grpc::ServerUnaryReactor* GetProbeResult(grpc::CallbackServerContext* context,
+                                           const v1::GetProbeResultRequest* request,
+                                           v1::ProbeResult* response) override;
+
  private:
   engine::Engine* engine_;  // not owned
 };

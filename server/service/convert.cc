@@ -130,4 +130,112 @@ absl::StatusOr<backend::NamedTensor> FromProto(const v1::Tensor& tensor, int64_t
   return backend::NamedTensor{tensor.name(), *std::move(t)};
 }
 
+// ---- Probes ----
+
+absl::StatusOr<engine::ProbeRunRequest> FromProto(const v1::RunProbeRequest& request) {
+  engine::ProbeRunRequest out;
+  absl::StatusOr<probes::ProbeKind> kind = probes::ProbeKindFromName(request.probe(), "probe");
+  if (!kind.ok()) return kind.status();
+  out.options.kind = *kind;
+  for (const v1::ProbeGridPoint& p : request.grid()) {
+    out.options.grid.push_back({p.channels(), p.spatial(), p.depth()});
+  }
+  out.options.repeat = request.repeat();
+  if (request.has_warmup()) out.options.warmup = request.warmup();
+  if (request.row_budget_seconds() != 0) {
+    out.options.row_budget_seconds = request.row_budget_seconds();
+  }
+  out.options.peak_tflops = request.peak_tflops();
+  out.backend = request.backend();
+  if (absl::Status s = probes::ValidateOptions(out.options); !s.ok()) return s;
+  return out;
+}
+
+void ToProto(const probes::ProbeRow& row, v1::ProbeRow* out) {
+  out->set_probe(row.probe);
+  out->set_config(row.config);
+  out->set_variant(row.variant);
+  out->set_channels(row.channels);
+  out->set_spatial(row.spatial);
+  out->set_depth(row.depth);
+  out->set_weight_mb(row.weight_mb);
+  out->set_act_mb(row.act_mb);
+  out->set_total_mb(row.total_mb);
+  out->set_gflop(row.gflop);
+  out->set_ms_per_eval(row.ms_per_eval);
+  out->set_ms_min(row.ms_min);
+  out->set_tflops(row.tflops);
+  out->set_pct_peak(row.pct_peak);
+  out->set_gflops_per_mb(row.gflops_per_mb);
+  out->set_ratio(row.ratio);
+  out->set_p50_us(row.p50_us);
+  out->set_p90_us(row.p90_us);
+  out->set_p99_us(row.p99_us);
+  out->set_iterations(row.iterations);
+}
+
+void ToProto(const probes::Fingerprint& f, v1::MachineFingerprint* out) {
+  out->set_os(f.os);
+  out->set_cpu(f.cpu);
+  out->set_cpu_cores(f.cpu_cores);
+  out->set_caches(f.caches);
+  out->set_backend(f.backend);
+  out->set_backend_version(f.backend_version);
+  out->set_device(f.device);
+  out->set_anerd_version(f.anerd_version);
+}
+
+void ToProto(const engine::ProbeStart& start, v1::ProbeStarted* out) {
+  out->set_result_id(start.result_id);
+  out->set_planned_rows(start.planned_rows);
+  out->set_queued_ms(absl::ToDoubleMilliseconds(start.queued));
+  ToProto(start.fingerprint, out->mutable_fingerprint());
+}
+
+void ToProto(const probes::ProbeResult& result, v1::ProbeSummary* out) {
+  const probes::ProbeSummary& s = result.summary;
+  out->set_result_id(result.id);
+  out->set_probe(s.probe);
+  for (const probes::Finding& f : s.findings) {
+    v1::ProbeFinding* p = out->add_findings();
+    p->set_probe(f.probe);
+    p->set_kind(f.kind);
+    p->set_text(f.text);
+    p->set_value(f.value);
+  }
+  for (const probes::SpillPoint& sp : s.spills) {
+    v1::ProbeSpill* p = out->add_spills();
+    p->set_x_before_mb(sp.x_before);
+    p->set_x_after_mb(sp.x_after);
+    p->set_level_before(sp.level_before);
+    p->set_level_after(sp.level_after);
+    p->set_drop(sp.drop);
+  }
+  out->set_peak_tflops(s.peak_tflops);
+  out->set_peak_source(s.peak_source);
+  out->set_wall_seconds(s.wall_seconds);
+  out->set_rows(s.rows);
+  out->set_created_unix_ms(result.created_ms);
+  ToProto(result.fingerprint, out->mutable_fingerprint());
+}
+
+void ToProto(const probes::ProbeResult& result, v1::ProbeResult* out) {
+  ToProto(result, out->mutable_summary());
+  for (const probes::ProbeRow& row : result.rows) ToProto(row, out->add_rows());
+  v1::RunProbeRequest* request = out->mutable_request();
+  const probes::ProbeOptions& o = result.options;
+  request->set_probe(std::string(probes::ProbeKindName(o.kind)));
+  for (const probes::GridPoint& p : o.grid) {
+    v1::ProbeGridPoint* g = request->add_grid();
+    g->set_channels(p.channels);
+    g->set_spatial(p.spatial);
+    g->set_depth(p.depth);
+  }
+  request->set_repeat(o.repeat);
+  if (o.warmup) request->set_warmup(*o.warmup);
+  request->set_backend(result.fingerprint.backend);
+  request->set_peak_tflops(o.peak_tflops);
+  request->set_row_budget_seconds(o.row_budget_seconds);
+}
+
 }  // namespace anerd::service

@@ -22,6 +22,17 @@ absl::StatusOr<backend::CompileOptions> FromProto(const v1::CompileOptions& opti
 // the shape needs; `budget_bytes` is decremented and must not go negative (the request limit).
 absl::StatusOr<backend::NamedTensor> FromProto(const v1::Tensor& tensor, int64_t* budget_bytes);
 
+// ---- Probes ----
+// Validates the probe name, grid and limits (INVALID_ARGUMENT naming the field, e.g. "probe",
+// "grid[1].channels", "repeat").
+absl::StatusOr<engine::ProbeRunRequest> FromProto(const v1::RunProbeRequest& request);
+void ToProto(const probes::ProbeRow& row, v1::ProbeRow* out);
+void ToProto(const probes::Fingerprint& fingerprint, v1::MachineFingerprint* out);
+void ToProto(const engine::ProbeStart& start, v1::ProbeStarted* out);
+// The summary of a stored result (id, time, fingerprint, findings, spills).
+void ToProto(const probes::ProbeResult& result, v1::ProbeSummary* out);
+void ToProto(const probes::ProbeResult& result, v1::ProbeResult* out);
+
 }  // namespace anerd::service
 
 #endif  // ANERD_SERVER_SERVICE_CONVERT_H_
