@@ -437,9 +437,17 @@ absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* toke
     targets_[i] = static_cast<uint16_t>(id);
   }
   logits_.resize(s * vc);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, s, vc, d, 1.0f, xf_.data(), s, cls, d, 0.0f,
-              logits_.data(), vc);
-  return CrossEntropy(logits_.data(), targets_.data(), s, vc, grad_scale);
+  // Positions split across the two threads: logits rows [b, e) = xf[:, b:e]ᵀ·clsᵀ, then their loss.
+  double part[2] = {0, 0};
+  ParallelFor(s, [&](int64_t b, int64_t e) {
+    if (b == e) return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, e - b, vc, d, 1.0f, xf_.data() + b, s, cls,
+                d, 0.0f, logits_.data() + b * vc, vc);
+    const double frac = static_cast<double>(e - b) / s;
+    part[b == 0 ? 0 : 1] = frac * CrossEntropy(logits_.data() + b * vc, targets_.data() + b, e - b,
+                                               vc, static_cast<float>(grad_scale * frac));
+  });
+  return part[0] + part[1];
 }
 
 absl::Status Model::Impl::AttentionBackward(int l, const float* da, PhaseTimes* t) {
@@ -558,8 +566,11 @@ absl::Status Model::Impl::Backward(const float* p, const uint16_t* tokens, float
   {
     Timer timer(&t->cls_ms);
     tmp1_.resize(d * s);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, d, s, vc, 1.0f, cls, d, logits_.data(), vc,
-                0.0f, tmp1_.data(), s);
+    ParallelFor(s, [&](int64_t b, int64_t e) {
+      if (b == e) return;
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, d, e - b, vc, 1.0f, cls, d,
+                  logits_.data() + b * vc, vc, 0.0f, tmp1_.data() + b, s);
+    });
     worker_.Submit([this, dcls, vc, d, s] {
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, vc, d, s, 1.0f, logits_.data(), vc,
                   xf_.data(), s, 1.0f, dcls, d);
