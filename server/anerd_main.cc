@@ -2,6 +2,7 @@
 // supervise it). Exit codes: 0 clean shutdown, 1 start-up error (message on stderr).
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -24,6 +25,12 @@ ABSL_FLAG(uint64_t, max_tensor_bytes, 256 << 20, "Largest total input bytes per 
 ABSL_FLAG(int64_t, max_kernels, 10000, "Most kernels the daemon stores");
 ABSL_FLAG(uint64_t, cache_bytes, uint64_t{2} << 30, "Memory for compiled programs (bytes, estimated)");
 ABSL_FLAG(int64_t, compile_budget, 0, "Compiles each backend allows (0 = unlimited)");
+ABSL_FLAG(int32_t, max_sessions, 4, "Most training sessions active at once");
+ABSL_FLAG(std::vector<std::string>, data_root, {},
+          "Directories training data and model files must lie under (comma-separated; default: "
+          "$HOME and the state dir)");
+ABSL_FLAG(bool, resume_interrupted, true,
+          "Resume sessions that were running when the daemon last stopped");
 ABSL_FLAG(bool, testonly_world_accessible_socket, false,
           "Tests only: make the socket reachable by other users so the peer-uid check is exercised");
 
@@ -50,6 +57,9 @@ int main(int argc, char** argv) {
   options.kernel_limits.max_kernels = absl::GetFlag(FLAGS_max_kernels);
   options.cache_bytes = absl::GetFlag(FLAGS_cache_bytes);
   options.compile_budget = absl::GetFlag(FLAGS_compile_budget);
+  options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  options.data_roots = absl::GetFlag(FLAGS_data_root);
+  options.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
   const absl::Status status = anerd::daemon::RunDaemon(options);
   if (!status.ok()) {
     std::fprintf(stderr, "anerd: %s\n", std::string(status.message()).c_str());

@@ -15,17 +15,19 @@ int RunStatus(CommandContext& ctx, const std::vector<std::string>& args);
 int RunVersion(CommandContext& ctx, const std::vector<std::string>& args);
 // kernel_commands.cc
 int RunKernel(CommandContext& ctx, const std::vector<std::string>& args);
+// train_commands.cc
+int RunTrain(CommandContext& ctx, const std::vector<std::string>& args);
 // service_commands.cc
 int RunService(CommandContext& ctx, const std::vector<std::string>& args);
 // mil_commands.cc
 int RunMil(CommandContext& ctx, const std::vector<std::string>& args);
 // doctor_commands.cc
 int RunDoctor(CommandContext& ctx, const std::vector<std::string>& args);
+// probe_commands.cc
+int RunProbe(CommandContext& ctx, const std::vector<std::string>& args);
 
 // data_commands.cc
 int RunData(CommandContext& ctx, const std::vector<std::string>& args);
-// probe_commands.cc
-int RunProbe(CommandContext& ctx, const std::vector<std::string>& args);
 
 // All top-level commands, in the order `anectl --help` lists them.
 const std::vector<Command>& CommandTable();

@@ -126,6 +126,9 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   engine_options.kernel_limits = options.kernel_limits;
   engine_options.cache_bytes = options.cache_bytes;
   engine_options.compile_budget = options.compile_budget;
+  engine_options.max_sessions = options.max_sessions;
+  engine_options.data_roots = options.data_roots;
+  engine_options.resume_interrupted = options.resume_interrupted;
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
                          engine::Engine::Create(engine_options));
   service::AnerdService service(engine.get());

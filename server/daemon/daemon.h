@@ -7,6 +7,7 @@
 #define ANERD_SERVER_DAEMON_DAEMON_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -28,6 +29,9 @@ struct DaemonOptions {
   engine::KernelLimits kernel_limits;
   uint64_t cache_bytes = uint64_t{2} << 30;
   int64_t compile_budget = 0;
+  int max_sessions = 4;
+  std::vector<std::string> data_roots;  // empty = $HOME and the state dir
+  bool resume_interrupted = true;
 };
 
 // OK when `listen` may be served (empty, or loopback with insecure_loopback); otherwise

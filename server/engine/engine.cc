@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/paths.h"
 #include "common/status_macros.h"
 #include "common/version.h"
 #include "server/backend/registry.h"
@@ -79,6 +80,20 @@ absl::Status Engine::Init() {
   for (const auto& [name, executor] : backends_->executors) probe_executors[name] = executor.get();
   probes_ = std::make_unique<ProbeManager>(backends_->registry.get(), std::move(probe_executors),
                                            probe_store_.get(), backends_->default_name);
+  SessionOptions session_options;
+  session_options.state_dir = options_.state_dir;
+  session_options.max_sessions = options_.max_sessions;
+  session_options.data_roots = options_.data_roots;
+  if (session_options.data_roots.empty()) {
+    session_options.data_roots = {HomeDir(), options_.state_dir};
+  }
+  session_options.resume_interrupted = options_.resume_interrupted;
+  std::map<std::string, DeviceExecutor*> session_executors;
+  for (const auto& [name, executor] : backends_->executors) session_executors[name] = executor.get();
+  sessions_ = std::make_unique<SessionManager>(backends_->registry.get(),
+                                               std::move(session_executors),
+                                               backends_->default_name, session_options);
+  ANERD_RETURN_IF_ERROR(sessions_->Init());
   spdlog::info("backends: {} (default {}); {} kernels stored", absl::StrJoin(names, ", "),
                backends_->default_name, store_->Count());
   return absl::OkStatus();
@@ -118,6 +133,8 @@ void Engine::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   if (probes_ != nullptr) probes_->CancelAll();  // a running probe stops within one eval
+  // Sessions checkpoint on their executors first, so they resume where they stopped.
+  if (sessions_ != nullptr) sessions_->Shutdown();
   for (auto& [name, executor] : backends_->executors) executor->Shutdown();
   if (kernels_ != nullptr) kernels_->FlushUsage();
 }

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "server/engine/kernel_manager.h"
 #include "server/engine/probe_manager.h"
+#include "server/engine/session_manager.h"
 
 namespace anerd::engine {
 
@@ -26,6 +27,9 @@ struct EngineOptions {
   KernelLimits kernel_limits;
   uint64_t cache_bytes = uint64_t{2} << 30;  // --cache_bytes: compiled programs kept in memory
   int64_t compile_budget = 0;                // --compile_budget per backend; 0 = unlimited
+  int max_sessions = 4;                      // --max_sessions active at once
+  std::vector<std::string> data_roots;       // --data_root; empty = $HOME and the state dir
+  bool resume_interrupted = true;            // --resume_interrupted
 };
 
 struct CacheSummary {
@@ -70,6 +74,7 @@ class Engine {
   DaemonInfo Info() const;
   KernelManager& kernels() { return *kernels_; }
   ProbeManager& probes() { return *probes_; }
+  SessionManager& sessions() { return *sessions_; }
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
   // the daemon's ordered shutdown after the gRPC server has stopped.
@@ -89,6 +94,7 @@ class Engine {
   std::unique_ptr<KernelManager> kernels_;
   std::unique_ptr<probes::ProbeStore> probe_store_;
   std::unique_ptr<ProbeManager> probes_;
+  std::unique_ptr<SessionManager> sessions_;
   bool shut_down_ = false;
 };
 

@@ -48,6 +48,30 @@ class AnerdService final : public v1::Anerd::CallbackService {
                                            const v1::GetProbeResultRequest* request,
                                            v1::ProbeResult* response) override;
 
+  // Training sessions (session_rpcs.cc).
+  grpc::ServerUnaryReactor* StartTraining(grpc::CallbackServerContext* context,
+                                          const v1::StartTrainingRequest* request,
+                                          v1::SessionInfo* response) override;
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* context,
+                                         const v1::ListSessionsRequest* request,
+                                         v1::ListSessionsResponse* response) override;
+  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* context,
+                                       const v1::GetSessionRequest* request,
+                                       v1::SessionInfo* response) override;
+  grpc::ServerUnaryReactor* StopSession(grpc::CallbackServerContext* context,
+                                        const v1::StopSessionRequest* request,
+                                        v1::SessionInfo* response) override;
+  grpc::ServerUnaryReactor* ResumeSession(grpc::CallbackServerContext* context,
+                                          const v1::ResumeSessionRequest* request,
+                                          v1::SessionInfo* response) override;
+  grpc::ServerUnaryReactor* DeleteSession(grpc::CallbackServerContext* context,
+                                          const v1::DeleteSessionRequest* request,
+                                          v1::DeleteSessionResponse* response) override;
+  grpc::ServerWriteReactor<v1::ExportModelChunk>* ExportModel(
+      grpc::CallbackServerContext* context, const v1::ExportModelRequest* request) override;
+  grpc::ServerWriteReactor<v1::SessionEvent>* WatchSession(
+      grpc::CallbackServerContext* context, const v1::WatchSessionRequest* request) override;
+
  private:
   engine::Engine* engine_;  // not owned
 };

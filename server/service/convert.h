@@ -33,6 +33,13 @@ void ToProto(const engine::ProbeStart& start, v1::ProbeStarted* out);
 void ToProto(const probes::ProbeResult& result, v1::ProbeSummary* out);
 void ToProto(const probes::ProbeResult& result, v1::ProbeResult* out);
 
+// Sessions. FromProto starts from the engine's defaults and overrides what the request sets;
+// INVALID_ARGUMENT names the offending field.
+absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& spec);
+void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out);
+void ToProto(const engine::SessionSnapshot& session, v1::SessionInfo* out);
+void ToProto(const engine::SessionEventRecord& event, v1::SessionEvent* out);
+
 }  // namespace anerd::service
 
 #endif  // ANERD_SERVER_SERVICE_CONVERT_H_

@@ -1,0 +1,544 @@
+// anectl train start|ls|show|watch|stop|resume|rm|export: daemon-owned training sessions.
+#include <unistd.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/anectl/cli.h"
+#include "client/anectl/commands.h"
+#include "common/rpc/grpc_status.h"
+#include "nlohmann/json.hpp"
+
+namespace anerd::anectl {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+absl::Status CallStatus(const grpc::Status& s, CommandContext& ctx) {
+  absl::StatusOr<Endpoint> ep = ctx.ResolvedEndpoint();
+  return client::DescribeCallError(FromGrpcStatus(s), ep.ok() ? *ep : Endpoint{});
+}
+
+int ParseOrExit(ArgParser& parser, const std::vector<std::string>& args) {
+  ArgParser::Result r = parser.Parse(args);
+  if (r == ArgParser::Result::kOk) return -1;
+  return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
+}
+
+Json SessionJson(const v1::SessionInfo& s) {
+  const v1::TrainingSpec& p = s.spec();
+  return {{"id", s.id()},
+          {"name", s.name()},
+          {"state", s.state()},
+          {"backend", s.backend()},
+          {"step", s.step()},
+          {"total_steps", s.total_steps()},
+          {"last_loss", s.last_loss()},
+          {"best_loss", s.best_loss()},
+          {"started_unix_ms", s.started_unix_ms()},
+          {"elapsed_seconds", s.elapsed_seconds()},
+          {"eta_seconds", s.eta_seconds()},
+          {"checkpoint_path", s.checkpoint_path()},
+          {"checkpoint_step", s.checkpoint_step()},
+          {"error", s.error()},
+          {"spec",
+           {{"model", p.model()}, {"config", p.custom_config()}, {"init", p.init()},
+            {"data", p.data()}, {"steps", p.steps()}, {"lr", p.lr()}, {"min_lr", p.min_lr()},
+            {"schedule", p.schedule()}, {"warmup", p.warmup()}, {"accum", p.accum()},
+            {"clip", p.clip()}, {"weight_decay", p.weight_decay()}, {"beta1", p.beta1()},
+            {"beta2", p.beta2()}, {"eps", p.eps()}, {"loss_scale", p.loss_scale()},
+            {"numerics", p.numerics()}, {"sampling", p.sampling()}, {"seed", p.seed()},
+            {"residual_scale", p.residual_scale()}, {"compact_vocab", p.compact_vocab()},
+            {"checkpoint_every", p.checkpoint_every()}}}};
+}
+
+Json EventJson(const v1::SessionEvent& e) {
+  Json j = {{"seq", e.seq()}, {"unix_ms", e.unix_ms()}};
+  if (e.has_step()) {
+    const v1::StepEvent& s = e.step();
+    const v1::PhaseTimes& p = s.phases();
+    j["type"] = "step";
+    j["step"] = s.step();
+    j["loss"] = s.loss();
+    j["lr"] = s.lr();
+    j["grad_norm"] = s.grad_norm();
+    j["loss_scale"] = s.loss_scale();
+    j["skipped"] = s.skipped();
+    j["step_ms"] = s.step_ms();
+    j["tokens_per_s"] = s.tokens_per_s();
+    j["tflops"] = s.tflops();
+    j["queued_ms"] = s.queued_ms();
+    j["phases_ms"] = {{"kernel", p.kernel_ms()}, {"io", p.io_ms()},       {"rms", p.rms_ms()},
+                      {"elem", p.elem_ms()},     {"cls", p.cls_ms()},     {"dw_wait", p.dw_wait_ms()},
+                      {"optim", p.optim_ms()}};
+  } else if (e.kind_case() == v1::SessionEvent::kState) {
+    j["type"] = "state";
+    j["state"] = e.state();
+  } else if (e.kind_case() == v1::SessionEvent::kCheckpoint) {
+    j["type"] = "checkpoint";
+    j["path"] = e.checkpoint();
+    j["step"] = e.checkpoint_step();
+  } else if (e.kind_case() == v1::SessionEvent::kWarning) {
+    j["type"] = "warning";
+    j["message"] = e.warning();
+  } else {
+    j["type"] = "gap";
+    j["message"] = e.gap();
+  }
+  return j;
+}
+
+// Resolves a full id, a unique id prefix or a session name.
+absl::StatusOr<std::string> ResolveSession(CommandContext& ctx, const std::string& key) {
+  absl::StatusOr<client::AnerdClient*> client = ctx.Client();
+  if (!client.ok()) return client.status();
+  v1::ListSessionsResponse all;
+  auto context = (*client)->NewContext();
+  grpc::Status s = (*client)->stub()->ListSessions(context.get(), {}, &all);
+  if (!s.ok()) return CallStatus(s, ctx);
+  std::vector<std::string> matches;
+  for (const v1::SessionInfo& info : all.sessions()) {
+    if (info.id() == key || info.name() == key) return info.id();
+    if (absl::StartsWith(info.id(), key)) matches.push_back(info.id());
+  }
+  if (matches.size() == 1) return matches[0];
+  if (matches.empty()) return absl::NotFoundError(absl::StrCat("no training session '", key, "'"));
+  return absl::InvalidArgumentError(absl::StrCat("session prefix '", key, "' is ambiguous"));
+}
+
+std::string Bar(double fraction, int width) {
+  fraction = std::min(1.0, std::max(0.0, fraction));
+  const int full = static_cast<int>(fraction * width + 0.5);
+  std::string out;
+  for (int i = 0; i < width; ++i) out += i < full ? "\u2588" : "\u2591";
+  return out;
+}
+
+// Renders watch events: a live block on a TTY, a step table with --table, JSON lines otherwise.
+class WatchPrinter {
+ public:
+  enum class Mode { kLive, kTable, kJson };
+  WatchPrinter(CommandContext& ctx, Mode mode, int64_t total, int64_t every)
+      : ctx_(ctx), mode_(mode), total_(total), every_(every) {}
+
+  void Print(const v1::SessionEvent& e) {
+    if (mode_ == Mode::kJson) {
+      std::cout << EventJson(e).dump() << std::endl;
+      return;
+    }
+    if (e.has_step()) return Step(e.step());
+    std::string line;
+    if (e.kind_case() == v1::SessionEvent::kState) line = "state: " + e.state();
+    if (e.kind_case() == v1::SessionEvent::kCheckpoint) {
+      line = absl::StrCat("checkpoint at step ", e.checkpoint_step(), ": ", e.checkpoint());
+    }
+    if (e.kind_case() == v1::SessionEvent::kWarning) line = "warning: " + e.warning();
+    if (e.kind_case() == v1::SessionEvent::kGap) line = "gap: " + e.gap();
+    if (mode_ == Mode::kLive) ClearBlock();
+    std::cout << ctx_.Dim(line) << "\n";
+    if (mode_ == Mode::kLive && have_step_) DrawBlock();
+    std::cout.flush();
+  }
+
+  void Finish() {
+    if (mode_ == Mode::kLive && have_step_) std::cout << "\n";
+    std::cout.flush();
+  }
+
+ private:
+  void Step(const v1::StepEvent& s) {
+    last_ = s;
+    have_step_ = true;
+    sum_ms_ += s.step_ms();
+    ++count_;
+    if (mode_ == Mode::kTable) {
+      if (!header_) {
+        std::cout << ctx_.Bold(absl::StrFormat(
+                         "%7s %9s %9s %8s %9s %7s | %7s %7s %7s %7s %7s %7s %7s", "STEP", "LOSS",
+                         "LR", "MS/STEP", "TOK/S", "GNORM", "kernel", "io", "rms", "elem", "cls",
+                         "dw_wait", "optim"))
+                  << "\n";
+        header_ = true;
+      }
+      if (s.step() % every_ == 0 || s.step() == total_ || s.step() == 1) {
+        const v1::PhaseTimes& p = s.phases();
+        std::cout << absl::StrFormat(
+                         "%7d %9.4f %9.2e %8.2f %9.0f %7.3f | %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f "
+                         "%7.2f%s",
+                         s.step(), s.loss(), s.lr(), s.step_ms(), s.tokens_per_s(), s.grad_norm(),
+                         p.kernel_ms(), p.io_ms(), p.rms_ms(), p.elem_ms(), p.cls_ms(),
+                         p.dw_wait_ms(), p.optim_ms(), s.skipped() ? "  (skipped)" : "")
+                  << "\n";
+      }
+      return;
+    }
+    ClearBlock();
+    DrawBlock();
+    std::cout.flush();
+  }
+
+  void ClearBlock() {
+    for (int i = 0; i < drawn_; ++i) std::cout << "\033[1A\033[2K";
+    std::cout << "\r";
+    drawn_ = 0;
+  }
+
+  void DrawBlock() {
+    const v1::StepEvent& s = last_;
+    const double avg = count_ ? sum_ms_ / count_ : 0;
+    const double eta = (total_ - s.step()) * avg / 1000;
+    std::cout << absl::StrFormat("%s %d/%d  eta %s\n",
+                                 Bar(total_ ? double(s.step()) / total_ : 0, 40), s.step(), total_,
+                                 FormatDuration(eta));
+    std::cout << absl::StrFormat("step %d  loss %.4f  lr %.2e  %.2f ms/step  %.0f tok/s  %.3f TFLOPS\n",
+                                 s.step(), s.loss(), s.lr(), s.step_ms(), s.tokens_per_s(),
+                                 s.tflops());
+    const v1::PhaseTimes& p = s.phases();
+    const std::pair<const char*, double> phases[] = {
+        {"kernel", p.kernel_ms()}, {"io", p.io_ms()},           {"rms", p.rms_ms()},
+        {"elem", p.elem_ms()},     {"cls", p.cls_ms()},         {"dw_wait", p.dw_wait_ms()},
+        {"optim", p.optim_ms()}};
+    double sum = 0;
+    for (const auto& ph : phases) sum += ph.second;
+    for (const auto& ph : phases) {
+      std::cout << absl::StrFormat("  %-8s %s %7.2f ms\n", ph.first,
+                                   Bar(sum > 0 ? ph.second / sum : 0, 30), ph.second);
+    }
+    drawn_ = 9;
+  }
+
+  CommandContext& ctx_;
+  Mode mode_;
+  int64_t total_;
+  int64_t every_;
+  v1::StepEvent last_;
+  bool have_step_ = false, header_ = false;
+  double sum_ms_ = 0;
+  int64_t count_ = 0;
+  int drawn_ = 0;
+};
+
+int Watch(CommandContext& ctx, const std::string& id, int64_t from_step, bool from_now,
+          bool table) {
+  absl::StatusOr<client::AnerdClient*> client = ctx.Client();
+  if (!client.ok()) return ctx.Fail(client.status());
+  v1::GetSessionRequest get;
+  get.set_session_id(id);
+  v1::SessionInfo info;
+  {
+    auto c = (*client)->NewContext();
+    grpc::Status s = (*client)->stub()->GetSession(c.get(), get, &info);
+    if (!s.ok()) return ctx.Fail(CallStatus(s, ctx));
+  }
+  const bool tty = isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr;
+  const WatchPrinter::Mode mode = ctx.json() ? WatchPrinter::Mode::kJson
+                                  : table    ? WatchPrinter::Mode::kTable
+                                  : tty      ? WatchPrinter::Mode::kLive
+                                             : WatchPrinter::Mode::kJson;
+  WatchPrinter printer(ctx, mode, info.total_steps(),
+                       std::max<int64_t>(1, info.total_steps() / 25));
+  v1::WatchSessionRequest request;
+  request.set_session_id(id);
+  request.set_from_step(from_step);
+  request.set_from_now(from_now);
+  auto context = (*client)->NewContext(absl::InfiniteDuration());
+  auto reader = (*client)->stub()->WatchSession(context.get(), request);
+  v1::SessionEvent event;
+  std::string final_state;
+  while (reader->Read(&event)) {
+    printer.Print(event);
+    if (event.kind_case() == v1::SessionEvent::kState) final_state = event.state();
+  }
+  printer.Finish();
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return ctx.Fail(CallStatus(s, ctx));
+  return final_state == "failed" ? kExitError : kExitOk;
+}
+
+struct StartFlags {
+  std::string model = "tiny", config, init = "scratch", data, schedule, loss_scale, numerics,
+              sampling, residual_scale, name, backend;
+  int64_t steps = 0, warmup = -1, accum = 0, seed = -1, checkpoint_every = 0;
+  double lr = 0, min_lr = 0, clip = -1, weight_decay = -1, beta1 = 0, beta2 = 0, eps = 0;
+  bool compact_vocab = false, watch = false, table = false;
+};
+
+std::string Absolute(const std::string& path) {
+  char resolved[PATH_MAX];
+  return ::realpath(path.c_str(), resolved) != nullptr ? std::string(resolved) : path;
+}
+
+int Start(CommandContext& ctx, const std::vector<std::string>& args) {
+  StartFlags f;
+  ArgParser p("anectl train start --data FILE [--model NAME|--config k=v,...] [--steps N] ... [--watch]",
+              "Starts a training session on the daemon. The daemon reads --data and --init itself "
+              "(paths must lie under its --data_root). Unset flags take the engine's defaults.");
+  p.AddString("model", &f.model, "tiny | stories15m | stories110m | qwen3_0_6b (default tiny)");
+  p.AddString("config", &f.config, "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq=");
+  p.AddString("init", &f.init, "scratch, or a llama2.c model file to fine-tune");
+  p.AddString("data", &f.data, "uint16 token file (.bin) or UTF-8 text file");
+  p.AddInt("steps", &f.steps, "optimizer steps");
+  p.AddDouble("lr", &f.lr, "peak learning rate");
+  p.AddDouble("min-lr", &f.min_lr, "cosine floor");
+  p.AddString("schedule", &f.schedule, "cosine | constant");
+  p.AddInt("warmup", &f.warmup, "warmup steps");
+  p.AddInt("accum", &f.accum, "sequences per optimizer step");
+  p.AddDouble("clip", &f.clip, "global grad-norm clip (0 = off)");
+  p.AddDouble("weight-decay", &f.weight_decay, "AdamW weight decay on matrices and embedding");
+  p.AddDouble("beta1", &f.beta1, "AdamW beta1");
+  p.AddDouble("beta2", &f.beta2, "AdamW beta2");
+  p.AddDouble("eps", &f.eps, "AdamW epsilon");
+  p.AddString("loss-scale", &f.loss_scale, "dynamic | a number");
+  p.AddString("numerics", &f.numerics, "ane (fp16 rounding) | fp32");
+  p.AddString("sampling", &f.sampling, "random | sequential");
+  p.AddInt("seed", &f.seed, "seed for init and sampling");
+  p.AddString("residual-scale", &f.residual_scale, "1 | deepnet");
+  p.AddBool("compact-vocab", &f.compact_vocab, "classifier over the token ids in the data only");
+  p.AddInt("checkpoint-every", &f.checkpoint_every, "steps between checkpoints");
+  p.AddString("name", &f.name, "a label for the session");
+  p.AddString("backend", &f.backend, "backend to train on (default: the daemon's)");
+  p.AddBool("watch", &f.watch, "watch the session after starting it");
+  p.AddBool("table", &f.table, "with --watch: print a step table instead of the live view");
+  if (int r = ParseOrExit(p, args); r >= 0) return r;
+  if (f.data.empty()) {
+    std::fprintf(stderr, "anectl: --data is required (a token or text file; see anectl data synth)\n");
+    return kExitUsage;
+  }
+  v1::StartTrainingRequest req;
+  v1::TrainingSpec* s = req.mutable_spec();
+  s->set_name(f.name);
+  s->set_model(f.config.empty() ? f.model : "");
+  s->set_custom_config(f.config);
+  s->set_init(f.init == "scratch" ? "" : Absolute(f.init));
+  s->set_data(Absolute(f.data));
+  s->set_steps(f.steps);
+  s->set_lr(f.lr);
+  s->set_min_lr(f.min_lr);
+  s->set_schedule(f.schedule);
+  if (f.warmup >= 0) {
+    s->set_warmup(f.warmup);
+    s->set_has_warmup(true);
+  }
+  s->set_accum(static_cast<int32_t>(f.accum));
+  if (f.clip >= 0) {
+    s->set_clip(f.clip);
+    s->set_has_clip(true);
+  }
+  if (f.weight_decay >= 0) {
+    s->set_weight_decay(f.weight_decay);
+    s->set_has_weight_decay(true);
+  }
+  s->set_beta1(f.beta1);
+  s->set_beta2(f.beta2);
+  s->set_eps(f.eps);
+  s->set_loss_scale(f.loss_scale);
+  s->set_numerics(f.numerics);
+  s->set_sampling(f.sampling);
+  if (f.seed >= 0) {
+    s->set_seed(static_cast<uint64_t>(f.seed));
+    s->set_has_seed(true);
+  }
+  s->set_residual_scale(f.residual_scale);
+  s->set_compact_vocab(f.compact_vocab);
+  s->set_checkpoint_every(f.checkpoint_every);
+  s->set_backend(f.backend);
+  absl::StatusOr<client::AnerdClient*> client = ctx.Client();
+  if (!client.ok()) return ctx.Fail(client.status());
+  v1::SessionInfo info;
+  auto context = (*client)->NewContext();
+  grpc::Status st = (*client)->stub()->StartTraining(context.get(), req, &info);
+  if (!st.ok()) return ctx.Fail(CallStatus(st, ctx));
+  if (ctx.json() && !f.watch) {
+    std::cout << Json{{"schema_version", 1}, {"session", SessionJson(info)}}.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::fprintf(stderr, "started session %s (%s): %lld steps on %s\n", info.id().c_str(),
+               info.name().c_str(), static_cast<long long>(info.total_steps()),
+               info.backend().c_str());
+  if (!ctx.json()) std::cout << info.id() << "\n";
+  return f.watch ? Watch(ctx, info.id(), 0, false, f.table) : kExitOk;
+}
+
+int List(CommandContext& ctx, const std::vector<std::string>& args) {
+  ArgParser p("anectl train ls [--json]", "Lists training sessions, newest first.");
+  if (int r = ParseOrExit(p, args); r >= 0) return r;
+  absl::StatusOr<client::AnerdClient*> client = ctx.Client();
+  if (!client.ok()) return ctx.Fail(client.status());
+  v1::ListSessionsResponse all;
+  auto context = (*client)->NewContext();
+  grpc::Status st = (*client)->stub()->ListSessions(context.get(), {}, &all);
+  if (!st.ok()) return ctx.Fail(CallStatus(st, ctx));
+  if (ctx.json()) {
+    Json list = Json::array();
+    for (const auto& s : all.sessions()) list.push_back(SessionJson(s));
+    std::cout << Json{{"schema_version", 1}, {"sessions", list}}.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::cout << ctx.Bold(absl::StrFormat("%-13s %-16s %-12s %13s %9s %9s %9s", "ID", "NAME", "STATE",
+                                        "STEP", "LOSS", "BEST", "ELAPSED"))
+            << "\n";
+  for (const auto& s : all.sessions()) {
+    std::cout << absl::StrFormat("%-13s %-16s %-12s %6d/%-6d %9.4f %9.4f %9s\n", s.id(),
+                                 s.name().substr(0, 16), s.state(), s.step(), s.total_steps(),
+                                 s.last_loss(), s.best_loss(), FormatDuration(s.elapsed_seconds()));
+  }
+  if (all.sessions_size() == 0) std::cout << "(no sessions; start one with anectl train start)\n";
+  return kExitOk;
+}
+
+// show / stop / resume share the shape: resolve the id, one call, print the session.
+int SessionCall(CommandContext& ctx, const std::vector<std::string>& args, const std::string& verb) {
+  std::string key;
+  int64_t steps = 0;
+  ArgParser p(absl::StrCat("anectl train ", verb, " ID", verb == "resume" ? " [--steps N]" : ""),
+              verb == "show"   ? "Shows a session: state, progress, losses, checkpoint, spec."
+              : verb == "stop" ? "Checkpoints and stops a running session."
+                               : "Continues a session from its last checkpoint.");
+  p.AddPositional("ID", &key, "session id, unique prefix or name");
+  if (verb == "resume") p.AddInt("steps", &steps, "add N steps to the total");
+  if (int r = ParseOrExit(p, args); r >= 0) return r;
+  absl::StatusOr<std::string> id = ResolveSession(ctx, key);
+  if (!id.ok()) return ctx.Fail(id.status());
+  client::AnerdClient* client = *ctx.Client();
+  v1::SessionInfo info;
+  auto context = client->NewContext();
+  grpc::Status st;
+  if (verb == "show") {
+    v1::GetSessionRequest r;
+    r.set_session_id(*id);
+    st = client->stub()->GetSession(context.get(), r, &info);
+  } else if (verb == "stop") {
+    v1::StopSessionRequest r;
+    r.set_session_id(*id);
+    st = client->stub()->StopSession(context.get(), r, &info);
+  } else {
+    v1::ResumeSessionRequest r;
+    r.set_session_id(*id);
+    r.set_extra_steps(steps);
+    st = client->stub()->ResumeSession(context.get(), r, &info);
+  }
+  if (!st.ok()) return ctx.Fail(CallStatus(st, ctx));
+  if (ctx.json()) {
+    std::cout << Json{{"schema_version", 1}, {"session", SessionJson(info)}}.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::cout << ctx.Bold(info.id()) << "  " << info.name() << "\n"
+            << absl::StrFormat("  %-11s %s%s\n", "state", info.state(),
+                               verb == "stop" ? " (stopping after a checkpoint)" : "")
+            << absl::StrFormat("  %-11s %d / %d\n", "step", info.step(), info.total_steps())
+            << absl::StrFormat("  %-11s last %.4f, best %.4f\n", "loss", info.last_loss(),
+                               info.best_loss())
+            << absl::StrFormat("  %-11s %s (eta %s)\n", "elapsed",
+                               FormatDuration(info.elapsed_seconds()),
+                               info.eta_seconds() > 0 ? FormatDuration(info.eta_seconds()) : "-")
+            << absl::StrFormat("  %-11s %s (step %d)\n", "checkpoint",
+                               info.checkpoint_path().empty() ? "none" : info.checkpoint_path(),
+                               info.checkpoint_step())
+            << absl::StrFormat("  %-11s %s %s, %s numerics, data %s\n", "model",
+                               info.spec().model(), info.spec().custom_config(),
+                               info.spec().numerics(), info.spec().data());
+  if (!info.error().empty()) std::cout << "  " << ctx.Red("error: " + info.error()) << "\n";
+  return kExitOk;
+}
+
+int WatchCmd(CommandContext& ctx, const std::vector<std::string>& args) {
+  std::string key;
+  int64_t from = 0;
+  bool now = false, table = false;
+  ArgParser p("anectl train watch ID [--from STEP] [--now] [--table]",
+              "Streams a session's events. On a terminal: a live view (progress, latest step, phase "
+              "breakdown); otherwise or with --json: one JSON object per event.");
+  p.AddPositional("ID", &key, "session id, unique prefix or name");
+  p.AddInt("from", &from, "replay from this step (default: the start)");
+  p.AddBool("now", &now, "only new events");
+  p.AddBool("table", &table, "a plain step table (good for logs)");
+  if (int r = ParseOrExit(p, args); r >= 0) return r;
+  absl::StatusOr<std::string> id = ResolveSession(ctx, key);
+  if (!id.ok()) return ctx.Fail(id.status());
+  return Watch(ctx, *id, from, now, table);
+}
+
+int Remove(CommandContext& ctx, const std::vector<std::string>& args) {
+  std::string key;
+  ArgParser p("anectl train rm ID", "Deletes a session that is not running, with its files.");
+  p.AddPositional("ID", &key, "session id, unique prefix or name");
+  if (int r = ParseOrExit(p, args); r >= 0) return r;
+  absl::StatusOr<std::string> id = ResolveSession(ctx, key);
+  if (!id.ok()) return ctx.Fail(id.status());
+  client::AnerdClient* client = *ctx.Client();
+  v1::DeleteSessionRequest r;
+  r.set_session_id(*id);
+  v1::DeleteSessionResponse out;
+  auto context = client->NewContext();
+  grpc::Status st = client->stub()->DeleteSession(context.get(), r, &out);
+  if (!st.ok()) return ctx.Fail(CallStatus(st, ctx));
+  std::cout << "deleted " << *id << "\n";
+  return kExitOk;
+}
+
+int Export(CommandContext& ctx, const std::vector<std::string>& args) {
+  std::string key, file;
+  ArgParser p("anectl train export ID FILE", "Writes the session's latest weights as a llama2.c model file.");
+  p.AddPositional("ID", &key, "session id, unique prefix or name");
+  p.AddPositional("FILE", &file, "where to write the model");
+  if (int r = ParseOrExit(p, args); r >= 0) return r;
+  absl::StatusOr<std::string> id = ResolveSession(ctx, key);
+  if (!id.ok()) return ctx.Fail(id.status());
+  client::AnerdClient* client = *ctx.Client();
+  v1::ExportModelRequest r;
+  r.set_session_id(*id);
+  auto context = client->NewContext(absl::Minutes(30));
+  auto reader = client->stub()->ExportModel(context.get(), r);
+  const std::string tmp = file + ".part";
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  v1::ExportModelChunk chunk;
+  uint64_t written = 0;
+  while (reader->Read(&chunk)) {
+    out.write(chunk.data().data(), chunk.data().size());
+    written += chunk.data().size();
+  }
+  out.close();
+  grpc::Status st = reader->Finish();
+  if (!st.ok() || !out) {
+    std::remove(tmp.c_str());
+    return ctx.Fail(st.ok() ? absl::PermissionDeniedError("cannot write " + file) : CallStatus(st, ctx));
+  }
+  if (std::rename(tmp.c_str(), file.c_str()) != 0) {
+    return ctx.Fail(absl::PermissionDeniedError("cannot rename " + tmp + " to " + file));
+  }
+  if (ctx.json()) {
+    std::cout << Json{{"schema_version", 1}, {"path", file}, {"bytes", written}}.dump(2) << "\n";
+  } else {
+    std::cout << "wrote " << file << " (" << FormatBytes(written) << ")\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunTrain(CommandContext& ctx, const std::vector<std::string>& args) {
+  static const auto* subcommands = new std::vector<Command>{
+      {"start", "start a training session", Start},
+      {"ls", "list sessions", List},
+      {"show", "show one session",
+       [](CommandContext& c, const std::vector<std::string>& a) { return SessionCall(c, a, "show"); }},
+      {"watch", "stream a session's steps (live view on a terminal)", WatchCmd},
+      {"stop", "checkpoint and stop a session",
+       [](CommandContext& c, const std::vector<std::string>& a) { return SessionCall(c, a, "stop"); }},
+      {"resume", "continue a session from its checkpoint",
+       [](CommandContext& c, const std::vector<std::string>& a) { return SessionCall(c, a, "resume"); }},
+      {"rm", "delete a session", Remove},
+      {"export", "write the model as a llama2.c file", Export},
+  };
+  return RunSubcommand(ctx, "train", *subcommands, args);
+}
+
+}  // namespace anerd::anectl

@@ -1,0 +1,713 @@
+#include "server/engine/session_manager.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/atomic_file.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "server/cache/sqlite.h"
+#include "spdlog/spdlog.h"
+
+namespace anerd::engine {
+namespace {
+
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+constexpr SessionState kAllStates[] = {
+    SessionState::kQueued,  SessionState::kCompiling, SessionState::kRunning,
+    SessionState::kCheckpointing, SessionState::kStopped, SessionState::kCompleted,
+    SessionState::kFailed,  SessionState::kInterrupted};
+
+SessionState StateFromName(const std::string& name) {
+  for (SessionState s : kAllStates) {
+    if (name == SessionStateName(s)) return s;
+  }
+  return SessionState::kInterrupted;
+}
+
+Json EventToJson(const SessionEventRecord& e) {
+  Json j = {{"seq", e.seq}, {"ms", e.unix_ms}, {"kind", static_cast<int>(e.kind)}};
+  if (e.kind == SessionEventRecord::Kind::kStep) {
+    const training::StepReport& r = e.step;
+    const training::PhaseTimes& p = r.phases;
+    j["step"] = {r.step,  r.loss,       r.lr,         r.grad_norm, r.loss_scale, r.skipped,
+                 r.step_ms, r.tokens_per_s, r.flops, r.tflops,    e.queued_ms};
+    j["phases"] = {p.kernel_ms, p.io_ms, p.rms_ms, p.elem_ms, p.cls_ms, p.dw_wait_ms, p.optim_ms};
+  } else {
+    j["text"] = e.text;
+    j["ckpt_step"] = e.checkpoint_step;
+  }
+  return j;
+}
+
+bool EventFromJson(const Json& j, SessionEventRecord* e) {
+  if (!j.is_object() || !j.contains("seq") || !j.contains("kind")) return false;
+  e->seq = j["seq"];
+  e->unix_ms = j["ms"];
+  e->kind = static_cast<SessionEventRecord::Kind>(j["kind"].get<int>());
+  if (e->kind == SessionEventRecord::Kind::kStep) {
+    const Json& s = j["step"];
+    const Json& p = j["phases"];
+    if (!s.is_array() || s.size() != 11 || !p.is_array() || p.size() != 7) return false;
+    training::StepReport& r = e->step;
+    r.step = s[0];
+    r.loss = s[1];
+    r.lr = s[2];
+    r.grad_norm = s[3];
+    r.loss_scale = s[4];
+    r.skipped = s[5];
+    r.step_ms = s[6];
+    r.tokens_per_s = s[7];
+    r.flops = s[8];
+    r.tflops = s[9];
+    e->queued_ms = s[10];
+    r.phases = {p[0], p[1], p[2], p[3], p[4], p[5], p[6]};
+  } else {
+    e->text = j.value("text", "");
+    e->checkpoint_step = j.value("ckpt_step", int64_t{0});
+  }
+  return true;
+}
+
+std::string NewSessionId() {
+  return Sha256Hex(absl::StrCat(NowMs(), "/", getpid(), "/", rand())).substr(0, 12);
+}
+
+}  // namespace
+
+const char* SessionStateName(SessionState state) {
+  switch (state) {
+    case SessionState::kQueued: return "queued";
+    case SessionState::kCompiling: return "compiling";
+    case SessionState::kRunning: return "running";
+    case SessionState::kCheckpointing: return "checkpointing";
+    case SessionState::kStopped: return "stopped";
+    case SessionState::kCompleted: return "completed";
+    case SessionState::kFailed: return "failed";
+    case SessionState::kInterrupted: return "interrupted";
+  }
+  return "unknown";
+}
+
+bool IsActive(SessionState state) {
+  return state == SessionState::kQueued || state == SessionState::kCompiling ||
+         state == SessionState::kRunning || state == SessionState::kCheckpointing;
+}
+
+struct SessionManager::Session {
+  std::string id, name, backend;
+  training::TrainSpec spec;
+  SessionState state = SessionState::kQueued;
+  int64_t step = 0, total_steps = 0, started_ms = 0, checkpoint_step = 0;
+  uint64_t checkpoint_seq = 0;  // events up to this seq are covered by the checkpoint
+  double last_loss = std::nan(""), best_loss = std::nan(""), elapsed_seconds = 0;
+  std::string checkpoint_path, error;
+  std::unique_ptr<training::Trainer> trainer;  // touched only by this session's executor tasks
+  int64_t extra_steps = 0;                     // pending for the next Resume of the trainer
+  bool stop_requested = false;
+  double run_ms = 0;      // step time of this run, for the ETA
+  int64_t run_steps = 0;
+  std::vector<SessionEventRecord> events;
+  std::vector<Waiter> waiters;
+};
+
+SessionManager::SessionManager(const backend::BackendRegistry* registry,
+                               std::map<std::string, DeviceExecutor*> executors,
+                               std::string default_backend, SessionOptions options)
+    : registry_(registry),
+      executors_(std::move(executors)),
+      default_backend_(std::move(default_backend)),
+      options_(std::move(options)) {
+  notifier_ = std::thread([this] { NotifierLoop(); });
+}
+
+SessionManager::~SessionManager() {
+  Shutdown();
+  {
+    absl::MutexLock lock(&wake_mu_);
+    notifier_stop_ = true;
+  }
+  notifier_.join();
+}
+
+std::string SessionManager::SessionDir(const std::string& id) const {
+  return absl::StrCat(options_.state_dir, "/sessions/", id);
+}
+
+absl::Status SessionManager::Init() {
+  ANERD_ASSIGN_OR_RETURN(db_, cache::SqliteDb::Open(options_.state_dir + "/anerd.db", 5000));
+  ANERD_RETURN_IF_ERROR(db_->Exec(
+      "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER);"
+      "INSERT OR REPLACE INTO schema_version (component, version) VALUES ('sessions', 1);"
+      "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, name TEXT, backend TEXT, "
+      "state TEXT, step INTEGER, total_steps INTEGER, last_loss REAL, best_loss REAL, "
+      "started_ms INTEGER, elapsed_s REAL, checkpoint_path TEXT, checkpoint_step INTEGER, "
+      "checkpoint_seq INTEGER, error TEXT, spec TEXT)"));
+  std::vector<std::string> to_resume;
+  {
+    absl::MutexLock lock(&mu_);
+    ANERD_RETURN_IF_ERROR(LoadAll());
+    for (auto& [id, s] : sessions_) {
+      if (s->state == SessionState::kInterrupted) to_resume.push_back(id);
+    }
+  }
+  if (options_.resume_interrupted) {
+    for (const std::string& id : to_resume) {
+      absl::StatusOr<SessionSnapshot> r = Resume(id, 0);
+      spdlog::info("session {}: resuming after restart: {}", id,
+                   r.ok() ? "ok" : r.status().ToString());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SessionManager::LoadAll() {
+  ANERD_ASSIGN_OR_RETURN(auto stmt, cache::Statement::Prepare(
+      db_->get(), "SELECT id, name, backend, state, step, total_steps, last_loss, best_loss, "
+                  "started_ms, elapsed_s, checkpoint_path, checkpoint_step, checkpoint_seq, "
+                  "error, spec FROM sessions"));
+  while (true) {
+    ANERD_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    auto s = std::make_unique<Session>();
+    s->id = stmt->ColumnText(0);
+    s->name = stmt->ColumnText(1);
+    s->backend = stmt->ColumnText(2);
+    s->state = StateFromName(stmt->ColumnText(3));
+    s->step = stmt->ColumnInt(4);
+    s->total_steps = stmt->ColumnInt(5);
+    s->last_loss = stmt->ColumnDouble(6);
+    s->best_loss = stmt->ColumnDouble(7);
+    s->started_ms = stmt->ColumnInt(8);
+    s->elapsed_seconds = stmt->ColumnDouble(9);
+    s->checkpoint_path = stmt->ColumnText(10);
+    s->checkpoint_step = stmt->ColumnInt(11);
+    s->checkpoint_seq = static_cast<uint64_t>(stmt->ColumnInt(12));
+    s->error = stmt->ColumnText(13);
+    absl::StatusOr<training::TrainSpec> spec = training::SpecFromText(stmt->ColumnText(14));
+    if (!spec.ok()) {
+      spdlog::warn("session {}: unreadable spec, skipped: {}", s->id, spec.status().ToString());
+      continue;
+    }
+    s->spec = *std::move(spec);
+    // The event log; lines after a crash's last checkpoint are dropped below.
+    std::ifstream in(SessionDir(s->id) + "/events.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      SessionEventRecord e;
+      Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!EventFromJson(j, &e) || e.seq != s->events.size()) break;  // torn tail
+      s->events.push_back(std::move(e));
+    }
+    if (IsActive(s->state)) {
+      // The daemon died while this session ran: training continues from the last checkpoint, so
+      // the log is cut back to it and the steps after it will be logged again, once.
+      const size_t keep = s->checkpoint_path.empty() ? 0 : s->checkpoint_seq + 1;
+      if (s->events.size() > keep) s->events.resize(keep);
+      s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
+      std::string text;
+      for (const SessionEventRecord& e : s->events) text += EventToJson(e).dump() + "\n";
+      ANERD_RETURN_IF_ERROR(WriteFileAtomically(SessionDir(s->id) + "/events.jsonl", text));
+      Session* raw = s.get();
+      sessions_[s->id] = std::move(s);
+      Append(raw, {0, NowMs(), SessionEventRecord::Kind::kWarning, {}, 0,
+                   "the daemon stopped unexpectedly; resuming from the last checkpoint", 0});
+      SetState(raw, SessionState::kInterrupted);
+      continue;
+    }
+    sessions_[s->id] = std::move(s);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SessionManager::Persist(const Session& s) {
+  ANERD_ASSIGN_OR_RETURN(auto stmt, cache::Statement::Prepare(
+      db_->get(), "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  stmt->BindText(1, s.id);
+  stmt->BindText(2, s.name);
+  stmt->BindText(3, s.backend);
+  stmt->BindText(4, SessionStateName(s.state));
+  stmt->BindInt(5, s.step);
+  stmt->BindInt(6, s.total_steps);
+  stmt->BindDouble(7, s.last_loss);
+  stmt->BindDouble(8, s.best_loss);
+  stmt->BindInt(9, s.started_ms);
+  stmt->BindDouble(10, s.elapsed_seconds);
+  stmt->BindText(11, s.checkpoint_path);
+  stmt->BindInt(12, s.checkpoint_step);
+  stmt->BindInt(13, static_cast<int64_t>(s.checkpoint_seq));
+  stmt->BindText(14, s.error);
+  stmt->BindText(15, training::SpecToText(s.spec));
+  return stmt->Run();
+}
+
+absl::Status SessionManager::CheckPaths(const training::TrainSpec& spec) const {
+  auto check = [&](const std::string& field, const std::string& path) -> absl::Status {
+    char resolved[PATH_MAX];
+    if (::realpath(path.c_str(), resolved) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": cannot open '", path, "' on the daemon's machine"));
+    }
+    for (const std::string& root : options_.data_roots) {
+      char root_resolved[PATH_MAX];
+      if (::realpath(root.c_str(), root_resolved) == nullptr) continue;
+      const std::string r(root_resolved);
+      if (absl::StartsWith(resolved, r == "/" ? r : r + "/")) return absl::OkStatus();
+    }
+    return absl::PermissionDeniedError(absl::StrCat(
+        field, ": '", resolved, "' is outside the daemon's data roots (",
+        absl::StrJoin(options_.data_roots, ", "), "); allow it with anerd --data_root"));
+  };
+  ANERD_RETURN_IF_ERROR(check("data", spec.data_path));
+  if (!spec.init_model_path.empty()) ANERD_RETURN_IF_ERROR(check("init", spec.init_model_path));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, std::string name,
+                                                      std::string backend) {
+  ANERD_RETURN_IF_ERROR(training::ValidateSpec(spec));
+  if (spec.data_path.empty()) return absl::InvalidArgumentError("data: a data file is required");
+  ANERD_RETURN_IF_ERROR(CheckPaths(spec));
+  if (backend.empty()) backend = default_backend_;
+  if (registry_->Find(backend) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", backend, "'"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return absl::UnavailableError("the daemon is shutting down; retry");
+  int active = 0;
+  for (const auto& [id, s] : sessions_) active += IsActive(s->state) ? 1 : 0;
+  if (active >= options_.max_sessions) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        active, " sessions are already active, the limit (raise it with anerd --max_sessions)"));
+  }
+  auto s = std::make_unique<Session>();
+  s->id = NewSessionId();
+  s->name = name.empty() ? s->id : std::move(name);
+  s->backend = backend;
+  s->spec = std::move(spec);
+  s->total_steps = s->spec.steps;
+  s->started_ms = NowMs();
+  std::error_code ec;
+  fs::create_directories(SessionDir(s->id), ec);
+  if (ec) return absl::PermissionDeniedError("cannot create " + SessionDir(s->id));
+  Session* raw = s.get();
+  sessions_[raw->id] = std::move(s);
+  SetState(raw, SessionState::kQueued);
+  Schedule(raw);
+  spdlog::info("session {} ({}) queued: {} steps on {}", raw->id, raw->name, raw->total_steps,
+               raw->backend);
+  return Snapshot(*raw);
+}
+
+void SessionManager::Schedule(Session* s) {
+  ++in_flight_;
+  const std::string id = s->id;
+  executors_.at(s->backend)->Submit({}, "training step",
+                                    [this, id](absl::Status admission, absl::Duration queued) {
+                                      RunTask(id, admission, queued);
+                                    });
+}
+
+absl::Status SessionManager::EnsureTrainer(Session* s, backend::Backend* backend) {
+  if (s->trainer != nullptr) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<training::Trainer>> trainer =
+      s->checkpoint_path.empty()
+          ? training::Trainer::Create(s->spec, backend)
+          : training::Trainer::Resume(s->checkpoint_path, backend, s->extra_steps);
+  if (!trainer.ok()) return trainer.status();
+  s->trainer = *std::move(trainer);
+  return absl::OkStatus();
+}
+
+void SessionManager::RunTask(const std::string& id, absl::Status admission,
+                             absl::Duration queued) {
+  Session* s = nullptr;
+  bool need_trainer = false;
+  {
+    absl::MutexLock lock(&mu_);
+    s = sessions_.at(id).get();
+    const bool stopping = !admission.ok() || shutting_down_ || s->stop_requested;
+    if (stopping) {
+      const SessionState final_state =
+          s->stop_requested && admission.ok() && !shutting_down_ ? SessionState::kStopped
+                                                                 : SessionState::kInterrupted;
+      if (s->trainer != nullptr && s->step > s->checkpoint_step) {
+        if (absl::Status c = Checkpoint(s); !c.ok()) s->error = c.ToString();
+      }
+      s->trainer.reset();
+      s->stop_requested = false;
+      SetState(s, final_state);
+      --in_flight_;
+      return;
+    }
+    need_trainer = s->trainer == nullptr;
+    if (need_trainer) SetState(s, SessionState::kCompiling);
+  }
+  if (need_trainer) {
+    absl::Status st = EnsureTrainer(s, registry_->Find(s->backend));
+    absl::MutexLock lock(&mu_);
+    if (!st.ok()) {
+      s->error = std::string(st.message());
+      SetState(s, SessionState::kFailed);
+      --in_flight_;
+      return;
+    }
+    s->total_steps = s->trainer->total_steps();
+    s->step = s->trainer->step();
+    SetState(s, SessionState::kRunning);
+    if (s->extra_steps > 0 && !s->checkpoint_path.empty()) {
+      // Record the raised step count in the checkpoint, so a crash before the next periodic
+      // checkpoint still resumes toward the new total.
+      if (absl::Status c = Checkpoint(s); !c.ok()) s->error = c.ToString();
+    }
+    s->extra_steps = 0;
+    Schedule(s);  // the first step takes its own turn
+    --in_flight_;
+    return;
+  }
+  absl::StatusOr<training::StepReport> report = s->trainer->Step();
+  absl::MutexLock lock(&mu_);
+  if (!report.ok()) {
+    s->error = std::string(report.status().message());
+    s->trainer.reset();
+    SetState(s, SessionState::kFailed);
+    --in_flight_;
+    return;
+  }
+  AfterStep(s, *report, absl::ToDoubleMilliseconds(queued));
+  if (IsActive(s->state)) {
+    Schedule(s);
+  }
+  --in_flight_;
+}
+
+void SessionManager::AfterStep(Session* s, const training::StepReport& report, double queued_ms) {
+  s->step = report.step;
+  s->last_loss = report.loss;
+  if (std::isnan(s->best_loss) || report.loss < s->best_loss) s->best_loss = report.loss;
+  s->elapsed_seconds += report.step_ms / 1000;
+  s->run_ms += report.step_ms;
+  ++s->run_steps;
+  SessionEventRecord e;
+  e.kind = SessionEventRecord::Kind::kStep;
+  e.step = report;
+  e.queued_ms = queued_ms;
+  Append(s, std::move(e));
+  const bool done = s->trainer->done();
+  const int64_t every = s->spec.checkpoint_every;
+  if (done || (every > 0 && s->step % every == 0)) {
+    if (absl::Status c = Checkpoint(s); !c.ok()) {
+      Append(s, {0, NowMs(), SessionEventRecord::Kind::kWarning, {}, 0,
+                 absl::StrCat("checkpoint failed: ", c.message()), 0});
+    }
+  }
+  if (done) {
+    s->trainer.reset();
+    SetState(s, SessionState::kCompleted);
+  }
+}
+
+absl::Status SessionManager::Checkpoint(Session* s) {
+  // Written under the lock: the session's own steps are paused anyway, and checkpoints of the
+  // models anerd trains on CPU take milliseconds to a few hundred ms.
+  const SessionState previous = s->state;
+  SetState(s, SessionState::kCheckpointing);
+  const std::string path = SessionDir(s->id) + "/checkpoint.bin";
+  absl::Status status = s->trainer->SaveCheckpoint(path);
+  if (status.ok()) {
+    s->checkpoint_path = path;
+    s->checkpoint_step = s->step;
+    SessionEventRecord e;
+    e.kind = SessionEventRecord::Kind::kCheckpoint;
+    e.text = path;
+    e.checkpoint_step = s->step;
+    Append(s, std::move(e));
+    s->checkpoint_seq = s->events.back().seq;
+  }
+  SetState(s, previous);
+  return status;
+}
+
+void SessionManager::SetState(Session* s, SessionState state) {
+  const bool changed = s->state != state || s->events.empty();
+  s->state = state;
+  if (changed) {
+    SessionEventRecord e;
+    e.kind = SessionEventRecord::Kind::kState;
+    e.text = SessionStateName(state);
+    Append(s, std::move(e));
+  }
+  if (absl::Status p = Persist(*s); !p.ok()) {
+    spdlog::error("session {}: cannot persist state: {}", s->id, p.ToString());
+  }
+  if (!IsActive(state)) WakeWaiters(s);
+}
+
+void SessionManager::Append(Session* s, SessionEventRecord event) {
+  event.seq = s->events.size();
+  if (event.unix_ms == 0) event.unix_ms = NowMs();
+  std::ofstream out(SessionDir(s->id) + "/events.jsonl", std::ios::app);
+  out << EventToJson(event).dump() << "\n";
+  s->events.push_back(std::move(event));
+  WakeWaiters(s);
+}
+
+void SessionManager::WakeWaiters(Session* s) {
+  std::vector<Waiter> keep;
+  std::vector<std::function<void()>> wakes;
+  for (Waiter& w : s->waiters) {
+    if (w.from < s->events.size() || !IsActive(s->state)) {
+      wakes.push_back(std::move(w.wake));
+    } else {
+      keep.push_back(std::move(w));
+    }
+  }
+  s->waiters.swap(keep);
+  if (wakes.empty()) return;
+  // Wakes run on the notifier thread, never under mu_: a watcher's wake calls back in.
+  absl::MutexLock lock(&wake_mu_);
+  for (auto& w : wakes) wake_queue_.push_back(std::move(w));
+}
+
+void SessionManager::NotifierLoop() {
+  while (true) {
+    std::function<void()> wake;
+    {
+      absl::MutexLock lock(&wake_mu_);
+      wake_mu_.Await(absl::Condition(
+          +[](SessionManager* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->wake_mu_) {
+            return m->notifier_stop_ || !m->wake_queue_.empty();
+          },
+          this));
+      if (wake_queue_.empty()) return;
+      wake = std::move(wake_queue_.front());
+      wake_queue_.pop_front();
+    }
+    wake();
+  }
+}
+
+SessionSnapshot SessionManager::Snapshot(const Session& s) const {
+  SessionSnapshot out;
+  out.id = s.id;
+  out.name = s.name;
+  out.backend = s.backend;
+  out.state = s.state;
+  out.step = s.step;
+  out.total_steps = s.total_steps;
+  out.last_loss = std::isnan(s.last_loss) ? 0 : s.last_loss;
+  out.best_loss = std::isnan(s.best_loss) ? 0 : s.best_loss;
+  out.started_ms = s.started_ms;
+  out.elapsed_seconds = s.elapsed_seconds;
+  if (IsActive(s.state) && s.run_steps > 0) {
+    out.eta_seconds = (s.total_steps - s.step) * (s.run_ms / s.run_steps) / 1000;
+  }
+  out.checkpoint_path = s.checkpoint_path;
+  out.checkpoint_step = s.checkpoint_step;
+  out.spec = s.spec;
+  out.error = s.error;
+  return out;
+}
+
+absl::StatusOr<SessionManager::Session*> SessionManager::Find(const std::string& id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) {
+    return absl::NotFoundError(absl::StrCat("no training session '", id, "'"));
+  }
+  return it->second.get();
+}
+
+std::vector<SessionSnapshot> SessionManager::List() {
+  absl::MutexLock lock(&mu_);
+  std::vector<SessionSnapshot> out;
+  for (const auto& [id, s] : sessions_) out.push_back(Snapshot(*s));
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.started_ms > b.started_ms; });
+  return out;
+}
+
+absl::StatusOr<SessionSnapshot> SessionManager::Get(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
+  return Snapshot(*s);
+}
+
+absl::StatusOr<SessionSnapshot> SessionManager::Stop(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
+  if (!IsActive(s->state)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "session ", id, " is ", SessionStateName(s->state), "; only an active session can stop"));
+  }
+  s->stop_requested = true;  // honoured at its next executor turn, after a checkpoint
+  return Snapshot(*s);
+}
+
+absl::StatusOr<SessionSnapshot> SessionManager::Resume(const std::string& id,
+                                                       int64_t extra_steps) {
+  if (extra_steps < 0) return absl::InvalidArgumentError("steps: must not be negative");
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
+  if (IsActive(s->state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("session ", id, " is already ", SessionStateName(s->state)));
+  }
+  if (s->state == SessionState::kCompleted && extra_steps == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "session ", id, " is completed; resume it with more steps (anectl train resume ", id,
+        " --steps N)"));
+  }
+  if (shutting_down_) return absl::UnavailableError("the daemon is shutting down; retry");
+  if (s->checkpoint_path.empty()) {
+    // Nothing to continue from: start over, and forget the partial log.
+    s->events.clear();
+    s->step = 0;
+    (void)WriteFileAtomically(SessionDir(id) + "/events.jsonl", "");
+    s->spec.steps += extra_steps;
+  }
+  s->extra_steps = extra_steps;
+  s->total_steps += extra_steps;
+  s->error.clear();
+  s->run_ms = 0;
+  s->run_steps = 0;
+  SetState(s, SessionState::kQueued);
+  Schedule(s);
+  return Snapshot(*s);
+}
+
+absl::Status SessionManager::Delete(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
+  if (IsActive(s->state)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "session ", id, " is ", SessionStateName(s->state), "; stop it before deleting"));
+  }
+  ANERD_ASSIGN_OR_RETURN(auto stmt,
+                         cache::Statement::Prepare(db_->get(), "DELETE FROM sessions WHERE id = ?"));
+  stmt->BindText(1, id);
+  ANERD_RETURN_IF_ERROR(stmt->Run());
+  std::error_code ec;
+  fs::remove_all(SessionDir(id), ec);
+  s->state = SessionState::kStopped;
+  WakeWaiters(s);
+  sessions_.erase(id);
+  return absl::OkStatus();
+}
+
+void SessionManager::Export(const std::string& id,
+                            std::function<void(absl::StatusOr<std::string>)> done) {
+  std::string backend, checkpoint;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Session*> s = Find(id);
+    if (!s.ok()) return done(s.status());
+    if ((*s)->trainer == nullptr && (*s)->checkpoint_path.empty()) {
+      return done(absl::FailedPreconditionError(absl::StrCat(
+          "session ", id, " has no weights yet (", SessionStateName((*s)->state), ")")));
+    }
+    backend = (*s)->backend;
+    checkpoint = (*s)->checkpoint_path;
+  }
+  executors_.at(backend)->Submit({}, "export", [this, id, checkpoint, backend, done](
+                                                   absl::Status admission, absl::Duration) {
+    if (!admission.ok()) return done(admission);
+    const std::string path = SessionDir(id) + "/export.tmp";
+    training::Trainer* live = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::StatusOr<Session*> s = Find(id);
+      if (!s.ok()) return done(s.status());
+      live = (*s)->trainer.get();  // safe: trainer changes only on this executor thread
+    }
+    if (live != nullptr) {
+      absl::Status st = live->ExportLlama2c(path);
+      return st.ok() ? done(path) : done(st);
+    }
+    absl::StatusOr<std::unique_ptr<training::Trainer>> loaded =
+        training::Trainer::Resume(checkpoint, registry_->Find(backend));
+    if (!loaded.ok()) return done(loaded.status());
+    absl::Status st = (*loaded)->ExportLlama2c(path);
+    return st.ok() ? done(path) : done(st);
+  });
+}
+
+absl::StatusOr<uint64_t> SessionManager::SeqForStep(const std::string& id, int64_t from_step) {
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
+  for (const SessionEventRecord& e : s->events) {
+    if (e.kind == SessionEventRecord::Kind::kStep && e.step.step >= from_step) {
+      // Include the state events just before the first wanted step.
+      uint64_t seq = e.seq;
+      while (seq > 0 && s->events[seq - 1].kind != SessionEventRecord::Kind::kStep) --seq;
+      return from_step <= 1 ? 0 : seq;
+    }
+  }
+  return from_step <= 1 ? 0 : s->events.size();
+}
+
+absl::StatusOr<uint64_t> SessionManager::NextSeq(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
+  return s->events.size();
+}
+
+absl::Status SessionManager::ReadEvents(const std::string& id, uint64_t from, size_t max,
+                                        std::vector<SessionEventRecord>* out, bool* ended) {
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
+  for (uint64_t seq = from; seq < s->events.size() && out->size() < max; ++seq) {
+    out->push_back(s->events[seq]);
+  }
+  *ended = !IsActive(s->state) && from + out->size() >= s->events.size();
+  return absl::OkStatus();
+}
+
+int64_t SessionManager::WakeWhenAvailable(const std::string& id, uint64_t from,
+                                          std::function<void()> wake) {
+  mu_.Lock();
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || from < it->second->events.size() ||
+      !IsActive(it->second->state)) {
+    mu_.Unlock();
+    wake();
+    return 0;
+  }
+  const int64_t token = next_token_++;
+  it->second->waiters.push_back({token, from, std::move(wake)});
+  mu_.Unlock();
+  return token;
+}
+
+void SessionManager::CancelWake(const std::string& id, int64_t token) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  auto& w = it->second->waiters;
+  w.erase(std::remove_if(w.begin(), w.end(), [&](const Waiter& x) { return x.token == token; }),
+          w.end());
+}
+
+void SessionManager::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_ && in_flight_ == 0) return;
+  shutting_down_ = true;
+  mu_.Await(absl::Condition(
+      +[](int* n) { return *n == 0; }, &in_flight_));
+}
+
+}  // namespace anerd::engine

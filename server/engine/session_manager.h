@@ -1,0 +1,188 @@
+// SessionManager: training sessions owned by the daemon. A session trains one model with the
+// training engine on one backend; it outlives clients and daemon restarts.
+//
+// States and the calls legal in each (others get FAILED_PRECONDITION naming the state):
+//   queued        accepted, waiting for its first executor turn        Stop, Get, Watch
+//   compiling     building the trainer (kernels compile once)          Stop, Get, Watch
+//   running       taking steps                                        Stop, Export, Get, Watch
+//   checkpointing writing a checkpoint (then back to running)          Stop, Export, Get, Watch
+//   stopped       stopped by a client after a checkpoint              Resume, Delete, Export, Get
+//   completed     reached its step count (final checkpoint written)   Resume(+steps), Delete, Export
+//   failed        the engine returned an error (see `error`)          Resume (if checkpointed), Delete
+//   interrupted   the daemon stopped or crashed while it ran          Resume, Delete, Export
+// Sessions that were active when the daemon last stopped come back `interrupted` and, with
+// resume_interrupted, resume from their last checkpoint.
+//
+// Scheduling: each active session has at most one step task queued on its backend's
+// DeviceExecutor and re-queues itself after every step, so sessions, kernel evaluations and probes
+// interleave fairly (FIFO) and RPCs never wait for more than one step.
+//
+// Events: every step, state change, checkpoint and warning is appended to the session's event log
+// (memory + sessions/<id>/events.jsonl) with a gap-free sequence number. Watchers pull from the log
+// at their own pace, so a slow watcher never slows training and never loses events.
+//
+// Thread-safety: all public methods may be called from any thread.
+#ifndef ANERD_SERVER_ENGINE_SESSION_MANAGER_H_
+#define ANERD_SERVER_ENGINE_SESSION_MANAGER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <thread>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/backend/registry.h"
+#include "server/engine/device_executor.h"
+#include "server/training/config.h"
+#include "server/training/trainer.h"
+
+namespace anerd::cache {
+class SqliteDb;
+}
+
+namespace anerd::engine {
+
+enum class SessionState {
+  kQueued,
+  kCompiling,
+  kRunning,
+  kCheckpointing,
+  kStopped,
+  kCompleted,
+  kFailed,
+  kInterrupted
+};
+const char* SessionStateName(SessionState state);
+bool IsActive(SessionState state);  // queued, compiling, running, checkpointing
+
+struct SessionOptions {
+  std::string state_dir;
+  int max_sessions = 4;                 // --max_sessions: active at once
+  std::vector<std::string> data_roots;  // --data_root: data/model paths must lie under one
+  bool resume_interrupted = true;       // --resume_interrupted
+};
+
+struct SessionEventRecord {
+  enum class Kind { kStep, kState, kCheckpoint, kWarning };
+  uint64_t seq = 0;
+  int64_t unix_ms = 0;
+  Kind kind = Kind::kStep;
+  training::StepReport step;  // kStep
+  double queued_ms = 0;       // kStep: time the step waited for the device
+  std::string text;           // kState: state name; kCheckpoint: path; kWarning: message
+  int64_t checkpoint_step = 0;
+};
+
+struct SessionSnapshot {
+  std::string id;
+  std::string name;
+  std::string backend;
+  SessionState state = SessionState::kQueued;
+  int64_t step = 0;
+  int64_t total_steps = 0;
+  double last_loss = 0;
+  double best_loss = 0;
+  int64_t started_ms = 0;
+  double elapsed_seconds = 0;
+  double eta_seconds = 0;
+  std::string checkpoint_path;
+  int64_t checkpoint_step = 0;
+  training::TrainSpec spec;
+  std::string error;
+};
+
+class SessionManager {
+ public:
+  // Pointers are not owned and must outlive the manager.
+  SessionManager(const backend::BackendRegistry* registry,
+                 std::map<std::string, DeviceExecutor*> executors, std::string default_backend,
+                 SessionOptions options);
+  ~SessionManager();
+
+  // Opens the session table, loads sessions, marks those that were active `interrupted` and
+  // resumes them when asked.
+  absl::Status Init();
+
+  // Validates `spec` (INVALID_ARGUMENT naming the field; PERMISSION_DENIED for paths outside
+  // the data roots; RESOURCE_EXHAUSTED beyond max_sessions) and queues the session.
+  absl::StatusOr<SessionSnapshot> Start(training::TrainSpec spec, std::string name,
+                                        std::string backend);
+  std::vector<SessionSnapshot> List();
+  absl::StatusOr<SessionSnapshot> Get(const std::string& id);
+  absl::StatusOr<SessionSnapshot> Stop(const std::string& id);
+  absl::StatusOr<SessionSnapshot> Resume(const std::string& id, int64_t extra_steps);
+  absl::Status Delete(const std::string& id);
+  // Writes the session's latest weights as a llama2.c file to a temp path, on the executor;
+  // `done` receives the path (the caller deletes it).
+  void Export(const std::string& id, std::function<void(absl::StatusOr<std::string>)> done);
+
+  // Watching. The first sequence number at or after `from_step` (0 = the start).
+  absl::StatusOr<uint64_t> SeqForStep(const std::string& id, int64_t from_step);
+  absl::StatusOr<uint64_t> NextSeq(const std::string& id);
+  // Copies up to `max` events from `from`. `ended` is set when no event at or after `from` will
+  // ever come (the session is not active and the log is fully read).
+  absl::Status ReadEvents(const std::string& id, uint64_t from, size_t max,
+                          std::vector<SessionEventRecord>* out, bool* ended);
+  // Calls `wake` once, from any thread, when an event at or after `from` exists or the session
+  // stops being active (immediately if that is already so). Returns a token for CancelWake.
+  int64_t WakeWhenAvailable(const std::string& id, uint64_t from, std::function<void()> wake);
+  void CancelWake(const std::string& id, int64_t token);
+
+  // Stops scheduling, checkpoints running sessions (marking them interrupted so they resume on
+  // the next start) and waits for in-flight steps. Call before the executors shut down.
+  void Shutdown();
+
+ private:
+  struct Session;
+  struct Waiter {
+    int64_t token;
+    uint64_t from;
+    std::function<void()> wake;
+  };
+
+  absl::Status CheckPaths(const training::TrainSpec& spec) const;
+  void Schedule(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunTask(const std::string& id, absl::Status admission, absl::Duration queued);
+  absl::Status EnsureTrainer(Session* s, backend::Backend* backend);
+  void AfterStep(Session* s, const training::StepReport& report, double queued_ms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Checkpoint(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetState(Session* s, SessionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Append(Session* s, SessionEventRecord event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WakeWaiters(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Persist(const Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status LoadAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  SessionSnapshot Snapshot(const Session& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string SessionDir(const std::string& id) const;
+  absl::StatusOr<Session*> Find(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const backend::BackendRegistry* registry_;
+  std::map<std::string, DeviceExecutor*> executors_;
+  std::string default_backend_;
+  SessionOptions options_;
+  std::unique_ptr<cache::SqliteDb> db_;
+
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
+
+  // Watcher wakes are run by one notifier thread, outside mu_.
+  void NotifierLoop();
+  absl::Mutex wake_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::deque<std::function<void()>> wake_queue_ ABSL_GUARDED_BY(wake_mu_);
+  bool notifier_stop_ ABSL_GUARDED_BY(wake_mu_) = false;
+  std::thread notifier_;
+};
+
+}  // namespace anerd::engine
+
+#endif  // ANERD_SERVER_ENGINE_SESSION_MANAGER_H_

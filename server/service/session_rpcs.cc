@@ -1,0 +1,263 @@
+// Training-session RPCs of the Anerd service: unary lifecycle calls, ExportModel (a stream of
+// file chunks) and WatchSession (a stream of events pulled from the session's log at the
+// client's pace, so a slow watcher never holds training back and never misses an event).
+#include <atomic>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc/grpc_status.h"
+#include "server/service/anerd_service.h"
+#include "server/service/convert.h"
+#include "spdlog/spdlog.h"
+
+namespace anerd::service {
+namespace {
+
+constexpr size_t kExportChunkBytes = 1 << 20;
+constexpr size_t kWatchBatch = 256;
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
+                                const absl::StatusOr<engine::SessionSnapshot>& session,
+                                v1::SessionInfo* response) {
+  if (session.ok()) ToProto(*session, response);
+  return Done(context, session.status());
+}
+
+// Streams a finished export file, then deletes it.
+class ExportReactor : public grpc::ServerWriteReactor<v1::ExportModelChunk> {
+ public:
+  ExportReactor(engine::SessionManager* sessions, const std::string& id) {
+    sessions->Export(id, [this](absl::StatusOr<std::string> path) { Begin(std::move(path)); });
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return End(absl::CancelledError("client went away"));
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Begin(absl::StatusOr<std::string> path) {
+    if (!path.ok()) return End(path.status());
+    path_ = *path;
+    in_.open(path_, std::ios::binary | std::ios::ate);
+    if (!in_) return End(absl::InternalError("cannot read the exported model"));
+    total_ = static_cast<uint64_t>(in_.tellg());
+    in_.seekg(0);
+    Next();
+  }
+  void Next() {
+    std::string buf(kExportChunkBytes, '\0');
+    in_.read(buf.data(), buf.size());
+    buf.resize(in_.gcount());
+    if (buf.empty() && sent_any_) return End(absl::OkStatus());
+    chunk_.Clear();
+    chunk_.set_data(std::move(buf));
+    if (!sent_any_) chunk_.set_total_bytes(total_);
+    sent_any_ = true;
+    StartWrite(&chunk_);
+  }
+  void End(const absl::Status& status) {
+    if (!path_.empty()) std::remove(path_.c_str());
+    Finish(ToGrpcStatus(status));
+  }
+
+  std::string path_;
+  std::ifstream in_;
+  uint64_t total_ = 0;
+  bool sent_any_ = false;
+  v1::ExportModelChunk chunk_;
+};
+
+// Pulls events from the session log. At most one write is outstanding; when caught up it asks the
+// manager to wake it. `link_` lets a late wake find out that the reactor is gone.
+class WatchReactor : public grpc::ServerWriteReactor<v1::SessionEvent> {
+ public:
+  WatchReactor(engine::SessionManager* sessions, std::string id, uint64_t from)
+      : sessions_(sessions), id_(std::move(id)), next_(from), link_(std::make_shared<Link>()) {
+    link_->reactor = this;
+    Pump();
+  }
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) cancelled_ = true;
+    }
+    Pump();
+  }
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      waiting_ = false;  // stop waiting: finish now
+    }
+    Pump();
+  }
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&link_->mu);
+      link_->reactor = nullptr;
+    }
+    sessions_->CancelWake(id_, token_.load());
+    delete this;
+  }
+
+ private:
+  struct Link {
+    absl::Mutex mu;
+    WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  // Sends the next buffered event, refills the buffer from the log, waits, or finishes. gRPC and
+  // manager calls are made outside mu_ (a wake may run synchronously).
+  void Pump() {
+    enum { kNothing, kWrite, kWait, kFinish } action = kNothing;
+    grpc::Status finish_status;
+    uint64_t wait_from = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || writing_ || waiting_) return;
+      if (cancelled_) {
+        action = kFinish;
+        finish_status = grpc::Status::CANCELLED;
+      } else {
+        if (buffer_.empty()) {
+          bool ended = false;
+          std::vector<engine::SessionEventRecord> events;
+          absl::Status st = sessions_->ReadEvents(id_, next_, kWatchBatch, &events, &ended);
+          for (engine::SessionEventRecord& e : events) buffer_.push_back(std::move(e));
+          if (!st.ok()) {
+            action = kFinish;
+            finish_status = ToGrpcStatus(st);
+          } else if (buffer_.empty()) {
+            action = ended ? kFinish : kWait;
+          }
+        }
+        if (action == kNothing) {
+          ToProto(buffer_.front(), &event_);
+          next_ = buffer_.front().seq + 1;
+          buffer_.pop_front();
+          writing_ = true;
+          action = kWrite;
+        }
+      }
+      if (action == kFinish) finished_ = true;
+      if (action == kWait) {
+        waiting_ = true;
+        wait_from = next_;
+      }
+    }
+    if (action == kWrite) StartWrite(&event_);
+    if (action == kFinish) Finish(finish_status);
+    if (action == kWait) {
+      std::shared_ptr<Link> link = link_;
+      token_ = sessions_->WakeWhenAvailable(id_, wait_from, [link] {
+        absl::MutexLock l(&link->mu);
+        if (link->reactor != nullptr) link->reactor->Wake();
+      });
+    }
+  }
+  void Wake() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!waiting_) return;
+      waiting_ = false;
+    }
+    Pump();
+  }
+
+  engine::SessionManager* sessions_;
+  const std::string id_;
+  absl::Mutex mu_;
+  uint64_t next_ ABSL_GUARDED_BY(mu_);
+  std::deque<engine::SessionEventRecord> buffer_ ABSL_GUARDED_BY(mu_);
+  v1::SessionEvent event_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<int64_t> token_{0};
+  std::shared_ptr<Link> link_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AnerdService::StartTraining(grpc::CallbackServerContext* context,
+                                                      const v1::StartTrainingRequest* request,
+                                                      v1::SessionInfo* response) {
+  absl::StatusOr<training::TrainSpec> spec = FromProto(request->spec());
+  if (!spec.ok()) return Done(context, spec.status());
+  return Reply(context,
+               engine_->sessions().Start(*std::move(spec), request->spec().name(),
+                                         request->spec().backend()),
+               response);
+}
+
+grpc::ServerUnaryReactor* AnerdService::ListSessions(grpc::CallbackServerContext* context,
+                                                     const v1::ListSessionsRequest*,
+                                                     v1::ListSessionsResponse* response) {
+  for (const engine::SessionSnapshot& s : engine_->sessions().List()) {
+    ToProto(s, response->add_sessions());
+  }
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AnerdService::GetSession(grpc::CallbackServerContext* context,
+                                                   const v1::GetSessionRequest* request,
+                                                   v1::SessionInfo* response) {
+  return Reply(context, engine_->sessions().Get(request->session_id()), response);
+}
+
+grpc::ServerUnaryReactor* AnerdService::StopSession(grpc::CallbackServerContext* context,
+                                                    const v1::StopSessionRequest* request,
+                                                    v1::SessionInfo* response) {
+  return Reply(context, engine_->sessions().Stop(request->session_id()), response);
+}
+
+grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContext* context,
+                                                      const v1::ResumeSessionRequest* request,
+                                                      v1::SessionInfo* response) {
+  return Reply(context,
+               engine_->sessions().Resume(request->session_id(), request->extra_steps()),
+               response);
+}
+
+grpc::ServerUnaryReactor* AnerdService::DeleteSession(grpc::CallbackServerContext* context,
+                                                      const v1::DeleteSessionRequest* request,
+                                                      v1::DeleteSessionResponse*) {
+  return Done(context, engine_->sessions().Delete(request->session_id()));
+}
+
+grpc::ServerWriteReactor<v1::ExportModelChunk>* AnerdService::ExportModel(
+    grpc::CallbackServerContext*, const v1::ExportModelRequest* request) {
+  return new ExportReactor(&engine_->sessions(), request->session_id());
+}
+
+grpc::ServerWriteReactor<v1::SessionEvent>* AnerdService::WatchSession(
+    grpc::CallbackServerContext*, const v1::WatchSessionRequest* request) {
+  engine::SessionManager& sessions = engine_->sessions();
+  absl::StatusOr<uint64_t> from = request->from_now()
+                                      ? sessions.NextSeq(request->session_id())
+                                      : sessions.SeqForStep(request->session_id(),
+                                                            request->from_step());
+  if (!from.ok()) {
+    class Failed : public grpc::ServerWriteReactor<v1::SessionEvent> {
+     public:
+      explicit Failed(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+      void OnDone() override { delete this; }
+    };
+    return new Failed(from.status());
+  }
+  return new WatchReactor(&sessions, request->session_id(), *from);
+}
+
+}  // namespace anerd::service
