@@ -111,7 +111,6 @@ absl::Status ValidateConfig(const ModelConfig& c) {
                                          c.kv_heads, ")"));
   }
   if (c.head_dim % 2 != 0) return Invalid("head_dim", "must be even (interleaved RoPE pairs)");
-  if (c.vocab > 65536) return Invalid("vocab", "must be <= 65536 (uint16 token files)");
   if (c.seq < 2) return Invalid("seq", "must be at least 2");
   if (c.q_dim() > kMaxSize || c.kv_dim() > kMaxSize) {
     return Invalid("head_dim", "heads * head_dim must be <= 2^20");

@@ -48,7 +48,8 @@ absl::StatusOr<ModelConfig> ModelConfigByName(absl::string_view name);
 absl::StatusOr<ModelConfig> ParseCustomConfig(absl::string_view kv);
 
 // INVALID_ARGUMENT with a message for the first inconsistency: non-positive or oversized sizes,
-// heads not divisible by kv_heads, odd head_dim, vocab above 65536 (uint16 token files).
+// heads not divisible by kv_heads, odd head_dim, seq < 2. (Any vocab up to 2^20 is accepted; data
+// files hold uint16 ids, so only ids < 65536 can occur in training data.)
 absl::Status ValidateConfig(const ModelConfig& config);
 
 // Renders the config as ParseCustomConfig input (round-trips).

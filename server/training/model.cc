@@ -64,21 +64,26 @@ void PutRows(uint16_t* dst, int64_t ld, const float* src, int64_t rows, int64_t 
   for (int64_t r = 0; r < rows; ++r) FloatToHalfArray(src + r * cols, dst + r * ld, cols);
 }
 
-// Stages Wᵀ for W [out][in]: dst[i·ld + o] = W[o][i], via a blocked transpose into `scratch`.
+// Stages Wᵀ for W [out][in]: dst[i·ld + o] = W[o][i]. Tiles of 32×32: rows of W are read
+// contiguously and each staged row segment is converted and written contiguously (large
+// power-of-two strides in a whole-matrix transpose thrash the caches).
 void PutTransposed(uint16_t* dst, int64_t ld, const float* w, int64_t out, int64_t in,
                    std::vector<float>* scratch) {
-  scratch->resize(out * in);
-  float* t = scratch->data();
   constexpr int64_t kB = 32;
+  scratch->resize(kB * kB);
+  float* tile = scratch->data();
   for (int64_t o0 = 0; o0 < out; o0 += kB) {
+    const int64_t no = std::min(kB, out - o0);
     for (int64_t i0 = 0; i0 < in; i0 += kB) {
-      const int64_t o1 = std::min(out, o0 + kB), i1 = std::min(in, i0 + kB);
-      for (int64_t o = o0; o < o1; ++o) {
-        for (int64_t i = i0; i < i1; ++i) t[i * out + o] = w[o * in + i];
+      const int64_t ni = std::min(kB, in - i0);
+      for (int64_t o = 0; o < no; ++o) {
+        const float* row = w + (o0 + o) * in + i0;
+        for (int64_t i = 0; i < ni; ++i) tile[i * kB + o] = row[i];
       }
+      for (int64_t i = 0; i < ni; ++i)
+        FloatToHalfArray(tile + i * kB, dst + (i0 + i) * ld + o0, no);
     }
   }
-  PutRows(dst, ld, t, in, out);
 }
 
 // dW[out][in] += dy[out][S] · x[in][S]ᵀ.
@@ -252,7 +257,7 @@ class Model::Impl {
   std::vector<int32_t> full_to_compact_;  // when compacting
   std::vector<float> cembed_, dcembed_;   // compact classifier rows and their gradient
   std::vector<uint16_t> targets_;         // (compact) targets of the current pass
-  std::vector<float> scratch_, tmp1_, tmp2_, tmp3_;
+  std::vector<float> tmp1_, tmp2_, tmp3_, dx2_;
   std::vector<float> rope_cos_, rope_sin_;  // [S][HD]
   DwWorker worker_;
 };
@@ -512,7 +517,8 @@ absl::Status Model::Impl::BackwardLayer(int l, const float* p, float* g, std::ve
   PutAct(kFfnBwdW13t, l, "dh3", a.dh3.data(), h, t);
   ANERD_ASSIGN_OR_RETURN(Tensor o2, Run(kFfnBwdW13t, l, t));
   GetOut(kFfnBwdW13t, o2, "dx_ffn", tmp1_.data(), t);
-  std::vector<float> dx2(d * s);
+  std::vector<float>& dx2 = dx2_;
+  dx2.resize(d * s);
   {
     Timer timer(&t->rms_ms);
     RmsNormBackward(tmp1_.data(), a.x2.data(), p + w.rms_ffn, a.rinv_ffn.data(), d, s, dx2.data(),

@@ -180,6 +180,15 @@ TEST(CpuOps, AdamWMatchesTheFormulaWithDecoupledDecay) {
   }
 }
 
+TEST(CpuOps, SumSquaresAndScale) {
+  auto g = Random(10001, 15);
+  double want = 0;
+  for (float x : g) want += double{x} * x;
+  EXPECT_NEAR(SumSquares(g.data(), 10001), want, 1e-6 * want);
+  Scale(g.data(), 10001, 2.0f);
+  EXPECT_NEAR(SumSquares(g.data(), 10001), 4 * want, 4e-6 * want);
+}
+
 TEST(CpuOps, WarmupCosineSchedule) {
   EXPECT_DOUBLE_EQ(ScheduledLr(true, 1.0, 0.1, 10, 0, 110), 0.1);
   EXPECT_DOUBLE_EQ(ScheduledLr(true, 1.0, 0.1, 10, 9, 110), 1.0);
@@ -200,6 +209,7 @@ TEST(Config, NamedAndCustomConfigs) {
   auto qwen = ModelConfigByName("qwen3_0_6b");
   ASSERT_TRUE(qwen.ok());
   EXPECT_EQ(qwen->q_dim(), 2048);
+  EXPECT_TRUE(ValidateConfig(*qwen).ok()) << ValidateConfig(*qwen);
   EXPECT_EQ(ModelConfigByName("gpt5").status().code(), absl::StatusCode::kNotFound);
   auto custom = ParseCustomConfig("dim=32, heads=4,kv_heads=2");
   ASSERT_TRUE(custom.ok()) << custom.status();
