@@ -49,7 +49,8 @@ class DaemonProcess {
   explicit DaemonProcess(std::string root) : root_(std::move(root)) {}
   ~DaemonProcess();
 
-  // Starts anerd with --socket/--state_dir under root plus `extra_flags`; waits up to `wait` for
+  // Starts anerd with --socket/--state_dir/--data_root under root plus `extra_flags` (later flags
+  // win); waits up to `wait` for
   // the socket to accept connections. Returns the error and the daemon's stderr if it exited.
   absl::Status Start(const std::vector<std::string>& extra_flags = {},
                      absl::Duration wait = absl::Seconds(20));

@@ -1,0 +1,286 @@
+// Training sessions through the real daemon and anectl: run to completion, two at once,
+// stop/resume, kill -9 recovery, a stalled watcher, SIGTERM checkpoints, export, and the
+// documented error for every illegal call and bad spec field.
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "client/lib/client.h"
+#include "common/synth_stories.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/process_harness.h"
+
+namespace anerd {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::DaemonProcess;
+using testing::RunResult;
+using testing::TempDir;
+using Json = nlohmann::json;
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = dir_.path() + "/stories.txt";
+    std::ofstream(data_) << SynthesizeStories(7, 60000);
+  }
+
+  // Starts a session; returns its id.
+  std::string Start(DaemonProcess& d, const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {"train", "start", "--data", data_, "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    RunResult r = d.Anectl(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    if (r.exit_code != 0) return "";
+    return Json::parse(r.out)["session"]["id"];
+  }
+
+  Json Show(DaemonProcess& d, const std::string& id) {
+    RunResult r = d.Anectl({"train", "show", id, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return Json::parse(r.out)["session"];
+  }
+
+  // All events of a session, replayed from the start (waits until the session is not active).
+  std::vector<Json> Events(DaemonProcess& d, const std::string& id) {
+    RunResult r = d.Anectl({"--timeout", "120", "train", "watch", id, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<Json> out;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) out.push_back(Json::parse(line));
+    return out;
+  }
+
+  static std::vector<int64_t> Steps(const std::vector<Json>& events) {
+    std::vector<int64_t> steps;
+    for (const Json& e : events) {
+      if (e["type"] == "step") steps.push_back(e["step"]);
+    }
+    return steps;
+  }
+
+  static void ExpectEveryStepOnce(const std::vector<int64_t>& steps, int64_t total) {
+    ASSERT_EQ(static_cast<int64_t>(steps.size()), total);
+    for (int64_t i = 0; i < total; ++i) ASSERT_EQ(steps[i], i + 1) << "at index " << i;
+  }
+
+  void WaitForStep(DaemonProcess& d, const std::string& id, int64_t step) {
+    for (int i = 0; i < 600; ++i) {
+      if (Show(d, id)["step"].get<int64_t>() >= step) return;
+      ::usleep(20000);
+    }
+    FAIL() << "session never reached step " << step;
+  }
+
+  TempDir dir_;
+  std::string data_;
+};
+
+TEST_F(SessionTest, TrainsToCompletionAndTheLossFalls) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok());
+  const std::string id = Start(d, {"--steps", "150", "--name", "first", "--seed", "3"});
+  std::vector<Json> events = Events(d, id);
+  ExpectEveryStepOnce(Steps(events), 150);
+  EXPECT_EQ(events.back()["type"], "state");
+  EXPECT_EQ(events.back()["state"], "completed");
+  double first = 0, last = 0;
+  for (const Json& e : events) {
+    if (e["type"] != "step") continue;
+    if (e["step"] == 1) first = e["loss"];
+    last = e["loss"];
+    EXPECT_GT(e["step_ms"].get<double>(), 0);
+    EXPECT_GT(e["phases_ms"]["kernel"].get<double>(), 0);
+  }
+  EXPECT_LT(last, first - 1.0) << "tiny on the synthetic corpus learns quickly";
+  Json s = Show(d, "first");
+  EXPECT_EQ(s["state"], "completed");
+  EXPECT_EQ(s["step"], 150);
+  EXPECT_FALSE(s["checkpoint_path"].get<std::string>().empty());
+  // The model exports as a llama2.c file whose header names the config.
+  const std::string model = dir_.path() + "/model.bin";
+  ASSERT_EQ(d.Anectl({"train", "export", id, model}).exit_code, 0);
+  std::ifstream in(model, std::ios::binary);
+  int32_t header[7];
+  in.read(reinterpret_cast<char*>(header), sizeof(header));
+  EXPECT_EQ(header[0], 64) << "dim";
+  EXPECT_EQ(header[2], 2) << "layers";
+}
+
+TEST_F(SessionTest, TwoSessionsProgressTogether) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok());
+  const std::string a = Start(d, {"--steps", "200", "--name", "a"});
+  const std::string b = Start(d, {"--steps", "200", "--name", "b"});
+  std::vector<Json> ea = Events(d, a), eb = Events(d, b);
+  ExpectEveryStepOnce(Steps(ea), 200);
+  ExpectEveryStepOnce(Steps(eb), 200);
+  // Interleaved, not one after the other: b's first step precedes a's last.
+  int64_t a_last = 0, b_first = 0;
+  for (const Json& e : ea) {
+    if (e["type"] == "step") a_last = e["unix_ms"];
+  }
+  for (const Json& e : eb) {
+    if (e["type"] == "step" && b_first == 0) b_first = e["unix_ms"];
+  }
+  EXPECT_LT(b_first, a_last);
+}
+
+TEST_F(SessionTest, StopAndResumeContinueTheStepCount) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok());
+  const std::string id = Start(d, {"--steps", "100000", "--numerics", "fp32"});
+  WaitForStep(d, id, 150);
+  RunResult stop = d.Anectl({"train", "stop", id});
+  ASSERT_EQ(stop.exit_code, 0) << stop.err;
+  std::vector<Json> before = Events(d, id);  // ends when the session has stopped
+  Json s = Show(d, id);
+  ASSERT_EQ(s["state"], "stopped");
+  const int64_t k = s["step"];
+  EXPECT_EQ(s["checkpoint_step"], k);
+  RunResult resume = d.Anectl({"train", "resume", id, "--steps", "30"});
+  ASSERT_EQ(resume.exit_code, 0) << resume.err;
+  WaitForStep(d, id, k + 10);
+  RunResult stop_again = d.Anectl({"train", "stop", id});
+  ASSERT_EQ(stop_again.exit_code, 0) << stop_again.err;
+  std::vector<Json> all = Events(d, id);
+  const int64_t end = Show(d, id)["step"];
+  EXPECT_GE(end, k + 10);
+  ExpectEveryStepOnce(Steps(all), end);
+  // The loss curve continues: the first step after resuming is far below a fresh model's loss.
+  double first = 0, at_stop = 0, after = 0;
+  for (const Json& e : all) {
+    if (e["type"] != "step") continue;
+    if (e["step"] == 1) first = e["loss"];
+    if (e["step"] == k) at_stop = e["loss"];
+    if (e["step"] == k + 1) after = e["loss"];
+  }
+  EXPECT_LT(after, first - 0.5);
+  EXPECT_NEAR(after, at_stop, 0.5);
+  EXPECT_EQ(Show(d, id)["total_steps"], 100030);
+}
+
+TEST_F(SessionTest, KillNineMidRunResumesWithNoStepMissing) {
+  std::string id;
+  {
+    DaemonProcess d(dir_.path());
+    ASSERT_TRUE(d.Start().ok());
+    id = Start(d, {"--steps", "400", "--checkpoint-every", "50"});
+    WaitForStep(d, id, 120);
+    ASSERT_EQ(*d.Stop(SIGKILL), -SIGKILL);
+  }
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok());
+  std::vector<Json> events = Events(d, id);
+  ExpectEveryStepOnce(Steps(events), 400);
+  EXPECT_EQ(Show(d, id)["state"], "completed");
+  bool warned = false;
+  for (const Json& e : events) warned |= e["type"] == "warning";
+  EXPECT_TRUE(warned) << "the log says the daemon stopped unexpectedly";
+}
+
+TEST_F(SessionTest, SigtermCheckpointsRunningSessions) {
+  std::string id;
+  {
+    DaemonProcess d(dir_.path());
+    ASSERT_TRUE(d.Start().ok());
+    id = Start(d, {"--steps", "100000"});
+    WaitForStep(d, id, 30);
+    ASSERT_EQ(*d.Stop(SIGTERM), 0);
+  }
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start({"--resume_interrupted=false"}).ok());
+  Json s = Show(d, id);
+  EXPECT_EQ(s["state"], "interrupted");
+  EXPECT_GE(s["checkpoint_step"].get<int64_t>(), 30);
+  EXPECT_EQ(s["checkpoint_step"], s["step"]);
+}
+
+TEST_F(SessionTest, AStalledWatcherDoesNotHoldTrainingBack) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok());
+  const std::string id = Start(d, {"--steps", "300"});
+  client::ClientOptions options;
+  options.endpoint.path = d.socket();
+  auto client = client::AnerdClient::Create(options);
+  v1::WatchSessionRequest request;
+  request.set_session_id(id);
+  auto context = client->NewContext(absl::InfiniteDuration());
+  auto reader = client->stub()->WatchSession(context.get(), request);
+  v1::SessionEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  // Read nothing more until the session has finished on its own.
+  for (int i = 0; i < 1000 && Show(d, id)["state"] != "completed"; ++i) ::usleep(20000);
+  ASSERT_EQ(Show(d, id)["state"], "completed");
+  std::set<int64_t> steps;
+  while (reader->Read(&event)) {
+    if (event.has_step()) steps.insert(event.step().step());
+    ASSERT_FALSE(event.kind_case() == v1::SessionEvent::kGap) << "nothing was dropped";
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(steps.size(), 300u);
+  EXPECT_EQ(*steps.begin(), 1);
+  EXPECT_EQ(*steps.rbegin(), 300);
+}
+
+TEST_F(SessionTest, IllegalCallsAndBadSpecsGetTheDocumentedErrors) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start({"--max_sessions=1", "--data_root=" + dir_.path()}).ok());
+  struct Case {
+    std::vector<std::string> args;
+    const char* expect;
+  };
+  const std::vector<Case> bad_specs = {
+      {{"--steps", "-5"}, "steps"},
+      {{"--lr", "-1"}, "lr"},
+      {{"--model", "gpt9"}, "model"},
+      {{"--config", "dim=64,heads=5,kv_heads=2"}, "heads"},
+      {{"--numerics", "fp8"}, "numerics"},
+      {{"--sampling", "shuffled"}, "sampling"},
+  };
+  for (const Case& c : bad_specs) {
+    std::vector<std::string> args = {"train", "start", "--data", data_};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    RunResult r = d.Anectl(args);
+    EXPECT_EQ(r.exit_code, 1) << c.expect;
+    EXPECT_THAT(r.err, HasSubstr(c.expect));
+  }
+  RunResult outside = d.Anectl({"train", "start", "--data", "/etc/hostname"});
+  EXPECT_EQ(outside.exit_code, 1);
+  EXPECT_THAT(outside.err, HasSubstr("--data_root"));
+  RunResult missing = d.Anectl({"train", "start", "--data", dir_.path() + "/nope.txt"});
+  EXPECT_THAT(missing.err, HasSubstr("data"));
+
+  const std::string id = Start(d, {"--steps", "100000"});
+  RunResult second = d.Anectl({"train", "start", "--data", data_});
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_THAT(second.err, HasSubstr("--max_sessions"));
+  RunResult rm_running = d.Anectl({"train", "rm", id});
+  EXPECT_EQ(rm_running.exit_code, 1);
+  EXPECT_THAT(rm_running.err, HasSubstr("stop it before deleting"));
+  RunResult resume_running = d.Anectl({"train", "resume", id});
+  EXPECT_THAT(resume_running.err, HasSubstr("already"));
+  ASSERT_EQ(d.Anectl({"train", "stop", id}).exit_code, 0);
+  (void)Events(d, id);
+  RunResult stop_stopped = d.Anectl({"train", "stop", id});
+  EXPECT_EQ(stop_stopped.exit_code, 1);
+  EXPECT_THAT(stop_stopped.err, HasSubstr("is stopped"));
+  EXPECT_EQ(d.Anectl({"train", "rm", id}).exit_code, 0);
+  RunResult gone = d.Anectl({"train", "show", id});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_THAT(gone.err, HasSubstr("no training session"));
+
+  const std::string done = Start(d, {"--steps", "5"});
+  (void)Events(d, done);
+  RunResult resume_done = d.Anectl({"train", "resume", done});
+  EXPECT_THAT(resume_done.err, HasSubstr("--steps N"));
+}
+
+}  // namespace
+}  // namespace anerd
