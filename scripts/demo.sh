@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# make demo: starts anerd on a private temp socket, drives it with anectl, and stops it cleanly.
+# make demo: the main job on its embedded defaults. Starts anerd on a private temp socket, compiles
+# and runs a kernel, trains the tiny model for a few hundred steps with the live step table, runs a
+# probe, and stops the daemon cleanly.
 set -euo pipefail
 BUILD=${1:-build}
 BIN="$(cd "$BUILD/bin" && pwd)"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DEMO=$(mktemp -d "${TMPDIR:-/tmp}/anerd-demo-XXXXXX")
 SOCK="$DEMO/run/anerd.sock"
 export ANERD_HOST="unix:$SOCK"
+ANECTL="$BIN/anectl"
 cleanup() {
   if [ -n "${PID:-}" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" || true; fi
   rm -rf "$DEMO"
@@ -15,12 +19,32 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "starting anerd (socket $SOCK, state $DEMO/state)"
-"$BIN/anerd" --socket "$SOCK" --state_dir "$DEMO/state" --log_level warn &
+"$BIN/anerd" --socket "$SOCK" --state_dir "$DEMO/state" --data_root "$DEMO" --log_level warn &
 PID=$!
 for _ in $(seq 1 200); do [ -S "$SOCK" ] && break; sleep 0.05; done
 
 step "anectl status"
-"$BIN/anectl" status
+"$ANECTL" status
+
+step "anectl kernel compile examples/kernels/conv1x1/conv.mil (1x1 conv, weights streamed in chunks)"
+ID=$("$ANECTL" --json kernel compile "$ROOT/examples/kernels/conv1x1/conv.mil" |
+  sed -n 's/^    "id": "\([0-9a-f]*\)",$/\1/p')
+"$ANECTL" kernel show "$ID"
+
+step "anectl kernel run (seeded random input, 200 requests)"
+"$ANECTL" kernel run "$ID" --random --repeat 200
+
+step "anectl train: tiny model, 300 steps on a synthetic story corpus"
+"$ANECTL" data synth --out "$DEMO/stories.txt" --bytes 300000
+VIEW=--table
+[ -t 1 ] && VIEW=
+"$ANECTL" train start --name demo --data "$DEMO/stories.txt" --steps 300 --checkpoint-every 100 \
+  >/dev/null
+"$ANECTL" train watch demo $VIEW
+"$ANECTL" train ls
+
+step "anectl probe latency (dispatch latency of the smallest kernel, in-process and through the socket)"
+"$ANECTL" probe latency
 
 step "stopping anerd (SIGTERM)"
 kill -TERM "$PID"
