@@ -1,10 +1,12 @@
 // Finite-difference check of every parameter group: the engine's gradient (kernels on the CPU
 // backend in fp32 numerics + CPU ops + dW worker) against central differences of an independent
-// double-precision forward pass (reference_model.h). The config is smaller than tiny and uses GQA
-// (4 heads over 2 KV heads), the deepnet residual scale and non-unit norm weights, so the head
-// mapping, alpha placement and the exact RMSNorm gradient are all exercised.
+// double-precision forward pass (reference_model.h), on `tiny` and on a smaller config with GQA
+// (4 heads over 2 KV heads) at residual scales 1 and 0.5. Norm weights are not 1, so the exact
+// RMSNorm gradient is required (the seed's variant fails this test), as are the GQA head mapping
+// and the placement of the residual scale.
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/fp16.h"
@@ -31,11 +33,17 @@ double Uniform(uint64_t* s) {
   return static_cast<double>(*s >> 11) * 0x1.0p-53 * 2.0 - 1.0;
 }
 
-class GradientTest : public ::testing::TestWithParam<double> {};
+struct Case {
+  const char* config;  // "small" (GQA, below) or a named config
+  double alpha;
+};
+
+class GradientTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(GradientTest, EveryParameterGroupMatchesFiniteDifferences) {
-  const double alpha = GetParam();
-  const ModelConfig c = SmallConfig();
+  const double alpha = GetParam().alpha;
+  const std::string name = GetParam().config;
+  const ModelConfig c = name == "small" ? SmallConfig() : *ModelConfigByName(name);
   backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
   auto model = Model::Create(c, alpha, backend::NumericsMode::kFp32, &cpu);
   ASSERT_TRUE(model.ok()) << model.status();
@@ -85,7 +93,9 @@ TEST_P(GradientTest, EveryParameterGroupMatchesFiniteDifferences) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(ResidualScales, GradientTest, ::testing::Values(1.0, 0.5));
+INSTANTIATE_TEST_SUITE_P(Configs, GradientTest,
+                         ::testing::Values(Case{"small", 1.0}, Case{"small", 0.5},
+                                           Case{"tiny", 1.0}));
 
 }  // namespace
 }  // namespace anerd::training
