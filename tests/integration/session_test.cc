@@ -229,6 +229,22 @@ TEST_F(SessionTest, AStalledWatcherDoesNotHoldTrainingBack) {
   EXPECT_EQ(*steps.rbegin(), 300);
 }
 
+TEST_F(SessionTest, KernelCallsAreServedBetweenTrainingSteps) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok());
+  const std::string id = Start(d, {"--steps", "100000"});
+  WaitForStep(d, id, 5);
+  const std::string mil = std::string(ANERD_SOURCE_DIR) + "/examples/kernels/conv1x1/conv.mil";
+  RunResult run = d.Anectl({"kernel", "run", mil, "--random", "--repeat", "20", "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(Json::parse(run.out)["outputs"][0]["name"], "y");
+  Json s = Show(d, id);
+  EXPECT_EQ(s["state"], "running") << "the session kept going while kernels ran";
+  const int64_t step = s["step"];
+  WaitForStep(d, id, step + 5);
+  ASSERT_EQ(d.Anectl({"train", "stop", id}).exit_code, 0);
+}
+
 TEST_F(SessionTest, IllegalCallsAndBadSpecsGetTheDocumentedErrors) {
   DaemonProcess d(dir_.path());
   ASSERT_TRUE(d.Start({"--max_sessions=1", "--data_root=" + dir_.path()}).ok());
