@@ -112,10 +112,15 @@ DaemonInfo Engine::Info() const {
   if (backends_->registry != nullptr) {
     for (const auto& b : backends_->registry->backends()) {
       const backend::BackendDescription d = b->Describe();
-      info.backends.push_back({d.name, d.version, d.device, d.name == backends_->default_name,
-                               static_cast<uint64_t>(d.capabilities.compile_budget),
-                               static_cast<uint64_t>(b->compiles_used())});
-      info.backends.back().facts = d.facts;
+      BackendSummary summary;
+      summary.name = d.name;
+      summary.version = d.version;
+      summary.device = d.device;
+      summary.is_default = d.name == backends_->default_name;
+      summary.compile_budget = static_cast<uint64_t>(d.capabilities.compile_budget);
+      summary.compiles_used = static_cast<uint64_t>(b->compiles_used());
+      summary.facts = d.facts;
+      info.backends.push_back(std::move(summary));
     }
     for (const backend::UnavailableBackend& u : backends_->registry->unavailable()) {
       info.unavailable_backends.emplace_back(u.name, u.reason);
