@@ -15,6 +15,8 @@
 ABSL_FLAG(std::string, socket, "", "Unix socket path (default: the platform's per-user path)");
 ABSL_FLAG(std::string, state_dir, "", "State directory (default: the platform's per-user path)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off");
+ABSL_FLAG(uint64_t, log_max_bytes, 10 << 20, "Rotate <state_dir>/logs/anerd.log at this size (bytes)");
+ABSL_FLAG(uint64_t, log_max_files, 5, "Rotated log files kept");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto or cpu");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long in-flight RPCs may run after SIGTERM");
 ABSL_FLAG(std::string, listen, "", "Also serve TCP on HOST:PORT (loopback only, needs --insecure_loopback)");
@@ -46,6 +48,8 @@ int main(int argc, char** argv) {
   options.socket_path = absl::GetFlag(FLAGS_socket);
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.log_level = absl::GetFlag(FLAGS_log_level);
+  options.log_max_bytes = absl::GetFlag(FLAGS_log_max_bytes);
+  options.log_max_files = absl::GetFlag(FLAGS_log_max_files);
   options.backend = absl::GetFlag(FLAGS_backend);
   options.shutdown_grace = absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));
   options.world_accessible_socket_for_test = absl::GetFlag(FLAGS_testonly_world_accessible_socket);

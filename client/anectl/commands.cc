@@ -13,6 +13,7 @@ const std::vector<Command>& CommandTable() {
       {"mil", "check or format MIL programs offline (no daemon)", RunMil},
       {"doctor", "check the OS, daemon, ANE and a canary kernel on every backend", RunDoctor},
       {"data", "write training data offline (synthetic story corpus)", RunData},
+      {"logs", "print (or follow) the daemon's log file", RunLogs},
   };
   return *table;
 }

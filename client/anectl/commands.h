@@ -28,6 +28,8 @@ int RunProbe(CommandContext& ctx, const std::vector<std::string>& args);
 
 // data_commands.cc
 int RunData(CommandContext& ctx, const std::vector<std::string>& args);
+// logs_commands.cc
+int RunLogs(CommandContext& ctx, const std::vector<std::string>& args);
 
 // All top-level commands, in the order `anectl --help` lists them.
 const std::vector<Command>& CommandTable();

@@ -19,6 +19,7 @@
 #include "grpcpp/server_builder.h"
 #include "grpcpp/server_posix.h"
 #include "server/daemon/instance_lock.h"
+#include "server/daemon/rpc_interceptor.h"
 #include "server/daemon/unix_listener.h"
 #include "server/engine/engine.h"
 #include "server/service/anerd_service.h"
@@ -73,6 +74,9 @@ std::unique_ptr<grpc::Server> BuildServer(const DaemonOptions& options,
   builder.SetMaxReceiveMessageSize(MessageLimit(options));
   builder.SetMaxSendMessageSize(INT32_MAX);
   builder.RegisterService(service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(NewRpcInterceptorFactory(RpcObserver()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   if (!options.listen.empty()) {
     builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials());
   }
@@ -115,7 +119,10 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   ANERD_ASSIGN_OR_RETURN(ResolvedPaths paths, ResolvePaths(options));
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<InstanceLock> lock,
                          InstanceLock::Acquire(paths.state_dir, paths.socket_path));
-  LoggingOptions logging{.level = options.log_level, .file_path = paths.log_file};
+  LoggingOptions logging{.level = options.log_level,
+                         .file_path = paths.log_file,
+                         .max_file_bytes = options.log_max_bytes,
+                         .max_files = options.log_max_files};
   ANERD_RETURN_IF_ERROR(InitLogging(logging));
   spdlog::info("anerd {} starting (pid {}), state dir {}", kVersion, getpid(), paths.state_dir);
 

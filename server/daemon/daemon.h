@@ -19,6 +19,9 @@ struct DaemonOptions {
   std::string socket_path;   // empty = platform default (common/paths.h)
   std::string state_dir;     // empty = platform default
   std::string log_level = "info";
+  // Rotating file log <state>/logs/anerd.log: rotate at this size, keep this many old files.
+  size_t log_max_bytes = 10 * 1024 * 1024;
+  size_t log_max_files = 5;
   std::string backend = "auto";
   absl::Duration shutdown_grace = absl::Seconds(5);
   bool world_accessible_socket_for_test = false;
