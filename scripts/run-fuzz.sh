@@ -12,12 +12,13 @@ SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 CC=clang CXX=clang++ cmake -S "${ROOT}" -B "${BUILD}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DANERD_BUILD_FUZZ=ON -DANERD_BUILD_TESTS=OFF \
   -DCMAKE_C_FLAGS="${SAN}" -DCMAKE_CXX_FLAGS="${SAN}" >/dev/null
-cmake --build "${BUILD}" --target mil_parser_fuzz blob_reader_fuzz -j"${JOBS:-2}"
+TARGETS="${FUZZ_TARGETS:-mil_parser_fuzz blob_reader_fuzz cpu_planner_fuzz}"
+cmake --build "${BUILD}" --target ${TARGETS} -j"${JOBS:-2}"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "${WORK}"' EXIT
 status=0
-for target in mil_parser_fuzz blob_reader_fuzz; do
+for target in ${TARGETS}; do
   mkdir -p "${WORK}/${target}"
   cp "${ROOT}"/tests/mil/valid/*.mil "${WORK}/${target}/"
   echo "== ${target}: ${SECONDS_PER_TARGET}s"
