@@ -19,8 +19,16 @@ ABSL_FLAG(uint64_t, log_max_bytes, 10 << 20, "Rotate <state_dir>/logs/anerd.log 
 ABSL_FLAG(uint64_t, log_max_files, 5, "Rotated log files kept");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto or cpu");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long in-flight RPCs may run after SIGTERM");
-ABSL_FLAG(std::string, listen, "", "Also serve TCP on HOST:PORT (loopback only, needs --insecure_loopback)");
+ABSL_FLAG(
+    std::string, listen, "",
+    "Also serve TCP on HOST:PORT (non-loopback needs --tls_cert, --tls_key and --auth_tokens)");
 ABSL_FLAG(bool, insecure_loopback, false, "Allow plain-text TCP on a loopback --listen address");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for --listen (TLS)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA: require client certificates it signed (mutual TLS)");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "File of 'NAME TOKEN' lines; every RPC on --listen must send one as a bearer token");
 ABSL_FLAG(uint64_t, max_mil_bytes, 16 << 20, "Largest MIL text a client may submit (bytes)");
 ABSL_FLAG(uint64_t, max_weight_bytes, uint64_t{2} << 30, "Largest total weight bytes per kernel");
 ABSL_FLAG(uint64_t, max_tensor_bytes, 256 << 20, "Largest total input bytes per evaluation");
@@ -55,6 +63,10 @@ int main(int argc, char** argv) {
   options.world_accessible_socket_for_test = absl::GetFlag(FLAGS_testonly_world_accessible_socket);
   options.listen = absl::GetFlag(FLAGS_listen);
   options.insecure_loopback = absl::GetFlag(FLAGS_insecure_loopback);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
   options.kernel_limits.max_mil_bytes = absl::GetFlag(FLAGS_max_mil_bytes);
   options.kernel_limits.max_weight_bytes = absl::GetFlag(FLAGS_max_weight_bytes);
   options.kernel_limits.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);

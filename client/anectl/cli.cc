@@ -4,18 +4,33 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 
 namespace anerd::anectl {
 
 absl::StatusOr<Endpoint> CommandContext::ResolvedEndpoint() const {
   return ResolveClientEndpoint(options_.host);
+}
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError("cannot read --token-file " + path);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> fields =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    if (fields.empty() || fields[0][0] == '#') continue;
+    return fields.back();
+  }
+  return absl::InvalidArgumentError("--token-file " + path + " holds no token");
 }
 
 absl::StatusOr<client::AnerdClient*> CommandContext::Client() {
@@ -25,6 +40,20 @@ absl::StatusOr<client::AnerdClient*> CommandContext::Client() {
     client::ClientOptions options;
     options.endpoint = *endpoint;
     options.timeout = absl::Seconds(options_.timeout_seconds);
+    if (!options_.token_file.empty()) {
+      absl::StatusOr<std::string> token = ReadTokenFile(options_.token_file);
+      if (!token.ok()) return token.status();
+      options.bearer_token = *token;
+    }
+    if (!options_.tls_ca.empty()) {
+      std::ifstream in(options_.tls_ca);
+      std::stringstream pem;
+      pem << in.rdbuf();
+      if (!in || pem.str().empty()) {
+        return absl::InvalidArgumentError("cannot read --tls-ca " + options_.tls_ca);
+      }
+      options.tls_root_pem = pem.str();
+    }
     client_ = client::AnerdClient::Create(options);
   }
   return client_.get();

@@ -25,6 +25,8 @@ enum ExitCode : int {
 
 struct GlobalOptions {
   std::string host;          // --host / ANERD_HOST; empty = default socket
+  std::string token_file;    // --token-file: bearer token ("TOKEN" or "NAME TOKEN" line)
+  std::string tls_ca;        // --tls-ca: PEM CA certificate for a TLS --host
   double timeout_seconds = 30;
   bool json = false;         // --json: machine-readable output
   std::string argv0;         // how anectl was invoked (to find the sibling anerd binary)
@@ -113,6 +115,10 @@ class ArgParser {
 // no subcommand, and a usage error for an unknown one.
 int RunSubcommand(CommandContext& ctx, const std::string& group,
                   const std::vector<Command>& subcommands, const std::vector<std::string>& args);
+
+// The bearer token in `path`: the last field of the first line that is not blank or a '#'
+// comment (so both a bare "TOKEN" file and the daemon's "NAME TOKEN" lines work).
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // Formats seconds as "3d 4h", "5m 3s", "12.3s".
 std::string FormatDuration(double seconds);

@@ -7,13 +7,15 @@ const std::vector<Command>& CommandTable() {
       {"status", "show the daemon's health, backends and counters", RunStatus},
       {"version", "print anectl's and the daemon's versions", RunVersion},
       {"kernel", "compile, run, list and delete MIL kernels", RunKernel},
-      {"probe", "measure the hardware: peak, sram, latency, int8, qos; list and compare results", RunProbe},
+      {"probe", "measure the hardware: peak, sram, latency, int8, qos; list and compare results",
+       RunProbe},
       {"train", "start, watch, stop, resume and export training sessions", RunTrain},
       {"service", "install, start, stop or remove the launchd/systemd service", RunService},
       {"mil", "check or format MIL programs offline (no daemon)", RunMil},
       {"doctor", "check the OS, daemon, ANE and a canary kernel on every backend", RunDoctor},
       {"data", "write training data offline (synthetic story corpus)", RunData},
       {"logs", "print (or follow) the daemon's log file", RunLogs},
+      {"token", "create bearer tokens for remote (TCP) clients", RunToken},
   };
   return *table;
 }

@@ -30,6 +30,8 @@ int RunProbe(CommandContext& ctx, const std::vector<std::string>& args);
 int RunData(CommandContext& ctx, const std::vector<std::string>& args);
 // logs_commands.cc
 int RunLogs(CommandContext& ctx, const std::vector<std::string>& args);
+// token_commands.cc
+int RunToken(CommandContext& ctx, const std::vector<std::string>& args);
 
 // All top-level commands, in the order `anectl --help` lists them.
 const std::vector<Command>& CommandTable();

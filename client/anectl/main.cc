@@ -1,6 +1,6 @@
-// anectl: the anerd command-line client. Global flags (--host, --timeout, --json) may appear
-// anywhere; the first other word names the command. Exit codes: 0 ok, 1 failed, 2 usage,
-// 3 daemon unreachable.
+// anectl: the anerd command-line client. Global flags (--host, --token-file, --tls-ca, --timeout,
+// --json) may appear anywhere; the first other word names the command. Exit codes: 0 ok, 1 failed,
+// 2 usage, 3 daemon unreachable.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -15,7 +15,8 @@ namespace anerd::anectl {
 namespace {
 
 void PrintTopHelp() {
-  std::cout << "usage: anectl [--host unix:PATH|HOST:PORT] [--timeout SECONDS] [--json] "
+  std::cout << "usage: anectl [--host unix:PATH|HOST:PORT] [--token-file F] [--tls-ca PEM] "
+               "[--timeout SECONDS] [--json] "
                "<command> [args]\n\nanectl talks to anerd, the Apple Neural Engine daemon.\n\n"
                "commands:\n";
   for (const Command& c : CommandTable()) {
@@ -45,6 +46,10 @@ bool ExtractGlobalFlags(std::vector<std::string>* args, GlobalOptions* options) 
     };
     if (take("host")) {
       options->host = value;
+    } else if (take("token-file")) {
+      options->token_file = value;
+    } else if (take("tls-ca")) {
+      options->tls_ca = value;
     } else if (take("timeout")) {
       if (!absl::SimpleAtod(value, &options->timeout_seconds) || options->timeout_seconds <= 0) {
         std::fprintf(stderr, "anectl: --timeout wants a positive number of seconds\n");
@@ -52,7 +57,8 @@ bool ExtractGlobalFlags(std::vector<std::string>* args, GlobalOptions* options) 
       }
     } else if (arg == "--json") {
       options->json = true;
-    } else if (arg == "--host" || arg == "--timeout") {
+    } else if (arg == "--host" || arg == "--timeout" || arg == "--token-file" ||
+               arg == "--tls-ca") {
       std::fprintf(stderr, "anectl: %s needs a value\n", arg.c_str());
       return false;
     } else {

@@ -22,8 +22,13 @@ std::unique_ptr<AnerdClient> AnerdClient::Create(const ClientOptions& options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
   args.SetMaxSendMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(options.endpoint.GrpcTarget(),
-                                           grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.tls_root_pem.empty() && !options.endpoint.is_unix) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_root_pem;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  auto channel = grpc::CreateCustomChannel(options.endpoint.GrpcTarget(), credentials, args);
   return std::unique_ptr<AnerdClient>(new AnerdClient(options, std::move(channel)));
 }
 
@@ -32,6 +37,9 @@ std::unique_ptr<grpc::ClientContext> AnerdClient::NewContext(absl::Duration time
   const absl::Duration t = timeout == absl::ZeroDuration() ? options_.timeout : timeout;
   if (t != absl::InfiniteDuration()) {
     context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(t));
+  }
+  if (!options_.bearer_token.empty()) {
+    context->AddMetadata("authorization", "Bearer " + options_.bearer_token);
   }
   return context;
 }

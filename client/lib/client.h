@@ -23,6 +23,10 @@ namespace anerd::client {
 struct ClientOptions {
   Endpoint endpoint;
   absl::Duration timeout = absl::Seconds(10);  // per unary call; streams set their own
+  // Sent as "authorization: Bearer TOKEN" on every call (TCP listeners require one); empty = none.
+  std::string bearer_token;
+  // PEM root certificates: when set, TCP endpoints are reached over TLS verified against them.
+  std::string tls_root_pem;
 };
 
 class AnerdClient {

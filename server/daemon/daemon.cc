@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -15,9 +17,11 @@
 #include "common/status_macros.h"
 #include "common/version.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/server_posix.h"
+#include "server/daemon/auth.h"
 #include "server/daemon/instance_lock.h"
 #include "server/daemon/rpc_interceptor.h"
 #include "server/daemon/unix_listener.h"
@@ -67,7 +71,42 @@ int MessageLimit(const DaemonOptions& options) {
   return static_cast<int>(std::min<int64_t>(largest + kMessageSlackBytes, INT32_MAX));
 }
 
+absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read ", flag, " ", path));
+  }
+  return text.str();
+}
+
+// Credentials for the TCP port: TLS (optionally mutual) and bearer tokens when configured.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(
+    const DaemonOptions& options) {
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    ANERD_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem("--tls_cert", options.tls_cert));
+    ANERD_ASSIGN_OR_RETURN(pair.private_key, ReadPem("--tls_key", options.tls_key));
+    ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    if (!options.tls_client_ca.empty()) {
+      ANERD_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("--tls_client_ca", options.tls_client_ca));
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  if (!options.auth_tokens.empty()) {
+    ANERD_ASSIGN_OR_RETURN(std::vector<NamedToken> tokens, LoadTokenFile(options.auth_tokens));
+    spdlog::info("{} bearer token(s) loaded for {}", tokens.size(), options.listen);
+    credentials->SetAuthMetadataProcessor(NewTokenAuthProcessor(std::move(tokens)));
+  }
+  return credentials;
+}
+
 std::unique_ptr<grpc::Server> BuildServer(const DaemonOptions& options,
+                                          std::shared_ptr<grpc::ServerCredentials> tcp,
                                           service::AnerdService* service) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -78,7 +117,7 @@ std::unique_ptr<grpc::Server> BuildServer(const DaemonOptions& options,
   interceptors.push_back(NewRpcInterceptorFactory(RpcObserver()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   if (!options.listen.empty()) {
-    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials());
+    builder.AddListeningPort(options.listen, std::move(tcp));
   }
   return builder.BuildAndStart();
 }
@@ -113,8 +152,43 @@ absl::Status CheckListenAddress(const std::string& listen, bool insecure_loopbac
   return absl::OkStatus();
 }
 
+absl::Status CheckRemoteOptions(const DaemonOptions& options) {
+  const bool tls = !options.tls_cert.empty();
+  if (options.listen.empty()) {
+    if (tls || !options.tls_key.empty() || !options.auth_tokens.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls_cert, --tls_key and --auth_tokens apply to a TCP listener: pass --listen "
+          "HOST:PORT");
+    }
+    return absl::OkStatus();
+  }
+  if (tls && options.tls_key.empty())
+    return absl::InvalidArgumentError("--tls_cert needs --tls_key");
+  if (!tls && !options.tls_key.empty())
+    return absl::InvalidArgumentError("--tls_key needs --tls_cert");
+  if (!tls && !options.tls_client_ca.empty()) {
+    return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+  }
+  const size_t colon = options.listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return CheckListenAddress(options.listen, options.insecure_loopback);  // names the format
+  }
+  if (IsLoopbackHost(absl::string_view(options.listen).substr(0, colon))) {
+    return tls ? absl::OkStatus() : CheckListenAddress(options.listen, options.insecure_loopback);
+  }
+  const std::string prefix = absl::StrCat("--listen ", options.listen,
+                                          " is not a loopback address: listening beyond this "
+                                          "machine needs TLS and bearer tokens; missing ");
+  if (!tls) return absl::InvalidArgumentError(prefix + "--tls_cert (with --tls_key)");
+  if (options.auth_tokens.empty()) {
+    return absl::InvalidArgumentError(prefix +
+                                      "--auth_tokens FILE (anectl token create NAME --file FILE)");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunDaemon(const DaemonOptions& options) {
-  ANERD_RETURN_IF_ERROR(CheckListenAddress(options.listen, options.insecure_loopback));
+  ANERD_RETURN_IF_ERROR(CheckRemoteOptions(options));
   const sigset_t signals = BlockTerminationSignals();
   ANERD_ASSIGN_OR_RETURN(ResolvedPaths paths, ResolvePaths(options));
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<InstanceLock> lock,
@@ -139,7 +213,8 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
                          engine::Engine::Create(engine_options));
   service::AnerdService service(engine.get());
-  std::unique_ptr<grpc::Server> server = BuildServer(options, &service);
+  ANERD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> tcp, TcpCredentials(options));
+  std::unique_ptr<grpc::Server> server = BuildServer(options, std::move(tcp), &service);
   if (server == nullptr) {
     return absl::UnavailableError(absl::StrCat("gRPC server failed to start",
                                                options.listen.empty() ? "" : " (is --listen ",
@@ -156,8 +231,11 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   grpc::Server* raw_server = server.get();
   (*listener)->Start([raw_server](int fd) { grpc::AddInsecureChannelFromFd(raw_server, fd); });
   SetServing(raw_server, true);
-  spdlog::info("serving on unix:{}{}", paths.socket_path,
-               options.listen.empty() ? "" : " and tcp " + options.listen);
+  spdlog::info("serving on unix:{}{}{}", paths.socket_path,
+               options.listen.empty() ? "" : " and tcp " + options.listen,
+               options.listen.empty()      ? ""
+               : !options.tls_cert.empty() ? " (TLS)"
+                                           : " (plain text, loopback)");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

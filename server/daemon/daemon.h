@@ -29,6 +29,13 @@ struct DaemonOptions {
   // insecure_loopback set; anything else is refused at start.
   std::string listen;
   bool insecure_loopback = false;
+  // TLS for `listen` (PEM files); with tls_client_ca, clients must present a certificate it signed.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // Bearer tokens checked on every RPC on `listen` (see server/daemon/auth.h). Non-loopback
+  // listening needs TLS and tokens.
+  std::string auth_tokens;
   engine::KernelLimits kernel_limits;
   uint64_t cache_bytes = uint64_t{2} << 30;
   int64_t compile_budget = 0;
@@ -40,6 +47,11 @@ struct DaemonOptions {
 // OK when `listen` may be served (empty, or loopback with insecure_loopback); otherwise
 // INVALID_ARGUMENT naming the missing flag.
 absl::Status CheckListenAddress(const std::string& listen, bool insecure_loopback);
+
+// OK when the TCP listener options are consistent: a loopback address needs TLS or
+// insecure_loopback; any other address needs --tls_cert, --tls_key and --auth_tokens. Otherwise
+// INVALID_ARGUMENT naming the missing flag.
+absl::Status CheckRemoteOptions(const DaemonOptions& options);
 
 // Runs until a termination signal; returns OK after a clean shutdown, or the start-up error.
 // Must be called from the main thread before any other thread is created (it blocks the

@@ -1,0 +1,37 @@
+// Bearer-token authentication for the TCP listener. The token file has one token per line,
+// "NAME TOKEN" (blank lines and lines starting with '#' ignored). Every RPC on the TCP port must
+// send "authorization: Bearer TOKEN": no or malformed header → UNAUTHENTICATED, a token not in the
+// file → PERMISSION_DENIED. Tokens are compared in constant time and never logged (only names).
+#ifndef ANERD_SERVER_DAEMON_AUTH_H_
+#define ANERD_SERVER_DAEMON_AUTH_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "grpcpp/security/auth_metadata_processor.h"
+
+namespace anerd::daemon {
+
+struct NamedToken {
+  std::string name;
+  std::string token;
+};
+
+// Parses a token file. INVALID_ARGUMENT (naming the line) for a malformed line, a token shorter
+// than 16 characters or a duplicate name; NOT_FOUND when unreadable; FAILED_PRECONDITION when
+// empty.
+absl::StatusOr<std::vector<NamedToken>> LoadTokenFile(const std::string& path);
+
+// True when a == b; the time taken depends only on the lengths' maximum, not on where they differ.
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
+
+// The processor to install on the TCP port's credentials. Non-blocking; thread-safe (immutable).
+// On success the auth context gets the property "anerd_token_name" = the token's name.
+std::shared_ptr<grpc::AuthMetadataProcessor> NewTokenAuthProcessor(std::vector<NamedToken> tokens);
+
+}  // namespace anerd::daemon
+
+#endif  // ANERD_SERVER_DAEMON_AUTH_H_
