@@ -97,7 +97,8 @@ int Main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--weights_mb") == 0) weights_mb = std::atoll(argv[i + 1]);
     if (std::strcmp(argv[i], "--evals") == 0) evals = std::atoll(argv[i + 1]);
   }
-  const std::string dir = std::filesystem::temp_directory_path() / ("anerd-bench-" + std::to_string(getpid()));
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("anerd-bench-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir + "/state");
   engine::EngineOptions eo;
   eo.state_dir = dir + "/state";
@@ -150,9 +151,10 @@ int Main(int argc, char** argv) {
       exec_us.push_back(r->timing().execute_us());
     }
   }
-  std::printf("(a) tiny eval round trip p50 %.1f us (server execute %.1f us) vs echo p50 %.1f us: "
-              "ratio %.2f (target <= 1.5)\n",
-              Median(eval_us), Median(exec_us), Median(echo_us), Median(eval_us) / Median(echo_us));
+  std::printf(
+      "(a) tiny eval round trip p50 %.1f us (server execute %.1f us) vs echo p50 %.1f us: "
+      "ratio %.2f (target <= 1.5)\n",
+      Median(eval_us), Median(exec_us), Median(echo_us), Median(eval_us) / Median(echo_us));
 
   // (b)/(c) 100 MB of weights.
   const int64_t n = weights_mb * (1 << 20) / 2;
@@ -197,12 +199,14 @@ int Main(int argc, char** argv) {
     upload_ms.push_back(Us(s3 - s2) / 1000);
   }
   const double mb = weight_file.size() / 1e6;
-  std::printf("(b) cache-hit compile with %.0f MB of weights %.0f ms vs raw upload %.0f ms: ratio "
-              "%.2f (target <= 1.2)\n",
-              mb, Median(hit_ms), Median(sink_ms), Median(hit_ms) / Median(sink_ms));
-  std::printf("(c) weight upload %.0f MB/s vs raw streaming %.0f MB/s: ratio %.2f (target >= 0.7)\n",
-              mb / Median(upload_ms) * 1000, mb / Median(sink_ms) * 1000,
-              Median(sink_ms) / Median(upload_ms));
+  std::printf(
+      "(b) cache-hit compile with %.0f MB of weights %.0f ms vs raw upload %.0f ms: ratio "
+      "%.2f (target <= 1.2)\n",
+      mb, Median(hit_ms), Median(sink_ms), Median(hit_ms) / Median(sink_ms));
+  std::printf(
+      "(c) weight upload %.0f MB/s vs raw streaming %.0f MB/s: ratio %.2f (target >= 0.7)\n",
+      mb / Median(upload_ms) * 1000, mb / Median(sink_ms) * 1000,
+      Median(sink_ms) / Median(upload_ms));
   server->Shutdown();
   engine->Shutdown();
   std::filesystem::remove_all(dir);

@@ -71,7 +71,7 @@ namespace {
 
 // F16C rounds with RNE and keeps subnormals, matching the scalar code bit for bit.
 __attribute__((target("avx,f16c"))) size_t FloatToHalfF16c(const float* src, uint16_t* dst,
-                                                             size_t n) {
+                                                           size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
@@ -81,7 +81,7 @@ __attribute__((target("avx,f16c"))) size_t FloatToHalfF16c(const float* src, uin
 }
 
 __attribute__((target("avx,f16c"))) size_t HalfToFloatF16c(const uint16_t* src, float* dst,
-                                                             size_t n) {
+                                                           size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));

@@ -13,9 +13,9 @@ namespace anerd {
 absl::Status InitLogging(const LoggingOptions& options) {
   const spdlog::level::level_enum level = spdlog::level::from_str(options.level);
   if (level == spdlog::level::off && options.level != "off") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown log level '", options.level,
-        "' (want trace, debug, info, warn, error, critical or off)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown log level '", options.level,
+                     "' (want trace, debug, info, warn, error, critical or off)"));
   }
   std::vector<spdlog::sink_ptr> sinks;
   sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());

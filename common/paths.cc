@@ -69,8 +69,8 @@ absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view spec) {
   }
   const size_t colon = spec.rfind(':');
   if (colon == absl::string_view::npos || colon == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "endpoint '", spec, "' is neither unix:PATH nor HOST:PORT"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("endpoint '", spec, "' is neither unix:PATH nor HOST:PORT"));
   }
   int port = 0;
   if (!absl::SimpleAtoi(spec.substr(colon + 1), &port) || port <= 0 || port > 65535) {

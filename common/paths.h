@@ -23,8 +23,8 @@ std::string DefaultLogDir(absl::string_view state_dir);
 // A parsed endpoint: either a Unix socket path or a TCP host:port.
 struct Endpoint {
   bool is_unix = true;
-  std::string path;      // when is_unix
-  std::string host_port; // when !is_unix, e.g. "127.0.0.1:7070" or "[::1]:7070"
+  std::string path;       // when is_unix
+  std::string host_port;  // when !is_unix, e.g. "127.0.0.1:7070" or "[::1]:7070"
   // The gRPC target string ("unix:/abs/path" or "host:port").
   std::string GrpcTarget() const;
   std::string ToString() const { return GrpcTarget(); }

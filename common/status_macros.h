@@ -10,14 +10,14 @@
 #define ANERD_STATUS_CONCAT_(a, b) ANERD_STATUS_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status) and returns it from the enclosing function if not OK.
-#define ANERD_RETURN_IF_ERROR(expr)                       \
-  do {                                                    \
-    ::absl::Status anerd_status_ = (expr);                \
-    if (!anerd_status_.ok()) return anerd_status_;        \
+#define ANERD_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status anerd_status_ = (expr);         \
+    if (!anerd_status_.ok()) return anerd_status_; \
   } while (0)
 
-// `lhs` = value of `rexpr` (an absl::StatusOr<T>), or returns its status from the enclosing function.
-// `lhs` may be a declaration (`auto x`) or an existing lvalue.
+// `lhs` = value of `rexpr` (an absl::StatusOr<T>), or returns its status from the enclosing
+// function. `lhs` may be a declaration (`auto x`) or an existing lvalue.
 #define ANERD_ASSIGN_OR_RETURN(lhs, rexpr) \
   ANERD_ASSIGN_OR_RETURN_IMPL_(ANERD_STATUS_CONCAT_(anerd_statusor_, __LINE__), lhs, rexpr)
 

@@ -15,7 +15,8 @@
 ABSL_FLAG(std::string, socket, "", "Unix socket path (default: the platform's per-user path)");
 ABSL_FLAG(std::string, state_dir, "", "State directory (default: the platform's per-user path)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off");
-ABSL_FLAG(uint64_t, log_max_bytes, 10 << 20, "Rotate <state_dir>/logs/anerd.log at this size (bytes)");
+ABSL_FLAG(uint64_t, log_max_bytes, 10 << 20,
+          "Rotate <state_dir>/logs/anerd.log at this size (bytes)");
 ABSL_FLAG(uint64_t, log_max_files, 5, "Rotated log files kept");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto or cpu");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long in-flight RPCs may run after SIGTERM");
@@ -33,7 +34,8 @@ ABSL_FLAG(uint64_t, max_mil_bytes, 16 << 20, "Largest MIL text a client may subm
 ABSL_FLAG(uint64_t, max_weight_bytes, uint64_t{2} << 30, "Largest total weight bytes per kernel");
 ABSL_FLAG(uint64_t, max_tensor_bytes, 256 << 20, "Largest total input bytes per evaluation");
 ABSL_FLAG(int64_t, max_kernels, 10000, "Most kernels the daemon stores");
-ABSL_FLAG(uint64_t, cache_bytes, uint64_t{2} << 30, "Memory for compiled programs (bytes, estimated)");
+ABSL_FLAG(uint64_t, cache_bytes, uint64_t{2} << 30,
+          "Memory for compiled programs (bytes, estimated)");
 ABSL_FLAG(int64_t, compile_budget, 0, "Compiles each backend allows (0 = unlimited)");
 ABSL_FLAG(int32_t, max_sessions, 4, "Most training sessions active at once");
 ABSL_FLAG(std::vector<std::string>, data_root, {},
@@ -41,8 +43,9 @@ ABSL_FLAG(std::vector<std::string>, data_root, {},
           "$HOME and the state dir)");
 ABSL_FLAG(bool, resume_interrupted, true,
           "Resume sessions that were running when the daemon last stopped");
-ABSL_FLAG(bool, testonly_world_accessible_socket, false,
-          "Tests only: make the socket reachable by other users so the peer-uid check is exercised");
+ABSL_FLAG(
+    bool, testonly_world_accessible_socket, false,
+    "Tests only: make the socket reachable by other users so the peer-uid check is exercised");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(

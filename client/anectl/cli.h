@@ -24,12 +24,12 @@ enum ExitCode : int {
 };
 
 struct GlobalOptions {
-  std::string host;          // --host / ANERD_HOST; empty = default socket
-  std::string token_file;    // --token-file: bearer token ("TOKEN" or "NAME TOKEN" line)
-  std::string tls_ca;        // --tls-ca: PEM CA certificate for a TLS --host
+  std::string host;        // --host / ANERD_HOST; empty = default socket
+  std::string token_file;  // --token-file: bearer token ("TOKEN" or "NAME TOKEN" line)
+  std::string tls_ca;      // --tls-ca: PEM CA certificate for a TLS --host
   double timeout_seconds = 30;
-  bool json = false;         // --json: machine-readable output
-  std::string argv0;         // how anectl was invoked (to find the sibling anerd binary)
+  bool json = false;  // --json: machine-readable output
+  std::string argv0;  // how anectl was invoked (to find the sibling anerd binary)
 };
 
 class CommandContext {
@@ -75,8 +75,7 @@ class ArgParser {
   void AddInt(const std::string& name, int64_t* out, const std::string& help);
   void AddDouble(const std::string& name, double* out, const std::string& help);
   void AddBool(const std::string& name, bool* out, const std::string& help);
-  void AddRepeated(const std::string& name, std::vector<std::string>* out,
-                   const std::string& help);
+  void AddRepeated(const std::string& name, std::vector<std::string>* out, const std::string& help);
   // Positionals are filled in order; optional ones must come last.
   void AddPositional(const std::string& name, std::string* out, const std::string& help,
                      bool required = true);

@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <limits>
 #include <random>
 #include <set>
-#include <cstring>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -38,7 +38,7 @@ struct DTypeInfo {
   const char* descr;
   int size;
 };
-constexpr DTypeInfo kDTypes[] = {{"fp16", "<f2", 2}, {"fp32", "<f4", 4}, {"int32", "<i4", 4},
+constexpr DTypeInfo kDTypes[] = {{"fp16", "<f2", 2},  {"fp32", "<f4", 4}, {"int32", "<i4", 4},
                                  {"int16", "<i2", 2}, {"int8", "|i1", 1}, {"uint8", "|u1", 1},
                                  {"bool", "|b1", 1}};
 
@@ -86,7 +86,8 @@ std::string SignatureString(const v1::KernelInfo& k) {
 
 Json SpecsJson(const google::protobuf::RepeatedPtrField<v1::TensorSpec>& specs) {
   Json out = Json::array();
-  for (const auto& s : specs) out.push_back({{"name", s.name()}, {"dtype", s.dtype()}, {"shape", s.shape()}});
+  for (const auto& s : specs)
+    out.push_back({{"name", s.name()}, {"dtype", s.dtype()}, {"shape", s.shape()}});
   return out;
 }
 
@@ -115,8 +116,9 @@ struct CompileFlags {
   bool ignore_attn_mask = false;
 
   void Register(ArgParser& p) {
-    p.AddRepeated("weights", &weights,
-                  "weight directory or file (repeatable; default: the weights/ folder beside the MIL file)");
+    p.AddRepeated(
+        "weights", &weights,
+        "weight directory or file (repeatable; default: the weights/ folder beside the MIL file)");
     p.AddString("name", &name, "a label for the kernel");
     p.AddString("numerics", &numerics, "ane (fp16 rounding after every op, default) or fp32");
     p.AddString("backend", &backend, "backend to compile for (default: the daemon's)");
@@ -185,7 +187,8 @@ absl::StatusOr<std::string> ResolveId(CommandContext& ctx, const std::string& id
     if (absl::StartsWith(k.id(), id)) matches.push_back(k.id());
   }
   if (matches.size() == 1) return matches[0];
-  if (matches.empty()) return absl::NotFoundError(absl::StrCat("no kernel id starts with '", id, "'"));
+  if (matches.empty())
+    return absl::NotFoundError(absl::StrCat("no kernel id starts with '", id, "'"));
   return absl::InvalidArgumentError(absl::StrCat("kernel id prefix '", id, "' is ambiguous (",
                                                  matches.size(), " kernels match)"));
 }
@@ -204,8 +207,10 @@ int Compile(CommandContext& ctx, const std::vector<std::string>& args) {
   absl::StatusOr<v1::CompileKernelResponse> r = CompileFile(ctx, path, flags);
   if (!r.ok()) return ctx.Fail(r.status());
   if (ctx.json()) {
-    Json out = {{"schema_version", 1}, {"kernel", KernelJson(r->kernel())},
-                {"cache_hit", r->cache_hit()}, {"compile_ms", r->compile_ms()},
+    Json out = {{"schema_version", 1},
+                {"kernel", KernelJson(r->kernel())},
+                {"cache_hit", r->cache_hit()},
+                {"compile_ms", r->compile_ms()},
                 {"warnings", r->warnings()}};
     std::cout << out.dump(2) << "\n";
     return kExitOk;
@@ -216,9 +221,9 @@ int Compile(CommandContext& ctx, const std::vector<std::string>& args) {
             << absl::StrFormat("  %-10s %s\n", "signature", SignatureString(r->kernel()))
             << absl::StrFormat("  %-10s %s (%s)\n", "backend", r->kernel().backend(),
                                r->kernel().options())
-            << absl::StrFormat("  %-10s %s\n", "compile",
-                               r->cache_hit() ? "cache hit"
-                                              : absl::StrFormat("%.2f ms", r->compile_ms()));
+            << absl::StrFormat(
+                   "  %-10s %s\n", "compile",
+                   r->cache_hit() ? "cache hit" : absl::StrFormat("%.2f ms", r->compile_ms()));
   return kExitOk;
 }
 
@@ -227,7 +232,8 @@ absl::StatusOr<v1::Tensor> TensorFromNpy(const std::string& name, const std::str
   if (!array.ok()) return array.status();
   const DTypeInfo* dtype = ByDescr(array->descr);
   if (dtype == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": dtype ", array->descr, " is not supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": dtype ", array->descr, " is not supported"));
   }
   v1::Tensor t;
   t.set_name(name);
@@ -291,9 +297,9 @@ absl::StatusOr<v1::EvalKernelRequest> BuildEvalRequest(const v1::KernelInfo& ker
   for (const v1::TensorSpec& s : kernel.inputs()) {
     if (given.count(s.name()) > 0) continue;
     if (!flags.random) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "no value for input '", SpecString(s), "': pass --in ", s.name(),
-          "=FILE.npy, or --random for seeded random values"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("no value for input '", SpecString(s), "': pass --in ", s.name(),
+                       "=FILE.npy, or --random for seeded random values"));
     }
     *request.add_inputs() = RandomTensor(s, &rng);
   }
@@ -316,9 +322,10 @@ Json SummaryJson(const v1::Tensor& t) {
     sum += v;
   }
   const size_t finite = n - non_finite;
-  return {{"name", t.name()}, {"dtype", t.dtype()}, {"shape", t.shape()},
-          {"min", finite ? lo : 0.0}, {"max", finite ? hi : 0.0},
-          {"mean", finite ? sum / finite : 0.0}, {"non_finite", non_finite}};
+  return {{"name", t.name()},         {"dtype", t.dtype()},
+          {"shape", t.shape()},       {"min", finite ? lo : 0.0},
+          {"max", finite ? hi : 0.0}, {"mean", finite ? sum / finite : 0.0},
+          {"non_finite", non_finite}};
 }
 
 double Percentile(std::vector<double> v, double p) {
@@ -335,29 +342,38 @@ absl::Status WriteOutputs(const std::string& dir, const v1::EvalKernelResponse& 
     a.descr = ByName(t.dtype()) ? ByName(t.dtype())->descr : "<f4";
     a.shape.assign(t.shape().begin(), t.shape().end());
     a.data = t.data();
-    if (absl::Status s = WriteNpyFile(absl::StrCat(dir, "/", t.name(), ".npy"), a); !s.ok()) return s;
+    if (absl::Status s = WriteNpyFile(absl::StrCat(dir, "/", t.name(), ".npy"), a); !s.ok())
+      return s;
   }
   return absl::OkStatus();
 }
 
-void PrintRun(CommandContext& ctx, const v1::EvalKernelResponse& last, const std::vector<double>& rtt,
-              const std::vector<double>& exec, const std::string& id) {
+void PrintRun(CommandContext& ctx, const v1::EvalKernelResponse& last,
+              const std::vector<double>& rtt, const std::vector<double>& exec,
+              const std::string& id) {
   if (ctx.json()) {
     Json outputs = Json::array();
     for (const v1::Tensor& t : last.outputs()) outputs.push_back(SummaryJson(t));
     const v1::EvalTiming& tm = last.timing();
-    Json out = {{"schema_version", 1}, {"kernel_id", id}, {"outputs", outputs},
-                {"timing", {{"queued_us", tm.queued_us()}, {"copy_in_us", tm.copy_in_us()},
-                            {"execute_us", tm.execute_us()}, {"copy_out_us", tm.copy_out_us()},
-                            {"total_us", tm.total_us()}, {"recompiled", tm.recompiled()}}},
-                {"repeat", rtt.size()},
-                {"client_rtt_us", {{"p50", Percentile(rtt, 0.5)}, {"p99", Percentile(rtt, 0.99)}}},
-                {"server_execute_us", {{"p50", Percentile(exec, 0.5)}, {"p99", Percentile(exec, 0.99)}}}};
+    Json out = {
+        {"schema_version", 1},
+        {"kernel_id", id},
+        {"outputs", outputs},
+        {"timing",
+         {{"queued_us", tm.queued_us()},
+          {"copy_in_us", tm.copy_in_us()},
+          {"execute_us", tm.execute_us()},
+          {"copy_out_us", tm.copy_out_us()},
+          {"total_us", tm.total_us()},
+          {"recompiled", tm.recompiled()}}},
+        {"repeat", rtt.size()},
+        {"client_rtt_us", {{"p50", Percentile(rtt, 0.5)}, {"p99", Percentile(rtt, 0.99)}}},
+        {"server_execute_us", {{"p50", Percentile(exec, 0.5)}, {"p99", Percentile(exec, 0.99)}}}};
     std::cout << out.dump(2) << "\n";
     return;
   }
-  std::cout << ctx.Bold(absl::StrFormat("%-16s %-6s %-20s %12s %12s %12s", "OUTPUT", "DTYPE", "SHAPE",
-                                        "MIN", "MAX", "MEAN"))
+  std::cout << ctx.Bold(absl::StrFormat("%-16s %-6s %-20s %12s %12s %12s", "OUTPUT", "DTYPE",
+                                        "SHAPE", "MIN", "MAX", "MEAN"))
             << "\n";
   for (const v1::Tensor& t : last.outputs()) {
     Json s = SummaryJson(t);
@@ -373,7 +389,8 @@ void PrintRun(CommandContext& ctx, const v1::EvalKernelResponse& last, const std
       tm.recompiled() ? " (recompiled from stored sources first)" : "");
   if (rtt.size() > 1) {
     std::cout << absl::StrFormat(
-        "%d runs: client round trip p50 %.1f us, p99 %.1f us; server execute p50 %.1f us, p99 %.1f us\n",
+        "%d runs: client round trip p50 %.1f us, p99 %.1f us; server execute p50 %.1f us, p99 %.1f "
+        "us\n",
         rtt.size(), Percentile(rtt, 0.5), Percentile(rtt, 0.99), Percentile(exec, 0.5),
         Percentile(exec, 0.99));
   }
@@ -382,10 +399,11 @@ void PrintRun(CommandContext& ctx, const v1::EvalKernelResponse& last, const std
 int Run(CommandContext& ctx, const std::vector<std::string>& args) {
   std::string target;
   RunFlags flags;
-  ArgParser parser("anectl kernel run ID|FILE.mil --in NAME=FILE.npy ... [--out-dir DIR] [--repeat N]",
-                   "Evaluates a kernel (compiling FILE.mil first when given a file). Inputs come from "
-                   ".npy files (fp16, fp32, int8, int32; C order) or, with --random, from a seeded "
-                   "generator. Prints each output's shape and min/max/mean, and timing.");
+  ArgParser parser(
+      "anectl kernel run ID|FILE.mil --in NAME=FILE.npy ... [--out-dir DIR] [--repeat N]",
+      "Evaluates a kernel (compiling FILE.mil first when given a file). Inputs come from "
+      ".npy files (fp16, fp32, int8, int32; C order) or, with --random, from a seeded "
+      "generator. Prints each output's shape and min/max/mean, and timing.");
   parser.AddPositional("ID|FILE.mil", &target, "kernel id (or unique prefix) or a MIL file");
   parser.AddRepeated("in", &flags.inputs, "an input: NAME=FILE.npy (repeatable)");
   parser.AddString("out-dir", &flags.out_dir, "write each output to DIR/NAME.npy");
@@ -434,7 +452,8 @@ int Run(CommandContext& ctx, const std::vector<std::string>& args) {
 }
 
 int List(CommandContext& ctx, const std::vector<std::string>& args) {
-  ArgParser parser("anectl kernel ls [--json]", "Lists the kernels the daemon stores, newest first.");
+  ArgParser parser("anectl kernel ls [--json]",
+                   "Lists the kernels the daemon stores, newest first.");
   if (ArgParser::Result r = parser.Parse(args); r != ArgParser::Result::kOk) {
     return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
   }
@@ -448,15 +467,16 @@ int List(CommandContext& ctx, const std::vector<std::string>& args) {
     std::cout << Json{{"schema_version", 1}, {"kernels", kernels}}.dump(2) << "\n";
     return kExitOk;
   }
-  std::cout << ctx.Bold(absl::StrFormat("%-14s %-18s %-8s %7s %10s %7s  %s", "ID", "NAME", "BACKEND",
-                                        "LOADED", "WEIGHTS", "HITS", "SIGNATURE"))
+  std::cout << ctx.Bold(absl::StrFormat("%-14s %-18s %-8s %7s %10s %7s  %s", "ID", "NAME",
+                                        "BACKEND", "LOADED", "WEIGHTS", "HITS", "SIGNATURE"))
             << "\n";
   for (const v1::KernelInfo& k : all->kernels()) {
     std::cout << absl::StrFormat("%-14s %-18s %-8s %7s %10s %7d  %s\n", k.id().substr(0, 12),
                                  k.name().substr(0, 18), k.backend(), k.loaded() ? "yes" : "no",
                                  FormatBytes(k.weight_bytes()), k.hits(), SignatureString(k));
   }
-  if (all->kernels_size() == 0) std::cout << "(no kernels; compile one with anectl kernel compile)\n";
+  if (all->kernels_size() == 0)
+    std::cout << "(no kernels; compile one with anectl kernel compile)\n";
   return kExitOk;
 }
 

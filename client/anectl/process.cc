@@ -49,7 +49,7 @@ ProcessResult RunProcess(const std::vector<std::string>& argv) {
 namespace {
 
 bool IsExecutable(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
@@ -77,7 +77,8 @@ absl::StatusOr<std::string> SiblingBinary(const std::string& argv0, const std::s
     if (IsExecutable(candidate)) return candidate;
   }
   const std::string in_path = FindInPath(name);
-  if (!in_path.empty() && ::realpath(in_path.c_str(), resolved) != nullptr) return std::string(resolved);
+  if (!in_path.empty() && ::realpath(in_path.c_str(), resolved) != nullptr)
+    return std::string(resolved);
   return absl::NotFoundError(absl::StrCat("cannot find the ", name,
                                           " binary beside anectl or in PATH; pass --anerd PATH"));
 }

@@ -10,8 +10,8 @@
 namespace anerd::anectl {
 
 struct ProcessResult {
-  int exit_code = -1;   // -1 if the program could not be started or was killed by a signal
-  std::string output;   // stdout and stderr, interleaved
+  int exit_code = -1;  // -1 if the program could not be started or was killed by a signal
+  std::string output;  // stdout and stderr, interleaved
 };
 
 // Runs argv[0] (searched in PATH) with its stdin at /dev/null and waits for it.

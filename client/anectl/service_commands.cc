@@ -84,8 +84,8 @@ absl::Status CheckAvailable(Manager m) {
   ProcessResult r = RunProcess({"systemctl", "--user", "show-environment"});
   if (r.exit_code != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "no user systemd here (`systemctl --user` failed: ",
-        absl::StripAsciiWhitespace(r.output), "); run `anerd` in the foreground instead"));
+        "no user systemd here (`systemctl --user` failed: ", absl::StripAsciiWhitespace(r.output),
+        "); run `anerd` in the foreground instead"));
   }
   return absl::OkStatus();
 }
@@ -115,8 +115,8 @@ absl::Status RunSteps(const std::vector<std::vector<std::string>>& steps, bool t
     ProcessResult r = RunProcess(step);
     std::fprintf(stderr, "ran: %s -> exit %d\n", absl::StrJoin(step, " ").c_str(), r.exit_code);
     if (r.exit_code != 0 && !tolerate_failure) {
-      return absl::FailedPreconditionError(absl::StrCat(absl::StrJoin(step, " "), " failed: ",
-                                                        absl::StripAsciiWhitespace(r.output)));
+      return absl::FailedPreconditionError(absl::StrCat(
+          absl::StrJoin(step, " "), " failed: ", absl::StripAsciiWhitespace(r.output)));
     }
   }
   return absl::OkStatus();
@@ -220,7 +220,7 @@ int ManagerAction(CommandContext& ctx, const std::vector<std::string>& args,
   ProcessResult r = RunProcess(cmd);
   std::cout << r.output;
   if (action == "status") {
-    struct stat st{};
+    struct stat st {};
     std::cout << "service file: " << UnitPath(*manager)
               << (::stat(UnitPath(*manager).c_str(), &st) == 0 ? "" : " (not installed)") << "\n";
   }
@@ -238,11 +238,17 @@ int RunService(CommandContext& ctx, const std::vector<std::string>& args) {
       {"install", "write and load the service file", Install},
       {"uninstall", "stop the service and remove its file", Uninstall},
       {"start", "start anerd through the service manager",
-       [](CommandContext& c, const std::vector<std::string>& a) { return ManagerAction(c, a, "start"); }},
+       [](CommandContext& c, const std::vector<std::string>& a) {
+         return ManagerAction(c, a, "start");
+       }},
       {"stop", "stop anerd through the service manager",
-       [](CommandContext& c, const std::vector<std::string>& a) { return ManagerAction(c, a, "stop"); }},
+       [](CommandContext& c, const std::vector<std::string>& a) {
+         return ManagerAction(c, a, "stop");
+       }},
       {"status", "show the service manager's view of anerd",
-       [](CommandContext& c, const std::vector<std::string>& a) { return ManagerAction(c, a, "status"); }},
+       [](CommandContext& c, const std::vector<std::string>& a) {
+         return ManagerAction(c, a, "status");
+       }},
   };
   return RunSubcommand(ctx, "service", *subcommands, args);
 }

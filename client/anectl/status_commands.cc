@@ -28,18 +28,23 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
                         {"compile_budget", b.compile_budget()},
                         {"compiles_used", b.compiles_used()}});
   }
-  return {{"version", info.version()},         {"build", info.build()},
-          {"os", info.os()},                   {"pid", info.pid()},
-          {"uptime_seconds", info.uptime_seconds()}, {"state_dir", info.state_dir()},
-          {"socket", info.socket()},           {"default_backend", info.default_backend()},
+  return {{"version", info.version()},
+          {"build", info.build()},
+          {"os", info.os()},
+          {"pid", info.pid()},
+          {"uptime_seconds", info.uptime_seconds()},
+          {"state_dir", info.state_dir()},
+          {"socket", info.socket()},
+          {"default_backend", info.default_backend()},
           {"backends", backends},
-          {"cache", {{"kernels_stored", info.cache().kernels_stored()},
-                     {"entries", info.cache().entries()},
-                     {"bytes", info.cache().bytes()},
-                     {"capacity_bytes", info.cache().capacity_bytes()},
-                     {"hits", info.cache().hits()},
-                     {"misses", info.cache().misses()},
-                     {"evictions", info.cache().evictions()}}}};
+          {"cache",
+           {{"kernels_stored", info.cache().kernels_stored()},
+            {"entries", info.cache().entries()},
+            {"bytes", info.cache().bytes()},
+            {"capacity_bytes", info.cache().capacity_bytes()},
+            {"hits", info.cache().hits()},
+            {"misses", info.cache().misses()},
+            {"evictions", info.cache().evictions()}}}};
 }
 
 void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::string& health,
@@ -52,13 +57,14 @@ void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::str
             << absl::StrFormat("  %-10s %s\n", "uptime", FormatDuration(info.uptime_seconds()))
             << absl::StrFormat("  %-10s %s\n", "os", info.os())
             << absl::StrFormat("  %-10s %s\n", "state dir", info.state_dir());
-  std::cout << "\n  " << ctx.Bold(absl::StrFormat("%-9s %-9s %-9s %s", "BACKEND", "VERSION",
-                                                  "COMPILES", "DEVICE"))
+  std::cout << "\n  "
+            << ctx.Bold(
+                   absl::StrFormat("%-9s %-9s %-9s %s", "BACKEND", "VERSION", "COMPILES", "DEVICE"))
             << "\n";
   for (const v1::BackendInfo& b : info.backends()) {
-    const std::string budget =
-        b.compile_budget() == 0 ? absl::StrCat(b.compiles_used())
-                                : absl::StrCat(b.compiles_used(), "/", b.compile_budget());
+    const std::string budget = b.compile_budget() == 0
+                                   ? absl::StrCat(b.compiles_used())
+                                   : absl::StrCat(b.compiles_used(), "/", b.compile_budget());
     std::cout << absl::StrFormat("  %-9s %-9s %-9s %s\n", b.name() + (b.is_default() ? "*" : ""),
                                  b.version(), budget, b.device());
   }
@@ -82,8 +88,7 @@ int RunStatus(CommandContext& ctx, const std::vector<std::string>& args) {
   if (!client.ok()) return ctx.Fail(client.status());
   absl::StatusOr<v1::GetInfoResponse> info = (*client)->GetInfo();
   if (!info.ok()) return ctx.Fail(info.status());
-  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> health =
-      (*client)->Health();
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> health = (*client)->Health();
   const std::string health_name = health.ok() ? HealthName(*health) : "UNKNOWN";
   const std::string endpoint = (*client)->options().endpoint.GrpcTarget();
   if (ctx.json()) {
@@ -116,8 +121,7 @@ int RunVersion(CommandContext& ctx, const std::vector<std::string>& args) {
     std::cout << out.dump(2) << "\n";
   } else {
     std::cout << "anectl " << kVersion << " (" << kBuildType << ", " << kCompiler << ")\n"
-              << "anerd  " << (daemon_version.empty() ? "not reachable" : daemon_version)
-              << "\n";
+              << "anerd  " << (daemon_version.empty() ? "not reachable" : daemon_version) << "\n";
   }
   return kExitOk;
 }

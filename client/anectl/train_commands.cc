@@ -52,13 +52,27 @@ Json SessionJson(const v1::SessionInfo& s) {
           {"checkpoint_step", s.checkpoint_step()},
           {"error", s.error()},
           {"spec",
-           {{"model", p.model()}, {"config", p.custom_config()}, {"init", p.init()},
-            {"data", p.data()}, {"steps", p.steps()}, {"lr", p.lr()}, {"min_lr", p.min_lr()},
-            {"schedule", p.schedule()}, {"warmup", p.warmup()}, {"accum", p.accum()},
-            {"clip", p.clip()}, {"weight_decay", p.weight_decay()}, {"beta1", p.beta1()},
-            {"beta2", p.beta2()}, {"eps", p.eps()}, {"loss_scale", p.loss_scale()},
-            {"numerics", p.numerics()}, {"sampling", p.sampling()}, {"seed", p.seed()},
-            {"residual_scale", p.residual_scale()}, {"compact_vocab", p.compact_vocab()},
+           {{"model", p.model()},
+            {"config", p.custom_config()},
+            {"init", p.init()},
+            {"data", p.data()},
+            {"steps", p.steps()},
+            {"lr", p.lr()},
+            {"min_lr", p.min_lr()},
+            {"schedule", p.schedule()},
+            {"warmup", p.warmup()},
+            {"accum", p.accum()},
+            {"clip", p.clip()},
+            {"weight_decay", p.weight_decay()},
+            {"beta1", p.beta1()},
+            {"beta2", p.beta2()},
+            {"eps", p.eps()},
+            {"loss_scale", p.loss_scale()},
+            {"numerics", p.numerics()},
+            {"sampling", p.sampling()},
+            {"seed", p.seed()},
+            {"residual_scale", p.residual_scale()},
+            {"compact_vocab", p.compact_vocab()},
             {"checkpoint_every", p.checkpoint_every()}}}};
 }
 
@@ -78,8 +92,8 @@ Json EventJson(const v1::SessionEvent& e) {
     j["tokens_per_s"] = s.tokens_per_s();
     j["tflops"] = s.tflops();
     j["queued_ms"] = s.queued_ms();
-    j["phases_ms"] = {{"kernel", p.kernel_ms()}, {"io", p.io_ms()},       {"rms", p.rms_ms()},
-                      {"elem", p.elem_ms()},     {"cls", p.cls_ms()},     {"dw_wait", p.dw_wait_ms()},
+    j["phases_ms"] = {{"kernel", p.kernel_ms()}, {"io", p.io_ms()},   {"rms", p.rms_ms()},
+                      {"elem", p.elem_ms()},     {"cls", p.cls_ms()}, {"dw_wait", p.dw_wait_ms()},
                       {"optim", p.optim_ms()}};
   } else if (e.kind_case() == v1::SessionEvent::kState) {
     j["type"] = "state";
@@ -163,10 +177,10 @@ class WatchPrinter {
     ++count_;
     if (mode_ == Mode::kTable) {
       if (!header_) {
-        std::cout << ctx_.Bold(absl::StrFormat(
-                         "%7s %9s %9s %8s %9s %7s | %7s %7s %7s %7s %7s %7s %7s", "STEP", "LOSS",
-                         "LR", "MS/STEP", "TOK/S", "GNORM", "kernel", "io", "rms", "elem", "cls",
-                         "dw_wait", "optim"))
+        std::cout << ctx_.Bold(
+                         absl::StrFormat("%7s %9s %9s %8s %9s %7s | %7s %7s %7s %7s %7s %7s %7s",
+                                         "STEP", "LOSS", "LR", "MS/STEP", "TOK/S", "GNORM",
+                                         "kernel", "io", "rms", "elem", "cls", "dw_wait", "optim"))
                   << "\n";
         header_ = true;
       }
@@ -200,13 +214,13 @@ class WatchPrinter {
     std::cout << absl::StrFormat("%s %d/%d  eta %s\n",
                                  Bar(total_ ? double(s.step()) / total_ : 0, 40), s.step(), total_,
                                  FormatDuration(eta));
-    std::cout << absl::StrFormat("step %d  loss %.4f  lr %.2e  %.2f ms/step  %.0f tok/s  %.3f TFLOPS\n",
-                                 s.step(), s.loss(), s.lr(), s.step_ms(), s.tokens_per_s(),
-                                 s.tflops());
+    std::cout << absl::StrFormat(
+        "step %d  loss %.4f  lr %.2e  %.2f ms/step  %.0f tok/s  %.3f TFLOPS\n", s.step(), s.loss(),
+        s.lr(), s.step_ms(), s.tokens_per_s(), s.tflops());
     const v1::PhaseTimes& p = s.phases();
     const std::pair<const char*, double> phases[] = {
-        {"kernel", p.kernel_ms()}, {"io", p.io_ms()},           {"rms", p.rms_ms()},
-        {"elem", p.elem_ms()},     {"cls", p.cls_ms()},         {"dw_wait", p.dw_wait_ms()},
+        {"kernel", p.kernel_ms()}, {"io", p.io_ms()},   {"rms", p.rms_ms()},
+        {"elem", p.elem_ms()},     {"cls", p.cls_ms()}, {"dw_wait", p.dw_wait_ms()},
         {"optim", p.optim_ms()}};
     double sum = 0;
     for (const auto& ph : phases) sum += ph.second;
@@ -280,11 +294,13 @@ std::string Absolute(const std::string& path) {
 
 int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   StartFlags f;
-  ArgParser p("anectl train start --data FILE [--model NAME|--config k=v,...] [--steps N] ... [--watch]",
-              "Starts a training session on the daemon. The daemon reads --data and --init itself "
-              "(paths must lie under its --data_root). Unset flags take the engine's defaults.");
+  ArgParser p(
+      "anectl train start --data FILE [--model NAME|--config k=v,...] [--steps N] ... [--watch]",
+      "Starts a training session on the daemon. The daemon reads --data and --init itself "
+      "(paths must lie under its --data_root). Unset flags take the engine's defaults.");
   p.AddString("model", &f.model, "tiny | stories15m | stories110m | qwen3_0_6b (default tiny)");
-  p.AddString("config", &f.config, "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq=");
+  p.AddString("config", &f.config,
+              "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq=");
   p.AddString("init", &f.init, "scratch, or a llama2.c model file to fine-tune");
   p.AddString("data", &f.data, "uint16 token file (.bin) or UTF-8 text file");
   p.AddInt("steps", &f.steps, "optimizer steps");
@@ -311,7 +327,8 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   p.AddBool("table", &f.table, "with --watch: print a step table instead of the live view");
   if (int r = ParseOrExit(p, args); r >= 0) return r;
   if (f.data.empty()) {
-    std::fprintf(stderr, "anectl: --data is required (a token or text file; see anectl data synth)\n");
+    std::fprintf(stderr,
+                 "anectl: --data is required (a token or text file; see anectl data synth)\n");
     return kExitUsage;
   }
   v1::StartTrainingRequest req;
@@ -397,7 +414,8 @@ int List(CommandContext& ctx, const std::vector<std::string>& args) {
 }
 
 // show / stop / resume share the shape: resolve the id, one call, print the session.
-int SessionCall(CommandContext& ctx, const std::vector<std::string>& args, const std::string& verb) {
+int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
+                const std::string& verb) {
   std::string key;
   int64_t steps = 0;
   ArgParser p(absl::StrCat("anectl train ", verb, " ID", verb == "resume" ? " [--steps N]" : ""),
@@ -455,9 +473,10 @@ int WatchCmd(CommandContext& ctx, const std::vector<std::string>& args) {
   std::string key;
   int64_t from = 0;
   bool now = false, table = false;
-  ArgParser p("anectl train watch ID [--from STEP] [--now] [--table]",
-              "Streams a session's events. On a terminal: a live view (progress, latest step, phase "
-              "breakdown); otherwise or with --json: one JSON object per event.");
+  ArgParser p(
+      "anectl train watch ID [--from STEP] [--now] [--table]",
+      "Streams a session's events. On a terminal: a live view (progress, latest step, phase "
+      "breakdown); otherwise or with --json: one JSON object per event.");
   p.AddPositional("ID", &key, "session id, unique prefix or name");
   p.AddInt("from", &from, "replay from this step (default: the start)");
   p.AddBool("now", &now, "only new events");
@@ -488,7 +507,8 @@ int Remove(CommandContext& ctx, const std::vector<std::string>& args) {
 
 int Export(CommandContext& ctx, const std::vector<std::string>& args) {
   std::string key, file;
-  ArgParser p("anectl train export ID FILE", "Writes the session's latest weights as a llama2.c model file.");
+  ArgParser p("anectl train export ID FILE",
+              "Writes the session's latest weights as a llama2.c model file.");
   p.AddPositional("ID", &key, "session id, unique prefix or name");
   p.AddPositional("FILE", &file, "where to write the model");
   if (int r = ParseOrExit(p, args); r >= 0) return r;
@@ -511,7 +531,8 @@ int Export(CommandContext& ctx, const std::vector<std::string>& args) {
   grpc::Status st = reader->Finish();
   if (!st.ok() || !out) {
     std::remove(tmp.c_str());
-    return ctx.Fail(st.ok() ? absl::PermissionDeniedError("cannot write " + file) : CallStatus(st, ctx));
+    return ctx.Fail(st.ok() ? absl::PermissionDeniedError("cannot write " + file)
+                            : CallStatus(st, ctx));
   }
   if (std::rename(tmp.c_str(), file.c_str()) != 0) {
     return ctx.Fail(absl::PermissionDeniedError("cannot rename " + tmp + " to " + file));

@@ -1,6 +1,6 @@
 // AnerdClient: a thin typed wrapper over the anerd.v1 stub. It resolves the endpoint, sets a
-// deadline on every call and maps gRPC errors to absl::Status (UNAVAILABLE when the daemon cannot be
-// reached). Streaming commands use stub() with a context from NewContext().
+// deadline on every call and maps gRPC errors to absl::Status (UNAVAILABLE when the daemon cannot
+// be reached). Streaming commands use stub() with a context from NewContext().
 //
 // Thread-safety: the underlying channel and stub are thread-safe; one client may be shared.
 #ifndef ANERD_CLIENT_LIB_CLIENT_H_
@@ -54,7 +54,8 @@ class AnerdClient {
 
   // A context whose deadline is now + `timeout` (the client's default when zero/infinite is
   // not asked for). Pass absl::InfiniteDuration() for open-ended streams.
-  std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration timeout = absl::ZeroDuration()) const;
+  std::unique_ptr<grpc::ClientContext> NewContext(
+      absl::Duration timeout = absl::ZeroDuration()) const;
   v1::Anerd::Stub* stub() { return stub_.get(); }
   const ClientOptions& options() const { return options_; }
 

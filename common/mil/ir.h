@@ -75,9 +75,9 @@ struct Literal {
 struct Argument {
   enum class Kind { kRef, kLiteral, kTuple };
   Kind kind = Kind::kRef;
-  std::string ref;                  // kRef: the value's name
-  Literal literal;                  // kLiteral
-  std::vector<Argument> elements;   // kTuple
+  std::string ref;                 // kRef: the value's name
+  Literal literal;                 // kLiteral
+  std::vector<Argument> elements;  // kTuple
   SourceLoc loc;
 
   static Argument Ref(std::string name);

@@ -22,7 +22,8 @@ absl::StatusOr<std::string> CanonicalWeightPath(absl::string_view path);
 
 class WeightFiles {
  public:
-  // Adds a file under its canonical key; ALREADY_EXISTS if present, INVALID_ARGUMENT for a bad path.
+  // Adds a file under its canonical key; ALREADY_EXISTS if present, INVALID_ARGUMENT for a bad
+  // path.
   absl::Status Add(absl::string_view path, std::string bytes);
   // The bytes of a file by any accepted spelling of its path, or nullptr.
   const std::string* Find(absl::string_view path) const;

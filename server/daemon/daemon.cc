@@ -216,9 +216,9 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   ANERD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> tcp, TcpCredentials(options));
   std::unique_ptr<grpc::Server> server = BuildServer(options, std::move(tcp), &service);
   if (server == nullptr) {
-    return absl::UnavailableError(absl::StrCat("gRPC server failed to start",
-                                               options.listen.empty() ? "" : " (is --listen ",
-                                               options.listen, options.listen.empty() ? "" : " in use?)"));
+    return absl::UnavailableError(
+        absl::StrCat("gRPC server failed to start", options.listen.empty() ? "" : " (is --listen ",
+                     options.listen, options.listen.empty() ? "" : " in use?)"));
   }
 
   UnixListenerOptions listen_options{paths.socket_path, getuid(),

@@ -16,8 +16,8 @@
 namespace anerd::daemon {
 
 struct DaemonOptions {
-  std::string socket_path;   // empty = platform default (common/paths.h)
-  std::string state_dir;     // empty = platform default
+  std::string socket_path;  // empty = platform default (common/paths.h)
+  std::string state_dir;    // empty = platform default
   std::string log_level = "info";
   // Rotating file log <state>/logs/anerd.log: rotate at this size, keep this many old files.
   size_t log_max_bytes = 10 * 1024 * 1024;

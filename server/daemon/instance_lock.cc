@@ -40,11 +40,11 @@ absl::StatusOr<std::unique_ptr<InstanceLock>> InstanceLock::Acquire(
       return absl::UnavailableError(absl::StrCat("cannot lock ", path, ": ", std::strerror(err)));
     }
     std::pair<std::string, std::string> parts = absl::StrSplit(holder, absl::MaxSplits(' ', 1));
-    return absl::FailedPreconditionError(absl::StrCat(
-        "another anerd (pid ", parts.first.empty() ? "unknown" : parts.first,
-        ") is running with socket ", parts.second.empty() ? "unknown" : parts.second,
-        " and state dir ", state_dir, "; stop it first (anectl service stop, or kill ",
-        parts.first, ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("another anerd (pid ", parts.first.empty() ? "unknown" : parts.first,
+                     ") is running with socket ", parts.second.empty() ? "unknown" : parts.second,
+                     " and state dir ", state_dir, "; stop it first (anectl service stop, or kill ",
+                     parts.first, ")"));
   }
   const std::string content = absl::StrCat(getpid(), " ", socket_path, "\n");
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, content.data(), content.size(), 0) < 0) {

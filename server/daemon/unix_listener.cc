@@ -41,16 +41,16 @@ absl::StatusOr<sockaddr_un> MakeAddress(const std::string& path) {
 
 // The socket directory must be ours: we tighten it to 0700 and refuse shared directories.
 absl::Status PrepareDirectory(const std::string& dir, uid_t uid, bool world_accessible) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) {
     ANERD_RETURN_IF_ERROR(MakeDirs(dir, 0700));
     if (::stat(dir.c_str(), &st) != 0) return absl::InternalError("stat " + dir + ": " + Errno());
   }
   if (!S_ISDIR(st.st_mode)) return absl::FailedPreconditionError(dir + " is not a directory");
   if (st.st_uid != uid) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "socket directory ", dir, " belongs to uid ", st.st_uid, ", not to this user (uid ", uid,
-        "); choose a private directory with --socket"));
+    return absl::PermissionDeniedError(absl::StrCat("socket directory ", dir, " belongs to uid ",
+                                                    st.st_uid, ", not to this user (uid ", uid,
+                                                    "); choose a private directory with --socket"));
   }
   const mode_t mode = world_accessible ? 0755 : 0700;
   if (::chmod(dir.c_str(), mode) != 0) {
@@ -61,7 +61,7 @@ absl::Status PrepareDirectory(const std::string& dir, uid_t uid, bool world_acce
 
 // A socket file left by a crashed daemon refuses connections; a live one accepts them.
 absl::Status RemoveStaleSocket(const std::string& path, const sockaddr_un& addr) {
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return absl::OkStatus();
   if (!S_ISSOCK(st.st_mode)) {
     return absl::FailedPreconditionError(path + " exists and is not a socket; remove it first");
@@ -80,7 +80,8 @@ absl::Status RemoveStaleSocket(const std::string& path, const sockaddr_un& addr)
         absl::StrCat("cannot probe existing socket ", path, ": ", std::strerror(err)));
   }
   spdlog::warn("removing stale socket {} left by an earlier run", path);
-  if (::unlink(path.c_str()) != 0) return absl::PermissionDeniedError("unlink " + path + ": " + Errno());
+  if (::unlink(path.c_str()) != 0)
+    return absl::PermissionDeniedError("unlink " + path + ": " + Errno());
   return absl::OkStatus();
 }
 

@@ -40,9 +40,8 @@ void DeviceExecutor::Loop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](DeviceExecutor* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) {
-            return e->stopping_ || !e->queue_.empty();
-          },
+          +[](DeviceExecutor* e)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) { return e->stopping_ || !e->queue_.empty(); },
           this));
       if (queue_.empty()) return;  // stopping and drained
       task = std::move(queue_.front());
@@ -62,8 +61,9 @@ void DeviceExecutor::Shutdown() {
     dropped.swap(queue_);
   }
   for (Task& task : dropped) {
-    task.work(absl::UnavailableError(absl::StrCat("the ", name_, " executor is shutting down; retry")),
-              absl::Now() - task.enqueued);
+    task.work(
+        absl::UnavailableError(absl::StrCat("the ", name_, " executor is shutting down; retry")),
+        absl::Now() - task.enqueued);
   }
   if (thread_.joinable()) thread_.join();
 }

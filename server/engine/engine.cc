@@ -89,10 +89,11 @@ absl::Status Engine::Init() {
   }
   session_options.resume_interrupted = options_.resume_interrupted;
   std::map<std::string, DeviceExecutor*> session_executors;
-  for (const auto& [name, executor] : backends_->executors) session_executors[name] = executor.get();
-  sessions_ = std::make_unique<SessionManager>(backends_->registry.get(),
-                                               std::move(session_executors),
-                                               backends_->default_name, session_options);
+  for (const auto& [name, executor] : backends_->executors)
+    session_executors[name] = executor.get();
+  sessions_ =
+      std::make_unique<SessionManager>(backends_->registry.get(), std::move(session_executors),
+                                       backends_->default_name, session_options);
   ANERD_RETURN_IF_ERROR(sessions_->Init());
   spdlog::info("backends: {} (default {}); {} kernels stored", absl::StrJoin(names, ", "),
                backends_->default_name, store_->Count());
@@ -128,8 +129,8 @@ DaemonInfo Engine::Info() const {
   }
   if (cache_ != nullptr) {
     const cache::CacheStats s = cache_->Stats();
-    info.cache = {s.entries, s.bytes, s.capacity_bytes, s.hits, s.misses, s.evictions,
-                  store_->Count()};
+    info.cache = {s.entries, s.bytes,     s.capacity_bytes, s.hits,
+                  s.misses,  s.evictions, store_->Count()};
   }
   return info;
 }

@@ -21,8 +21,8 @@
 namespace anerd::engine {
 
 struct EngineOptions {
-  std::string state_dir;       // absolute; created by the daemon before the engine starts
-  std::string socket_path;     // for reporting only
+  std::string state_dir;         // absolute; created by the daemon before the engine starts
+  std::string socket_path;       // for reporting only
   std::string backend = "auto";  // auto | cpu | ...; see the backend registry
   KernelLimits kernel_limits;
   uint64_t cache_bytes = uint64_t{2} << 30;  // --cache_bytes: compiled programs kept in memory

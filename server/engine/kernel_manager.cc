@@ -63,9 +63,10 @@ std::string KernelKey(const std::string& canonical_text, const cache::KernelReco
   Sha256 h;
   h.Update("anerd-kernel-v1\n");
   h.Update(canonical_text);
-  for (const auto& [path, sha] : record.weights) h.Update(absl::StrCat("\nweight ", path, " ", sha));
-  h.Update(absl::StrCat("\nbackend ", backend.name, " ", backend.version, "\noptions ",
-                        record.options));
+  for (const auto& [path, sha] : record.weights)
+    h.Update(absl::StrCat("\nweight ", path, " ", sha));
+  h.Update(
+      absl::StrCat("\nbackend ", backend.name, " ", backend.version, "\noptions ", record.options));
   return h.HexDigest();
 }
 
@@ -110,9 +111,9 @@ absl::Status KernelManager::DecodeSignature(const std::string& text,
 
 absl::Status KernelManager::CheckRequestLimits(const KernelCompileRequest& request) const {
   if (request.mil_text.size() > limits_.max_mil_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "MIL text is ", request.mil_text.size(), " bytes; the limit is ", limits_.max_mil_bytes,
-        " (raise it with anerd --max_mil_bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat("MIL text is ", request.mil_text.size(),
+                                                   " bytes; the limit is ", limits_.max_mil_bytes,
+                                                   " (raise it with anerd --max_mil_bytes)"));
   }
   if (request.weight_files.size() > limits_.max_weight_files) {
     return absl::InvalidArgumentError(absl::StrCat("kernel has ", request.weight_files.size(),
@@ -122,9 +123,9 @@ absl::Status KernelManager::CheckRequestLimits(const KernelCompileRequest& reque
   uint64_t total = 0;
   for (const auto& [path, bytes] : request.weight_files) total += bytes.size();
   if (total > limits_.max_weight_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "weight files total ", total, " bytes; the limit is ", limits_.max_weight_bytes,
-        " (raise it with anerd --max_weight_bytes)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("weight files total ", total, " bytes; the limit is ",
+                     limits_.max_weight_bytes, " (raise it with anerd --max_weight_bytes)"));
   }
   return absl::OkStatus();
 }
@@ -135,18 +136,18 @@ void KernelManager::Compile(KernelCompileRequest request, RequestControl control
   backend::Backend* backend = registry_->Find(request.backend);
   if (backend == nullptr) {
     return done(absl::InvalidArgumentError(
-        absl::StrCat("unknown backend '", request.backend, "' (this daemon has: ",
-                     absl::StrJoin(registry_->names(), ", "), ")")));
+        absl::StrCat("unknown backend '", request.backend,
+                     "' (this daemon has: ", absl::StrJoin(registry_->names(), ", "), ")")));
   }
   if (absl::Status s = CheckRequestLimits(request); !s.ok()) return done(s);
   auto shared = std::make_shared<KernelCompileRequest>(std::move(request));
   executors_.at(backend->Describe().name)
-      ->Submit(control, "compile",
-               [this, shared, backend, done = std::move(done)](absl::Status admission,
-                                                               absl::Duration) {
-                 if (!admission.ok()) return done(admission);
-                 done(CompileNow(*shared, backend));
-               });
+      ->Submit(
+          control, "compile",
+          [this, shared, backend, done = std::move(done)](absl::Status admission, absl::Duration) {
+            if (!admission.ok()) return done(admission);
+            done(CompileNow(*shared, backend));
+          });
 }
 
 absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileRequest& request,
@@ -188,9 +189,10 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   }
   absl::StatusOr<cache::KernelRecord> existing = store_->Get(record.id);
   if (!existing.ok() && store_->Count() >= limits_.max_kernels) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the daemon already stores ", limits_.max_kernels,
-        " kernels (raise the limit with anerd --max_kernels, or remove some with anectl kernel rm)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the daemon already stores ", limits_.max_kernels,
+                     " kernels (raise the limit with anerd --max_kernels, or remove some with "
+                     "anectl kernel rm)"));
   }
   const absl::Time start = absl::Now();
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::CompiledProgram> compiled,
@@ -219,9 +221,9 @@ absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> KernelManager::LoadNow
     const cache::KernelRecord& record) {
   backend::Backend* backend = registry_->Find(record.backend);
   if (backend == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "kernel ", record.id, " was compiled for backend '", record.backend,
-        "', which this daemon does not have"));
+    return absl::FailedPreconditionError(absl::StrCat("kernel ", record.id,
+                                                      " was compiled for backend '", record.backend,
+                                                      "', which this daemon does not have"));
   }
   ANERD_ASSIGN_OR_RETURN(std::string text, store_->GetBlob(record.mil_sha));
   ANERD_ASSIGN_OR_RETURN(mil::Program program, mil::ParseProgram(text));
@@ -262,30 +264,30 @@ void KernelManager::Eval(std::string id, std::vector<backend::NamedTensor> input
   }
   auto shared_inputs = std::make_shared<std::vector<backend::NamedTensor>>(std::move(inputs));
   auto shared_record = std::make_shared<cache::KernelRecord>(*std::move(record));
-  it->second->Submit(
-      control, "evaluation",
-      [this, shared_inputs, shared_record, done = std::move(done)](absl::Status admission,
-                                                                   absl::Duration queued) {
-        if (!admission.ok()) return done(admission);
-        const absl::Time start = absl::Now();
-        KernelEvalResult result;
-        result.timing.queued_us = absl::ToDoubleMicroseconds(queued);
-        std::shared_ptr<backend::CompiledProgram> program = cache_->Lookup(shared_record->id);
-        if (program == nullptr) {
-          absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> loaded =
-              LoadNow(*shared_record);
-          if (!loaded.ok()) return done(loaded.status());
-          program = *std::move(loaded);
-          result.timing.recompiled = true;
-        }
-        absl::StatusOr<backend::RunResult> run = program->Run(*shared_inputs);
-        if (!run.ok()) return done(run.status());
-        CountUse(shared_record->id);
-        result.outputs = std::move(run->outputs);
-        result.timing.execute_us = run->timing.total_us;
-        result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
-        done(std::move(result));
-      });
+  it->second->Submit(control, "evaluation",
+                     [this, shared_inputs, shared_record, done = std::move(done)](
+                         absl::Status admission, absl::Duration queued) {
+                       if (!admission.ok()) return done(admission);
+                       const absl::Time start = absl::Now();
+                       KernelEvalResult result;
+                       result.timing.queued_us = absl::ToDoubleMicroseconds(queued);
+                       std::shared_ptr<backend::CompiledProgram> program =
+                           cache_->Lookup(shared_record->id);
+                       if (program == nullptr) {
+                         absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> loaded =
+                             LoadNow(*shared_record);
+                         if (!loaded.ok()) return done(loaded.status());
+                         program = *std::move(loaded);
+                         result.timing.recompiled = true;
+                       }
+                       absl::StatusOr<backend::RunResult> run = program->Run(*shared_inputs);
+                       if (!run.ok()) return done(run.status());
+                       CountUse(shared_record->id);
+                       result.outputs = std::move(run->outputs);
+                       result.timing.execute_us = run->timing.total_us;
+                       result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
+                       done(std::move(result));
+                     });
 }
 
 void KernelManager::CountUse(const std::string& id) {

@@ -34,11 +34,11 @@ namespace anerd::engine {
 // Every size from a client is bounded by one of these before it is allocated. Each message that
 // reports a violation names the daemon flag that raises the limit.
 struct KernelLimits {
-  uint64_t max_mil_bytes = 16 << 20;                 // --max_mil_bytes
-  uint64_t max_weight_bytes = uint64_t{2} << 30;     // --max_weight_bytes (per kernel, all files)
-  uint64_t max_weight_files = 256;                   // files per kernel
-  uint64_t max_tensor_bytes = 256 << 20;             // --max_tensor_bytes (per evaluation, all inputs)
-  int64_t max_kernels = 10000;                       // --max_kernels stored
+  uint64_t max_mil_bytes = 16 << 20;              // --max_mil_bytes
+  uint64_t max_weight_bytes = uint64_t{2} << 30;  // --max_weight_bytes (per kernel, all files)
+  uint64_t max_weight_files = 256;                // files per kernel
+  uint64_t max_tensor_bytes = 256 << 20;          // --max_tensor_bytes (per evaluation, all inputs)
+  int64_t max_kernels = 10000;                    // --max_kernels stored
 };
 
 struct KernelCompileRequest {

@@ -29,10 +29,10 @@ namespace fs = std::filesystem;
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
-constexpr SessionState kAllStates[] = {
-    SessionState::kQueued,  SessionState::kCompiling, SessionState::kRunning,
-    SessionState::kCheckpointing, SessionState::kStopped, SessionState::kCompleted,
-    SessionState::kFailed,  SessionState::kInterrupted};
+constexpr SessionState kAllStates[] = {SessionState::kQueued,  SessionState::kCompiling,
+                                       SessionState::kRunning, SessionState::kCheckpointing,
+                                       SessionState::kStopped, SessionState::kCompleted,
+                                       SessionState::kFailed,  SessionState::kInterrupted};
 
 SessionState StateFromName(const std::string& name) {
   for (SessionState s : kAllStates) {
@@ -46,7 +46,7 @@ Json EventToJson(const SessionEventRecord& e) {
   if (e.kind == SessionEventRecord::Kind::kStep) {
     const training::StepReport& r = e.step;
     const training::PhaseTimes& p = r.phases;
-    j["step"] = {r.step,  r.loss,       r.lr,         r.grad_norm, r.loss_scale, r.skipped,
+    j["step"] = {r.step,    r.loss,         r.lr,    r.grad_norm, r.loss_scale, r.skipped,
                  r.step_ms, r.tokens_per_s, r.flops, r.tflops,    e.queued_ms};
     j["phases"] = {p.kernel_ms, p.io_ms, p.rms_ms, p.elem_ms, p.cls_ms, p.dw_wait_ms, p.optim_ms};
   } else {
@@ -93,14 +93,22 @@ std::string NewSessionId() {
 
 const char* SessionStateName(SessionState state) {
   switch (state) {
-    case SessionState::kQueued: return "queued";
-    case SessionState::kCompiling: return "compiling";
-    case SessionState::kRunning: return "running";
-    case SessionState::kCheckpointing: return "checkpointing";
-    case SessionState::kStopped: return "stopped";
-    case SessionState::kCompleted: return "completed";
-    case SessionState::kFailed: return "failed";
-    case SessionState::kInterrupted: return "interrupted";
+    case SessionState::kQueued:
+      return "queued";
+    case SessionState::kCompiling:
+      return "compiling";
+    case SessionState::kRunning:
+      return "running";
+    case SessionState::kCheckpointing:
+      return "checkpointing";
+    case SessionState::kStopped:
+      return "stopped";
+    case SessionState::kCompleted:
+      return "completed";
+    case SessionState::kFailed:
+      return "failed";
+    case SessionState::kInterrupted:
+      return "interrupted";
   }
   return "unknown";
 }
@@ -121,7 +129,7 @@ struct SessionManager::Session {
   std::unique_ptr<training::Trainer> trainer;  // touched only by this session's executor tasks
   int64_t extra_steps = 0;                     // pending for the next Resume of the trainer
   bool stop_requested = false;
-  double run_ms = 0;      // step time of this run, for the ETA
+  double run_ms = 0;  // step time of this run, for the ETA
   int64_t run_steps = 0;
   std::vector<SessionEventRecord> events;
   std::vector<Waiter> waiters;
@@ -178,10 +186,12 @@ absl::Status SessionManager::Init() {
 }
 
 absl::Status SessionManager::LoadAll() {
-  ANERD_ASSIGN_OR_RETURN(auto stmt, cache::Statement::Prepare(
-      db_->get(), "SELECT id, name, backend, state, step, total_steps, last_loss, best_loss, "
-                  "started_ms, elapsed_s, checkpoint_path, checkpoint_step, checkpoint_seq, "
-                  "error, spec FROM sessions"));
+  ANERD_ASSIGN_OR_RETURN(
+      auto stmt, cache::Statement::Prepare(
+                     db_->get(),
+                     "SELECT id, name, backend, state, step, total_steps, last_loss, best_loss, "
+                     "started_ms, elapsed_s, checkpoint_path, checkpoint_step, checkpoint_seq, "
+                     "error, spec FROM sessions"));
   while (true) {
     ANERD_ASSIGN_OR_RETURN(bool row, stmt->Step());
     if (!row) break;
@@ -225,8 +235,13 @@ absl::Status SessionManager::LoadAll() {
       ANERD_RETURN_IF_ERROR(WriteFileAtomically(SessionDir(s->id) + "/events.jsonl", text));
       Session* raw = s.get();
       sessions_[s->id] = std::move(s);
-      Append(raw, {0, NowMs(), SessionEventRecord::Kind::kWarning, {}, 0,
-                   "the daemon stopped unexpectedly; resuming from the last checkpoint", 0});
+      Append(raw, {0,
+                   NowMs(),
+                   SessionEventRecord::Kind::kWarning,
+                   {},
+                   0,
+                   "the daemon stopped unexpectedly; resuming from the last checkpoint",
+                   0});
       SetState(raw, SessionState::kInterrupted);
       continue;
     }
@@ -236,8 +251,10 @@ absl::Status SessionManager::LoadAll() {
 }
 
 absl::Status SessionManager::Persist(const Session& s) {
-  ANERD_ASSIGN_OR_RETURN(auto stmt, cache::Statement::Prepare(
-      db_->get(), "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  ANERD_ASSIGN_OR_RETURN(
+      auto stmt,
+      cache::Statement::Prepare(
+          db_->get(), "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   stmt->BindText(1, s.id);
   stmt->BindText(2, s.name);
   stmt->BindText(3, s.backend);
@@ -317,10 +334,10 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
 void SessionManager::Schedule(Session* s) {
   ++in_flight_;
   const std::string id = s->id;
-  executors_.at(s->backend)->Submit({}, "training step",
-                                    [this, id](absl::Status admission, absl::Duration queued) {
-                                      RunTask(id, admission, queued);
-                                    });
+  executors_.at(s->backend)
+      ->Submit({}, "training step", [this, id](absl::Status admission, absl::Duration queued) {
+        RunTask(id, admission, queued);
+      });
 }
 
 absl::Status SessionManager::EnsureTrainer(Session* s, backend::Backend* backend) {
@@ -334,8 +351,7 @@ absl::Status SessionManager::EnsureTrainer(Session* s, backend::Backend* backend
   return absl::OkStatus();
 }
 
-void SessionManager::RunTask(const std::string& id, absl::Status admission,
-                             absl::Duration queued) {
+void SessionManager::RunTask(const std::string& id, absl::Status admission, absl::Duration queued) {
   Session* s = nullptr;
   bool need_trainer = false;
   {
@@ -343,9 +359,9 @@ void SessionManager::RunTask(const std::string& id, absl::Status admission,
     s = sessions_.at(id).get();
     const bool stopping = !admission.ok() || shutting_down_ || s->stop_requested;
     if (stopping) {
-      const SessionState final_state =
-          s->stop_requested && admission.ok() && !shutting_down_ ? SessionState::kStopped
-                                                                 : SessionState::kInterrupted;
+      const SessionState final_state = s->stop_requested && admission.ok() && !shutting_down_
+                                           ? SessionState::kStopped
+                                           : SessionState::kInterrupted;
       if (s->trainer != nullptr && s->step > s->checkpoint_step) {
         if (absl::Status c = Checkpoint(s); !c.ok()) s->error = c.ToString();
       }
@@ -412,8 +428,13 @@ void SessionManager::AfterStep(Session* s, const training::StepReport& report, d
   const int64_t every = s->spec.checkpoint_every;
   if (done || (every > 0 && s->step % every == 0)) {
     if (absl::Status c = Checkpoint(s); !c.ok()) {
-      Append(s, {0, NowMs(), SessionEventRecord::Kind::kWarning, {}, 0,
-                 absl::StrCat("checkpoint failed: ", c.message()), 0});
+      Append(s, {0,
+                 NowMs(),
+                 SessionEventRecord::Kind::kWarning,
+                 {},
+                 0,
+                 absl::StrCat("checkpoint failed: ", c.message()),
+                 0});
     }
   }
   if (done) {
@@ -558,8 +579,7 @@ absl::StatusOr<SessionSnapshot> SessionManager::Stop(const std::string& id) {
   return Snapshot(*s);
 }
 
-absl::StatusOr<SessionSnapshot> SessionManager::Resume(const std::string& id,
-                                                       int64_t extra_steps) {
+absl::StatusOr<SessionSnapshot> SessionManager::Resume(const std::string& id, int64_t extra_steps) {
   if (extra_steps < 0) return absl::InvalidArgumentError("steps: must not be negative");
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
@@ -597,8 +617,8 @@ absl::Status SessionManager::Delete(const std::string& id) {
     return absl::FailedPreconditionError(absl::StrCat(
         "session ", id, " is ", SessionStateName(s->state), "; stop it before deleting"));
   }
-  ANERD_ASSIGN_OR_RETURN(auto stmt,
-                         cache::Statement::Prepare(db_->get(), "DELETE FROM sessions WHERE id = ?"));
+  ANERD_ASSIGN_OR_RETURN(
+      auto stmt, cache::Statement::Prepare(db_->get(), "DELETE FROM sessions WHERE id = ?"));
   stmt->BindText(1, id);
   ANERD_RETURN_IF_ERROR(stmt->Run());
   std::error_code ec;
@@ -623,27 +643,27 @@ void SessionManager::Export(const std::string& id,
     backend = (*s)->backend;
     checkpoint = (*s)->checkpoint_path;
   }
-  executors_.at(backend)->Submit({}, "export", [this, id, checkpoint, backend, done](
-                                                   absl::Status admission, absl::Duration) {
-    if (!admission.ok()) return done(admission);
-    const std::string path = SessionDir(id) + "/export.tmp";
-    training::Trainer* live = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      absl::StatusOr<Session*> s = Find(id);
-      if (!s.ok()) return done(s.status());
-      live = (*s)->trainer.get();  // safe: trainer changes only on this executor thread
-    }
-    if (live != nullptr) {
-      absl::Status st = live->ExportLlama2c(path);
-      return st.ok() ? done(path) : done(st);
-    }
-    absl::StatusOr<std::unique_ptr<training::Trainer>> loaded =
-        training::Trainer::Resume(checkpoint, registry_->Find(backend));
-    if (!loaded.ok()) return done(loaded.status());
-    absl::Status st = (*loaded)->ExportLlama2c(path);
-    return st.ok() ? done(path) : done(st);
-  });
+  executors_.at(backend)->Submit(
+      {}, "export", [this, id, checkpoint, backend, done](absl::Status admission, absl::Duration) {
+        if (!admission.ok()) return done(admission);
+        const std::string path = SessionDir(id) + "/export.tmp";
+        training::Trainer* live = nullptr;
+        {
+          absl::MutexLock lock(&mu_);
+          absl::StatusOr<Session*> s = Find(id);
+          if (!s.ok()) return done(s.status());
+          live = (*s)->trainer.get();  // safe: trainer changes only on this executor thread
+        }
+        if (live != nullptr) {
+          absl::Status st = live->ExportLlama2c(path);
+          return st.ok() ? done(path) : done(st);
+        }
+        absl::StatusOr<std::unique_ptr<training::Trainer>> loaded =
+            training::Trainer::Resume(checkpoint, registry_->Find(backend));
+        if (!loaded.ok()) return done(loaded.status());
+        absl::Status st = (*loaded)->ExportLlama2c(path);
+        return st.ok() ? done(path) : done(st);
+      });
 }
 
 absl::StatusOr<uint64_t> SessionManager::SeqForStep(const std::string& id, int64_t from_step) {
@@ -681,8 +701,7 @@ int64_t SessionManager::WakeWhenAvailable(const std::string& id, uint64_t from,
                                           std::function<void()> wake) {
   mu_.Lock();
   auto it = sessions_.find(id);
-  if (it == sessions_.end() || from < it->second->events.size() ||
-      !IsActive(it->second->state)) {
+  if (it == sessions_.end() || from < it->second->events.size() || !IsActive(it->second->state)) {
     mu_.Unlock();
     wake();
     return 0;

@@ -7,9 +7,10 @@
 //   running       taking steps                                        Stop, Export, Get, Watch
 //   checkpointing writing a checkpoint (then back to running)          Stop, Export, Get, Watch
 //   stopped       stopped by a client after a checkpoint              Resume, Delete, Export, Get
-//   completed     reached its step count (final checkpoint written)   Resume(+steps), Delete, Export
-//   failed        the engine returned an error (see `error`)          Resume (if checkpointed), Delete
-//   interrupted   the daemon stopped or crashed while it ran          Resume, Delete, Export
+//   completed     reached its step count (final checkpoint written)   Resume(+steps), Delete,
+//   Export failed        the engine returned an error (see `error`)          Resume (if
+//   checkpointed), Delete interrupted   the daemon stopped or crashed while it ran          Resume,
+//   Delete, Export
 // Sessions that were active when the daemon last stopped come back `interrupted` and, with
 // resume_interrupted, resume from their last checkpoint.
 //
@@ -28,10 +29,10 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <thread>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"

@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/service/background_hasher.h"
 #include "common/mil/weights.h"
 #include "common/rpc/grpc_status.h"
+#include "server/service/background_hasher.h"
 #include "server/service/convert.h"
 #include "spdlog/spdlog.h"
 
@@ -60,7 +60,7 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
   void OnReadDone(bool ok) override {
     if (finished_) return;
     if (!ok) return EndOfStream();
-    absl::Status status = message_.has_header() ? OnHeader(message_.header())
+    absl::Status status = message_.has_header()  ? OnHeader(message_.header())
                           : message_.has_chunk() ? OnChunk(message_.chunk())
                                                  : absl::InvalidArgumentError(
                                                        "CompileKernel message has neither "
@@ -92,13 +92,14 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
       absl::StatusOr<std::string> path = mil::CanonicalWeightPath(f.path());
       if (!path.ok()) return path.status();
       if (f.size() > limits.max_weight_bytes || total + f.size() > limits.max_weight_bytes) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "weight files total more than ", limits.max_weight_bytes,
-            " bytes (raise the limit with anerd --max_weight_bytes)"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("weight files total more than ", limits.max_weight_bytes,
+                         " bytes (raise the limit with anerd --max_weight_bytes)"));
       }
       total += f.size();
       if (!files_.emplace(*path, Pending{f.size(), {}, nullptr}).second) {
-        return absl::InvalidArgumentError(absl::StrCat("weight file ", *path, " is declared twice"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("weight file ", *path, " is declared twice"));
       }
       Pending& pending = files_[*path];
       pending.bytes.reserve(f.size());  // never reallocates: the hasher reads it concurrently
@@ -114,7 +115,8 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
   }
 
   absl::Status OnChunk(const v1::WeightChunk& chunk) {
-    if (!have_header_) return absl::InvalidArgumentError("CompileKernel: a chunk came before the header");
+    if (!have_header_)
+      return absl::InvalidArgumentError("CompileKernel: a chunk came before the header");
     absl::StatusOr<std::string> path = mil::CanonicalWeightPath(chunk.path());
     if (!path.ok()) return path.status();
     auto it = files_.find(*path);
@@ -129,8 +131,8 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
                                                      p.bytes.size()));
     }
     if (p.bytes.size() + chunk.data().size() > p.declared) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("weight file ", *path, " is longer than its declared ", p.declared, " bytes"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "weight file ", *path, " is longer than its declared ", p.declared, " bytes"));
     }
     p.bytes.append(chunk.data());
     p.hash->Publish(p.bytes.size());
@@ -149,17 +151,17 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
       request_.weight_files.emplace_back(path, std::move(p.bytes));
     }
     files_.clear();
-    engine_->kernels().Compile(
-        std::move(request_), control_,
-        [this](absl::StatusOr<engine::KernelCompileResult> result) {
-          if (!result.ok()) return Fail(result.status());
-          ToProto(result->info, response_->mutable_kernel());
-          response_->set_cache_hit(result->cache_hit);
-          response_->set_compile_ms(result->compile_ms);
-          for (const std::string& w : result->warnings) response_->add_warnings(w);
-          finished_ = true;
-          Finish(grpc::Status::OK);
-        });
+    engine_->kernels().Compile(std::move(request_), control_,
+                               [this](absl::StatusOr<engine::KernelCompileResult> result) {
+                                 if (!result.ok()) return Fail(result.status());
+                                 ToProto(result->info, response_->mutable_kernel());
+                                 response_->set_cache_hit(result->cache_hit);
+                                 response_->set_compile_ms(result->compile_ms);
+                                 for (const std::string& w : result->warnings)
+                                   response_->add_warnings(w);
+                                 finished_ = true;
+                                 Finish(grpc::Status::OK);
+                               });
   }
 
   void Fail(const absl::Status& status) {

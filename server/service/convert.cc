@@ -115,10 +115,9 @@ absl::StatusOr<backend::NamedTensor> FromProto(const v1::Tensor& tensor, int64_t
   }
   const int64_t need = elements * mil::DTypeSize(*dtype);
   if (static_cast<int64_t>(tensor.data().size()) != need) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", tensor.dtype(), " [",
-                                                   absl::StrJoin(tensor.shape(), ", "),
-                                                   "] needs ", need, " bytes of data, got ",
-                                                   tensor.data().size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", tensor.dtype(), " [", absl::StrJoin(tensor.shape(), ", "),
+                     "] needs ", need, " bytes of data, got ", tensor.data().size()));
   }
   *budget_bytes -= need;
   if (*budget_bytes < 0) {

@@ -226,8 +226,7 @@ grpc::ServerUnaryReactor* AnerdService::StopSession(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContext* context,
                                                       const v1::ResumeSessionRequest* request,
                                                       v1::SessionInfo* response) {
-  return Reply(context,
-               engine_->sessions().Resume(request->session_id(), request->extra_steps()),
+  return Reply(context, engine_->sessions().Resume(request->session_id(), request->extra_steps()),
                response);
 }
 
@@ -245,10 +244,9 @@ grpc::ServerWriteReactor<v1::ExportModelChunk>* AnerdService::ExportModel(
 grpc::ServerWriteReactor<v1::SessionEvent>* AnerdService::WatchSession(
     grpc::CallbackServerContext*, const v1::WatchSessionRequest* request) {
   engine::SessionManager& sessions = engine_->sessions();
-  absl::StatusOr<uint64_t> from = request->from_now()
-                                      ? sessions.NextSeq(request->session_id())
-                                      : sessions.SeqForStep(request->session_id(),
-                                                            request->from_step());
+  absl::StatusOr<uint64_t> from =
+      request->from_now() ? sessions.NextSeq(request->session_id())
+                          : sessions.SeqForStep(request->session_id(), request->from_step());
   if (!from.ok()) {
     class Failed : public grpc::ServerWriteReactor<v1::SessionEvent> {
      public:

@@ -204,31 +204,39 @@ TEST(Conformance, Cast) {
 
 TEST(Conformance, FusedChainRmsNorm) {
   // The seed's RMSNorm idiom (spec 3.5): a long elementwise chain plus a reduction.
-  CheckCase(
-      {"rmsnorm", T16("[1, 16, 1, 8]") " x, " T16("[1, 16, 1, 1]") " w",
-       T16("[1, 16, 1, 8]") " sq = mul(x = x, y = x);\n" T16(
-           "[1, 1, 1, 8]") " ss = reduce_sum(x = sq, axes = tensor<int32, [1]>([1]), "
-                           "keep_dims = bool(true));\n" T16(
-                               "[1, 1, 1, 8]") " ss2 = mul(x = "
-                                               "ss, y = "
-                                               "fp16(0.0625));"
-                                               "\n" T16(
-                                                   "[1, 1, "
-                                                   "1, 8]") " ss3 = add(x = ss2, y = "
-                                                            "fp16(0.00001));\n" T16("[1, 1, 1, "
-                                                                                    "8]") " rr = "
-                                                                                          "pow(x "
-                                                                                          "= "
-                                                                                          "ss3, "
-                                                                                          "y = "
-                                                                                          "fp16(-"
-                                                                                          "0.5));"
-                                                                                          "\n" T16("[1, 16, 1, 8]") " xr = mul(x = x, y = rr);\n" T16(
-                                                                                              "[1, "
-                                                                                              "16, "
-                                                                                              "1, "
-                                                                                              "8]") " y = mul(x = xr, y = w);",
-       "y", false, false, 2});
+  CheckCase({"rmsnorm", T16("[1, 16, 1, 8]") " x, " T16("[1, 16, 1, 1]") " w",
+             T16("[1, 16, 1, 8]") " sq = mul(x = x, y = x);\n" T16(
+                 "[1, 1, 1, 8]") " ss = reduce_sum(x = sq, axes = tensor<int32, [1]>([1]), "
+                                 "keep_dims = bool(true));\n" T16(
+                                     "[1, 1, 1, 8]") " ss2 = mul(x = "
+                                                     "ss, y = "
+                                                     "fp16(0.0625));"
+                                                     "\n" T16(
+                                                         "[1, 1, "
+                                                         "1, 8]") " ss3 = add(x = ss2, y = "
+                                                                  "fp16(0.00001));\n" T16(
+                                                                      "[1, 1, 1, "
+                                                                      "8]") " rr = "
+                                                                            "pow(x "
+                                                                            "= "
+                                                                            "ss3, "
+                                                                            "y = "
+                                                                            "fp16(-"
+                                                                            "0.5));"
+                                                                            "\n" T16("[1, 16, 1, "
+                                                                                     "8]") " xr = "
+                                                                                           "mul(x "
+                                                                                           "= x, y "
+                                                                                           "= "
+                                                                                           "rr);"
+                                                                                           "\n" T16(
+                                                                                               "[1,"
+                                                                                               " "
+                                                                                               "16,"
+                                                                                               " "
+                                                                                               "1, "
+                                                                                               "8]") " y = mul(x = xr, y = w);",
+             "y", false, false, 2});
   CheckCase(
       {"silu gate chain", T16("[1, 8, 1, 12]") " h1, " T16("[1, 8, 1, 12]") " h3",
        T16("[1, 8, 1, 12]") " sig = sigmoid(x = h1);\n" T16(
@@ -255,18 +263,24 @@ TEST(Conformance, FusedChainRmsNorm) {
                                                                                             "1), y "
                                                                                             "= "
                                                                                             "homs);"
-                                                                                            "\n" T16("[1, 8, 1, "
-                                                                                                     "12]") " dsd"
-                                                                                                            " = "
-                                                                                                            "mul("
-                                                                                                            "x = "
-                                                                                                            "sig,"
-                                                                                                            " y "
-                                                                                                            "= "
-                                                                                                            "brk)"
-                                                                                                            ";"
-                                                                                                            "\n" T16(
-                                                                                                                "[1, 8, 1, 12]") " y = mul(x = dsd, y = h3);",
+                                                                                            "\n" T16(
+                                                                                                "[1"
+                                                                                                ", "
+                                                                                                "8,"
+                                                                                                " 1"
+                                                                                                ", "
+                                                                                                "12"
+                                                                                                "]") " dsd"
+                                                                                                     " = "
+                                                                                                     "mul("
+                                                                                                     "x = "
+                                                                                                     "sig,"
+                                                                                                     " y "
+                                                                                                     "= "
+                                                                                                     "brk)"
+                                                                                                     ";"
+                                                                                                     "\n" T16(
+                                                                                                         "[1, 8, 1, 12]") " y = mul(x = dsd, y = h3);",
        "y"});
 }
 
@@ -296,77 +310,107 @@ TEST(Conformance, Matmul) {
 
 TEST(Conformance, DynamicMatmulPattern) {
   // spec 3.5 gen_dyn_matmul: IC=8, OC=6, S=5; input [1, IC, 1, S+OC].
-  CheckCase({"dyn matmul", T16("[1, 8, 1, 11]") " x",
-             T16("[1, 8, 1, 5]") " act = slice_by_size(x = x, begin = tensor<int32, [4]>([0, 0, 0, "
-                                 "0]), "
-                                 "size = tensor<int32, [4]>([1, 8, 1, 5]));\n" T16(
-                                     "[1, 8, 1, 6]") " wt = slice_by_size(x = x, begin = "
-                                                     "tensor<int32, [4]>([0, 0, 0, 5]), "
-                                                     "size = tensor<int32, [4]>([1, 8, 1, "
-                                                     "6]));\n" T16("[1, 1, 8, 5]") " a2 = "
-                                                                                   "reshape(x = "
-                                                                                   "act, shape = "
-                                                                                   "tensor<int32, "
-                                                                                   "[4]>([1, 1, 8, "
-                                                                                   "5]));\n" T16(
-                                                                                       "["
-                                                                                       "1"
-                                                                                       ","
-                                                                                       " "
-                                                                                       "1"
-                                                                                       ","
-                                                                                       " "
-                                                                                       "5"
-                                                                                       ","
-                                                                                       " "
-                                                                                       "8"
-                                                                                       "]") " a3 = "
-                                                                                            "transp"
-                                                                                            "ose(x "
-                                                                                            "= a2, "
-                                                                                            "perm "
-                                                                                            "= "
-                                                                                            "tensor"
-                                                                                            "<int32"
-                                                                                            ", "
-                                                                                            "[4]>(["
-                                                                                            "0, 1, "
-                                                                                            "3, "
-                                                                                            "2]));"
-                                                                                            "\n" T16("[1, 1, 8, 6]") " W = reshape(x = wt, shape = tensor<int32, [4]>([1, 1, 8, 6]));\n" T16("[1, 1, 5, "
-                                                                                                                                                                                             "6]") " yh "
-                                                                                                                                                                                                   "= "
-                                                                                                                                                                                                   "matmu"
-                                                                                                                                                                                                   "l(x "
-                                                                                                                                                                                                   "= "
-                                                                                                                                                                                                   "a3, "
-                                                                                                                                                                                                   "y = "
-                                                                                                                                                                                                   "W, "
-                                                                                                                                                                                                   "trans"
-                                                                                                                                                                                                   "pose_"
-                                                                                                                                                                                                   "x = "
-                                                                                                                                                                                                   "bool("
-                                                                                                                                                                                                   "false"
-                                                                                                                                                                                                   "), "
-                                                                                                                                                                                                   "trans"
-                                                                                                                                                                                                   "pose_"
-                                                                                                                                                                                                   "y = "
-                                                                                                                                                                                                   "bool("
-                                                                                                                                                                                                   "false"
-                                                                                                                                                                                                   "));"
-                                                                                                                                                                                                   "\n" T16("[1, 1, 6, 5]") " yt = transpose(x = yh, perm = tensor<int32, [4]>([0, 1, 3, 2]));\n" T16("["
-                                                                                                                                                                                                                                                                                                      "1"
-                                                                                                                                                                                                                                                                                                      ","
-                                                                                                                                                                                                                                                                                                      " "
-                                                                                                                                                                                                                                                                                                      "6"
-                                                                                                                                                                                                                                                                                                      ","
-                                                                                                                                                                                                                                                                                                      " "
-                                                                                                                                                                                                                                                                                                      "1"
-                                                                                                                                                                                                                                                                                                      ","
-                                                                                                                                                                                                                                                                                                      " "
-                                                                                                                                                                                                                                                                                                      "5"
-                                                                                                                                                                                                                                                                                                      "]") " y = reshape(x = yt, shape = tensor<int32, [4]>([1, 6, 1, 5]));",
-             "y", true});
+  CheckCase(
+      {"dyn matmul", T16("[1, 8, 1, 11]") " x",
+       T16("[1, 8, 1, 5]") " act = slice_by_size(x = x, begin = tensor<int32, [4]>([0, 0, 0, "
+                           "0]), "
+                           "size = tensor<int32, [4]>([1, 8, 1, 5]));\n" T16(
+                               "[1, 8, 1, 6]") " wt = slice_by_size(x = x, begin = "
+                                               "tensor<int32, [4]>([0, 0, 0, 5]), "
+                                               "size = tensor<int32, [4]>([1, 8, 1, "
+                                               "6]));\n" T16(
+                                                   "[1, 1, 8, 5]") " a2 = "
+                                                                   "reshape(x = "
+                                                                   "act, shape = "
+                                                                   "tensor<int32, "
+                                                                   "[4]>([1, 1, 8, "
+                                                                   "5]));\n" T16(
+                                                                       "["
+                                                                       "1"
+                                                                       ","
+                                                                       " "
+                                                                       "1"
+                                                                       ","
+                                                                       " "
+                                                                       "5"
+                                                                       ","
+                                                                       " "
+                                                                       "8"
+                                                                       "]") " a3 = "
+                                                                            "transp"
+                                                                            "ose(x "
+                                                                            "= a2, "
+                                                                            "perm "
+                                                                            "= "
+                                                                            "tensor"
+                                                                            "<int32"
+                                                                            ", "
+                                                                            "[4]>(["
+                                                                            "0, 1, "
+                                                                            "3, "
+                                                                            "2]));"
+                                                                            "\n" T16("[1, 1, 8, 6]") " W = reshape(x = wt, shape = tensor<int32, [4]>([1, 1, 8, 6]));\n" T16(
+                                                                                "[1, 1, 5, "
+                                                                                "6]") " yh "
+                                                                                      "= "
+                                                                                      "matmu"
+                                                                                      "l(x "
+                                                                                      "= "
+                                                                                      "a3, "
+                                                                                      "y = "
+                                                                                      "W, "
+                                                                                      "trans"
+                                                                                      "pose_"
+                                                                                      "x = "
+                                                                                      "bool("
+                                                                                      "false"
+                                                                                      "), "
+                                                                                      "trans"
+                                                                                      "pose_"
+                                                                                      "y = "
+                                                                                      "bool("
+                                                                                      "false"
+                                                                                      "));"
+                                                                                      "\n" T16("[1,"
+                                                                                               " 1,"
+                                                                                               " 6,"
+                                                                                               " 5"
+                                                                                               "]") " yt = transpose(x = yh, perm = tensor<int32, [4]>([0, 1, 3, 2]));\n" T16(
+                                                                                          "["
+                                                                                          "1"
+                                                                                          ","
+                                                                                          " "
+                                                                                          "6"
+                                                                                          ","
+                                                                                          " "
+                                                                                          "1"
+                                                                                          ","
+                                                                                          " "
+                                                                                          "5"
+                                                                                          "]") " y "
+                                                                                               "= "
+                                                                                               "res"
+                                                                                               "hap"
+                                                                                               "e("
+                                                                                               "x "
+                                                                                               "= "
+                                                                                               "yt,"
+                                                                                               " sh"
+                                                                                               "ape"
+                                                                                               " = "
+                                                                                               "ten"
+                                                                                               "sor"
+                                                                                               "<in"
+                                                                                               "t32"
+                                                                                               ", "
+                                                                                               "[4]"
+                                                                                               ">(["
+                                                                                               "1, "
+                                                                                               "6, "
+                                                                                               "1, "
+                                                                                               "5])"
+                                                                                               ");",
+       "y", true});
 }
 
 TEST(Conformance, Conv) {
@@ -503,35 +547,50 @@ TEST(Conformance, Attention) {
              T16("[1, 2, 6, 4]") " y = scaled_dot_product_attention(query = q, key = k, value = v, "
                                  "attn_mask = m);",
              "y", true});
-  CheckCase({"causal attention idiom",
-             T16("[1, 2, 4, 8]") " q, " T16("[1, 2, 4, 8]") " k, " T16("[1, 2, 4, 8]") " v",
-             "tensor<fp16, [1, 1, 4, 4]> mask = const()[val = tensor<fp16, [1, 1, 4, 4]>([0, "
-             "-65504, "
-             "-65504, -65504, 0, 0, -65504, -65504, 0, 0, 0, -65504, 0, 0, 0, 0])];\n" T16(
-                 "[1, 2, "
-                 "4, 4]") " s1 = matmul(x = q, y = k, transpose_y = bool(true));\n" T16("[1, 2, 4, "
-                                                                                        "4]") " s2 "
-                                                                                              "= "
-                                                                                              "mul("
-                                                                                              "x = "
-                                                                                              "s1, "
-                                                                                              "y = "
-                                                                                              "fp16"
-                                                                                              "(0."
-                                                                                              "3535"
-                                                                                              "53))"
-                                                                                              ";"
-                                                                                              "\n" T16("[1, 2, 4, 4]") " ms = add(x = s2, y = mask);\n" T16("[1, 2, 4, 4]") " aw = "
-                                                                                                                                                                            "softmax(x = "
-                                                                                                                                                                            "ms, axis = "
-                                                                                                                                                                            "int32(-1));"
-                                                                                                                                                                            "\n" T16(
-                                                                                                                                                                                "[1,"
-                                                                                                                                                                                " 2,"
-                                                                                                                                                                                " 4,"
-                                                                                                                                                                                " 8"
-                                                                                                                                                                                "]") " y = matmul(x = aw, y = v);",
-             "y", true, false, 2});
+  CheckCase(
+      {"causal attention idiom",
+       T16("[1, 2, 4, 8]") " q, " T16("[1, 2, 4, 8]") " k, " T16("[1, 2, 4, 8]") " v",
+       "tensor<fp16, [1, 1, 4, 4]> mask = const()[val = tensor<fp16, [1, 1, 4, 4]>([0, "
+       "-65504, "
+       "-65504, -65504, 0, 0, -65504, -65504, 0, 0, 0, -65504, 0, 0, 0, 0])];\n" T16(
+           "[1, 2, "
+           "4, 4]") " s1 = matmul(x = q, y = k, transpose_y = bool(true));\n" T16("[1, 2, 4, "
+                                                                                  "4]") " s2 "
+                                                                                        "= "
+                                                                                        "mul("
+                                                                                        "x = "
+                                                                                        "s1, "
+                                                                                        "y = "
+                                                                                        "fp16"
+                                                                                        "(0."
+                                                                                        "3535"
+                                                                                        "53))"
+                                                                                        ";"
+                                                                                        "\n" T16("["
+                                                                                                 "1"
+                                                                                                 ","
+                                                                                                 " "
+                                                                                                 "2"
+                                                                                                 ","
+                                                                                                 " "
+                                                                                                 "4"
+                                                                                                 ","
+                                                                                                 " "
+                                                                                                 "4"
+                                                                                                 "]") " ms = add(x = s2, y = mask);\n" T16(
+                                                                                            "[1, "
+                                                                                            "2, 4, "
+                                                                                            "4]") " aw = "
+                                                                                                  "softmax(x = "
+                                                                                                  "ms, axis = "
+                                                                                                  "int32(-1));"
+                                                                                                  "\n" T16(
+                                                                                                      "[1,"
+                                                                                                      " 2,"
+                                                                                                      " 4,"
+                                                                                                      " 8"
+                                                                                                      "]") " y = matmul(x = aw, y = v);",
+       "y", true, false, 2});
 }
 
 TEST(Conformance, IgnoreAttnMaskQuirk) {

@@ -1,8 +1,7 @@
-#include "common/rpc/grpc_status.h"
-#include "common/status_macros.h"
-
 #include <string>
 
+#include "common/rpc/grpc_status.h"
+#include "common/status_macros.h"
 #include "gtest/gtest.h"
 
 namespace anerd {

@@ -42,7 +42,8 @@ class KernelManagerTest : public ::testing::Test {
                                                std::vector<backend::NamedTensor> inputs,
                                                RequestControl c = {}) {
     std::promise<absl::StatusOr<KernelEvalResult>> p;
-    e.kernels().Eval(id, std::move(inputs), c, [&](auto result) { p.set_value(std::move(result)); });
+    e.kernels().Eval(id, std::move(inputs), c,
+                     [&](auto result) { p.set_value(std::move(result)); });
     return p.get_future().get();
   }
 
@@ -187,8 +188,8 @@ TEST_F(KernelManagerTest, EvictsUnderTheByteBoundAndReloads) {
   EXPECT_LE(info.cache.bytes, options.cache_bytes);
   EXPECT_FALSE(engine->kernels().Get(ids[0])->loaded) << "least recently used went first";
   std::vector<backend::NamedTensor> in = {
-      {"x", backend::Tensor::FromFloats(mil::DType::kFp32, {1, 4, 1, 8},
-                                        std::vector<float>(32, 2.0f))}};
+      {"x",
+       backend::Tensor::FromFloats(mil::DType::kFp32, {1, 4, 1, 8}, std::vector<float>(32, 2.0f))}};
   absl::StatusOr<KernelEvalResult> r = Eval(*engine, ids[0], in);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->timing.recompiled);

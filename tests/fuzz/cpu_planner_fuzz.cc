@@ -40,14 +40,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<anerd::mil::Program> program =
       anerd::mil::ParseProgram(std::string(reinterpret_cast<const char*>(data), size), options);
   if (!program.ok() || !SmallEnough(*program)) return 0;
-  absl::StatusOr<anerd::mil::VerifiedProgram> verified = anerd::mil::VerifyProgram(*std::move(program));
+  absl::StatusOr<anerd::mil::VerifiedProgram> verified =
+      anerd::mil::VerifyProgram(*std::move(program));
   if (!verified.ok()) return 0;
   static auto* backend =
       new anerd::backend::cpu::CpuBackend(anerd::backend::cpu::CpuBackendOptions{});
   for (int mode = 0; mode < 3; ++mode) {
     anerd::backend::CompileOptions compile;
-    compile.numerics = mode == 1 ? anerd::backend::NumericsMode::kFp32
-                                 : anerd::backend::NumericsMode::kAne;
+    compile.numerics =
+        mode == 1 ? anerd::backend::NumericsMode::kFp32 : anerd::backend::NumericsMode::kAne;
     compile.reference_mode = mode == 2;
     auto compiled = backend->Compile(*verified, compile);
     if (!compiled.ok()) continue;

@@ -3,14 +3,13 @@
 // daemon), and `anectl doctor --json` reports the ANE as unavailable off macOS and the sim working.
 #include <cmath>
 #include <cstring>
-#include <random>
-
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "common/fp16.h"
-#include "common/synth_stories.h"
 #include "common/npy.h"
+#include "common/synth_stories.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/process_harness.h"
@@ -126,8 +125,8 @@ TEST(AneSimIntegration, TrainsTinyAndRunsAProbeOnTheSimulator) {
   ASSERT_EQ(losses.size(), 60u);
   EXPECT_LT(losses.back(), losses.front() - 0.2);
 
-  RunResult probe = daemon.Anectl(
-      {"probe", "peak", "--grid", "128x64x2", "--repeat", "3", "--json"});
+  RunResult probe =
+      daemon.Anectl({"probe", "peak", "--grid", "128x64x2", "--repeat", "3", "--json"});
   ASSERT_EQ(probe.exit_code, 0) << probe.err;
   nlohmann::json doc = nlohmann::json::parse(probe.out);
   EXPECT_EQ(doc["fingerprint"]["backend"], "ane-sim") << probe.out;

@@ -16,15 +16,15 @@
 namespace anerd {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::DaemonProcess;
+using ::testing::HasSubstr;
 using testing::RunResult;
 using testing::TempDir;
 
 constexpr uid_t kNobody = 65534;
 
 int Mode(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
   return st.st_mode & 0777;
 }
@@ -70,9 +70,9 @@ TEST(DaemonTest, SecondInstanceIsRefusedNamingTheFirst) {
   TempDir dir;
   DaemonProcess daemon(dir.path());
   ASSERT_TRUE(daemon.Start().ok());
-  RunResult second = testing::RunProgram(
-      {testing::AnerdBinary(), "--socket=" + dir.path() + "/run2/anerd.sock",
-       "--state_dir=" + daemon.state_dir()});
+  RunResult second =
+      testing::RunProgram({testing::AnerdBinary(), "--socket=" + dir.path() + "/run2/anerd.sock",
+                           "--state_dir=" + daemon.state_dir()});
   EXPECT_NE(second.exit_code, 0);
   EXPECT_THAT(second.err, HasSubstr("pid " + std::to_string(daemon.pid())));
   EXPECT_THAT(second.err, HasSubstr(daemon.socket()));
@@ -98,8 +98,9 @@ TEST(DaemonTest, StaleSocketFromACrashIsRecovered) {
     ASSERT_TRUE(crashed.Start().ok());
     ASSERT_EQ(*crashed.Stop(SIGKILL), -SIGKILL);
   }
-  struct stat st{};
-  ASSERT_EQ(::stat((dir.path() + "/run/anerd.sock").c_str(), &st), 0) << "kill -9 leaves the socket";
+  struct stat st {};
+  ASSERT_EQ(::stat((dir.path() + "/run/anerd.sock").c_str(), &st), 0)
+      << "kill -9 leaves the socket";
   DaemonProcess daemon(dir.path());
   ASSERT_TRUE(daemon.Start().ok());
   EXPECT_THAT(daemon.ReadLog(), HasSubstr("stale socket"));
@@ -182,8 +183,8 @@ TEST(AnectlTest, UsageErrorsExitTwo) {
   EXPECT_EQ(testing::RunProgram({testing::AnectlBinary(), "frobnicate"}).exit_code, 2);
   EXPECT_EQ(testing::RunProgram({testing::AnectlBinary(), "status", "--bogus"}).exit_code, 2);
   EXPECT_EQ(testing::RunProgram({testing::AnectlBinary(), "--host"}).exit_code, 2);
-  EXPECT_EQ(testing::RunProgram({testing::AnectlBinary(), "--host", "nonsense", "status"}).exit_code,
-            1);
+  EXPECT_EQ(
+      testing::RunProgram({testing::AnectlBinary(), "--host", "nonsense", "status"}).exit_code, 1);
   RunResult help = testing::RunProgram({testing::AnectlBinary(), "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, HasSubstr("status"));
@@ -191,9 +192,9 @@ TEST(AnectlTest, UsageErrorsExitTwo) {
 
 TEST(AnectlTest, VersionWorksWithoutDaemon) {
   TempDir dir;
-  RunResult r = testing::RunProgram({testing::AnectlBinary(), "--host",
-                                     "unix:" + dir.path() + "/none.sock", "--timeout", "2",
-                                     "version", "--json"});
+  RunResult r =
+      testing::RunProgram({testing::AnectlBinary(), "--host", "unix:" + dir.path() + "/none.sock",
+                           "--timeout", "2", "version", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_FALSE(j["anectl"].get<std::string>().empty());

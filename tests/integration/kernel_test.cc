@@ -22,8 +22,8 @@
 namespace anerd {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::DaemonProcess;
+using ::testing::HasSubstr;
 using testing::RunResult;
 using testing::TempDir;
 
@@ -72,8 +72,9 @@ TEST(KernelCliTest, CompileRunWithNpyAndCheckOutputs) {
   const std::string id = CompileConv(daemon);
   ASSERT_EQ(id.size(), 64u);
   const std::vector<float> x = WriteConvInput(dir.path() + "/x.npy");
-  RunResult run = daemon.Anectl({"kernel", "run", id.substr(0, 10), "--in", "x=" + dir.path() + "/x.npy",
-                                 "--out-dir", dir.path() + "/out", "--repeat", "5", "--json"});
+  RunResult run =
+      daemon.Anectl({"kernel", "run", id.substr(0, 10), "--in", "x=" + dir.path() + "/x.npy",
+                     "--out-dir", dir.path() + "/out", "--repeat", "5", "--json"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   nlohmann::json j = nlohmann::json::parse(run.out);
   EXPECT_EQ(j["repeat"], 5);
@@ -129,8 +130,8 @@ TEST(KernelCliTest, ServesPlainTcpOnLoopbackOnlyWhenAsked) {
   DaemonProcess daemon(dir.path());
   const std::string addr = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   ASSERT_TRUE(daemon.Start({"--listen=" + addr, "--insecure_loopback"}).ok());
-  RunResult r = testing::RunProgram({testing::AnectlBinary(), "--host", addr, "kernel", "compile",
-                                     kConvMil, "--json"});
+  RunResult r = testing::RunProgram(
+      {testing::AnectlBinary(), "--host", addr, "kernel", "compile", kConvMil, "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string id = nlohmann::json::parse(r.out)["kernel"]["id"];
   RunResult run = testing::RunProgram(
@@ -143,9 +144,9 @@ TEST(KernelCliTest, ServesPlainTcpOnLoopbackOnlyWhenAsked) {
        "--state_dir=" + other.path() + "/state", "--listen=0.0.0.0:7999", "--insecure_loopback"});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("not a loopback address"));
-  RunResult no_flag = testing::RunProgram(
-      {testing::AnerdBinary(), "--socket=" + other.path() + "/s.sock",
-       "--state_dir=" + other.path() + "/state", "--listen=127.0.0.1:7999"});
+  RunResult no_flag =
+      testing::RunProgram({testing::AnerdBinary(), "--socket=" + other.path() + "/s.sock",
+                           "--state_dir=" + other.path() + "/state", "--listen=127.0.0.1:7999"});
   EXPECT_EQ(no_flag.exit_code, 1);
   EXPECT_THAT(no_flag.err, HasSubstr("--insecure_loopback"));
 }
@@ -157,7 +158,8 @@ TEST(KernelCliTest, BadInputIsReportedClearly) {
   const std::string bad_mil = dir.path() + "/bad.mil";
   {
     std::ofstream f(bad_mil);
-    f << "program(1.3)\n{\n    func main<ios18>(tensor<fp32, [4]> x) {\n        tensor<fp32, [4]> y = "
+    f << "program(1.3)\n{\n    func main<ios18>(tensor<fp32, [4]> x) {\n        tensor<fp32, [4]> "
+         "y = "
          "frob(x = x)[name = string(\"y\")];\n    } -> (y);\n}\n";
   }
   RunResult compile = daemon.Anectl({"kernel", "compile", bad_mil});

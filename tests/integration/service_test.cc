@@ -25,8 +25,8 @@ print(json.dumps({"label": p["Label"], "args": p["ProgramArguments"],
 
 TEST(ServiceTest, LaunchdPlistIsValidAndNamesTheBinary) {
   const std::string binary = "/opt/anerd & co/bin/anerd";  // needs XML escaping
-  RunResult plist = testing::RunProgram({testing::AnectlBinary(), "service", "install",
-                                         "--dry-run", "--manager", "launchd", "--anerd", binary});
+  RunResult plist = testing::RunProgram({testing::AnectlBinary(), "service", "install", "--dry-run",
+                                         "--manager", "launchd", "--anerd", binary});
   ASSERT_EQ(plist.exit_code, 0) << plist.err;
   testing::RunOptions feed;
   feed.stdin_data = plist.out;
@@ -43,8 +43,8 @@ TEST(ServiceTest, LaunchdPlistIsValidAndNamesTheBinary) {
 }
 
 TEST(ServiceTest, DefaultBinaryIsTheAnerdBesideAnectl) {
-  RunResult r = testing::RunProgram(
-      {testing::AnectlBinary(), "--json", "service", "install", "--dry-run", "--manager", "systemd"});
+  RunResult r = testing::RunProgram({testing::AnectlBinary(), "--json", "service", "install",
+                                     "--dry-run", "--manager", "systemd"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out);
   char resolved[4096];
@@ -62,9 +62,8 @@ TEST(ServiceTest, RefusesClearlyWithoutAServiceManager) {
                                     no_tools);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("no user systemd here"));
-  RunResult l = testing::RunProgram({testing::AnectlBinary(), "service", "start", "--manager",
-                                     "launchd"},
-                                    no_tools);
+  RunResult l = testing::RunProgram(
+      {testing::AnectlBinary(), "service", "start", "--manager", "launchd"}, no_tools);
   EXPECT_EQ(l.exit_code, 1);
   EXPECT_THAT(l.err, HasSubstr("launchd is not available"));
 }

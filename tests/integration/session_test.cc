@@ -18,8 +18,8 @@
 namespace anerd {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::DaemonProcess;
+using ::testing::HasSubstr;
 using testing::RunResult;
 using testing::TempDir;
 using Json = nlohmann::json;
@@ -253,12 +253,9 @@ TEST_F(SessionTest, IllegalCallsAndBadSpecsGetTheDocumentedErrors) {
     const char* expect;
   };
   const std::vector<Case> bad_specs = {
-      {{"--steps", "-5"}, "steps"},
-      {{"--lr", "-1"}, "lr"},
-      {{"--model", "gpt9"}, "model"},
-      {{"--config", "dim=64,heads=5,kv_heads=2"}, "heads"},
-      {{"--numerics", "fp8"}, "numerics"},
-      {{"--sampling", "shuffled"}, "sampling"},
+      {{"--steps", "-5"}, "steps"},        {{"--lr", "-1"}, "lr"},
+      {{"--model", "gpt9"}, "model"},      {{"--config", "dim=64,heads=5,kv_heads=2"}, "heads"},
+      {{"--numerics", "fp8"}, "numerics"}, {{"--sampling", "shuffled"}, "sampling"},
   };
   for (const Case& c : bad_specs) {
     std::vector<std::string> args = {"train", "start", "--data", data_};

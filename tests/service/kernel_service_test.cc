@@ -59,7 +59,8 @@ class KernelServiceTest : public ::testing::Test {
     return m;
   }
 
-  static v1::CompileKernelRequest Chunk(const std::string& path, uint64_t offset, std::string data) {
+  static v1::CompileKernelRequest Chunk(const std::string& path, uint64_t offset,
+                                        std::string data) {
     v1::CompileKernelRequest m;
     m.mutable_chunk()->set_path(path);
     m.mutable_chunk()->set_offset(offset);
@@ -121,19 +122,28 @@ TEST_F(KernelServiceTest, StreamProtocolErrorsAreInvalidArgument) {
   std::vector<Case> cases = {
       {"no header", {}, "no header", grpc::INVALID_ARGUMENT},
       {"chunk first", {Chunk("w.bin", 0, "x")}, "before the header", grpc::INVALID_ARGUMENT},
-      {"two headers", {Header(blob.size()), Header(blob.size())}, "second header",
+      {"two headers",
+       {Header(blob.size()), Header(blob.size())},
+       "second header",
        grpc::INVALID_ARGUMENT},
-      {"undeclared file", {Header(blob.size()), Chunk("other.bin", 0, "x")}, "did not declare",
+      {"undeclared file",
+       {Header(blob.size()), Chunk("other.bin", 0, "x")},
+       "did not declare",
        grpc::INVALID_ARGUMENT},
-      {"bad offset", {Header(blob.size()), Chunk("w.bin", 5, "x")}, "expected offset 0",
+      {"bad offset",
+       {Header(blob.size()), Chunk("w.bin", 5, "x")},
+       "expected offset 0",
        grpc::INVALID_ARGUMENT},
-      {"too long", {Header(3), Chunk("w.bin", 0, "abcd")}, "longer than its declared",
+      {"too long",
+       {Header(3), Chunk("w.bin", 0, "abcd")},
+       "longer than its declared",
        grpc::INVALID_ARGUMENT},
-      {"short", {Header(blob.size()), Chunk("w.bin", 0, blob.substr(0, 10))}, "received 10 of",
+      {"short",
+       {Header(blob.size()), Chunk("w.bin", 0, blob.substr(0, 10))},
+       "received 10 of",
        grpc::INVALID_ARGUMENT},
       {"path escape", {Header(0)}, "", grpc::INVALID_ARGUMENT},
-      {"over the weight limit", {Header(2 << 20)}, "--max_weight_bytes",
-       grpc::RESOURCE_EXHAUSTED},
+      {"over the weight limit", {Header(2 << 20)}, "--max_weight_bytes", grpc::RESOURCE_EXHAUSTED},
   };
   cases[7].messages[0].mutable_header()->mutable_weight_files(0)->set_path("/etc/passwd");
   for (const Case& c : cases) {

@@ -15,9 +15,9 @@
 namespace anerd::testing {
 
 struct RunResult {
-  int exit_code = -1;   // -1 when killed by a signal or not started
-  std::string out;      // stdout
-  std::string err;      // stderr
+  int exit_code = -1;  // -1 when killed by a signal or not started
+  std::string out;     // stdout
+  std::string err;     // stderr
 };
 
 struct RunOptions {
