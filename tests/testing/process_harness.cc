@@ -4,6 +4,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -140,6 +143,10 @@ absl::Status DaemonProcess::Start(const std::vector<std::string>& extra_flags,
   const int log_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   pid_ = ::fork();
   if (pid_ == 0) {
+#if defined(__linux__)
+    // A test binary that dies without running destructors must not leave daemons behind.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
     std::vector<char*> args;
