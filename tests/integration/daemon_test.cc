@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -22,6 +23,20 @@ using testing::RunResult;
 using testing::TempDir;
 
 constexpr uid_t kNobody = 65534;
+
+// Runs anectl as `nobody`. The build tree may sit in a directory nobody cannot enter (CI clones
+// anywhere), so a copy of the binary is placed in `dir`, which the caller made world-readable.
+RunResult AnectlAsNobody(const DaemonProcess& daemon, const std::string& dir) {
+  const std::string copy = dir + "/anectl-copy";
+  std::filesystem::copy_file(testing::AnectlBinary(), copy,
+                             std::filesystem::copy_options::overwrite_existing);
+  ::chmod(copy.c_str(), 0755);
+  testing::RunOptions as_nobody;
+  as_nobody.run_as_uid = kNobody;
+  as_nobody.timeout = absl::Seconds(30);
+  return testing::RunProgram({copy, "--host", daemon.host(), "--timeout", "3", "status"},
+                             as_nobody);
+}
 
 int Mode(const std::string& path) {
   struct stat st {};
@@ -137,10 +152,7 @@ TEST(DaemonTest, ConnectionFromAnotherUidIsRefusedByPeerCheck) {
   // World-accessible socket: file permissions would let nobody in, so only the peer-uid check can
   // refuse the connection.
   ASSERT_TRUE(daemon.Start({"--testonly_world_accessible_socket"}).ok());
-  testing::RunOptions as_nobody;
-  as_nobody.run_as_uid = kNobody;
-  as_nobody.timeout = absl::Seconds(30);
-  RunResult r = daemon.Anectl({"--timeout", "3", "status"}, as_nobody);
+  RunResult r = AnectlAsNobody(daemon, dir.path());
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
   EXPECT_THAT(daemon.ReadLog(), HasSubstr("refused connection from uid 65534"));
   EXPECT_EQ(daemon.Anectl({"status"}).exit_code, 0) << "the owner still gets in";
@@ -152,9 +164,7 @@ TEST(DaemonTest, PrivateSocketIsUnreachableForAnotherUid) {
   ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
   DaemonProcess daemon(dir.path());
   ASSERT_TRUE(daemon.Start().ok());
-  testing::RunOptions as_nobody;
-  as_nobody.run_as_uid = kNobody;
-  RunResult r = daemon.Anectl({"--timeout", "3", "status"}, as_nobody);
+  RunResult r = AnectlAsNobody(daemon, dir.path());
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
 }
 
