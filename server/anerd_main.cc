@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   options.log_level = absl::GetFlag(FLAGS_log_level);
   options.log_max_bytes = absl::GetFlag(FLAGS_log_max_bytes);
   options.log_max_files = absl::GetFlag(FLAGS_log_max_files);
-  options.backend = absl::GetFlag(FLAGS_backend);
+  options.engine.backend = absl::GetFlag(FLAGS_backend);
   options.shutdown_grace = absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));
   options.world_accessible_socket_for_test = absl::GetFlag(FLAGS_testonly_world_accessible_socket);
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -70,15 +70,15 @@ int main(int argc, char** argv) {
   options.tls_key = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   options.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
-  options.kernel_limits.max_mil_bytes = absl::GetFlag(FLAGS_max_mil_bytes);
-  options.kernel_limits.max_weight_bytes = absl::GetFlag(FLAGS_max_weight_bytes);
-  options.kernel_limits.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);
-  options.kernel_limits.max_kernels = absl::GetFlag(FLAGS_max_kernels);
-  options.cache_bytes = absl::GetFlag(FLAGS_cache_bytes);
-  options.compile_budget = absl::GetFlag(FLAGS_compile_budget);
-  options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
-  options.data_roots = absl::GetFlag(FLAGS_data_root);
-  options.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
+  options.engine.kernel_limits.max_mil_bytes = absl::GetFlag(FLAGS_max_mil_bytes);
+  options.engine.kernel_limits.max_weight_bytes = absl::GetFlag(FLAGS_max_weight_bytes);
+  options.engine.kernel_limits.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);
+  options.engine.kernel_limits.max_kernels = absl::GetFlag(FLAGS_max_kernels);
+  options.engine.cache_bytes = absl::GetFlag(FLAGS_cache_bytes);
+  options.engine.compile_budget = absl::GetFlag(FLAGS_compile_budget);
+  options.engine.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  options.engine.data_roots = absl::GetFlag(FLAGS_data_root);
+  options.engine.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
   const absl::Status status = anerd::daemon::RunDaemon(options);
   if (!status.ok()) {
     std::fprintf(stderr, "anerd: %s\n", std::string(status.message()).c_str());

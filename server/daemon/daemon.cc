@@ -66,8 +66,8 @@ sigset_t BlockTerminationSignals() {
 // Message limits are set deliberately: a request may carry at most one MIL text or one
 // evaluation's tensors (weights arrive in chunks); responses carry evaluation outputs.
 int MessageLimit(const DaemonOptions& options) {
-  const int64_t largest = std::max<int64_t>(options.kernel_limits.max_tensor_bytes,
-                                            options.kernel_limits.max_mil_bytes);
+  const int64_t largest = std::max<int64_t>(options.engine.kernel_limits.max_tensor_bytes,
+                                            options.engine.kernel_limits.max_mil_bytes);
   return static_cast<int>(std::min<int64_t>(largest + kMessageSlackBytes, INT32_MAX));
 }
 
@@ -200,16 +200,9 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   ANERD_RETURN_IF_ERROR(InitLogging(logging));
   spdlog::info("anerd {} starting (pid {}), state dir {}", kVersion, getpid(), paths.state_dir);
 
-  engine::EngineOptions engine_options;
+  engine::EngineOptions engine_options = options.engine;
   engine_options.state_dir = paths.state_dir;
   engine_options.socket_path = paths.socket_path;
-  engine_options.backend = options.backend;
-  engine_options.kernel_limits = options.kernel_limits;
-  engine_options.cache_bytes = options.cache_bytes;
-  engine_options.compile_budget = options.compile_budget;
-  engine_options.max_sessions = options.max_sessions;
-  engine_options.data_roots = options.data_roots;
-  engine_options.resume_interrupted = options.resume_interrupted;
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
                          engine::Engine::Create(engine_options));
   service::AnerdService service(engine.get());

@@ -22,7 +22,6 @@ struct DaemonOptions {
   // Rotating file log <state>/logs/anerd.log: rotate at this size, keep this many old files.
   size_t log_max_bytes = 10 * 1024 * 1024;
   size_t log_max_files = 5;
-  std::string backend = "auto";
   absl::Duration shutdown_grace = absl::Seconds(5);
   bool world_accessible_socket_for_test = false;
   // Optional TCP listener "HOST:PORT". Plain TCP is allowed only on loopback and only with
@@ -36,12 +35,9 @@ struct DaemonOptions {
   // Bearer tokens checked on every RPC on `listen` (see server/daemon/auth.h). Non-loopback
   // listening needs TLS and tokens.
   std::string auth_tokens;
-  engine::KernelLimits kernel_limits;
-  uint64_t cache_bytes = uint64_t{2} << 30;
-  int64_t compile_budget = 0;
-  int max_sessions = 4;
-  std::vector<std::string> data_roots;  // empty = $HOME and the state dir
-  bool resume_interrupted = true;
+  // Backend choice, limits, cache and sessions; state_dir and socket_path are filled in by the
+  // daemon once it has resolved them.
+  engine::EngineOptions engine;
 };
 
 // OK when `listen` may be served (empty, or loopback with insecure_loopback); otherwise
