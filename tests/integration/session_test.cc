@@ -293,6 +293,64 @@ TEST_F(SessionTest, IllegalCallsAndBadSpecsGetTheDocumentedErrors) {
   (void)Events(d, done);
   RunResult resume_done = d.Anectl({"train", "resume", done});
   EXPECT_THAT(resume_done.err, HasSubstr("--steps N"));
+
+  // The same calls through the API, checking the canonical codes clients retry on.
+  client::ClientOptions options;
+  options.endpoint.path = d.socket();
+  auto client = client::AnerdClient::Create(options);
+  auto code = [&](auto call) {
+    auto context = client->NewContext();
+    return call(context.get()).error_code();
+  };
+  v1::SessionInfo info;
+  v1::StopSessionRequest stop;
+  stop.set_session_id(done);
+  EXPECT_EQ(
+      code([&](grpc::ClientContext* c) { return client->stub()->StopSession(c, stop, &info); }),
+      grpc::FAILED_PRECONDITION);
+  v1::GetSessionRequest get;
+  get.set_session_id("nope");
+  EXPECT_EQ(code([&](grpc::ClientContext* c) { return client->stub()->GetSession(c, get, &info); }),
+            grpc::NOT_FOUND);
+  v1::StartTrainingRequest start;
+  start.mutable_spec()->set_data(data_);
+  start.mutable_spec()->set_steps(-1);
+  EXPECT_EQ(
+      code([&](grpc::ClientContext* c) { return client->stub()->StartTraining(c, start, &info); }),
+      grpc::INVALID_ARGUMENT);
+  start.mutable_spec()->set_steps(10);
+  start.mutable_spec()->set_data("/etc/hostname");
+  EXPECT_EQ(
+      code([&](grpc::ClientContext* c) { return client->stub()->StartTraining(c, start, &info); }),
+      grpc::PERMISSION_DENIED);
+  start.mutable_spec()->set_data(data_);
+  start.mutable_spec()->set_steps(100000);
+  ASSERT_EQ(
+      code([&](grpc::ClientContext* c) { return client->stub()->StartTraining(c, start, &info); }),
+      grpc::OK);
+  const std::string running = info.id();
+  EXPECT_EQ(
+      code([&](grpc::ClientContext* c) { return client->stub()->StartTraining(c, start, &info); }),
+      grpc::RESOURCE_EXHAUSTED);
+  v1::DeleteSessionRequest del;
+  del.set_session_id(running);
+  v1::DeleteSessionResponse deleted;
+  EXPECT_EQ(
+      code([&](grpc::ClientContext* c) { return client->stub()->DeleteSession(c, del, &deleted); }),
+      grpc::FAILED_PRECONDITION);
+  v1::ResumeSessionRequest resume;
+  resume.set_session_id(running);
+  EXPECT_EQ(
+      code([&](grpc::ClientContext* c) { return client->stub()->ResumeSession(c, resume, &info); }),
+      grpc::FAILED_PRECONDITION);
+  v1::WatchSessionRequest watch;
+  watch.set_session_id("nope");
+  auto context = client->NewContext();
+  auto reader = client->stub()->WatchSession(context.get(), watch);
+  v1::SessionEvent event;
+  EXPECT_FALSE(reader->Read(&event));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::NOT_FOUND);
+  ASSERT_EQ(d.Anectl({"train", "stop", running}).exit_code, 0);
 }
 
 }  // namespace
