@@ -133,6 +133,17 @@ struct StackedArray {
   int64_t size;
 };
 
+// The per-layer arrays of a llama2.c file, in file order (each stacked over all layers). Import and
+// export share this one table so they cannot disagree.
+std::vector<StackedArray> Llama2cLayerArrays(const ModelConfig& c) {
+  const int64_t d = c.dim, hd = c.hidden, qd = c.q_dim(), kvd = c.kv_dim();
+  return {{&ParamLayout::Layer::rms_att, d},  {&ParamLayout::Layer::wq, qd * d},
+          {&ParamLayout::Layer::wk, kvd * d}, {&ParamLayout::Layer::wv, kvd * d},
+          {&ParamLayout::Layer::wo, d * qd},  {&ParamLayout::Layer::rms_ffn, d},
+          {&ParamLayout::Layer::w1, hd * d},  {&ParamLayout::Layer::w2, d * hd},
+          {&ParamLayout::Layer::w3, hd * d}};
+}
+
 }  // namespace
 
 uint32_t Crc32(const void* data, size_t n, uint32_t crc) {
@@ -180,7 +191,7 @@ absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path) {
                                   bytes_plain, " or ", bytes_freq, " bytes with freq_cis)"));
   }
   m.params.resize(base);
-  const int64_t d = c.dim, hd = c.hidden, qd = c.q_dim(), kvd = c.kv_dim();
+  const int64_t d = c.dim;
   int64_t off = 28;
   auto read = [&](float* dst, int64_t n) -> absl::Status {
     ANERD_RETURN_IF_ERROR(f.Read(off, dst, n * 4));
@@ -188,13 +199,7 @@ absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path) {
     return absl::OkStatus();
   };
   ANERD_RETURN_IF_ERROR(read(m.params.data() + layout.embed(), int64_t{c.vocab} * d));
-  const StackedArray arrays[] = {
-      {&ParamLayout::Layer::rms_att, d},  {&ParamLayout::Layer::wq, qd * d},
-      {&ParamLayout::Layer::wk, kvd * d}, {&ParamLayout::Layer::wv, kvd * d},
-      {&ParamLayout::Layer::wo, d * qd},  {&ParamLayout::Layer::rms_ffn, d},
-      {&ParamLayout::Layer::w1, hd * d},  {&ParamLayout::Layer::w2, d * hd},
-      {&ParamLayout::Layer::w3, hd * d}};
-  for (const StackedArray& a : arrays) {
+  for (const StackedArray& a : Llama2cLayerArrays(c)) {
     for (int l = 0; l < c.layers; ++l) {
       ANERD_RETURN_IF_ERROR(read(m.params.data() + layout.layer(l).*a.field, a.size));
     }
@@ -213,15 +218,9 @@ absl::Status ExportLlama2c(const std::string& path, const ModelConfig& c,
   ANERD_RETURN_IF_ERROR(f.Open(path));
   const int32_t h[7] = {c.dim, c.hidden, c.layers, c.heads, c.kv_heads, c.vocab, c.seq};
   ANERD_RETURN_IF_ERROR(f.Write(h, sizeof(h)));
-  const int64_t d = c.dim, hd = c.hidden, qd = c.q_dim(), kvd = c.kv_dim();
+  const int64_t d = c.dim;
   ANERD_RETURN_IF_ERROR(f.Write(params.data() + layout.embed(), int64_t{c.vocab} * d * 4));
-  const StackedArray arrays[] = {
-      {&ParamLayout::Layer::rms_att, d},  {&ParamLayout::Layer::wq, qd * d},
-      {&ParamLayout::Layer::wk, kvd * d}, {&ParamLayout::Layer::wv, kvd * d},
-      {&ParamLayout::Layer::wo, d * qd},  {&ParamLayout::Layer::rms_ffn, d},
-      {&ParamLayout::Layer::w1, hd * d},  {&ParamLayout::Layer::w2, d * hd},
-      {&ParamLayout::Layer::w3, hd * d}};
-  for (const StackedArray& a : arrays) {
+  for (const StackedArray& a : Llama2cLayerArrays(c)) {
     for (int l = 0; l < c.layers; ++l) {
       ANERD_RETURN_IF_ERROR(f.Write(params.data() + layout.layer(l).*a.field, a.size * 4));
     }
