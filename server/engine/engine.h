@@ -47,6 +47,20 @@ struct BackendSummary {
   std::vector<std::pair<std::string, std::string>> facts;  // BackendDescription::facts
 };
 
+// One backend worker process (the process model of DESIGN.md): the device lives in it so that its
+// compile budget and crashes never take the front process down.
+struct WorkerSummary {
+  std::string backend;
+  int64_t pid = 0;                  // 0 while no worker is running
+  uint64_t generation = 0;          // 1 for the first worker of this backend, +1 per replacement
+  uint64_t compiles_used = 0;       // in the current worker
+  uint64_t compile_budget = 0;      // per worker; 0 = unlimited
+  double uptime_seconds = 0;        // of the current worker
+  uint64_t restarts = 0;            // replacements so far (budget recycles + crashes)
+  uint64_t crashes = 0;             // of which crashes or hangs
+  std::vector<std::string> recent_restart_reasons;  // newest last, at most 8
+};
+
 struct DaemonInfo {
   std::string version;
   std::string build;
@@ -59,6 +73,7 @@ struct DaemonInfo {
   std::string default_backend;
   CacheSummary cache;
   std::vector<std::pair<std::string, std::string>> unavailable_backends;  // (name, reason)
+  std::vector<WorkerSummary> workers;  // empty when no backend runs isolated
 };
 
 class Engine {
