@@ -7,11 +7,14 @@
 // cblas_sgemm; single-use elementwise chains fuse into one pass; buffers are reused by liveness;
 // BLOBFILE weights are decoded once.
 //
-// Threads: the backend owns no thread pool. GEMMs use OpenBLAS's pool (2 threads here, the number
-// of cores), every other kernel runs on the thread calling Run. Kernels outside GEMM are
-// memory-bound and small at our shapes, and a second pool would busy-wait against OpenBLAS's
-// spinning workers on a 2-core machine (machine-facts.md: 2.3x slowdowns seen that way) — one pool
-// is the rule.
+// Threads: GEMMs use OpenBLAS's pool (2 threads here, the number of cores). The other kernels run
+// on the thread calling Run, and split their large passes (softmax, reductions, elementwise
+// chains, strided copies, fp16 rounding and conversion) in two halves with ParallelFor
+// (kernels/parallel.h): one helper thread per process that sleeps on a condition variable between
+// jobs and is used only between GEMMs, and only when OpenBLAS itself runs more than one thread. It
+// never spins: a second spinning pool would busy-wait against OpenBLAS's spinning workers on a
+// 2-core machine (machine-facts.md: 2.3x slowdowns seen that way). Split passes compute exactly
+// what the serial pass computes.
 //
 // Data: every tensor is held as fp32 internally; integer tensors are exact up to |v| <= 2^24, and
 // integer arithmetic does not wrap (documented limits of this backend).

@@ -5,7 +5,6 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "common/fp16.h"
 #include "common/status_macros.h"
 #include "server/backend/cpu/planner.h"
 
@@ -40,9 +39,7 @@ View Unsqueeze(View v, bool front) {
   return v;
 }
 
-void RoundIf(Rounding r, float* p, int64_t n) {
-  if (r == Rounding::kFp16) RoundToHalfInPlace(p, n);
-}
+void RoundIf(Rounding r, float* p, int64_t n) { RoundInPlace(r, p, n); }
 
 }  // namespace
 
@@ -216,8 +213,7 @@ absl::Status Planner::PlanSoftmax(const mil::Operation& op) {
   const View o = NewOutput(op.outputs[0].type);
   const Rounding rounding = RoundingFor(op.outputs[0].type.dtype);
   AddStep(op, {x}, {o}, 0, [x, o, axis, rounding](const StepContext& c) {
-    Softmax(c.Ptr(x), x.shape, static_cast<int>(axis), c.MutablePtr(o));
-    RoundIf(rounding, c.MutablePtr(o), o.NumElements());
+    Softmax(c.Ptr(x), x.shape, static_cast<int>(axis), c.MutablePtr(o), rounding);
     return absl::OkStatus();
   });
   Value v;

@@ -9,6 +9,7 @@
 #include "common/fp16.h"
 #include "common/status_macros.h"
 #include "server/backend/cpu/kernels/kernels.h"
+#include "server/backend/cpu/kernels/parallel.h"
 
 namespace anerd::backend::cpu {
 namespace {
@@ -96,7 +97,10 @@ absl::Status CpuProgram::LoadInputs(const std::vector<NamedTensor>& inputs) {
       float* dst = buf_ptr_[b.view.buf];
       const int64_t n = in.tensor.num_elements();
       if (in.tensor.dtype() == mil::DType::kFp16) {
-        HalfToFloatArray(static_cast<const uint16_t*>(in.tensor.data()), dst, n);
+        const auto* src = static_cast<const uint16_t*>(in.tensor.data());
+        ParallelFor(n, kParallelMinElements, [&](int, int64_t i0, int64_t i1) {
+          HalfToFloatArray(src + i0, dst + i0, i1 - i0);
+        });
       } else if (in.tensor.dtype() == mil::DType::kFp32) {
         std::memcpy(dst, in.tensor.data(), n * sizeof(float));
       } else {
@@ -121,7 +125,10 @@ NamedTensor CpuProgram::StoreOutput(const IoBinding& out) const {
   }
   void* dst = t.tensor.mutable_data();
   if (out.sig.type.dtype == mil::DType::kFp16) {
-    FloatToHalfArray(src, static_cast<uint16_t*>(dst), n);
+    auto* half = static_cast<uint16_t*>(dst);
+    ParallelFor(n, kParallelMinElements, [&](int, int64_t i0, int64_t i1) {
+      FloatToHalfArray(src + i0, half + i0, i1 - i0);
+    });
   } else if (out.sig.type.dtype == mil::DType::kFp32) {
     std::memcpy(dst, src, n * sizeof(float));
   } else {

@@ -1,11 +1,13 @@
-// Elementwise groups: one pass over the output, block by block; each step of a fused chain runs
-// over a block held in cache. Per element the arithmetic is the same whether or not steps are
-// fused, which keeps planned and reference execution bit-identical.
+// Elementwise groups: one pass over the output, block by block (blocks split between two threads,
+// parallel.h); each step of a fused chain runs over a block held in cache. Per element the
+// arithmetic is the same whether or not steps are fused, which keeps planned and reference
+// execution bit-identical.
 #include <algorithm>
 #include <cmath>
 
 #include "common/fp16.h"
 #include "server/backend/cpu/kernels/kernels.h"
+#include "server/backend/cpu/kernels/parallel.h"
 #include "server/backend/cpu/kernels/strided_iter.h"
 #include "server/backend/cpu/view.h"
 
@@ -135,10 +137,56 @@ void RunStep(const EwStep& s, const float* const* in, float* r, int64_t n) {
   if (s.rounding == Rounding::kFp16) RoundToHalfInPlace(r, n);
 }
 
+int64_t PartScratch(const EwGroup& group, int num_leaves) {
+  return kBlock * (num_leaves + static_cast<int64_t>(group.steps.size()));
+}
+
+// One thread's state for RunBlock: its scratch (PartScratch floats) and operand pointers.
+struct BlockState {
+  float* scratch;
+  std::vector<const float*> leaf_ptr;
+  std::vector<float*> step_out;
+};
+
+// Runs every step of `group` over the block of up to kBlock elements at `start` of the row whose
+// operand offsets are `off`; the last step writes `out`.
+void RunBlock(const EwGroup& group, const std::vector<Strided>& leaves, const RowLoop& loop,
+              const int64_t* off, int64_t start, float* out, BlockState* st) {
+  const int64_t n = std::min(kBlock, loop.inner() - start);
+  const size_t nl = leaves.size(), ns = group.steps.size();
+  float* const scratch = st->scratch;
+  std::vector<const float*>& leaf_ptr = st->leaf_ptr;
+  std::vector<float*>& step_out = st->step_out;
+  for (size_t l = 0; l < nl; ++l) {
+    const int64_t stride = loop.inner_stride(l + 1);
+    const float* src = leaves[l].data + off[l + 1] + start * stride;
+    float* buf = scratch + l * kBlock;
+    if (stride == 1) {
+      leaf_ptr[l] = src;
+    } else if (stride == 0) {
+      std::fill(buf, buf + n, *src);
+      leaf_ptr[l] = buf;
+    } else {
+      for (int64_t i = 0; i < n; ++i) buf[i] = src[i * stride];
+      leaf_ptr[l] = buf;
+    }
+  }
+  for (size_t k = 0; k < ns; ++k) {
+    const EwStep& s = group.steps[k];
+    const float* in[3];
+    for (int j = 0; j < 3; ++j) {
+      const int o = s.operands[j];
+      in[j] = o >= 0 ? leaf_ptr[o] : step_out[-o - 1];
+    }
+    step_out[k] = k + 1 == ns ? out + off[0] + start : scratch + (nl + k) * kBlock;
+    RunStep(s, in, step_out[k], n);
+  }
+}
+
 }  // namespace
 
 int64_t EwScratchFloats(const EwGroup& group, int num_leaves) {
-  return kBlock * (num_leaves + static_cast<int64_t>(group.steps.size()));
+  return 2 * PartScratch(group, num_leaves);  // one region per ParallelFor part
 }
 
 void RunEwGroup(const EwGroup& group, const std::vector<Strided>& leaves, float* out,
@@ -146,40 +194,32 @@ void RunEwGroup(const EwGroup& group, const std::vector<Strided>& leaves, float*
   std::vector<std::vector<int64_t>> strides;
   strides.push_back(RowMajorStrides(group.shape));
   for (const Strided& l : leaves) strides.push_back(l.strides);
-  RowLoop loop(group.shape, strides);
-  const int64_t inner = loop.inner();
-  const size_t nl = leaves.size(), ns = group.steps.size();
-  std::vector<const float*> leaf_ptr(nl);
-  std::vector<float*> step_out(ns);
-  loop.ForEachRow([&](const int64_t* off) {
-    for (int64_t start = 0; start < inner; start += kBlock) {
-      const int64_t n = std::min(kBlock, inner - start);
-      for (size_t l = 0; l < nl; ++l) {
-        const int64_t st = loop.inner_stride(l + 1);
-        const float* src = leaves[l].data + off[l + 1] + start * st;
-        float* buf = scratch + l * kBlock;
-        if (st == 1) {
-          leaf_ptr[l] = src;
-        } else if (st == 0) {
-          std::fill(buf, buf + n, *src);
-          leaf_ptr[l] = buf;
-        } else {
-          for (int64_t i = 0; i < n; ++i) buf[i] = src[i * st];
-          leaf_ptr[l] = buf;
-        }
-      }
-      for (size_t k = 0; k < ns; ++k) {
-        const EwStep& s = group.steps[k];
-        const float* in[3];
-        for (int j = 0; j < 3; ++j) {
-          const int o = s.operands[j];
-          in[j] = o >= 0 ? leaf_ptr[o] : step_out[-o - 1];
-        }
-        step_out[k] = k + 1 == ns ? out + off[0] + start : scratch + (nl + k) * kBlock;
-        RunStep(s, in, step_out[k], n);
-      }
-    }
-  });
+  const RowLoop loop(group.shape, strides);
+  const int64_t blocks = (loop.inner() + kBlock - 1) / kBlock;  // per row
+  const int64_t part_scratch = PartScratch(group, static_cast<int>(leaves.size()));
+  // Work units are (row, block) pairs in row-major order; each part takes a contiguous run.
+  const int64_t unit = std::max<int64_t>(1, std::min(kBlock, loop.inner()));  // floats per unit
+  ParallelFor(
+      loop.num_rows() * blocks, kParallelMinElements / unit, [&](int part, int64_t u0, int64_t u1) {
+        BlockState st{scratch + part * part_scratch, std::vector<const float*>(leaves.size()),
+                      std::vector<float*>(group.steps.size())};
+        const int64_t r0 = u0 / blocks, r1 = (u1 + blocks - 1) / blocks;
+        int64_t row = r0;
+        loop.ForRows(r0, r1, [&](const int64_t* off) {
+          const int64_t b0 = row == r0 ? u0 % blocks : 0;
+          const int64_t b1 = row == r1 - 1 ? u1 - row * blocks : blocks;
+          for (int64_t b = b0; b < b1; ++b) {
+            RunBlock(group, leaves, loop, off, b * kBlock, out, &st);
+          }
+          ++row;
+        });
+      });
+}
+
+void RoundInPlace(Rounding rounding, float* data, int64_t n) {
+  if (rounding != Rounding::kFp16) return;
+  ParallelFor(n, kParallelMinElements,
+              [&](int, int64_t i0, int64_t i1) { RoundToHalfInPlace(data + i0, i1 - i0); });
 }
 
 }  // namespace anerd::backend::cpu

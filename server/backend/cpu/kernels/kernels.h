@@ -1,8 +1,9 @@
 // CPU kernels: fp32 compute over strided inputs, contiguous outputs. Every kernel is a pure
-// function of its arguments (no global state) and runs on the calling thread, except the GEMMs,
-// which call cblas_sgemm and so use OpenBLAS's own thread pool (see cpu_backend.h for why that is
-// the only pool). fp16 rounding of results is the caller's job (RoundToHalfInPlace) except inside
-// fused elementwise groups, which round after every step as planned.
+// function of its arguments (no global state). GEMMs call cblas_sgemm and so use OpenBLAS's own
+// thread pool; the other kernels split large passes into two independent halves with ParallelFor
+// (parallel.h: the calling thread plus one sleeping helper, never during a GEMM), with results
+// identical to a serial pass. fp16 rounding of results is the caller's job (RoundInPlace) except
+// inside fused elementwise groups, which round after every step as planned, and in Softmax.
 #ifndef ANERD_SERVER_BACKEND_CPU_KERNELS_KERNELS_H_
 #define ANERD_SERVER_BACKEND_CPU_KERNELS_KERNELS_H_
 
@@ -88,6 +89,8 @@ struct EwGroup {
 int64_t EwScratchFloats(const EwGroup& group, int num_leaves);
 void RunEwGroup(const EwGroup& group, const std::vector<Strided>& leaves, float* out,
                 float* scratch);
+// Applies `rounding` to n contiguous floats in place (RoundToHalfInPlace for kFp16).
+void RoundInPlace(Rounding rounding, float* data, int64_t n);
 
 // ---- GEMM (gemm.cc) ----------------------------------------------------------------------------
 // A matrix view: element (r, c) at data[r * rs + c * cs].
@@ -135,8 +138,10 @@ enum class ReduceKind : uint8_t { kSum, kMean, kMax };
 // kept dims. `scratch` holds x's element count.
 void Reduce(ReduceKind kind, const float* x, const std::vector<int64_t>& shape,
             const std::vector<int>& axes, float* out, float* scratch);
-// Softmax over `axis` of contiguous x (numerically stable: subtract max).
-void Softmax(const float* x, const std::vector<int64_t>& shape, int axis, float* out);
+// Softmax over `axis` of contiguous x (numerically stable: subtract max), then `rounding` of out
+// (fused into the pass; same values as RoundToHalfInPlace afterwards).
+void Softmax(const float* x, const std::vector<int64_t>& shape, int axis, float* out,
+             Rounding rounding = Rounding::kNone);
 // Layer norm over trailing dims [first_axis, rank): gamma/beta (may be null) have those dims.
 void LayerNorm(const float* x, const std::vector<int64_t>& shape, int first_axis,
                const float* gamma, const float* beta, float epsilon, float* out);

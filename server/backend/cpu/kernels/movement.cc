@@ -1,9 +1,12 @@
-// Data movement: strided copies, concat placement, gather.
+// Data movement: strided copies (rows split between two threads, parallel.h), concat placement,
+// gather.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "server/backend/cpu/kernels/kernels.h"
+#include "server/backend/cpu/kernels/parallel.h"
 #include "server/backend/cpu/kernels/strided_iter.h"
 #include "server/backend/cpu/view.h"
 
@@ -15,20 +18,27 @@ int64_t Strided::NumElements() const {
   return n;
 }
 
-namespace {}  // namespace
-
 void CopyToStrided(const Strided& src, float* dst, const std::vector<int64_t>& dst_strides) {
   RowLoop loop(src.shape, {src.strides, dst_strides});
   const int64_t n = loop.inner();
   const int64_t ss = loop.inner_stride(0), ds = loop.inner_stride(1);
-  loop.ForEachRow([&](const int64_t* off) {
-    const float* s = src.data + off[0];
-    float* d = dst + off[1];
-    if (ss == 1 && ds == 1) {
-      std::memcpy(d, s, n * sizeof(float));
-    } else {
-      for (int64_t i = 0; i < n; ++i) d[i * ds] = s[i * ss];
-    }
+  if (loop.num_rows() == 1) {  // one long row: split it
+    ParallelFor(n, kParallelMinElements, [&](int, int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) dst[i * ds] = src.data[i * ss];
+    });
+    return;
+  }
+  const int64_t min_rows = std::max<int64_t>(1, kParallelMinElements / std::max<int64_t>(n, 1));
+  ParallelFor(loop.num_rows(), min_rows, [&](int, int64_t r0, int64_t r1) {
+    loop.ForRows(r0, r1, [&](const int64_t* off) {
+      const float* s = src.data + off[0];
+      float* d = dst + off[1];
+      if (ss == 1 && ds == 1) {
+        std::memcpy(d, s, n * sizeof(float));
+      } else {
+        for (int64_t i = 0; i < n; ++i) d[i * ds] = s[i * ss];
+      }
+    });
   });
 }
 

@@ -1,13 +1,24 @@
-// Reductions, softmax and layer norm over contiguous inputs; fp32 accumulation.
+// Reductions, softmax and layer norm over contiguous inputs; fp32 accumulation. Independent rows
+// are split across two threads (parallel.h); per element the arithmetic never depends on the split.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
+#include "common/fp16.h"
 #include "server/backend/cpu/kernels/kernels.h"
+#include "server/backend/cpu/kernels/parallel.h"
 
 namespace anerd::backend::cpu {
 namespace {
+
+// expf(d) is +0 for every d below this (its underflow threshold is about -103.97).
+constexpr float kExpUnderflow = -104.0f;
+
+// Rows of `row_floats` each per ParallelFor part (at least 1).
+int64_t PartRows(int64_t row_floats) {
+  return std::max<int64_t>(1, kParallelMinElements / std::max<int64_t>(row_floats, 1));
+}
 
 // Splits `shape` around dims [a0, a1) into outer * mid * inner.
 void Split3(const std::vector<int64_t>& shape, int a0, int a1, int64_t* outer, int64_t* mid,
@@ -18,23 +29,92 @@ void Split3(const std::vector<int64_t>& shape, int a0, int a1, int64_t* outer, i
   }
 }
 
-// Reduces the middle dim of (outer, mid, inner) contiguous x into (outer, inner).
-void ReduceMid(ReduceKind kind, const float* x, int64_t outer, int64_t mid, int64_t inner,
-               float* out) {
-  for (int64_t o = 0; o < outer; ++o) {
+// Reduces the middle dim of (outer, mid, inner) contiguous x into (outer, inner), outer rows
+// [o0, o1). Per output element the accumulation order is always m = 0, 1, ...
+void ReduceMidRows(ReduceKind kind, const float* x, int64_t o0, int64_t o1, int64_t mid,
+                   int64_t inner, float* out) {
+  const bool max = kind == ReduceKind::kMax;
+  const float init = max ? -std::numeric_limits<float>::infinity() : 0.0f;
+  for (int64_t o = o0; o < o1; ++o) {
     float* dst = out + o * inner;
     const float* src = x + o * mid * inner;
-    if (kind == ReduceKind::kMax) {
-      std::fill(dst, dst + inner, -std::numeric_limits<float>::infinity());
-      for (int64_t m = 0; m < mid; ++m) {
-        for (int64_t i = 0; i < inner; ++i) dst[i] = std::max(dst[i], src[m * inner + i]);
-      }
-    } else {
-      std::fill(dst, dst + inner, 0.0f);
-      for (int64_t m = 0; m < mid; ++m) {
-        for (int64_t i = 0; i < inner; ++i) dst[i] += src[m * inner + i];
+    if (inner == 1) {  // one contiguous row: a scalar accumulator
+      float acc = init;
+      for (int64_t m = 0; m < mid; ++m) acc = max ? std::max(acc, src[m]) : acc + src[m];
+      *dst = acc;
+      continue;
+    }
+    std::fill(dst, dst + inner, init);
+    for (int64_t m = 0; m < mid; ++m) {
+      const float* row = src + m * inner;
+      if (max) {
+        for (int64_t i = 0; i < inner; ++i) dst[i] = std::max(dst[i], row[i]);
+      } else {
+        for (int64_t i = 0; i < inner; ++i) dst[i] += row[i];
       }
     }
+  }
+}
+
+void ReduceMid(ReduceKind kind, const float* x, int64_t outer, int64_t mid, int64_t inner,
+               float* out) {
+  ParallelFor(outer, PartRows(mid * inner), [&](int, int64_t o0, int64_t o1) {
+    ReduceMidRows(kind, x, o0, o1, mid, inner, out);
+  });
+}
+
+// Softmax of one contiguous row. exp is skipped where it underflows to +0 anyway (expf(d) is +0
+// for d below about -103.97), so results are bit-identical to calling it; that halves the exps
+// of a causal mask.
+void SoftmaxRow(const float* src, int64_t n, float* dst, Rounding rounding) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, src[i]);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = src[i] - mx;
+    const float e = d < kExpUnderflow ? 0.0f : std::exp(d);
+    dst[i] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) dst[i] *= inv;
+  if (rounding == Rounding::kFp16) RoundToHalfInPlace(dst, n);
+}
+
+// Softmax over the middle dim of one (mid, inner) block, inner > 1; mx and sum hold inner floats.
+void SoftmaxBlock(const float* src, int64_t mid, int64_t inner, float* dst, float* mx, float* sum) {
+  std::fill(mx, mx + inner, -std::numeric_limits<float>::infinity());
+  for (int64_t m = 0; m < mid; ++m) {
+    for (int64_t i = 0; i < inner; ++i) mx[i] = std::max(mx[i], src[m * inner + i]);
+  }
+  std::fill(sum, sum + inner, 0.0f);
+  for (int64_t m = 0; m < mid; ++m) {
+    for (int64_t i = 0; i < inner; ++i) {
+      const float e = std::exp(src[m * inner + i] - mx[i]);
+      dst[m * inner + i] = e;
+      sum[i] += e;
+    }
+  }
+  for (int64_t i = 0; i < inner; ++i) sum[i] = 1.0f / sum[i];
+  for (int64_t m = 0; m < mid; ++m) {
+    for (int64_t i = 0; i < inner; ++i) dst[m * inner + i] *= sum[i];
+  }
+}
+
+void LayerNormRow(const float* src, int64_t n, const float* gamma, const float* beta, float epsilon,
+                  float* dst) {
+  float mean = 0;
+  for (int64_t i = 0; i < n; ++i) mean += src[i];
+  mean /= static_cast<float>(n);
+  float var = 0;
+  for (int64_t i = 0; i < n; ++i) var += (src[i] - mean) * (src[i] - mean);
+  var /= static_cast<float>(n);
+  const float r = 1.0f / std::sqrt(var + epsilon);
+  for (int64_t i = 0; i < n; ++i) {
+    float y = (src[i] - mean) * r;
+    if (gamma != nullptr) y *= gamma[i];
+    if (beta != nullptr) y += beta[i];
+    dst[i] = y;
   }
 }
 
@@ -77,53 +157,32 @@ void Reduce(ReduceKind kind, const float* x, const std::vector<int64_t>& shape,
   }
 }
 
-void Softmax(const float* x, const std::vector<int64_t>& shape, int axis, float* out) {
+void Softmax(const float* x, const std::vector<int64_t>& shape, int axis, float* out,
+             Rounding rounding) {
   int64_t outer, mid, inner;
   Split3(shape, axis, axis + 1, &outer, &mid, &inner);
-  std::vector<float> mx(inner), sum(inner);
-  for (int64_t o = 0; o < outer; ++o) {
-    const float* src = x + o * mid * inner;
-    float* dst = out + o * mid * inner;
-    std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
-    for (int64_t m = 0; m < mid; ++m) {
-      for (int64_t i = 0; i < inner; ++i) mx[i] = std::max(mx[i], src[m * inner + i]);
-    }
-    std::fill(sum.begin(), sum.end(), 0.0f);
-    for (int64_t m = 0; m < mid; ++m) {
-      for (int64_t i = 0; i < inner; ++i) {
-        const float e = std::exp(src[m * inner + i] - mx[i]);
-        dst[m * inner + i] = e;
-        sum[i] += e;
+  ParallelFor(outer, PartRows(mid * inner), [&](int, int64_t o0, int64_t o1) {
+    std::vector<float> mx(inner), sum(inner);
+    for (int64_t o = o0; o < o1; ++o) {
+      const float* src = x + o * mid * inner;
+      float* dst = out + o * mid * inner;
+      if (inner == 1) {
+        SoftmaxRow(src, mid, dst, rounding);
+        continue;
       }
+      SoftmaxBlock(src, mid, inner, dst, mx.data(), sum.data());
+      if (rounding == Rounding::kFp16) RoundToHalfInPlace(dst, mid * inner);
     }
-    for (int64_t i = 0; i < inner; ++i) sum[i] = 1.0f / sum[i];
-    for (int64_t m = 0; m < mid; ++m) {
-      for (int64_t i = 0; i < inner; ++i) dst[m * inner + i] *= sum[i];
-    }
-  }
+  });
 }
 
 void LayerNorm(const float* x, const std::vector<int64_t>& shape, int first_axis,
                const float* gamma, const float* beta, float epsilon, float* out) {
   int64_t outer, n, inner;
   Split3(shape, first_axis, static_cast<int>(shape.size()), &outer, &n, &inner);
-  for (int64_t o = 0; o < outer; ++o) {
-    const float* src = x + o * n;
-    float* dst = out + o * n;
-    float mean = 0;
-    for (int64_t i = 0; i < n; ++i) mean += src[i];
-    mean /= static_cast<float>(n);
-    float var = 0;
-    for (int64_t i = 0; i < n; ++i) var += (src[i] - mean) * (src[i] - mean);
-    var /= static_cast<float>(n);
-    const float r = 1.0f / std::sqrt(var + epsilon);
-    for (int64_t i = 0; i < n; ++i) {
-      float y = (src[i] - mean) * r;
-      if (gamma != nullptr) y *= gamma[i];
-      if (beta != nullptr) y += beta[i];
-      dst[i] = y;
-    }
-  }
+  ParallelFor(outer, PartRows(n), [&](int, int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) LayerNormRow(x + o * n, n, gamma, beta, epsilon, out + o * n);
+  });
 }
 
 }  // namespace anerd::backend::cpu
