@@ -7,6 +7,10 @@ find_package(gRPC CONFIG REQUIRED)
 find_package(spdlog CONFIG REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
+# The opt-in Prometheus endpoint (--metrics_listen): prometheus-cpp's core (registry, metric
+# types, text format); the HTTP side is server/metrics/http_endpoint (see there for why not the
+# civetweb exposer). Debian: prometheus-cpp-dev; Homebrew: prometheus-cpp.
+find_package(prometheus-cpp CONFIG REQUIRED)
 # libcrypto for SHA-256 (content addressing); gRPC already links it.
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 

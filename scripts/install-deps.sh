@@ -7,11 +7,12 @@ DEBIAN_PACKAGES=(
   cmake ninja-build g++ pkg-config python3
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libssl-dev libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev libopenblas-dev
+  prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf python3-numpy
   clang libclang-rt-14-dev
 )
-BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite googletest google-benchmark)
+BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark)
 
 install_debian() {
   local missing=()

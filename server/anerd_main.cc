@@ -30,6 +30,12 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA: require client certificates it signed (mutual TLS)");
 ABSL_FLAG(std::string, auth_tokens, "",
           "File of 'NAME TOKEN' lines; every RPC on --listen must send one as a bearer token");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9464; unauthenticated, so "
+          "loopback only unless --metrics_allow_remote)");
+ABSL_FLAG(bool, metrics_allow_remote, false,
+          "Allow --metrics_listen on a non-loopback address (anyone who can reach it reads the "
+          "metrics)");
 ABSL_FLAG(uint64_t, max_mil_bytes, 16 << 20, "Largest MIL text a client may submit (bytes)");
 ABSL_FLAG(uint64_t, max_weight_bytes, uint64_t{2} << 30, "Largest total weight bytes per kernel");
 ABSL_FLAG(uint64_t, max_tensor_bytes, 256 << 20, "Largest total input bytes per evaluation");
@@ -70,6 +76,8 @@ int main(int argc, char** argv) {
   options.tls_key = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   options.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.metrics_allow_remote = absl::GetFlag(FLAGS_metrics_allow_remote);
   options.engine.kernel_limits.max_mil_bytes = absl::GetFlag(FLAGS_max_mil_bytes);
   options.engine.kernel_limits.max_weight_bytes = absl::GetFlag(FLAGS_max_weight_bytes);
   options.engine.kernel_limits.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);

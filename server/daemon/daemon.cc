@@ -26,6 +26,7 @@
 #include "server/daemon/rpc_interceptor.h"
 #include "server/daemon/unix_listener.h"
 #include "server/engine/engine.h"
+#include "server/metrics/metrics.h"
 #include "server/service/anerd_service.h"
 #include "spdlog/spdlog.h"
 
@@ -105,16 +106,44 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(
   return credentials;
 }
 
+// Starts the metrics endpoint when asked and connects the engine's kernel observer to it.
+absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(const DaemonOptions& options,
+                                                                     engine::Engine* engine) {
+  if (options.metrics_listen.empty()) return nullptr;
+  ANERD_ASSIGN_OR_RETURN(
+      std::unique_ptr<metrics::MetricsServer> server,
+      metrics::MetricsServer::Start(options.metrics_listen, options.metrics_allow_remote, engine));
+  metrics::MetricsServer* raw = server.get();
+  engine::KernelObserver observer;
+  observer.compiled = [raw](const std::string& backend, double ms) {
+    raw->ObserveCompile(backend, ms);
+  };
+  observer.evaluated = [raw](const std::string& backend, double ms) {
+    raw->ObserveEval(backend, ms);
+  };
+  engine->kernels().SetObserver(std::move(observer));
+  spdlog::info("metrics on http://{}/metrics (port {})", options.metrics_listen, server->port());
+  return server;
+}
+
+RpcObserver ObserverFor(metrics::MetricsServer* metrics) {
+  if (metrics == nullptr) return RpcObserver();
+  return [metrics](const RpcRecord& record) {
+    metrics->ObserveRpc(record.method, StatusCodeName(record.code), record.latency_ms);
+  };
+}
+
 std::unique_ptr<grpc::Server> BuildServer(const DaemonOptions& options,
                                           std::shared_ptr<grpc::ServerCredentials> tcp,
-                                          service::AnerdService* service) {
+                                          service::AnerdService* service,
+                                          metrics::MetricsServer* metrics) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(MessageLimit(options));
   builder.SetMaxSendMessageSize(INT32_MAX);
   builder.RegisterService(service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(NewRpcInterceptorFactory(RpcObserver()));
+  interceptors.push_back(NewRpcInterceptorFactory(ObserverFor(metrics)));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   if (!options.listen.empty()) {
     builder.AddListeningPort(options.listen, std::move(tcp));
@@ -189,6 +218,10 @@ absl::Status CheckRemoteOptions(const DaemonOptions& options) {
 
 absl::Status RunDaemon(const DaemonOptions& options) {
   ANERD_RETURN_IF_ERROR(CheckRemoteOptions(options));
+  if (!options.metrics_listen.empty()) {
+    ANERD_RETURN_IF_ERROR(
+        metrics::CheckMetricsAddress(options.metrics_listen, options.metrics_allow_remote));
+  }
   const sigset_t signals = BlockTerminationSignals();
   ANERD_ASSIGN_OR_RETURN(ResolvedPaths paths, ResolvePaths(options));
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<InstanceLock> lock,
@@ -205,9 +238,13 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   engine_options.socket_path = paths.socket_path;
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
                          engine::Engine::Create(engine_options));
+  // Declared after the engine so it is destroyed first: scrapes and observers use the engine.
+  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<metrics::MetricsServer> metrics,
+                         StartMetrics(options, engine.get()));
   service::AnerdService service(engine.get());
   ANERD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> tcp, TcpCredentials(options));
-  std::unique_ptr<grpc::Server> server = BuildServer(options, std::move(tcp), &service);
+  std::unique_ptr<grpc::Server> server =
+      BuildServer(options, std::move(tcp), &service, metrics.get());
   if (server == nullptr) {
     return absl::UnavailableError(
         absl::StrCat("gRPC server failed to start", options.listen.empty() ? "" : " (is --listen ",
@@ -240,6 +277,7 @@ absl::Status RunDaemon(const DaemonOptions& options) {
                    absl::ToChronoMilliseconds(options.shutdown_grace));
   server->Wait();
   engine->Shutdown();
+  metrics.reset();  // executors are joined: no observer calls remain
   engine.reset();
   lock.reset();
   spdlog::info("anerd stopped cleanly");

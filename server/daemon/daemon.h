@@ -35,6 +35,10 @@ struct DaemonOptions {
   // Bearer tokens checked on every RPC on `listen` (see server/daemon/auth.h). Non-loopback
   // listening needs TLS and tokens.
   std::string auth_tokens;
+  // Optional Prometheus endpoint "HOST:PORT" (server/metrics/metrics.h); loopback only unless
+  // metrics_allow_remote.
+  std::string metrics_listen;
+  bool metrics_allow_remote = false;
   // Backend choice, limits, cache and sessions; state_dir and socket_path are filled in by the
   // daemon once it has resolved them.
   engine::EngineOptions engine;

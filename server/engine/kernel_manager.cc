@@ -198,6 +198,7 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::CompiledProgram> compiled,
                          backend->Compile(verified, request.options));
   result.compile_ms = MsSince(start);
+  if (observer_.compiled) observer_.compiled(record.backend, result.compile_ms);
   record.signature = EncodeSignature(compiled->inputs(), compiled->outputs());
   ANERD_RETURN_IF_ERROR(store_->PutBlob(canonical).status());
   for (const auto& [path, bytes] : verified.weights().files()) {
@@ -244,6 +245,7 @@ absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> KernelManager::LoadNow
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::CompiledProgram> compiled,
                          backend->Compile(verified, options));
   const double ms = MsSince(start);
+  if (observer_.compiled) observer_.compiled(record.backend, ms);
   std::shared_ptr<backend::CompiledProgram> shared(std::move(compiled));
   cache_->Insert(record.id, shared, EstimateBytes(record));
   (void)store_->RecordUse(record.id, 0, NowMs(), ms);
@@ -285,6 +287,10 @@ void KernelManager::Eval(std::string id, std::vector<backend::NamedTensor> input
                        CountUse(shared_record->id);
                        result.outputs = std::move(run->outputs);
                        result.timing.execute_us = run->timing.total_us;
+                       if (observer_.evaluated) {
+                         observer_.evaluated(shared_record->backend,
+                                             result.timing.execute_us / 1000.0);
+                       }
                        result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
                        done(std::move(result));
                      });

@@ -78,6 +78,15 @@ struct KernelEvalResult {
   KernelEvalTiming timing;
 };
 
+// Optional observer of finished compiles and evaluations (the metrics endpoint). Each callback may
+// be empty; they run on executor threads and must be thread-safe and quick. Times in milliseconds.
+struct KernelObserver {
+  // A backend compile that ran (a fresh compile or a lazy recompile; cache hits are not compiles).
+  std::function<void(const std::string& backend, double compile_ms)> compiled;
+  // A successful evaluation: `execute_ms` as the backend reported it.
+  std::function<void(const std::string& backend, double execute_ms)> evaluated;
+};
+
 class KernelManager {
  public:
   // None of the pointers are owned; all must outlive the manager. `executors` maps backend name to
@@ -95,6 +104,9 @@ class KernelManager {
   absl::StatusOr<KernelInfo> Get(const std::string& id);
   // NOT_FOUND for an unknown id.
   absl::Status Delete(const std::string& id);
+
+  // Installs the observer. Call before the first Compile/Eval (not synchronised with them).
+  void SetObserver(KernelObserver observer) { observer_ = std::move(observer); }
 
   // Writes pending hit counters to the store. Called by List/Get and at shutdown.
   void FlushUsage();
@@ -124,6 +136,7 @@ class KernelManager {
   cache::CompileCache* cache_;
   std::string default_backend_;
   KernelLimits limits_;
+  KernelObserver observer_;
 
   absl::Mutex mu_;
   std::map<std::string, uint64_t> pending_hits_ ABSL_GUARDED_BY(mu_);

@@ -1,0 +1,66 @@
+// Metrics: the daemon's opt-in Prometheus endpoint (--metrics_listen HOST:PORT, text exposition
+// format on GET /metrics; prometheus-cpp's core for the registry and text format, served by
+// server/metrics/http_endpoint.h).
+//
+// Two kinds of series:
+//   * pushed by observers at the moment something finishes (cheap counter/histogram updates):
+//     RPCs by method and code (from the RPC interceptor), compiles and evaluations by backend (from
+//     the KernelManager's observer);
+//   * read from the engine at scrape time (a prometheus::Collectable): cache hits/misses, kernels
+//     stored, compile budget used per backend, worker restarts/crashes, and per training session
+//     the latest step's loss, step time, tokens/s and phase times. Nothing on the training or
+//     evaluation hot paths touches these.
+// Metric names are listed in README.md ("Metrics").
+//
+// The endpoint is unauthenticated: only loopback addresses are accepted unless the caller allows
+// others explicitly (--metrics_allow_remote).
+//
+// Thread-safety: Observe* may be called from any thread. The engine must outlive the server.
+#ifndef ANERD_SERVER_METRICS_METRICS_H_
+#define ANERD_SERVER_METRICS_METRICS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/engine/engine.h"
+
+namespace anerd::metrics {
+
+// OK for "HOST:PORT" whose host is loopback (127.x.x.x, localhost, [::1]) or any host when
+// `allow_non_loopback`; INVALID_ARGUMENT naming --metrics_listen / --metrics_allow_remote
+// otherwise.
+absl::Status CheckMetricsAddress(const std::string& listen, bool allow_non_loopback);
+
+class MetricsServer {
+ public:
+  // Starts serving on `listen` (checked with CheckMetricsAddress first; port 0 picks a free port).
+  // `engine` is not owned and must outlive the server. UNAVAILABLE when the port cannot be bound.
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen,
+                                                              bool allow_non_loopback,
+                                                              engine::Engine* engine);
+  ~MetricsServer();  // stops the HTTP server (joins its threads)
+
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  // One finished RPC: `method` "/anerd.v1.Anerd/GetInfo", `code` "OK", latency in milliseconds.
+  void ObserveRpc(const std::string& method, const std::string& code, double latency_ms);
+  // A backend compile that ran, and a successful evaluation (milliseconds).
+  void ObserveCompile(const std::string& backend, double compile_ms);
+  void ObserveEval(const std::string& backend, double execute_ms);
+
+  // The bound TCP port (useful with port 0).
+  int port() const;
+
+ private:
+  struct State;
+  explicit MetricsServer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace anerd::metrics
+
+#endif  // ANERD_SERVER_METRICS_METRICS_H_
