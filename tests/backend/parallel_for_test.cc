@@ -4,6 +4,7 @@
 // give identical results in both modes.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <thread>
@@ -23,35 +24,52 @@ class ParallelForTest : public ::testing::Test {
   void TearDown() override { SetParallelForThreads(0); }
 };
 
-// A per-index computation whose result would change if an index ran twice or not at all.
-std::vector<double> RunIndexed(int64_t n, int64_t min_part,
-                               std::vector<int>* parts_seen = nullptr) {
-  std::vector<double> out(n, -1.0);
-  std::vector<int> visits(n, 0);
-  std::atomic<int> parts{0};
+// What one ParallelFor call did.
+struct Trace {
+  std::vector<double> out;  // out[i] computed from i
+  int parts = 0;            // bit p set when part p ran
+  int calls = 0;
+  std::thread::id ids[2];
+};
+
+// A per-index computation whose result would change if an index ran twice or not at all. With
+// `wait_for_helper`, each part pauses after its first range until the other part has run one (so
+// the split is observable however late either thread gets a core; 10 s at most).
+Trace RunIndexed(int64_t n, int64_t min_part, bool wait_for_helper = false) {
+  Trace t;
+  t.out.assign(std::max<int64_t>(n, 0), -1.0);
+  std::vector<int> visits(t.out.size(), 0);
+  std::atomic<int> parts{0}, calls{0};
   ParallelFor(n, min_part, [&](int part, int64_t begin, int64_t end) {
     parts.fetch_or(1 << part);
+    ++calls;
+    t.ids[part] = std::this_thread::get_id();
     EXPECT_LE(0, begin);
     EXPECT_LT(begin, end);
     EXPECT_LE(end, n);
     for (int64_t i = begin; i < end; ++i) {
       ++visits[i];
-      out[i] = std::sin(static_cast<double>(i)) * 3.0;
+      t.out[i] = std::sin(static_cast<double>(i)) * 3.0;
+    }
+    for (int ms = 0; wait_for_helper && parts.load() != 3 && ms < 10000; ++ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   });
-  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(visits[i], 1) << "index " << i;
-  if (parts_seen != nullptr) parts_seen->push_back(parts.load());
-  return out;
+  for (size_t i = 0; i < visits.size(); ++i) EXPECT_EQ(visits[i], 1) << "index " << i;
+  t.parts = parts.load();
+  t.calls = calls.load();
+  return t;
 }
 
 TEST_F(ParallelForTest, MatchesSerialLoopForOddAndTinySizes) {
   for (int64_t n : {0, 1, 2, 3, 7, 1001, 65537}) {
     SetParallelForThreads(1);
-    const std::vector<double> serial = RunIndexed(n, 1);
+    const Trace serial = RunIndexed(n, 1);
     SetParallelForThreads(2);
-    const std::vector<double> parallel = RunIndexed(n, 1);
-    ASSERT_EQ(serial.size(), static_cast<size_t>(n));
-    EXPECT_EQ(0, std::memcmp(serial.data(), parallel.data(), n * sizeof(double))) << "n " << n;
+    const Trace parallel = RunIndexed(n, 1);
+    ASSERT_EQ(serial.out.size(), static_cast<size_t>(n));
+    EXPECT_EQ(0, std::memcmp(serial.out.data(), parallel.out.data(), n * sizeof(double)))
+        << "n " << n;
   }
 }
 
@@ -63,34 +81,26 @@ TEST_F(ParallelForTest, ZeroElementsNeverCallsFn) {
   EXPECT_EQ(calls, 0);
 }
 
-TEST_F(ParallelForTest, SplitsOnlyAboveTheThresholdAndUsesTheHelper) {
+TEST_F(ParallelForTest, SplitsOnlyAboveTheThreshold) {
   SetParallelForThreads(2);
-  std::vector<int> seen;
-  RunIndexed(1, 1, &seen);     // one element: one part
-  RunIndexed(9, 5, &seen);     // parts would get fewer than 5: serial
-  RunIndexed(10, 5, &seen);    // 5 + 5: split
-  RunIndexed(1001, 1, &seen);  // split
-  EXPECT_EQ(seen, (std::vector<int>{1, 1, 3, 3}));
+  for (auto [n, min_part] : {std::pair<int64_t, int64_t>{1, 1}, {9, 5}, {1000, 600}}) {
+    const Trace t = RunIndexed(n, min_part);  // parts would get fewer than min_part: inline
+    EXPECT_EQ(t.parts, 1) << n;
+    EXPECT_EQ(t.calls, 1) << n;
+    EXPECT_EQ(t.ids[0], std::this_thread::get_id());
+  }
+  const Trace two = RunIndexed(10, 5, /*wait_for_helper=*/true);
+  EXPECT_EQ(two.parts, 3);
+  EXPECT_EQ(two.calls, 2);
+  const Trace many = RunIndexed(100003, 7, /*wait_for_helper=*/true);
+  EXPECT_EQ(many.parts, 3);
+  EXPECT_LE(many.calls, 16);
+  EXPECT_EQ(many.ids[0], std::this_thread::get_id());
+  EXPECT_NE(many.ids[1], std::this_thread::get_id());
   SetParallelForThreads(1);
-  seen.clear();
-  RunIndexed(1001, 1, &seen);
-  EXPECT_EQ(seen, (std::vector<int>{1}));
-}
-
-TEST_F(ParallelForTest, PartOneRunsOnAnotherThreadAndPartsAreOrdered) {
-  SetParallelForThreads(2);
-  std::thread::id ids[2];
-  int64_t ranges[2][2] = {{-1, -1}, {-1, -1}};
-  ParallelFor(11, 1, [&](int part, int64_t begin, int64_t end) {
-    ids[part] = std::this_thread::get_id();
-    ranges[part][0] = begin;
-    ranges[part][1] = end;
-  });
-  EXPECT_EQ(ids[0], std::this_thread::get_id());
-  EXPECT_NE(ids[1], std::this_thread::get_id());
-  EXPECT_EQ(ranges[0][0], 0);
-  EXPECT_EQ(ranges[0][1], ranges[1][0]);
-  EXPECT_EQ(ranges[1][1], 11);
+  const Trace serial = RunIndexed(100003, 7);
+  EXPECT_EQ(serial.parts, 1);
+  EXPECT_EQ(serial.calls, 1);
 }
 
 TEST_F(ParallelForTest, NestedAndConcurrentCallsRunInline) {

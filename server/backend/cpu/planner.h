@@ -92,6 +92,10 @@ class Planner {
   absl::Status PlanSliceByIndex(const mil::Operation& op);
   absl::Status PlanSplit(const mil::Operation& op);
   absl::Status PlanConcat(const mil::Operation& op);
+  // Makes the buffer behind `part` (when it is exactly that buffer, contiguous, and computed by a
+  // step) an alias of its region of concat output `out`, which starts at element `start`; false
+  // (copy it instead) otherwise or in reference mode.
+  bool AliasIntoConcat(const View& part, const View& out, int64_t axis, int64_t start);
   absl::Status PlanGather(const mil::Operation& op);
 
   // Compute ops (planner_compute.cc).

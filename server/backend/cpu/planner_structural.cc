@@ -1,5 +1,6 @@
 // Planning of constants and data movement: reshape/transpose/slice/split become views unless in
-// reference mode; concat and gather copy.
+// reference mode; concat and gather copy, except concat parts whose producers write their region
+// of the concat output in place (buffer aliases, planning only).
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -144,22 +145,53 @@ absl::Status Planner::PlanConcat(const mil::Operation& op) {
   }
   View out = NewOutput(type);
   // Inputs already carry their own rounding; concat only moves values. Interleaved inputs (all
-  // the same shape) go to every n-th slice along the axis.
+  // the same shape) go to every n-th slice along the axis. A part whose producer can write its
+  // region directly (AliasIntoConcat) is not copied.
   const bool inter = interleave != 0;
-  AddStep(op, parts, {out}, 0, [parts, out, axis, inter](const StepContext& c) {
-    std::vector<int64_t> strides = RowMajorStrides(out.shape);
-    const int64_t step = strides[axis];
-    if (inter) strides[axis] *= static_cast<int64_t>(parts.size());
-    int64_t off = 0;
-    for (const View& p : parts) {
-      CopyToStrided(Strided{c.Ptr(p), p.shape, p.strides}, c.MutablePtr(out) + off * step, strides);
-      off += inter ? 1 : p.shape[axis];
+  std::vector<View> copies;
+  std::vector<int64_t> starts;  // element offset in `out` of each copied part
+  std::vector<int64_t> strides = RowMajorStrides(out.shape);
+  const int64_t step = strides[axis];
+  if (inter) strides[axis] *= static_cast<int64_t>(parts.size());
+  int64_t off = 0;
+  for (const View& p : parts) {
+    if (inter || !AliasIntoConcat(p, out, axis, off * step)) {
+      copies.push_back(p);
+      starts.push_back(off * step);
     }
-    return absl::OkStatus();
-  });
+    off += inter ? 1 : p.shape[axis];
+  }
+  if (!copies.empty()) {
+    AddStep(op, copies, {out}, 0, [copies, starts, strides, out](const StepContext& c) {
+      for (size_t i = 0; i < copies.size(); ++i) {
+        const View& p = copies[i];
+        CopyToStrided(Strided{c.Ptr(p), p.shape, p.strides}, c.MutablePtr(out) + starts[i],
+                      strides);
+      }
+      return absl::OkStatus();
+    });
+  }
   Value v;
   v.view = out;
   return Define(op.outputs[0], std::move(v));
+}
+
+bool Planner::AliasIntoConcat(const View& part, const View& out, int64_t axis, int64_t start) {
+  if (options_.reference_mode) return false;
+  for (int64_t d = 0; d < axis; ++d) {
+    if (out.shape[d] != 1) return false;  // the part's region would not be one contiguous run
+  }
+  BufferSpec& b = plan_.buffers[part.buf];
+  if (b.constant || b.alias_of >= 0 || part.buf == out.buf || b.floats == 0 || part.offset != 0 ||
+      !part.IsContiguous() || part.NumElements() != b.floats) {
+    return false;
+  }
+  for (const IoBinding& in : plan_.inputs) {
+    if (in.view.buf == part.buf) return false;
+  }
+  b.alias_of = out.buf;
+  b.alias_offset = start;
+  return true;
 }
 
 absl::Status Planner::PlanGather(const mil::Operation& op) {

@@ -32,6 +32,14 @@ int CpuProgram::num_steps() const {
   return n;
 }
 
+int CpuProgram::AliasRoot(int buf, int64_t* offset) const {
+  while (plan_.buffers[buf].alias_of >= 0) {
+    if (offset != nullptr) *offset += plan_.buffers[buf].alias_offset;
+    buf = plan_.buffers[buf].alias_of;
+  }
+  return buf;
+}
+
 void CpuProgram::AssignMemory() {
   const int nb = static_cast<int>(plan_.buffers.size());
   std::vector<int> def(nb, INT_MAX), last(nb, -1);
@@ -45,9 +53,15 @@ void CpuProgram::AssignMemory() {
     scratch = std::max(scratch, s.scratch_floats);
   }
   for (const IoBinding& out : plan_.outputs) last[out.view.buf] = INT_MAX;
+  for (int b = 0; b < nb; ++b) {  // an alias keeps its root allocated for its own lifetime too
+    const int root = AliasRoot(b, nullptr);
+    def[root] = std::min(def[root], def[b]);
+    last[root] = std::max(last[root], last[b]);
+  }
   std::vector<int> order;
   for (int b = 0; b < nb; ++b) {
-    if (!plan_.buffers[b].constant && def[b] != INT_MAX) order.push_back(b);
+    const BufferSpec& spec = plan_.buffers[b];
+    if (!spec.constant && spec.alias_of < 0 && def[b] != INT_MAX) order.push_back(b);
   }
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return def[a] < def[b]; });
   std::vector<int64_t> slot_size;
@@ -85,6 +99,11 @@ void CpuProgram::AssignMemory() {
     } else if (slot_of[b] >= 0) {
       buf_ptr_[b] = slots_[slot_of[b]].data();
     }
+  }
+  for (int b = 0; b < nb; ++b) {
+    int64_t offset = 0;
+    const int root = AliasRoot(b, &offset);
+    if (root != b && buf_ptr_[root] != nullptr) buf_ptr_[b] = buf_ptr_[root] + offset;
   }
   scratch_.assign(std::max<int64_t>(scratch, 1), 0.0f);
 }

@@ -35,6 +35,11 @@ struct Step {
 struct BufferSpec {
   int64_t floats = 0;
   std::shared_ptr<std::vector<float>> constant;  // set for constants (never reused)
+  // When >= 0, this buffer has no memory of its own: it lives at element `alias_offset` of buffer
+  // `alias_of` (which stays allocated for the union of both lifetimes). Used to let a producer
+  // write its result straight into its region of a concat output.
+  int alias_of = -1;
+  int64_t alias_offset = 0;
 };
 
 struct IoBinding {
@@ -63,6 +68,8 @@ class CpuProgram : public CompiledProgram {
 
  private:
   void AssignMemory();
+  // The buffer owning `buf`'s memory (itself unless aliased); adds the element offset to *offset.
+  int AliasRoot(int buf, int64_t* offset) const;
   absl::Status LoadInputs(const std::vector<NamedTensor>& inputs);
   NamedTensor StoreOutput(const IoBinding& out) const;
 

@@ -20,6 +20,25 @@ namespace {
 
 std::atomic<int> g_threads{0};
 
+// Chunks per call: enough that a helper joining late still takes a fair share.
+constexpr int64_t kMaxChunks = 16;
+
+// One ParallelFor call: chunks of [0, n) handed out in order by an atomic counter.
+struct Job {
+  RangeFn* fn;
+  int64_t n, chunk, chunks;
+  std::atomic<int64_t> next{0};
+};
+
+// Runs chunks of `job` as `part` until none is left.
+void RunChunks(Job* job, int part) {
+  for (;;) {
+    const int64_t c = job->next.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job->chunks) return;
+    (*job->fn)(part, c * job->chunk, std::min(job->n, (c + 1) * job->chunk));
+  }
+}
+
 // The helper thread: takes one job at a time; sleeps (no spinning) while idle. Never destroyed.
 class Helper {
  public:
@@ -31,36 +50,39 @@ class Helper {
     bool expected = false;
     return claimed_.compare_exchange_strong(expected, true, std::memory_order_acquire);
   }
-  void Start(RangeFn* fn, int64_t begin, int64_t end) {
+  void Start(Job* job) {
     absl::MutexLock lock(&mu_);
-    job_ = Job{fn, begin, end};
-    has_job_ = true;
+    job_ = job;
+    joined_ = done_ = false;
   }
+  // Called once the caller found no chunk left: waits for the helper's last chunk if it joined,
+  // else withdraws the job (a helper that was slow to wake costs nothing).
   void Finish() {
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(&done_));
-      done_ = false;
+      if (joined_) {
+        mu_.Await(absl::Condition(&done_));
+      } else {
+        job_ = nullptr;
+      }
     }
     claimed_.store(false, std::memory_order_release);
   }
 
  private:
-  struct Job {
-    RangeFn* fn = nullptr;
-    int64_t begin = 0, end = 0;
-  };
+  bool HasJob() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job_ != nullptr; }
 
   void Loop() {
     for (;;) {
-      Job job;
+      Job* job;
       {
         absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(&has_job_));
+        mu_.Await(absl::Condition(this, &Helper::HasJob));
         job = job_;
-        has_job_ = false;
+        job_ = nullptr;
+        joined_ = true;
       }
-      (*job.fn)(1, job.begin, job.end);
+      RunChunks(job, 1);
       absl::MutexLock lock(&mu_);
       done_ = true;
     }
@@ -69,8 +91,8 @@ class Helper {
   const pid_t pid_;
   std::atomic<bool> claimed_{false};
   absl::Mutex mu_;
-  Job job_ ABSL_GUARDED_BY(mu_);
-  bool has_job_ ABSL_GUARDED_BY(mu_) = false;
+  Job* job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool joined_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
@@ -101,7 +123,8 @@ int SetParallelForThreads(int threads) { return g_threads.exchange(threads); }
 
 void ParallelFor(int64_t n, int64_t min_part, RangeFn fn) {
   if (n <= 0) return;
-  if (n < 2 * std::max<int64_t>(min_part, 1) || AllowedParts() < 2) {
+  min_part = std::max<int64_t>(min_part, 1);
+  if (n < 2 * min_part || AllowedParts() < 2) {
     fn(0, 0, n);
     return;
   }
@@ -110,9 +133,14 @@ void ParallelFor(int64_t n, int64_t min_part, RangeFn fn) {
     fn(0, 0, n);
     return;
   }
-  const int64_t mid = n / 2;
-  helper->Start(&fn, mid, n);
-  fn(0, 0, mid);
+  Job job;
+  job.fn = &fn;
+  job.n = n;
+  job.chunks = std::min<int64_t>(n / min_part, kMaxChunks);
+  job.chunk = (n + job.chunks - 1) / job.chunks;
+  job.chunks = (n + job.chunk - 1) / job.chunk;
+  helper->Start(&job);
+  RunChunks(&job, 0);
   helper->Finish();
 }
 

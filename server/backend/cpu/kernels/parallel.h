@@ -3,13 +3,15 @@
 // not compete with OpenBLAS's own pool; kernels call ParallelFor only between GEMMs, never inside
 // one, so the two never run at the same time within a program.
 //
-// A range [0, n) is split into at most two contiguous parts: part 0 runs on the calling thread,
-// part 1 on the helper. Splitting happens only when each part would get at least `min_part` items,
-// two threads are allowed (SetParallelForThreads; automatic mode follows OpenBLAS: more than one
-// BLAS thread means the process gives the backend more than one core) and the helper is idle;
-// otherwise fn(0, 0, n) runs inline. Nested calls (from inside fn) and concurrent callers that find
-// the helper busy run inline. Results are therefore identical to the serial loop whenever fn's
-// parts are independent (fn must be safe to run concurrently on disjoint ranges).
+// A range [0, n) is cut into up to 16 contiguous chunks of at least `min_part` items, handed out
+// in order to the calling thread (part 0) and the helper (part 1) as each asks for more, so a
+// helper that wakes late (a loaded machine) simply takes fewer chunks, and none if the caller
+// finished first. Splitting happens only when n >= 2 * min_part, two threads are allowed
+// (SetParallelForThreads; automatic mode follows OpenBLAS: more than one BLAS thread means the
+// process gives the backend more than one core) and the helper is idle; otherwise fn(0, 0, n) runs
+// inline. Nested calls (from inside fn) and concurrent callers that find the helper busy run
+// inline. Results are therefore identical to the serial loop whenever fn's ranges are independent
+// (fn must be safe to run concurrently on disjoint ranges; a part's ranges never overlap in time).
 // Thread-safety: ParallelFor and SetParallelForThreads may be called from any thread.
 #ifndef ANERD_SERVER_BACKEND_CPU_KERNELS_PARALLEL_H_
 #define ANERD_SERVER_BACKEND_CPU_KERNELS_PARALLEL_H_
@@ -20,7 +22,8 @@
 
 namespace anerd::backend::cpu {
 
-// fn(part, begin, end): part is 0 (calling thread) or 1 (helper); per-part scratch goes by part.
+// fn(part, begin, end), maybe several times per part: part is 0 (calling thread) or 1 (helper),
+// so per-thread scratch can go by part.
 using RangeFn = absl::FunctionRef<void(int part, int64_t begin, int64_t end)>;
 void ParallelFor(int64_t n, int64_t min_part, RangeFn fn);
 
