@@ -146,7 +146,9 @@ const OpSpec* OpRegistry::Find(absl::string_view op) const {
 
 std::vector<std::string> OpRegistry::OpNames() const {
   std::vector<std::string> names;
-  for (const auto& [name, spec] : ops_) names.push_back(name);
+  for (const auto& [name, spec] : ops_) {
+    if (!spec.test_only) names.push_back(name);
+  }
   std::sort(names.begin(), names.end());
   return names;
 }

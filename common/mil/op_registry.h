@@ -105,6 +105,10 @@ struct OpSpec {
   // every other op writes operands in `(...)` and has only `name` in `[...]`.
   bool params_in_attributes = false;
   InferFn infer = nullptr;
+  // Test-only ops (anerd_test_abort, anerd_test_hang) verify like any op but no backend supports
+  // them; only a worker started with --testonly_ops runs them (to exercise crash isolation).
+  // OpNames()/KnownOps() leave them out.
+  bool test_only = false;
 
   const ParamSpec* FindParam(absl::string_view param) const;
 };
@@ -114,7 +118,7 @@ class OpRegistry {
   // Adds (or replaces) an op.
   void Register(OpSpec spec);
   const OpSpec* Find(absl::string_view op) const;
-  // Every registered op name, sorted.
+  // Every registered op name except test-only ones, sorted.
   std::vector<std::string> OpNames() const;
 
  private:

@@ -636,12 +636,23 @@ void RegisterQuantization(OpRegistry* r) {
       InferAffineDequantize, true);
 }
 
+// Identity ops that abort or hang the process running them (see OpSpec::test_only).
+void RegisterTestOps(OpRegistry* r) {
+  for (const char* op : {"anerd_test_abort", "anerd_test_hang"}) {
+    Add(r, op, {In("x")}, InferUnary);
+    OpSpec spec = *r->Find(op);
+    spec.test_only = true;
+    r->Register(std::move(spec));
+  }
+}
+
 }  // namespace
 
 void RegisterMilOps(OpRegistry* registry) {
   RegisterStructural(registry);
   RegisterMath(registry);
   RegisterQuantization(registry);
+  RegisterTestOps(registry);
 }
 
 }  // namespace anerd::mil

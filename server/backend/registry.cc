@@ -66,8 +66,34 @@ std::vector<std::unique_ptr<Backend>> CreateBackends(const RegistryOptions& opti
   return backends;
 }
 
+std::vector<std::string> KnownBackendNames() { return {"ane", "cpu", "ane-sim"}; }
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view name,
+                                                       const RegistryOptions& options) {
+  cpu::CpuBackendOptions cpu_options;
+  cpu_options.compile_budget = options.compile_budget;
+  if (name == "cpu") return std::unique_ptr<Backend>(new cpu::CpuBackend(cpu_options));
+  if (name == "ane-sim") return MakeAne(ane::CreateSimDevice(), "ane-sim", options.compile_budget);
+  if (name == "ane") {
+    std::string why;
+    cpu::CpuBackend scratch(cpu::CpuBackendOptions{});
+    std::unique_ptr<Backend> ane = TryAppleAne(options, scratch, &why);
+    if (ane == nullptr) return absl::UnavailableError(why);
+    return ane;
+  }
+  return absl::NotFoundError(absl::StrCat("unknown backend '", name, "'"));
+}
+
 BackendRegistry::BackendRegistry(const RegistryOptions& options)
     : backends_(CreateBackends(options, &unavailable_)) {
+  for (const UnavailableBackend& u : unavailable_) {
+    spdlog::info("backend {} unavailable: {}", u.name, u.reason);
+  }
+}
+
+BackendRegistry::BackendRegistry(std::vector<std::unique_ptr<Backend>> backends,
+                                 std::vector<UnavailableBackend> unavailable)
+    : unavailable_(std::move(unavailable)), backends_(std::move(backends)) {
   for (const UnavailableBackend& u : unavailable_) {
     spdlog::info("backend {} unavailable: {}", u.name, u.reason);
   }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/backend/backend.h"
 
@@ -36,9 +37,21 @@ struct UnavailableBackend {
 std::vector<std::unique_ptr<Backend>> CreateBackends(
     const RegistryOptions& options, std::vector<UnavailableBackend>* unavailable = nullptr);
 
+// Every backend name this platform knows, in preference order ({"ane", "cpu", "ane-sim"}),
+// whether or not it can be created here.
+std::vector<std::string> KnownBackendNames();
+
+// Creates the one backend `name` (what a worker process does for its backend). NOT_FOUND for an
+// unknown name; UNAVAILABLE, with the reason, for a backend this platform cannot offer.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view name,
+                                                       const RegistryOptions& options);
+
 class BackendRegistry {
  public:
   explicit BackendRegistry(const RegistryOptions& options);
+  // A registry of the given backends (e.g. worker proxies for some of them), in preference order.
+  BackendRegistry(std::vector<std::unique_ptr<Backend>> backends,
+                  std::vector<UnavailableBackend> unavailable);
   // The backend registered under `name`, or nullptr. The registry keeps ownership.
   Backend* Find(absl::string_view name) const;
   // All backends, in registration order.

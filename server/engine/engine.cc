@@ -11,10 +11,31 @@
 #include "common/status_macros.h"
 #include "common/version.h"
 #include "server/backend/registry.h"
+#include "server/worker/worker_backend.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::engine {
 namespace {
+
+bool Isolated(const WorkerSettings& w, const std::string& name) {
+  if (w.binary.empty()) return false;
+  return name == "cpu" ? w.isolate_cpu : w.isolate_ane;
+}
+
+WorkerSummary ToSummary(const worker::WorkerStatus& s) {
+  WorkerSummary out;
+  out.backend = s.backend;
+  out.pid = s.pid;
+  out.generation = s.generation;
+  out.compiles_used = static_cast<uint64_t>(s.compiles_used);
+  out.compile_budget = static_cast<uint64_t>(s.compile_budget);
+  out.uptime_seconds = s.uptime_seconds;
+  out.restarts = s.restarts;
+  out.crashes = s.crashes;
+  out.quarantined = s.quarantined;
+  out.recent_restart_reasons = s.recent_restart_reasons;
+  return out;
+}
 
 std::string OsDescription() {
   utsname u{};
@@ -29,6 +50,7 @@ struct Engine::Backends {
   std::unique_ptr<backend::BackendRegistry> registry;
   std::map<std::string, std::unique_ptr<DeviceExecutor>> executors;
   std::string default_name;
+  std::vector<const worker::WorkerBackend*> workers;  // owned by the registry
 };
 
 Engine::Engine(EngineOptions options)
@@ -42,10 +64,49 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   return engine;
 }
 
-absl::Status Engine::Init() {
+absl::Status Engine::CreateBackends() {
   backend::RegistryOptions registry_options;
   registry_options.compile_budget = options_.compile_budget;
-  backends_->registry = std::make_unique<backend::BackendRegistry>(registry_options);
+  const WorkerSettings& w = options_.workers;
+  std::vector<std::unique_ptr<backend::Backend>> backends;
+  std::vector<backend::UnavailableBackend> unavailable;
+  for (const std::string& name : backend::KnownBackendNames()) {
+    if (!Isolated(w, name)) {
+      absl::StatusOr<std::unique_ptr<backend::Backend>> b =
+          backend::CreateBackend(name, registry_options);
+      if (b.ok()) {
+        backends.push_back(*std::move(b));
+      } else {
+        unavailable.push_back({name, std::string(b.status().message())});
+      }
+      continue;
+    }
+    worker::WorkerOptions wo;
+    wo.backend = name;
+    wo.binary = w.binary;
+    wo.compile_budget = options_.compile_budget;
+    wo.heartbeat_timeout = w.heartbeat_timeout;
+    wo.call_timeout = w.call_timeout;
+    wo.quarantine_after = w.quarantine_after;
+    wo.test_ops = w.test_ops;
+    wo.log_level = w.log_level;
+    absl::StatusOr<std::unique_ptr<worker::WorkerBackend>> b = worker::WorkerBackend::Start(wo);
+    if (b.ok()) {
+      backends_->workers.push_back(b->get());
+      backends.push_back(*std::move(b));
+    } else if (b.status().code() == absl::StatusCode::kUnavailable) {
+      unavailable.push_back({name, std::string(b.status().message())});
+    } else {
+      return b.status();
+    }
+  }
+  backends_->registry =
+      std::make_unique<backend::BackendRegistry>(std::move(backends), std::move(unavailable));
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Init() {
+  ANERD_RETURN_IF_ERROR(CreateBackends());
   const std::vector<std::string> names = backends_->registry->names();
   if (names.empty()) return absl::InternalError("no backend is available");
   if (options_.backend == "auto") {
@@ -126,6 +187,9 @@ DaemonInfo Engine::Info() const {
     for (const backend::UnavailableBackend& u : backends_->registry->unavailable()) {
       info.unavailable_backends.emplace_back(u.name, u.reason);
     }
+  }
+  for (const worker::WorkerBackend* w : backends_->workers) {
+    info.workers.push_back(ToSummary(w->Status()));
   }
   if (cache_ != nullptr) {
     const cache::CacheStats s = cache_->Stats();

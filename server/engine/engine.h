@@ -20,6 +20,18 @@
 
 namespace anerd::engine {
 
+// Which backends run in worker processes and how they are supervised (server/worker/).
+struct WorkerSettings {
+  std::string binary;        // the anerd executable; empty = no workers (everything in-process)
+  bool isolate_ane = true;   // ane and ane-sim run in workers (--isolate_ane)
+  bool isolate_cpu = false;  // --isolate_cpu
+  absl::Duration heartbeat_timeout = absl::Seconds(10);  // --worker_heartbeat_timeout_ms
+  absl::Duration call_timeout = absl::Minutes(10);       // --worker_call_timeout_s
+  int quarantine_after = 3;                              // --quarantine_after
+  bool test_ops = false;                                 // --testonly_ops
+  std::string log_level = "info";
+};
+
 struct EngineOptions {
   std::string state_dir;         // absolute; created by the daemon before the engine starts
   std::string socket_path;       // for reporting only
@@ -30,6 +42,7 @@ struct EngineOptions {
   int max_sessions = 4;                      // --max_sessions active at once
   std::vector<std::string> data_roots;       // --data_root; empty = $HOME and the state dir
   bool resume_interrupted = true;            // --resume_interrupted
+  WorkerSettings workers;
 };
 
 struct CacheSummary {
@@ -51,13 +64,14 @@ struct BackendSummary {
 // compile budget and crashes never take the front process down.
 struct WorkerSummary {
   std::string backend;
-  int64_t pid = 0;                  // 0 while no worker is running
-  uint64_t generation = 0;          // 1 for the first worker of this backend, +1 per replacement
-  uint64_t compiles_used = 0;       // in the current worker
-  uint64_t compile_budget = 0;      // per worker; 0 = unlimited
-  double uptime_seconds = 0;        // of the current worker
-  uint64_t restarts = 0;            // replacements so far (budget recycles + crashes)
-  uint64_t crashes = 0;             // of which crashes or hangs
+  int64_t pid = 0;              // 0 while no worker is running
+  uint64_t generation = 0;      // 1 for the first worker of this backend, +1 per replacement
+  uint64_t compiles_used = 0;   // in the current worker
+  uint64_t compile_budget = 0;  // per worker; 0 = unlimited
+  double uptime_seconds = 0;    // of the current worker
+  uint64_t restarts = 0;        // replacements so far (budget recycles + crashes)
+  uint64_t crashes = 0;         // of which crashes or hangs
+  uint64_t quarantined = 0;     // programs refused after crashing the worker repeatedly
   std::vector<std::string> recent_restart_reasons;  // newest last, at most 8
 };
 
@@ -100,6 +114,7 @@ class Engine {
   struct Backends;
 
   absl::Status Init();
+  absl::Status CreateBackends();  // in-process or behind workers, per options_.workers
 
   EngineOptions options_;
   absl::Time started_;

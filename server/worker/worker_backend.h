@@ -1,0 +1,92 @@
+// WorkerBackend: a Backend whose device lives in a supervised worker process (DESIGN.md, process
+// model). The front process compiles and runs through it exactly as through an in-process
+// backend; the worker's compile budget and its crashes stay invisible to callers:
+//
+//  * Budget. Each worker counts compiles against the backend's budget. Before a compile would
+//    exceed it, a fresh worker starts and the old one is retired. Programs compiled in an older
+//    worker recompile lazily (from the program kept in the front) the next time they run, so
+//    CompiledPrograms never go stale from a caller's point of view.
+//  * Crashes and hangs. If the worker dies (signal, abort, exit) or hangs (no heartbeat for
+//    `heartbeat_timeout`, or one call running longer than `call_timeout`, after which it is
+//    killed), the reason is logged, a new worker starts, and only the call that was executing
+//    fails: UNAVAILABLE "…died while running …: <reason>" (retryable). A request that had not
+//    reached the worker yet is retried in the new one. A program whose runs crashed the worker
+//    `quarantine_after` times is quarantined: FAILED_PRECONDITION from then on.
+//
+// Data path: weights and tensors are copied once into a shared-memory arena (channel.h) and read
+// in place by the worker; only small control messages cross the socket.
+//
+// Thread-safety: as backend.h. Calls into the worker are serialised (one in flight per worker;
+// the device executor serialises them anyway). A monitor thread watches heartbeats and exits.
+// Ownership: CompiledPrograms share the pool with the backend and may outlive it (they then fail
+// with UNAVAILABLE).
+#ifndef ANERD_SERVER_WORKER_WORKER_BACKEND_H_
+#define ANERD_SERVER_WORKER_WORKER_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/backend/backend.h"
+
+namespace anerd::worker {
+
+struct WorkerOptions {
+  std::string backend;                               // registry name the worker creates
+  std::string binary;                                // the anerd executable (runs --worker=NAME)
+  int64_t compile_budget = 0;                        // --compile_budget per worker; 0 = device's
+  absl::Duration start_timeout = absl::Seconds(30);  // for the worker's Hello
+  absl::Duration heartbeat_timeout = absl::Seconds(10);
+  absl::Duration call_timeout = absl::Minutes(10);  // one compile or run
+  int quarantine_after = 3;                         // crashes of one program before quarantine
+  bool test_ops = false;                            // run anerd_test_* ops (tests only)
+  std::string log_level = "info";
+};
+
+struct WorkerStatus {
+  std::string backend;
+  int64_t pid = 0;  // 0 while none runs
+  uint64_t generation = 0;
+  int64_t compiles_used = 0;
+  int64_t compile_budget = 0;
+  double uptime_seconds = 0;
+  uint64_t restarts = 0;
+  uint64_t crashes = 0;
+  uint64_t quarantined = 0;
+  std::vector<std::string> recent_restart_reasons;  // newest last, at most 8
+};
+
+class WorkerPool;
+
+class WorkerBackend : public backend::Backend {
+ public:
+  // Starts the first worker and reads its description. UNAVAILABLE with the worker's own reason
+  // when the backend cannot run on this machine (e.g. no ANE); INTERNAL if the worker cannot be
+  // started.
+  static absl::StatusOr<std::unique_ptr<WorkerBackend>> Start(const WorkerOptions& options);
+  ~WorkerBackend() override;  // stops the worker
+
+  backend::BackendDescription Describe() const override;
+  bool Supports(absl::string_view op) const override;
+  absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> Compile(
+      const mil::VerifiedProgram& program, const backend::CompileOptions& options) override;
+  int64_t compiles_used() const override;
+
+  WorkerStatus Status() const;
+  // Test hook: the current worker's pid (0 if none).
+  int64_t pid() const;
+
+ private:
+  explicit WorkerBackend(std::shared_ptr<WorkerPool> pool);
+  std::shared_ptr<WorkerPool> pool_;
+};
+
+// The path of the running executable (to start workers with).
+std::string SelfExecutablePath();
+
+}  // namespace anerd::worker
+
+#endif  // ANERD_SERVER_WORKER_WORKER_BACKEND_H_
