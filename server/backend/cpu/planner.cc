@@ -46,14 +46,13 @@ absl::StatusOr<PlannedProgram> Planner::Plan() {
     plan_.inputs.push_back(IoBinding{TensorSignature{in.name, in.type}, v.view});
     values_[in.name] = std::move(v);
   }
-  for (const mil::Operation& op : f.ops) {
-    auto it = Handlers().find(op.op);
-    if (it == Handlers().end()) return Unimplemented(op, "unknown op");
-    absl::Status st = (this->*(it->second))(op);
-    if (!st.ok()) {
-      if (st.code() == absl::StatusCode::kUnimplemented) return st;
-      return absl::Status(
-          st.code(), absl::StrCat("op '", op.op, "' at line ", op.loc.line, ": ", st.message()));
+  // Constants first: they depend on nothing, and planning decisions that look ahead at a
+  // consumer's parameters (a transpose's perm after a matmul) need the const ops that builders
+  // emit just before that consumer.
+  for (bool consts : {true, false}) {
+    for (const mil::Operation& op : f.ops) {
+      if ((op.op == "const") != consts) continue;
+      ANERD_RETURN_IF_ERROR(PlanOp(op));
     }
   }
   for (const std::string& name : f.outputs) {
@@ -61,6 +60,15 @@ absl::StatusOr<PlannedProgram> Planner::Plan() {
     plan_.outputs.push_back(IoBinding{TensorSignature{name, v.type}, v.view});
   }
   return std::move(plan_);
+}
+
+absl::Status Planner::PlanOp(const mil::Operation& op) {
+  auto it = Handlers().find(op.op);
+  if (it == Handlers().end()) return Unimplemented(op, "unknown op");
+  absl::Status st = (this->*(it->second))(op);
+  if (st.ok() || st.code() == absl::StatusCode::kUnimplemented) return st;
+  return absl::Status(st.code(),
+                      absl::StrCat("op '", op.op, "' at line ", op.loc.line, ": ", st.message()));
 }
 
 bool Planner::Has(const mil::Operation& op, absl::string_view name) const {

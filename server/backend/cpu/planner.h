@@ -37,6 +37,8 @@ class Planner {
   using Handler = absl::Status (Planner::*)(const mil::Operation&);
 
   static const absl::flat_hash_map<std::string, Handler>& Handlers();
+  // Plans one op with its handler; errors name the op and its line.
+  absl::Status PlanOp(const mil::Operation& op);
 
   // Operands and compile-time parameters.
   absl::StatusOr<const Value*> Operand(const mil::Operation& op, absl::string_view name);
