@@ -392,7 +392,8 @@ std::string WorkerPool::RecordDeath(Process* p, const std::string& what, const s
   p->death_recorded = true;
   spdlog::error("{} worker (pid {}) died{}: {}; starting a new one", options_.backend, p->pid,
                 what.empty() ? " while idle" : absl::StrCat(" while ", what), reason);
-  NoteRestartLocked(absl::StrCat("crash: ", reason, what.empty() ? "" : " while " + what), true);
+  NoteRestartLocked(
+      absl::StrCat("crash: ", reason, " while ", what.empty() ? std::string("idle") : what), true);
   if (!key.empty() && ++crash_counts_[key] == options_.quarantine_after) {
     spdlog::error("{}: quarantined after crashing the worker {} times", what,
                   options_.quarantine_after);

@@ -4,9 +4,6 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#if defined(__linux__)
-#include <sys/prctl.h>
-#endif
 
 #include <atomic>
 #include <cstdlib>
@@ -285,9 +282,8 @@ void CloseStrayDescriptors(int keep1, int keep2) {
 }
 
 void SetUpProcess(const WorkerHostOptions& options) {
-#if defined(__linux__)
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-#endif
+  // No PR_SET_PDEATHSIG: it fires when the *thread* that spawned the worker exits, and any front
+  // thread may replace a worker. The heartbeat thread watches the parent instead.
   if (options.parent_pid != 0 && getppid() != options.parent_pid) std::_Exit(0);
   // The front owns the orderly shutdown: a terminal's Ctrl-C or a service manager's SIGTERM to
   // the process group must not kill the worker before the front has drained it.
@@ -297,8 +293,9 @@ void SetUpProcess(const WorkerHostOptions& options) {
   CloseStrayDescriptors(options.channel_fd, options.heartbeat_fd);
 }
 
-// Increments the shared heartbeat counter every 100 ms until the process exits.
-void StartHeartbeat(int fd) {
+// Increments the shared heartbeat counter every 100 ms until the process exits, and exits the
+// process when the front is gone (re-parented), even if the serving thread is stuck in a device.
+void StartHeartbeat(int fd, int64_t parent_pid) {
   if (fd < 0) return;
   absl::StatusOr<SharedArena> page = SharedArena::Map(fd, sizeof(HeartbeatPage));
   if (!page.ok()) {
@@ -306,9 +303,10 @@ void StartHeartbeat(int fd) {
     return;
   }
   auto* arena = new SharedArena(*std::move(page));  // lives until the process exits
-  std::thread([arena] {
+  std::thread([arena, parent_pid] {
     auto* beats = &reinterpret_cast<HeartbeatPage*>(arena->data())->beats;
     for (;;) {
+      if (parent_pid != 0 && getppid() != parent_pid) std::_Exit(0);
       __atomic_add_fetch(beats, 1, __ATOMIC_RELAXED);
       absl::SleepFor(absl::Milliseconds(100));
     }
@@ -319,7 +317,7 @@ void StartHeartbeat(int fd) {
 
 int RunWorker(const WorkerHostOptions& options) {
   SetUpProcess(options);
-  StartHeartbeat(options.heartbeat_fd);
+  StartHeartbeat(options.heartbeat_fd, options.parent_pid);
   absl::StatusOr<std::unique_ptr<backend::Backend>> backend =
       backend::CreateBackend(options.backend, options.registry);
   if (!backend.ok()) {
