@@ -1,4 +1,5 @@
 // anectl status, anectl version.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -28,6 +29,21 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
                         {"compile_budget", b.compile_budget()},
                         {"compiles_used", b.compiles_used()}});
   }
+  Json workers = Json::array();
+  for (const v1::WorkerInfo& w : info.workers()) {
+    workers.push_back({{"backend", w.backend()},
+                       {"pid", w.pid()},
+                       {"generation", w.generation()},
+                       {"compiles_used", w.compiles_used()},
+                       {"compile_budget", w.compile_budget()},
+                       {"uptime_seconds", w.uptime_seconds()},
+                       {"restarts", w.restarts()},
+                       {"crashes", w.crashes()},
+                       {"quarantined", w.quarantined()},
+                       {"recent_restart_reasons",
+                        Json(std::vector<std::string>(w.recent_restart_reasons().begin(),
+                                                      w.recent_restart_reasons().end()))}});
+  }
   return {{"version", info.version()},
           {"build", info.build()},
           {"os", info.os()},
@@ -37,6 +53,7 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
           {"socket", info.socket()},
           {"default_backend", info.default_backend()},
           {"backends", backends},
+          {"workers", workers},
           {"cache",
            {{"kernels_stored", info.cache().kernels_stored()},
             {"entries", info.cache().entries()},
@@ -45,6 +62,31 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
             {"hits", info.cache().hits()},
             {"misses", info.cache().misses()},
             {"evictions", info.cache().evictions()}}}};
+}
+
+// One line per worker process, then the latest restart reasons (what a user needs to see when a
+// worker was recycled or crashed).
+void PrintWorkers(CommandContext& ctx, const v1::GetInfoResponse& info) {
+  if (info.workers_size() == 0) return;
+  std::cout << "\n  "
+            << ctx.Bold(absl::StrFormat("%-9s %-8s %-5s %-9s %-9s %-9s %s", "WORKER", "PID", "GEN",
+                                        "COMPILES", "UPTIME", "RESTARTS", "CRASHES"))
+            << "\n";
+  for (const v1::WorkerInfo& w : info.workers()) {
+    const std::string budget = w.compile_budget() == 0
+                                   ? absl::StrCat(w.compiles_used())
+                                   : absl::StrCat(w.compiles_used(), "/", w.compile_budget());
+    const std::string pid = w.pid() == 0 ? "-" : absl::StrCat(w.pid());
+    std::string crashes = absl::StrCat(w.crashes());
+    if (w.quarantined() > 0) absl::StrAppend(&crashes, " (", w.quarantined(), " quarantined)");
+    std::cout << absl::StrFormat("  %-9s %-8s %-5d %-9s %-9s %-9d %s\n", w.backend(), pid,
+                                 w.generation(), budget, FormatDuration(w.uptime_seconds()),
+                                 w.restarts(), w.crashes() > 0 ? ctx.Red(crashes) : crashes);
+    const int n = w.recent_restart_reasons_size();
+    for (int i = std::max(0, n - 3); i < n; ++i) {
+      std::cout << "    " << ctx.Dim(w.recent_restart_reasons(i)) << "\n";
+    }
+  }
 }
 
 void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::string& health,
@@ -69,6 +111,7 @@ void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::str
                                  b.version(), budget, b.device());
   }
   if (info.backends_size() == 0) std::cout << "  (no backends)\n";
+  PrintWorkers(ctx, info);
   const v1::CacheStats& c = info.cache();
   std::cout << absl::StrFormat(
       "\n  %-10s %d stored, %d compiled in memory (%s of %s), %d hits, %d misses, %d evictions\n",

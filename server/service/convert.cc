@@ -42,6 +42,19 @@ void ToProto(const engine::DaemonInfo& info, v1::GetInfoResponse* out) {
     u->set_name(name);
     u->set_reason(reason);
   }
+  for (const engine::WorkerSummary& w : info.workers) {
+    v1::WorkerInfo* p = out->add_workers();
+    p->set_backend(w.backend);
+    p->set_pid(w.pid);
+    p->set_generation(w.generation);
+    p->set_compiles_used(w.compiles_used);
+    p->set_compile_budget(w.compile_budget);
+    p->set_uptime_seconds(w.uptime_seconds);
+    p->set_restarts(w.restarts);
+    p->set_crashes(w.crashes);
+    p->set_quarantined(w.quarantined);
+    for (const std::string& r : w.recent_restart_reasons) p->add_recent_restart_reasons(r);
+  }
   v1::CacheStats* c = out->mutable_cache();
   c->set_entries(info.cache.entries);
   c->set_bytes(info.cache.bytes);
