@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -131,6 +132,10 @@ struct SessionManager::Session {
   bool stop_requested = false;
   double run_ms = 0;  // step time of this run, for the ETA
   int64_t run_steps = 0;
+  // After a backend worker died mid-step the session replays from its last checkpoint; steps up
+  // to this one were already reported and are not reported again.
+  int64_t replay_until = 0;
+  int worker_failures = 0;  // consecutive, without a step completing in between
   std::vector<SessionEventRecord> events;
   std::vector<Waiter> waiters;
 };
@@ -377,6 +382,10 @@ void SessionManager::RunTask(const std::string& id, absl::Status admission, absl
   if (need_trainer) {
     absl::Status st = EnsureTrainer(s, registry_->Find(s->backend));
     absl::MutexLock lock(&mu_);
+    if (!st.ok() && RecoverFromWorkerLoss(s, st)) {
+      --in_flight_;
+      return;
+    }
     if (!st.ok()) {
       s->error = std::string(st.message());
       SetState(s, SessionState::kFailed);
@@ -398,6 +407,10 @@ void SessionManager::RunTask(const std::string& id, absl::Status admission, absl
   }
   absl::StatusOr<training::StepReport> report = s->trainer->Step();
   absl::MutexLock lock(&mu_);
+  if (!report.ok() && RecoverFromWorkerLoss(s, report.status())) {
+    --in_flight_;
+    return;
+  }
   if (!report.ok()) {
     s->error = std::string(report.status().message());
     s->trainer.reset();
@@ -412,7 +425,41 @@ void SessionManager::RunTask(const std::string& id, absl::Status admission, absl
   --in_flight_;
 }
 
+bool SessionManager::RecoverFromWorkerLoss(Session* s, const absl::Status& error) {
+  // UNAVAILABLE from a backend means its worker process died (backend.h, worker_backend.h): the
+  // trainer's state may be half-updated, so it is rebuilt from the last checkpoint.
+  if (error.code() != absl::StatusCode::kUnavailable || shutting_down_ ||
+      s->worker_failures >= kMaxWorkerFailures) {
+    return false;
+  }
+  ++s->worker_failures;
+  s->trainer.reset();
+  s->replay_until = std::max(s->replay_until, s->step);
+  s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
+  spdlog::warn("session {}: {}; resuming from step {}", s->id, std::string(error.message()),
+               s->step);
+  Append(s,
+         {0,
+          NowMs(),
+          SessionEventRecord::Kind::kWarning,
+          {},
+          0,
+          absl::StrCat("backend worker lost (", error.message(), "); resuming from step ", s->step,
+                       s->replay_until > s->step ? ", replayed steps are not re-reported" : ""),
+          0});
+  Schedule(s);
+  return true;
+}
+
 void SessionManager::AfterStep(Session* s, const training::StepReport& report, double queued_ms) {
+  s->worker_failures = 0;
+  if (report.step <= s->replay_until) {
+    // Replaying steps already reported before a worker was lost: same data and same state, so
+    // the same results; only the checkpoint cadence and completion matter.
+    s->step = report.step;
+    MaybeCheckpoint(s);
+    return;
+  }
   s->step = report.step;
   s->last_loss = report.loss;
   if (std::isnan(s->best_loss) || report.loss < s->best_loss) s->best_loss = report.loss;
@@ -424,6 +471,10 @@ void SessionManager::AfterStep(Session* s, const training::StepReport& report, d
   e.step = report;
   e.queued_ms = queued_ms;
   Append(s, std::move(e));
+  MaybeCheckpoint(s);
+}
+
+void SessionManager::MaybeCheckpoint(Session* s) {
   const bool done = s->trainer->done();
   const int64_t every = s->spec.checkpoint_every;
   if (done || (every > 0 && s->step % every == 0)) {

@@ -12,7 +12,10 @@
 //   checkpointed), Delete interrupted   the daemon stopped or crashed while it ran          Resume,
 //   Delete, Export
 // Sessions that were active when the daemon last stopped come back `interrupted` and, with
-// resume_interrupted, resume from their last checkpoint.
+// resume_interrupted, resume from their last checkpoint. When the backend's worker process dies
+// mid-step (UNAVAILABLE), the session goes back to `compiling`, rebuilds its trainer from the
+// last checkpoint and replays the steps since then without reporting them twice, so a watcher
+// sees one warning event and an unbroken step sequence.
 //
 // Scheduling: each active session has at most one step task queued on its backend's
 // DeviceExecutor and re-queues itself after every step, so sessions, kernel evaluations and probes
@@ -153,6 +156,13 @@ class SessionManager {
   absl::Status EnsureTrainer(Session* s, backend::Backend* backend);
   void AfterStep(Session* s, const training::StepReport& report, double queued_ms)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeCheckpoint(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When `error` says the backend's worker process was lost (UNAVAILABLE), drops the trainer and
+  // schedules a resume from the last checkpoint (at most kMaxWorkerFailures times in a row);
+  // returns whether it did.
+  bool RecoverFromWorkerLoss(Session* s, const absl::Status& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static constexpr int kMaxWorkerFailures = 3;
   absl::Status Checkpoint(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetState(Session* s, SessionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Append(Session* s, SessionEventRecord event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
