@@ -181,5 +181,32 @@ TEST_F(ParallelForTest, KernelsGiveIdenticalResultsSerialAndSplit) {
   EXPECT_NEAR(row, 1.0, 1e-2);
 }
 
+// Rows that stress the last-axis softmax: signed zero maxima, NaN, -inf, all entries masked but
+// one; 70 entries (eight-lane max plus a tail). Compared bit for bit with the textbook loop.
+TEST_F(ParallelForTest, SoftmaxRowEdgeCasesMatchTheTextbookLoop) {
+  constexpr int kN = 70;
+  std::vector<float> x(5 * kN, -65504.0f);
+  x[0 * kN + 3] = -0.0f;
+  x[0 * kN + 40] = 0.0f;
+  x[1 * kN + 69] = 0.0f;
+  x[1 * kN + 1] = -0.0f;
+  x[2 * kN + 7] = NAN;
+  x[2 * kN + 8] = 1.0f;
+  for (int i = 0; i < kN; ++i) x[3 * kN + i] = i == 66 ? 2.0f : -INFINITY;
+  for (int i = 0; i < kN; ++i) x[4 * kN + i] = std::cos(static_cast<float>(i)) * 120.0f;
+  std::vector<float> got(x.size());
+  Softmax(x.data(), {5, kN}, 1, got.data(), Rounding::kNone);
+  for (int r = 0; r < 5; ++r) {
+    const float* src = x.data() + r * kN;
+    float mx = -INFINITY, sum = 0.0f, e[kN];
+    for (int i = 0; i < kN; ++i) mx = std::max(mx, src[i]);
+    for (int i = 0; i < kN; ++i) sum += (e[i] = std::exp(src[i] - mx));
+    for (int i = 0; i < kN; ++i) {
+      const float want = e[i] * (1.0f / sum);
+      ASSERT_EQ(std::memcmp(&want, &got[r * kN + i], 4), 0) << "row " << r << " col " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace anerd::backend::cpu

@@ -28,15 +28,41 @@ struct Job {
   RangeFn* fn;
   int64_t n, chunk, chunks;
   std::atomic<int64_t> next{0};
+  int64_t helper_chunks = 0;  // written by the helper before it reports done
 };
 
-// Runs chunks of `job` as `part` until none is left.
-void RunChunks(Job* job, int part) {
-  for (;;) {
+// Runs chunks of `job` as `part` until none is left; returns how many it ran.
+int64_t RunChunks(Job* job, int part) {
+  for (int64_t ran = 0;; ++ran) {
     const int64_t c = job->next.fetch_add(1, std::memory_order_relaxed);
-    if (c >= job->chunks) return;
+    if (c >= job->chunks) return ran;
     (*job->fn)(part, c * job->chunk, std::min(job->n, (c + 1) * job->chunk));
   }
+}
+
+// Automatic mode backs off when the helper keeps missing its share: on a loaded machine a woken
+// thread may wait for a core longer than the whole pass takes, and waking it only adds switches.
+constexpr int kMissesBeforeBackoff = 2;
+constexpr int kBackoffCalls = 32;
+std::atomic<int> g_misses{0}, g_skip{0};
+
+// Records whether the helper ran at least a quarter of the chunks of a call.
+void NoteHelperShare(const Job& job) {
+  if (job.helper_chunks * 4 >= job.chunks) {
+    g_misses.store(0, std::memory_order_relaxed);
+  } else if (g_misses.fetch_add(1, std::memory_order_relaxed) + 1 >= kMissesBeforeBackoff) {
+    g_misses.store(0, std::memory_order_relaxed);
+    g_skip.store(kBackoffCalls, std::memory_order_relaxed);
+  }
+}
+
+// True when this call should skip the helper because of a back-off.
+bool BackingOff() {
+  int left = g_skip.load(std::memory_order_relaxed);
+  while (left > 0) {
+    if (g_skip.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return true;
+  }
+  return false;
 }
 
 // The helper thread: takes one job at a time; sleeps (no spinning) while idle. Never destroyed.
@@ -82,8 +108,9 @@ class Helper {
         job_ = nullptr;
         joined_ = true;
       }
-      RunChunks(job, 1);
+      const int64_t ran = RunChunks(job, 1);
       absl::MutexLock lock(&mu_);
+      job->helper_chunks = ran;
       done_ = true;
     }
   }
@@ -119,12 +146,17 @@ int AllowedParts() {
 
 }  // namespace
 
-int SetParallelForThreads(int threads) { return g_threads.exchange(threads); }
+int SetParallelForThreads(int threads) {
+  g_skip.store(0, std::memory_order_relaxed);
+  g_misses.store(0, std::memory_order_relaxed);
+  return g_threads.exchange(threads);
+}
 
 void ParallelFor(int64_t n, int64_t min_part, RangeFn fn) {
   if (n <= 0) return;
   min_part = std::max<int64_t>(min_part, 1);
-  if (n < 2 * min_part || AllowedParts() < 2) {
+  const int mode = g_threads.load(std::memory_order_relaxed);
+  if (n < 2 * min_part || AllowedParts() < 2 || (mode == 0 && BackingOff())) {
     fn(0, 0, n);
     return;
   }
@@ -142,6 +174,7 @@ void ParallelFor(int64_t n, int64_t min_part, RangeFn fn) {
   helper->Start(&job);
   RunChunks(&job, 0);
   helper->Finish();
+  if (mode == 0) NoteHelperShare(job);
 }
 
 }  // namespace anerd::backend::cpu

@@ -28,8 +28,10 @@ using RangeFn = absl::FunctionRef<void(int part, int64_t begin, int64_t end)>;
 void ParallelFor(int64_t n, int64_t min_part, RangeFn fn);
 
 // Number of parts ParallelFor may use: 0 = automatic (2 when OpenBLAS runs more than one thread
-// and the machine has more than one core, else 1), 1 = always serial, 2 = use the helper.
-// Returns the previous setting. Meant for tests and benchmarks.
+// and the machine has more than one core, else 1; and when the helper ran under a quarter of the
+// chunks on two calls in a row, i.e. it did not get a core in time on a loaded machine, the next
+// 32 calls run inline before it is offered work again), 1 = always serial, 2 = always offer work
+// to the helper. Returns the previous setting. Meant for tests and benchmarks.
 int SetParallelForThreads(int threads);
 
 // Items per part below which splitting costs more than it saves (~0.03 ms of streaming work).

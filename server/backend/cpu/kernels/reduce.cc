@@ -63,18 +63,37 @@ void ReduceMid(ReduceKind kind, const float* x, int64_t outer, int64_t mid, int6
   });
 }
 
-// Softmax of one contiguous row. exp is skipped where it underflows to +0 anyway (expf(d) is +0
-// for d below about -103.97), so results are bit-identical to calling it; that halves the exps
-// of a causal mask.
-void SoftmaxRow(const float* src, int64_t n, float* dst, Rounding rounding) {
+// Max of n floats, ignoring NaNs (as a sequential std::max from -inf does). Eight independent
+// lanes, so it vectorises; only the sign of a zero maximum can differ from the sequential loop,
+// and x - (+0) and x - (-0) give the same exp.
+float RowMax(const float* src, int64_t n) {
+  constexpr int kLanes = 8;
+  float lane[kLanes];
+  std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lane[j] = lane[j] < src[i + j] ? src[i + j] : lane[j];
+  }
   float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, src[i]);
+  for (; i < n; ++i) mx = std::max(mx, src[i]);
+  for (int j = 0; j < kLanes; ++j) mx = std::max(mx, lane[j]);
+  return mx;
+}
+
+// Softmax of one contiguous row (dst may equal src). exp is skipped where it underflows to +0
+// anyway (expf(d) is +0 for d below about -103.97), so results are bit-identical to calling it;
+// that halves the exps of a causal mask. Adding those +0s would not change the sum either.
+void SoftmaxRow(const float* src, int64_t n, float* dst, Rounding rounding) {
+  const float mx = RowMax(src, n);
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i] - mx;
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
-    const float d = src[i] - mx;
-    const float e = d < kExpUnderflow ? 0.0f : std::exp(d);
-    dst[i] = e;
-    sum += e;
+    if (dst[i] < kExpUnderflow) {
+      dst[i] = 0.0f;
+    } else {
+      dst[i] = std::exp(dst[i]);
+      sum += dst[i];
+    }
   }
   const float inv = 1.0f / sum;
   for (int64_t i = 0; i < n; ++i) dst[i] *= inv;
