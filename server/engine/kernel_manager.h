@@ -126,6 +126,7 @@ class KernelManager {
   absl::StatusOr<KernelCompileResult> CompileNow(KernelCompileRequest& request,
                                                  backend::Backend* backend);
   absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> LoadNow(const cache::KernelRecord& r);
+  static absl::Status NameKernel(const std::string& id, const absl::Status& status);
   absl::StatusOr<KernelInfo> MakeInfo(cache::KernelRecord record);
   absl::Status CheckRequestLimits(const KernelCompileRequest& request) const;
   void CountUse(const std::string& id);

@@ -1,0 +1,204 @@
+// Worker processes through the real daemon (issue: disposable backend workers): a training
+// session across many budget recycles matches an unrecycled run exactly (fp32), kill -9 of the
+// worker mid-training and mid-evaluation is survived with watch streams intact, a kernel that
+// aborts its worker is quarantined, and `anectl status` shows the workers.
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/synth_stories.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/process_harness.h"
+
+namespace anerd {
+namespace {
+
+using testing::DaemonProcess;
+using ::testing::HasSubstr;
+using testing::RunResult;
+using testing::TempDir;
+using Json = nlohmann::json;
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = dir_.path() + "/stories.txt";
+    std::ofstream(data_) << SynthesizeStories(7, 60000);
+  }
+
+  std::string Start(DaemonProcess& d, const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {"train",     "start", "--data",     data_, "--json",
+                                     "--backend", "cpu",   "--numerics", "fp32"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    RunResult r = d.Anectl(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? Json::parse(r.out)["session"]["id"].get<std::string>() : "";
+  }
+
+  static std::vector<Json> ParseLines(const std::string& text) {
+    std::vector<Json> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) out.push_back(Json::parse(line));
+    return out;
+  }
+
+  // All events of a session from the start (returns when the session is no longer active).
+  std::vector<Json> Events(DaemonProcess& d, const std::string& id) {
+    RunResult r = d.Anectl({"--timeout", "300", "train", "watch", id, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return ParseLines(r.out);
+  }
+
+  // step -> loss, checking every step from 1 to `total` appears exactly once, in order.
+  static std::vector<double> Losses(const std::vector<Json>& events, int64_t total) {
+    std::vector<double> losses;
+    for (const Json& e : events) {
+      if (e["type"] != "step") continue;
+      EXPECT_EQ(e["step"].get<int64_t>(), static_cast<int64_t>(losses.size()) + 1);
+      losses.push_back(e["loss"].get<double>());
+    }
+    EXPECT_EQ(static_cast<int64_t>(losses.size()), total);
+    return losses;
+  }
+
+  std::vector<double> ReferenceLosses(int64_t steps) {
+    TempDir root;
+    DaemonProcess d(root.path());
+    EXPECT_TRUE(d.Start({"--data_root", dir_.path()}).ok());
+    const std::string id = Start(d, {"--steps", std::to_string(steps)});
+    return Losses(Events(d, id), steps);
+  }
+
+  Json Worker(DaemonProcess& d, const std::string& backend) {
+    RunResult r = d.Anectl({"status", "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const Json status = Json::parse(r.out);
+    for (const Json& w : status["daemon"]["workers"]) {
+      if (w["backend"] == backend) return w;
+    }
+    ADD_FAILURE() << "no " << backend << " worker in " << r.out;
+    return Json::object();
+  }
+
+  void WaitForStep(DaemonProcess& d, const std::string& id, int64_t step) {
+    for (int i = 0; i < 1500; ++i) {
+      RunResult r = d.Anectl({"train", "show", id, "--json"});
+      if (r.exit_code == 0 && Json::parse(r.out)["session"]["step"].get<int64_t>() >= step) return;
+      ::usleep(20000);
+    }
+    FAIL() << "session never reached step " << step;
+  }
+
+  TempDir dir_;
+  std::string data_;
+};
+
+TEST_F(WorkerTest, TrainingAcrossBudgetRecyclesMatchesAnUnrecycledRun) {
+  constexpr int64_t kSteps = 12;
+  DaemonProcess d(dir_.path());
+  // A budget below the number of training kernels: every step recompiles in fresh workers.
+  ASSERT_TRUE(d.Start({"--isolate_cpu", "--compile_budget", "4"}).ok());
+  const std::string id = Start(d, {"--steps", std::to_string(kSteps)});
+  const std::vector<double> recycled = Losses(Events(d, id), kSteps);
+  const Json w = Worker(d, "cpu");
+  EXPECT_GE(w["restarts"].get<int64_t>(), 3) << w.dump();
+  EXPECT_EQ(w["crashes"], 0);
+  EXPECT_LE(w["compiles_used"].get<int64_t>(), 4);
+  EXPECT_EQ(recycled, ReferenceLosses(kSteps));
+}
+
+TEST_F(WorkerTest, KillNineOfTheWorkerMidTrainingIsSurvivedByTheSessionAndItsWatcher) {
+  constexpr int64_t kSteps = 120;
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start({"--isolate_cpu"}).ok());
+  const std::string id = Start(d, {"--steps", std::to_string(kSteps), "--checkpoint-every", "25"});
+  RunResult watched;
+  std::thread watcher([&] {
+    watched = d.Anectl({"--timeout", "300", "train", "watch", id, "--json"});
+  });
+  WaitForStep(d, id, 40);
+  const int64_t pid = Worker(d, "cpu")["pid"];
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGKILL), 0);
+  watcher.join();
+  ASSERT_EQ(watched.exit_code, 0) << watched.err;
+  const std::vector<Json> events = ParseLines(watched.out);
+  const std::vector<double> losses = Losses(events, kSteps);
+  bool warned = false;
+  for (const Json& e : events) {
+    if (e["type"] == "warning") warned |= e.dump().find("worker") != std::string::npos;
+  }
+  EXPECT_TRUE(warned) << "a warning event tells the watcher the worker was lost";
+  RunResult show = d.Anectl({"train", "show", id, "--json"});
+  EXPECT_EQ(Json::parse(show.out)["session"]["state"], "completed");
+  const Json w = Worker(d, "cpu");
+  EXPECT_EQ(w["crashes"], 1);
+  EXPECT_NE(w["pid"], pid);
+  EXPECT_EQ(losses, ReferenceLosses(kSteps));
+}
+
+std::string TestOpMil(const std::string& op) {
+  return "program(1.3)\n{\n    func main<ios18>(tensor<fp32, [1, 4, 1, 8]> x) {\n"
+         "        tensor<fp32, [1, 4, 1, 8]> y = " +
+         op + "(x = x)[name = string(\"y\")];\n    } -> (y);\n}\n";
+}
+
+TEST_F(WorkerTest, WorkerCrashesFailOnlyTheirRequestAndRepeatOffendersAreQuarantined) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start({"--testonly_ops", "--quarantine_after", "2"}).ok());
+  const std::string bomb = dir_.path() + "/bomb.mil";
+  std::ofstream(bomb) << TestOpMil("anerd_test_abort");
+  RunResult compiled = d.Anectl({"kernel", "compile", bomb, "--backend", "ane-sim", "--json"});
+  ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
+  const std::string id = Json::parse(compiled.out)["kernel"]["id"];
+  for (int i = 0; i < 2; ++i) {
+    RunResult r = d.Anectl({"kernel", "run", id, "--random"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_THAT(r.err, HasSubstr("died while running"));
+    EXPECT_THAT(r.err, HasSubstr("signal 6"));
+    EXPECT_THAT(r.err, HasSubstr(id));
+  }
+  RunResult refused = d.Anectl({"kernel", "run", id, "--random"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("quarantined"));
+  EXPECT_THAT(refused.err, HasSubstr(id));
+  // The daemon and other kernels on the same backend are unaffected.
+  const std::string mil = std::string(ANERD_SOURCE_DIR) + "/examples/kernels/conv1x1/conv.mil";
+  RunResult ok = d.Anectl({"kernel", "run", mil, "--backend", "ane-sim", "--random"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  RunResult status = d.Anectl({"status"});
+  EXPECT_THAT(status.out, HasSubstr("WORKER"));
+  EXPECT_THAT(status.out, HasSubstr("ane-sim"));
+  EXPECT_THAT(status.out, HasSubstr("1 quarantined"));
+  EXPECT_THAT(status.out, HasSubstr("signal 6"));
+}
+
+TEST_F(WorkerTest, KillNineMidEvaluationFailsThatEvaluationWithARetryableError) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start({"--testonly_ops"}).ok());
+  const std::string hang = dir_.path() + "/hang.mil";
+  std::ofstream(hang) << TestOpMil("anerd_test_hang");
+  RunResult compiled = d.Anectl({"kernel", "compile", hang, "--backend", "ane-sim", "--json"});
+  ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
+  const std::string id = Json::parse(compiled.out)["kernel"]["id"];
+  const int64_t pid = Worker(d, "ane-sim")["pid"];
+  RunResult hung;
+  std::thread t([&] { hung = d.Anectl({"kernel", "run", id, "--random"}); });
+  ::usleep(700000);
+  ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGKILL), 0);
+  t.join();
+  EXPECT_EQ(hung.exit_code, 3) << "UNAVAILABLE is retryable";
+  EXPECT_THAT(hung.err, HasSubstr("killed by signal 9"));
+  const std::string mil = std::string(ANERD_SOURCE_DIR) + "/examples/kernels/conv1x1/conv.mil";
+  RunResult ok = d.Anectl({"kernel", "run", mil, "--backend", "ane-sim", "--random"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(Worker(d, "ane-sim")["pid"], pid);
+}
+
+}  // namespace
+}  // namespace anerd
