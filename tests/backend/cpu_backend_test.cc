@@ -2,6 +2,7 @@
 // the planner produces (views, fusion, folded transposes) and concurrent Run calls.
 #include "server/backend/cpu/cpu_backend.h"
 
+#include <cmath>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,7 @@
 #include "common/mil/verifier.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/backend/cpu/kernels/parallel.h"
 #include "server/backend/cpu/program.h"
 #include "server/backend/registry.h"
 
@@ -244,6 +246,37 @@ TEST(CpuPlanner, ConcatCopiesInputsRepeatsAndNonLeadingAxes) {
   ASSERT_EQ(out.size(), 2u);
   EXPECT_THAT(out[0].tensor.ToFloats(), ::testing::ElementsAre(2, 4, 6, 8, 1, 2, 3, 4, 2, 4, 6, 8));
   EXPECT_THAT(out[1].tensor.ToFloats(), ::testing::ElementsAre(2, 3, 1, 2, 4, 5, 3, 4));
+}
+
+// scale, mask, softmax over the last axis, as in the attention kernels: the chain runs inside the
+// softmax step (one step) with the same bytes as reference mode, split across threads or not.
+TEST(CpuPlanner, SoftmaxAbsorbsItsElementwiseChain) {
+  auto program =
+      Verified("tensor<fp16, [4, 128, 256]> x, tensor<fp16, [128, 256]> mask",
+               "        tensor<fp16, [4, 128, 256]> s = mul(x = x, y = fp16(0.125));\n"
+               "        tensor<fp16, [4, 128, 256]> m = add(x = s, y = mask);\n"
+               "        tensor<fp16, [4, 128, 256]> p = softmax(x = m, axis = int32(-1));",
+               "p");
+  std::vector<float> x(4 * 128 * 256), mask(128 * 256);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.01f * static_cast<float>(i)) * 40.0f;
+  for (int r = 0; r < 128; ++r) {
+    for (int c = 0; c < 256; ++c) mask[r * 256 + c] = c > 2 * r ? -65504.0f : 0.0f;
+  }
+  const std::vector<NamedTensor> in = {
+      NamedTensor{"x", Tensor::FromFloats(mil::DType::kFp16, {4, 128, 256}, x)},
+      NamedTensor{"mask", Tensor::FromFloats(mil::DType::kFp16, {128, 256}, mask)}};
+  for (int threads : {1, 2}) {
+    const int previous = cpu::SetParallelForThreads(threads);
+    std::vector<NamedTensor> out = RunBothModes(program, in, 1);
+    cpu::SetParallelForThreads(previous);
+    ASSERT_EQ(out.size(), 1u);
+    const std::vector<float> p = out[0].tensor.ToFloats();
+    EXPECT_EQ(p[5], 0.0f);  // row 0 attends to columns 0..0 only: masked entries are exact zeros
+    EXPECT_EQ(p[0], 1.0f);
+    double row = 0;
+    for (int c = 0; c < 256; ++c) row += p[(3 * 128 + 100) * 256 + c];
+    EXPECT_NEAR(row, 1.0, 0.02);
+  }
 }
 
 TEST(CpuBackend, ConcurrentRunsAreSerialisedAndCorrect) {

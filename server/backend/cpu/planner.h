@@ -105,6 +105,9 @@ class Planner {
   absl::Status PlanLinear(const mil::Operation& op);
   absl::Status PlanConv(const mil::Operation& op);
   absl::Status PlanSoftmax(const mil::Operation& op);
+  // Last-axis softmax of the open elementwise chain producing `xv` (single use): the chain runs
+  // row block by row block inside the softmax step instead of being materialised.
+  absl::Status PlanSoftmaxOfGroup(const mil::Operation& op, const Value* xv);
   absl::Status PlanReduce(const mil::Operation& op);
   absl::Status PlanLayerNorm(const mil::Operation& op);
   absl::Status PlanAttention(const mil::Operation& op);

@@ -66,12 +66,14 @@ void Planner::EmitMatmul(const mil::Operation& op, const View& x, const View& y,
             args.x.data = c.Ptr(x);
             args.y.data = c.Ptr(y);
             float* o = c.MutablePtr(out);
-            Matmul(args, o, c.scratch);
-            if (b) {  // out is contiguous [..., N] for linear
-              const int64_t n = out.shape.back();
-              const float* bp = c.Ptr(*b);
-              for (int64_t i = 0; i < n_out; ++i) o[i] += bp[(i % n) * b->strides[0]];
+            if (!b) {  // round each batch's block right after its GEMM
+              Matmul(args, o, c.scratch, rounding);
+              return absl::OkStatus();
             }
+            Matmul(args, o, c.scratch);
+            const int64_t n = out.shape.back();  // out is contiguous [..., N] for linear
+            const float* bp = c.Ptr(*b);
+            for (int64_t i = 0; i < n_out; ++i) o[i] += bp[(i % n) * b->strides[0]];
             RoundIf(rounding, o, n_out);
             return absl::OkStatus();
           });
@@ -209,6 +211,9 @@ absl::Status Planner::PlanSoftmax(const mil::Operation& op) {
   ANERD_ASSIGN_OR_RETURN(const Value* xv, Operand(op, "x"));
   ANERD_ASSIGN_OR_RETURN(int64_t axis, Int(op, "axis", -1));
   if (axis < 0) axis += xv->type.rank();
+  if (axis == xv->type.rank() - 1 && FuseableInto(RefName(op, "x"), xv->type.shape)) {
+    return PlanSoftmaxOfGroup(op, xv);
+  }
   const View x = Contiguous(op, xv->view);
   const View o = NewOutput(op.outputs[0].type);
   const Rounding rounding = RoundingFor(op.outputs[0].type.dtype);

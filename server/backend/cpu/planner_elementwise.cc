@@ -1,6 +1,7 @@
 // Planning of elementwise ops: each op joins the open fused chain of its single-use operand when
 // shapes agree (and planning is on), else starts a new chain. A chain is one step, re-emitted at
-// the position of its newest op so every leaf it reads is already computed.
+// the position of its newest op so every leaf it reads is already computed. A last-axis softmax
+// of a chain's single-use result absorbs the chain (PlanSoftmaxOfGroup).
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/backend/cpu/planner.h"
@@ -84,6 +85,28 @@ absl::Status Planner::PlanElementwise(const mil::Operation& op, EwOp kind,
   v.view = g->out;
   v.group = gid;
   return Define(out, std::move(v));
+}
+
+absl::Status Planner::PlanSoftmaxOfGroup(const mil::Operation& op, const Value* xv) {
+  std::shared_ptr<Group> g = groups_[xv->group];
+  plan_.steps[g->step_index].fn = nullptr;  // the chain now runs inside the softmax step
+  values_[RefName(op, "x")].group = -1;
+  const View o = NewOutput(op.outputs[0].type);
+  const Rounding rounding = RoundingFor(op.outputs[0].type.dtype);
+  const int64_t row_len = o.shape.empty() ? 1 : o.shape.back();
+  const int64_t rows = row_len == 0 ? 0 : o.NumElements() / row_len;
+  AddStep(op, g->leaves, {o}, EwScratchFloats(g->ew, g->leaves.size()),
+          [g, o, rows, row_len, rounding](const StepContext& c) {
+            std::vector<Strided> leaves;
+            leaves.reserve(g->leaves.size());
+            for (const View& v : g->leaves) leaves.push_back(Strided{c.Ptr(v), v.shape, v.strides});
+            const EwRangeRunner input(g->ew, leaves);
+            SoftmaxOfGroup(input, rows, row_len, c.MutablePtr(o), c.scratch, rounding);
+            return absl::OkStatus();
+          });
+  Value v;
+  v.view = o;
+  return Define(op.outputs[0], std::move(v));
 }
 
 absl::Status Planner::PlanUnary(const mil::Operation& op) {

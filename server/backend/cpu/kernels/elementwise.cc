@@ -148,11 +148,10 @@ struct BlockState {
   std::vector<float*> step_out;
 };
 
-// Runs every step of `group` over the block of up to kBlock elements at `start` of the row whose
-// operand offsets are `off`; the last step writes `out`.
+// Runs every step of `group` over the n <= kBlock elements at `start` of the row whose operand
+// offsets are `off`; the last step writes `out`.
 void RunBlock(const EwGroup& group, const std::vector<Strided>& leaves, const RowLoop& loop,
-              const int64_t* off, int64_t start, float* out, BlockState* st) {
-  const int64_t n = std::min(kBlock, loop.inner() - start);
+              const int64_t* off, int64_t start, int64_t n, float* out, BlockState* st) {
   const size_t nl = leaves.size(), ns = group.steps.size();
   float* const scratch = st->scratch;
   std::vector<const float*>& leaf_ptr = st->leaf_ptr;
@@ -209,7 +208,8 @@ void RunEwGroup(const EwGroup& group, const std::vector<Strided>& leaves, float*
           const int64_t b0 = row == r0 ? u0 % blocks : 0;
           const int64_t b1 = row == r1 - 1 ? u1 - row * blocks : blocks;
           for (int64_t b = b0; b < b1; ++b) {
-            RunBlock(group, leaves, loop, off, b * kBlock, out, &st);
+            RunBlock(group, leaves, loop, off, b * kBlock,
+                     std::min(kBlock, loop.inner() - b * kBlock), out, &st);
           }
           ++row;
         });
@@ -220,6 +220,37 @@ void RoundInPlace(Rounding rounding, float* data, int64_t n) {
   if (rounding != Rounding::kFp16) return;
   ParallelFor(n, kParallelMinElements,
               [&](int, int64_t i0, int64_t i1) { RoundToHalfInPlace(data + i0, i1 - i0); });
+}
+
+EwRangeRunner::EwRangeRunner(const EwGroup& group, const std::vector<Strided>& leaves)
+    : group_(group), leaves_(leaves) {
+  std::vector<std::vector<int64_t>> strides;
+  strides.push_back(RowMajorStrides(group.shape));
+  for (const Strided& l : leaves) strides.push_back(l.strides);
+  loop_ = std::make_unique<RowLoop>(group.shape, strides);
+}
+
+EwRangeRunner::~EwRangeRunner() = default;
+
+int64_t EwRangeRunner::ScratchFloats() const {
+  return PartScratch(group_, static_cast<int>(leaves_.size()));
+}
+
+void EwRangeRunner::Run(int64_t begin, int64_t end, float* out, float* scratch) const {
+  const int64_t inner = loop_->inner();
+  if (begin >= end || inner == 0) return;
+  BlockState st{scratch, std::vector<const float*>(leaves_.size()),
+                std::vector<float*>(group_.steps.size())};
+  const int64_t r0 = begin / inner, r1 = (end - 1) / inner + 1;
+  int64_t row = r0;
+  loop_->ForRows(r0, r1, [&](const int64_t* off) {
+    const int64_t lo = std::max(begin - row * inner, int64_t{0});
+    const int64_t hi = std::min(end - row * inner, inner);
+    for (int64_t start = lo; start < hi; start += kBlock) {
+      RunBlock(group_, leaves_, *loop_, off, start, std::min(kBlock, hi - start), out, &st);
+    }
+    ++row;
+  });
 }
 
 }  // namespace anerd::backend::cpu

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/fp16.h"
 #include "server/backend/cpu/kernels/kernels.h"
 #include "server/backend/cpu/view.h"
 
@@ -92,9 +93,21 @@ MatRef Operand(const Strided& s, int64_t off, int64_t rows, int64_t cols, float*
   return MatRef{scratch, cols, 1};
 }
 
+// Rounds an m x n output block to fp16 in place while it is still in cache: one run when it is
+// contiguous, else one run per unit-stride row (or column).
+void RoundBlock(const MatOut& c, int64_t m, int64_t n) {
+  if ((c.cs == 1 && (c.rs == n || m == 1)) || (c.rs == 1 && (c.cs == m || n == 1))) {
+    RoundToHalfInPlace(c.data, m * n);
+  } else if (c.cs == 1) {
+    for (int64_t i = 0; i < m; ++i) RoundToHalfInPlace(c.data + i * c.rs, n);
+  } else {
+    for (int64_t j = 0; j < n; ++j) RoundToHalfInPlace(c.data + j * c.cs, m);
+  }
+}
+
 }  // namespace
 
-void Matmul(const MatmulArgs& args, float* out, float* scratch) {
+void Matmul(const MatmulArgs& args, float* out, float* scratch, Rounding rounding) {
   const int r = static_cast<int>(args.out_shape.size());
   const int64_t m = args.out_shape[r - 2], n = args.out_shape[r - 1];
   const int64_t k = args.x.shape.back();
@@ -110,8 +123,9 @@ void Matmul(const MatmulArgs& args, float* out, float* scratch) {
     }
     const MatRef a = Operand(args.x, BatchOffset(args.x, batch, bi), m, k, scratch);
     const MatRef b = Operand(args.y, BatchOffset(args.y, batch, bi), k, n, scratch + m * k);
-    Gemm(m, n, k, a, b, MatOut{out + ooff, args.out_strides[r - 2], args.out_strides[r - 1]},
-         false);
+    const MatOut c{out + ooff, args.out_strides[r - 2], args.out_strides[r - 1]};
+    Gemm(m, n, k, a, b, c, false);
+    if (rounding == Rounding::kFp16) RoundBlock(c, m, n);
   }
 }
 

@@ -8,6 +8,7 @@
 #define ANERD_SERVER_BACKEND_CPU_KERNELS_KERNELS_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -89,6 +90,22 @@ struct EwGroup {
 int64_t EwScratchFloats(const EwGroup& group, int num_leaves);
 void RunEwGroup(const EwGroup& group, const std::vector<Strided>& leaves, float* out,
                 float* scratch);
+// Evaluates parts of a group: output elements [begin, end) in row-major order, written to
+// out[begin, end). Values are the ones RunEwGroup computes. Holds references to its arguments.
+// Run is const and may be called concurrently on disjoint ranges with separate scratch.
+struct RowLoop;
+class EwRangeRunner {
+ public:
+  EwRangeRunner(const EwGroup& group, const std::vector<Strided>& leaves);
+  ~EwRangeRunner();
+  int64_t ScratchFloats() const;  // per concurrent Run
+  void Run(int64_t begin, int64_t end, float* out, float* scratch) const;
+
+ private:
+  const EwGroup& group_;
+  const std::vector<Strided>& leaves_;
+  std::unique_ptr<RowLoop> loop_;
+};
 // Applies `rounding` to n contiguous floats in place (RoundToHalfInPlace for kFp16).
 void RoundInPlace(Rounding rounding, float* data, int64_t n);
 
@@ -117,7 +134,10 @@ struct MatmulArgs {
   std::vector<int64_t> out_shape, out_strides;
 };
 int64_t MatmulScratchFloats(const MatmulArgs& args);
-void Matmul(const MatmulArgs& args, float* out, float* scratch);
+// `rounding` is applied to each batch's output block right after its GEMM (same values as a
+// RoundInPlace pass afterwards, but on cache-resident data).
+void Matmul(const MatmulArgs& args, float* out, float* scratch,
+            Rounding rounding = Rounding::kNone);
 
 struct ConvParams {
   int64_t groups = 1;
@@ -142,6 +162,11 @@ void Reduce(ReduceKind kind, const float* x, const std::vector<int64_t>& shape,
 // (fused into the pass; same values as RoundToHalfInPlace afterwards).
 void Softmax(const float* x, const std::vector<int64_t>& shape, int axis, float* out,
              Rounding rounding = Rounding::kNone);
+// Softmax over the last axis (length row_len) of the values `input` computes (a fused elementwise
+// chain, never materialised), then `rounding`; the same values as RunEwGroup then Softmax.
+// `scratch` holds 2 * input.ScratchFloats() floats.
+void SoftmaxOfGroup(const EwRangeRunner& input, int64_t rows, int64_t row_len, float* out,
+                    float* scratch, Rounding rounding);
 // Layer norm over trailing dims [first_axis, rank): gamma/beta (may be null) have those dims.
 void LayerNorm(const float* x, const std::vector<int64_t>& shape, int first_axis,
                const float* gamma, const float* beta, float epsilon, float* out);

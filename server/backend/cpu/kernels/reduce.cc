@@ -195,6 +195,21 @@ void Softmax(const float* x, const std::vector<int64_t>& shape, int axis, float*
   });
 }
 
+void SoftmaxOfGroup(const EwRangeRunner& input, int64_t rows, int64_t row_len, float* out,
+                    float* scratch, Rounding rounding) {
+  const int64_t part_scratch = input.ScratchFloats();
+  const int64_t batch = std::max<int64_t>(1, 4096 / std::max<int64_t>(row_len, 1));  // in L1
+  ParallelFor(rows, PartRows(row_len), [&](int part, int64_t r0, int64_t r1) {
+    for (int64_t b = r0; b < r1; b += batch) {
+      const int64_t b1 = std::min(r1, b + batch);
+      input.Run(b * row_len, b1 * row_len, out, scratch + part * part_scratch);
+      for (int64_t r = b; r < b1; ++r) {
+        SoftmaxRow(out + r * row_len, row_len, out + r * row_len, rounding);
+      }
+    }
+  });
+}
+
 void LayerNorm(const float* x, const std::vector<int64_t>& shape, int first_axis,
                const float* gamma, const float* beta, float epsilon, float* out) {
   int64_t outer, n, inner;
