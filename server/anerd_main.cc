@@ -49,6 +49,15 @@ ABSL_FLAG(bool, metrics_allow_remote, false,
           "Allow --metrics_listen on a non-loopback address (anyone who can "
           "reach it reads the "
           "metrics)");
+ABSL_FLAG(int64_t, quota_kernels, 0,
+          "Most kernels each client (token name on TCP, uid on the socket) may "
+          "store; 0 = unlimited");
+ABSL_FLAG(int64_t, quota_sessions, 0,
+          "Most active training sessions per client; 0 = unlimited (see also "
+          "--max_sessions)");
+ABSL_FLAG(int64_t, quota_queued, 0,
+          "Most compile/evaluate/probe requests per client in flight at once; "
+          "0 = unlimited");
 ABSL_FLAG(uint64_t, max_mil_bytes, 16 << 20,
           "Largest MIL text a client may submit (bytes)");
 ABSL_FLAG(uint64_t, max_weight_bytes, uint64_t{2} << 30,
@@ -151,6 +160,9 @@ int main(int argc, char **argv) {
   options.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.metrics_allow_remote = absl::GetFlag(FLAGS_metrics_allow_remote);
+  options.quotas.kernels = absl::GetFlag(FLAGS_quota_kernels);
+  options.quotas.sessions = absl::GetFlag(FLAGS_quota_sessions);
+  options.quotas.queued = absl::GetFlag(FLAGS_quota_queued);
   options.engine.kernel_limits.max_mil_bytes =
       absl::GetFlag(FLAGS_max_mil_bytes);
   options.engine.kernel_limits.max_weight_bytes =

@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS kernel_weights (
   sha TEXT NOT NULL,
   PRIMARY KEY (kernel_id, path));
 CREATE INDEX IF NOT EXISTS kernel_weights_sha ON kernel_weights(sha);
+-- No foreign key: Put's INSERT OR REPLACE on kernels must not cascade away the owners; rows
+-- are removed with the record by DeleteRowsLocked.
+CREATE TABLE IF NOT EXISTS kernel_owners (
+  kernel_id TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  PRIMARY KEY (kernel_id, owner));
+CREATE INDEX IF NOT EXISTS kernel_owners_owner ON kernel_owners(owner);
 )sql";
 
 std::vector<std::string> BlobsOf(const KernelRecord& record) {
@@ -158,6 +165,11 @@ absl::Status KernelStore::Migrate() {
                                                       kKernelSchemaVersion, ")"));
   }
   if (version == kKernelSchemaVersion) return absl::OkStatus();
+  // Every statement is CREATE ... IF NOT EXISTS, so this also migrates 1 -> 2 (adds
+  // kernel_owners; existing kernels stay unowned).
+  if (version > 0) {
+    spdlog::info("kernel store: migrating schema {} -> {}", version, kKernelSchemaVersion);
+  }
   absl::Status status = db_->Exec(
       absl::StrCat("BEGIN IMMEDIATE;", kCreateTables,
                    "INSERT OR REPLACE INTO schema_version (component, version) VALUES ('kernels', ",
@@ -397,6 +409,13 @@ std::vector<KernelRecord> KernelStore::List() const {
 
 absl::Status KernelStore::DeleteRowsLocked(const std::string& id) {
   {
+    ANERD_ASSIGN_OR_RETURN(
+        std::unique_ptr<Statement> q,
+        Statement::Prepare(db_->get(), "DELETE FROM kernel_owners WHERE kernel_id = ?"));
+    q->BindText(1, id);
+    ANERD_RETURN_IF_ERROR(q->Run());
+  }
+  {
     StatementScope q(*statements_->delete_weights);
     q->BindText(1, id);
     ANERD_RETURN_IF_ERROR(q->Run());
@@ -413,6 +432,73 @@ absl::Status KernelStore::Delete(const std::string& id) {
       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return DeleteRowsLocked(id); }));
   RemoveUnreferencedBlobsLocked(BlobsOf(record));
   return absl::OkStatus();
+}
+
+absl::Status KernelStore::AddOwner(const std::string& id, const std::string& owner) {
+  absl::MutexLock lock(&mu_);
+  ANERD_RETURN_IF_ERROR(GetLocked(id).status());
+  ANERD_ASSIGN_OR_RETURN(
+      std::unique_ptr<Statement> q,
+      Statement::Prepare(db_->get(),
+                         "INSERT OR IGNORE INTO kernel_owners (kernel_id, owner) VALUES (?, ?)"));
+  q->BindText(1, id);
+  q->BindText(2, owner);
+  return q->Run();
+}
+
+absl::StatusOr<std::vector<std::string>> KernelStore::Owners(const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  return OwnersLocked(id);
+}
+
+absl::StatusOr<std::vector<std::string>> KernelStore::OwnersLocked(const std::string& id) const {
+  ANERD_ASSIGN_OR_RETURN(
+      std::unique_ptr<Statement> q,
+      Statement::Prepare(db_->get(),
+                         "SELECT owner FROM kernel_owners WHERE kernel_id = ? ORDER BY owner"));
+  q->BindText(1, id);
+  std::vector<std::string> owners;
+  while (true) {
+    ANERD_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    owners.push_back(q->ColumnText(0));
+  }
+  return owners;
+}
+
+absl::StatusOr<int64_t> KernelStore::CountOwned(const std::string& owner) const {
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(
+      std::unique_ptr<Statement> q,
+      Statement::Prepare(db_->get(), "SELECT COUNT(*) FROM kernel_owners WHERE owner = ?"));
+  q->BindText(1, owner);
+  ANERD_ASSIGN_OR_RETURN(bool row, q->Step());
+  return row ? q->ColumnInt(0) : 0;
+}
+
+absl::StatusOr<bool> KernelStore::Release(const std::string& id, const std::string& owner) {
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(KernelRecord record, GetLocked(id));
+  ANERD_ASSIGN_OR_RETURN(std::vector<std::string> owners, OwnersLocked(id));
+  const bool owns = std::find(owners.begin(), owners.end(), owner) != owners.end();
+  if (!owners.empty() && !owns) {
+    return absl::PermissionDeniedError(absl::StrCat("kernel ", id, " belongs to ", owners.size(),
+                                                    " other client(s); only they can delete it"));
+  }
+  if (owners.size() > 1) {
+    ANERD_ASSIGN_OR_RETURN(
+        std::unique_ptr<Statement> q,
+        Statement::Prepare(db_->get(),
+                           "DELETE FROM kernel_owners WHERE kernel_id = ? AND owner = ?"));
+    q->BindText(1, id);
+    q->BindText(2, owner);
+    ANERD_RETURN_IF_ERROR(q->Run());
+    return false;
+  }
+  ANERD_RETURN_IF_ERROR(InTransactionLocked(
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return DeleteRowsLocked(id); }));
+  RemoveUnreferencedBlobsLocked(BlobsOf(record));
+  return true;
 }
 
 absl::Status KernelStore::RecordUse(const std::string& id, uint64_t hits_delta, int64_t now_ms,

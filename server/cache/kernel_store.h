@@ -9,6 +9,11 @@
 // holds this store's row ('kernels', kKernelSchemaVersion) — other stores in anerd.db add their
 // own component rows.
 //
+// Ownership (schema 2): table `kernel_owners(kernel_id, owner)` records which clients hold a
+// kernel ("token:alice", "uid:501"; the daemon decides the names). Kernels are content-addressed,
+// so several clients may own one; a client's delete only releases its ownership and the record
+// goes when the last owner releases it. Kernels stored before schema 2 have no owners.
+//
 // Blob lifetime: a blob stays while any record references it (as its MIL or one of its weights).
 // Put and Delete remove the blobs a replaced or deleted record no longer shares with any other
 // record. A blob written by PutBlob is pinned in memory against that collection until a Put
@@ -38,7 +43,8 @@ namespace anerd::cache {
 class SqliteDb;
 class Statement;
 
-inline constexpr int kKernelSchemaVersion = 1;
+// 1: kernels, kernel_weights. 2: + kernel_owners (per-client ownership for quotas).
+inline constexpr int kKernelSchemaVersion = 2;
 
 struct KernelRecord {
   std::string id;       // content hash (hex) = the kernel id
@@ -91,6 +97,18 @@ class KernelStore {
   // compile_ms >= 0, sets compile_ms. NOT_FOUND naming the id if absent.
   absl::Status RecordUse(const std::string& id, uint64_t hits_delta, int64_t now_ms,
                          double compile_ms /* <0 = keep */);
+  // Ownership. AddOwner is idempotent (NOT_FOUND naming the id if there is no such record).
+  absl::Status AddOwner(const std::string& id, const std::string& owner);
+  // Owners of `id`, sorted (empty for an unowned or unknown id).
+  absl::StatusOr<std::vector<std::string>> Owners(const std::string& id) const;
+  // Kernels `owner` owns.
+  absl::StatusOr<int64_t> CountOwned(const std::string& owner) const;
+  // Removes `owner`'s ownership of `id`; when no owner remains (or `id` had none), removes the
+  // record and its unshared blobs as Delete does. Returns true when the record was removed.
+  // NOT_FOUND naming the id if absent; PERMISSION_DENIED if other owners hold it and `owner` is
+  // not one of them.
+  absl::StatusOr<bool> Release(const std::string& id, const std::string& owner);
+
   // Number of records (0 on a database error, which is logged).
   int64_t Count() const;
   // Removes blob files no record references and no PutBlob pinned (e.g. written for a compile that
@@ -106,6 +124,8 @@ class KernelStore {
   void UnpinLocked(const std::string& sha) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Prepare();
   absl::StatusOr<KernelRecord> GetLocked(const std::string& id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<std::string>> OwnersLocked(const std::string& id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReadWeightsLocked(KernelRecord* record) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteRecordLocked(const KernelRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -24,7 +24,7 @@ class TokenAuthProcessor : public grpc::AuthMetadataProcessor {
   bool IsBlocking() const override { return false; }
 
   grpc::Status Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
-                       OutputMetadata* consumed, OutputMetadata* /*response*/) override {
+                       OutputMetadata* /*consumed*/, OutputMetadata* /*response*/) override {
     auto it = auth_metadata.find("authorization");
     if (it == auth_metadata.end()) {
       return {grpc::StatusCode::UNAUTHENTICATED,
@@ -43,7 +43,7 @@ class TokenAuthProcessor : public grpc::AuthMetadataProcessor {
       spdlog::warn("rejected an RPC with an unknown bearer token");
       return {grpc::StatusCode::PERMISSION_DENIED, "bearer token not accepted"};
     }
-    consumed->insert({"authorization", std::string(value)});
+    // Not consumed: the service reads the header to name this call's client (TokenNames).
     context->AddProperty("anerd_token_name", match->name);
     return grpc::Status::OK;
   }
@@ -69,6 +69,17 @@ absl::Status ParseTokenLine(absl::string_view line, int number, std::set<std::st
 }
 
 }  // namespace
+
+std::optional<std::string> TokenNames::NameFor(absl::string_view authorization) const {
+  if (!absl::StartsWith(authorization, kBearer)) return std::nullopt;
+  const absl::string_view presented = authorization.substr(sizeof(kBearer) - 1);
+  const NamedToken* match = nullptr;
+  for (const NamedToken& t : tokens_) {  // no early exit, as in the processor
+    if (ConstantTimeEquals(presented, t.token)) match = &t;
+  }
+  if (match == nullptr) return std::nullopt;
+  return match->name;
+}
 
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   const size_t n = std::max(a.size(), b.size());

@@ -6,6 +6,7 @@
 #define ANERD_SERVER_DAEMON_AUTH_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,23 @@ absl::StatusOr<std::vector<NamedToken>> LoadTokenFile(const std::string& path);
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
 
 // The processor to install on the TCP port's credentials. Non-blocking; thread-safe (immutable).
-// On success the auth context gets the property "anerd_token_name" = the token's name.
+// On success the auth context gets the property "anerd_token_name" = the token's name. Beware:
+// gRPC hands the processor the *connection's* auth context, so on a connection that carried calls
+// with different tokens the property holds several names; name a call's client with TokenNames.
+// The authorization header is left in the call's metadata for TokenNames.
 std::shared_ptr<grpc::AuthMetadataProcessor> NewTokenAuthProcessor(std::vector<NamedToken> tokens);
+
+// Names the client of one call from its own "authorization" header (constant-time compares).
+// Thread-safe (immutable).
+class TokenNames {
+ public:
+  explicit TokenNames(std::vector<NamedToken> tokens) : tokens_(std::move(tokens)) {}
+  // The token's name for an "authorization" value "Bearer TOKEN"; nullopt when none matches.
+  std::optional<std::string> NameFor(absl::string_view authorization) const;
+
+ private:
+  const std::vector<NamedToken> tokens_;
+};
 
 }  // namespace anerd::daemon
 

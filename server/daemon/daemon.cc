@@ -97,6 +97,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(
       ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
     }
     credentials = grpc::SslServerCredentials(ssl);
+  } else if (!options.auth_tokens.empty()) {
+    // Plain loopback TCP with tokens: insecure credentials cannot carry an auth processor, local
+    // credentials can (no bytes are exchanged in their handshake, so plain clients connect as
+    // before; they accept loopback peers only).
+    credentials = grpc::experimental::LocalServerCredentials(LOCAL_TCP);
   }
   if (!options.auth_tokens.empty()) {
     ANERD_ASSIGN_OR_RETURN(std::vector<NamedToken> tokens, LoadTokenFile(options.auth_tokens));
@@ -241,7 +246,20 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   // Declared after the engine so it is destroyed first: scrapes and observers use the engine.
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<metrics::MetricsServer> metrics,
                          StartMetrics(options, engine.get()));
-  service::AnerdService service(engine.get());
+  PeerUids peer_uids;
+  service::ServiceOptions service_options;
+  service_options.quotas = options.quotas;
+  service_options.peer_uid = [&peer_uids](const std::string& peer) {
+    return peer_uids.Lookup(peer);
+  };
+  if (!options.auth_tokens.empty()) {
+    ANERD_ASSIGN_OR_RETURN(std::vector<NamedToken> tokens, LoadTokenFile(options.auth_tokens));
+    auto names = std::make_shared<const TokenNames>(std::move(tokens));
+    service_options.token_name = [names](absl::string_view authorization) {
+      return names->NameFor(authorization);
+    };
+  }
+  service::AnerdService service(engine.get(), std::move(service_options));
   ANERD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> tcp, TcpCredentials(options));
   std::unique_ptr<grpc::Server> server =
       BuildServer(options, std::move(tcp), &service, metrics.get());
@@ -259,7 +277,10 @@ absl::Status RunDaemon(const DaemonOptions& options) {
     return listener.status();
   }
   grpc::Server* raw_server = server.get();
-  (*listener)->Start([raw_server](int fd) { grpc::AddInsecureChannelFromFd(raw_server, fd); });
+  (*listener)->Start([raw_server, &peer_uids](int fd, uid_t uid) {
+    peer_uids.Record(fd, uid);
+    grpc::AddInsecureChannelFromFd(raw_server, fd);
+  });
   SetServing(raw_server, true);
   spdlog::info("serving on unix:{}{}{}", paths.socket_path,
                options.listen.empty() ? "" : " and tcp " + options.listen,

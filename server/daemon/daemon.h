@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "server/engine/engine.h"
+#include "server/service/client_quotas.h"
 
 namespace anerd::daemon {
 
@@ -39,6 +40,8 @@ struct DaemonOptions {
   // metrics_allow_remote.
   std::string metrics_listen;
   bool metrics_allow_remote = false;
+  // Per-client limits (server/service/client_quotas.h); 0 = unlimited.
+  service::QuotaLimits quotas;
   // Backend choice, limits, cache and sessions; state_dir and socket_path are filled in by the
   // daemon once it has resolved them.
   engine::EngineOptions engine;

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/paths.h"
 #include "common/status_macros.h"
@@ -103,6 +105,20 @@ absl::StatusOr<uid_t> PeerUid(int fd) {
 #endif
 }
 
+void PeerUids::Record(int fd, uid_t uid) {
+  absl::MutexLock lock(&mu_);
+  uids_[fd] = uid;
+}
+
+std::optional<uint32_t> PeerUids::Lookup(const std::string& peer) const {
+  int fd = -1;
+  if (!absl::StartsWith(peer, "fd:") || !absl::SimpleAtoi(peer.substr(3), &fd)) return std::nullopt;
+  absl::MutexLock lock(&mu_);
+  auto it = uids_.find(fd);
+  if (it == uids_.end()) return std::nullopt;
+  return it->second;
+}
+
 UnixListener::UnixListener(UnixListenerOptions options, int fd, int wake_read, int wake_write)
     : options_(std::move(options)), fd_(fd), wake_read_(wake_read), wake_write_(wake_write) {}
 
@@ -133,11 +149,11 @@ absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Bind(
 
 UnixListener::~UnixListener() { Stop(); }
 
-void UnixListener::Start(std::function<void(int fd)> on_accept) {
+void UnixListener::Start(std::function<void(int fd, uid_t uid)> on_accept) {
   thread_ = std::thread([this, on_accept = std::move(on_accept)] { AcceptLoop(on_accept); });
 }
 
-void UnixListener::AcceptLoop(const std::function<void(int fd)>& on_accept) {
+void UnixListener::AcceptLoop(const std::function<void(int fd, uid_t uid)>& on_accept) {
   pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_read_, POLLIN, 0}};
   while (true) {
     if (::poll(fds, 2, -1) < 0) {
@@ -160,7 +176,7 @@ void UnixListener::AcceptLoop(const std::function<void(int fd)>& on_accept) {
       ::close(conn);
       continue;
     }
-    on_accept(conn);
+    on_accept(conn, *uid);
   }
 }
 

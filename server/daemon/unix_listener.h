@@ -12,11 +12,15 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace anerd::daemon {
 
@@ -36,7 +40,7 @@ class UnixListener {
   UnixListener(const UnixListener&) = delete;
   UnixListener& operator=(const UnixListener&) = delete;
 
-  void Start(std::function<void(int fd)> on_accept);
+  void Start(std::function<void(int fd, uid_t uid)> on_accept);
   // Stops accepting, joins the accept thread, closes and unlinks the socket. Idempotent.
   void Stop();
 
@@ -44,7 +48,7 @@ class UnixListener {
 
  private:
   UnixListener(UnixListenerOptions options, int fd, int wake_read, int wake_write);
-  void AcceptLoop(const std::function<void(int fd)>& on_accept);
+  void AcceptLoop(const std::function<void(int fd, uid_t uid)>& on_accept);
 
   UnixListenerOptions options_;
   int fd_;
@@ -53,6 +57,21 @@ class UnixListener {
   std::thread thread_;
   std::atomic<uint64_t> refused_{0};
   bool stopped_ = false;
+};
+
+// Who is at the other end of each Unix-socket connection, for client identities (quotas). gRPC
+// names a connection it was handed by fd "fd:N"; the accept callback records N's uid before gRPC
+// sees the connection, and a later connection that reuses N overwrites the entry, so a lookup by
+// a live connection's peer string is always that connection's uid. Thread-safe.
+class PeerUids {
+ public:
+  void Record(int fd, uid_t uid);
+  // The uid for a peer string "fd:N", or nullopt.
+  std::optional<uint32_t> Lookup(const std::string& peer) const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<int, uid_t> uids_ ABSL_GUARDED_BY(mu_);
 };
 
 // Returns the uid of the process at the other end of a connected Unix socket.

@@ -1,5 +1,6 @@
 #include "server/engine/kernel_manager.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -205,6 +206,7 @@ KernelManager::CompileNow(KernelCompileRequest &request,
   for (const mil::Diagnostic &w : verified.warnings())
     result.warnings.push_back(w.ToString());
 
+  ANERD_RETURN_IF_ERROR(CheckOwnerQuota(request, record.id));
   if (std::shared_ptr<backend::CompiledProgram> hit =
           cache_->Lookup(record.id)) {
     CountUse(record.id);
@@ -212,6 +214,9 @@ KernelManager::CompileNow(KernelCompileRequest &request,
     if (stored.ok()) {
       result.cache_hit = true;
       result.compile_ms = 0;
+      if (!request.owner.empty()) {
+        ANERD_RETURN_IF_ERROR(store_->AddOwner(record.id, request.owner));
+      }
       ANERD_ASSIGN_OR_RETURN(result.info, MakeInfo(*std::move(stored)));
       return result;
     }
@@ -245,6 +250,9 @@ KernelManager::CompileNow(KernelCompileRequest &request,
   if (existing.ok() && record.name.empty())
     record.name = existing->name;
   ANERD_RETURN_IF_ERROR(store_->Put(record));
+  if (!request.owner.empty()) {
+    ANERD_RETURN_IF_ERROR(store_->AddOwner(record.id, request.owner));
+  }
   cache_->Insert(record.id,
                  std::shared_ptr<backend::CompiledProgram>(std::move(compiled)),
                  EstimateBytes(record));
@@ -408,10 +416,38 @@ absl::StatusOr<KernelInfo> KernelManager::Get(const std::string &id) {
 
 absl::Status KernelManager::Delete(const std::string &id) {
   ANERD_RETURN_IF_ERROR(store_->Delete(id));
+  EraseLoaded(id);
+  return absl::OkStatus();
+}
+
+absl::Status KernelManager::Release(const std::string &id,
+                                    const std::string &owner) {
+  if (owner.empty()) return Delete(id);
+  ANERD_ASSIGN_OR_RETURN(bool removed, store_->Release(id, owner));
+  if (removed) EraseLoaded(id);
+  return absl::OkStatus();
+}
+
+void KernelManager::EraseLoaded(const std::string &id) {
   cache_->Erase(id);
   absl::MutexLock lock(&mu_);
   pending_hits_.erase(id);
-  return absl::OkStatus();
+}
+
+absl::Status
+KernelManager::CheckOwnerQuota(const KernelCompileRequest &request,
+                               const std::string &id) const {
+  if (request.owner.empty() || request.max_owned <= 0) return absl::OkStatus();
+  ANERD_ASSIGN_OR_RETURN(std::vector<std::string> owners, store_->Owners(id));
+  if (std::find(owners.begin(), owners.end(), request.owner) != owners.end()) {
+    return absl::OkStatus(); // already counted
+  }
+  ANERD_ASSIGN_OR_RETURN(int64_t owned, store_->CountOwned(request.owner));
+  if (owned < request.max_owned) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "kernel quota: client ", request.owner, " already stores ", owned,
+      " kernels, its limit (anerd --quota_kernels=", request.max_owned,
+      "); delete some with anectl kernel rm"));
 }
 
 } // namespace anerd::engine

@@ -50,6 +50,12 @@ struct KernelCompileRequest {
   std::map<std::string, std::string> weight_sha256;
   std::string backend;  // "" = default
   backend::CompileOptions options;
+  // The client compiling (e.g. "token:alice", "uid:501"); it becomes an owner of the kernel.
+  // "" = no ownership recorded (in-process callers).
+  std::string owner;
+  // Most kernels `owner` may own (--quota_kernels); 0 = unlimited. Compiling a kernel the owner
+  // already owns never counts twice.
+  int64_t max_owned = 0;
 };
 
 struct KernelInfo {
@@ -104,6 +110,10 @@ class KernelManager {
   absl::StatusOr<KernelInfo> Get(const std::string& id);
   // NOT_FOUND for an unknown id.
   absl::Status Delete(const std::string& id);
+  // Deletes on behalf of `owner` (see KernelStore::Release): releases its ownership and removes
+  // the kernel once no owner remains. `owner` "" = Delete. PERMISSION_DENIED when other clients
+  // own the kernel and `owner` does not.
+  absl::Status Release(const std::string& id, const std::string& owner);
 
   // Installs the observer. Call before the first Compile/Eval (not synchronised with them).
   void SetObserver(KernelObserver observer) { observer_ = std::move(observer); }
@@ -129,6 +139,8 @@ class KernelManager {
   static absl::Status NameKernel(const std::string& id, const absl::Status& status);
   absl::StatusOr<KernelInfo> MakeInfo(cache::KernelRecord record);
   absl::Status CheckRequestLimits(const KernelCompileRequest& request) const;
+  absl::Status CheckOwnerQuota(const KernelCompileRequest& request, const std::string& id) const;
+  void EraseLoaded(const std::string& id);
   void CountUse(const std::string& id);
 
   const backend::BackendRegistry* registry_;

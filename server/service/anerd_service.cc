@@ -30,8 +30,10 @@ class QueuedUnaryReactor : public grpc::ServerUnaryReactor {
   explicit QueuedUnaryReactor(grpc::CallbackServerContext* context)
       : control_(ControlFor(context)) {}
   const engine::RequestControl& control() const { return control_; }
+  void Hold(std::unique_ptr<ClientQuotas::Slot> slot) { slot_ = std::move(slot); }
   void FinishWith(const absl::Status& status, const char* method) {
     if (!status.ok()) spdlog::debug("rpc {} failed: {}", method, status.ToString());
+    slot_.reset();  // before the client can hear the answer and send its next request
     Finish(ToGrpcStatus(status));
   }
   void OnCancel() override { control_.cancelled->store(true); }
@@ -39,6 +41,7 @@ class QueuedUnaryReactor : public grpc::ServerUnaryReactor {
 
  private:
   engine::RequestControl control_;
+  std::unique_ptr<ClientQuotas::Slot> slot_;  // released when the call is done
 };
 
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
@@ -51,9 +54,19 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
 // Receives a CompileKernel stream: the header, then weight chunks in order, then compiles.
 class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> {
  public:
+  // `slot` is the caller's queued-request slot (or the quota error to fail with); `owner` and
+  // `max_owned` go into the compile request (kernel ownership and its quota).
   CompileReactor(grpc::CallbackServerContext* context, v1::CompileKernelResponse* response,
-                 engine::Engine* engine)
+                 engine::Engine* engine, absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot,
+                 std::string owner, int64_t max_owned)
       : control_(ControlFor(context)), response_(response), engine_(engine) {
+    if (!slot.ok()) {
+      Fail(slot.status());
+      return;
+    }
+    slot_ = *std::move(slot);
+    request_.owner = std::move(owner);
+    request_.max_owned = max_owned;
     StartRead(&message_);
   }
 
@@ -108,6 +121,7 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
     absl::StatusOr<backend::CompileOptions> options = FromProto(header.options());
     if (!options.ok()) return options.status();
     request_.name = header.name();
+    // owner and max_owned were set by the constructor
     request_.mil_text = header.mil_text();
     request_.backend = header.options().backend();
     request_.options = *options;
@@ -160,6 +174,7 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
                                  for (const std::string& w : result->warnings)
                                    response_->add_warnings(w);
                                  finished_ = true;
+                                 slot_.reset();
                                  Finish(grpc::Status::OK);
                                });
   }
@@ -167,6 +182,7 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
   void Fail(const absl::Status& status) {
     spdlog::debug("rpc CompileKernel failed: {}", status.ToString());
     finished_ = true;
+    slot_.reset();
     Finish(ToGrpcStatus(status));
   }
 
@@ -176,6 +192,7 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
   v1::CompileKernelRequest message_;
   engine::KernelCompileRequest request_;
   std::map<std::string, Pending> files_;
+  std::unique_ptr<ClientQuotas::Slot> slot_;
   bool have_header_ = false;
   bool finished_ = false;
 };
@@ -191,7 +208,9 @@ grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* con
 
 grpc::ServerReadReactor<v1::CompileKernelRequest>* AnerdService::CompileKernel(
     grpc::CallbackServerContext* context, v1::CompileKernelResponse* response) {
-  return new CompileReactor(context, response, engine_);
+  const std::string client = Client(context);
+  return new CompileReactor(context, response, engine_, quotas_.AcquireQueued(client), client,
+                            quotas_.limits().kernels);
 }
 
 grpc::ServerUnaryReactor* AnerdService::EvalKernel(grpc::CallbackServerContext* context,
@@ -199,6 +218,12 @@ grpc::ServerUnaryReactor* AnerdService::EvalKernel(grpc::CallbackServerContext* 
                                                    v1::EvalKernelResponse* response) {
   const absl::Time received = absl::Now();
   auto* reactor = new QueuedUnaryReactor(context);
+  absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot = quotas_.AcquireQueued(Client(context));
+  if (!slot.ok()) {
+    reactor->FinishWith(slot.status(), "EvalKernel");
+    return reactor;
+  }
+  reactor->Hold(*std::move(slot));
   int64_t budget = static_cast<int64_t>(engine_->kernels().limits().max_tensor_bytes);
   std::vector<backend::NamedTensor> inputs;
   for (const v1::Tensor& t : request->inputs()) {
@@ -249,7 +274,13 @@ grpc::ServerUnaryReactor* AnerdService::GetKernel(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* AnerdService::DeleteKernel(grpc::CallbackServerContext* context,
                                                      const v1::DeleteKernelRequest* request,
                                                      v1::DeleteKernelResponse* /*response*/) {
-  return FinishNow(context, engine_->kernels().Delete(request->kernel_id()));
+  const std::string client = Client(context);
+  absl::Status status = engine_->kernels().Release(request->kernel_id(), client);
+  // The daemon's own user (the Unix socket) may delete what other clients own.
+  if (status.code() == absl::StatusCode::kPermissionDenied && IsLocalClient(client)) {
+    status = engine_->kernels().Delete(request->kernel_id());
+  }
+  return FinishNow(context, status);
 }
 
 }  // namespace anerd::service

@@ -3,22 +3,32 @@
 // reactor from the engine's completion callback; status is converted once
 // (common/rpc/grpc_status.h). Handlers never run compiles or evaluations themselves.
 //
-// Thread-safety: gRPC calls handlers concurrently; the service holds no mutable state besides the
-// engine pointer, which must outlive the service.
+// Per-client quotas (client_quotas.h) are checked here, where the caller's identity is known.
+//
+// Thread-safety: gRPC calls handlers concurrently; the service's only mutable state is the quota
+// bookkeeping (internally synchronised). The engine must outlive the service.
 #ifndef ANERD_SERVER_SERVICE_ANERD_SERVICE_H_
 #define ANERD_SERVER_SERVICE_ANERD_SERVICE_H_
 
 #include "anerd/v1/anerd.grpc.pb.h"
 #include "server/engine/engine.h"
+#include "server/service/client_quotas.h"
 
 namespace anerd::service {
 
 // Largest single chunk of weight bytes a client may send in one message.
 inline constexpr size_t kMaxWeightChunkBytes = 4 << 20;
 
+struct ServiceOptions {
+  QuotaLimits quotas;          // all 0 = unlimited
+  PeerUidLookup peer_uid;      // Unix-socket peer -> uid, for client identities (may be empty)
+  TokenNameLookup token_name;  // authorization header -> token name (may be empty)
+};
+
 class AnerdService final : public v1::Anerd::CallbackService {
  public:
-  explicit AnerdService(engine::Engine* engine) : engine_(engine) {}
+  explicit AnerdService(engine::Engine* engine, ServiceOptions options = {})
+      : engine_(engine), options_(std::move(options)), quotas_(options_.quotas) {}
 
   grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
                                     const v1::GetInfoRequest* request,
@@ -73,7 +83,13 @@ class AnerdService final : public v1::Anerd::CallbackService {
       grpc::CallbackServerContext* context, const v1::WatchSessionRequest* request) override;
 
  private:
+  std::string Client(const grpc::CallbackServerContext* context) const {
+    return ClientIdentity(*context, options_.peer_uid, options_.token_name);
+  }
+
   engine::Engine* engine_;  // not owned
+  const ServiceOptions options_;
+  ClientQuotas quotas_;
 };
 
 }  // namespace anerd::service

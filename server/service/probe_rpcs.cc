@@ -22,8 +22,15 @@ namespace {
 // a deleted reactor.
 class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeResponse> {
  public:
+  // `slot`: the caller's queued-request slot, held until the probe ends, or the quota error.
   RunProbeReactor(grpc::CallbackServerContext* context, const v1::RunProbeRequest* request,
-                  engine::Engine* engine) {
+                  engine::Engine* engine,
+                  absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot) {
+    if (!slot.ok()) {
+      Finish(ToGrpcStatus(slot.status()));
+      return;
+    }
+    slot_ = *std::move(slot);
     const auto deadline = context->deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
       control_.deadline = absl::FromChrono(deadline);
@@ -74,7 +81,10 @@ class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeResponse> {
       }
     }
     if (next != nullptr) StartWrite(next);
-    if (finish) Finish(final_status_);
+    if (finish) {
+      slot_.reset();
+      Finish(final_status_);
+    }
   }
   void OnCancel() override { control_.cancelled->store(true); }
   void OnDone() override { delete this; }
@@ -107,6 +117,7 @@ class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeResponse> {
   }
 
   engine::RequestControl control_;
+  std::unique_ptr<ClientQuotas::Slot> slot_;  // released when the call is done
   absl::Mutex mu_;
   std::deque<v1::RunProbeResponse> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -127,7 +138,7 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
 
 grpc::ServerWriteReactor<v1::RunProbeResponse>* AnerdService::RunProbe(
     grpc::CallbackServerContext* context, const v1::RunProbeRequest* request) {
-  return new RunProbeReactor(context, request, engine_);
+  return new RunProbeReactor(context, request, engine_, quotas_.AcquireQueued(Client(context)));
 }
 
 grpc::ServerUnaryReactor* AnerdService::ListProbeResults(grpc::CallbackServerContext* context,

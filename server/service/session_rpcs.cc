@@ -196,9 +196,14 @@ grpc::ServerUnaryReactor* AnerdService::StartTraining(grpc::CallbackServerContex
                                                       v1::SessionInfo* response) {
   absl::StatusOr<training::TrainSpec> spec = FromProto(request->spec());
   if (!spec.ok()) return Done(context, spec.status());
+  engine::SessionManager* sessions = &engine_->sessions();
   return Reply(context,
-               engine_->sessions().Start(*std::move(spec), request->spec().name(),
-                                         request->spec().backend()),
+               quotas_.StartSession(Client(context), sessions, "",
+                                    [&] {
+                                      return sessions->Start(*std::move(spec),
+                                                             request->spec().name(),
+                                                             request->spec().backend());
+                                    }),
                response);
 }
 
@@ -226,14 +231,20 @@ grpc::ServerUnaryReactor* AnerdService::StopSession(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContext* context,
                                                       const v1::ResumeSessionRequest* request,
                                                       v1::SessionInfo* response) {
-  return Reply(context, engine_->sessions().Resume(request->session_id(), request->extra_steps()),
+  engine::SessionManager* sessions = &engine_->sessions();
+  return Reply(context,
+               quotas_.StartSession(
+                   Client(context), sessions, request->session_id(),
+                   [&] { return sessions->Resume(request->session_id(), request->extra_steps()); }),
                response);
 }
 
 grpc::ServerUnaryReactor* AnerdService::DeleteSession(grpc::CallbackServerContext* context,
                                                       const v1::DeleteSessionRequest* request,
                                                       v1::DeleteSessionResponse*) {
-  return Done(context, engine_->sessions().Delete(request->session_id()));
+  absl::Status status = engine_->sessions().Delete(request->session_id());
+  if (status.ok()) quotas_.ForgetSession(request->session_id());
+  return Done(context, status);
 }
 
 grpc::ServerWriteReactor<v1::ExportModelChunk>* AnerdService::ExportModel(

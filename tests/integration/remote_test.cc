@@ -3,8 +3,11 @@
 // flag, and anectl token create. The certificate is made at test time with the openssl CLI.
 #include <unistd.h>
 
+#include "anerd/v1/anerd.grpc.pb.h"
 #include "client/lib/client.h"
 #include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "tests/testing/process_harness.h"
 
@@ -86,6 +89,62 @@ TEST_F(RemoteTest, TlsWithTokenIsAcceptedOthersRefused) {
   EXPECT_THAT(log, HasSubstr("peer=ipv4:127.0.0.1"));
   EXPECT_THAT(log, Not(HasSubstr(token_)));
   EXPECT_THAT(log, Not(HasSubstr(std::string(64, 'a'))));
+}
+
+// Calls GetInfo over TLS presenting `cert`/`key` (both empty = no client certificate).
+grpc::Status GetInfoWithClientCert(const std::string& port, const std::string& server_ca,
+                                   const std::string& cert, const std::string& key,
+                                   const std::string& token) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = testing::ReadFile(server_ca);
+  if (!cert.empty()) {
+    ssl.pem_cert_chain = testing::ReadFile(cert);
+    ssl.pem_private_key = testing::ReadFile(key);
+  }
+  auto stub =
+      v1::Anerd::NewStub(grpc::CreateChannel("localhost:" + port, grpc::SslCredentials(ssl)));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+  v1::GetInfoResponse response;
+  return stub->GetInfo(&context, v1::GetInfoRequest(), &response);
+}
+
+TEST_F(RemoteTest, MutualTlsAcceptsOnlyClientCertificatesSignedByTheClientCa) {
+  const std::string d = dir_.path();
+  // A client CA, a client certificate it signs, and a self-signed impostor.
+  const std::vector<std::vector<std::string>> commands = {
+      {kOpenssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d + "/ca.key", "-out",
+       d + "/ca.pem", "-days", "1", "-subj", "/CN=anerd test client CA"},
+      {kOpenssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", d + "/client.key", "-out",
+       d + "/client.csr", "-subj", "/CN=alice"},
+      {kOpenssl, "x509", "-req", "-in", d + "/client.csr", "-CA", d + "/ca.pem", "-CAkey",
+       d + "/ca.key", "-CAcreateserial", "-out", d + "/client.pem", "-days", "1"},
+      {kOpenssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d + "/rogue.key",
+       "-out", d + "/rogue.pem", "-days", "1", "-subj", "/CN=alice"},
+  };
+  for (const auto& argv : commands) {
+    RunResult r = RunProgram(argv);
+    ASSERT_EQ(r.exit_code, 0) << argv[1] << ": " << r.err;
+  }
+  ASSERT_TRUE(
+      daemon_
+          .Start({"--listen=127.0.0.1:" + port_, "--tls_cert=" + Cert(), "--tls_key=" + Key(),
+                  "--tls_client_ca=" + d + "/ca.pem", "--auth_tokens=" + Tokens()})
+          .ok())
+      << daemon_.ReadLog();
+  grpc::Status ok =
+      GetInfoWithClientCert(port_, Cert(), d + "/client.pem", d + "/client.key", token_);
+  EXPECT_TRUE(ok.ok()) << ok.error_message();
+  grpc::Status no_cert = GetInfoWithClientCert(port_, Cert(), "", "", token_);
+  EXPECT_EQ(no_cert.error_code(), grpc::StatusCode::UNAVAILABLE) << no_cert.error_message();
+  grpc::Status rogue =
+      GetInfoWithClientCert(port_, Cert(), d + "/rogue.pem", d + "/rogue.key", token_);
+  EXPECT_EQ(rogue.error_code(), grpc::StatusCode::UNAVAILABLE) << rogue.error_message();
+  // The certificate does not replace the token.
+  grpc::Status no_token =
+      GetInfoWithClientCert(port_, Cert(), d + "/client.pem", d + "/client.key", "");
+  EXPECT_EQ(no_token.error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST_F(RemoteTest, StartRefusalsNameTheMissingFlag) {
