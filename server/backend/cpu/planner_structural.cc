@@ -8,6 +8,23 @@
 #include "server/backend/cpu/planner.h"
 
 namespace anerd::backend::cpu {
+namespace {
+
+// A step copying each of `copies` into `out` at element offset starts[i], laid out with `strides`.
+std::function<absl::Status(const StepContext&)> ConcatCopies(std::vector<View> copies,
+                                                             std::vector<int64_t> starts,
+                                                             std::vector<int64_t> strides,
+                                                             View out) {
+  return [copies, starts, strides, out](const StepContext& c) {
+    for (size_t i = 0; i < copies.size(); ++i) {
+      const View& p = copies[i];
+      CopyToStrided(Strided{c.Ptr(p), p.shape, p.strides}, c.MutablePtr(out) + starts[i], strides);
+    }
+    return absl::OkStatus();
+  };
+}
+
+}  // namespace
 
 absl::Status Planner::PlanConst(const mil::Operation& op) {
   const mil::Argument* a = op.FindParam("val");
@@ -161,16 +178,7 @@ absl::Status Planner::PlanConcat(const mil::Operation& op) {
     }
     off += inter ? 1 : p.shape[axis];
   }
-  if (!copies.empty()) {
-    AddStep(op, copies, {out}, 0, [copies, starts, strides, out](const StepContext& c) {
-      for (size_t i = 0; i < copies.size(); ++i) {
-        const View& p = copies[i];
-        CopyToStrided(Strided{c.Ptr(p), p.shape, p.strides}, c.MutablePtr(out) + starts[i],
-                      strides);
-      }
-      return absl::OkStatus();
-    });
-  }
+  if (!copies.empty()) AddStep(op, copies, {out}, 0, ConcatCopies(copies, starts, strides, out));
   Value v;
   v.view = out;
   return Define(op.outputs[0], std::move(v));
