@@ -16,7 +16,7 @@ namespace anerd::daemon {
 
 struct RpcRecord {
   std::string method;  // "/anerd.v1.Anerd/GetInfo"
-  std::string peer;    // "unix:", "ipv4:127.0.0.1:5555"
+  std::string peer;    // "ipv4:127.0.0.1:5555"; Unix-socket connections are "fd:N"
   grpc::StatusCode code = grpc::StatusCode::OK;
   double latency_ms = 0;  // from the interceptor's creation (call start) to the status being sent
 };

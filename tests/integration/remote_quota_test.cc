@@ -2,6 +2,9 @@
 // tokens are checked too) and the Unix socket's uid are three independent clients; each limit
 // (--quota_kernels, --quota_sessions, --quota_queued) gives RESOURCE_EXHAUSTED naming the limit and
 // its flag, and kernel ownership decides what a delete removes.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -26,6 +29,19 @@ using testing::RunResult;
 using testing::TempDir;
 using Json = nlohmann::json;
 
+// A loopback port nothing listens on right now (bound and released).
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(addr);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
 class RemoteQuotaTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -35,7 +51,7 @@ class RemoteQuotaTest : public ::testing::Test {
       tokens_[name] = r.out.substr(0, r.out.find('\n'));
       std::ofstream(TokenFile(name)) << name << " " << tokens_[name] << "\n";
     }
-    port_ = std::to_string(20000 + (::getpid() + 7) % 20000);
+    port_ = std::to_string(FreePort());
   }
 
   absl::Status Start(const std::vector<std::string>& quotas) {
