@@ -108,8 +108,9 @@ TEST_F(KernelOwnersTest, MigratesSchemaOneKeepingKernelsUnowned) {
   {  // Turn the database back into schema 1.
     absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_ + "/anerd.db", 1000);
     ASSERT_TRUE(db.ok());
-    ASSERT_TRUE((*db)->Exec("DROP TABLE kernel_owners; UPDATE schema_version SET version = 1 "
-                            "WHERE component = 'kernels';")
+    ASSERT_TRUE((*db)
+                    ->Exec("DROP TABLE kernel_owners; UPDATE schema_version SET version = 1 "
+                           "WHERE component = 'kernels';")
                     .ok());
   }
   Reopen();
