@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/fp16.h"
 #include "common/mil/parser.h"
 #include "common/mil/verifier.h"
 #include "gmock/gmock.h"
@@ -170,7 +171,7 @@ TEST(CpuPlanner, ElementwiseChainFusesAndBuffersAreReused) {
                     ", y = fp16(1.5));\n");
     prev = absl::StrCat("v", i);
   }
-  // A reduction breaks the chain; a second chain follows.
+  // A reduction ends the chain (and evaluates it itself); a second chain follows.
   absl::StrAppend(&body, "        tensor<fp16, [64, 1]> r = reduce_max(x = ", prev,
                   ", axes = tensor<int32, [1]>([1]), keep_dims = bool(true));\n");
   absl::StrAppend(&body, "        tensor<fp16, [64, 1]> s = exp(x = r);\n");
@@ -179,7 +180,7 @@ TEST(CpuPlanner, ElementwiseChainFusesAndBuffersAreReused) {
   cpu::CpuBackend backend({});
   auto planned = backend.Compile(program, {});
   ASSERT_TRUE(planned.ok());
-  EXPECT_EQ(StepsOf(**planned), 3);
+  EXPECT_EQ(StepsOf(**planned), 2);  // the reduction absorbs the first chain
   CompileOptions ref;
   ref.reference_mode = true;
   auto unplanned = backend.Compile(program, ref);
@@ -276,6 +277,43 @@ TEST(CpuPlanner, SoftmaxAbsorbsItsElementwiseChain) {
     double row = 0;
     for (int c = 0; c < 256; ++c) row += p[(3 * 128 + 100) * 256 + c];
     EXPECT_NEAR(row, 1.0, 0.02);
+  }
+}
+
+// Last-axis reductions of single-use chains (sdpaBwd2's sum(probs * dp)) run the chain inside
+// the reduce step: one step per reduction, same bytes as reference mode, split or not.
+TEST(CpuPlanner, LastAxisReductionAbsorbsItsElementwiseChain) {
+  auto program = Verified(
+      "tensor<fp16, [4, 128, 256]> a, tensor<fp16, [4, 128, 256]> b",
+      "        tensor<fp16, [4, 128, 256]> p = mul(x = a, y = b);\n"
+      "        tensor<fp16, [4, 128, 1]> s = reduce_sum(x = p, axes = tensor<int32, [1]>([-1]), "
+      "keep_dims = bool(true));\n"
+      "        tensor<fp16, [4, 128, 256]> q = sub(x = a, y = b);\n"
+      "        tensor<fp16, [4, 128]> m = reduce_mean(x = q, axes = tensor<int32, [1]>([2]), "
+      "keep_dims = bool(false));\n"
+      "        tensor<fp16, [4, 128, 256]> e = exp(x = a);\n"
+      "        tensor<fp16, [4, 128, 1]> x = reduce_max(x = e, axes = tensor<int32, [1]>([-1]), "
+      "keep_dims = bool(true));",
+      "s, m, x");
+  std::vector<float> a(4 * 128 * 256), b(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    a[i] = std::sin(0.013f * static_cast<float>(i)) * 3.0f;
+    b[i] = std::cos(0.007f * static_cast<float>(i));
+  }
+  const std::vector<NamedTensor> in = {
+      NamedTensor{"a", Tensor::FromFloats(mil::DType::kFp16, {4, 128, 256}, a)},
+      NamedTensor{"b", Tensor::FromFloats(mil::DType::kFp16, {4, 128, 256}, b)}};
+  for (int threads : {1, 2}) {
+    const int previous = cpu::SetParallelForThreads(threads);
+    std::vector<NamedTensor> out = RunBothModes(program, in, 3);
+    cpu::SetParallelForThreads(previous);
+    ASSERT_EQ(out.size(), 3u);
+    double sum = 0;  // row 7 of s, recomputed in double from the fp16 inputs
+    for (int c = 0; c < 256; ++c) {
+      sum += static_cast<double>(RoundToHalf(a[7 * 256 + c])) * RoundToHalf(b[7 * 256 + c]);
+    }
+    EXPECT_NEAR(out[0].tensor.ToFloats()[7], sum, 0.05 + std::abs(sum) * 0.01);
+    EXPECT_EQ(out[1].tensor.shape(), (std::vector<int64_t>{4, 128}));
   }
 }
 

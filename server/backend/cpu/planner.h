@@ -108,6 +108,8 @@ class Planner {
   // Last-axis softmax of the open elementwise chain producing `xv` (single use): the chain runs
   // row block by row block inside the softmax step instead of being materialised.
   absl::Status PlanSoftmaxOfGroup(const mil::Operation& op, const Value* xv);
+  // The same for a reduction over the last axis only.
+  absl::Status PlanReduceOfGroup(const mil::Operation& op, const Value* xv, ReduceKind kind);
   absl::Status PlanReduce(const mil::Operation& op);
   absl::Status PlanLayerNorm(const mil::Operation& op);
   absl::Status PlanAttention(const mil::Operation& op);

@@ -239,6 +239,9 @@ absl::Status Planner::PlanReduce(const mil::Operation& op) {
   const ReduceKind kind = op.op == "reduce_sum"    ? ReduceKind::kSum
                           : op.op == "reduce_mean" ? ReduceKind::kMean
                                                    : ReduceKind::kMax;
+  if (axes == std::vector<int>{r - 1} && FuseableInto(RefName(op, "x"), xv->type.shape)) {
+    return PlanReduceOfGroup(op, xv, kind);
+  }
   const View x = Contiguous(op, xv->view);
   const View o = NewOutput(op.outputs[0].type);
   const Rounding rounding = RoundingFor(op.outputs[0].type.dtype);

@@ -1,7 +1,8 @@
 // Planning of elementwise ops: each op joins the open fused chain of its single-use operand when
 // shapes agree (and planning is on), else starts a new chain. A chain is one step, re-emitted at
 // the position of its newest op so every leaf it reads is already computed. A last-axis softmax
-// of a chain's single-use result absorbs the chain (PlanSoftmaxOfGroup).
+// or last-axis reduction of a chain's single-use result absorbs the chain (PlanSoftmaxOfGroup,
+// PlanReduceOfGroup).
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/backend/cpu/planner.h"
@@ -104,6 +105,30 @@ absl::Status Planner::PlanSoftmaxOfGroup(const mil::Operation& op, const Value* 
             SoftmaxOfGroup(input, rows, row_len, c.MutablePtr(o), c.scratch, rounding);
             return absl::OkStatus();
           });
+  Value v;
+  v.view = o;
+  return Define(op.outputs[0], std::move(v));
+}
+
+absl::Status Planner::PlanReduceOfGroup(const mil::Operation& op, const Value* xv,
+                                        ReduceKind kind) {
+  std::shared_ptr<Group> g = groups_[xv->group];
+  plan_.steps[g->step_index].fn = nullptr;  // the chain now runs inside the reduce step
+  values_[RefName(op, "x")].group = -1;
+  const View o = NewOutput(op.outputs[0].type);
+  const Rounding rounding = RoundingFor(op.outputs[0].type.dtype);
+  const int64_t row_len = xv->type.shape.back();
+  const int64_t rows = o.NumElements();
+  const int64_t scratch = ReduceOfGroupScratchFloats(g->ew, g->leaves.size(), row_len);
+  AddStep(op, g->leaves, {o}, scratch, [g, o, rows, row_len, kind, rounding](const StepContext& c) {
+    std::vector<Strided> leaves;
+    leaves.reserve(g->leaves.size());
+    for (const View& v : g->leaves) leaves.push_back(Strided{c.Ptr(v), v.shape, v.strides});
+    const EwRangeRunner input(g->ew, leaves);
+    ReduceOfGroup(kind, input, rows, row_len, c.MutablePtr(o), c.scratch);
+    RoundInPlace(rounding, c.MutablePtr(o), rows);
+    return absl::OkStatus();
+  });
   Value v;
   v.view = o;
   return Define(op.outputs[0], std::move(v));

@@ -149,9 +149,9 @@ struct BlockState {
 };
 
 // Runs every step of `group` over the n <= kBlock elements at `start` of the row whose operand
-// offsets are `off`; the last step writes `out`.
+// offsets are `off`; the last step writes dst[0, n).
 void RunBlock(const EwGroup& group, const std::vector<Strided>& leaves, const RowLoop& loop,
-              const int64_t* off, int64_t start, int64_t n, float* out, BlockState* st) {
+              const int64_t* off, int64_t start, int64_t n, float* dst, BlockState* st) {
   const size_t nl = leaves.size(), ns = group.steps.size();
   float* const scratch = st->scratch;
   std::vector<const float*>& leaf_ptr = st->leaf_ptr;
@@ -177,7 +177,7 @@ void RunBlock(const EwGroup& group, const std::vector<Strided>& leaves, const Ro
       const int o = s.operands[j];
       in[j] = o >= 0 ? leaf_ptr[o] : step_out[-o - 1];
     }
-    step_out[k] = k + 1 == ns ? out + off[0] + start : scratch + (nl + k) * kBlock;
+    step_out[k] = k + 1 == ns ? dst : scratch + (nl + k) * kBlock;
     RunStep(s, in, step_out[k], n);
   }
 }
@@ -209,7 +209,7 @@ void RunEwGroup(const EwGroup& group, const std::vector<Strided>& leaves, float*
           const int64_t b1 = row == r1 - 1 ? u1 - row * blocks : blocks;
           for (int64_t b = b0; b < b1; ++b) {
             RunBlock(group, leaves, loop, off, b * kBlock,
-                     std::min(kBlock, loop.inner() - b * kBlock), out, &st);
+                     std::min(kBlock, loop.inner() - b * kBlock), out + off[0] + b * kBlock, &st);
           }
           ++row;
         });
@@ -247,7 +247,8 @@ void EwRangeRunner::Run(int64_t begin, int64_t end, float* out, float* scratch) 
     const int64_t lo = std::max(begin - row * inner, int64_t{0});
     const int64_t hi = std::min(end - row * inner, inner);
     for (int64_t start = lo; start < hi; start += kBlock) {
-      RunBlock(group_, leaves_, *loop_, off, start, std::min(kBlock, hi - start), out, &st);
+      RunBlock(group_, leaves_, *loop_, off, start, std::min(kBlock, hi - start),
+               out + (row * inner + start - begin), &st);
     }
     ++row;
   });

@@ -91,7 +91,7 @@ int64_t EwScratchFloats(const EwGroup& group, int num_leaves);
 void RunEwGroup(const EwGroup& group, const std::vector<Strided>& leaves, float* out,
                 float* scratch);
 // Evaluates parts of a group: output elements [begin, end) in row-major order, written to
-// out[begin, end). Values are the ones RunEwGroup computes. Holds references to its arguments.
+// out[0, end - begin). Values are the ones RunEwGroup computes. Holds references to its arguments.
 // Run is const and may be called concurrently on disjoint ranges with separate scratch.
 struct RowLoop;
 class EwRangeRunner {
@@ -167,6 +167,12 @@ void Softmax(const float* x, const std::vector<int64_t>& shape, int axis, float*
 // `scratch` holds 2 * input.ScratchFloats() floats.
 void SoftmaxOfGroup(const EwRangeRunner& input, int64_t rows, int64_t row_len, float* out,
                     float* scratch, Rounding rounding);
+// Reduction over the last axis (length row_len) of the values `input` computes, never
+// materialised: out[r] for r < rows, with Reduce's arithmetic. `scratch` holds
+// ReduceOfGroupScratchFloats(group, num_leaves, row_len) floats.
+int64_t ReduceOfGroupScratchFloats(const EwGroup& group, int num_leaves, int64_t row_len);
+void ReduceOfGroup(ReduceKind kind, const EwRangeRunner& input, int64_t rows, int64_t row_len,
+                   float* out, float* scratch);
 // Layer norm over trailing dims [first_axis, rank): gamma/beta (may be null) have those dims.
 void LayerNorm(const float* x, const std::vector<int64_t>& shape, int first_axis,
                const float* gamma, const float* beta, float epsilon, float* out);

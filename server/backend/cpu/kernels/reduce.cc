@@ -15,6 +15,11 @@ namespace {
 // expf(d) is +0 for every d below this (its underflow threshold is about -103.97).
 constexpr float kExpUnderflow = -104.0f;
 
+// Rows of a fused chain evaluated per batch before they are reduced (about 16 KB: in L1).
+int64_t RowsPerBatch(int64_t row_len) {
+  return std::max<int64_t>(1, 4096 / std::max<int64_t>(row_len, 1));
+}
+
 // Rows of `row_floats` each per ParallelFor part (at least 1).
 int64_t PartRows(int64_t row_floats) {
   return std::max<int64_t>(1, kParallelMinElements / std::max<int64_t>(row_floats, 1));
@@ -198,15 +203,37 @@ void Softmax(const float* x, const std::vector<int64_t>& shape, int axis, float*
 void SoftmaxOfGroup(const EwRangeRunner& input, int64_t rows, int64_t row_len, float* out,
                     float* scratch, Rounding rounding) {
   const int64_t part_scratch = input.ScratchFloats();
-  const int64_t batch = std::max<int64_t>(1, 4096 / std::max<int64_t>(row_len, 1));  // in L1
+  const int64_t batch = RowsPerBatch(row_len);
   ParallelFor(rows, PartRows(row_len), [&](int part, int64_t r0, int64_t r1) {
     for (int64_t b = r0; b < r1; b += batch) {
       const int64_t b1 = std::min(r1, b + batch);
-      input.Run(b * row_len, b1 * row_len, out, scratch + part * part_scratch);
+      input.Run(b * row_len, b1 * row_len, out + b * row_len, scratch + part * part_scratch);
       for (int64_t r = b; r < b1; ++r) {
         SoftmaxRow(out + r * row_len, row_len, out + r * row_len, rounding);
       }
     }
+  });
+}
+
+int64_t ReduceOfGroupScratchFloats(const EwGroup& group, int num_leaves, int64_t row_len) {
+  return EwScratchFloats(group, num_leaves) + 2 * RowsPerBatch(row_len) * row_len;
+}
+
+void ReduceOfGroup(ReduceKind kind, const EwRangeRunner& input, int64_t rows, int64_t row_len,
+                   float* out, float* scratch) {
+  const int64_t batch = RowsPerBatch(row_len);
+  const int64_t part_scratch = input.ScratchFloats() + batch * row_len;
+  const ReduceKind acc = kind == ReduceKind::kMax ? kind : ReduceKind::kSum;
+  const float inv = 1.0f / static_cast<float>(row_len);  // as Reduce: count of reduced elements
+  ParallelFor(rows, PartRows(row_len), [&](int part, int64_t r0, int64_t r1) {
+    float* vals = scratch + part * part_scratch;
+    for (int64_t b = r0; b < r1; b += batch) {
+      const int64_t b1 = std::min(r1, b + batch);
+      input.Run(b * row_len, b1 * row_len, vals, vals + batch * row_len);
+      ReduceMidRows(acc, vals, 0, b1 - b, row_len, 1, out + b);
+    }
+    if (kind != ReduceKind::kMean) return;
+    for (int64_t r = r0; r < r1; ++r) out[r] *= inv;
   });
 }
 
