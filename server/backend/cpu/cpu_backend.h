@@ -11,10 +11,11 @@
 // on the thread calling Run, and split their large passes (softmax, reductions, elementwise
 // chains, strided copies, fp16 rounding and conversion) in two halves with ParallelFor
 // (kernels/parallel.h): one helper thread per process that sleeps on a condition variable between
-// jobs and is used only between GEMMs, and only when OpenBLAS itself runs more than one thread. It
-// never spins: a second spinning pool would busy-wait against OpenBLAS's spinning workers on a
-// 2-core machine (machine-facts.md: 2.3x slowdowns seen that way). Split passes compute exactly
-// what the serial pass computes.
+// jobs and is used only between GEMMs, only when OpenBLAS itself runs more than one thread, and
+// not for a while after it failed to get a core in time (a loaded machine). It never spins: a
+// second spinning pool would busy-wait against OpenBLAS's spinning workers on a 2-core machine
+// (machine-facts.md: 2.3x slowdowns seen that way). Split passes compute exactly what the serial
+// pass computes.
 //
 // Data: every tensor is held as fp32 internally; integer tensors are exact up to |v| <= 2^24, and
 // integer arithmetic does not wrap (documented limits of this backend).
