@@ -29,18 +29,20 @@ ABSL_FLAG(std::string, backend, "auto", "Backend: auto or cpu");
 ABSL_FLAG(int, shutdown_grace_ms, 5000,
           "How long in-flight RPCs may run after SIGTERM");
 ABSL_FLAG(std::string, listen, "",
-          "Also serve TCP on HOST:PORT (non-loopback needs --tls_cert, "
-          "--tls_key and --auth_tokens)");
+          "Also serve TCP on HOST:PORT (always needs --auth_tokens; "
+          "non-loopback also needs --tls_cert and --tls_key)");
 ABSL_FLAG(bool, insecure_loopback, false,
-          "Allow plain-text TCP on a loopback --listen address");
+          "Allow plain-text TCP on a loopback --listen address (tokens are "
+          "still required)");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain for --listen (TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA: require client certificates it signed (mutual TLS)");
 ABSL_FLAG(std::string, auth_tokens, "",
-          "File of 'NAME TOKEN' lines; every RPC on --listen must send one as "
-          "a bearer token");
+          "File of 'NAME TOKEN' lines (anectl token create NAME --file F); "
+          "required with --listen: every RPC on it must send one as a bearer "
+          "token");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9464; "
           "unauthenticated, so "

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 
 namespace anerd::anectl {
 
@@ -33,6 +34,36 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   return absl::InvalidArgumentError("--token-file " + path + " holds no token");
 }
 
+namespace {
+
+// The whole of the PEM file named by global flag `flag`.
+absl::StatusOr<std::string> ReadPemFlag(const std::string& flag, const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  if (!in || pem.str().empty())
+    return absl::InvalidArgumentError("cannot read " + flag + " " + path);
+  return pem.str();
+}
+
+// Fills the TLS fields of `options` from --tls-ca, --tls-cert and --tls-key.
+absl::Status LoadTlsFiles(const GlobalOptions& flags, client::ClientOptions* options) {
+  if (flags.tls_cert.empty() != flags.tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-cert and --tls-key go together (a client certificate and its private key)");
+  }
+  if (!flags.tls_ca.empty()) {
+    ANERD_ASSIGN_OR_RETURN(options->tls_root_pem, ReadPemFlag("--tls-ca", flags.tls_ca));
+  }
+  if (!flags.tls_cert.empty()) {
+    ANERD_ASSIGN_OR_RETURN(options->tls_cert_pem, ReadPemFlag("--tls-cert", flags.tls_cert));
+    ANERD_ASSIGN_OR_RETURN(options->tls_key_pem, ReadPemFlag("--tls-key", flags.tls_key));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<client::AnerdClient*> CommandContext::Client() {
   if (client_ == nullptr) {
     absl::StatusOr<Endpoint> endpoint = ResolvedEndpoint();
@@ -45,15 +76,7 @@ absl::StatusOr<client::AnerdClient*> CommandContext::Client() {
       if (!token.ok()) return token.status();
       options.bearer_token = *token;
     }
-    if (!options_.tls_ca.empty()) {
-      std::ifstream in(options_.tls_ca);
-      std::stringstream pem;
-      pem << in.rdbuf();
-      if (!in || pem.str().empty()) {
-        return absl::InvalidArgumentError("cannot read --tls-ca " + options_.tls_ca);
-      }
-      options.tls_root_pem = pem.str();
-    }
+    ANERD_RETURN_IF_ERROR(LoadTlsFiles(options_, &options));
     client_ = client::AnerdClient::Create(options);
   }
   return client_.get();
@@ -213,8 +236,10 @@ std::string ArgParser::Help() const {
         f.kind == Kind::kBool ? "--" + f.name : absl::StrCat("--", f.name, " VALUE");
     absl::StrAppend(&out, absl::StrFormat("  %-22s %s\n", spelled, f.help));
   }
-  absl::StrAppend(&out, absl::StrFormat("  %-22s %s\n", "-h, --help", "show this help"),
-                  "\nglobal flags: --host unix:PATH|HOST:PORT, --timeout SECONDS, --json\n");
+  absl::StrAppend(
+      &out, absl::StrFormat("  %-22s %s\n", "-h, --help", "show this help"),
+      "\nglobal flags: --host unix:PATH|HOST:PORT, --token-file F, --tls-ca PEM, --tls-cert PEM, "
+      "--tls-key PEM, --timeout SECONDS, --json\n");
   return out;
 }
 

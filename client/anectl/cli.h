@@ -27,6 +27,8 @@ struct GlobalOptions {
   std::string host;        // --host / ANERD_HOST; empty = default socket
   std::string token_file;  // --token-file: bearer token ("TOKEN" or "NAME TOKEN" line)
   std::string tls_ca;      // --tls-ca: PEM CA certificate for a TLS --host
+  std::string tls_cert;    // --tls-cert: PEM client certificate (mutual TLS); needs tls_key
+  std::string tls_key;     // --tls-key: PEM private key of tls_cert
   double timeout_seconds = 30;
   bool json = false;  // --json: machine-readable output
   std::string argv0;  // how anectl was invoked (to find the sibling anerd binary)

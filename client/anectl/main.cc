@@ -1,6 +1,6 @@
-// anectl: the anerd command-line client. Global flags (--host, --token-file, --tls-ca, --timeout,
-// --json) may appear anywhere; the first other word names the command. Exit codes: 0 ok, 1 failed,
-// 2 usage, 3 daemon unreachable.
+// anectl: the anerd command-line client. Global flags (--host, --token-file, --tls-ca, --tls-cert,
+// --tls-key, --timeout, --json) may appear anywhere; the first other word names the command. Exit
+// codes: 0 ok, 1 failed, 2 usage, 3 daemon unreachable.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -16,14 +16,16 @@ namespace {
 
 void PrintTopHelp() {
   std::cout << "usage: anectl [--host unix:PATH|HOST:PORT] [--token-file F] [--tls-ca PEM] "
-               "[--timeout SECONDS] [--json] "
+               "[--tls-cert PEM --tls-key PEM] [--timeout SECONDS] [--json] "
                "<command> [args]\n\nanectl talks to anerd, the Apple Neural Engine daemon.\n\n"
                "commands:\n";
   for (const Command& c : CommandTable()) {
     std::cout << absl::StrFormat("  %-10s %s\n", c.name, c.summary);
   }
   std::cout << "\nRun `anectl <command> --help` for a command's flags. The daemon is found at "
-               "--host, else $ANERD_HOST, else the default per-user socket.\n";
+               "--host, else $ANERD_HOST, else the default per-user socket. A TCP --host needs "
+               "--token-file; --tls-ca turns on TLS, and --tls-cert/--tls-key present a client "
+               "certificate to a daemon that requires one (--tls_client_ca).\n";
 }
 
 // Removes global flags from `args` into `options`. Returns false (after printing) on a bad value.
@@ -50,6 +52,10 @@ bool ExtractGlobalFlags(std::vector<std::string>* args, GlobalOptions* options) 
       options->token_file = value;
     } else if (take("tls-ca")) {
       options->tls_ca = value;
+    } else if (take("tls-cert")) {
+      options->tls_cert = value;
+    } else if (take("tls-key")) {
+      options->tls_key = value;
     } else if (take("timeout")) {
       if (!absl::SimpleAtod(value, &options->timeout_seconds) || options->timeout_seconds <= 0) {
         std::fprintf(stderr, "anectl: --timeout wants a positive number of seconds\n");
@@ -58,7 +64,7 @@ bool ExtractGlobalFlags(std::vector<std::string>* args, GlobalOptions* options) 
     } else if (arg == "--json") {
       options->json = true;
     } else if (arg == "--host" || arg == "--timeout" || arg == "--token-file" ||
-               arg == "--tls-ca") {
+               arg == "--tls-ca" || arg == "--tls-cert" || arg == "--tls-key") {
       std::fprintf(stderr, "anectl: %s needs a value\n", arg.c_str());
       return false;
     } else {

@@ -25,8 +25,9 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 absl::Status CallStatus(const grpc::Status& s, CommandContext& ctx) {
-  absl::StatusOr<Endpoint> ep = ctx.ResolvedEndpoint();
-  return client::DescribeCallError(FromGrpcStatus(s), ep.ok() ? *ep : Endpoint{});
+  absl::StatusOr<client::AnerdClient*> c = ctx.Client();
+  if (!c.ok()) return FromGrpcStatus(s);
+  return client::DescribeCallError(FromGrpcStatus(s), (*c)->options());
 }
 
 int ParseOrExit(ArgParser& parser, const std::vector<std::string>& args) {

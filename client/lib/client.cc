@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
 #include "grpcpp/create_channel.h"
@@ -23,9 +25,12 @@ std::unique_ptr<AnerdClient> AnerdClient::Create(const ClientOptions& options) {
   args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
   args.SetMaxSendMessageSize(64 << 20);
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (!options.tls_root_pem.empty() && !options.endpoint.is_unix) {
+  const bool tls = !options.tls_root_pem.empty() || !options.tls_cert_pem.empty();
+  if (tls && !options.endpoint.is_unix) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = options.tls_root_pem;
+    ssl.pem_cert_chain = options.tls_cert_pem;
+    ssl.pem_private_key = options.tls_key_pem;
     credentials = grpc::SslCredentials(ssl);
   }
   auto channel = grpc::CreateCustomChannel(options.endpoint.GrpcTarget(), credentials, args);
@@ -48,7 +53,7 @@ absl::StatusOr<v1::GetInfoResponse> AnerdClient::GetInfo() {
   v1::GetInfoResponse response;
   auto context = NewContext();
   absl::Status status = FromGrpcStatus(stub_->GetInfo(context.get(), {}, &response));
-  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  if (!status.ok()) return DescribeCallError(status, options_);
   return response;
 }
 
@@ -56,7 +61,7 @@ absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> AnerdClient
   grpc::health::v1::HealthCheckResponse response;
   auto context = NewContext();
   absl::Status status = FromGrpcStatus(health_->Check(context.get(), {}, &response));
-  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  if (!status.ok()) return DescribeCallError(status, options_);
   return response.status();
 }
 
@@ -89,7 +94,7 @@ absl::StatusOr<v1::CompileKernelResponse> AnerdClient::CompileKernel(
   }
   writer->WritesDone();
   absl::Status status = FromGrpcStatus(writer->Finish());
-  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  if (!status.ok()) return DescribeCallError(status, options_);
   return response;
 }
 
@@ -98,7 +103,7 @@ absl::StatusOr<v1::EvalKernelResponse> AnerdClient::EvalKernel(
   v1::EvalKernelResponse response;
   auto context = NewContext();
   absl::Status status = FromGrpcStatus(stub_->EvalKernel(context.get(), request, &response));
-  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  if (!status.ok()) return DescribeCallError(status, options_);
   return response;
 }
 
@@ -106,7 +111,7 @@ absl::StatusOr<v1::ListKernelsResponse> AnerdClient::ListKernels() {
   v1::ListKernelsResponse response;
   auto context = NewContext();
   absl::Status status = FromGrpcStatus(stub_->ListKernels(context.get(), {}, &response));
-  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  if (!status.ok()) return DescribeCallError(status, options_);
   return response;
 }
 
@@ -116,7 +121,7 @@ absl::StatusOr<v1::KernelInfo> AnerdClient::GetKernel(const std::string& id) {
   v1::KernelInfo response;
   auto context = NewContext();
   absl::Status status = FromGrpcStatus(stub_->GetKernel(context.get(), request, &response));
-  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  if (!status.ok()) return DescribeCallError(status, options_);
   return response;
 }
 
@@ -126,7 +131,7 @@ absl::Status AnerdClient::DeleteKernel(const std::string& id) {
   v1::DeleteKernelResponse response;
   auto context = NewContext();
   absl::Status status = FromGrpcStatus(stub_->DeleteKernel(context.get(), request, &response));
-  if (!status.ok()) return DescribeCallError(status, options_.endpoint);
+  if (!status.ok()) return DescribeCallError(status, options_);
   return absl::OkStatus();
 }
 
@@ -139,6 +144,50 @@ absl::Status DescribeCallError(const absl::Status& status, const Endpoint& endpo
       "cannot reach anerd at ", endpoint.GrpcTarget(), " (", status.message(),
       "). Start it with `anerd` (or `anectl service start`), or point --host / ANERD_HOST at a "
       "running daemon."));
+}
+
+namespace {
+
+// True when a TCP peer was reached but closed the connection while it was being set up, or the
+// TLS handshake failed: the typical results of a TLS mismatch or a refused client certificate.
+bool LooksLikeHandshakeFailure(const absl::Status& status, const Endpoint& endpoint) {
+  if (endpoint.is_unix || status.code() != absl::StatusCode::kUnavailable) return false;
+  const std::string message = absl::AsciiStrToLower(status.message());
+  return absl::StrContains(message, "socket closed") || absl::StrContains(message, "handshake") ||
+         absl::StrContains(message, "ssl") || absl::StrContains(message, "certificate");
+}
+
+// What to try, given the failure's lower-case `message` and the TLS options the call used.
+std::string HandshakeHint(const std::string& message, const ClientOptions& options) {
+  if (absl::StrContains(message, "wrong version number")) {
+    return "the port does not speak TLS (a plain --insecure_loopback listener?): drop --tls-ca, "
+           "--tls-cert and --tls-key";
+  }
+  if (absl::StrContains(message, "certificate verify failed") ||
+      absl::StrContains(message, "peer name")) {
+    return "the daemon's certificate is not signed by --tls-ca, or does not name the --host";
+  }
+  if (options.tls_root_pem.empty() && options.tls_cert_pem.empty()) {
+    return "if the daemon serves TLS (anerd --tls_cert), pass --tls-ca with the CA certificate "
+           "that signed its certificate";
+  }
+  if (options.tls_cert_pem.empty()) {
+    return "the daemon may require a client certificate (anerd --tls_client_ca): pass --tls-cert "
+           "and --tls-key";
+  }
+  return "the daemon refused the client certificate: check that its --tls_client_ca signed "
+         "--tls-cert";
+}
+
+}  // namespace
+
+absl::Status DescribeCallError(const absl::Status& status, const ClientOptions& options) {
+  if (!LooksLikeHandshakeFailure(status, options.endpoint)) {
+    return DescribeCallError(status, options.endpoint);
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "connection set-up with anerd at ", options.endpoint.GrpcTarget(), " failed (",
+      status.message(), "): ", HandshakeHint(absl::AsciiStrToLower(status.message()), options)));
 }
 
 }  // namespace anerd::client

@@ -27,6 +27,11 @@ struct ClientOptions {
   std::string bearer_token;
   // PEM root certificates: when set, TCP endpoints are reached over TLS verified against them.
   std::string tls_root_pem;
+  // PEM client certificate chain and its private key, presented for mutual TLS (a daemon started
+  // with --tls_client_ca). Set both or neither; setting them also turns on TLS for TCP endpoints
+  // (the server is then verified against tls_root_pem, or gRPC's default roots when it is empty).
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
 };
 
 class AnerdClient {
@@ -70,6 +75,8 @@ class AnerdClient {
 // Maps a failed call's status to one that says where the daemon was expected and how to start it
 // when it is unreachable; other statuses pass through.
 absl::Status DescribeCallError(const absl::Status& status, const Endpoint& endpoint);
+// The same, and when the TLS handshake failed, says which TLS options were (not) used.
+absl::Status DescribeCallError(const absl::Status& status, const ClientOptions& options);
 
 }  // namespace anerd::client
 

@@ -6,6 +6,8 @@ put that directory and this one on PYTHONPATH.
 
     client = anerd_client.connect("unix:/run/user/1000/anerd/anerd.sock")
     client = anerd_client.connect("host.example:7443", token="...", tls_ca="ca.pem")
+    client = anerd_client.connect("host.example:7443", token="...", tls_ca="ca.pem",
+                                  tls_cert="client.pem", tls_key="client.key")  # mutual TLS
 """
 
 import os
@@ -47,18 +49,30 @@ def _normalise_target(target):
     return target
 
 
-def connect(target=None, token=None, tls_ca=None, timeout=30.0):
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def connect(target=None, token=None, tls_ca=None, timeout=30.0, tls_cert=None, tls_key=None):
     """Returns a Client for `target`: a socket path, "unix:PATH" or "HOST:PORT".
 
-    `token` is sent as "authorization: Bearer TOKEN" on every call; `tls_ca` (a PEM file) turns on
-    TLS for TCP targets. Connecting is lazy: errors surface on the first call.
+    `token` is sent as "authorization: Bearer TOKEN" on every call (every TCP listener requires
+    one); `tls_ca` (a PEM file) turns on TLS for TCP targets; `tls_cert` and `tls_key` (PEM files,
+    both or neither) present a client certificate to a daemon started with --tls_client_ca, and
+    turn on TLS too (verified against `tls_ca`, else grpc's default roots). Connecting is lazy:
+    errors surface on the first call.
     """
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
     target = _normalise_target(target or default_target())
     options = [("grpc.max_receive_message_length", _MAX_MESSAGE),
                ("grpc.max_send_message_length", 64 << 20)]
-    if tls_ca:
-        with open(tls_ca, "rb") as f:
-            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    if (tls_ca or tls_cert) and not target.startswith("unix:"):
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(tls_ca) if tls_ca else None,
+            private_key=_read(tls_key) if tls_key else None,
+            certificate_chain=_read(tls_cert) if tls_cert else None)
         channel = grpc.secure_channel(target, credentials, options=options)
     else:
         channel = grpc.insecure_channel(target, options=options)

@@ -89,6 +89,8 @@ def main():
                         "$ANERD_HOST or the per-user socket)")
     parser.add_argument("--token", help="bearer token for TCP listeners")
     parser.add_argument("--tls-ca", help="PEM CA certificate for a TLS listener")
+    parser.add_argument("--tls-cert", help="PEM client certificate (mutual TLS); needs --tls-key")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--kernel-dir", default=os.path.join(REPO, "examples/kernels/conv1x1"))
     parser.add_argument("--chunk-bytes", type=int, default=1024,
                         help="weight upload chunk size (small to show streaming)")
@@ -96,7 +98,8 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 
-    client = anerd_client.connect(args.host, token=args.token, tls_ca=args.tls_ca)
+    client = anerd_client.connect(args.host, token=args.token, tls_ca=args.tls_ca,
+                                  tls_cert=args.tls_cert, tls_key=args.tls_key)
     info = client.info()
     print("anerd %s (pid %d), default backend %s" % (info.version, info.pid, info.default_backend))
     summary = {"version": info.version, "kernel": run_kernel(client, args.kernel_dir,

@@ -1,5 +1,6 @@
 #include "server/daemon/daemon.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/paths.h"
 #include "common/status_macros.h"
@@ -53,13 +55,29 @@ absl::StatusOr<ResolvedPaths> ResolvePaths(const DaemonOptions& options) {
   return paths;
 }
 
-// Blocks SIGTERM/SIGINT in every thread (threads inherit the mask) so only sigwait sees them.
+// The thread that sigwaits for SIGTERM/SIGINT (set once, before any handler can run).
+pthread_t g_signal_thread;
+
+// Runs only on threads that did not inherit the blocked mask — OpenBLAS starts its pool from a
+// library constructor, before main — and hands the signal to the sigwait-ing thread, where it
+// stays pending until sigwait takes it. pthread_kill is a bare tgkill here (async-signal-safe).
+void ForwardTerminationSignal(int sig) { pthread_kill(g_signal_thread, sig); }
+
+// Blocks SIGTERM/SIGINT in this thread and every thread it creates, so only sigwait sees them;
+// threads that already existed forward them (above) instead of dying by the default action.
 sigset_t BlockTerminationSignals() {
+  g_signal_thread = pthread_self();
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  struct sigaction forward {};
+  forward.sa_handler = ForwardTerminationSignal;
+  sigemptyset(&forward.sa_mask);
+  forward.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &forward, nullptr);
+  sigaction(SIGINT, &forward, nullptr);
   signal(SIGPIPE, SIG_IGN);
   return set;
 }
@@ -82,10 +100,15 @@ absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& 
   return text.str();
 }
 
-// Credentials for the TCP port: TLS (optionally mutual) and bearer tokens when configured.
+// Credentials for the TCP port: TLS (optionally mutual) or plain loopback, always with the bearer
+// tokens in `tokens` checked on every call.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(
-    const DaemonOptions& options) {
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+    const DaemonOptions& options, std::vector<NamedToken> tokens) {
+  // Plain loopback TCP: insecure credentials cannot carry an auth processor, local credentials can
+  // (no bytes are exchanged in their handshake, so plain clients connect as before; they accept
+  // loopback peers only).
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      grpc::experimental::LocalServerCredentials(LOCAL_TCP);
   if (!options.tls_cert.empty()) {
     grpc::SslServerCredentialsOptions ssl;
     grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
@@ -97,17 +120,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(
       ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
     }
     credentials = grpc::SslServerCredentials(ssl);
-  } else if (!options.auth_tokens.empty()) {
-    // Plain loopback TCP with tokens: insecure credentials cannot carry an auth processor, local
-    // credentials can (no bytes are exchanged in their handshake, so plain clients connect as
-    // before; they accept loopback peers only).
-    credentials = grpc::experimental::LocalServerCredentials(LOCAL_TCP);
   }
-  if (!options.auth_tokens.empty()) {
-    ANERD_ASSIGN_OR_RETURN(std::vector<NamedToken> tokens, LoadTokenFile(options.auth_tokens));
-    spdlog::info("{} bearer token(s) loaded for {}", tokens.size(), options.listen);
-    credentials->SetAuthMetadataProcessor(NewTokenAuthProcessor(std::move(tokens)));
-  }
+  spdlog::info("{} bearer token(s) loaded for {}", tokens.size(), options.listen);
+  credentials->SetAuthMetadataProcessor(NewTokenAuthProcessor(std::move(tokens)));
   return credentials;
 }
 
@@ -160,33 +175,8 @@ bool IsLoopbackHost(absl::string_view host) {
   return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
 }
 
-void SetServing(grpc::Server* server, bool serving) {
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  if (health != nullptr) health->SetServingStatus(serving);
-}
-
-}  // namespace
-
-absl::Status CheckListenAddress(const std::string& listen, bool insecure_loopback) {
-  if (listen.empty()) return absl::OkStatus();
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError("--listen wants HOST:PORT, got '" + listen + "'");
-  }
-  if (!IsLoopbackHost(absl::string_view(listen).substr(0, colon))) {
-    return absl::InvalidArgumentError(
-        "--listen " + listen +
-        " is not a loopback address: listening beyond this machine needs TLS and bearer tokens, "
-        "which this build does not offer yet; use 127.0.0.1:PORT with --insecure_loopback");
-  }
-  if (!insecure_loopback) {
-    return absl::InvalidArgumentError("--listen " + listen +
-                                      " serves plain TCP; pass --insecure_loopback to allow it");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckRemoteOptions(const DaemonOptions& options) {
+// The TLS and token flags only make sense with --listen, and the TLS files come in pairs.
+absl::Status CheckTlsFlagPairs(const DaemonOptions& options) {
   const bool tls = !options.tls_cert.empty();
   if (options.listen.empty()) {
     if (tls || !options.tls_key.empty() || !options.auth_tokens.empty()) {
@@ -203,22 +193,42 @@ absl::Status CheckRemoteOptions(const DaemonOptions& options) {
   if (!tls && !options.tls_client_ca.empty()) {
     return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
   }
+  return absl::OkStatus();
+}
+
+void SetServing(grpc::Server* server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health != nullptr) health->SetServingStatus(serving);
+}
+
+}  // namespace
+
+absl::Status CheckRemoteOptions(const DaemonOptions& options) {
+  ANERD_RETURN_IF_ERROR(CheckTlsFlagPairs(options));
+  if (options.listen.empty()) return absl::OkStatus();
+  const bool tls = !options.tls_cert.empty();
   const size_t colon = options.listen.rfind(':');
   if (colon == std::string::npos || colon == 0) {
-    return CheckListenAddress(options.listen, options.insecure_loopback);  // names the format
+    return absl::InvalidArgumentError("--listen wants HOST:PORT, got '" + options.listen + "'");
   }
-  if (IsLoopbackHost(absl::string_view(options.listen).substr(0, colon))) {
-    return tls ? absl::OkStatus() : CheckListenAddress(options.listen, options.insecure_loopback);
+  const bool loopback = IsLoopbackHost(absl::string_view(options.listen).substr(0, colon));
+  std::vector<std::string> missing;
+  if (!tls && !loopback) missing.push_back("--tls_cert (with --tls_key)");
+  if (!tls && loopback && !options.insecure_loopback) {
+    missing.push_back("--insecure_loopback (plain TCP; or --tls_cert and --tls_key for TLS)");
   }
-  const std::string prefix = absl::StrCat("--listen ", options.listen,
-                                          " is not a loopback address: listening beyond this "
-                                          "machine needs TLS and bearer tokens; missing ");
-  if (!tls) return absl::InvalidArgumentError(prefix + "--tls_cert (with --tls_key)");
   if (options.auth_tokens.empty()) {
-    return absl::InvalidArgumentError(prefix +
-                                      "--auth_tokens FILE (anectl token create NAME --file FILE)");
+    missing.push_back(
+        "--auth_tokens FILE (every RPC on a TCP port must carry a bearer token; create one with "
+        "`anectl token create NAME --file FILE` and give the client --token-file FILE)");
   }
-  return absl::OkStatus();
+  if (missing.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--listen ", options.listen,
+      loopback ? ":"
+               : " is not a loopback address: listening beyond this machine needs TLS and "
+                 "bearer tokens;",
+      " missing ", absl::StrJoin(missing, " and ")));
 }
 
 absl::Status RunDaemon(const DaemonOptions& options) {
@@ -252,15 +262,16 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   service_options.peer_uid = [&peer_uids](const std::string& peer) {
     return peer_uids.Lookup(peer);
   };
-  if (!options.auth_tokens.empty()) {
+  std::shared_ptr<grpc::ServerCredentials> tcp;
+  if (!options.listen.empty()) {  // CheckRemoteOptions made sure tokens are configured
     ANERD_ASSIGN_OR_RETURN(std::vector<NamedToken> tokens, LoadTokenFile(options.auth_tokens));
-    auto names = std::make_shared<const TokenNames>(std::move(tokens));
+    auto names = std::make_shared<const TokenNames>(tokens);
     service_options.token_name = [names](absl::string_view authorization) {
       return names->NameFor(authorization);
     };
+    ANERD_ASSIGN_OR_RETURN(tcp, TcpCredentials(options, std::move(tokens)));
   }
   service::AnerdService service(engine.get(), std::move(service_options));
-  ANERD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> tcp, TcpCredentials(options));
   std::unique_ptr<grpc::Server> server =
       BuildServer(options, std::move(tcp), &service, metrics.get());
   if (server == nullptr) {
@@ -285,8 +296,8 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   spdlog::info("serving on unix:{}{}{}", paths.socket_path,
                options.listen.empty() ? "" : " and tcp " + options.listen,
                options.listen.empty()      ? ""
-               : !options.tls_cert.empty() ? " (TLS)"
-                                           : " (plain text, loopback)");
+               : !options.tls_cert.empty() ? " (TLS, bearer tokens)"
+                                           : " (plain text, loopback, bearer tokens)");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

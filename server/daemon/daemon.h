@@ -25,16 +25,16 @@ struct DaemonOptions {
   size_t log_max_files = 5;
   absl::Duration shutdown_grace = absl::Seconds(5);
   bool world_accessible_socket_for_test = false;
-  // Optional TCP listener "HOST:PORT". Plain TCP is allowed only on loopback and only with
-  // insecure_loopback set; anything else is refused at start.
+  // Optional TCP listener "HOST:PORT". It always needs auth_tokens; plain TCP is allowed only on
+  // loopback and only with insecure_loopback set; anything else is refused at start.
   std::string listen;
   bool insecure_loopback = false;
   // TLS for `listen` (PEM files); with tls_client_ca, clients must present a certificate it signed.
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
-  // Bearer tokens checked on every RPC on `listen` (see server/daemon/auth.h). Non-loopback
-  // listening needs TLS and tokens.
+  // Bearer tokens checked on every RPC on `listen` (see server/daemon/auth.h); required whenever
+  // `listen` is set. Non-loopback listening also needs TLS.
   std::string auth_tokens;
   // Optional Prometheus endpoint "HOST:PORT" (server/metrics/metrics.h); loopback only unless
   // metrics_allow_remote.
@@ -47,13 +47,9 @@ struct DaemonOptions {
   engine::EngineOptions engine;
 };
 
-// OK when `listen` may be served (empty, or loopback with insecure_loopback); otherwise
-// INVALID_ARGUMENT naming the missing flag.
-absl::Status CheckListenAddress(const std::string& listen, bool insecure_loopback);
-
-// OK when the TCP listener options are consistent: a loopback address needs TLS or
-// insecure_loopback; any other address needs --tls_cert, --tls_key and --auth_tokens. Otherwise
-// INVALID_ARGUMENT naming the missing flag.
+// OK when the TCP listener options are consistent: any `listen` needs --auth_tokens; a loopback
+// address also needs TLS or insecure_loopback; any other address needs --tls_cert and --tls_key.
+// Otherwise INVALID_ARGUMENT naming every missing flag (with how to make a token file).
 absl::Status CheckRemoteOptions(const DaemonOptions& options);
 
 // Runs until a termination signal; returns OK after a clean shutdown, or the start-up error.

@@ -129,14 +129,24 @@ TEST(KernelCliTest, ServesPlainTcpOnLoopbackOnlyWhenAsked) {
   TempDir dir;
   DaemonProcess daemon(dir.path());
   const std::string addr = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
-  ASSERT_TRUE(daemon.Start({"--listen=" + addr, "--insecure_loopback"}).ok());
-  RunResult r = testing::RunProgram(
-      {testing::AnectlBinary(), "--host", addr, "kernel", "compile", kConvMil, "--json"});
+  // Every TCP port checks bearer tokens: make one, give the daemon the file and anectl the token.
+  const std::string tokens = dir.path() + "/tokens";
+  RunResult token = daemon.Anectl({"token", "create", "kernel-test", "--file", tokens});
+  ASSERT_EQ(token.exit_code, 0) << token.err;
+  ASSERT_TRUE(
+      daemon.Start({"--listen=" + addr, "--insecure_loopback", "--auth_tokens=" + tokens}).ok())
+      << daemon.ReadLog();
+  RunResult r = testing::RunProgram({testing::AnectlBinary(), "--host", addr, "--token-file",
+                                     tokens, "kernel", "compile", kConvMil, "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string id = nlohmann::json::parse(r.out)["kernel"]["id"];
-  RunResult run = testing::RunProgram(
-      {testing::AnectlBinary(), "--host", addr, "kernel", "run", id, "--random"});
+  RunResult run = testing::RunProgram({testing::AnectlBinary(), "--host", addr, "--token-file",
+                                       tokens, "kernel", "run", id, "--random"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
+  RunResult no_token = testing::RunProgram(
+      {testing::AnectlBinary(), "--host", addr, "kernel", "run", id, "--random"});
+  EXPECT_EQ(no_token.exit_code, 1);
+  EXPECT_THAT(no_token.err, HasSubstr("missing bearer token"));
 
   TempDir other;
   RunResult refused = testing::RunProgram(
@@ -149,6 +159,11 @@ TEST(KernelCliTest, ServesPlainTcpOnLoopbackOnlyWhenAsked) {
                            "--state_dir=" + other.path() + "/state", "--listen=127.0.0.1:7999"});
   EXPECT_EQ(no_flag.exit_code, 1);
   EXPECT_THAT(no_flag.err, HasSubstr("--insecure_loopback"));
+  RunResult no_tokens = testing::RunProgram(
+      {testing::AnerdBinary(), "--socket=" + other.path() + "/s.sock",
+       "--state_dir=" + other.path() + "/state", "--listen=127.0.0.1:7999", "--insecure_loopback"});
+  EXPECT_EQ(no_tokens.exit_code, 1);
+  EXPECT_THAT(no_tokens.err, HasSubstr("--auth_tokens"));
 }
 
 TEST(KernelCliTest, BadInputIsReportedClearly) {
