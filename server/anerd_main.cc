@@ -16,26 +16,21 @@
 #include "server/worker/worker_backend.h"
 #include "server/worker/worker_host.h"
 
-ABSL_FLAG(std::string, socket, "",
-          "Unix socket path (default: the platform's per-user path)");
-ABSL_FLAG(std::string, state_dir, "",
-          "State directory (default: the platform's per-user path)");
-ABSL_FLAG(std::string, log_level, "info",
-          "trace, debug, info, warn, error, critical or off");
+ABSL_FLAG(std::string, socket, "", "Unix socket path (default: the platform's per-user path)");
+ABSL_FLAG(std::string, state_dir, "", "State directory (default: the platform's per-user path)");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off");
 ABSL_FLAG(uint64_t, log_max_bytes, 10 << 20,
           "Rotate <state_dir>/logs/anerd.log at this size (bytes)");
 ABSL_FLAG(uint64_t, log_max_files, 5, "Rotated log files kept");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto or cpu");
-ABSL_FLAG(int, shutdown_grace_ms, 5000,
-          "How long in-flight RPCs may run after SIGTERM");
+ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long in-flight RPCs may run after SIGTERM");
 ABSL_FLAG(std::string, listen, "",
           "Also serve TCP on HOST:PORT (always needs --auth_tokens; "
           "non-loopback also needs --tls_cert and --tls_key)");
 ABSL_FLAG(bool, insecure_loopback, false,
           "Allow plain-text TCP on a loopback --listen address (tokens are "
           "still required)");
-ABSL_FLAG(std::string, tls_cert, "",
-          "PEM certificate chain for --listen (TLS)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for --listen (TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA: require client certificates it signed (mutual TLS)");
@@ -60,17 +55,13 @@ ABSL_FLAG(int64_t, quota_sessions, 0,
 ABSL_FLAG(int64_t, quota_queued, 0,
           "Most compile/evaluate/probe requests per client in flight at once; "
           "0 = unlimited");
-ABSL_FLAG(uint64_t, max_mil_bytes, 16 << 20,
-          "Largest MIL text a client may submit (bytes)");
-ABSL_FLAG(uint64_t, max_weight_bytes, uint64_t{2} << 30,
-          "Largest total weight bytes per kernel");
-ABSL_FLAG(uint64_t, max_tensor_bytes, 256 << 20,
-          "Largest total input bytes per evaluation");
+ABSL_FLAG(uint64_t, max_mil_bytes, 16 << 20, "Largest MIL text a client may submit (bytes)");
+ABSL_FLAG(uint64_t, max_weight_bytes, uint64_t{2} << 30, "Largest total weight bytes per kernel");
+ABSL_FLAG(uint64_t, max_tensor_bytes, 256 << 20, "Largest total input bytes per evaluation");
 ABSL_FLAG(int64_t, max_kernels, 10000, "Most kernels the daemon stores");
 ABSL_FLAG(uint64_t, cache_bytes, uint64_t{2} << 30,
           "Memory for compiled programs (bytes, estimated)");
-ABSL_FLAG(int64_t, compile_budget, 0,
-          "Compiles each backend allows (0 = unlimited)");
+ABSL_FLAG(int64_t, compile_budget, 0, "Compiles each backend allows (0 = unlimited)");
 ABSL_FLAG(int32_t, max_sessions, 4, "Most training sessions active at once");
 ABSL_FLAG(std::vector<std::string>, data_root, {},
           "Directories training data and model files must lie under "
@@ -82,8 +73,7 @@ ABSL_FLAG(bool, isolate_ane, true,
           "Run the ane and ane-sim backends in supervised worker processes "
           "(compile budget "
           "recycling, crash isolation)");
-ABSL_FLAG(bool, isolate_cpu, false,
-          "Also run the cpu backend in a worker process");
+ABSL_FLAG(bool, isolate_cpu, false, "Also run the cpu backend in a worker process");
 ABSL_FLAG(int64_t, worker_heartbeat_timeout_ms, 10000,
           "Kill and replace a worker whose heartbeat stops for this long");
 ABSL_FLAG(int64_t, worker_call_timeout_s, 600,
@@ -92,14 +82,10 @@ ABSL_FLAG(int64_t, worker_call_timeout_s, 600,
 ABSL_FLAG(int32_t, quarantine_after, 3,
           "Refuse a kernel (FAILED_PRECONDITION) after it crashed a worker "
           "this many times");
-ABSL_FLAG(std::string, worker, "",
-          "Internal: run as the worker process of this backend");
-ABSL_FLAG(int32_t, worker_channel_fd, -1,
-          "Internal: the worker's channel to the front");
-ABSL_FLAG(int32_t, worker_heartbeat_fd, -1,
-          "Internal: the worker's heartbeat page");
-ABSL_FLAG(int64_t, worker_parent_pid, 0,
-          "Internal: the front process a worker belongs to");
+ABSL_FLAG(std::string, worker, "", "Internal: run as the worker process of this backend");
+ABSL_FLAG(int32_t, worker_channel_fd, -1, "Internal: the worker's channel to the front");
+ABSL_FLAG(int32_t, worker_heartbeat_fd, -1, "Internal: the worker's heartbeat page");
+ABSL_FLAG(int64_t, worker_parent_pid, 0, "Internal: the front process a worker belongs to");
 ABSL_FLAG(bool, testonly_ops, false,
           "Tests only: workers run anerd_test_abort / anerd_test_hang (crash "
           "isolation tests)");
@@ -128,21 +114,19 @@ int RunWorkerProcess() {
   return code;
 }
 
-} // namespace
+}  // namespace
 
-int main(int argc, char **argv) {
-  absl::SetProgramUsageMessage("anerd: the Apple Neural Engine daemon (compile "
-                               "cache, kernels, training, probes).\n"
-                               "Usage: anerd [--socket PATH] [--state_dir DIR] "
-                               "[--log_level LEVEL] [--backend NAME]");
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "anerd: the Apple Neural Engine daemon (compile "
+      "cache, kernels, training, probes).\n"
+      "Usage: anerd [--socket PATH] [--state_dir DIR] "
+      "[--log_level LEVEL] [--backend NAME]");
   absl::FlagsUsageConfig usage_config;
-  usage_config.version_string = [] {
-    return absl::StrCat("anerd ", anerd::kVersion, "\n");
-  };
+  usage_config.version_string = [] { return absl::StrCat("anerd ", anerd::kVersion, "\n"); };
   absl::SetFlagsUsageConfig(usage_config);
   absl::ParseCommandLine(argc, argv);
-  if (!absl::GetFlag(FLAGS_worker).empty())
-    return RunWorkerProcess();
+  if (!absl::GetFlag(FLAGS_worker).empty()) return RunWorkerProcess();
   anerd::daemon::DaemonOptions options;
   options.socket_path = absl::GetFlag(FLAGS_socket);
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
@@ -150,10 +134,8 @@ int main(int argc, char **argv) {
   options.log_max_bytes = absl::GetFlag(FLAGS_log_max_bytes);
   options.log_max_files = absl::GetFlag(FLAGS_log_max_files);
   options.engine.backend = absl::GetFlag(FLAGS_backend);
-  options.shutdown_grace =
-      absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));
-  options.world_accessible_socket_for_test =
-      absl::GetFlag(FLAGS_testonly_world_accessible_socket);
+  options.shutdown_grace = absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));
+  options.world_accessible_socket_for_test = absl::GetFlag(FLAGS_testonly_world_accessible_socket);
   options.listen = absl::GetFlag(FLAGS_listen);
   options.insecure_loopback = absl::GetFlag(FLAGS_insecure_loopback);
   options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
@@ -165,26 +147,21 @@ int main(int argc, char **argv) {
   options.quotas.kernels = absl::GetFlag(FLAGS_quota_kernels);
   options.quotas.sessions = absl::GetFlag(FLAGS_quota_sessions);
   options.quotas.queued = absl::GetFlag(FLAGS_quota_queued);
-  options.engine.kernel_limits.max_mil_bytes =
-      absl::GetFlag(FLAGS_max_mil_bytes);
-  options.engine.kernel_limits.max_weight_bytes =
-      absl::GetFlag(FLAGS_max_weight_bytes);
-  options.engine.kernel_limits.max_tensor_bytes =
-      absl::GetFlag(FLAGS_max_tensor_bytes);
+  options.engine.kernel_limits.max_mil_bytes = absl::GetFlag(FLAGS_max_mil_bytes);
+  options.engine.kernel_limits.max_weight_bytes = absl::GetFlag(FLAGS_max_weight_bytes);
+  options.engine.kernel_limits.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);
   options.engine.kernel_limits.max_kernels = absl::GetFlag(FLAGS_max_kernels);
   options.engine.cache_bytes = absl::GetFlag(FLAGS_cache_bytes);
   options.engine.compile_budget = absl::GetFlag(FLAGS_compile_budget);
   options.engine.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   options.engine.data_roots = absl::GetFlag(FLAGS_data_root);
   options.engine.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
-  anerd::engine::WorkerSettings &workers = options.engine.workers;
+  anerd::engine::WorkerSettings& workers = options.engine.workers;
   workers.binary = anerd::worker::SelfExecutablePath();
   workers.isolate_ane = absl::GetFlag(FLAGS_isolate_ane);
   workers.isolate_cpu = absl::GetFlag(FLAGS_isolate_cpu);
-  workers.heartbeat_timeout =
-      absl::Milliseconds(absl::GetFlag(FLAGS_worker_heartbeat_timeout_ms));
-  workers.call_timeout =
-      absl::Seconds(absl::GetFlag(FLAGS_worker_call_timeout_s));
+  workers.heartbeat_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_worker_heartbeat_timeout_ms));
+  workers.call_timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_call_timeout_s));
   workers.quarantine_after = absl::GetFlag(FLAGS_quarantine_after);
   workers.test_ops = absl::GetFlag(FLAGS_testonly_ops);
   workers.log_level = options.log_level;

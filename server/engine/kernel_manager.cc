@@ -20,47 +20,37 @@
 namespace anerd::engine {
 namespace {
 
-constexpr uint64_t kFlushEvery = 256; // evaluations between hit-counter writes
+constexpr uint64_t kFlushEvery = 256;  // evaluations between hit-counter writes
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
-double MsSince(absl::Time start) {
-  return absl::ToDoubleMilliseconds(absl::Now() - start);
-}
+double MsSince(absl::Time start) { return absl::ToDoubleMilliseconds(absl::Now() - start); }
 
-std::string EncodeList(const std::vector<backend::TensorSignature> &sigs) {
+std::string EncodeList(const std::vector<backend::TensorSignature>& sigs) {
   std::vector<std::string> parts;
-  for (const backend::TensorSignature &s : sigs) {
+  for (const backend::TensorSignature& s : sigs) {
     parts.push_back(absl::StrCat(s.name, ":", mil::DTypeName(s.type.dtype), "[",
                                  absl::StrJoin(s.type.shape, ","), "]"));
   }
   return absl::StrJoin(parts, ";");
 }
 
-absl::Status DecodeList(absl::string_view text,
-                        std::vector<backend::TensorSignature> *out) {
+absl::Status DecodeList(absl::string_view text, std::vector<backend::TensorSignature>* out) {
   for (absl::string_view part : absl::StrSplit(text, ';', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> nt =
-        absl::StrSplit(part, ':');
+    std::pair<absl::string_view, absl::string_view> nt = absl::StrSplit(part, ':');
     const size_t open = nt.second.find('[');
     if (open == absl::string_view::npos || nt.second.back() != ']') {
-      return absl::DataLossError(
-          absl::StrCat("malformed stored signature '", part, "'"));
+      return absl::DataLossError(absl::StrCat("malformed stored signature '", part, "'"));
     }
     backend::TensorSignature sig;
     sig.name = std::string(nt.first);
-    std::optional<mil::DType> dtype =
-        mil::DTypeFromName(nt.second.substr(0, open));
-    if (!dtype)
-      return absl::DataLossError(
-          absl::StrCat("bad dtype in signature '", part, "'"));
+    std::optional<mil::DType> dtype = mil::DTypeFromName(nt.second.substr(0, open));
+    if (!dtype) return absl::DataLossError(absl::StrCat("bad dtype in signature '", part, "'"));
     sig.type.dtype = *dtype;
-    absl::string_view dims =
-        nt.second.substr(open + 1, nt.second.size() - open - 2);
+    absl::string_view dims = nt.second.substr(open + 1, nt.second.size() - open - 2);
     for (absl::string_view d : absl::StrSplit(dims, ',', absl::SkipEmpty())) {
       int64_t v = 0;
-      if (!absl::SimpleAtoi(d, &v))
-        return absl::DataLossError("bad dim in stored signature");
+      if (!absl::SimpleAtoi(d, &v)) return absl::DataLossError("bad dim in stored signature");
       sig.type.shape.push_back(v);
     }
     out->push_back(std::move(sig));
@@ -69,124 +59,108 @@ absl::Status DecodeList(absl::string_view text,
 }
 
 // The kernel id: everything that can change the compiled result, hashed.
-std::string KernelKey(const std::string &canonical_text,
-                      const cache::KernelRecord &record,
-                      const backend::BackendDescription &backend) {
+std::string KernelKey(const std::string& canonical_text, const cache::KernelRecord& record,
+                      const backend::BackendDescription& backend) {
   Sha256 h;
   h.Update("anerd-kernel-v1\n");
   h.Update(canonical_text);
-  for (const auto &[path, sha] : record.weights)
+  for (const auto& [path, sha] : record.weights)
     h.Update(absl::StrCat("\nweight ", path, " ", sha));
-  h.Update(absl::StrCat("\nbackend ", backend.name, " ", backend.version,
-                        "\noptions ", record.options));
+  h.Update(
+      absl::StrCat("\nbackend ", backend.name, " ", backend.version, "\noptions ", record.options));
   return h.HexDigest();
 }
 
 // Rough memory held by a compiled program: decoded weights (fp32) plus the
 // program.
-uint64_t EstimateBytes(const cache::KernelRecord &record) {
+uint64_t EstimateBytes(const cache::KernelRecord& record) {
   return record.weight_bytes * 2 + record.mil_bytes + 4096;
 }
 
-} // namespace
+}  // namespace
 
-KernelManager::KernelManager(const backend::BackendRegistry *registry,
-                             std::map<std::string, DeviceExecutor *> executors,
-                             cache::KernelStore *store,
-                             cache::CompileCache *cache,
+KernelManager::KernelManager(const backend::BackendRegistry* registry,
+                             std::map<std::string, DeviceExecutor*> executors,
+                             cache::KernelStore* store, cache::CompileCache* cache,
                              std::string default_backend, KernelLimits limits)
-    : registry_(registry), executors_(std::move(executors)), store_(store),
-      cache_(cache), default_backend_(std::move(default_backend)),
+    : registry_(registry),
+      executors_(std::move(executors)),
+      store_(store),
+      cache_(cache),
+      default_backend_(std::move(default_backend)),
       limits_(limits) {}
 
-std::string
-KernelManager::CanonicalOptions(const backend::CompileOptions &options) {
-  std::string out =
-      absl::StrCat("numerics=", backend::NumericsModeName(options.numerics));
-  if (options.ignore_attn_mask)
-    absl::StrAppend(&out, ",ignore_attn_mask");
-  if (options.reference_mode)
-    absl::StrAppend(&out, ",reference_mode");
+std::string KernelManager::CanonicalOptions(const backend::CompileOptions& options) {
+  std::string out = absl::StrCat("numerics=", backend::NumericsModeName(options.numerics));
+  if (options.ignore_attn_mask) absl::StrAppend(&out, ",ignore_attn_mask");
+  if (options.reference_mode) absl::StrAppend(&out, ",reference_mode");
   return out;
 }
 
-std::string KernelManager::EncodeSignature(
-    const std::vector<backend::TensorSignature> &inputs,
-    const std::vector<backend::TensorSignature> &outputs) {
+std::string KernelManager::EncodeSignature(const std::vector<backend::TensorSignature>& inputs,
+                                           const std::vector<backend::TensorSignature>& outputs) {
   return absl::StrCat(EncodeList(inputs), "->", EncodeList(outputs));
 }
 
-absl::Status
-KernelManager::DecodeSignature(const std::string &text,
-                               std::vector<backend::TensorSignature> *inputs,
-                               std::vector<backend::TensorSignature> *outputs) {
+absl::Status KernelManager::DecodeSignature(const std::string& text,
+                                            std::vector<backend::TensorSignature>* inputs,
+                                            std::vector<backend::TensorSignature>* outputs) {
   const size_t arrow = text.find("->");
-  if (arrow == std::string::npos)
-    return absl::DataLossError("stored signature has no '->'");
-  ANERD_RETURN_IF_ERROR(
-      DecodeList(absl::string_view(text).substr(0, arrow), inputs));
+  if (arrow == std::string::npos) return absl::DataLossError("stored signature has no '->'");
+  ANERD_RETURN_IF_ERROR(DecodeList(absl::string_view(text).substr(0, arrow), inputs));
   return DecodeList(absl::string_view(text).substr(arrow + 2), outputs);
 }
 
-absl::Status
-KernelManager::CheckRequestLimits(const KernelCompileRequest &request) const {
+absl::Status KernelManager::CheckRequestLimits(const KernelCompileRequest& request) const {
   if (request.mil_text.size() > limits_.max_mil_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "MIL text is ", request.mil_text.size(), " bytes; the limit is ",
-        limits_.max_mil_bytes, " (raise it with anerd --max_mil_bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat("MIL text is ", request.mil_text.size(),
+                                                   " bytes; the limit is ", limits_.max_mil_bytes,
+                                                   " (raise it with anerd --max_mil_bytes)"));
   }
   if (request.weight_files.size() > limits_.max_weight_files) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kernel has ", request.weight_files.size(),
-                     " weight files; the limit is ", limits_.max_weight_files));
+    return absl::InvalidArgumentError(absl::StrCat("kernel has ", request.weight_files.size(),
+                                                   " weight files; the limit is ",
+                                                   limits_.max_weight_files));
   }
   uint64_t total = 0;
-  for (const auto &[path, bytes] : request.weight_files)
-    total += bytes.size();
+  for (const auto& [path, bytes] : request.weight_files) total += bytes.size();
   if (total > limits_.max_weight_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "weight files total ", total, " bytes; the limit is ",
-        limits_.max_weight_bytes, " (raise it with anerd --max_weight_bytes)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("weight files total ", total, " bytes; the limit is ",
+                     limits_.max_weight_bytes, " (raise it with anerd --max_weight_bytes)"));
   }
   return absl::OkStatus();
 }
 
-void KernelManager::Compile(
-    KernelCompileRequest request, RequestControl control,
-    std::function<void(absl::StatusOr<KernelCompileResult>)> done) {
-  if (request.backend.empty())
-    request.backend = default_backend_;
-  backend::Backend *backend = registry_->Find(request.backend);
+void KernelManager::Compile(KernelCompileRequest request, RequestControl control,
+                            std::function<void(absl::StatusOr<KernelCompileResult>)> done) {
+  if (request.backend.empty()) request.backend = default_backend_;
+  backend::Backend* backend = registry_->Find(request.backend);
   if (backend == nullptr) {
-    return done(absl::InvalidArgumentError(absl::StrCat(
-        "unknown backend '", request.backend,
-        "' (this daemon has: ", absl::StrJoin(registry_->names(), ", "), ")")));
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("unknown backend '", request.backend,
+                     "' (this daemon has: ", absl::StrJoin(registry_->names(), ", "), ")")));
   }
-  if (absl::Status s = CheckRequestLimits(request); !s.ok())
-    return done(s);
+  if (absl::Status s = CheckRequestLimits(request); !s.ok()) return done(s);
   auto shared = std::make_shared<KernelCompileRequest>(std::move(request));
   executors_.at(backend->Describe().name)
-      ->Submit(control, "compile",
-               [this, shared, backend, done = std::move(done)](
-                   absl::Status admission, absl::Duration) {
-                 if (!admission.ok())
-                   return done(admission);
-                 done(CompileNow(*shared, backend));
-               });
+      ->Submit(
+          control, "compile",
+          [this, shared, backend, done = std::move(done)](absl::Status admission, absl::Duration) {
+            if (!admission.ok()) return done(admission);
+            done(CompileNow(*shared, backend));
+          });
 }
 
-absl::StatusOr<KernelCompileResult>
-KernelManager::CompileNow(KernelCompileRequest &request,
-                          backend::Backend *backend) {
-  ANERD_ASSIGN_OR_RETURN(mil::Program program,
-                         mil::ParseProgram(request.mil_text));
+absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileRequest& request,
+                                                              backend::Backend* backend) {
+  ANERD_ASSIGN_OR_RETURN(mil::Program program, mil::ParseProgram(request.mil_text));
   mil::WeightFiles weights;
-  for (auto &[path, bytes] : request.weight_files) {
+  for (auto& [path, bytes] : request.weight_files) {
     ANERD_RETURN_IF_ERROR(weights.Add(path, std::move(bytes)));
   }
-  ANERD_ASSIGN_OR_RETURN(
-      mil::VerifiedProgram verified,
-      mil::VerifyProgram(std::move(program), std::move(weights)));
+  ANERD_ASSIGN_OR_RETURN(mil::VerifiedProgram verified,
+                         mil::VerifyProgram(std::move(program), std::move(weights)));
   const std::string canonical = mil::PrintProgram(verified.program());
   cache::KernelRecord record;
   record.name = request.name;
@@ -194,21 +168,18 @@ KernelManager::CompileNow(KernelCompileRequest &request,
   record.options = CanonicalOptions(request.options);
   record.mil_sha = Sha256Hex(canonical);
   record.mil_bytes = canonical.size();
-  for (const auto &[path, bytes] : verified.weights().files()) {
+  for (const auto& [path, bytes] : verified.weights().files()) {
     auto known = request.weight_sha256.find(path);
-    record.weights.emplace_back(path, known != request.weight_sha256.end()
-                                          ? known->second
-                                          : Sha256Hex(*bytes));
+    record.weights.emplace_back(
+        path, known != request.weight_sha256.end() ? known->second : Sha256Hex(*bytes));
     record.weight_bytes += bytes->size();
   }
   record.id = KernelKey(canonical, record, backend->Describe());
   KernelCompileResult result;
-  for (const mil::Diagnostic &w : verified.warnings())
-    result.warnings.push_back(w.ToString());
+  for (const mil::Diagnostic& w : verified.warnings()) result.warnings.push_back(w.ToString());
 
   ANERD_RETURN_IF_ERROR(CheckOwnerQuota(request, record.id));
-  if (std::shared_ptr<backend::CompiledProgram> hit =
-          cache_->Lookup(record.id)) {
+  if (std::shared_ptr<backend::CompiledProgram> hit = cache_->Lookup(record.id)) {
     CountUse(record.id);
     absl::StatusOr<cache::KernelRecord> stored = store_->Get(record.id);
     if (stored.ok()) {
@@ -220,9 +191,7 @@ KernelManager::CompileNow(KernelCompileRequest &request,
       ANERD_ASSIGN_OR_RETURN(result.info, MakeInfo(*std::move(stored)));
       return result;
     }
-    cache_->Erase(
-        record
-            .id); // the registry lost it (deleted concurrently): compile afresh
+    cache_->Erase(record.id);  // the registry lost it (deleted concurrently): compile afresh
   }
   absl::StatusOr<cache::KernelRecord> existing = store_->Get(record.id);
   if (!existing.ok() && store_->Count() >= limits_.max_kernels) {
@@ -236,127 +205,107 @@ KernelManager::CompileNow(KernelCompileRequest &request,
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::CompiledProgram> compiled,
                          backend->Compile(verified, request.options));
   result.compile_ms = MsSince(start);
-  if (observer_.compiled)
-    observer_.compiled(record.backend, result.compile_ms);
+  if (observer_.compiled) observer_.compiled(record.backend, result.compile_ms);
   record.signature = EncodeSignature(compiled->inputs(), compiled->outputs());
   ANERD_RETURN_IF_ERROR(store_->PutBlob(canonical).status());
-  for (const auto &[path, bytes] : verified.weights().files()) {
+  for (const auto& [path, bytes] : verified.weights().files()) {
     ANERD_RETURN_IF_ERROR(store_->PutBlob(*bytes).status());
   }
   record.created_ms = existing.ok() ? existing->created_ms : NowMs();
   record.last_used_ms = NowMs();
   record.compile_ms = result.compile_ms;
   record.hits = existing.ok() ? existing->hits : 0;
-  if (existing.ok() && record.name.empty())
-    record.name = existing->name;
+  if (existing.ok() && record.name.empty()) record.name = existing->name;
   ANERD_RETURN_IF_ERROR(store_->Put(record));
   if (!request.owner.empty()) {
     ANERD_RETURN_IF_ERROR(store_->AddOwner(record.id, request.owner));
   }
-  cache_->Insert(record.id,
-                 std::shared_ptr<backend::CompiledProgram>(std::move(compiled)),
+  cache_->Insert(record.id, std::shared_ptr<backend::CompiledProgram>(std::move(compiled)),
                  EstimateBytes(record));
-  spdlog::info("compiled kernel {} ({}) on {} in {:.1f} ms",
-               record.id.substr(0, 12),
-               record.name.empty() ? "unnamed" : record.name, record.backend,
-               result.compile_ms);
+  spdlog::info("compiled kernel {} ({}) on {} in {:.1f} ms", record.id.substr(0, 12),
+               record.name.empty() ? "unnamed" : record.name, record.backend, result.compile_ms);
   ANERD_ASSIGN_OR_RETURN(result.info, MakeInfo(std::move(record)));
   return result;
 }
 
-absl::StatusOr<std::shared_ptr<backend::CompiledProgram>>
-KernelManager::LoadNow(const cache::KernelRecord &record) {
-  backend::Backend *backend = registry_->Find(record.backend);
+absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> KernelManager::LoadNow(
+    const cache::KernelRecord& record) {
+  backend::Backend* backend = registry_->Find(record.backend);
   if (backend == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("kernel ", record.id, " was compiled for backend '",
-                     record.backend, "', which this daemon does not have"));
+    return absl::FailedPreconditionError(absl::StrCat("kernel ", record.id,
+                                                      " was compiled for backend '", record.backend,
+                                                      "', which this daemon does not have"));
   }
   ANERD_ASSIGN_OR_RETURN(std::string text, store_->GetBlob(record.mil_sha));
   ANERD_ASSIGN_OR_RETURN(mil::Program program, mil::ParseProgram(text));
   mil::WeightFiles weights;
-  for (const auto &[path, sha] : record.weights) {
+  for (const auto& [path, sha] : record.weights) {
     ANERD_ASSIGN_OR_RETURN(std::string bytes, store_->GetBlob(sha));
     ANERD_RETURN_IF_ERROR(weights.Add(path, std::move(bytes)));
   }
-  ANERD_ASSIGN_OR_RETURN(
-      mil::VerifiedProgram verified,
-      mil::VerifyProgram(std::move(program), std::move(weights)));
+  ANERD_ASSIGN_OR_RETURN(mil::VerifiedProgram verified,
+                         mil::VerifyProgram(std::move(program), std::move(weights)));
   backend::CompileOptions options;
   options.numerics = absl::StrContains(record.options, "numerics=fp32")
                          ? backend::NumericsMode::kFp32
                          : backend::NumericsMode::kAne;
-  options.ignore_attn_mask =
-      absl::StrContains(record.options, "ignore_attn_mask");
+  options.ignore_attn_mask = absl::StrContains(record.options, "ignore_attn_mask");
   options.reference_mode = absl::StrContains(record.options, "reference_mode");
   const absl::Time start = absl::Now();
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::CompiledProgram> compiled,
                          backend->Compile(verified, options));
   const double ms = MsSince(start);
-  if (observer_.compiled)
-    observer_.compiled(record.backend, ms);
+  if (observer_.compiled) observer_.compiled(record.backend, ms);
   std::shared_ptr<backend::CompiledProgram> shared(std::move(compiled));
   cache_->Insert(record.id, shared, EstimateBytes(record));
   (void)store_->RecordUse(record.id, 0, NowMs(), ms);
-  spdlog::info("recompiled kernel {} from stored sources in {:.1f} ms",
-               record.id.substr(0, 12), ms);
+  spdlog::info("recompiled kernel {} from stored sources in {:.1f} ms", record.id.substr(0, 12),
+               ms);
   return shared;
 }
 
-void KernelManager::Eval(
-    std::string id, std::vector<backend::NamedTensor> inputs,
-    RequestControl control,
-    std::function<void(absl::StatusOr<KernelEvalResult>)> done) {
+void KernelManager::Eval(std::string id, std::vector<backend::NamedTensor> inputs,
+                         RequestControl control,
+                         std::function<void(absl::StatusOr<KernelEvalResult>)> done) {
   absl::StatusOr<cache::KernelRecord> record = store_->Get(id);
-  if (!record.ok())
-    return done(record.status());
+  if (!record.ok()) return done(record.status());
   auto it = executors_.find(record->backend);
   if (it == executors_.end()) {
-    return done(absl::FailedPreconditionError(
-        absl::StrCat("kernel ", id, " needs backend '", record->backend,
-                     "', which this daemon does not have")));
+    return done(absl::FailedPreconditionError(absl::StrCat(
+        "kernel ", id, " needs backend '", record->backend, "', which this daemon does not have")));
   }
-  auto shared_inputs =
-      std::make_shared<std::vector<backend::NamedTensor>>(std::move(inputs));
-  auto shared_record =
-      std::make_shared<cache::KernelRecord>(*std::move(record));
+  auto shared_inputs = std::make_shared<std::vector<backend::NamedTensor>>(std::move(inputs));
+  auto shared_record = std::make_shared<cache::KernelRecord>(*std::move(record));
   it->second->Submit(
       control, "evaluation",
-      [this, shared_inputs, shared_record,
-       done = std::move(done)](absl::Status admission, absl::Duration queued) {
-        if (!admission.ok())
-          return done(admission);
+      [this, shared_inputs, shared_record, done = std::move(done)](absl::Status admission,
+                                                                   absl::Duration queued) {
+        if (!admission.ok()) return done(admission);
         const absl::Time start = absl::Now();
         KernelEvalResult result;
         result.timing.queued_us = absl::ToDoubleMicroseconds(queued);
-        std::shared_ptr<backend::CompiledProgram> program =
-            cache_->Lookup(shared_record->id);
+        std::shared_ptr<backend::CompiledProgram> program = cache_->Lookup(shared_record->id);
         if (program == nullptr) {
           absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> loaded =
               LoadNow(*shared_record);
-          if (!loaded.ok())
-            return done(NameKernel(shared_record->id, loaded.status()));
+          if (!loaded.ok()) return done(NameKernel(shared_record->id, loaded.status()));
           program = *std::move(loaded);
           result.timing.recompiled = true;
         }
         absl::StatusOr<backend::RunResult> run = program->Run(*shared_inputs);
-        if (!run.ok())
-          return done(NameKernel(shared_record->id, run.status()));
+        if (!run.ok()) return done(NameKernel(shared_record->id, run.status()));
         CountUse(shared_record->id);
         result.outputs = std::move(run->outputs);
         result.timing.execute_us = run->timing.total_us;
         if (observer_.evaluated) {
-          observer_.evaluated(shared_record->backend,
-                              result.timing.execute_us / 1000.0);
+          observer_.evaluated(shared_record->backend, result.timing.execute_us / 1000.0);
         }
-        result.timing.total_us =
-            absl::ToDoubleMicroseconds(absl::Now() - start);
+        result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
         done(std::move(result));
       });
 }
 
-absl::Status KernelManager::NameKernel(const std::string &id,
-                                       const absl::Status &status) {
+absl::Status KernelManager::NameKernel(const std::string& id, const absl::Status& status) {
   // A worker crash (UNAVAILABLE) or a quarantine (FAILED_PRECONDITION) comes
   // from the backend without the kernel's id; the client needs to know which
   // kernel it was.
@@ -364,18 +313,16 @@ absl::Status KernelManager::NameKernel(const std::string &id,
       status.code() != absl::StatusCode::kFailedPrecondition) {
     return status;
   }
-  return absl::Status(status.code(),
-                      absl::StrCat("kernel ", id, ": ", status.message()));
+  return absl::Status(status.code(), absl::StrCat("kernel ", id, ": ", status.message()));
 }
 
-void KernelManager::CountUse(const std::string &id) {
+void KernelManager::CountUse(const std::string& id) {
   bool flush = false;
   {
     absl::MutexLock lock(&mu_);
     flush = ++pending_hits_[id] >= kFlushEvery;
   }
-  if (flush)
-    FlushUsage();
+  if (flush) FlushUsage();
 }
 
 void KernelManager::FlushUsage() {
@@ -385,14 +332,12 @@ void KernelManager::FlushUsage() {
     pending.swap(pending_hits_);
   }
   const int64_t now = NowMs();
-  for (const auto &[id, hits] : pending)
-    (void)store_->RecordUse(id, hits, now, -1);
+  for (const auto& [id, hits] : pending) (void)store_->RecordUse(id, hits, now, -1);
 }
 
 absl::StatusOr<KernelInfo> KernelManager::MakeInfo(cache::KernelRecord record) {
   KernelInfo info;
-  ANERD_RETURN_IF_ERROR(
-      DecodeSignature(record.signature, &info.inputs, &info.outputs));
+  ANERD_RETURN_IF_ERROR(DecodeSignature(record.signature, &info.inputs, &info.outputs));
   info.loaded = cache_->Contains(record.id);
   info.record = std::move(record);
   return info;
@@ -401,53 +346,51 @@ absl::StatusOr<KernelInfo> KernelManager::MakeInfo(cache::KernelRecord record) {
 absl::StatusOr<std::vector<KernelInfo>> KernelManager::List() {
   FlushUsage();
   std::vector<KernelInfo> out;
-  for (cache::KernelRecord &r : store_->List()) {
+  for (cache::KernelRecord& r : store_->List()) {
     ANERD_ASSIGN_OR_RETURN(KernelInfo info, MakeInfo(std::move(r)));
     out.push_back(std::move(info));
   }
   return out;
 }
 
-absl::StatusOr<KernelInfo> KernelManager::Get(const std::string &id) {
+absl::StatusOr<KernelInfo> KernelManager::Get(const std::string& id) {
   FlushUsage();
   ANERD_ASSIGN_OR_RETURN(cache::KernelRecord record, store_->Get(id));
   return MakeInfo(std::move(record));
 }
 
-absl::Status KernelManager::Delete(const std::string &id) {
+absl::Status KernelManager::Delete(const std::string& id) {
   ANERD_RETURN_IF_ERROR(store_->Delete(id));
   EraseLoaded(id);
   return absl::OkStatus();
 }
 
-absl::Status KernelManager::Release(const std::string &id,
-                                    const std::string &owner) {
+absl::Status KernelManager::Release(const std::string& id, const std::string& owner) {
   if (owner.empty()) return Delete(id);
   ANERD_ASSIGN_OR_RETURN(bool removed, store_->Release(id, owner));
   if (removed) EraseLoaded(id);
   return absl::OkStatus();
 }
 
-void KernelManager::EraseLoaded(const std::string &id) {
+void KernelManager::EraseLoaded(const std::string& id) {
   cache_->Erase(id);
   absl::MutexLock lock(&mu_);
   pending_hits_.erase(id);
 }
 
-absl::Status
-KernelManager::CheckOwnerQuota(const KernelCompileRequest &request,
-                               const std::string &id) const {
+absl::Status KernelManager::CheckOwnerQuota(const KernelCompileRequest& request,
+                                            const std::string& id) const {
   if (request.owner.empty() || request.max_owned <= 0) return absl::OkStatus();
   ANERD_ASSIGN_OR_RETURN(std::vector<std::string> owners, store_->Owners(id));
   if (std::find(owners.begin(), owners.end(), request.owner) != owners.end()) {
-    return absl::OkStatus(); // already counted
+    return absl::OkStatus();  // already counted
   }
   ANERD_ASSIGN_OR_RETURN(int64_t owned, store_->CountOwned(request.owner));
   if (owned < request.max_owned) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "kernel quota: client ", request.owner, " already stores ", owned,
-      " kernels, its limit (anerd --quota_kernels=", request.max_owned,
-      "); delete some with anectl kernel rm"));
+  return absl::ResourceExhaustedError(
+      absl::StrCat("kernel quota: client ", request.owner, " already stores ", owned,
+                   " kernels, its limit (anerd --quota_kernels=", request.max_owned,
+                   "); delete some with anectl kernel rm"));
 }
 
-} // namespace anerd::engine
+}  // namespace anerd::engine
