@@ -131,11 +131,13 @@ void BenchTraining(Backend& local, Backend& worker, const std::string& model, in
     std::exit(1);
   }
   std::vector<double> ma, mb;
+  bool identical = true;
   for (int i = 0; i < steps + 2; ++i) {
     auto ra = (*a)->Step();
     auto rb = (*b)->Step();
     if (!ra.ok() || !rb.ok()) std::exit(1);
     if (ra->loss != rb->loss) {
+      identical = false;
       std::fprintf(stderr, "step %d: losses differ (%g vs %g)\n", i + 1, ra->loss, rb->loss);
     }
     if (i < 2) continue;
@@ -144,8 +146,9 @@ void BenchTraining(Backend& local, Backend& worker, const std::string& model, in
   }
   std::printf(
       "{\"type\":\"train_step\",\"model\":\"%s\",\"steps\":%d,\"in_process_ms\":%.1f,"
-      "\"worker_ms\":%.1f,\"overhead_pct\":%.2f,\"target_pct\":5}\n",
-      model.c_str(), steps, Median(ma), Median(mb), 100.0 * (Median(mb) / Median(ma) - 1.0));
+      "\"worker_ms\":%.1f,\"overhead_pct\":%.2f,\"target_pct\":5,\"losses_identical\":%s}\n",
+      model.c_str(), steps, Median(ma), Median(mb), 100.0 * (Median(mb) / Median(ma) - 1.0),
+      identical ? "true" : "false");
   std::remove(data.c_str());
   rmdir(dir);
 }
