@@ -40,6 +40,7 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
                        {"restarts", w.restarts()},
                        {"crashes", w.crashes()},
                        {"quarantined", w.quarantined()},
+                       {"activity", w.activity()},
                        {"recent_restart_reasons",
                         Json(std::vector<std::string>(w.recent_restart_reasons().begin(),
                                                       w.recent_restart_reasons().end()))}});
@@ -82,6 +83,7 @@ void PrintWorkers(CommandContext& ctx, const v1::GetInfoResponse& info) {
     std::cout << absl::StrFormat("  %-9s %-8s %-5d %-9s %-9s %-9d %s\n", w.backend(), pid,
                                  w.generation(), budget, FormatDuration(w.uptime_seconds()),
                                  w.restarts(), w.crashes() > 0 ? ctx.Red(crashes) : crashes);
+    std::cout << "    " << ctx.Dim("now: " + w.activity()) << "\n";
     const int n = w.recent_restart_reasons_size();
     for (int i = std::max(0, n - 3); i < n; ++i) {
       std::cout << "    " << ctx.Dim(w.recent_restart_reasons(i)) << "\n";

@@ -33,6 +33,7 @@ WorkerSummary ToSummary(const worker::WorkerStatus& s) {
   out.restarts = s.restarts;
   out.crashes = s.crashes;
   out.quarantined = s.quarantined;
+  out.activity = s.activity;
   out.recent_restart_reasons = s.recent_restart_reasons;
   return out;
 }

@@ -72,6 +72,7 @@ struct WorkerSummary {
   uint64_t restarts = 0;        // replacements so far (budget recycles + crashes)
   uint64_t crashes = 0;         // of which crashes or hangs
   uint64_t quarantined = 0;     // programs refused after crashing the worker repeatedly
+  std::string activity;         // "idle", "starting", or the running call and its duration
   std::vector<std::string> recent_restart_reasons;  // newest last, at most 8
 };
 

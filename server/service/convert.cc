@@ -53,6 +53,7 @@ void ToProto(const engine::DaemonInfo& info, v1::GetInfoResponse* out) {
     p->set_restarts(w.restarts);
     p->set_crashes(w.crashes);
     p->set_quarantined(w.quarantined);
+    p->set_activity(w.activity);
     for (const std::string& r : w.recent_restart_reasons) p->add_recent_restart_reasons(r);
   }
   v1::CacheStats* c = out->mutable_cache();

@@ -673,6 +673,14 @@ WorkerStatus WorkerPool::Status() const {
     s.pid = current_->pid;
     s.generation = current_->generation;
     s.uptime_seconds = absl::ToDoubleSeconds(absl::Now() - current_->started);
+    s.activity =
+        current_->in_call
+            ? absl::StrCat(current_->call_what, " for ",
+                           absl::FormatDuration(absl::Trunc(absl::Now() - current_->call_started,
+                                                            absl::Milliseconds(1))))
+            : "idle";
+  } else {
+    s.activity = "starting";
   }
   s.compiles_used = current_compiles_;
   s.compile_budget = description_.capabilities.compile_budget;

@@ -56,6 +56,7 @@ struct WorkerStatus {
   uint64_t restarts = 0;
   uint64_t crashes = 0;
   uint64_t quarantined = 0;
+  std::string activity;  // "idle", or what the worker is doing and for how long
   std::vector<std::string> recent_restart_reasons;  // newest last, at most 8
 };
 

@@ -187,6 +187,7 @@ TEST_F(WorkerTest, WorkerCrashesFailOnlyTheirRequestAndRepeatOffendersAreQuarant
   EXPECT_THAT(status.out, HasSubstr("WORKER"));
   EXPECT_THAT(status.out, HasSubstr("ane-sim"));
   EXPECT_THAT(status.out, HasSubstr("1 quarantined"));
+  EXPECT_THAT(status.out, HasSubstr("now: idle"));
   EXPECT_THAT(status.out, HasSubstr("signal 6"));
 }
 

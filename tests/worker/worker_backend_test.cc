@@ -85,6 +85,7 @@ TEST_P(BudgetTest, ThreeTimesTheBudgetOfKernelsAllCompileAndRun) {
   ASSERT_NE(worker, nullptr);
   EXPECT_EQ(worker->Describe().name, GetParam());
   EXPECT_EQ(worker->Describe().capabilities.compile_budget, kBudget);
+  EXPECT_EQ(worker->Status().activity, "idle");
   absl::StatusOr<std::unique_ptr<backend::Backend>> local =
       backend::CreateBackend(GetParam(), backend::RegistryOptions{});
   ASSERT_TRUE(local.ok());
@@ -129,6 +130,7 @@ TEST(WorkerBackendTest, KillDuringEvaluationFailsOnlyThatCallAndWorkContinues) {
   absl::StatusOr<backend::RunResult> hung;
   std::thread t([&] { hung = (*hang)->Run(Input(4, 1)); });
   absl::SleepFor(absl::Milliseconds(300));  // the call is inside the worker now
+  EXPECT_THAT(worker->Status().activity, HasSubstr("running program"));
   ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGKILL), 0);
   t.join();
   EXPECT_EQ(hung.status().code(), absl::StatusCode::kUnavailable);
