@@ -6,7 +6,7 @@ set -euo pipefail
 DEBIAN_PACKAGES=(
   cmake ninja-build g++ pkg-config python3
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libssl-dev libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev libopenblas-dev
+  openssl libssl-dev libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev libopenblas-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf python3-numpy
