@@ -15,10 +15,6 @@
 #include "server/backend/cpu/kernels/kernels.h"
 #include "server/backend/cpu/kernels/parallel.h"
 
-#if !defined(ANERD_BLAS_ACCELERATE)
-#include <cblas.h>
-#endif
-
 namespace anerd::backend::cpu {
 namespace {
 
@@ -183,56 +179,6 @@ TEST_F(ParallelForTest, KernelsGiveIdenticalResultsSerialAndSplit) {
   double row = 0;
   for (int i = 0; i < 67; ++i) row += outs[1][0][i];
   EXPECT_NEAR(row, 1.0, 1e-2);
-}
-
-// Batched matmul heads run two at a time (ParallelGemms, OpenBLAS on one thread meanwhile) give
-// the same bits as the serial loop, including operands copied to per-part scratch and fp16
-// rounding per head, and OpenBLAS's thread count is restored afterwards.
-TEST_F(ParallelForTest, BatchedMatmulIdenticalSerialAndTwoHeadsAtOnce) {
-  const int64_t b = 7, m = 40, k = 24, n = 16;
-  std::vector<float> xd(b * m * 2 * k), yd(b * k * n);  // in [-1, 1]: fp16-safe sums
-  for (size_t i = 0; i < xd.size(); ++i) xd[i] = std::sin(0.37 * i);
-  for (size_t i = 0; i < yd.size(); ++i) yd[i] = std::cos(0.11 * i);
-  MatmulArgs args{Strided{xd.data(), {b, m, k}, {m * 2 * k, 2 * k, 2}},  // cs 2: via scratch
-                  Strided{yd.data(), {b, k, n}, {k * n, 1, k}},          // transposed view
-                  {b, m, n},
-                  {m * n, n, 1}};
-  std::vector<float> out[2];
-  for (int mode = 0; mode < 2; ++mode) {
-    SetParallelForThreads(mode == 0 ? 1 : 2);
-#if !defined(ANERD_BLAS_ACCELERATE)
-    const int blas_threads = openblas_get_num_threads();
-#endif
-    std::vector<float> scratch(MatmulScratchFloats(args), -1.0f);
-    out[mode].assign(b * m * n, -7.0f);
-    Matmul(args, out[mode].data(), scratch.data(), Rounding::kFp16);
-#if !defined(ANERD_BLAS_ACCELERATE)
-    EXPECT_EQ(openblas_get_num_threads(), blas_threads);
-#endif
-  }
-  ASSERT_EQ(0, std::memcmp(out[0].data(), out[1].data(), out[0].size() * 4));
-  double want = 0;  // one element by hand: batch 5, row 3, column 11
-  for (int64_t i = 0; i < k; ++i) {
-    want += double{xd[5 * m * 2 * k + 3 * 2 * k + 2 * i]} * yd[5 * k * n + 11 * k + i];
-  }
-  EXPECT_NEAR(out[1][(5 * m + 3) * n + 11], want, 1e-2);
-}
-
-// ParallelGemms visits every item exactly once when it runs, and declines when serial.
-TEST_F(ParallelForTest, ParallelGemmsVisitsEachItemOnceOrDeclines) {
-  SetParallelForThreads(1);
-  EXPECT_FALSE(ParallelGemms(12, [](int, int64_t, int64_t) { ADD_FAILURE() << "ran"; }));
-  SetParallelForThreads(2);
-  std::vector<std::atomic<int>> visits(12);
-  const bool ran = ParallelGemms(12, [&](int, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) ++visits[i];
-  });
-#if defined(ANERD_BLAS_ACCELERATE)
-  EXPECT_FALSE(ran);
-#else
-  EXPECT_TRUE(ran);
-  for (auto& v : visits) EXPECT_EQ(v.load(), 1);
-#endif
 }
 
 // Rows that stress the last-axis softmax: signed zero maxima, NaN, -inf, all entries masked but

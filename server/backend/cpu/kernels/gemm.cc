@@ -5,7 +5,6 @@
 
 #include "common/fp16.h"
 #include "server/backend/cpu/kernels/kernels.h"
-#include "server/backend/cpu/kernels/parallel.h"
 #include "server/backend/cpu/view.h"
 
 #if defined(ANERD_BLAS_ACCELERATE)
@@ -67,7 +66,7 @@ int64_t MatmulScratchFloats(const MatmulArgs& args) {
   const int r = static_cast<int>(args.out_shape.size());
   const int64_t m = args.out_shape[r - 2], n = args.out_shape[r - 1];
   const int64_t k = args.x.shape.back();
-  return 2 * (m * k + k * n);  // one set per ParallelGemms part
+  return m * k + k * n;
 }
 
 namespace {
@@ -112,25 +111,22 @@ void Matmul(const MatmulArgs& args, float* out, float* scratch, Rounding roundin
   const int r = static_cast<int>(args.out_shape.size());
   const int64_t m = args.out_shape[r - 2], n = args.out_shape[r - 1];
   const int64_t k = args.x.shape.back();
-  const std::vector<int64_t> batch(args.out_shape.begin(), args.out_shape.end() - 2);
+  std::vector<int64_t> batch(args.out_shape.begin(), args.out_shape.end() - 2);
   int64_t nb = 1;
   for (int64_t d : batch) nb *= d;
-  auto run = [&](int part, int64_t b0, int64_t b1) {
-    float* s = scratch + part * (m * k + k * n);
-    for (int64_t bi = b0; bi < b1; ++bi) {
-      int64_t ooff = 0, rem = bi;
-      for (int d = static_cast<int>(batch.size()) - 1; d >= 0; --d) {
-        ooff += (rem % batch[d]) * args.out_strides[d];
-        rem /= batch[d];
-      }
-      const MatRef a = Operand(args.x, BatchOffset(args.x, batch, bi), m, k, s);
-      const MatRef b = Operand(args.y, BatchOffset(args.y, batch, bi), k, n, s + m * k);
-      const MatOut c{out + ooff, args.out_strides[r - 2], args.out_strides[r - 1]};
-      Gemm(m, n, k, a, b, c, false);
-      if (rounding == Rounding::kFp16) RoundBlock(c, m, n);
+  const std::vector<int64_t> obs = RowMajorStrides(batch);
+  for (int64_t bi = 0; bi < nb; ++bi) {
+    int64_t ooff = 0, rem = bi;
+    for (int d = static_cast<int>(batch.size()) - 1; d >= 0; --d) {
+      ooff += (rem % batch[d]) * args.out_strides[d];
+      rem /= batch[d];
     }
-  };
-  if (!ParallelGemms(nb, run)) run(0, 0, nb);
+    const MatRef a = Operand(args.x, BatchOffset(args.x, batch, bi), m, k, scratch);
+    const MatRef b = Operand(args.y, BatchOffset(args.y, batch, bi), k, n, scratch + m * k);
+    const MatOut c{out + ooff, args.out_strides[r - 2], args.out_strides[r - 1]};
+    Gemm(m, n, k, a, b, c, false);
+    if (rounding == Rounding::kFp16) RoundBlock(c, m, n);
+  }
 }
 
 int64_t ConvScratchFloats(const Strided& x, const std::vector<int64_t>& wshape,

@@ -128,8 +128,7 @@ void Gemm(int64_t m, int64_t n, int64_t k, const MatRef& a, const MatRef& b, con
 
 // Batched matmul with NumPy batch broadcasting: x [..., M, K] and y [..., K, N] (already logically
 // transposed views); out is written with strides out_strides (batch dims then rows, cols; one of
-// the last two must be 1). `scratch` holds MatmulScratchFloats floats (operands cblas cannot read,
-// one set per ParallelGemms part: batch entries may run two at a time).
+// the last two must be 1). `scratch` holds max(M*K + K*N) floats for operands cblas cannot read.
 struct MatmulArgs {
   Strided x, y;
   std::vector<int64_t> out_shape, out_strides;

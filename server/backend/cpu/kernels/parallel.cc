@@ -152,52 +152,29 @@ int SetParallelForThreads(int threads) {
   return g_threads.exchange(threads);
 }
 
-namespace {
-
-// Runs `fn` over [0, n) in chunks of `chunk` items shared with the helper; false (nothing run)
-// when the helper may not or cannot be used for this call.
-bool RunWithHelper(int64_t n, int64_t chunk, bool single_blas, RangeFn fn) {
-  const int mode = g_threads.load(std::memory_order_relaxed);
-  if (AllowedParts() < 2 || (mode == 0 && BackingOff())) return false;
-  Helper* helper = GetHelper();
-  if (!helper->TryClaim()) return false;
-  Job job;
-  job.fn = &fn;
-  job.n = n;
-  job.chunk = chunk;
-  job.chunks = (n + chunk - 1) / chunk;
-#if !defined(ANERD_BLAS_ACCELERATE)
-  const int blas_threads = openblas_get_num_threads();
-  if (single_blas) openblas_set_num_threads(1);
-#endif
-  helper->Start(&job);
-  RunChunks(&job, 0);
-  helper->Finish();
-#if !defined(ANERD_BLAS_ACCELERATE)
-  if (single_blas) openblas_set_num_threads(blas_threads);
-#endif
-  if (mode == 0) NoteHelperShare(job);
-  return true;
-}
-
-}  // namespace
-
 void ParallelFor(int64_t n, int64_t min_part, RangeFn fn) {
   if (n <= 0) return;
   min_part = std::max<int64_t>(min_part, 1);
-  if (n >= 2 * min_part) {
-    const int64_t chunks = std::min<int64_t>(n / min_part, kMaxChunks);
-    if (RunWithHelper(n, (n + chunks - 1) / chunks, false, fn)) return;
+  const int mode = g_threads.load(std::memory_order_relaxed);
+  if (n < 2 * min_part || AllowedParts() < 2 || (mode == 0 && BackingOff())) {
+    fn(0, 0, n);
+    return;
   }
-  fn(0, 0, n);
-}
-
-bool ParallelGemms(int64_t n, RangeFn fn) {
-#if defined(ANERD_BLAS_ACCELERATE)
-  return false;  // Accelerate's GEMM threading cannot be limited per call
-#else
-  return n >= 2 && RunWithHelper(n, 1, true, fn);
-#endif
+  Helper* helper = GetHelper();
+  if (!helper->TryClaim()) {
+    fn(0, 0, n);
+    return;
+  }
+  Job job;
+  job.fn = &fn;
+  job.n = n;
+  job.chunks = std::min<int64_t>(n / min_part, kMaxChunks);
+  job.chunk = (n + job.chunks - 1) / job.chunks;
+  job.chunks = (n + job.chunk - 1) / job.chunk;
+  helper->Start(&job);
+  RunChunks(&job, 0);
+  helper->Finish();
+  if (mode == 0) NoteHelperShare(job);
 }
 
 }  // namespace anerd::backend::cpu

@@ -27,13 +27,6 @@ namespace anerd::backend::cpu {
 using RangeFn = absl::FunctionRef<void(int part, int64_t begin, int64_t end)>;
 void ParallelFor(int64_t n, int64_t min_part, RangeFn fn);
 
-// Runs fn over [0, n) one item at a time on the calling thread and the helper, with OpenBLAS
-// limited to one thread meanwhile (each item is an independent GEMM: two single-threaded GEMMs at
-// once instead of one GEMM on OpenBLAS's pool). Returns false without running anything when
-// ParallelFor would run inline (see below), and always with Accelerate; the caller then runs the
-// items itself. fn's GEMMs must not call ParallelFor expecting a split (nested calls run inline).
-bool ParallelGemms(int64_t n, RangeFn fn);
-
 // Number of parts ParallelFor may use: 0 = automatic (2 when OpenBLAS runs more than one thread
 // and the machine has more than one core, else 1; and when the helper ran under a quarter of the
 // chunks on two calls in a row, i.e. it did not get a core in time on a loaded machine, the next
