@@ -23,6 +23,7 @@ namespace anerd {
 namespace {
 
 using testing::DaemonProcess;
+using testing::FreeLoopbackPort;
 using ::testing::HasSubstr;
 using testing::RunResult;
 using testing::TempDir;
@@ -44,19 +45,6 @@ std::vector<float> WriteConvInput(const std::string& path) {
   }
   EXPECT_TRUE(WriteNpyFile(path, a).ok());
   return x;
-}
-
-// A port the kernel just handed out on loopback (closed again, so the daemon can take it).
-int FreeLoopbackPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 std::string CompileConv(const DaemonProcess& daemon) {

@@ -27,25 +27,13 @@ namespace anerd {
 namespace {
 
 using testing::DaemonProcess;
+using testing::FreeLoopbackPort;
 using ::testing::HasSubstr;
 using testing::RunResult;
 using testing::TempDir;
 using Json = nlohmann::json;
 
 const std::string kConvMil = std::string(ANERD_SOURCE_DIR) + "/examples/kernels/conv1x1/conv.mil";
-
-// A loopback port nothing listens on right now (bound and released).
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // GET `path` over a plain TCP socket; returns the whole response (head and body).
 std::string HttpGet(int port, const std::string& path) {
@@ -117,7 +105,7 @@ Exposition Parse(const std::string& body) {
 TEST(RemoteMetricsTest, ScrapeAfterWorkHasRpcCompileCacheAndSessionSeries) {
   TempDir dir;
   DaemonProcess daemon(dir.path());
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   ASSERT_TRUE(daemon.Start({"--metrics_listen=127.0.0.1:" + std::to_string(port)}).ok())
       << daemon.ReadLog();
 
@@ -188,9 +176,10 @@ TEST(RemoteMetricsTest, ScrapeAfterWorkHasRpcCompileCacheAndSessionSeries) {
 
 TEST(RemoteMetricsTest, NonLoopbackMetricsAddressIsRefusedUnlessAllowed) {
   TempDir dir;
-  RunResult r = testing::RunProgram({testing::AnerdBinary(), "--socket=" + dir.path() + "/x.sock",
-                                     "--state_dir=" + dir.path() + "/state",
-                                     "--metrics_listen=0.0.0.0:" + std::to_string(FreePort())});
+  RunResult r =
+      testing::RunProgram({testing::AnerdBinary(), "--socket=" + dir.path() + "/x.sock",
+                           "--state_dir=" + dir.path() + "/state",
+                           "--metrics_listen=0.0.0.0:" + std::to_string(FreeLoopbackPort())});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("--metrics_allow_remote"));
   RunResult bad =
@@ -200,7 +189,7 @@ TEST(RemoteMetricsTest, NonLoopbackMetricsAddressIsRefusedUnlessAllowed) {
   EXPECT_THAT(bad.err, HasSubstr("HOST:PORT"));
 
   DaemonProcess daemon(dir.path());
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   ASSERT_TRUE(
       daemon.Start({"--metrics_listen=0.0.0.0:" + std::to_string(port), "--metrics_allow_remote"})
           .ok())

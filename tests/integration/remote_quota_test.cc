@@ -23,24 +23,12 @@ namespace anerd {
 namespace {
 
 using testing::DaemonProcess;
+using testing::FreeLoopbackPort;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::RunResult;
 using testing::TempDir;
 using Json = nlohmann::json;
-
-// A loopback port nothing listens on right now (bound and released).
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 class RemoteQuotaTest : public ::testing::Test {
  protected:
@@ -51,7 +39,7 @@ class RemoteQuotaTest : public ::testing::Test {
       tokens_[name] = r.out.substr(0, r.out.find('\n'));
       std::ofstream(TokenFile(name)) << name << " " << tokens_[name] << "\n";
     }
-    port_ = std::to_string(FreePort());
+    port_ = std::to_string(FreeLoopbackPort());
   }
 
   absl::Status Start(const std::vector<std::string>& quotas) {

@@ -22,6 +22,7 @@ namespace anerd {
 namespace {
 
 using testing::DaemonProcess;
+using testing::FreeLoopbackPort;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::RunProgram;
@@ -29,19 +30,6 @@ using testing::RunResult;
 using testing::TempDir;
 
 constexpr char kOpenssl[] = "/usr/bin/openssl";
-
-// A loopback port nothing listens on right now (bound and released).
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 class RemoteTest : public ::testing::Test {
  protected:
@@ -57,7 +45,7 @@ class RemoteTest : public ::testing::Test {
     ASSERT_EQ(token.exit_code, 0) << token.err;
     token_ = token.out.substr(0, token.out.find('\n'));
     ASSERT_EQ(token_.size(), 64u);
-    port_ = std::to_string(FreePort());
+    port_ = std::to_string(FreeLoopbackPort());
   }
 
   std::string Tokens() const { return dir_.path() + "/tokens"; }

@@ -7,6 +7,7 @@
 #if defined(__linux__)
 #include <sys/prctl.h>
 #endif
+#include <netinet/in.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -192,6 +193,22 @@ RunResult DaemonProcess::Anectl(const std::vector<std::string>& args,
   std::vector<std::string> argv = {AnectlBinary(), "--host", host()};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunProgram(argv, options);
+}
+
+int FreeLoopbackPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(addr);
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
 }
 
 }  // namespace anerd::testing

@@ -30,6 +30,10 @@ struct RunOptions {
 // Runs `argv` to completion (killing it after options.timeout).
 RunResult RunProgram(const std::vector<std::string>& argv, const RunOptions& options = {});
 
+// A loopback TCP port nothing listens on right now (bound to port 0, read back, closed), for a
+// daemon's --listen or --metrics_listen. 0 if the system refused.
+int FreeLoopbackPort();
+
 // A fresh temp directory, removed (recursively) on destruction.
 class TempDir {
  public:
