@@ -1,5 +1,7 @@
 // Each CPU op of the training step against a direct (double-precision, naive) implementation, plus
 // configs, spec validation, data loading/sampling, model-file and checkpoint validation.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -30,7 +32,9 @@ std::vector<float> Random(int64_t n, uint64_t seed, double scale = 1.0) {
 }
 
 std::string Temp(const std::string& name) {
-  return std::string(ANERD_BINARY_DIR) + "/training_ops_test_" + name;
+  // ctest runs every test of this binary as its own process, in parallel: one file per process.
+  return std::string(ANERD_BINARY_DIR) + "/training_ops_test_" + std::to_string(getpid()) + "_" +
+         name;
 }
 
 void WriteBytes(const std::string& path, const std::string& bytes) {

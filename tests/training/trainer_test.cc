@@ -3,6 +3,8 @@
 // run exactly; GQA and vocabulary compaction train; llama2.c export/import round-trips.
 #include "server/training/trainer.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -17,7 +19,9 @@ namespace anerd::training {
 namespace {
 
 std::string TempPath(const std::string& name) {
-  return std::string(ANERD_BINARY_DIR) + "/training_trainer_test_" + name;
+  // ctest runs every test of this binary as its own process, in parallel: one file per process.
+  return std::string(ANERD_BINARY_DIR) + "/training_trainer_test_" + std::to_string(getpid()) +
+         "_" + name;
 }
 
 std::string WriteCorpus() {
