@@ -167,6 +167,7 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
   uint64_t crashes_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<std::string> reasons_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_eager_restart_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::thread monitor_;
 };
 
@@ -710,7 +711,10 @@ void WorkerPool::MonitorTick() {
     if (p != nullptr && !p->reaped) {
       ReapLocked(p);
       if (p->reaped) {
-        idle_death = !p->in_call;
+        // Replaced eagerly at most once a second: a worker that keeps dying right after it
+        // starts is then replaced only when a request needs it, not in a tight loop.
+        idle_death = !p->in_call && now - last_eager_restart_ > absl::Seconds(1);
+        if (idle_death) last_eager_restart_ = now;
       } else if (p->kill_reason.empty()) {
         const uint64_t beats = __atomic_load_n(
             &reinterpret_cast<HeartbeatPage*>(p->heartbeat.data())->beats, __ATOMIC_RELAXED);
