@@ -428,6 +428,8 @@ void SessionManager::RunTask(const std::string& id, absl::Status admission, absl
 bool SessionManager::RecoverFromWorkerLoss(Session* s, const absl::Status& error) {
   // UNAVAILABLE from a backend means its worker process died (backend.h, worker_backend.h): the
   // trainer's state may be half-updated, so it is rebuilt from the last checkpoint.
+  // While the daemon drains, the session fails with the error instead (resumable by a client from
+  // its checkpoint): replaying here would need the trainer the drain is about to drop.
   if (error.code() != absl::StatusCode::kUnavailable || shutting_down_ ||
       s->worker_failures >= kMaxWorkerFailures) {
     return false;
@@ -452,7 +454,6 @@ bool SessionManager::RecoverFromWorkerLoss(Session* s, const absl::Status& error
 }
 
 void SessionManager::AfterStep(Session* s, const training::StepReport& report, double queued_ms) {
-  s->worker_failures = 0;
   if (report.step <= s->replay_until) {
     // Replaying steps already reported before a worker was lost: same data and same state, so
     // the same results; only the checkpoint cadence and completion matter.
@@ -460,6 +461,7 @@ void SessionManager::AfterStep(Session* s, const training::StepReport& report, d
     MaybeCheckpoint(s);
     return;
   }
+  s->worker_failures = 0;  // only new progress counts: a crash at the same step must not loop
   s->step = report.step;
   s->last_loss = report.loss;
   if (std::isnan(s->best_loss) || report.loss < s->best_loss) s->best_loss = report.loss;

@@ -162,8 +162,13 @@ void Channel::Shutdown() {
 
 absl::Status MakeSocketPair(int* a, int* b) {
   int fds[2];
+#if defined(SOCK_CLOEXEC)
+  // Atomic, so a worker spawned concurrently by another pool cannot inherit either end.
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return Errno("socketpair");
+#else
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return Errno("socketpair");
   for (int fd : fds) fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
   *a = fds[0];
   *b = fds[1];
   return absl::OkStatus();

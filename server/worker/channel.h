@@ -18,7 +18,8 @@
 
 namespace anerd::worker {
 
-inline constexpr uint32_t kMaxFrameBytes = 16 << 20;
+// Above the parser's 64 MiB MIL text limit plus message overhead, so any verified program fits.
+inline constexpr uint32_t kMaxFrameBytes = 80 << 20;
 
 class Channel {
  public:

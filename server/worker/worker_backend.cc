@@ -10,6 +10,7 @@
 #endif
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstring>
 #include <deque>
@@ -45,6 +46,12 @@ constexpr size_t kMaxReasons = 8;
 
 uint64_t AlignUp(uint64_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
 
+// Supervision deadlines use a monotonic clock: a wall-clock step or a system sleep must not look
+// like a worker that stopped beating (the value is only ever compared with other MonotonicNow()s).
+absl::Time MonotonicNow() {
+  return absl::UnixEpoch() + absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+}
+
 std::string DescribeWait(int status) {
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);
@@ -77,7 +84,7 @@ struct Process {
   int64_t compiles_used = 0;  // as last reported (call_mu_; copied under mu_ for status)
   // Supervision, guarded by the pool's mu_.
   uint64_t last_beats = 0;
-  absl::Time last_beat_change;
+  absl::Time last_beat_change;  // MonotonicNow(), like call_started and retired_at
   bool in_call = false;
   absl::Time call_started;
   std::string call_what;
@@ -143,6 +150,8 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
   std::string RecordDeath(Process* p, const std::string& what, const std::string& key)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
   void ReapLocked(Process* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reaps `p` if it exits within `limit`, releasing mu_ while it waits.
+  void WaitForExitLocked(Process* p, absl::Duration limit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteRestartLocked(std::string reason, bool crash) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool QuarantinedLocked(const std::string& key) const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     auto it = crash_counts_.find(key);
@@ -248,8 +257,15 @@ absl::StatusOr<std::unique_ptr<Process>> WorkerPool::Spawn(uint64_t generation) 
   child_fd = MoveHigh(child_fd);
   auto p = std::make_unique<Process>();
   p->channel = std::make_unique<Channel>(front_fd);
-  ANERD_ASSIGN_OR_RETURN(p->heartbeat, SharedArena::Create(sizeof(HeartbeatPage)));
-  const int hb_fd = fcntl(p->heartbeat.fd(), F_DUPFD_CLOEXEC, 10);
+  absl::StatusOr<SharedArena> heartbeat = SharedArena::Create(sizeof(HeartbeatPage));
+  const int hb_fd = heartbeat.ok() ? fcntl(heartbeat->fd(), F_DUPFD_CLOEXEC, 10) : -1;
+  if (child_fd < 0 || hb_fd < 0) {
+    if (child_fd >= 0) close(child_fd);
+    if (hb_fd >= 0) close(hb_fd);
+    return heartbeat.ok() ? absl::ResourceExhaustedError("out of file descriptors")
+                          : heartbeat.status();
+  }
+  p->heartbeat = *std::move(heartbeat);
   std::vector<std::string> args = {options_.binary,
                                    absl::StrCat("--worker=", options_.backend),
                                    "--worker_channel_fd=3",
@@ -286,7 +302,7 @@ absl::StatusOr<std::unique_ptr<Process>> WorkerPool::Spawn(uint64_t generation) 
   }
   p->generation = generation;
   p->started = absl::Now();
-  p->last_beat_change = p->started;
+  p->last_beat_change = MonotonicNow();
   return p;
 }
 
@@ -342,19 +358,23 @@ void WorkerPool::Stop() {
     if (p->channel != nullptr) (void)p->channel->Send(req);
     p->channel.reset();
   }
-  const absl::Time give_up = absl::Now() + absl::Seconds(2);
   for (auto& p : retired_) {
-    while (!p->reaped && absl::Now() < give_up) {
-      ReapLocked(p.get());
-      if (!p->reaped) absl::SleepFor(absl::Milliseconds(5));
-    }
+    WaitForExitLocked(p.get(), absl::Seconds(2));
     if (!p->reaped) {
       kill(p->pid, SIGKILL);
-      waitpid(p->pid, &p->wait_status, 0);
-      p->reaped = true;
+      WaitForExitLocked(p.get(), absl::Seconds(2));
     }
   }
   retired_.clear();
+}
+
+void WorkerPool::WaitForExitLocked(Process* p, absl::Duration limit) {
+  const absl::Time give_up = MonotonicNow() + limit;
+  for (ReapLocked(p); !p->reaped && MonotonicNow() < give_up; ReapLocked(p)) {
+    mu_.Unlock();
+    absl::SleepFor(absl::Milliseconds(5));
+    mu_.Lock();
+  }
 }
 
 void WorkerPool::ReapLocked(Process* p) {
@@ -376,17 +396,13 @@ void WorkerPool::NoteRestartLocked(std::string reason, bool crash) {
 
 std::string WorkerPool::RecordDeath(Process* p, const std::string& what, const std::string& key) {
   absl::MutexLock lock(&mu_);
-  const absl::Time give_up = absl::Now() + absl::Seconds(2);
-  for (ReapLocked(p); !p->reaped && absl::Now() < give_up; ReapLocked(p)) {
-    mu_.Unlock();
-    absl::SleepFor(absl::Milliseconds(5));
-    mu_.Lock();
-  }
+  WaitForExitLocked(p, absl::Seconds(2));
   if (!p->reaped) {
+    if (p->kill_reason.empty()) p->kill_reason = "closed its channel without exiting; killed";
     kill(p->pid, SIGKILL);
-    if (p->kill_reason.empty()) p->kill_reason = "closed its channel without exiting";
-    waitpid(p->pid, &p->wait_status, 0);
-    p->reaped = true;
+    // Never block on waitpid: a process stuck in driver teardown may take long to go; the
+    // monitor reaps it from retired_ meanwhile.
+    WaitForExitLocked(p, absl::Seconds(2));
   }
   const std::string reason = p->kill_reason.empty() ? DescribeWait(p->wait_status) : p->kill_reason;
   if (p->death_recorded) return reason;
@@ -425,13 +441,23 @@ absl::Status WorkerPool::EnsureRunningLocked() {
   current_ = *std::move(fresh);
   current_compiles_ = 0;
   pending_release_.clear();
-  if (old != nullptr) retired_.push_back(std::move(old));
+  if (old != nullptr) {
+    old->retired_at = MonotonicNow();
+    retired_.push_back(std::move(old));
+  }
+  if (st.ok() && hello.hello().protocol() != kWorkerProtocol) {
+    st = absl::InternalError(absl::StrCat("worker speaks protocol ", hello.hello().protocol()));
+  }
   if (!st.ok() || !hello.hello().available()) {
     current_->kill_reason = "failed to start";
     kill(current_->pid, SIGKILL);
     return absl::UnavailableError(absl::StrCat("cannot restart the ", options_.backend, " worker: ",
                                                st.ok() ? "unavailable" : st.message()));
   }
+  // The binary may have been upgraded on disk since the first worker: take what this one offers.
+  description_ = DescriptionFromHello(hello.hello());
+  supported_.clear();
+  supported_.insert(hello.hello().supported_ops().begin(), hello.hello().supported_ops().end());
   spdlog::info("{} worker generation {} started (pid {})", options_.backend, generation_,
                current_->pid);
   return absl::OkStatus();
@@ -446,7 +472,7 @@ absl::Status WorkerPool::RecycleLocked(const std::string& why) {
     pb::Request req;
     req.set_shutdown(true);
     (void)current_->channel->Send(req);
-    current_->retired_at = absl::Now();
+    current_->retired_at = MonotonicNow();
     current_->death_recorded = true;  // an orderly exit, not a crash
     retired_.push_back(std::move(current_));
   }
@@ -473,6 +499,12 @@ absl::StatusOr<pb::Response> WorkerPool::Exchange(const std::string& what, const
   ANERD_RETURN_IF_ERROR(EnsureArena(p, arena_bytes));
   pb::Request req;
   fill(p, &req);
+  if (req.ByteSizeLong() > kMaxFrameBytes) {
+    // Refused before anything is sent: the worker is fine and must not be treated as lost.
+    return absl::ResourceExhaustedError(
+        absl::StrCat(what, ": the request's control message is ", req.ByteSizeLong(),
+                     " bytes, above the worker channel's limit of ", kMaxFrameBytes));
+  }
   int pass_fd = -1;
   if (p->arena_unsent) {
     req.set_new_arena_bytes(p->arena.size());
@@ -483,7 +515,7 @@ absl::StatusOr<pb::Response> WorkerPool::Exchange(const std::string& what, const
     for (uint64_t h : pending_release_) req.add_release(h);
     pending_release_.clear();
     p->in_call = true;
-    p->call_started = absl::Now();
+    p->call_started = MonotonicNow();
     p->call_what = what;
   }
   absl::Status sent = p->channel->Send(req, pass_fd);
@@ -495,6 +527,7 @@ absl::StatusOr<pb::Response> WorkerPool::Exchange(const std::string& what, const
     if (got.ok()) current_compiles_ = p->compiles_used = resp.compiles_used();
   }
   if (sent.ok()) p->arena_unsent = false;
+  if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) return sent;
   if (!sent.ok()) {
     RecordDeath(p, "", "");
     return absl::AbortedError("the worker was gone before the request reached it");
@@ -677,7 +710,7 @@ WorkerStatus WorkerPool::Status() const {
     s.activity =
         current_->in_call
             ? absl::StrCat(current_->call_what, " for ",
-                           absl::FormatDuration(absl::Trunc(absl::Now() - current_->call_started,
+                           absl::FormatDuration(absl::Trunc(MonotonicNow() - current_->call_started,
                                                             absl::Milliseconds(1))))
             : "idle";
   } else {
@@ -706,7 +739,7 @@ void WorkerPool::MonitorTick() {
   bool idle_death = false;
   {
     absl::MutexLock lock(&mu_);
-    const absl::Time now = absl::Now();
+    const absl::Time now = MonotonicNow();
     Process* p = current_.get();
     if (p != nullptr && !p->reaped) {
       ReapLocked(p);
