@@ -134,6 +134,10 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
 
   absl::StatusOr<std::unique_ptr<Process>> Spawn(uint64_t generation);
   absl::Status EnsureRunningLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
+  // Waits for a new worker's Hello: UNAVAILABLE with its reason when it cannot offer the backend,
+  // another error when it did not answer properly.
+  absl::StatusOr<pb::Hello> AwaitHello(Process* p);
+  void AdoptHelloLocked(const pb::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RecycleLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
   absl::Status CompileLocked(WorkerProgram* program) ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
   absl::StatusOr<backend::RunResult> RunOnce(WorkerProgram* program,
@@ -153,9 +157,16 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
   // Reaps `p` if it exits within `limit`, releasing mu_ while it waits.
   void WaitForExitLocked(Process* p, absl::Duration limit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteRestartLocked(std::string reason, bool crash) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool QuarantinedLocked(const std::string& key) const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+  // FAILED_PRECONDITION once the program `key` crashed the worker quarantine_after times.
+  absl::Status CheckNotQuarantinedLocked(const std::string& key) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     auto it = crash_counts_.find(key);
-    return it != crash_counts_.end() && it->second >= options_.quarantine_after;
+    if (it == crash_counts_.end() || it->second < options_.quarantine_after) {
+      return absl::OkStatus();
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("program ", key, " is quarantined: it crashed the ", options_.backend,
+                     " worker ", options_.quarantine_after, " times"));
   }
   void MonitorLoop();
   void MonitorTick();
@@ -306,31 +317,41 @@ absl::StatusOr<std::unique_ptr<Process>> WorkerPool::Spawn(uint64_t generation) 
   return p;
 }
 
+absl::StatusOr<pb::Hello> WorkerPool::AwaitHello(Process* p) {
+  const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.start_timeout));
+  pb::Response r;
+  ANERD_RETURN_IF_ERROR(p->channel->WaitReadable(timeout_ms)
+                            ? p->channel->Receive(&r)
+                            : absl::DeadlineExceededError("no reply within the start timeout"));
+  if (r.hello().protocol() != kWorkerProtocol) {
+    return absl::InternalError(absl::StrCat("worker speaks protocol ", r.hello().protocol()));
+  }
+  if (!r.hello().available()) return absl::UnavailableError(r.hello().unavailable_reason());
+  return r.hello();
+}
+
+void WorkerPool::AdoptHelloLocked(const pb::Hello& hello) {
+  description_ = DescriptionFromHello(hello);
+  supported_.clear();
+  supported_.insert(hello.supported_ops().begin(), hello.supported_ops().end());
+}
+
 absl::Status WorkerPool::StartFirst() {
   absl::MutexLock call(&call_mu_);
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<Process> p, Spawn(++generation_));
-  const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.start_timeout));
-  pb::Response hello;
-  absl::Status st = p->channel->WaitReadable(timeout_ms)
-                        ? p->channel->Receive(&hello)
-                        : absl::DeadlineExceededError("no reply within the start timeout");
-  if (st.ok() && hello.hello().protocol() != kWorkerProtocol) {
-    st = absl::InternalError(absl::StrCat("worker speaks protocol ", hello.hello().protocol()));
-  }
-  if (!st.ok() || !hello.hello().available()) {
+  absl::StatusOr<pb::Hello> hello = AwaitHello(p.get());
+  if (!hello.ok()) {
     kill(p->pid, SIGKILL);
     int status = 0;
     waitpid(p->pid, &status, 0);
-    if (!st.ok()) {
-      return absl::InternalError(absl::StrCat("the ", options_.backend, " worker did not start: ",
-                                              st.message(), " (", DescribeWait(status), ")"));
-    }
-    return absl::UnavailableError(hello.hello().unavailable_reason());
+    if (hello.status().code() == absl::StatusCode::kUnavailable) return hello.status();
+    return absl::InternalError(absl::StrCat("the ", options_.backend,
+                                            " worker did not start: ", hello.status().message(),
+                                            " (", DescribeWait(status), ")"));
   }
   {
     absl::MutexLock lock(&mu_);
-    description_ = DescriptionFromHello(hello.hello());
-    supported_.insert(hello.hello().supported_ops().begin(), hello.hello().supported_ops().end());
+    AdoptHelloLocked(*hello);
     current_ = std::move(p);
     current_compiles_ = 0;
   }
@@ -431,11 +452,7 @@ absl::Status WorkerPool::EnsureRunningLocked() {
   if (p != nullptr) RecordDeath(p, "", "");
   absl::StatusOr<std::unique_ptr<Process>> fresh = Spawn(++generation_);
   if (!fresh.ok()) return absl::UnavailableError(fresh.status().message());
-  pb::Response hello;
-  const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.start_timeout));
-  absl::Status st = (*fresh)->channel->WaitReadable(timeout_ms)
-                        ? (*fresh)->channel->Receive(&hello)
-                        : absl::DeadlineExceededError("no reply within the start timeout");
+  absl::StatusOr<pb::Hello> hello = AwaitHello(fresh->get());
   absl::MutexLock lock(&mu_);
   std::unique_ptr<Process> old = std::move(current_);
   current_ = *std::move(fresh);
@@ -445,19 +462,14 @@ absl::Status WorkerPool::EnsureRunningLocked() {
     old->retired_at = MonotonicNow();
     retired_.push_back(std::move(old));
   }
-  if (st.ok() && hello.hello().protocol() != kWorkerProtocol) {
-    st = absl::InternalError(absl::StrCat("worker speaks protocol ", hello.hello().protocol()));
-  }
-  if (!st.ok() || !hello.hello().available()) {
+  if (!hello.ok()) {
     current_->kill_reason = "failed to start";
     kill(current_->pid, SIGKILL);
-    return absl::UnavailableError(absl::StrCat("cannot restart the ", options_.backend, " worker: ",
-                                               st.ok() ? "unavailable" : st.message()));
+    return absl::UnavailableError(absl::StrCat("cannot restart the ", options_.backend,
+                                               " worker: ", hello.status().message()));
   }
   // The binary may have been upgraded on disk since the first worker: take what this one offers.
-  description_ = DescriptionFromHello(hello.hello());
-  supported_.clear();
-  supported_.insert(hello.hello().supported_ops().begin(), hello.hello().supported_ops().end());
+  AdoptHelloLocked(*hello);
   spdlog::info("{} worker generation {} started (pid {})", options_.backend, generation_,
                current_->pid);
   return absl::OkStatus();
@@ -549,11 +561,7 @@ absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> WorkerPool::Compile(
   auto compiled = std::make_unique<WorkerProgram>(shared_from_this(), program, options);
   {
     absl::MutexLock lock(&mu_);
-    if (QuarantinedLocked(compiled->key_)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("program ", compiled->key_, " is quarantined: it crashed the ",
-                       options_.backend, " worker ", options_.quarantine_after, " times"));
-    }
+    ANERD_RETURN_IF_ERROR(CheckNotQuarantinedLocked(compiled->key_));
   }
   absl::MutexLock call(&call_mu_);
   ANERD_RETURN_IF_ERROR(CompileLocked(compiled.get()));
@@ -628,11 +636,7 @@ absl::StatusOr<backend::RunResult> WorkerPool::RunOnce(
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError(absl::StrCat(options_.backend, " is stopping"));
-    if (QuarantinedLocked(program->key_)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("program ", program->key_, " is quarantined: it crashed the ",
-                       options_.backend, " worker ", options_.quarantine_after, " times"));
-    }
+    ANERD_RETURN_IF_ERROR(CheckNotQuarantinedLocked(program->key_));
   }
   ANERD_RETURN_IF_ERROR(EnsureRunningLocked());
   if (program->generation_ != current_->generation) {
