@@ -9,11 +9,11 @@
 #include <sstream>
 #include <thread>
 
-#include "common/synth_stories.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/process_harness.h"
+#include "tests/testing/session_fixture.h"
 
 namespace anerd {
 namespace {
@@ -24,35 +24,14 @@ using testing::RunResult;
 using testing::TempDir;
 using Json = nlohmann::json;
 
-class WorkerTest : public ::testing::Test {
+class WorkerTest : public testing::SessionFixture {
  protected:
-  void SetUp() override {
-    data_ = dir_.path() + "/stories.txt";
-    std::ofstream(data_) << SynthesizeStories(7, 60000);
-  }
-
+  // Sessions here train in fp32 (bit-exact comparisons) on `backend`.
   std::string Start(DaemonProcess& d, const std::vector<std::string>& extra,
                     const std::string& backend = "cpu") {
-    std::vector<std::string> args = {"train",     "start", "--data",     data_, "--json",
-                                     "--backend", backend, "--numerics", "fp32"};
+    std::vector<std::string> args = {"--backend", backend, "--numerics", "fp32"};
     args.insert(args.end(), extra.begin(), extra.end());
-    RunResult r = d.Anectl(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code == 0 ? Json::parse(r.out)["session"]["id"].get<std::string>() : "";
-  }
-
-  static std::vector<Json> ParseLines(const std::string& text) {
-    std::vector<Json> out;
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);) out.push_back(Json::parse(line));
-    return out;
-  }
-
-  // All events of a session from the start (returns when the session is no longer active).
-  std::vector<Json> Events(DaemonProcess& d, const std::string& id) {
-    RunResult r = d.Anectl({"--timeout", "300", "train", "watch", id, "--json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return ParseLines(r.out);
+    return SessionFixture::Start(d, args);
   }
 
   // step -> loss, checking every step from 1 to `total` appears exactly once, in order.
@@ -86,18 +65,6 @@ class WorkerTest : public ::testing::Test {
     ADD_FAILURE() << "no " << backend << " worker in " << r.out;
     return Json::object();
   }
-
-  void WaitForStep(DaemonProcess& d, const std::string& id, int64_t step) {
-    for (int i = 0; i < 1500; ++i) {
-      RunResult r = d.Anectl({"train", "show", id, "--json"});
-      if (r.exit_code == 0 && Json::parse(r.out)["session"]["step"].get<int64_t>() >= step) return;
-      ::usleep(20000);
-    }
-    FAIL() << "session never reached step " << step;
-  }
-
-  TempDir dir_;
-  std::string data_;
 };
 
 class WorkerBudgetTest : public WorkerTest, public ::testing::WithParamInterface<std::string> {};
