@@ -65,7 +65,22 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   return engine;
 }
 
+absl::Status CheckWorkerSettings(const WorkerSettings& w) {
+  if (w.heartbeat_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--worker_heartbeat_timeout_ms must be positive");
+  }
+  if (w.call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--worker_call_timeout_s must be positive");
+  }
+  if (w.quarantine_after < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--quarantine_after must be at least 1, got ", w.quarantine_after));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Engine::CreateBackends() {
+  ANERD_RETURN_IF_ERROR(CheckWorkerSettings(options_.workers));
   backend::RegistryOptions registry_options;
   registry_options.compile_budget = options_.compile_budget;
   const WorkerSettings& w = options_.workers;

@@ -32,6 +32,9 @@ struct WorkerSettings {
   std::string log_level = "info";
 };
 
+// INVALID_ARGUMENT naming the flag for a non-positive timeout or quarantine_after < 1.
+absl::Status CheckWorkerSettings(const WorkerSettings& settings);
+
 struct EngineOptions {
   std::string state_dir;         // absolute; created by the daemon before the engine starts
   std::string socket_path;       // for reporting only

@@ -180,5 +180,18 @@ TEST_F(WorkerTest, KillNineMidEvaluationFailsThatEvaluationWithARetryableError) 
   EXPECT_NE(Worker(d, "ane-sim")["pid"], pid);
 }
 
+TEST_F(WorkerTest, BadSupervisionFlagsAreRefusedAtStartNamingTheFlag) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--quarantine_after", "0"}, "--quarantine_after"},
+      {{"--worker_heartbeat_timeout_ms", "0"}, "--worker_heartbeat_timeout_ms"},
+      {{"--worker_call_timeout_s", "-5"}, "--worker_call_timeout_s"}};
+  for (const auto& [flags, name] : cases) {
+    DaemonProcess d(dir_.path());
+    absl::Status st = d.Start(flags);
+    EXPECT_FALSE(st.ok()) << name;
+    EXPECT_THAT(std::string(st.message()), HasSubstr(name));
+  }
+}
+
 }  // namespace
 }  // namespace anerd
