@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/version.h"
+#include "server/backend/cpu/kernels/parallel.h"
 #include "server/daemon/daemon.h"
 #include "server/worker/worker_backend.h"
 #include "server/worker/worker_host.h"
@@ -126,6 +127,9 @@ int main(int argc, char** argv) {
   usage_config.version_string = [] { return absl::StrCat("anerd ", anerd::kVersion, "\n"); };
   absl::SetFlagsUsageConfig(usage_config);
   absl::ParseCommandLine(argc, argv);
+  // Before any thread uses BLAS: one thread pool for the process (kernels/parallel.h), in the
+  // front (training's dW GEMMs, in-process backends) and in every worker.
+  anerd::backend::cpu::ConfigureBlasThreading();
   if (!absl::GetFlag(FLAGS_worker).empty()) return RunWorkerProcess();
   anerd::daemon::DaemonOptions options;
   options.socket_path = absl::GetFlag(FLAGS_socket);

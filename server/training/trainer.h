@@ -13,8 +13,10 @@
 // Thread-safety: a Trainer is used by one thread at a time. It runs one internal worker thread for
 // the weight-gradient GEMMs (and half of the optimizer, classifier and re-staging work).
 // Performance: the engine keeps two threads busy itself (kernels on the caller, dW on the worker),
-// so it wants single-threaded BLAS calls (OPENBLAS_NUM_THREADS=1): with OpenBLAS's pool of 2 on
-// top, stories15m measured 2–2.6× slower on the 2-core dev machine (bench/README.md).
+// so it wants single-threaded BLAS calls: with OpenBLAS's pool of 2 on top, stories15m measured
+// 2–2.6× slower on the 2-core dev machine (bench/README.md). anerd's main and the CPU backend make
+// BLAS single-threaded for the process (backend/cpu/kernels/parallel.h ConfigureBlasThreading);
+// other hosts of a Trainer should call that first too.
 #ifndef ANERD_SERVER_TRAINING_TRAINER_H_
 #define ANERD_SERVER_TRAINING_TRAINER_H_
 

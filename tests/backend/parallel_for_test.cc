@@ -1,7 +1,9 @@
 // ParallelFor (server/backend/cpu/kernels/parallel.h): every index is visited exactly once, the
 // parts are contiguous and ordered, small ranges stay serial, the helper really runs part 1, and
 // results equal the serial loop for odd sizes and 0/1 elements; kernels that split their passes
-// give identical results in both modes.
+// give identical results in both modes. The one-pool contract: BLAS is single-threaded once
+// configured, GEMMs split into shape-determined blocks (same bits on one thread or two), and
+// short jobs do not make automatic mode back off.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -14,6 +16,10 @@
 #include "gtest/gtest.h"
 #include "server/backend/cpu/kernels/kernels.h"
 #include "server/backend/cpu/kernels/parallel.h"
+
+#if !defined(ANERD_BLAS_ACCELERATE)
+#include <cblas.h>
+#endif
 
 namespace anerd::backend::cpu {
 namespace {
@@ -206,6 +212,134 @@ TEST_F(ParallelForTest, SoftmaxRowEdgeCasesMatchTheTextbookLoop) {
       ASSERT_EQ(std::memcmp(&want, &got[r * kN + i], 4), 0) << "row " << r << " col " << i;
     }
   }
+}
+
+// ---- one pool: BLAS single-threaded, GEMMs split by the backend ---------------------------------
+
+TEST_F(ParallelForTest, ConfigureBlasThreadingMakesBlasSingleThreadedAndKeepsTheCores) {
+#if !defined(ANERD_BLAS_ACCELERATE)
+  const int before = openblas_get_num_threads();  // > 1 only if nothing configured it yet
+#endif
+  const int width = ConfigureBlasThreading();
+  EXPECT_TRUE(width == 1 || width == 2) << width;
+  if (std::thread::hardware_concurrency() <= 1) {
+    EXPECT_EQ(width, 1);
+  }
+#if !defined(ANERD_BLAS_ACCELERATE)
+  if (before > 1 && std::thread::hardware_concurrency() > 1) {
+    EXPECT_EQ(width, 2);
+  }
+  EXPECT_EQ(openblas_get_num_threads(), 1);  // nobody spins between our GEMMs any more
+#endif
+  EXPECT_EQ(ConfigureBlasThreading(), width);  // the first call decides
+}
+
+TEST(GemmBlocks, DependOnTheShapeOnly) {
+  EXPECT_EQ(GemmBlocks(64, 64, 64), 1);       // tiny: one cblas call
+  EXPECT_EQ(GemmBlocks(1024, 64, 1024), 4);   // conv 1x1 1024 ch: four blocks of 256 rows
+  EXPECT_EQ(GemmBlocks(64, 2048, 768), 4);    // wide: split by columns
+  EXPECT_EQ(GemmBlocks(40, 40, 1 << 20), 2);  // huge K but only 40 rows: 16-row minimum
+  EXPECT_EQ(GemmBlocks(16, 16, 1 << 20), 1);
+  EXPECT_EQ(GemmBlocks(0, 100, 100), 1);
+}
+
+// C = A·B in double for an M x N x K product of row-major A (or Aᵀ stored K x M).
+std::vector<double> NaiveProduct(const std::vector<float>& a, bool a_transposed,
+                                 const std::vector<float>& b, int64_t m, int64_t n, int64_t k) {
+  std::vector<double> c(m * n, 0.0);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t p = 0; p < k; ++p) {
+      const double av = a_transposed ? a[p * m + i] : a[i * k + p];
+      for (int64_t j = 0; j < n; ++j) c[i * n + j] += av * b[p * n + j];
+    }
+  }
+  return c;
+}
+
+// Split GEMMs (by rows, by columns, transposed operand, C stored transposed, accumulating) give
+// the same bits on one thread and on two, and the right product.
+TEST_F(ParallelForTest, SplitGemmIsExactAndIndependentOfThreads) {
+  struct Case {
+    int64_t m, n, k;
+    bool a_transposed, c_transposed, accumulate;
+  };
+  for (const Case& tc :
+       {Case{1024, 64, 300, false, false, false}, Case{72, 900, 200, true, false, true},
+        Case{520, 130, 257, false, true, false}}) {
+    ASSERT_GE(GemmBlocks(tc.m, tc.n, tc.k), 2) << tc.m;
+    std::vector<float> a = Pattern(tc.m * tc.k), b = Pattern(tc.k * tc.n);
+    for (float& v : a) v = v > -1000.0f ? v * 0.1f : 0.5f;
+    for (float& v : b) v = v > -1000.0f ? v * 0.1f : -0.25f;
+    const MatRef am = tc.a_transposed ? MatRef{a.data(), 1, tc.m} : MatRef{a.data(), tc.k, 1};
+    std::vector<float> got[2];
+    for (int mode = 0; mode < 2; ++mode) {
+      SetParallelForThreads(mode + 1);
+      got[mode].assign(tc.m * tc.n, 1.0f);  // accumulate adds to 1
+      const MatOut c =
+          tc.c_transposed ? MatOut{got[mode].data(), 1, tc.m} : MatOut{got[mode].data(), tc.n, 1};
+      Gemm(tc.m, tc.n, tc.k, am, MatRef{b.data(), tc.n, 1}, c, tc.accumulate);
+    }
+    ASSERT_EQ(0, std::memcmp(got[0].data(), got[1].data(), got[0].size() * 4)) << tc.m;
+    const std::vector<double> want = NaiveProduct(a, tc.a_transposed, b, tc.m, tc.n, tc.k);
+    for (int64_t i = 0; i < tc.m; ++i) {
+      for (int64_t j = 0; j < tc.n; j += 7) {
+        const float v = tc.c_transposed ? got[1][j * tc.m + i] : got[1][i * tc.n + j];
+        const double w = want[i * tc.n + j] + (tc.accumulate ? 1.0 : 0.0);
+        ASSERT_NEAR(v, w, 1e-3 * (1.0 + std::abs(w))) << tc.m << " " << i << "," << j;
+      }
+    }
+  }
+}
+
+// A batched matmul spreads its batch entries over the pool; operands cblas cannot read in place
+// (no unit stride) are copied into per-part scratch, concurrently. Same bits either way.
+TEST_F(ParallelForTest, BatchedMatmulWithCopiedOperandsIsIndependentOfThreads) {
+  constexpr int64_t kB = 6, kM = 128, kK = 160, kN = 136;
+  ASSERT_GE(kM * kN * kK, int64_t{1} << 21);  // large enough to go to the pool entry by entry
+  std::vector<float> x = Pattern(kB * kM * kK * 2), y = Pattern(kB * kK * kN);
+  for (float& v : x) v = v > -1000.0f ? v * 0.05f : 0.125f;  // no masked-like entries here
+  for (float& v : y) v = v > -1000.0f ? v * 0.05f : -0.5f;
+  MatmulArgs args;
+  // x: every second float of a [B, M, 2K] buffer, so no dimension has a unit stride.
+  args.x = Strided{x.data(), {kB, kM, kK}, {kM * kK * 2, kK * 2, 2}};
+  args.y = Strided{y.data(), {kB, kK, kN}, {kK * kN, kN, 1}};
+  args.out_shape = {kB, kM, kN};
+  args.out_strides = {kM * kN, kN, 1};
+  std::vector<float> scratch(MatmulScratchFloats(args));
+  std::vector<float> got[2];
+  for (int mode = 0; mode < 2; ++mode) {
+    SetParallelForThreads(mode + 1);
+    got[mode].assign(kB * kM * kN, -7.0f);
+    Matmul(args, got[mode].data(), scratch.data(), Rounding::kFp16);
+  }
+  ASSERT_EQ(0, std::memcmp(got[0].data(), got[1].data(), got[0].size() * 4));
+  for (int64_t bi = 0; bi < kB; bi += 5) {
+    for (int64_t i = 0; i < kM; i += 31) {
+      for (int64_t j = 0; j < kN; j += 17) {
+        double want = 0;
+        for (int64_t p = 0; p < kK; ++p) {
+          want += static_cast<double>(x[bi * kM * kK * 2 + i * kK * 2 + p * 2]) *
+                  y[bi * kK * kN + p * kN + j];
+        }
+        const float v = got[1][(bi * kM + i) * kN + j];
+        EXPECT_EQ(v, RoundToHalf(v));  // rounded per entry right after its GEMM
+        EXPECT_NEAR(v, want, 2e-3 * (1.0 + std::abs(want))) << bi << " " << i << " " << j;
+      }
+    }
+  }
+}
+
+// Automatic mode must not back off because of short jobs: a helper that wakes in a normal few
+// tens of microseconds misses its share of a 20 µs conversion on an idle machine, and backing off
+// then kept the long GEMMs that followed on one core (conv 1x1 ran at half speed).
+TEST_F(ParallelForTest, ShortJobsTheHelperMissesDoNotStopLongJobsFromSplitting) {
+  SetParallelForThreads(0);
+  if (ConfigureBlasThreading() < 2) GTEST_SKIP() << "the pool has one thread on this machine";
+  for (int i = 0; i < 200; ++i) {
+    ParallelFor(2, 1, [](int, int64_t, int64_t) {});  // microseconds: the helper rarely joins
+  }
+  const Trace t = RunIndexed(64, 1, /*wait_for_helper=*/true);
+  EXPECT_EQ(t.parts, 3) << "the helper was not offered the long job";
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "server/backend/cpu/kernels/parallel.h"
 #include "server/backend/cpu/planner.h"
 #include "server/backend/cpu/program.h"
 
@@ -40,16 +41,17 @@ const std::vector<std::string>& CpuSupportedOps() {
   return *ops;
 }
 
-CpuBackend::CpuBackend(const CpuBackendOptions& options) : options_(options) {}
+CpuBackend::CpuBackend(const CpuBackendOptions& options)
+    : options_(options), threads_(ConfigureBlasThreading()) {}
 
 BackendDescription CpuBackend::Describe() const {
   BackendDescription d;
   d.name = "cpu";
   d.version = "1";
 #if defined(ANERD_BLAS_ACCELERATE)
-  d.device = "host CPU (Accelerate BLAS)";
+  d.device = absl::StrCat("host CPU (Accelerate BLAS, ", threads_, " threads)");
 #else
-  d.device = absl::StrCat("host CPU (OpenBLAS, ", openblas_get_num_threads(), " threads)");
+  d.device = absl::StrCat("host CPU (OpenBLAS, ", threads_, " threads)");
 #endif
   d.capabilities.fp16_compute = false;
   d.capabilities.honors_attn_mask = true;

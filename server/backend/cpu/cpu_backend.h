@@ -7,15 +7,15 @@
 // cblas_sgemm; single-use elementwise chains fuse into one pass; buffers are reused by liveness;
 // BLOBFILE weights are decoded once.
 //
-// Threads: GEMMs use OpenBLAS's pool (2 threads here, the number of cores). The other kernels run
-// on the thread calling Run, and split their large passes (softmax, reductions, elementwise
-// chains, strided copies, fp16 rounding and conversion) in two halves with ParallelFor
-// (kernels/parallel.h): one helper thread per process that sleeps on a condition variable between
-// jobs and is used only between GEMMs, only when OpenBLAS itself runs more than one thread, and
-// not for a while after it failed to get a core in time (a loaded machine). It never spins: a
-// second spinning pool would busy-wait against OpenBLAS's spinning workers on a 2-core machine
-// (machine-facts.md: 2.3x slowdowns seen that way). Split passes compute exactly what the serial
-// pass computes.
+// Threads: one pool per process (kernels/parallel.h): the thread calling Run plus one helper that
+// sleeps on a condition variable between jobs. Constructing a CpuBackend calls
+// ConfigureBlasThreading, which makes OpenBLAS single-threaded for the whole process and gives
+// its thread count (2 here, the number of cores) to that pool. GEMMs run as single-threaded
+// cblas blocks spread over the pool (batch entries, or a few fixed blocks of one large product);
+// softmax, reductions, elementwise chains, copies and fp16 conversion split their passes the same
+// way. Nothing spins: OpenBLAS's own workers busy-wait ~0.1 s after each threaded call, which
+// starved every pass between GEMMs of the second core (machine-facts.md: two pools spinning
+// against each other cost 2.3x). The split never changes results.
 //
 // Data: every tensor is held as fp32 internally; integer tensors are exact up to |v| <= 2^24, and
 // integer arithmetic does not wrap (documented limits of this backend).
@@ -46,6 +46,7 @@ class CpuBackend : public Backend {
 
  private:
   CpuBackendOptions options_;
+  const int threads_;  // pool width (ConfigureBlasThreading)
   std::atomic<int64_t> compiles_{0};
 };
 

@@ -1,10 +1,15 @@
 // Matrix products: matmul (batched, broadcast), conv (1x1 direct, general via im2col), all on
 // cblas_sgemm. Operand transposes are expressed as strides and become cblas transpose flags.
+// Parallelism is ours (parallel.h; BLAS itself runs single-threaded): a batched matmul spreads its
+// batch entries over the pool, a single large GEMM is cut into a few fixed blocks of C's rows or
+// columns. The blocks depend only on the shape, never on how many threads run them, so results
+// are the same with one thread or two.
 #include <algorithm>
 #include <cstring>
 
 #include "common/fp16.h"
 #include "server/backend/cpu/kernels/kernels.h"
+#include "server/backend/cpu/kernels/parallel.h"
 #include "server/backend/cpu/view.h"
 
 #if defined(ANERD_BLAS_ACCELERATE)
@@ -45,8 +50,11 @@ bool GemmReadable(const MatRef& m0, int64_t rows, int64_t cols) {
   return m.rs == 1 && m.cs >= std::max<int64_t>(rows, 1);
 }
 
-void Gemm(int64_t m, int64_t n, int64_t k, const MatRef& a, const MatRef& b, const MatOut& c,
-          bool accumulate) {
+namespace {
+
+// One single-threaded cblas call (BLAS threading is off: ConfigureBlasThreading).
+void GemmBlock(int64_t m, int64_t n, int64_t k, const MatRef& a, const MatRef& b, const MatOut& c,
+               bool accumulate) {
   const float beta = accumulate ? 1.0f : 0.0f;
   MatRef cr = Normalize(MatRef{c.data, c.rs, c.cs}, m, n);
   if (cr.cs == 1) {
@@ -62,11 +70,61 @@ void Gemm(int64_t m, int64_t n, int64_t k, const MatRef& a, const MatRef& b, con
               c.data, cr.cs);
 }
 
+// Block plan of one GEMM: C's rows (or columns) in `count` runs of `len` (the last may be
+// shorter). Blocks have at least kMinBlockMacs multiply-adds and kBlockAlign rows/columns.
+struct GemmSplit {
+  bool rows = true;
+  int64_t len = 0, count = 1;
+};
+constexpr int64_t kMinBlockMacs = int64_t{1} << 21;  // ~40 µs on one core
+constexpr int64_t kMaxBlocks = 4;  // a late helper still finds work; few re-packs of the operand
+constexpr int64_t kBlockAlign = 16;
+
+GemmSplit PlanSplit(int64_t m, int64_t n, int64_t k) {
+  GemmSplit s;
+  s.rows = m >= n;
+  const int64_t extent = s.rows ? m : n;
+  s.len = extent;
+  const int64_t by_work = m * n * k / kMinBlockMacs;
+  const int64_t blocks = std::min({kMaxBlocks, by_work, extent / kBlockAlign});
+  if (blocks < 2) return s;
+  s.len = (extent + blocks - 1) / blocks;
+  s.len = (s.len + kBlockAlign - 1) / kBlockAlign * kBlockAlign;
+  s.count = (extent + s.len - 1) / s.len;
+  return s;
+}
+
+}  // namespace
+
+int64_t GemmBlocks(int64_t m, int64_t n, int64_t k) { return PlanSplit(m, n, k).count; }
+
+void Gemm(int64_t m, int64_t n, int64_t k, const MatRef& a, const MatRef& b, const MatOut& c,
+          bool accumulate) {
+  const GemmSplit split = PlanSplit(m, n, k);
+  if (split.count < 2) {
+    GemmBlock(m, n, k, a, b, c, accumulate);
+    return;
+  }
+  ParallelFor(split.count, 1, [&](int, int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i) {
+      const int64_t lo = i * split.len;
+      const int64_t len = std::min(split.len, (split.rows ? m : n) - lo);
+      if (split.rows) {
+        GemmBlock(len, n, k, MatRef{a.data + lo * a.rs, a.rs, a.cs}, b,
+                  MatOut{c.data + lo * c.rs, c.rs, c.cs}, accumulate);
+      } else {
+        GemmBlock(m, len, k, a, MatRef{b.data + lo * b.cs, b.rs, b.cs},
+                  MatOut{c.data + lo * c.cs, c.rs, c.cs}, accumulate);
+      }
+    }
+  });
+}
+
 int64_t MatmulScratchFloats(const MatmulArgs& args) {
   const int r = static_cast<int>(args.out_shape.size());
   const int64_t m = args.out_shape[r - 2], n = args.out_shape[r - 1];
   const int64_t k = args.x.shape.back();
-  return m * k + k * n;
+  return 2 * (m * k + k * n);  // one region per ParallelFor part
 }
 
 namespace {
@@ -114,18 +172,33 @@ void Matmul(const MatmulArgs& args, float* out, float* scratch, Rounding roundin
   std::vector<int64_t> batch(args.out_shape.begin(), args.out_shape.end() - 2);
   int64_t nb = 1;
   for (int64_t d : batch) nb *= d;
-  const std::vector<int64_t> obs = RowMajorStrides(batch);
-  for (int64_t bi = 0; bi < nb; ++bi) {
-    int64_t ooff = 0, rem = bi;
-    for (int d = static_cast<int>(batch.size()) - 1; d >= 0; --d) {
-      ooff += (rem % batch[d]) * args.out_strides[d];
-      rem /= batch[d];
+  const int64_t part_scratch = m * k + k * n;
+  // Batch entries of at least kMinBlockMacs go to the pool one by one, each a single block; a
+  // single (or tiny) GEMM is split by Gemm instead.
+  const bool by_batch = nb > 1 && m * n * k >= kMinBlockMacs;
+  auto run = [&](int part, int64_t b0, int64_t b1) {
+    float* const sc = scratch + part * part_scratch;
+    for (int64_t bi = b0; bi < b1; ++bi) {
+      int64_t ooff = 0, rem = bi;
+      for (int d = static_cast<int>(batch.size()) - 1; d >= 0; --d) {
+        ooff += (rem % batch[d]) * args.out_strides[d];
+        rem /= batch[d];
+      }
+      const MatRef a = Operand(args.x, BatchOffset(args.x, batch, bi), m, k, sc);
+      const MatRef b = Operand(args.y, BatchOffset(args.y, batch, bi), k, n, sc + m * k);
+      const MatOut c{out + ooff, args.out_strides[r - 2], args.out_strides[r - 1]};
+      if (by_batch) {
+        GemmBlock(m, n, k, a, b, c, false);
+      } else {
+        Gemm(m, n, k, a, b, c, false);
+      }
+      if (rounding == Rounding::kFp16) RoundBlock(c, m, n);
     }
-    const MatRef a = Operand(args.x, BatchOffset(args.x, batch, bi), m, k, scratch);
-    const MatRef b = Operand(args.y, BatchOffset(args.y, batch, bi), k, n, scratch + m * k);
-    const MatOut c{out + ooff, args.out_strides[r - 2], args.out_strides[r - 1]};
-    Gemm(m, n, k, a, b, c, false);
-    if (rounding == Rounding::kFp16) RoundBlock(c, m, n);
+  };
+  if (by_batch) {
+    ParallelFor(nb, 1, run);
+  } else {
+    run(0, 0, nb);
   }
 }
 

@@ -1,9 +1,10 @@
 // CPU kernels: fp32 compute over strided inputs, contiguous outputs. Every kernel is a pure
-// function of its arguments (no global state). GEMMs call cblas_sgemm and so use OpenBLAS's own
-// thread pool; the other kernels split large passes into two independent halves with ParallelFor
-// (parallel.h: the calling thread plus one sleeping helper, never during a GEMM), with results
-// identical to a serial pass. fp16 rounding of results is the caller's job (RoundInPlace) except
-// inside fused elementwise groups, which round after every step as planned, and in Softmax.
+// function of its arguments (no global state). All parallelism goes through ParallelFor
+// (parallel.h: the calling thread plus one sleeping helper): GEMMs run as single-threaded
+// cblas_sgemm blocks spread over it (gemm.cc), the other kernels split large passes into
+// independent chunks; results are identical however many threads run them. fp16 rounding of
+// results is the caller's job (RoundInPlace) except inside fused elementwise groups, which round
+// after every step as planned, and in Softmax.
 #ifndef ANERD_SERVER_BACKEND_CPU_KERNELS_KERNELS_H_
 #define ANERD_SERVER_BACKEND_CPU_KERNELS_KERNELS_H_
 
@@ -122,13 +123,17 @@ struct MatOut {
 // True when cblas can read `m` (rows x cols) directly (one unit stride, the other >= extent).
 bool GemmReadable(const MatRef& m, int64_t rows, int64_t cols);
 // C (M x N) = A (M x K) * B (K x N) (+ C if accumulate). A and B must be GemmReadable, C must have
-// a unit stride in one dimension.
+// a unit stride in one dimension. Large products are split into blocks of C run on the pool.
 void Gemm(int64_t m, int64_t n, int64_t k, const MatRef& a, const MatRef& b, const MatOut& c,
           bool accumulate);
+// How many blocks Gemm cuts an M x N x K product into (1 = one cblas call): at most 4, each of at
+// least 2^21 multiply-adds and 16 rows (or columns). A function of the shape only.
+int64_t GemmBlocks(int64_t m, int64_t n, int64_t k);
 
 // Batched matmul with NumPy batch broadcasting: x [..., M, K] and y [..., K, N] (already logically
 // transposed views); out is written with strides out_strides (batch dims then rows, cols; one of
-// the last two must be 1). `scratch` holds max(M*K + K*N) floats for operands cblas cannot read.
+// the last two must be 1). `scratch` holds MatmulScratchFloats floats: room for the operands
+// cblas cannot read in place, per ParallelFor part.
 struct MatmulArgs {
   Strided x, y;
   std::vector<int64_t> out_shape, out_strides;

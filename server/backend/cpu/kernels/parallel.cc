@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -42,14 +43,22 @@ int64_t RunChunks(Job* job, int part) {
 
 // Automatic mode backs off when the helper keeps missing its share: on a loaded machine a woken
 // thread may wait for a core longer than the whole pass takes, and waking it only adds switches.
+// Only jobs that kept the caller busy for at least kJudgedJob count: on a short job (an fp16
+// conversion of 64K values takes ~20 µs) a helper that wakes in a normal 10–40 µs misses its
+// share without the machine being loaded, and backing off on that would also keep the long
+// jobs (GEMMs) that follow on one core.
 constexpr int kMissesBeforeBackoff = 2;
 constexpr int kBackoffCalls = 32;
+constexpr auto kJudgedJob = std::chrono::microseconds(500);
 std::atomic<int> g_misses{0}, g_skip{0};
 
-// Records whether the helper ran at least a quarter of the chunks of a call.
-void NoteHelperShare(const Job& job) {
+// Records whether the helper ran at least a quarter of the chunks of a call that took the caller
+// `elapsed`.
+void NoteHelperShare(const Job& job, std::chrono::steady_clock::duration elapsed) {
   if (job.helper_chunks * 4 >= job.chunks) {
     g_misses.store(0, std::memory_order_relaxed);
+  } else if (elapsed < kJudgedJob) {
+    return;
   } else if (g_misses.fetch_add(1, std::memory_order_relaxed) + 1 >= kMissesBeforeBackoff) {
     g_misses.store(0, std::memory_order_relaxed);
     g_skip.store(kBackoffCalls, std::memory_order_relaxed);
@@ -133,10 +142,9 @@ Helper* GetHelper() {
   return helper;
 }
 
-int AllowedParts() {
-  const int set = g_threads.load(std::memory_order_relaxed);
-  if (set != 0) return set >= 2 ? 2 : 1;
-  static const bool multi_core = std::thread::hardware_concurrency() > 1;
+// The pool width: 1 or 2 (a second helper would need a second helper thread).
+int DetectWidth() {
+  const bool multi_core = std::thread::hardware_concurrency() > 1;
 #if defined(ANERD_BLAS_ACCELERATE)
   return multi_core ? 2 : 1;
 #else
@@ -144,7 +152,28 @@ int AllowedParts() {
 #endif
 }
 
+std::atomic<int> g_width{0};  // set once by ConfigureBlasThreading
+
+int AllowedParts() {
+  const int set = g_threads.load(std::memory_order_relaxed);
+  if (set != 0) return set >= 2 ? 2 : 1;
+  const int width = g_width.load(std::memory_order_relaxed);
+  return width != 0 ? width : DetectWidth();
+}
+
 }  // namespace
+
+int ConfigureBlasThreading() {
+  static const int width = [] {
+    const int w = DetectWidth();
+#if !defined(ANERD_BLAS_ACCELERATE)
+    openblas_set_num_threads(1);
+#endif
+    g_width.store(w, std::memory_order_relaxed);
+    return w;
+  }();
+  return width;
+}
 
 int SetParallelForThreads(int threads) {
   g_skip.store(0, std::memory_order_relaxed);
@@ -171,10 +200,11 @@ void ParallelFor(int64_t n, int64_t min_part, RangeFn fn) {
   job.chunks = std::min<int64_t>(n / min_part, kMaxChunks);
   job.chunk = (n + job.chunks - 1) / job.chunks;
   job.chunks = (n + job.chunk - 1) / job.chunk;
+  const auto t0 = std::chrono::steady_clock::now();
   helper->Start(&job);
   RunChunks(&job, 0);
   helper->Finish();
-  if (mode == 0) NoteHelperShare(job);
+  if (mode == 0) NoteHelperShare(job, std::chrono::steady_clock::now() - t0);
 }
 
 }  // namespace anerd::backend::cpu

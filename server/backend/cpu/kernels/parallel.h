@@ -1,18 +1,24 @@
-// ParallelFor: the CPU backend's only use of a second core outside GEMMs. One persistent helper
-// thread per process sleeps on a mutex/condition variable between jobs (it never spins), so it does
-// not compete with OpenBLAS's own pool; kernels call ParallelFor only between GEMMs, never inside
-// one, so the two never run at the same time within a program.
+// ParallelFor: the CPU backend's one thread pool (the calling thread plus one persistent helper
+// that sleeps on a mutex/condition variable between jobs; it never spins). It runs the backend's
+// GEMMs (split into fixed blocks or across batch entries, each block a single-threaded cblas call)
+// and its streaming passes (softmax, reductions, elementwise chains, conversions).
+//
+// One pool, not two: OpenBLAS's own workers busy-wait (sched_yield) for ~0.1 s after every
+// threaded call, so a second pool running between GEMMs got half a core at best (measured: every
+// non-GEMM pass of sdpaBwd2 took twice as long as with passive OpenBLAS workers). On OpenBLAS,
+// ConfigureBlasThreading therefore makes BLAS single-threaded for the whole process and gives its
+// thread count to this pool instead. Accelerate (macOS) is left alone.
 //
 // A range [0, n) is cut into up to 16 contiguous chunks of at least `min_part` items, handed out
 // in order to the calling thread (part 0) and the helper (part 1) as each asks for more, so a
 // helper that wakes late (a loaded machine) simply takes fewer chunks, and none if the caller
 // finished first. Splitting happens only when n >= 2 * min_part, two threads are allowed
-// (SetParallelForThreads; automatic mode follows OpenBLAS: more than one BLAS thread means the
-// process gives the backend more than one core) and the helper is idle; otherwise fn(0, 0, n) runs
-// inline. Nested calls (from inside fn) and concurrent callers that find the helper busy run
-// inline. Results are therefore identical to the serial loop whenever fn's ranges are independent
-// (fn must be safe to run concurrently on disjoint ranges; a part's ranges never overlap in time).
-// Thread-safety: ParallelFor and SetParallelForThreads may be called from any thread.
+// (SetParallelForThreads; automatic mode: the pool width ConfigureBlasThreading found) and the
+// helper is idle; otherwise fn(0, 0, n) runs inline. Nested calls (from inside fn) and concurrent
+// callers that find the helper busy run inline. Results are therefore identical to the serial
+// loop whenever fn's ranges are independent (fn must be safe to run concurrently on disjoint
+// ranges; a part's ranges never overlap in time).
+// Thread-safety: every function here may be called from any thread.
 #ifndef ANERD_SERVER_BACKEND_CPU_KERNELS_PARALLEL_H_
 #define ANERD_SERVER_BACKEND_CPU_KERNELS_PARALLEL_H_
 
@@ -27,11 +33,19 @@ namespace anerd::backend::cpu {
 using RangeFn = absl::FunctionRef<void(int part, int64_t begin, int64_t end)>;
 void ParallelFor(int64_t n, int64_t min_part, RangeFn fn);
 
-// Number of parts ParallelFor may use: 0 = automatic (2 when OpenBLAS runs more than one thread
-// and the machine has more than one core, else 1; and when the helper ran under a quarter of the
-// chunks on two calls in a row, i.e. it did not get a core in time on a loaded machine, the next
-// 32 calls run inline before it is offered work again), 1 = always serial, 2 = always offer work
-// to the helper. Returns the previous setting. Meant for tests and benchmarks.
+// Makes this process's BLAS single-threaded (OpenBLAS; no-op on Accelerate) and sizes the pool
+// from the thread count BLAS had (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else the core count),
+// so the process keeps using as many cores as before, through one pool. Idempotent: the first call
+// decides; later calls return the same width. Call it before any other thread uses BLAS (the CPU
+// backend's constructor and anerd's main do). Returns the pool width (1 or 2).
+int ConfigureBlasThreading();
+
+// Number of parts ParallelFor may use: 0 = automatic (the pool width from ConfigureBlasThreading,
+// or before that call 2 when BLAS runs more than one thread on a multi-core machine; and when the
+// helper ran under a quarter of the chunks of two calls in a row that each kept the caller busy
+// for 0.5 ms or more, i.e. it did not get a core in time on a loaded machine, the next 32 calls run
+// inline before it is offered work again), 1 = always serial, 2 = always offer work to the helper.
+// Returns the previous setting. Meant for tests and benchmarks.
 int SetParallelForThreads(int threads);
 
 // Items per part below which splitting costs more than it saves (~0.03 ms of streaming work).
