@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -163,16 +164,16 @@ TEST_F(ParallelForTest, KernelsGiveIdenticalResultsSerialAndSplit) {
     EXPECT_EQ(0, std::memcmp(outs[0][k].data(), outs[1][k].data(), outs[0][k].size() * 4))
         << "kernel " << k;
   }
-  // Last-axis softmax equals the textbook loop bit for bit (exp of every entry, even those the
-  // kernel skips because they underflow to +0).
+  // Last-axis softmax agrees to a few ulp with exp and sum in double of the same float
+  // differences x - max (exp is ExpArray, sums run in eight lanes).
   for (int64_t r = 0; r < 3 * 1031; r += 97) {
     const float* src = x.data() + r * 67;
-    float mx = -INFINITY, sum = 0.0f, e[67];
-    for (int i = 0; i < 67; ++i) mx = std::max(mx, src[i]);
-    for (int i = 0; i < 67; ++i) sum += (e[i] = std::exp(src[i] - mx));
+    double mx = -INFINITY, sum = 0.0, e[67];
+    for (int i = 0; i < 67; ++i) mx = std::max<double>(mx, src[i]);
+    for (int i = 0; i < 67; ++i) sum += (e[i] = std::exp(src[i] - static_cast<float>(mx)));
     for (int i = 0; i < 67; ++i) {
-      const float want = e[i] * (1.0f / sum);
-      ASSERT_EQ(std::memcmp(&want, &outs[1][0][r * 67 + i], 4), 0) << "row " << r << " col " << i;
+      const double want = e[i] / sum;
+      ASSERT_NEAR(outs[0][0][r * 67 + i], want, 4e-7 * want + 1e-30) << "row " << r << " col " << i;
     }
   }
   // Rounding fused into the pass equals rounding afterwards.
@@ -188,8 +189,8 @@ TEST_F(ParallelForTest, KernelsGiveIdenticalResultsSerialAndSplit) {
 }
 
 // Rows that stress the last-axis softmax: signed zero maxima, NaN, -inf, all entries masked but
-// one; 70 entries (eight-lane max plus a tail). Compared bit for bit with the textbook loop.
-TEST_F(ParallelForTest, SoftmaxRowEdgeCasesMatchTheTextbookLoop) {
+// one; 70 entries (eight-lane max and sum plus a tail). Compared with a double-precision softmax.
+TEST_F(ParallelForTest, SoftmaxRowEdgeCasesMatchADoubleSoftmax) {
   constexpr int kN = 70;
   std::vector<float> x(5 * kN, -65504.0f);
   x[0 * kN + 3] = -0.0f;
@@ -202,16 +203,72 @@ TEST_F(ParallelForTest, SoftmaxRowEdgeCasesMatchTheTextbookLoop) {
   for (int i = 0; i < kN; ++i) x[4 * kN + i] = std::cos(static_cast<float>(i)) * 120.0f;
   std::vector<float> got(x.size());
   Softmax(x.data(), {5, kN}, 1, got.data(), Rounding::kNone);
-  for (int r = 0; r < 5; ++r) {
-    const float* src = x.data() + r * kN;
-    float mx = -INFINITY, sum = 0.0f, e[kN];
-    for (int i = 0; i < kN; ++i) mx = std::max(mx, src[i]);
-    for (int i = 0; i < kN; ++i) sum += (e[i] = std::exp(src[i] - mx));
-    for (int i = 0; i < kN; ++i) {
-      const float want = e[i] * (1.0f / sum);
-      ASSERT_EQ(std::memcmp(&want, &got[r * kN + i], 4), 0) << "row " << r << " col " << i;
+  // Row 0: two zero maxima of either sign share the mass exactly; masked entries are exactly +0.
+  EXPECT_EQ(got[0 * kN + 3], 0.5f);
+  EXPECT_EQ(got[0 * kN + 40], 0.5f);
+  EXPECT_EQ(got[0 * kN + 0], 0.0f);
+  EXPECT_FALSE(std::signbit(got[0 * kN + 0]));
+  EXPECT_EQ(got[1 * kN + 69], 0.5f);
+  EXPECT_EQ(got[1 * kN + 1], 0.5f);
+  for (int i = 0; i < kN; ++i) EXPECT_TRUE(std::isnan(got[2 * kN + i])) << i;  // NaN poisons
+  for (int i = 0; i < kN; ++i) EXPECT_EQ(got[3 * kN + i], i == 66 ? 1.0f : 0.0f) << i;
+  const float* src = x.data() + 4 * kN;
+  double mx = -INFINITY, sum = 0.0, e[kN];
+  for (int i = 0; i < kN; ++i) mx = std::max<double>(mx, src[i]);
+  for (int i = 0; i < kN; ++i) sum += (e[i] = std::exp(src[i] - static_cast<float>(mx)));
+  for (int i = 0; i < kN; ++i) {
+    EXPECT_NEAR(got[4 * kN + i], e[i] / sum, 4e-7 * (e[i] / sum) + 1e-38) << i;
+  }
+}
+
+// Ulps between a float and the exactly rounded double (both finite, same sign).
+double UlpError(float got, double exact) {
+  const float rounded = static_cast<float>(exact);
+  const double ulp = std::nextafter(std::abs(rounded), INFINITY) - std::abs(rounded);
+  return std::abs(static_cast<double>(got) - exact) / ulp;
+}
+
+TEST(ExpArray, WithinTwoUlpAndExactAtTheEdges) {
+  std::vector<float> x;
+  for (double v = -104.5; v <= 89.0; v += 1.0 / 4096) x.push_back(static_cast<float>(v));
+  for (uint32_t bits = 0x3f800000u; bits < 0x3f900000u; bits += 7) {  // dense near 1 and -1
+    float f;
+    std::memcpy(&f, &bits, 4);
+    x.push_back(f);
+    x.push_back(-f);
+  }
+  std::vector<float> y(x.size());
+  ExpArray(x.data(), y.data(), static_cast<int64_t>(x.size()));
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(ExpScalar(x[i]), y[i]) << x[i];  // every code path gives the same bits
+    const double exact = std::exp(static_cast<double>(x[i]));
+    if (exact > 3.4028234e38) {
+      ASSERT_EQ(y[i], INFINITY) << x[i];
+    } else if (exact < std::numeric_limits<float>::min()) {  // subnormal or zero result
+      ASSERT_NEAR(y[i], exact, std::numeric_limits<float>::denorm_min()) << x[i];
+    } else {
+      worst = std::max(worst, UlpError(y[i], exact));
+      ASSERT_LE(UlpError(y[i], exact), 2.0) << x[i];
     }
   }
+  EXPECT_GT(worst, 0.0);  // the sweep really compared something
+  const float specials[] = {0.0f, -0.0f, -INFINITY, INFINITY, NAN, -1e30f, 1e30f, 88.8f, -104.0f};
+  float out[9];
+  ExpArray(specials, out, 9);
+  EXPECT_EQ(out[0], 1.0f);
+  EXPECT_EQ(out[1], 1.0f);
+  EXPECT_EQ(out[2], 0.0f);
+  EXPECT_EQ(out[3], INFINITY);
+  EXPECT_TRUE(std::isnan(out[4]));
+  EXPECT_EQ(out[5], 0.0f);
+  EXPECT_EQ(out[6], INFINITY);
+  EXPECT_EQ(out[7], INFINITY);
+  EXPECT_EQ(out[8], 0.0f);
+  // In place.
+  std::vector<float> z = x;
+  ExpArray(z.data(), z.data(), static_cast<int64_t>(z.size()));
+  EXPECT_EQ(0, std::memcmp(z.data(), y.data(), y.size() * 4));
 }
 
 // ---- one pool: BLAS single-threaded, GEMMs split by the backend ---------------------------------

@@ -16,6 +16,19 @@ namespace {
 
 constexpr int64_t kBlock = 1024;
 
+// r[i] = f(a[i], exp(scale * a[i])) in chunks, exp vectorised (ExpArray); r may alias a.
+template <typename F>
+void WithExp(const float* a, float* r, int64_t n, float scale, F f) {
+  constexpr int64_t kChunk = 256;
+  float e[kChunk];
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - i0);
+    for (int64_t i = 0; i < m; ++i) e[i] = scale * a[i0 + i];
+    ExpArray(e, e, m);
+    for (int64_t i = 0; i < m; ++i) r[i0 + i] = f(a[i0 + i], e[i]);
+  }
+}
+
 void Unary(EwOp op, const float* a, float* r, int64_t n, float p0, float p1) {
   switch (op) {
     case EwOp::kSqrt:
@@ -25,7 +38,7 @@ void Unary(EwOp op, const float* a, float* r, int64_t n, float p0, float p1) {
       for (int64_t i = 0; i < n; ++i) r[i] = 1.0f / std::sqrt(a[i] + p0);
       return;
     case EwOp::kExp:
-      for (int64_t i = 0; i < n; ++i) r[i] = std::exp(a[i]);
+      ExpArray(a, r, n);
       return;
     case EwOp::kLog:
       for (int64_t i = 0; i < n; ++i) r[i] = std::log(a[i] + p0);
@@ -34,13 +47,13 @@ void Unary(EwOp op, const float* a, float* r, int64_t n, float p0, float p1) {
       for (int64_t i = 0; i < n; ++i) r[i] = std::tanh(a[i]);
       return;
     case EwOp::kSigmoid:
-      for (int64_t i = 0; i < n; ++i) r[i] = 1.0f / (1.0f + std::exp(-a[i]));
+      WithExp(a, r, n, -1.0f, [](float, float e) { return 1.0f / (1.0f + e); });
       return;
     case EwOp::kRelu:
       for (int64_t i = 0; i < n; ++i) r[i] = a[i] > 0.0f ? a[i] : 0.0f;
       return;
     case EwOp::kSilu:
-      for (int64_t i = 0; i < n; ++i) r[i] = a[i] / (1.0f + std::exp(-a[i]));
+      WithExp(a, r, n, -1.0f, [](float x, float e) { return x / (1.0f + e); });
       return;
     case EwOp::kGeluExact:
       for (int64_t i = 0; i < n; ++i) r[i] = 0.5f * a[i] * (1.0f + std::erf(a[i] * 0.70710678f));
@@ -52,7 +65,7 @@ void Unary(EwOp op, const float* a, float* r, int64_t n, float p0, float p1) {
       }
       return;
     case EwOp::kGeluSigmoid:
-      for (int64_t i = 0; i < n; ++i) r[i] = a[i] / (1.0f + std::exp(-1.702f * a[i]));
+      WithExp(a, r, n, -1.702f, [](float x, float e) { return x / (1.0f + e); });
       return;
     case EwOp::kClip:
       for (int64_t i = 0; i < n; ++i) r[i] = std::min(std::max(a[i], p0), p1);

@@ -12,9 +12,6 @@
 namespace anerd::backend::cpu {
 namespace {
 
-// expf(d) is +0 for every d below this (its underflow threshold is about -103.97).
-constexpr float kExpUnderflow = -104.0f;
-
 // Rows of a fused chain evaluated per batch before they are reduced (about 16 KB: in L1).
 int64_t RowsPerBatch(int64_t row_len) {
   return std::max<int64_t>(1, 4096 / std::max<int64_t>(row_len, 1));
@@ -85,22 +82,28 @@ float RowMax(const float* src, int64_t n) {
   return mx;
 }
 
-// Softmax of one contiguous row (dst may equal src). exp is skipped where it underflows to +0
-// anyway (expf(d) is +0 for d below about -103.97), so results are bit-identical to calling it;
-// that halves the exps of a causal mask. Adding those +0s would not change the sum either.
+// Sum of n floats in a fixed order that vectorises: eight interleaved lanes (lane j adds the
+// elements i = j mod 8 in order), the lanes added in order, then the tail.
+float RowSum(const float* src, int64_t n) {
+  constexpr int kLanes = 8;
+  float lane[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lane[j] += src[i + j];
+  }
+  float sum = 0.0f;
+  for (int j = 0; j < kLanes; ++j) sum += lane[j];
+  for (; i < n; ++i) sum += src[i];
+  return sum;
+}
+
+// Softmax of one contiguous row (dst may equal src): every pass vectorises, exp included
+// (ExpArray; entries that underflow come out as +0 and add nothing to the sum).
 void SoftmaxRow(const float* src, int64_t n, float* dst, Rounding rounding) {
   const float mx = RowMax(src, n);
   for (int64_t i = 0; i < n; ++i) dst[i] = src[i] - mx;
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    if (dst[i] < kExpUnderflow) {
-      dst[i] = 0.0f;
-    } else {
-      dst[i] = std::exp(dst[i]);
-      sum += dst[i];
-    }
-  }
-  const float inv = 1.0f / sum;
+  ExpArray(dst, dst, n);
+  const float inv = 1.0f / RowSum(dst, n);
   for (int64_t i = 0; i < n; ++i) dst[i] *= inv;
   if (rounding == Rounding::kFp16) RoundToHalfInPlace(dst, n);
 }
@@ -113,11 +116,10 @@ void SoftmaxBlock(const float* src, int64_t mid, int64_t inner, float* dst, floa
   }
   std::fill(sum, sum + inner, 0.0f);
   for (int64_t m = 0; m < mid; ++m) {
-    for (int64_t i = 0; i < inner; ++i) {
-      const float e = std::exp(src[m * inner + i] - mx[i]);
-      dst[m * inner + i] = e;
-      sum[i] += e;
-    }
+    float* row = dst + m * inner;
+    for (int64_t i = 0; i < inner; ++i) row[i] = src[m * inner + i] - mx[i];
+    ExpArray(row, row, inner);
+    for (int64_t i = 0; i < inner; ++i) sum[i] += row[i];
   }
   for (int64_t i = 0; i < inner; ++i) sum[i] = 1.0f / sum[i];
   for (int64_t m = 0; m < mid; ++m) {
