@@ -63,6 +63,7 @@ void ExpLoop(const float* src, float* dst, int64_t n) {
     const bool under = x<kMinNormal, over = x> kMaxArg, nan = x != x;
     float xc = under ? kMinNormal : x;
     xc = over ? kMaxArg : xc;
+    xc = nan ? 0.0f : xc;  // keeps NaN out of the float-to-int conversion
     const float y = ExpCore(xc);
     float out = under ? 0.0f : y;
     out = over ? std::numeric_limits<float>::infinity() : out;

@@ -71,25 +71,40 @@ void GemmBlock(int64_t m, int64_t n, int64_t k, const MatRef& a, const MatRef& b
 }
 
 // Block plan of one GEMM: C's rows (or columns) in `count` runs of `len` (the last may be
-// shorter). Blocks have at least kMinBlockMacs multiply-adds and kBlockAlign rows/columns.
+// shorter, by less than kLenAlign per block). Blocks have at least kMinBlockMacs multiply-adds
+// and kMinBlockLen rows/columns (the last one possibly fewer).
 struct GemmSplit {
   bool rows = true;
   int64_t len = 0, count = 1;
 };
 constexpr int64_t kMinBlockMacs = int64_t{1} << 21;  // ~40 µs on one core
 constexpr int64_t kMaxBlocks = 4;  // a late helper still finds work; few re-packs of the operand
-constexpr int64_t kBlockAlign = 16;
+constexpr int64_t kMinBlockLen = 16;
+constexpr int64_t kLenAlign = 8;  // whole micro-kernel tiles per block
+
+// True when this backend's pool runs the GEMMs: BLAS itself is single-threaded
+// (ConfigureBlasThreading; the first GEMM configures a process that has not done so yet). With
+// Accelerate, whose own threads are left on, GEMMs are never split (no pool inside a pool).
+bool PoolRunsGemms() {
+#if defined(ANERD_BLAS_ACCELERATE)
+  return false;
+#else
+  ConfigureBlasThreading();
+  return true;
+#endif
+}
 
 GemmSplit PlanSplit(int64_t m, int64_t n, int64_t k) {
   GemmSplit s;
   s.rows = m >= n;
   const int64_t extent = s.rows ? m : n;
   s.len = extent;
+  if (!PoolRunsGemms()) return s;
   const int64_t by_work = m * n * k / kMinBlockMacs;
-  const int64_t blocks = std::min({kMaxBlocks, by_work, extent / kBlockAlign});
+  const int64_t blocks = std::min({kMaxBlocks, by_work, extent / kMinBlockLen});
   if (blocks < 2) return s;
   s.len = (extent + blocks - 1) / blocks;
-  s.len = (s.len + kBlockAlign - 1) / kBlockAlign * kBlockAlign;
+  s.len = (s.len + kLenAlign - 1) / kLenAlign * kLenAlign;
   s.count = (extent + s.len - 1) / s.len;
   return s;
 }
@@ -173,9 +188,11 @@ void Matmul(const MatmulArgs& args, float* out, float* scratch, Rounding roundin
   int64_t nb = 1;
   for (int64_t d : batch) nb *= d;
   const int64_t part_scratch = m * k + k * n;
-  // Batch entries of at least kMinBlockMacs go to the pool one by one, each a single block; a
-  // single (or tiny) GEMM is split by Gemm instead.
-  const bool by_batch = nb > 1 && m * n * k >= kMinBlockMacs;
+  // Batch entries go to the pool whole (each one cblas call; runs of small entries together, at
+  // least kMinBlockMacs per run); a single product is split by Gemm instead. So an entry's bits
+  // can depend on whether it is batched, never on the number of threads.
+  const int64_t macs = std::max<int64_t>(m * n * k, 1);
+  const int64_t min_run = std::max<int64_t>(1, kMinBlockMacs / macs);
   auto run = [&](int part, int64_t b0, int64_t b1) {
     float* const sc = scratch + part * part_scratch;
     for (int64_t bi = b0; bi < b1; ++bi) {
@@ -187,7 +204,7 @@ void Matmul(const MatmulArgs& args, float* out, float* scratch, Rounding roundin
       const MatRef a = Operand(args.x, BatchOffset(args.x, batch, bi), m, k, sc);
       const MatRef b = Operand(args.y, BatchOffset(args.y, batch, bi), k, n, sc + m * k);
       const MatOut c{out + ooff, args.out_strides[r - 2], args.out_strides[r - 1]};
-      if (by_batch) {
+      if (nb > 1) {
         GemmBlock(m, n, k, a, b, c, false);
       } else {
         Gemm(m, n, k, a, b, c, false);
@@ -195,8 +212,8 @@ void Matmul(const MatmulArgs& args, float* out, float* scratch, Rounding roundin
       if (rounding == Rounding::kFp16) RoundBlock(c, m, n);
     }
   };
-  if (by_batch) {
-    ParallelFor(nb, 1, run);
+  if (nb > 1 && PoolRunsGemms()) {
+    ParallelFor(nb, min_run, run);
   } else {
     run(0, 0, nb);
   }

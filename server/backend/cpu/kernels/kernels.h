@@ -1,5 +1,6 @@
-// CPU kernels: fp32 compute over strided inputs, contiguous outputs. Every kernel is a pure
-// function of its arguments (no global state). All parallelism goes through ParallelFor
+// CPU kernels: fp32 compute over strided inputs, contiguous outputs. Every kernel's results are a
+// pure function of its arguments (they may run on the shared pool, never depend on it). All
+// parallelism goes through ParallelFor
 // (parallel.h: the calling thread plus one sleeping helper): GEMMs run as single-threaded
 // cblas_sgemm blocks spread over it (gemm.cc), the other kernels split large passes into
 // independent chunks; results are identical however many threads run them. fp16 rounding of
@@ -133,7 +134,8 @@ bool GemmReadable(const MatRef& m, int64_t rows, int64_t cols);
 void Gemm(int64_t m, int64_t n, int64_t k, const MatRef& a, const MatRef& b, const MatOut& c,
           bool accumulate);
 // How many blocks Gemm cuts an M x N x K product into (1 = one cblas call): at most 4, each of at
-// least 2^21 multiply-adds and 16 rows (or columns). A function of the shape only.
+// least 2^21 multiply-adds and (but the last) 16 rows or columns. A function of the shape only
+// (always 1 with Accelerate, whose own threads run its GEMMs).
 int64_t GemmBlocks(int64_t m, int64_t n, int64_t k);
 
 // Batched matmul with NumPy batch broadcasting: x [..., M, K] and y [..., K, N] (already logically

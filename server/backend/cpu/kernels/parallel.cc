@@ -144,7 +144,7 @@ Helper* GetHelper() {
 
 // The pool width: 1 or 2 (a second helper would need a second helper thread).
 int DetectWidth() {
-  const bool multi_core = std::thread::hardware_concurrency() > 1;
+  static const bool multi_core = std::thread::hardware_concurrency() > 1;
 #if defined(ANERD_BLAS_ACCELERATE)
   return multi_core ? 2 : 1;
 #else

@@ -7,7 +7,10 @@
 // threaded call, so a second pool running between GEMMs got half a core at best (measured: every
 // non-GEMM pass of sdpaBwd2 took twice as long as with passive OpenBLAS workers). On OpenBLAS,
 // ConfigureBlasThreading therefore makes BLAS single-threaded for the whole process and gives its
-// thread count to this pool instead. Accelerate (macOS) is left alone.
+// thread count to this pool instead (the first GEMM does so in a process that has not). This
+// assumes OpenBLAS's pthreads build (Debian's default; an OpenMP build keeps thread counts per
+// calling thread). Accelerate (macOS) is left alone and keeps running its GEMMs on its own
+// threads; there the pool runs only the other passes.
 //
 // A range [0, n) is cut into up to 16 contiguous chunks of at least `min_part` items, handed out
 // in order to the calling thread (part 0) and the helper (part 1) as each asks for more, so a
@@ -42,10 +45,11 @@ int ConfigureBlasThreading();
 
 // Number of parts ParallelFor may use: 0 = automatic (the pool width from ConfigureBlasThreading,
 // or before that call 2 when BLAS runs more than one thread on a multi-core machine; and when the
-// helper ran under a quarter of the chunks of two calls in a row that each kept the caller busy
-// for 0.5 ms or more, i.e. it did not get a core in time on a loaded machine, the next 32 calls run
-// inline before it is offered work again), 1 = always serial, 2 = always offer work to the helper.
-// Returns the previous setting. Meant for tests and benchmarks.
+// helper ran under a quarter of the chunks of two judged calls in a row — calls that kept the
+// caller busy for 0.5 ms or more; shorter ones count neither way — i.e. it did not get a core in
+// time on a loaded machine, the next 32 calls run inline before it is offered work again), 1 =
+// always serial, 2 = always offer work to the helper. Returns the previous setting. Meant for tests
+// and benchmarks.
 int SetParallelForThreads(int threads);
 
 // Items per part below which splitting costs more than it saves (~0.03 ms of streaming work).
