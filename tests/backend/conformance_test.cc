@@ -149,6 +149,9 @@ void CheckCase(const Case& c) {
 #define T16(shape) "tensor<fp16, " shape ">"
 #define T32(shape) "tensor<fp32, " shape ">"
 
+// The MIL programs below are built from adjacent literals and T16/T32 macros, which clang-format
+// cuts into unreadable fragments; they are laid out by hand, one MIL op per line.
+// clang-format off
 TEST(Conformance, BinaryOpsWithBroadcasting) {
   for (const char* op : {"add", "sub", "mul", "real_div", "maximum", "minimum"}) {
     const std::string o(op);
@@ -193,100 +196,35 @@ TEST(Conformance, UnaryOps) {
 
 TEST(Conformance, Cast) {
   CheckCase({"cast fp32->fp16->fp32", T32("[3, 5]") " a",
-             T16("[3, 5]") " h = cast(x = a, dtype = string(\"fp16\"));\n" T32(
-                 "[3, 5]") " y = cast(x = h, dtype = string(\"fp32\"));",
+             T16("[3, 5]") " h = cast(x = a, dtype = string(\"fp16\"));\n"
+             T32("[3, 5]") " y = cast(x = h, dtype = string(\"fp32\"));",
              "h, y"});
   CheckCase({"cast to int32 and back", T32("[7]") " a",
-             "tensor<int32, [7]> i = cast(x = a, dtype = string(\"int32\"));\n" T32(
-                 "[7]") " y = cast(x = i, dtype = string(\"fp32\"));",
+             "tensor<int32, [7]> i = cast(x = a, dtype = string(\"int32\"));\n"
+             T32("[7]") " y = cast(x = i, dtype = string(\"fp32\"));",
              "i, y"});
 }
 
 TEST(Conformance, FusedChainRmsNorm) {
   // The seed's RMSNorm idiom (spec 3.5): a long elementwise chain plus a reduction.
-  CheckCase(
-      {"rmsnorm", T16("[1, 16, 1, 8]") " x, " T16("[1, 16, 1, 1]") " w",
-       T16("[1, 16, 1, 8]") " sq = mul(x = x, y = x);\n" T16(
-           "[1, 1, 1, 8]") " ss = reduce_sum(x = sq, axes = tensor<int32, [1]>([1]), "
-                           "keep_dims = bool(true));\n" T16(
-                               "[1, 1, 1, 8]") " ss2 = mul(x = "
-                                               "ss, y = "
-                                               "fp16(0.0625));"
-                                               "\n" T16(
-                                                   "[1, 1, "
-                                                   "1, 8]") " ss3 = add(x = ss2, y = "
-                                                            "fp16(0.00001));\n" T16(
-                                                                "[1, 1, 1, "
-                                                                "8]") " rr = "
-                                                                      "pow(x "
-                                                                      "= "
-                                                                      "ss3, "
-                                                                      "y = "
-                                                                      "fp16(-"
-                                                                      "0.5));"
-                                                                      "\n" T16(
-                                                                          "[1, 16, 1, "
-                                                                          "8]") " xr = "
-                                                                                "mul(x "
-                                                                                "= x, y "
-                                                                                "= "
-                                                                                "rr);"
-                                                                                "\n" T16(
-                                                                                    "[1,"
-                                                                                    " "
-                                                                                    "16,"
-                                                                                    " "
-                                                                                    "1, "
-                                                                                    "8]") " y = "
-                                                                                          "mul(x = "
-                                                                                          "xr, y = "
-                                                                                          "w);",
-       "y", false, false, 2});
-  CheckCase(
-      {"silu gate chain", T16("[1, 8, 1, 12]") " h1, " T16("[1, 8, 1, 12]") " h3",
-       T16("[1, 8, 1, 12]") " sig = sigmoid(x = h1);\n" T16(
-           "[1, 8, 1, 12]") " oms = sub(x = "
-                            "fp16(1), y = "
-                            "sig);\n" T16(
-                                "["
-                                "1"
-                                ","
-                                " "
-                                "8"
-                                ","
-                                " "
-                                "1"
-                                ","
-                                " "
-                                "1"
-                                "2"
-                                "]") " homs = mul(x = h1, y = oms);\n" T16("[1, 8, 1, 12]") " brk "
-                                                                                            "= "
-                                                                                            "add(x "
-                                                                                            "= "
-                                                                                            "fp16("
-                                                                                            "1), y "
-                                                                                            "= "
-                                                                                            "homs);"
-                                                                                            "\n" T16(
-                                                                                                "[1"
-                                                                                                ", "
-                                                                                                "8,"
-                                                                                                " 1"
-                                                                                                ", "
-                                                                                                "12"
-                                                                                                "]") " dsd"
-                                                                                                     " = "
-                                                                                                     "mul("
-                                                                                                     "x = "
-                                                                                                     "sig,"
-                                                                                                     " y "
-                                                                                                     "= "
-                                                                                                     "brk)"
-                                                                                                     ";"
-                                                                                                     "\n" T16(
-                                                                                                         "[1, 8, 1, 12]") " y = mul(x = dsd, y = h3);",
-       "y"});
+  CheckCase({"rmsnorm", T16("[1, 16, 1, 8]") " x, " T16("[1, 16, 1, 1]") " w",
+             T16("[1, 16, 1, 8]") " sq = mul(x = x, y = x);\n"
+             T16("[1, 1, 1, 8]") " ss = reduce_sum(x = sq, axes = tensor<int32, [1]>([1]), "
+                                 "keep_dims = bool(true));\n"
+             T16("[1, 1, 1, 8]") " ss2 = mul(x = ss, y = fp16(0.0625));\n"
+             T16("[1, 1, 1, 8]") " ss3 = add(x = ss2, y = fp16(0.00001));\n"
+             T16("[1, 1, 1, 8]") " rr = pow(x = ss3, y = fp16(-0.5));\n"
+             T16("[1, 16, 1, 8]") " xr = mul(x = x, y = rr);\n"
+             T16("[1, 16, 1, 8]") " y = mul(x = xr, y = w);",
+             "y", false, false, 2});
+  CheckCase({"silu gate chain", T16("[1, 8, 1, 12]") " h1, " T16("[1, 8, 1, 12]") " h3",
+             T16("[1, 8, 1, 12]") " sig = sigmoid(x = h1);\n"
+             T16("[1, 8, 1, 12]") " oms = sub(x = fp16(1), y = sig);\n"
+             T16("[1, 8, 1, 12]") " homs = mul(x = h1, y = oms);\n"
+             T16("[1, 8, 1, 12]") " brk = add(x = fp16(1), y = homs);\n"
+             T16("[1, 8, 1, 12]") " dsd = mul(x = sig, y = brk);\n"
+             T16("[1, 8, 1, 12]") " y = mul(x = dsd, y = h3);",
+             "y"});
 }
 
 TEST(Conformance, Matmul) {
@@ -304,8 +242,8 @@ TEST(Conformance, Matmul) {
              T32("[2]") " y = matmul(x = a, y = b);", "y", true});
   CheckCase({"matmul then transpose (folded output)",
              T16("[1, 1, 6, 4]") " a, " T16("[1, 1, 4, 9]") " b",
-             T16("[1, 1, 6, 9]") " m = matmul(x = a, y = b);\n" T16(
-                 "[1, 1, 9, 6]") " y = transpose(x = m, perm = tensor<int32, [4]>([0, 1, 3, 2]));",
+             T16("[1, 1, 6, 9]") " m = matmul(x = a, y = b);\n"
+             T16("[1, 1, 9, 6]") " y = transpose(x = m, perm = tensor<int32, [4]>([0, 1, 3, 2]));",
              "y", true});
   CheckCase({"linear with bias", T16("[3, 10]") " a, " T16("[4, 10]") " w, " T16("[4]") " b",
              T16("[3, 4]") " y = linear(x = a, weight = w, bias = b);", "y", true});
@@ -315,131 +253,22 @@ TEST(Conformance, Matmul) {
 
 TEST(Conformance, DynamicMatmulPattern) {
   // spec 3.5 gen_dyn_matmul: IC=8, OC=6, S=5; input [1, IC, 1, S+OC].
-  CheckCase(
-      {"dyn matmul", T16("[1, 8, 1, 11]") " x",
-       T16("[1, 8, 1, 5]") " act = slice_by_size(x = x, begin = tensor<int32, [4]>([0, 0, 0, "
-                           "0]), "
-                           "size = tensor<int32, [4]>([1, 8, 1, 5]));\n" T16(
-                               "[1, 8, 1, 6]") " wt = slice_by_size(x = x, begin = "
-                                               "tensor<int32, [4]>([0, 0, 0, 5]), "
-                                               "size = tensor<int32, [4]>([1, 8, 1, "
-                                               "6]));\n" T16(
-                                                   "[1, 1, 8, 5]") " a2 = "
-                                                                   "reshape(x = "
-                                                                   "act, shape = "
-                                                                   "tensor<int32, "
-                                                                   "[4]>([1, 1, 8, "
-                                                                   "5]));\n" T16(
-                                                                       "["
-                                                                       "1"
-                                                                       ","
-                                                                       " "
-                                                                       "1"
-                                                                       ","
-                                                                       " "
-                                                                       "5"
-                                                                       ","
-                                                                       " "
-                                                                       "8"
-                                                                       "]") " a3 = "
-                                                                            "transp"
-                                                                            "ose(x "
-                                                                            "= a2, "
-                                                                            "perm "
-                                                                            "= "
-                                                                            "tensor"
-                                                                            "<int32"
-                                                                            ", "
-                                                                            "[4]>(["
-                                                                            "0, 1, "
-                                                                            "3, "
-                                                                            "2]));"
-                                                                            "\n" T16("[1, 1, 8, 6]") " W = reshape(x = wt, shape = tensor<int32, [4]>([1, 1, 8, 6]));\n" T16(
-                                                                                "[1, 1, 5, "
-                                                                                "6]") " yh "
-                                                                                      "= "
-                                                                                      "matmu"
-                                                                                      "l(x "
-                                                                                      "= "
-                                                                                      "a3, "
-                                                                                      "y = "
-                                                                                      "W, "
-                                                                                      "trans"
-                                                                                      "pose_"
-                                                                                      "x = "
-                                                                                      "bool("
-                                                                                      "false"
-                                                                                      "), "
-                                                                                      "trans"
-                                                                                      "pose_"
-                                                                                      "y = "
-                                                                                      "bool("
-                                                                                      "false"
-                                                                                      "));"
-                                                                                      "\n" T16(
-                                                                                          "[1,"
-                                                                                          " 1,"
-                                                                                          " 6,"
-                                                                                          " 5"
-                                                                                          "]") " yt"
-                                                                                               " = "
-                                                                                               "tra"
-                                                                                               "nsp"
-                                                                                               "ose"
-                                                                                               "(x "
-                                                                                               "= "
-                                                                                               "yh,"
-                                                                                               " pe"
-                                                                                               "rm "
-                                                                                               "= "
-                                                                                               "ten"
-                                                                                               "sor"
-                                                                                               "<in"
-                                                                                               "t32"
-                                                                                               ", "
-                                                                                               "[4]"
-                                                                                               ">(["
-                                                                                               "0, "
-                                                                                               "1, "
-                                                                                               "3, "
-                                                                                               "2])"
-                                                                                               ");"
-                                                                                               "\n" T16(
-                                                                                                   "["
-                                                                                                   "1"
-                                                                                                   ","
-                                                                                                   " "
-                                                                                                   "6"
-                                                                                                   ","
-                                                                                                   " "
-                                                                                                   "1"
-                                                                                                   ","
-                                                                                                   " "
-                                                                                                   "5"
-                                                                                                   "]") " y "
-                                                                                                        "= "
-                                                                                                        "res"
-                                                                                                        "hap"
-                                                                                                        "e("
-                                                                                                        "x "
-                                                                                                        "= "
-                                                                                                        "yt,"
-                                                                                                        " sh"
-                                                                                                        "ape"
-                                                                                                        " = "
-                                                                                                        "ten"
-                                                                                                        "sor"
-                                                                                                        "<in"
-                                                                                                        "t32"
-                                                                                                        ", "
-                                                                                                        "[4]"
-                                                                                                        ">(["
-                                                                                                        "1, "
-                                                                                                        "6, "
-                                                                                                        "1, "
-                                                                                                        "5])"
-                                                                                                        ");",
-       "y", true});
+  CheckCase({"dyn matmul", T16("[1, 8, 1, 11]") " x",
+             T16("[1, 8, 1, 5]") " act = slice_by_size(x = x, begin = tensor<int32, [4]>([0, 0, "
+                                 "0, 0]), size = tensor<int32, [4]>([1, 8, 1, 5]));\n"
+             T16("[1, 8, 1, 6]") " wt = slice_by_size(x = x, begin = tensor<int32, [4]>([0, 0, 0, "
+                                 "5]), size = tensor<int32, [4]>([1, 8, 1, 6]));\n"
+             T16("[1, 1, 8, 5]") " a2 = reshape(x = act, shape = tensor<int32, [4]>([1, 1, 8, "
+                                 "5]));\n"
+             T16("[1, 1, 5, 8]") " a3 = transpose(x = a2, perm = tensor<int32, [4]>([0, 1, 3, "
+                                 "2]));\n"
+             T16("[1, 1, 8, 6]") " W = reshape(x = wt, shape = tensor<int32, [4]>([1, 1, 8, 6]));\n"
+             T16("[1, 1, 5, 6]") " yh = matmul(x = a3, y = W, transpose_x = bool(false), "
+                                 "transpose_y = bool(false));\n"
+             T16("[1, 1, 6, 5]") " yt = transpose(x = yh, perm = tensor<int32, [4]>([0, 1, 3, "
+                                 "2]));\n"
+             T16("[1, 6, 1, 5]") " y = reshape(x = yt, shape = tensor<int32, [4]>([1, 6, 1, 5]));",
+             "y", true});
 }
 
 TEST(Conformance, Conv) {
@@ -450,9 +279,8 @@ TEST(Conformance, Conv) {
   CheckCase({"conv 3x3 stride 2 pad custom bias",
              T32("[2, 3, 9, 8]") " x, " T32("[4, 3, 3, 3]") " w, " T32("[4]") " b",
              T32("[2, 4, 5, 4]") " y = conv(x = x, weight = w, bias = b, strides = tensor<int32, "
-                                 "[2]>([2, 2]), "
-                                 "pad_type = string(\"custom\"), pad = tensor<int32, [4]>([1, 1, "
-                                 "1, 0]));",
+                                 "[2]>([2, 2]), pad_type = string(\"custom\"), "
+                                 "pad = tensor<int32, [4]>([1, 1, 1, 0]));",
              "y", true});
   CheckCase(
       {"conv same dilated grouped", T16("[1, 4, 7, 7]") " x, " T16("[4, 2, 3, 3]") " w",
@@ -463,35 +291,18 @@ TEST(Conformance, Conv) {
              T32("[1, 2, 8]") " y = conv(x = x, weight = w);", "y", true});
   CheckCase(
       {"conv on a transposed view", T16("[1, 1, 10, 16]") " x, " T16("[8, 16, 1, 1]") " w",
-       T16("[1, 1, 16, 10]") " xt = transpose(x = x, perm = tensor<int32, [4]>([0, 1, 3, "
-                             "2]));\n" T16("[1, 16, 1, 10]") " xr = reshape(x = xt, shape = "
-                                                             "tensor<int32, [4]>([1, 16, 1, "
-                                                             "10]));\n" T16(
-                                                                 "[1, 8, 1, 10]") " y = conv(x = "
-                                                                                  "xr, weight = "
-                                                                                  "w);",
+       T16("[1, 1, 16, 10]") " xt = transpose(x = x, perm = tensor<int32, [4]>([0, 1, 3, 2]));\n"
+       T16("[1, 16, 1, 10]") " xr = reshape(x = xt, shape = tensor<int32, [4]>([1, 16, 1, 10]));\n"
+       T16("[1, 8, 1, 10]") " y = conv(x = xr, weight = w);",
        "y", true});
 }
 
 TEST(Conformance, DataMovement) {
   CheckCase(
       {"reshape/transpose chain", T16("[2, 3, 4]") " x",
-       T16("[3, 2, 4]") " t = transpose(x = x, perm = tensor<int32, [3]>([1, 0, 2]));\n" T16(
-           "[6, 4]") " r = reshape(x = t, shape = tensor<int32, [2]>([6, 4]));\n" T16("[6, 4]") " y"
-                                                                                                " ="
-                                                                                                " a"
-                                                                                                "dd"
-                                                                                                "(x"
-                                                                                                " ="
-                                                                                                " r"
-                                                                                                ", "
-                                                                                                "y "
-                                                                                                "= "
-                                                                                                "fp"
-                                                                                                "16"
-                                                                                                "(1"
-                                                                                                "))"
-                                                                                                ";",
+       T16("[3, 2, 4]") " t = transpose(x = x, perm = tensor<int32, [3]>([1, 0, 2]));\n"
+       T16("[6, 4]") " r = reshape(x = t, shape = tensor<int32, [2]>([6, 4]));\n"
+       T16("[6, 4]") " y = add(x = r, y = fp16(1));",
        "y, t"});
   CheckCase(
       {"slice_by_size", T16("[1, 8, 1, 10]") " x",
@@ -502,38 +313,33 @@ TEST(Conformance, DataMovement) {
       {"slice_by_index strided squeeze", T32("[4, 9]") " x",
        T32("[4]") " y = slice_by_index(x = x, begin = tensor<int32, [2]>([0, 7]), "
                   "end = tensor<int32, [2]>([4, 8]), squeeze_mask = tensor<bool, [2]>([false, "
-                  "true]));\n" T32(
-                      "[2, 3]") " z = slice_by_index(x = x, begin = tensor<int32, [2]>([3, 1]), "
-                                "end = tensor<int32, [2]>([0, 9]), stride = tensor<int32, "
-                                "[2]>([-2, 3]), "
-                                "begin_mask = tensor<bool, [2]>([false, false]), end_mask = "
-                                "tensor<bool, [2]>([true, false]));",
+                  "true]));\n"
+       T32("[2, 3]") " z = slice_by_index(x = x, begin = tensor<int32, [2]>([3, 1]), "
+                     "end = tensor<int32, [2]>([0, 9]), stride = tensor<int32, [2]>([-2, 3]), "
+                     "begin_mask = tensor<bool, [2]>([false, false]), end_mask = tensor<bool, "
+                     "[2]>([true, false]));",
        "y, z"});
   CheckCase(
       {"concat channels + literal", T16("[1, 2, 1, 3]") " a, " T16("[1, 4, 1, 3]") " b",
-       T16("[1, 6, 1, 3]") " y = concat(values = (a, b), axis = int32(1), interleave = "
-                           "bool(false));\n" T16(
-                               "[1, 2, 1, 6]") " z = concat(values = (a, a), axis = "
-                                               "int32(-1));\n" T16("[1, 2, 1, 6]") " w = "
-                                                                                   "concat(values "
-                                                                                   "= (a, a), axis "
-                                                                                   "= int32(3), "
-                                                                                   "interleave = "
-                                                                                   "bool(true));",
+       T16("[1, 6, 1, 3]") " y = concat(values = (a, b), axis = int32(1), "
+                           "interleave = bool(false));\n"
+       T16("[1, 2, 1, 6]") " z = concat(values = (a, a), axis = int32(-1));\n"
+       T16("[1, 2, 1, 6]") " w = concat(values = (a, a), axis = int32(3), "
+                           "interleave = bool(true));",
        "y, z, w"});
   CheckCase({"split", T16("[2, 10]") " x",
-             T16("[2, 3]") " p, " T16(
-                 "[2, 7]") " q = split(x = x, split_sizes = tensor<int32, [2]>([3, 7]), "
-                           "axis = int32(1));\n" T16("[2, 7]") " y = mul(x = q, y = fp16(2));",
+             T16("[2, 3]") " p, " T16("[2, 7]") " q = split(x = x, split_sizes = tensor<int32, "
+                                                "[2]>([3, 7]), axis = int32(1));\n"
+             T16("[2, 7]") " y = mul(x = q, y = fp16(2));",
              "p, y"});
   CheckCase({"split num_splits", T32("[6, 2]") " x",
-             T32("[2, 2]") " a, " T32("[2, 2]") " b, " T32(
-                 "[2, 2]") " c = split(x = x, num_splits = int32(3), "
-                           "axis = int32(0));",
+             T32("[2, 2]") " a, " T32("[2, 2]") " b, " T32("[2, 2]") " c = split(x = x, "
+                                                                     "num_splits = int32(3), "
+                                                                     "axis = int32(0));",
              "a, b, c"});
   CheckCase({"gather", T16("[5, 4]") " x, tensor<int32, [2, 3]> i",
-             T16("[5, 2, 3]") " y = gather(x = x, indices = i, axis = int32(1));\n" T16(
-                 "[2, 3, 4]") " z = gather(x = x, indices = i);",
+             T16("[5, 2, 3]") " y = gather(x = x, indices = i, axis = int32(1));\n"
+             T16("[2, 3, 4]") " z = gather(x = x, indices = i);",
              "y, z"});
 }
 
@@ -554,8 +360,7 @@ TEST(Conformance, Reductions) {
              T16("[1, 30, 1, 4]") " y = softmax(x = x, axis = int32(1));", "y"});
   CheckCase({"layer_norm", T16("[2, 3, 8]") " x, " T16("[8]") " g, " T16("[8]") " b",
              T16("[2, 3, 8]") " y = layer_norm(x = x, axes = tensor<int32, [1]>([-1]), gamma = g, "
-                              "beta = b, "
-                              "epsilon = fp16(0.00001));",
+                              "beta = b, epsilon = fp16(0.00001));",
              "y", false, false, 2});
   CheckCase({"layer_norm two axes fp32", T32("[2, 3, 4]") " x",
              T32("[2, 3, 4]") " y = layer_norm(x = x, axes = tensor<int32, [2]>([1, 2]));", "y"});
@@ -569,93 +374,31 @@ TEST(Conformance, Attention) {
        T16("[1, 2, 6, 4]") " y = scaled_dot_product_attention(query = q, key = k, value = v);", "y",
        true});
   CheckCase({"sdpa float mask", sig + ", " T16("[1, 1, 6, 5]") " m",
-             T16("[1, 2, 6, 4]") " y = scaled_dot_product_attention(query = q, key = k, value = v, "
-                                 "attn_mask = m);",
+             T16("[1, 2, 6, 4]") " y = scaled_dot_product_attention(query = q, key = k, "
+                                 "value = v, attn_mask = m);",
              "y", true});
   CheckCase({"sdpa bool mask", sig + ", tensor<bool, [6, 5]> m",
-             T16("[1, 2, 6, 4]") " y = scaled_dot_product_attention(query = q, key = k, value = v, "
-                                 "attn_mask = m);",
+             T16("[1, 2, 6, 4]") " y = scaled_dot_product_attention(query = q, key = k, "
+                                 "value = v, attn_mask = m);",
              "y", true});
   CheckCase(
       {"causal attention idiom",
        T16("[1, 2, 4, 8]") " q, " T16("[1, 2, 4, 8]") " k, " T16("[1, 2, 4, 8]") " v",
-       "tensor<fp16, [1, 1, 4, 4]> mask = const()[val = tensor<fp16, [1, 1, 4, 4]>([0, "
-       "-65504, "
-       "-65504, -65504, 0, 0, -65504, -65504, 0, 0, 0, -65504, 0, 0, 0, 0])];\n" T16(
-           "[1, 2, "
-           "4, 4]") " s1 = matmul(x = q, y = k, transpose_y = bool(true));\n" T16("[1, 2, 4, "
-                                                                                  "4]") " s2 "
-                                                                                        "= "
-                                                                                        "mul("
-                                                                                        "x = "
-                                                                                        "s1, "
-                                                                                        "y = "
-                                                                                        "fp16"
-                                                                                        "(0."
-                                                                                        "3535"
-                                                                                        "53))"
-                                                                                        ";"
-                                                                                        "\n" T16(
-                                                                                            "["
-                                                                                            "1"
-                                                                                            ","
-                                                                                            " "
-                                                                                            "2"
-                                                                                            ","
-                                                                                            " "
-                                                                                            "4"
-                                                                                            ","
-                                                                                            " "
-                                                                                            "4"
-                                                                                            "]") " "
-                                                                                                 "m"
-                                                                                                 "s"
-                                                                                                 " "
-                                                                                                 "="
-                                                                                                 " "
-                                                                                                 "a"
-                                                                                                 "d"
-                                                                                                 "d"
-                                                                                                 "("
-                                                                                                 "x"
-                                                                                                 " "
-                                                                                                 "="
-                                                                                                 " "
-                                                                                                 "s"
-                                                                                                 "2"
-                                                                                                 ","
-                                                                                                 " "
-                                                                                                 "y"
-                                                                                                 " "
-                                                                                                 "="
-                                                                                                 " "
-                                                                                                 "m"
-                                                                                                 "a"
-                                                                                                 "s"
-                                                                                                 "k"
-                                                                                                 ")"
-                                                                                                 ";"
-                                                                                                 "\n" T16(
-                                                                                                     "[1, "
-                                                                                                     "2, 4, "
-                                                                                                     "4]") " aw = "
-                                                                                                           "softmax(x = "
-                                                                                                           "ms, axis = "
-                                                                                                           "int32(-1));"
-                                                                                                           "\n" T16(
-                                                                                                               "[1,"
-                                                                                                               " 2,"
-                                                                                                               " 4,"
-                                                                                                               " 8"
-                                                                                                               "]") " y = matmul(x = aw, y = v);",
+       "tensor<fp16, [1, 1, 4, 4]> mask = const()[val = tensor<fp16, [1, 1, 4, 4]>([0, -65504, "
+       "-65504, -65504, 0, 0, -65504, -65504, 0, 0, 0, -65504, 0, 0, 0, 0])];\n"
+       T16("[1, 2, 4, 4]") " s1 = matmul(x = q, y = k, transpose_y = bool(true));\n"
+       T16("[1, 2, 4, 4]") " s2 = mul(x = s1, y = fp16(0.353553));\n"
+       T16("[1, 2, 4, 4]") " ms = add(x = s2, y = mask);\n"
+       T16("[1, 2, 4, 4]") " aw = softmax(x = ms, axis = int32(-1));\n"
+       T16("[1, 2, 4, 8]") " y = matmul(x = aw, y = v);",
        "y", true, false, 2});
 }
 
 TEST(Conformance, IgnoreAttnMaskQuirk) {
   auto parsed = mil::ParseProgram(ProgramText(
       {"",
-       T16("[1, 1, 3, 4]") " q, " T16("[1, 1, 3, 4]") " k, " T16("[1, 1, 3, 4]") " v, " T16(
-           "[1, 1, 3, 3]") " m",
+       T16("[1, 1, 3, 4]") " q, " T16("[1, 1, 3, 4]") " k, " T16("[1, 1, 3, 4]") " v, "
+       T16("[1, 1, 3, 3]") " m",
        T16("[1, 1, 3, 4]") " y = scaled_dot_product_attention(query = q, key = k, value = v, "
                            "attn_mask = m);",
        "y"}));
@@ -683,23 +426,22 @@ TEST(Conformance, IgnoreAttnMaskQuirk) {
 TEST(Conformance, Quantization) {
   CheckCase({"quantize/dequantize", T16("[1, 4, 3, 3]") " x",
              "tensor<int8, [1, 4, 3, 3]> q = quantize(input = x, scale = fp16(0.125), "
-             "output_dtype = string(\"int8\"));\n" T16(
-                 "[1, 4, 3, 3]") " y = dequantize(input = q, scale = fp16(0.125));",
+             "output_dtype = string(\"int8\"));\n"
+             T16("[1, 4, 3, 3]") " y = dequantize(input = q, scale = fp16(0.125));",
              "q, y"});
   CheckCase({"quantize per-axis uint8", T32("[2, 3]") " x",
-             "tensor<uint8, [2, 3]> q = quantize(input = x, scale = tensor<fp32, [3]>([0.01, 0.02, "
-             "0.5]), "
-             "zero_point = tensor<uint8, [3]>([128, 100, 3]), axis = int32(1), output_dtype = "
-             "string(\"uint8\"));",
+             "tensor<uint8, [2, 3]> q = quantize(input = x, scale = tensor<fp32, [3]>([0.01, "
+             "0.02, 0.5]), zero_point = tensor<uint8, [3]>([128, 100, 3]), axis = int32(1), "
+             "output_dtype = string(\"uint8\"));",
              "q"});
   CheckCase({"constexpr_affine_dequantize + conv", T16("[1, 3, 1, 4]") " x",
              T16("[2, 3, 1, 1]") " w = constexpr_affine_dequantize()[axis = int32(0), "
                                  "quantized_data = tensor<int8, [2, 3, 1, 1]>([-128, 5, 127, 0, "
-                                 "-3, 64]), scale = fp16(0.125), "
-                                 "zero_point = int8(0)];\n" T16(
-                                     "[1, 2, 1, 4]") " y = conv(x = x, weight = w);",
+                                 "-3, 64]), scale = fp16(0.125), zero_point = int8(0)];\n"
+             T16("[1, 2, 1, 4]") " y = conv(x = x, weight = w);",
              "y", true});
 }
+// clang-format on
 
 TEST(Conformance, MilCorpus) {
   // Every valid program of the MIL corpus that has a main function runs on every backend.
