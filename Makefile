@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test demo clean format fuzz bench
+.PHONY: all deps configure build test soak demo clean format fuzz bench
 
 all: build
 
@@ -18,8 +18,15 @@ build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 test: build
-	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 600
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 600 -LE soak
 	@if [ -x scripts/run-fuzz.sh ]; then scripts/run-fuzz.sh 5; fi
+
+# Long runs: repeated kill -9 during training, many concurrent clients (see tests/soak/).
+# ANERD_SOAK_KILLS, ANERD_SOAK_CLIENTS and ANERD_SOAK_SECONDS override the defaults (10, 64, 60).
+soak: build
+	@ctest --test-dir $(BUILD) --output-on-failure --timeout 1800 -L soak -V > $(BUILD)/soak.log 2>&1; \
+	  status=$$?; grep -E '\[soak\]|tests passed|tests failed' $(BUILD)/soak.log; \
+	  echo "full log: $(BUILD)/soak.log"; exit $$status
 
 demo: build
 	@scripts/demo.sh $(BUILD)
