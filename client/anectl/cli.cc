@@ -29,7 +29,8 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
     std::vector<std::string> fields =
         absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (fields.empty() || fields[0][0] == '#') continue;
-    return fields.back();
+    // "TOKEN", or the daemon's own "NAME TOKEN [admin]" line.
+    return fields.size() == 1 ? fields[0] : fields[1];
   }
   return absl::InvalidArgumentError("--token-file " + path + " holds no token");
 }

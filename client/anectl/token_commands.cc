@@ -1,5 +1,6 @@
-// anectl token create NAME [--file F]: appends "NAME TOKEN" (a fresh random token) to the token
-// file the daemon reads with --auth_tokens, and prints the token for the client (--token-file).
+// anectl token create NAME [--file F] [--admin]: appends "NAME TOKEN" (a fresh random token; with
+// --admin "NAME TOKEN admin") to the token file the daemon reads with --auth_tokens, and prints the
+// token for the client (--token-file).
 // Runs offline, on the daemon's machine.
 #include <fcntl.h>
 #include <unistd.h>
@@ -59,24 +60,31 @@ absl::Status AppendLine(const std::string& path, const std::string& line) {
 int Create(CommandContext& ctx, const std::vector<std::string>& args) {
   std::string name;
   std::string file = DefaultStateDir() + "/tokens";
-  ArgParser p("anectl token create NAME [--file FILE]",
+  bool admin = false;
+  ArgParser p("anectl token create NAME [--file FILE] [--admin]",
               "Appends a new random bearer token named NAME to FILE (created 0600) and prints it. "
               "Start anerd with --auth_tokens FILE; give the token to the client (anectl "
-              "--token-file, or the authorization metadata of any gRPC client).");
+              "--token-file, or the authorization metadata of any gRPC client). A token sees "
+              "only the sessions, kernels and probe results it created; an --admin token sees "
+              "and manages every client's, and may scrape the metrics endpoint.");
   p.AddPositional("NAME", &name, "a label for the token (who uses it)");
   p.AddString("file", &file, "token file (default: <state dir>/tokens)");
+  p.AddBool("admin", &admin, "the token sees every client's objects");
   ArgParser::Result r = p.Parse(args);
   if (r != ArgParser::Result::kOk) return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
   if (absl::Status s = CheckName(file, name); !s.ok()) return ctx.Fail(s);
   absl::StatusOr<std::string> token = RandomToken();
   if (!token.ok()) return ctx.Fail(token.status());
-  if (absl::Status s = AppendLine(file, absl::StrCat(name, " ", *token, "\n")); !s.ok()) {
+  if (absl::Status s =
+          AppendLine(file, absl::StrCat(name, " ", *token, admin ? " admin" : "", "\n"));
+      !s.ok()) {
     return ctx.Fail(s);
   }
   if (ctx.json()) {
     std::cout << nlohmann::ordered_json{{"schema_version", 1},
                                         {"name", name},
                                         {"file", file},
+                                        {"admin", admin},
                                         {"token", *token}}
                      .dump(2)
               << "\n";

@@ -56,7 +56,9 @@ absl::Status ParseTokenLine(absl::string_view line, int number, std::set<std::st
                             std::vector<NamedToken>* out) {
   std::vector<std::string> fields = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
   const std::string where = absl::StrCat("token file line ", number, ": ");
-  if (fields.size() != 2) return absl::InvalidArgumentError(where + "want 'NAME TOKEN'");
+  if (fields.size() < 2 || fields.size() > 3 || (fields.size() == 3 && fields[2] != "admin")) {
+    return absl::InvalidArgumentError(where + "want 'NAME TOKEN' or 'NAME TOKEN admin'");
+  }
   if (fields[1].size() < kMinTokenChars) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, "token for '", fields[0], "' is shorter than ", kMinTokenChars));
@@ -64,13 +66,19 @@ absl::Status ParseTokenLine(absl::string_view line, int number, std::set<std::st
   if (!names->insert(fields[0]).second) {
     return absl::InvalidArgumentError(where + "duplicate name '" + fields[0] + "'");
   }
-  out->push_back({fields[0], fields[1]});
+  out->push_back({fields[0], fields[1], fields.size() == 3});
   return absl::OkStatus();
 }
 
 }  // namespace
 
 std::optional<std::string> TokenNames::NameFor(absl::string_view authorization) const {
+  std::optional<NamedToken> token = Find(authorization);
+  if (!token.has_value()) return std::nullopt;
+  return token->name;
+}
+
+std::optional<NamedToken> TokenNames::Find(absl::string_view authorization) const {
   if (!absl::StartsWith(authorization, kBearer)) return std::nullopt;
   const absl::string_view presented = authorization.substr(sizeof(kBearer) - 1);
   const NamedToken* match = nullptr;
@@ -78,7 +86,7 @@ std::optional<std::string> TokenNames::NameFor(absl::string_view authorization) 
     if (ConstantTimeEquals(presented, t.token)) match = &t;
   }
   if (match == nullptr) return std::nullopt;
-  return match->name;
+  return *match;
 }
 
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {

@@ -1,7 +1,10 @@
-// Bearer-token authentication for the TCP listener. The token file has one token per line,
-// "NAME TOKEN" (blank lines and lines starting with '#' ignored). Every RPC on the TCP port must
-// send "authorization: Bearer TOKEN": no or malformed header → UNAUTHENTICATED, a token not in the
-// file → PERMISSION_DENIED. Tokens are compared in constant time and never logged (only names).
+// Bearer-token authentication for the TCP listener and the metrics endpoint. The token file has one
+// token per line, "NAME TOKEN" or "NAME TOKEN admin" (blank lines and lines starting with '#'
+// ignored). An admin token sees and manages every client's sessions, kernels and probe results and
+// may scrape the metrics page; any other token sees only what it created (server/service/authz.h).
+// Every RPC on the TCP port must send "authorization: Bearer TOKEN": no or malformed header →
+// UNAUTHENTICATED, a token not in the file → PERMISSION_DENIED. Tokens are compared in constant
+// time and never logged (only names).
 #ifndef ANERD_SERVER_DAEMON_AUTH_H_
 #define ANERD_SERVER_DAEMON_AUTH_H_
 
@@ -19,11 +22,12 @@ namespace anerd::daemon {
 struct NamedToken {
   std::string name;
   std::string token;
+  bool admin = false;  // third field "admin"
 };
 
-// Parses a token file. INVALID_ARGUMENT (naming the line) for a malformed line, a token shorter
-// than 16 characters or a duplicate name; NOT_FOUND when unreadable; FAILED_PRECONDITION when
-// empty.
+// Parses a token file. INVALID_ARGUMENT (naming the line) for a malformed line (a third field other
+// than "admin"), a token shorter than 16 characters or a duplicate name; NOT_FOUND when unreadable;
+// FAILED_PRECONDITION when empty.
 absl::StatusOr<std::vector<NamedToken>> LoadTokenFile(const std::string& path);
 
 // True when a == b; the time taken depends only on the lengths' maximum, not on where they differ.
@@ -41,6 +45,8 @@ std::shared_ptr<grpc::AuthMetadataProcessor> NewTokenAuthProcessor(std::vector<N
 class TokenNames {
  public:
   explicit TokenNames(std::vector<NamedToken> tokens) : tokens_(std::move(tokens)) {}
+  // The token for an "authorization" value "Bearer TOKEN"; nullopt when none matches.
+  std::optional<NamedToken> Find(absl::string_view authorization) const;
   // The token's name for an "authorization" value "Bearer TOKEN"; nullopt when none matches.
   std::optional<std::string> NameFor(absl::string_view authorization) const;
 
