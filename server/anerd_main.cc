@@ -36,17 +36,16 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA: require client certificates it signed (mutual TLS)");
 ABSL_FLAG(std::string, auth_tokens, "",
-          "File of 'NAME TOKEN' lines (anectl token create NAME --file F); "
-          "required with --listen: every RPC on it must send one as a bearer "
-          "token");
+          "File of 'NAME TOKEN [admin]' lines (anectl token create NAME "
+          "[--admin] --file F); required with --listen: every RPC on it must "
+          "send one as a bearer token; admin tokens also open --metrics_listen");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9464; "
-          "unauthenticated, so "
-          "loopback only unless --metrics_allow_remote)");
+          "loopback only unless --metrics_allow_remote; scrapes need an admin "
+          "token unless from the daemon's own uid on loopback)");
 ABSL_FLAG(bool, metrics_allow_remote, false,
-          "Allow --metrics_listen on a non-loopback address (anyone who can "
-          "reach it reads the "
-          "metrics)");
+          "Allow --metrics_listen on a non-loopback address (needs "
+          "--auth_tokens; every scrape must carry an admin token)");
 ABSL_FLAG(int64_t, quota_kernels, 0,
           "Most kernels each client (token name on TCP, uid on the socket) may "
           "store; 0 = unlimited");
@@ -66,8 +65,8 @@ ABSL_FLAG(int64_t, compile_budget, 0, "Compiles each backend allows (0 = unlimit
 ABSL_FLAG(int32_t, max_sessions, 4, "Most training sessions active at once");
 ABSL_FLAG(std::vector<std::string>, data_root, {},
           "Directories training data and model files must lie under "
-          "(comma-separated; default: "
-          "$HOME and the state dir)");
+          "(comma-separated; default: $HOME); the state dir, the token file and "
+          "dot-files are never readable, whatever the roots");
 ABSL_FLAG(bool, resume_interrupted, true,
           "Resume sessions that were running when the daemon last stopped");
 ABSL_FLAG(bool, isolate_ane, true,

@@ -298,7 +298,9 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   ArgParser p(
       "anectl train start --data FILE [--model NAME|--config k=v,...] [--steps N] ... [--watch]",
       "Starts a training session on the daemon. The daemon reads --data and --init itself "
-      "(paths must lie under its --data_root). Unset flags take the engine's defaults.");
+      "(paths must lie under its --data_root, outside its state dir and dot-files; a daemon "
+      "reached over TCP refuses paths: remote clients must upload, which comes later). Unset "
+      "flags take the engine's defaults.");
   p.AddString("model", &f.model, "tiny | stories15m | stories110m | qwen3_0_6b (default tiny)");
   p.AddString("config", &f.config,
               "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq=");

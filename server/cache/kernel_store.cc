@@ -129,6 +129,10 @@ KernelStore::~KernelStore() {
   db_.reset();
 }
 
+absl::Status KernelNotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("kernel ", id, " not found"));
+}
+
 absl::StatusOr<std::unique_ptr<KernelStore>> KernelStore::Open(const std::string& state_dir) {
   ANERD_RETURN_IF_ERROR(MakeDirs(state_dir, 0700));
   ANERD_RETURN_IF_ERROR(MakeDirs(state_dir + "/blobs", 0700));
@@ -375,7 +379,7 @@ absl::StatusOr<KernelRecord> KernelStore::GetLocked(const std::string& id) const
     StatementScope q(*statements_->select_kernel);
     q->BindText(1, id);
     ANERD_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) return absl::NotFoundError(absl::StrCat("kernel ", id, " not found"));
+    if (!row) return KernelNotFound(id);
     record = RecordFromRow(q.get());
   }
   ANERD_RETURN_IF_ERROR(ReadWeightsLocked(&record));
@@ -476,6 +480,22 @@ absl::StatusOr<int64_t> KernelStore::CountOwned(const std::string& owner) const 
   return row ? q->ColumnInt(0) : 0;
 }
 
+absl::StatusOr<std::vector<std::string>> KernelStore::OwnedIds(const std::string& owner) const {
+  absl::MutexLock lock(&mu_);
+  ANERD_ASSIGN_OR_RETURN(
+      std::unique_ptr<Statement> q,
+      Statement::Prepare(db_->get(),
+                         "SELECT kernel_id FROM kernel_owners WHERE owner = ? ORDER BY kernel_id"));
+  q->BindText(1, owner);
+  std::vector<std::string> ids;
+  while (true) {
+    ANERD_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    ids.push_back(q->ColumnText(0));
+  }
+  return ids;
+}
+
 absl::StatusOr<bool> KernelStore::Release(const std::string& id, const std::string& owner) {
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(KernelRecord record, GetLocked(id));
@@ -511,7 +531,7 @@ absl::Status KernelStore::RecordUse(const std::string& id, uint64_t hits_delta, 
   q->BindText(4, id);
   ANERD_RETURN_IF_ERROR(q->Run());
   if (sqlite3_changes(db_->get()) == 0) {
-    return absl::NotFoundError(absl::StrCat("kernel ", id, " not found"));
+    return KernelNotFound(id);
   }
   return absl::OkStatus();
 }

@@ -46,6 +46,9 @@ class Statement;
 // 1: kernels, kernel_weights. 2: + kernel_owners (per-client ownership for quotas).
 inline constexpr int kKernelSchemaVersion = 2;
 
+// The NOT_FOUND every call naming an unknown kernel id gets.
+absl::Status KernelNotFound(const std::string& id);
+
 struct KernelRecord {
   std::string id;       // content hash (hex) = the kernel id
   std::string name;     // user label, may be empty
@@ -103,6 +106,8 @@ class KernelStore {
   absl::StatusOr<std::vector<std::string>> Owners(const std::string& id) const;
   // Kernels `owner` owns.
   absl::StatusOr<int64_t> CountOwned(const std::string& owner) const;
+  // The ids of the kernels `owner` owns, sorted.
+  absl::StatusOr<std::vector<std::string>> OwnedIds(const std::string& owner) const;
   // Removes `owner`'s ownership of `id`; when no owner remains (or `id` had none), removes the
   // record and its unshared blobs as Delete does. Returns true when the record was removed.
   // NOT_FOUND naming the id if absent; PERMISSION_DENIED if other owners hold it and `owner` is

@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/paths.h"
+#include "common/rpc/utf8_errors.h"
 #include "common/status_macros.h"
 #include "common/version.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -237,6 +238,7 @@ absl::Status RunDaemon(const DaemonOptions& options) {
     ANERD_RETURN_IF_ERROR(
         metrics::CheckMetricsAddress(options.metrics_listen, options.metrics_allow_remote));
   }
+  CaptureUtf8ParseErrors();  // before gRPC threads start (common/rpc/utf8_errors.h)
   const sigset_t signals = BlockTerminationSignals();
   ANERD_ASSIGN_OR_RETURN(ResolvedPaths paths, ResolvePaths(options));
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<InstanceLock> lock,
@@ -251,6 +253,7 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   engine::EngineOptions engine_options = options.engine;
   engine_options.state_dir = paths.state_dir;
   engine_options.socket_path = paths.socket_path;
+  engine_options.secret_paths = {options.auth_tokens, options.tls_key};
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
                          engine::Engine::Create(engine_options));
   // Declared after the engine so it is destroyed first: scrapes and observers use the engine.
@@ -266,8 +269,11 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   if (!options.listen.empty()) {  // CheckRemoteOptions made sure tokens are configured
     ANERD_ASSIGN_OR_RETURN(std::vector<NamedToken> tokens, LoadTokenFile(options.auth_tokens));
     auto names = std::make_shared<const TokenNames>(tokens);
-    service_options.token_name = [names](absl::string_view authorization) {
-      return names->NameFor(authorization);
+    service_options.token =
+        [names](absl::string_view authorization) -> std::optional<service::TokenIdentity> {
+      std::optional<NamedToken> token = names->Find(authorization);
+      if (!token.has_value()) return std::nullopt;
+      return service::TokenIdentity{token->name, token->admin};
     };
     ANERD_ASSIGN_OR_RETURN(tcp, TcpCredentials(options, std::move(tokens)));
   }

@@ -1,8 +1,12 @@
 #include "server/daemon/rpc_interceptor.h"
 
 #include <chrono>
+#include <optional>
+#include <string>
 #include <utility>
 
+#include "common/rpc/grpc_status.h"
+#include "common/rpc/utf8_errors.h"
 #include "grpcpp/server_context.h"
 #include "spdlog/spdlog.h"
 
@@ -18,7 +22,16 @@ class RpcInterceptor : public grpc::experimental::Interceptor {
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      Record(methods->GetSendStatus().error_code());
+      grpc::Status status = methods->GetSendStatus();
+      // gRPC fails a request it could not parse with a bare UNIMPLEMENTED, on the parsing thread.
+      if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+          status.error_message().empty()) {
+        if (std::optional<std::string> field = TakeUtf8ParseError()) {
+          status = ToGrpcStatus(InvalidUtf8Error(*field));
+          methods->ModifySendStatus(status);
+        }
+      }
+      Record(status.error_code());
     }
     methods->Proceed();
   }

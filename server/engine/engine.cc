@@ -162,8 +162,9 @@ absl::Status Engine::Init() {
   session_options.max_sessions = options_.max_sessions;
   session_options.data_roots = options_.data_roots;
   if (session_options.data_roots.empty()) {
-    session_options.data_roots = {HomeDir(), options_.state_dir};
+    session_options.data_roots = {HomeDir()};
   }
+  session_options.secret_paths = options_.secret_paths;
   session_options.resume_interrupted = options_.resume_interrupted;
   std::map<std::string, DeviceExecutor*> session_executors;
   for (const auto& [name, executor] : backends_->executors)

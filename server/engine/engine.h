@@ -43,8 +43,11 @@ struct EngineOptions {
   uint64_t cache_bytes = uint64_t{2} << 30;  // --cache_bytes: compiled programs kept in memory
   int64_t compile_budget = 0;                // --compile_budget per backend; 0 = unlimited
   int max_sessions = 4;                      // --max_sessions active at once
-  std::vector<std::string> data_roots;       // --data_root; empty = $HOME and the state dir
-  bool resume_interrupted = true;            // --resume_interrupted
+  // --data_root; empty = $HOME. The state dir, `secret_paths` and dot-files are never readable as
+  // data, whatever the roots (SessionManager's CheckDataPath).
+  std::vector<std::string> data_roots;
+  std::vector<std::string> secret_paths;  // the daemon's secret files (token file, TLS key)
+  bool resume_interrupted = true;         // --resume_interrupted
   WorkerSettings workers;
 };
 

@@ -107,6 +107,14 @@ class KernelManager {
             std::function<void(absl::StatusOr<KernelEvalResult>)> done);
 
   absl::StatusOr<std::vector<KernelInfo>> List();
+  // Ownership (cache::KernelStore): the owners of `id` (empty for an unowned or unknown id) and
+  // the ids `owner` owns.
+  absl::StatusOr<std::vector<std::string>> Owners(const std::string& id) const {
+    return store_->Owners(id);
+  }
+  absl::StatusOr<std::vector<std::string>> OwnedIds(const std::string& owner) const {
+    return store_->OwnedIds(owner);
+  }
   absl::StatusOr<KernelInfo> Get(const std::string& id);
   // NOT_FOUND for an unknown id.
   absl::Status Delete(const std::string& id);

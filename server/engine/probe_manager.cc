@@ -54,6 +54,7 @@ void ProbeManager::RunNow(const ProbeRunRequest& request, const RequestControl& 
   result.created_ms = absl::ToUnixMillis(absl::Now());
   result.id = probes::NewProbeResultId(result.created_ms);
   result.options = request.options;
+  result.owner = request.owner;
   result.fingerprint = probes::MachineFingerprint(backend->Describe());
   on_start({result.id, probes::PlannedRows(request.options), queued, result.fingerprint});
   const std::string what = absl::StrCat("probe ", probes::ProbeKindName(request.options.kind));
@@ -79,12 +80,13 @@ void ProbeManager::RunNow(const ProbeRunRequest& request, const RequestControl& 
 }
 
 absl::StatusOr<std::vector<probes::ProbeResult>> ProbeManager::List(const std::string& probe,
-                                                                    int limit) {
+                                                                    int limit,
+                                                                    const std::string& owner) {
   if (!probe.empty()) {
     absl::StatusOr<probes::ProbeKind> kind = probes::ProbeKindFromName(probe, "probe");
     if (!kind.ok()) return kind.status();
   }
-  return store_->List(probe, limit > 0 ? limit : 1000);
+  return store_->List(probe, limit > 0 ? limit : 1000, owner);
 }
 
 absl::StatusOr<probes::ProbeResult> ProbeManager::Get(const std::string& id) {

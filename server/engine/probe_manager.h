@@ -35,6 +35,7 @@ namespace anerd::engine {
 struct ProbeRunRequest {
   probes::ProbeOptions options;
   std::string backend;  // "" = the daemon's default
+  std::string owner;    // recorded with the result (ProbeResult::owner); "" = none
 };
 
 struct ProbeStart {
@@ -58,8 +59,10 @@ class ProbeManager {
   void Run(ProbeRunRequest request, RequestControl control, StartFn on_start, probes::RowFn on_row,
            DoneFn done);
 
-  // Newest first; `probe` filters by name ("" = all; INVALID_ARGUMENT for an unknown name).
-  absl::StatusOr<std::vector<probes::ProbeResult>> List(const std::string& probe, int limit);
+  // Newest first; `probe` filters by name ("" = all; INVALID_ARGUMENT for an unknown name) and
+  // `owner` by owner ("" = all).
+  absl::StatusOr<std::vector<probes::ProbeResult>> List(const std::string& probe, int limit,
+                                                        const std::string& owner = "");
   // NOT_FOUND naming the id.
   absl::StatusOr<probes::ProbeResult> Get(const std::string& id);
 

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/atomic_file.h"
 #include "common/hash.h"
@@ -86,6 +87,74 @@ bool EventFromJson(const Json& j, SessionEventRecord* e) {
   return true;
 }
 
+// Sessions schema 2 records each session's owner (the client that started it; authz.h), so
+// ownership survives restarts. Rows from schema 1 get "" (visible to admins only).
+absl::Status AddOwnerColumn(cache::SqliteDb* db) {
+  ANERD_ASSIGN_OR_RETURN(auto stmt,
+                         cache::Statement::Prepare(db->get(), "PRAGMA table_info(sessions)"));
+  while (true) {
+    ANERD_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    if (stmt->ColumnText(1) == "owner") return absl::OkStatus();
+  }
+  stmt.reset();
+  return db->Exec("ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
+}
+
+// Canonical form of `path`; "" when it does not resolve.
+std::string RealPath(const std::string& path) {
+  char resolved[PATH_MAX];
+  return ::realpath(path.c_str(), resolved) == nullptr ? "" : std::string(resolved);
+}
+
+// Whether canonical `path` is canonical `dir` or lies under it.
+bool IsUnder(const std::string& path, const std::string& dir) {
+  return path == dir || absl::StartsWith(path, dir == "/" ? dir : dir + "/");
+}
+
+// Whether a component of canonical `path` below canonical `root` starts with '.'.
+bool HasDotComponentBelow(const std::string& path, const std::string& root) {
+  for (absl::string_view part : absl::StrSplit(absl::string_view(path).substr(root.size()), '/')) {
+    if (!part.empty() && part[0] == '.') return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status CheckDataPath(const std::string& field, const std::string& resolved,
+                           const SessionOptions& options) {
+  const std::string state_dir = RealPath(options.state_dir);
+  if (!state_dir.empty() && IsUnder(resolved, state_dir)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        field, ": '", resolved, "' is in the daemon's state dir, which is never readable as data"));
+  }
+  for (const std::string& secret : options.secret_paths) {
+    if (!secret.empty() && RealPath(secret) == resolved) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(field, ": '", resolved, "' is one of the daemon's own secret files"));
+    }
+  }
+  bool hidden = false;
+  for (const std::string& root : options.data_roots) {
+    const std::string r = RealPath(root);
+    if (r.empty() || resolved == r || !IsUnder(resolved, r)) continue;
+    if (!HasDotComponentBelow(resolved, r)) return absl::OkStatus();
+    hidden = true;
+  }
+  if (hidden) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, ": '", resolved,
+                     "' is a dot-file or lies in a dot-directory, which are never readable as "
+                     "data even under a data root"));
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat(field, ": '", resolved, "' is outside the daemon's data roots (",
+                   absl::StrJoin(options.data_roots, ", "), "); allow it with anerd --data_root"));
+}
+
+namespace {
+
 std::string NewSessionId() {
   return Sha256Hex(absl::StrCat(NowMs(), "/", getpid(), "/", rand())).substr(0, 12);
 }
@@ -114,6 +183,10 @@ const char* SessionStateName(SessionState state) {
   return "unknown";
 }
 
+absl::Status SessionNotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("no training session '", id, "'"));
+}
+
 bool IsActive(SessionState state) {
   return state == SessionState::kQueued || state == SessionState::kCompiling ||
          state == SessionState::kRunning || state == SessionState::kCheckpointing;
@@ -121,6 +194,7 @@ bool IsActive(SessionState state) {
 
 struct SessionManager::Session {
   std::string id, name, backend;
+  std::string owner;  // the client that started it ("" = unowned); see SessionSnapshot
   training::TrainSpec spec;
   SessionState state = SessionState::kQueued;
   int64_t step = 0, total_steps = 0, started_ms = 0, checkpoint_step = 0;
@@ -167,11 +241,12 @@ absl::Status SessionManager::Init() {
   ANERD_ASSIGN_OR_RETURN(db_, cache::SqliteDb::Open(options_.state_dir + "/anerd.db", 5000));
   ANERD_RETURN_IF_ERROR(db_->Exec(
       "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER);"
-      "INSERT OR REPLACE INTO schema_version (component, version) VALUES ('sessions', 1);"
+      "INSERT OR REPLACE INTO schema_version (component, version) VALUES ('sessions', 2);"
       "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, name TEXT, backend TEXT, "
       "state TEXT, step INTEGER, total_steps INTEGER, last_loss REAL, best_loss REAL, "
       "started_ms INTEGER, elapsed_s REAL, checkpoint_path TEXT, checkpoint_step INTEGER, "
       "checkpoint_seq INTEGER, error TEXT, spec TEXT)"));
+  ANERD_RETURN_IF_ERROR(AddOwnerColumn(db_.get()));
   std::vector<std::string> to_resume;
   {
     absl::MutexLock lock(&mu_);
@@ -196,7 +271,7 @@ absl::Status SessionManager::LoadAll() {
                      db_->get(),
                      "SELECT id, name, backend, state, step, total_steps, last_loss, best_loss, "
                      "started_ms, elapsed_s, checkpoint_path, checkpoint_step, checkpoint_seq, "
-                     "error, spec FROM sessions"));
+                     "error, spec, owner FROM sessions"));
   while (true) {
     ANERD_ASSIGN_OR_RETURN(bool row, stmt->Step());
     if (!row) break;
@@ -215,6 +290,7 @@ absl::Status SessionManager::LoadAll() {
     s->checkpoint_step = stmt->ColumnInt(11);
     s->checkpoint_seq = static_cast<uint64_t>(stmt->ColumnInt(12));
     s->error = stmt->ColumnText(13);
+    s->owner = stmt->ColumnText(15);
     absl::StatusOr<training::TrainSpec> spec = training::SpecFromText(stmt->ColumnText(14));
     if (!spec.ok()) {
       spdlog::warn("session {}: unreadable spec, skipped: {}", s->id, spec.status().ToString());
@@ -259,7 +335,7 @@ absl::Status SessionManager::Persist(const Session& s) {
   ANERD_ASSIGN_OR_RETURN(
       auto stmt,
       cache::Statement::Prepare(
-          db_->get(), "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+          db_->get(), "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   stmt->BindText(1, s.id);
   stmt->BindText(2, s.name);
   stmt->BindText(3, s.backend);
@@ -275,6 +351,7 @@ absl::Status SessionManager::Persist(const Session& s) {
   stmt->BindInt(13, static_cast<int64_t>(s.checkpoint_seq));
   stmt->BindText(14, s.error);
   stmt->BindText(15, training::SpecToText(s.spec));
+  stmt->BindText(16, s.owner);
   return stmt->Run();
 }
 
@@ -285,15 +362,7 @@ absl::Status SessionManager::CheckPaths(const training::TrainSpec& spec) const {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ": cannot open '", path, "' on the daemon's machine"));
     }
-    for (const std::string& root : options_.data_roots) {
-      char root_resolved[PATH_MAX];
-      if (::realpath(root.c_str(), root_resolved) == nullptr) continue;
-      const std::string r(root_resolved);
-      if (absl::StartsWith(resolved, r == "/" ? r : r + "/")) return absl::OkStatus();
-    }
-    return absl::PermissionDeniedError(absl::StrCat(
-        field, ": '", resolved, "' is outside the daemon's data roots (",
-        absl::StrJoin(options_.data_roots, ", "), "); allow it with anerd --data_root"));
+    return CheckDataPath(field, resolved, options_);
   };
   ANERD_RETURN_IF_ERROR(check("data", spec.data_path));
   if (!spec.init_model_path.empty()) ANERD_RETURN_IF_ERROR(check("init", spec.init_model_path));
@@ -301,7 +370,7 @@ absl::Status SessionManager::CheckPaths(const training::TrainSpec& spec) const {
 }
 
 absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, std::string name,
-                                                      std::string backend) {
+                                                      std::string backend, std::string owner) {
   ANERD_RETURN_IF_ERROR(training::ValidateSpec(spec));
   if (spec.data_path.empty()) return absl::InvalidArgumentError("data: a data file is required");
   ANERD_RETURN_IF_ERROR(CheckPaths(spec));
@@ -321,6 +390,7 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
   s->id = NewSessionId();
   s->name = name.empty() ? s->id : std::move(name);
   s->backend = backend;
+  s->owner = std::move(owner);
   s->spec = std::move(spec);
   s->total_steps = s->spec.steps;
   s->started_ms = NowMs();
@@ -581,6 +651,7 @@ SessionSnapshot SessionManager::Snapshot(const Session& s) const {
   out.id = s.id;
   out.name = s.name;
   out.backend = s.backend;
+  out.owner = s.owner;
   out.state = s.state;
   out.step = s.step;
   out.total_steps = s.total_steps;
@@ -600,9 +671,7 @@ SessionSnapshot SessionManager::Snapshot(const Session& s) const {
 
 absl::StatusOr<SessionManager::Session*> SessionManager::Find(const std::string& id) {
   auto it = sessions_.find(id);
-  if (it == sessions_.end()) {
-    return absl::NotFoundError(absl::StrCat("no training session '", id, "'"));
-  }
+  if (it == sessions_.end()) return SessionNotFound(id);
   return it->second.get();
 }
 

@@ -64,13 +64,25 @@ enum class SessionState {
 };
 const char* SessionStateName(SessionState state);
 bool IsActive(SessionState state);  // queued, compiling, running, checkpointing
+// The NOT_FOUND every call naming an unknown session id gets (also used for sessions a caller may
+// not see, so that they look exactly like missing ones).
+absl::Status SessionNotFound(const std::string& id);
 
 struct SessionOptions {
   std::string state_dir;
   int max_sessions = 4;                 // --max_sessions: active at once
   std::vector<std::string> data_roots;  // --data_root: data/model paths must lie under one
-  bool resume_interrupted = true;       // --resume_interrupted
+  // Files never readable as data even under a root: the token file, the TLS key.
+  std::vector<std::string> secret_paths;
+  bool resume_interrupted = true;  // --resume_interrupted
 };
+
+// OK when canonical path `resolved` (named by request field `field`) may be read as training data
+// or a model: it lies under one of `options.data_roots` with no dot-file or dot-directory
+// component below that root, and it is neither in the state dir nor one of the secret paths.
+// PERMISSION_DENIED naming the field and the reason otherwise.
+absl::Status CheckDataPath(const std::string& field, const std::string& resolved,
+                           const SessionOptions& options);
 
 struct SessionEventRecord {
   enum class Kind { kStep, kState, kCheckpoint, kWarning };
@@ -87,6 +99,9 @@ struct SessionSnapshot {
   std::string id;
   std::string name;
   std::string backend;
+  // The client that started it ("token:alice", "uid:501"; "" = none recorded). Persisted; the
+  // service decides who may see the session (server/service/authz.h).
+  std::string owner;
   SessionState state = SessionState::kQueued;
   int64_t step = 0;
   int64_t total_steps = 0;
@@ -115,8 +130,9 @@ class SessionManager {
 
   // Validates `spec` (INVALID_ARGUMENT naming the field; PERMISSION_DENIED for paths outside
   // the data roots; RESOURCE_EXHAUSTED beyond max_sessions) and queues the session.
+  // `owner` is recorded with the session (SessionSnapshot::owner).
   absl::StatusOr<SessionSnapshot> Start(training::TrainSpec spec, std::string name,
-                                        std::string backend);
+                                        std::string backend, std::string owner = "");
   std::vector<SessionSnapshot> List();
   absl::StatusOr<SessionSnapshot> Get(const std::string& id);
   absl::StatusOr<SessionSnapshot> Stop(const std::string& id);

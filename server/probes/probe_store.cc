@@ -20,7 +20,7 @@ constexpr int kBusyTimeoutMs = 5000;
 constexpr char kCreateTables[] =
     "CREATE TABLE IF NOT EXISTS probe_results ("
     "id TEXT PRIMARY KEY NOT NULL, probe TEXT NOT NULL, backend TEXT NOT NULL, "
-    "created_ms INTEGER NOT NULL, document TEXT NOT NULL);"
+    "created_ms INTEGER NOT NULL, document TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS probe_results_created ON probe_results (created_ms);";
 
 Json RowJson(const ProbeRow& r) {
@@ -246,6 +246,10 @@ ProbeStore::~ProbeStore() {
   db_.reset();
 }
 
+absl::Status ProbeResultNotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("no probe result '", id, "'"));
+}
+
 absl::StatusOr<std::unique_ptr<ProbeStore>> ProbeStore::Open(const std::string& state_dir) {
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<cache::SqliteDb> db,
                          cache::SqliteDb::Open(state_dir + "/anerd.db", kBusyTimeoutMs));
@@ -276,7 +280,10 @@ absl::Status ProbeStore::Migrate() {
   }
   if (version == kProbeSchemaVersion) return absl::OkStatus();
   absl::Status status = db_->Exec(
-      absl::StrCat("BEGIN IMMEDIATE;", kCreateTables,
+      absl::StrCat("BEGIN IMMEDIATE;",
+                   version == 1 ? "ALTER TABLE probe_results ADD COLUMN owner TEXT NOT NULL "
+                                  "DEFAULT '';"
+                                : kCreateTables,
                    "INSERT OR REPLACE INTO schema_version (component, version) VALUES ('probes', ",
                    kProbeSchemaVersion, "); COMMIT;"));
   if (!status.ok()) db_->Exec("ROLLBACK").IgnoreError();
@@ -290,12 +297,13 @@ absl::Status ProbeStore::Put(const ProbeResult& result) {
       std::unique_ptr<cache::Statement> q,
       cache::Statement::Prepare(db_->get(),
                                 "INSERT INTO probe_results (id, probe, backend, created_ms, "
-                                "document) VALUES (?, ?, ?, ?, ?)"));
+                                "document, owner) VALUES (?, ?, ?, ?, ?, ?)"));
   q->BindText(1, result.id);
   q->BindText(2, ProbeKindName(result.options.kind));
   q->BindText(3, result.fingerprint.backend);
   q->BindInt(4, result.created_ms);
   q->BindText(5, ProbeResultToJson(result));
+  q->BindText(6, result.owner);
   absl::Status s = q->Run();
   if (!s.ok() && absl::StrContains(s.message(), "UNIQUE")) {
     return absl::AlreadyExistsError(absl::StrCat("probe result ", result.id, " already exists"));
@@ -305,30 +313,35 @@ absl::Status ProbeStore::Put(const ProbeResult& result) {
 
 absl::StatusOr<ProbeResult> ProbeStore::Get(const std::string& id) const {
   absl::MutexLock lock(&mu_);
-  ANERD_ASSIGN_OR_RETURN(
-      std::unique_ptr<cache::Statement> q,
-      cache::Statement::Prepare(db_->get(), "SELECT document FROM probe_results WHERE id = ?"));
+  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<cache::Statement> q,
+                         cache::Statement::Prepare(
+                             db_->get(), "SELECT document, owner FROM probe_results WHERE id = ?"));
   q->BindText(1, id);
   ANERD_ASSIGN_OR_RETURN(bool has_row, q->Step());
-  if (!has_row) return absl::NotFoundError(absl::StrCat("no probe result '", id, "'"));
-  return ProbeResultFromJson(q->ColumnText(0));
+  if (!has_row) return ProbeResultNotFound(id);
+  ANERD_ASSIGN_OR_RETURN(ProbeResult r, ProbeResultFromJson(q->ColumnText(0)));
+  r.owner = q->ColumnText(1);
+  return r;
 }
 
-absl::StatusOr<std::vector<ProbeResult>> ProbeStore::List(const std::string& probe,
-                                                          int limit) const {
+absl::StatusOr<std::vector<ProbeResult>> ProbeStore::List(const std::string& probe, int limit,
+                                                          const std::string& owner) const {
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(
       std::unique_ptr<cache::Statement> q,
       cache::Statement::Prepare(db_->get(),
-                                "SELECT document FROM probe_results WHERE ?1 = '' OR probe = ?1 "
+                                "SELECT document, owner FROM probe_results WHERE (?1 = '' OR "
+                                "probe = ?1) AND (?3 = '' OR owner = ?3) "
                                 "ORDER BY created_ms DESC, id DESC LIMIT ?2"));
   q->BindText(1, probe);
   q->BindInt(2, limit);
+  q->BindText(3, owner);
   std::vector<ProbeResult> out;
   while (true) {
     ANERD_ASSIGN_OR_RETURN(bool has_row, q->Step());
     if (!has_row) break;
     ANERD_ASSIGN_OR_RETURN(ProbeResult r, ProbeResultFromJson(q->ColumnText(0)));
+    r.owner = q->ColumnText(1);
     out.push_back(std::move(r));
   }
   return out;

@@ -1,7 +1,8 @@
 // ProbeStore: completed probe runs persisted in the state dir's anerd.db.
 //
-// Each result is one row of table `probe_results(id, probe, backend, created_ms, document)` whose
-// `document` is the JSON form of ProbeResult (ProbeResultToJson: options, fingerprint, rows,
+// Each result is one row of table `probe_results(id, probe, backend, created_ms, document, owner)`
+// whose `owner` is the client that ran it (schema 2; "" for older rows) and whose `document` is the
+// JSON form of ProbeResult (ProbeResultToJson: options, fingerprint, rows,
 // summary), so the rows and findings read back exactly as they were streamed. The store owns its
 // own SQLite connection (WAL, busy timeout, so it coexists with the KernelStore's) and records its
 // schema as the row ('probes', kProbeSchemaVersion) of the shared `schema_version` table.
@@ -28,7 +29,8 @@ class SqliteDb;
 
 namespace anerd::probes {
 
-inline constexpr int kProbeSchemaVersion = 1;
+// 1: probe_results. 2: + probe_results.owner.
+inline constexpr int kProbeSchemaVersion = 2;
 // Version of the JSON document layout (also what `anectl probe --json` reports).
 inline constexpr int kProbeDocumentVersion = 1;
 
@@ -39,7 +41,13 @@ struct ProbeResult {
   Fingerprint fingerprint;
   std::vector<ProbeRow> rows;
   ProbeSummary summary;
+  // The client that ran it ("token:alice", "uid:501"; "" = none recorded). Stored in its own
+  // column, not in the JSON document.
+  std::string owner;
 };
+
+// The NOT_FOUND every call naming an unknown result id gets.
+absl::Status ProbeResultNotFound(const std::string& id);
 
 // A fresh id for a result created at `unix_ms`.
 std::string NewProbeResultId(int64_t unix_ms);
@@ -61,8 +69,10 @@ class ProbeStore {
   absl::Status Put(const ProbeResult& result);
   // NOT_FOUND naming the id.
   absl::StatusOr<ProbeResult> Get(const std::string& id) const;
-  // Results, newest first, optionally only those of probe `probe` ("" = all), at most `limit`.
-  absl::StatusOr<std::vector<ProbeResult>> List(const std::string& probe, int limit) const;
+  // Results, newest first, optionally only those of probe `probe` ("" = all) and only those owned
+  // by `owner` ("" = every owner), at most `limit`.
+  absl::StatusOr<std::vector<ProbeResult>> List(const std::string& probe, int limit,
+                                                const std::string& owner = "") const;
 
  private:
   explicit ProbeStore(std::unique_ptr<cache::SqliteDb> db);

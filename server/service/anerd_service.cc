@@ -1,12 +1,14 @@
 #include "server/service/anerd_service.h"
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/mil/weights.h"
 #include "common/rpc/grpc_status.h"
+#include "common/rpc/utf8_errors.h"
 #include "server/service/background_hasher.h"
 #include "server/service/convert.h"
 #include "spdlog/spdlog.h"
@@ -51,12 +53,25 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// Parses one CompileKernel message. It arrives as raw bytes (the service takes this method raw) so
+// that a message protobuf refuses — typically a string field that is not UTF-8 — is answered
+// naming the field, parsed here on this thread (common/rpc/utf8_errors.h).
+absl::Status ParseCompileMessage(grpc::ByteBuffer* raw, v1::CompileKernelRequest* message) {
+  (void)TakeUtf8ParseError();  // forget anything older
+  grpc::Status status =
+      grpc::SerializationTraits<v1::CompileKernelRequest>::Deserialize(raw, message);
+  if (status.ok()) return absl::OkStatus();
+  if (std::optional<std::string> field = TakeUtf8ParseError()) return InvalidUtf8Error(*field);
+  return absl::InvalidArgumentError(
+      "CompileKernel: a message is not a valid anerd.v1.CompileKernelRequest");
+}
+
 // Receives a CompileKernel stream: the header, then weight chunks in order, then compiles.
-class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> {
+class CompileReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   // `slot` is the caller's queued-request slot (or the quota error to fail with); `owner` and
   // `max_owned` go into the compile request (kernel ownership and its quota).
-  CompileReactor(grpc::CallbackServerContext* context, v1::CompileKernelResponse* response,
+  CompileReactor(grpc::CallbackServerContext* context, grpc::ByteBuffer* response,
                  engine::Engine* engine, absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot,
                  std::string owner, int64_t max_owned)
       : control_(ControlFor(context)), response_(response), engine_(engine) {
@@ -67,19 +82,22 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
     slot_ = *std::move(slot);
     request_.owner = std::move(owner);
     request_.max_owned = max_owned;
-    StartRead(&message_);
+    StartRead(&raw_);
   }
 
   void OnReadDone(bool ok) override {
     if (finished_) return;
     if (!ok) return EndOfStream();
+    if (absl::Status parsed = ParseCompileMessage(&raw_, &message_); !parsed.ok()) {
+      return Fail(parsed);
+    }
     absl::Status status = message_.has_header()  ? OnHeader(message_.header())
                           : message_.has_chunk() ? OnChunk(message_.chunk())
                                                  : absl::InvalidArgumentError(
                                                        "CompileKernel message has neither "
                                                        "header nor chunk");
     if (!status.ok()) return Fail(status);
-    StartRead(&message_);
+    StartRead(&raw_);
   }
   void OnCancel() override { control_.cancelled->store(true); }
   void OnDone() override { delete this; }
@@ -165,18 +183,22 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
       request_.weight_files.emplace_back(path, std::move(p.bytes));
     }
     files_.clear();
-    engine_->kernels().Compile(std::move(request_), control_,
-                               [this](absl::StatusOr<engine::KernelCompileResult> result) {
-                                 if (!result.ok()) return Fail(result.status());
-                                 ToProto(result->info, response_->mutable_kernel());
-                                 response_->set_cache_hit(result->cache_hit);
-                                 response_->set_compile_ms(result->compile_ms);
-                                 for (const std::string& w : result->warnings)
-                                   response_->add_warnings(w);
-                                 finished_ = true;
-                                 slot_.reset();
-                                 Finish(grpc::Status::OK);
-                               });
+    engine_->kernels().Compile(
+        std::move(request_), control_, [this](absl::StatusOr<engine::KernelCompileResult> result) {
+          if (!result.ok()) return Fail(result.status());
+          v1::CompileKernelResponse response;
+          ToProto(result->info, response.mutable_kernel());
+          response.set_cache_hit(result->cache_hit);
+          response.set_compile_ms(result->compile_ms);
+          for (const std::string& w : result->warnings) response.add_warnings(w);
+          bool own_buffer = false;
+          grpc::Status serialized = grpc::SerializationTraits<v1::CompileKernelResponse>::Serialize(
+              response, response_, &own_buffer);
+          if (!serialized.ok()) return Fail(FromGrpcStatus(serialized));
+          finished_ = true;
+          slot_.reset();
+          Finish(grpc::Status::OK);
+        });
   }
 
   void Fail(const absl::Status& status) {
@@ -187,8 +209,9 @@ class CompileReactor : public grpc::ServerReadReactor<v1::CompileKernelRequest> 
   }
 
   engine::RequestControl control_;
-  v1::CompileKernelResponse* response_;
+  grpc::ByteBuffer* response_;  // the serialized v1::CompileKernelResponse
   engine::Engine* engine_;
+  grpc::ByteBuffer raw_;
   v1::CompileKernelRequest message_;
   engine::KernelCompileRequest request_;
   std::map<std::string, Pending> files_;
@@ -206,9 +229,9 @@ grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* con
   return FinishNow(context, absl::OkStatus());
 }
 
-grpc::ServerReadReactor<v1::CompileKernelRequest>* AnerdService::CompileKernel(
-    grpc::CallbackServerContext* context, v1::CompileKernelResponse* response) {
-  const std::string client = Client(context);
+grpc::ServerReadReactor<grpc::ByteBuffer>* AnerdService::CompileKernel(
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
+  const std::string client = CallerOf(context).client;
   return new CompileReactor(context, response, engine_, quotas_.AcquireQueued(client), client,
                             quotas_.limits().kernels);
 }
@@ -218,7 +241,12 @@ grpc::ServerUnaryReactor* AnerdService::EvalKernel(grpc::CallbackServerContext* 
                                                    v1::EvalKernelResponse* response) {
   const absl::Time received = absl::Now();
   auto* reactor = new QueuedUnaryReactor(context);
-  absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot = quotas_.AcquireQueued(Client(context));
+  const Caller caller = CallerOf(context);
+  if (absl::Status visible = CheckKernelVisible(caller, request->kernel_id()); !visible.ok()) {
+    reactor->FinishWith(visible, "EvalKernel");
+    return reactor;
+  }
+  absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot = quotas_.AcquireQueued(caller.client);
   if (!slot.ok()) {
     reactor->FinishWith(slot.status(), "EvalKernel");
     return reactor;
@@ -256,16 +284,36 @@ grpc::ServerUnaryReactor* AnerdService::EvalKernel(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* AnerdService::ListKernels(grpc::CallbackServerContext* context,
                                                     const v1::ListKernelsRequest* /*request*/,
                                                     v1::ListKernelsResponse* response) {
+  const Caller caller = CallerOf(context);
+  std::set<std::string> owned;
+  if (!caller.admin) {
+    absl::StatusOr<std::vector<std::string>> ids = engine_->kernels().OwnedIds(caller.client);
+    if (!ids.ok()) return FinishNow(context, ids.status());
+    owned.insert(ids->begin(), ids->end());
+  }
   absl::StatusOr<std::vector<engine::KernelInfo>> kernels = engine_->kernels().List();
   if (kernels.ok()) {
-    for (const engine::KernelInfo& k : *kernels) ToProto(k, response->add_kernels());
+    for (const engine::KernelInfo& k : *kernels) {
+      if (caller.admin || owned.count(k.record.id) > 0) ToProto(k, response->add_kernels());
+    }
   }
   return FinishNow(context, kernels.status());
+}
+
+absl::Status AnerdService::CheckKernelVisible(const Caller& caller, const std::string& id) {
+  if (caller.admin) return absl::OkStatus();
+  absl::StatusOr<std::vector<std::string>> owners = engine_->kernels().Owners(id);
+  if (!owners.ok()) return owners.status();
+  return caller.SeesAny(*owners) ? absl::OkStatus() : cache::KernelNotFound(id);
 }
 
 grpc::ServerUnaryReactor* AnerdService::GetKernel(grpc::CallbackServerContext* context,
                                                   const v1::GetKernelRequest* request,
                                                   v1::KernelInfo* response) {
+  if (absl::Status visible = CheckKernelVisible(CallerOf(context), request->kernel_id());
+      !visible.ok()) {
+    return FinishNow(context, visible);
+  }
   absl::StatusOr<engine::KernelInfo> kernel = engine_->kernels().Get(request->kernel_id());
   if (kernel.ok()) ToProto(*kernel, response);
   return FinishNow(context, kernel.status());
@@ -274,10 +322,14 @@ grpc::ServerUnaryReactor* AnerdService::GetKernel(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* AnerdService::DeleteKernel(grpc::CallbackServerContext* context,
                                                      const v1::DeleteKernelRequest* request,
                                                      v1::DeleteKernelResponse* /*response*/) {
-  const std::string client = Client(context);
-  absl::Status status = engine_->kernels().Release(request->kernel_id(), client);
-  // The daemon's own user (the Unix socket) may delete what other clients own.
-  if (status.code() == absl::StatusCode::kPermissionDenied && IsLocalClient(client)) {
+  const Caller caller = CallerOf(context);
+  if (absl::Status visible = CheckKernelVisible(caller, request->kernel_id()); !visible.ok()) {
+    return FinishNow(context, visible);
+  }
+  // Releases the caller's ownership; the kernel goes when no owner is left.
+  absl::Status status = engine_->kernels().Release(request->kernel_id(), caller.client);
+  // Admins (and the daemon's own user on the Unix socket) may delete what other clients own.
+  if (status.code() == absl::StatusCode::kPermissionDenied && caller.admin) {
     status = engine_->kernels().Delete(request->kernel_id());
   }
   return FinishNow(context, status);

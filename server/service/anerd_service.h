@@ -3,7 +3,9 @@
 // reactor from the engine's completion callback; status is converted once
 // (common/rpc/grpc_status.h). Handlers never run compiles or evaluations themselves.
 //
-// Per-client quotas (client_quotas.h) are checked here, where the caller's identity is known.
+// Per-client quotas (client_quotas.h) and ownership (authz.h: who sees which session, kernel and
+// probe result; remote callers name no daemon-side paths) are checked here, where the caller's
+// identity is known.
 //
 // Thread-safety: gRPC calls handlers concurrently; the service's only mutable state is the quota
 // bookkeeping (internally synchronised). The engine must outlive the service.
@@ -12,6 +14,7 @@
 
 #include "anerd/v1/anerd.grpc.pb.h"
 #include "server/engine/engine.h"
+#include "server/service/authz.h"
 #include "server/service/client_quotas.h"
 
 namespace anerd::service {
@@ -20,12 +23,15 @@ namespace anerd::service {
 inline constexpr size_t kMaxWeightChunkBytes = 4 << 20;
 
 struct ServiceOptions {
-  QuotaLimits quotas;          // all 0 = unlimited
-  PeerUidLookup peer_uid;      // Unix-socket peer -> uid, for client identities (may be empty)
-  TokenNameLookup token_name;  // authorization header -> token name (may be empty)
+  QuotaLimits quotas;      // all 0 = unlimited
+  PeerUidLookup peer_uid;  // Unix-socket peer -> uid, for client identities (may be empty)
+  TokenLookup token;       // authorization header -> token name and admin flag (may be empty)
 };
 
-class AnerdService final : public v1::Anerd::CallbackService {
+// CompileKernel is served raw (bytes in, bytes out; anerd_service.cc parses them), so that a
+// message protobuf refuses can be answered naming the offending field.
+class AnerdService final
+    : public v1::Anerd::WithRawCallbackMethod_CompileKernel<v1::Anerd::CallbackService> {
  public:
   explicit AnerdService(engine::Engine* engine, ServiceOptions options = {})
       : engine_(engine), options_(std::move(options)), quotas_(options_.quotas) {}
@@ -33,8 +39,10 @@ class AnerdService final : public v1::Anerd::CallbackService {
   grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
                                     const v1::GetInfoRequest* request,
                                     v1::GetInfoResponse* response) override;
-  grpc::ServerReadReactor<v1::CompileKernelRequest>* CompileKernel(
-      grpc::CallbackServerContext* context, v1::CompileKernelResponse* response) override;
+  // Reads serialized v1::CompileKernelRequest messages; writes a serialized
+  // v1::CompileKernelResponse.
+  grpc::ServerReadReactor<grpc::ByteBuffer>* CompileKernel(grpc::CallbackServerContext* context,
+                                                           grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* EvalKernel(grpc::CallbackServerContext* context,
                                        const v1::EvalKernelRequest* request,
                                        v1::EvalKernelResponse* response) override;
@@ -83,9 +91,14 @@ class AnerdService final : public v1::Anerd::CallbackService {
       grpc::CallbackServerContext* context, const v1::WatchSessionRequest* request) override;
 
  private:
-  std::string Client(const grpc::CallbackServerContext* context) const {
-    return ClientIdentity(*context, options_.peer_uid, options_.token_name);
+  Caller CallerOf(const grpc::CallbackServerContext* context) const {
+    return CallerFor(*context, options_.peer_uid, options_.token);
   }
+  // The session when `caller` may see it; engine::SessionNotFound(id) otherwise.
+  absl::StatusOr<engine::SessionSnapshot> VisibleSession(const Caller& caller,
+                                                         const std::string& id);
+  // OK when `caller` may see kernel `id`; the store's NOT_FOUND for a missing id otherwise.
+  absl::Status CheckKernelVisible(const Caller& caller, const std::string& id);
 
   engine::Engine* engine_;  // not owned
   const ServiceOptions options_;

@@ -3,32 +3,9 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace anerd::service {
-
-std::string ClientIdentity(const grpc::ServerContextBase& context, const PeerUidLookup& peer_uid,
-                           const TokenNameLookup& token_name) {
-  const std::string peer = context.peer();
-  if (absl::StartsWith(peer, "ipv4:") || absl::StartsWith(peer, "ipv6:")) {
-    auto it = context.client_metadata().find("authorization");
-    if (token_name && it != context.client_metadata().end()) {
-      std::optional<std::string> name =
-          token_name(absl::string_view(it->second.data(), it->second.size()));
-      if (name.has_value()) return absl::StrCat("token:", *name);
-    }
-    return "tcp:anonymous";
-  }
-  if (peer_uid) {
-    if (std::optional<uint32_t> uid = peer_uid(peer)) return absl::StrCat("uid:", *uid);
-  }
-  return "local:unknown";
-}
-
-bool IsLocalClient(const std::string& client) {
-  return absl::StartsWith(client, "uid:") || absl::StartsWith(client, "local:");
-}
 
 absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> ClientQuotas::AcquireQueued(
     const std::string& client) {
@@ -56,10 +33,8 @@ absl::StatusOr<engine::SessionSnapshot> ClientQuotas::StartSession(
   absl::MutexLock lock(&session_mu_);
   if (limits_.sessions > 0) {
     int64_t active = 0;
-    for (const auto& [id, owner] : session_owner_) {
-      if (owner != client || id == resuming) continue;
-      absl::StatusOr<engine::SessionSnapshot> s = sessions->Get(id);
-      if (s.ok() && engine::IsActive(s->state)) ++active;
+    for (const engine::SessionSnapshot& s : sessions->List()) {
+      if (s.owner == client && s.id != resuming && engine::IsActive(s.state)) ++active;
     }
     if (active >= limits_.sessions) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -68,14 +43,7 @@ absl::StatusOr<engine::SessionSnapshot> ClientQuotas::StartSession(
           "); stop one with anectl train stop or wait for it to finish"));
     }
   }
-  absl::StatusOr<engine::SessionSnapshot> snapshot = start();
-  if (snapshot.ok()) session_owner_[snapshot->id] = client;
-  return snapshot;
-}
-
-void ClientQuotas::ForgetSession(const std::string& id) {
-  absl::MutexLock lock(&session_mu_);
-  session_owner_.erase(id);
+  return start();
 }
 
 }  // namespace anerd::service

@@ -23,9 +23,10 @@ namespace {
 class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeResponse> {
  public:
   // `slot`: the caller's queued-request slot, held until the probe ends, or the quota error.
+  // `owner` is recorded with the result.
   RunProbeReactor(grpc::CallbackServerContext* context, const v1::RunProbeRequest* request,
-                  engine::Engine* engine,
-                  absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot) {
+                  engine::Engine* engine, absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot,
+                  std::string owner) {
     if (!slot.ok()) {
       Finish(ToGrpcStatus(slot.status()));
       return;
@@ -40,6 +41,7 @@ class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeResponse> {
       Finish(ToGrpcStatus(parsed.status()));
       return;
     }
+    parsed->owner = std::move(owner);
     engine->probes().Run(
         *std::move(parsed), control_,
         [this](const engine::ProbeStart& start) {
@@ -138,7 +140,9 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
 
 grpc::ServerWriteReactor<v1::RunProbeResponse>* AnerdService::RunProbe(
     grpc::CallbackServerContext* context, const v1::RunProbeRequest* request) {
-  return new RunProbeReactor(context, request, engine_, quotas_.AcquireQueued(Client(context)));
+  const Caller caller = CallerOf(context);
+  return new RunProbeReactor(context, request, engine_, quotas_.AcquireQueued(caller.client),
+                             caller.client);
 }
 
 grpc::ServerUnaryReactor* AnerdService::ListProbeResults(grpc::CallbackServerContext* context,
@@ -147,8 +151,10 @@ grpc::ServerUnaryReactor* AnerdService::ListProbeResults(grpc::CallbackServerCon
   if (request->limit() < 0) {
     return FinishWith(context, absl::InvalidArgumentError("limit must be >= 0"));
   }
+  const Caller caller = CallerOf(context);
+  // A non-admin caller never sees unowned results: its own name is never "".
   absl::StatusOr<std::vector<probes::ProbeResult>> results =
-      engine_->probes().List(request->probe(), request->limit());
+      engine_->probes().List(request->probe(), request->limit(), caller.admin ? "" : caller.client);
   if (results.ok()) {
     for (const probes::ProbeResult& r : *results) ToProto(r, response->add_results());
   }
@@ -162,6 +168,9 @@ grpc::ServerUnaryReactor* AnerdService::GetProbeResult(grpc::CallbackServerConte
     return FinishWith(context, absl::InvalidArgumentError("result_id is empty"));
   }
   absl::StatusOr<probes::ProbeResult> result = engine_->probes().Get(request->result_id());
+  if (result.ok() && !CallerOf(context).Sees(result->owner)) {
+    result = probes::ProbeResultNotFound(request->result_id());
+  }
   if (result.ok()) ToProto(*result, response);
   return FinishWith(context, result.status());
 }

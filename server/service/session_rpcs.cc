@@ -189,20 +189,42 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SessionEvent> {
   std::shared_ptr<Link> link_;
 };
 
+// A stream that fails at once with `status`.
+template <typename Message>
+class FailedWrite : public grpc::ServerWriteReactor<Message> {
+ public:
+  explicit FailedWrite(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+absl::StatusOr<engine::SessionSnapshot> AnerdService::VisibleSession(const Caller& caller,
+                                                                     const std::string& id) {
+  absl::StatusOr<engine::SessionSnapshot> session = engine_->sessions().Get(id);
+  if (session.ok() && !caller.Sees(session->owner)) return engine::SessionNotFound(id);
+  return session;
+}
 
 grpc::ServerUnaryReactor* AnerdService::StartTraining(grpc::CallbackServerContext* context,
                                                       const v1::StartTrainingRequest* request,
                                                       v1::SessionInfo* response) {
+  const Caller caller = CallerOf(context);
   absl::StatusOr<training::TrainSpec> spec = FromProto(request->spec());
   if (!spec.ok()) return Done(context, spec.status());
+  if (absl::Status s = RemotePathError(caller, "init", spec->init_model_path); !s.ok()) {
+    return Done(context, s);
+  }
+  if (absl::Status s = RemotePathError(caller, "data", spec->data_path); !s.ok()) {
+    return Done(context, s);
+  }
   engine::SessionManager* sessions = &engine_->sessions();
   return Reply(context,
-               quotas_.StartSession(Client(context), sessions, "",
+               quotas_.StartSession(caller.client, sessions, "",
                                     [&] {
-                                      return sessions->Start(*std::move(spec),
-                                                             request->spec().name(),
-                                                             request->spec().backend());
+                                      return sessions->Start(
+                                          *std::move(spec), request->spec().name(),
+                                          request->spec().backend(), caller.client);
                                     }),
                response);
 }
@@ -210,8 +232,9 @@ grpc::ServerUnaryReactor* AnerdService::StartTraining(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AnerdService::ListSessions(grpc::CallbackServerContext* context,
                                                      const v1::ListSessionsRequest*,
                                                      v1::ListSessionsResponse* response) {
+  const Caller caller = CallerOf(context);
   for (const engine::SessionSnapshot& s : engine_->sessions().List()) {
-    ToProto(s, response->add_sessions());
+    if (caller.Sees(s.owner)) ToProto(s, response->add_sessions());
   }
   return Done(context, absl::OkStatus());
 }
@@ -219,22 +242,30 @@ grpc::ServerUnaryReactor* AnerdService::ListSessions(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AnerdService::GetSession(grpc::CallbackServerContext* context,
                                                    const v1::GetSessionRequest* request,
                                                    v1::SessionInfo* response) {
-  return Reply(context, engine_->sessions().Get(request->session_id()), response);
+  return Reply(context, VisibleSession(CallerOf(context), request->session_id()), response);
 }
 
 grpc::ServerUnaryReactor* AnerdService::StopSession(grpc::CallbackServerContext* context,
                                                     const v1::StopSessionRequest* request,
                                                     v1::SessionInfo* response) {
+  absl::StatusOr<engine::SessionSnapshot> visible =
+      VisibleSession(CallerOf(context), request->session_id());
+  if (!visible.ok()) return Done(context, visible.status());
   return Reply(context, engine_->sessions().Stop(request->session_id()), response);
 }
 
 grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContext* context,
                                                       const v1::ResumeSessionRequest* request,
                                                       v1::SessionInfo* response) {
+  const Caller caller = CallerOf(context);
+  absl::StatusOr<engine::SessionSnapshot> visible = VisibleSession(caller, request->session_id());
+  if (!visible.ok()) return Done(context, visible.status());
   engine::SessionManager* sessions = &engine_->sessions();
+  // The session counts against its owner's quota (an admin may resume another client's session).
+  const std::string owner = visible->owner.empty() ? caller.client : visible->owner;
   return Reply(context,
                quotas_.StartSession(
-                   Client(context), sessions, request->session_id(),
+                   owner, sessions, request->session_id(),
                    [&] { return sessions->Resume(request->session_id(), request->extra_steps()); }),
                response);
 }
@@ -242,30 +273,30 @@ grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AnerdService::DeleteSession(grpc::CallbackServerContext* context,
                                                       const v1::DeleteSessionRequest* request,
                                                       v1::DeleteSessionResponse*) {
-  absl::Status status = engine_->sessions().Delete(request->session_id());
-  if (status.ok()) quotas_.ForgetSession(request->session_id());
-  return Done(context, status);
+  absl::StatusOr<engine::SessionSnapshot> visible =
+      VisibleSession(CallerOf(context), request->session_id());
+  if (!visible.ok()) return Done(context, visible.status());
+  return Done(context, engine_->sessions().Delete(request->session_id()));
 }
 
 grpc::ServerWriteReactor<v1::ExportModelChunk>* AnerdService::ExportModel(
-    grpc::CallbackServerContext*, const v1::ExportModelRequest* request) {
+    grpc::CallbackServerContext* context, const v1::ExportModelRequest* request) {
+  absl::StatusOr<engine::SessionSnapshot> visible =
+      VisibleSession(CallerOf(context), request->session_id());
+  if (!visible.ok()) return new FailedWrite<v1::ExportModelChunk>(visible.status());
   return new ExportReactor(&engine_->sessions(), request->session_id());
 }
 
 grpc::ServerWriteReactor<v1::SessionEvent>* AnerdService::WatchSession(
-    grpc::CallbackServerContext*, const v1::WatchSessionRequest* request) {
+    grpc::CallbackServerContext* context, const v1::WatchSessionRequest* request) {
+  absl::StatusOr<engine::SessionSnapshot> visible =
+      VisibleSession(CallerOf(context), request->session_id());
+  if (!visible.ok()) return new FailedWrite<v1::SessionEvent>(visible.status());
   engine::SessionManager& sessions = engine_->sessions();
   absl::StatusOr<uint64_t> from =
       request->from_now() ? sessions.NextSeq(request->session_id())
                           : sessions.SeqForStep(request->session_id(), request->from_step());
-  if (!from.ok()) {
-    class Failed : public grpc::ServerWriteReactor<v1::SessionEvent> {
-     public:
-      explicit Failed(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
-      void OnDone() override { delete this; }
-    };
-    return new Failed(from.status());
-  }
+  if (!from.ok()) return new FailedWrite<v1::SessionEvent>(from.status());
   return new WatchReactor(&sessions, request->session_id(), *from);
 }
 

@@ -90,6 +90,20 @@ TEST_F(KernelOwnersTest, LastOwnerReleaseRemovesRecordAndBlob) {
   EXPECT_EQ(store_->Release("k1", "uid:501").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(KernelOwnersTest, OwnedIdsListsWhatEachOwnerHolds) {
+  Put("k1", "program one");
+  Put("k2", "program two");
+  Put("k3", "program three");
+  ASSERT_TRUE(store_->AddOwner("k2", "token:alice").ok());
+  ASSERT_TRUE(store_->AddOwner("k1", "token:alice").ok());
+  ASSERT_TRUE(store_->AddOwner("k1", "token:bob").ok());
+  EXPECT_THAT(*store_->OwnedIds("token:alice"), ElementsAre("k1", "k2"));
+  EXPECT_THAT(*store_->OwnedIds("token:bob"), ElementsAre("k1"));
+  EXPECT_THAT(*store_->OwnedIds("token:carol"), IsEmpty());
+  ASSERT_TRUE(*store_->Release("k1", "token:alice") == false);
+  EXPECT_THAT(*store_->OwnedIds("token:alice"), ElementsAre("k2"));
+}
+
 TEST_F(KernelOwnersTest, UnownedKernelsAreReleasedByAnyoneAndDeleteDropsOwners) {
   Put("legacy", "old program");
   absl::StatusOr<bool> released = store_->Release("legacy", "token:alice");

@@ -120,7 +120,49 @@ TEST(ProbeStoreTest, SharesAnerdDbWithTheKernelStore) {
   std::vector<std::string> rows;
   while (*(*q)->Step()) rows.push_back((*q)->ColumnText(0) + "=" + (*q)->ColumnText(1));
   EXPECT_THAT(rows, ::testing::IsSupersetOf(std::vector<std::string>{
-                        "kernels=" + std::to_string(cache::kKernelSchemaVersion), "probes=1"}));
+                        "kernels=" + std::to_string(cache::kKernelSchemaVersion),
+                        "probes=" + std::to_string(kProbeSchemaVersion)}));
+}
+
+TEST(ProbeStoreTest, RecordsOwnersFiltersByThemAndMigratesSchemaOne) {
+  TempDir dir;
+  {
+    // A schema-1 database: no owner column.
+    auto db = cache::SqliteDb::Open(dir.path() + "/anerd.db", 1000);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)
+                    ->Exec("CREATE TABLE schema_version (component TEXT PRIMARY KEY NOT NULL, "
+                           "version INTEGER NOT NULL);"
+                           "INSERT INTO schema_version VALUES ('probes', 1);"
+                           "CREATE TABLE probe_results (id TEXT PRIMARY KEY NOT NULL, probe TEXT "
+                           "NOT NULL, backend TEXT NOT NULL, created_ms INTEGER NOT NULL, "
+                           "document TEXT NOT NULL);"
+                           "CREATE INDEX probe_results_created ON probe_results (created_ms);")
+                    .ok());
+    ASSERT_TRUE((*db)
+                    ->Exec("INSERT INTO probe_results VALUES ('old', 'latency', 'cpu', 1, '" +
+                           ProbeResultToJson(Sample("old", ProbeKind::kLatency, 1)) + "')")
+                    .ok());
+  }
+  auto store = ProbeStore::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  ProbeResult a = Sample("a", ProbeKind::kLatency, 2);
+  a.owner = "token:alice";
+  ProbeResult b = Sample("b", ProbeKind::kPeak, 3);
+  b.owner = "token:bob";
+  ASSERT_TRUE((*store)->Put(a).ok());
+  ASSERT_TRUE((*store)->Put(b).ok());
+  auto ids = [&](const std::string& probe, const std::string& owner) {
+    std::vector<std::string> out;
+    for (const ProbeResult& r : *(*store)->List(probe, 10, owner)) out.push_back(r.id);
+    return out;
+  };
+  EXPECT_THAT(ids("", ""), ::testing::ElementsAre("b", "a", "old"));
+  EXPECT_THAT(ids("", "token:alice"), ::testing::ElementsAre("a"));
+  EXPECT_THAT(ids("peak", "token:alice"), ::testing::IsEmpty());
+  EXPECT_EQ((*store)->Get("a")->owner, "token:alice");
+  EXPECT_EQ((*store)->Get("old")->owner, "") << "older results have no owner";
+  EXPECT_EQ((*store)->Get("zz").status().message(), ProbeResultNotFound("zz").message());
 }
 
 TEST(ProbeStoreTest, RejectsNewerSchemaAndBadDocuments) {
