@@ -242,13 +242,13 @@ grpc::ServerUnaryReactor* AnerdService::EvalKernel(grpc::CallbackServerContext* 
   const absl::Time received = absl::Now();
   auto* reactor = new QueuedUnaryReactor(context);
   const Caller caller = CallerOf(context);
-  if (absl::Status visible = CheckKernelVisible(caller, request->kernel_id()); !visible.ok()) {
-    reactor->FinishWith(visible, "EvalKernel");
-    return reactor;
-  }
   absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot = quotas_.AcquireQueued(caller.client);
   if (!slot.ok()) {
     reactor->FinishWith(slot.status(), "EvalKernel");
+    return reactor;
+  }
+  if (absl::Status visible = CheckKernelVisible(caller, request->kernel_id()); !visible.ok()) {
+    reactor->FinishWith(visible, "EvalKernel");
     return reactor;
   }
   reactor->Hold(*std::move(slot));

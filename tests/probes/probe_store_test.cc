@@ -154,7 +154,11 @@ TEST(ProbeStoreTest, RecordsOwnersFiltersByThemAndMigratesSchemaOne) {
   ASSERT_TRUE((*store)->Put(b).ok());
   auto ids = [&](const std::string& probe, const std::string& owner) {
     std::vector<std::string> out;
-    for (const ProbeResult& r : *(*store)->List(probe, 10, owner)) out.push_back(r.id);
+    absl::StatusOr<std::vector<ProbeResult>> listed = (*store)->List(probe, 10, owner);
+    EXPECT_TRUE(listed.ok()) << listed.status();
+    if (listed.ok()) {
+      for (const ProbeResult& r : *listed) out.push_back(r.id);
+    }
     return out;
   };
   EXPECT_THAT(ids("", ""), ::testing::ElementsAre("b", "a", "old"));
