@@ -131,9 +131,21 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(
 absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(const DaemonOptions& options,
                                                                      engine::Engine* engine) {
   if (options.metrics_listen.empty()) return nullptr;
+  metrics::MetricsAccess access;
+  access.daemon_uid = ::geteuid();
+  if (!options.auth_tokens.empty()) {
+    ANERD_ASSIGN_OR_RETURN(std::vector<NamedToken> tokens, LoadTokenFile(options.auth_tokens));
+    auto names = std::make_shared<const TokenNames>(std::move(tokens));
+    access.token_is_admin = [names](absl::string_view authorization) -> std::optional<bool> {
+      std::optional<NamedToken> token = names->Find(authorization);
+      if (!token.has_value()) return std::nullopt;
+      return token->admin;
+    };
+  }
   ANERD_ASSIGN_OR_RETURN(
       std::unique_ptr<metrics::MetricsServer> server,
-      metrics::MetricsServer::Start(options.metrics_listen, options.metrics_allow_remote, engine));
+      metrics::MetricsServer::Start(options.metrics_listen, options.metrics_allow_remote, engine,
+                                    std::move(access)));
   metrics::MetricsServer* raw = server.get();
   engine::KernelObserver observer;
   observer.compiled = [raw](const std::string& backend, double ms) {
@@ -179,11 +191,17 @@ bool IsLoopbackHost(absl::string_view host) {
 // The TLS and token flags only make sense with --listen, and the TLS files come in pairs.
 absl::Status CheckTlsFlagPairs(const DaemonOptions& options) {
   const bool tls = !options.tls_cert.empty();
+  if (options.metrics_allow_remote && options.auth_tokens.empty()) {
+    return absl::InvalidArgumentError(
+        "--metrics_allow_remote needs --auth_tokens FILE: beyond loopback every scrape must "
+        "carry an admin token (anectl token create NAME --admin --file FILE)");
+  }
   if (options.listen.empty()) {
-    if (tls || !options.tls_key.empty() || !options.auth_tokens.empty()) {
+    if (tls || !options.tls_key.empty() ||
+        (!options.auth_tokens.empty() && options.metrics_listen.empty())) {
       return absl::InvalidArgumentError(
           "--tls_cert, --tls_key and --auth_tokens apply to a TCP listener: pass --listen "
-          "HOST:PORT");
+          "HOST:PORT (--auth_tokens also serves --metrics_listen)");
     }
     return absl::OkStatus();
   }

@@ -34,10 +34,12 @@ struct DaemonOptions {
   std::string tls_key;
   std::string tls_client_ca;
   // Bearer tokens checked on every RPC on `listen` (see server/daemon/auth.h); required whenever
-  // `listen` is set. Non-loopback listening also needs TLS.
+  // `listen` is set. Non-loopback listening also needs TLS. Admin tokens also open the metrics
+  // endpoint.
   std::string auth_tokens;
   // Optional Prometheus endpoint "HOST:PORT" (server/metrics/metrics.h); loopback only unless
-  // metrics_allow_remote.
+  // metrics_allow_remote (which needs auth_tokens). Scrapes need an admin token, except from the
+  // daemon's own uid on loopback.
   std::string metrics_listen;
   bool metrics_allow_remote = false;
   // Per-client limits (server/service/client_quotas.h); 0 = unlimited.

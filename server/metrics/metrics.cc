@@ -15,6 +15,7 @@
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
 #include "server/metrics/http_endpoint.h"
+#include "server/metrics/peer_uid.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::metrics {
@@ -206,6 +207,30 @@ bool IsLoopbackHost(absl::string_view host) {
   return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
 }
 
+// The access rule of the file comment in metrics.h.
+HttpVerdict Authorize(const MetricsAccess& access, bool loopback, const HttpRequestInfo& request) {
+  if (!request.authorization.empty()) {
+    std::optional<bool> admin;
+    if (access.token_is_admin) admin = access.token_is_admin(request.authorization);
+    if (!admin.has_value()) {
+      return {false, "401 Unauthorized", "bearer token not accepted\n"};
+    }
+    if (!*admin) {
+      return {false, "403 Forbidden",
+              "the metrics page shows every client's sessions: it needs an admin token "
+              "(anectl token create NAME --admin)\n"};
+    }
+    return {};
+  }
+  if (loopback) {
+    std::optional<uint32_t> uid = LoopbackPeerUid(request.connection);
+    if (uid.has_value() && *uid == access.daemon_uid) return {};
+  }
+  return {false, "401 Unauthorized",
+          "send 'Authorization: Bearer TOKEN' with an admin token from anerd's --auth_tokens "
+          "file (only the daemon's own user may scrape loopback without one)\n"};
+}
+
 }  // namespace
 
 struct MetricsServer::State {
@@ -230,8 +255,8 @@ absl::Status CheckMetricsAddress(const std::string& listen, bool allow_non_loopb
   if (!allow_non_loopback && !IsLoopbackHost(absl::string_view(listen).substr(0, colon))) {
     return absl::InvalidArgumentError(
         "--metrics_listen " + listen +
-        " is not a loopback address and the metrics endpoint is unauthenticated; use "
-        "127.0.0.1:PORT, or pass --metrics_allow_remote to expose it anyway");
+        " is not a loopback address; use 127.0.0.1:PORT, or pass --metrics_allow_remote "
+        "(with --auth_tokens: every scrape then needs an admin token)");
   }
   return absl::OkStatus();
 }
@@ -242,7 +267,8 @@ MetricsServer::~MetricsServer() { state_->endpoint.reset(); }
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& listen,
                                                                     bool allow_non_loopback,
-                                                                    engine::Engine* engine) {
+                                                                    engine::Engine* engine,
+                                                                    MetricsAccess access) {
   if (absl::Status s = CheckMetricsAddress(listen, allow_non_loopback); !s.ok()) return s;
   auto state = std::make_unique<State>();
   prometheus::Registry& r = *state->registry;
@@ -268,13 +294,18 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
                              .Register(r);
   state->collector = std::make_shared<EngineCollector>(engine);
   State* raw = state.get();
-  ANERD_ASSIGN_OR_RETURN(state->endpoint, HttpEndpoint::Start(listen, "/metrics", [raw] {
-                           std::vector<MetricFamily> families = raw->registry->Collect();
-                           for (MetricFamily& f : raw->collector->Collect()) {
-                             families.push_back(std::move(f));
-                           }
-                           return prometheus::TextSerializer().Serialize(families);
-                         }));
+  HttpEndpointOptions options;
+  options.path = "/metrics";
+  options.render = [raw] {
+    std::vector<MetricFamily> families = raw->registry->Collect();
+    for (MetricFamily& f : raw->collector->Collect()) families.push_back(std::move(f));
+    return prometheus::TextSerializer().Serialize(families);
+  };
+  const bool loopback = IsLoopbackHost(absl::string_view(listen).substr(0, listen.rfind(':')));
+  options.authorize = [access = std::move(access), loopback](const HttpRequestInfo& request) {
+    return Authorize(access, loopback, request);
+  };
+  ANERD_ASSIGN_OR_RETURN(state->endpoint, HttpEndpoint::Start(listen, std::move(options)));
   return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(state)));
 }
 

@@ -12,14 +12,22 @@
 //     evaluation hot paths touches these.
 // Metric names are listed in README.md ("Metrics").
 //
-// The endpoint is unauthenticated: only loopback addresses are accepted unless the caller allows
-// others explicitly (--metrics_allow_remote).
+// Access (the page names every client's sessions): a scrape is answered when it carries
+// "Authorization: Bearer TOKEN" with an admin token from the --auth_tokens file, or when the
+// endpoint listens on loopback and the scraper's socket belongs to the daemon's own uid (looked
+// up in /proc/net/tcp, peer_uid.h; on systems without it, e.g. macOS, loopback scrapes need the
+// token too). Anything else gets 401 (no or unknown token) or 403 (a token that is not admin).
+// Only loopback addresses are accepted unless the caller allows others (--metrics_allow_remote,
+// which the daemon accepts only together with --auth_tokens); there a token is always needed.
 //
 // Thread-safety: Observe* may be called from any thread. The engine must outlive the server.
 #ifndef ANERD_SERVER_METRICS_METRICS_H_
 #define ANERD_SERVER_METRICS_METRICS_H_
 
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -34,13 +42,22 @@ namespace anerd::metrics {
 // otherwise.
 absl::Status CheckMetricsAddress(const std::string& listen, bool allow_non_loopback);
 
+// Who may scrape (see the file comment).
+struct MetricsAccess {
+  // For an Authorization header value: nullopt when it names no token, else whether the token is
+  // an admin. Empty = no token file (only same-uid loopback scrapes are answered).
+  std::function<std::optional<bool>(absl::string_view authorization)> token_is_admin;
+  uint32_t daemon_uid = 0;  // loopback peers with this uid need no token
+};
+
 class MetricsServer {
  public:
   // Starts serving on `listen` (checked with CheckMetricsAddress first; port 0 picks a free port).
   // `engine` is not owned and must outlive the server. UNAVAILABLE when the port cannot be bound.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen,
                                                               bool allow_non_loopback,
-                                                              engine::Engine* engine);
+                                                              engine::Engine* engine,
+                                                              MetricsAccess access);
   ~MetricsServer();  // stops the HTTP server (joins its threads)
 
   MetricsServer(const MetricsServer&) = delete;

@@ -1,7 +1,9 @@
 // The metrics endpoint of a real daemon: after compiling, running and training, a plain-socket
 // HTTP scrape returns the Prometheus text format with the expected names, labels and values; a
-// non-loopback --metrics_listen is refused at start. Also: health turns NOT_SERVING as soon as the
-// daemon starts draining (a watcher sees it before the server goes away).
+// non-loopback --metrics_listen is refused at start unless allowed with tokens, and then every
+// scrape needs an admin token; on loopback only the daemon's own user scrapes without one. Also:
+// health turns NOT_SERVING as soon as the daemon starts draining (a watcher sees it before the
+// server goes away).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -29,14 +31,16 @@ namespace {
 using testing::DaemonProcess;
 using testing::FreeLoopbackPort;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::RunResult;
 using testing::TempDir;
 using Json = nlohmann::json;
 
 const std::string kConvMil = std::string(ANERD_SOURCE_DIR) + "/examples/kernels/conv1x1/conv.mil";
 
-// GET `path` over a plain TCP socket; returns the whole response (head and body).
-std::string HttpGet(int port, const std::string& path) {
+// GET `path` over a plain TCP socket (with "Authorization: Bearer TOKEN" when `token` is set);
+// returns the whole response (head and body).
+std::string HttpGet(int port, const std::string& path, const std::string& token = "") {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -46,7 +50,9 @@ std::string HttpGet(int port, const std::string& path) {
     ::close(fd);
     return "";
   }
-  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  const std::string request =
+      "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" +
+      (token.empty() ? std::string() : "Authorization: Bearer " + token + "\r\n") + "\r\n";
   (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   std::string response;
   char buffer[4096];
@@ -187,14 +193,56 @@ TEST(RemoteMetricsTest, NonLoopbackMetricsAddressIsRefusedUnlessAllowed) {
                            "--state_dir=" + dir.path() + "/state", "--metrics_listen=nonsense"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.err, HasSubstr("HOST:PORT"));
+  RunResult open = testing::RunProgram(
+      {testing::AnerdBinary(), "--socket=" + dir.path() + "/x.sock",
+       "--state_dir=" + dir.path() + "/state",
+       "--metrics_listen=0.0.0.0:" + std::to_string(FreeLoopbackPort()), "--metrics_allow_remote"});
+  EXPECT_EQ(open.exit_code, 1);
+  EXPECT_THAT(open.err, HasSubstr("--metrics_allow_remote needs --auth_tokens"));
 
+  // Beyond loopback every scrape needs an admin token, even from the daemon's own user.
   DaemonProcess daemon(dir.path());
+  const std::string tokens = dir.path() + "/tokens";
+  RunResult admin = daemon.Anectl({"token", "create", "ops", "--admin", "--file", tokens});
+  ASSERT_EQ(admin.exit_code, 0) << admin.err;
+  RunResult plain = daemon.Anectl({"token", "create", "alice", "--file", tokens});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const int port = FreeLoopbackPort();
+  ASSERT_TRUE(daemon
+                  .Start({"--metrics_listen=0.0.0.0:" + std::to_string(port),
+                          "--metrics_allow_remote", "--auth_tokens=" + tokens})
+                  .ok())
+      << daemon.ReadLog();
+  const std::string none = HttpGet(port, "/metrics");
+  EXPECT_THAT(none, HasSubstr("HTTP/1.1 401"));
+  EXPECT_THAT(none, HasSubstr("WWW-Authenticate: Bearer"));
+  EXPECT_THAT(none, Not(HasSubstr("anerd_")));
+  EXPECT_THAT(HttpGet(port, "/metrics", std::string(64, 'x')), HasSubstr("HTTP/1.1 401"));
+  const std::string ordinary = HttpGet(port, "/metrics", plain.out.substr(0, 64));
+  EXPECT_THAT(ordinary, HasSubstr("HTTP/1.1 403"));
+  EXPECT_THAT(ordinary, Not(HasSubstr("anerd_")));
+  EXPECT_THAT(HttpGet(port, "/metrics", admin.out.substr(0, 64)), HasSubstr("anerd_build_info"));
+}
+
+TEST(RemoteMetricsTest, LoopbackScrapesNeedAnAdminTokenUnlessFromTheDaemonsOwnUser) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path());
+  const std::string tokens = dir.path() + "/tokens";
+  RunResult admin = daemon.Anectl({"token", "create", "ops", "--admin", "--file", tokens});
+  ASSERT_EQ(admin.exit_code, 0) << admin.err;
+  RunResult plain = daemon.Anectl({"token", "create", "alice", "--file", tokens});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
   const int port = FreeLoopbackPort();
   ASSERT_TRUE(
-      daemon.Start({"--metrics_listen=0.0.0.0:" + std::to_string(port), "--metrics_allow_remote"})
+      daemon
+          .Start({"--metrics_listen=127.0.0.1:" + std::to_string(port), "--auth_tokens=" + tokens})
           .ok())
       << daemon.ReadLog();
+  // This test runs as the daemon's user: its socket's uid (from /proc/net/tcp) lets it in.
   EXPECT_THAT(HttpGet(port, "/metrics"), HasSubstr("anerd_build_info"));
+  EXPECT_THAT(HttpGet(port, "/metrics", plain.out.substr(0, 64)), HasSubstr("HTTP/1.1 403"));
+  EXPECT_THAT(HttpGet(port, "/metrics", std::string(64, 'x')), HasSubstr("HTTP/1.1 401"));
+  EXPECT_THAT(HttpGet(port, "/metrics", admin.out.substr(0, 64)), HasSubstr("anerd_build_info"));
 }
 
 TEST(RemoteMetricsTest, HealthTurnsNotServingWhenDrainingStarts) {

@@ -1,25 +1,30 @@
 // The metrics HTTP endpoint and address check, without a daemon: GET and HEAD of the page, 404 for
-// other paths, 405 for other methods, 400 for garbage, a slow client does not wedge it, and the
-// loopback rule for --metrics_listen.
+// other paths, 405 for other methods, 400 for garbage, silent clients (even more than the
+// connection limit) do not hold up a scrape, the authorize hook's 401, the loopback peer-uid
+// lookup, and the loopback rule for --metrics_listen.
 #include "server/metrics/http_endpoint.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/metrics/metrics.h"
+#include "server/metrics/peer_uid.h"
 
 namespace anerd::metrics {
 namespace {
 
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 int Connect(int port) {
@@ -34,6 +39,9 @@ int Connect(int port) {
 
 std::string Exchange(int port, const std::string& request) {
   const int fd = Connect(port);
+  // A guard, not a measurement: a serial endpoint behind silent clients answers far later.
+  timeval guard{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof(guard));
   (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   std::string response;
   char buffer[1024];
@@ -68,11 +76,81 @@ TEST(HttpEndpointTest, ServesThePageAndRefusesEverythingElse) {
   EXPECT_THAT(Exchange(port, "hello\r\n\r\n"), StartsWith("HTTP/1.1 400"));
   EXPECT_EQ(renders.load(), 2);
 
-  // A client that connects and says nothing is dropped after the read timeout; others are then
-  // served.
+  // A client that connects and says nothing does not hold up others.
   const int idle = Connect(port);
   EXPECT_THAT(Exchange(port, "GET /metrics HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 200"));
   ::close(idle);
+}
+
+TEST(HttpEndpointTest, SilentConnectionsDoNotHoldUpAScrape) {
+  absl::StatusOr<std::unique_ptr<HttpEndpoint>> endpoint =
+      HttpEndpoint::Start("127.0.0.1:0", "/metrics", [] { return std::string("up 1\n"); });
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  std::vector<int> silent;
+  for (int i = 0; i < 20; ++i) silent.push_back(Connect((*endpoint)->port()));
+  ::usleep(100 * 1000);  // let the endpoint accept them all first
+  EXPECT_THAT(Exchange((*endpoint)->port(), "GET /metrics HTTP/1.1\r\n\r\n"),
+              StartsWith("HTTP/1.1 200 OK"));
+  for (int fd : silent) ::close(fd);
+}
+
+TEST(HttpEndpointTest, AFloodOfSilentConnectionsBeyondTheLimitCannotLockOutAScrape) {
+  HttpEndpointOptions options;
+  options.render = [] { return std::string("up 1\n"); };
+  options.max_connections = 4;
+  absl::StatusOr<std::unique_ptr<HttpEndpoint>> endpoint =
+      HttpEndpoint::Start("127.0.0.1:0", std::move(options));
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  std::vector<int> silent;
+  for (int i = 0; i < 12; ++i) silent.push_back(Connect((*endpoint)->port()));
+  ::usleep(100 * 1000);
+  EXPECT_THAT(Exchange((*endpoint)->port(), "GET /metrics HTTP/1.1\r\n\r\n"),
+              StartsWith("HTTP/1.1 200 OK"));
+  for (int fd : silent) ::close(fd);
+}
+
+TEST(HttpEndpointTest, AuthorizeSeesTheHeaderAndRefusesWith401) {
+  HttpEndpointOptions options;
+  options.render = [] { return std::string("secret 1\n"); };
+  options.authorize = [](const HttpRequestInfo& request) {
+    if (request.authorization == "Bearer good") return HttpVerdict{};
+    return HttpVerdict{false, "401 Unauthorized", "no\n"};
+  };
+  absl::StatusOr<std::unique_ptr<HttpEndpoint>> endpoint =
+      HttpEndpoint::Start("127.0.0.1:0", std::move(options));
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  const int port = (*endpoint)->port();
+  const std::string refused = Exchange(port, "GET /metrics HTTP/1.1\r\n\r\n");
+  EXPECT_THAT(refused, StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
+  EXPECT_THAT(refused, HasSubstr("WWW-Authenticate: Bearer"));
+  EXPECT_THAT(refused, Not(HasSubstr("secret")));
+  EXPECT_THAT(Exchange(port, "GET /metrics HTTP/1.1\r\nauthorization: Bearer good\r\n\r\n"),
+              EndsWith("secret 1\n"));
+}
+
+TEST(PeerUidTest, FindsTheUidOfALoopbackPeer) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  socklen_t length = sizeof(addr);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &length), 0);
+  const int client = Connect(ntohs(addr.sin_port));
+  const int served = ::accept(listener, nullptr, nullptr);
+  ASSERT_GE(served, 0);
+  if (::access("/proc/net/tcp", R_OK) != 0) {
+    EXPECT_FALSE(LoopbackPeerUid(served).has_value());
+    GTEST_SKIP() << "no /proc/net/tcp here: loopback scrapes need a token";
+  }
+  std::optional<uint32_t> uid = LoopbackPeerUid(served);
+  ASSERT_TRUE(uid.has_value());
+  EXPECT_EQ(*uid, ::geteuid());
+  EXPECT_FALSE(LoopbackPeerUid(listener).has_value()) << "not connected";
+  ::close(served);
+  ::close(client);
+  ::close(listener);
 }
 
 TEST(HttpEndpointTest, ReportsAddressesItCannotUse) {
