@@ -226,6 +226,11 @@ grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* con
                                                 const v1::GetInfoRequest* /*request*/,
                                                 v1::GetInfoResponse* response) {
   ToProto(engine_->Info(), response);
+  const Caller caller = CallerOf(context);
+  if (caller.remote && !caller.admin) {  // daemon-side paths are none of a remote client's business
+    response->clear_state_dir();
+    response->clear_socket();
+  }
   return FinishNow(context, absl::OkStatus());
 }
 

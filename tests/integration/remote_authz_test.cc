@@ -356,6 +356,12 @@ TEST_F(RemoteAuthzTest, RemoteCallersCannotNameDaemonSidePaths) {
     }
   }
   EXPECT_TRUE(SessionIds(As("carol")).empty());
+  // Nor are they told where the daemon keeps its state.
+  absl::StatusOr<v1::GetInfoResponse> info = As("alice").GetInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->state_dir(), "");
+  EXPECT_EQ(info->socket(), "");
+  EXPECT_EQ(As("carol").GetInfo()->state_dir(), daemon_.state_dir()) << "admins are";
   RunResult anectl = daemon_.Anectl({"--host", "127.0.0.1:" + port_, "--token-file", Tokens(),
                                      "train", "start", "--data", data_, "--steps", "3"});
   EXPECT_NE(anectl.exit_code, 0);
