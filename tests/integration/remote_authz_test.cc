@@ -179,6 +179,15 @@ void ExpectLooksMissing(const absl::Status& status, const absl::Status& missing,
   EXPECT_EQ(status.message(), absl::StrReplaceAll(missing.message(), {{missing_id, id}}));
 }
 
+TEST_F(RemoteAuthzTest, TokenLinesTakeOnlyTheAdminFlagAsAThirdField) {
+  std::ofstream(Tokens(), std::ios::app) << "dave " << std::string(64, 'd') << " root\n";
+  absl::Status started = Start();
+  EXPECT_FALSE(started.ok());
+  EXPECT_THAT(daemon_.ReadLog(), HasSubstr("line 4: want 'NAME TOKEN' or 'NAME TOKEN admin'"));
+  EXPECT_THAT(testing::ReadFile(Tokens()), HasSubstr("carol " + tokens_["carol"] + " admin\n"));
+  EXPECT_THAT(testing::ReadFile(Tokens()), HasSubstr("alice " + tokens_["alice"] + "\n"));
+}
+
 TEST_F(RemoteAuthzTest, KernelsAreSeenAndTouchedOnlyByTheirOwnersAndAdmins) {
   ASSERT_TRUE(Start().ok()) << daemon_.ReadLog();
   client::AnerdClient& alice = As("alice");
