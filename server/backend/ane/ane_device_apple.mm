@@ -6,6 +6,12 @@
 // temporaries live in an @autoreleasepool per entry point. Exceptions: every message to the
 // framework runs inside @try/@catch, so no NSException crosses into C++; NSError and NSException
 // become absl::Status with a DeviceError payload (domain, code, description).
+//
+// Private names: every framework path, class and selector used here is a row of private_api.txt
+// (with its cast and seed source); the ctest ane_private_api_allowlist keeps the two equal. On
+// Linux this file is compiled against GNUstep's Foundation and run through clang's analyzer
+// (tests/backend/ane_objc_check.py), so NSError** arguments take nullptr, never nil: the GNU
+// runtime's nil is (id)0, which C++ does not convert to NSError**; the SDK's is nullptr.
 #import <Foundation/Foundation.h>
 #import <IOSurface/IOSurface.h>
 #include <dlfcn.h>
@@ -84,7 +90,7 @@ bool WriteFile(NSString* path, NSData* data) {
   if (![fm createDirectoryAtPath:[path stringByDeletingLastPathComponent]
           withIntermediateDirectories:YES
                            attributes:nil
-                                error:nil]) {
+                                error:nullptr]) {
     return false;
   }
   return [data writeToFile:path atomically:YES];
@@ -101,7 +107,7 @@ absl::Status AcquireTempDir(NSString* dir, NSData* mil, NSDictionary* weights) {
     bool ok = [fm createDirectoryAtPath:wdir
             withIntermediateDirectories:YES
                              attributes:nil
-                                  error:nil];
+                                  error:nullptr];
     ok = ok && WriteFile([dir stringByAppendingPathComponent:@"model.mil"], mil);
     for (NSString* key in weights) {
       NSString* rest = [key hasPrefix:@"@model_path/"] ? [key substringFromIndex:12] : key;
@@ -109,7 +115,7 @@ absl::Status AcquireTempDir(NSString* dir, NSData* mil, NSDictionary* weights) {
       ok = ok && WriteFile([dir stringByAppendingPathComponent:rest], data);
     }
     if (!ok) {
-      [fm removeItemAtPath:dir error:nil];
+      [fm removeItemAtPath:dir error:nullptr];
       TempDirRefs().erase(ToStd(dir));
       return absl::InternalError(absl::StrCat("cannot populate ", ToStd(dir)));
     }
@@ -125,7 +131,7 @@ void ReleaseTempDir(NSString* dir) {
   if (--it->second == 0) {
     TempDirRefs().erase(it);
     @try {
-      [[NSFileManager defaultManager] removeItemAtPath:dir error:nil];
+      [[NSFileManager defaultManager] removeItemAtPath:dir error:nullptr];
     } @catch (NSException* e) {
       (void)e;  // best effort: a stale temp dir is harmless
     }
