@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf python3-numpy
   clang libclang-rt-14-dev
+  libgnustep-base-dev gobjc  # Linux only: Foundation + GNU runtime headers to check the .mm (macOS has the SDK)
 )
 BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark)
 
