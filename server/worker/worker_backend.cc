@@ -62,6 +62,29 @@ std::string DescribeWait(int status) {
   return "stopped unexpectedly";
 }
 
+// Whether a worker's death was its own doing, so that it counts toward quarantining the program
+// it was running: a fault signal it raised itself (SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE,
+// SIGSYS, SIGTRAP), a nonzero exit, or a kill by the front for hanging (`killed_by_front`). A
+// SIGKILL or SIGTERM from outside (the kernel's OOM killer, an operator) is not the program's
+// fault and does not count.
+bool DeathCausedByWorker(int wait_status, bool killed_by_front) {
+  if (killed_by_front) return true;
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status) != 0;
+  if (!WIFSIGNALED(wait_status)) return false;
+  switch (WTERMSIG(wait_status)) {
+    case SIGSEGV:
+    case SIGBUS:
+    case SIGABRT:
+    case SIGILL:
+    case SIGFPE:
+    case SIGSYS:
+    case SIGTRAP:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Moves `fd` to a number >= 10 (close-on-exec) so that dup2 onto 3/4 in the child never maps a
 // descriptor onto itself (which would keep its close-on-exec flag).
 int MoveHigh(int fd) {
@@ -425,14 +448,19 @@ std::string WorkerPool::RecordDeath(Process* p, const std::string& what, const s
     // monitor reaps it from retired_ meanwhile.
     WaitForExitLocked(p, absl::Seconds(2));
   }
-  const std::string reason = p->kill_reason.empty() ? DescribeWait(p->wait_status) : p->kill_reason;
+  const bool own_fault = DeathCausedByWorker(p->wait_status, !p->kill_reason.empty());
+  std::string reason = p->kill_reason.empty() ? DescribeWait(p->wait_status) : p->kill_reason;
+  if (!own_fault) {
+    absl::StrAppend(&reason, " from outside anerd (e.g. the OOM killer); not held against ",
+                    what.empty() ? "any program" : "the program");
+  }
   if (p->death_recorded) return reason;
   p->death_recorded = true;
   spdlog::error("{} worker (pid {}) died{}: {}; starting a new one", options_.backend, p->pid,
                 what.empty() ? " while idle" : absl::StrCat(" while ", what), reason);
   NoteRestartLocked(
       absl::StrCat("crash: ", reason, " while ", what.empty() ? std::string("idle") : what), true);
-  if (!key.empty() && ++crash_counts_[key] == options_.quarantine_after) {
+  if (own_fault && !key.empty() && ++crash_counts_[key] == options_.quarantine_after) {
     spdlog::error("{}: quarantined after crashing the worker {} times", what,
                   options_.quarantine_after);
   }

@@ -11,7 +11,10 @@
 //    killed), the reason is logged, a new worker starts, and only the call that was executing
 //    fails: UNAVAILABLE "…died while running …: <reason>" (retryable). A request that had not
 //    reached the worker yet is retried in the new one. A program whose runs crashed the worker
-//    `quarantine_after` times is quarantined: FAILED_PRECONDITION from then on.
+//    `quarantine_after` times is quarantined: FAILED_PRECONDITION from then on. Only deaths the
+//    worker causes count (a fault signal, a nonzero exit, a hang the front killed); a SIGKILL or
+//    SIGTERM from outside (the OOM killer, an operator) restarts the worker but is not held
+//    against the program.
 //
 // Data path: weights and tensors are copied once into a shared-memory arena (channel.h) and read
 // in place by the worker; only small control messages cross the socket.

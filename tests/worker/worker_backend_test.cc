@@ -169,6 +169,32 @@ TEST(WorkerBackendTest, RepeatedCrashesQuarantineTheKernelOnly) {
   EXPECT_EQ(s.quarantined, 1u);
 }
 
+// The OOM killer's SIGKILL (or an operator's) is not the program's fault: killing the worker
+// from outside while it runs a program, more often than quarantine_after, leaves the program
+// runnable. (Before the fix the third run was refused as quarantined.)
+TEST(WorkerBackendTest, ExternalKillsDoNotQuarantineTheRunningKernel) {
+  WorkerOptions options = Options("cpu", 0);
+  options.quarantine_after = 2;
+  std::unique_ptr<WorkerBackend> worker = StartOrDie(options);
+  ASSERT_NE(worker, nullptr);
+  auto hang = worker->Compile(Verify(TestOpProgram("anerd_test_hang")), {});
+  ASSERT_TRUE(hang.ok()) << hang.status();
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<backend::RunResult> hung;
+    std::thread t([&] { hung = (*hang)->Run(Input(4, 1)); });
+    ASSERT_TRUE(Eventually(
+        [&] { return worker->Status().activity.find("running program") != std::string::npos; }));
+    const int64_t pid = worker->pid();
+    ASSERT_EQ(kill(static_cast<pid_t>(pid), i == 1 ? SIGTERM : SIGKILL), 0);
+    t.join();
+    ASSERT_EQ(hung.status().code(), absl::StatusCode::kUnavailable) << "kill " << i;
+    EXPECT_THAT(hung.status().message(), HasSubstr("from outside anerd"));
+  }
+  const WorkerStatus s = worker->Status();
+  EXPECT_EQ(s.quarantined, 0u);
+  EXPECT_EQ(s.crashes, 3u);  // still restarts the operator sees, just not the program's fault
+}
+
 TEST(WorkerBackendTest, CallTimeoutKillsAHungWorker) {
   WorkerOptions options = Options("cpu", 0);
   options.call_timeout = absl::Milliseconds(500);
