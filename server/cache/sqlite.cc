@@ -1,5 +1,9 @@
 #include "server/cache/sqlite.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -35,6 +39,14 @@ absl::Status SqliteStatus(sqlite3* db, int rc, absl::string_view what) {
 
 absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path,
                                                          int busy_timeout_ms) {
+  // SQLite would create the file 0644 & ~umask, and gives the -wal and -shm files the database
+  // file's mode: creating it (or narrowing an old one) 0600 first makes all three owner-only.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd >= 0) {
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && (st.st_mode & 077) != 0) ::fchmod(fd, st.st_mode & 0600);
+    ::close(fd);
+  }
   sqlite3* raw = nullptr;
   const int rc =
       sqlite3_open_v2(path.c_str(), &raw,

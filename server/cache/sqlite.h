@@ -28,7 +28,8 @@ absl::Status SqliteStatus(sqlite3* db, int rc, absl::string_view what);
 class SqliteDb {
  public:
   // Opens (creating) the database at `path` in WAL mode with `busy_timeout_ms`, foreign keys on
-  // and synchronous=FULL (durability over speed: the records are small).
+  // and synchronous=FULL (durability over speed: the records are small). The database file (and so
+  // its -wal and -shm files) is created 0600, and an existing one loses group/other permissions.
   static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path,
                                                         int busy_timeout_ms);
   ~SqliteDb();

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_modes.h"
 #include "common/logging.h"
 #include "common/paths.h"
 #include "common/rpc/utf8_errors.h"
@@ -49,6 +50,7 @@ absl::StatusOr<ResolvedPaths> ResolvePaths(const DaemonOptions& options) {
   ResolvedPaths paths;
   paths.state_dir = options.state_dir.empty() ? DefaultStateDir() : options.state_dir;
   paths.socket_path = options.socket_path.empty() ? DefaultSocketPath() : options.socket_path;
+  RestrictUmask();  // everything created from here on is owner-only, whatever umask we inherited
   ANERD_RETURN_IF_ERROR(MakeDirs(paths.state_dir, 0700));
   const std::string log_dir = DefaultLogDir(paths.state_dir);
   ANERD_RETURN_IF_ERROR(MakeDirs(log_dir, 0700));
@@ -267,6 +269,10 @@ absl::Status RunDaemon(const DaemonOptions& options) {
                          .max_files = options.log_max_files};
   ANERD_RETURN_IF_ERROR(InitLogging(logging));
   spdlog::info("anerd {} starting (pid {}), state dir {}", kVersion, getpid(), paths.state_dir);
+  // Files older versions created 0644 (the database, logs, event logs) become owner-only.
+  if (const int64_t n = TightenTree(paths.state_dir); n > 0) {
+    spdlog::info("state dir: removed group/other permissions from {} files and directories", n);
+  }
 
   engine::EngineOptions engine_options = options.engine;
   engine_options.state_dir = paths.state_dir;
