@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/hash.h"
+#include "common/memory_trim.h"
 #include "common/mil/parser.h"
 #include "common/mil/printer.h"
 #include "common/mil/verifier.h"
@@ -301,7 +302,14 @@ void KernelManager::Eval(std::string id, std::vector<backend::NamedTensor> input
           observer_.evaluated(shared_record->backend, result.timing.execute_us / 1000.0);
         }
         result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
+        int64_t bytes = 0;
+        for (const auto* list : {shared_inputs.get(), &result.outputs}) {
+          for (const backend::NamedTensor& t : *list) bytes += t.tensor.bytes().size();
+        }
         done(std::move(result));
+        // A large evaluation leaves its buffers in this thread's malloc arena: hand them back.
+        std::vector<backend::NamedTensor>().swap(*shared_inputs);
+        TrimFreeMemoryAfter(bytes);
       });
 }
 
@@ -374,6 +382,7 @@ absl::Status KernelManager::Release(const std::string& id, const std::string& ow
 
 void KernelManager::EraseLoaded(const std::string& id) {
   cache_->Erase(id);
+  TrimFreeMemory();  // a compiled program's buffers may be large (its plan's arena)
   absl::MutexLock lock(&mu_);
   pending_hits_.erase(id);
 }
