@@ -175,6 +175,14 @@ std::vector<Check> RunChecks(CommandContext& ctx) {
                     absl::StrCat("anerd ", info->version(), ", pid ", info->pid(),
                                  serving ? ", serving" : ", not serving"),
                     serving ? "" : "the daemon is starting or shutting down: retry shortly"});
+  if (info->state_findings().empty()) {
+    checks.push_back({"state dir", "pass", info->state_dir(), ""});
+  }
+  for (const std::string& finding : info->state_findings()) {
+    checks.push_back({"state dir", "warn", finding,
+                      "the daemon runs on a rebuilt registry: check that nothing you need is "
+                      "missing, then delete the moved-aside file"});
+  }
   DeviceChecks(**client, *info, checks);
   return checks;
 }
@@ -202,6 +210,7 @@ int RunDoctor(CommandContext& ctx, const std::vector<std::string>& args) {
     for (const Check& c : checks) {
       const std::string mark = c.status == "pass"   ? ctx.Green("pass")
                                : c.status == "fail" ? ctx.Red("FAIL")
+                               : c.status == "warn" ? ctx.Red("WARN")
                                                     : ctx.Dim("n/a ");
       std::cout << absl::StrFormat("  %s  %-22s %s\n", mark, c.name, c.detail);
       if (c.status != "pass" && !c.hint.empty()) std::cout << "        " << ctx.Dim(c.hint) << "\n";

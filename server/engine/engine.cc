@@ -11,6 +11,8 @@
 #include "common/status_macros.h"
 #include "common/version.h"
 #include "server/backend/registry.h"
+#include "server/cache/space_reserve.h"
+#include "server/cache/state_db.h"
 #include "server/worker/worker_backend.h"
 #include "spdlog/spdlog.h"
 
@@ -140,9 +142,18 @@ absl::Status Engine::Init() {
     executors[name] = executor.get();
     backends_->executors[name] = std::move(executor);
   }
+  // On a full disk, give back the space reserve so that opening the database (its -wal and -shm
+  // files) succeeds and space can then be freed through the API.
+  cache::ReleaseSpaceReserveIfLow(options_.state_dir);
+  // Before any store opens anerd.db: a corrupt one is moved aside, a lost one is noticed.
+  ANERD_ASSIGN_OR_RETURN(const cache::StateDbCheck db_check,
+                         cache::CheckStateDb(options_.state_dir));
+  state_findings_ = db_check.findings;
   ANERD_ASSIGN_OR_RETURN(store_, cache::KernelStore::Open(options_.state_dir));
-  // Blobs a crashed compile stored without a record are unreachable: drop them.
-  absl::StatusOr<int64_t> swept = store_->CollectGarbage();
+  // Blobs a crashed compile stored without a record are unreachable: drop them, unless the
+  // records were lost with the database (then the blobs are all that is left).
+  absl::StatusOr<int64_t> swept =
+      db_check.registry_lost ? absl::StatusOr<int64_t>(0) : store_->CollectGarbage();
   if (!swept.ok()) {
     spdlog::warn("blob garbage collection failed: {}", swept.status().ToString());
   } else if (*swept > 0) {
@@ -173,6 +184,12 @@ absl::Status Engine::Init() {
       std::make_unique<SessionManager>(backends_->registry.get(), std::move(session_executors),
                                        backends_->default_name, session_options);
   ANERD_RETURN_IF_ERROR(sessions_->Init());
+  if (!cache::EnsureSpaceReserve(options_.state_dir)) {
+    spdlog::warn(
+        "no room for the {} byte space reserve in {}: deletes may fail if the disk fills "
+        "up; free some space",
+        cache::kSpaceReserveBytes, options_.state_dir);
+  }
   spdlog::info("backends: {} (default {}); {} kernels stored", absl::StrJoin(names, ", "),
                backends_->default_name, store_->Count());
   return absl::OkStatus();
@@ -188,6 +205,7 @@ DaemonInfo Engine::Info() const {
   info.state_dir = options_.state_dir;
   info.socket_path = options_.socket_path;
   info.default_backend = backends_->default_name;
+  info.state_findings = state_findings_;
   if (backends_->registry != nullptr) {
     for (const auto& b : backends_->registry->backends()) {
       const backend::BackendDescription d = b->Describe();

@@ -94,7 +94,8 @@ struct DaemonInfo {
   std::string default_backend;
   CacheSummary cache;
   std::vector<std::pair<std::string, std::string>> unavailable_backends;  // (name, reason)
-  std::vector<WorkerSummary> workers;  // empty when no backend runs isolated
+  std::vector<WorkerSummary> workers;       // empty when no backend runs isolated
+  std::vector<std::string> state_findings;  // cache::StateDbCheck findings from start-up
 };
 
 class Engine {
@@ -133,6 +134,7 @@ class Engine {
   std::unique_ptr<ProbeManager> probes_;
   std::unique_ptr<SessionManager> sessions_;
   bool shut_down_ = false;
+  std::vector<std::string> state_findings_;  // set once by Init
 };
 
 }  // namespace anerd::engine

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -18,9 +19,12 @@
 #include "absl/time/clock.h"
 #include "common/atomic_file.h"
 #include "common/hash.h"
+#include "common/memory_trim.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "server/cache/space_reserve.h"
 #include "server/cache/sqlite.h"
+#include "server/engine/session_recovery.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::engine {
@@ -250,6 +254,7 @@ absl::Status SessionManager::Init() {
   std::vector<std::string> to_resume;
   {
     absl::MutexLock lock(&mu_);
+    ANERD_RETURN_IF_ERROR(AdoptOrphanDirs());
     ANERD_RETURN_IF_ERROR(LoadAll());
     for (auto& [id, s] : sessions_) {
       if (s->state == SessionState::kInterrupted) to_resume.push_back(id);
@@ -261,6 +266,47 @@ absl::Status SessionManager::Init() {
       spdlog::info("session {}: resuming after restart: {}", id,
                    r.ok() ? "ok" : r.status().ToString());
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SessionManager::AdoptOrphanDirs() {
+  std::set<std::string> known;
+  {
+    ANERD_ASSIGN_OR_RETURN(auto ids,
+                           cache::Statement::Prepare(db_->get(), "SELECT id FROM sessions"));
+    for (bool row = true; row;) {
+      ANERD_ASSIGN_OR_RETURN(row, ids->Step());
+      if (row) known.insert(ids->ColumnText(0));
+    }
+  }
+  for (const std::string& id : OrphanSessionDirs(options_.state_dir, known)) {
+    absl::StatusOr<RecoveredSession> r = RecoverSessionDir(options_.state_dir, id);
+    if (!r.ok()) {
+      spdlog::error("session {}: not in the database and not recoverable, left in place: {}", id,
+                    r.status().ToString());
+      continue;
+    }
+    Session s;
+    s.id = id;
+    s.name = r->name;
+    s.backend = registry_->Find(r->backend) != nullptr ? r->backend : default_backend_;
+    s.spec = r->spec;
+    s.total_steps = r->total_steps;
+    s.started_ms = r->started_ms;
+    s.step = s.checkpoint_step = r->checkpoint_step;
+    s.last_loss = s.best_loss = r->last_loss;
+    s.checkpoint_path = r->checkpoint_path;
+    // Its place in the event log is unknown: the log is kept for reading, never cut back.
+    s.state = r->checkpoint_path.empty()             ? SessionState::kFailed
+              : r->checkpoint_step >= r->total_steps ? SessionState::kCompleted
+                                                     : SessionState::kStopped;
+    s.error =
+        absl::StrCat("recovered from ", SessionDir(id), " after the state database lost its record",
+                     r->checkpoint_path.empty() ? "; it has no checkpoint to resume from" : "");
+    ANERD_RETURN_IF_ERROR(Persist(s));
+    spdlog::warn("session {}: {} (state {}, step {})", id, s.error, SessionStateName(s.state),
+                 s.step);
   }
   return absl::OkStatus();
 }
@@ -286,7 +332,7 @@ absl::Status SessionManager::LoadAll() {
     s->best_loss = stmt->ColumnDouble(7);
     s->started_ms = stmt->ColumnInt(8);
     s->elapsed_seconds = stmt->ColumnDouble(9);
-    s->checkpoint_path = stmt->ColumnText(10);
+    s->checkpoint_path = ResolveCheckpointPath(options_.state_dir, s->id, stmt->ColumnText(10));
     s->checkpoint_step = stmt->ColumnInt(11);
     s->checkpoint_seq = static_cast<uint64_t>(stmt->ColumnInt(12));
     s->error = stmt->ColumnText(13);
@@ -346,7 +392,7 @@ absl::Status SessionManager::Persist(const Session& s) {
   stmt->BindDouble(8, s.best_loss);
   stmt->BindInt(9, s.started_ms);
   stmt->BindDouble(10, s.elapsed_seconds);
-  stmt->BindText(11, s.checkpoint_path);
+  stmt->BindText(11, StoredCheckpointPath(options_.state_dir, s.checkpoint_path));
   stmt->BindInt(12, s.checkpoint_step);
   stmt->BindInt(13, static_cast<int64_t>(s.checkpoint_seq));
   stmt->BindText(14, s.error);
@@ -397,6 +443,9 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
   std::error_code ec;
   fs::create_directories(SessionDir(s->id), ec);
   if (ec) return absl::PermissionDeniedError("cannot create " + SessionDir(s->id));
+  // The manifest lets the session be rebuilt from its directory if the database is lost.
+  ANERD_RETURN_IF_ERROR(
+      WriteSessionManifest(SessionDir(s->id), s->id, s->name, s->backend, s->started_ms, s->spec));
   Session* raw = s.get();
   sessions_[raw->id] = std::move(s);
   SetState(raw, SessionState::kQueued);
@@ -600,6 +649,8 @@ void SessionManager::SetState(Session* s, SessionState state) {
     spdlog::error("session {}: cannot persist state: {}", s->id, p.ToString());
   }
   if (!IsActive(state)) WakeWaiters(s);
+  // A session that stopped running freed its trainer (model, optimizer state, activations).
+  if (changed && !IsActive(state) && s->trainer == nullptr) TrimFreeMemory();
 }
 
 void SessionManager::Append(Session* s, SessionEventRecord event) {
@@ -741,8 +792,12 @@ absl::Status SessionManager::Delete(const std::string& id) {
   }
   ANERD_ASSIGN_OR_RETURN(
       auto stmt, cache::Statement::Prepare(db_->get(), "DELETE FROM sessions WHERE id = ?"));
-  stmt->BindText(1, id);
-  ANERD_RETURN_IF_ERROR(stmt->Run());
+  // Deleting frees space, so it must work on a full disk (server/cache/space_reserve.h).
+  ANERD_RETURN_IF_ERROR(cache::RunWithSpaceReserve(options_.state_dir, [&] {
+    stmt->Reset();
+    stmt->BindText(1, id);
+    return stmt->Run();
+  }));
   std::error_code ec;
   fs::remove_all(SessionDir(id), ec);
   s->state = SessionState::kStopped;

@@ -124,8 +124,9 @@ class SessionManager {
                  SessionOptions options);
   ~SessionManager();
 
-  // Opens the session table, loads sessions, marks those that were active `interrupted` and
-  // resumes them when asked.
+  // Opens the session table, adopts session directories that have no record (after a lost
+  // database), loads sessions, marks those that were active `interrupted` and resumes them when
+  // asked.
   absl::Status Init();
 
   // Validates `spec` (INVALID_ARGUMENT naming the field; PERMISSION_DENIED for paths outside
@@ -185,6 +186,9 @@ class SessionManager {
   void WakeWaiters(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Persist(const Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status LoadAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records sessions whose directory has no row (the database was lost or corrupt) from what the
+  // directory holds (session_recovery.h): stopped or completed with a checkpoint, else failed.
+  absl::Status AdoptOrphanDirs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   SessionSnapshot Snapshot(const Session& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string SessionDir(const std::string& id) const;
   absl::StatusOr<Session*> Find(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

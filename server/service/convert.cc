@@ -42,6 +42,7 @@ void ToProto(const engine::DaemonInfo& info, v1::GetInfoResponse* out) {
     u->set_name(name);
     u->set_reason(reason);
   }
+  for (const std::string& f : info.state_findings) out->add_state_findings(f);
   for (const engine::WorkerSummary& w : info.workers) {
     v1::WorkerInfo* p = out->add_workers();
     p->set_backend(w.backend);
