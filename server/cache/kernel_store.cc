@@ -17,6 +17,7 @@
 #include "common/hash.h"
 #include "common/paths.h"
 #include "common/status_macros.h"
+#include "server/cache/space_reserve.h"
 #include "server/cache/sqlite.h"
 #include "spdlog/spdlog.h"
 
@@ -429,11 +430,18 @@ absl::Status KernelStore::DeleteRowsLocked(const std::string& id) {
   return q->Run();
 }
 
+absl::Status KernelStore::DeleteRecordLocked(const std::string& id) {
+  // Even a DELETE appends to the WAL: on a full disk it runs again with the reserve released.
+  return RunWithSpaceReserve(state_dir_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return InTransactionLocked(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return DeleteRowsLocked(id); });
+  });
+}
+
 absl::Status KernelStore::Delete(const std::string& id) {
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(KernelRecord record, GetLocked(id));
-  ANERD_RETURN_IF_ERROR(InTransactionLocked(
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return DeleteRowsLocked(id); }));
+  ANERD_RETURN_IF_ERROR(DeleteRecordLocked(id));
   RemoveUnreferencedBlobsLocked(BlobsOf(record));
   return absl::OkStatus();
 }
@@ -510,13 +518,15 @@ absl::StatusOr<bool> KernelStore::Release(const std::string& id, const std::stri
         std::unique_ptr<Statement> q,
         Statement::Prepare(db_->get(),
                            "DELETE FROM kernel_owners WHERE kernel_id = ? AND owner = ?"));
-    q->BindText(1, id);
-    q->BindText(2, owner);
-    ANERD_RETURN_IF_ERROR(q->Run());
+    ANERD_RETURN_IF_ERROR(RunWithSpaceReserve(state_dir_, [&] {
+      q->Reset();
+      q->BindText(1, id);
+      q->BindText(2, owner);
+      return q->Run();
+    }));
     return false;
   }
-  ANERD_RETURN_IF_ERROR(InTransactionLocked(
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return DeleteRowsLocked(id); }));
+  ANERD_RETURN_IF_ERROR(DeleteRecordLocked(id));
   RemoveUnreferencedBlobsLocked(BlobsOf(record));
   return true;
 }
@@ -558,7 +568,8 @@ int64_t KernelStore::RemoveUnreferencedBlobsLocked(const std::vector<std::string
   absl::flat_hash_set<std::string> shards;
   int64_t removed = 0;
   for (const std::string& sha : absl::flat_hash_set<std::string>(shas.begin(), shas.end())) {
-    if (pins_.contains(sha)) continue;
+    // A hash read back from a damaged database may be anything ("../.."): never a path to unlink.
+    if (!IsSha256Hex(sha) || pins_.contains(sha)) continue;
     absl::StatusOr<bool> referenced = BlobReferencedLocked(sha);
     if (!referenced.ok() || *referenced) continue;  // when unsure, keep the blob
     if (::unlink(BlobPath(sha).c_str()) == 0) {

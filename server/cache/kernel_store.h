@@ -95,6 +95,8 @@ class KernelStore {
   // records read so far.
   std::vector<KernelRecord> List() const;
   // Removes the record (NOT_FOUND naming the id if absent) and the blobs no other record uses.
+  // Works on a full disk when the state dir has a space reserve (space_reserve.h); so does
+  // Release.
   absl::Status Delete(const std::string& id);
   // Adds `hits_delta` to hits, raises last_used_ms to `now_ms` (never lowers it) and, when
   // compile_ms >= 0, sets compile_ms. NOT_FOUND naming the id if absent.
@@ -135,6 +137,8 @@ class KernelStore {
   absl::Status ReadWeightsLocked(KernelRecord* record) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteRecordLocked(const KernelRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status DeleteRowsLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // DeleteRowsLocked in a transaction, using the space reserve on a full disk (space_reserve.h).
+  absl::Status DeleteRecordLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<bool> BlobReferencedLocked(const std::string& sha) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Unlinks those of `shas` that no record references and nothing pins; returns how many.

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -324,6 +325,26 @@ TEST_F(KernelStoreTest, RefusesADatabaseFromANewerSchema) {
   absl::Status status = KernelStore::Open(dir_).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("99"));
+}
+
+// A record read back from a damaged database may hold any text as a blob hash; deleting it must
+// never unlink a file outside the blob directory (found by tests/fuzz/state_rows_fuzz).
+TEST_F(KernelStoreTest, DeletingARecordWithAPathAsItsBlobHashTouchesNoOtherFile) {
+  const std::string victim =
+      dir_ + "/../" + std::filesystem::path(dir_).filename().string() + "-victim";
+  std::ofstream(victim) << "keep me";
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/anerd.db").c_str(), &raw), SQLITE_OK);
+  const std::string bad_sha = "../" + std::filesystem::path(victim).filename().string();
+  const std::string sql =
+      "INSERT INTO kernels VALUES ('k', '', 'cpu', '', '" + bad_sha +
+      "', 1, 0, '', 1, 1, 0, 0); INSERT INTO kernel_weights VALUES ('k', 'w.bin', '" + bad_sha +
+      "');";
+  ASSERT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  EXPECT_TRUE(store_->Delete("k").ok());
+  EXPECT_TRUE(std::filesystem::exists(victim)) << "a blob hash from the database was a path";
+  std::filesystem::remove(victim);
 }
 
 }  // namespace
