@@ -10,7 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/training/model_io.h"
+#include "server/training/config.h"
 
 namespace anerd::engine {
 namespace {
@@ -59,6 +59,7 @@ TEST_F(SessionRecoveryTest, OldAbsolutePathsStillLoadAndACopyUsesItsOwnFile) {
 
 TEST_F(SessionRecoveryTest, ManifestRoundTripsAndOrphansAreListed) {
   training::TrainSpec spec;
+  spec.model = training::ModelConfigByName("tiny").value();
   spec.steps = 77;
   spec.data_path = "/data/stories.txt";
   ASSERT_TRUE(WriteSessionManifest(SessionDir("s1"), "s1", "mine", "cpu", 1234, spec).ok());

@@ -58,7 +58,7 @@ class StateTest : public testing::SessionFixture {
 
   // The session is back, completed at step 12, with its checkpoint in `state_dir`.
   void ExpectRecovered(DaemonProcess& d, const std::string& id) {
-    RunResult list = d.Anectl({"train", "list", "--json"});
+    RunResult list = d.Anectl({"train", "ls", "--json"});
     ASSERT_EQ(list.exit_code, 0) << list.err;
     EXPECT_THAT(list.out, HasSubstr(id)) << "the session directory was orphaned";
     Json s = Show(d, id);
@@ -128,7 +128,8 @@ TEST_F(StateTest, GarbageInsideTheDatabaseIsDetectedMovedAsideAndRebuilt) {
 }
 
 TEST_F(StateTest, ACopiedStateDirUsesItsOwnCheckpoints) {
-  const std::string original = dir_.path() + "/a", copy = dir_.path() + "/b";
+  // The original's root is the fixture's dir (its data root holds the corpus).
+  const std::string original = dir_.path(), copy = dir_.path() + "/copy";
   const std::string id = CompletedSession(original);
   fs::create_directories(copy);
   fs::copy(original + "/state", copy + "/state", fs::copy_options::recursive);
