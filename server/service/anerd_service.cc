@@ -230,6 +230,7 @@ grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* con
   if (caller.remote && !caller.admin) {  // daemon-side paths are none of a remote client's business
     response->clear_state_dir();
     response->clear_socket();
+    response->clear_state_findings();  // they name files in the state dir
   }
   return FinishNow(context, absl::OkStatus());
 }
