@@ -1,0 +1,201 @@
+#include "server/engine/session_events.h"
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
+#include "nlohmann/json.hpp"
+
+namespace anerd::engine {
+namespace {
+
+using Json = nlohmann::json;
+using Kind = SessionEventRecord::Kind;
+
+// Larger logs are refused rather than read (each record is a few hundred bytes: ~3M steps).
+constexpr int64_t kMaxEventLogBytes = int64_t{1} << 30;
+constexpr size_t kStepFields = 11;
+constexpr size_t kPhaseFields = 7;
+
+Json Number(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return v;
+}
+
+absl::Status Bad(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("field '", field, "' ", why));
+}
+
+// A double written by Number(); `null` (what older logs hold for NaN) reads as NaN.
+absl::Status GetDouble(const Json& j, absl::string_view field, double* out) {
+  if (j.is_number()) {
+    *out = j.get<double>();
+  } else if (j.is_null()) {
+    *out = std::numeric_limits<double>::quiet_NaN();
+  } else if (j.is_string() && j.get_ref<const std::string&>() == "nan") {
+    *out = std::numeric_limits<double>::quiet_NaN();
+  } else if (j.is_string() && j.get_ref<const std::string&>() == "inf") {
+    *out = std::numeric_limits<double>::infinity();
+  } else if (j.is_string() && j.get_ref<const std::string&>() == "-inf") {
+    *out = -std::numeric_limits<double>::infinity();
+  } else {
+    return Bad(field, "is not a number");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GetInt(const Json& j, absl::string_view field, int64_t* out) {
+  if (j.is_number_integer()) {
+    *out = j.get<int64_t>();  // unsigned values above INT64_MAX are refused below
+    if (j.is_number_unsigned() && j.get<uint64_t>() > uint64_t{INT64_MAX}) {
+      return Bad(field, "is out of range");
+    }
+    return absl::OkStatus();
+  }
+  return Bad(field, "is not an integer");
+}
+
+absl::Status ParseStep(const Json& j, SessionEventRecord* e) {
+  const auto s = j.find("step");
+  const auto p = j.find("phases");
+  if (s == j.end() || !s->is_array() || s->size() != kStepFields) {
+    return Bad("step", "is not an array of 11 values");
+  }
+  if (p == j.end() || !p->is_array() || p->size() != kPhaseFields) {
+    return Bad("phases", "is not an array of 7 values");
+  }
+  training::StepReport& r = e->step;
+  if (!(*s)[5].is_boolean()) return Bad("step[5] (skipped)", "is not a boolean");
+  r.skipped = (*s)[5].get<bool>();
+  absl::Status st = GetInt((*s)[0], "step[0] (step)", &r.step);
+  double* const doubles[] = {&r.loss,   &r.lr,        &r.grad_norm,    &r.loss_scale,
+                             nullptr,   &r.step_ms,   &r.tokens_per_s, &r.flops,
+                             &r.tflops, &e->queued_ms};
+  for (size_t i = 1; i < kStepFields && st.ok(); ++i) {
+    if (doubles[i - 1] != nullptr) {
+      st = GetDouble((*s)[i], absl::StrCat("step[", i, "]"), doubles[i - 1]);
+    }
+  }
+  training::PhaseTimes& ph = r.phases;
+  double* const phases[] = {&ph.kernel_ms, &ph.io_ms,      &ph.rms_ms,  &ph.elem_ms,
+                            &ph.cls_ms,    &ph.dw_wait_ms, &ph.optim_ms};
+  for (size_t i = 0; i < kPhaseFields && st.ok(); ++i) {
+    st = GetDouble((*p)[i], absl::StrCat("phases[", i, "]"), phases[i]);
+  }
+  return st;
+}
+
+}  // namespace
+
+std::string EncodeEventLine(const SessionEventRecord& e) {
+  Json j = {{"seq", e.seq}, {"ms", e.unix_ms}, {"kind", static_cast<int>(e.kind)}};
+  if (e.kind == Kind::kStep) {
+    const training::StepReport& r = e.step;
+    const training::PhaseTimes& p = r.phases;
+    j["step"] = {r.step,
+                 Number(r.loss),
+                 Number(r.lr),
+                 Number(r.grad_norm),
+                 Number(r.loss_scale),
+                 r.skipped,
+                 Number(r.step_ms),
+                 Number(r.tokens_per_s),
+                 Number(r.flops),
+                 Number(r.tflops),
+                 Number(e.queued_ms)};
+    j["phases"] = {Number(p.kernel_ms), Number(p.io_ms),      Number(p.rms_ms),  Number(p.elem_ms),
+                   Number(p.cls_ms),    Number(p.dw_wait_ms), Number(p.optim_ms)};
+  } else {
+    j["text"] = e.text;
+    j["ckpt_step"] = e.checkpoint_step;
+  }
+  // Replacing invalid UTF-8 (a message may quote a client's bytes) keeps dump() from throwing.
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+absl::StatusOr<SessionEventRecord> ParseEventLine(absl::string_view line) {
+  if (line.size() > kMaxEventLineBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record of ", line.size(), " bytes (at most ", kMaxEventLineBytes, ")"));
+  }
+  const Json j = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError("not valid JSON");
+  if (!j.is_object()) return absl::InvalidArgumentError("not a JSON object");
+  SessionEventRecord e;
+  int64_t seq = 0, kind = 0;
+  const auto f_seq = j.find("seq"), f_ms = j.find("ms"), f_kind = j.find("kind");
+  if (f_seq == j.end() || f_ms == j.end() || f_kind == j.end()) {
+    return absl::InvalidArgumentError("missing 'seq', 'ms' or 'kind'");
+  }
+  if (absl::Status s = GetInt(*f_seq, "seq", &seq); !s.ok()) return s;
+  if (seq < 0) return Bad("seq", "is negative");
+  e.seq = static_cast<uint64_t>(seq);
+  if (absl::Status s = GetInt(*f_ms, "ms", &e.unix_ms); !s.ok()) return s;
+  if (absl::Status s = GetInt(*f_kind, "kind", &kind); !s.ok()) return s;
+  if (kind < 0 || kind > static_cast<int64_t>(Kind::kWarning)) return Bad("kind", "is unknown");
+  e.kind = static_cast<Kind>(kind);
+  if (e.kind == Kind::kStep) {
+    if (absl::Status s = ParseStep(j, &e); !s.ok()) return s;
+    return e;
+  }
+  const auto text = j.find("text"), ckpt = j.find("ckpt_step");
+  if (text != j.end()) {
+    if (!text->is_string()) return Bad("text", "is not a string");
+    e.text = text->get<std::string>();
+  }
+  if (ckpt != j.end()) {
+    if (absl::Status s = GetInt(*ckpt, "ckpt_step", &e.checkpoint_step); !s.ok()) return s;
+  }
+  return e;
+}
+
+EventLogContents ParseEventLog(absl::string_view bytes, const std::string& path) {
+  EventLogContents out;
+  int64_t line_no = 0;
+  size_t pos = 0;
+  bool have_seq = false;
+  uint64_t last_seq = 0;
+  std::string first_bad;
+  while (pos < bytes.size()) {
+    ++line_no;
+    const size_t nl = bytes.find('\n', pos);
+    const bool complete = nl != absl::string_view::npos;
+    const absl::string_view line = bytes.substr(pos, complete ? nl - pos : absl::string_view::npos);
+    pos = complete ? nl + 1 : bytes.size();
+    absl::StatusOr<SessionEventRecord> e =
+        complete ? ParseEventLine(line)
+                 : absl::InvalidArgumentError("no newline (the write was cut short)");
+    if (e.ok() && have_seq && e->seq <= last_seq) {
+      e = absl::InvalidArgumentError(
+          absl::StrCat("seq ", e->seq, " does not follow the previous record's ", last_seq));
+    }
+    if (!e.ok()) {
+      if (first_bad.empty()) {
+        first_bad = absl::StrCat(path, " line ", line_no, ": ", e.status().message());
+      }
+      continue;
+    }
+    // Every bad line so far lies before this valid record: damage, not a torn tail.
+    if (!first_bad.empty() && out.corruption.empty()) out.corruption = first_bad;
+    first_bad.clear();
+    have_seq = true;
+    last_seq = e->seq;
+    e->seq = out.events.size();
+    out.events.push_back(*std::move(e));
+    out.valid_bytes = static_cast<int64_t>(pos);
+  }
+  out.torn_tail = !first_bad.empty();
+  return out;
+}
+
+absl::StatusOr<EventLogContents> ReadEventLog(const std::string& path) {
+  absl::StatusOr<std::string> bytes = ReadFileToString(path, kMaxEventLogBytes);
+  if (absl::IsNotFound(bytes.status())) return EventLogContents{};
+  if (!bytes.ok()) return bytes.status();
+  return ParseEventLog(*bytes, path);
+}
+
+}  // namespace anerd::engine

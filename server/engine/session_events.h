@@ -1,0 +1,70 @@
+// The session event log's record and its on-disk form (sessions/<id>/events.jsonl): one JSON object
+// per line, `\n`-terminated, written by SessionManager and read back on start.
+//
+// Record: {"seq", "ms", "kind" (0 step, 1 state, 2 checkpoint, 3 warning), then for steps
+// "step": [step, loss, lr, grad_norm, loss_scale, skipped, step_ms, tokens_per_s, flops, tflops,
+// queued_ms] and "phases": [kernel, io, rms, elem, cls, dw_wait, optim] (ms), else "text" and
+// "ckpt_step"}. JSON has no NaN or infinity: non-finite numbers are written as the strings "nan",
+// "inf" and "-inf" (a skipped step's grad norm is NaN); `null`, which older logs hold for them, is
+// read back as NaN.
+//
+// Reading never throws and never trusts the file: every field is type- and range-checked, lines
+// are bounded (kMaxEventLineBytes) and errors name the file and the 1-based line.
+// Thread-safety: pure functions, plus ReadEventLog's read of one file.
+#ifndef ANERD_SERVER_ENGINE_SESSION_EVENTS_H_
+#define ANERD_SERVER_ENGINE_SESSION_EVENTS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/training/trainer.h"
+
+namespace anerd::engine {
+
+struct SessionEventRecord {
+  enum class Kind { kStep, kState, kCheckpoint, kWarning };
+  uint64_t seq = 0;
+  int64_t unix_ms = 0;
+  Kind kind = Kind::kStep;
+  training::StepReport step;  // kStep
+  double queued_ms = 0;       // kStep: time the step waited for the device
+  std::string text;           // kState: state name; kCheckpoint: path; kWarning: message
+  int64_t checkpoint_step = 0;
+};
+
+// Longest line the reader accepts (a record is a few hundred bytes; warnings carry messages).
+inline constexpr size_t kMaxEventLineBytes = 1 << 20;
+
+// One line without its trailing newline. Never fails: invalid UTF-8 in `text` is replaced.
+std::string EncodeEventLine(const SessionEventRecord& event);
+
+// Parses one line (without its newline). INVALID_ARGUMENT naming the first bad field.
+absl::StatusOr<SessionEventRecord> ParseEventLine(absl::string_view line);
+
+struct EventLogContents {
+  std::vector<SessionEventRecord> events;  // valid records in file order, seq renumbered 0, 1, ...
+  // A torn tail: bytes after the last valid record that do not end in a valid record (a write
+  // cut short by a crash or a full disk). `valid_bytes` is where the valid prefix ends.
+  bool torn_tail = false;
+  int64_t valid_bytes = 0;
+  // Damage before the tail: "<path> line N: <why>" for the first bad line (records after it are
+  // kept when valid); empty when the log is clean.
+  std::string corruption;
+};
+
+// Reads the whole log at `path` (a missing file is an empty log). Records must have strictly
+// increasing `seq` (gaps are allowed: an append that failed on a full disk leaves one); a record
+// that breaks the order counts as a bad line. Errors only for I/O failures, naming the path.
+absl::StatusOr<EventLogContents> ReadEventLog(const std::string& path);
+
+// Parses the bytes of a whole log (what ReadEventLog does after reading); `path` names it in
+// messages.
+EventLogContents ParseEventLog(absl::string_view bytes, const std::string& path);
+
+}  // namespace anerd::engine
+
+#endif  // ANERD_SERVER_ENGINE_SESSION_EVENTS_H_
