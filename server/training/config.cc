@@ -118,6 +118,18 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> CheckedNumParams(const ModelConfig& c) {
+  ANERD_RETURN_IF_ERROR(ValidateConfig(c));
+  const double d = c.dim,
+               layer = 2.0 * c.q_dim() * d + 2.0 * c.kv_dim() * d + 3.0 * c.hidden * d + 2 * d;
+  const double n = static_cast<double>(c.vocab) * d + c.layers * layer + d;
+  if (n > static_cast<double>(kMaxParams)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("model: %.3g parameters, more than anerd's limit of 2^40", n));
+  }
+  return c.NumParams();  // every term is below 2^40 here
+}
+
 std::string ConfigToString(const ModelConfig& c) {
   return absl::StrCat("dim=", c.dim, ",hidden=", c.hidden, ",layers=", c.layers, ",heads=", c.heads,
                       ",kv_heads=", c.kv_heads, ",head_dim=", c.head_dim, ",vocab=", c.vocab,

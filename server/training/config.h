@@ -52,6 +52,13 @@ absl::StatusOr<ModelConfig> ParseCustomConfig(absl::string_view kv);
 // files hold uint16 ids, so only ids < 65536 can occur in training data.)
 absl::Status ValidateConfig(const ModelConfig& config);
 
+// Largest model anerd handles: 2^40 parameters (16 TiB of fp32 weights), so byte counts of
+// weights, gradients and optimizer state fit in int64 with room to spare.
+inline constexpr int64_t kMaxParams = int64_t{1} << 40;
+// NumParams() of a valid config without overflow: INVALID_ARGUMENT when it exceeds kMaxParams
+// (NumParams() itself overflows for the largest valid configs).
+absl::StatusOr<int64_t> CheckedNumParams(const ModelConfig& config);
+
 // Renders the config as ParseCustomConfig input (round-trips).
 std::string ConfigToString(const ModelConfig& config);
 

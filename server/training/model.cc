@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -114,9 +115,12 @@ class DwWorker {
     }
     cv_.notify_all();
   }
+  // Waits for every queued task; rethrows (on the caller) the first exception a task threw, so it
+  // reaches the caller's task boundary instead of terminating the process on the worker thread.
   void Wait() {
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, [this] { return pending_ == 0; });
+    if (error_ != nullptr) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
@@ -130,9 +134,15 @@ class DwWorker {
         fn = std::move(queue_.front());
         queue_.pop_front();
       }
-      fn();
+      std::exception_ptr error;
+      try {
+        fn();
+      } catch (...) {
+        error = std::current_exception();
+      }
       {
         std::lock_guard<std::mutex> lock(mu_);
+        if (error != nullptr && error_ == nullptr) error_ = error;
         --pending_;
       }
       done_cv_.notify_all();
@@ -143,7 +153,8 @@ class DwWorker {
   std::deque<std::function<void()>> queue_;
   int64_t pending_ = 0;
   bool stop_ = false;
-  std::thread thread_;  // last: starts after the members above exist
+  std::exception_ptr error_;  // the first exception of a task, for Wait()
+  std::thread thread_;        // last: starts after the members above exist
 };
 
 // Per-layer saved forward activations and backward temporaries read by the dW worker.
@@ -222,7 +233,12 @@ class Model::Impl {
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
     const int64_t mid = n / 2;
     worker_.Submit([&fn, mid, n] { fn(mid, n); });
-    fn(0, mid);
+    try {
+      fn(0, mid);
+    } catch (...) {
+      worker_.Wait();  // the worker's half still uses `fn`; its own exception is dropped
+      throw;
+    }
     worker_.Wait();
   }
   const ModelConfig& config() const { return c_; }

@@ -25,8 +25,8 @@ constexpr int kMaxDimension = 1 << 20;
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   const int e = errno;
-  const std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(e));
-  return e == ENOENT ? absl::NotFoundError(msg) : absl::InternalError(msg);
+  // ENOENT → NOT_FOUND, ENOSPC → RESOURCE_EXHAUSTED, ...; the message names the path.
+  return absl::ErrnoToStatus(e, absl::StrCat(what, " ", path));
 }
 
 // A read-only file with exact positional reads.
@@ -93,8 +93,9 @@ class AtomicOutFile {
   }
   absl::Status Commit() {
     if (fsync(fd_) != 0) return ErrnoError("cannot fsync", tmp_);
-    close(fd_);
+    const int rc = close(fd_);
     fd_ = -1;
+    if (rc != 0) return ErrnoError("cannot close", tmp_);
     if (rename(tmp_.c_str(), path_.c_str()) != 0) return ErrnoError("cannot rename onto", path_);
     committed_ = true;
     const size_t slash = path_.rfind('/');
@@ -125,6 +126,13 @@ absl::Status CheckHeaderConfig(const std::string& path, ModelConfig* c) {
   absl::Status s = ValidateConfig(*c);
   if (!s.ok()) return Bad(path, absl::StrCat("inconsistent header: ", s.message()));
   return absl::OkStatus();
+}
+
+// The parameter count of a header's config, refused (before any allocation) beyond kMaxParams.
+absl::StatusOr<int64_t> CheckedParams(const std::string& path, const ModelConfig& c) {
+  absl::StatusOr<int64_t> n = CheckedNumParams(c);
+  if (!n.ok()) return Bad(path, n.status().message());
+  return *n;
 }
 
 // The arrays of one layer-stacked llama2.c tensor, in file order.
@@ -182,14 +190,15 @@ absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path) {
   c.head_dim = c.heads > 0 ? c.dim / c.heads : 0;
   if (c.heads > 0 && c.dim % c.heads != 0) return Bad(path, "dim is not divisible by n_heads");
   ANERD_RETURN_IF_ERROR(CheckHeaderConfig(path, &c));
-  const ParamLayout layout(c);
-  const int64_t base = layout.total();
+  // The header's size is checked against the file's before anything is allocated.
+  ANERD_ASSIGN_OR_RETURN(const int64_t base, CheckedParams(path, c));
   const int64_t freq = int64_t{c.seq} * c.head_dim;  // real + imag, seq·HD/2 each
   const int64_t bytes_plain = 28 + 4 * base, bytes_freq = 28 + 4 * (base + freq);
   if (f.size() != bytes_plain && f.size() != bytes_freq) {
     return Bad(path, absl::StrCat("size ", f.size(), " does not match its header (expected ",
                                   bytes_plain, " or ", bytes_freq, " bytes with freq_cis)"));
   }
+  const ParamLayout layout(c);
   m.params.resize(base);
   const int64_t d = c.dim;
   int64_t off = 28;
@@ -257,12 +266,13 @@ absl::StatusOr<LoadedModel> LoadSeedV4(const std::string& path) {
   ANERD_RETURN_IF_ERROR(CheckHeaderConfig(path, &c));
   if (h[23] != c.q_dim()) return Bad(path, "q_dim does not equal n_heads * head_dim");
   m.adam_t = h[20];
-  const ParamLayout layout(c);
-  const int64_t expected = 96 + 4 * 3 * layout.total();
+  ANERD_ASSIGN_OR_RETURN(const int64_t total, CheckedParams(path, c));
+  const int64_t expected = 96 + 4 * 3 * total;
   if (f.size() != expected) {
     return Bad(path, absl::StrCat("size ", f.size(), " does not match its header (expected ",
                                   expected, " bytes)"));
   }
+  const ParamLayout layout(c);
   m.params.resize(layout.total());
   m.adam_m.resize(layout.total());
   m.adam_v.resize(layout.total());
@@ -420,8 +430,9 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
   if (!parsed.ok()) return DataLoss(path, absl::StrCat("bad SPEC: ", parsed.status().message()));
   ck.spec = *parsed;
   ck.state = DecodeState(state);
-  const int64_t n = ParamLayout(ck.spec.model).total();
-  if (static_cast<int64_t>(ck.params.size()) != n || ck.adam_m.size() != ck.params.size() ||
+  absl::StatusOr<int64_t> n = CheckedNumParams(ck.spec.model);
+  if (!n.ok()) return DataLoss(path, absl::StrCat("bad SPEC: ", n.status().message()));
+  if (static_cast<int64_t>(ck.params.size()) != *n || ck.adam_m.size() != ck.params.size() ||
       ck.adam_v.size() != ck.params.size()) {
     return DataLoss(path, "parameter sections do not match the model config");
   }

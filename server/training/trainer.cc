@@ -68,7 +68,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainSpec& spec,
   ANERD_RETURN_IF_ERROR(ValidateSpec(spec));
   std::unique_ptr<Trainer> t(new Trainer());
   t->spec_ = spec;
-  const int64_t n = ParamLayout(spec.model).total();
+  ANERD_ASSIGN_OR_RETURN(const int64_t n, CheckedNumParams(spec.model));
   if (spec.init_model_path.empty()) {
     t->params_.resize(n);
     InitParams(spec.model, spec.seed, t->params_.data());
@@ -97,7 +97,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(const std::string& chec
                                                          backend::Backend* backend,
                                                          int64_t extra_steps) {
   ANERD_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(checkpoint_path));
-  if (extra_steps < 0) return absl::InvalidArgumentError("extra_steps must be >= 0");
+  if (extra_steps < 0 || extra_steps > INT64_MAX - ck.state.total_steps) {
+    return absl::InvalidArgumentError("extra_steps must be >= 0 and keep the total in int64");
+  }
   std::unique_ptr<Trainer> t(new Trainer());
   t->spec_ = std::move(ck.spec);
   t->state_ = ck.state;
