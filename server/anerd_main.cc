@@ -69,6 +69,9 @@ ABSL_FLAG(std::vector<std::string>, data_root, {},
           "dot-files are never readable, whatever the roots");
 ABSL_FLAG(bool, resume_interrupted, true,
           "Resume sessions that were running when the daemon last stopped");
+ABSL_FLAG(uint64_t, session_memory_limit_bytes, 0,
+          "Estimated memory all active training sessions may use together; 0 = 3/4 of the "
+          "machine's RAM. Larger sessions are refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(bool, isolate_ane, true,
           "Run the ane and ane-sim backends in supervised worker processes "
           "(compile budget "
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
   options.engine.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   options.engine.data_roots = absl::GetFlag(FLAGS_data_root);
   options.engine.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
+  options.engine.session_memory_limit_bytes = absl::GetFlag(FLAGS_session_memory_limit_bytes);
   anerd::engine::WorkerSettings& workers = options.engine.workers;
   workers.binary = anerd::worker::SelfExecutablePath();
   workers.isolate_ane = absl::GetFlag(FLAGS_isolate_ane);

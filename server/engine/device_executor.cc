@@ -3,8 +3,25 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
 
 namespace anerd::engine {
+namespace {
+
+// The last line of defence: an exception escaping a task would terminate the daemon. Owners of
+// tasks catch their own (and turn them into errors); this only logs what slipped through.
+template <typename Fn>
+void RunGuarded(const std::string& what, Fn fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    spdlog::error("executor task '{}' threw: {}", what, e.what());
+  } catch (...) {
+    spdlog::error("executor task '{}' threw an unknown exception", what);
+  }
+}
+
+}  // namespace
 
 absl::Status RequestControl::Check(const std::string& what) const {
   if (cancelled != nullptr && cancelled->load()) {
@@ -30,8 +47,10 @@ void DeviceExecutor::Submit(RequestControl control, std::string what, Work work)
       return;
     }
   }
-  work(absl::UnavailableError(absl::StrCat("the ", name_, " executor is shutting down; retry")),
-       absl::ZeroDuration());
+  RunGuarded(what, [&] {
+    work(absl::UnavailableError(absl::StrCat("the ", name_, " executor is shutting down; retry")),
+         absl::ZeroDuration());
+  });
 }
 
 void DeviceExecutor::Loop() {
@@ -48,7 +67,7 @@ void DeviceExecutor::Loop() {
       queue_.pop_front();
     }
     absl::Status admission = task.control.Check(task.what);
-    task.work(admission, absl::Now() - task.enqueued);
+    RunGuarded(task.what, [&] { task.work(admission, absl::Now() - task.enqueued); });
   }
 }
 
@@ -61,9 +80,11 @@ void DeviceExecutor::Shutdown() {
     dropped.swap(queue_);
   }
   for (Task& task : dropped) {
-    task.work(
-        absl::UnavailableError(absl::StrCat("the ", name_, " executor is shutting down; retry")),
-        absl::Now() - task.enqueued);
+    RunGuarded(task.what, [&] {
+      task.work(
+          absl::UnavailableError(absl::StrCat("the ", name_, " executor is shutting down; retry")),
+          absl::Now() - task.enqueued);
+    });
   }
   if (thread_.joinable()) thread_.join();
 }

@@ -3,7 +3,9 @@
 //
 // A task whose deadline has passed or whose cancel flag is set when it reaches the front is not
 // run: its callback receives DEADLINE_EXCEEDED / CANCELLED instead. After Shutdown() new tasks and
-// queued ones receive UNAVAILABLE. Thread-safety: Submit may be called from any thread.
+// queued ones receive UNAVAILABLE. A task should not throw (owners turn exceptions into errors at
+// their task boundary); one that does is caught and logged, so the executor thread survives.
+// Thread-safety: Submit may be called from any thread.
 #ifndef ANERD_SERVER_ENGINE_DEVICE_EXECUTOR_H_
 #define ANERD_SERVER_ENGINE_DEVICE_EXECUTOR_H_
 

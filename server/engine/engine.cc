@@ -177,6 +177,7 @@ absl::Status Engine::Init() {
   }
   session_options.secret_paths = options_.secret_paths;
   session_options.resume_interrupted = options_.resume_interrupted;
+  session_options.memory_limit_bytes = options_.session_memory_limit_bytes;
   std::map<std::string, DeviceExecutor*> session_executors;
   for (const auto& [name, executor] : backends_->executors)
     session_executors[name] = executor.get();

@@ -48,6 +48,7 @@ struct EngineOptions {
   std::vector<std::string> data_roots;
   std::vector<std::string> secret_paths;  // the daemon's secret files (token file, TLS key)
   bool resume_interrupted = true;         // --resume_interrupted
+  uint64_t session_memory_limit_bytes = 0;  // --session_memory_limit_bytes; 0 = 3/4 of RAM
   WorkerSettings workers;
 };
 

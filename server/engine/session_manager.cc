@@ -1,12 +1,16 @@
 #include "server/engine/session_manager.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <exception>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -21,16 +25,17 @@
 #include "common/hash.h"
 #include "common/memory_trim.h"
 #include "common/status_macros.h"
+#include "common/system_memory.h"
 #include "nlohmann/json.hpp"
 #include "server/cache/space_reserve.h"
 #include "server/cache/sqlite.h"
 #include "server/engine/session_recovery.h"
+#include "server/training/memory_estimate.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::engine {
 namespace {
 
-using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
@@ -47,48 +52,46 @@ SessionState StateFromName(const std::string& name) {
   return SessionState::kInterrupted;
 }
 
-Json EventToJson(const SessionEventRecord& e) {
-  Json j = {{"seq", e.seq}, {"ms", e.unix_ms}, {"kind", static_cast<int>(e.kind)}};
-  if (e.kind == SessionEventRecord::Kind::kStep) {
-    const training::StepReport& r = e.step;
-    const training::PhaseTimes& p = r.phases;
-    j["step"] = {r.step,    r.loss,         r.lr,    r.grad_norm, r.loss_scale, r.skipped,
-                 r.step_ms, r.tokens_per_s, r.flops, r.tflops,    e.queued_ms};
-    j["phases"] = {p.kernel_ms, p.io_ms, p.rms_ms, p.elem_ms, p.cls_ms, p.dw_wait_ms, p.optim_ms};
-  } else {
-    j["text"] = e.text;
-    j["ckpt_step"] = e.checkpoint_step;
+// Appends `line` to `path` (created 0600), fsynced when `sync`. On a write error the file is cut
+// back to its previous end, so a torn record never stays behind; the error names the path.
+absl::Status AppendLine(const std::string& path, const std::string& line, bool sync) {
+  auto error = [&path](int e, const char* what) {
+    return absl::Status(absl::ErrnoToStatus(e, "").code(),
+                        absl::StrCat(std::strerror(e), " ", what, " ", path));
+  };
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return error(errno, "opening");
+  struct stat st;
+  const off_t before = ::fstat(fd, &st) == 0 ? st.st_size : -1;
+  absl::Status status;
+  for (size_t done = 0; done < line.size() && status.ok();) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      status = error(errno, "writing");
+      if (before >= 0) (void)::ftruncate(fd, before);
+    } else {
+      done += static_cast<size_t>(n);
+    }
   }
-  return j;
+  if (status.ok() && sync && ::fsync(fd) != 0) status = error(errno, "syncing");
+  if (::close(fd) != 0 && status.ok()) status = error(errno, "closing");
+  return status;
 }
 
-bool EventFromJson(const Json& j, SessionEventRecord* e) {
-  if (!j.is_object() || !j.contains("seq") || !j.contains("kind")) return false;
-  e->seq = j["seq"];
-  e->unix_ms = j["ms"];
-  e->kind = static_cast<SessionEventRecord::Kind>(j["kind"].get<int>());
-  if (e->kind == SessionEventRecord::Kind::kStep) {
-    const Json& s = j["step"];
-    const Json& p = j["phases"];
-    if (!s.is_array() || s.size() != 11 || !p.is_array() || p.size() != 7) return false;
-    training::StepReport& r = e->step;
-    r.step = s[0];
-    r.loss = s[1];
-    r.lr = s[2];
-    r.grad_norm = s[3];
-    r.loss_scale = s[4];
-    r.skipped = s[5];
-    r.step_ms = s[6];
-    r.tokens_per_s = s[7];
-    r.flops = s[8];
-    r.tflops = s[9];
-    e->queued_ms = s[10];
-    r.phases = {p[0], p[1], p[2], p[3], p[4], p[5], p[6]};
-  } else {
-    e->text = j.value("text", "");
-    e->checkpoint_step = j.value("ckpt_step", int64_t{0});
+// The last step reported in the log (0 if none).
+int64_t LastReportedStep(const std::vector<SessionEventRecord>& events) {
+  for (auto it = events.rbegin(); it != events.rend(); ++it) {
+    if (it->kind == SessionEventRecord::Kind::kStep) return it->step.step;
   }
-  return true;
+  return 0;
+}
+
+SessionEventRecord Warning(std::string text) {
+  SessionEventRecord e;
+  e.kind = SessionEventRecord::Kind::kWarning;
+  e.text = std::move(text);
+  return e;
 }
 
 // Sessions schema 2 records each session's owner (the client that started it; authz.h), so
@@ -213,7 +216,8 @@ struct SessionManager::Session {
   // After a backend worker died mid-step the session replays from its last checkpoint; steps up
   // to this one were already reported and are not reported again.
   int64_t replay_until = 0;
-  int worker_failures = 0;  // consecutive, without a step completing in between
+  int worker_failures = 0;     // consecutive, without a step completing in between
+  double memory_estimate = 0;  // bytes (training/memory_estimate.h), counted while active
   std::vector<SessionEventRecord> events;
   std::vector<Waiter> waiters;
 };
@@ -225,6 +229,14 @@ SessionManager::SessionManager(const backend::BackendRegistry* registry,
       executors_(std::move(executors)),
       default_backend_(std::move(default_backend)),
       options_(std::move(options)) {
+  absl::StatusOr<uint64_t> ram = PhysicalMemoryBytes();
+  physical_memory_ = ram.ok() ? *ram : 0;
+  memory_limit_ = options_.memory_limit_bytes;
+  if (memory_limit_ == 0) {
+    memory_limit_ =
+        static_cast<uint64_t>(static_cast<double>(physical_memory_) * kDefaultMemoryFraction);
+  }
+  if (memory_limit_ == 0) spdlog::warn("sessions: {}; no memory limit", ram.status().ToString());
   notifier_ = std::thread([this] { NotifierLoop(); });
 }
 
@@ -265,6 +277,15 @@ absl::Status SessionManager::Init() {
       absl::StatusOr<SessionSnapshot> r = Resume(id, 0);
       spdlog::info("session {}: resuming after restart: {}", id,
                    r.ok() ? "ok" : r.status().ToString());
+      if (!r.ok()) {
+        // E.g. too large for this machine's memory (limit lowered, another machine): say why.
+        absl::MutexLock lock(&mu_);
+        absl::StatusOr<Session*> s = Find(id);
+        if (s.ok() && !IsActive((*s)->state)) {
+          (*s)->error = absl::StrCat("not resumed after restart: ", r.status().message());
+          SetState(*s, SessionState::kFailed);
+        }
+      }
     }
   }
   return absl::OkStatus();
@@ -343,38 +364,84 @@ absl::Status SessionManager::LoadAll() {
       continue;
     }
     s->spec = *std::move(spec);
-    // The event log; lines after a crash's last checkpoint are dropped below.
-    std::ifstream in(SessionDir(s->id) + "/events.jsonl");
-    for (std::string line; std::getline(in, line);) {
-      SessionEventRecord e;
-      Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (!EventFromJson(j, &e) || e.seq != s->events.size()) break;  // torn tail
-      s->events.push_back(std::move(e));
+    Session* raw = s.get();
+    sessions_[s->id] = std::move(s);
+    const std::string damage = LoadEvents(raw);
+    if (!damage.empty()) {
+      spdlog::error("session {}: damaged event log: {}", raw->id, damage);
+      raw->error = absl::StrCat("damaged event log (kept as events.jsonl.corrupt): ", damage);
     }
-    if (IsActive(s->state)) {
+    if (IsActive(raw->state)) {
       // The daemon died while this session ran: training continues from the last checkpoint, so
       // the log is cut back to it and the steps after it will be logged again, once.
-      const size_t keep = s->checkpoint_path.empty() ? 0 : s->checkpoint_seq + 1;
-      if (s->events.size() > keep) s->events.resize(keep);
-      s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
+      // A start-up that never finished (no checkpoint, no step) may be what stopped the daemon:
+      // resuming it automatically could repeat that forever.
+      const bool died_starting = raw->state == SessionState::kCompiling &&
+                                 raw->checkpoint_path.empty() &&
+                                 LastReportedStep(raw->events) == 0;
+      const size_t keep = raw->checkpoint_path.empty() ? 0 : raw->checkpoint_seq + 1;
+      if (raw->events.size() > keep) raw->events.resize(keep);
+      raw->checkpoint_seq = raw->events.empty() ? 0 : raw->events.size() - 1;
+      raw->step = raw->checkpoint_path.empty() ? 0 : raw->checkpoint_step;
       std::string text;
-      for (const SessionEventRecord& e : s->events) text += EventToJson(e).dump() + "\n";
-      ANERD_RETURN_IF_ERROR(WriteFileAtomically(SessionDir(s->id) + "/events.jsonl", text));
-      Session* raw = s.get();
-      sessions_[s->id] = std::move(s);
-      Append(raw, {0,
-                   NowMs(),
-                   SessionEventRecord::Kind::kWarning,
-                   {},
-                   0,
-                   "the daemon stopped unexpectedly; resuming from the last checkpoint",
-                   0});
-      SetState(raw, SessionState::kInterrupted);
+      for (const SessionEventRecord& e : raw->events) text += EncodeEventLine(e) + "\n";
+      absl::Status rewrite = WriteFileAtomically(SessionDir(raw->id) + "/events.jsonl", text);
+      const bool fail = !rewrite.ok() || died_starting || !damage.empty();
+      (void)Append(raw, Warning(fail ? "the daemon stopped unexpectedly; not resumed (see error)"
+                                     : "the daemon stopped unexpectedly; resuming from the last "
+                                       "checkpoint"));
+      if (fail) {
+        if (!rewrite.ok()) {
+          raw->error = absl::StrCat("cannot rewrite the event log: ", rewrite.message());
+        } else if (died_starting) {
+          raw->error =
+              "the daemon stopped while this session was starting (building its trainer); it is "
+              "not resumed automatically in case the start is what stopped the daemon; resume it "
+              "with anectl train resume " +
+              raw->id;
+        }
+        SetState(raw, SessionState::kFailed);
+      } else {
+        SetState(raw, SessionState::kInterrupted);
+      }
       continue;
     }
-    sessions_[s->id] = std::move(s);
+    if (!damage.empty()) SetState(raw, SessionState::kFailed);
   }
   return absl::OkStatus();
+}
+
+std::string SessionManager::LoadEvents(Session* s) {
+  const std::string path = SessionDir(s->id) + "/events.jsonl";
+  absl::StatusOr<EventLogContents> log = ReadEventLog(path);
+  if (!log.ok()) return std::string(log.status().message());
+  s->events = std::move(log->events);
+  if (!log->corruption.empty()) {
+    // Keep the original for inspection and continue with the valid records.
+    std::error_code ec;
+    fs::rename(path, path + ".corrupt", ec);
+    std::string text;
+    for (const SessionEventRecord& e : s->events) text += EncodeEventLine(e) + "\n";
+    if (absl::Status w = WriteFileAtomically(path, text); !w.ok()) {
+      spdlog::error("session {}: {}", s->id, w.ToString());
+    }
+  } else if (log->torn_tail) {
+    spdlog::warn("session {}: cutting a torn record at the end of {} (byte {})", s->id, path,
+                 log->valid_bytes);
+    if (::truncate(path.c_str(), log->valid_bytes) != 0) {
+      spdlog::error("session {}: cannot truncate {}: {}", s->id, path, std::strerror(errno));
+    }
+  }
+  // Records are renumbered when the file has gaps (failed appends): find the checkpoint's record.
+  for (size_t i = s->events.size(); !s->checkpoint_path.empty() && i-- > 0;) {
+    const SessionEventRecord& e = s->events[i];
+    if (e.kind == SessionEventRecord::Kind::kCheckpoint &&
+        e.checkpoint_step == s->checkpoint_step) {
+      s->checkpoint_seq = i;
+      break;
+    }
+  }
+  return log->corruption;
 }
 
 absl::Status SessionManager::Persist(const Session& s) {
@@ -419,6 +486,10 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
                                                       std::string backend, std::string owner) {
   ANERD_RETURN_IF_ERROR(training::ValidateSpec(spec));
   if (spec.data_path.empty()) return absl::InvalidArgumentError("data: a data file is required");
+  {
+    absl::MutexLock lock(&mu_);
+    ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));
+  }
   ANERD_RETURN_IF_ERROR(CheckPaths(spec));
   if (backend.empty()) backend = default_backend_;
   if (registry_->Find(backend) == nullptr) {
@@ -432,6 +503,7 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
     return absl::ResourceExhaustedError(absl::StrCat(
         active, " sessions are already active, the limit (raise it with anerd --max_sessions)"));
   }
+  ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));  // again: others may have started meanwhile
   auto s = std::make_unique<Session>();
   s->id = NewSessionId();
   s->name = name.empty() ? s->id : std::move(name);
@@ -455,13 +527,65 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
   return Snapshot(*raw);
 }
 
+absl::Status SessionManager::CheckMemory(const training::TrainSpec& spec,
+                                         const std::string& except_id) {
+  if (memory_limit_ == 0) return absl::OkStatus();
+  ANERD_ASSIGN_OR_RETURN(training::MemoryEstimate estimate, training::EstimateTrainingMemory(spec));
+  double others = 0;
+  for (const auto& [id, s] : sessions_) {
+    if (id != except_id && IsActive(s->state)) others += s->memory_estimate;
+  }
+  const double limit = static_cast<double>(memory_limit_);
+  if (estimate.total() + others <= limit) return absl::OkStatus();
+  const std::string machine =
+      physical_memory_ == 0
+          ? "this machine's memory is unknown"
+          : absl::StrCat("this machine has ", training::FormatBytes(physical_memory_), " of RAM");
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the training session needs an estimated ", estimate.ToString(),
+      others > 0 ? absl::StrCat(" on top of ", training::FormatBytes(others),
+                                " estimated for the active sessions")
+                 : "",
+      "; the limit is ", training::FormatBytes(limit), " (", machine,
+      "); use a smaller model or raise the limit with anerd --session_memory_limit_bytes"));
+}
+
 void SessionManager::Schedule(Session* s) {
   ++in_flight_;
   const std::string id = s->id;
+  if (s->memory_estimate == 0) {
+    absl::StatusOr<training::MemoryEstimate> m = training::EstimateTrainingMemory(s->spec);
+    s->memory_estimate = m.ok() ? m->total() : 0;
+  }
   executors_.at(s->backend)
       ->Submit({}, "training step", [this, id](absl::Status admission, absl::Duration queued) {
-        RunTask(id, admission, queued);
+        // The task boundary: nothing thrown on the session's path (std::bad_alloc from a model
+        // that does not fit after all, ...) reaches the executor thread.
+        try {
+          RunTask(id, admission, queued);
+        } catch (const std::exception& e) {
+          FailAfterException(id, e.what());
+        } catch (...) {
+          FailAfterException(id, "an unknown exception");
+        }
       });
+}
+
+void SessionManager::FailAfterException(const std::string& id, const char* what) {
+  absl::MutexLock lock(&mu_);
+  --in_flight_;
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session* s = it->second.get();
+  const bool oom = std::string(what) == std::bad_alloc().what();
+  s->error =
+      absl::StrCat("training failed: ", what,
+                   oom ? " (out of memory: the model does not fit in this machine's memory)" : "");
+  spdlog::error("session {}: {}", id, s->error);
+  s->trainer.reset();
+  s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
+  s->replay_until = std::max(s->replay_until, LastReportedStep(s->events));
+  SetState(s, SessionState::kFailed);
 }
 
 absl::Status SessionManager::EnsureTrainer(Session* s, backend::Backend* backend) {
@@ -486,11 +610,15 @@ void SessionManager::RunTask(const std::string& id, absl::Status admission, absl
       const SessionState final_state = s->stop_requested && admission.ok() && !shutting_down_
                                            ? SessionState::kStopped
                                            : SessionState::kInterrupted;
+      s->stop_requested = false;
       if (s->trainer != nullptr && s->step > s->checkpoint_step) {
-        if (absl::Status c = Checkpoint(s); !c.ok()) s->error = c.ToString();
+        if (absl::Status c = Checkpoint(s); !c.ok()) {
+          PauseOnWriteError(s, c);
+          --in_flight_;
+          return;
+        }
       }
       s->trainer.reset();
-      s->stop_requested = false;
       SetState(s, final_state);
       --in_flight_;
       return;
@@ -513,11 +641,18 @@ void SessionManager::RunTask(const std::string& id, absl::Status admission, absl
     }
     s->total_steps = s->trainer->total_steps();
     s->step = s->trainer->step();
+    // Steps the log already holds (a resume after a write error or a failure) are replayed
+    // without being reported again.
+    s->replay_until = std::max(s->replay_until, LastReportedStep(s->events));
     SetState(s, SessionState::kRunning);
     if (s->extra_steps > 0 && !s->checkpoint_path.empty()) {
       // Record the raised step count in the checkpoint, so a crash before the next periodic
       // checkpoint still resumes toward the new total.
-      if (absl::Status c = Checkpoint(s); !c.ok()) s->error = c.ToString();
+      if (absl::Status c = Checkpoint(s); !c.ok()) {
+        PauseOnWriteError(s, c);
+        --in_flight_;
+        return;
+      }
     }
     s->extra_steps = 0;
     Schedule(s);  // the first step takes its own turn
@@ -559,15 +694,9 @@ bool SessionManager::RecoverFromWorkerLoss(Session* s, const absl::Status& error
   s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
   spdlog::warn("session {}: {}; resuming from step {}", s->id, std::string(error.message()),
                s->step);
-  Append(s,
-         {0,
-          NowMs(),
-          SessionEventRecord::Kind::kWarning,
-          {},
-          0,
-          absl::StrCat("backend worker lost (", error.message(), "); resuming from step ", s->step,
-                       s->replay_until > s->step ? ", replayed steps are not re-reported" : ""),
-          0});
+  (void)Append(s, Warning(absl::StrCat(
+                      "backend worker lost (", error.message(), "); resuming from step ", s->step,
+                      s->replay_until > s->step ? ", replayed steps are not re-reported" : "")));
   Schedule(s);
   return true;
 }
@@ -591,7 +720,7 @@ void SessionManager::AfterStep(Session* s, const training::StepReport& report, d
   e.kind = SessionEventRecord::Kind::kStep;
   e.step = report;
   e.queued_ms = queued_ms;
-  Append(s, std::move(e));
+  if (absl::Status a = Append(s, std::move(e)); !a.ok()) return PauseOnWriteError(s, a);
   MaybeCheckpoint(s);
 }
 
@@ -599,15 +728,9 @@ void SessionManager::MaybeCheckpoint(Session* s) {
   const bool done = s->trainer->done();
   const int64_t every = s->spec.checkpoint_every;
   if (done || (every > 0 && s->step % every == 0)) {
-    if (absl::Status c = Checkpoint(s); !c.ok()) {
-      Append(s, {0,
-                 NowMs(),
-                 SessionEventRecord::Kind::kWarning,
-                 {},
-                 0,
-                 absl::StrCat("checkpoint failed: ", c.message()),
-                 0});
-    }
+    // A checkpoint that cannot be written stops the session: training on would report progress
+    // that a crash would lose. Completion is reported only once the final one is durable.
+    if (absl::Status c = Checkpoint(s); !c.ok()) return PauseOnWriteError(s, c);
   }
   if (done) {
     s->trainer.reset();
@@ -629,11 +752,24 @@ absl::Status SessionManager::Checkpoint(Session* s) {
     e.kind = SessionEventRecord::Kind::kCheckpoint;
     e.text = path;
     e.checkpoint_step = s->step;
-    Append(s, std::move(e));
+    // Synced: the steps logged before the checkpoint become durable with it.
+    status = Append(s, std::move(e), /*sync=*/true);
     s->checkpoint_seq = s->events.back().seq;
   }
   SetState(s, previous);
   return status;
+}
+
+void SessionManager::PauseOnWriteError(Session* s, const absl::Status& error) {
+  s->replay_until = std::max(s->replay_until, LastReportedStep(s->events));
+  s->trainer.reset();
+  s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
+  s->error = absl::StrCat(
+      error.message(), "; paused at step ", s->step,
+      s->checkpoint_path.empty() ? " (no checkpoint yet)" : " (the last durable checkpoint)",
+      "; free space, then resume it: anectl train resume ", s->id);
+  spdlog::error("session {}: {}", s->id, s->error);
+  SetState(s, SessionState::kFailed);
 }
 
 void SessionManager::SetState(Session* s, SessionState state) {
@@ -643,7 +779,7 @@ void SessionManager::SetState(Session* s, SessionState state) {
     SessionEventRecord e;
     e.kind = SessionEventRecord::Kind::kState;
     e.text = SessionStateName(state);
-    Append(s, std::move(e));
+    (void)Append(s, std::move(e), /*sync=*/!IsActive(state));  // errors are logged there
   }
   if (absl::Status p = Persist(*s); !p.ok()) {
     spdlog::error("session {}: cannot persist state: {}", s->id, p.ToString());
@@ -653,13 +789,15 @@ void SessionManager::SetState(Session* s, SessionState state) {
   if (changed && !IsActive(state) && s->trainer == nullptr) TrimFreeMemory();
 }
 
-void SessionManager::Append(Session* s, SessionEventRecord event) {
+absl::Status SessionManager::Append(Session* s, SessionEventRecord event, bool sync) {
   event.seq = s->events.size();
   if (event.unix_ms == 0) event.unix_ms = NowMs();
-  std::ofstream out(SessionDir(s->id) + "/events.jsonl", std::ios::app);
-  out << EventToJson(event).dump() << "\n";
+  absl::Status status =
+      AppendLine(SessionDir(s->id) + "/events.jsonl", EncodeEventLine(event) + "\n", sync);
+  if (!status.ok()) spdlog::error("session {}: event log: {}", s->id, status.ToString());
   s->events.push_back(std::move(event));
   WakeWaiters(s);
+  return status;
 }
 
 void SessionManager::WakeWaiters(Session* s) {
@@ -766,9 +904,14 @@ absl::StatusOr<SessionSnapshot> SessionManager::Resume(const std::string& id, in
         " --steps N)"));
   }
   if (shutting_down_) return absl::UnavailableError("the daemon is shutting down; retry");
+  if (extra_steps > std::numeric_limits<int64_t>::max() - std::max(s->total_steps, s->spec.steps)) {
+    return absl::InvalidArgumentError("steps: the total step count would overflow");
+  }
+  ANERD_RETURN_IF_ERROR(CheckMemory(s->spec, id));
   if (s->checkpoint_path.empty()) {
     // Nothing to continue from: start over, and forget the partial log.
     s->events.clear();
+    s->replay_until = 0;
     s->step = 0;
     (void)WriteFileAtomically(SessionDir(id) + "/events.jsonl", "");
     s->spec.steps += extra_steps;
@@ -823,24 +966,34 @@ void SessionManager::Export(const std::string& id,
   executors_.at(backend)->Submit(
       {}, "export", [this, id, checkpoint, backend, done](absl::Status admission, absl::Duration) {
         if (!admission.ok()) return done(admission);
-        const std::string path = SessionDir(id) + "/export.tmp";
-        training::Trainer* live = nullptr;
-        {
-          absl::MutexLock lock(&mu_);
-          absl::StatusOr<Session*> s = Find(id);
-          if (!s.ok()) return done(s.status());
-          live = (*s)->trainer.get();  // safe: trainer changes only on this executor thread
+        try {
+          ExportOnExecutor(id, checkpoint, backend, done);
+        } catch (const std::exception& e) {
+          done(absl::ResourceExhaustedError(absl::StrCat("export failed: ", e.what())));
         }
-        if (live != nullptr) {
-          absl::Status st = live->ExportLlama2c(path);
-          return st.ok() ? done(path) : done(st);
-        }
-        absl::StatusOr<std::unique_ptr<training::Trainer>> loaded =
-            training::Trainer::Resume(checkpoint, registry_->Find(backend));
-        if (!loaded.ok()) return done(loaded.status());
-        absl::Status st = (*loaded)->ExportLlama2c(path);
-        return st.ok() ? done(path) : done(st);
       });
+}
+
+void SessionManager::ExportOnExecutor(
+    const std::string& id, const std::string& checkpoint, const std::string& backend,
+    const std::function<void(absl::StatusOr<std::string>)>& done) {
+  const std::string path = SessionDir(id) + "/export.tmp";
+  training::Trainer* live = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Session*> s = Find(id);
+    if (!s.ok()) return done(s.status());
+    live = (*s)->trainer.get();  // safe: trainer changes only on this executor thread
+  }
+  if (live != nullptr) {
+    absl::Status st = live->ExportLlama2c(path);
+    return st.ok() ? done(path) : done(st);
+  }
+  absl::StatusOr<std::unique_ptr<training::Trainer>> loaded =
+      training::Trainer::Resume(checkpoint, registry_->Find(backend));
+  if (!loaded.ok()) return done(loaded.status());
+  absl::Status st = (*loaded)->ExportLlama2c(path);
+  return st.ok() ? done(path) : done(st);
 }
 
 absl::StatusOr<uint64_t> SessionManager::SeqForStep(const std::string& id, int64_t from_step) {

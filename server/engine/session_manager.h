@@ -15,15 +15,31 @@
 // resume_interrupted, resume from their last checkpoint. When the backend's worker process dies
 // mid-step (UNAVAILABLE), the session goes back to `compiling`, rebuilds its trainer from the
 // last checkpoint and replays the steps since then without reporting them twice, so a watcher
-// sees one warning event and an unbroken step sequence.
+// sees one warning event and an unbroken step sequence. A session found `compiling` on start (the
+// daemon died while building its trainer, e.g. out of memory) comes back `failed` instead and is
+// never resumed automatically into the same failure.
+//
+// Memory: Start and Resume (also the automatic one) estimate the session's memory
+// (training/memory_estimate.h) and refuse with RESOURCE_EXHAUSTED when it plus the other active
+// sessions' estimates exceeds memory_limit_bytes. An exception thrown on a session's executor task
+// (std::bad_alloc, ...) fails that session with the reason; it never reaches the executor.
+//
+// Durability: every event-log append and checkpoint write is checked. A write error (ENOSPC,
+// EFBIG, EIO) pauses the session as `failed` with "...: <strerror> writing <path>"; its step goes
+// back to the last durable checkpoint and Resume continues from there once space is freed (steps
+// already reported are replayed without being reported twice). `completed` is set only after the
+// final checkpoint and the event log are fsynced.
 //
 // Scheduling: each active session has at most one step task queued on its backend's
 // DeviceExecutor and re-queues itself after every step, so sessions, kernel evaluations and probes
 // interleave fairly (FIFO) and RPCs never wait for more than one step.
 //
 // Events: every step, state change, checkpoint and warning is appended to the session's event log
-// (memory + sessions/<id>/events.jsonl) with a gap-free sequence number. Watchers pull from the log
-// at their own pace, so a slow watcher never slows training and never loses events.
+// (memory + sessions/<id>/events.jsonl, format in session_events.h) with a gap-free sequence
+// number. Watchers pull from the log at their own pace, so a slow watcher never slows training and
+// never loses events. On start a torn tail of the file is cut; a damaged line before it marks the
+// session `failed` with an error naming the file and line (the original file is kept as
+// events.jsonl.corrupt and the valid records are kept).
 //
 // Thread-safety: all public methods may be called from any thread.
 #ifndef ANERD_SERVER_ENGINE_SESSION_MANAGER_H_
@@ -43,6 +59,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/backend/registry.h"
 #include "server/engine/device_executor.h"
+#include "server/engine/session_events.h"
 #include "server/training/config.h"
 #include "server/training/trainer.h"
 
@@ -75,7 +92,11 @@ struct SessionOptions {
   // Files never readable as data even under a root: the token file, the TLS key.
   std::vector<std::string> secret_paths;
   bool resume_interrupted = true;  // --resume_interrupted
+  // --session_memory_limit_bytes: the estimated memory (training/memory_estimate.h) of all active
+  // sessions together must stay below it; 0 = kDefaultMemoryFraction of physical RAM.
+  uint64_t memory_limit_bytes = 0;
 };
+inline constexpr double kDefaultMemoryFraction = 0.75;
 
 // OK when canonical path `resolved` (named by request field `field`) may be read as training data
 // or a model: it lies under one of `options.data_roots` with no dot-file or dot-directory
@@ -83,17 +104,6 @@ struct SessionOptions {
 // PERMISSION_DENIED naming the field and the reason otherwise.
 absl::Status CheckDataPath(const std::string& field, const std::string& resolved,
                            const SessionOptions& options);
-
-struct SessionEventRecord {
-  enum class Kind { kStep, kState, kCheckpoint, kWarning };
-  uint64_t seq = 0;
-  int64_t unix_ms = 0;
-  Kind kind = Kind::kStep;
-  training::StepReport step;  // kStep
-  double queued_ms = 0;       // kStep: time the step waited for the device
-  std::string text;           // kState: state name; kCheckpoint: path; kWarning: message
-  int64_t checkpoint_step = 0;
-};
 
 struct SessionSnapshot {
   std::string id;
@@ -170,6 +180,20 @@ class SessionManager {
   absl::Status CheckPaths(const training::TrainSpec& spec) const;
   void Schedule(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunTask(const std::string& id, absl::Status admission, absl::Duration queued);
+  void ExportOnExecutor(const std::string& id, const std::string& checkpoint,
+                        const std::string& backend,
+                        const std::function<void(absl::StatusOr<std::string>)>& done);
+  // Fails the session whose task threw; the task's in-flight count is released.
+  void FailAfterException(const std::string& id, const char* what);
+  // RESOURCE_EXHAUSTED when `spec`'s estimate plus the other active sessions' (all but
+  // `except_id`) exceeds the limit.
+  absl::Status CheckMemory(const training::TrainSpec& spec, const std::string& except_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the trainer and marks the session failed after a write error, back at its last
+  // durable checkpoint.
+  void PauseOnWriteError(Session* s, const absl::Status& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Loads the event log of `s` from disk (cutting a torn tail); returns the damage found, if any.
+  std::string LoadEvents(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status EnsureTrainer(Session* s, backend::Backend* backend);
   void AfterStep(Session* s, const training::StepReport& report, double queued_ms)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -182,7 +206,10 @@ class SessionManager {
   static constexpr int kMaxWorkerFailures = 3;
   absl::Status Checkpoint(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetState(Session* s, SessionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Append(Session* s, SessionEventRecord event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds the event to memory and appends it to the file (fsynced when `sync`); a write error is
+  // returned (the event stays in memory, the file is cut back to its previous end).
+  absl::Status Append(Session* s, SessionEventRecord event, bool sync = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeWaiters(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Persist(const Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status LoadAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -198,6 +225,8 @@ class SessionManager {
   std::string default_backend_;
   SessionOptions options_;
   std::unique_ptr<cache::SqliteDb> db_;
+  uint64_t physical_memory_ = 0;  // 0 = unknown
+  uint64_t memory_limit_ = 0;     // effective limit; 0 = none
 
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
