@@ -336,6 +336,20 @@ TEST(ModelFiles, Llama2cHeaderIsValidatedAgainstTheFileSize) {
   std::remove(p.c_str());
 }
 
+// A header claiming ~2^63 parameters (every field at its maximum) is refused from arithmetic alone:
+// no per-layer table of 2^20 layers is built and nothing overflows.
+TEST(ModelFiles, AHugeHeaderIsRefusedBeforeAnythingIsAllocated) {
+  const int32_t m = 1 << 20;
+  const int32_t h[7] = {m, m, m, 1, 1, m, m};
+  const std::string p = Temp("huge.bin");
+  WriteBytes(p, std::string(reinterpret_cast<const char*>(h), sizeof(h)) + std::string(64, '\0'));
+  absl::StatusOr<LoadedModel> loaded = LoadLlama2c(p);
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(loaded.status().message().find("more than anerd's limit of 2^40"), std::string::npos)
+      << loaded.status();
+  std::remove(p.c_str());
+}
+
 TEST(ModelFiles, SeedV4CheckpointImports) {
   ModelConfig c = *ParseCustomConfig("dim=16,hidden=24,layers=1,heads=2,kv_heads=1,vocab=8,seq=4");
   const ParamLayout lay(c);
