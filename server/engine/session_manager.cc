@@ -377,8 +377,7 @@ absl::Status SessionManager::LoadAll() {
       // A start-up that never finished (no checkpoint, no step) may be what stopped the daemon:
       // resuming it automatically could repeat that forever.
       const bool died_starting = raw->state == SessionState::kCompiling &&
-                                 raw->checkpoint_path.empty() &&
-                                 LastReportedStep(raw->events) == 0;
+                                 raw->checkpoint_path.empty() && LastReportedStep(raw->events) == 0;
       const size_t keep = raw->checkpoint_path.empty() ? 0 : raw->checkpoint_seq + 1;
       if (raw->events.size() > keep) raw->events.resize(keep);
       raw->checkpoint_seq = raw->events.empty() ? 0 : raw->events.size() - 1;
