@@ -8,6 +8,8 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "common/regular_file.h"
+#include "common/status_macros.h"
 
 namespace anerd {
 namespace {
@@ -104,18 +106,10 @@ absl::Status CheckReadable(const struct stat& st, int64_t max_bytes, const std::
 }  // namespace
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, int64_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "cannot open", path);
-  struct stat st;
-  absl::Status status = ::fstat(fd, &st) == 0 ? CheckReadable(st, max_bytes, path)
-                                              : ErrnoStatus(errno, "cannot stat", path);
-  std::string out;
-  if (status.ok()) {
-    out.resize(static_cast<size_t>(st.st_size));
-    status = ReadExactly(fd, &out, path);
-  }
-  ::close(fd);
-  if (!status.ok()) return status;
+  ANERD_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path, "file"));
+  ANERD_RETURN_IF_ERROR(CheckReadable(file.st, max_bytes, path));
+  std::string out(static_cast<size_t>(file.st.st_size), '\0');
+  ANERD_RETURN_IF_ERROR(ReadExactly(file.fd.get(), &out, path));
   return out;
 }
 

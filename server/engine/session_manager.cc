@@ -24,6 +24,7 @@
 #include "common/atomic_file.h"
 #include "common/hash.h"
 #include "common/memory_trim.h"
+#include "common/regular_file.h"
 #include "common/status_macros.h"
 #include "common/system_memory.h"
 #include "nlohmann/json.hpp"
@@ -474,7 +475,8 @@ absl::Status SessionManager::CheckPaths(const training::TrainSpec& spec) const {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ": cannot open '", path, "' on the daemon's machine"));
     }
-    return CheckDataPath(field, resolved, options_);
+    ANERD_RETURN_IF_ERROR(CheckDataPath(field, resolved, options_));
+    return CheckRegularFile(resolved, field);  // a FIFO would block its reader
   };
   ANERD_RETURN_IF_ERROR(check("data", spec.data_path));
   if (!spec.init_model_path.empty()) ANERD_RETURN_IF_ERROR(check("init", spec.init_model_path));

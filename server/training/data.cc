@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/regular_file.h"
 #include "common/status_macros.h"
 
 namespace anerd::training {
@@ -96,29 +97,21 @@ absl::StatusOr<std::unique_ptr<TokenData>> TokenData::Open(const std::string& pa
     d->tokens_ = d->owned_.data();
     d->size_ = static_cast<int64_t>(d->owned_.size());
   } else {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus("cannot open token data", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-      close(fd);
-      return ErrnoStatus("cannot stat token data", path);
-    }
+    ANERD_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path, "token data"));
+    const struct stat& st = file.st;
     if (st.st_size % 2 != 0) {
-      close(fd);
       return absl::InvalidArgumentError(absl::StrCat("token data ", path, " has an odd size (",
                                                      st.st_size,
                                                      " bytes); expected uint16 tokens"));
     }
     if (st.st_size > 0) {
-      d->map_ = mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+      d->map_ = mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, file.fd.get(), 0);
       if (d->map_ == MAP_FAILED) {
         d->map_ = nullptr;
-        close(fd);
         return ErrnoStatus("cannot map token data", path);
       }
       d->map_bytes_ = st.st_size;
     }
-    close(fd);
     d->tokens_ = static_cast<const uint16_t*>(d->map_);
     d->size_ = st.st_size / 2;
   }

@@ -25,7 +25,8 @@ namespace anerd::training {
 class TokenData {
  public:
   // `format` "tokens" | "text" | "" (by extension: ".bin" = tokens, else text). Errors:
-  // NOT_FOUND / errno statuses naming the path; INVALID_ARGUMENT for an odd-sized token file, a
+  // NOT_FOUND / errno statuses naming the path; INVALID_ARGUMENT for anything but a regular file
+  // (a FIFO is refused without blocking; common/regular_file.h), an odd-sized token file, a
   // token id >= vocab (naming the offset and id), invalid UTF-8 (naming the byte offset), text
   // with vocab < 256, or fewer than seq + 1 tokens ("too short").
   static absl::StatusOr<std::unique_ptr<TokenData>> Open(const std::string& path,

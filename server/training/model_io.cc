@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/regular_file.h"
 #include "common/status_macros.h"
 #include "server/training/kernels.h"
 #include "server/training/model.h"
@@ -37,11 +38,9 @@ class InFile {
   }
   absl::Status Open(const std::string& path) {
     path_ = path;
-    fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) return ErrnoError("cannot open", path);
-    struct stat st;
-    if (fstat(fd_, &st) != 0) return ErrnoError("cannot stat", path);
-    size_ = st.st_size;
+    ANERD_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path, "file"));
+    size_ = file.st.st_size;
+    fd_ = file.fd.release();
     return absl::OkStatus();
   }
   int64_t size() const { return size_; }
