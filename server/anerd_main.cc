@@ -1,6 +1,6 @@
 // anerd: the daemon. Maps flags onto DaemonOptions and runs in the foreground
 // (launchd and systemd supervise it). Exit codes: 0 clean shutdown, 1 start-up
-// error (message on stderr).
+// error (message on stderr), 2 a shutdown cut short after --shutdown_grace_ms plus a margin.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -24,7 +24,9 @@ ABSL_FLAG(uint64_t, log_max_bytes, 10 << 20,
           "Rotate <state_dir>/logs/anerd.log at this size (bytes)");
 ABSL_FLAG(uint64_t, log_max_files, 5, "Rotated log files kept");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto or cpu");
-ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long in-flight RPCs may run after SIGTERM");
+ABSL_FLAG(int, shutdown_grace_ms, 5000,
+          "How long in-flight RPCs may run after SIGTERM; the daemon exits at most a few "
+          "seconds later whatever is still running");
 ABSL_FLAG(std::string, listen, "",
           "Also serve TCP on HOST:PORT (always needs --auth_tokens; "
           "non-loopback also needs --tls_cert and --tls_key)");
@@ -60,7 +62,18 @@ ABSL_FLAG(uint64_t, max_weight_bytes, uint64_t{2} << 30, "Largest total weight b
 ABSL_FLAG(uint64_t, max_tensor_bytes, 256 << 20, "Largest total input bytes per evaluation");
 ABSL_FLAG(int64_t, max_kernels, 10000, "Most kernels the daemon stores");
 ABSL_FLAG(uint64_t, cache_bytes, uint64_t{2} << 30,
-          "Memory for compiled programs (bytes, estimated)");
+          "Memory for compiled programs (bytes, as the backends plan them); a kernel larger than "
+          "this is refused");
+ABSL_FLAG(uint64_t, max_kernel_memory_bytes, uint64_t{2} << 30,
+          "Most memory one compiled kernel may hold (planned buffers and decoded constants, "
+          "bytes); 0 = up to --cache_bytes");
+ABSL_FLAG(uint64_t, max_upload_bytes_in_flight, uint64_t{4} << 30,
+          "Most weight bytes all unfinished CompileKernel uploads together may declare (they "
+          "are spooled to <state_dir>/uploads, not held in memory)");
+ABSL_FLAG(uint64_t, max_probe_bytes, uint64_t{2} << 30,
+          "Most memory one probe grid point may need (estimated before it starts, bytes)");
+ABSL_FLAG(double, max_probe_gflop, 1000,
+          "Most work one probe evaluation may take (estimated before it starts, GFLOP)");
 ABSL_FLAG(int64_t, compile_budget, 0, "Compiles each backend allows (0 = unlimited)");
 ABSL_FLAG(int32_t, max_sessions, 4, "Most training sessions active at once");
 ABSL_FLAG(std::vector<std::string>, data_root, {},
@@ -158,6 +171,11 @@ int main(int argc, char** argv) {
   options.engine.kernel_limits.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);
   options.engine.kernel_limits.max_kernels = absl::GetFlag(FLAGS_max_kernels);
   options.engine.cache_bytes = absl::GetFlag(FLAGS_cache_bytes);
+  options.engine.kernel_limits.max_kernel_memory_bytes =
+      absl::GetFlag(FLAGS_max_kernel_memory_bytes);
+  options.upload_bytes_in_flight = absl::GetFlag(FLAGS_max_upload_bytes_in_flight);
+  options.engine.probe_budget.max_bytes = absl::GetFlag(FLAGS_max_probe_bytes);
+  options.engine.probe_budget.max_gflop = absl::GetFlag(FLAGS_max_probe_gflop);
   options.engine.compile_budget = absl::GetFlag(FLAGS_compile_budget);
   options.engine.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   options.engine.data_roots = absl::GetFlag(FLAGS_data_root);

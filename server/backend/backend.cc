@@ -10,6 +10,14 @@ absl::string_view NumericsModeName(NumericsMode mode) {
   return mode == NumericsMode::kAne ? "ane" : "fp32";
 }
 
+absl::StatusOr<RunResult> CompiledProgram::RunStoppable(const std::vector<NamedTensor>& inputs,
+                                                        const StopCheck& stop) {
+  if (stop) {
+    if (absl::Status s = stop(); !s.ok()) return s;
+  }
+  return Run(inputs);
+}
+
 absl::Status CheckInputs(const std::vector<TensorSignature>& signatures,
                          const std::vector<NamedTensor>& inputs) {
   absl::flat_hash_set<std::string> seen;

@@ -21,6 +21,7 @@
 #define ANERD_SERVER_BACKEND_BACKEND_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -44,6 +45,15 @@ enum class NumericsMode {
 };
 absl::string_view NumericsModeName(NumericsMode mode);  // "ane" / "fp32"
 
+// Asked between chunks of long work (the steps of a run, the ops of a compile): OK to go on, or
+// the reason to stop (CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE at shutdown), which the work
+// returns. Empty = never stop. Called on the thread doing the work.
+using StopCheck = std::function<absl::Status()>;
+
+// Part of the RESOURCE_EXHAUSTED message of a compile refused by CompileOptions::max_memory_bytes
+// (so that callers can tell it from a used-up compile budget).
+inline constexpr absl::string_view kMemoryLimitMarker = "bytes of memory";
+
 struct CompileOptions {
   NumericsMode numerics = NumericsMode::kAne;
   // ANE quirk: scaled_dot_product_attention ignores `attn_mask` (ane-seed-spec 1.8).
@@ -52,6 +62,12 @@ struct CompileOptions {
   // transpose folding. Planned execution must equal this mode (bit-identical except GEMM
   // accumulation order); the conformance suite checks it.
   bool reference_mode = false;
+  // Not part of a kernel's identity (KernelManager::CanonicalOptions ignores them):
+  // Most memory the compiled program may hold (buffers, scratch, decoded constants), checked
+  // before it is allocated: RESOURCE_EXHAUSTED naming both sizes. 0 = unlimited. Backends that
+  // cannot tell their memory before allocating ignore it.
+  uint64_t max_memory_bytes = 0;
+  StopCheck stop;  // checked between the ops of a compile
 };
 
 struct BackendCapabilities {
@@ -95,6 +111,13 @@ class CompiledProgram {
   // Runs the program. `inputs` must name every function input exactly once with its declared
   // dtype and shape (order free). See the file comment for errors and thread-safety.
   virtual absl::StatusOr<RunResult> Run(const std::vector<NamedTensor>& inputs) = 0;
+  // As Run, checking `stop` between chunks of the work where the backend can (the default
+  // checks it once, before running).
+  virtual absl::StatusOr<RunResult> RunStoppable(const std::vector<NamedTensor>& inputs,
+                                                 const StopCheck& stop);
+  // Bytes of memory the program holds while it is loaded (its buffers, scratch and decoded
+  // constants), as planned at compile time; 0 when the backend does not know.
+  virtual uint64_t memory_bytes() const { return 0; }
 };
 
 class Backend {

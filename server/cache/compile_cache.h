@@ -1,9 +1,10 @@
-// CompileCache: an in-memory LRU of compiled programs bounded by an estimated byte size.
+// CompileCache: an in-memory LRU of compiled programs bounded by their byte size.
 //
 // Keys are opaque strings (the engine uses the kernel id, which already hashes the program text,
 // weights, backend id + version and options). Entries are handed out as shared_ptr, so an entry a
 // caller is using stays alive after it is evicted or erased; the cache only drops its own
-// reference. Byte sizes are the caller's estimates and only drive eviction.
+// reference. Byte sizes are given by the caller (the engine passes what the backend planned for the
+// program, CompiledProgram::memory_bytes) and drive eviction.
 //
 // Thread-safety: all methods may be called concurrently from any thread (one internal mutex; no
 // program is destroyed while it is held — evicted references are released after unlocking).

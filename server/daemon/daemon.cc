@@ -10,10 +10,12 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/file_modes.h"
 #include "common/logging.h"
 #include "common/paths.h"
@@ -217,6 +219,23 @@ absl::Status CheckTlsFlagPairs(const DaemonOptions& options) {
   return absl::OkStatus();
 }
 
+// The hard deadline of a shutdown: work that ignores cancellation (a hung worker call, a step
+// that cannot be interrupted) must not keep the daemon alive past grace + margin after the signal.
+// Checkpoints are atomic, so exiting mid-work never leaves a torn session behind.
+void ArmShutdownDeadline(absl::Duration grace, absl::Duration margin) {
+  std::thread([grace, margin] {
+    absl::SleepFor(grace + margin);
+    if (spdlog::logger* log = spdlog::default_logger_raw(); log != nullptr) {
+      log->error(
+          "shutdown did not finish within --shutdown_grace_ms={} plus {} ms; exiting without "
+          "waiting for the work still running",
+          absl::ToInt64Milliseconds(grace), absl::ToInt64Milliseconds(margin));
+      log->flush();
+    }
+    _exit(kForcedShutdownExitCode);
+  }).detach();
+}
+
 void SetServing(grpc::Server* server, bool serving) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   if (health != nullptr) health->SetServingStatus(serving);
@@ -286,6 +305,8 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   PeerUids peer_uids;
   service::ServiceOptions service_options;
   service_options.quotas = options.quotas;
+  service_options.upload_dir = paths.state_dir + "/uploads";
+  service_options.upload_bytes_in_flight = options.upload_bytes_in_flight;
   service_options.peer_uid = [&peer_uids](const std::string& peer) {
     return peer_uids.Lookup(peer);
   };
@@ -332,6 +353,7 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   spdlog::info("received {}, shutting down", strsignal(signal_number));
+  ArmShutdownDeadline(options.shutdown_grace, options.shutdown_margin);
 
   (*listener)->Stop();
   SetServing(raw_server, false);

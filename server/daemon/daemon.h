@@ -16,6 +16,9 @@
 
 namespace anerd::daemon {
 
+// Exit code when a shutdown outlived shutdown_grace + shutdown_margin and was cut short.
+inline constexpr int kForcedShutdownExitCode = 2;
+
 struct DaemonOptions {
   std::string socket_path;  // empty = platform default (common/paths.h)
   std::string state_dir;    // empty = platform default
@@ -23,7 +26,11 @@ struct DaemonOptions {
   // Rotating file log <state>/logs/anerd.log: rotate at this size, keep this many old files.
   size_t log_max_bytes = 10 * 1024 * 1024;
   size_t log_max_files = 5;
+  // After SIGTERM/SIGINT in-flight RPCs get `shutdown_grace`; then running work is cancelled and
+  // the engine shuts down. If that has not finished within shutdown_grace + shutdown_margin the
+  // process exits anyway (exit code 2; sessions resume from their last atomic checkpoint).
   absl::Duration shutdown_grace = absl::Seconds(5);
+  absl::Duration shutdown_margin = absl::Seconds(5);
   bool world_accessible_socket_for_test = false;
   // Optional TCP listener "HOST:PORT". It always needs auth_tokens; plain TCP is allowed only on
   // loopback and only with insecure_loopback set; anything else is refused at start.
@@ -44,6 +51,8 @@ struct DaemonOptions {
   bool metrics_allow_remote = false;
   // Per-client limits (server/service/client_quotas.h); 0 = unlimited.
   service::QuotaLimits quotas;
+  // Most weight bytes all unfinished CompileKernel uploads may declare at once; 0 = unlimited.
+  uint64_t upload_bytes_in_flight = uint64_t{4} << 30;
   // Backend choice, limits, cache and sessions; state_dir and socket_path are filled in by the
   // daemon once it has resolved them.
   engine::EngineOptions engine;

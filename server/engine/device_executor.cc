@@ -25,10 +25,11 @@ void RunGuarded(const std::string& what, Fn fn) {
 
 absl::Status RequestControl::Check(const std::string& what) const {
   if (cancelled != nullptr && cancelled->load()) {
-    return absl::CancelledError(absl::StrCat(what, " was cancelled by the client"));
+    return absl::CancelledError(
+        absl::StrCat(what, " was cancelled (by the client, or the daemon is stopping)"));
   }
   if (absl::Now() > deadline) {
-    return absl::DeadlineExceededError(absl::StrCat(what, " missed its deadline while queued"));
+    return absl::DeadlineExceededError(absl::StrCat(what, " missed the client's deadline"));
   }
   return absl::OkStatus();
 }
@@ -65,9 +66,12 @@ void DeviceExecutor::Loop() {
       if (queue_.empty()) return;  // stopping and drained
       task = std::move(queue_.front());
       queue_.pop_front();
+      running_cancel_ = task.control.cancelled;
     }
     absl::Status admission = task.control.Check(task.what);
     RunGuarded(task.what, [&] { task.work(admission, absl::Now() - task.enqueued); });
+    absl::MutexLock lock(&mu_);
+    running_cancel_.reset();
   }
 }
 
@@ -78,6 +82,8 @@ void DeviceExecutor::Shutdown() {
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
     dropped.swap(queue_);
+    // The running task checks its flag between chunks of work and stops early.
+    if (running_cancel_ != nullptr) running_cancel_->store(true);
   }
   for (Task& task : dropped) {
     RunGuarded(task.what, [&] {

@@ -3,8 +3,10 @@
 //
 // A task whose deadline has passed or whose cancel flag is set when it reaches the front is not
 // run: its callback receives DEADLINE_EXCEEDED / CANCELLED instead. After Shutdown() new tasks and
-// queued ones receive UNAVAILABLE. A task should not throw (owners turn exceptions into errors at
-// their task boundary); one that does is caught and logged, so the executor thread survives.
+// queued ones receive UNAVAILABLE, and the running task's cancel flag is set so that work which
+// checks its RequestControl between chunks (compiles, evaluations, probes) stops early. A task
+// should not throw (owners turn exceptions into errors at their task boundary); one that does is
+// caught and logged, so the executor thread survives.
 // Thread-safety: Submit may be called from any thread.
 #ifndef ANERD_SERVER_ENGINE_DEVICE_EXECUTOR_H_
 #define ANERD_SERVER_ENGINE_DEVICE_EXECUTOR_H_
@@ -62,6 +64,7 @@ class DeviceExecutor {
   mutable absl::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<std::atomic<bool>> running_cancel_ ABSL_GUARDED_BY(mu_);  // of the running task
   std::thread thread_;
 };
 

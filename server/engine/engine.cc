@@ -167,7 +167,8 @@ absl::Status Engine::Init() {
   std::map<std::string, DeviceExecutor*> probe_executors;
   for (const auto& [name, executor] : backends_->executors) probe_executors[name] = executor.get();
   probes_ = std::make_unique<ProbeManager>(backends_->registry.get(), std::move(probe_executors),
-                                           probe_store_.get(), backends_->default_name);
+                                           probe_store_.get(), backends_->default_name,
+                                           options_.probe_budget);
   SessionOptions session_options;
   session_options.state_dir = options_.state_dir;
   session_options.max_sessions = options_.max_sessions;

@@ -41,6 +41,7 @@ struct EngineOptions {
   std::string backend = "auto";  // auto | cpu | ...; see the backend registry
   KernelLimits kernel_limits;
   uint64_t cache_bytes = uint64_t{2} << 30;  // --cache_bytes: compiled programs kept in memory
+  probes::ProbeBudget probe_budget;          // --max_probe_bytes, --max_probe_gflop
   int64_t compile_budget = 0;                // --compile_budget per backend; 0 = unlimited
   int max_sessions = 4;                      // --max_sessions active at once
   // --data_root; empty = $HOME. The state dir, `secret_paths` and dot-files are never readable as

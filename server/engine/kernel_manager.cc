@@ -21,6 +21,8 @@
 namespace anerd::engine {
 namespace {
 
+using backend::StopCheck;
+
 constexpr uint64_t kFlushEvery = 256;  // evaluations between hit-counter writes
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
@@ -72,10 +74,14 @@ std::string KernelKey(const std::string& canonical_text, const cache::KernelReco
   return h.HexDigest();
 }
 
-// Rough memory held by a compiled program: decoded weights (fp32) plus the
-// program.
+// Rough memory held by a compiled program whose backend does not report it: decoded weights
+// (fp32) plus the program.
 uint64_t EstimateBytes(const cache::KernelRecord& record) {
   return record.weight_bytes * 2 + record.mil_bytes + 4096;
+}
+
+StopCheck StopFor(const RequestControl& control, std::string what) {
+  return [control, what = std::move(what)] { return control.Check(what); };
 }
 
 }  // namespace
@@ -118,13 +124,14 @@ absl::Status KernelManager::CheckRequestLimits(const KernelCompileRequest& reque
                                                    " bytes; the limit is ", limits_.max_mil_bytes,
                                                    " (raise it with anerd --max_mil_bytes)"));
   }
-  if (request.weight_files.size() > limits_.max_weight_files) {
-    return absl::InvalidArgumentError(absl::StrCat("kernel has ", request.weight_files.size(),
-                                                   " weight files; the limit is ",
-                                                   limits_.max_weight_files));
+  const size_t files = request.weight_files.size() + request.deferred_weight_files.size();
+  if (files > limits_.max_weight_files) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kernel has ", files, " weight files; the limit is ", limits_.max_weight_files));
   }
   uint64_t total = 0;
   for (const auto& [path, bytes] : request.weight_files) total += bytes.size();
+  for (const auto& file : request.deferred_weight_files) total += file.size;
   if (total > limits_.max_weight_bytes) {
     return absl::ResourceExhaustedError(
         absl::StrCat("weight files total ", total, " bytes; the limit is ",
@@ -145,20 +152,50 @@ void KernelManager::Compile(KernelCompileRequest request, RequestControl control
   if (absl::Status s = CheckRequestLimits(request); !s.ok()) return done(s);
   auto shared = std::make_shared<KernelCompileRequest>(std::move(request));
   executors_.at(backend->Describe().name)
-      ->Submit(
-          control, "compile",
-          [this, shared, backend, done = std::move(done)](absl::Status admission, absl::Duration) {
-            if (!admission.ok()) return done(admission);
-            done(CompileNow(*shared, backend));
-          });
+      ->Submit(control, "compile",
+               [this, shared, backend, control, done = std::move(done)](absl::Status admission,
+                                                                        absl::Duration) {
+                 if (!admission.ok()) return done(admission);
+                 done(CompileNow(*shared, backend, control));
+               });
+}
+
+uint64_t KernelManager::CachedBytes(const backend::CompiledProgram& program,
+                                    const cache::KernelRecord& record) {
+  const uint64_t planned = program.memory_bytes();
+  return planned > 0 ? planned + record.mil_bytes : EstimateBytes(record);
+}
+
+absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> KernelManager::CompileWithinLimits(
+    backend::Backend* backend, const mil::VerifiedProgram& verified,
+    backend::CompileOptions options, const RequestControl& control) const {
+  const uint64_t capacity = cache_->Stats().capacity_bytes;
+  const uint64_t per_kernel = limits_.max_kernel_memory_bytes;
+  options.max_memory_bytes = per_kernel > 0 ? std::min(per_kernel, capacity) : capacity;
+  options.stop = StopFor(control, "compile");
+  absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> compiled =
+      backend->Compile(verified, options);
+  if (compiled.status().code() == absl::StatusCode::kResourceExhausted &&
+      absl::StrContains(compiled.status().message(), backend::kMemoryLimitMarker)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(compiled.status().message(), " (anerd --max_kernel_memory_bytes=", per_kernel,
+                     ", --cache_bytes=", capacity, "; raise them to allow bigger kernels)"));
+  }
+  return compiled;
 }
 
 absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileRequest& request,
-                                                              backend::Backend* backend) {
+                                                              backend::Backend* backend,
+                                                              const RequestControl& control) {
   ANERD_ASSIGN_OR_RETURN(mil::Program program, mil::ParseProgram(request.mil_text));
   mil::WeightFiles weights;
   for (auto& [path, bytes] : request.weight_files) {
     ANERD_RETURN_IF_ERROR(weights.Add(path, std::move(bytes)));
+  }
+  for (KernelCompileRequest::DeferredWeightFile& file : request.deferred_weight_files) {
+    ANERD_ASSIGN_OR_RETURN(std::string bytes, file.read());
+    file.read = nullptr;  // releases the spooled copy before compiling
+    ANERD_RETURN_IF_ERROR(weights.Add(file.path, std::move(bytes)));
   }
   ANERD_ASSIGN_OR_RETURN(mil::VerifiedProgram verified,
                          mil::VerifyProgram(std::move(program), std::move(weights)));
@@ -204,7 +241,7 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   }
   const absl::Time start = absl::Now();
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::CompiledProgram> compiled,
-                         backend->Compile(verified, request.options));
+                         CompileWithinLimits(backend, verified, request.options, control));
   result.compile_ms = MsSince(start);
   if (observer_.compiled) observer_.compiled(record.backend, result.compile_ms);
   record.signature = EncodeSignature(compiled->inputs(), compiled->outputs());
@@ -221,8 +258,8 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   if (!request.owner.empty()) {
     ANERD_RETURN_IF_ERROR(store_->AddOwner(record.id, request.owner));
   }
-  cache_->Insert(record.id, std::shared_ptr<backend::CompiledProgram>(std::move(compiled)),
-                 EstimateBytes(record));
+  const uint64_t bytes = CachedBytes(*compiled, record);
+  cache_->Insert(record.id, std::shared_ptr<backend::CompiledProgram>(std::move(compiled)), bytes);
   spdlog::info("compiled kernel {} ({}) on {} in {:.1f} ms", record.id.substr(0, 12),
                record.name.empty() ? "unnamed" : record.name, record.backend, result.compile_ms);
   ANERD_ASSIGN_OR_RETURN(result.info, MakeInfo(std::move(record)));
@@ -230,7 +267,7 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
 }
 
 absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> KernelManager::LoadNow(
-    const cache::KernelRecord& record) {
+    const cache::KernelRecord& record, const RequestControl& control) {
   backend::Backend* backend = registry_->Find(record.backend);
   if (backend == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("kernel ", record.id,
@@ -254,11 +291,11 @@ absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> KernelManager::LoadNow
   options.reference_mode = absl::StrContains(record.options, "reference_mode");
   const absl::Time start = absl::Now();
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::CompiledProgram> compiled,
-                         backend->Compile(verified, options));
+                         CompileWithinLimits(backend, verified, options, control));
   const double ms = MsSince(start);
   if (observer_.compiled) observer_.compiled(record.backend, ms);
   std::shared_ptr<backend::CompiledProgram> shared(std::move(compiled));
-  cache_->Insert(record.id, shared, EstimateBytes(record));
+  cache_->Insert(record.id, shared, CachedBytes(*shared, record));
   (void)store_->RecordUse(record.id, 0, NowMs(), ms);
   spdlog::info("recompiled kernel {} from stored sources in {:.1f} ms", record.id.substr(0, 12),
                ms);
@@ -279,8 +316,8 @@ void KernelManager::Eval(std::string id, std::vector<backend::NamedTensor> input
   auto shared_record = std::make_shared<cache::KernelRecord>(*std::move(record));
   it->second->Submit(
       control, "evaluation",
-      [this, shared_inputs, shared_record, done = std::move(done)](absl::Status admission,
-                                                                   absl::Duration queued) {
+      [this, shared_inputs, shared_record, control, done = std::move(done)](absl::Status admission,
+                                                                            absl::Duration queued) {
         if (!admission.ok()) return done(admission);
         const absl::Time start = absl::Now();
         KernelEvalResult result;
@@ -288,12 +325,13 @@ void KernelManager::Eval(std::string id, std::vector<backend::NamedTensor> input
         std::shared_ptr<backend::CompiledProgram> program = cache_->Lookup(shared_record->id);
         if (program == nullptr) {
           absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> loaded =
-              LoadNow(*shared_record);
+              LoadNow(*shared_record, control);
           if (!loaded.ok()) return done(NameKernel(shared_record->id, loaded.status()));
           program = *std::move(loaded);
           result.timing.recompiled = true;
         }
-        absl::StatusOr<backend::RunResult> run = program->Run(*shared_inputs);
+        absl::StatusOr<backend::RunResult> run =
+            program->RunStoppable(*shared_inputs, StopFor(control, "evaluation"));
         if (!run.ok()) return done(NameKernel(shared_record->id, run.status()));
         CountUse(shared_record->id);
         result.outputs = std::move(run->outputs);

@@ -39,12 +39,25 @@ struct KernelLimits {
   uint64_t max_weight_files = 256;                // files per kernel
   uint64_t max_tensor_bytes = 256 << 20;          // --max_tensor_bytes (per evaluation, all inputs)
   int64_t max_kernels = 10000;                    // --max_kernels stored
+  // --max_kernel_memory_bytes: most memory one compiled kernel may hold (its planned buffers,
+  // scratch and decoded constants), checked before the backend allocates it. The compile cache's
+  // capacity (--cache_bytes) caps it too. 0 = only the cache's capacity.
+  uint64_t max_kernel_memory_bytes = uint64_t{2} << 30;
 };
 
 struct KernelCompileRequest {
   std::string name;
   std::string mil_text;
   std::vector<std::pair<std::string, std::string>> weight_files;  // path -> bytes
+  // Weight files whose bytes are read only when the compile runs (uploads spooled to disk, so a
+  // queued request holds no weight memory). `read` is called at most once, on the executor; the
+  // request releases what it captures when it is destroyed.
+  struct DeferredWeightFile {
+    std::string path;  // canonical weight path
+    uint64_t size = 0;
+    std::function<absl::StatusOr<std::string>()> read;
+  };
+  std::vector<DeferredWeightFile> deferred_weight_files;
   // Optional: SHA-256 (hex) of each weight file by canonical path, computed by the caller while the
   // bytes arrived (the service hashes chunks as they stream in); missing entries are computed here.
   std::map<std::string, std::string> weight_sha256;
@@ -142,8 +155,19 @@ class KernelManager {
  private:
   // Consumes the request's weight bytes (moved into the verified program, never copied).
   absl::StatusOr<KernelCompileResult> CompileNow(KernelCompileRequest& request,
-                                                 backend::Backend* backend);
-  absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> LoadNow(const cache::KernelRecord& r);
+                                                 backend::Backend* backend,
+                                                 const RequestControl& control);
+  absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> LoadNow(const cache::KernelRecord& r,
+                                                                    const RequestControl& control);
+  // Compiles on `backend` within the memory limit (the smaller of max_kernel_memory_bytes and the
+  // cache's capacity), checking `control` between ops; RESOURCE_EXHAUSTED naming both flags when
+  // the program needs more.
+  absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> CompileWithinLimits(
+      backend::Backend* backend, const mil::VerifiedProgram& verified,
+      backend::CompileOptions options, const RequestControl& control) const;
+  // Bytes the cache counts for a compiled program: what the backend planned, else an estimate.
+  static uint64_t CachedBytes(const backend::CompiledProgram& program,
+                              const cache::KernelRecord& record);
   static absl::Status NameKernel(const std::string& id, const absl::Status& status);
   absl::StatusOr<KernelInfo> MakeInfo(cache::KernelRecord record);
   absl::Status CheckRequestLimits(const KernelCompileRequest& request) const;

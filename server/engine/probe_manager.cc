@@ -11,11 +11,13 @@ namespace anerd::engine {
 
 ProbeManager::ProbeManager(const backend::BackendRegistry* registry,
                            std::map<std::string, DeviceExecutor*> executors,
-                           probes::ProbeStore* store, std::string default_backend)
+                           probes::ProbeStore* store, std::string default_backend,
+                           probes::ProbeBudget budget)
     : registry_(registry),
       executors_(std::move(executors)),
       store_(store),
-      default_backend_(std::move(default_backend)) {}
+      default_backend_(std::move(default_backend)),
+      budget_(budget) {}
 
 void ProbeManager::Run(ProbeRunRequest request, RequestControl control, StartFn on_start,
                        probes::RowFn on_row, DoneFn done) {
@@ -28,6 +30,7 @@ void ProbeManager::Run(ProbeRunRequest request, RequestControl control, StartFn 
                      "' (this daemon has: ", absl::StrJoin(registry_->names(), ", "), ")")));
   }
   if (absl::Status s = probes::ValidateOptions(request.options); !s.ok()) return done(s);
+  if (absl::Status s = probes::CheckBudget(request.options, budget_); !s.ok()) return done(s);
   {
     absl::MutexLock lock(&mu_);
     active_.insert(control.cancelled);

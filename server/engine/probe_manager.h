@@ -53,9 +53,13 @@ class ProbeManager {
   // Pointers are not owned and must outlive the manager; `executors` has one entry per backend.
   ProbeManager(const backend::BackendRegistry* registry,
                std::map<std::string, DeviceExecutor*> executors, probes::ProbeStore* store,
-               std::string default_backend);
+               std::string default_backend, probes::ProbeBudget budget = {});
 
-  // INVALID_ARGUMENT (naming the field) for bad options or an unknown backend, via `done`.
+  // INVALID_ARGUMENT (naming the field) for bad options or an unknown backend, RESOURCE_EXHAUSTED
+  // (naming the grid point, the estimate and the flag) when a point exceeds the budget — all
+  // before anything is queued, via `done`. The probe checks `control` between evaluations and
+  // the backend between the steps of one evaluation, so a cancelled or late probe frees the
+  // device within one step.
   void Run(ProbeRunRequest request, RequestControl control, StartFn on_start, probes::RowFn on_row,
            DoneFn done);
 
@@ -78,6 +82,7 @@ class ProbeManager {
   std::map<std::string, DeviceExecutor*> executors_;
   probes::ProbeStore* store_;
   std::string default_backend_;
+  probes::ProbeBudget budget_;
 
   absl::Mutex mu_;
   std::set<std::shared_ptr<std::atomic<bool>>> active_ ABSL_GUARDED_BY(mu_);

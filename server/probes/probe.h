@@ -66,6 +66,27 @@ struct ProbeOptions {
 // INVALID_ARGUMENT naming the field (repeat, warmup, row_budget_seconds, peak_tflops, grid...).
 absl::Status ValidateOptions(const ProbeOptions& options);
 
+// What a probe may cost, checked for every grid point before the probe starts (daemon flags
+// --max_probe_bytes and --max_probe_gflop). 0 = unlimited.
+struct ProbeBudget {
+  uint64_t max_bytes = uint64_t{2} << 30;  // memory one grid point needs while it runs
+  double max_gflop = 1000;                 // work of one evaluation (GFLOP; int8: GOP)
+};
+
+// The estimated cost of one grid point: the weight files (fp16, or int8 for the W8A8 variant)
+// held twice while compiling, the weights decoded to fp32, and six fp32 activation-sized buffers
+// (inputs, outputs and the backend's live intermediates); and 2 FLOP per weight per position.
+struct ProbeCost {
+  double bytes = 0;
+  double gflop = 0;
+};
+ProbeCost EstimateCost(ProbeKind kind, const GridPoint& point);
+
+// RESOURCE_EXHAUSTED naming the grid point, the estimate, the limit and the flag that raises it
+// when any point the probe would run (including the peak probe's reference point and, for `all`,
+// every default grid) exceeds `budget`. Call after ValidateOptions.
+absl::Status CheckBudget(const ProbeOptions& options, const ProbeBudget& budget);
+
 // One measurement. Fields that do not apply to a probe are zero.
 struct ProbeRow {
   std::string probe;    // "peak", "sram", ...

@@ -103,7 +103,9 @@ std::vector<backend::NamedTensor> InputsFor(const backend::CompiledProgram& prog
 
 absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> Runner::Compile(const ProbeProgram& p) {
   ANERD_ASSIGN_OR_RETURN(mil::VerifiedProgram verified, mil::VerifyProgram(p.program, p.weights));
-  return backend_->Compile(verified, backend::CompileOptions{});
+  backend::CompileOptions options;
+  options.stop = check_;
+  return backend_->Compile(verified, options);
 }
 
 absl::StatusOr<Timing> Runner::Measure(backend::CompiledProgram* program, ProbeKind kind) {
@@ -116,7 +118,7 @@ absl::StatusOr<Timing> Runner::Measure(backend::CompiledProgram* program, ProbeK
   const Clock::time_point warm_start = Clock::now();
   for (int i = 0; i < warmup; ++i) {
     ANERD_RETURN_IF_ERROR(check_());
-    ANERD_RETURN_IF_ERROR(program->Run(inputs).status());
+    ANERD_RETURN_IF_ERROR(program->RunStoppable(inputs, check_).status());
     if (!exact && MsSince(warm_start) > budget_ms / 2) break;
   }
   Timing t;
@@ -124,7 +126,7 @@ absl::StatusOr<Timing> Runner::Measure(backend::CompiledProgram* program, ProbeK
   for (int i = 0; i < iters; ++i) {
     ANERD_RETURN_IF_ERROR(check_());
     const Clock::time_point start = Clock::now();
-    ANERD_RETURN_IF_ERROR(program->Run(inputs).status());
+    ANERD_RETURN_IF_ERROR(program->RunStoppable(inputs, check_).status());
     t.ms.push_back(MsSince(start));
     total += t.ms.back();
     if (!exact && i + 1 >= kMinTimedIterations && total > budget_ms) break;
@@ -194,7 +196,7 @@ absl::Status Runner::ResolvePeak() {
   for (int i = 0; i < 4; ++i) {
     ANERD_RETURN_IF_ERROR(check_());
     const Clock::time_point start = Clock::now();
-    ANERD_RETURN_IF_ERROR(compiled->Run(inputs).status());
+    ANERD_RETURN_IF_ERROR(compiled->RunStoppable(inputs, check_).status());
     const double ms = MsSince(start);
     if (i > 0 && (best_ms == 0 || ms < best_ms)) best_ms = ms;  // run 0 is the warm-up
   }

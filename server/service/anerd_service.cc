@@ -6,11 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/hash.h"
 #include "common/mil/weights.h"
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/utf8_errors.h"
-#include "server/service/background_hasher.h"
 #include "server/service/convert.h"
+#include "server/service/upload_spool.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::service {
@@ -72,9 +73,10 @@ class CompileReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   // `slot` is the caller's queued-request slot (or the quota error to fail with); `owner` and
   // `max_owned` go into the compile request (kernel ownership and its quota).
   CompileReactor(grpc::CallbackServerContext* context, grpc::ByteBuffer* response,
-                 engine::Engine* engine, absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot,
-                 std::string owner, int64_t max_owned)
-      : control_(ControlFor(context)), response_(response), engine_(engine) {
+                 engine::Engine* engine, UploadSpool* spool,
+                 absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> slot, std::string owner,
+                 int64_t max_owned)
+      : control_(ControlFor(context)), response_(response), engine_(engine), spool_(spool) {
     if (!slot.ok()) {
       Fail(slot.status());
       return;
@@ -103,10 +105,13 @@ class CompileReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   void OnDone() override { delete this; }
 
  private:
+  // One weight file being received: its bytes go to its region of the upload's spooled file on
+  // disk, its hash is updated chunk by chunk.
   struct Pending {
     uint64_t declared = 0;
-    std::string bytes;
-    std::unique_ptr<BackgroundHasher> hash;  // hashes the bytes as they arrive
+    uint64_t base = 0;  // where its region starts in file_
+    uint64_t received = 0;
+    std::unique_ptr<Sha256> hash;
   };
 
   absl::Status OnHeader(const v1::CompileKernelHeader& header) {
@@ -128,13 +133,20 @@ class CompileReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
                          " bytes (raise the limit with anerd --max_weight_bytes)"));
       }
       total += f.size();
-      if (!files_.emplace(*path, Pending{f.size(), {}, nullptr}).second) {
+      if (!files_.emplace(*path, Pending{f.size(), total - f.size(), 0, std::make_unique<Sha256>()})
+               .second) {
         return absl::InvalidArgumentError(
             absl::StrCat("weight file ", *path, " is declared twice"));
       }
-      Pending& pending = files_[*path];
-      pending.bytes.reserve(f.size());  // never reallocates: the hasher reads it concurrently
-      pending.hash = std::make_unique<BackgroundHasher>(&pending.bytes);
+    }
+    // Every declared byte counts against the daemon-wide bound until the compile has read it.
+    absl::StatusOr<std::unique_ptr<UploadSpool::Upload>> upload = spool_->Reserve(total);
+    if (!upload.ok()) return upload.status();
+    upload_ = *std::move(upload);
+    if (!files_.empty()) {
+      absl::StatusOr<std::unique_ptr<SpooledFile>> file = upload_->NewFile();
+      if (!file.ok()) return file.status();
+      file_ = *std::move(file);
     }
     absl::StatusOr<backend::CompileOptions> options = FromProto(header.options());
     if (!options.ok()) return options.status();
@@ -157,30 +169,34 @@ class CompileReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
           absl::StrCat("chunk for weight file ", *path, ", which the header did not declare"));
     }
     Pending& p = it->second;
-    if (chunk.offset() != p.bytes.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("chunk for ", *path, " at offset ",
-                                                     chunk.offset(), "; expected offset ",
-                                                     p.bytes.size()));
+    if (chunk.offset() != p.received) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chunk for ", *path, " at offset ", chunk.offset(), "; expected offset ", p.received));
     }
-    if (p.bytes.size() + chunk.data().size() > p.declared) {
+    if (p.received + chunk.data().size() > p.declared) {
       return absl::InvalidArgumentError(absl::StrCat(
           "weight file ", *path, " is longer than its declared ", p.declared, " bytes"));
     }
-    p.bytes.append(chunk.data());
-    p.hash->Publish(p.bytes.size());
+    if (absl::Status s = file_->WriteAt(p.base + p.received, chunk.data()); !s.ok()) return s;
+    p.received += chunk.data().size();
+    p.hash->Update(chunk.data());
     return absl::OkStatus();
   }
 
   void EndOfStream() {
     if (!have_header_) return Fail(absl::InvalidArgumentError("CompileKernel: no header was sent"));
+    std::shared_ptr<UploadSpool::Upload> upload(std::move(upload_));
+    std::shared_ptr<SpooledFile> file(std::move(file_));
     for (auto& [path, p] : files_) {
-      if (p.bytes.size() != p.declared) {
+      if (p.received != p.declared) {
         return Fail(absl::InvalidArgumentError(absl::StrCat(
-            "weight file ", path, ": received ", p.bytes.size(), " of ", p.declared, " bytes")));
+            "weight file ", path, ": received ", p.received, " of ", p.declared, " bytes")));
       }
-      request_.weight_sha256[path] = p.hash->Finish();
-      p.hash.reset();
-      request_.weight_files.emplace_back(path, std::move(p.bytes));
+      request_.weight_sha256[path] = p.hash->HexDigest();
+      // The bytes stay on disk until the compile runs; the reservation lasts as long.
+      request_.deferred_weight_files.push_back(
+          {path, p.declared,
+           [file, upload, base = p.base, size = p.declared] { return file->ReadAt(base, size); }});
     }
     files_.clear();
     engine_->kernels().Compile(
@@ -214,13 +230,27 @@ class CompileReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   grpc::ByteBuffer raw_;
   v1::CompileKernelRequest message_;
   engine::KernelCompileRequest request_;
+  UploadSpool* spool_;
+  std::unique_ptr<UploadSpool::Upload> upload_;  // declared bytes, reserved once the header is read
+  std::unique_ptr<SpooledFile> file_;  // every weight file's bytes, each in its own region
   std::map<std::string, Pending> files_;
   std::unique_ptr<ClientQuotas::Slot> slot_;
   bool have_header_ = false;
   bool finished_ = false;
 };
 
+std::string SpoolDir(const ServiceOptions& options, engine::Engine* engine) {
+  return options.upload_dir.empty() ? engine->Info().state_dir + "/uploads" : options.upload_dir;
+}
+
 }  // namespace
+
+AnerdService::AnerdService(engine::Engine* engine, ServiceOptions options)
+    : engine_(engine),
+      options_(std::move(options)),
+      quotas_(options_.quotas),
+      spool_(std::make_shared<UploadSpool>(SpoolDir(options_, engine),
+                                           options_.upload_bytes_in_flight)) {}
 
 grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* context,
                                                 const v1::GetInfoRequest* /*request*/,
@@ -238,8 +268,8 @@ grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* con
 grpc::ServerReadReactor<grpc::ByteBuffer>* AnerdService::CompileKernel(
     grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
   const std::string client = CallerOf(context).client;
-  return new CompileReactor(context, response, engine_, quotas_.AcquireQueued(client), client,
-                            quotas_.limits().kernels);
+  return new CompileReactor(context, response, engine_, spool_.get(), quotas_.AcquireQueued(client),
+                            client, quotas_.limits().kernels);
 }
 
 grpc::ServerUnaryReactor* AnerdService::EvalKernel(grpc::CallbackServerContext* context,

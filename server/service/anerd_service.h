@@ -16,6 +16,7 @@
 #include "server/engine/engine.h"
 #include "server/service/authz.h"
 #include "server/service/client_quotas.h"
+#include "server/service/upload_spool.h"
 
 namespace anerd::service {
 
@@ -26,6 +27,10 @@ struct ServiceOptions {
   QuotaLimits quotas;      // all 0 = unlimited
   PeerUidLookup peer_uid;  // Unix-socket peer -> uid, for client identities (may be empty)
   TokenLookup token;       // authorization header -> token name and admin flag (may be empty)
+  // Where CompileKernel uploads are spooled (upload_spool.h); "" = <engine state dir>/uploads.
+  std::string upload_dir;
+  // --max_upload_bytes_in_flight: declared weight bytes of all unfinished uploads; 0 = unlimited.
+  uint64_t upload_bytes_in_flight = uint64_t{4} << 30;
 };
 
 // CompileKernel is served raw (bytes in, bytes out; anerd_service.cc parses them), so that a
@@ -33,8 +38,7 @@ struct ServiceOptions {
 class AnerdService final
     : public v1::Anerd::WithRawCallbackMethod_CompileKernel<v1::Anerd::CallbackService> {
  public:
-  explicit AnerdService(engine::Engine* engine, ServiceOptions options = {})
-      : engine_(engine), options_(std::move(options)), quotas_(options_.quotas) {}
+  explicit AnerdService(engine::Engine* engine, ServiceOptions options = {});
 
   grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
                                     const v1::GetInfoRequest* request,
@@ -90,6 +94,9 @@ class AnerdService final
   grpc::ServerWriteReactor<v1::SessionEvent>* WatchSession(
       grpc::CallbackServerContext* context, const v1::WatchSessionRequest* request) override;
 
+  // Weight bytes reserved by uploads that have not been compiled yet (tests, metrics).
+  uint64_t upload_bytes_in_flight() const { return spool_->bytes_in_flight(); }
+
  private:
   Caller CallerOf(const grpc::CallbackServerContext* context) const {
     return CallerFor(*context, options_.peer_uid, options_.token);
@@ -103,6 +110,7 @@ class AnerdService final
   engine::Engine* engine_;  // not owned
   const ServiceOptions options_;
   ClientQuotas quotas_;
+  std::shared_ptr<UploadSpool> spool_;  // weight uploads on disk, and their bound
 };
 
 }  // namespace anerd::service

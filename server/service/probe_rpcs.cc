@@ -17,9 +17,9 @@ namespace {
 
 // Streams one probe run. Messages produced on the executor thread are queued and written one at a
 // time (gRPC allows one outstanding write); Finish waits for the queue to drain. If the client
-// goes away, OnCancel sets the run's cancel flag and the probe stops within one evaluation; the
-// reactor still waits for the engine's completion before finishing, so engine callbacks never see
-// a deleted reactor.
+// goes away, OnCancel sets the run's cancel flag and the probe stops within one step of an
+// evaluation; the reactor still waits for the engine's completion before finishing, so engine
+// callbacks never see a deleted reactor.
 class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeResponse> {
  public:
   // `slot`: the caller's queued-request slot, held until the probe ends, or the quota error.

@@ -20,6 +20,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -234,6 +235,7 @@ class WorkerProgram : public backend::CompiledProgram {
   }
   const std::vector<backend::TensorSignature>& inputs() const override { return inputs_; }
   const std::vector<backend::TensorSignature>& outputs() const override { return outputs_; }
+  uint64_t memory_bytes() const override { return memory_bytes_; }
   absl::StatusOr<backend::RunResult> Run(const std::vector<backend::NamedTensor>& in) override {
     return pool_->Run(this, in);
   }
@@ -247,6 +249,7 @@ class WorkerProgram : public backend::CompiledProgram {
   std::string key_;  // identifies the program for quarantine
   uint64_t generation_ = 0;
   uint64_t handle_ = 0;
+  uint64_t memory_bytes_ = 0;  // as the worker planned it
   std::vector<backend::TensorSignature> inputs_, outputs_;
 };
 
@@ -615,6 +618,7 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program) {
           c->set_numerics(static_cast<int>(program->options_.numerics));
           c->set_ignore_attn_mask(program->options_.ignore_attn_mask);
           c->set_reference_mode(program->options_.reference_mode);
+          c->set_max_memory_bytes(program->options_.max_memory_bytes);
           uint64_t offset = 0;
           for (const auto& [path, data] : program->program_.weights().files()) {
             std::memcpy(p->arena.data() + offset, data->data(), data->size());
@@ -628,7 +632,8 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program) {
     if (!resp.ok() && resp.status().code() == absl::StatusCode::kAborted) continue;
     if (!resp.ok()) return resp.status();
     const absl::Status st = StatusFromResponse(*resp);
-    if (st.code() == absl::StatusCode::kResourceExhausted && attempt == 0) {
+    if (st.code() == absl::StatusCode::kResourceExhausted && attempt == 0 &&
+        !absl::StrContains(st.message(), backend::kMemoryLimitMarker)) {
       // The device ran out of compile slots before our count said so: move to a fresh worker.
       ANERD_RETURN_IF_ERROR(RecycleLocked(std::string(st.message())));
       continue;
@@ -636,6 +641,7 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program) {
     ANERD_RETURN_IF_ERROR(st);
     program->generation_ = current_->generation;
     program->handle_ = resp->compile().handle();
+    program->memory_bytes_ = resp->compile().memory_bytes();
     if (program->inputs_.empty() && program->outputs_.empty()) {
       program->inputs_ = Signatures(resp->compile().inputs());
       program->outputs_ = Signatures(resp->compile().outputs());

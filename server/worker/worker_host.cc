@@ -190,6 +190,7 @@ class Host {
       options.numerics = static_cast<backend::NumericsMode>(req.numerics());
       options.ignore_attn_mask = req.ignore_attn_mask();
       options.reference_mode = req.reference_mode();
+      options.max_memory_bytes = req.max_memory_bytes();
       absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> c =
           backend_->Compile(*verified, options);
       if (!c.ok()) return c.status();
@@ -197,6 +198,7 @@ class Host {
     }
     for (const auto& s : compiled->inputs()) FillSignature(s, out->add_inputs());
     for (const auto& s : compiled->outputs()) FillSignature(s, out->add_outputs());
+    out->set_memory_bytes(compiled->memory_bytes());
     const uint64_t handle = next_handle_++;
     out->set_handle(handle);
     programs_[handle] = std::move(compiled);

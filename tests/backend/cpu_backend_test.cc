@@ -337,5 +337,60 @@ TEST(CpuBackend, ConcurrentRunsAreSerialisedAndCorrect) {
   EXPECT_EQ(bad.load(), 0);
 }
 
+// Two chained n x n matmuls (two steps that never fuse): three n*n buffers live at once, plus the
+// GEMM's operand scratch.
+mil::VerifiedProgram MatmulChain(int n) {
+  const std::string t = absl::StrCat("tensor<fp32, [", n, ", ", n, "]>");
+  return Verified(
+      absl::StrCat(t, " a"),
+      absl::StrCat("        bool f = const()[name = string(\"f\"), val = bool(false)];\n",
+                   "        ", t, " y1 = matmul(transpose_x = f, transpose_y = f, x = a, y = a);\n",
+                   "        ", t, " y2 = matmul(transpose_x = f, transpose_y = f, x = y1, y = a);"),
+      "y2");
+}
+
+TEST(CpuBackend, StopCheckEndsARunBetweenSteps) {
+  cpu::CpuBackend backend({});
+  auto compiled = backend.Compile(MatmulChain(8), {});
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  std::vector<NamedTensor> in = {
+      {"a", Tensor::FromFloats(mil::DType::kFp32, {8, 8}, std::vector<float>(64, 1.0f))}};
+  int calls = 0;
+  auto stopped = (*compiled)->RunStoppable(in, [&calls]() -> absl::Status {
+    return ++calls == 1 ? absl::OkStatus() : absl::CancelledError("client went away");
+  });
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled) << stopped.status();
+  EXPECT_EQ(calls, 2) << "asked before each step; the second step never ran";
+  auto full = (*compiled)->RunStoppable(in, [] { return absl::OkStatus(); });
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_FLOAT_EQ(full->outputs[0].tensor.ToFloats()[0], 64.0f);
+}
+
+TEST(CpuBackend, PlannedMemoryIsReportedAndLimitedBeforeAllocation) {
+  cpu::CpuBackend backend({});
+  auto compiled = backend.Compile(MatmulChain(64), {});
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  const uint64_t bytes = (*compiled)->memory_bytes();
+  EXPECT_GE(bytes, 3u * 64 * 64 * sizeof(float));
+  EXPECT_LT(bytes, 9u * 64 * 64 * sizeof(float)) << "buffers plus the GEMM's operand scratch";
+  CompileOptions limited;
+  limited.max_memory_bytes = bytes - 1;
+  auto refused = backend.Compile(MatmulChain(64), limited);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr(absl::StrCat("needs ", bytes, " bytes")));
+  EXPECT_EQ(backend.compiles_used(), 1) << "a refused compile does not use the budget";
+  limited.max_memory_bytes = bytes;
+  EXPECT_TRUE(backend.Compile(MatmulChain(64), limited).ok());
+}
+
+TEST(CpuBackend, CompileStopsBetweenOps) {
+  cpu::CpuBackend backend({});
+  CompileOptions options;
+  options.stop = [] { return absl::DeadlineExceededError("too late"); };
+  auto compiled = backend.Compile(MatmulChain(8), options);
+  EXPECT_EQ(compiled.status().code(), absl::StatusCode::kDeadlineExceeded) << compiled.status();
+  EXPECT_EQ(backend.compiles_used(), 0);
+}
+
 }  // namespace
 }  // namespace anerd::backend

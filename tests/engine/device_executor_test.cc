@@ -4,6 +4,7 @@
 #include <future>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace anerd::engine {
@@ -63,6 +64,29 @@ TEST(DeviceExecutorTest, ShutdownFailsQueuedAndNewWorkWithUnavailable) {
   std::promise<absl::Status> late;
   executor->Submit({}, "late", [&](absl::Status a, absl::Duration) { late.set_value(a); });
   EXPECT_EQ(late.get_future().get().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(DeviceExecutorTest, ShutdownCancelsTheRunningTask) {
+  // Long work polls its RequestControl between chunks; Shutdown must make that poll fail, or a
+  // running task keeps the daemon from stopping. Before the fix the task below only ended when
+  // its own poll limit ran out.
+  DeviceExecutor executor("test");
+  std::promise<void> started;
+  std::promise<absl::Status> stopped;
+  RequestControl control;
+  executor.Submit(control, "long work", [&](absl::Status admission, absl::Duration) {
+    started.set_value();
+    absl::Status status = admission;
+    for (int i = 0; i < 60000 && status.ok(); ++i) {  // at most ~60 s
+      status = control.Check("long work");
+      if (status.ok()) absl::SleepFor(absl::Milliseconds(1));
+    }
+    stopped.set_value(status);
+  });
+  started.get_future().wait();
+  executor.Shutdown();
+  absl::Status status = stopped.get_future().get();
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
 }
 
 }  // namespace

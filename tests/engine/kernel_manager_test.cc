@@ -174,8 +174,14 @@ TEST_F(KernelManagerTest, CorruptBlobIsReportedNotCrashedOn) {
 }
 
 TEST_F(KernelManagerTest, EvictsUnderTheByteBoundAndReloads) {
+  uint64_t one = 0;  // what the cache counts for one scale program (its planned memory)
+  {
+    auto sizing = MakeEngine();
+    ASSERT_TRUE(Compile(*sizing, ScaleRequest(9.0)).ok());
+    one = sizing->Info().cache.bytes;
+  }
   EngineOptions options;
-  options.cache_bytes = 3 * 4096 + 1000;  // room for about two small programs' estimates
+  options.cache_bytes = 2 * one + one / 2;  // room for two
   auto engine = MakeEngine(options);
   std::vector<std::string> ids;
   for (int i = 0; i < 4; ++i) {

@@ -80,7 +80,14 @@ absl::StatusOr<std::unique_ptr<CompiledProgram>> CpuBackend::Compile(
     compiles_.fetch_sub(1);
     return plan.status();
   }
-  return std::unique_ptr<CompiledProgram>(new CpuProgram(std::move(plan).value()));
+  // Planning knows every buffer's size; the arena is allocated only within the limit.
+  absl::StatusOr<std::unique_ptr<CpuProgram>> compiled =
+      CpuProgram::Create(std::move(plan).value(), options.max_memory_bytes);
+  if (!compiled.ok()) {
+    compiles_.fetch_sub(1);
+    return compiled.status();
+  }
+  return std::unique_ptr<CompiledProgram>(std::move(compiled).value());
 }
 
 }  // namespace anerd::backend::cpu

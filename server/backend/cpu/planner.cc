@@ -52,6 +52,7 @@ absl::StatusOr<PlannedProgram> Planner::Plan() {
   for (bool consts : {true, false}) {
     for (const mil::Operation& op : f.ops) {
       if ((op.op == "const") != consts) continue;
+      if (options_.stop) ANERD_RETURN_IF_ERROR(options_.stop());
       ANERD_RETURN_IF_ERROR(PlanOp(op));
     }
   }

@@ -20,10 +20,27 @@ double MicrosSince(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-CpuProgram::CpuProgram(PlannedProgram plan) : plan_(std::move(plan)) {
+CpuProgram::CpuProgram(PlannedProgram plan, Unallocated) : plan_(std::move(plan)) {
   for (const IoBinding& b : plan_.inputs) input_sigs_.push_back(b.sig);
   for (const IoBinding& b : plan_.outputs) output_sigs_.push_back(b.sig);
-  AssignMemory();
+  LayOutMemory();
+}
+
+CpuProgram::CpuProgram(PlannedProgram plan) : CpuProgram(std::move(plan), Unallocated{}) {
+  AllocateMemory();
+}
+
+absl::StatusOr<std::unique_ptr<CpuProgram>> CpuProgram::Create(PlannedProgram plan,
+                                                               uint64_t max_memory_bytes) {
+  std::unique_ptr<CpuProgram> program(new CpuProgram(std::move(plan), Unallocated{}));
+  if (max_memory_bytes > 0 && program->memory_bytes_ > max_memory_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the program needs ", program->memory_bytes_, " ", kMemoryLimitMarker,
+                     " on the cpu backend (buffers, scratch and decoded constants); the limit is ",
+                     max_memory_bytes));
+  }
+  program->AllocateMemory();
+  return program;
 }
 
 int CpuProgram::num_steps() const {
@@ -40,7 +57,7 @@ int CpuProgram::AliasRoot(int buf, int64_t* offset) const {
   return buf;
 }
 
-void CpuProgram::AssignMemory() {
+void CpuProgram::LayOutMemory() {
   const int nb = static_cast<int>(plan_.buffers.size());
   std::vector<int> def(nb, INT_MAX), last(nb, -1);
   for (const IoBinding& in : plan_.inputs) def[in.view.buf] = -1;
@@ -87,17 +104,34 @@ void CpuProgram::AssignMemory() {
     slot_last[best] = std::max(last[b], def[b]);
     slot_of[b] = best;
   }
-  slots_.resize(slot_size.size());
-  for (size_t s = 0; s < slot_size.size(); ++s) {
-    slots_[s].assign(std::max<int64_t>(slot_size[s], 1), 0.0f);
-    arena_floats_ += slot_size[s];
+  slot_floats_ = std::move(slot_size);
+  slot_of_ = std::move(slot_of);
+  scratch_floats_ = std::max<int64_t>(scratch, 1);
+  uint64_t floats = static_cast<uint64_t>(scratch_floats_);
+  for (int64_t n : slot_floats_) floats += static_cast<uint64_t>(std::max<int64_t>(n, 1));
+  std::vector<const std::vector<float>*> constants;  // counted once even when shared
+  for (const BufferSpec& spec : plan_.buffers) {
+    if (spec.constant) constants.push_back(spec.constant.get());
+  }
+  std::sort(constants.begin(), constants.end());
+  constants.erase(std::unique(constants.begin(), constants.end()), constants.end());
+  for (const std::vector<float>* c : constants) floats += c->size();
+  memory_bytes_ = floats * sizeof(float);
+}
+
+void CpuProgram::AllocateMemory() {
+  const int nb = static_cast<int>(plan_.buffers.size());
+  slots_.resize(slot_floats_.size());
+  for (size_t s = 0; s < slot_floats_.size(); ++s) {
+    slots_[s].assign(std::max<int64_t>(slot_floats_[s], 1), 0.0f);
+    arena_floats_ += slot_floats_[s];
   }
   buf_ptr_.assign(nb, nullptr);
   for (int b = 0; b < nb; ++b) {
     if (plan_.buffers[b].constant) {
       buf_ptr_[b] = plan_.buffers[b].constant->data();
-    } else if (slot_of[b] >= 0) {
-      buf_ptr_[b] = slots_[slot_of[b]].data();
+    } else if (slot_of_[b] >= 0) {
+      buf_ptr_[b] = slots_[slot_of_[b]].data();
     }
   }
   for (int b = 0; b < nb; ++b) {
@@ -105,7 +139,7 @@ void CpuProgram::AssignMemory() {
     const int root = AliasRoot(b, &offset);
     if (root != b && buf_ptr_[root] != nullptr) buf_ptr_[b] = buf_ptr_[root] + offset;
   }
-  scratch_.assign(std::max<int64_t>(scratch, 1), 0.0f);
+  scratch_.assign(scratch_floats_, 0.0f);
 }
 
 absl::Status CpuProgram::LoadInputs(const std::vector<NamedTensor>& inputs) {
@@ -157,6 +191,11 @@ NamedTensor CpuProgram::StoreOutput(const IoBinding& out) const {
 }
 
 absl::StatusOr<RunResult> CpuProgram::Run(const std::vector<NamedTensor>& inputs) {
+  return RunStoppable(inputs, StopCheck());
+}
+
+absl::StatusOr<RunResult> CpuProgram::RunStoppable(const std::vector<NamedTensor>& inputs,
+                                                   const StopCheck& stop) {
   const auto t0 = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mu_);
   ANERD_RETURN_IF_ERROR(LoadInputs(inputs));
@@ -164,6 +203,7 @@ absl::StatusOr<RunResult> CpuProgram::Run(const std::vector<NamedTensor>& inputs
   const StepContext ctx{buf_ptr_.data(), scratch_.data()};
   for (const Step& s : plan_.steps) {
     if (!s.fn) continue;
+    if (stop) ANERD_RETURN_IF_ERROR(stop());
     absl::Status st = s.fn(ctx);
     if (!st.ok()) {
       return absl::Status(st.code(), absl::StrCat(s.op, " (line ", s.line, "): ", st.message()));

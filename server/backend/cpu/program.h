@@ -56,18 +56,33 @@ struct PlannedProgram {
 
 class CpuProgram : public CompiledProgram {
  public:
-  // Assigns physical memory to buffers by liveness and allocates it.
+  // Assigns physical memory to buffers by liveness, then allocates it only when the program's
+  // memory (the arena, scratch and decoded constants; memory_bytes()) is at most
+  // `max_memory_bytes` (0 = unlimited). RESOURCE_EXHAUSTED naming both sizes otherwise, before
+  // anything is allocated.
+  static absl::StatusOr<std::unique_ptr<CpuProgram>> Create(PlannedProgram plan,
+                                                            uint64_t max_memory_bytes);
+  // As Create without a limit.
   explicit CpuProgram(PlannedProgram plan);
   const std::vector<TensorSignature>& inputs() const override { return input_sigs_; }
   const std::vector<TensorSignature>& outputs() const override { return output_sigs_; }
   absl::StatusOr<RunResult> Run(const std::vector<NamedTensor>& inputs) override;
+  // Checks `stop` between steps: a non-OK status ends the run with it.
+  absl::StatusOr<RunResult> RunStoppable(const std::vector<NamedTensor>& inputs,
+                                         const StopCheck& stop) override;
+  uint64_t memory_bytes() const override { return memory_bytes_; }
 
   // Planning statistics (tests, benchmarks).
   int num_steps() const;
   int64_t arena_floats() const { return arena_floats_; }
 
  private:
-  void AssignMemory();
+  struct Unallocated {};
+  CpuProgram(PlannedProgram plan, Unallocated);
+  // Decides which slot of the arena each buffer lives in (no allocation); sets memory_bytes_.
+  void LayOutMemory();
+  // Allocates the slots laid out by LayOutMemory and points every buffer into them.
+  void AllocateMemory();
   // The buffer owning `buf`'s memory (itself unless aliased); adds the element offset to *offset.
   int AliasRoot(int buf, int64_t* offset) const;
   absl::Status LoadInputs(const std::vector<NamedTensor>& inputs);
@@ -75,6 +90,10 @@ class CpuProgram : public CompiledProgram {
 
   PlannedProgram plan_;
   std::vector<TensorSignature> input_sigs_, output_sigs_;
+  std::vector<int64_t> slot_floats_;  // laid out by LayOutMemory
+  std::vector<int> slot_of_;          // per buffer, -1 = none
+  int64_t scratch_floats_ = 0;
+  uint64_t memory_bytes_ = 0;
   std::vector<std::vector<float>> slots_;
   std::vector<float*> buf_ptr_;
   std::vector<float> scratch_;
