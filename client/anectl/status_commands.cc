@@ -45,24 +45,26 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
                         Json(std::vector<std::string>(w.recent_restart_reasons().begin(),
                                                       w.recent_restart_reasons().end()))}});
   }
-  return {{"version", info.version()},
-          {"build", info.build()},
-          {"os", info.os()},
-          {"pid", info.pid()},
-          {"uptime_seconds", info.uptime_seconds()},
-          {"state_dir", info.state_dir()},
-          {"socket", info.socket()},
-          {"default_backend", info.default_backend()},
-          {"backends", backends},
-          {"workers", workers},
-          {"cache",
-           {{"kernels_stored", info.cache().kernels_stored()},
-            {"entries", info.cache().entries()},
-            {"bytes", info.cache().bytes()},
-            {"capacity_bytes", info.cache().capacity_bytes()},
-            {"hits", info.cache().hits()},
-            {"misses", info.cache().misses()},
-            {"evictions", info.cache().evictions()}}}};
+  Json out = {{"version", info.version()},
+              {"build", info.build()},
+              {"os", info.os()},
+              {"pid", info.pid()},
+              {"uptime_seconds", info.uptime_seconds()},
+              {"state_dir", info.state_dir()},
+              {"socket", info.socket()},
+              {"default_backend", info.default_backend()},
+              {"backends", backends},
+              {"workers", workers}};
+  if (info.has_cache()) {  // absent for remote callers without an admin token
+    out["cache"] = {{"kernels_stored", info.cache().kernels_stored()},
+                    {"entries", info.cache().entries()},
+                    {"bytes", info.cache().bytes()},
+                    {"capacity_bytes", info.cache().capacity_bytes()},
+                    {"hits", info.cache().hits()},
+                    {"misses", info.cache().misses()},
+                    {"evictions", info.cache().evictions()}};
+  }
+  return out;
 }
 
 // One line per worker process, then the latest restart reasons (what a user needs to see when a
@@ -114,6 +116,11 @@ void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::str
   }
   if (info.backends_size() == 0) std::cout << "  (no backends)\n";
   PrintWorkers(ctx, info);
+  if (!info.has_cache()) {
+    std::cout << absl::StrFormat("\n  %-10s daemon-wide counters are shown to admin tokens only\n",
+                                 "kernels");
+    return;
+  }
   const v1::CacheStats& c = info.cache();
   std::cout << absl::StrFormat(
       "\n  %-10s %d stored, %d compiled in memory (%s of %s), %d hits, %d misses, %d evictions\n",

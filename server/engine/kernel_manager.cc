@@ -221,8 +221,11 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
     CountUse(record.id);
     absl::StatusOr<cache::KernelRecord> stored = store_->Get(record.id);
     if (stored.ok()) {
-      result.cache_hit = true;
-      result.compile_ms = 0;
+      // A hit on another client's kernel is reported as that kernel's recorded compile, so that a
+      // client cannot learn what others have compiled from the response.
+      const bool callers_own = request.owner.empty() || IsOwner(record.id, request.owner);
+      result.cache_hit = callers_own;
+      result.compile_ms = callers_own ? 0 : stored->compile_ms;
       if (!request.owner.empty()) {
         ANERD_RETURN_IF_ERROR(store_->AddOwner(record.id, request.owner));
       }
@@ -360,6 +363,11 @@ absl::Status KernelManager::NameKernel(const std::string& id, const absl::Status
     return status;
   }
   return absl::Status(status.code(), absl::StrCat("kernel ", id, ": ", status.message()));
+}
+
+bool KernelManager::IsOwner(const std::string& id, const std::string& owner) const {
+  absl::StatusOr<std::vector<std::string>> owners = store_->Owners(id);
+  return owners.ok() && std::find(owners->begin(), owners->end(), owner) != owners->end();
 }
 
 void KernelManager::CountUse(const std::string& id) {

@@ -174,6 +174,8 @@ class KernelManager {
   absl::Status CheckOwnerQuota(const KernelCompileRequest& request, const std::string& id) const;
   void EraseLoaded(const std::string& id);
   void CountUse(const std::string& id);
+  // Whether `owner` already owns kernel `id` (false when the store cannot tell).
+  bool IsOwner(const std::string& id, const std::string& owner) const;
 
   const backend::BackendRegistry* registry_;
   std::map<std::string, DeviceExecutor*> executors_;

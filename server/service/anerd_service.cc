@@ -261,6 +261,7 @@ grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* con
     response->clear_state_dir();
     response->clear_socket();
     response->clear_state_findings();  // they name files in the state dir
+    response->clear_cache();           // daemon-wide counters tell of other clients' kernels
   }
   return FinishNow(context, absl::OkStatus());
 }

@@ -219,7 +219,18 @@ TEST_F(RemoteAuthzTest, KernelsAreSeenAndTouchedOnlyByTheirOwnersAndAdmins) {
 
   // Content-addressed: bob compiling the same program owns it too; each delete releases only the
   // caller's ownership until none is left.
-  ASSERT_EQ(Compile(bob, 1.0).value_or(""), *shared);
+  // ...without learning from the response that alice had compiled it: bob's first compile reads
+  // as a miss with the recorded compile time, his second as his own hit.
+  v1::CompileKernelHeader same;
+  same.set_mil_text(testing::ScaleMilText(8, 1.0));
+  absl::StatusOr<v1::CompileKernelResponse> first = bob.CompileKernel(same, {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->kernel().id(), *shared);
+  EXPECT_FALSE(first->cache_hit());
+  EXPECT_GT(first->compile_ms(), 0);
+  absl::StatusOr<v1::CompileKernelResponse> again = bob.CompileKernel(same, {});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->cache_hit());
   EXPECT_EQ(KernelIds(bob), (std::set<std::string>{*shared}));
   ASSERT_TRUE(alice.DeleteKernel(*shared).ok());
   ExpectLooksMissing(alice.GetKernel(*shared).status(), missing, missing_id, *shared);
@@ -371,6 +382,13 @@ TEST_F(RemoteAuthzTest, RemoteCallersCannotNameDaemonSidePaths) {
   EXPECT_EQ(info->state_dir(), "");
   EXPECT_EQ(info->socket(), "");
   EXPECT_EQ(As("carol").GetInfo()->state_dir(), daemon_.state_dir()) << "admins are";
+  // Nor the daemon-wide cache counters, which tell of other clients' kernels.
+  EXPECT_FALSE(info->has_cache());
+  EXPECT_TRUE(As("carol").GetInfo()->has_cache());
+  RunResult status = daemon_.Anectl(  // the token file's first line is alice's
+      {"--host", "127.0.0.1:" + port_, "--token-file", Tokens(), "status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_FALSE(Json::parse(status.out).contains("cache")) << status.out;
   RunResult anectl = daemon_.Anectl({"--host", "127.0.0.1:" + port_, "--token-file", Tokens(),
                                      "train", "start", "--data", data_, "--steps", "3"});
   EXPECT_NE(anectl.exit_code, 0);
