@@ -24,55 +24,32 @@
 #include "server/cache/sqlite.h"
 #include "tests/testing/kernel_fixtures.h"
 #include "tests/testing/process_harness.h"
+#include "tests/testing/token_daemon.h"
 
 namespace anerd {
 namespace {
 
 using testing::DaemonProcess;
-using testing::FreeLoopbackPort;
 using ::testing::HasSubstr;
 using testing::RunResult;
 using testing::TempDir;
+using testing::TokenDaemon;
 using Json = nlohmann::json;
 
 class RemoteAuthzTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* name : {"alice", "bob", "carol"}) {
-      std::vector<std::string> args = {"token", "create", name, "--file", Tokens()};
-      if (std::string(name) == "carol") args.push_back("--admin");
-      RunResult r = daemon_.Anectl(args);
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      tokens_[name] = r.out.substr(0, r.out.find('\n'));
+      ASSERT_TRUE(remote_.AddToken(name, /*admin=*/std::string(name) == "carol").ok());
     }
-    port_ = std::to_string(FreeLoopbackPort());
     data_ = dir_.path() + "/stories.txt";
   }
 
-  std::string Tokens() const { return dir_.path() + "/tokens"; }
-
-  absl::Status Start() {
-    return daemon_.Start(
-        {"--listen=127.0.0.1:" + port_, "--insecure_loopback", "--auth_tokens=" + Tokens()});
-  }
-
-  client::AnerdClient& As(const std::string& name) {
-    std::unique_ptr<client::AnerdClient>& c = clients_[name];
-    if (c == nullptr) {
-      client::ClientOptions options;
-      options.endpoint = *ParseEndpoint("127.0.0.1:" + port_);
-      options.bearer_token = tokens_.at(name);
-      c = client::AnerdClient::Create(options);
-    }
-    return *c;
-  }
-
-  absl::StatusOr<std::string> Compile(client::AnerdClient& c, double scale) {
-    v1::CompileKernelHeader header;
-    header.set_mil_text(testing::ScaleMilText(8, scale));
-    absl::StatusOr<v1::CompileKernelResponse> r = c.CompileKernel(header, {});
-    if (!r.ok()) return r.status();
-    return r->kernel().id();
+  std::string Tokens() const { return remote_.tokens_file(); }
+  absl::Status Start() { return remote_.Start(); }
+  client::AnerdClient& As(const std::string& name) { return remote_.As(name); }
+  static absl::StatusOr<std::string> Compile(client::AnerdClient& c, double scale) {
+    return TokenDaemon::CompileScaled(c, scale);
   }
 
   std::set<std::string> KernelIds(client::AnerdClient& c) {
@@ -165,10 +142,9 @@ class RemoteAuthzTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  DaemonProcess daemon_{dir_.path()};
-  std::map<std::string, std::string> tokens_;
-  std::map<std::string, std::unique_ptr<client::AnerdClient>> clients_;
-  std::string port_, data_;
+  TokenDaemon remote_{dir_.path()};
+  DaemonProcess& daemon_ = remote_.daemon();
+  std::string data_;
 };
 
 // The NOT_FOUND `status` must read exactly like the one for a missing id: `missing` with the
@@ -184,8 +160,9 @@ TEST_F(RemoteAuthzTest, TokenLinesTakeOnlyTheAdminFlagAsAThirdField) {
   absl::Status started = Start();
   EXPECT_FALSE(started.ok());
   EXPECT_THAT(daemon_.ReadLog(), HasSubstr("line 4: want 'NAME TOKEN' or 'NAME TOKEN admin'"));
-  EXPECT_THAT(testing::ReadFile(Tokens()), HasSubstr("carol " + tokens_["carol"] + " admin\n"));
-  EXPECT_THAT(testing::ReadFile(Tokens()), HasSubstr("alice " + tokens_["alice"] + "\n"));
+  EXPECT_THAT(testing::ReadFile(Tokens()),
+              HasSubstr("carol " + remote_.token("carol") + " admin\n"));
+  EXPECT_THAT(testing::ReadFile(Tokens()), HasSubstr("alice " + remote_.token("alice") + "\n"));
 }
 
 TEST_F(RemoteAuthzTest, KernelsAreSeenAndTouchedOnlyByTheirOwnersAndAdmins) {
@@ -385,12 +362,10 @@ TEST_F(RemoteAuthzTest, RemoteCallersCannotNameDaemonSidePaths) {
   // Nor the daemon-wide cache counters, which tell of other clients' kernels.
   EXPECT_FALSE(info->has_cache());
   EXPECT_TRUE(As("carol").GetInfo()->has_cache());
-  RunResult status = daemon_.Anectl(  // the token file's first line is alice's
-      {"--host", "127.0.0.1:" + port_, "--token-file", Tokens(), "status", "--json"});
+  RunResult status = remote_.Anectl("alice", {"status", "--json"});
   ASSERT_EQ(status.exit_code, 0) << status.err;
   EXPECT_FALSE(Json::parse(status.out).contains("cache")) << status.out;
-  RunResult anectl = daemon_.Anectl({"--host", "127.0.0.1:" + port_, "--token-file", Tokens(),
-                                     "train", "start", "--data", data_, "--steps", "3"});
+  RunResult anectl = remote_.Anectl("alice", {"train", "start", "--data", data_, "--steps", "3"});
   EXPECT_NE(anectl.exit_code, 0);
   EXPECT_THAT(anectl.err, HasSubstr("must upload"));
 }

@@ -19,62 +19,34 @@
 #include "nlohmann/json.hpp"
 #include "tests/testing/kernel_fixtures.h"
 #include "tests/testing/process_harness.h"
+#include "tests/testing/token_daemon.h"
 
 namespace anerd {
 namespace {
 
 using testing::DaemonProcess;
-using testing::FreeLoopbackPort;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::RunResult;
 using testing::TempDir;
+using testing::TokenDaemon;
 using Json = nlohmann::json;
 
 class RemoteQuotaTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* name : {"alice", "bob"}) {
-      RunResult r = daemon_.Anectl({"token", "create", name, "--file", dir_.path() + "/tokens"});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      tokens_[name] = r.out.substr(0, r.out.find('\n'));
-      std::ofstream(TokenFile(name)) << name << " " << tokens_[name] << "\n";
-    }
-    port_ = std::to_string(FreeLoopbackPort());
+    for (const char* name : {"alice", "bob"}) ASSERT_TRUE(remote_.AddToken(name).ok());
   }
 
-  absl::Status Start(const std::vector<std::string>& quotas) {
-    std::vector<std::string> flags = {"--listen=127.0.0.1:" + port_, "--insecure_loopback",
-                                      "--auth_tokens=" + dir_.path() + "/tokens"};
-    flags.insert(flags.end(), quotas.begin(), quotas.end());
-    return daemon_.Start(flags);
-  }
-
-  std::string TokenFile(const std::string& name) const { return dir_.path() + "/" + name + ".tok"; }
-
+  absl::Status Start(const std::vector<std::string>& quotas) { return remote_.Start(quotas); }
   std::unique_ptr<client::AnerdClient> Client(const std::string& token) {
-    client::ClientOptions options;
-    options.endpoint = *ParseEndpoint("127.0.0.1:" + port_);
-    options.bearer_token = token;
-    return client::AnerdClient::Create(options);
+    return remote_.NewClient(token);
   }
-
-  absl::StatusOr<std::string> Compile(client::AnerdClient& c, double scale) {
-    v1::CompileKernelHeader header;
-    header.set_mil_text(testing::ScaleMilText(8, scale));
-    absl::StatusOr<v1::CompileKernelResponse> r = c.CompileKernel(header, {});
-    if (!r.ok()) return r.status();
-    return r->kernel().id();
+  std::unique_ptr<client::AnerdClient> ClientOf(const std::string& name) {
+    return remote_.NewClient(remote_.token(name));
   }
-
-  // anectl over TCP as `name`.
-  RunResult As(const std::string& name, std::vector<std::string> args) {
-    args.insert(args.begin(), {"--host", "127.0.0.1:" + port_, "--token-file", TokenFile(name)});
-    return testing::RunProgram([&] {
-      std::vector<std::string> argv = {testing::AnectlBinary()};
-      argv.insert(argv.end(), args.begin(), args.end());
-      return argv;
-    }());
+  static absl::StatusOr<std::string> Compile(client::AnerdClient& c, double scale) {
+    return TokenDaemon::CompileScaled(c, scale);
   }
 
   void WaitUntilStopped(const std::string& id) {
@@ -89,14 +61,13 @@ class RemoteQuotaTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  DaemonProcess daemon_{dir_.path()};
-  std::map<std::string, std::string> tokens_;
-  std::string port_;
+  TokenDaemon remote_{dir_.path()};
+  DaemonProcess& daemon_ = remote_.daemon();
 };
 
 TEST_F(RemoteQuotaTest, TokensAreCheckedOnThePlainLoopbackPort) {
   ASSERT_TRUE(Start({}).ok()) << daemon_.ReadLog();
-  EXPECT_TRUE(Client(tokens_["alice"])->GetInfo().ok());
+  EXPECT_TRUE(ClientOf("alice")->GetInfo().ok());
   EXPECT_EQ(Client("")->GetInfo().status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(Client(std::string(64, 'b'))->ListKernels().status().code(),
             absl::StatusCode::kPermissionDenied);
@@ -105,8 +76,8 @@ TEST_F(RemoteQuotaTest, TokensAreCheckedOnThePlainLoopbackPort) {
 
 TEST_F(RemoteQuotaTest, KernelQuotaIsPerClientAndOwnershipDecidesDeletes) {
   ASSERT_TRUE(Start({"--quota_kernels=2"}).ok()) << daemon_.ReadLog();
-  auto alice = Client(tokens_["alice"]);
-  auto bob = Client(tokens_["bob"]);
+  auto alice = ClientOf("alice");
+  auto bob = ClientOf("bob");
   absl::StatusOr<std::string> k1 = Compile(*alice, 1.0);
   ASSERT_TRUE(k1.ok()) << k1.status();
   ASSERT_TRUE(Compile(*alice, 2.0).ok());
@@ -151,8 +122,8 @@ TEST_F(RemoteQuotaTest, KernelQuotaIsPerClientAndOwnershipDecidesDeletes) {
 
 TEST_F(RemoteQuotaTest, QueuedRequestQuotaCountsCallsInFlight) {
   ASSERT_TRUE(Start({"--quota_queued=1"}).ok()) << daemon_.ReadLog();
-  auto alice = Client(tokens_["alice"]);
-  auto bob = Client(tokens_["bob"]);
+  auto alice = ClientOf("alice");
+  auto bob = ClientOf("bob");
   v1::EvalKernelRequest eval;
   eval.set_kernel_id(std::string(64, 'e'));
 
@@ -199,7 +170,7 @@ TEST_F(RemoteQuotaTest, SessionQuotaCountsActiveSessionsPerClient) {
   EXPECT_NE(second.exit_code, 0);
   EXPECT_THAT(second.err, HasSubstr("--quota_sessions=1"));
   EXPECT_THAT(second.err, HasSubstr("uid:" + std::to_string(::getuid())));
-  RunResult remote = As("alice", {"train", "start", "--data", data, "--steps", "10"});
+  RunResult remote = remote_.Anectl("alice", {"train", "start", "--data", data, "--steps", "10"});
   EXPECT_NE(remote.exit_code, 0);
   EXPECT_THAT(remote.err, HasSubstr("must upload"));
 
