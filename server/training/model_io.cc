@@ -421,7 +421,7 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
       std::vector<float>& v = w == "PARAMS" ? ck.params : w == "ADAM_M" ? ck.adam_m : ck.adam_v;
       if (len % 4 != 0) return DataLoss(path, absl::StrCat("section ", want, " is not float32"));
       v.resize(len / 4);
-      std::memcpy(v.data(), bytes.data(), len);
+      if (len > 0) std::memcpy(v.data(), bytes.data(), len);  // an empty vector's data() may be null
     }
   }
   if (off != f.size()) return DataLoss(path, "trailing bytes after the last section");
