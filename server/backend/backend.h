@@ -62,7 +62,7 @@ struct CompileOptions {
   // transpose folding. Planned execution must equal this mode (bit-identical except GEMM
   // accumulation order); the conformance suite checks it.
   bool reference_mode = false;
-  // Not part of a kernel's identity (KernelManager::CanonicalOptions ignores them):
+  // Not part of a kernel's identity (cache::EncodeCompileOptions ignores them):
   // Most memory the compiled program may hold (buffers, scratch, decoded constants), checked
   // before it is allocated: RESOURCE_EXHAUSTED naming both sizes. 0 = unlimited. Backends that
   // cannot tell their memory before allocating ignore it.

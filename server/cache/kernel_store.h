@@ -53,12 +53,12 @@ struct KernelRecord {
   std::string id;       // content hash (hex) = the kernel id
   std::string name;     // user label, may be empty
   std::string backend;  // backend name, e.g. "cpu"
-  std::string options;  // canonical compile-options string, e.g. "numerics=ane"
+  std::string options;  // cache::EncodeCompileOptions (kernel_key.h), e.g. "numerics=ane"
   std::string mil_sha;  // blob hash of the MIL text
   // Canonical weight path -> blob hash. Put stores them sorted by path; Get/List return them so.
   std::vector<std::pair<std::string, std::string>> weights;
   uint64_t mil_bytes = 0, weight_bytes = 0;
-  std::string signature;  // human signature "(x: tensor<fp16, [1, 64, 1, 16]>) -> (y: ...)"
+  std::string signature;  // cache::EncodeSignature (kernel_key.h), "x:fp16[1,64,1,16]->y:..."
   int64_t created_ms = 0, last_used_ms = 0;  // unix ms
   double compile_ms = 0;                     // last compile time, milliseconds
   uint64_t hits = 0;                         // cache hits + evaluations count (engine decides)

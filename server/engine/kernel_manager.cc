@@ -5,17 +5,14 @@
 #include <utility>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "common/hash.h"
 #include "common/memory_trim.h"
 #include "common/mil/parser.h"
-#include "common/mil/printer.h"
 #include "common/mil/verifier.h"
 #include "common/status_macros.h"
+#include "server/cache/kernel_key.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::engine {
@@ -28,51 +25,6 @@ constexpr uint64_t kFlushEvery = 256;  // evaluations between hit-counter writes
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
 double MsSince(absl::Time start) { return absl::ToDoubleMilliseconds(absl::Now() - start); }
-
-std::string EncodeList(const std::vector<backend::TensorSignature>& sigs) {
-  std::vector<std::string> parts;
-  for (const backend::TensorSignature& s : sigs) {
-    parts.push_back(absl::StrCat(s.name, ":", mil::DTypeName(s.type.dtype), "[",
-                                 absl::StrJoin(s.type.shape, ","), "]"));
-  }
-  return absl::StrJoin(parts, ";");
-}
-
-absl::Status DecodeList(absl::string_view text, std::vector<backend::TensorSignature>* out) {
-  for (absl::string_view part : absl::StrSplit(text, ';', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> nt = absl::StrSplit(part, ':');
-    const size_t open = nt.second.find('[');
-    if (open == absl::string_view::npos || nt.second.back() != ']') {
-      return absl::DataLossError(absl::StrCat("malformed stored signature '", part, "'"));
-    }
-    backend::TensorSignature sig;
-    sig.name = std::string(nt.first);
-    std::optional<mil::DType> dtype = mil::DTypeFromName(nt.second.substr(0, open));
-    if (!dtype) return absl::DataLossError(absl::StrCat("bad dtype in signature '", part, "'"));
-    sig.type.dtype = *dtype;
-    absl::string_view dims = nt.second.substr(open + 1, nt.second.size() - open - 2);
-    for (absl::string_view d : absl::StrSplit(dims, ',', absl::SkipEmpty())) {
-      int64_t v = 0;
-      if (!absl::SimpleAtoi(d, &v)) return absl::DataLossError("bad dim in stored signature");
-      sig.type.shape.push_back(v);
-    }
-    out->push_back(std::move(sig));
-  }
-  return absl::OkStatus();
-}
-
-// The kernel id: everything that can change the compiled result, hashed.
-std::string KernelKey(const std::string& canonical_text, const cache::KernelRecord& record,
-                      const backend::BackendDescription& backend) {
-  Sha256 h;
-  h.Update("anerd-kernel-v1\n");
-  h.Update(canonical_text);
-  for (const auto& [path, sha] : record.weights)
-    h.Update(absl::StrCat("\nweight ", path, " ", sha));
-  h.Update(
-      absl::StrCat("\nbackend ", backend.name, " ", backend.version, "\noptions ", record.options));
-  return h.HexDigest();
-}
 
 // Rough memory held by a compiled program whose backend does not report it: decoded weights
 // (fp32) plus the program.
@@ -95,27 +47,9 @@ KernelManager::KernelManager(const backend::BackendRegistry* registry,
       store_(store),
       cache_(cache),
       default_backend_(std::move(default_backend)),
-      limits_(limits) {}
-
-std::string KernelManager::CanonicalOptions(const backend::CompileOptions& options) {
-  std::string out = absl::StrCat("numerics=", backend::NumericsModeName(options.numerics));
-  if (options.ignore_attn_mask) absl::StrAppend(&out, ",ignore_attn_mask");
-  if (options.reference_mode) absl::StrAppend(&out, ",reference_mode");
-  return out;
-}
-
-std::string KernelManager::EncodeSignature(const std::vector<backend::TensorSignature>& inputs,
-                                           const std::vector<backend::TensorSignature>& outputs) {
-  return absl::StrCat(EncodeList(inputs), "->", EncodeList(outputs));
-}
-
-absl::Status KernelManager::DecodeSignature(const std::string& text,
-                                            std::vector<backend::TensorSignature>* inputs,
-                                            std::vector<backend::TensorSignature>* outputs) {
-  const size_t arrow = text.find("->");
-  if (arrow == std::string::npos) return absl::DataLossError("stored signature has no '->'");
-  ANERD_RETURN_IF_ERROR(DecodeList(absl::string_view(text).substr(0, arrow), inputs));
-  return DecodeList(absl::string_view(text).substr(arrow + 2), outputs);
+      limits_(limits) {
+  // The id -> backend index that lets Eval pick the executor without reading the store.
+  for (const cache::KernelRecord& r : store_->List()) backend_of_[r.id] = r.backend;
 }
 
 absl::Status KernelManager::CheckRequestLimits(const KernelCompileRequest& request) const {
@@ -199,20 +133,17 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   }
   ANERD_ASSIGN_OR_RETURN(mil::VerifiedProgram verified,
                          mil::VerifyProgram(std::move(program), std::move(weights)));
-  const std::string canonical = mil::PrintProgram(verified.program());
+  cache::KernelKey key =
+      cache::KernelKey::Make(verified, backend->Describe(), request.options, request.weight_sha256);
   cache::KernelRecord record;
+  record.id = key.id;
   record.name = request.name;
   record.backend = backend->Describe().name;
-  record.options = CanonicalOptions(request.options);
-  record.mil_sha = Sha256Hex(canonical);
-  record.mil_bytes = canonical.size();
-  for (const auto& [path, bytes] : verified.weights().files()) {
-    auto known = request.weight_sha256.find(path);
-    record.weights.emplace_back(
-        path, known != request.weight_sha256.end() ? known->second : Sha256Hex(*bytes));
-    record.weight_bytes += bytes->size();
-  }
-  record.id = KernelKey(canonical, record, backend->Describe());
+  record.options = key.options;
+  record.mil_sha = key.mil_sha;
+  record.mil_bytes = key.canonical_text.size();
+  record.weights = std::move(key.weights);
+  record.weight_bytes = key.weight_bytes;
   KernelCompileResult result;
   for (const mil::Diagnostic& w : verified.warnings()) result.warnings.push_back(w.ToString());
 
@@ -247,8 +178,8 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
                          CompileWithinLimits(backend, verified, request.options, control));
   result.compile_ms = MsSince(start);
   if (observer_.compiled) observer_.compiled(record.backend, result.compile_ms);
-  record.signature = EncodeSignature(compiled->inputs(), compiled->outputs());
-  ANERD_RETURN_IF_ERROR(store_->PutBlob(canonical).status());
+  record.signature = cache::EncodeSignature({compiled->inputs(), compiled->outputs()});
+  ANERD_RETURN_IF_ERROR(store_->PutBlob(key.canonical_text).status());
   for (const auto& [path, bytes] : verified.weights().files()) {
     ANERD_RETURN_IF_ERROR(store_->PutBlob(*bytes).status());
   }
@@ -258,6 +189,7 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   record.hits = existing.ok() ? existing->hits : 0;
   if (existing.ok() && record.name.empty()) record.name = existing->name;
   ANERD_RETURN_IF_ERROR(store_->Put(record));
+  Remember(record.id, record.backend);
   if (!request.owner.empty()) {
     ANERD_RETURN_IF_ERROR(store_->AddOwner(record.id, request.owner));
   }
@@ -286,12 +218,8 @@ absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> KernelManager::LoadNow
   }
   ANERD_ASSIGN_OR_RETURN(mil::VerifiedProgram verified,
                          mil::VerifyProgram(std::move(program), std::move(weights)));
-  backend::CompileOptions options;
-  options.numerics = absl::StrContains(record.options, "numerics=fp32")
-                         ? backend::NumericsMode::kFp32
-                         : backend::NumericsMode::kAne;
-  options.ignore_attn_mask = absl::StrContains(record.options, "ignore_attn_mask");
-  options.reference_mode = absl::StrContains(record.options, "reference_mode");
+  ANERD_ASSIGN_OR_RETURN(backend::CompileOptions options,
+                         cache::DecodeCompileOptions(record.options));
   const absl::Time start = absl::Now();
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::CompiledProgram> compiled,
                          CompileWithinLimits(backend, verified, options, control));
@@ -308,50 +236,73 @@ absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> KernelManager::LoadNow
 void KernelManager::Eval(std::string id, std::vector<backend::NamedTensor> inputs,
                          RequestControl control,
                          std::function<void(absl::StatusOr<KernelEvalResult>)> done) {
-  absl::StatusOr<cache::KernelRecord> record = store_->Get(id);
-  if (!record.ok()) return done(record.status());
-  auto it = executors_.find(record->backend);
+  absl::StatusOr<std::string> backend = BackendOf(id);
+  if (!backend.ok()) return done(backend.status());
+  auto it = executors_.find(*backend);
   if (it == executors_.end()) {
     return done(absl::FailedPreconditionError(absl::StrCat(
-        "kernel ", id, " needs backend '", record->backend, "', which this daemon does not have")));
+        "kernel ", id, " needs backend '", *backend, "', which this daemon does not have")));
   }
   auto shared_inputs = std::make_shared<std::vector<backend::NamedTensor>>(std::move(inputs));
-  auto shared_record = std::make_shared<cache::KernelRecord>(*std::move(record));
   it->second->Submit(
       control, "evaluation",
-      [this, shared_inputs, shared_record, control, done = std::move(done)](absl::Status admission,
-                                                                            absl::Duration queued) {
+      [this, id = std::move(id), backend = *std::move(backend), shared_inputs, control,
+       done = std::move(done)](absl::Status admission, absl::Duration queued) {
         if (!admission.ok()) return done(admission);
-        const absl::Time start = absl::Now();
-        KernelEvalResult result;
-        result.timing.queued_us = absl::ToDoubleMicroseconds(queued);
-        std::shared_ptr<backend::CompiledProgram> program = cache_->Lookup(shared_record->id);
-        if (program == nullptr) {
-          absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> loaded =
-              LoadNow(*shared_record, control);
-          if (!loaded.ok()) return done(NameKernel(shared_record->id, loaded.status()));
-          program = *std::move(loaded);
-          result.timing.recompiled = true;
-        }
-        absl::StatusOr<backend::RunResult> run =
-            program->RunStoppable(*shared_inputs, StopFor(control, "evaluation"));
-        if (!run.ok()) return done(NameKernel(shared_record->id, run.status()));
-        CountUse(shared_record->id);
-        result.outputs = std::move(run->outputs);
-        result.timing.execute_us = run->timing.total_us;
-        if (observer_.evaluated) {
-          observer_.evaluated(shared_record->backend, result.timing.execute_us / 1000.0);
-        }
-        result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
         int64_t bytes = 0;
-        for (const auto* list : {shared_inputs.get(), &result.outputs}) {
-          for (const backend::NamedTensor& t : *list) bytes += t.tensor.bytes().size();
-        }
-        done(std::move(result));
-        // A large evaluation leaves its buffers in this thread's malloc arena: hand them back.
+        done(EvalNow(id, backend, *shared_inputs, control, queued, &bytes));
+        // A large evaluation leaves its buffers in this thread's malloc arena:
+        // hand them back.
         std::vector<backend::NamedTensor>().swap(*shared_inputs);
         TrimFreeMemoryAfter(bytes);
       });
+}
+
+absl::StatusOr<KernelEvalResult> KernelManager::EvalNow(
+    const std::string& id, const std::string& backend,
+    const std::vector<backend::NamedTensor>& inputs, const RequestControl& control,
+    absl::Duration queued, int64_t* bytes) {
+  const absl::Time start = absl::Now();
+  KernelEvalResult result;
+  result.timing.queued_us = absl::ToDoubleMicroseconds(queued);
+  std::shared_ptr<backend::CompiledProgram> program = cache_->Lookup(id);
+  if (program == nullptr) {
+    // The record is read here, on the executor, and only when the program must be rebuilt.
+    ANERD_ASSIGN_OR_RETURN(cache::KernelRecord record, store_->Get(id));
+    absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> loaded = LoadNow(record, control);
+    if (!loaded.ok()) return NameKernel(id, loaded.status());
+    program = *std::move(loaded);
+    result.timing.recompiled = true;
+  }
+  absl::StatusOr<backend::RunResult> run =
+      program->RunStoppable(inputs, StopFor(control, "evaluation"));
+  if (!run.ok()) return NameKernel(id, run.status());
+  CountUse(id);
+  result.outputs = std::move(run->outputs);
+  result.timing.execute_us = run->timing.total_us;
+  if (observer_.evaluated) observer_.evaluated(backend, result.timing.execute_us / 1000.0);
+  result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
+  for (const std::vector<backend::NamedTensor>* list : {&inputs, &std::as_const(result.outputs)}) {
+    for (const backend::NamedTensor& t : *list) *bytes += t.tensor.bytes().size();
+  }
+  return result;
+}
+
+absl::StatusOr<std::string> KernelManager::BackendOf(const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = backend_of_.find(id);
+    if (it != backend_of_.end()) return it->second;
+  }
+  // Not indexed (an unknown id, or a record this manager did not write): read it once.
+  ANERD_ASSIGN_OR_RETURN(cache::KernelRecord record, store_->Get(id));
+  Remember(record.id, record.backend);
+  return record.backend;
+}
+
+void KernelManager::Remember(const std::string& id, const std::string& backend) {
+  absl::MutexLock lock(&mu_);
+  backend_of_[id] = backend;
 }
 
 absl::Status KernelManager::NameKernel(const std::string& id, const absl::Status& status) {
@@ -391,7 +342,10 @@ void KernelManager::FlushUsage() {
 
 absl::StatusOr<KernelInfo> KernelManager::MakeInfo(cache::KernelRecord record) {
   KernelInfo info;
-  ANERD_RETURN_IF_ERROR(DecodeSignature(record.signature, &info.inputs, &info.outputs));
+  ANERD_ASSIGN_OR_RETURN(cache::KernelSignature signature,
+                         cache::DecodeSignature(record.signature));
+  info.inputs = std::move(signature.inputs);
+  info.outputs = std::move(signature.outputs);
   info.loaded = cache_->Contains(record.id);
   info.record = std::move(record);
   return info;
@@ -431,6 +385,7 @@ void KernelManager::EraseLoaded(const std::string& id) {
   TrimFreeMemory();  // a compiled program's buffers may be large (its plan's arena)
   absl::MutexLock lock(&mu_);
   pending_hits_.erase(id);
+  backend_of_.erase(id);
 }
 
 absl::Status KernelManager::CheckOwnerQuota(const KernelCompileRequest& request,

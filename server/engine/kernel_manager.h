@@ -1,14 +1,16 @@
 // KernelManager: compiles, stores, caches and evaluates client kernels.
 //
-// A kernel id is the SHA-256 of the verified program's canonical text, its weight files, the
-// backend's name and version and the compile options, so the same request always yields the same
-// id and a changed program never hits a stale entry. Sources (canonical MIL and weight files)
+// A kernel id is cache::KernelKey::Make of the verified program, the backend's description and
+// the compile options (server/cache/kernel_key.h), so the same request always yields the same id
+// and a changed program never hits a stale entry. Sources (canonical MIL and weight files)
 // persist in the KernelStore, so ids stay valid across restarts: a kernel not in memory is
 // recompiled from its stored sources on first use.
 //
 // Threading: Compile and Eval run their work on the backend's DeviceExecutor and report through
-// `done` (called exactly once, on the executor thread, or inline for immediate errors). List/Get/
-// Delete and Stats are cheap and may be called from any thread.
+// `done` (called exactly once, on the executor thread, or inline for immediate errors). Eval picks
+// the executor from an in-memory index of kernel id -> backend and reads the kernel's record on the
+// executor (only when its program must be rebuilt), so the caller's thread does no store I/O for a
+// known kernel. List/Get/Delete and Stats are cheap and may be called from any thread.
 #ifndef ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
 #define ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
 
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/backend/backend.h"
@@ -143,20 +146,21 @@ class KernelManager {
   void FlushUsage();
   const KernelLimits& limits() const { return limits_; }
 
-  // "numerics=ane" or "numerics=fp32,ignore_attn_mask": part of the key and shown to users.
-  static std::string CanonicalOptions(const backend::CompileOptions& options);
-  // Encodes/decodes the signature stored in KernelRecord::signature.
-  static std::string EncodeSignature(const std::vector<backend::TensorSignature>& inputs,
-                                     const std::vector<backend::TensorSignature>& outputs);
-  static absl::Status DecodeSignature(const std::string& text,
-                                      std::vector<backend::TensorSignature>* inputs,
-                                      std::vector<backend::TensorSignature>* outputs);
-
  private:
   // Consumes the request's weight bytes (moved into the verified program, never copied).
   absl::StatusOr<KernelCompileResult> CompileNow(KernelCompileRequest& request,
                                                  backend::Backend* backend,
                                                  const RequestControl& control);
+  // Runs an evaluation on the executor: the compiled program from the cache, or rebuilt from the
+  // stored record. Adds the bytes of inputs and outputs to `*bytes`.
+  absl::StatusOr<KernelEvalResult> EvalNow(const std::string& id, const std::string& backend,
+                                           const std::vector<backend::NamedTensor>& inputs,
+                                           const RequestControl& control, absl::Duration queued,
+                                           int64_t* bytes);
+  // The backend a stored kernel was compiled for: from the index, else from the store (NOT_FOUND
+  // naming the id).
+  absl::StatusOr<std::string> BackendOf(const std::string& id);
+  void Remember(const std::string& id, const std::string& backend);
   absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> LoadNow(const cache::KernelRecord& r,
                                                                     const RequestControl& control);
   // Compiles on `backend` within the memory limit (the smaller of max_kernel_memory_bytes and the
@@ -187,6 +191,9 @@ class KernelManager {
 
   absl::Mutex mu_;
   std::map<std::string, uint64_t> pending_hits_ ABSL_GUARDED_BY(mu_);
+  // Kernel id -> backend name of every stored kernel (filled from the store at construction,
+  // kept by Compile and Delete/Release).
+  absl::flat_hash_map<std::string, std::string> backend_of_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace anerd::engine

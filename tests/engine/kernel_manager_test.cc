@@ -276,6 +276,44 @@ TEST_F(KernelManagerTest, DeleteRemovesTheKernel) {
   EXPECT_TRUE(engine->kernels().List()->empty());
 }
 
+// The evaluation reads the kernel's record when it runs on the executor, not when it is queued:
+// a kernel deleted while the evaluation waited is reported as the missing kernel. (When the
+// record was read on the caller's thread, the queued evaluation went on to rebuild from blobs
+// the delete had removed and failed naming a missing blob.)
+TEST_F(KernelManagerTest, EvalReadsTheRecordOnTheExecutor) {
+  auto engine = MakeEngine();
+  absl::StatusOr<KernelCompileResult> c = Compile(*engine, ConvRequest());
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string id = c->info.record.id;
+  // Occupies the executor: a compile (of another kernel: other weights) whose deferred weight file
+  // is read only when released.
+  std::string other_weights = testing::ConvWeightBytes();
+  other_weights[0] ^= 1;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> busy;
+  KernelCompileRequest blocker = ConvRequest();
+  blocker.weight_files.clear();
+  blocker.deferred_weight_files.push_back(
+      {"weights/w.bin", other_weights.size(), [&busy, released, other_weights] {
+         busy.set_value();
+         released.wait();
+         return absl::StatusOr<std::string>(other_weights);
+       }});
+  std::promise<absl::StatusOr<KernelCompileResult>> blocked;
+  engine->kernels().Compile(std::move(blocker), {},
+                            [&](auto result) { blocked.set_value(std::move(result)); });
+  busy.get_future().wait();
+  std::promise<absl::StatusOr<KernelEvalResult>> eval;
+  engine->kernels().Eval(id, ConvInputs(ConvInput(1)), {},
+                         [&](auto result) { eval.set_value(std::move(result)); });
+  ASSERT_TRUE(engine->kernels().Delete(id).ok());
+  release.set_value();
+  EXPECT_TRUE(blocked.get_future().get().ok());
+  absl::StatusOr<KernelEvalResult> result = eval.get_future().get();
+  EXPECT_EQ(result.status(), cache::KernelNotFound(id));
+}
+
 TEST_F(KernelManagerTest, CancelledOrExpiredRequestsAreSkipped) {
   auto engine = MakeEngine();
   RequestControl cancelled;
