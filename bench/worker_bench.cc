@@ -23,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "common/mil/parser.h"
 #include "common/mil/verifier.h"
+#include "common/paths.h"
 #include "common/synth_stories.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/training/trainer.h"
@@ -156,7 +157,7 @@ void BenchTraining(Backend& local, Backend& worker, const std::string& model, in
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string self = anerd::worker::SelfExecutablePath();
+  std::string self = anerd::SelfExecutablePath();
   std::string anerd_path = self.substr(0, self.rfind('/')) + "/../bin/anerd";
   anerd_path = Flag(argc, argv, "--anerd", anerd_path.c_str());
   anerd::backend::cpu::CpuBackend local(anerd::backend::cpu::CpuBackendOptions{});

@@ -3,8 +3,12 @@
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__APPLE__)
+#include <mach-o/dyld.h>
+#endif
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 
@@ -107,6 +111,21 @@ absl::Status MakeDirs(const std::string& dir, int mode) {
         absl::StrCat("cannot chmod ", dir, ": ", std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+std::string SelfExecutablePath() {
+#if defined(__APPLE__)
+  char buf[PATH_MAX];
+  uint32_t size = sizeof(buf);
+  if (_NSGetExecutablePath(buf, &size) != 0) return "";
+  char real[PATH_MAX];
+  return realpath(buf, real) != nullptr ? std::string(real) : std::string(buf);
+#else
+  char buf[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return "";
+  return std::string(buf, static_cast<size_t>(n));
+#endif
 }
 
 }  // namespace anerd

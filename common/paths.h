@@ -43,6 +43,10 @@ absl::Status MakeDirs(const std::string& dir, int mode);
 // Home directory ($HOME, else the passwd entry).
 std::string HomeDir();
 
+// The absolute path of the running executable (to start worker processes with); "" if the
+// system does not say. Linux: /proc/self/exe; macOS: _NSGetExecutablePath, resolved.
+std::string SelfExecutablePath();
+
 }  // namespace anerd
 
 #endif  // ANERD_COMMON_PATHS_H_

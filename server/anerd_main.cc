@@ -11,6 +11,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/paths.h"
 #include "common/version.h"
 #include "server/backend/cpu/kernels/parallel.h"
 #include "server/daemon/daemon.h"
@@ -182,7 +183,7 @@ int main(int argc, char** argv) {
   options.engine.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
   options.engine.session_memory_limit_bytes = absl::GetFlag(FLAGS_session_memory_limit_bytes);
   anerd::engine::WorkerSettings& workers = options.engine.workers;
-  workers.binary = anerd::worker::SelfExecutablePath();
+  workers.binary = anerd::SelfExecutablePath();
   workers.isolate_ane = absl::GetFlag(FLAGS_isolate_ane);
   workers.isolate_cpu = absl::GetFlag(FLAGS_isolate_cpu);
   workers.heartbeat_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_worker_heartbeat_timeout_ms));

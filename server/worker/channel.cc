@@ -12,10 +12,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-
-#if defined(__APPLE__)
-#include <random>
-#endif
+#include "common/platform_io.h"
 
 namespace anerd::worker {
 namespace {
@@ -201,28 +198,9 @@ void SharedArena::Reset() {
   size_ = 0;
 }
 
-namespace {
-
-int CreateAnonymousShm() {
-#if defined(__linux__)
-  return memfd_create("anerd-arena", MFD_CLOEXEC);
-#else
-  std::random_device rd;
-  const std::string name = absl::StrCat("/anerd-", getpid(), "-", rd());
-  const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-  if (fd >= 0) {
-    shm_unlink(name.c_str());
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-  }
-  return fd;
-#endif
-}
-
-}  // namespace
-
 absl::StatusOr<SharedArena> SharedArena::Create(uint64_t bytes) {
   if (bytes == 0) return absl::InvalidArgumentError("empty shared arena");
-  const int fd = CreateAnonymousShm();
+  const int fd = CreateAnonymousSharedMemory();
   if (fd < 0) return absl::ResourceExhaustedError(absl::StrCat("shared memory: ", strerror(errno)));
   if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
     const int e = errno;

@@ -1,6 +1,7 @@
-// WorkerBackend: a Backend whose device lives in a supervised worker process (DESIGN.md, process
-// model). The front process compiles and runs through it exactly as through an in-process
-// backend; the worker's compile budget and its crashes stay invisible to callers:
+// WorkerBackend: a Backend whose device lives in a supervised worker process (docs/ARCHITECTURE.md,
+// process model; start it with common/paths.h SelfExecutablePath()). The front process compiles and
+// runs through it exactly as through an in-process backend; the worker's compile budget and its
+// crashes stay invisible to callers:
 //
 //  * Budget. Each worker counts compiles against the backend's budget. Before a compile would
 //    exceed it, a fresh worker starts and the old one is retired. Programs compiled in an older
@@ -14,7 +15,7 @@
 //    `quarantine_after` times is quarantined: FAILED_PRECONDITION from then on. Only deaths the
 //    worker causes count (a fault signal, a nonzero exit, a hang the front killed); a SIGKILL or
 //    SIGTERM from outside (the OOM killer, an operator) restarts the worker but is not held
-//    against the program.
+//    against the program. Programs are named by their kernel key (server/cache/kernel_key.h).
 //
 // Data path: weights and tensors are copied once into a shared-memory arena (channel.h) and read
 // in place by the worker; only small control messages cross the socket.
@@ -87,9 +88,6 @@ class WorkerBackend : public backend::Backend {
   explicit WorkerBackend(std::shared_ptr<WorkerPool> pool);
   std::shared_ptr<WorkerPool> pool_;
 };
-
-// The path of the running executable (to start workers with).
-std::string SelfExecutablePath();
 
 }  // namespace anerd::worker
 

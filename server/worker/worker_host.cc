@@ -1,32 +1,31 @@
 #include "server/worker/worker_host.h"
 
-#include <dirent.h>
-#include <signal.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <thread>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "anerd/worker/v1/worker.pb.h"
 #include "common/mil/op_registry.h"
 #include "common/mil/parser.h"
 #include "common/mil/verifier.h"
 #include "server/backend/backend.h"
 #include "server/worker/channel.h"
+#include "server/worker/process.h"
+#include "server/worker/wire.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::worker {
 namespace {
-
-namespace pb = ::anerd::worker::v1;
 
 // Identity program that aborts or hangs when run (test-only ops).
 class TestOpProgram : public backend::CompiledProgram {
@@ -74,109 +73,89 @@ std::unique_ptr<backend::CompiledProgram> MakeTestOpProgram(const mil::Function&
                                          op == "anerd_test_abort");
 }
 
-void FillSignature(const backend::TensorSignature& s, pb::Signature* out) {
-  out->set_name(s.name);
-  out->set_dtype(static_cast<int>(s.type.dtype));
-  for (int64_t d : s.type.shape) out->add_shape(d);
-}
-
 class Host {
  public:
   Host(const WorkerHostOptions& options, std::unique_ptr<backend::Backend> backend)
       : options_(options), backend_(std::move(backend)), channel_(options.channel_fd) {}
 
   absl::Status SendHello() {
-    pb::Response r;
-    pb::Hello* h = r.mutable_hello();
-    h->set_protocol(kWorkerProtocol);
-    h->set_available(true);
-    const backend::BackendDescription d = backend_->Describe();
-    h->set_name(d.name);
-    h->set_version(d.version);
-    h->set_device(d.device);
-    h->set_fp16_compute(d.capabilities.fp16_compute);
-    h->set_honors_attn_mask(d.capabilities.honors_attn_mask);
-    h->set_multiple_inputs(d.capabilities.multiple_inputs);
-    h->set_compile_budget(d.capabilities.compile_budget);
-    for (const auto& [k, v] : d.facts) {
-      pb::Fact* f = h->add_facts();
-      f->set_key(k);
-      f->set_value(v);
-    }
+    wire::Hello hello;
+    hello.available = true;
+    hello.description = backend_->Describe();
     for (const std::string& op : mil::KnownOps()) {
-      if (backend_->Supports(op)) h->add_supported_ops(op);
+      if (backend_->Supports(op)) hello.supported_ops.push_back(op);
     }
-    return channel_.Send(r);
+    wire::Response r;
+    r.kind = std::move(hello);
+    return wire::Send(channel_, r);
   }
 
   // Serves requests until the channel closes or a shutdown request arrives.
   int Serve() {
     for (;;) {
-      pb::Request req;
+      wire::Request req;
       int fd = -1;
-      absl::Status st = channel_.Receive(&req, &fd);
+      absl::Status st = wire::Receive(channel_, &req, &fd);
       if (!st.ok()) {
         if (st.code() == absl::StatusCode::kUnavailable) return 0;  // the front closed
         spdlog::error("worker: {}", st.ToString());
         return 1;
       }
-      if (req.new_arena_bytes() > 0) {
-        absl::StatusOr<SharedArena> arena = fd >= 0 ? SharedArena::Map(fd, req.new_arena_bytes())
+      if (req.new_arena_bytes > 0) {
+        absl::StatusOr<SharedArena> arena = fd >= 0 ? SharedArena::Map(fd, req.new_arena_bytes)
                                                     : absl::InvalidArgumentError("no arena fd");
-        if (!arena.ok()) return Fail(req.id(), arena.status());
+        if (!arena.ok()) return Fail(req.id, arena.status());
         arena_ = *std::move(arena);
       } else if (fd >= 0) {
         close(fd);
       }
-      for (uint64_t handle : req.release()) programs_.erase(handle);
-      if (req.kind_case() == pb::Request::kShutdown) return 0;
-      pb::Response resp = Handle(req);
-      resp.set_id(req.id());
-      resp.set_compiles_used(backend_->compiles_used());
-      if (!channel_.Send(resp).ok()) return 0;
+      for (uint64_t handle : req.release) programs_.erase(handle);
+      if (std::holds_alternative<wire::Shutdown>(req.kind)) return 0;
+      wire::Response resp = Handle(req);
+      resp.id = req.id;
+      resp.compiles_used = backend_->compiles_used();
+      if (!wire::Send(channel_, resp).ok()) return 0;
     }
   }
 
  private:
   int Fail(uint64_t id, const absl::Status& status) {
-    pb::Response r;
-    r.set_id(id);
-    r.set_code(static_cast<int>(status.code()));
-    r.set_message(std::string(status.message()));
-    (void)channel_.Send(r);
+    wire::Response r;
+    r.id = id;
+    r.status = status;
+    (void)wire::Send(channel_, r);
     return 1;
   }
 
-  pb::Response Handle(const pb::Request& req) {
-    pb::Response resp;
-    absl::Status st;
-    if (req.kind_case() == pb::Request::kCompile) {
-      st = Compile(req.compile(), resp.mutable_compile());
-    } else if (req.kind_case() == pb::Request::kRun) {
-      st = Run(req.run(), resp.mutable_run());
+  wire::Response Handle(const wire::Request& req) {
+    wire::Response resp;
+    if (const auto* compile = std::get_if<wire::CompileRequest>(&req.kind)) {
+      wire::CompileResponse out;
+      resp.status = Compile(*compile, &out);
+      resp.kind = std::move(out);
+    } else if (const auto* run = std::get_if<wire::RunRequest>(&req.kind)) {
+      wire::RunResponse out;
+      resp.status = Run(*run, &out);
+      resp.kind = std::move(out);
     } else {
-      st = absl::InvalidArgumentError("empty worker request");
+      resp.status = absl::InvalidArgumentError("empty worker request");
     }
-    if (!st.ok()) {
-      resp.Clear();
-      resp.set_code(static_cast<int>(st.code()));
-      resp.set_message(std::string(st.message()));
-    }
+    if (!resp.status.ok()) resp.kind = std::monostate();
     return resp;
   }
 
-  absl::Status Compile(const pb::CompileRequest& req, pb::CompileResponse* out) {
+  absl::Status Compile(const wire::CompileRequest& req, wire::CompileResponse* out) {
     mil::WeightFiles weights;
-    for (const pb::WeightRef& w : req.weights()) {
-      if (!arena_.Contains(w.bytes().offset(), w.bytes().size())) {
+    for (const wire::WeightRef& w : req.weights) {
+      if (!arena_.Contains(w.bytes.offset, w.bytes.size)) {
         return absl::InvalidArgumentError(
-            absl::StrCat("weight file ", w.path(), " lies outside the arena"));
+            absl::StrCat("weight file ", w.path, " lies outside the arena"));
       }
       absl::Status added =
-          weights.Add(w.path(), std::string(arena_.data() + w.bytes().offset(), w.bytes().size()));
+          weights.Add(w.path, std::string(arena_.data() + w.bytes.offset, w.bytes.size));
       if (!added.ok()) return added;
     }
-    absl::StatusOr<mil::Program> program = mil::ParseProgram(req.mil_text());
+    absl::StatusOr<mil::Program> program = mil::ParseProgram(req.mil_text);
     if (!program.ok()) return program.status();
     absl::StatusOr<mil::VerifiedProgram> verified =
         mil::VerifyProgram(*std::move(program), std::move(weights));
@@ -186,56 +165,47 @@ class Host {
     if (options_.test_ops && !test_op.empty()) {
       compiled = MakeTestOpProgram(verified->main(), test_op);
     } else {
-      backend::CompileOptions options;
-      options.numerics = static_cast<backend::NumericsMode>(req.numerics());
-      options.ignore_attn_mask = req.ignore_attn_mask();
-      options.reference_mode = req.reference_mode();
-      options.max_memory_bytes = req.max_memory_bytes();
       absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> c =
-          backend_->Compile(*verified, options);
+          backend_->Compile(*verified, req.options);
       if (!c.ok()) return c.status();
       compiled = *std::move(c);
     }
-    for (const auto& s : compiled->inputs()) FillSignature(s, out->add_inputs());
-    for (const auto& s : compiled->outputs()) FillSignature(s, out->add_outputs());
-    out->set_memory_bytes(compiled->memory_bytes());
-    const uint64_t handle = next_handle_++;
-    out->set_handle(handle);
-    programs_[handle] = std::move(compiled);
+    out->inputs = compiled->inputs();
+    out->outputs = compiled->outputs();
+    out->memory_bytes = compiled->memory_bytes();
+    out->handle = next_handle_++;
+    programs_[out->handle] = std::move(compiled);
     return absl::OkStatus();
   }
 
-  absl::Status Run(const pb::RunRequest& req, pb::RunResponse* out) {
-    auto it = programs_.find(req.handle());
+  absl::Status Run(const wire::RunRequest& req, wire::RunResponse* out) {
+    auto it = programs_.find(req.handle);
     if (it == programs_.end()) {
-      return absl::NotFoundError(absl::StrCat("no program with handle ", req.handle()));
+      return absl::NotFoundError(absl::StrCat("no program with handle ", req.handle));
     }
     std::vector<backend::NamedTensor> inputs;
-    for (const pb::TensorRef& t : req.inputs()) {
-      if (!arena_.Contains(t.bytes().offset(), t.bytes().size())) {
+    for (const wire::TensorRef& t : req.inputs) {
+      if (!arena_.Contains(t.bytes.offset, t.bytes.size)) {
         return absl::InvalidArgumentError(
-            absl::StrCat("input ", t.name(), " lies outside the arena"));
+            absl::StrCat("input ", t.name, " lies outside the arena"));
       }
-      mil::TensorType type;
-      type.dtype = static_cast<mil::DType>(t.dtype());
-      type.shape.assign(t.shape().begin(), t.shape().end());
       absl::StatusOr<backend::Tensor> tensor = backend::Tensor::FromBytes(
-          type, std::string(arena_.data() + t.bytes().offset(), t.bytes().size()));
+          t.type, std::string(arena_.data() + t.bytes.offset, t.bytes.size));
       if (!tensor.ok()) return tensor.status();
-      inputs.push_back({t.name(), *std::move(tensor)});
+      inputs.push_back({t.name, *std::move(tensor)});
     }
     absl::StatusOr<backend::RunResult> result = it->second->Run(inputs);
     if (!result.ok()) return result.status();
-    return WriteOutputs(req.outputs(), *result, out);
+    return WriteOutputs(req.outputs, *result, out);
   }
 
-  absl::Status WriteOutputs(const pb::Span& area, const backend::RunResult& result,
-                            pb::RunResponse* out) {
-    if (!arena_.Contains(area.offset(), area.size())) {
+  absl::Status WriteOutputs(const wire::Span& area, const backend::RunResult& result,
+                            wire::RunResponse* out) {
+    if (!arena_.Contains(area.offset, area.size)) {
       return absl::InvalidArgumentError("output area lies outside the arena");
     }
-    uint64_t offset = area.offset();
-    const uint64_t end = area.offset() + area.size();
+    uint64_t offset = area.offset;
+    const uint64_t end = area.offset + area.size;
     for (const backend::NamedTensor& t : result.outputs) {
       const uint64_t n = t.tensor.bytes().size();
       if (n > end - offset) {
@@ -243,14 +213,12 @@ class Host {
             absl::StrCat("output ", t.name, " does not fit the output area"));
       }
       std::memcpy(arena_.data() + offset, t.tensor.data(), n);
-      pb::Span* s = out->add_outputs();
-      s->set_offset(offset);
-      s->set_size(n);
+      out->outputs.push_back({offset, n});
       offset += (n + 63) & ~uint64_t{63};
       offset = std::min(offset, end);
     }
-    out->set_total_us(result.timing.total_us);
-    out->set_compute_us(result.timing.compute_us);
+    out->total_us = result.timing.total_us;
+    out->compute_us = result.timing.compute_us;
     return absl::OkStatus();
   }
 
@@ -262,73 +230,21 @@ class Host {
   uint64_t next_handle_ = 1;
 };
 
-// Closes every descriptor except stdio and the ones the worker needs (the front's descriptors
-// are close-on-exec, but a library may have leaked one).
-void CloseStrayDescriptors(int keep1, int keep2) {
-#if defined(__linux__)
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return;
-  std::vector<int> fds;
-  while (dirent* e = readdir(dir)) {
-    const int fd = std::atoi(e->d_name);
-    if (fd > 2 && fd != keep1 && fd != keep2 && fd != dirfd(dir)) fds.push_back(fd);
-  }
-  closedir(dir);
-  for (int fd : fds) close(fd);
-#else
-  const int max = static_cast<int>(std::min<long>(sysconf(_SC_OPEN_MAX), 4096));
-  for (int fd = 3; fd < max; ++fd) {
-    if (fd != keep1 && fd != keep2) close(fd);
-  }
-#endif
-}
-
-void SetUpProcess(const WorkerHostOptions& options) {
-  // No PR_SET_PDEATHSIG: it fires when the *thread* that spawned the worker exits, and any front
-  // thread may replace a worker. The heartbeat thread watches the parent instead.
-  if (options.parent_pid != 0 && getppid() != options.parent_pid) std::_Exit(0);
-  // The front owns the orderly shutdown: a terminal's Ctrl-C or a service manager's SIGTERM to
-  // the process group must not kill the worker before the front has drained it.
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGPIPE, SIG_IGN);
-  CloseStrayDescriptors(options.channel_fd, options.heartbeat_fd);
-}
-
-// Increments the shared heartbeat counter every 100 ms until the process exits, and exits the
-// process when the front is gone (re-parented), even if the serving thread is stuck in a device.
-void StartHeartbeat(int fd, int64_t parent_pid) {
-  if (fd < 0) return;
-  absl::StatusOr<SharedArena> page = SharedArena::Map(fd, sizeof(HeartbeatPage));
-  if (!page.ok()) {
-    spdlog::warn("worker heartbeat disabled: {}", page.status().ToString());
-    return;
-  }
-  auto* arena = new SharedArena(*std::move(page));  // lives until the process exits
-  std::thread([arena, parent_pid] {
-    auto* beats = &reinterpret_cast<HeartbeatPage*>(arena->data())->beats;
-    for (;;) {
-      if (parent_pid != 0 && getppid() != parent_pid) std::_Exit(0);
-      __atomic_add_fetch(beats, 1, __ATOMIC_RELAXED);
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-  }).detach();
-}
-
 }  // namespace
 
 int RunWorker(const WorkerHostOptions& options) {
-  SetUpProcess(options);
+  PrepareWorkerProcess(options.parent_pid, options.channel_fd, options.heartbeat_fd);
   StartHeartbeat(options.heartbeat_fd, options.parent_pid);
   absl::StatusOr<std::unique_ptr<backend::Backend>> backend =
       backend::CreateBackend(options.backend, options.registry);
   if (!backend.ok()) {
     Channel channel(options.channel_fd);
-    pb::Response r;
-    r.mutable_hello()->set_protocol(kWorkerProtocol);
-    r.mutable_hello()->set_available(false);
-    r.mutable_hello()->set_unavailable_reason(std::string(backend.status().message()));
-    (void)channel.Send(r);
+    wire::Hello hello;
+    hello.available = false;
+    hello.unavailable_reason = std::string(backend.status().message());
+    wire::Response r;
+    r.kind = std::move(hello);
+    (void)wire::Send(channel, r);
     return 0;
   }
   Host host(options, *std::move(backend));

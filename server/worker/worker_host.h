@@ -1,12 +1,12 @@
-// The worker side of the process model (DESIGN.md): `anerd --worker=BACKEND` runs RunWorker,
-// which creates the one backend, announces it (Hello) and then serves compile and run requests
-// from the front process over the channel until the front closes it or asks it to stop.
+// The worker side of the process model (docs/ARCHITECTURE.md): `anerd --worker=BACKEND` runs
+// RunWorker, which creates the one backend, announces it (Hello) and then serves compile and run
+// requests from the front process over the channel until the front closes it or asks it to stop.
 //
 // The worker owns the device and the compiled programs; the front owns everything persistent.
 // Tensors and weights are read from and written to the shared arena the front passes
 // (channel.h); every offset and size the front sends is checked against the arena before use.
-// A heartbeat thread increments a counter in a shared page every 100 ms so the front can tell a
-// stopped process from a busy one.
+// Messages are wire.h's; a heartbeat thread (process.h) increments a counter in a shared page
+// every 100 ms so the front can tell a stopped process from a busy one.
 //
 // Test-only ops (op_registry.h): with `test_ops`, a program containing `anerd_test_abort` aborts
 // the worker when run and one containing `anerd_test_hang` never returns — the crash and hang
@@ -21,8 +21,6 @@
 
 namespace anerd::worker {
 
-inline constexpr uint32_t kWorkerProtocol = 1;
-
 struct WorkerHostOptions {
   std::string backend;     // registry name
   int channel_fd = -1;     // connected socket to the front (owned)
@@ -34,11 +32,6 @@ struct WorkerHostOptions {
 
 // Serves until the channel closes. Returns the process exit code (0 after an orderly stop).
 int RunWorker(const WorkerHostOptions& options);
-
-// The heartbeat page shared between front and worker.
-struct HeartbeatPage {
-  uint64_t beats;  // accessed with __atomic builtins
-};
 
 }  // namespace anerd::worker
 

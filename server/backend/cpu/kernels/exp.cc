@@ -53,8 +53,9 @@ inline float ExpCore(float x) {
 // half of a softmax's entries that small), so ExpArray recomputes the few in
 // [kMinArg, kMinNormal) afterwards. Every comparison is made unconditionally so the selects
 // if-convert. Built with -ffp-contract=off (same bits with and without FMA hardware) and
-// -fno-trapping-math (both sides of a select may be computed): server/backend/CMakeLists.txt.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__APPLE__)
+// -fno-trapping-math (both sides of a select may be computed), and cloned for AVX2 where the
+// toolchain supports it (ANERD_HAVE_TARGET_CLONES): server/backend/CMakeLists.txt.
+#if defined(ANERD_HAVE_TARGET_CLONES) && defined(__x86_64__)
 __attribute__((target_clones("avx2", "default")))
 #endif
 void ExpLoop(const float* src, float* dst, int64_t n) {

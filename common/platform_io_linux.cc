@@ -1,0 +1,26 @@
+#include <dirent.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <vector>
+
+#include "common/platform_io.h"
+
+namespace anerd {
+
+int CreateAnonymousSharedMemory() { return memfd_create("anerd-arena", MFD_CLOEXEC); }
+
+void CloseDescriptorsExcept(int keep1, int keep2) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  std::vector<int> fds;
+  while (dirent* e = readdir(dir)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd > 2 && fd != keep1 && fd != keep2 && fd != dirfd(dir)) fds.push_back(fd);
+  }
+  closedir(dir);
+  for (int fd : fds) close(fd);
+}
+
+}  // namespace anerd

@@ -1,0 +1,32 @@
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/platform_io.h"
+
+namespace anerd {
+
+int CreateAnonymousSharedMemory() {
+  std::random_device rd;
+  const std::string name = absl::StrCat("/anerd-", getpid(), "-", rd());
+  const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd >= 0) {
+    shm_unlink(name.c_str());
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  return fd;
+}
+
+void CloseDescriptorsExcept(int keep1, int keep2) {
+  const int max = static_cast<int>(std::min<long>(sysconf(_SC_OPEN_MAX), 4096));
+  for (int fd = 3; fd < max; ++fd) {
+    if (fd != keep1 && fd != keep2) close(fd);
+  }
+}
+
+}  // namespace anerd
