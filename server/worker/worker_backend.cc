@@ -323,5 +323,6 @@ absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> WorkerBackend::Compile
 }
 int64_t WorkerBackend::compiles_used() const { return pool_->compiles_used(); }
 WorkerStatus WorkerBackend::Status() const { return pool_->Status(); }
+int64_t WorkerBackend::pid() const { return pool_->pid(); }
 
 }  // namespace anerd::worker

@@ -288,7 +288,7 @@ TEST_F(KernelManagerTest, EvalReadsTheRecordOnTheExecutor) {
   // Occupies the executor: a compile (of another kernel: other weights) whose deferred weight file
   // is read only when released.
   std::string other_weights = testing::ConvWeightBytes();
-  other_weights[0] ^= 1;
+  other_weights[other_weights.size() - 2] ^= 1;  // the low byte of the last fp16 weight
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   std::promise<void> busy;
@@ -309,7 +309,8 @@ TEST_F(KernelManagerTest, EvalReadsTheRecordOnTheExecutor) {
                          [&](auto result) { eval.set_value(std::move(result)); });
   ASSERT_TRUE(engine->kernels().Delete(id).ok());
   release.set_value();
-  EXPECT_TRUE(blocked.get_future().get().ok());
+  absl::StatusOr<KernelCompileResult> other = blocked.get_future().get();
+  EXPECT_TRUE(other.ok()) << other.status();
   absl::StatusOr<KernelEvalResult> result = eval.get_future().get();
   EXPECT_EQ(result.status(), cache::KernelNotFound(id));
 }
