@@ -531,6 +531,12 @@ void Builder::Output(const Value& value) {
   function_.outputs.push_back(value.name);
 }
 
+std::vector<std::pair<std::string, std::string>> SeedBuildInfo() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [key, value] : kBuildInfo) out.emplace_back(key, value);
+  return out;
+}
+
 absl::StatusOr<Program> Builder::Finish() const {
   if (!status_.ok()) return status_;
   if (function_.outputs.empty()) {
@@ -539,7 +545,7 @@ absl::StatusOr<Program> Builder::Finish() const {
   }
   Program program;
   program.version = "1.3";
-  for (const auto& [key, value] : kBuildInfo) program.build_info.emplace_back(key, value);
+  program.build_info = SeedBuildInfo();
   program.functions.push_back(function_);
   return program;
 }

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -31,6 +32,10 @@
 #include "common/mil/ir.h"
 
 namespace anerd::mil {
+
+// The `buildInfo` dictionary the seed, Orion and Espresso emit on every program
+// (ane-seed-spec 3.1).
+std::vector<std::pair<std::string, std::string>> SeedBuildInfo();
 
 // A named value in the function being built. Invalid (empty name) after an error.
 struct Value {

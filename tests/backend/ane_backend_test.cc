@@ -30,8 +30,9 @@ mil::VerifiedProgram Verify(const std::string& text, mil::WeightFiles weights = 
 }
 
 std::string Wrap(const std::string& inputs, const std::string& body, const std::string& outputs) {
-  return "program(1.3)\n{\n    func main<ios18>(" + inputs + ") {\n" + body + "\n    } -> (" +
-         outputs + ");\n}\n";
+  return "program(1.3)\n[buildInfo = dict<string, string>({{\"coremlc-version\", \"3505.4.1\"}})]\n"
+         "{\n    func main<ios18>(" +
+         inputs + ") {\n" + body + "\n    } -> (" + outputs + ");\n}\n";
 }
 
 std::vector<NamedTensor> RandomInputs(const std::vector<TensorSignature>& sigs, uint32_t seed) {
@@ -93,8 +94,10 @@ const char* kMixedBody =
 
 // ---- single input/output surface (spec 1.5, 1.8) ----
 
-TEST(AneSimDevice, RejectsMoreThanOneInputSurfaceWith0x1d) {
-  std::unique_ptr<AneDevice> device = CreateSimDevice();
+TEST(AneSimDevice, RejectsMoreThanOneInputSurfaceWith0x1dUnderTheSeedsSwitch) {
+  SimRules rules;
+  rules.ane.multi_input_surfaces = false;  // seed README: the single-input constraint
+  std::unique_ptr<AneDevice> device = CreateSimDevice(rules);
   const std::string text = Wrap("tensor<fp16, [1, 64]> a, tensor<fp16, [1, 64]> b",
                                 "        tensor<fp16, [1, 64]> y = add(x = a, y = b)[name = "
                                 "string(\"y\")];",
@@ -102,15 +105,17 @@ TEST(AneSimDevice, RejectsMoreThanOneInputSurfaceWith0x1d) {
   auto model = device->Compile(text, {});
   ASSERT_TRUE(model.ok()) << model.status();
   ASSERT_TRUE(device->Load(**model).ok());
-  auto a = device->AllocateSurface(128), b = device->AllocateSurface(128),
-       y = device->AllocateSurface(128);
+  auto a = device->AllocateSurface(49152), b = device->AllocateSurface(49152),
+       y = device->AllocateSurface(49152);
   ASSERT_TRUE(a.ok() && b.ok() && y.ok());
   absl::Status s = device->Evaluate(**model, {a->get(), b->get()}, {y->get()});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   auto error = GetDeviceError(s);
   ASSERT_TRUE(error.has_value()) << s;
-  EXPECT_EQ(error->code, kSimBadSurfaceCode);
-  EXPECT_EQ(error->domain, kSimErrorDomain);
+  EXPECT_EQ(error->code, kAneEvalErrorCode);
+  EXPECT_EQ(error->domain, kAneErrorDomain);
+  EXPECT_TRUE(absl::StrContains(error->description, "status=0x1d")) << error->description;
+  EXPECT_TRUE(absl::StrContains(error->description, "multi_input_surfaces"));
 }
 
 TEST(AneBackend, PacksSeveralInputsAndOutputsIntoOneSurface) {
@@ -121,7 +126,6 @@ TEST(AneBackend, PacksSeveralInputsAndOutputsIntoOneSurface) {
                                 "string(\"z\")];",
       "y, z"));
   LoweringOptions lo;
-  lo.surface_alignment = 128;
   auto lowered = LowerForAne(program, lo);
   ASSERT_TRUE(lowered.ok()) << lowered.status();
   EXPECT_TRUE(lowered->packed_inputs);
@@ -138,10 +142,13 @@ TEST(AneBackend, PacksSeveralInputsAndOutputsIntoOneSurface) {
 
 TEST(AneBackend, KeepsFp16IoWithoutCastsWhenEveryTensorIsFp16) {
   const mil::VerifiedProgram program = Verify(Wrap(
-      "tensor<fp16, [1, 64, 1, 16]> a, tensor<fp16, [1, 64, 1, 16]> b",
-      "        tensor<fp16, [1, 64, 1, 16]> y = add(x = a, y = b)[name = string(\"y\")];", "y"));
+      "tensor<fp16, [1, 64, 1, 16]> a, tensor<fp16, [1, 64, 1, 8]> b",
+      "        tensor<fp16, [1, 64, 1, 16]> y = add(x = a, y = fp16(1))[name = string(\"y\")];\n"
+      "        tensor<fp16, [1, 64, 1, 8]> z = mul(x = b, y = b)[name = string(\"z\")];",
+      "y, z"));
   auto lowered = LowerForAne(program, LoweringOptions{});
   ASSERT_TRUE(lowered.ok()) << lowered.status();
+  EXPECT_TRUE(lowered->packed_inputs);  // b's width 8 is not a multiple of 16
   EXPECT_EQ(lowered->input_surfaces[0].dtype, mil::DType::kFp16);
   EXPECT_EQ(lowered->output_surfaces[0].dtype, mil::DType::kFp16);
   EXPECT_FALSE(absl::StrContains(lowered->mil_text, "cast("));
@@ -155,7 +162,6 @@ TEST(AneBackend, LeavesAProgramThatFitsUnchanged) {
       Wrap("tensor<fp16, [1, 64, 1, 64]> x",
            "        tensor<fp16, [1, 64, 1, 64]> y = sigmoid(x = x)[name = string(\"y\")];", "y"));
   LoweringOptions lo;
-  lo.surface_alignment = 128;
   auto lowered = LowerForAne(program, lo);
   ASSERT_TRUE(lowered.ok());
   EXPECT_FALSE(lowered->packed_inputs);
@@ -169,7 +175,8 @@ TEST(AneSimDevice, RejectsIntegerSurfacesAndTheBackendCopes) {
   std::unique_ptr<AneDevice> device = CreateSimDevice();
   auto model = device->Compile(Wrap(kMixedIo, kMixedBody, "y"), {});
   ASSERT_FALSE(model.ok());
-  EXPECT_TRUE(absl::StrContains(model.status().message(), "fp16 or fp32 only"));
+  EXPECT_TRUE(absl::StrContains(model.status().message(), "fp16_fp32_surfaces_only"))
+      << model.status();
   AneBackend backend = SimBackend();
   ExpectMatchesCpu(backend, Verify(Wrap(kMixedIo, kMixedBody, "y")));
 }
@@ -195,19 +202,15 @@ TEST(AneBackend, ComputesInFp16EvenWhenFp32NumericsAreAsked) {
 
 // ---- surface size and alignment (spec 1.4; anchors §0 item 6) ----
 
-TEST(AneSimDevice, RefusesMisalignedAndSmallSurfaces) {
-  SimRules rules;
-  rules.min_surface_bytes = 8192;
-  std::unique_ptr<AneDevice> device = CreateSimDevice(rules);
-  EXPECT_FALSE(device->AllocateSurface(100).ok());   // not a multiple of 128
-  EXPECT_FALSE(device->AllocateSurface(4096).ok());  // below the minimum
-  EXPECT_TRUE(device->AllocateSurface(8192).ok());
+TEST(AneSimDevice, RefusesMisalignedSurfaces) {
+  std::unique_ptr<AneDevice> device = CreateSimDevice();
+  EXPECT_FALSE(device->AllocateSurface(100).ok());  // not a multiple of 128 (ANE PR #35)
+  EXPECT_TRUE(device->AllocateSurface(4096).ok());  // small ones fail at evaluation (0x1d)
+  EXPECT_TRUE(device->AllocateSurface(49152).ok());
 }
 
 TEST(AneBackend, PadsOddSizedTensorsToTheSurfaceRules) {
-  SimRules rules;
-  rules.min_surface_bytes = 8192;
-  AneBackend backend = SimBackend(rules);
+  AneBackend backend = SimBackend();
   const mil::VerifiedProgram program = Verify(
       Wrap("tensor<fp16, [1, 3, 1, 5]> x",
            "        tensor<fp16, [1, 3, 1, 5]> y = relu(x = x)[name = string(\"y\")];", "y"));
@@ -323,7 +326,7 @@ bool OutputChangesAfterWeightRewriteAndReload(bool bake) {
   auto model = device->Compile(text, {{"@model_path/weights/w.bin", bytes}});
   EXPECT_TRUE(model.ok()) << model.status();
   EXPECT_TRUE(device->Load(**model).ok());
-  auto in = device->AllocateSurface(128), out = device->AllocateSurface(128);
+  auto in = device->AllocateSurface(49152), out = device->AllocateSurface(49152);
   const std::string ones =
       Tensor::FromFloats(mil::DType::kFp16, {1, 64}, std::vector<float>(64, 1.0f)).bytes();
   EXPECT_TRUE((*in)->Write(0, ones).ok());

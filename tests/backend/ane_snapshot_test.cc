@@ -47,10 +47,7 @@ void CheckSnapshot(const std::string& name, const mil::VerifiedProgram& program)
   SCOPED_TRACE(name);
   const DeviceInfo sim = CreateSimDevice()->Info();
   LoweringOptions lo;
-  lo.max_inputs = sim.max_inputs;
-  lo.max_outputs = sim.max_outputs;
-  lo.surface_alignment = sim.surface_alignment;
-  lo.min_surface_bytes = sim.min_surface_bytes;
+  lo.rules = sim.rules;
   lo.device_honors_attn_mask = sim.honors_attn_mask;
   absl::StatusOr<LoweredProgram> lowered = LowerForAne(program, lo);
   ASSERT_TRUE(lowered.ok()) << lowered.status();

@@ -122,10 +122,10 @@ absl::StatusOr<RunResult> AneProgram::Run(const std::vector<NamedTensor>& inputs
 }
 
 absl::StatusOr<std::vector<std::unique_ptr<DeviceSurface>>> AllocateAll(
-    AneDevice& device, const std::vector<mil::TensorType>& types) {
+    AneDevice& device, const std::vector<int64_t>& sizes) {
   std::vector<std::unique_ptr<DeviceSurface>> out;
-  for (const mil::TensorType& t : types) {
-    ANERD_ASSIGN_OR_RETURN(auto s, device.AllocateSurface(static_cast<size_t>(t.NumBytes())));
+  for (int64_t bytes : sizes) {
+    ANERD_ASSIGN_OR_RETURN(auto s, device.AllocateSurface(static_cast<size_t>(bytes)));
     out.push_back(std::move(s));
   }
   return out;
@@ -174,6 +174,10 @@ BackendDescription AneBackend::Describe() const {
              {"classes", classes},
              {"device_compiles", absl::StrCat(device_->compile_count())}};
   if (info_.cores > 0) d.facts.emplace_back("cores", absl::StrCat(info_.cores));
+  d.facts.emplace_back("ane_rules_profile", info_.rules.profile);
+  for (const mil::AneRuleRow& row : mil::DescribeAneRules(info_.rules)) {
+    d.facts.emplace_back(mil::kAneRuleFactPrefix + row.id, mil::EncodeAneRuleFact(row));
+  }
   return d;
 }
 
@@ -207,10 +211,7 @@ absl::StatusOr<std::unique_ptr<CompiledProgram>> AneBackend::Compile(
                                                      " compiles is used up"));
   }
   LoweringOptions lo;
-  lo.max_inputs = info_.max_inputs;
-  lo.max_outputs = info_.max_outputs;
-  lo.surface_alignment = info_.surface_alignment;
-  lo.min_surface_bytes = info_.min_surface_bytes;
+  lo.rules = info_.rules;
   lo.device_honors_attn_mask = info_.honors_attn_mask;
   lo.honor_attn_mask = !options.ignore_attn_mask;
   auto release = [this](absl::Status s) {
@@ -224,9 +225,9 @@ absl::StatusOr<std::unique_ptr<CompiledProgram>> AneBackend::Compile(
   if (!model.ok()) return release(MapCompileError(model.status()));
   absl::Status loaded = LoadWithRetry(*device_, **model);
   if (!loaded.ok()) return release(loaded);
-  auto in = AllocateAll(*device_, lowered->input_surfaces);
+  auto in = AllocateAll(*device_, lowered->input_surface_bytes);
   if (!in.ok()) return release(absl::InternalError(in.status().message()));
-  auto out = AllocateAll(*device_, lowered->output_surfaces);
+  auto out = AllocateAll(*device_, lowered->output_surface_bytes);
   if (!out.ok()) return release(absl::InternalError(out.status().message()));
   return std::unique_ptr<CompiledProgram>(new AneProgram(
       device_, *std::move(model), *std::move(lowered), *std::move(in), *std::move(out)));

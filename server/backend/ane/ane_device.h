@@ -10,8 +10,10 @@
 // Unload. A DeviceModel that is destroyed while loaded is unloaded first.
 //
 // Surfaces (spec 1.4): byte buffers holding one tensor each, row-major in the MIL shape, fp16 as
-// IEEE binary16 bits and fp32 as IEEE binary32, little-endian, no padding. The device checks that a
-// surface's size equals the bytes of the program input/output it is bound to.
+// IEEE binary16 bits and fp32 as IEEE binary32, little-endian, packed at offset 0 of a surface that
+// may be larger (Orion #12, #14: the device reads the first C*S values). Surface sizes, counts and
+// binding order follow DeviceInfo::rules (ane_rules.h): at least min_surface_bytes, the same size
+// within the inputs and within the outputs, bound in alphabetical order of the MIL names.
 //
 // Errors: every failure the framework reports (NSError) or throws (NSException) becomes an
 // absl::Status whose message contains the framework's text and which carries a DeviceError
@@ -36,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/mil/ane_rules.h"
 
 namespace anerd::backend::ane {
 
@@ -55,12 +58,9 @@ struct DeviceInfo {
   std::vector<std::string> classes_found;  // private classes resolved by name
   // Successful compiles the device is expected to allow per process (0 = unlimited).
   int64_t compile_budget = 0;
-  // Largest number of input / output surfaces one evaluation accepts (spec 1.5, 1.8).
-  int max_inputs = 1;
-  int max_outputs = 1;
-  // Surface byte sizes must be a multiple of this and at least min_surface_bytes (0 = no rule).
-  int64_t surface_alignment = 0;
-  int64_t min_surface_bytes = 0;
+  // The rules table in force for this device (common/mil/ane_rules.h): surfaces, packing, ops.
+  // The lowering satisfies them; the simulator enforces them.
+  mil::AneRules rules;
   // Whether scaled_dot_product_attention honours attn_mask (spec 1.8: it does not).
   bool honors_attn_mask = false;
 };
@@ -121,8 +121,10 @@ class AneDevice {
   virtual absl::Status Unload(DeviceModel& model, unsigned int qos = kDefaultQos) = 0;
   // A zero-filled surface of `bytes` bytes (INVALID_ARGUMENT when the device's size rules refuse).
   virtual absl::StatusOr<std::unique_ptr<DeviceSurface>> AllocateSurface(size_t bytes) = 0;
-  // Runs a loaded model on the bound surfaces (input i binds to the program's input i, in the
-  // order of the MIL function's parameters; likewise outputs). `counters` may be null.
+  // Runs a loaded model on the bound surfaces: input surface i binds to the i-th MIL parameter in
+  // alphabetical order of the names when rules.alphabetical_binding (Orion #13), else in
+  // declaration order; likewise outputs (Orion #3). The lowering declares them sorted, so both
+  // readings agree. `counters` may be null.
   virtual absl::Status Evaluate(DeviceModel& model, const std::vector<DeviceSurface*>& inputs,
                                 const std::vector<DeviceSurface*>& outputs,
                                 unsigned int qos = kDefaultQos,

@@ -262,10 +262,7 @@ DeviceInfo AppleDevice::Info() const {
   info.classes_found = found_;
   info.chip = SysctlString("machdep.cpu.brand_string");
   info.compile_budget = kFrameworkCompileBudget;
-  info.max_inputs = 1;  // spec 1.8, 11: the single-input constraint
-  info.max_outputs = 1;
-  info.surface_alignment = 128;  // anchors §0 item 6: M5 needs 128-byte aligned surfaces
-  info.min_surface_bytes = 128;
+  info.rules = mil::AneRulesForChip(info.chip);  // the rules table (common/mil/ane_rules.h)
   info.honors_attn_mask = false;  // spec 1.8
   @autoreleasepool {
     @try {

@@ -54,6 +54,8 @@ class SimModel : public DeviceModel {
   std::vector<DeviceWeightFile> weights;  // the caller's buffers (only used when not baked)
   std::unique_ptr<CompiledProgram> program;
   bool loaded_ = false;
+  std::vector<size_t> in_order, out_order;  // parameter/result index per binding position
+  std::string eval_finding;                 // a rule broken at evaluation ("" when none)
 };
 
 std::string Identifier(absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights) {
@@ -68,17 +70,15 @@ std::string Identifier(absl::string_view mil_text, const std::vector<DeviceWeigh
 
 class SimDevice : public AneDevice {
  public:
-  explicit SimDevice(const SimRules& rules) : rules_(rules), cpu_(cpu::CpuBackendOptions{}) {}
+  explicit SimDevice(const SimRules& rules)
+      : rules_(rules), cpu_(cpu::CpuBackendOptions{}), faults_(rules.faults) {}
 
   DeviceInfo Info() const override {
     DeviceInfo info;
     info.name = "simulated ANE (CPU backend, ane numerics)";
     info.simulated = true;
     info.compile_budget = rules_.compile_budget;
-    info.max_inputs = rules_.max_inputs;
-    info.max_outputs = rules_.max_outputs;
-    info.surface_alignment = rules_.surface_alignment;
-    info.min_surface_bytes = rules_.min_surface_bytes;
+    info.rules = rules_.ane;
     info.honors_attn_mask = !rules_.ignore_attn_mask;
     return info;
   }
@@ -90,6 +90,7 @@ class SimDevice : public AneDevice {
     if (rules_.compile_budget > 0 && compiles_.load() >= rules_.compile_budget) {
       return SimError(absl::StatusCode::kInternal, "ANE compile failed", 1, kSimCompileFailedText);
     }
+    if (faults_.NextCompileFails(rules_.compile_budget)) return SimGenericCompileFailure();
     auto model = std::make_unique<SimModel>();
     model->identifier_ = Identifier(mil_text, weights);
     model->mil_text = std::string(mil_text);
@@ -110,6 +111,7 @@ class SimDevice : public AneDevice {
     (void)qos;
     auto& m = static_cast<SimModel&>(model);
     if (m.loaded_) return absl::OkStatus();
+    if (faults_.NextLoadFails()) return SimTransientLoadError();
     // Delta-reload behaviour: re-read the weight buffers (only when weights are not baked).
     if (!rules_.bake_weights) {
       ANERD_ASSIGN_OR_RETURN(m.program, Build(m));
@@ -125,12 +127,13 @@ class SimDevice : public AneDevice {
   }
 
   absl::StatusOr<std::unique_ptr<DeviceSurface>> AllocateSurface(size_t bytes) override {
+    // Too-small surfaces allocate fine and fail at evaluation (0x1d), as on the device.
     const int64_t n = static_cast<int64_t>(bytes);
-    if (n == 0 || (rules_.surface_alignment > 0 && n % rules_.surface_alignment != 0) ||
-        n < rules_.min_surface_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "IOSurface of ", bytes, " bytes refused: the simulated ANE needs a multiple of ",
-          rules_.surface_alignment, " bytes and at least ", rules_.min_surface_bytes));
+    const int64_t align = rules_.ane.surface_alignment;
+    if (n == 0 || (align > 0 && n % align != 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("IOSurface of ", bytes,
+                       " bytes refused: the simulated ANE needs a multiple of ", align, " bytes"));
     }
     return std::unique_ptr<DeviceSurface>(new SimSurface(bytes));
   }
@@ -143,84 +146,66 @@ class SimDevice : public AneDevice {
 
  private:
   // Parses, verifies and plans the model's program from its MIL text and weight buffers.
-  absl::StatusOr<std::unique_ptr<CompiledProgram>> Build(const SimModel& m);
+  absl::StatusOr<std::unique_ptr<CompiledProgram>> Build(SimModel& m);
   absl::Status CheckBinding(const SimModel& m, const std::vector<DeviceSurface*>& inputs,
                             const std::vector<DeviceSurface*>& outputs) const;
 
   const SimRules rules_;
   cpu::CpuBackend cpu_;
+  SimFaultInjector faults_;
   std::atomic<int64_t> compiles_{0};
 };
 
-absl::StatusOr<std::unique_ptr<CompiledProgram>> SimDevice::Build(const SimModel& m) {
+absl::StatusOr<std::unique_ptr<CompiledProgram>> SimDevice::Build(SimModel& m) {
   absl::StatusOr<mil::Program> parsed = mil::ParseProgram(m.mil_text);
   if (!parsed.ok()) {
-    return SimError(absl::StatusCode::kInvalidArgument, "ANE compile failed", 2,
-                    parsed.status().message());
+    return SimCompileError(parsed.status().message());
   }
   mil::WeightFiles files;
   for (const DeviceWeightFile& w : m.weights) ANERD_RETURN_IF_ERROR(files.Add(w.path, *w.bytes));
   absl::StatusOr<mil::VerifiedProgram> program =
       mil::VerifyProgram(*std::move(parsed), std::move(files));
   if (!program.ok()) {
-    return SimError(absl::StatusCode::kInvalidArgument, "ANE compile failed", 2,
-                    program.status().message());
+    return SimCompileError(program.status().message());
   }
-  if (rules_.fp16_only) {
-    std::vector<mil::NamedType> io = program->main().inputs;
-    for (const mil::NamedType& in : io) {
-      if (in.type.dtype != mil::DType::kFp16 && in.type.dtype != mil::DType::kFp32) {
-        return SimError(absl::StatusCode::kInvalidArgument, "ANE compile failed", 2,
-                        absl::StrCat("input ", in.name, " is ", in.type.ToString(),
-                                     ": surfaces carry fp16 or fp32 only"));
-      }
-    }
-  }
+  ANERD_RETURN_IF_ERROR(SimCheckCompile(program->program(), rules_.ane));
+  m.eval_finding = SimEvalFinding(program->program(), rules_.ane);
+  std::vector<std::string> names;
+  for (const mil::NamedType& in : program->main().inputs) names.push_back(in.name);
+  m.in_order = SimBindingOrder(names, rules_.ane);
+  m.out_order = SimBindingOrder(program->main().outputs, rules_.ane);
   CompileOptions options;
-  options.numerics = NumericsMode::kAne;  // fp16 compute; with fp16_only off too (it is the ANE)
+  options.numerics = NumericsMode::kAne;  // fp16 compute (it is the ANE)
   options.ignore_attn_mask = rules_.ignore_attn_mask;
   absl::StatusOr<std::unique_ptr<CompiledProgram>> compiled = cpu_.Compile(*program, options);
   if (!compiled.ok()) {
-    return SimError(absl::StatusCode::kInvalidArgument, "ANE compile failed", 2,
-                    compiled.status().message());
-  }
-  if (rules_.fp16_only) {
-    for (const TensorSignature& s : (*compiled)->outputs()) {
-      if (s.type.dtype != mil::DType::kFp16 && s.type.dtype != mil::DType::kFp32) {
-        return SimError(absl::StatusCode::kInvalidArgument, "ANE compile failed", 2,
-                        absl::StrCat("output ", s.name, " is ", s.type.ToString(),
-                                     ": surfaces carry fp16 or fp32 only"));
-      }
-    }
+    return SimCompileError(compiled.status().message());
   }
   return compiled;
 }
 
 absl::Status SimDevice::CheckBinding(const SimModel& m, const std::vector<DeviceSurface*>& inputs,
                                      const std::vector<DeviceSurface*>& outputs) const {
-  if ((rules_.max_inputs > 0 && static_cast<int>(inputs.size()) > rules_.max_inputs) ||
-      (rules_.max_outputs > 0 && static_cast<int>(outputs.size()) > rules_.max_outputs)) {
-    return SimError(absl::StatusCode::kInvalidArgument, "ANE eval failed", kSimBadSurfaceCode,
-                    absl::StrCat("status=0x1d: ", inputs.size(), " input and ", outputs.size(),
-                                 " output surfaces (the device takes ", rules_.max_inputs, " and ",
-                                 rules_.max_outputs, ")"));
-  }
   const auto& ins = m.program->inputs();
   const auto& outs = m.program->outputs();
   if (inputs.size() != ins.size() || outputs.size() != outs.size()) {
-    return SimError(absl::StatusCode::kInvalidArgument, "ANE eval failed", kSimBadSurfaceCode,
-                    "status=0x1d: surface count differs from the program's inputs/outputs");
+    return SimEvalError(absl::StrCat(inputs.size(), " input and ", outputs.size(),
+                                     " output surfaces for a program of ", ins.size(), " and ",
+                                     outs.size()));
   }
-  for (size_t i = 0; i < ins.size() + outs.size(); ++i) {
-    const bool is_in = i < ins.size();
-    const TensorSignature& sig = is_in ? ins[i] : outs[i - ins.size()];
-    const DeviceSurface* s = is_in ? inputs[i] : outputs[i - ins.size()];
-    if (s == nullptr || static_cast<int64_t>(s->size()) != sig.type.NumBytes()) {
-      return SimError(absl::StatusCode::kInvalidArgument, "ANE eval failed", kSimBadSurfaceCode,
-                      absl::StrCat("status=0x1d: surface for ", sig.name, " is not ",
-                                   sig.type.NumBytes(), " bytes"));
-    }
+  std::vector<mil::SurfaceUse> in_uses, out_uses;
+  for (size_t p = 0; p < inputs.size(); ++p) {
+    if (inputs[p] == nullptr) return SimEvalError("null input surface");
+    const TensorSignature& sig = ins[m.in_order[p]];
+    in_uses.push_back({sig.name, sig.type.NumBytes(), static_cast<int64_t>(inputs[p]->size())});
   }
+  for (size_t p = 0; p < outputs.size(); ++p) {
+    if (outputs[p] == nullptr) return SimEvalError("null output surface");
+    const TensorSignature& sig = outs[m.out_order[p]];
+    out_uses.push_back({sig.name, sig.type.NumBytes(), static_cast<int64_t>(outputs[p]->size())});
+  }
+  ANERD_RETURN_IF_ERROR(SimCheckBinding(in_uses, out_uses, rules_.ane));
+  if (!m.eval_finding.empty()) return SimEvalError(m.eval_finding);
   return absl::OkStatus();
 }
 
@@ -232,18 +217,22 @@ absl::Status SimDevice::Evaluate(DeviceModel& model, const std::vector<DeviceSur
   if (!m.loaded_) return absl::FailedPreconditionError("ANE eval failed: model is not loaded");
   ANERD_RETURN_IF_ERROR(CheckBinding(m, inputs, outputs));
   std::vector<NamedTensor> tensors;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const TensorSignature& sig = m.program->inputs()[i];
+  for (size_t p = 0; p < inputs.size(); ++p) {  // the device reads the first C*S values
+    const TensorSignature& sig = m.program->inputs()[m.in_order[p]];
+    const std::string& bytes = static_cast<SimSurface*>(inputs[p])->bytes();
     ANERD_ASSIGN_OR_RETURN(
-        Tensor t, Tensor::FromBytes(sig.type, static_cast<SimSurface*>(inputs[i])->bytes()));
+        Tensor t,
+        Tensor::FromBytes(sig.type, bytes.substr(0, static_cast<size_t>(sig.type.NumBytes()))));
     tensors.push_back(NamedTensor{sig.name, std::move(t)});
   }
   absl::StatusOr<RunResult> result = m.program->Run(tensors);
   if (!result.ok()) {
-    return SimError(absl::StatusCode::kInternal, "ANE eval failed", 3, result.status().message());
+    return SimEvalError(result.status().message());
   }
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    static_cast<SimSurface*>(outputs[i])->mutable_bytes() = result->outputs[i].tensor.bytes();
+  for (size_t p = 0; p < outputs.size(); ++p) {  // written at offset 0 of the surface
+    const std::string& bytes = result->outputs[m.out_order[p]].tensor.bytes();
+    std::memcpy(static_cast<SimSurface*>(outputs[p])->mutable_bytes().data(), bytes.data(),
+                bytes.size());
   }
   if (counters != nullptr) {
     counters->hardware_ns = static_cast<uint64_t>(result->timing.compute_us * 1000.0);
@@ -254,6 +243,12 @@ absl::Status SimDevice::Evaluate(DeviceModel& model, const std::vector<DeviceSur
 }  // namespace
 
 std::unique_ptr<AneDevice> CreateSimDevice(const SimRules& rules) {
+  return std::make_unique<SimDevice>(rules);
+}
+
+std::unique_ptr<AneDevice> CreateSimDevice() {
+  SimRules rules;
+  rules.faults = SimFaultsFromEnv();
   return std::make_unique<SimDevice>(rules);
 }
 

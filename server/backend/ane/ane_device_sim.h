@@ -2,8 +2,9 @@
 // through the CPU backend in `ane` numerics, while enforcing the behaviours the real framework is
 // documented to have, so that code above the device meets them in CI before it meets a Mac.
 //
-// Every rule is one switch in SimRules, documented with its source. Defaults model the framework
-// as ane-seed-spec describes it; tests turn single rules off to show what a rule catches.
+// The rules are the table's (SimRules::ane, common/mil/ane_rules.h) plus the device mechanics
+// below; tests switch single rules to show what each catches. Errors look like the framework's
+// (ane_sim_rules.h).
 // Thread-safety: as AneDevice (ane_device.h): the device's counters are atomic and its state is
 // guarded; one model is used by one thread at a time.
 #ifndef ANERD_SERVER_BACKEND_ANE_ANE_DEVICE_SIM_H_
@@ -12,19 +13,19 @@
 #include <cstdint>
 #include <memory>
 
+#include "common/mil/ane_rules.h"
 #include "server/backend/ane/ane_device.h"
+#include "server/backend/ane/ane_sim_rules.h"
 
 namespace anerd::backend::ane {
 
 // The error the simulator returns once its compile budget is spent. The real framework's
-// compileWithQoS:options:error: just returns NO with an NSError (spec 1.8, 12.5: the exact domain,
-// code and text are not recorded anywhere); anchors §1.3 quotes "ANECCompile() FAILED". The
-// simulator uses that text under the framework's error domain so callers cannot tell the budget
-// failure from a rejected program by the error alone — as on the real device.
-inline constexpr char kSimErrorDomain[] = "com.apple.appleneuralengine";
-inline constexpr char kSimCompileFailedText[] = "ANECCompile() FAILED";
-// Multi-input/mis-sized surface evaluations fail with status 0x1d (spec 1.8; anchors §0 item 4).
-inline constexpr int64_t kSimBadSurfaceCode = 0x1d;
+// compileWithQoS:options:error: just returns NO with an NSError; Espresso#18 records the
+// compiler's domain, Code=1 and "_ANECompiler : ANECCompile() FAILED". The simulator uses them
+// for the budget failure too, so callers cannot tell it from a rejected program by the error's
+// domain and code alone — as on the real device.
+inline constexpr char kSimErrorDomain[] = "com.apple.appleneuralengine.compiler";
+inline constexpr char kSimCompileFailedText[] = "_ANECompiler : ANECCompile() FAILED";
 
 struct SimRules {
   // spec 1.8 + 11 (README "~119 compiles per process"): successful compiles allowed, after which
@@ -38,24 +39,20 @@ struct SimRules {
   bool bake_weights = true;
   // spec 1.8 (test_ane_sdpa5): scaled_dot_product_attention ignores attn_mask.
   bool ignore_attn_mask = true;
-  // spec 1.5, 1.8, 11 ("single-input constraint", error 0x1d): input/output surfaces accepted per
-  // evaluation; more fail at evaluate with code 0x1d.
-  int max_inputs = 1;
-  int max_outputs = 1;
-  // spec 1.4 + 11: a surface holds exactly its tensor (size == input/output bytes, else 0x1d);
-  // anchors §0 item 6 / maderix/ANE#35: M5 needs 128-byte aligned surfaces. Surfaces whose size
-  // is not a multiple of surface_alignment or below min_surface_bytes are refused at allocation.
-  // (The 48 KiB minimum claimed by forks, spec Appendix A, is unverified: off by default.)
-  int64_t surface_alignment = 128;
-  int64_t min_surface_bytes = 128;
-  // spec 11 + 12.6: the ANE computes in fp16. Programs always run in `ane` numerics (every
-  // fp16-declared value rounded after each op) whatever the caller asks, and program inputs and
-  // outputs must be fp16 or fp32 (a surface carries one of the two; spec 1.4).
-  bool fp16_only = true;
+  // The rules table in force (common/mil/ane_rules.h): surfaces (minimum size, width multiple,
+  // alignment, over-allocation, counts, uniform sizes, alphabetical binding), ops (concat, gelu,
+  // softmax axis, matmul inner dim, cast, conv input channels), buildInfo. Enforced by
+  // ane_sim_rules.cc; the device always computes in `ane` numerics (spec 11, 12.6).
+  mil::AneRules ane = mil::DefaultAneRules();
+  // Faults injected deterministically (transient load failure, compile failure near the budget);
+  // CreateSimDevice's default reads them from ANERD_SIM_FAULTS (ane_sim_rules.h).
+  SimFaults faults;
 };
 
 // Creates a simulated device with `rules`.
-std::unique_ptr<AneDevice> CreateSimDevice(const SimRules& rules = SimRules{});
+std::unique_ptr<AneDevice> CreateSimDevice(const SimRules& rules);
+// The default rules with the faults of ANERD_SIM_FAULTS (what the registry's ane-sim uses).
+std::unique_ptr<AneDevice> CreateSimDevice();
 
 }  // namespace anerd::backend::ane
 

@@ -1,8 +1,9 @@
+// The ANE lowering's I/O layout and driver (ane_lowering.h); op rewrites in ane_lowering_ops.cc.
 #include "server/backend/ane/ane_lowering.h"
 
-#include <cmath>
-#include <limits>
+#include <algorithm>
 #include <map>
+#include <numeric>
 #include <set>
 #include <utility>
 
@@ -11,152 +12,133 @@
 #include "common/mil/printer.h"
 #include "common/mil/weights.h"
 #include "common/status_macros.h"
+#include "server/backend/ane/ane_emitter.h"
 
 namespace anerd::backend::ane {
 namespace {
 
 using mil::Argument;
 using mil::DType;
-using mil::Literal;
 using mil::Operation;
 using mil::TensorType;
 
-// Appends ops in the coremltools style (named const parameters, `name` attribute).
-class Emitter {
- public:
-  explicit Emitter(std::set<std::string> used) : used_(std::move(used)) {}
-
-  std::string Fresh(const std::string& base) {
-    std::string name = "anerd_" + base;
-    for (int i = 1; used_.count(name) != 0; ++i) name = absl::StrCat("anerd_", base, "_", i);
-    used_.insert(name);
-    return name;
-  }
-  std::string Const(const std::string& base, Literal literal) {
-    const std::string name = Fresh(base);
-    Operation op;
-    op.op = "const";
-    op.attributes.push_back({"name", Argument::Lit(mil::StringLiteral(name))});
-    TensorType type = literal.type;
-    op.attributes.push_back({"val", Argument::Lit(std::move(literal))});
-    op.outputs.push_back({name, type, {}});
-    ops_.push_back(std::move(op));
-    return name;
-  }
-  // Emits `out = op(inputs)` (out must already be reserved or be a name being redefined).
-  void Op(const std::string& op_name, const std::string& out, const TensorType& type,
-          std::vector<mil::NamedArgument> inputs) {
-    Operation op;
-    op.op = op_name;
-    op.inputs = std::move(inputs);
-    op.attributes.push_back({"name", Argument::Lit(mil::StringLiteral(out))});
-    op.outputs.push_back({out, type, {}});
-    ops_.push_back(std::move(op));
-  }
-  std::vector<Operation>& ops() { return ops_; }
-
- private:
-  std::set<std::string> used_;
-  std::vector<Operation> ops_;
-};
-
 bool SurfaceDType(DType d) { return d == DType::kFp16 || d == DType::kFp32; }
 
-bool SizeOk(int64_t bytes, const LoweringOptions& o) {
-  if (bytes <= 0) return false;
-  if (o.surface_alignment > 0 && bytes % o.surface_alignment != 0) return false;
-  return bytes >= o.min_surface_bytes;
+// Whether `t` can be bound as its own surface as declared.
+bool OwnSurface(const TensorType& t, const mil::AneRules& r) {
+  if (!SurfaceDType(t.dtype) || t.rank() != 4) return false;
+  return r.surface_width_multiple <= 0 || t.shape.back() % r.surface_width_multiple == 0;
 }
 
-// Whether these tensors can each have their own surface as they are.
-bool FitsAsIs(const std::vector<TensorType>& types, int max_count, const LoweringOptions& o) {
-  if (max_count > 0 && static_cast<int>(types.size()) > max_count) return false;
-  for (const TensorType& t : types) {
-    if (!SurfaceDType(t.dtype) || !SizeOk(t.NumBytes(), o)) return false;
-  }
-  return true;
+bool AllOwnSurfaces(const std::vector<TensorType>& types, bool multi_ok, const mil::AneRules& r) {
+  if (types.size() > 1 && !multi_ok) return false;
+  return std::all_of(types.begin(), types.end(),
+                     [&](const TensorType& t) { return OwnSurface(t, r); });
 }
 
-DType PackDType(const std::vector<TensorType>& types) {
-  for (const TensorType& t : types) {
-    if (t.dtype != DType::kFp16) return DType::kFp32;
-  }
-  return DType::kFp16;
-}
-
-// Elements of a flat surface holding `elements`, padded up to the size rules.
-int64_t PaddedElements(int64_t elements, DType dtype, const LoweringOptions& o) {
-  const int64_t size = mil::DTypeSize(dtype);
-  int64_t bytes = std::max<int64_t>(elements * size, std::max<int64_t>(o.min_surface_bytes, size));
-  if (o.surface_alignment > 0) {
-    bytes = (bytes + o.surface_alignment - 1) / o.surface_alignment * o.surface_alignment;
-  }
-  return (bytes + size - 1) / size;
-}
-
-absl::Status CheckPackable(const std::vector<mil::NamedType>& io) {
+absl::StatusOr<DType> PackDType(const std::vector<mil::NamedType>& io, const mil::AneRules& r) {
+  bool all_fp16 = true;
   for (const mil::NamedType& t : io) {
     if (t.type.dtype == DType::kString || t.type.dtype == DType::kUInt64) {
       return absl::UnimplementedError(absl::StrCat("the ANE backend cannot carry ", t.name, " (",
                                                    t.type.ToString(), ") in a surface"));
     }
+    all_fp16 = all_fp16 && t.type.dtype == DType::kFp16;
   }
-  return absl::OkStatus();
+  if (all_fp16) return DType::kFp16;
+  if (!r.cast_supported) {
+    return absl::UnimplementedError(absl::StrCat(
+        "this chip cannot run cast (rules profile ", r.profile,
+        ": cast_supported=false), so packed I/O must be fp16; make every input and output fp16"));
+  }
+  return DType::kFp32;
 }
 
-mil::NamedArgument Ref(const std::string& param, const std::string& name) {
-  return {param, Argument::Ref(name)};
+// [1, C, 1, W] holding `elements` (W = the width multiple, C >= min_pack_channels).
+TensorType PackedType(int64_t elements, DType dtype, const mil::AneRules& r) {
+  const int64_t w = std::max<int64_t>(r.surface_width_multiple, 1);
+  const int64_t c =
+      std::max<int64_t>((elements + w - 1) / w, std::max<int64_t>(1, r.min_pack_channels));
+  return TensorType{dtype, {1, c, 1, w}};
 }
 
-// Inputs packed into one flat [1,1,1,N] surface: slice -> reshape -> cast back to each name.
-absl::Status PackInputs(mil::Function& f, Emitter& e, const LoweringOptions& o,
-                        LoweredProgram& out) {
-  ANERD_RETURN_IF_ERROR(CheckPackable(f.inputs));
-  std::vector<TensorType> types;
-  for (const mil::NamedType& in : f.inputs) types.push_back(in.type);
-  const DType pack = PackDType(types);
+std::vector<size_t> BindingOrder(const std::vector<std::string>& names, const mil::AneRules& r) {
+  std::vector<size_t> order(names.size());
+  std::iota(order.begin(), order.end(), 0);
+  if (r.alphabetical_binding) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return names[a] < names[b]; });
+  }
+  return order;
+}
+
+void SeparateInputs(mil::Function& f, const mil::AneRules& r, LoweredProgram& out) {
+  std::vector<std::string> names;
+  for (const mil::NamedType& in : f.inputs) names.push_back(in.name);
+  const std::vector<size_t> order = BindingOrder(names, r);
+  std::vector<mil::NamedType> sorted;
+  out.inputs.resize(f.inputs.size());
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    const mil::NamedType& in = f.inputs[order[pos]];
+    out.inputs[order[pos]] = {in.name, in.type, static_cast<int>(pos), 0};
+    sorted.push_back(in);
+    out.input_surfaces.push_back(in.type);
+  }
+  f.inputs = std::move(sorted);
+}
+
+// Inputs packed into one [1, C, 1, W] surface: reshape to channels, slice, reshape, cast.
+absl::Status PackInputs(mil::Function& f, Emitter& e, const mil::AneRules& r, LoweredProgram& out) {
+  ANERD_ASSIGN_OR_RETURN(const DType pack, PackDType(f.inputs, r));
   int64_t total = 0;
   for (const mil::NamedType& in : f.inputs) {
     out.inputs.push_back({in.name, in.type, 0, total});
     total += in.type.NumElements();
   }
-  const TensorType surface{pack, {1, 1, 1, PaddedElements(total, pack, o)}};
+  const TensorType surface = PackedType(total, pack, r);
   const std::string packed = e.Fresh("in");
+  f.inputs = {mil::NamedType{packed, surface, {}}};
+  e.Declare(packed, surface);
+  const std::string flat = e.Reshape(packed, TensorType{pack, {1, surface.NumElements(), 1, 1}});
   for (const SurfaceSlot& s : out.inputs) {
     const int64_t n = s.type.NumElements();
-    const TensorType flat{pack, {1, 1, 1, n}};
-    const std::string begin = e.Const("begin", mil::Int32VectorLiteral({0, 0, 0, s.offset}));
-    const std::string size = e.Const("size", mil::Int32VectorLiteral({1, 1, 1, n}));
+    const bool whole = s.offset == 0 && n == surface.NumElements();
+    const std::string sliced =
+        whole ? flat : e.Slice(flat, {0, s.offset, 0, 0}, TensorType{pack, {1, n, 1, 1}});
     const bool cast = s.type.dtype != pack;
-    const std::string sliced = e.Fresh("slice");
-    e.Op("slice_by_size", sliced, flat, {Ref("begin", begin), Ref("size", size), Ref("x", packed)});
-    const std::string shape = e.Const("shape", mil::Int32VectorLiteral(s.type.shape));
-    const std::string shaped = cast ? e.Fresh("shaped") : s.name;
-    e.Op("reshape", shaped, TensorType{pack, s.type.shape},
-         {Ref("shape", shape), Ref("x", sliced)});
+    const std::string shaped =
+        e.Reshape(sliced, TensorType{pack, s.type.shape}, cast ? "" : s.name);
     if (cast) {
       const std::string dtype =
           e.Const("dtype", mil::StringLiteral(std::string(mil::DTypeName(s.type.dtype))));
       e.Op("cast", s.name, s.type, {Ref("dtype", dtype), Ref("x", shaped)});
     }
   }
-  f.inputs = {mil::NamedType{packed, surface, {}}};
   out.input_surfaces = {surface};
   out.packed_inputs = true;
   return absl::OkStatus();
 }
 
-// Outputs cast to one dtype, flattened and concatenated (plus padding) into one surface.
-absl::Status PackOutputs(mil::Function& f, const std::map<std::string, TensorType>& types,
-                         Emitter& e, const LoweringOptions& o, LoweredProgram& out) {
-  std::vector<mil::NamedType> io;
-  std::vector<TensorType> ts;
-  for (const std::string& name : f.outputs) {
-    io.push_back({name, types.at(name), {}});
-    ts.push_back(types.at(name));
+void SeparateOutputs(mil::Function& f, const std::vector<TensorType>& types, const mil::AneRules& r,
+                     LoweredProgram& out) {
+  const std::vector<size_t> order = BindingOrder(f.outputs, r);
+  std::vector<std::string> sorted;
+  out.outputs.resize(f.outputs.size());
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    out.outputs[order[pos]] = {f.outputs[order[pos]], types[order[pos]], static_cast<int>(pos), 0};
+    sorted.push_back(f.outputs[order[pos]]);
+    out.output_surfaces.push_back(types[order[pos]]);
   }
-  ANERD_RETURN_IF_ERROR(CheckPackable(io));
-  const DType pack = PackDType(ts);
+  f.outputs = std::move(sorted);
+}
+
+// Outputs cast to one dtype, reshaped onto channels, concatenated on channels with zero padding
+// and reshaped to one [1, C, 1, W] surface.
+absl::Status PackOutputs(mil::Function& f, const std::vector<TensorType>& types, Emitter& e,
+                         const mil::AneRules& r, LoweredProgram& out) {
+  std::vector<mil::NamedType> io;
+  for (size_t i = 0; i < f.outputs.size(); ++i) io.push_back({f.outputs[i], types[i], {}});
+  ANERD_ASSIGN_OR_RETURN(const DType pack, PackDType(io, r));
   int64_t total = 0;
   std::vector<Argument> parts;
   for (const mil::NamedType& t : io) {
@@ -171,67 +153,43 @@ absl::Status PackOutputs(mil::Function& f, const std::map<std::string, TensorTyp
       e.Op("cast", cast, TensorType{pack, t.type.shape}, {Ref("dtype", dtype), Ref("x", value)});
       value = cast;
     }
-    const std::string shape = e.Const("shape", mil::Int32VectorLiteral({1, 1, 1, n}));
-    const std::string flat = e.Fresh("flat");
-    e.Op("reshape", flat, TensorType{pack, {1, 1, 1, n}}, {Ref("shape", shape), Ref("x", value)});
-    parts.push_back(Argument::Ref(flat));
+    parts.push_back(Argument::Ref(value));
   }
-  const int64_t padded = PaddedElements(total, pack, o);
+  const TensorType surface = PackedType(total, pack, r);
+  if (io.size() > 1 || surface.NumElements() != total) {  // flatten onto channels to concat
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const int64_t n = io[i].type.NumElements();
+      parts[i] = Argument::Ref(e.Reshape(parts[i].ref, TensorType{pack, {1, n, 1, 1}}));
+    }
+  }
+  const int64_t padded = surface.NumElements();
   if (padded > total) {
-    const TensorType pad_type{pack, {1, 1, 1, padded - total}};
+    const TensorType pad_type{pack, {1, padded - total, 1, 1}};
     parts.push_back(Argument::Ref(
         e.Const("pad", mil::TensorLiteral(pad_type, std::vector<double>(padded - total, 0.0)))));
   }
-  const TensorType surface{pack, {1, 1, 1, padded}};
   const std::string result = e.Fresh("out");
   if (parts.size() == 1) {
-    const std::string shape = e.Const("shape", mil::Int32VectorLiteral({1, 1, 1, padded}));
-    e.Op("reshape", result, surface, {{"shape", Argument::Ref(shape)}, {"x", parts[0]}});
+    e.Reshape(parts[0].ref, surface, result);
+  } else if (r.concat == mil::ConcatPolicy::kBanned) {
+    return absl::UnimplementedError(absl::StrCat(
+        "the outputs (", f.outputs.size(), ", ", total,
+        " values) need packing into one surface, which needs concat, and concat is banned under "
+        "rules profile ",
+        r.profile, "; return one output of [1, C, 1, W] with C >= ", r.min_pack_channels,
+        " and W a multiple of ", r.surface_width_multiple));
   } else {
-    const std::string axis = e.Const("axis", mil::ScalarLiteral(DType::kInt32, 3));
+    const std::string axis = e.Const("axis", mil::ScalarLiteral(DType::kInt32, 1));
     const std::string interleave = e.Const("interleave", mil::ScalarLiteral(DType::kBool, 0));
-    e.Op("concat", result, surface,
+    const std::string flat = e.Fresh("flat");
+    e.Op("concat", flat, TensorType{pack, {1, padded, 1, 1}},
          {Ref("axis", axis), Ref("interleave", interleave), {"values", Argument::Tuple(parts)}});
+    e.Reshape(flat, surface, result);
   }
   f.outputs = {result};
   out.output_surfaces = {surface};
   out.packed_outputs = true;
   return absl::OkStatus();
-}
-
-// softmax(q k^T / sqrt(E) + mask) v with explicit ops (spec 11: never rely on attn_mask).
-void RewriteAttention(const Operation& op, const std::map<std::string, TensorType>& types,
-                      Emitter& e) {
-  const std::string q = op.FindInput("query")->ref, k = op.FindInput("key")->ref,
-                    v = op.FindInput("value")->ref, m = op.FindInput("attn_mask")->ref;
-  const TensorType& qt = types.at(q);
-  const TensorType& kt = types.at(k);
-  TensorType scores{qt.dtype, qt.shape};
-  scores.shape.back() = kt.shape[kt.rank() - 2];
-  const std::string f = e.Const("false", mil::ScalarLiteral(DType::kBool, 0));
-  const std::string t = e.Const("true", mil::ScalarLiteral(DType::kBool, 1));
-  const std::string s = e.Fresh("scores");
-  e.Op("matmul", s, scores,
-       {Ref("transpose_x", f), Ref("transpose_y", t), Ref("x", q), Ref("y", k)});
-  const double scale = 1.0 / std::sqrt(static_cast<double>(qt.shape.back()));
-  const std::string sc = e.Const("scale", mil::ScalarLiteral(qt.dtype, scale));
-  const std::string scaled = e.Fresh("scaled");
-  e.Op("mul", scaled, scores, {Ref("x", s), Ref("y", sc)});
-  const std::string masked = e.Fresh("masked");
-  if (types.at(m).dtype == DType::kBool) {
-    const double lowest = qt.dtype == DType::kFp16
-                              ? -65504.0
-                              : -static_cast<double>(std::numeric_limits<float>::max());
-    const std::string low = e.Const("lowest", mil::ScalarLiteral(qt.dtype, lowest));
-    e.Op("select", masked, scores, {Ref("a", scaled), Ref("b", low), Ref("cond", m)});
-  } else {
-    e.Op("add", masked, scores, {Ref("x", scaled), Ref("y", m)});
-  }
-  const std::string axis = e.Const("axis", mil::ScalarLiteral(DType::kInt32, -1));
-  const std::string probs = e.Fresh("probs");
-  e.Op("softmax", probs, scores, {Ref("axis", axis), Ref("x", masked)});
-  e.Op("matmul", op.outputs[0].name, op.outputs[0].type,
-       {Ref("transpose_x", f), Ref("transpose_y", f), Ref("x", probs), Ref("y", v)});
 }
 
 bool NeedsAttentionRewrite(const Operation& op, const LoweringOptions& o) {
@@ -256,56 +214,69 @@ absl::Status CanonicalBlobPaths(Argument& a) {
   return absl::OkStatus();
 }
 
+std::vector<int64_t> UniformBytes(const std::vector<TensorType>& surfaces, const mil::AneRules& r) {
+  int64_t largest = 0;
+  for (const TensorType& t : surfaces) largest = std::max(largest, t.NumBytes());
+  return std::vector<int64_t>(surfaces.size(), SurfaceAllocationBytes(largest, r));
+}
+
 }  // namespace
+
+int64_t SurfaceAllocationBytes(int64_t tensor_bytes, const mil::AneRules& rules) {
+  int64_t bytes = std::max<int64_t>({tensor_bytes, rules.min_surface_bytes, 1});
+  if (rules.surface_alignment > 0) {
+    bytes =
+        (bytes + rules.surface_alignment - 1) / rules.surface_alignment * rules.surface_alignment;
+  }
+  return bytes;
+}
 
 absl::StatusOr<LoweredProgram> LowerForAne(const mil::VerifiedProgram& program,
                                            const LoweringOptions& options) {
+  const mil::AneRules& r = options.rules;
   LoweredProgram out;
   out.program = program.program();
+  if (r.build_info_required && out.program.build_info.empty()) {
+    out.program.build_info = mil::SeedBuildInfo();
+  }
   mil::Function* f = nullptr;
   for (mil::Function& fn : out.program.functions) {
     if (fn.name == "main") f = &fn;
   }
   std::map<std::string, TensorType> types;
-  std::set<std::string> used;
   for (const mil::NamedType& in : f->inputs) types[in.name] = in.type;
   for (const Operation& op : f->ops) {
     for (const mil::NamedType& o : op.outputs) types[o.name] = o.type;
   }
+  std::set<std::string> used;
   for (const auto& [name, type] : types) used.insert(name);
-  Emitter e(used);
+  Emitter e(used, types);
   std::vector<TensorType> in_types, out_types;
   for (const mil::NamedType& in : f->inputs) in_types.push_back(in.type);
   for (const std::string& name : f->outputs) out_types.push_back(types.at(name));
-  const bool pack_in = !FitsAsIs(in_types, options.max_inputs, options);
-  const bool pack_out = !FitsAsIs(out_types, options.max_outputs, options);
-  if (pack_in) {
-    ANERD_RETURN_IF_ERROR(PackInputs(*f, e, options, out));
+  if (AllOwnSurfaces(in_types, r.multi_input_surfaces, r)) {
+    SeparateInputs(*f, r, out);
   } else {
-    for (size_t i = 0; i < f->inputs.size(); ++i) {
-      out.inputs.push_back({f->inputs[i].name, f->inputs[i].type, static_cast<int>(i), 0});
-    }
-    out.input_surfaces = in_types;
+    ANERD_RETURN_IF_ERROR(PackInputs(*f, e, r, out));
   }
   for (Operation& op : f->ops) {
     for (auto& a : op.inputs) ANERD_RETURN_IF_ERROR(CanonicalBlobPaths(a.value));
     for (auto& a : op.attributes) ANERD_RETURN_IF_ERROR(CanonicalBlobPaths(a.value));
     if (NeedsAttentionRewrite(op, options)) {
-      RewriteAttention(op, types, e);
+      RewriteAttention(op, r, e);
       out.attention_rewritten = true;
-    } else {
-      e.ops().push_back(std::move(op));
+    } else if (!RewriteGelu(op, r, e) && !RewriteConcat(op, r, e) && !RewriteSoftmax(op, r, e)) {
+      e.Keep(std::move(op));
     }
   }
-  if (pack_out) {
-    ANERD_RETURN_IF_ERROR(PackOutputs(*f, types, e, options, out));
+  if (AllOwnSurfaces(out_types, r.multi_output_surfaces, r)) {
+    SeparateOutputs(*f, out_types, r, out);
   } else {
-    for (size_t i = 0; i < f->outputs.size(); ++i) {
-      out.outputs.push_back({f->outputs[i], out_types[i], static_cast<int>(i), 0});
-    }
-    out.output_surfaces = out_types;
+    ANERD_RETURN_IF_ERROR(PackOutputs(*f, out_types, e, r, out));
   }
   f->ops = std::move(e.ops());
+  out.input_surface_bytes = UniformBytes(out.input_surfaces, r);
+  out.output_surface_bytes = UniformBytes(out.output_surfaces, r);
   out.mil_text = mil::PrintProgram(out.program);
   for (const auto& [key, bytes] : program.weights().files()) {
     out.weights.push_back({"@model_path/" + key, bytes});
