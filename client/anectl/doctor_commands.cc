@@ -5,6 +5,7 @@
 // Status per check: "pass", "fail" or "unavailable" (the ANE off macOS: not a failure).
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <iostream>
@@ -16,6 +17,7 @@
 #include "client/anectl/cli.h"
 #include "client/anectl/commands.h"
 #include "common/fp16.h"
+#include "common/mil/ane_rules.h"
 #include "nlohmann/json.hpp"
 
 namespace anerd::anectl {
@@ -148,7 +150,39 @@ void DeviceChecks(client::AnerdClient& client, const v1::GetInfoResponse& info,
   }
 }
 
-std::vector<Check> RunChecks(CommandContext& ctx) {
+// The ANE rules in force per ANE backend, from the backend's device facts (ane_rules.h
+// EncodeAneRuleFact), as {"<backend>": {"profile": .., "rules": [{id, value, ...}]}}.
+Json RulesInForce(const v1::GetInfoResponse& info, std::vector<Check>& checks) {
+  Json out = Json::object();
+  for (const v1::BackendInfo& b : info.backends()) {
+    Json rules = Json::array();
+    for (const auto& [key, value] : b.device_facts()) {
+      mil::AneRuleRow r;
+      if (!mil::DecodeAneRuleFact(key, value, &r)) continue;
+      rules.push_back({{"id", r.id},
+                       {"value", r.value},
+                       {"alternative", r.alternative},
+                       {"sources", r.sources},
+                       {"alternative_sources", r.alternative_sources},
+                       {"applies_to", r.applies_to},
+                       {"stage", std::string(mil::RuleStageName(r.stage))},
+                       {"lowering", r.lowering},
+                       {"description", r.description}});
+    }
+    if (rules.empty()) continue;
+    std::sort(rules.begin(), rules.end(),
+              [](const Json& a, const Json& c) { return a["id"] < c["id"]; });
+    const std::string profile = Fact(b, "ane_rules_profile");
+    checks.push_back({"ane rules " + b.name(), "pass",
+                      absl::StrCat(rules.size(), " rules, profile ", profile,
+                                   " (anectl doctor --json lists each with its sources)"),
+                      ""});
+    out[b.name()] = {{"profile", profile}, {"rules", rules}};
+  }
+  return out;
+}
+
+std::vector<Check> RunChecks(CommandContext& ctx, Json* rules_in_force) {
   std::vector<Check> checks;
   struct utsname u;
   checks.push_back(
@@ -183,6 +217,7 @@ std::vector<Check> RunChecks(CommandContext& ctx) {
                       "the daemon runs on a rebuilt registry: check that nothing you need is "
                       "missing, then delete the moved-aside file"});
   }
+  *rules_in_force = RulesInForce(*info, checks);
   DeviceChecks(**client, *info, checks);
   return checks;
 }
@@ -196,7 +231,8 @@ int RunDoctor(CommandContext& ctx, const std::vector<std::string>& args) {
   if (ArgParser::Result r = parser.Parse(args); r != ArgParser::Result::kOk) {
     return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
   }
-  const std::vector<Check> checks = RunChecks(ctx);
+  Json rules_in_force = Json::object();
+  const std::vector<Check> checks = RunChecks(ctx, &rules_in_force);
   bool ok = true;
   for (const Check& c : checks) ok = ok && c.status != "fail";
   if (ctx.json()) {
@@ -205,7 +241,12 @@ int RunDoctor(CommandContext& ctx, const std::vector<std::string>& args) {
       list.push_back(
           {{"name", c.name}, {"status", c.status}, {"detail", c.detail}, {"hint", c.hint}});
     }
-    std::cout << Json({{"schema_version", 1}, {"ok", ok}, {"checks", list}}).dump(2) << "\n";
+    std::cout << Json({{"schema_version", 1},
+                       {"ok", ok},
+                       {"checks", list},
+                       {"ane_rules", rules_in_force}})
+                     .dump(2)
+              << "\n";
   } else {
     for (const Check& c : checks) {
       const std::string mark = c.status == "pass"   ? ctx.Green("pass")

@@ -53,20 +53,33 @@ void PrintDiagnostics(const std::string& file, const std::vector<mil::Diagnostic
 }
 
 int Check(CommandContext& ctx, const std::vector<std::string>& args) {
-  std::string file, weights_dir;
+  std::string file, weights_dir, target = "any", chip;
   bool json = false;
-  ArgParser parser("anectl mil check FILE.mil [--weights DIR] [--json]",
-                   "Parse and verify a MIL program offline; print its entry signature, op count "
-                   "and weight bytes, or every error with line:column.");
+  ArgParser parser(
+      "anectl mil check FILE.mil [--weights DIR] [--target ane [--chip NAME]] [--json]",
+      "Parse and verify a MIL program offline; print its entry signature, op count "
+      "and weight bytes, or every error with line:column. --target ane also checks "
+      "the ANE rules table: errors for what the ANE would reject, warnings for what "
+      "anerd's lowering rewrites.");
   parser.AddPositional("FILE.mil", &file, "the MIL program text");
   parser.AddString("weights", &weights_dir,
                    "directory holding the @model_path/weights/ files (default: FILE's "
                    "sibling weights/ directory when it exists)");
+  parser.AddString("target", &target, "\"any\" (default) or \"ane\": also check the ANE rules");
+  parser.AddString("chip", &chip,
+                   "with --target ane: the chip whose rules apply, e.g. \"Apple M1\" (default: "
+                   "the table's default profile)");
   parser.AddBool("json", &json, "print the report as JSON");
   ArgParser::Result r = parser.Parse(args);
   if (r == ArgParser::Result::kHelp) return kExitOk;
   if (r == ArgParser::Result::kError) return kExitUsage;
   json = json || ctx.json();
+  if (target != "any" && target != "ane") {
+    std::cerr << "anectl mil check: --target must be \"any\" or \"ane\", not \"" << target
+              << "\"\n";
+    return kExitUsage;
+  }
+  const mil::AneRules rules = mil::AneRulesForChip(chip);
 
   mil::ParseOptions options;
   auto text = ReadBounded(file, options.max_text_bytes);
@@ -79,7 +92,8 @@ int Check(CommandContext& ctx, const std::vector<std::string>& args) {
     if (!loaded.ok()) return ctx.Fail(loaded.status());
     weights = *std::move(loaded);
   }
-  mil::CheckReport report = mil::CheckMilText(*text, weights, options);
+  mil::CheckReport report =
+      mil::CheckMilText(*text, weights, options, target == "ane" ? &rules : nullptr);
   if (json) {
     std::cout << mil::ReportToJson(report) << "\n";
     return report.ok ? kExitOk : kExitError;

@@ -104,8 +104,9 @@ struct AneViolation {
   std::string message;
 };
 
-// The rules a MIL program breaks as the device would see it (its `main` I/O bound one surface per
-// parameter, ops as written). Needs only declared types, so it works on unverified programs too.
+// The rules a MIL program breaks as the device would see it (its `main` I/O each bound to a
+// surface of exactly its declared size, ops as written; so min_surface_bytes and
+// uniform_surface_sizes describe that naive binding, which the lowering's allocation avoids). Needs only declared types, so it works on unverified programs too.
 std::vector<AneViolation> CheckAneProgram(const Program& program, const AneRules& rules);
 
 // One bound surface at evaluation: the bytes its MIL parameter declares and the bytes allocated.

@@ -73,7 +73,7 @@ std::string JsonString(absl::string_view s) {
 }  // namespace
 
 CheckReport CheckMilText(absl::string_view text, const WeightFiles& weights,
-                         const ParseOptions& options) {
+                         const ParseOptions& options, const AneRules* ane_rules) {
   CheckReport report;
   Diagnostic parse_error;
   auto program = ParseProgram(text, options, &parse_error);
@@ -82,6 +82,13 @@ CheckReport CheckMilText(absl::string_view text, const WeightFiles& weights,
     return report;
   }
   report.diagnostics = CheckProgram(*program, weights);
+  if (ane_rules != nullptr) {
+    for (const AneViolation& v : CheckAneProgram(*program, *ane_rules)) {
+      report.diagnostics.push_back(
+          {v.lowered_away ? Diagnostic::Severity::kWarning : Diagnostic::Severity::kError, v.loc,
+           absl::StrCat("ane rule ", v.rule, " (", RuleStageName(v.stage), "): ", v.message)});
+    }
+  }
   report.ok = true;
   for (const Diagnostic& d : report.diagnostics) {
     if (d.severity == Diagnostic::Severity::kError) report.ok = false;

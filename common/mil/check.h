@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/mil/ane_rules.h"
 #include "common/mil/diagnostic.h"
 #include "common/mil/parser.h"
 #include "common/mil/weights.h"
@@ -23,8 +24,12 @@ struct CheckReport {
 };
 
 // Never fails: problems are reported in `diagnostics` (a parse error yields exactly one).
+// With `ane_rules` (`anectl mil check --target ane`), the ANE rules table's findings are added
+// (CheckAneProgram): an error for a rule anerd's lowering cannot satisfy (the daemon's ANE
+// backend would fail the program), a warning for one the lowering rewrites away; messages start
+// "ane rule <id>: ".
 CheckReport CheckMilText(absl::string_view text, const WeightFiles& weights,
-                         const ParseOptions& options = {});
+                         const ParseOptions& options = {}, const AneRules* ane_rules = nullptr);
 
 // {"ok":..,"entry":..,"ops":..,"weight_bytes":..,"diagnostics":[{"severity","line","column",
 // "message"}]} on one line.

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/fp16.h"
+#include "common/mil/ane_rules.h"
 #include "common/npy.h"
 #include "common/synth_stories.h"
 #include "gtest/gtest.h"
@@ -92,6 +93,53 @@ TEST(AneSimIntegration, DaemonRunsAKernelOnTheSimulatorAndDoctorReports) {
   }
   EXPECT_TRUE(saw_sim_canary) << doctor.out;
   EXPECT_TRUE(saw_ane) << doctor.out;
+
+  // The rules in force on ane-sim are the table's, each with its sources (issue 18 item 1).
+  const nlohmann::json& rules = d["ane_rules"]["ane-sim"]["rules"];
+  const std::vector<mil::AneRuleRow> table = mil::DescribeAneRules(mil::DefaultAneRules());
+  ASSERT_EQ(rules.size(), table.size()) << d["ane_rules"].dump();
+  for (const mil::AneRuleRow& row : table) {
+    bool found = false;
+    for (const auto& r : rules) {
+      if (r["id"] != row.id) continue;
+      found = true;
+      EXPECT_EQ(r["value"], row.value) << row.id;
+      EXPECT_EQ(r["sources"], row.sources) << row.id;
+      EXPECT_FALSE(r["sources"].get<std::string>().empty()) << row.id;
+    }
+    EXPECT_TRUE(found) << row.id;
+  }
+  EXPECT_EQ(d["ane_rules"]["ane-sim"]["profile"], "default");
+}
+
+// `anectl mil check --target ane` reports the table's rules: a warning for what the lowering
+// rewrites (gelu, a missing buildInfo), an error for what it cannot (cast on an M1), nothing
+// without the target.
+TEST(AneSimIntegration, MilCheckTargetAneReportsTheRulesTable) {
+  TempDir dir;
+  const std::string file = dir.path() + "/p.mil";
+  std::ofstream(file) << "program(1.3)\n{\n    func main<ios18>(tensor<fp32, [1, 64, 1, 16]> x) {\n"
+                         "        tensor<fp16, [1, 64, 1, 16]> h = cast(x = x, dtype = "
+                         "string(\"fp16\"))[name = string(\"h\")];\n"
+                         "        tensor<fp16, [1, 64, 1, 16]> y = gelu(x = h)[name = "
+                         "string(\"y\")];\n    } -> (y);\n}\n";
+  DaemonProcess offline(dir.path());  // mil check needs no daemon; the harness runs anectl
+  RunResult plain = offline.Anectl({"mil", "check", file, "--json"});
+  EXPECT_EQ(plain.exit_code, 0) << plain.out << plain.err;
+  RunResult ane = offline.Anectl({"mil", "check", file, "--target", "ane", "--json"});
+  EXPECT_EQ(ane.exit_code, 0) << ane.out << ane.err;  // only warnings: the lowering copes
+  const std::string warned = nlohmann::json::parse(ane.out)["diagnostics"].dump();
+  EXPECT_NE(warned.find("ane rule gelu_supported"), std::string::npos) << warned;
+  EXPECT_NE(warned.find("ane rule build_info_required"), std::string::npos) << warned;
+  RunResult m1 =
+      offline.Anectl({"mil", "check", file, "--target", "ane", "--chip", "Apple M1", "--json"});
+  EXPECT_NE(m1.exit_code, 0) << m1.out;
+  const nlohmann::json report = nlohmann::json::parse(m1.out);
+  EXPECT_EQ(report["ok"], false);
+  EXPECT_NE(report["diagnostics"].dump().find("ane rule cast_supported"), std::string::npos)
+      << m1.out;
+  RunResult bad = offline.Anectl({"mil", "check", file, "--target", "gpu"});
+  EXPECT_NE(bad.exit_code, 0);
 }
 
 }  // namespace

@@ -1,9 +1,12 @@
 // AneBackend: the ANE as a Backend (backend.h), in portable C++ over an AneDevice (ane_device.h).
 // Registered as "ane" over the Apple framework device and "ane-sim" over the simulated device.
 //
-// Compile: lowers the verified program (ane_lowering.h: canonical MIL text, blob weight files,
-// I/O packed into the surfaces the device takes, attention masks made explicit), compiles and
-// loads it on the device (load retried once after 100 ms, spec 1.3), allocates the surfaces once.
+// Compile: lowers the verified program under the device's rules table (ane_lowering.h, DeviceInfo
+// ::rules: canonical MIL text, blob weight files, I/O laid out in the surfaces the rules allow,
+// rejected ops rewritten, attention masks made explicit), compiles and loads it on the device
+// (load retried once after 100 ms, spec 1.3), allocates the surfaces once at the lowering's sizes
+// (at least the rules' minimum, uniform per side). Describe() lists the rules in force as device
+// facts "ane_rule.<id>" (ane_rules.h EncodeAneRuleFact) for GetInfo and `anectl doctor`.
 // Run: converts the named input tensors into the surfaces, evaluates, converts the surfaces back
 // into the named outputs. Values are computed in fp16 whatever CompileOptions::numerics says
 // (capabilities.fp16_compute).
