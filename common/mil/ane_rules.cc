@@ -367,6 +367,25 @@ std::vector<AneViolation> CheckAneProgram(const Program& program, const AneRules
   return out;
 }
 
+bool AneOpSupported(absl::string_view op, const std::vector<TensorType>& inputs,
+                    const AneRules& rules, std::string* rule) {
+  auto no = [&](const char* id) {
+    if (rule != nullptr) *rule = id;
+    return false;
+  };
+  if (op == "cast" && !rules.cast_supported) return no("cast_supported");
+  if (op == "concat" && rules.concat == ConcatPolicy::kBanned) return no("concat");
+  if (op == "conv" && rules.conv_input_channels_limit > 0 && !inputs.empty() &&
+      inputs[0].rank() >= 2 && inputs[0].shape[1] >= rules.conv_input_channels_limit) {
+    return no("conv_input_channels_limit");
+  }
+  if (op == "matmul" && rules.matmul_runtime_inner_multiple > 0 && !inputs.empty() &&
+      inputs[0].rank() >= 1 && inputs[0].shape.back() % rules.matmul_runtime_inner_multiple != 0) {
+    return no("matmul_runtime_inner_multiple");
+  }
+  return true;
+}
+
 bool CheckAneBinding(const std::vector<SurfaceUse>& inputs, const std::vector<SurfaceUse>& outputs,
                      const AneRules& rules, AneViolation* violation) {
   auto fail = [&](std::string rule, std::string message) {

@@ -106,8 +106,16 @@ struct AneViolation {
 
 // The rules a MIL program breaks as the device would see it (its `main` I/O each bound to a
 // surface of exactly its declared size, ops as written; so min_surface_bytes and
-// uniform_surface_sizes describe that naive binding, which the lowering's allocation avoids). Needs only declared types, so it works on unverified programs too.
+// uniform_surface_sizes describe that naive binding, which the lowering's allocation avoids). Needs
+// only declared types, so it works on unverified programs too.
 std::vector<AneViolation> CheckAneProgram(const Program& program, const AneRules& rules);
+
+// Whether the ANE can run `op` on inputs of these types under `rules`, as far as types alone tell
+// (what Backend::Supports asks): false for what no rewrite fixes (cast where the chip has none, a
+// conv at the input-channel limit, any concat when banned, an M1 matmul whose inner dimension
+// breaks the multiple), with the rule id in `*rule` when not null.
+bool AneOpSupported(absl::string_view op, const std::vector<TensorType>& inputs,
+                    const AneRules& rules, std::string* rule = nullptr);
 
 // One bound surface at evaluation: the bytes its MIL parameter declares and the bytes allocated.
 struct SurfaceUse {

@@ -557,6 +557,26 @@ TEST(AneRuleProbe, MeasuresADeviceThatDiffersAndTheLoweringPrefersTheMeasurement
   EXPECT_TRUE(applied.alphabetical_binding);
 }
 
+TEST(AneRulesTable, OpSupportFollowsTheRulesPerShape) {
+  const mil::AneRules def, m1 = mil::AneRulesForChip("Apple M1");
+  const mil::TensorType x16{mil::DType::kFp16, {1, 1, 64, 16}},
+      x64{mil::DType::kFp16, {1, 1, 64, 64}};
+  std::string rule;
+  EXPECT_TRUE(mil::AneOpSupported("matmul", {x16, x16}, def));
+  EXPECT_FALSE(mil::AneOpSupported("matmul", {x16, x16}, m1, &rule));
+  EXPECT_EQ(rule, "matmul_runtime_inner_multiple");
+  EXPECT_TRUE(mil::AneOpSupported("matmul", {x64, x64}, m1));
+  EXPECT_FALSE(mil::AneOpSupported("cast", {x16}, m1));
+  EXPECT_TRUE(mil::AneOpSupported("cast", {x16}, def));
+  EXPECT_FALSE(mil::AneOpSupported("conv", {{mil::DType::kFp16, {1, 32000, 1, 16}}}, def, &rule));
+  EXPECT_EQ(rule, "conv_input_channels_limit");
+  mil::AneRules orion;
+  orion.concat = mil::ConcatPolicy::kBanned;
+  EXPECT_FALSE(mil::AneOpSupported("concat", {x16, x16}, orion));
+  EXPECT_TRUE(mil::AneOpSupported("concat", {x16, x16}, def));
+  EXPECT_TRUE(mil::AneOpSupported("gelu", {x16}, def));  // rewritten by the lowering
+}
+
 // ---- the table itself ----
 
 TEST(AneRulesTable, EveryRuleHasSourcesAndATest) {
