@@ -1,5 +1,6 @@
 // Shape/type inference for every MIL op anerd supports, and their registration (shape_inference.h).
-// Each Infer* function is pure: operand types (and constant operand values) in, output types out.
+// Each Infer* function is pure: operand types (and constant operand values) in, output types out;
+// the typed shape functions of the larger ops live in shape_functions.h.
 // Semantics follow coremltools' iOS15-iOS18 op definitions.
 #include "common/mil/shape_inference.h"
 
@@ -8,6 +9,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/mil/shape_functions.h"
 #include "common/status_macros.h"
 
 namespace anerd::mil {
@@ -22,6 +24,10 @@ absl::Status Err(const A&... parts) {
 }
 
 Types One(TensorType t) { return std::vector<TensorType>{std::move(t)}; }
+Types One(absl::StatusOr<TensorType> t) {
+  if (!t.ok()) return t.status();
+  return One(*std::move(t));
+}
 
 constexpr DTypeSet kI32 = DTypeBit(DType::kInt32);
 constexpr DTypeSet kBoolT = DTypeBit(DType::kBool);
@@ -39,22 +45,6 @@ ParamSpec Const(std::string name, DTypeSet dtypes) {
 }
 ParamSpec OptConst(std::string name, DTypeSet dtypes) {
   return ParamSpec{std::move(name), false, false, dtypes, true};
-}
-
-absl::Status SameDType(const TensorType& a, const TensorType& b, absl::string_view what) {
-  if (a.dtype == b.dtype) return absl::OkStatus();
-  return Err(what, " dtypes differ: ", DTypeName(a.dtype), " vs ", DTypeName(b.dtype));
-}
-
-// Normalizes a list of distinct axes.
-absl::StatusOr<std::vector<int>> NormalizeAxes(const Shape& axes, int rank) {
-  std::vector<int> out;
-  for (int64_t a : axes) {
-    ANERD_ASSIGN_OR_RETURN(int n, NormalizeAxis(a, rank));
-    if (std::find(out.begin(), out.end(), n) != out.end()) return Err("axis ", a, " repeated");
-    out.push_back(n);
-  }
-  return out;
 }
 
 // ---- constants and casts ----
@@ -75,70 +65,33 @@ Types InferCast(const OpArgs& args) {
 
 // ---- conv ----
 
-absl::StatusOr<int64_t> ConvOutDim(int64_t in, int64_t k, int64_t stride, int64_t dilation,
-                                   const std::string& pad_type, int64_t pad_lo, int64_t pad_hi) {
-  int64_t eff = dilation * (k - 1) + 1;
-  if (pad_type == "same" || pad_type == "same_lower") return (in + stride - 1) / stride;
-  int64_t total = in;
-  if (pad_type == "custom") {
-    total += pad_lo + pad_hi;
-  } else if (pad_type != "valid") {
-    return Err("conv: unknown pad_type \"", pad_type, "\" (want valid, same, same_lower, custom)");
-  }
-  if (total < eff) return Err("conv: kernel extent ", eff, " exceeds padded input ", total);
-  return (total - eff) / stride + 1;
+// An optional constant operand: nullopt when absent.
+absl::StatusOr<std::optional<Shape>> OptInts(const OpArgs& args, absl::string_view name) {
+  if (!args.Has(name)) return std::optional<Shape>();
+  ANERD_ASSIGN_OR_RETURN(Shape v, args.Ints(name));
+  return std::optional<Shape>(std::move(v));
 }
 
-absl::Status CheckConvOperands(const TensorType& x, const TensorType& w, int64_t groups) {
-  if (x.rank() < 3 || x.rank() > 5) return Err("conv: x must have rank 3 to 5, not ", x.rank());
-  if (w.rank() != x.rank()) return Err("conv: weight rank ", w.rank(), " != x rank ", x.rank());
-  ANERD_RETURN_IF_ERROR(SameDType(x, w, "conv: x and weight"));
-  if (groups < 1) return Err("conv: groups must be >= 1, not ", groups);
-  if (w.shape[1] * groups != x.shape[1]) {
-    return Err("conv: weight expects ", w.shape[1], " input channels per group x ", groups,
-               " groups, but x has ", x.shape[1], " channels");
-  }
-  if (w.shape[0] % groups != 0) {
-    return Err("conv: ", w.shape[0], " output channels are not divisible by groups ", groups);
-  }
-  return absl::OkStatus();
+// An optional tensor operand's type: nullopt when absent.
+absl::StatusOr<std::optional<TensorType>> OptType(const OpArgs& args, absl::string_view name) {
+  if (!args.Has(name)) return std::optional<TensorType>();
+  ANERD_ASSIGN_OR_RETURN(TensorType t, args.Type(name));
+  return std::optional<TensorType>(std::move(t));
 }
 
-absl::Status CheckPositive(const Shape& v, size_t n, absl::string_view what) {
-  if (v.size() != n) return Err(what, " needs ", n, " values, not ", v.size());
-  for (int64_t e : v) {
-    if (e < 1) return Err(what, " values must be >= 1");
-  }
-  return absl::OkStatus();
-}
+const TensorType* Ptr(const std::optional<TensorType>& t) { return t ? &*t : nullptr; }
 
 Types InferConv(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType x, args.Type("x"));
   ANERD_ASSIGN_OR_RETURN(TensorType w, args.Type("weight"));
-  ANERD_ASSIGN_OR_RETURN(int64_t groups, args.Int("groups", 1));
-  ANERD_RETURN_IF_ERROR(CheckConvOperands(x, w, groups));
-  size_t ns = x.rank() - 2;
-  ANERD_ASSIGN_OR_RETURN(Shape strides, args.Ints("strides", Shape(ns, 1)));
-  ANERD_ASSIGN_OR_RETURN(Shape dilations, args.Ints("dilations", Shape(ns, 1)));
-  ANERD_ASSIGN_OR_RETURN(Shape pad, args.Ints("pad", Shape(2 * ns, 0)));
-  ANERD_ASSIGN_OR_RETURN(std::string pad_type, args.String("pad_type", "valid"));
-  ANERD_RETURN_IF_ERROR(CheckPositive(strides, ns, "conv: strides"));
-  ANERD_RETURN_IF_ERROR(CheckPositive(dilations, ns, "conv: dilations"));
-  if (pad.size() != 2 * ns) return Err("conv: pad needs ", 2 * ns, " values, not ", pad.size());
-  if (args.Has("bias")) {
-    ANERD_ASSIGN_OR_RETURN(TensorType b, args.Type("bias"));
-    if (b.shape != Shape{w.shape[0]}) return Err("conv: bias must be [", w.shape[0], "]");
-    ANERD_RETURN_IF_ERROR(SameDType(x, b, "conv: x and bias"));
-  }
-  Shape out = {x.shape[0], w.shape[0]};
-  for (size_t i = 0; i < ns; ++i) {
-    if (pad[2 * i] < 0 || pad[2 * i + 1] < 0) return Err("conv: pad values must be >= 0");
-    ANERD_ASSIGN_OR_RETURN(
-        int64_t d, ConvOutDim(x.shape[2 + i], w.shape[2 + i], strides[i], dilations[i], pad_type,
-                              pad[2 * i], pad[2 * i + 1]));
-    out.push_back(d);
-  }
-  return One(TensorType{x.dtype, out});
+  ConvParams p;
+  ANERD_ASSIGN_OR_RETURN(p.groups, args.Int("groups", 1));
+  ANERD_ASSIGN_OR_RETURN(p.strides, OptInts(args, "strides"));
+  ANERD_ASSIGN_OR_RETURN(p.dilations, OptInts(args, "dilations"));
+  ANERD_ASSIGN_OR_RETURN(p.pad, OptInts(args, "pad"));
+  ANERD_ASSIGN_OR_RETURN(p.pad_type, args.String("pad_type", "valid"));
+  ANERD_ASSIGN_OR_RETURN(std::optional<TensorType> bias, OptType(args, "bias"));
+  return One(InferConvShape(x, w, p, Ptr(bias)));
 }
 
 // ---- matmul / linear ----
@@ -148,44 +101,14 @@ Types InferMatmul(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType y, args.Type("y"));
   ANERD_ASSIGN_OR_RETURN(bool tx, args.Bool("transpose_x", false));
   ANERD_ASSIGN_OR_RETURN(bool ty, args.Bool("transpose_y", false));
-  ANERD_RETURN_IF_ERROR(SameDType(x, y, "matmul: x and y"));
-  if (x.rank() < 1 || y.rank() < 1) return Err("matmul: operands must have rank >= 1");
-  Shape xs = x.shape, ys = y.shape;
-  bool x_vec = xs.size() == 1, y_vec = ys.size() == 1;
-  if (x_vec) xs.insert(xs.begin(), 1);
-  if (y_vec) ys.push_back(1);
-  if (tx && !x_vec) std::swap(xs[xs.size() - 1], xs[xs.size() - 2]);
-  if (ty && !y_vec) std::swap(ys[ys.size() - 1], ys[ys.size() - 2]);
-  int64_t m = xs[xs.size() - 2], k = xs.back(), k2 = ys[ys.size() - 2], n = ys.back();
-  if (k != k2) {
-    return Err("matmul: inner dimensions differ: x gives ", k, ", y gives ", k2,
-               " (after transpose_x=", tx ? "true" : "false",
-               ", transpose_y=", ty ? "true" : "false", ")");
-  }
-  ANERD_ASSIGN_OR_RETURN(
-      Shape out, BroadcastShapes(Shape(xs.begin(), xs.end() - 2), Shape(ys.begin(), ys.end() - 2)));
-  if (!x_vec) out.push_back(m);
-  if (!y_vec) out.push_back(n);
-  return One(TensorType{x.dtype, out});
+  return One(InferMatmulShape(x, y, tx, ty));
 }
 
 Types InferLinear(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType x, args.Type("x"));
   ANERD_ASSIGN_OR_RETURN(TensorType w, args.Type("weight"));
-  ANERD_RETURN_IF_ERROR(SameDType(x, w, "linear: x and weight"));
-  if (x.rank() < 1 || w.rank() != 2) return Err("linear: needs x rank >= 1 and weight rank 2");
-  if (w.shape[1] != x.shape.back()) {
-    return Err("linear: weight ", ShapeToString(w.shape), " does not take ", x.shape.back(),
-               " input features");
-  }
-  if (args.Has("bias")) {
-    ANERD_ASSIGN_OR_RETURN(TensorType b, args.Type("bias"));
-    if (b.shape != Shape{w.shape[0]}) return Err("linear: bias must be [", w.shape[0], "]");
-    ANERD_RETURN_IF_ERROR(SameDType(x, b, "linear: x and bias"));
-  }
-  Shape out = x.shape;
-  out.back() = w.shape[0];
-  return One(TensorType{x.dtype, out});
+  ANERD_ASSIGN_OR_RETURN(std::optional<TensorType> bias, OptType(args, "bias"));
+  return One(InferLinearShape(x, w, Ptr(bias)));
 }
 
 // ---- reshape / transpose / slices ----
@@ -193,50 +116,13 @@ Types InferLinear(const OpArgs& args) {
 Types InferReshape(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType x, args.Type("x"));
   ANERD_ASSIGN_OR_RETURN(Shape shape, args.Ints("shape"));
-  Shape out;
-  int infer_at = -1;
-  int64_t known = 1;
-  for (size_t i = 0; i < shape.size(); ++i) {
-    int64_t s = shape[i];
-    if (s == -1) {
-      if (infer_at >= 0) return Err("reshape: at most one -1 in shape");
-      infer_at = static_cast<int>(i);
-      s = 1;
-    } else if (s == 0) {
-      if (static_cast<int>(i) >= x.rank()) return Err("reshape: 0 at axis ", i, " beyond x's rank");
-      s = x.shape[i];
-    } else if (s < 0) {
-      return Err("reshape: invalid dimension ", s);
-    }
-    if (s > 0 && known > (int64_t{1} << 40) / s) {
-      return Err("reshape: shape ", ShapeToString(shape), " is too large");
-    }
-    known *= s;
-    out.push_back(s);
-  }
-  int64_t total = x.NumElements();
-  if (infer_at >= 0) {
-    if (known == 0 || total % known != 0) {
-      return Err("reshape: cannot infer -1 for ", total, " elements into ", ShapeToString(shape));
-    }
-    out[infer_at] = total / known;
-  } else if (known != total) {
-    return Err("reshape: ", ShapeToString(x.shape), " has ", total, " elements but shape ",
-               ShapeToString(shape), " has ", known);
-  }
-  return One(TensorType{x.dtype, out});
+  return One(InferReshapeShape(x, shape));
 }
 
 Types InferTranspose(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType x, args.Type("x"));
   ANERD_ASSIGN_OR_RETURN(Shape perm, args.Ints("perm"));
-  if (static_cast<int>(perm.size()) != x.rank()) {
-    return Err("transpose: perm has ", perm.size(), " entries for rank ", x.rank());
-  }
-  ANERD_ASSIGN_OR_RETURN(std::vector<int> axes, NormalizeAxes(perm, x.rank()));
-  Shape out;
-  for (int a : axes) out.push_back(x.shape[a]);
-  return One(TensorType{x.dtype, out});
+  return One(InferTransposeShape(x, perm));
 }
 
 Types InferSliceBySize(const OpArgs& args) {
@@ -296,26 +182,11 @@ Types InferSliceByIndex(const OpArgs& args) {
 Types InferConcat(const OpArgs& args) {
   const Operand* values = args.Find("values");
   if (values == nullptr || values->elements.empty()) return Err("concat: needs at least one value");
-  ANERD_ASSIGN_OR_RETURN(int64_t axis_arg, args.Int("axis"));
+  ANERD_ASSIGN_OR_RETURN(int64_t axis, args.Int("axis"));
   ANERD_ASSIGN_OR_RETURN(bool interleave, args.Bool("interleave", false));
-  const TensorType& first = values->elements[0].type;
-  ANERD_ASSIGN_OR_RETURN(int axis, NormalizeAxis(axis_arg, first.rank()));
-  Shape out = first.shape;
-  out[axis] = 0;
-  for (const Operand& v : values->elements) {
-    const TensorType& t = v.type;
-    ANERD_RETURN_IF_ERROR(SameDType(first, t, "concat: values"));
-    if (t.rank() != first.rank()) return Err("concat: values have different ranks");
-    for (int i = 0; i < t.rank(); ++i) {
-      bool differs = t.shape[i] != first.shape[i];
-      if (differs && (i != axis || interleave)) {
-        return Err("concat: ", ShapeToString(first.shape), " and ", ShapeToString(t.shape),
-                   interleave ? " must be equal for interleave" : " differ off the concat axis");
-      }
-    }
-    out[axis] += t.shape[axis];
-  }
-  return One(TensorType{first.dtype, out});
+  std::vector<TensorType> types;
+  for (const Operand& v : values->elements) types.push_back(v.type);
+  return One(InferConcatShape(types, axis, interleave));
 }
 
 Types InferSplit(const OpArgs& args) {
@@ -353,9 +224,7 @@ Types InferSplit(const OpArgs& args) {
 Types InferBinary(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType x, args.Type("x"));
   ANERD_ASSIGN_OR_RETURN(TensorType y, args.Type("y"));
-  ANERD_RETURN_IF_ERROR(SameDType(x, y, "x and y"));
-  ANERD_ASSIGN_OR_RETURN(Shape out, BroadcastShapes(x.shape, y.shape));
-  return One(TensorType{x.dtype, out});
+  return One(InferBroadcastShape(x, y));
 }
 
 Types InferUnary(const OpArgs& args) {
@@ -391,7 +260,7 @@ Types InferSelect(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType cond, args.Type("cond"));
   ANERD_ASSIGN_OR_RETURN(TensorType a, args.Type("a"));
   ANERD_ASSIGN_OR_RETURN(TensorType b, args.Type("b"));
-  ANERD_RETURN_IF_ERROR(SameDType(a, b, "select: a and b"));
+  ANERD_RETURN_IF_ERROR(CheckSameDType(a, b, "select: a and b"));
   ANERD_ASSIGN_OR_RETURN(Shape ab, BroadcastShapes(a.shape, b.shape));
   ANERD_ASSIGN_OR_RETURN(Shape out, BroadcastShapes(cond.shape, ab));
   return One(TensorType{a.dtype, out});
@@ -403,19 +272,9 @@ Types InferReduce(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType x, args.Type("x"));
   Shape all;
   for (int i = 0; i < x.rank(); ++i) all.push_back(i);
-  ANERD_ASSIGN_OR_RETURN(Shape axes_arg, args.Ints("axes", all));
+  ANERD_ASSIGN_OR_RETURN(Shape axes, args.Ints("axes", all));
   ANERD_ASSIGN_OR_RETURN(bool keep, args.Bool("keep_dims", false));
-  ANERD_ASSIGN_OR_RETURN(std::vector<int> axes, NormalizeAxes(axes_arg, x.rank()));
-  Shape out;
-  for (int i = 0; i < x.rank(); ++i) {
-    bool reduced = std::find(axes.begin(), axes.end(), i) != axes.end();
-    if (!reduced) {
-      out.push_back(x.shape[i]);
-    } else if (keep) {
-      out.push_back(1);
-    }
-  }
-  return One(TensorType{x.dtype, out});
+  return One(InferReduceShape(x, axes, keep));
 }
 
 Types InferLayerNorm(const OpArgs& args) {
@@ -430,7 +289,7 @@ Types InferLayerNorm(const OpArgs& args) {
   for (const char* p : {"gamma", "beta"}) {
     if (!args.Has(p)) continue;
     ANERD_ASSIGN_OR_RETURN(TensorType t, args.Type(p));
-    ANERD_RETURN_IF_ERROR(SameDType(x, t, absl::StrCat("layer_norm: x and ", p)));
+    ANERD_RETURN_IF_ERROR(CheckSameDType(x, t, absl::StrCat("layer_norm: x and ", p)));
     if (t.shape != norm) {
       return Err("layer_norm: ", p, " must be ", ShapeToString(norm), ", not ",
                  ShapeToString(t.shape));
@@ -445,33 +304,8 @@ Types InferSdpa(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType q, args.Type("query"));
   ANERD_ASSIGN_OR_RETURN(TensorType k, args.Type("key"));
   ANERD_ASSIGN_OR_RETURN(TensorType v, args.Type("value"));
-  ANERD_RETURN_IF_ERROR(SameDType(q, k, "sdpa: query and key"));
-  ANERD_RETURN_IF_ERROR(SameDType(q, v, "sdpa: query and value"));
-  int r = q.rank();
-  if (r < 3 || k.rank() != r || v.rank() != r) {
-    return Err("sdpa: query, key and value need the same rank >= 3");
-  }
-  Shape batch(q.shape.begin(), q.shape.end() - 2);
-  if (Shape(k.shape.begin(), k.shape.end() - 2) != batch ||
-      Shape(v.shape.begin(), v.shape.end() - 2) != batch) {
-    return Err("sdpa: batch dimensions of query, key and value differ");
-  }
-  int64_t L = q.shape[r - 2], E = q.shape[r - 1], S = k.shape[r - 2];
-  if (k.shape[r - 1] != E) return Err("sdpa: key has ", k.shape[r - 1], " features, query ", E);
-  if (v.shape[r - 2] != S) return Err("sdpa: value has ", v.shape[r - 2], " rows, key ", S);
-  Shape scores = batch;
-  scores.push_back(L);
-  scores.push_back(S);
-  if (args.Has("attn_mask")) {
-    ANERD_ASSIGN_OR_RETURN(TensorType m, args.Type("attn_mask"));
-    if (m.dtype != DType::kBool) ANERD_RETURN_IF_ERROR(SameDType(q, m, "sdpa: query and mask"));
-    ANERD_ASSIGN_OR_RETURN(Shape b, BroadcastShapes(m.shape, scores));
-    if (b != scores) return Err("sdpa: attn_mask does not broadcast to ", ShapeToString(scores));
-  }
-  Shape out = batch;
-  out.push_back(L);
-  out.push_back(v.shape[r - 1]);
-  return One(TensorType{q.dtype, out});
+  ANERD_ASSIGN_OR_RETURN(std::optional<TensorType> mask, OptType(args, "attn_mask"));
+  return One(InferSdpaShape(q, k, v, Ptr(mask)));
 }
 
 // ---- quantization ----
@@ -495,7 +329,7 @@ Types InferQuantize(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType in, args.Type("input"));
   ANERD_ASSIGN_OR_RETURN(TensorType scale, args.Type("scale"));
   ANERD_ASSIGN_OR_RETURN(std::string out_name, args.String("output_dtype"));
-  ANERD_RETURN_IF_ERROR(SameDType(in, scale, "quantize: input and scale"));
+  ANERD_RETURN_IF_ERROR(CheckSameDType(in, scale, "quantize: input and scale"));
   std::optional<DType> out = DTypeFromName(out_name);
   if (!out || !(kQuantDTypes & DTypeBit(*out))) {
     return Err("quantize: output_dtype must be \"int8\" or \"uint8\", not \"", out_name, "\"");
@@ -514,7 +348,7 @@ Types InferDequantize(absl::string_view data_name, const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType scale, args.Type("scale"));
   if (args.Has("zero_point")) {
     ANERD_ASSIGN_OR_RETURN(TensorType zp, args.Type("zero_point"));
-    ANERD_RETURN_IF_ERROR(SameDType(data, zp, absl::StrCat(data_name, " and zero_point")));
+    ANERD_RETURN_IF_ERROR(CheckSameDType(data, zp, absl::StrCat(data_name, " and zero_point")));
   }
   ANERD_RETURN_IF_ERROR(CheckQuantParam(args, "scale", data));
   ANERD_RETURN_IF_ERROR(CheckQuantParam(args, "zero_point", data));
@@ -533,21 +367,10 @@ Types InferAffineDequantize(const OpArgs& args) { return InferDequantize("quanti
 Types InferGather(const OpArgs& args) {
   ANERD_ASSIGN_OR_RETURN(TensorType x, args.Type("x"));
   ANERD_ASSIGN_OR_RETURN(TensorType idx, args.Type("indices"));
-  ANERD_ASSIGN_OR_RETURN(int64_t axis_arg, args.Int("axis", 0));
+  ANERD_ASSIGN_OR_RETURN(int64_t axis, args.Int("axis", 0));
   ANERD_ASSIGN_OR_RETURN(int64_t batch_dims, args.Int("batch_dims", 0));
   ANERD_RETURN_IF_ERROR(args.Bool("validate_indices", false).status());
-  ANERD_ASSIGN_OR_RETURN(int axis, NormalizeAxis(axis_arg, x.rank()));
-  if (batch_dims < 0 || batch_dims > axis || batch_dims > idx.rank()) {
-    return Err("gather: batch_dims ", batch_dims, " must be in [0, min(axis, indices rank)]");
-  }
-  for (int i = 0; i < batch_dims; ++i) {
-    if (x.shape[i] != idx.shape[i]) return Err("gather: batch dimension ", i, " differs");
-  }
-  Shape out(x.shape.begin(), x.shape.begin() + axis);
-  out.insert(out.end(), idx.shape.begin() + batch_dims, idx.shape.end());
-  out.insert(out.end(), x.shape.begin() + axis + 1, x.shape.end());
-  if (static_cast<int>(out.size()) > 5) return Err("gather: result rank ", out.size(), " > 5");
-  return One(TensorType{x.dtype, out});
+  return One(InferGatherShape(x, idx, axis, batch_dims));
 }
 
 // ---- registration ----

@@ -1,5 +1,7 @@
 // Registration of every MIL op with its shape/type inference function (coremltools iOS15-iOS18
-// semantics). Called once by DefaultOpRegistry(); the one explicit registration point.
+// semantics). Called once by DefaultOpRegistry(); the one explicit registration point. The typed
+// shape functions it adapts (InferConvShape, InferMatmulShape, ...) are public in
+// shape_functions.h.
 #ifndef ANERD_COMMON_MIL_SHAPE_INFERENCE_H_
 #define ANERD_COMMON_MIL_SHAPE_INFERENCE_H_
 
