@@ -54,6 +54,13 @@ using StopCheck = std::function<absl::Status()>;
 // (so that callers can tell it from a used-up compile budget).
 inline constexpr absl::string_view kMemoryLimitMarker = "bytes of memory";
 
+// The program as one compile stage left it, for debugging (`anectl kernel compile --dump-passes`):
+// `name` is "NN-stage" (NN counting from 00 in pipeline order), `text` a readable listing.
+struct PassDump {
+  std::string name;
+  std::string text;
+};
+
 struct CompileOptions {
   NumericsMode numerics = NumericsMode::kAne;
   // ANE quirk: scaled_dot_product_attention ignores `attn_mask` (ane-seed-spec 1.8).
@@ -68,7 +75,34 @@ struct CompileOptions {
   // cannot tell their memory before allocating ignore it.
   uint64_t max_memory_bytes = 0;
   StopCheck stop;  // checked between the ops of a compile
+  // When non-null, a backend with compile passes appends the program after each (PassDump);
+  // others leave it alone. Not owned; used only during Compile.
+  std::vector<PassDump>* pass_dumps = nullptr;
 };
+
+// An op as a backend is asked about it (as ggml's supports_op): its name and the types and shapes
+// of its tensor operands. A query with no operands asks about the op name only ("can the backend
+// run this op for some operands"). Plain data; `operation` is not owned and may be null.
+struct OpQuery {
+  std::string op;  // MIL op name, e.g. "conv"
+  // Tensor operands by parameter name in the order written (each element of a tuple operand is
+  // listed under the tuple's name); literal operands appear with their literal type.
+  std::vector<std::pair<std::string, mil::TensorType>> inputs;
+  std::vector<mil::TensorType> outputs;       // declared output types; empty when unknown
+  const mil::Operation* operation = nullptr;  // the op itself (its constant parameters), if known
+
+  static OpQuery Named(absl::string_view op);
+  // The first operand named `name`, or null.
+  const mil::TensorType* Input(absl::string_view name) const;
+};
+
+// The query for each op of `function`, in program order: operand types come from the function's
+// inputs, earlier ops' declared outputs and literals. `function` must outlive the queries.
+std::vector<OpQuery> OpQueriesFor(const mil::Function& function);
+
+// The refusal a backend returns from Supports: UNIMPLEMENTED "op 'OP' is not supported by the
+// BACKEND backend: WHY".
+absl::Status OpNotSupported(absl::string_view backend, absl::string_view op, absl::string_view why);
 
 struct BackendCapabilities {
   bool fp16_compute = false;     // computes fp16 natively (vs emulates rounding)
@@ -124,8 +158,11 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual BackendDescription Describe() const = 0;
-  // Whether the backend can execute `op` (a MIL op name such as "conv").
-  virtual bool Supports(absl::string_view op) const = 0;
+  // Whether the backend can execute the op described by `query` with those operand types and
+  // shapes: OK, or UNIMPLEMENTED whose message names the op and says why (OpNotSupported). A
+  // name-only query (OpQuery::Named) answers for the op name alone. Compile refuses, with the same
+  // reason, any program holding an op that Supports refuses.
+  virtual absl::Status Supports(const OpQuery& query) const = 0;
   // Plans and prepares `program` for execution. See the file comment for errors.
   virtual absl::StatusOr<std::unique_ptr<CompiledProgram>> Compile(
       const mil::VerifiedProgram& program, const CompileOptions& options) = 0;

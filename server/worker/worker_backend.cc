@@ -316,7 +316,9 @@ absl::StatusOr<std::unique_ptr<WorkerBackend>> WorkerBackend::Start(const Worker
 }
 
 backend::BackendDescription WorkerBackend::Describe() const { return pool_->Describe(); }
-bool WorkerBackend::Supports(absl::string_view op) const { return pool_->Supports(op); }
+absl::Status WorkerBackend::Supports(const backend::OpQuery& query) const {
+  return pool_->Supports(query);
+}
 absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> WorkerBackend::Compile(
     const mil::VerifiedProgram& program, const backend::CompileOptions& options) {
   return pool_->Compile(program, options);

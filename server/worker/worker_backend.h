@@ -75,7 +75,7 @@ class WorkerBackend : public backend::Backend {
   ~WorkerBackend() override;  // stops the worker
 
   backend::BackendDescription Describe() const override;
-  bool Supports(absl::string_view op) const override;
+  absl::Status Supports(const backend::OpQuery& query) const override;
   absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> Compile(
       const mil::VerifiedProgram& program, const backend::CompileOptions& options) override;
   int64_t compiles_used() const override;

@@ -83,7 +83,7 @@ class Host {
     hello.available = true;
     hello.description = backend_->Describe();
     for (const std::string& op : mil::KnownOps()) {
-      if (backend_->Supports(op)) hello.supported_ops.push_back(op);
+      if (backend_->Supports(backend::OpQuery::Named(op)).ok()) hello.supported_ops.push_back(op);
     }
     wire::Response r;
     r.kind = std::move(hello);

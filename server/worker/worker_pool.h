@@ -49,9 +49,13 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
     absl::MutexLock lock(&mu_);
     return description_;
   }
-  bool Supports(absl::string_view op) const {
+  // By op name only (the worker's hello lists the names); the worker's backend judges operand
+  // shapes when it compiles, refusing with its own UNIMPLEMENTED reason.
+  absl::Status Supports(const backend::OpQuery& query) const {
     absl::MutexLock lock(&mu_);
-    return supported_.count(std::string(op)) > 0;
+    if (supported_.count(query.op) > 0) return absl::OkStatus();
+    return backend::OpNotSupported(description_.name, query.op,
+                                   "the worker's backend does not run it");
   }
   int64_t compiles_used() const {
     absl::MutexLock lock(&mu_);

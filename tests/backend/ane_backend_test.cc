@@ -395,7 +395,7 @@ class OffByOne : public Backend {
     std::unique_ptr<CompiledProgram> inner_;
   };
   BackendDescription Describe() const override { return {"off-by-one", "0", "", {}}; }
-  bool Supports(absl::string_view) const override { return true; }
+  absl::Status Supports(const OpQuery&) const override { return absl::OkStatus(); }
   absl::StatusOr<std::unique_ptr<CompiledProgram>> Compile(const mil::VerifiedProgram& p,
                                                            const CompileOptions& o) override {
     auto inner = inner_.Compile(p, o);

@@ -123,9 +123,9 @@ TEST(CpuBackend, RegistryListsCpu) {
   EXPECT_EQ(registry.Find("nope"), nullptr);
   EXPECT_EQ(registry.names().front(), "cpu");
   Backend* cpu = registry.Find("cpu");
-  EXPECT_TRUE(cpu->Supports("conv"));
-  EXPECT_TRUE(cpu->Supports("scaled_dot_product_attention"));
-  EXPECT_FALSE(cpu->Supports("lstm"));
+  EXPECT_TRUE(cpu->Supports(OpQuery::Named("conv")).ok());
+  EXPECT_TRUE(cpu->Supports(OpQuery::Named("scaled_dot_product_attention")).ok());
+  EXPECT_EQ(cpu->Supports(OpQuery::Named("lstm")).code(), absl::StatusCode::kUnimplemented);
   EXPECT_FALSE(cpu->Describe().version.empty());
 }
 

@@ -15,7 +15,7 @@
 
 #include "common/mil/parser.h"
 #include "common/mil/verifier.h"
-#include "server/backend/cpu/planner.h"
+#include "server/backend/cpu/passes.h"
 #include "server/backend/cpu/program.h"
 
 namespace {
@@ -77,8 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     compile.numerics =
         mode == 1 ? anerd::backend::NumericsMode::kFp32 : anerd::backend::NumericsMode::kAne;
     compile.reference_mode = mode == 2;
-    anerd::backend::cpu::Planner planner(*verified, compile);
-    absl::StatusOr<anerd::backend::cpu::PlannedProgram> plan = planner.Plan();
+    anerd::backend::cpu::PassManager passes(*verified, compile);
+    absl::StatusOr<anerd::backend::cpu::PlannedProgram> plan = passes.Run(nullptr);
     if (!plan.ok() || PlannedBytes(*plan) > kMaxRunBytes) continue;
     anerd::backend::cpu::CpuProgram compiled(*std::move(plan));
     std::vector<anerd::backend::NamedTensor> inputs;

@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "server/backend/ane/ane_lowering.h"
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/backend/cpu/op_support.h"
 
 namespace anerd::backend::ane {
 namespace {
@@ -181,11 +182,11 @@ BackendDescription AneBackend::Describe() const {
   return d;
 }
 
-bool AneBackend::Supports(absl::string_view op) const {
-  // The ops the verifier knows and the CPU backend runs; the real device may still reject some at
-  // compile time (reported as INVALID_ARGUMENT with the device's text).
-  cpu::CpuBackend cpu(cpu::CpuBackendOptions{});
-  return cpu.Supports(op);
+absl::Status AneBackend::Supports(const OpQuery& query) const {
+  // For now the ops and shapes the CPU backend runs (the simulator executes on it); the real
+  // device may still reject some at compile time (INVALID_ARGUMENT with the device's text).
+  const std::string why = cpu::CpuRefusal(query);
+  return why.empty() ? absl::OkStatus() : OpNotSupported("ane", query.op, why);
 }
 
 absl::Status AneBackend::MapCompileError(const absl::Status& status) const {

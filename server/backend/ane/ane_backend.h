@@ -47,7 +47,7 @@ class AneBackend : public Backend {
  public:
   AneBackend(std::shared_ptr<AneDevice> device, const AneBackendOptions& options);
   BackendDescription Describe() const override;
-  bool Supports(absl::string_view op) const override;
+  absl::Status Supports(const OpQuery& query) const override;
   absl::StatusOr<std::unique_ptr<CompiledProgram>> Compile(const mil::VerifiedProgram& program,
                                                            const CompileOptions& options) override;
   int64_t compiles_used() const override { return compiles_.load(); }

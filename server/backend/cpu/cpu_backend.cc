@@ -1,11 +1,10 @@
 #include "server/backend/cpu/cpu_backend.h"
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/backend/cpu/kernels/parallel.h"
-#include "server/backend/cpu/planner.h"
+#include "server/backend/cpu/op_support.h"
+#include "server/backend/cpu/passes.h"
 #include "server/backend/cpu/program.h"
 
 #if defined(ANERD_BLAS_ACCELERATE)
@@ -15,31 +14,6 @@
 #endif
 
 namespace anerd::backend::cpu {
-
-const std::vector<std::string>& CpuSupportedOps() {
-  static const auto* ops =
-      new std::vector<std::string>{"add",           "cast",
-                                   "clip",          "concat",
-                                   "const",         "constexpr_affine_dequantize",
-                                   "conv",          "dequantize",
-                                   "exp",           "gather",
-                                   "gelu",          "layer_norm",
-                                   "linear",        "log",
-                                   "matmul",        "maximum",
-                                   "minimum",       "mul",
-                                   "pow",           "quantize",
-                                   "real_div",      "reduce_max",
-                                   "reduce_mean",   "reduce_sum",
-                                   "relu",          "reshape",
-                                   "rsqrt",         "scaled_dot_product_attention",
-                                   "select",        "sigmoid",
-                                   "silu",          "slice_by_index",
-                                   "slice_by_size", "softmax",
-                                   "split",         "sqrt",
-                                   "sub",           "tanh",
-                                   "transpose"};
-  return *ops;
-}
 
 CpuBackend::CpuBackend(const CpuBackendOptions& options)
     : options_(options), threads_(ConfigureBlasThreading()) {}
@@ -60,9 +34,9 @@ BackendDescription CpuBackend::Describe() const {
   return d;
 }
 
-bool CpuBackend::Supports(absl::string_view op) const {
-  const auto& ops = CpuSupportedOps();
-  return std::binary_search(ops.begin(), ops.end(), std::string(op));
+absl::Status CpuBackend::Supports(const OpQuery& query) const {
+  const std::string why = CpuRefusal(query);
+  return why.empty() ? absl::OkStatus() : OpNotSupported("cpu", query.op, why);
 }
 
 absl::StatusOr<std::unique_ptr<CompiledProgram>> CpuBackend::Compile(
@@ -74,8 +48,8 @@ absl::StatusOr<std::unique_ptr<CompiledProgram>> CpuBackend::Compile(
     return absl::ResourceExhaustedError(absl::StrCat(
         "cpu backend compile budget of ", options_.compile_budget, " compiles is used up"));
   }
-  Planner planner(program, options);
-  absl::StatusOr<PlannedProgram> plan = planner.Plan();
+  PassManager passes(program, options);
+  absl::StatusOr<PlannedProgram> plan = passes.Run(options.pass_dumps);
   if (!plan.ok()) {
     compiles_.fetch_sub(1);
     return plan.status();

@@ -1,11 +1,12 @@
 // The portable CPU backend: runs every op the MIL verifier knows, on fp32 buffers with the fp16
 // rounding of the chosen NumericsMode (backend.h).
 //
-// Compile plans the program once (planner.h): ops run in program order (the verifier guarantees
-// definitions precede uses, so program order is a topological order); reshape/transpose/slice/split
-// become strided views; transposes fold into GEMM operand flags; conv and matmul run on
-// cblas_sgemm; single-use elementwise chains fuse into one pass; buffers are reused by liveness;
-// BLOBFILE weights are decoded once.
+// Compile plans the program once (planner.h, run by the PassManager of passes.h, whose named
+// passes are the rewrites below and can dump the plan after each): ops run in program order (the
+// verifier guarantees definitions precede uses, so program order is a topological order);
+// reshape/transpose/slice/split become strided views; transposes fold into GEMM operand flags; conv
+// and matmul run on cblas_sgemm; single-use elementwise chains fuse into one pass; buffers are
+// reused by liveness; BLOBFILE weights are decoded once.
 //
 // Threads: one pool per process (kernels/parallel.h): the thread calling Run plus one helper that
 // sleeps on a condition variable between jobs. Constructing a CpuBackend calls
@@ -39,7 +40,8 @@ class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const CpuBackendOptions& options);
   BackendDescription Describe() const override;
-  bool Supports(absl::string_view op) const override;
+  // Refuses ops without a planner handler and the shapes of CpuRefusal (op_support.h).
+  absl::Status Supports(const OpQuery& query) const override;
   absl::StatusOr<std::unique_ptr<CompiledProgram>> Compile(const mil::VerifiedProgram& program,
                                                            const CompileOptions& options) override;
   int64_t compiles_used() const override { return compiles_.load(); }
@@ -49,9 +51,6 @@ class CpuBackend : public Backend {
   const int threads_;  // pool width (ConfigureBlasThreading)
   std::atomic<int64_t> compiles_{0};
 };
-
-// Every op the CPU backend executes (sorted).
-const std::vector<std::string>& CpuSupportedOps();
 
 }  // namespace anerd::backend::cpu
 

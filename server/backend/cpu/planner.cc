@@ -1,5 +1,6 @@
 #include "server/backend/cpu/planner.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -27,8 +28,8 @@ void CountUses(const mil::Argument& a, const mil::Operation* op,
 
 }  // namespace
 
-Planner::Planner(const mil::VerifiedProgram& program, const CompileOptions& options)
-    : program_(program), options_(options) {
+Planner::Planner(const mil::VerifiedProgram& program, const CompileOptions& options, PassSet passes)
+    : program_(program), options_(options), passes_(passes) {
   plan_.options = options;
 }
 
@@ -186,8 +187,10 @@ View Planner::NewOutput(const mil::TensorType& type) {
 }
 
 void Planner::AddStep(const mil::Operation& op, std::vector<View> reads, std::vector<View> writes,
-                      int64_t scratch, std::function<absl::Status(const StepContext&)> fn) {
+                      int64_t scratch, std::function<absl::Status(const StepContext&)> fn,
+                      std::string note) {
   Step s;
+  s.note = std::move(note);
   s.op = op.op;
   s.line = op.loc.line;
   for (const View& v : reads) s.reads.push_back(v.buf);
@@ -205,21 +208,27 @@ Rounding Planner::RoundingFor(mil::DType dtype) const {
 View Planner::Contiguous(const mil::Operation& op, const View& v) {
   if (v.IsContiguous()) return v;
   View out = ContiguousView(NewBuffer(v.NumElements()), v.shape);
-  AddStep(op, {v}, {out}, 0, [v, out](const StepContext& c) {
-    CopyStrided(Strided{c.Ptr(v), v.shape, v.strides}, c.MutablePtr(out));
-    return absl::OkStatus();
-  });
+  AddStep(
+      op, {v}, {out}, 0,
+      [v, out](const StepContext& c) {
+        CopyStrided(Strided{c.Ptr(v), v.shape, v.strides}, c.MutablePtr(out));
+        return absl::OkStatus();
+      },
+      "copy to contiguous");
   return out;
 }
 
 absl::Status Planner::DefineView(const mil::Operation& op, const mil::NamedType& out, View view) {
   Value v;
-  if (options_.reference_mode) {
+  if (!passes_.on(PlannerPass::kViews)) {
     View dst = ContiguousView(NewBuffer(view.NumElements()), view.shape);
-    AddStep(op, {view}, {dst}, 0, [view, dst](const StepContext& c) {
-      CopyStrided(Strided{c.Ptr(view), view.shape, view.strides}, c.MutablePtr(dst));
-      return absl::OkStatus();
-    });
+    AddStep(
+        op, {view}, {dst}, 0,
+        [view, dst](const StepContext& c) {
+          CopyStrided(Strided{c.Ptr(view), view.shape, view.strides}, c.MutablePtr(dst));
+          return absl::OkStatus();
+        },
+        "copy (no views)");
     view = dst;
   }
   v.view = std::move(view);
@@ -230,6 +239,13 @@ const mil::Operation* Planner::SoleConsumer(const std::string& name) const {
   auto u = uses_.find(name);
   if (u == uses_.end() || u->second != 1) return nullptr;
   return consumer_.at(name);
+}
+
+std::vector<std::string> Planner::PlannedOps() {
+  std::vector<std::string> ops;
+  for (const auto& [name, handler] : Handlers()) ops.push_back(name);
+  std::sort(ops.begin(), ops.end());
+  return ops;
 }
 
 const absl::flat_hash_map<std::string, Planner::Handler>& Planner::Handlers() {

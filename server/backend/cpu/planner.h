@@ -1,6 +1,7 @@
 // Planner: turns a VerifiedProgram into a PlannedProgram (program.h) once, at compile time.
-// See cpu_backend.h for what planning does; with CompileOptions::reference_mode every op becomes
-// its own step writing a fresh contiguous buffer (no views, no fusion, no transposed GEMM outputs).
+// See cpu_backend.h for what planning does. Which rewrites it applies is its PassSet (passes.h:
+// run it through the PassManager); with none every op becomes its own step writing a fresh
+// contiguous buffer (no views, no fusion, no transposed GEMM outputs).
 // Not thread-safe; one Planner per compile.
 #ifndef ANERD_SERVER_BACKEND_CPU_PLANNER_H_
 #define ANERD_SERVER_BACKEND_CPU_PLANNER_H_
@@ -16,14 +17,17 @@
 #include "common/mil/verifier.h"
 #include "server/backend/backend.h"
 #include "server/backend/cpu/kernels/kernels.h"
+#include "server/backend/cpu/passes.h"
 #include "server/backend/cpu/program.h"
 
 namespace anerd::backend::cpu {
 
 class Planner {
  public:
-  Planner(const mil::VerifiedProgram& program, const CompileOptions& options);
+  Planner(const mil::VerifiedProgram& program, const CompileOptions& options, PassSet passes);
   absl::StatusOr<PlannedProgram> Plan();
+  // The ops with a handler, sorted: the CPU backend's op list (op_support.h).
+  static std::vector<std::string> PlannedOps();
 
  private:
   struct Value {
@@ -58,8 +62,10 @@ class Planner {
   int NewBuffer(int64_t floats);
   int AddConstant(std::shared_ptr<std::vector<float>> data);
   View NewOutput(const mil::TensorType& type);
+  // Appends a step; `note` says what a rewrite made of it (Step::note).
   void AddStep(const mil::Operation& op, std::vector<View> reads, std::vector<View> writes,
-               int64_t scratch, std::function<absl::Status(const StepContext&)> fn);
+               int64_t scratch, std::function<absl::Status(const StepContext&)> fn,
+               std::string note = "");
   Rounding RoundingFor(mil::DType dtype) const;
   // Defines `out` as `view`, or (reference mode) as a materialised copy of it.
   absl::Status DefineView(const mil::Operation& op, const mil::NamedType& out, View view);
@@ -118,6 +124,7 @@ class Planner {
 
   const mil::VerifiedProgram& program_;
   CompileOptions options_;
+  PassSet passes_;
   PlannedProgram plan_;
   absl::node_hash_map<std::string, Value> values_;  // stable addresses
   absl::flat_hash_map<std::string, int> uses_;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "server/backend/cpu/op_support.h"
 #include "server/backend/cpu/planner.h"
 
 namespace anerd::backend::cpu {
@@ -100,7 +101,8 @@ absl::Status Planner::PlanMatmul(const mil::Operation& op) {
   shape.push_back(x.shape[x.rank() - 2]);
   shape.push_back(y.shape[y.rank() - 1]);
   const mil::NamedType& out = op.outputs[0];
-  const mil::Operation* next = options_.reference_mode ? nullptr : SoleConsumer(out.name);
+  const mil::Operation* next =
+      passes_.on(PlannerPass::kFoldTransposes) ? SoleConsumer(out.name) : nullptr;
   bool transposed_out = false;
   if (next != nullptr && next->op == "transpose" && xv->type.rank() >= 2 && yv->type.rank() >= 2) {
     absl::StatusOr<std::vector<int64_t>> perm = Ints(*next, "perm");
@@ -109,6 +111,7 @@ absl::Status Planner::PlanMatmul(const mil::Operation& op) {
   View buf = ContiguousView(NewBuffer(out.type.NumElements()), shape);
   if (transposed_out) buf = SwapLast2(ContiguousView(buf.buf, SwapLast2(buf).shape));
   EmitMatmul(op, x, y, buf, nullptr);
+  if (transposed_out) plan_.steps.back().note = "output written transposed";
   Value v;
   v.view = transposed_out ? buf : ContiguousView(buf.buf, out.type.shape);
   return Define(out, std::move(v));
@@ -140,7 +143,9 @@ absl::Status Planner::PlanConv(const mil::Operation& op) {
   ANERD_ASSIGN_OR_RETURN(const Value* wv, Operand(op, "weight"));
   const mil::NamedType& out = op.outputs[0];
   const int r = xv->type.rank();
-  if (r != 4 && r != 3) return NotSupported(op, "only 1-D and 2-D convolutions");
+  OpQuery query = OpQuery::Named(op.op);
+  query.inputs.emplace_back("x", xv->type);
+  if (std::string why = CpuRefusal(query); !why.empty()) return NotSupported(op, why);
   View x = xv->view, w = Contiguous(op, wv->view);
   std::vector<int64_t> oshape = out.type.shape, wshape = w.shape;
   if (r == 3) {  // 1-D: H = 1

@@ -31,7 +31,7 @@ const Planner::Value* Planner::ScalarLiteral(float value) {
 }
 
 bool Planner::FuseableInto(const std::string& name, const std::vector<int64_t>& shape) const {
-  if (options_.reference_mode || name.empty()) return false;
+  if (!passes_.on(PlannerPass::kFuseElementwise) || name.empty()) return false;
   auto it = values_.find(name);
   auto u = uses_.find(name);
   return it != values_.end() && it->second.group >= 0 && u != uses_.end() && u->second == 1 &&
@@ -73,14 +73,16 @@ absl::Status Planner::PlanElementwise(const mil::Operation& op, EwOp kind,
   g->ew.steps.push_back(step);
   if (fused >= 0) values_[refs[fused]].group = -1;
   if (g->step_index >= 0) plan_.steps[g->step_index].fn = nullptr;
-  AddStep(op, g->leaves, {g->out}, EwScratchFloats(g->ew, g->leaves.size()),
-          [g](const StepContext& c) {
-            std::vector<Strided> leaves;
-            leaves.reserve(g->leaves.size());
-            for (const View& v : g->leaves) leaves.push_back(Strided{c.Ptr(v), v.shape, v.strides});
-            RunEwGroup(g->ew, leaves, c.MutablePtr(g->out), c.scratch);
-            return absl::OkStatus();
-          });
+  AddStep(
+      op, g->leaves, {g->out}, EwScratchFloats(g->ew, g->leaves.size()),
+      [g](const StepContext& c) {
+        std::vector<Strided> leaves;
+        leaves.reserve(g->leaves.size());
+        for (const View& v : g->leaves) leaves.push_back(Strided{c.Ptr(v), v.shape, v.strides});
+        RunEwGroup(g->ew, leaves, c.MutablePtr(g->out), c.scratch);
+        return absl::OkStatus();
+      },
+      g->ew.steps.size() > 1 ? absl::StrCat("fused chain of ", g->ew.steps.size(), " ops") : "");
   g->step_index = static_cast<int>(plan_.steps.size()) - 1;
   Value v;
   v.view = g->out;

@@ -185,7 +185,7 @@ absl::Status Planner::PlanConcat(const mil::Operation& op) {
 }
 
 bool Planner::AliasIntoConcat(const View& part, const View& out, int64_t axis, int64_t start) {
-  if (options_.reference_mode) return false;
+  if (!passes_.on(PlannerPass::kAliasConcat)) return false;
   for (int64_t d = 0; d < axis; ++d) {
     if (out.shape[d] != 1) return false;  // the part's region would not be one contiguous run
   }

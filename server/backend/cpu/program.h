@@ -30,6 +30,7 @@ struct Step {
   std::vector<int> reads, writes;  // buffer ids, for liveness
   int64_t scratch_floats = 0;
   std::function<absl::Status(const StepContext&)> fn;  // null = removed (moved by fusion)
+  std::string note;  // what a planner pass made of it, for plan dumps (passes.h); may be empty
 };
 
 struct BufferSpec {
