@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "client/anectl/cli.h"
 #include "client/anectl/commands.h"
+#include "client/anectl/pass_dumps.h"
 #include "common/atomic_file.h"
 #include "common/fp16.h"
 #include "common/npy.h"
@@ -114,6 +115,7 @@ struct CompileFlags {
   std::string numerics = "ane";
   std::string backend;
   bool ignore_attn_mask = false;
+  std::string dump_passes;  // `compile` only: a local directory
 
   void Register(ArgParser& p) {
     p.AddRepeated(
@@ -172,6 +174,7 @@ absl::StatusOr<v1::CompileKernelResponse> CompileFile(CommandContext& ctx, const
   header.mutable_options()->set_numerics(flags.numerics);
   header.mutable_options()->set_backend(flags.backend);
   header.mutable_options()->set_ignore_attn_mask(flags.ignore_attn_mask);
+  header.mutable_options()->set_dump_passes(!flags.dump_passes.empty());
   return (*client)->CompileKernel(std::move(header), *weights);
 }
 
@@ -201,17 +204,31 @@ int Compile(CommandContext& ctx, const std::vector<std::string>& args) {
                    "The id is a content hash: compiling the same program again is a cache hit.");
   parser.AddPositional("FILE.mil", &path, "the MIL program");
   flags.Register(parser);
+  parser.AddString("dump-passes", &flags.dump_passes,
+                   "write the program after each compile pass to DIR/NN-pass.txt (debugging)");
   if (ArgParser::Result r = parser.Parse(args); r != ArgParser::Result::kOk) {
     return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
   }
   absl::StatusOr<v1::CompileKernelResponse> r = CompileFile(ctx, path, flags);
   if (!r.ok()) return ctx.Fail(r.status());
+  std::vector<std::string> dumped;
+  if (!flags.dump_passes.empty()) {
+    absl::StatusOr<std::vector<std::string>> written =
+        WritePassDumps(flags.dump_passes, r->pass_dumps());
+    if (!written.ok()) return ctx.Fail(written.status());
+    dumped = *written;
+    if (written->empty()) {
+      std::fprintf(stderr, "note: backend %s returned no pass dumps\n",
+                   r->kernel().backend().c_str());
+    }
+  }
   if (ctx.json()) {
     Json out = {{"schema_version", 1},
                 {"kernel", KernelJson(r->kernel())},
                 {"cache_hit", r->cache_hit()},
                 {"compile_ms", r->compile_ms()},
                 {"warnings", r->warnings()}};
+    if (!flags.dump_passes.empty()) out["pass_dumps"] = dumped;
     std::cout << out.dump(2) << "\n";
     return kExitOk;
   }

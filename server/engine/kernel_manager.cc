@@ -148,10 +148,15 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   for (const mil::Diagnostic& w : verified.warnings()) result.warnings.push_back(w.ToString());
 
   ANERD_RETURN_IF_ERROR(CheckOwnerQuota(request, record.id));
+  backend::CompileOptions options = request.options;
+  if (request.dump_passes) options.pass_dumps = &result.pass_dumps;
   if (std::shared_ptr<backend::CompiledProgram> hit = cache_->Lookup(record.id)) {
     CountUse(record.id);
     absl::StatusOr<cache::KernelRecord> stored = store_->Get(record.id);
     if (stored.ok()) {
+      if (request.dump_passes) {  // the dumps need a compile; its program is discarded
+        ANERD_RETURN_IF_ERROR(CompileWithinLimits(backend, verified, options, control).status());
+      }
       // A hit on another client's kernel is reported as that kernel's recorded compile, so that a
       // client cannot learn what others have compiled from the response.
       const bool callers_own = request.owner.empty() || IsOwner(record.id, request.owner);
@@ -175,7 +180,7 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   }
   const absl::Time start = absl::Now();
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::CompiledProgram> compiled,
-                         CompileWithinLimits(backend, verified, request.options, control));
+                         CompileWithinLimits(backend, verified, options, control));
   result.compile_ms = MsSince(start);
   if (observer_.compiled) observer_.compiled(record.backend, result.compile_ms);
   record.signature = cache::EncodeSignature({compiled->inputs(), compiled->outputs()});

@@ -66,6 +66,9 @@ struct KernelCompileRequest {
   std::map<std::string, std::string> weight_sha256;
   std::string backend;  // "" = default
   backend::CompileOptions options;
+  // Collect the program after each compile pass (KernelCompileResult::pass_dumps). On a cache
+  // hit the program is compiled once more just for the dumps (and discarded).
+  bool dump_passes = false;
   // The client compiling (e.g. "token:alice", "uid:501"); it becomes an owner of the kernel.
   // "" = no ownership recorded (in-process callers).
   std::string owner;
@@ -86,6 +89,7 @@ struct KernelCompileResult {
   bool cache_hit = false;
   double compile_ms = 0;
   std::vector<std::string> warnings;
+  std::vector<backend::PassDump> pass_dumps;  // when requested; empty if the backend has no passes
 };
 
 struct KernelEvalTiming {

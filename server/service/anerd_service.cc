@@ -155,6 +155,7 @@ class CompileReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     request_.mil_text = header.mil_text();
     request_.backend = header.options().backend();
     request_.options = *options;
+    request_.dump_passes = header.options().dump_passes();
     return absl::OkStatus();
   }
 
@@ -207,6 +208,11 @@ class CompileReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
           response.set_cache_hit(result->cache_hit);
           response.set_compile_ms(result->compile_ms);
           for (const std::string& w : result->warnings) response.add_warnings(w);
+          for (const backend::PassDump& d : result->pass_dumps) {
+            v1::PassDump* out = response.add_pass_dumps();
+            out->set_name(d.name);
+            out->set_text(d.text);
+          }
           bool own_buffer = false;
           grpc::Status serialized = grpc::SerializationTraits<v1::CompileKernelResponse>::Serialize(
               response, response_, &own_buffer);
