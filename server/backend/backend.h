@@ -109,6 +109,7 @@ struct BackendCapabilities {
   bool honors_attn_mask = true;  // false when the device always ignores attn_mask
   bool multiple_inputs = true;   // more than one input/output tensor per program
   int64_t compile_budget = 0;    // successful compiles allowed per backend instance; 0 = unlimited
+  bool pass_dumps = false;       // fills CompileOptions::pass_dumps
 };
 
 struct BackendDescription {

@@ -154,7 +154,8 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
     CountUse(record.id);
     absl::StatusOr<cache::KernelRecord> stored = store_->Get(record.id);
     if (stored.ok()) {
-      if (request.dump_passes) {  // the dumps need a compile; its program is discarded
+      // The dumps need a compile (its program is discarded); not spent on backends without.
+      if (request.dump_passes && backend->Describe().capabilities.pass_dumps) {
         ANERD_RETURN_IF_ERROR(CompileWithinLimits(backend, verified, options, control).status());
       }
       // A hit on another client's kernel is reported as that kernel's recorded compile, so that a

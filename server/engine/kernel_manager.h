@@ -67,7 +67,8 @@ struct KernelCompileRequest {
   std::string backend;  // "" = default
   backend::CompileOptions options;
   // Collect the program after each compile pass (KernelCompileResult::pass_dumps). On a cache
-  // hit the program is compiled once more just for the dumps (and discarded).
+  // hit a backend with BackendCapabilities::pass_dumps compiles the program once more just for
+  // the dumps (and discards it).
   bool dump_passes = false;
   // The client compiling (e.g. "token:alice", "uid:501"); it becomes an owner of the kernel.
   // "" = no ownership recorded (in-process callers).

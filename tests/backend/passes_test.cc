@@ -121,6 +121,10 @@ TEST(PlannerPasses, ReferenceModeRunsNoRewrites) {
   EXPECT_TRUE(Dumps({}).size() > d.size());
 }
 
+TEST(PlannerPasses, TheCpuBackendSaysItDumps) {
+  EXPECT_TRUE(CpuBackend(CpuBackendOptions{}).Describe().capabilities.pass_dumps);
+}
+
 TEST(PlannerPasses, PassSetFollowsReferenceMode) {
   CompileOptions reference;
   reference.reference_mode = true;

@@ -31,6 +31,7 @@ BackendDescription CpuBackend::Describe() const {
   d.capabilities.honors_attn_mask = true;
   d.capabilities.multiple_inputs = true;
   d.capabilities.compile_budget = options_.compile_budget;
+  d.capabilities.pass_dumps = true;
   return d;
 }
 
