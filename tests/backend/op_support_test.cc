@@ -106,5 +106,28 @@ TEST(OpQueries, ShapeDependentRefusalThroughTheInterface) {
   EXPECT_THAT(compiled.status().message(), HasSubstr("only 1-D and 2-D convolutions"));
 }
 
+// The ANE backends consult the rules table per operand shape: a conv over 32,000 input channels
+// (the seed's classifier limit) is refused by ane-sim and run by cpu; 31,999 channels pass.
+TEST(OpQueries, TheAneRulesRefuseByShape) {
+  BackendRegistry registry(RegistryOptions{});
+  auto conv = [](int64_t channels) {
+    OpQuery q;
+    q.op = "conv";
+    q.inputs.push_back({"weight", mil::TensorType{mil::DType::kFp16, {8, channels, 1, 1}}});
+    q.inputs.push_back({"x", mil::TensorType{mil::DType::kFp16, {1, channels, 1, 16}}});
+    return q;
+  };
+  Backend* sim = registry.Find("ane-sim");
+  Backend* cpu = registry.Find("cpu");
+  ASSERT_NE(sim, nullptr);
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_TRUE(sim->Supports(conv(31999)).ok());
+  absl::Status refused = sim->Supports(conv(32000));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(refused.message(), HasSubstr("conv_input_channels_limit"));
+  EXPECT_THAT(refused.message(), HasSubstr("ane-sim"));
+  EXPECT_TRUE(cpu->Supports(conv(32000)).ok());
+}
+
 }  // namespace
 }  // namespace anerd::backend

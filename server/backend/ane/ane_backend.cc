@@ -183,10 +183,25 @@ BackendDescription AneBackend::Describe() const {
 }
 
 absl::Status AneBackend::Supports(const OpQuery& query) const {
-  // For now the ops and shapes the CPU backend runs (the simulator executes on it); the real
-  // device may still reject some at compile time (INVALID_ARGUMENT with the device's text).
-  const std::string why = cpu::CpuRefusal(query);
-  return why.empty() ? absl::OkStatus() : OpNotSupported("ane", query.op, why);
+  // What the CPU backend runs (the simulator executes on it), less what the rules table says no
+  // rewrite of the lowering fixes for these operand types.
+  if (const std::string why = cpu::CpuRefusal(query); !why.empty()) {
+    return OpNotSupported(options_.name, query.op, why);
+  }
+  // The rules read the data operand first (`x` for conv and matmul), then the rest as written.
+  std::vector<mil::TensorType> types;
+  types.reserve(query.inputs.size());
+  if (const mil::TensorType* x = query.Input("x")) types.push_back(*x);
+  for (const auto& [name, type] : query.inputs) {
+    if (name != "x") types.push_back(type);
+  }
+  std::string rule;
+  if (!mil::AneOpSupported(query.op, types, info_.rules, &rule)) {
+    return OpNotSupported(options_.name, query.op,
+                          absl::StrCat("the ANE rule '", rule, "' (", info_.rules.profile,
+                                       " profile; anectl mil check --target ane explains)"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status AneBackend::MapCompileError(const absl::Status& status) const {
