@@ -17,47 +17,19 @@
 #include "common/hash.h"
 #include "common/paths.h"
 #include "common/status_macros.h"
-#include "server/cache/space_reserve.h"
-#include "server/cache/sqlite.h"
+#include "server/store/space_reserve.h"
+#include "server/store/sqlite.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::cache {
 namespace {
 
-constexpr int kBusyTimeoutMs = 5000;
+using store::Statement;
+using store::StatementScope;
+
 constexpr char kRecordColumns[] =
     "id, name, backend, options, mil_sha, mil_bytes, weight_bytes, signature, created_ms, "
     "last_used_ms, compile_ms, hits";
-
-constexpr char kCreateTables[] = R"sql(
-CREATE TABLE IF NOT EXISTS kernels (
-  id TEXT PRIMARY KEY NOT NULL,
-  name TEXT NOT NULL,
-  backend TEXT NOT NULL,
-  options TEXT NOT NULL,
-  mil_sha TEXT NOT NULL,
-  mil_bytes INTEGER NOT NULL,
-  weight_bytes INTEGER NOT NULL,
-  signature TEXT NOT NULL,
-  created_ms INTEGER NOT NULL,
-  last_used_ms INTEGER NOT NULL,
-  compile_ms REAL NOT NULL,
-  hits INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS kernels_mil_sha ON kernels(mil_sha);
-CREATE TABLE IF NOT EXISTS kernel_weights (
-  kernel_id TEXT NOT NULL REFERENCES kernels(id) ON DELETE CASCADE,
-  path TEXT NOT NULL,
-  sha TEXT NOT NULL,
-  PRIMARY KEY (kernel_id, path));
-CREATE INDEX IF NOT EXISTS kernel_weights_sha ON kernel_weights(sha);
--- No foreign key: Put's INSERT OR REPLACE on kernels must not cascade away the owners; rows
--- are removed with the record by DeleteRowsLocked.
-CREATE TABLE IF NOT EXISTS kernel_owners (
-  kernel_id TEXT NOT NULL,
-  owner TEXT NOT NULL,
-  PRIMARY KEY (kernel_id, owner));
-CREATE INDEX IF NOT EXISTS kernel_owners_owner ON kernel_owners(owner);
-)sql";
 
 std::vector<std::string> BlobsOf(const KernelRecord& record) {
   std::vector<std::string> shas = {record.mil_sha};
@@ -90,27 +62,6 @@ int64_t ToSql(uint64_t value) {
       std::min<uint64_t>(value, static_cast<uint64_t>(std::numeric_limits<int64_t>::max())));
 }
 
-// Names in `dir` other than "." and "..". Missing directory = empty.
-std::vector<std::string> ListDir(const std::string& dir) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return names;
-  while (const dirent* entry = ::readdir(d)) {
-    const std::string name = entry->d_name;
-    if (name != "." && name != "..") names.push_back(name);
-  }
-  ::closedir(d);
-  return names;
-}
-
-// Creates the shard directory of a blob if needed, fsyncing its parent when it is new.
-absl::Status EnsureShardDir(const std::string& blobs_dir, const std::string& shard) {
-  const std::string dir = blobs_dir + "/" + shard;
-  if (::mkdir(dir.c_str(), 0700) == 0) return SyncDirectory(blobs_dir);
-  if (errno == EEXIST) return absl::OkStatus();
-  return absl::ErrnoToStatus(errno, "cannot create blob directory " + dir);
-}
-
 }  // namespace
 
 // The prepared statements, created once by Open and used under the store's mutex.
@@ -118,75 +69,38 @@ struct KernelStore::Statements {
   std::unique_ptr<Statement> upsert_kernel, select_kernel, list_kernels, delete_kernel;
   std::unique_ptr<Statement> insert_weight, select_weights, delete_weights;
   std::unique_ptr<Statement> record_use, count, blob_referenced;
-  std::unique_ptr<Statement> begin, commit, rollback;
 };
 
-KernelStore::KernelStore(std::string state_dir, std::unique_ptr<SqliteDb> db)
-    : state_dir_(std::move(state_dir)), blobs_dir_(state_dir_ + "/blobs"), db_(std::move(db)) {}
+KernelStore::KernelStore(store::Store* store, std::unique_ptr<store::Store> owned)
+    : owned_(std::move(owned)), store_(store), mu_(store->mu()) {}
 
 KernelStore::~KernelStore() {
   absl::MutexLock lock(&mu_);
   statements_.reset();
-  db_.reset();
 }
 
 absl::Status KernelNotFound(const std::string& id) {
   return absl::NotFoundError(absl::StrCat("kernel ", id, " not found"));
 }
 
-absl::StatusOr<std::unique_ptr<KernelStore>> KernelStore::Open(const std::string& state_dir) {
-  ANERD_RETURN_IF_ERROR(MakeDirs(state_dir, 0700));
-  ANERD_RETURN_IF_ERROR(MakeDirs(state_dir + "/blobs", 0700));
-  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db,
-                         SqliteDb::Open(state_dir + "/anerd.db", kBusyTimeoutMs));
-  std::unique_ptr<KernelStore> store(new KernelStore(state_dir, std::move(db)));
-  ANERD_RETURN_IF_ERROR(store->Migrate());
-  ANERD_RETURN_IF_ERROR(store->Prepare());
-  // Temporaries are only left by a crash mid-write; no writer can be running yet.
-  for (const std::string& shard : ListDir(store->blobs_dir_)) {
-    const std::string dir = store->blobs_dir_ + "/" + shard;
-    for (const std::string& name : ListDir(dir)) {
-      if (absl::StrContains(name, kAtomicTempMarker)) ::unlink((dir + "/" + name).c_str());
-    }
-  }
-  return store;
+absl::StatusOr<std::unique_ptr<KernelStore>> KernelStore::Open(store::Store* store) {
+  std::unique_ptr<KernelStore> kernels(new KernelStore(store, nullptr));
+  ANERD_RETURN_IF_ERROR(kernels->Prepare());
+  return kernels;
 }
 
-absl::Status KernelStore::Migrate() {
-  absl::MutexLock lock(&mu_);
-  ANERD_RETURN_IF_ERROR(
-      db_->Exec("CREATE TABLE IF NOT EXISTS schema_version ("
-                "component TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL);"));
-  ANERD_ASSIGN_OR_RETURN(
-      std::unique_ptr<Statement> query,
-      Statement::Prepare(db_->get(), "SELECT version FROM schema_version WHERE component = ?"));
-  query->BindText(1, "kernels");
-  ANERD_ASSIGN_OR_RETURN(bool has_row, query->Step());
-  const int64_t version = has_row ? query->ColumnInt(0) : 0;
-  query.reset();
-  if (version > kKernelSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(db_->path(), " has kernel schema version ",
-                                                      version, ", newer than this anerd supports (",
-                                                      kKernelSchemaVersion, ")"));
-  }
-  if (version == kKernelSchemaVersion) return absl::OkStatus();
-  // Every statement is CREATE ... IF NOT EXISTS, so this also migrates 1 -> 2 (adds
-  // kernel_owners; existing kernels stay unowned).
-  if (version > 0) {
-    spdlog::info("kernel store: migrating schema {} -> {}", version, kKernelSchemaVersion);
-  }
-  absl::Status status = db_->Exec(
-      absl::StrCat("BEGIN IMMEDIATE;", kCreateTables,
-                   "INSERT OR REPLACE INTO schema_version (component, version) VALUES ('kernels', ",
-                   kKernelSchemaVersion, "); COMMIT;"));
-  if (!status.ok()) db_->Exec("ROLLBACK").IgnoreError();  // fails harmlessly if none is open
-  return status;
+absl::StatusOr<std::unique_ptr<KernelStore>> KernelStore::Open(const std::string& state_dir) {
+  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> owned, store::Store::Open(state_dir));
+  store::Store* store = owned.get();
+  std::unique_ptr<KernelStore> kernels(new KernelStore(store, std::move(owned)));
+  ANERD_RETURN_IF_ERROR(kernels->Prepare());
+  return kernels;
 }
 
 absl::Status KernelStore::Prepare() {
   absl::MutexLock lock(&mu_);
   auto s = std::make_unique<Statements>();
-  sqlite3* db = db_->get();
+  sqlite3* db = store_->db().get();
   const std::string cols = kRecordColumns;
   const std::pair<std::unique_ptr<Statement>*, std::string> sql[] = {
       {&s->upsert_kernel,
@@ -205,9 +119,6 @@ absl::Status KernelStore::Prepare() {
       {&s->blob_referenced,
        "SELECT EXISTS (SELECT 1 FROM kernels WHERE mil_sha = ?1) OR "
        "EXISTS (SELECT 1 FROM kernel_weights WHERE sha = ?1)"},
-      {&s->begin, "BEGIN IMMEDIATE"},
-      {&s->commit, "COMMIT"},
-      {&s->rollback, "ROLLBACK"},
   };
   for (const auto& [slot, text] : sql) {
     ANERD_ASSIGN_OR_RETURN(*slot, Statement::Prepare(db, text));
@@ -216,32 +127,11 @@ absl::Status KernelStore::Prepare() {
   return absl::OkStatus();
 }
 
-template <typename Body>
-absl::Status KernelStore::InTransactionLocked(Body body) {
-  {
-    StatementScope begin(*statements_->begin);
-    ANERD_RETURN_IF_ERROR(begin->Run());
-  }
-  absl::Status status = body();
-  if (status.ok()) {
-    StatementScope commit(*statements_->commit);
-    status = commit->Run();
-  }
-  if (!status.ok()) {
-    StatementScope rollback(*statements_->rollback);
-    rollback->Run().IgnoreError();  // fails harmlessly if SQLite already rolled back
-  }
-  return status;
-}
-
 std::string KernelStore::BlobPath(const std::string& sha) const {
-  return absl::StrCat(blobs_dir_, "/", sha.substr(0, 2), "/", sha);
+  return store_->blobs().Path(sha);
 }
 
-bool KernelStore::HasBlob(const std::string& sha) const {
-  struct stat st;
-  return IsSha256Hex(sha) && ::stat(BlobPath(sha).c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
+bool KernelStore::HasBlob(const std::string& sha) const { return store_->blobs().Has(sha); }
 
 absl::StatusOr<std::string> KernelStore::PutBlob(absl::string_view bytes) {
   const std::string sha = Sha256Hex(bytes);
@@ -249,7 +139,7 @@ absl::StatusOr<std::string> KernelStore::PutBlob(absl::string_view bytes) {
     absl::MutexLock lock(&mu_);
     ++pins_[sha];  // before touching the file, so a concurrent Delete cannot collect it
   }
-  absl::Status status = WriteBlobIfNeeded(sha, bytes);
+  absl::Status status = store_->blobs().Write(sha, bytes);
   if (!status.ok()) {
     absl::MutexLock lock(&mu_);
     UnpinLocked(sha);
@@ -258,34 +148,13 @@ absl::StatusOr<std::string> KernelStore::PutBlob(absl::string_view bytes) {
   return sha;
 }
 
-absl::Status KernelStore::WriteBlobIfNeeded(const std::string& sha, absl::string_view bytes) {
-  const std::string path = BlobPath(sha);
-  absl::StatusOr<std::string> existing = ReadFileToString(path, static_cast<int64_t>(bytes.size()));
-  if (existing.ok() && *existing == bytes) return absl::OkStatus();
-  ANERD_RETURN_IF_ERROR(EnsureShardDir(blobs_dir_, sha.substr(0, 2)));
-  return WriteFileAtomically(path, bytes, 0600);
-}
-
 void KernelStore::UnpinLocked(const std::string& sha) {
   auto it = pins_.find(sha);
   if (it != pins_.end() && --it->second <= 0) pins_.erase(it);
 }
 
 absl::StatusOr<std::string> KernelStore::GetBlob(const std::string& sha) const {
-  if (!IsSha256Hex(sha)) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed blob hash '", sha, "'"));
-  }
-  const std::string path = BlobPath(sha);
-  absl::StatusOr<std::string> bytes = ReadFileToString(path, std::numeric_limits<int64_t>::max());
-  if (absl::IsNotFound(bytes.status())) {
-    return absl::NotFoundError(absl::StrCat("blob ", sha, " is missing (", path, ")"));
-  }
-  if (!bytes.ok()) return bytes.status();
-  if (Sha256Hex(*bytes) != sha) {
-    return absl::DataLossError(
-        absl::StrCat("blob ", path, " is corrupt: its content no longer matches its hash"));
-  }
-  return bytes;
+  return store_->blobs().Read(sha);
 }
 
 absl::Status KernelStore::WriteRecordLocked(const KernelRecord& r) {
@@ -326,16 +195,47 @@ absl::Status KernelStore::Put(const KernelRecord& record) {
   KernelRecord sorted = record;
   std::sort(sorted.weights.begin(), sorted.weights.end());
   absl::MutexLock lock(&mu_);  // held from the check to the write, so no Delete collects a blob
-  for (const std::string& sha : BlobsOf(record)) {
+  return PutLocked(sorted, "");
+}
+
+absl::Status KernelStore::Commit(const KernelRecord& record,
+                                 const std::vector<absl::string_view>& blobs,
+                                 const std::string& owner) {
+  ANERD_RETURN_IF_ERROR(ValidateRecord(record));
+  std::vector<std::string> written;
+  absl::Status status;
+  for (absl::string_view bytes : blobs) {
+    absl::StatusOr<std::string> sha = PutBlob(bytes);  // pinned until the record lands
+    if (!sha.ok()) {
+      status = sha.status();
+      break;
+    }
+    written.push_back(*std::move(sha));
+  }
+  KernelRecord sorted = record;
+  std::sort(sorted.weights.begin(), sorted.weights.end());
+  absl::MutexLock lock(&mu_);
+  if (status.ok()) status = PutLocked(sorted, owner);  // releases the pins when it lands
+  if (!status.ok()) {
+    for (const std::string& sha : written) UnpinLocked(sha);
+    RemoveUnreferencedBlobsLocked(written);
+  }
+  return status;
+}
+
+absl::Status KernelStore::PutLocked(const KernelRecord& sorted, const std::string& owner) {
+  for (const std::string& sha : BlobsOf(sorted)) {
     if (!HasBlob(sha)) {
-      return absl::FailedPreconditionError(absl::StrCat("kernel ", record.id, " references blob ",
+      return absl::FailedPreconditionError(absl::StrCat("kernel ", sorted.id, " references blob ",
                                                         sha, " which is not in the store"));
     }
   }
-  absl::StatusOr<KernelRecord> old = GetLocked(record.id);
+  absl::StatusOr<KernelRecord> old = GetLocked(sorted.id);
   if (!old.ok() && !absl::IsNotFound(old.status())) return old.status();
-  ANERD_RETURN_IF_ERROR(InTransactionLocked(
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return WriteRecordLocked(sorted); }));
+  ANERD_RETURN_IF_ERROR(store_->InTransaction([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ANERD_RETURN_IF_ERROR(WriteRecordLocked(sorted));
+    return owner.empty() ? absl::OkStatus() : AddOwnerLocked(sorted.id, owner);
+  }));
   for (const std::string& sha : BlobsOf(sorted)) UnpinLocked(sha);
   if (old.ok()) RemoveUnreferencedBlobsLocked(BlobsOf(*old));
   return absl::OkStatus();
@@ -416,7 +316,7 @@ absl::Status KernelStore::DeleteRowsLocked(const std::string& id) {
   {
     ANERD_ASSIGN_OR_RETURN(
         std::unique_ptr<Statement> q,
-        Statement::Prepare(db_->get(), "DELETE FROM kernel_owners WHERE kernel_id = ?"));
+        Statement::Prepare(store_->db().get(), "DELETE FROM kernel_owners WHERE kernel_id = ?"));
     q->BindText(1, id);
     ANERD_RETURN_IF_ERROR(q->Run());
   }
@@ -432,8 +332,8 @@ absl::Status KernelStore::DeleteRowsLocked(const std::string& id) {
 
 absl::Status KernelStore::DeleteRecordLocked(const std::string& id) {
   // Even a DELETE appends to the WAL: on a full disk it runs again with the reserve released.
-  return RunWithSpaceReserve(state_dir_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return InTransactionLocked(
+  return store::RunWithSpaceReserve(store_->state_dir(), [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return store_->InTransaction(
         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return DeleteRowsLocked(id); });
   });
 }
@@ -449,9 +349,13 @@ absl::Status KernelStore::Delete(const std::string& id) {
 absl::Status KernelStore::AddOwner(const std::string& id, const std::string& owner) {
   absl::MutexLock lock(&mu_);
   ANERD_RETURN_IF_ERROR(GetLocked(id).status());
+  return AddOwnerLocked(id, owner);
+}
+
+absl::Status KernelStore::AddOwnerLocked(const std::string& id, const std::string& owner) {
   ANERD_ASSIGN_OR_RETURN(
       std::unique_ptr<Statement> q,
-      Statement::Prepare(db_->get(),
+      Statement::Prepare(store_->db().get(),
                          "INSERT OR IGNORE INTO kernel_owners (kernel_id, owner) VALUES (?, ?)"));
   q->BindText(1, id);
   q->BindText(2, owner);
@@ -466,7 +370,7 @@ absl::StatusOr<std::vector<std::string>> KernelStore::Owners(const std::string& 
 absl::StatusOr<std::vector<std::string>> KernelStore::OwnersLocked(const std::string& id) const {
   ANERD_ASSIGN_OR_RETURN(
       std::unique_ptr<Statement> q,
-      Statement::Prepare(db_->get(),
+      Statement::Prepare(store_->db().get(),
                          "SELECT owner FROM kernel_owners WHERE kernel_id = ? ORDER BY owner"));
   q->BindText(1, id);
   std::vector<std::string> owners;
@@ -482,7 +386,7 @@ absl::StatusOr<int64_t> KernelStore::CountOwned(const std::string& owner) const 
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(
       std::unique_ptr<Statement> q,
-      Statement::Prepare(db_->get(), "SELECT COUNT(*) FROM kernel_owners WHERE owner = ?"));
+      Statement::Prepare(store_->db().get(), "SELECT COUNT(*) FROM kernel_owners WHERE owner = ?"));
   q->BindText(1, owner);
   ANERD_ASSIGN_OR_RETURN(bool row, q->Step());
   return row ? q->ColumnInt(0) : 0;
@@ -492,7 +396,7 @@ absl::StatusOr<std::vector<std::string>> KernelStore::OwnedIds(const std::string
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(
       std::unique_ptr<Statement> q,
-      Statement::Prepare(db_->get(),
+      Statement::Prepare(store_->db().get(),
                          "SELECT kernel_id FROM kernel_owners WHERE owner = ? ORDER BY kernel_id"));
   q->BindText(1, owner);
   std::vector<std::string> ids;
@@ -516,9 +420,9 @@ absl::StatusOr<bool> KernelStore::Release(const std::string& id, const std::stri
   if (owners.size() > 1) {
     ANERD_ASSIGN_OR_RETURN(
         std::unique_ptr<Statement> q,
-        Statement::Prepare(db_->get(),
+        Statement::Prepare(store_->db().get(),
                            "DELETE FROM kernel_owners WHERE kernel_id = ? AND owner = ?"));
-    ANERD_RETURN_IF_ERROR(RunWithSpaceReserve(state_dir_, [&] {
+    ANERD_RETURN_IF_ERROR(store::RunWithSpaceReserve(store_->state_dir(), [&] {
       q->Reset();
       q->BindText(1, id);
       q->BindText(2, owner);
@@ -540,7 +444,7 @@ absl::Status KernelStore::RecordUse(const std::string& id, uint64_t hits_delta, 
   q->BindDouble(3, compile_ms);
   q->BindText(4, id);
   ANERD_RETURN_IF_ERROR(q->Run());
-  if (sqlite3_changes(db_->get()) == 0) {
+  if (sqlite3_changes(store_->db().get()) == 0) {
     return KernelNotFound(id);
   }
   return absl::OkStatus();
@@ -565,39 +469,21 @@ absl::StatusOr<bool> KernelStore::BlobReferencedLocked(const std::string& sha) c
 }
 
 int64_t KernelStore::RemoveUnreferencedBlobsLocked(const std::vector<std::string>& shas) {
-  absl::flat_hash_set<std::string> shards;
-  int64_t removed = 0;
+  std::vector<std::string> unused;
   for (const std::string& sha : absl::flat_hash_set<std::string>(shas.begin(), shas.end())) {
     // A hash read back from a damaged database may be anything ("../.."): never a path to unlink.
     if (!IsSha256Hex(sha) || pins_.contains(sha)) continue;
     absl::StatusOr<bool> referenced = BlobReferencedLocked(sha);
-    if (!referenced.ok() || *referenced) continue;  // when unsure, keep the blob
-    if (::unlink(BlobPath(sha).c_str()) == 0) {
-      ++removed;
-      shards.insert(sha.substr(0, 2));
-    } else if (errno != ENOENT) {
-      spdlog::warn("kernel store: cannot remove unused blob {}: {}", BlobPath(sha),
-                   std::strerror(errno));
-    }
+    if (referenced.ok() && !*referenced) unused.push_back(sha);  // when unsure, keep the blob
   }
-  for (const std::string& shard : shards) {
-    SyncDirectory(blobs_dir_ + "/" + shard).IgnoreError();  // best effort: removal is advisory
-  }
-  return removed;
+  return store_->blobs().Remove(unused);
 }
 
 absl::StatusOr<int64_t> KernelStore::CollectGarbage() {
   absl::MutexLock lock(&mu_);
-  std::vector<std::string> candidates;
-  for (const std::string& shard : ListDir(blobs_dir_)) {
-    const std::string dir = blobs_dir_ + "/" + shard;
-    for (const std::string& name : ListDir(dir)) {
-      if (IsSha256Hex(name) && shard == name.substr(0, 2)) candidates.push_back(name);
-    }
-  }
   // Re-check references one by one (the set of all references could be large to hold).
   int64_t removed = 0;
-  for (const std::string& sha : candidates) {
+  for (const std::string& sha : store_->blobs().List()) {
     ANERD_ASSIGN_OR_RETURN(bool referenced, BlobReferencedLocked(sha));
     if (!referenced) removed += RemoveUnreferencedBlobsLocked({sha});
   }

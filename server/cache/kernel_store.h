@@ -1,27 +1,24 @@
-// KernelStore: the persistent kernel registry under the daemon's state dir.
+// KernelStore: the persistent kernel registry, a table adapter over the state dir's store
+// (server/store/store.h: the one connection to anerd.db, its migrations and the blob directory).
 //
-// Layout: blobs (MIL text, weight files) are content-addressed files
-// <state_dir>/blobs/<first two hex digits>/<sha256 hex>, each written to a temporary file, fsynced,
-// renamed and its directory fsynced (common/atomic_file.h), so a crash leaves either no blob or a
-// whole one; leftover temporaries are removed by Open. Kernel records live in SQLite
-// <state_dir>/anerd.db (WAL mode, synchronous=FULL, 5 s busy timeout) in tables `kernels` and
-// `kernel_weights`; the shared table `schema_version(component TEXT PRIMARY KEY, version INTEGER)`
-// holds this store's row ('kernels', kKernelSchemaVersion) — other stores in anerd.db add their
-// own component rows.
+// Layout: blobs (MIL text, weight files) are content-addressed files in the store's BlobDir
+// (<state_dir>/blobs/<aa>/<sha256 hex>, written atomically). Kernel records live in tables
+// `kernels` and `kernel_weights` of anerd.db (schema: server/store/migrations.cc).
 //
-// Ownership (schema 2): table `kernel_owners(kernel_id, owner)` records which clients hold a
-// kernel ("token:alice", "uid:501"; the daemon decides the names). Kernels are content-addressed,
-// so several clients may own one; a client's delete only releases its ownership and the record
-// goes when the last owner releases it. Kernels stored before schema 2 have no owners.
+// Ownership: table `kernel_owners(kernel_id, owner)` records which clients hold a kernel
+// ("token:alice", "uid:501"; the daemon decides the names). Kernels are content-addressed, so
+// several clients may own one; a client's delete only releases its ownership and the record goes
+// when the last owner releases it. Kernels stored before owners existed have none.
 //
 // Blob lifetime: a blob stays while any record references it (as its MIL or one of its weights).
-// Put and Delete remove the blobs a replaced or deleted record no longer shares with any other
-// record. A blob written by PutBlob is pinned in memory against that collection until a Put
+// Put, Commit and Delete remove the blobs a replaced or deleted record no longer shares with any
+// other record. A blob written by PutBlob is pinned in memory against that collection until a Put
 // referencing it lands (pins do not survive restarts; CollectGarbage at start-up sweeps orphans).
 //
 // Thread-safety: every method may be called concurrently from any thread; database access is
-// serialised by an internal mutex and blob bytes are written and hashed outside it.
-// Ownership: the store owns its SQLite connection; returned records and bytes are copies.
+// serialised by the store's lock and blob bytes are written and hashed outside it.
+// Ownership: the adapter does not own a shared store (it must outlive the adapter); Open(dir)
+// makes one the adapter owns. Returned records and bytes are copies.
 #ifndef ANERD_SERVER_CACHE_KERNEL_STORE_H_
 #define ANERD_SERVER_CACHE_KERNEL_STORE_H_
 
@@ -37,14 +34,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "server/store/store.h"
 
 namespace anerd::cache {
-
-class SqliteDb;
-class Statement;
-
-// 1: kernels, kernel_weights. 2: + kernel_owners (per-client ownership for quotas).
-inline constexpr int kKernelSchemaVersion = 2;
 
 // The NOT_FOUND every call naming an unknown kernel id gets.
 absl::Status KernelNotFound(const std::string& id);
@@ -66,9 +58,9 @@ struct KernelRecord {
 
 class KernelStore {
  public:
-  // Creates <state_dir> (0700) and blobs/ if needed, removes leftover temporary blob files, opens
-  // or creates anerd.db and migrates its schema. FAILED_PRECONDITION when the database was written
-  // by a newer schema version; PERMISSION_DENIED / DATA_LOSS etc. from the filesystem or SQLite.
+  // An adapter over `store` (not owned; must outlive the adapter).
+  static absl::StatusOr<std::unique_ptr<KernelStore>> Open(store::Store* store);
+  // An adapter over a store of its own: store::Store::Open(state_dir) (for tools and tests).
   static absl::StatusOr<std::unique_ptr<KernelStore>> Open(const std::string& state_dir);
   ~KernelStore();
   KernelStore(const KernelStore&) = delete;
@@ -89,6 +81,11 @@ class KernelStore {
   // blob hash or a duplicated/empty weight path; FAILED_PRECONDITION naming a referenced blob that
   // is not in the store. Blobs only the replaced record used are removed.
   absl::Status Put(const KernelRecord& record);
+  // A freshly compiled kernel in one step: writes `blobs` (the MIL text and weight files the
+  // record references, by content), then stores the record and, when `owner` is not empty, its
+  // ownership in one transaction (either both land or neither). Errors as PutBlob and Put.
+  absl::Status Commit(const KernelRecord& record, const std::vector<absl::string_view>& blobs,
+                      const std::string& owner);
   // NOT_FOUND naming the id.
   absl::StatusOr<KernelRecord> Get(const std::string& id) const;
   // Every record, newest (created_ms) first; ties by id. Database errors are logged and yield the
@@ -124,15 +121,17 @@ class KernelStore {
 
  private:
   struct Statements;
-  KernelStore(std::string state_dir, std::unique_ptr<SqliteDb> db);
+  KernelStore(store::Store* store, std::unique_ptr<store::Store> owned);
 
-  absl::Status Migrate();
-  absl::Status WriteBlobIfNeeded(const std::string& sha, absl::string_view bytes);
-  void UnpinLocked(const std::string& sha) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Prepare();
+  absl::Status PutLocked(const KernelRecord& sorted, const std::string& owner)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnpinLocked(const std::string& sha) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<KernelRecord> GetLocked(const std::string& id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<std::string>> OwnersLocked(const std::string& id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AddOwnerLocked(const std::string& id, const std::string& owner)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReadWeightsLocked(KernelRecord* record) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteRecordLocked(const KernelRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -144,15 +143,11 @@ class KernelStore {
   // Unlinks those of `shas` that no record references and nothing pins; returns how many.
   int64_t RemoveUnreferencedBlobsLocked(const std::vector<std::string>& shas)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back on error.
-  template <typename Body>
-  absl::Status InTransactionLocked(Body body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const std::string state_dir_;
-  const std::string blobs_dir_;
-  mutable absl::Mutex mu_;
-  std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<Statements> statements_ ABSL_GUARDED_BY(mu_);  // destroyed before db_
+  std::unique_ptr<store::Store> owned_;  // set by Open(state_dir); destroyed last
+  store::Store* const store_;
+  absl::Mutex& mu_;  // the store's lock: every use of its connection holds it
+  std::unique_ptr<Statements> statements_ ABSL_GUARDED_BY(mu_);  // destroyed before the store
   absl::flat_hash_map<std::string, int64_t> pins_ ABSL_GUARDED_BY(mu_);
 };
 

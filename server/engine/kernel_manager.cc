@@ -185,20 +185,16 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   result.compile_ms = MsSince(start);
   if (observer_.compiled) observer_.compiled(record.backend, result.compile_ms);
   record.signature = cache::EncodeSignature({compiled->inputs(), compiled->outputs()});
-  ANERD_RETURN_IF_ERROR(store_->PutBlob(key.canonical_text).status());
-  for (const auto& [path, bytes] : verified.weights().files()) {
-    ANERD_RETURN_IF_ERROR(store_->PutBlob(*bytes).status());
-  }
+  std::vector<absl::string_view> blobs = {key.canonical_text};
+  for (const auto& [path, bytes] : verified.weights().files()) blobs.push_back(*bytes);
   record.created_ms = existing.ok() ? existing->created_ms : NowMs();
   record.last_used_ms = NowMs();
   record.compile_ms = result.compile_ms;
   record.hits = existing.ok() ? existing->hits : 0;
   if (existing.ok() && record.name.empty()) record.name = existing->name;
-  ANERD_RETURN_IF_ERROR(store_->Put(record));
+  // The blobs, the record and its owner land together (one transaction for the rows).
+  ANERD_RETURN_IF_ERROR(store_->Commit(record, blobs, request.owner));
   Remember(record.id, record.backend);
-  if (!request.owner.empty()) {
-    ANERD_RETURN_IF_ERROR(store_->AddOwner(record.id, request.owner));
-  }
   const uint64_t bytes = CachedBytes(*compiled, record);
   cache_->Insert(record.id, std::shared_ptr<backend::CompiledProgram>(std::move(compiled)), bytes);
   spdlog::info("compiled kernel {} ({}) on {} in {:.1f} ms", record.id.substr(0, 12),

@@ -9,19 +9,13 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "server/cache/sqlite.h"
+#include "server/store/sqlite.h"
+#include "server/store/store.h"
 
 namespace anerd::probes {
 namespace {
 
 using Json = nlohmann::ordered_json;
-
-constexpr int kBusyTimeoutMs = 5000;
-constexpr char kCreateTables[] =
-    "CREATE TABLE IF NOT EXISTS probe_results ("
-    "id TEXT PRIMARY KEY NOT NULL, probe TEXT NOT NULL, backend TEXT NOT NULL, "
-    "created_ms INTEGER NOT NULL, document TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '');"
-    "CREATE INDEX IF NOT EXISTS probe_results_created ON probe_results (created_ms);";
 
 Json RowJson(const ProbeRow& r) {
   return {{"probe", r.probe},
@@ -239,63 +233,31 @@ absl::StatusOr<ProbeResult> ProbeResultFromJson(absl::string_view json) {
   return r;
 }
 
-ProbeStore::ProbeStore(std::unique_ptr<cache::SqliteDb> db) : db_(std::move(db)) {}
+ProbeStore::ProbeStore(store::Store* store, std::unique_ptr<store::Store> owned)
+    : owned_(std::move(owned)), store_(store) {}
 
-ProbeStore::~ProbeStore() {
-  absl::MutexLock lock(&mu_);
-  db_.reset();
-}
+ProbeStore::~ProbeStore() = default;
 
 absl::Status ProbeResultNotFound(const std::string& id) {
   return absl::NotFoundError(absl::StrCat("no probe result '", id, "'"));
 }
 
-absl::StatusOr<std::unique_ptr<ProbeStore>> ProbeStore::Open(const std::string& state_dir) {
-  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<cache::SqliteDb> db,
-                         cache::SqliteDb::Open(state_dir + "/anerd.db", kBusyTimeoutMs));
-  std::unique_ptr<ProbeStore> store(new ProbeStore(std::move(db)));
-  ANERD_RETURN_IF_ERROR(store->Migrate());
-  return store;
+absl::StatusOr<std::unique_ptr<ProbeStore>> ProbeStore::Open(store::Store* store) {
+  return std::unique_ptr<ProbeStore>(new ProbeStore(store, nullptr));
 }
 
-absl::Status ProbeStore::Migrate() {
-  absl::MutexLock lock(&mu_);
-  ANERD_RETURN_IF_ERROR(
-      db_->Exec("CREATE TABLE IF NOT EXISTS schema_version ("
-                "component TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL);"));
-  int64_t version = 0;
-  {
-    ANERD_ASSIGN_OR_RETURN(
-        std::unique_ptr<cache::Statement> q,
-        cache::Statement::Prepare(db_->get(),
-                                  "SELECT version FROM schema_version WHERE component = ?"));
-    q->BindText(1, "probes");
-    ANERD_ASSIGN_OR_RETURN(bool has_row, q->Step());
-    if (has_row) version = q->ColumnInt(0);
-  }
-  if (version > kProbeSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(db_->path(), " has probe schema version ",
-                                                      version, ", newer than this anerd supports (",
-                                                      kProbeSchemaVersion, ")"));
-  }
-  if (version == kProbeSchemaVersion) return absl::OkStatus();
-  absl::Status status = db_->Exec(
-      absl::StrCat("BEGIN IMMEDIATE;",
-                   version == 1 ? "ALTER TABLE probe_results ADD COLUMN owner TEXT NOT NULL "
-                                  "DEFAULT '';"
-                                : kCreateTables,
-                   "INSERT OR REPLACE INTO schema_version (component, version) VALUES ('probes', ",
-                   kProbeSchemaVersion, "); COMMIT;"));
-  if (!status.ok()) db_->Exec("ROLLBACK").IgnoreError();
-  return status;
+absl::StatusOr<std::unique_ptr<ProbeStore>> ProbeStore::Open(const std::string& state_dir) {
+  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> owned, store::Store::Open(state_dir));
+  store::Store* store = owned.get();
+  return std::unique_ptr<ProbeStore>(new ProbeStore(store, std::move(owned)));
 }
 
 absl::Status ProbeStore::Put(const ProbeResult& result) {
   if (result.id.empty()) return absl::InvalidArgumentError("probe result has no id");
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&store_->mu());
   ANERD_ASSIGN_OR_RETURN(
-      std::unique_ptr<cache::Statement> q,
-      cache::Statement::Prepare(db_->get(),
+      std::unique_ptr<store::Statement> q,
+      store::Statement::Prepare(store_->db().get(),
                                 "INSERT INTO probe_results (id, probe, backend, created_ms, "
                                 "document, owner) VALUES (?, ?, ?, ?, ?, ?)"));
   q->BindText(1, result.id);
@@ -312,10 +274,11 @@ absl::Status ProbeStore::Put(const ProbeResult& result) {
 }
 
 absl::StatusOr<ProbeResult> ProbeStore::Get(const std::string& id) const {
-  absl::MutexLock lock(&mu_);
-  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<cache::Statement> q,
-                         cache::Statement::Prepare(
-                             db_->get(), "SELECT document, owner FROM probe_results WHERE id = ?"));
+  absl::MutexLock lock(&store_->mu());
+  ANERD_ASSIGN_OR_RETURN(
+      std::unique_ptr<store::Statement> q,
+      store::Statement::Prepare(store_->db().get(),
+                                "SELECT document, owner FROM probe_results WHERE id = ?"));
   q->BindText(1, id);
   ANERD_ASSIGN_OR_RETURN(bool has_row, q->Step());
   if (!has_row) return ProbeResultNotFound(id);
@@ -326,10 +289,10 @@ absl::StatusOr<ProbeResult> ProbeStore::Get(const std::string& id) const {
 
 absl::StatusOr<std::vector<ProbeResult>> ProbeStore::List(const std::string& probe, int limit,
                                                           const std::string& owner) const {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&store_->mu());
   ANERD_ASSIGN_OR_RETURN(
-      std::unique_ptr<cache::Statement> q,
-      cache::Statement::Prepare(db_->get(),
+      std::unique_ptr<store::Statement> q,
+      store::Statement::Prepare(store_->db().get(),
                                 "SELECT document, owner FROM probe_results WHERE (?1 = '' OR "
                                 "probe = ?1) AND (?3 = '' OR owner = ?3) "
                                 "ORDER BY created_ms DESC, id DESC LIMIT ?2"));

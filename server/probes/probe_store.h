@@ -3,11 +3,11 @@
 // Each result is one row of table `probe_results(id, probe, backend, created_ms, document, owner)`
 // whose `owner` is the client that ran it (schema 2; "" for older rows) and whose `document` is the
 // JSON form of ProbeResult (ProbeResultToJson: options, fingerprint, rows,
-// summary), so the rows and findings read back exactly as they were streamed. The store owns its
-// own SQLite connection (WAL, busy timeout, so it coexists with the KernelStore's) and records its
-// schema as the row ('probes', kProbeSchemaVersion) of the shared `schema_version` table.
+// summary), so the rows and findings read back exactly as they were streamed. It is a table
+// adapter over the state dir's store (server/store/store.h), which owns the connection and the
+// schema (server/store/migrations.cc).
 //
-// Thread-safety: all methods may be called from any thread (an internal mutex serialises the
+// Thread-safety: all methods may be called from any thread (the store's lock serialises the
 // connection). Returned results are copies.
 #ifndef ANERD_SERVER_PROBES_PROBE_STORE_H_
 #define ANERD_SERVER_PROBES_PROBE_STORE_H_
@@ -17,20 +17,16 @@
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "server/probes/probe.h"
 
-namespace anerd::cache {
-class SqliteDb;
+namespace anerd::store {
+class Store;
 }
 
 namespace anerd::probes {
 
-// 1: probe_results. 2: + probe_results.owner.
-inline constexpr int kProbeSchemaVersion = 2;
 // Version of the JSON document layout (also what `anectl probe --json` reports).
 inline constexpr int kProbeDocumentVersion = 1;
 
@@ -58,8 +54,9 @@ absl::StatusOr<ProbeResult> ProbeResultFromJson(absl::string_view json);
 
 class ProbeStore {
  public:
-  // Opens (creating) <state_dir>/anerd.db; the directory must exist. FAILED_PRECONDITION when the
-  // database holds a newer probe schema.
+  // An adapter over `store` (not owned; must outlive the adapter).
+  static absl::StatusOr<std::unique_ptr<ProbeStore>> Open(store::Store* store);
+  // An adapter over a store of its own: store::Store::Open(state_dir) (for tools and tests).
   static absl::StatusOr<std::unique_ptr<ProbeStore>> Open(const std::string& state_dir);
   ~ProbeStore();
   ProbeStore(const ProbeStore&) = delete;
@@ -75,11 +72,10 @@ class ProbeStore {
                                                 const std::string& owner = "") const;
 
  private:
-  explicit ProbeStore(std::unique_ptr<cache::SqliteDb> db);
-  absl::Status Migrate();
+  ProbeStore(store::Store* store, std::unique_ptr<store::Store> owned);
 
-  mutable absl::Mutex mu_;
-  std::unique_ptr<cache::SqliteDb> db_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<store::Store> owned_;  // set by Open(state_dir)
+  store::Store* const store_;
 };
 
 }  // namespace anerd::probes

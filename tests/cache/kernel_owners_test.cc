@@ -7,14 +7,18 @@
 #include <memory>
 #include <string>
 
+#include "common/hash.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/cache/kernel_store.h"
-#include "server/cache/sqlite.h"
+#include "server/store/migrations.h"
+#include "server/store/sqlite.h"
 
 namespace anerd::cache {
 namespace {
 
+using store::SqliteDb;
+using store::Statement;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -115,16 +119,50 @@ TEST_F(KernelOwnersTest, UnownedKernelsAreReleasedByAnyoneAndDeleteDropsOwners) 
   EXPECT_EQ(*store_->CountOwned("token:alice"), 0);
 }
 
+// Issue 17: a compiled kernel's record and its owner land in one transaction. Before, the record
+// was written and then the owner in a second statement; when the second failed the kernel stayed
+// behind without its owner (visible to nobody, counted against no quota).
+TEST_F(KernelOwnersTest, CommitStoresTheRecordAndItsOwnerTogetherOrNeither) {
+  {  // Make every owner insert fail, from another connection.
+    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_ + "/anerd.db", 1000);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)
+                    ->Exec("CREATE TRIGGER refuse_owners BEFORE INSERT ON kernel_owners "
+                           "BEGIN SELECT RAISE(ABORT, 'owners refused'); END;")
+                    .ok());
+  }
+  const std::string mil = "program committed";
+  KernelRecord r;
+  r.id = "k-commit";
+  r.backend = "cpu";
+  r.mil_sha = Sha256Hex(mil);
+  absl::Status failed = store_->Commit(r, {mil}, "token:alice");
+  EXPECT_FALSE(failed.ok());
+  EXPECT_THAT(failed.message(), HasSubstr("owners refused"));
+  EXPECT_EQ(store_->Get(r.id).status().code(), absl::StatusCode::kNotFound)
+      << "the record must not land without its owner";
+  EXPECT_FALSE(HasFile(r.mil_sha)) << "the blob written for it is not kept";
+  {
+    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_ + "/anerd.db", 1000);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("DROP TRIGGER refuse_owners").ok());
+  }
+  ASSERT_TRUE(store_->Commit(r, {mil}, "token:alice").ok());
+  EXPECT_THAT(*store_->Owners(r.id), ElementsAre("token:alice"));
+  EXPECT_EQ(*store_->GetBlob(r.mil_sha), mil);
+}
+
 TEST_F(KernelOwnersTest, MigratesSchemaOneKeepingKernelsUnowned) {
   Put("k1", "program one");
   ASSERT_TRUE(store_->AddOwner("k1", "token:alice").ok());
   store_.reset();
-  {  // Turn the database back into schema 1.
+  {  // Turn the database back into the kernel schema 1 of the code before issue 17: no owners
+     // table, no store version, the old per-component row.
     absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_ + "/anerd.db", 1000);
     ASSERT_TRUE(db.ok());
     ASSERT_TRUE((*db)
-                    ->Exec("DROP TABLE kernel_owners; UPDATE schema_version SET version = 1 "
-                           "WHERE component = 'kernels';")
+                    ->Exec("DROP TABLE kernel_owners; DELETE FROM schema_version; "
+                           "INSERT INTO schema_version VALUES ('kernels', 1);")
                     .ok());
   }
   Reopen();
@@ -134,12 +172,7 @@ TEST_F(KernelOwnersTest, MigratesSchemaOneKeepingKernelsUnowned) {
   EXPECT_EQ(*store_->CountOwned("uid:7"), 1);
   absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_ + "/anerd.db", 1000);
   ASSERT_TRUE(db.ok());
-  absl::StatusOr<std::unique_ptr<Statement>> q = Statement::Prepare(
-      (*db)->get(), "SELECT version FROM schema_version WHERE component = 'kernels'");
-  ASSERT_TRUE(q.ok());
-  ASSERT_TRUE(*(*q)->Step());
-  EXPECT_EQ((*q)->ColumnInt(0), kKernelSchemaVersion);
-  EXPECT_EQ(kKernelSchemaVersion, 2);
+  EXPECT_EQ(*store::SchemaVersion(**db), store::kSchemaVersion);
 }
 
 }  // namespace

@@ -318,7 +318,7 @@ TEST_F(KernelStoreTest, RefusesADatabaseFromANewerSchema) {
   store_.reset();
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir_ + "/anerd.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99 WHERE component = 'kernels'",
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99 WHERE component = 'store'",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);

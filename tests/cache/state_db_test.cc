@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/cache/kernel_store.h"
-#include "server/cache/sqlite.h"
+#include "server/store/sqlite.h"
 
 namespace anerd::cache {
 namespace {

@@ -21,7 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "server/cache/sqlite.h"
+#include "server/store/sqlite.h"
 #include "tests/testing/kernel_fixtures.h"
 #include "tests/testing/process_harness.h"
 #include "tests/testing/token_daemon.h"
@@ -230,11 +230,11 @@ TEST_F(RemoteAuthzTest, SessionsAreSeenAndTouchedOnlyByTheirOwnersAcrossRestarts
 
   // Owners are persisted: the socket's sessions belong to uid:N; hand one to alice.
   {
-    absl::StatusOr<std::unique_ptr<cache::SqliteDb>> db =
-        cache::SqliteDb::Open(daemon_.state_dir() + "/anerd.db", 5000);
+    absl::StatusOr<std::unique_ptr<store::SqliteDb>> db =
+        store::SqliteDb::Open(daemon_.state_dir() + "/anerd.db", 5000);
     ASSERT_TRUE(db.ok()) << db.status();
     auto owner_of = [&](const std::string& id) {
-      auto q = cache::Statement::Prepare((*db)->get(), "SELECT owner FROM sessions WHERE id = ?");
+      auto q = store::Statement::Prepare((*db)->get(), "SELECT owner FROM sessions WHERE id = ?");
       EXPECT_TRUE(q.ok()) << q.status();
       if (!q.ok()) return std::string("?");
       (*q)->BindText(1, id);

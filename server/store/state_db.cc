@@ -1,4 +1,4 @@
-#include "server/cache/state_db.h"
+#include "server/store/state_db.h"
 
 #include <dirent.h>
 #include <sqlite3.h>
@@ -17,7 +17,7 @@
 #include "common/hash.h"
 #include "spdlog/spdlog.h"
 
-namespace anerd::cache {
+namespace anerd::store {
 namespace {
 
 // Entries of `dir` (not "." or "..") for which `keep(dir/name, stat)` holds; missing dir = 0.
@@ -181,4 +181,4 @@ absl::StatusOr<StateDbCheck> CheckStateDb(const std::string& state_dir) {
   return check;
 }
 
-}  // namespace anerd::cache
+}  // namespace anerd::store

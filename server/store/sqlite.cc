@@ -1,4 +1,4 @@
-#include "server/cache/sqlite.h"
+#include "server/store/sqlite.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace anerd::cache {
+namespace anerd::store {
 namespace {
 
 absl::StatusCode CodeFor(int rc) {
@@ -114,4 +114,4 @@ void Statement::Reset() {
   sqlite3_clear_bindings(stmt_);
 }
 
-}  // namespace anerd::cache
+}  // namespace anerd::store

@@ -14,8 +14,8 @@
 //
 // Thread-safety: the functions may be called from any thread; they only touch the one file and
 // tolerate each other (creation goes through a temporary name and a rename).
-#ifndef ANERD_SERVER_CACHE_SPACE_RESERVE_H_
-#define ANERD_SERVER_CACHE_SPACE_RESERVE_H_
+#ifndef ANERD_SERVER_STORE_SPACE_RESERVE_H_
+#define ANERD_SERVER_STORE_SPACE_RESERVE_H_
 
 #include <cstdint>
 #include <functional>
@@ -23,7 +23,7 @@
 
 #include "absl/status/status.h"
 
-namespace anerd::cache {
+namespace anerd::store {
 
 inline constexpr int64_t kSpaceReserveBytes = int64_t{4} << 20;
 
@@ -42,6 +42,6 @@ bool IsOutOfSpace(const absl::Status& status);
 absl::Status RunWithSpaceReserve(const std::string& state_dir,
                                  const std::function<absl::Status()>& op);
 
-}  // namespace anerd::cache
+}  // namespace anerd::store
 
-#endif  // ANERD_SERVER_CACHE_SPACE_RESERVE_H_
+#endif  // ANERD_SERVER_STORE_SPACE_RESERVE_H_

@@ -16,15 +16,15 @@
 //
 // Writes nothing on a healthy database (start-up works on a full disk).
 // Thread-safety: call once, before the stores open the database.
-#ifndef ANERD_SERVER_CACHE_STATE_DB_H_
-#define ANERD_SERVER_CACHE_STATE_DB_H_
+#ifndef ANERD_SERVER_STORE_STATE_DB_H_
+#define ANERD_SERVER_STORE_STATE_DB_H_
 
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 
-namespace anerd::cache {
+namespace anerd::store {
 
 struct StateDbCheck {
   bool registry_lost = false;         // corrupt, or missing/empty while state files exist
@@ -36,6 +36,6 @@ struct StateDbCheck {
 // cannot be moved aside (the message names the file and what to do).
 absl::StatusOr<StateDbCheck> CheckStateDb(const std::string& state_dir);
 
-}  // namespace anerd::cache
+}  // namespace anerd::store
 
-#endif  // ANERD_SERVER_CACHE_STATE_DB_H_
+#endif  // ANERD_SERVER_STORE_STATE_DB_H_

@@ -7,8 +7,8 @@
 // Errors: SQLite result codes map to absl codes in SqliteStatus: BUSY/LOCKED -> UNAVAILABLE,
 // FULL/NOMEM -> RESOURCE_EXHAUSTED, CORRUPT/NOTADB -> DATA_LOSS, CANTOPEN/PERM/READONLY ->
 // PERMISSION_DENIED, anything else -> INTERNAL. Messages carry sqlite3_errmsg and what was done.
-#ifndef ANERD_SERVER_CACHE_SQLITE_H_
-#define ANERD_SERVER_CACHE_SQLITE_H_
+#ifndef ANERD_SERVER_STORE_SQLITE_H_
+#define ANERD_SERVER_STORE_SQLITE_H_
 
 #include <sqlite3.h>
 
@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace anerd::cache {
+namespace anerd::store {
 
 // The absl status for SQLite result `rc` on `db` while doing `what`.
 absl::Status SqliteStatus(sqlite3* db, int rc, absl::string_view what);
@@ -90,6 +90,6 @@ class StatementScope {
   Statement& statement_;
 };
 
-}  // namespace anerd::cache
+}  // namespace anerd::store
 
-#endif  // ANERD_SERVER_CACHE_SQLITE_H_
+#endif  // ANERD_SERVER_STORE_SQLITE_H_

@@ -1,4 +1,4 @@
-#include "server/cache/space_reserve.h"
+#include "server/store/space_reserve.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
-namespace anerd::cache {
+namespace anerd::store {
 namespace {
 
 std::string ReservePath(const std::string& state_dir) { return state_dir + "/space.reserve"; }
@@ -96,4 +96,4 @@ absl::Status RunWithSpaceReserve(const std::string& state_dir,
   return status;
 }
 
-}  // namespace anerd::cache
+}  // namespace anerd::store
