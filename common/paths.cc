@@ -15,6 +15,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/version.h"
 
 namespace anerd {
@@ -26,6 +28,57 @@ std::string Env(const char* name) {
 }
 
 bool IsMac() { return kIsMacOS; }
+
+// Canonical form of `path`; "" when it does not resolve.
+std::string RealPath(const std::string& path) {
+  char resolved[PATH_MAX];
+  return ::realpath(path.c_str(), resolved) == nullptr ? "" : std::string(resolved);
+}
+
+// Whether canonical `path` is canonical `dir` or lies under it.
+bool IsUnder(const std::string& path, const std::string& dir) {
+  return path == dir || absl::StartsWith(path, dir == "/" ? dir : dir + "/");
+}
+
+// Whether a component of canonical `path` below canonical `root` starts with '.'.
+bool HasDotComponentBelow(const std::string& path, const std::string& root) {
+  for (absl::string_view part : absl::StrSplit(absl::string_view(path).substr(root.size()), '/')) {
+    if (!part.empty() && part[0] == '.') return true;
+  }
+  return false;
+}
+
+// OK when canonical `resolved` may be read (see ResolveUnderRoots).
+absl::Status CheckUnderRoots(absl::string_view field, const std::string& resolved,
+                             const ClientPathRoots& roots) {
+  const std::string state_dir = RealPath(roots.state_dir);
+  if (!state_dir.empty() && IsUnder(resolved, state_dir)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        field, ": '", resolved, "' is in the daemon's state dir, which is never readable as data"));
+  }
+  for (const std::string& secret : roots.secret_paths) {
+    if (!secret.empty() && RealPath(secret) == resolved) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(field, ": '", resolved, "' is one of the daemon's own secret files"));
+    }
+  }
+  bool hidden = false;
+  for (const std::string& root : roots.roots) {
+    const std::string r = RealPath(root);
+    if (r.empty() || resolved == r || !IsUnder(resolved, r)) continue;
+    if (!HasDotComponentBelow(resolved, r)) return absl::OkStatus();
+    hidden = true;
+  }
+  if (hidden) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, ": '", resolved,
+                     "' is a dot-file or lies in a dot-directory, which are never readable as "
+                     "data even under a data root"));
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat(field, ": '", resolved, "' is outside the daemon's data roots (",
+                   absl::StrJoin(roots.roots, ", "), "); allow it with anerd --data_root"));
+}
 
 }  // namespace
 
@@ -126,6 +179,17 @@ std::string SelfExecutablePath() {
   if (n <= 0) return "";
   return std::string(buf, static_cast<size_t>(n));
 #endif
+}
+
+absl::StatusOr<std::string> ResolveUnderRoots(absl::string_view field, const std::string& path,
+                                              const ClientPathRoots& roots) {
+  const std::string resolved = RealPath(path);
+  if (resolved.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": cannot open '", path, "' on the daemon's machine"));
+  }
+  if (absl::Status s = CheckUnderRoots(field, resolved, roots); !s.ok()) return s;
+  return resolved;
 }
 
 }  // namespace anerd

@@ -4,6 +4,7 @@
 #define ANERD_COMMON_PATHS_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -46,6 +47,23 @@ std::string HomeDir();
 // The absolute path of the running executable (to start worker processes with); "" if the
 // system does not say. Linux: /proc/self/exe; macOS: _NSGetExecutablePath, resolved.
 std::string SelfExecutablePath();
+
+// Where files named by clients may be read from on the daemon's machine.
+struct ClientPathRoots {
+  std::vector<std::string> roots;  // --data_root: a path must lie below one of them
+  std::string state_dir;           // never readable, even below a root
+  // Files never readable even below a root: the token file, the TLS key.
+  std::vector<std::string> secret_paths;
+};
+
+// The one check every file path a client names goes through (training data, init models).
+// Returns the canonical path (symlinks and ".." resolved) when it lies below one of
+// `roots.roots` with no dot-file or dot-directory component below that root, outside the state
+// dir and is none of the secret paths. INVALID_ARGUMENT naming `field` when the path does not
+// resolve; PERMISSION_DENIED naming `field`, the path and the reason otherwise. The caller still
+// checks the file's type when it opens it (common/regular_file.h).
+absl::StatusOr<std::string> ResolveUnderRoots(absl::string_view field, const std::string& path,
+                                              const ClientPathRoots& roots);
 
 }  // namespace anerd
 

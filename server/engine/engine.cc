@@ -11,8 +11,8 @@
 #include "common/status_macros.h"
 #include "common/version.h"
 #include "server/backend/registry.h"
-#include "server/cache/space_reserve.h"
-#include "server/cache/state_db.h"
+#include "server/store/space_reserve.h"
+#include "server/store/state_db.h"
 #include "server/worker/worker_backend.h"
 #include "spdlog/spdlog.h"
 
@@ -144,12 +144,13 @@ absl::Status Engine::Init() {
   }
   // On a full disk, give back the space reserve so that opening the database (its -wal and -shm
   // files) succeeds and space can then be freed through the API.
-  cache::ReleaseSpaceReserveIfLow(options_.state_dir);
+  store::ReleaseSpaceReserveIfLow(options_.state_dir);
   // Before any store opens anerd.db: a corrupt one is moved aside, a lost one is noticed.
-  ANERD_ASSIGN_OR_RETURN(const cache::StateDbCheck db_check,
-                         cache::CheckStateDb(options_.state_dir));
+  ANERD_ASSIGN_OR_RETURN(const store::StateDbCheck db_check,
+                         store::CheckStateDb(options_.state_dir));
   state_findings_ = db_check.findings;
-  ANERD_ASSIGN_OR_RETURN(store_, cache::KernelStore::Open(options_.state_dir));
+  ANERD_ASSIGN_OR_RETURN(state_store_, store::Store::Open(options_.state_dir));
+  ANERD_ASSIGN_OR_RETURN(store_, cache::KernelStore::Open(state_store_.get()));
   // Blobs a crashed compile stored without a record are unreachable: drop them, unless the
   // records were lost with the database (then the blobs are all that is left).
   absl::StatusOr<int64_t> swept =
@@ -163,13 +164,13 @@ absl::Status Engine::Init() {
   kernels_ = std::make_unique<KernelManager>(backends_->registry.get(), std::move(executors),
                                              store_.get(), cache_.get(), backends_->default_name,
                                              options_.kernel_limits);
-  ANERD_ASSIGN_OR_RETURN(probe_store_, probes::ProbeStore::Open(options_.state_dir));
+  ANERD_ASSIGN_OR_RETURN(probe_store_, probes::ProbeStore::Open(state_store_.get()));
   std::map<std::string, DeviceExecutor*> probe_executors;
   for (const auto& [name, executor] : backends_->executors) probe_executors[name] = executor.get();
   probes_ = std::make_unique<ProbeManager>(backends_->registry.get(), std::move(probe_executors),
                                            probe_store_.get(), backends_->default_name,
                                            options_.probe_budget);
-  SessionOptions session_options;
+  sessions::SessionOptions session_options;
   session_options.state_dir = options_.state_dir;
   session_options.max_sessions = options_.max_sessions;
   session_options.data_roots = options_.data_roots;
@@ -179,18 +180,20 @@ absl::Status Engine::Init() {
   session_options.secret_paths = options_.secret_paths;
   session_options.resume_interrupted = options_.resume_interrupted;
   session_options.memory_limit_bytes = options_.session_memory_limit_bytes;
-  std::map<std::string, DeviceExecutor*> session_executors;
-  for (const auto& [name, executor] : backends_->executors)
-    session_executors[name] = executor.get();
-  sessions_ =
-      std::make_unique<SessionManager>(backends_->registry.get(), std::move(session_executors),
-                                       backends_->default_name, session_options);
+  Backends* backends = backends_.get();
+  sessions::SubmitTask submit = [backends](const std::string& backend, const char* what,
+                                           std::function<void(absl::Status, absl::Duration)> work) {
+    backends->executors.at(backend)->Submit({}, what, std::move(work));
+  };
+  sessions_ = std::make_unique<sessions::SessionManager>(backends_->registry.get(),
+                                                         std::move(submit), backends_->default_name,
+                                                         state_store_.get(), session_options);
   ANERD_RETURN_IF_ERROR(sessions_->Init());
-  if (!cache::EnsureSpaceReserve(options_.state_dir)) {
+  if (!store::EnsureSpaceReserve(options_.state_dir)) {
     spdlog::warn(
         "no room for the {} byte space reserve in {}: deletes may fail if the disk fills "
         "up; free some space",
-        cache::kSpaceReserveBytes, options_.state_dir);
+        store::kSpaceReserveBytes, options_.state_dir);
   }
   spdlog::info("backends: {} (default {}); {} kernels stored", absl::StrJoin(names, ", "),
                backends_->default_name, store_->Count());

@@ -16,7 +16,8 @@
 #include "absl/time/time.h"
 #include "server/engine/kernel_manager.h"
 #include "server/engine/probe_manager.h"
-#include "server/engine/session_manager.h"
+#include "server/sessions/session_manager.h"
+#include "server/store/store.h"
 
 namespace anerd::engine {
 
@@ -45,10 +46,10 @@ struct EngineOptions {
   int64_t compile_budget = 0;                // --compile_budget per backend; 0 = unlimited
   int max_sessions = 4;                      // --max_sessions active at once
   // --data_root; empty = $HOME. The state dir, `secret_paths` and dot-files are never readable as
-  // data, whatever the roots (SessionManager's CheckDataPath).
+  // data, whatever the roots (ResolveUnderRoots, common/paths.h).
   std::vector<std::string> data_roots;
-  std::vector<std::string> secret_paths;  // the daemon's secret files (token file, TLS key)
-  bool resume_interrupted = true;         // --resume_interrupted
+  std::vector<std::string> secret_paths;    // the daemon's secret files (token file, TLS key)
+  bool resume_interrupted = true;           // --resume_interrupted
   uint64_t session_memory_limit_bytes = 0;  // --session_memory_limit_bytes; 0 = 3/4 of RAM
   WorkerSettings workers;
 };
@@ -113,7 +114,7 @@ class Engine {
   DaemonInfo Info() const;
   KernelManager& kernels() { return *kernels_; }
   ProbeManager& probes() { return *probes_; }
-  SessionManager& sessions() { return *sessions_; }
+  sessions::SessionManager& sessions() { return *sessions_; }
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
   // the daemon's ordered shutdown after the gRPC server has stopped.
@@ -129,12 +130,13 @@ class Engine {
   EngineOptions options_;
   absl::Time started_;
   std::unique_ptr<Backends> backends_;
+  std::unique_ptr<store::Store> state_store_;  // anerd.db and blobs/; outlives its adapters
   std::unique_ptr<cache::KernelStore> store_;
   std::unique_ptr<cache::CompileCache> cache_;
   std::unique_ptr<KernelManager> kernels_;
   std::unique_ptr<probes::ProbeStore> probe_store_;
   std::unique_ptr<ProbeManager> probes_;
-  std::unique_ptr<SessionManager> sessions_;
+  std::unique_ptr<sessions::SessionManager> sessions_;
   bool shut_down_ = false;
   std::vector<std::string> state_findings_;  // set once by Init
 };

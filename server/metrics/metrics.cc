@@ -59,17 +59,17 @@ void AddSample(MetricFamily* family, const Labels& labels, double value) {
 }
 
 // The most recent step event of session `id` among its last few events, if any.
-bool LatestStep(engine::SessionManager& sessions, const std::string& id,
-                engine::SessionEventRecord* out) {
+bool LatestStep(sessions::SessionManager& sessions, const std::string& id,
+                sessions::SessionEventRecord* out) {
   constexpr uint64_t kLookBack = 16;
   absl::StatusOr<uint64_t> next = sessions.NextSeq(id);
   if (!next.ok() || *next == 0) return false;
-  std::vector<engine::SessionEventRecord> events;
+  std::vector<sessions::SessionEventRecord> events;
   bool ended = false;
   const uint64_t from = *next > kLookBack ? *next - kLookBack : 0;
   if (!sessions.ReadEvents(id, from, kLookBack, &events, &ended).ok()) return false;
   for (auto it = events.rbegin(); it != events.rend(); ++it) {
-    if (it->kind == engine::SessionEventRecord::Kind::kStep) {
+    if (it->kind == sessions::SessionEventRecord::Kind::kStep) {
       *out = *it;
       return true;
     }
@@ -171,12 +171,12 @@ class EngineCollector : public prometheus::Collectable {
                                     "Training throughput of the latest step", MetricType::Gauge);
     MetricFamily phases =
         NewFamily("anerd_session_phase_seconds", "Latest step's time by phase", MetricType::Gauge);
-    engine::SessionManager& sessions = engine_->sessions();
-    for (const engine::SessionSnapshot& s : sessions.List()) {
+    sessions::SessionManager& sessions = engine_->sessions();
+    for (const sessions::SessionSnapshot& s : sessions.List()) {
       const Labels labels = {{"session", s.id}, {"name", s.name}};
-      AddSample(&active, labels, engine::IsActive(s.state) ? 1 : 0);
+      AddSample(&active, labels, sessions::IsActive(s.state) ? 1 : 0);
       AddSample(&step, labels, static_cast<double>(s.step));
-      engine::SessionEventRecord event;
+      sessions::SessionEventRecord event;
       if (!LatestStep(sessions, s.id, &event)) continue;
       AddSample(&loss, labels, event.step.loss);
       AddSample(&step_time, labels, event.step.step_ms / 1000.0);

@@ -101,9 +101,9 @@ class AnerdService final
   Caller CallerOf(const grpc::CallbackServerContext* context) const {
     return CallerFor(*context, options_.peer_uid, options_.token);
   }
-  // The session when `caller` may see it; engine::SessionNotFound(id) otherwise.
-  absl::StatusOr<engine::SessionSnapshot> VisibleSession(const Caller& caller,
-                                                         const std::string& id);
+  // The session when `caller` may see it; sessions::SessionNotFound(id) otherwise.
+  absl::StatusOr<sessions::SessionSnapshot> VisibleSession(const Caller& caller,
+                                                           const std::string& id);
   // OK when `caller` may see kernel `id`; the store's NOT_FOUND for a missing id otherwise.
   absl::Status CheckKernelVisible(const Caller& caller, const std::string& id);
 

@@ -27,14 +27,14 @@ void ClientQuotas::ReleaseQueued(const std::string& client) {
   if (it != queued_.end() && --it->second <= 0) queued_.erase(it);
 }
 
-absl::StatusOr<engine::SessionSnapshot> ClientQuotas::StartSession(
-    const std::string& client, engine::SessionManager* sessions, const std::string& resuming,
-    const std::function<absl::StatusOr<engine::SessionSnapshot>()>& start) {
+absl::StatusOr<sessions::SessionSnapshot> ClientQuotas::StartSession(
+    const std::string& client, sessions::SessionManager* sessions, const std::string& resuming,
+    const std::function<absl::StatusOr<sessions::SessionSnapshot>()>& start) {
   absl::MutexLock lock(&session_mu_);
   if (limits_.sessions > 0) {
     int64_t active = 0;
-    for (const engine::SessionSnapshot& s : sessions->List()) {
-      if (s.owner == client && s.id != resuming && engine::IsActive(s.state)) ++active;
+    for (const sessions::SessionSnapshot& s : sessions->List()) {
+      if (s.owner == client && s.id != resuming && sessions::IsActive(s.state)) ++active;
     }
     if (active >= limits_.sessions) {
       return absl::ResourceExhaustedError(absl::StrCat(

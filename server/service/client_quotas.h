@@ -30,7 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "server/engine/session_manager.h"
+#include "server/sessions/session_manager.h"
 
 namespace anerd::service {
 
@@ -64,9 +64,9 @@ class ClientQuotas {
   // Runs `start` (a SessionManager Start or Resume) unless `client` already owns `sessions` active
   // sessions (RESOURCE_EXHAUSTED). `resuming` is excluded from the count (a session being resumed
   // is not active yet). Starts are serialised, so two cannot both pass the check.
-  absl::StatusOr<engine::SessionSnapshot> StartSession(
-      const std::string& client, engine::SessionManager* sessions, const std::string& resuming,
-      const std::function<absl::StatusOr<engine::SessionSnapshot>()>& start);
+  absl::StatusOr<sessions::SessionSnapshot> StartSession(
+      const std::string& client, sessions::SessionManager* sessions, const std::string& resuming,
+      const std::function<absl::StatusOr<sessions::SessionSnapshot>()>& start);
 
  private:
   void ReleaseQueued(const std::string& client);

@@ -318,10 +318,10 @@ void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
   out->set_checkpoint_every(spec.checkpoint_every);
 }
 
-void ToProto(const engine::SessionSnapshot& s, v1::SessionInfo* out) {
+void ToProto(const sessions::SessionSnapshot& s, v1::SessionInfo* out) {
   out->set_id(s.id);
   out->set_name(s.name);
-  out->set_state(engine::SessionStateName(s.state));
+  out->set_state(sessions::SessionStateName(s.state));
   out->set_step(s.step);
   out->set_total_steps(s.total_steps);
   out->set_last_loss(s.last_loss);
@@ -338,10 +338,10 @@ void ToProto(const engine::SessionSnapshot& s, v1::SessionInfo* out) {
   out->set_backend(s.backend);
 }
 
-void ToProto(const engine::SessionEventRecord& e, v1::SessionEvent* out) {
+void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
   out->set_seq(e.seq);
   out->set_unix_ms(e.unix_ms);
-  using Kind = engine::SessionEventRecord::Kind;
+  using Kind = sessions::SessionEventRecord::Kind;
   switch (e.kind) {
     case Kind::kStep: {
       v1::StepEvent* p = out->mutable_step();

@@ -26,7 +26,7 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl:
 }
 
 grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
-                                const absl::StatusOr<engine::SessionSnapshot>& session,
+                                const absl::StatusOr<sessions::SessionSnapshot>& session,
                                 v1::SessionInfo* response) {
   if (session.ok()) ToProto(*session, response);
   return Done(context, session.status());
@@ -35,7 +35,7 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
 // Streams a finished export file, then deletes it.
 class ExportReactor : public grpc::ServerWriteReactor<v1::ExportModelChunk> {
  public:
-  ExportReactor(engine::SessionManager* sessions, const std::string& id) {
+  ExportReactor(sessions::SessionManager* sessions, const std::string& id) {
     sessions->Export(id, [this](absl::StatusOr<std::string> path) { Begin(std::move(path)); });
   }
   void OnWriteDone(bool ok) override {
@@ -81,7 +81,7 @@ class ExportReactor : public grpc::ServerWriteReactor<v1::ExportModelChunk> {
 // manager to wake it. `link_` lets a late wake find out that the reactor is gone.
 class WatchReactor : public grpc::ServerWriteReactor<v1::SessionEvent> {
  public:
-  WatchReactor(engine::SessionManager* sessions, std::string id, uint64_t from)
+  WatchReactor(sessions::SessionManager* sessions, std::string id, uint64_t from)
       : sessions_(sessions), id_(std::move(id)), next_(from), link_(std::make_shared<Link>()) {
     link_->reactor = this;
     Pump();
@@ -132,9 +132,9 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SessionEvent> {
       } else {
         if (buffer_.empty()) {
           bool ended = false;
-          std::vector<engine::SessionEventRecord> events;
+          std::vector<sessions::SessionEventRecord> events;
           absl::Status st = sessions_->ReadEvents(id_, next_, kWatchBatch, &events, &ended);
-          for (engine::SessionEventRecord& e : events) buffer_.push_back(std::move(e));
+          for (sessions::SessionEventRecord& e : events) buffer_.push_back(std::move(e));
           if (!st.ok()) {
             action = kFinish;
             finish_status = ToGrpcStatus(st);
@@ -175,11 +175,11 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::SessionEvent> {
     Pump();
   }
 
-  engine::SessionManager* sessions_;
+  sessions::SessionManager* sessions_;
   const std::string id_;
   absl::Mutex mu_;
   uint64_t next_ ABSL_GUARDED_BY(mu_);
-  std::deque<engine::SessionEventRecord> buffer_ ABSL_GUARDED_BY(mu_);
+  std::deque<sessions::SessionEventRecord> buffer_ ABSL_GUARDED_BY(mu_);
   v1::SessionEvent event_;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool waiting_ ABSL_GUARDED_BY(mu_) = false;
@@ -199,10 +199,10 @@ class FailedWrite : public grpc::ServerWriteReactor<Message> {
 
 }  // namespace
 
-absl::StatusOr<engine::SessionSnapshot> AnerdService::VisibleSession(const Caller& caller,
-                                                                     const std::string& id) {
-  absl::StatusOr<engine::SessionSnapshot> session = engine_->sessions().Get(id);
-  if (session.ok() && !caller.Sees(session->owner)) return engine::SessionNotFound(id);
+absl::StatusOr<sessions::SessionSnapshot> AnerdService::VisibleSession(const Caller& caller,
+                                                                       const std::string& id) {
+  absl::StatusOr<sessions::SessionSnapshot> session = engine_->sessions().Get(id);
+  if (session.ok() && !caller.Sees(session->owner)) return sessions::SessionNotFound(id);
   return session;
 }
 
@@ -218,7 +218,7 @@ grpc::ServerUnaryReactor* AnerdService::StartTraining(grpc::CallbackServerContex
   if (absl::Status s = RemotePathError(caller, "data", spec->data_path); !s.ok()) {
     return Done(context, s);
   }
-  engine::SessionManager* sessions = &engine_->sessions();
+  sessions::SessionManager* sessions = &engine_->sessions();
   return Reply(context,
                quotas_.StartSession(caller.client, sessions, "",
                                     [&] {
@@ -233,7 +233,7 @@ grpc::ServerUnaryReactor* AnerdService::ListSessions(grpc::CallbackServerContext
                                                      const v1::ListSessionsRequest*,
                                                      v1::ListSessionsResponse* response) {
   const Caller caller = CallerOf(context);
-  for (const engine::SessionSnapshot& s : engine_->sessions().List()) {
+  for (const sessions::SessionSnapshot& s : engine_->sessions().List()) {
     if (caller.Sees(s.owner)) ToProto(s, response->add_sessions());
   }
   return Done(context, absl::OkStatus());
@@ -248,7 +248,7 @@ grpc::ServerUnaryReactor* AnerdService::GetSession(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* AnerdService::StopSession(grpc::CallbackServerContext* context,
                                                     const v1::StopSessionRequest* request,
                                                     v1::SessionInfo* response) {
-  absl::StatusOr<engine::SessionSnapshot> visible =
+  absl::StatusOr<sessions::SessionSnapshot> visible =
       VisibleSession(CallerOf(context), request->session_id());
   if (!visible.ok()) return Done(context, visible.status());
   return Reply(context, engine_->sessions().Stop(request->session_id()), response);
@@ -258,9 +258,9 @@ grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContex
                                                       const v1::ResumeSessionRequest* request,
                                                       v1::SessionInfo* response) {
   const Caller caller = CallerOf(context);
-  absl::StatusOr<engine::SessionSnapshot> visible = VisibleSession(caller, request->session_id());
+  absl::StatusOr<sessions::SessionSnapshot> visible = VisibleSession(caller, request->session_id());
   if (!visible.ok()) return Done(context, visible.status());
-  engine::SessionManager* sessions = &engine_->sessions();
+  sessions::SessionManager* sessions = &engine_->sessions();
   // The session counts against its owner's quota (an admin may resume another client's session).
   const std::string owner = visible->owner.empty() ? caller.client : visible->owner;
   return Reply(context,
@@ -273,7 +273,7 @@ grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AnerdService::DeleteSession(grpc::CallbackServerContext* context,
                                                       const v1::DeleteSessionRequest* request,
                                                       v1::DeleteSessionResponse*) {
-  absl::StatusOr<engine::SessionSnapshot> visible =
+  absl::StatusOr<sessions::SessionSnapshot> visible =
       VisibleSession(CallerOf(context), request->session_id());
   if (!visible.ok()) return Done(context, visible.status());
   return Done(context, engine_->sessions().Delete(request->session_id()));
@@ -281,7 +281,7 @@ grpc::ServerUnaryReactor* AnerdService::DeleteSession(grpc::CallbackServerContex
 
 grpc::ServerWriteReactor<v1::ExportModelChunk>* AnerdService::ExportModel(
     grpc::CallbackServerContext* context, const v1::ExportModelRequest* request) {
-  absl::StatusOr<engine::SessionSnapshot> visible =
+  absl::StatusOr<sessions::SessionSnapshot> visible =
       VisibleSession(CallerOf(context), request->session_id());
   if (!visible.ok()) return new FailedWrite<v1::ExportModelChunk>(visible.status());
   return new ExportReactor(&engine_->sessions(), request->session_id());
@@ -289,10 +289,10 @@ grpc::ServerWriteReactor<v1::ExportModelChunk>* AnerdService::ExportModel(
 
 grpc::ServerWriteReactor<v1::SessionEvent>* AnerdService::WatchSession(
     grpc::CallbackServerContext* context, const v1::WatchSessionRequest* request) {
-  absl::StatusOr<engine::SessionSnapshot> visible =
+  absl::StatusOr<sessions::SessionSnapshot> visible =
       VisibleSession(CallerOf(context), request->session_id());
   if (!visible.ok()) return new FailedWrite<v1::SessionEvent>(visible.status());
-  engine::SessionManager& sessions = engine_->sessions();
+  sessions::SessionManager& sessions = engine_->sessions();
   absl::StatusOr<uint64_t> from =
       request->from_now() ? sessions.NextSeq(request->session_id())
                           : sessions.SeqForStep(request->session_id(), request->from_step());

@@ -1,4 +1,4 @@
-#include "server/engine/session_events.h"
+#include "server/sessions/event_codec.h"
 
 #include <cmath>
 #include <limits>
@@ -8,7 +8,7 @@
 #include "common/atomic_file.h"
 #include "nlohmann/json.hpp"
 
-namespace anerd::engine {
+namespace anerd::sessions {
 namespace {
 
 using Json = nlohmann::json;
@@ -58,7 +58,61 @@ absl::Status GetInt(const Json& j, absl::string_view field, int64_t* out) {
   return Bad(field, "is not an integer");
 }
 
-absl::Status ParseStep(const Json& j, SessionEventRecord* e) {
+absl::Status GetValue(const Json& j, absl::string_view field, double* out) {
+  return GetDouble(j, field, out);
+}
+absl::Status GetValue(const Json& j, absl::string_view field, int64_t* out) {
+  return GetInt(j, field, out);
+}
+absl::Status GetValue(const Json& j, absl::string_view field, bool* out) {
+  if (!j.is_boolean()) return Bad(field, "is not a boolean");
+  *out = j.get<bool>();
+  return absl::OkStatus();
+}
+
+Json ToJson(double v) { return Number(v); }
+Json ToJson(int64_t v) { return v; }
+Json ToJson(bool v) { return v; }
+
+// The step event's named fields, in the order they are written. Adding a field to the step event
+// is one line here: logs written before it lack the field and read it as its default.
+template <typename Record, typename Visitor>
+void VisitStepFields(Record& e, Visitor&& v) {
+  auto& r = e.step;
+  auto& p = r.phases;
+  v("step", r.step);
+  v("loss", r.loss);
+  v("lr", r.lr);
+  v("grad_norm", r.grad_norm);
+  v("loss_scale", r.loss_scale);
+  v("skipped", r.skipped);
+  v("step_ms", r.step_ms);
+  v("tokens_per_s", r.tokens_per_s);
+  v("flops", r.flops);
+  v("tflops", r.tflops);
+  v("queued_ms", e.queued_ms);
+  v("kernel_ms", p.kernel_ms);
+  v("io_ms", p.io_ms);
+  v("rms_ms", p.rms_ms);
+  v("elem_ms", p.elem_ms);
+  v("cls_ms", p.cls_ms);
+  v("dw_wait_ms", p.dw_wait_ms);
+  v("optim_ms", p.optim_ms);
+}
+
+// Schema 2: "step" is an object of named fields; only the step number is required.
+absl::Status ParseNamedStep(const Json& fields, SessionEventRecord* e) {
+  if (fields.find("step") == fields.end()) return Bad("step.step", "is missing");
+  absl::Status st;
+  VisitStepFields(*e, [&](const char* name, auto& value) {
+    const auto it = fields.find(name);
+    if (st.ok() && it != fields.end()) st = GetValue(*it, absl::StrCat("step.", name), &value);
+  });
+  return st;
+}
+
+// Schema 1: positional arrays of exactly 11 and 7 values.
+absl::Status ParsePositionalStep(const Json& j, SessionEventRecord* e) {
   const auto s = j.find("step");
   const auto p = j.find("phases");
   if (s == j.end() || !s->is_array() || s->size() != kStepFields) {
@@ -88,26 +142,30 @@ absl::Status ParseStep(const Json& j, SessionEventRecord* e) {
   return st;
 }
 
+absl::Status ParseStep(const Json& j, SessionEventRecord* e) {
+  const auto s = j.find("step");
+  if (s != j.end() && s->is_object()) return ParseNamedStep(*s, e);
+  return ParsePositionalStep(j, e);
+}
+
 }  // namespace
 
+std::vector<std::string> StepEventFieldNames() {
+  std::vector<std::string> names;
+  const SessionEventRecord e;
+  VisitStepFields(e, [&](const char* name, const auto&) { names.push_back(name); });
+  return names;
+}
+
 std::string EncodeEventLine(const SessionEventRecord& e) {
-  Json j = {{"seq", e.seq}, {"ms", e.unix_ms}, {"kind", static_cast<int>(e.kind)}};
+  Json j = {{"v", kEventSchemaVersion},
+            {"seq", e.seq},
+            {"ms", e.unix_ms},
+            {"kind", static_cast<int>(e.kind)}};
   if (e.kind == Kind::kStep) {
-    const training::StepReport& r = e.step;
-    const training::PhaseTimes& p = r.phases;
-    j["step"] = {r.step,
-                 Number(r.loss),
-                 Number(r.lr),
-                 Number(r.grad_norm),
-                 Number(r.loss_scale),
-                 r.skipped,
-                 Number(r.step_ms),
-                 Number(r.tokens_per_s),
-                 Number(r.flops),
-                 Number(r.tflops),
-                 Number(e.queued_ms)};
-    j["phases"] = {Number(p.kernel_ms), Number(p.io_ms),      Number(p.rms_ms),  Number(p.elem_ms),
-                   Number(p.cls_ms),    Number(p.dw_wait_ms), Number(p.optim_ms)};
+    Json fields = Json::object();
+    VisitStepFields(e, [&](const char* name, const auto& value) { fields[name] = ToJson(value); });
+    j["step"] = std::move(fields);
   } else {
     j["text"] = e.text;
     j["ckpt_step"] = e.checkpoint_step;
@@ -135,6 +193,10 @@ absl::StatusOr<SessionEventRecord> ParseEventLine(absl::string_view line) {
   e.seq = static_cast<uint64_t>(seq);
   if (absl::Status s = GetInt(*f_ms, "ms", &e.unix_ms); !s.ok()) return s;
   if (absl::Status s = GetInt(*f_kind, "kind", &kind); !s.ok()) return s;
+  if (const auto v = j.find("v"); v != j.end()) {
+    int64_t version = 0;  // any version is read: unknown fields are ignored
+    if (absl::Status s = GetInt(*v, "v", &version); !s.ok()) return s;
+  }
   if (kind < 0 || kind > static_cast<int64_t>(Kind::kWarning)) return Bad("kind", "is unknown");
   e.kind = static_cast<Kind>(kind);
   if (e.kind == Kind::kStep) {
@@ -198,4 +260,4 @@ absl::StatusOr<EventLogContents> ReadEventLog(const std::string& path) {
   return ParseEventLog(*bytes, path);
 }
 
-}  // namespace anerd::engine
+}  // namespace anerd::sessions

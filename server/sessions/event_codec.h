@@ -1,18 +1,28 @@
 // The session event log's record and its on-disk form (sessions/<id>/events.jsonl): one JSON object
-// per line, `\n`-terminated, written by SessionManager and read back on start.
+// per line, `\n`-terminated, written by the session's EventLog (event_log.h) and read back on
+// start.
 //
-// Record: {"seq", "ms", "kind" (0 step, 1 state, 2 checkpoint, 3 warning), then for steps
-// "step": [step, loss, lr, grad_norm, loss_scale, skipped, step_ms, tokens_per_s, flops, tflops,
-// queued_ms] and "phases": [kernel, io, rms, elem, cls, dw_wait, optim] (ms), else "text" and
-// "ckpt_step"}. JSON has no NaN or infinity: non-finite numbers are written as the strings "nan",
-// "inf" and "-inf" (a skipped step's grad norm is NaN); `null`, which older logs hold for them, is
-// read back as NaN.
+// Record (schema kEventSchemaVersion = 2): {"v": 2, "seq", "ms", "kind" (0 step, 1 state,
+// 2 checkpoint, 3 warning), then for steps "step": {NAMED FIELDS} (step, loss, lr, grad_norm,
+// loss_scale, skipped, step_ms, tokens_per_s, flops, tflops, queued_ms and the phase times
+// kernel_ms, io_ms, rms_ms, elem_ms, cls_ms, dw_wait_ms, optim_ms; StepEventFieldNames()), else
+// "text" and "ckpt_step"}. Readers ignore named fields they do not know and give fields a record
+// lacks their defaults (0, false); only "step" (the step number) is required. So adding a field
+// to the step event is one line in the codec's field list, and logs written before it still load.
+//
+// Schema 1 (anerd before issue 17, no "v"): "step" is a positional array [step, loss, lr,
+// grad_norm, loss_scale, skipped, step_ms, tokens_per_s, flops, tflops, queued_ms] and "phases"
+// an array [kernel, io, rms, elem, cls, dw_wait, optim] (ms); such lines are still read.
+//
+// JSON has no NaN or infinity: non-finite numbers are written as the strings "nan", "inf" and
+// "-inf" (a skipped step's grad norm is NaN); `null`, which older logs hold for them, is read back
+// as NaN.
 //
 // Reading never throws and never trusts the file: every field is type- and range-checked, lines
 // are bounded (kMaxEventLineBytes) and errors name the file and the 1-based line.
 // Thread-safety: pure functions, plus ReadEventLog's read of one file.
-#ifndef ANERD_SERVER_ENGINE_SESSION_EVENTS_H_
-#define ANERD_SERVER_ENGINE_SESSION_EVENTS_H_
+#ifndef ANERD_SERVER_SESSIONS_EVENT_CODEC_H_
+#define ANERD_SERVER_SESSIONS_EVENT_CODEC_H_
 
 #include <cstdint>
 #include <string>
@@ -23,7 +33,7 @@
 #include "absl/strings/string_view.h"
 #include "server/training/trainer.h"
 
-namespace anerd::engine {
+namespace anerd::sessions {
 
 struct SessionEventRecord {
   enum class Kind { kStep, kState, kCheckpoint, kWarning };
@@ -35,6 +45,12 @@ struct SessionEventRecord {
   std::string text;           // kState: state name; kCheckpoint: path; kWarning: message
   int64_t checkpoint_step = 0;
 };
+
+// What EncodeEventLine writes; readers accept any version (unknown fields are ignored).
+inline constexpr int kEventSchemaVersion = 2;
+
+// The named fields of a step event, in the order they are written.
+std::vector<std::string> StepEventFieldNames();
 
 // Longest line the reader accepts (a record is a few hundred bytes; warnings carry messages).
 inline constexpr size_t kMaxEventLineBytes = 1 << 20;
@@ -65,6 +81,6 @@ absl::StatusOr<EventLogContents> ReadEventLog(const std::string& path);
 // messages.
 EventLogContents ParseEventLog(absl::string_view bytes, const std::string& path);
 
-}  // namespace anerd::engine
+}  // namespace anerd::sessions
 
-#endif  // ANERD_SERVER_ENGINE_SESSION_EVENTS_H_
+#endif  // ANERD_SERVER_SESSIONS_EVENT_CODEC_H_

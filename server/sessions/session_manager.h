@@ -1,16 +1,8 @@
 // SessionManager: training sessions owned by the daemon. A session trains one model with the
-// training engine on one backend; it outlives clients and daemon restarts.
+// training engine on one backend; it outlives clients and daemon restarts. Its states and the
+// calls legal in each are in session.h; its row in anerd.db in session_store.h; its event log in
+// event_log.h; its directory in session_recovery.h.
 //
-// States and the calls legal in each (others get FAILED_PRECONDITION naming the state):
-//   queued        accepted, waiting for its first executor turn        Stop, Get, Watch
-//   compiling     building the trainer (kernels compile once)          Stop, Get, Watch
-//   running       taking steps                                        Stop, Export, Get, Watch
-//   checkpointing writing a checkpoint (then back to running)          Stop, Export, Get, Watch
-//   stopped       stopped by a client after a checkpoint              Resume, Delete, Export, Get
-//   completed     reached its step count (final checkpoint written)   Resume(+steps), Delete,
-//   Export failed        the engine returned an error (see `error`)          Resume (if
-//   checkpointed), Delete interrupted   the daemon stopped or crashed while it ran          Resume,
-//   Delete, Export
 // Sessions that were active when the daemon last stopped come back `interrupted` and, with
 // resume_interrupted, resume from their last checkpoint. When the backend's worker process dies
 // mid-step (UNAVAILABLE), the session goes back to `compiling`, rebuilds its trainer from the
@@ -30,60 +22,42 @@
 // already reported are replayed without being reported twice). `completed` is set only after the
 // final checkpoint and the event log are fsynced.
 //
-// Scheduling: each active session has at most one step task queued on its backend's
-// DeviceExecutor and re-queues itself after every step, so sessions, kernel evaluations and probes
-// interleave fairly (FIFO) and RPCs never wait for more than one step.
+// Scheduling: each active session has at most one step task queued on its backend's executor and
+// re-queues itself after every step, so sessions, kernel evaluations and probes interleave fairly
+// (FIFO) and RPCs never wait for more than one step. Every queued task is counted in flight until
+// it ends, however it ends (a scoped guard), and Shutdown waits for the count to reach zero.
 //
-// Events: every step, state change, checkpoint and warning is appended to the session's event log
-// (memory + sessions/<id>/events.jsonl, format in session_events.h) with a gap-free sequence
-// number. Watchers pull from the log at their own pace, so a slow watcher never slows training and
-// never loses events. On start a torn tail of the file is cut; a damaged line before it marks the
-// session `failed` with an error naming the file and line (the original file is kept as
-// events.jsonl.corrupt and the valid records are kept).
+// Locks: `mu_` guards the session table and is what readers (Get, List, the watch calls) take. It
+// is never held while a checkpoint is written or a row is written to anerd.db: a state change
+// records the session's row as pending and the row is written after mu_ is released, in order,
+// under `persist_mu_` (taken before mu_). Event logs have their own locks (event_log.h).
 //
 // Thread-safety: all public methods may be called from any thread.
-#ifndef ANERD_SERVER_ENGINE_SESSION_MANAGER_H_
-#define ANERD_SERVER_ENGINE_SESSION_MANAGER_H_
+#ifndef ANERD_SERVER_SESSIONS_SESSION_MANAGER_H_
+#define ANERD_SERVER_SESSIONS_SESSION_MANAGER_H_
 
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/paths.h"
 #include "server/backend/registry.h"
-#include "server/engine/device_executor.h"
-#include "server/engine/session_events.h"
+#include "server/sessions/event_codec.h"
+#include "server/sessions/notifier.h"
+#include "server/sessions/session.h"
+#include "server/sessions/session_store.h"
+#include "server/store/store.h"
 #include "server/training/config.h"
 #include "server/training/trainer.h"
 
-namespace anerd::cache {
-class SqliteDb;
-}
-
-namespace anerd::engine {
-
-enum class SessionState {
-  kQueued,
-  kCompiling,
-  kRunning,
-  kCheckpointing,
-  kStopped,
-  kCompleted,
-  kFailed,
-  kInterrupted
-};
-const char* SessionStateName(SessionState state);
-bool IsActive(SessionState state);  // queued, compiling, running, checkpointing
-// The NOT_FOUND every call naming an unknown session id gets (also used for sessions a caller may
-// not see, so that they look exactly like missing ones).
-absl::Status SessionNotFound(const std::string& id);
+namespace anerd::sessions {
 
 struct SessionOptions {
   std::string state_dir;
@@ -97,13 +71,6 @@ struct SessionOptions {
   uint64_t memory_limit_bytes = 0;
 };
 inline constexpr double kDefaultMemoryFraction = 0.75;
-
-// OK when canonical path `resolved` (named by request field `field`) may be read as training data
-// or a model: it lies under one of `options.data_roots` with no dot-file or dot-directory
-// component below that root, and it is neither in the state dir nor one of the secret paths.
-// PERMISSION_DENIED naming the field and the reason otherwise.
-absl::Status CheckDataPath(const std::string& field, const std::string& resolved,
-                           const SessionOptions& options);
 
 struct SessionSnapshot {
   std::string id;
@@ -126,22 +93,27 @@ struct SessionSnapshot {
   std::string error;
 };
 
+// Queues `work` on backend `backend`'s device executor (server/engine/device_executor.h); `work`
+// later runs on that executor's thread with the admission status and the time it queued. The
+// engine provides it, so sessions need not know the executors.
+using SubmitTask =
+    std::function<void(const std::string& backend, const char* what,
+                       std::function<void(absl::Status admission, absl::Duration queued)> work)>;
+
 class SessionManager {
  public:
-  // Pointers are not owned and must outlive the manager.
-  SessionManager(const backend::BackendRegistry* registry,
-                 std::map<std::string, DeviceExecutor*> executors, std::string default_backend,
-                 SessionOptions options);
+  // `registry` and `store` are not owned and must outlive the manager.
+  SessionManager(const backend::BackendRegistry* registry, SubmitTask submit,
+                 std::string default_backend, store::Store* store, SessionOptions options);
   ~SessionManager();
 
-  // Opens the session table, adopts session directories that have no record (after a lost
-  // database), loads sessions, marks those that were active `interrupted` and resumes them when
-  // asked.
+  // Adopts session directories that have no row (after a lost database), loads sessions, marks
+  // those that were active `interrupted` and resumes them when asked.
   absl::Status Init();
 
   // Validates `spec` (INVALID_ARGUMENT naming the field; PERMISSION_DENIED for paths outside
-  // the data roots; RESOURCE_EXHAUSTED beyond max_sessions) and queues the session.
-  // `owner` is recorded with the session (SessionSnapshot::owner).
+  // the data roots, common/paths.h ResolveUnderRoots; RESOURCE_EXHAUSTED beyond max_sessions) and
+  // queues the session. `owner` is recorded with the session (SessionSnapshot::owner).
   absl::StatusOr<SessionSnapshot> Start(training::TrainSpec spec, std::string name,
                                         std::string backend, std::string owner = "");
   std::vector<SessionSnapshot> List();
@@ -170,79 +142,85 @@ class SessionManager {
   void Shutdown();
 
  private:
-  struct Session;
-  struct Waiter {
-    int64_t token;
-    uint64_t from;
-    std::function<void()> wake;
-  };
+  struct Session;  // session_internal.h
+  class InFlightTask;
+  static constexpr int kMaxWorkerFailures = 3;
 
-  absl::Status CheckPaths(const training::TrainSpec& spec) const;
+  // --- session_loader.cc: start-up.
+  absl::Status LoadAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rows for directories without one (the database was lost or corrupt), from what the directory
+  // holds (session_recovery.h): stopped or completed with a checkpoint, else failed.
+  absl::Status AdoptOrphanDirs();
+  // An active session found at start-up: cut its log back to its checkpoint and mark it
+  // interrupted, or failed when resuming it could repeat what stopped the daemon.
+  void RecoverInterrupted(Session* s, const std::string& damage) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // --- session_task.cc: the task loop on the executors.
   void Schedule(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunTask(const std::string& id, absl::Status admission, absl::Duration queued);
-  void ExportOnExecutor(const std::string& id, const std::string& checkpoint,
-                        const std::string& backend,
-                        const std::function<void(absl::StatusOr<std::string>)>& done);
-  // Fails the session whose task threw; the task's in-flight count is released.
+  // The turn of a session asked to stop (or drained at shutdown): checkpoint, then stop.
+  void StopTask(Session* s, bool admitted);
+  // The first turn: build the trainer.
+  void BuildTrainerTask(Session* s);
+  // Every other turn: one step.
+  void StepTask(Session* s, absl::Duration queued);
+  // Fails the session whose task threw.
   void FailAfterException(const std::string& id, const char* what);
-  // RESOURCE_EXHAUSTED when `spec`'s estimate plus the other active sessions' (all but
-  // `except_id`) exceeds the limit.
-  absl::Status CheckMemory(const training::TrainSpec& spec, const std::string& except_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes a checkpoint of the session's trainer without holding mu_ (call on its executor task
+  // with mu_ not held); the session shows `checkpointing` meanwhile. On success records it in the
+  // event log (fsynced, so the steps before it are durable with it).
+  absl::Status WriteCheckpoint(Session* s) ABSL_LOCKS_EXCLUDED(mu_);
   // Drops the trainer and marks the session failed after a write error, back at its last
   // durable checkpoint.
   void PauseOnWriteError(Session* s, const absl::Status& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Loads the event log of `s` from disk (cutting a torn tail); returns the damage found, if any.
-  std::string LoadEvents(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status EnsureTrainer(Session* s, backend::Backend* backend);
-  void AfterStep(Session* s, const training::StepReport& report, double queued_ms)
+  // Records a step; returns whether a checkpoint is due now.
+  bool AfterStep(Session* s, const training::StepReport& report, double queued_ms)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MaybeCheckpoint(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When `error` says the backend's worker process was lost (UNAVAILABLE), drops the trainer and
   // schedules a resume from the last checkpoint (at most kMaxWorkerFailures times in a row);
   // returns whether it did.
   bool RecoverFromWorkerLoss(Session* s, const absl::Status& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static constexpr int kMaxWorkerFailures = 3;
-  absl::Status Checkpoint(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetState(Session* s, SessionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Adds the event to memory and appends it to the file (fsynced when `sync`); a write error is
-  // returned (the event stays in memory, the file is cut back to its previous end).
-  absl::Status Append(Session* s, SessionEventRecord event, bool sync = false)
+  void ExportOnExecutor(const std::string& id, const std::string& checkpoint,
+                        const std::string& backend,
+                        const std::function<void(absl::StatusOr<std::string>)>& done);
+
+  // --- session_manager.cc.
+  absl::Status CheckPaths(const training::TrainSpec& spec) const;
+  // RESOURCE_EXHAUSTED when `spec`'s estimate plus the other active sessions' (all but
+  // `except_id`) exceeds the limit.
+  absl::Status CheckMemory(const training::TrainSpec& spec, const std::string& except_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void WakeWaiters(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Persist(const Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status LoadAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records sessions whose directory has no row (the database was lost or corrupt) from what the
-  // directory holds (session_recovery.h): stopped or completed with a checkpoint, else failed.
-  absl::Status AdoptOrphanDirs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the session to `state` (a legal transition, session.h), logs the change and records its
+  // row as pending.
+  void SetState(Session* s, SessionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static SessionRow RowOf(const Session& s);
+  void MarkDirty(const Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the pending rows (call with mu_ not held).
+  void FlushRows() ABSL_LOCKS_EXCLUDED(mu_, persist_mu_);
   SessionSnapshot Snapshot(const Session& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string SessionDir(const std::string& id) const;
   absl::StatusOr<Session*> Find(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Session* Insert(std::unique_ptr<Session> s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const backend::BackendRegistry* registry_;
-  std::map<std::string, DeviceExecutor*> executors_;
+  SubmitTask submit_;
   std::string default_backend_;
   SessionOptions options_;
-  std::unique_ptr<cache::SqliteDb> db_;
+  ClientPathRoots path_roots_;
+  SessionStore rows_;
   uint64_t physical_memory_ = 0;  // 0 = unknown
   uint64_t memory_limit_ = 0;     // effective limit; 0 = none
+  Notifier notifier_;             // destroyed after the sessions' logs stop posting
 
+  absl::Mutex persist_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
-
+  std::map<std::string, SessionRow> pending_rows_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
-
-  // Watcher wakes are run by one notifier thread, outside mu_.
-  void NotifierLoop();
-  absl::Mutex wake_mu_ ABSL_ACQUIRED_AFTER(mu_);
-  std::deque<std::function<void()>> wake_queue_ ABSL_GUARDED_BY(wake_mu_);
-  bool notifier_stop_ ABSL_GUARDED_BY(wake_mu_) = false;
-  std::thread notifier_;
 };
 
-}  // namespace anerd::engine
+}  // namespace anerd::sessions
 
-#endif  // ANERD_SERVER_ENGINE_SESSION_MANAGER_H_
+#endif  // ANERD_SERVER_SESSIONS_SESSION_MANAGER_H_

@@ -1,4 +1,4 @@
-#include "server/engine/session_recovery.h"
+#include "server/sessions/session_recovery.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -12,7 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "server/training/model_io.h"
 
-namespace anerd::engine {
+namespace anerd::sessions {
 namespace {
 
 using Json = nlohmann::json;
@@ -132,4 +132,4 @@ std::string ResolveCheckpointPath(const std::string& state_dir, const std::strin
   return IsFile(own) ? own : stored;
 }
 
-}  // namespace anerd::engine
+}  // namespace anerd::sessions

@@ -7,8 +7,8 @@
 // `checkpoint.bin` (which carries its own spec and training state).
 //
 // Thread-safety: pure functions over the filesystem; call from any thread.
-#ifndef ANERD_SERVER_ENGINE_SESSION_RECOVERY_H_
-#define ANERD_SERVER_ENGINE_SESSION_RECOVERY_H_
+#ifndef ANERD_SERVER_SESSIONS_SESSION_RECOVERY_H_
+#define ANERD_SERVER_SESSIONS_SESSION_RECOVERY_H_
 
 #include <cstdint>
 #include <set>
@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "server/training/config.h"
 
-namespace anerd::engine {
+namespace anerd::sessions {
 
 inline constexpr char kSessionManifestName[] = "session.json";
 
@@ -57,6 +57,6 @@ std::string StoredCheckpointPath(const std::string& state_dir, const std::string
 std::string ResolveCheckpointPath(const std::string& state_dir, const std::string& id,
                                   const std::string& stored);
 
-}  // namespace anerd::engine
+}  // namespace anerd::sessions
 
-#endif  // ANERD_SERVER_ENGINE_SESSION_RECOVERY_H_
+#endif  // ANERD_SERVER_SESSIONS_SESSION_RECOVERY_H_

@@ -1,4 +1,4 @@
-// Fuzzes the session event-log reader (server/engine/session_events.h) on arbitrary file bytes:
+// Fuzzes the session event-log reader (server/sessions/event_codec.h) on arbitrary file bytes:
 // it must never throw or crash, and every record it accepts must re-encode to a line that parses
 // back to the same record (non-finite numbers included).
 #include <cmath>
@@ -6,14 +6,14 @@
 #include <cstdlib>
 #include <string>
 
-#include "server/engine/session_events.h"
+#include "server/sessions/event_codec.h"
 
 namespace {
 
 bool Same(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
 
-bool SameRecord(const anerd::engine::SessionEventRecord& a,
-                const anerd::engine::SessionEventRecord& b) {
+bool SameRecord(const anerd::sessions::SessionEventRecord& a,
+                const anerd::sessions::SessionEventRecord& b) {
   const auto &x = a.step, &y = b.step;
   return a.seq == b.seq && a.unix_ms == b.unix_ms && a.kind == b.kind && a.text == b.text &&
          a.checkpoint_step == b.checkpoint_step && x.step == y.step && Same(x.loss, y.loss) &&
@@ -27,7 +27,7 @@ bool SameRecord(const anerd::engine::SessionEventRecord& a,
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace anerd::engine;
+  using namespace anerd::sessions;
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   const EventLogContents log = ParseEventLog(bytes, "fuzz");
   if (log.valid_bytes < 0 || static_cast<size_t>(log.valid_bytes) > size) std::abort();

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "server/cache/kernel_store.h"
-#include "server/engine/session_recovery.h"
 #include "server/probes/probe_store.h"
+#include "server/sessions/session_recovery.h"
 #include "server/training/config.h"
 #include "spdlog/spdlog.h"
 
@@ -158,15 +158,15 @@ void FuzzSessionRecords(FuzzedDataProvider& in, State& s) {
   }
   // A stored checkpoint path.
   const std::string stored = in.ConsumeRandomLengthString(128);
-  (void)anerd::engine::ResolveCheckpointPath(s.dir, "fz", stored);
-  (void)anerd::engine::StoredCheckpointPath(s.dir, stored);
+  (void)anerd::sessions::ResolveCheckpointPath(s.dir, "fz", stored);
+  (void)anerd::sessions::StoredCheckpointPath(s.dir, stored);
   // A session directory's manifest.
   const std::string session = s.dir + "/sessions/fz";
   ::mkdir((s.dir + "/sessions").c_str(), 0700);
   ::mkdir(session.c_str(), 0700);
   std::ofstream(session + "/session.json", std::ios::trunc) << in.ConsumeRemainingBytesAsString();
-  (void)anerd::engine::RecoverSessionDir(s.dir, "fz");
-  (void)anerd::engine::OrphanSessionDirs(s.dir, {});
+  (void)anerd::sessions::RecoverSessionDir(s.dir, "fz");
+  (void)anerd::sessions::OrphanSessionDirs(s.dir, {});
 }
 
 }  // namespace

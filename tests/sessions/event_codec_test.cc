@@ -1,6 +1,6 @@
 // The event-log codec: non-finite numbers round-trip, old `null`s read as NaN, hostile records are
 // refused with the field named (never thrown), torn tails and damage are told apart.
-#include "server/engine/session_events.h"
+#include "server/sessions/event_codec.h"
 
 #include <cmath>
 #include <limits>
@@ -8,7 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace anerd::engine {
+namespace anerd::sessions {
 namespace {
 
 using ::testing::HasSubstr;
@@ -129,4 +129,4 @@ TEST(SessionEventsTest, TornTailAndDamageAreToldApart) {
 }
 
 }  // namespace
-}  // namespace anerd::engine
+}  // namespace anerd::sessions

@@ -18,13 +18,16 @@
 #include "common/synth_stories.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/cache/sqlite.h"
 #include "server/engine/engine.h"
+#include "server/store/sqlite.h"
 #include "server/training/memory_estimate.h"
 #include "tests/testing/process_harness.h"
 
-namespace anerd::engine {
+namespace anerd::sessions {
 namespace {
+
+using engine::Engine;
+using engine::EngineOptions;
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
@@ -270,7 +273,7 @@ TEST_F(SessionManagerTest, ASessionThatDiedStartingIsNotResumedAutomatically) {
   }
   // Make the stored row look like a crash during start-up: state compiling, no checkpoint, no log.
   {
-    auto db = cache::SqliteDb::Open(state_dir_ + "/anerd.db", 5000);
+    auto db = store::SqliteDb::Open(state_dir_ + "/anerd.db", 5000);
     ASSERT_TRUE(db.ok());
     ASSERT_TRUE((*db)
                     ->Exec(absl::StrCat("UPDATE sessions SET state='compiling', step=0, "
@@ -328,4 +331,4 @@ TEST_F(SessionManagerTest, AWriteErrorPausesTheSessionInsteadOfReportingProgress
 }
 
 }  // namespace
-}  // namespace anerd::engine
+}  // namespace anerd::sessions

@@ -1,6 +1,6 @@
 // Session directories tell enough to rebuild a lost session record, and checkpoint paths follow
 // the state dir they are in (issue 16, item 9).
-#include "server/engine/session_recovery.h"
+#include "server/sessions/session_recovery.h"
 
 #include <stdlib.h>
 
@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "server/training/config.h"
 
-namespace anerd::engine {
+namespace anerd::sessions {
 namespace {
 
 namespace fs = std::filesystem;
@@ -87,4 +87,4 @@ TEST_F(SessionRecoveryTest, AGarbageManifestIsNotTrusted) {
 }
 
 }  // namespace
-}  // namespace anerd::engine
+}  // namespace anerd::sessions

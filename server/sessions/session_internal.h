@@ -1,0 +1,43 @@
+// The session record SessionManager keeps in memory (private to session_manager*.cc and
+// session_loader.cc / session_task.cc). Guarded by SessionManager::mu_ except where noted.
+#ifndef ANERD_SERVER_SESSIONS_SESSION_INTERNAL_H_
+#define ANERD_SERVER_SESSIONS_SESSION_INTERNAL_H_
+
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "server/sessions/event_log.h"
+#include "server/sessions/session_manager.h"
+#include "server/sessions/session_store.h"
+#include "server/training/trainer.h"
+
+namespace anerd::sessions {
+
+struct SessionManager::Session {
+  std::string id, name, backend;
+  std::string owner;  // the client that started it ("" = unowned); see SessionSnapshot
+  training::TrainSpec spec;
+  SessionState state = SessionState::kQueued;
+  int64_t step = 0, total_steps = 0, started_ms = 0, checkpoint_step = 0;
+  uint64_t checkpoint_seq = 0;  // events up to this seq are covered by the checkpoint
+  double last_loss = std::nan(""), best_loss = std::nan(""), elapsed_seconds = 0;
+  std::string checkpoint_path, error;
+  // Touched only by this session's executor tasks (the pointer is reset under mu_ by them too).
+  std::unique_ptr<training::Trainer> trainer;
+  int64_t extra_steps = 0;  // pending for the next Resume of the trainer
+  bool stop_requested = false;
+  double run_ms = 0;  // step time of this run, for the ETA
+  int64_t run_steps = 0;
+  // After a backend worker died mid-step the session replays from its last checkpoint; steps up
+  // to this one were already reported and are not reported again.
+  int64_t replay_until = 0;
+  int worker_failures = 0;     // consecutive, without a step completing in between
+  double memory_estimate = 0;  // bytes (training/memory_estimate.h), counted while active
+  // The event log has its own lock; shared so that a watcher's read survives a Delete.
+  std::shared_ptr<EventLog> log;
+};
+
+}  // namespace anerd::sessions
+
+#endif  // ANERD_SERVER_SESSIONS_SESSION_INTERNAL_H_

@@ -1,0 +1,310 @@
+// SessionManager's task loop: each active session has one task on its backend's executor at a
+// time; a turn builds the trainer, takes one step or stops, then queues the next turn. Checkpoints
+// are written on the task without holding mu_ (the trainer is touched only by its own tasks).
+#include <algorithm>
+#include <exception>
+#include <new>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/sessions/session_internal.h"
+#include "server/sessions/session_manager.h"
+#include "server/training/memory_estimate.h"
+#include "spdlog/spdlog.h"
+
+namespace anerd::sessions {
+namespace {
+
+SessionEventRecord Warning(std::string text) {
+  SessionEventRecord e;
+  e.kind = SessionEventRecord::Kind::kWarning;
+  e.text = std::move(text);
+  return e;
+}
+
+}  // namespace
+
+// Counts one queued task in flight from Schedule until the task ends, however it ends (returns,
+// throws); writes the rows the turn left pending first, so Shutdown finds them written.
+class SessionManager::InFlightTask {
+ public:
+  explicit InFlightTask(SessionManager* manager) : manager_(manager) {}
+  ~InFlightTask() {
+    manager_->FlushRows();
+    absl::MutexLock lock(&manager_->mu_);
+    --manager_->in_flight_;
+  }
+  InFlightTask(const InFlightTask&) = delete;
+  InFlightTask& operator=(const InFlightTask&) = delete;
+
+ private:
+  SessionManager* manager_;
+};
+
+void SessionManager::Schedule(Session* s) {
+  ++in_flight_;  // released by the task's InFlightTask
+  const std::string id = s->id;
+  if (s->memory_estimate == 0) {
+    absl::StatusOr<training::MemoryEstimate> m = training::EstimateTrainingMemory(s->spec);
+    s->memory_estimate = m.ok() ? m->total() : 0;
+  }
+  submit_(s->backend, "training step", [this, id](absl::Status admission, absl::Duration queued) {
+    InFlightTask task(this);
+    // The task boundary: nothing thrown on the session's path (std::bad_alloc from a model that
+    // does not fit after all, ...) reaches the executor thread.
+    try {
+      RunTask(id, admission, queued);
+    } catch (const std::exception& e) {
+      FailAfterException(id, e.what());
+    } catch (...) {
+      FailAfterException(id, "an unknown exception");
+    }
+  });
+}
+
+void SessionManager::RunTask(const std::string& id, absl::Status admission, absl::Duration queued) {
+  Session* s = nullptr;
+  bool stopping = false, graceful = false, build = false;
+  {
+    absl::MutexLock lock(&mu_);
+    s = sessions_.at(id).get();  // an active session is never deleted
+    stopping = !admission.ok() || shutting_down_ || s->stop_requested;
+    graceful = s->stop_requested && admission.ok() && !shutting_down_;
+    build = !stopping && s->trainer == nullptr;
+    if (build) SetState(s, SessionState::kCompiling);
+  }
+  if (stopping) return StopTask(s, graceful);
+  if (build) return BuildTrainerTask(s);
+  StepTask(s, queued);
+}
+
+void SessionManager::StopTask(Session* s, bool graceful) {
+  bool checkpoint = false;
+  {
+    absl::MutexLock lock(&mu_);
+    s->stop_requested = false;
+    checkpoint = s->trainer != nullptr && s->step > s->checkpoint_step;
+  }
+  const absl::Status c = checkpoint ? WriteCheckpoint(s) : absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  if (!c.ok()) return PauseOnWriteError(s, c);
+  s->trainer.reset();
+  SetState(s, graceful ? SessionState::kStopped : SessionState::kInterrupted);
+}
+
+void SessionManager::BuildTrainerTask(Session* s) {
+  // Built without the lock: compiling the kernels takes a while, and only this task touches it.
+  absl::StatusOr<std::unique_ptr<training::Trainer>> trainer =
+      s->checkpoint_path.empty()
+          ? training::Trainer::Create(s->spec, registry_->Find(s->backend))
+          : training::Trainer::Resume(s->checkpoint_path, registry_->Find(s->backend),
+                                      s->extra_steps);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!trainer.ok()) {
+      if (RecoverFromWorkerLoss(s, trainer.status())) return;
+      s->error = std::string(trainer.status().message());
+      return SetState(s, SessionState::kFailed);
+    }
+    s->trainer = *std::move(trainer);
+    s->total_steps = s->trainer->total_steps();
+    s->step = s->trainer->step();
+    // Steps the log already holds (a resume after a write error or a failure) are replayed
+    // without being reported again.
+    s->replay_until = std::max(s->replay_until, s->log->LastReportedStep());
+    SetState(s, SessionState::kRunning);
+    if (s->extra_steps == 0 || s->checkpoint_path.empty()) {
+      s->extra_steps = 0;
+      return Schedule(s);  // the first step takes its own turn
+    }
+  }
+  // Record the raised step count in the checkpoint, so a crash before the next periodic
+  // checkpoint still resumes toward the new total.
+  const absl::Status c = WriteCheckpoint(s);
+  absl::MutexLock lock(&mu_);
+  if (!c.ok()) return PauseOnWriteError(s, c);
+  s->extra_steps = 0;
+  Schedule(s);
+}
+
+void SessionManager::StepTask(Session* s, absl::Duration queued) {
+  absl::StatusOr<training::StepReport> report = s->trainer->Step();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!report.ok()) {
+      if (RecoverFromWorkerLoss(s, report.status())) return;
+      s->error = std::string(report.status().message());
+      s->trainer.reset();
+      return SetState(s, SessionState::kFailed);
+    }
+    const bool checkpoint_due = AfterStep(s, *report, absl::ToDoubleMilliseconds(queued));
+    if (!IsActive(s->state)) return;  // paused by a write error
+    if (!checkpoint_due) return Schedule(s);
+  }
+  // A checkpoint that cannot be written stops the session: training on would report progress
+  // that a crash would lose. Completion is reported only once the final one is durable.
+  const absl::Status c = WriteCheckpoint(s);
+  absl::MutexLock lock(&mu_);
+  if (!c.ok()) return PauseOnWriteError(s, c);
+  if (s->trainer->done()) {
+    s->trainer.reset();
+    return SetState(s, SessionState::kCompleted);
+  }
+  Schedule(s);
+}
+
+bool SessionManager::AfterStep(Session* s, const training::StepReport& report, double queued_ms) {
+  const int64_t every = s->spec.checkpoint_every;
+  const bool due = s->trainer->done() || (every > 0 && report.step % every == 0);
+  s->step = report.step;
+  if (report.step <= s->replay_until) {
+    // Replaying steps already reported before a worker was lost: same data and same state, so
+    // the same results; only the checkpoint cadence and completion matter.
+    return due;
+  }
+  s->worker_failures = 0;  // only new progress counts: a crash at the same step must not loop
+  s->last_loss = report.loss;
+  if (std::isnan(s->best_loss) || report.loss < s->best_loss) s->best_loss = report.loss;
+  s->elapsed_seconds += report.step_ms / 1000;
+  s->run_ms += report.step_ms;
+  ++s->run_steps;
+  SessionEventRecord e;
+  e.kind = SessionEventRecord::Kind::kStep;
+  e.step = report;
+  e.queued_ms = queued_ms;
+  if (absl::Status a = s->log->Append(std::move(e)); !a.ok()) {
+    PauseOnWriteError(s, a);
+    return false;
+  }
+  return due;
+}
+
+absl::Status SessionManager::WriteCheckpoint(Session* s) {
+  const std::string path = SessionDir(s->id) + "/checkpoint.bin";
+  SessionState previous;
+  int64_t step = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    previous = s->state;
+    step = s->step;
+    SetState(s, SessionState::kCheckpointing);
+  }
+  absl::Status status = s->trainer->SaveCheckpoint(path);
+  const bool saved = status.ok();
+  if (saved) {
+    SessionEventRecord e;
+    e.kind = SessionEventRecord::Kind::kCheckpoint;
+    e.text = path;
+    e.checkpoint_step = step;
+    // Synced: the steps logged before the checkpoint become durable with it.
+    status = s->log->Append(std::move(e), /*sync=*/true);
+  }
+  absl::MutexLock lock(&mu_);
+  if (saved) {
+    s->checkpoint_path = path;
+    s->checkpoint_step = step;
+    s->checkpoint_seq = s->log->size() - 1;
+  }
+  SetState(s, previous);
+  return status;
+}
+
+void SessionManager::PauseOnWriteError(Session* s, const absl::Status& error) {
+  s->replay_until = std::max(s->replay_until, s->log->LastReportedStep());
+  s->trainer.reset();
+  s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
+  s->error = absl::StrCat(
+      error.message(), "; paused at step ", s->step,
+      s->checkpoint_path.empty() ? " (no checkpoint yet)" : " (the last durable checkpoint)",
+      "; free space, then resume it: anectl train resume ", s->id);
+  spdlog::error("session {}: {}", s->id, s->error);
+  SetState(s, SessionState::kFailed);
+}
+
+bool SessionManager::RecoverFromWorkerLoss(Session* s, const absl::Status& error) {
+  // UNAVAILABLE from a backend means its worker process died (backend.h, worker_backend.h): the
+  // trainer's state may be half-updated, so it is rebuilt from the last checkpoint.
+  // While the daemon drains, the session fails with the error instead (resumable by a client from
+  // its checkpoint): replaying here would need the trainer the drain is about to drop.
+  if (error.code() != absl::StatusCode::kUnavailable || shutting_down_ ||
+      s->worker_failures >= kMaxWorkerFailures) {
+    return false;
+  }
+  ++s->worker_failures;
+  s->trainer.reset();
+  s->replay_until = std::max(s->replay_until, s->step);
+  s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
+  spdlog::warn("session {}: {}; resuming from step {}", s->id, std::string(error.message()),
+               s->step);
+  (void)s->log->Append(Warning(
+      absl::StrCat("backend worker lost (", error.message(), "); resuming from step ", s->step,
+                   s->replay_until > s->step ? ", replayed steps are not re-reported" : "")));
+  Schedule(s);
+  return true;
+}
+
+void SessionManager::FailAfterException(const std::string& id, const char* what) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session* s = it->second.get();
+  const bool oom = std::string(what) == std::bad_alloc().what();
+  s->error =
+      absl::StrCat("training failed: ", what,
+                   oom ? " (out of memory: the model does not fit in this machine's memory)" : "");
+  spdlog::error("session {}: {}", id, s->error);
+  s->trainer.reset();
+  s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
+  s->replay_until = std::max(s->replay_until, s->log->LastReportedStep());
+  SetState(s, SessionState::kFailed);
+}
+
+void SessionManager::Export(const std::string& id,
+                            std::function<void(absl::StatusOr<std::string>)> done) {
+  std::string backend, checkpoint;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Session*> s = Find(id);
+    if (!s.ok()) return done(s.status());
+    if ((*s)->trainer == nullptr && (*s)->checkpoint_path.empty()) {
+      return done(absl::FailedPreconditionError(absl::StrCat(
+          "session ", id, " has no weights yet (", SessionStateName((*s)->state), ")")));
+    }
+    backend = (*s)->backend;
+    checkpoint = (*s)->checkpoint_path;
+  }
+  submit_(backend, "export",
+          [this, id, checkpoint, backend, done](absl::Status admission, absl::Duration) {
+            if (!admission.ok()) return done(admission);
+            try {
+              ExportOnExecutor(id, checkpoint, backend, done);
+            } catch (const std::exception& e) {
+              done(absl::ResourceExhaustedError(absl::StrCat("export failed: ", e.what())));
+            }
+          });
+}
+
+void SessionManager::ExportOnExecutor(
+    const std::string& id, const std::string& checkpoint, const std::string& backend,
+    const std::function<void(absl::StatusOr<std::string>)>& done) {
+  const std::string path = SessionDir(id) + "/export.tmp";
+  training::Trainer* live = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Session*> s = Find(id);
+    if (!s.ok()) return done(s.status());
+    live = (*s)->trainer.get();  // safe: the trainer changes only on this executor thread
+  }
+  if (live != nullptr) {
+    absl::Status st = live->ExportLlama2c(path);
+    return st.ok() ? done(path) : done(st);
+  }
+  absl::StatusOr<std::unique_ptr<training::Trainer>> loaded =
+      training::Trainer::Resume(checkpoint, registry_->Find(backend));
+  if (!loaded.ok()) return done(loaded.status());
+  absl::Status st = (*loaded)->ExportLlama2c(path);
+  return st.ok() ? done(path) : done(st);
+}
+
+}  // namespace anerd::sessions
