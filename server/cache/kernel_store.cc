@@ -444,7 +444,7 @@ absl::Status KernelStore::RecordUse(const std::string& id, uint64_t hits_delta, 
   q->BindDouble(3, compile_ms);
   q->BindText(4, id);
   ANERD_RETURN_IF_ERROR(q->Run());
-  if (sqlite3_changes(store_->db().get()) == 0) {
+  if (store_->db().Changes() == 0) {
     return KernelNotFound(id);
   }
   return absl::OkStatus();

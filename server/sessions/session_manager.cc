@@ -66,6 +66,7 @@ SessionManager::SessionManager(const backend::BackendRegistry* registry, SubmitT
 SessionManager::~SessionManager() {
   Shutdown();
   FlushRows();
+  notifier_.reset();  // runs the wakes still queued, while their sessions exist
 }
 
 std::string SessionManager::SessionDir(const std::string& id) const {
@@ -113,7 +114,8 @@ absl::Status SessionManager::CheckPaths(const training::TrainSpec& spec) const {
 
 SessionManager::Session* SessionManager::Insert(std::unique_ptr<Session> s) {
   Session* raw = s.get();
-  raw->log = std::make_shared<EventLog>(SessionDir(raw->id) + "/events.jsonl", &notifier_, raw->id);
+  raw->log =
+      std::make_shared<EventLog>(SessionDir(raw->id) + "/events.jsonl", notifier_.get(), raw->id);
   sessions_[raw->id] = std::move(s);
   return raw;
 }

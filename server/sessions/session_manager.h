@@ -211,7 +211,8 @@ class SessionManager {
   SessionStore rows_;
   uint64_t physical_memory_ = 0;  // 0 = unknown
   uint64_t memory_limit_ = 0;     // effective limit; 0 = none
-  Notifier notifier_;             // destroyed after the sessions' logs stop posting
+  // Runs watcher wakes; joined by the destructor while the sessions still exist.
+  std::unique_ptr<Notifier> notifier_ = std::make_unique<Notifier>();
 
   absl::Mutex persist_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;

@@ -40,6 +40,8 @@ class SqliteDb {
   const std::string& path() const { return path_; }
   // Runs one or more SQL statements without results.
   absl::Status Exec(const std::string& sql);
+  // Rows changed by the last INSERT, UPDATE or DELETE.
+  int64_t Changes() const { return sqlite3_changes(db_); }
 
  private:
   SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
