@@ -1,5 +1,5 @@
 // CheckStateDb: a corrupt or lost anerd.db is detected before the stores use it (issue 16, item 9).
-#include "server/cache/state_db.h"
+#include "server/store/state_db.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -18,6 +18,8 @@ namespace anerd::cache {
 namespace {
 
 namespace fs = std::filesystem;
+using store::CheckStateDb;
+using store::StateDbCheck;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
