@@ -3,13 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <functional>
-#include <mutex>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,7 +14,9 @@
 #include "common/status_macros.h"
 #include "server/training/cpu_ops.h"
 #include "server/training/data.h"
+#include "server/training/dw_worker.h"
 #include "server/training/kernels.h"
+#include "server/training/staging.h"
 
 #if defined(ANERD_BLAS_ACCELERATE)
 #include <Accelerate/Accelerate.h>
@@ -60,103 +58,6 @@ class Timer {
   Clock::time_point start_;
 };
 
-// dst[r·ld + c] = fp16(src[r·cols + c]).
-void PutRows(uint16_t* dst, int64_t ld, const float* src, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) FloatToHalfArray(src + r * cols, dst + r * ld, cols);
-}
-
-// Stages Wᵀ for W [out][in]: dst[i·ld + o] = W[o][i]. Tiles of 32×32: rows of W are read
-// contiguously and each staged row segment is converted and written contiguously (large
-// power-of-two strides in a whole-matrix transpose thrash the caches).
-void PutTransposed(uint16_t* dst, int64_t ld, const float* w, int64_t out, int64_t in,
-                   std::vector<float>* scratch) {
-  constexpr int64_t kB = 32;
-  scratch->resize(kB * kB);
-  float* tile = scratch->data();
-  for (int64_t o0 = 0; o0 < out; o0 += kB) {
-    const int64_t no = std::min(kB, out - o0);
-    for (int64_t i0 = 0; i0 < in; i0 += kB) {
-      const int64_t ni = std::min(kB, in - i0);
-      for (int64_t o = 0; o < no; ++o) {
-        const float* row = w + (o0 + o) * in + i0;
-        for (int64_t i = 0; i < ni; ++i) tile[i * kB + o] = row[i];
-      }
-      for (int64_t i = 0; i < ni; ++i)
-        FloatToHalfArray(tile + i * kB, dst + (i0 + i) * ld + o0, no);
-    }
-  }
-}
-
-// dW[out][in] += dy[out][S] · x[in][S]ᵀ.
-void AccumulateDw(const float* dy, const float* x, int64_t out, int64_t in, int64_t seq,
-                  float* dw) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(out), static_cast<int>(in),
-              static_cast<int>(seq), 1.0f, dy, static_cast<int>(seq), x, static_cast<int>(seq),
-              1.0f, dw, static_cast<int>(in));
-}
-
-// One worker thread running queued tasks in order.
-class DwWorker {
- public:
-  DwWorker() : thread_([this] { Loop(); }) {}
-  ~DwWorker() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void Submit(std::function<void()> fn) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(fn));
-      ++pending_;
-    }
-    cv_.notify_all();
-  }
-  // Waits for every queued task; rethrows (on the caller) the first exception a task threw, so it
-  // reaches the caller's task boundary instead of terminating the process on the worker thread.
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [this] { return pending_ == 0; });
-    if (error_ != nullptr) std::rethrow_exception(std::exchange(error_, nullptr));
-  }
-
- private:
-  void Loop() {
-    for (;;) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        fn = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      std::exception_ptr error;
-      try {
-        fn();
-      } catch (...) {
-        error = std::current_exception();
-      }
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (error != nullptr && error_ == nullptr) error_ = error;
-        --pending_;
-      }
-      done_cv_.notify_all();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
-  std::deque<std::function<void()>> queue_;
-  int64_t pending_ = 0;
-  bool stop_ = false;
-  std::exception_ptr error_;  // the first exception of a task, for Wait()
-  std::thread thread_;        // last: starts after the members above exist
-};
-
 // Per-layer saved forward activations and backward temporaries read by the dW worker.
 struct LayerState {
   std::vector<float> x, xn, x2, x2n, rinv_att, rinv_ffn;
@@ -165,59 +66,6 @@ struct LayerState {
 };
 
 }  // namespace
-
-ParamLayout::ParamLayout(const ModelConfig& c) {
-  const int64_t d = c.dim, h = c.hidden, qd = c.q_dim(), kvd = c.kv_dim();
-  auto add = [this](std::string name, int64_t size, bool decay) {
-    groups_.push_back(ParamGroup{std::move(name), total_, size, decay});
-    total_ += size;
-    return groups_.back().offset;
-  };
-  add("embed", int64_t{c.vocab} * d, true);
-  for (int l = 0; l < c.layers; ++l) {
-    const std::string p = absl::StrCat("layers.", l, ".");
-    Layer ly;
-    ly.wq = add(p + "wq", qd * d, true);
-    ly.wk = add(p + "wk", kvd * d, true);
-    ly.wv = add(p + "wv", kvd * d, true);
-    ly.wo = add(p + "wo", d * qd, true);
-    ly.w1 = add(p + "w1", h * d, true);
-    ly.w2 = add(p + "w2", d * h, true);
-    ly.w3 = add(p + "w3", h * d, true);
-    ly.rms_att = add(p + "rms_att", d, false);
-    ly.rms_ffn = add(p + "rms_ffn", d, false);
-    layers_.push_back(ly);
-  }
-  rms_final_ = add("rms_final", d, false);
-}
-
-void InitParams(const ModelConfig& c, uint64_t seed, float* params) {
-  const ParamLayout layout(c);
-  uint64_t state = seed;
-  auto uniform = [&state]() {
-    state = SplitMix64(state);
-    return static_cast<float>(static_cast<double>(state >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-  };
-  auto fill = [&](int64_t off, int64_t n, double scale) {
-    for (int64_t i = 0; i < n; ++i) params[off + i] = static_cast<float>(uniform() * scale);
-  };
-  const double d = c.dim, h = c.hidden, qd = static_cast<double>(c.q_dim());
-  const double res = 1.0 / std::sqrt(2.0 * c.layers);
-  for (int l = 0; l < c.layers; ++l) {
-    const ParamLayout::Layer& ly = layout.layer(l);
-    fill(ly.wq, c.q_dim() * c.dim, 1 / std::sqrt(d));
-    fill(ly.wk, c.kv_dim() * c.dim, 1 / std::sqrt(d));
-    fill(ly.wv, c.kv_dim() * c.dim, 1 / std::sqrt(d));
-    fill(ly.wo, c.dim * c.q_dim(), res / std::sqrt(qd));
-    fill(ly.w1, c.hidden * int64_t{c.dim}, 1 / std::sqrt(d));
-    fill(ly.w2, c.dim * int64_t{c.hidden}, res / std::sqrt(h));
-    fill(ly.w3, c.hidden * int64_t{c.dim}, 1 / std::sqrt(d));
-    std::fill(params + ly.rms_att, params + ly.rms_att + c.dim, 1.0f);
-    std::fill(params + ly.rms_ffn, params + ly.rms_ffn + c.dim, 1.0f);
-  }
-  std::fill(params + layout.rms_final(), params + layout.rms_final() + c.dim, 1.0f);
-  fill(layout.embed(), int64_t{c.vocab} * c.dim, 0.02);
-}
 
 class Model::Impl {
  public:
