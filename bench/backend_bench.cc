@@ -218,7 +218,7 @@ mil::VerifiedProgram ConvProgram(int64_t ch, int64_t sp) {
   return *mil::VerifyProgram(*b.Finish(), std::move(files));
 }
 
-// Seed probe shapes (spec 7: inmem_bench / sram_probe): 1x1 conv, sp 64.
+// Seed probe shapes (docs/ANE_NOTES.md §7: inmem_bench / sram_probe): 1x1 conv, sp 64.
 void BM_Conv1x1(benchmark::State& state) {
   RunProgram(state, ConvProgram(state.range(0), state.range(1)));
 }
@@ -236,7 +236,7 @@ BENCHMARK(BM_Conv1x1)
 void BM_TinyConv64(benchmark::State& state) { RunProgram(state, ConvProgram(64, 64)); }
 BENCHMARK(BM_TinyConv64)->Unit(benchmark::kMicrosecond)->UseManualTime();
 
-// The dynamic-weight training kernels at Stories110M shapes (spec 4.3).
+// The dynamic-weight training kernels at Stories110M shapes (docs/ANE_NOTES.md §4.3).
 void BM_DynamicKernel(benchmark::State& state) {
   training::ModelShape s{768, 2048, 12, 12, 64, 256, 12, 32000};
   auto kernels = training::AllKernels(s);

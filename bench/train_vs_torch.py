@@ -4,7 +4,8 @@ RMSNorm eps 1e-5, interleaved-pair RoPE theta 10000, causal attention, SwiGLU, t
 residual scale 1), seq = the config's, one sequence per step, fp32 AdamW (betas 0.9/0.95, eps 1e-8,
 weight decay 0.1 on matrices and the embedding, 0 on norms), global-norm clipping 1.0.
 Prints one JSON line per step and a summary with the median ms/step and its fwd/bwd/optim split.
-Run with OMP_WAIT_POLICY=passive (machine-facts.md: spinning OpenMP threads halve throughput here).
+Run with OMP_WAIT_POLICY=passive (measured on a 2-vCPU machine: spinning OpenMP threads halve
+throughput).
 """
 import argparse
 import json

@@ -1,5 +1,5 @@
 // IEEE 754 binary16 conversion. Round-to-nearest-even, subnormals kept, overflow to +/-inf, NaN
-// kept quiet: the behaviour the ANE shows at every fp16 store (ane-seed-spec section 3.5). The
+// kept quiet: the behaviour the ANE shows at every fp16 store (docs/ANE_NOTES.md §3.5). The
 // array functions use F16C on x86-64 (detected at run time) and NEON on arm64, scalar code
 // otherwise; all paths give bit-identical results. Thread-safe (pure functions).
 #ifndef ANERD_COMMON_FP16_H_

@@ -32,7 +32,7 @@ struct Check {
   std::string hint;  // what to do when it is not "pass"
 };
 
-// 64 channels (the ANE's minimum, ane-seed-spec 1.8), weight-free, one input and one output.
+// 64 channels (the ANE's minimum, docs/ANE_NOTES.md §1.8), weight-free, one input and one output.
 constexpr char kCanaryMil[] = R"(program(1.3)
 {
     func main<ios18>(tensor<fp16, [1, 64, 1, 64]> x) {

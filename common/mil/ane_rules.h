@@ -5,8 +5,8 @@
 //   * the simulated device (server/backend/ane/ane_sim_rules.cc) rejects programs and bindings
 //     that break them, failing the way the framework does,
 //   * `anectl mil check --target ane` reports them (CheckAneProgram below).
-// The evidence file is /work/shared/reference/ane-rules-evidence.md in the project's notes; source
-// names below: "seed" = maderix/ANE (ane-seed-spec), "Orion" = mechramc/Orion
+// The evidence behind each rule is summarised in docs/ANE_NOTES.md (§1.4, §1.5, §1.8); source
+// names below: "seed" = maderix/ANE, "Orion" = mechramc/Orion
 // docs/ane_constraints.md (#N = its numbered constraint), "Espresso" = christopherkarani/Espresso
 // ANEValidationPass, "rustane" = ncdrone/rustane README, "ANE#N" = a maderix/ANE issue or PR.
 //
@@ -53,12 +53,13 @@ struct AneRules {
   // allocation size) vs seed README "single-input constraint" (0x1d). A switch.
   bool multi_input_surfaces = true;
   bool multi_output_surfaces = true;
-  bool uniform_surface_sizes = true;    // Orion #2, #12
-  bool alphabetical_binding = true;     // Orion #3, #13: surfaces bind in name order
-  bool fp16_fp32_surfaces_only = true;  // seed spec 1.4: a surface carries fp16 or fp32
+  bool uniform_surface_sizes = true;  // Orion #2, #12
+  bool alphabetical_binding = true;   // Orion #3, #13: surfaces bind in name order
+  bool fp16_fp32_surfaces_only =
+      true;  // seed docs/ANE_NOTES.md §1.4: a surface carries fp16 or fp32
 
   // Packing and ops.
-  int64_t min_pack_channels = 64;  // seed commit 184b182, spec 11
+  int64_t min_pack_channels = 64;  // seed commit 184b182, docs/ANE_NOTES.md §11
   ConcatPolicy concat = ConcatPolicy::kChannelsOnly;
   bool cast_supported = true;                 // false on M1/M2 (ANE PR #6)
   bool gelu_supported = false;                // Orion #10

@@ -1,4 +1,4 @@
-// The MIL weight-blob file format (Core ML "MIL blob storage", ane-seed-spec section 2): a 64-byte
+// The MIL weight-blob file format (Core ML "MIL blob storage", docs/ANE_NOTES.md §2): a 64-byte
 // storage header {u32 count; u32 version = 2; 7 x u64 reserved} followed by entries, each a 64-byte
 // metadata record {u32 sentinel 0xDEADBEEF; u32 dtype; u64 size_bytes; u64 data_offset (absolute);
 // 5 x u64 reserved} and its data, every record 64-byte aligned. Little-endian throughout.

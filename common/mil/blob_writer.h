@@ -1,4 +1,4 @@
-// Writing MIL weight-blob files (format: blob_file.h, ane-seed-spec section 2) and the int8
+// Writing MIL weight-blob files (format: blob_file.h, docs/ANE_NOTES.md §2) and the int8
 // quantisation helpers the probes and generators use.
 //
 // Every file written here is spec-correct: storage header {count = entries, version 2}, and per

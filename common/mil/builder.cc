@@ -11,7 +11,7 @@
 namespace anerd::mil {
 namespace {
 
-// The literal header of ane-seed-spec 3.1.
+// The literal header of docs/ANE_NOTES.md §3.1.
 constexpr std::pair<const char*, const char*> kBuildInfo[] = {
     {"coremlc-component-MIL", "3510.2.1"},
     {"coremlc-version", "3505.4.1"},

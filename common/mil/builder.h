@@ -13,9 +13,9 @@
 // ops called "<name>_<param>", as coremltools emits them; op parameters are written in alphabetical
 // order. The first error (bad shape, duplicate or malformed name, use of an invalid Value) is
 // remembered; later calls return invalid Values and Finish() returns that error.
-// Generated programs carry the literal header of ane-seed-spec 3.1 (program(1.3), its buildInfo).
-// fp16/fp32 literal values are rounded to their dtype when created.
-// Thread-safety: none (a Builder is used by one thread).
+// Generated programs carry the literal header of docs/ANE_NOTES.md §3.1 (program(1.3), its
+// buildInfo). fp16/fp32 literal values are rounded to their dtype when created. Thread-safety: none
+// (a Builder is used by one thread).
 #ifndef ANERD_COMMON_MIL_BUILDER_H_
 #define ANERD_COMMON_MIL_BUILDER_H_
 
@@ -34,7 +34,7 @@
 namespace anerd::mil {
 
 // The `buildInfo` dictionary the seed, Orion and Espresso emit on every program
-// (ane-seed-spec 3.1).
+// (docs/ANE_NOTES.md §3.1).
 std::vector<std::pair<std::string, std::string>> SeedBuildInfo();
 
 // A named value in the function being built. Invalid (empty name) after an error.

@@ -52,7 +52,7 @@ struct TensorType {
 };
 
 // BLOBFILE(path = string("@model_path/weights/w.bin"), offset = uint64(64)): `offset` is the file
-// offset of the entry's 64-byte metadata record, not of the data (ane-seed-spec 2).
+// offset of the entry's 64-byte metadata record, not of the data (docs/ANE_NOTES.md §2).
 struct BlobRef {
   std::string path;  // as written, e.g. "@model_path/weights/w.bin"
   uint64_t offset = 0;

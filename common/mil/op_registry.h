@@ -3,7 +3,7 @@
 // constant operands (reshape shape, transpose perm, slice begin/size, ...), so it is testable
 // without a Program: fill an OpArgs and call InferOutputTypes.
 //
-// Semantics follow coremltools' iOS15-iOS18 op definitions (ane-seed-spec section 3.4).
+// Semantics follow coremltools' iOS15-iOS18 op definitions (docs/ANE_NOTES.md §3.4).
 // Thread-safety: the registry is immutable after construction; DefaultOpRegistry() is safe to call
 // from any thread. OpArgs is a plain value used by one thread.
 #ifndef ANERD_COMMON_MIL_OP_REGISTRY_H_

@@ -5,7 +5,8 @@
 // its operands have the types its signature wants, its attributes are legal, and its declared
 // output types equal inference; every BLOBFILE reference points at a valid metadata record inside a
 // supplied weight file with the declared type's bytes inside the file (a record whose size or dtype
-// disagrees with the declaration is a warning: spec 2.2). All problems found are reported together.
+// disagrees with the declaration is a warning: docs/ANE_NOTES.md §2.2). All problems found are
+// reported together.
 #ifndef ANERD_COMMON_MIL_VERIFIER_H_
 #define ANERD_COMMON_MIL_VERIFIER_H_
 

@@ -63,7 +63,7 @@ struct PassDump {
 
 struct CompileOptions {
   NumericsMode numerics = NumericsMode::kAne;
-  // ANE quirk: scaled_dot_product_attention ignores `attn_mask` (ane-seed-spec 1.8).
+  // ANE quirk: scaled_dot_product_attention ignores `attn_mask` (docs/ANE_NOTES.md §1.8).
   bool ignore_attn_mask = false;
   // Disable planning: run op by op with materialised intermediates, no views, no fusion, no
   // transpose folding. Planned execution must equal this mode (bit-identical except GEMM

@@ -3,7 +3,8 @@
 // converts between proto and the native types used here. No gRPC or proto types appear here.
 //
 // Thread-safety: all public methods are safe to call concurrently from gRPC threads. Long work is
-// never run on the caller's thread (see DESIGN.md, "one device executor per backend").
+// never run on the caller's thread (see docs/ARCHITECTURE.md, "Life of a request": one
+// DeviceExecutor per backend).
 #ifndef ANERD_SERVER_ENGINE_ENGINE_H_
 #define ANERD_SERVER_ENGINE_ENGINE_H_
 
@@ -69,8 +70,8 @@ struct BackendSummary {
   std::vector<std::pair<std::string, std::string>> facts;  // BackendDescription::facts
 };
 
-// One backend worker process (the process model of DESIGN.md): the device lives in it so that its
-// compile budget and crashes never take the front process down.
+// One backend worker process (the process model of docs/ARCHITECTURE.md): the device lives in it so
+// that its compile budget and crashes never take the front process down.
 struct WorkerSummary {
   std::string backend;
   int64_t pid = 0;              // 0 while no worker is running

@@ -1,5 +1,5 @@
-// Hardware probes (ane-seed-spec 7): peak throughput, SRAM/cache spill, dispatch latency, int8 vs
-// fp16 and the QoS sweep, run through the backend interface on any backend.
+// Hardware probes (docs/ANE_NOTES.md §7): peak throughput, SRAM/cache spill, dispatch latency, int8
+// vs fp16 and the QoS sweep, run through the backend interface on any backend.
 //
 // A probe compiles its programs (programs.h), evaluates each grid point with warm-up and timed
 // repetitions, streams one ProbeRow per measurement through a callback and ends with a
@@ -43,8 +43,9 @@ struct GridPoint {
   int depth = 1;
 };
 
-// The seed's grids (spec 7): inmem_peak, sram_probe (a superset of sram_bench's channels),
-// the latency kernels (64 and 256 channels at 64 positions) and ane_int8_bench. Empty for qos/all.
+// The seed's grids (docs/ANE_NOTES.md §7): inmem_peak, sram_probe (a superset of sram_bench's
+// channels), the latency kernels (64 and 256 channels at 64 positions) and ane_int8_bench. Empty
+// for qos/all.
 std::vector<GridPoint> DefaultGrid(ProbeKind kind);
 // INVALID_ARGUMENT naming "grid[i].channels" etc. when a point is outside programs.h's bounds or a
 // probe with a fixed depth (sram, latency) is given another depth. At most kMaxGridPoints points.

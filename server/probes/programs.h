@@ -1,12 +1,13 @@
-// MIL programs for the hardware probes (ane-seed-spec 7): peak throughput (chains of 1×1 convs),
-// SRAM spill (one conv over a channel sweep), dispatch latency (the smallest kernel) and int8 vs
-// fp16 (W8A8 with constexpr_affine_dequantize weights and quantize/dequantize between layers).
+// MIL programs for the hardware probes (docs/ANE_NOTES.md §7): peak throughput (chains of 1×1
+// convs), SRAM spill (one conv over a channel sweep), dispatch latency (the smallest kernel) and
+// int8 vs fp16 (W8A8 with constexpr_affine_dequantize weights and quantize/dequantize between
+// layers).
 //
 // Weights are pseudo-random from a seeded generator (SplitMix64; identical on every platform),
 // uniform in ±sqrt(3/C) so activations keep unit variance through a chain; one weight file per
-// layer (weights/w<i>.bin, BLOBFILE offset 64), the portable layout (spec 2.3). Probe programs are
-// timing workloads, but their numerics are well defined so backends can be cross-checked.
-// Thread-safety: pure functions.
+// layer (weights/w<i>.bin, BLOBFILE offset 64), the portable layout (docs/ANE_NOTES.md §2.3). Probe
+// programs are timing workloads, but their numerics are well defined so backends can be
+// cross-checked. Thread-safety: pure functions.
 #ifndef ANERD_SERVER_PROBES_PROGRAMS_H_
 #define ANERD_SERVER_PROBES_PROGRAMS_H_
 

@@ -26,7 +26,7 @@ struct Counts {
   int warmup;
   int iters;
 };
-// The seed's warm-up / iteration counts per probe (spec 7).
+// The seed's warm-up / iteration counts per probe (docs/ANE_NOTES.md §7).
 Counts SeedCounts(ProbeKind kind) {
   switch (kind) {
     case ProbeKind::kPeak:

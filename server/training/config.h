@@ -1,4 +1,4 @@
-// Model configurations and the training specification (issue 6; ane-seed-spec 5.1, 5.5).
+// Model configurations and the training specification (issue 6; docs/ANE_NOTES.md §5.1, §5.5).
 //
 // ModelConfig is the shape of a Llama-style decoder: pre-norm RMSNorm (eps 1e-5), interleaved-pair
 // RoPE (theta 10000), causal attention with GQA (query head h uses KV head h / (heads/kv_heads), as
@@ -85,11 +85,12 @@ struct TrainSpec {
   std::string sampling = "random";     // "random" (seeded) | "sequential"
   uint64_t seed = 42;                  // init and sampling
   std::string residual_scale = "1";    // "1" (llama2.c) | "deepnet" (1/sqrt(2·layers), the seed's)
-  // Vocabulary compaction (ane-seed-spec 5.6): the classifier and softmax run over only the token
-  // ids present in the data file. Effect on the loss: it is normalised over fewer classes, so the
-  // reported loss is lower than the full-vocabulary loss of the same weights by −log(1 − mass the
-  // model puts on absent ids) — about ln(256/70) ≈ 1.3 nats at initialisation for byte-level text —
-  // and the absent ids' embedding rows get no classifier gradient. Faster for large vocabularies.
+  // Vocabulary compaction (docs/ANE_NOTES.md §5.6): the classifier and softmax run over only the
+  // token ids present in the data file. Effect on the loss: it is normalised over fewer classes, so
+  // the reported loss is lower than the full-vocabulary loss of the same weights by −log(1 − mass
+  // the model puts on absent ids) — about ln(256/70) ≈ 1.3 nats at initialisation for byte-level
+  // text — and the absent ids' embedding rows get no classifier gradient. Faster for large
+  // vocabularies.
   bool compact_vocab = false;
   int64_t checkpoint_every = 0;  // steps between checkpoints (used by the session layer); 0 = off
 };

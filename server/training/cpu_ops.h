@@ -1,4 +1,5 @@
-// CPU operations of the training step that do not run as backend kernels (ane-seed-spec 4.3, 5.4).
+// CPU operations of the training step that do not run as backend kernels (docs/ANE_NOTES.md §4.3,
+// §5.4).
 //
 // Activations are fp32, channel-major [C][S] (element (c, t) at c*S + t) like the kernels' I/O.
 // Functions write their outputs (`=`) unless documented as accumulating (`+=`). Buffers must not

@@ -1,6 +1,7 @@
-// Training data (ane-seed-spec 5.8): pretokenized uint16 token files (raw little-endian, no header,
-// the llama2.c/TinyStories format; memory-mapped) or UTF-8 text with a byte-level tokenizer (token
-// = byte value, vocab 256). Every token is checked against the vocabulary when the data is opened.
+// Training data (docs/ANE_NOTES.md §5.8): pretokenized uint16 token files (raw little-endian, no
+// header, the llama2.c/TinyStories format; memory-mapped) or UTF-8 text with a byte-level tokenizer
+// (token = byte value, vocab 256). Every token is checked against the vocabulary when the data is
+// opened.
 //
 // Sampling of micro-step k (0-based over the whole run, S = seq):
 //   sequential: inputs tokens[p, p+S), targets tokens[p+1, p+S+1) with p = (k mod W)·S and

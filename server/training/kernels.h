@@ -1,6 +1,6 @@
-// MIL generators for the dynamic-weight training kernels (ane-seed-spec 4.3): ten kernels compiled
-// once per model shape and shared by all layers. Weights travel as fp16 activations in the input's
-// spatial axis ("slots"), so updating weights never recompiles.
+// MIL generators for the dynamic-weight training kernels (docs/ANE_NOTES.md §4.3): ten kernels
+// compiled once per model shape and shared by all layers. Weights travel as fp16 activations in the
+// input's spatial axis ("slots"), so updating weights never recompiles.
 //
 // Every kernel has ONE fp16 input `x` of shape [1, C, 1, SP] and ONE fp16 output of shape
 // [1, C_out, 1, S], both row-major (element (c, s) at c*SP + s). KernelLayout names every slot.

@@ -5,7 +5,7 @@
 //   xn = rmsnorm(x, rms_att) -> sdpaFwd -> attn_out, q_rope, k_rope, v -> woFwd -> o;
 //   x2 = x + α·o; x2n = rmsnorm(x2, rms_ffn) -> ffnFused -> x_next = x2 + α·W2(silu(W1 x2n)⊙W3
 //   x2n).
-// Backward mirrors it (ane-seed-spec 5.4 with the exact RMSNorm gradient): dx kernels on the
+// Backward mirrors it (docs/ANE_NOTES.md §5.4 with the exact RMSNorm gradient): dx kernels on the
 // backend, RMSNorm/SiLU/RoPE/GQA backward on the CPU, and every weight-gradient GEMM (dW += dY·Xᵀ,
 // cblas) queued to one worker thread, overlapped with the following kernel evaluations.
 //
@@ -102,8 +102,9 @@ class Model {
   // its queued tasks); returns when both halves are done. Used for the optimizer and re-staging.
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
-  // Model FLOPs of one sequence's forward+backward (ane-seed-spec 6.3 "static" form, GQA-aware):
-  // 3·fwd + sdpa + 3·cls with fwd = 2·S·L·(matrix params), sdpa = L·2·NH·5·S²·HD, cls = 2·V·D·S.
+  // Model FLOPs of one sequence's forward+backward (docs/ANE_NOTES.md §6.3 "static" form,
+  // GQA-aware): 3·fwd + sdpa + 3·cls with fwd = 2·S·L·(matrix params), sdpa = L·2·NH·5·S²·HD, cls =
+  // 2·V·D·S.
   double FlopsPerSequence() const;
 
  private:

@@ -1,4 +1,4 @@
-// Model files and checkpoints (ane-seed-spec 5.8, 5.9).
+// Model files and checkpoints (docs/ANE_NOTES.md §5.8, §5.9).
 //
 // * llama2.c model files (stories15M/42M/110M.bin): 7 int32 header {dim, hidden, layers, heads,
 //   kv_heads, vocab (negative = untied classifier), seq}, then float32 embed [V][D], rms_att

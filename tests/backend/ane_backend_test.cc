@@ -92,7 +92,7 @@ const char* kMixedBody =
     "        tensor<fp32, [1, 2, 1, 8]> y = cast(x = g, dtype = string(\"fp32\"))[name = "
     "string(\"y\")];";
 
-// ---- single input/output surface (spec 1.5, 1.8) ----
+// ---- single input/output surface (docs/ANE_NOTES.md §1.5, §1.8) ----
 
 TEST(AneSimDevice, RejectsMoreThanOneInputSurfaceWith0x1dUnderTheSeedsSwitch) {
   SimRules rules;
@@ -138,7 +138,7 @@ TEST(AneBackend, PacksSeveralInputsAndOutputsIntoOneSurface) {
   ExpectMatchesCpu(backend, program);
 }
 
-// ---- fp16 I/O for hot kernels (spec 1.8: no cast at the ends) ----
+// ---- fp16 I/O for hot kernels (docs/ANE_NOTES.md §1.8: no cast at the ends) ----
 
 TEST(AneBackend, KeepsFp16IoWithoutCastsWhenEveryTensorIsFp16) {
   const mil::VerifiedProgram program = Verify(Wrap(
@@ -169,7 +169,7 @@ TEST(AneBackend, LeavesAProgramThatFitsUnchanged) {
   EXPECT_EQ(lowered->program, program.program());
 }
 
-// ---- fp16-only compute and I/O dtypes (spec 11, 12.6) ----
+// ---- fp16-only compute and I/O dtypes (docs/ANE_NOTES.md §11, §12.6) ----
 
 TEST(AneSimDevice, RejectsIntegerSurfacesAndTheBackendCopes) {
   std::unique_ptr<AneDevice> device = CreateSimDevice();
@@ -200,7 +200,7 @@ TEST(AneBackend, ComputesInFp16EvenWhenFp32NumericsAreAsked) {
   EXPECT_EQ(ra->outputs[0].tensor.bytes(), rb->outputs[0].tensor.bytes());
 }
 
-// ---- surface size and alignment (spec 1.4; anchors §0 item 6) ----
+// ---- surface size and alignment (docs/ANE_NOTES.md §1.4, §A.6) ----
 
 TEST(AneSimDevice, RefusesMisalignedSurfaces) {
   std::unique_ptr<AneDevice> device = CreateSimDevice();
@@ -217,7 +217,7 @@ TEST(AneBackend, PadsOddSizedTensorsToTheSurfaceRules) {
   ExpectMatchesCpu(backend, program);
 }
 
-// ---- attention masks are ignored by the device (spec 1.8) ----
+// ---- attention masks are ignored by the device (docs/ANE_NOTES.md §1.8) ----
 
 TEST(AneBackend, HonoursAttentionMasksTheDeviceIgnores) {
   const std::string text = Wrap(
@@ -240,7 +240,7 @@ TEST(AneBackend, HonoursAttentionMasksTheDeviceIgnores) {
   ExpectMatchesCpu(backend, program, quirk);
 }
 
-// ---- the compile budget (spec 1.8, 11) ----
+// ---- the compile budget (docs/ANE_NOTES.md §1.8, §11) ----
 
 const char* kTiny = "tensor<fp16, [1, 64]> x";
 std::string TinyBody(int i) {
@@ -308,7 +308,7 @@ TEST(AneBackend, CarriesIntegerOutputsExactlyAndCombinesBudgets) {
   EXPECT_EQ(backend.compiles_used(), 1);
 }
 
-// ---- weights are baked at compile time (spec 1.8) ----
+// ---- weights are baked at compile time (docs/ANE_NOTES.md §1.8) ----
 
 // Compiles y = x * w (w from a weight file), evaluates, rewrites the weight bytes the caller
 // passed, unloads and reloads, evaluates again; returns whether the output changed.

@@ -143,7 +143,7 @@ def extract(path):
     for m in re.finditer(r"@selector\s*\(([^)]*)\)", text):
         if m.start(1) not in covered:
             used.problems.append("%s:%d: @selector(%s) is not the selector of an objc_msgSend cast "
-                                 "to an exact function type (ane-seed-spec 1.1)"
+                                 "to an exact function type (docs/ANE_NOTES.md \u00a71.1)"
                                  % (name, line(m.start()), squash(m.group(1))))
     for m in re.finditer(HIDING, text):
         used.problems.append("%s:%d: %s names a class or selector from a string, hiding it from this "

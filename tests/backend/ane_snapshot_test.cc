@@ -1,8 +1,8 @@
-// Lowering snapshots: the MIL text the ANE devices are given for every training kernel (spec 4.3)
-// and every probe program, and SHA-256 digests of the weight files passed with it, compared with
-// the files under tests/backend/ane_snapshots/. A change to the lowering, the printer or a
-// generator shows up here as a diff to review.
-// Regenerate with: ANERD_UPDATE_ANE_SNAPSHOTS=1 ./backend_ane_snapshot_test
+// Lowering snapshots: the MIL text the ANE devices are given for every training kernel
+// (docs/ANE_NOTES.md §4.3) and every probe program, and SHA-256 digests of the weight files passed
+// with it, compared with the files under tests/backend/ane_snapshots/. A change to the lowering,
+// the printer or a generator shows up here as a diff to review. Regenerate with:
+// ANERD_UPDATE_ANE_SNAPSHOTS=1 ./backend_ane_snapshot_test
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>

@@ -2,7 +2,7 @@
 // backend the registry creates (cpu, ane-sim, and ane on a Mac), against the independent reference
 // evaluator. Also checks that
 // planned execution equals reference_mode execution (bit-identical unless a GEMM is involved), and
-// runs the MIL corpus and the dynamic training kernels (spec 4.3) the same way.
+// runs the MIL corpus and the dynamic training kernels (docs/ANE_NOTES.md §4.3) the same way.
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -206,7 +206,7 @@ TEST(Conformance, Cast) {
 }
 
 TEST(Conformance, FusedChainRmsNorm) {
-  // The seed's RMSNorm idiom (spec 3.5): a long elementwise chain plus a reduction.
+  // The seed's RMSNorm idiom (docs/ANE_NOTES.md §3.5): a long elementwise chain plus a reduction.
   CheckCase({"rmsnorm", T16("[1, 16, 1, 8]") " x, " T16("[1, 16, 1, 1]") " w",
              T16("[1, 16, 1, 8]") " sq = mul(x = x, y = x);\n"
              T16("[1, 1, 1, 8]") " ss = reduce_sum(x = sq, axes = tensor<int32, [1]>([1]), "
@@ -252,7 +252,7 @@ TEST(Conformance, Matmul) {
 }
 
 TEST(Conformance, DynamicMatmulPattern) {
-  // spec 3.5 gen_dyn_matmul: IC=8, OC=6, S=5; input [1, IC, 1, S+OC].
+  // docs/ANE_NOTES.md §3.5 gen_dyn_matmul: IC=8, OC=6, S=5; input [1, IC, 1, S+OC].
   CheckCase({"dyn matmul", T16("[1, 8, 1, 11]") " x",
              T16("[1, 8, 1, 5]") " act = slice_by_size(x = x, begin = tensor<int32, [4]>([0, 0, "
                                  "0, 0]), size = tensor<int32, [4]>([1, 8, 1, 5]));\n"

@@ -1,7 +1,7 @@
 // An independent reference evaluator for the backend conformance suite: interprets a verified MIL
 // program op by op with plain loops in double precision, then rounds every result per the numerics
 // mode (ane: fp16-declared values to fp16, RNE; fp32: every float value to fp32). Written from the
-// op semantics (ane-seed-spec 3.4), sharing no code with any backend. Slow; test sizes only.
+// op semantics (docs/ANE_NOTES.md §3.4), sharing no code with any backend. Slow; test sizes only.
 #ifndef ANERD_TESTS_BACKEND_REFERENCE_EVALUATOR_H_
 #define ANERD_TESTS_BACKEND_REFERENCE_EVALUATOR_H_
 

@@ -77,7 +77,7 @@ TEST(WeightFilesTest, AddFindAndDuplicates) {
   EXPECT_EQ(files.files().begin()->first, "weights/a.bin");
 }
 
-// The exact byte layout of spec 2.1 ("128-byte header" single fp16 tensor).
+// The exact byte layout of docs/ANE_NOTES.md §2.1 ("128-byte header" single fp16 tensor).
 TEST(BlobWriterTest, SingleFp16MatchesSpecLayout) {
   const std::vector<float> w = {1.0f, -2.0f, 0.5f};
   const std::string file = BuildFp16Blob(w);
@@ -198,8 +198,9 @@ TEST(ResolveBlobTest, RejectsCorruptFiles) {
               HasSubstr("not supplied"));
 }
 
-// The seed's benchmark files (spec 2.2): count stays 1 for N chunks, metadata has only dtype byte
-// 1 (Float16 even for int8 data) and byte 10 = 0x08 (stale size 0x80000), no data offset.
+// The seed's benchmark files (docs/ANE_NOTES.md §2.2): count stays 1 for N chunks, metadata has
+// only dtype byte 1 (Float16 even for int8 data) and byte 10 = 0x08 (stale size 0x80000), no data
+// offset.
 std::string SeedBenchmarkFile(int chunks, int ch, int elem_bytes, std::vector<std::string>* data) {
   const size_t cs = 64 + static_cast<size_t>(elem_bytes) * ch * ch;
   std::string file(64 + chunks * cs, '\0');

@@ -1,6 +1,6 @@
-// Probe runners on the CPU backend with tiny grids: row shapes and FLOP/size formulas (spec 6.3
-// and 7), never timings; option validation; cancellation; the spill detector on synthetic curves;
-// the machine fingerprint.
+// Probe runners on the CPU backend with tiny grids: row shapes and FLOP/size formulas
+// (docs/ANE_NOTES.md §6.3 and §7), never timings; option validation; cancellation; the spill
+// detector on synthetic curves; the machine fingerprint.
 #include <cmath>
 #include <string>
 #include <vector>

@@ -1,5 +1,5 @@
-// The dynamic training kernels: surface sizes of spec 4.3, slot layouts, GQA head mapping,
-// constant tables, and print -> parse -> verify of every kernel at four model shapes.
+// The dynamic training kernels: surface sizes of docs/ANE_NOTES.md §4.3, slot layouts, GQA head
+// mapping, constant tables, and print -> parse -> verify of every kernel at four model shapes.
 #include "server/training/kernels.h"
 
 #include <cmath>
@@ -28,7 +28,7 @@ ModelShape Qwen3() { return ModelShape{1024, 3072, 16, 8, 128, 256, 28, 151936};
 
 using Bytes = std::map<std::string, std::pair<int64_t, int64_t>>;  // kernel -> (in, out)
 
-// ane-seed-spec 4.3, "Surface bytes".
+// docs/ANE_NOTES.md §4.3, "Surface bytes".
 const Bytes& StoriesBytes() {
   static const auto* bytes =
       new Bytes{{"sdpaFwd", {3932160, 1966080}},   {"woFwd", {1572864, 393216}},

@@ -20,7 +20,8 @@
 namespace anerd::backend::ane {
 namespace {
 
-constexpr int kLoadRetryDelayUs = 100000;  // spec 1.3: the bridge retries load once after 100 ms
+constexpr int kLoadRetryDelayUs =
+    100000;  // docs/ANE_NOTES.md §1.3: the bridge retries load once after 100 ms
 
 // Converts `t` into the surface buffer `dst` (of dtype `surface`) at element `offset`.
 void PackInto(const Tensor& t, mil::DType surface, int64_t offset, std::string& dst) {

@@ -4,18 +4,18 @@
 // Compile: lowers the verified program under the device's rules table (ane_lowering.h, DeviceInfo
 // ::rules: canonical MIL text, blob weight files, I/O laid out in the surfaces the rules allow,
 // rejected ops rewritten, attention masks made explicit), compiles and loads it on the device
-// (load retried once after 100 ms, spec 1.3), allocates the surfaces once at the lowering's sizes
-// (at least the rules' minimum, uniform per side). Describe() lists the rules in force as device
-// facts "ane_rule.<id>" (ane_rules.h EncodeAneRuleFact) for GetInfo and `anectl doctor`.
-// Run: converts the named input tensors into the surfaces, evaluates, converts the surfaces back
-// into the named outputs. Values are computed in fp16 whatever CompileOptions::numerics says
-// (capabilities.fp16_compute).
+// (load retried once after 100 ms, docs/ANE_NOTES.md §1.3), allocates the surfaces once at the
+// lowering's sizes (at least the rules' minimum, uniform per side). Describe() lists the rules in
+// force as device facts "ane_rule.<id>" (ane_rules.h EncodeAneRuleFact) for GetInfo and `anectl
+// doctor`. Run: converts the named input tensors into the surfaces, evaluates, converts the
+// surfaces back into the named outputs. Values are computed in fp16 whatever
+// CompileOptions::numerics says (capabilities.fp16_compute).
 //
 // Budget: successful compiles are counted (compiles_used) against the effective budget
-// (capabilities.compile_budget: the configured one, else the device's ~119; spec 1.8). Once it is
-// spent Compile returns RESOURCE_EXHAUSTED without touching the device (the worker-process layer
-// restarts the process). A device compile failure after the device's own budget is reached is
-// also reported as RESOURCE_EXHAUSTED, with the device's text.
+// (capabilities.compile_budget: the configured one, else the device's ~119; docs/ANE_NOTES.md
+// §1.8). Once it is spent Compile returns RESOURCE_EXHAUSTED without touching the device (the
+// worker-process layer restarts the process). A device compile failure after the device's own
+// budget is reached is also reported as RESOURCE_EXHAUSTED, with the device's text.
 //
 // Error mapping (device text and its domain/code are always in the message): lowering limits ->
 // UNIMPLEMENTED; device rejected the program -> INVALID_ARGUMENT; load failed twice -> UNAVAILABLE;
@@ -66,10 +66,10 @@ class AneBackend : public Backend {
 // daemon asks for `configured` (0 = not configured): the smaller of the non-zero ones.
 int64_t EffectiveCompileBudget(int64_t configured, int64_t device_budget);
 
-// The canary: a small conv + softmax program (64 channels, spec 1.8 minimum) compiled and run on
-// `candidate` and on `reference` (the CPU backend) with the same inputs; OK when every output
-// element agrees within fp16 tolerance, else FAILED_PRECONDITION describing the first mismatch,
-// or the compile/run error.
+// The canary: a small conv + softmax program (64 channels, docs/ANE_NOTES.md §1.8 minimum) compiled
+// and run on `candidate` and on `reference` (the CPU backend) with the same inputs; OK when every
+// output element agrees within fp16 tolerance, else FAILED_PRECONDITION describing the first
+// mismatch, or the compile/run error.
 absl::Status RunCanary(Backend& candidate, Backend& reference);
 
 }  // namespace anerd::backend::ane

@@ -11,7 +11,7 @@
 namespace anerd::backend::ane {
 namespace {
 
-constexpr int64_t kChannels = 64;  // spec 1.8: keep channels >= 64
+constexpr int64_t kChannels = 64;  // docs/ANE_NOTES.md §1.8: keep channels >= 64
 constexpr int64_t kSpatial = 64;
 
 absl::StatusOr<mil::VerifiedProgram> CanaryProgram() {

@@ -1,19 +1,20 @@
 // AneDevice: the small C++ interface between the portable ANE backend (ane_backend.h) and a
 // device that compiles and runs MIL programs the way Apple's private AppleNeuralEngine framework
-// does (ane-seed-spec section 1). Two implementations:
+// does (docs/ANE_NOTES.md §1). Two implementations:
 //   * ane_device_apple.mm — the framework itself (macOS only; the only Objective-C++ in anerd);
 //   * ane_device_sim.cc   — a simulated device that runs anywhere (ane_device_sim.h).
 // No Objective-C type appears here.
 //
-// Lifecycle (spec 1.3): Compile(MIL text, weight files) -> DeviceModel; Load; allocate surfaces;
-// Evaluate(model, input surfaces, output surfaces) many times, rewriting surface contents in place;
-// Unload. A DeviceModel that is destroyed while loaded is unloaded first.
+// Lifecycle (docs/ANE_NOTES.md §1.3): Compile(MIL text, weight files) -> DeviceModel; Load;
+// allocate surfaces; Evaluate(model, input surfaces, output surfaces) many times, rewriting surface
+// contents in place; Unload. A DeviceModel that is destroyed while loaded is unloaded first.
 //
-// Surfaces (spec 1.4): byte buffers holding one tensor each, row-major in the MIL shape, fp16 as
-// IEEE binary16 bits and fp32 as IEEE binary32, little-endian, packed at offset 0 of a surface that
-// may be larger (Orion #12, #14: the device reads the first C*S values). Surface sizes, counts and
-// binding order follow DeviceInfo::rules (ane_rules.h): at least min_surface_bytes, the same size
-// within the inputs and within the outputs, bound in alphabetical order of the MIL names.
+// Surfaces (docs/ANE_NOTES.md §1.4): byte buffers holding one tensor each, row-major in the MIL
+// shape, fp16 as IEEE binary16 bits and fp32 as IEEE binary32, little-endian, packed at offset 0 of
+// a surface that may be larger (Orion #12, #14: the device reads the first C*S values). Surface
+// sizes, counts and binding order follow DeviceInfo::rules (ane_rules.h): at least
+// min_surface_bytes, the same size within the inputs and within the outputs, bound in alphabetical
+// order of the MIL names.
 //
 // Errors: every failure the framework reports (NSError) or throws (NSException) becomes an
 // absl::Status whose message contains the framework's text and which carries a DeviceError
@@ -42,9 +43,9 @@
 
 namespace anerd::backend::ane {
 
-// QoS passed to compile/load/evaluate/unload; the seed uses 21 everywhere (spec 1.6).
+// QoS passed to compile/load/evaluate/unload; the seed uses 21 everywhere (docs/ANE_NOTES.md §1.6).
 inline constexpr unsigned int kDefaultQos = 21;
-// The framework's observed per-process compile budget (spec 1.8, 11; anchors §0 item 1).
+// The framework's observed per-process compile budget (docs/ANE_NOTES.md §1.8, §11, §A.1).
 inline constexpr int64_t kFrameworkCompileBudget = 119;
 
 struct DeviceInfo {
@@ -61,7 +62,7 @@ struct DeviceInfo {
   // The rules table in force for this device (common/mil/ane_rules.h): surfaces, packing, ops.
   // The lowering satisfies them; the simulator enforces them.
   mil::AneRules rules;
-  // Whether scaled_dot_product_attention honours attn_mask (spec 1.8: it does not).
+  // Whether scaled_dot_product_attention honours attn_mask (docs/ANE_NOTES.md §1.8: it does not).
   bool honors_attn_mask = false;
 };
 
@@ -80,7 +81,7 @@ absl::Status MakeDeviceError(absl::StatusCode code, absl::string_view what,
 std::optional<DeviceError> GetDeviceError(const absl::Status& status);
 
 // One weight file: the path exactly as the MIL BLOBFILE names it ("@model_path/weights/w.bin")
-// and its bytes (blob format, spec 2). Shared, immutable from the caller's side.
+// and its bytes (blob format, docs/ANE_NOTES.md §2). Shared, immutable from the caller's side.
 struct DeviceWeightFile {
   std::string path;
   std::shared_ptr<const std::string> bytes;
@@ -88,7 +89,8 @@ struct DeviceWeightFile {
 
 // Optional performance counters of one evaluation (zero / empty when the device has none).
 struct PerfCounters {
-  uint64_t hardware_ns = 0;  // _ANEPerformanceStats hwExecutionTime (spec 1.7), if populated
+  uint64_t hardware_ns =
+      0;  // _ANEPerformanceStats hwExecutionTime (docs/ANE_NOTES.md §1.7), if populated
 };
 
 class DeviceSurface {

@@ -1,5 +1,5 @@
 // The AppleNeuralEngine.framework device (ane_device_apple.mm, built only on macOS): dlopens the
-// private framework and drives it exactly as ane-seed-spec section 1 describes. C++ only; the
+// private framework and drives it exactly as docs/ANE_NOTES.md §1 describes. C++ only; the
 // Objective-C lives in the .mm.
 #ifndef ANERD_SERVER_BACKEND_ANE_ANE_DEVICE_APPLE_H_
 #define ANERD_SERVER_BACKEND_ANE_ANE_DEVICE_APPLE_H_

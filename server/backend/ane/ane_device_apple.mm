@@ -1,11 +1,11 @@
-// The AppleNeuralEngine.framework device: the only Objective-C++ in anerd (DESIGN.md). Every call
-// follows ane-seed-spec section 1; section numbers are cited where a step comes from.
+// The AppleNeuralEngine.framework device: the only Objective-C++ in anerd (docs/ARCHITECTURE.md).
+// Every call follows docs/ANE_NOTES.md §1; sections are cited where a step comes from.
 //
 // Memory: compiled with -fno-objc-arc. Every Objective-C object kept in a C++ struct is retained
-// when stored and released in the struct's destructor (spec 11: "explicit retain/release");
-// temporaries live in an @autoreleasepool per entry point. Exceptions: every message to the
-// framework runs inside @try/@catch, so no NSException crosses into C++; NSError and NSException
-// become absl::Status with a DeviceError payload (domain, code, description).
+// when stored and released in the struct's destructor (docs/ANE_NOTES.md §11: "explicit
+// retain/release"); temporaries live in an @autoreleasepool per entry point. Exceptions: every
+// message to the framework runs inside @try/@catch, so no NSException crosses into C++; NSError and
+// NSException become absl::Status with a DeviceError payload (domain, code, description).
 //
 // Private names: every framework path, class and selector used here is a row of private_api.txt
 // (with its cast and seed source); the ctest ane_private_api_allowlist keeps the two equal. On
@@ -33,11 +33,12 @@
 namespace anerd::backend::ane {
 namespace {
 
-// spec 1.1
+// docs/ANE_NOTES.md §1.1
 constexpr char kFrameworkPath[] =
     "/System/Library/PrivateFrameworks/AppleNeuralEngine.framework/AppleNeuralEngine";
 
-// spec 1.2: the exact C signatures every objc_msgSend is cast to (ARM64 needs exact casts).
+// docs/ANE_NOTES.md §1.2: the exact C signatures every objc_msgSend is cast to (ARM64 needs exact
+// casts).
 using DescriptorFn = id (*)(Class, SEL, id, id, id);  // modelWithMILText:weights:optionsPlist:
 using ModelWithDescFn = id (*)(Class, SEL, id);       // inMemoryModelWithDescriptor:
 using IdGetterFn = id (*)(id, SEL);                   // hexStringIdentifier
@@ -73,8 +74,9 @@ absl::Status NilResult(absl::string_view what) {
                          DeviceError{"anerd.ane", 0, "the framework returned nil"});
 }
 
-// spec 1.3 and 11: tmpDir = NSTemporaryDirectory()/<hexStringIdentifier>; identical programs share
-// it, so it is reference-counted process-wide and removed when the last model using it goes.
+// docs/ANE_NOTES.md §1.3, §11: tmpDir = NSTemporaryDirectory()/<hexStringIdentifier>; identical
+// programs share it, so it is reference-counted process-wide and removed when the last model using
+// it goes.
 std::mutex& TempDirMutex() {
   static auto* mu = new std::mutex;
   return *mu;
@@ -84,7 +86,8 @@ std::map<std::string, int>& TempDirRefs() {
   return *refs;
 }
 
-// Writes `data` to `path` atomically, creating intermediate directories (spec 1.3 step 5).
+// Writes `data` to `path` atomically, creating intermediate directories (docs/ANE_NOTES.md §1.3
+// step 5).
 bool WriteFile(NSString* path, NSData* data) {
   NSFileManager* fm = [NSFileManager defaultManager];
   if (![fm createDirectoryAtPath:[path stringByDeletingLastPathComponent]
@@ -155,7 +158,7 @@ class AppleSurface : public DeviceSurface {
     CFRelease(surface_);
   }
   size_t size() const override { return bytes_; }
-  // spec 1.4: lock(0) -> copy into the base address -> unlock.
+  // docs/ANE_NOTES.md §1.4: lock(0) -> copy into the base address -> unlock.
   absl::Status Write(size_t offset, absl::string_view data) override {
     if (offset > bytes_ || data.size() > bytes_ - offset) {
       return absl::InvalidArgumentError("surface write out of range");
@@ -166,7 +169,7 @@ class AppleSurface : public DeviceSurface {
     IOSurfaceUnlock(surface_, 0, nullptr);
     return absl::OkStatus();
   }
-  // spec 1.4: lock(ReadOnly) -> copy out -> unlock(ReadOnly).
+  // docs/ANE_NOTES.md §1.4: lock(ReadOnly) -> copy out -> unlock(ReadOnly).
   absl::Status Read(size_t offset, size_t bytes, void* out) const override {
     if (offset > bytes_ || bytes > bytes_ - offset) {
       return absl::InvalidArgumentError("surface read out of range");
@@ -184,7 +187,8 @@ class AppleSurface : public DeviceSurface {
   size_t bytes_;
 };
 
-// One _ANERequest per (input surfaces, output surfaces) binding, built once (spec 1.3 step 7).
+// One _ANERequest per (input surfaces, output surfaces) binding, built once (docs/ANE_NOTES.md §1.3
+// step 7).
 struct Binding {
   std::vector<DeviceSurface*> inputs;
   std::vector<DeviceSurface*> outputs;
@@ -263,11 +267,11 @@ DeviceInfo AppleDevice::Info() const {
   info.chip = SysctlString("machdep.cpu.brand_string");
   info.compile_budget = kFrameworkCompileBudget;
   info.rules = mil::AneRulesForChip(info.chip);  // the rules table (common/mil/ane_rules.h)
-  info.honors_attn_mask = false;  // spec 1.8
+  info.honors_attn_mask = false;                 // docs/ANE_NOTES.md §1.8
   @autoreleasepool {
     @try {
       info.os_build = ToStd([[NSProcessInfo processInfo] operatingSystemVersionString]);
-      if (classes_.device_info != nil) {  // spec 1.2: +[_ANEDeviceInfo aneSubType]
+      if (classes_.device_info != nil) {  // docs/ANE_NOTES.md §1.2: +[_ANEDeviceInfo aneSubType]
         id subtype = ((ClassGetterFn)objc_msgSend)(classes_.device_info, @selector(aneSubType));
         if (subtype != nil) info.ane_subtype = ToStd([subtype description]);
       }
@@ -278,9 +282,10 @@ DeviceInfo AppleDevice::Info() const {
   return info;
 }
 
-// spec 1.3 steps 1-6 (compile half): MIL as UTF-8 NSData; weights dictionary keyed by the exact
-// BLOBFILE path with {offset: @0, data: NSData}, @{} (never nil) when there are none; descriptor
-// with optionsPlist nil; in-memory model; temp dir populated; compileWithQoS:options:@{}.
+// docs/ANE_NOTES.md §1.3 steps 1-6 (compile half): MIL as UTF-8 NSData; weights dictionary keyed by
+// the exact BLOBFILE path with {offset: @0, data: NSData}, @{} (never nil) when there are none;
+// descriptor with optionsPlist nil; in-memory model; temp dir populated;
+// compileWithQoS:options:@{}.
 absl::StatusOr<std::unique_ptr<DeviceModel>> AppleDevice::Compile(
     absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights, unsigned int qos) {
   @autoreleasepool {
@@ -325,7 +330,8 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> AppleDevice::Compile(
   }
 }
 
-// spec 1.3 step 6 (load half); the retry after 100 ms lives in the backend (LoadWithRetry).
+// docs/ANE_NOTES.md §1.3 step 6 (load half); the retry after 100 ms lives in the backend
+// (LoadWithRetry).
 absl::Status AppleDevice::Load(DeviceModel& model, unsigned int qos) {
   auto& m = static_cast<AppleModel&>(model);
   if (m.loaded_) return absl::OkStatus();
@@ -343,7 +349,7 @@ absl::Status AppleDevice::Load(DeviceModel& model, unsigned int qos) {
   return absl::OkStatus();
 }
 
-// spec 1.3 step 9: unloadWithQoS:error:. Requests stay valid for a later reload.
+// docs/ANE_NOTES.md §1.3 step 9: unloadWithQoS:error:. Requests stay valid for a later reload.
 absl::Status AppleDevice::Unload(DeviceModel& model, unsigned int qos) {
   auto& m = static_cast<AppleModel&>(model);
   if (!m.loaded_) return absl::OkStatus();
@@ -361,7 +367,8 @@ absl::Status AppleDevice::Unload(DeviceModel& model, unsigned int qos) {
   return absl::OkStatus();
 }
 
-// spec 1.4: a one-row byte buffer of exactly `bytes` bytes, wrapped once in _ANEIOSurfaceObject.
+// docs/ANE_NOTES.md §1.4: a one-row byte buffer of exactly `bytes` bytes, wrapped once in
+// _ANEIOSurfaceObject.
 absl::StatusOr<std::unique_ptr<DeviceSurface>> AppleDevice::AllocateSurface(size_t bytes) {
   if (bytes == 0) return absl::InvalidArgumentError("IOSurface of 0 bytes");
   @autoreleasepool {
@@ -392,8 +399,8 @@ absl::StatusOr<std::unique_ptr<DeviceSurface>> AppleDevice::AllocateSurface(size
   }
 }
 
-// spec 1.2 / 1.5: inputs, indices @0..n-1, outputs, indices, weightsBuffer nil, perfStats nil,
-// procedureIndex @0 (an NSNumber). Returns a retained request.
+// docs/ANE_NOTES.md §1.2, §1.5: inputs, indices @0..n-1, outputs, indices, weightsBuffer nil,
+// perfStats nil, procedureIndex @0 (an NSNumber). Returns a retained request.
 absl::StatusOr<id> AppleDevice::BuildRequest(const std::vector<DeviceSurface*>& inputs,
                                              const std::vector<DeviceSurface*>& outputs) {
   @autoreleasepool {
@@ -424,7 +431,8 @@ absl::StatusOr<id> AppleDevice::BuildRequest(const std::vector<DeviceSurface*>& 
   }
 }
 
-// spec 1.3 step 8: evaluateWithQoS:options:@{} request:error: with the binding's request.
+// docs/ANE_NOTES.md §1.3 step 8: evaluateWithQoS:options:@{} request:error: with the binding's
+// request.
 absl::Status AppleDevice::Evaluate(DeviceModel& model, const std::vector<DeviceSurface*>& inputs,
                                    const std::vector<DeviceSurface*>& outputs, unsigned int qos,
                                    PerfCounters* counters) {
@@ -450,13 +458,15 @@ absl::Status AppleDevice::Evaluate(DeviceModel& model, const std::vector<DeviceS
       return FromNSException("ANE eval failed", e);
     }
   }
-  if (counters != nullptr) counters->hardware_ns = 0;  // spec 1.7: no populated stats object known
+  if (counters != nullptr)
+    counters->hardware_ns = 0;  // docs/ANE_NOTES.md §1.7: no populated stats object known
   return absl::OkStatus();
 }
 
 }  // namespace
 
-// spec 1.1: dlopen with RTLD_NOW, then NSClassFromString for the four compute classes.
+// docs/ANE_NOTES.md §1.1: dlopen with RTLD_NOW, then NSClassFromString for the four compute
+// classes.
 absl::StatusOr<std::unique_ptr<AneDevice>> CreateAppleDevice() {
   void* handle = dlopen(kFrameworkPath, RTLD_NOW);
   if (handle == nullptr) {

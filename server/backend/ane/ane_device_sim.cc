@@ -86,7 +86,7 @@ class SimDevice : public AneDevice {
   absl::StatusOr<std::unique_ptr<DeviceModel>> Compile(absl::string_view mil_text,
                                                        const std::vector<DeviceWeightFile>& weights,
                                                        unsigned int qos) override {
-    (void)qos;  // QoS has no measurable effect (spec 1.6)
+    (void)qos;  // QoS has no measurable effect (docs/ANE_NOTES.md §1.6)
     if (rules_.compile_budget > 0 && compiles_.load() >= rules_.compile_budget) {
       return SimError(absl::StatusCode::kInternal, "ANE compile failed", 1, kSimCompileFailedText);
     }

@@ -28,21 +28,24 @@ inline constexpr char kSimErrorDomain[] = "com.apple.appleneuralengine.compiler"
 inline constexpr char kSimCompileFailedText[] = "_ANECompiler : ANECCompile() FAILED";
 
 struct SimRules {
-  // spec 1.8 + 11 (README "~119 compiles per process"): successful compiles allowed, after which
-  // every compile fails with kSimCompileFailedText. 0 = unlimited. The simulator models one
-  // process per device instance (the daemon's worker processes each own one device).
+  // docs/ANE_NOTES.md §1.8, §11 (maderix/ANE README.md: "~119 compiles per process"): successful
+  // compiles allowed, after which every compile fails with kSimCompileFailedText. 0 = unlimited.
+  // The simulator models one process per device instance (the daemon's worker processes each own
+  // one device).
   int64_t compile_budget = kFrameworkCompileBudget;
-  // spec 1.8 + 11 (test_weight_reload, m5result.md): weights are baked at compile time; changing
-  // the weight bytes afterwards and unloading/reloading does not change results. When false the
-  // simulator instead re-reads the caller's weight buffers on every Load (the "delta reload"
-  // behaviour Orion reports, anchors §0 item 3), so tests can show the backend never relies on it.
+  // docs/ANE_NOTES.md §1.8, §11 (maderix/ANE training/test_weight_reload.m, training/m5result.md):
+  // weights are baked at compile time; changing the weight bytes afterwards and unloading/reloading
+  // does not change results. When false the simulator instead re-reads the caller's weight buffers
+  // on every Load (the "delta reload" behaviour Orion reports, docs/ANE_NOTES.md §A.3), so tests
+  // can show the backend never relies on it.
   bool bake_weights = true;
-  // spec 1.8 (test_ane_sdpa5): scaled_dot_product_attention ignores attn_mask.
+  // docs/ANE_NOTES.md §1.8 (maderix/ANE training/test_ane_sdpa5.m): scaled_dot_product_attention
+  // ignores attn_mask.
   bool ignore_attn_mask = true;
   // The rules table in force (common/mil/ane_rules.h): surfaces (minimum size, width multiple,
   // alignment, over-allocation, counts, uniform sizes, alphabetical binding), ops (concat, gelu,
   // softmax axis, matmul inner dim, cast, conv input channels), buildInfo. Enforced by
-  // ane_sim_rules.cc; the device always computes in `ane` numerics (spec 11, 12.6).
+  // ane_sim_rules.cc; the device always computes in `ane` numerics (docs/ANE_NOTES.md §11, §12.6).
   mil::AneRules ane = mil::DefaultAneRules();
   // Faults injected deterministically (transient load failure, compile failure near the budget);
   // CreateSimDevice's default reads them from ANERD_SIM_FAULTS (ane_sim_rules.h).

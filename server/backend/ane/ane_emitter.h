@@ -56,8 +56,8 @@ inline mil::NamedArgument Ref(const std::string& param, const std::string& name)
 bool RewriteGelu(const mil::Operation& op, const mil::AneRules& rules, Emitter& e);
 bool RewriteConcat(const mil::Operation& op, const mil::AneRules& rules, Emitter& e);
 bool RewriteSoftmax(const mil::Operation& op, const mil::AneRules& rules, Emitter& e);
-// softmax(q k^T / sqrt(E) + mask) v with explicit ops (spec 11: never rely on attn_mask); the
-// softmax it emits goes through RewriteSoftmax.
+// softmax(q k^T / sqrt(E) + mask) v with explicit ops (docs/ANE_NOTES.md §11: never rely on
+// attn_mask); the softmax it emits goes through RewriteSoftmax.
 void RewriteAttention(const mil::Operation& op, const mil::AneRules& rules, Emitter& e);
 
 }  // namespace anerd::backend::ane

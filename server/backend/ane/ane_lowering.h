@@ -13,9 +13,9 @@
 //     slice_by_size on channels, reshape, cast when the surface dtype differs); all outputs are
 //     cast, reshaped to [1, n, 1, 1], concatenated on channels (never on the width axis) with
 //     zero padding, and reshaped to [1, C, 1, W]. The surface dtype is fp16 when every packed
-//     tensor is fp16 (no cast: the fast path, spec 1.8), else fp32 (exact for fp16 and small
-//     integers); where the chip cannot run `cast` (cast_supported false) packing never casts and
-//     non-fp16 I/O that would need it is UNIMPLEMENTED.
+//     tensor is fp16 (no cast: the fast path, docs/ANE_NOTES.md §1.8), else fp32 (exact for fp16
+//     and small integers); where the chip cannot run `cast` (cast_supported false) packing never
+//     casts and non-fp16 I/O that would need it is UNIMPLEMENTED.
 //   * Op rewrites (ane_lowering_ops.cc): gelu -> tanh/sigmoid ops; concat on a non-channel axis ->
 //     transposes around a channel concat; softmax over a non-power-of-two axis -> padded with
 //     -65504, softmax, slice; scaled_dot_product_attention with an attn_mask that must be honoured

@@ -56,7 +56,7 @@ std::vector<size_t> SimBindingOrder(const std::vector<std::string>& names,
 // Faults the real device shows, injected deterministically.
 struct SimFaults {
   // Every Nth Load call fails once with a transient error (the backend retries after 100 ms,
-  // spec 1.3). 0 = never.
+  // docs/ANE_NOTES.md §1.3). 0 = never.
   int64_t load_fail_every = 0;
   // The compile whose attempt number is budget - N (1-based attempts) fails with the compiler's
   // generic text, as the real compiler does near its ~119 limit. 0 = never.

@@ -15,8 +15,8 @@
 // cblas blocks spread over the pool (batch entries, or a few fixed blocks of one large product);
 // softmax, reductions, elementwise chains, copies and fp16 conversion split their passes the same
 // way. Nothing spins: OpenBLAS's own workers busy-wait ~0.1 s after each threaded call, which
-// starved every pass between GEMMs of the second core (machine-facts.md: two pools spinning
-// against each other cost 2.3x). The split never changes results.
+// starved every pass between GEMMs of the second core (measured on the 2-vCPU development machine:
+// two pools spinning against each other cost 2.3x). The split never changes results.
 //
 // Data: every tensor is held as fp32 internally; integer tensors are exact up to |v| <= 2^24, and
 // integer arithmetic does not wrap (documented limits of this backend).
