@@ -15,8 +15,10 @@
 #import <Foundation/Foundation.h>
 #import <IOSurface/IOSurface.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <objc/message.h>
 #include <objc/runtime.h>
+#include <sys/file.h>
 #include <sys/sysctl.h>
 #include <unistd.h>
 
@@ -48,6 +50,11 @@ using EvaluateFn = BOOL (*)(id, SEL, unsigned int, id, id, NSError**);
 using UnloadFn = BOOL (*)(id, SEL, unsigned int, NSError**);
 using SurfaceObjectFn = id (*)(Class, SEL, IOSurfaceRef);  // objectWithIOSurface:
 using RequestFn = id (*)(Class, SEL, id, id, id, id, id, id, id);
+// _ANEPerformanceStats (issue 18 item 6; recipe in ane-rules-evidence.md "Counters and QoS").
+using StatsFactoryFn = id (*)(Class, SEL, unsigned long long);    // statsWithHardwareExecutionNS:
+using DriverMaskFn = unsigned int (*)(Class, SEL, unsigned int);  // driverMaskForANEFMask:
+using SetMaskFn = void (*)(id, SEL, unsigned int);                // setPerfStatsMask:
+using HwTimeFn = unsigned long long (*)(id, SEL);                 // hwExecutionTime
 
 std::string ToStd(NSString* s) {
   const char* utf8 = s == nil ? nullptr : [s UTF8String];
@@ -74,18 +81,6 @@ absl::Status NilResult(absl::string_view what) {
                          DeviceError{"anerd.ane", 0, "the framework returned nil"});
 }
 
-// docs/ANE_NOTES.md §1.3, §11: tmpDir = NSTemporaryDirectory()/<hexStringIdentifier>; identical
-// programs share it, so it is reference-counted process-wide and removed when the last model using
-// it goes.
-std::mutex& TempDirMutex() {
-  static auto* mu = new std::mutex;
-  return *mu;
-}
-std::map<std::string, int>& TempDirRefs() {
-  static auto* refs = new std::map<std::string, int>;
-  return *refs;
-}
-
 // Writes `data` to `path` atomically, creating intermediate directories (docs/ANE_NOTES.md §1.3
 // step 5).
 bool WriteFile(NSString* path, NSData* data) {
@@ -99,46 +94,115 @@ bool WriteFile(NSString* path, NSData* data) {
   return [data writeToFile:path atomically:YES];
 }
 
-// Takes a reference on `dir`, populating it on first use: weights/, model.mil, every weight file
-// at its path minus "@model_path/".
+// Fills `dir` the seed's way: weights/, model.mil, every weight file at its key minus
+// "@model_path/". Removes what an earlier user left first (the framework leaves net.plist, data).
+bool PopulateTempDir(NSString* dir, NSData* mil, NSDictionary* weights) {
+  NSFileManager* fm = [NSFileManager defaultManager];
+  [fm removeItemAtPath:dir error:nullptr];  // absent is fine
+  NSString* wdir = [dir stringByAppendingPathComponent:@"weights"];
+  bool ok = [fm createDirectoryAtPath:wdir
+          withIntermediateDirectories:YES
+                           attributes:nil
+                                error:nullptr];
+  ok = ok && WriteFile([dir stringByAppendingPathComponent:@"model.mil"], mil);
+  for (NSString* key in weights) {
+    NSString* rest = [key hasPrefix:@"@model_path/"] ? [key substringFromIndex:12] : key;
+    NSData* data = [[weights objectForKey:key] objectForKey:@"data"];
+    ok = ok && WriteFile([dir stringByAppendingPathComponent:rest], data);
+  }
+  return ok;
+}
+
+// The temp-dir lifecycle (ane_device_apple.h): per hex identifier, a process-wide reference
+// count, and across processes two lock files next to the dir: "<dir>.anerd-guard" (exclusive,
+// held only while a process populates or removes the dir) and "<dir>.anerd-users" (shared by
+// every process using the dir; flock locks die with their process, so a crashed worker never
+// leaves a stale lock).
+struct TempDirUse {
+  int users_fd = -1;  // holds LOCK_SH on "<dir>.anerd-users"
+  int refs = 0;       // models of this process using the dir
+};
+std::mutex& TempDirMutex() {
+  static auto* mu = new std::mutex;
+  return *mu;
+}
+std::map<std::string, TempDirUse>& TempDirUses() {
+  static auto* uses = new std::map<std::string, TempDirUse>;
+  return *uses;
+}
+
+int OpenLockFile(const std::string& path) {
+  return open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+}
+
+// Takes the cross-process guard of `dir` (blocking; every holder keeps it briefly). -1 on error.
+int LockGuard(const std::string& dir) {
+  const int fd = OpenLockFile(dir + ".anerd-guard");
+  if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void UnlockGuard(int fd) {
+  flock(fd, LOCK_UN);
+  close(fd);
+}
+
+// Takes a reference on `dir`. The first user on the machine (nobody holds the users lock) clears
+// and populates it; later users find it populated by a live process.
 absl::Status AcquireTempDir(NSString* dir, NSData* mil, NSDictionary* weights) {
   std::lock_guard<std::mutex> lock(TempDirMutex());
-  int& refs = TempDirRefs()[ToStd(dir)];
-  if (refs == 0) {
-    NSFileManager* fm = [NSFileManager defaultManager];
-    NSString* wdir = [dir stringByAppendingPathComponent:@"weights"];
-    bool ok = [fm createDirectoryAtPath:wdir
-            withIntermediateDirectories:YES
-                             attributes:nil
-                                  error:nullptr];
-    ok = ok && WriteFile([dir stringByAppendingPathComponent:@"model.mil"], mil);
-    for (NSString* key in weights) {
-      NSString* rest = [key hasPrefix:@"@model_path/"] ? [key substringFromIndex:12] : key;
-      NSData* data = [[weights objectForKey:key] objectForKey:@"data"];
-      ok = ok && WriteFile([dir stringByAppendingPathComponent:rest], data);
-    }
-    if (!ok) {
-      [fm removeItemAtPath:dir error:nullptr];
-      TempDirRefs().erase(ToStd(dir));
-      return absl::InternalError(absl::StrCat("cannot populate ", ToStd(dir)));
-    }
+  const std::string path = ToStd(dir);
+  auto it = TempDirUses().find(path);
+  if (it != TempDirUses().end()) {
+    ++it->second.refs;
+    return absl::OkStatus();
   }
-  ++refs;
+  const int guard = LockGuard(path);
+  if (guard < 0) return absl::InternalError(absl::StrCat("cannot lock ", path, ".anerd-guard"));
+  const int users = OpenLockFile(path + ".anerd-users");
+  bool ok = users >= 0;
+  if (ok && flock(users, LOCK_EX | LOCK_NB) == 0) ok = PopulateTempDir(dir, mil, weights);
+  ok = ok && flock(users, LOCK_SH) == 0;  // under the guard: nobody tries LOCK_EX meanwhile
+  UnlockGuard(guard);
+  if (!ok) {
+    if (users >= 0) close(users);
+    return absl::InternalError(absl::StrCat("cannot populate ", path));
+  }
+  TempDirUses()[path] = TempDirUse{users, 1};
   return absl::OkStatus();
 }
 
+// Drops a reference; the last user on the machine removes the dir.
 void ReleaseTempDir(NSString* dir) {
   std::lock_guard<std::mutex> lock(TempDirMutex());
-  auto it = TempDirRefs().find(ToStd(dir));
-  if (it == TempDirRefs().end()) return;
-  if (--it->second == 0) {
-    TempDirRefs().erase(it);
-    @try {
-      [[NSFileManager defaultManager] removeItemAtPath:dir error:nullptr];
-    } @catch (NSException* e) {
-      (void)e;  // best effort: a stale temp dir is harmless
+  const std::string path = ToStd(dir);
+  auto it = TempDirUses().find(path);
+  if (it == TempDirUses().end() || --it->second.refs > 0) return;
+  const int users = it->second.users_fd;
+  TempDirUses().erase(it);
+  const int guard = LockGuard(path);
+  if (guard >= 0) {
+    flock(users, LOCK_UN);
+    if (flock(users, LOCK_EX | LOCK_NB) == 0) {
+      @try {
+        [[NSFileManager defaultManager] removeItemAtPath:dir error:nullptr];
+      } @catch (NSException* e) {
+        (void)e;  // best effort: the next first user clears it
+      }
     }
   }
+  close(users);
+  if (guard >= 0) UnlockGuard(guard);
+}
+
+// docs/ANE_NOTES.md §1.3 + seed tiny_train.m:237 (one serial compile queue): compiles in this
+// process run one at a time.
+std::mutex& CompileMutex() {
+  static auto* mu = new std::mutex;
+  return *mu;
 }
 
 struct Classes {
@@ -147,16 +211,27 @@ struct Classes {
   Class request = nil;      // _ANERequest
   Class surface = nil;      // _ANEIOSurfaceObject
   Class device_info = nil;  // _ANEDeviceInfo (optional: only for aneSubType)
+  Class perf_stats = nil;   // _ANEPerformanceStats (optional: hardware execution time)
 };
+
+// A process-unique identity per surface: requests are keyed by it, never by an address a freed
+// surface's successor may reuse.
+uint64_t NextSurfaceId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
 
 class AppleSurface : public DeviceSurface {
  public:
   AppleSurface(IOSurfaceRef surface, id object, size_t bytes)
-      : surface_(surface), object_([object retain]), bytes_(bytes) {}
+      : surface_(surface), object_([object retain]), bytes_(bytes), id_(NextSurfaceId()) {}
   ~AppleSurface() override {
-    [object_ release];
-    CFRelease(surface_);
+    @autoreleasepool {
+      [object_ release];
+      CFRelease(surface_);
+    }
   }
+  uint64_t identity() const { return id_; }
   size_t size() const override { return bytes_; }
   // docs/ANE_NOTES.md §1.4: lock(0) -> copy into the base address -> unlock.
   absl::Status Write(size_t offset, absl::string_view data) override {
@@ -185,14 +260,25 @@ class AppleSurface : public DeviceSurface {
   IOSurfaceRef surface_;  // owned (created by IOSurfaceCreate)
   id object_;             // retained _ANEIOSurfaceObject wrapping surface_
   size_t bytes_;
+  uint64_t id_;
 };
 
-// One _ANERequest per (input surfaces, output surfaces) binding, built once (docs/ANE_NOTES.md §1.3
-// step 7).
+std::vector<uint64_t> Identities(const std::vector<DeviceSurface*>& surfaces) {
+  std::vector<uint64_t> out;
+  for (DeviceSurface* s : surfaces) out.push_back(static_cast<AppleSurface*>(s)->identity());
+  return out;
+}
+
+// One _ANERequest per (input surfaces, output surfaces) binding, built once and reused
+// (docs/ANE_NOTES.md §1.3 step 7), keyed by surface identity. Dropped on unload, so a reload gets
+// fresh requests (seed test_weight_reload.m:184-190); at most kMaxBindings per model (the oldest
+// goes first).
+constexpr size_t kMaxBindings = 16;
 struct Binding {
-  std::vector<DeviceSurface*> inputs;
-  std::vector<DeviceSurface*> outputs;
+  std::vector<uint64_t> inputs;
+  std::vector<uint64_t> outputs;
   id request = nil;  // retained
+  id stats = nil;    // retained _ANEPerformanceStats passed as the request's perfStats, or nil
 };
 
 class AppleModel : public DeviceModel {
@@ -200,26 +286,38 @@ class AppleModel : public DeviceModel {
   AppleModel(id model, NSString* temp_dir, std::string identifier)
       : model_([model retain]), temp_dir_([temp_dir retain]), identifier_(std::move(identifier)) {}
   ~AppleModel() override {
-    if (loaded_) {
-      @try {
-        NSError* error = nil;
-        ((UnloadFn)objc_msgSend)(model_, @selector(unloadWithQoS:error:), kDefaultQos, &error);
-      } @catch (NSException* e) {
-        (void)e;
+    @autoreleasepool {
+      if (loaded_) {
+        @try {
+          NSError* error = nil;
+          ((UnloadFn)objc_msgSend)(model_, @selector(unloadWithQoS:error:), qos_, &error);
+        } @catch (NSException* e) {
+          (void)e;
+        }
       }
+      DropBindings();
+      [model_ release];
+      ReleaseTempDir(temp_dir_);
+      [temp_dir_ release];
     }
-    for (Binding& b : bindings_) [b.request release];
-    [model_ release];
-    ReleaseTempDir(temp_dir_);
-    [temp_dir_ release];
   }
   const std::string& identifier() const override { return identifier_; }
   bool loaded() const override { return loaded_; }
+  void DropBindings() {
+    for (Binding& b : bindings_) {
+      [b.request release];
+      [b.stats release];
+    }
+    bindings_.clear();
+  }
 
   id model_;
   NSString* temp_dir_;
   std::string identifier_;
   bool loaded_ = false;
+  unsigned int qos_ = kDefaultQos;  // the last load's, used by the destructor's unload
+  bool stats_ = false;              // the perf-stats mask is set: requests carry a stats object
+  unsigned int stats_mask_ = 0;     // the driver mask set on the model (when stats_)
   std::vector<Binding> bindings_;
 };
 
@@ -242,7 +340,13 @@ class AppleDevice : public AneDevice {
 
  private:
   absl::StatusOr<id> BuildRequest(const std::vector<DeviceSurface*>& inputs,
-                                  const std::vector<DeviceSurface*>& outputs);
+                                  const std::vector<DeviceSurface*>& outputs, id stats);
+  // The model's binding for these surfaces, built (and the oldest evicted) when missing.
+  absl::StatusOr<Binding*> FindOrBind(AppleModel& m, const std::vector<DeviceSurface*>& inputs,
+                                      const std::vector<DeviceSurface*>& outputs);
+  // Sets the perf-stats mask on a fresh model, before compile and load (m.stats_ stays false
+  // when the framework has no stats or refuses the mask).
+  void EnablePerfStats(AppleModel& m);
 
   const Classes classes_;
   const std::vector<std::string> found_;
@@ -268,6 +372,7 @@ DeviceInfo AppleDevice::Info() const {
   info.compile_budget = kFrameworkCompileBudget;
   info.rules = mil::AneRulesForChip(info.chip);  // the rules table (common/mil/ane_rules.h)
   info.honors_attn_mask = false;                 // docs/ANE_NOTES.md §1.8
+  info.hardware_counters = classes_.perf_stats != nil;
   @autoreleasepool {
     @try {
       info.os_build = ToStd([[NSProcessInfo processInfo] operatingSystemVersionString]);
@@ -282,12 +387,40 @@ DeviceInfo AppleDevice::Info() const {
   return info;
 }
 
+// The ANEF mask asked for: Espresso's default bits (on an M3 Max any bit outside 0xF gives 0).
+constexpr unsigned int kPerfStatsAnefMask = 0xF;
+
+void AppleDevice::EnablePerfStats(AppleModel& m) {
+  if (classes_.perf_stats == nil) return;
+  @try {
+    const unsigned int mask = ((DriverMaskFn)objc_msgSend)(
+        classes_.perf_stats, @selector(driverMaskForANEFMask:), kPerfStatsAnefMask);
+    if (mask == 0) return;
+    ((SetMaskFn)objc_msgSend)(m.model_, @selector(setPerfStatsMask:), mask);
+    m.stats_ = true;
+    m.stats_mask_ = mask;
+  } @catch (NSException* e) {
+    (void)e;  // no counters: evaluations report hardware time as absent
+  }
+}
+
+// Load options: @{} as the seed, plus Espresso's two perf-stats keys when the mask is set.
+NSDictionary* LoadOptions(const AppleModel& m) {
+  if (!m.stats_) return @{};
+  return @{
+    @"kANEFPerformanceStatsMask" : @(m.stats_mask_),
+    @"kANEFModelLoadPerformanceStats" : [NSNumber numberWithBool:YES]
+  };
+}
+
 // docs/ANE_NOTES.md §1.3 steps 1-6 (compile half): MIL as UTF-8 NSData; weights dictionary keyed by
 // the exact BLOBFILE path with {offset: @0, data: NSData}, @{} (never nil) when there are none;
 // descriptor with optionsPlist nil; in-memory model; temp dir populated;
-// compileWithQoS:options:@{}.
+// compileWithQoS:options:@{}. Every attempt that reaches compileWithQoS counts, and compiles in
+// this process run one at a time.
 absl::StatusOr<std::unique_ptr<DeviceModel>> AppleDevice::Compile(
     absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights, unsigned int qos) {
+  std::lock_guard<std::mutex> serial(CompileMutex());
   @autoreleasepool {
     id model = nil;
     NSString* dir = nil;
@@ -317,6 +450,8 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> AppleDevice::Compile(
     if (!populated.ok()) return populated;
     // From here the temp dir reference belongs to the model object (released in its destructor).
     auto handle = std::make_unique<AppleModel>(model, dir, identifier);
+    EnablePerfStats(*handle);
+    compiles_.fetch_add(1);
     @try {
       NSError* error = nil;
       BOOL ok = ((QosOptionsErrorFn)objc_msgSend)(model, @selector(compileWithQoS:options:error:),
@@ -325,7 +460,6 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> AppleDevice::Compile(
     } @catch (NSException* e) {
       return FromNSException("ANE compile failed", e);
     }
-    compiles_.fetch_add(1);
     return std::unique_ptr<DeviceModel>(std::move(handle));
   }
 }
@@ -339,21 +473,24 @@ absl::Status AppleDevice::Load(DeviceModel& model, unsigned int qos) {
     @try {
       NSError* error = nil;
       BOOL ok = ((QosOptionsErrorFn)objc_msgSend)(m.model_, @selector(loadWithQoS:options:error:),
-                                                  qos, @{}, &error);
+                                                  qos, LoadOptions(m), &error);
       if (!ok) return FromNSError(absl::StatusCode::kUnavailable, "ANE load failed", error);
     } @catch (NSException* e) {
       return FromNSException("ANE load failed", e);
     }
   }
   m.loaded_ = true;
+  m.qos_ = qos;
   return absl::OkStatus();
 }
 
-// docs/ANE_NOTES.md §1.3 step 9: unloadWithQoS:error:. Requests stay valid for a later reload.
+// docs/ANE_NOTES.md §1.3 step 9: unloadWithQoS:error:. The model's requests go with it: a reload
+// builds fresh ones (seed test_weight_reload.m:184-190).
 absl::Status AppleDevice::Unload(DeviceModel& model, unsigned int qos) {
   auto& m = static_cast<AppleModel&>(model);
   if (!m.loaded_) return absl::OkStatus();
   @autoreleasepool {
+    m.DropBindings();
     @try {
       NSError* error = nil;
       BOOL ok = ((UnloadFn)objc_msgSend)(m.model_, @selector(unloadWithQoS:error:), qos, &error);
@@ -400,9 +537,10 @@ absl::StatusOr<std::unique_ptr<DeviceSurface>> AppleDevice::AllocateSurface(size
 }
 
 // docs/ANE_NOTES.md §1.2, §1.5: inputs, indices @0..n-1, outputs, indices, weightsBuffer nil,
-// perfStats nil, procedureIndex @0 (an NSNumber). Returns a retained request.
+// perfStats `stats` (nil, or the _ANEPerformanceStats the evaluation fills), procedureIndex @0 (an
+// NSNumber). Returns a retained request.
 absl::StatusOr<id> AppleDevice::BuildRequest(const std::vector<DeviceSurface*>& inputs,
-                                             const std::vector<DeviceSurface*>& outputs) {
+                                             const std::vector<DeviceSurface*>& outputs, id stats) {
   @autoreleasepool {
     NSMutableArray* in = [NSMutableArray array];
     NSMutableArray* in_idx = [NSMutableArray array];
@@ -422,7 +560,7 @@ absl::StatusOr<id> AppleDevice::BuildRequest(const std::vector<DeviceSurface*>& 
           @selector
           (requestWithInputs:
                 inputIndices:outputs:outputIndices:weightsBuffer:perfStats:procedureIndex:),
-          in, in_idx, out, out_idx, nil, nil, @0);
+          in, in_idx, out, out_idx, nil, stats, @0);
       if (request == nil) return NilResult("ANE requestWithInputs failed");
       return [request retain];
     } @catch (NSException* e) {
@@ -431,23 +569,47 @@ absl::StatusOr<id> AppleDevice::BuildRequest(const std::vector<DeviceSurface*>& 
   }
 }
 
+absl::StatusOr<Binding*> AppleDevice::FindOrBind(AppleModel& m,
+                                                 const std::vector<DeviceSurface*>& inputs,
+                                                 const std::vector<DeviceSurface*>& outputs) {
+  const std::vector<uint64_t> in = Identities(inputs), out = Identities(outputs);
+  for (Binding& b : m.bindings_) {
+    if (b.inputs == in && b.outputs == out) return &b;
+  }
+  @autoreleasepool {
+    id stats = nil;
+    if (m.stats_) {
+      @try {  // docs/ANE_NOTES.md §1.7: alloc/init returns nil; the factory works
+        stats = ((StatsFactoryFn)objc_msgSend)(classes_.perf_stats,
+                                               @selector(statsWithHardwareExecutionNS:), 0ULL);
+      } @catch (NSException* e) {
+        stats = nil;
+      }
+    }
+    absl::StatusOr<id> request = BuildRequest(inputs, outputs, stats);
+    if (!request.ok()) return request.status();
+    if (m.bindings_.size() >= kMaxBindings) {
+      [m.bindings_.front().request release];
+      [m.bindings_.front().stats release];
+      m.bindings_.erase(m.bindings_.begin());
+    }
+    m.bindings_.push_back(Binding{in, out, *request, [stats retain]});
+    return &m.bindings_.back();
+  }
+}
+
 // docs/ANE_NOTES.md §1.3 step 8: evaluateWithQoS:options:@{} request:error: with the binding's
-// request.
+// request, then the stats object's hwExecutionTime (absent when 0: the mask was refused or set too
+// late).
 absl::Status AppleDevice::Evaluate(DeviceModel& model, const std::vector<DeviceSurface*>& inputs,
                                    const std::vector<DeviceSurface*>& outputs, unsigned int qos,
                                    PerfCounters* counters) {
   auto& m = static_cast<AppleModel&>(model);
   if (!m.loaded_) return absl::FailedPreconditionError("ANE eval failed: model is not loaded");
-  id request = nil;
-  for (const Binding& b : m.bindings_) {
-    if (b.inputs == inputs && b.outputs == outputs) request = b.request;
-  }
-  if (request == nil) {
-    absl::StatusOr<id> built = BuildRequest(inputs, outputs);
-    if (!built.ok()) return built.status();
-    request = *built;
-    m.bindings_.push_back(Binding{inputs, outputs, request});
-  }
+  absl::StatusOr<Binding*> binding = FindOrBind(m, inputs, outputs);
+  if (!binding.ok()) return binding.status();
+  const id request = (*binding)->request;
+  const id stats = (*binding)->stats;
   @autoreleasepool {
     @try {
       NSError* error = nil;
@@ -455,11 +617,22 @@ absl::Status AppleDevice::Evaluate(DeviceModel& model, const std::vector<DeviceS
           m.model_, @selector(evaluateWithQoS:options:request:error:), qos, @{}, request, &error);
       if (!ok) return FromNSError(absl::StatusCode::kInternal, "ANE eval failed", error);
     } @catch (NSException* e) {
-      return FromNSException("ANE eval failed", e);
+      if (stats == nil) return FromNSException("ANE eval failed", e);
+      // A framework that wants perfStats in another form (an array on newer macOS) throws here:
+      // evaluate without counters from now on.
+      m.stats_ = false;
+      m.DropBindings();
+      return Evaluate(model, inputs, outputs, qos, counters);
+    }
+    if (counters != nullptr && stats != nil) {
+      @try {
+        const unsigned long long ns = ((HwTimeFn)objc_msgSend)(stats, @selector(hwExecutionTime));
+        if (ns > 0) counters->hardware_ns = static_cast<uint64_t>(ns);
+      } @catch (NSException* e) {
+        (void)e;  // absent
+      }
     }
   }
-  if (counters != nullptr)
-    counters->hardware_ns = 0;  // docs/ANE_NOTES.md §1.7: no populated stats object known
   return absl::OkStatus();
 }
 
@@ -483,7 +656,8 @@ absl::StatusOr<std::unique_ptr<AneDevice>> CreateAppleDevice() {
           {"_ANEInMemoryModel", &c.model},
           {"_ANERequest", &c.request},
           {"_ANEIOSurfaceObject", &c.surface},
-          {"_ANEDeviceInfo", &c.device_info}};
+          {"_ANEDeviceInfo", &c.device_info},
+          {"_ANEPerformanceStats", &c.perf_stats}};
       for (const auto& [name, slot] : wanted) {
         *slot = NSClassFromString([NSString stringWithUTF8String:name]);
         (*slot != nil ? found : missing).push_back(name);
