@@ -75,7 +75,9 @@ ABSL_FLAG(uint64_t, max_probe_bytes, uint64_t{2} << 30,
           "Most memory one probe grid point may need (estimated before it starts, bytes)");
 ABSL_FLAG(double, max_probe_gflop, 1000,
           "Most work one probe evaluation may take (estimated before it starts, GFLOP)");
-ABSL_FLAG(int64_t, compile_budget, 0, "Compiles each backend allows (0 = unlimited)");
+ABSL_FLAG(int64_t, compile_budget, 0,
+          "Compile attempts each backend allows per process before its worker is recycled "
+          "(0 = the backend's default: 100 for ane and ane-sim, as the seed; unlimited for cpu)");
 ABSL_FLAG(int32_t, max_sessions, 4, "Most training sessions active at once");
 ABSL_FLAG(std::vector<std::string>, data_root, {},
           "Directories training data and model files must lie under "
@@ -106,6 +108,9 @@ ABSL_FLAG(int64_t, worker_parent_pid, 0, "Internal: the front process a worker b
 ABSL_FLAG(bool, testonly_ops, false,
           "Tests only: workers run anerd_test_abort / anerd_test_hang (crash "
           "isolation tests)");
+ABSL_FLAG(int64_t, testonly_sim_compile_fault_from_attempt, 0,
+          "Tests only: ane-sim fails every compile attempt from this one on in each process "
+          "(a device that runs out before the compile budget; 0 = never)");
 ABSL_FLAG(bool, testonly_world_accessible_socket, false,
           "Tests only: make the socket reachable by other users so the "
           "peer-uid check is exercised");
@@ -125,6 +130,8 @@ int RunWorkerProcess() {
   options.heartbeat_fd = absl::GetFlag(FLAGS_worker_heartbeat_fd);
   options.parent_pid = absl::GetFlag(FLAGS_worker_parent_pid);
   options.registry.compile_budget = absl::GetFlag(FLAGS_compile_budget);
+  options.registry.sim_compile_fault_from_attempt =
+      absl::GetFlag(FLAGS_testonly_sim_compile_fault_from_attempt);
   options.test_ops = absl::GetFlag(FLAGS_testonly_ops);
   const int code = anerd::worker::RunWorker(options);
   anerd::ShutdownLogging();

@@ -116,6 +116,7 @@ struct CompileFlags {
   std::string backend;
   bool ignore_attn_mask = false;
   std::string dump_passes;  // `compile` only: a local directory
+  int64_t qos = -1;         // -1 = not given (the daemon's 21)
 
   void Register(ArgParser& p) {
     p.AddRepeated(
@@ -125,6 +126,8 @@ struct CompileFlags {
     p.AddString("numerics", &numerics, "ane (fp16 rounding after every op, default) or fp32");
     p.AddString("backend", &backend, "backend to compile for (default: the daemon's)");
     p.AddBool("ignore-attn-mask", &ignore_attn_mask, "the ANE quirk: sdpa ignores attn_mask");
+    p.AddInt("qos", &qos,
+             "ANE QoS of the kernel's compile, load and evaluations (0-63; default 21)");
   }
 };
 
@@ -175,6 +178,7 @@ absl::StatusOr<v1::CompileKernelResponse> CompileFile(CommandContext& ctx, const
   header.mutable_options()->set_backend(flags.backend);
   header.mutable_options()->set_ignore_attn_mask(flags.ignore_attn_mask);
   header.mutable_options()->set_dump_passes(!flags.dump_passes.empty());
+  if (flags.qos >= 0) header.mutable_options()->set_qos(static_cast<uint32_t>(flags.qos));
   return (*client)->CompileKernel(std::move(header), *weights);
 }
 
@@ -382,7 +386,10 @@ void PrintRun(CommandContext& ctx, const v1::EvalKernelResponse& last,
           {"execute_us", tm.execute_us()},
           {"copy_out_us", tm.copy_out_us()},
           {"total_us", tm.total_us()},
-          {"recompiled", tm.recompiled()}}},
+          {"recompiled", tm.recompiled()},
+          // The device's own time: null when the backend has none (cpu), never a made-up 0.
+          {"hw_execution_us", tm.has_hw_execution_us() ? Json(tm.hw_execution_us()) : Json()},
+          {"hw_time_source", tm.hw_time_source()}}},
         {"repeat", rtt.size()},
         {"client_rtt_us", {{"p50", Percentile(rtt, 0.5)}, {"p99", Percentile(rtt, 0.99)}}},
         {"server_execute_us", {{"p50", Percentile(exec, 0.5)}, {"p99", Percentile(exec, 0.99)}}}};
@@ -404,6 +411,10 @@ void PrintRun(CommandContext& ctx, const v1::EvalKernelResponse& last,
       "\nserver: execute %.1f us, queued %.1f us, copy in %.1f us, copy out %.1f us%s\n",
       tm.execute_us(), tm.queued_us(), tm.copy_in_us(), tm.copy_out_us(),
       tm.recompiled() ? " (recompiled from stored sources first)" : "");
+  std::cout << (tm.has_hw_execution_us()
+                    ? absl::StrFormat("device: %.1f us (%s)\n", tm.hw_execution_us(),
+                                      tm.hw_time_source())
+                    : std::string("device: \u2014 (no device counter on this backend)\n"));
   if (rtt.size() > 1) {
     std::cout << absl::StrFormat(
         "%d runs: client round trip p50 %.1f us, p99 %.1f us; server execute p50 %.1f us, p99 %.1f "

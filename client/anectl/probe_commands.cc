@@ -80,11 +80,22 @@ std::string Header(const std::string& probe) {
                            "Tot(MB)", "ms/eval", "TFLOPS", "GFLOPS/MB");
   }
   if (probe == "latency") {
-    return absl::StrFormat("%-20s %-11s %7s %10s %10s %10s", "CONFIG", "VARIANT", "ITERS",
-                           "p50(us)", "p90(us)", "p99(us)");
+    return absl::StrFormat("%-20s %-11s %7s %10s %10s %10s %12s", "CONFIG", "VARIANT", "ITERS",
+                           "p50(us)", "p90(us)", "p99(us)", "device(us)");
+  }
+  if (probe == "qos") {
+    return absl::StrFormat("%4s %-26s %7s %10s %10s %10s %12s", "QOS", "CONFIG", "ITERS", "p50(us)",
+                           "p90(us)", "p99(us)", "device(us)");
   }
   return absl::StrFormat("%-24s %-6s %8s %9s %10s %9s %7s", "CONFIG", "VARIANT", "W(MB)", "GOP",
                          "ms/eval", "TOPS", "Ratio");
+}
+
+// The device's own time per evaluation, "—" when absent; "(sim)" marks ane-sim's model.
+std::string DeviceUs(const v1::ProbeRow& r) {
+  if (!r.has_hw_us_per_eval()) return "\u2014";
+  return absl::StrFormat("%.1f%s", r.hw_us_per_eval(),
+                         r.hw_time_source() == "simulated" ? " (sim)" : "");
 }
 
 std::string FormatRow(const v1::ProbeRow& r) {
@@ -98,8 +109,12 @@ std::string FormatRow(const v1::ProbeRow& r) {
                            r.gflops_per_mb());
   }
   if (r.probe() == "latency") {
-    return absl::StrFormat("%-20s %-11s %7d %10.1f %10.1f %10.1f", r.config(), r.variant(),
-                           r.iterations(), r.p50_us(), r.p90_us(), r.p99_us());
+    return absl::StrFormat("%-20s %-11s %7d %10.1f %10.1f %10.1f %12s", r.config(), r.variant(),
+                           r.iterations(), r.p50_us(), r.p90_us(), r.p99_us(), DeviceUs(r));
+  }
+  if (r.probe() == "qos") {
+    return absl::StrFormat("%4d %-26s %7d %10.1f %10.1f %10.1f %12s", r.qos(), r.config(),
+                           r.iterations(), r.p50_us(), r.p90_us(), r.p99_us(), DeviceUs(r));
   }
   return absl::StrFormat("%-24s %-6s %8.2f %9.2f %10.2f %9.4f %7s", r.config(), r.variant(),
                          r.weight_mb(), r.gflop(), r.ms_per_eval(), r.tflops(),
@@ -128,26 +143,31 @@ class TablePrinter {
 // ---- JSON ----
 
 Json RowJson(const v1::ProbeRow& r) {
-  return {{"probe", r.probe()},
-          {"config", r.config()},
-          {"variant", r.variant()},
-          {"channels", r.channels()},
-          {"spatial", r.spatial()},
-          {"depth", r.depth()},
-          {"weight_mb", r.weight_mb()},
-          {"act_mb", r.act_mb()},
-          {"total_mb", r.total_mb()},
-          {"gflop", r.gflop()},
-          {"ms_per_eval", r.ms_per_eval()},
-          {"ms_min", r.ms_min()},
-          {"tflops", r.tflops()},
-          {"pct_peak", r.pct_peak()},
-          {"gflops_per_mb", r.gflops_per_mb()},
-          {"ratio", r.ratio()},
-          {"p50_us", r.p50_us()},
-          {"p90_us", r.p90_us()},
-          {"p99_us", r.p99_us()},
-          {"iterations", r.iterations()}};
+  Json j = {{"probe", r.probe()},
+            {"config", r.config()},
+            {"variant", r.variant()},
+            {"channels", r.channels()},
+            {"spatial", r.spatial()},
+            {"depth", r.depth()},
+            {"weight_mb", r.weight_mb()},
+            {"act_mb", r.act_mb()},
+            {"total_mb", r.total_mb()},
+            {"gflop", r.gflop()},
+            {"ms_per_eval", r.ms_per_eval()},
+            {"ms_min", r.ms_min()},
+            {"tflops", r.tflops()},
+            {"pct_peak", r.pct_peak()},
+            {"gflops_per_mb", r.gflops_per_mb()},
+            {"ratio", r.ratio()},
+            {"p50_us", r.p50_us()},
+            {"p90_us", r.p90_us()},
+            {"p99_us", r.p99_us()},
+            {"iterations", r.iterations()},
+            // null when the backend has no device counter (cpu): never a made-up 0
+            {"hw_us_per_eval", r.has_hw_us_per_eval() ? Json(r.hw_us_per_eval()) : Json()},
+            {"hw_time_source", r.hw_time_source()}};
+  if (r.has_qos()) j["qos"] = r.qos();
+  return j;
 }
 
 Json FingerprintJson(const v1::MachineFingerprint& f) {

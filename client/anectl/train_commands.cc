@@ -96,6 +96,10 @@ Json EventJson(const v1::SessionEvent& e) {
     j["phases_ms"] = {{"kernel", p.kernel_ms()}, {"io", p.io_ms()},   {"rms", p.rms_ms()},
                       {"elem", p.elem_ms()},     {"cls", p.cls_ms()}, {"dw_wait", p.dw_wait_ms()},
                       {"optim", p.optim_ms()}};
+    if (p.has_kernel_hw_ms()) {  // absent on cpu: never a made-up 0
+      j["phases_ms"]["kernel_hw"] = p.kernel_hw_ms();
+      j["hw_time_source"] = p.hw_time_source();
+    }
   } else if (e.kind_case() == v1::SessionEvent::kState) {
     j["type"] = "state";
     j["state"] = e.state();

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +70,10 @@ struct CompileOptions {
   // transpose folding. Planned execution must equal this mode (bit-identical except GEMM
   // accumulation order); the conformance suite checks it.
   bool reference_mode = false;
+  // The ANE's quality-of-service value for compile, load, evaluate and unload (0..63, the range
+  // the seed sweeps; unset = 21, the seed's everywhere). Backends without QoS
+  // (capabilities.qos false) refuse a set value with INVALID_ARGUMENT naming options.qos.
+  std::optional<unsigned int> qos;
   // Not part of a kernel's identity (cache::EncodeCompileOptions ignores them):
   // Most memory the compiled program may hold (buffers, scratch, decoded constants), checked
   // before it is allocated: RESOURCE_EXHAUSTED naming both sizes. 0 = unlimited. Backends that
@@ -108,8 +113,12 @@ struct BackendCapabilities {
   bool fp16_compute = false;     // computes fp16 natively (vs emulates rounding)
   bool honors_attn_mask = true;  // false when the device always ignores attn_mask
   bool multiple_inputs = true;   // more than one input/output tensor per program
-  int64_t compile_budget = 0;    // successful compiles allowed per backend instance; 0 = unlimited
+  int64_t compile_budget = 0;    // compiles allowed per backend instance; 0 = unlimited
   bool pass_dumps = false;       // fills CompileOptions::pass_dumps
+  bool qos = false;              // takes CompileOptions::qos (the ANE backends)
+  // Where RunTiming::hardware_us comes from: "hardware" (the device's own counter), "simulated"
+  // (a model of it), or "" (the backend has none: it is always unset).
+  std::string hardware_time;
 };
 
 struct BackendDescription {
@@ -131,6 +140,10 @@ struct TensorSignature {
 struct RunTiming {
   double total_us = 0;    // wall time inside Run, including input/output conversion
   double compute_us = 0;  // time spent executing ops
+  // The device's own execution time of this run (us), when the backend has such a counter and
+  // the device reported it: never a made-up 0. `hardware_simulated` when it is a model's value.
+  std::optional<double> hardware_us;
+  bool hardware_simulated = false;
 };
 
 struct RunResult {
@@ -167,7 +180,8 @@ class Backend {
   // Plans and prepares `program` for execution. See the file comment for errors.
   virtual absl::StatusOr<std::unique_ptr<CompiledProgram>> Compile(
       const mil::VerifiedProgram& program, const CompileOptions& options) = 0;
-  // Successful compiles so far (what the budget counts).
+  // Compiles counted against the budget so far (successful ones; for the ANE backends every
+  // attempt that reached the device, ane_backend.h).
   virtual int64_t compiles_used() const = 0;
 };
 

@@ -16,8 +16,9 @@ std::unique_ptr<Backend> MakeAne(std::shared_ptr<ane::AneDevice> device, const c
                                  int64_t configured_budget) {
   ane::AneBackendOptions options;
   options.name = name;
-  options.compile_budget =
-      ane::EffectiveCompileBudget(configured_budget, device->Info().compile_budget);
+  options.compile_budget = ane::EffectiveCompileBudget(
+      configured_budget > 0 ? configured_budget : ane::kDefaultCompileBudget,
+      device->Info().compile_budget);
   return std::make_unique<ane::AneBackend>(std::move(device), options);
 }
 
@@ -45,6 +46,13 @@ std::unique_ptr<Backend> TryAppleAne(const RegistryOptions& options, Backend& cp
 #endif
 }
 
+std::unique_ptr<ane::AneDevice> SimDevice(const RegistryOptions& options) {
+  ane::SimRules rules;
+  rules.faults = ane::SimFaultsFromEnv();  // what ane::CreateSimDevice() does
+  rules.fail_compiles_from_attempt = options.sim_compile_fault_from_attempt;
+  return ane::CreateSimDevice(rules);
+}
+
 }  // namespace
 
 std::vector<std::unique_ptr<Backend>> CreateBackends(const RegistryOptions& options,
@@ -62,7 +70,7 @@ std::vector<std::unique_ptr<Backend>> CreateBackends(const RegistryOptions& opti
     if (unavailable != nullptr) unavailable->push_back({"ane", why});
   }
   backends.push_back(std::move(cpu));
-  backends.push_back(MakeAne(ane::CreateSimDevice(), "ane-sim", options.compile_budget));
+  backends.push_back(MakeAne(SimDevice(options), "ane-sim", options.compile_budget));
   return backends;
 }
 
@@ -73,7 +81,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view name,
   cpu::CpuBackendOptions cpu_options;
   cpu_options.compile_budget = options.compile_budget;
   if (name == "cpu") return std::unique_ptr<Backend>(new cpu::CpuBackend(cpu_options));
-  if (name == "ane-sim") return MakeAne(ane::CreateSimDevice(), "ane-sim", options.compile_budget);
+  if (name == "ane-sim") return MakeAne(SimDevice(options), "ane-sim", options.compile_budget);
   if (name == "ane") {
     std::string why;
     cpu::CpuBackend scratch(cpu::CpuBackendOptions{});

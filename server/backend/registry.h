@@ -21,9 +21,13 @@
 namespace anerd::backend {
 
 struct RegistryOptions {
-  // Successful compiles each backend instance allows before Compile returns RESOURCE_EXHAUSTED;
-  // 0 = unlimited (the daemon's --compile-budget, so worker recycling is exercised on Linux).
+  // Compiles each backend instance allows before Compile returns RESOURCE_EXHAUSTED (the
+  // daemon's --compile_budget, so worker recycling is exercised on Linux); 0 = the backend's
+  // default: unlimited for cpu, ane::kDefaultCompileBudget (100 attempts) for ane and ane-sim.
   int64_t compile_budget = 0;
+  // Tests only (--testonly_sim_compile_fault_from_attempt): ane-sim devices fail every compile
+  // attempt from this one on (ane::SimRules::fail_compiles_from_attempt). 0 = never.
+  int64_t sim_compile_fault_from_attempt = 0;
 };
 
 // A backend that this platform knows of but could not offer, and why.

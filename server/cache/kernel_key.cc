@@ -17,6 +17,8 @@ namespace {
 constexpr absl::string_view kNumericsPrefix = "numerics=";
 constexpr absl::string_view kIgnoreAttnMask = "ignore_attn_mask";
 constexpr absl::string_view kReferenceMode = "reference_mode";
+constexpr absl::string_view kQosPrefix = "qos=";
+constexpr unsigned int kMaxQos = 63;  // backend::CompileOptions::qos
 
 std::string EncodeList(const std::vector<backend::TensorSignature>& sigs) {
   std::vector<std::string> parts;
@@ -89,6 +91,8 @@ std::string EncodeCompileOptions(const backend::CompileOptions& options) {
   std::string out = absl::StrCat(kNumericsPrefix, backend::NumericsModeName(options.numerics));
   if (options.ignore_attn_mask) absl::StrAppend(&out, ",", kIgnoreAttnMask);
   if (options.reference_mode) absl::StrAppend(&out, ",", kReferenceMode);
+  // Appended only when set, so kernels compiled without a QoS keep the ids they always had.
+  if (options.qos.has_value()) absl::StrAppend(&out, ",", kQosPrefix, *options.qos);
   return out;
 }
 
@@ -115,6 +119,15 @@ absl::StatusOr<backend::CompileOptions> DecodeCompileOptions(absl::string_view t
   }
   if (i < parts.size() && parts[i] == kReferenceMode) {
     options.reference_mode = true;
+    ++i;
+  }
+  if (i < parts.size() && absl::ConsumePrefix(&parts[i], kQosPrefix)) {
+    unsigned int qos = 0;
+    // Only the plain decimal EncodeCompileOptions writes: no sign, no leading zero, <= kMaxQos.
+    if (!absl::SimpleAtoi(parts[i], &qos) || qos > kMaxQos || absl::StrCat(qos) != parts[i]) {
+      return malformed(absl::StrCat("bad qos '", parts[i], "'"));
+    }
+    options.qos = qos;
     ++i;
   }
   if (i != parts.size()) return malformed(absl::StrCat("unexpected '", parts[i], "'"));

@@ -46,8 +46,9 @@ struct KernelKey {
 };
 
 // Compile options as stored and shown to users: "numerics=ane" or "numerics=fp32", then
-// ",ignore_attn_mask" and ",reference_mode" when set, in that order. Only the options that can
-// change a compiled result are encoded (max_memory_bytes and stop are not).
+// ",ignore_attn_mask", ",reference_mode" and ",qos=N" (N in 0..63) when set, in that order; a
+// kernel without a QoS encodes exactly as before QoS existed, so its id is unchanged. Only the
+// options that can change a compiled result are encoded (max_memory_bytes and stop are not).
 std::string EncodeCompileOptions(const backend::CompileOptions& options);
 // The inverse: DATA_LOSS naming the text for anything EncodeCompileOptions does not produce.
 absl::StatusOr<backend::CompileOptions> DecodeCompileOptions(absl::string_view text);

@@ -282,6 +282,8 @@ absl::StatusOr<KernelEvalResult> KernelManager::EvalNow(
   CountUse(id);
   result.outputs = std::move(run->outputs);
   result.timing.execute_us = run->timing.total_us;
+  result.timing.hardware_us = run->timing.hardware_us;
+  result.timing.hardware_simulated = run->timing.hardware_simulated;
   if (observer_.evaluated) observer_.evaluated(backend, result.timing.execute_us / 1000.0);
   result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
   for (const std::vector<backend::NamedTensor>* list : {&inputs, &std::as_const(result.outputs)}) {

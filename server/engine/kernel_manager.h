@@ -98,6 +98,8 @@ struct KernelEvalTiming {
   double execute_us = 0;
   double total_us = 0;  // on the executor: lookup (and recompile) + execute
   bool recompiled = false;
+  std::optional<double> hardware_us;  // backend::RunTiming::hardware_us
+  bool hardware_simulated = false;
 };
 
 struct KernelEvalResult {

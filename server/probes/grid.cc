@@ -65,6 +65,10 @@ std::vector<GridPoint> DefaultGrid(ProbeKind kind) {
   return {};
 }
 
+std::vector<unsigned int> QosSweep() {
+  return {0, 1, 5, 10, 15, 17, 19, 21, 25, 31, 33, 40, 47, 50, 55, 60, 63};
+}
+
 absl::Status ValidateGrid(ProbeKind kind, const std::vector<GridPoint>& grid) {
   if (grid.size() > static_cast<size_t>(kMaxGridPoints)) {
     return absl::InvalidArgumentError(
@@ -127,11 +131,12 @@ int PlannedRows(const ProbeOptions& options) {
   switch (options.kind) {
     case ProbeKind::kInt8:
       return 2 * grid_size(ProbeKind::kInt8);
-    case ProbeKind::kQos:
-      return 0;
+    case ProbeKind::kQos:  // on backends with QoS; none elsewhere
+      return static_cast<int>(QosSweep().size());
     case ProbeKind::kAll:
       return grid_size(ProbeKind::kPeak) + grid_size(ProbeKind::kSram) +
-             grid_size(ProbeKind::kLatency) + 2 * grid_size(ProbeKind::kInt8);
+             grid_size(ProbeKind::kLatency) + 2 * grid_size(ProbeKind::kInt8) +
+             static_cast<int>(QosSweep().size());
     default:
       return grid_size(options.kind);
   }

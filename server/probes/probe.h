@@ -43,6 +43,11 @@ struct GridPoint {
   int depth = 1;
 };
 
+// The QoS values the qos probe sweeps: the seed's test_qos_sweep.m (docs/ANE_NOTES.md §1.6), 0..63.
+std::vector<unsigned int> QosSweep();
+// The qos probe's kernel: test_qos_sweep's 256x256 conv at 64 positions.
+inline constexpr GridPoint kQosPoint = {256, 64, 1};
+
 // The seed's grids (docs/ANE_NOTES.md §7): inmem_peak, sram_probe (a superset of sram_bench's
 // channels), the latency kernels (64 and 256 channels at 64 positions) and ane_int8_bench. Empty
 // for qos/all.
@@ -107,11 +112,16 @@ struct ProbeRow {
   double ratio = 0;          // int8: ms_fp16 / ms_w8a8 (on the w8a8 row)
   double p50_us = 0, p90_us = 0, p99_us = 0;  // latency percentiles of the timed iterations
   int iterations = 0;                         // timed iterations actually run
+  // The device's own execution time per evaluation (mean over the timed iterations) when every
+  // one reported it (backend::RunTiming::hardware_us); unset otherwise (cpu): never a made-up 0.
+  std::optional<double> hw_us_per_eval;
+  std::string hw_time_source;       // "hardware" / "simulated" when hw_us_per_eval is set
+  std::optional<unsigned int> qos;  // qos probe: the QoS of the row's compile, load and runs
 };
 
 struct Finding {
   std::string probe;
-  std::string kind;  // "peak", "spill", "ratio", "latency", "not_applicable"
+  std::string kind;  // "peak", "spill", "ratio", "latency", "qos", "not_applicable"
   std::string text;  // one human sentence
   double value = 0;  // the headline number (TFLOPS, MB, ratio, us)
 };

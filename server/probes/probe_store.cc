@@ -1,5 +1,6 @@
 #include "server/probes/probe_store.h"
 
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -18,26 +19,33 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 Json RowJson(const ProbeRow& r) {
-  return {{"probe", r.probe},
-          {"config", r.config},
-          {"variant", r.variant},
-          {"channels", r.channels},
-          {"spatial", r.spatial},
-          {"depth", r.depth},
-          {"weight_mb", r.weight_mb},
-          {"act_mb", r.act_mb},
-          {"total_mb", r.total_mb},
-          {"gflop", r.gflop},
-          {"ms_per_eval", r.ms_per_eval},
-          {"ms_min", r.ms_min},
-          {"tflops", r.tflops},
-          {"pct_peak", r.pct_peak},
-          {"gflops_per_mb", r.gflops_per_mb},
-          {"ratio", r.ratio},
-          {"p50_us", r.p50_us},
-          {"p90_us", r.p90_us},
-          {"p99_us", r.p99_us},
-          {"iterations", r.iterations}};
+  Json j = {{"probe", r.probe},
+            {"config", r.config},
+            {"variant", r.variant},
+            {"channels", r.channels},
+            {"spatial", r.spatial},
+            {"depth", r.depth},
+            {"weight_mb", r.weight_mb},
+            {"act_mb", r.act_mb},
+            {"total_mb", r.total_mb},
+            {"gflop", r.gflop},
+            {"ms_per_eval", r.ms_per_eval},
+            {"ms_min", r.ms_min},
+            {"tflops", r.tflops},
+            {"pct_peak", r.pct_peak},
+            {"gflops_per_mb", r.gflops_per_mb},
+            {"ratio", r.ratio},
+            {"p50_us", r.p50_us},
+            {"p90_us", r.p90_us},
+            {"p99_us", r.p99_us},
+            {"iterations", r.iterations}};
+  // Optional fields are absent when unset (older documents lack them too).
+  if (r.hw_us_per_eval.has_value()) {
+    j["hw_us_per_eval"] = *r.hw_us_per_eval;
+    j["hw_time_source"] = r.hw_time_source;
+  }
+  if (r.qos.has_value()) j["qos"] = *r.qos;
+  return j;
 }
 
 // Non-throwing accessors: a missing or mistyped field reads as zero / empty (documents are
@@ -88,6 +96,13 @@ ProbeRow RowFromJson(const Json& j) {
     *field = Num(j, key);
   }
   r.iterations = static_cast<int>(Int(j, "iterations"));
+  if (j.is_object() && j.contains("hw_us_per_eval") && j["hw_us_per_eval"].is_number()) {
+    r.hw_us_per_eval = j["hw_us_per_eval"].get<double>();
+    r.hw_time_source = Str(j, "hw_time_source");
+  }
+  if (j.is_object() && j.contains("qos") && j["qos"].is_number_unsigned()) {
+    r.qos = static_cast<unsigned int>(std::min<uint64_t>(j["qos"].get<uint64_t>(), 63));
+  }
   return r;
 }
 

@@ -318,6 +318,10 @@ grpc::ServerUnaryReactor* AnerdService::EvalKernel(grpc::CallbackServerContext* 
         timing->set_execute_us(result->timing.execute_us);
         timing->set_copy_out_us(absl::ToDoubleMicroseconds(absl::Now() - out_start));
         timing->set_recompiled(result->timing.recompiled);
+        if (result->timing.hardware_us.has_value()) {
+          timing->set_hw_execution_us(*result->timing.hardware_us);
+          timing->set_hw_time_source(result->timing.hardware_simulated ? "simulated" : "hardware");
+        }
         timing->set_total_us(absl::ToDoubleMicroseconds(absl::Now() - received));
         reactor->FinishWith(absl::OkStatus(), "EvalKernel");
       });

@@ -102,6 +102,13 @@ absl::StatusOr<backend::CompileOptions> FromProto(const v1::CompileOptions& opti
         absl::StrCat("options.numerics: want 'ane' or 'fp32', got '", options.numerics(), "'"));
   }
   out.ignore_attn_mask = options.ignore_attn_mask();
+  if (options.has_qos()) {
+    if (options.qos() > 63) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("options.qos: ", options.qos(), " is outside 0..63"));
+    }
+    out.qos = options.qos();
+  }
   return out;
 }
 
@@ -186,6 +193,11 @@ void ToProto(const probes::ProbeRow& row, v1::ProbeRow* out) {
   out->set_p90_us(row.p90_us);
   out->set_p99_us(row.p99_us);
   out->set_iterations(row.iterations);
+  if (row.hw_us_per_eval.has_value()) {
+    out->set_hw_us_per_eval(*row.hw_us_per_eval);
+    out->set_hw_time_source(row.hw_time_source);
+  }
+  if (row.qos.has_value()) out->set_qos(*row.qos);
 }
 
 void ToProto(const probes::Fingerprint& f, v1::MachineFingerprint* out) {
@@ -358,6 +370,10 @@ void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
       p->set_queued_ms(e.queued_ms);
       v1::PhaseTimes* ph = p->mutable_phases();
       ph->set_kernel_ms(r.phases.kernel_ms);
+      if (r.phases.kernel_hw_ms.has_value()) {
+        ph->set_kernel_hw_ms(*r.phases.kernel_hw_ms);
+        ph->set_hw_time_source(r.phases.hw_simulated ? "simulated" : "hardware");
+      }
       ph->set_io_ms(r.phases.io_ms);
       ph->set_rms_ms(r.phases.rms_ms);
       ph->set_elem_ms(r.phases.elem_ms);

@@ -2,10 +2,12 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace anerd::sessions {
@@ -64,6 +66,12 @@ absl::Status GetValue(const Json& j, absl::string_view field, double* out) {
 absl::Status GetValue(const Json& j, absl::string_view field, int64_t* out) {
   return GetInt(j, field, out);
 }
+absl::Status GetValue(const Json& j, absl::string_view field, std::optional<double>* out) {
+  double v = 0;
+  ANERD_RETURN_IF_ERROR(GetDouble(j, field, &v));
+  *out = v;
+  return absl::OkStatus();
+}
 absl::Status GetValue(const Json& j, absl::string_view field, bool* out) {
   if (!j.is_boolean()) return Bad(field, "is not a boolean");
   *out = j.get<bool>();
@@ -73,6 +81,14 @@ absl::Status GetValue(const Json& j, absl::string_view field, bool* out) {
 Json ToJson(double v) { return Number(v); }
 Json ToJson(int64_t v) { return v; }
 Json ToJson(bool v) { return v; }
+Json ToJson(const std::optional<double>& v) { return Number(*v); }
+
+// Optional fields are written only when set (an unset one reads back as unset).
+template <typename T>
+bool Present(const T&) {
+  return true;
+}
+bool Present(const std::optional<double>& v) { return v.has_value(); }
 
 // The step event's named fields, in the order they are written. Adding a field to the step event
 // is one line here: logs written before it lack the field and read it as its default.
@@ -98,6 +114,8 @@ void VisitStepFields(Record& e, Visitor&& v) {
   v("cls_ms", p.cls_ms);
   v("dw_wait_ms", p.dw_wait_ms);
   v("optim_ms", p.optim_ms);
+  v("kernel_hw_ms", p.kernel_hw_ms);  // the device's own time (issue 18): unset without a counter
+  v("hw_simulated", p.hw_simulated);
 }
 
 // Schema 2: "step" is an object of named fields; only the step number is required.
@@ -164,7 +182,9 @@ std::string EncodeEventLine(const SessionEventRecord& e) {
             {"kind", static_cast<int>(e.kind)}};
   if (e.kind == Kind::kStep) {
     Json fields = Json::object();
-    VisitStepFields(e, [&](const char* name, const auto& value) { fields[name] = ToJson(value); });
+    VisitStepFields(e, [&](const char* name, const auto& value) {
+      if (Present(value)) fields[name] = ToJson(value);
+    });
     j["step"] = std::move(fields);
   } else {
     j["text"] = e.text;

@@ -5,7 +5,8 @@
 // Record (schema kEventSchemaVersion = 2): {"v": 2, "seq", "ms", "kind" (0 step, 1 state,
 // 2 checkpoint, 3 warning), then for steps "step": {NAMED FIELDS} (step, loss, lr, grad_norm,
 // loss_scale, skipped, step_ms, tokens_per_s, flops, tflops, queued_ms and the phase times
-// kernel_ms, io_ms, rms_ms, elem_ms, cls_ms, dw_wait_ms, optim_ms; StepEventFieldNames()), else
+// kernel_ms, io_ms, rms_ms, elem_ms, cls_ms, dw_wait_ms, optim_ms, and kernel_hw_ms (the device's
+// own time, written only when measured) with hw_simulated; StepEventFieldNames()), else
 // "text" and "ckpt_step"}. Readers ignore named fields they do not know and give fields a record
 // lacks their defaults (0, false); only "step" (the step number) is required. So adding a field
 // to the step event is one line in the codec's field list, and logs written before it still load.

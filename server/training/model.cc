@@ -236,6 +236,7 @@ absl::StatusOr<Tensor> Model::Impl::Run(int k, int l, PhaseTimes* t) {
   Timer timer(&t->kernel_ms);
   ANERD_ASSIGN_OR_RETURN(backend::RunResult r,
                          programs_[k]->Run(inputs_[k][HasWeights(k) ? l : 0]));
+  t->AddKernelHardware(r.timing);
   if (r.outputs.size() != 1) return absl::InternalError("training kernel: expected one output");
   return std::move(r.outputs[0].tensor);
 }

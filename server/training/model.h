@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,23 @@ struct PhaseTimes {
   double cls_ms = 0;      // classifier forward/backward GEMMs and cross-entropy
   double dw_wait_ms = 0;  // waiting for the weight-gradient worker
   double optim_ms = 0;    // clipping, AdamW
+  // The device's own execution time of the kernel evaluations (part of kernel_ms), summed while
+  // every evaluation reported one (backend::RunTiming::hardware_us); unset as soon as one did not
+  // (cpu). `hw_simulated` when the values are ane-sim's model.
+  std::optional<double> kernel_hw_ms;
+  bool hw_simulated = false;
+  bool kernel_hw_incomplete = false;  // an evaluation without a device time was seen
+
+  void AddKernelHardware(const backend::RunTiming& timing) {
+    if (kernel_hw_incomplete) return;
+    if (!timing.hardware_us.has_value()) {
+      kernel_hw_incomplete = true;
+      kernel_hw_ms.reset();
+      return;
+    }
+    kernel_hw_ms = kernel_hw_ms.value_or(0) + *timing.hardware_us / 1000.0;
+    hw_simulated = timing.hardware_simulated;
+  }
 };
 
 class Model {

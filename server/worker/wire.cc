@@ -40,6 +40,7 @@ void ToPb(const CompileRequest& c, pb::CompileRequest* out) {
   out->set_ignore_attn_mask(c.options.ignore_attn_mask);
   out->set_reference_mode(c.options.reference_mode);
   out->set_max_memory_bytes(c.options.max_memory_bytes);
+  if (c.options.qos.has_value()) out->set_qos(*c.options.qos);
   for (const WeightRef& w : c.weights) {
     pb::WeightRef* ref = out->add_weights();
     ref->set_path(w.path);
@@ -54,6 +55,7 @@ CompileRequest FromPb(pb::CompileRequest* c) {
   out.options.ignore_attn_mask = c->ignore_attn_mask();
   out.options.reference_mode = c->reference_mode();
   out.options.max_memory_bytes = c->max_memory_bytes();
+  if (c->has_qos()) out.options.qos = c->qos();
   for (const pb::WeightRef& w : c->weights()) out.weights.push_back({w.path(), FromPb(w.bytes())});
   return out;
 }
@@ -97,6 +99,8 @@ void ToPb(const Hello& h, pb::Hello* out) {
   out->set_honors_attn_mask(d.capabilities.honors_attn_mask);
   out->set_multiple_inputs(d.capabilities.multiple_inputs);
   out->set_compile_budget(d.capabilities.compile_budget);
+  out->set_qos(d.capabilities.qos);
+  out->set_hardware_time(d.capabilities.hardware_time);
   for (const auto& [k, v] : d.facts) {
     pb::Fact* f = out->add_facts();
     f->set_key(k);
@@ -118,6 +122,8 @@ Hello FromPb(const pb::Hello& h) {
   d.capabilities.honors_attn_mask = h.honors_attn_mask();
   d.capabilities.multiple_inputs = h.multiple_inputs();
   d.capabilities.compile_budget = h.compile_budget();
+  d.capabilities.qos = h.qos();
+  d.capabilities.hardware_time = h.hardware_time();
   for (const pb::Fact& f : h.facts()) d.facts.emplace_back(f.key(), f.value());
   out.supported_ops.assign(h.supported_ops().begin(), h.supported_ops().end());
   return out;
@@ -138,6 +144,10 @@ void ToPb(const RunResponse& r, pb::RunResponse* out) {
   for (const Span& s : r.outputs) ToPb(s, out->add_outputs());
   out->set_total_us(r.total_us);
   out->set_compute_us(r.compute_us);
+  if (r.hardware_us.has_value()) {
+    out->set_hardware_us(*r.hardware_us);
+    out->set_hardware_simulated(r.hardware_simulated);
+  }
 }
 
 RunResponse FromPb(const pb::RunResponse& r) {
@@ -145,6 +155,10 @@ RunResponse FromPb(const pb::RunResponse& r) {
   for (const pb::Span& s : r.outputs()) out.outputs.push_back(FromPb(s));
   out.total_us = r.total_us();
   out.compute_us = r.compute_us();
+  if (r.has_hardware_us()) {
+    out.hardware_us = r.hardware_us();
+    out.hardware_simulated = r.hardware_simulated();
+  }
   return out;
 }
 

@@ -10,6 +10,7 @@
 #define ANERD_SERVER_WORKER_WIRE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -42,7 +43,8 @@ struct TensorRef {
 struct CompileRequest {
   std::string mil_text;
   std::vector<WeightRef> weights;
-  // numerics, ignore_attn_mask, reference_mode and max_memory_bytes travel; `stop` does not.
+  // numerics, ignore_attn_mask, reference_mode, max_memory_bytes and qos travel; `stop` does
+  // not.
   backend::CompileOptions options;
 };
 
@@ -81,6 +83,8 @@ struct RunResponse {
   std::vector<Span> outputs;  // inside RunRequest::outputs, in signature order
   double total_us = 0;
   double compute_us = 0;
+  std::optional<double> hardware_us;  // backend::RunTiming::hardware_us; unset travels unset
+  bool hardware_simulated = false;    // backend::RunTiming::hardware_simulated
 };
 
 struct Response {

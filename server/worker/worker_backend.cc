@@ -180,6 +180,7 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program) {
   for (const auto& [path, data] : program->program_.weights().files())
     bytes += AlignUp(data->size());
   const std::string what = absl::StrCat("compiling program ", program->key_);
+  bool budget_recycled = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
     ANERD_RETURN_IF_ERROR(EnsureRunningLocked());
     const int64_t budget = Describe().capabilities.compile_budget;
@@ -203,9 +204,11 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program) {
     if (!resp.ok() && resp.status().code() == absl::StatusCode::kAborted) continue;
     if (!resp.ok()) return resp.status();
     const absl::Status st = resp->status;
-    if (st.code() == absl::StatusCode::kResourceExhausted && attempt == 0 &&
+    if (st.code() == absl::StatusCode::kResourceExhausted && !budget_recycled &&
         !absl::StrContains(st.message(), backend::kMemoryLimitMarker)) {
-      // The device ran out of compile slots before our count said so: move to a fresh worker.
+      // The device ran out of compile slots before our count said so, or failed near the budget
+      // (ane_backend.h): retry once in a fresh worker, where a real rejection shows as such.
+      budget_recycled = true;
       ANERD_RETURN_IF_ERROR(RecycleLocked(std::string(st.message())));
       continue;
     }
@@ -295,6 +298,8 @@ absl::StatusOr<backend::RunResult> WorkerPool::RunOnce(
   }
   result.timing.total_us = run->total_us;
   result.timing.compute_us = run->compute_us;
+  result.timing.hardware_us = run->hardware_us;
+  result.timing.hardware_simulated = run->hardware_simulated;
   return result;
 }
 

@@ -3,10 +3,12 @@
 // runs through it exactly as through an in-process backend; the worker's compile budget and its
 // crashes stay invisible to callers:
 //
-//  * Budget. Each worker counts compiles against the backend's budget. Before a compile would
-//    exceed it, a fresh worker starts and the old one is retired. Programs compiled in an older
-//    worker recompile lazily (from the program kept in the front) the next time they run, so
-//    CompiledPrograms never go stale from a caller's point of view.
+//  * Budget. Each worker counts compiles (attempts, for the ANE) against the backend's budget.
+//    Before a compile would exceed it, a fresh worker starts and the old one is retired. A compile
+//    the worker answers with RESOURCE_EXHAUSTED (the device ran out early, or failed near the
+//    budget: ane_backend.h) is retried once in a fresh worker, invisibly to the caller. Programs
+//    compiled in an older worker recompile lazily (from the program kept in the front) the next
+//    time they run, so CompiledPrograms never go stale from a caller's point of view.
 //  * Crashes and hangs. If the worker dies (signal, abort, exit) or hangs (no heartbeat for
 //    `heartbeat_timeout`, or one call running longer than `call_timeout`, after which it is
 //    killed), the reason is logged, a new worker starts, and only the call that was executing
@@ -47,6 +49,7 @@ struct WorkerOptions {
   absl::Duration call_timeout = absl::Minutes(10);  // one compile or run
   int quarantine_after = 3;                         // crashes of one program before quarantine
   bool test_ops = false;                            // run anerd_test_* ops (tests only)
+  int64_t sim_compile_fault_from_attempt = 0;       // tests only: RegistryOptions' fault
   std::string log_level = "info";
 };
 

@@ -219,6 +219,8 @@ class Host {
     }
     out->total_us = result.timing.total_us;
     out->compute_us = result.timing.compute_us;
+    out->hardware_us = result.timing.hardware_us;
+    out->hardware_simulated = result.timing.hardware_simulated;
     return absl::OkStatus();
   }
 

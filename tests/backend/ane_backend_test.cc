@@ -6,7 +6,10 @@
 
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "common/mil/blob_writer.h"
@@ -258,8 +261,57 @@ TEST(AneSimDevice, FailsCompilesLikeTheFrameworkOnceTheBudgetIsSpent) {
   auto error = GetDeviceError(third.status());
   ASSERT_TRUE(error.has_value());
   EXPECT_EQ(error->description, kSimCompileFailedText);
-  EXPECT_EQ(device->compile_count(), 2);
+  // Attempts, the failed one included.
+  EXPECT_EQ(device->compile_count(), 3);
   EXPECT_EQ(CreateSimDevice()->Info().compile_budget, 119);  // the documented default
+}
+
+TEST(AneSimDevice, CountsEveryCompileAttemptIncludingRejectedPrograms) {
+  SimRules rules;
+  rules.compile_budget = 2;
+  std::unique_ptr<AneDevice> device = CreateSimDevice(rules);
+  EXPECT_FALSE(device->Compile("program(1.3) { not mil", {}).ok());
+  EXPECT_EQ(device->compile_count(), 1);
+  ASSERT_TRUE(device->Compile(Wrap(kTiny, TinyBody(1), "y"), {}).ok());
+  EXPECT_EQ(device->compile_count(), 2);
+  auto third = device->Compile(Wrap(kTiny, TinyBody(2), "y"), {});  // the rejection spent a slot
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(GetDeviceError(third.status())->description, kSimCompileFailedText);
+}
+
+TEST(AneBackend, NearTheBudgetMeansItsLastFifth) {
+  EXPECT_FALSE(NearCompileBudget(80, 100));
+  EXPECT_TRUE(NearCompileBudget(81, 100));
+  EXPECT_TRUE(NearCompileBudget(100, 100));
+  EXPECT_FALSE(NearCompileBudget(8, 10));
+  EXPECT_TRUE(NearCompileBudget(9, 10));
+  EXPECT_FALSE(NearCompileBudget(1, 2));
+  EXPECT_TRUE(NearCompileBudget(2, 2));
+  EXPECT_FALSE(NearCompileBudget(1000, 0));
+}
+
+TEST(AneBackend, CountsDeviceRejectionsAndCallsThemInvalidFarFromTheBudget) {
+  SimRules rules;
+  rules.fail_compiles_from_attempt = 1;  // the device rejects everything
+  AneBackend backend = SimBackend(rules, /*budget=*/10);
+  auto first = backend.Compile(Verify(Wrap(kTiny, TinyBody(1), "y")), {});
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kInvalidArgument) << first.status();
+  EXPECT_TRUE(absl::StrContains(first.status().message(), kSimCompileFailedText));
+  EXPECT_EQ(backend.compiles_used(), 1);
+}
+
+TEST(AneBackend, TakesADeviceFailureNearTheBudgetForExhaustion) {
+  SimRules rules;
+  rules.fail_compiles_from_attempt = 9;  // the device runs out before anerd's count says so
+  AneBackend backend = SimBackend(rules, /*budget=*/10);
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(backend.Compile(Verify(Wrap(kTiny, TinyBody(i), "y")), {}).ok()) << i;
+  }
+  auto ninth = backend.Compile(Verify(Wrap(kTiny, TinyBody(9), "y")), {});
+  EXPECT_EQ(ninth.status().code(), absl::StatusCode::kResourceExhausted) << ninth.status();
+  EXPECT_TRUE(absl::StrContains(ninth.status().message(), "attempt 9 of a budget of 10"));
+  EXPECT_TRUE(absl::StrContains(ninth.status().message(), kSimCompileFailedText));
+  EXPECT_EQ(backend.compiles_used(), 9);
 }
 
 TEST(AneBackend, ReturnsResourceExhaustedAtItsOwnBudgetWithoutTouchingTheDevice) {
@@ -290,7 +342,7 @@ TEST(AneBackend, MapsTheDevicesBudgetFailureToResourceExhaustedWithItsText) {
   EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(absl::StrContains(third.status().message(), kSimCompileFailedText));
   EXPECT_TRUE(absl::StrContains(third.status().message(), kSimErrorDomain));
-  EXPECT_EQ(backend.compiles_used(), 2);
+  EXPECT_EQ(backend.compiles_used(), 3);  // the failed attempt counts
 }
 
 TEST(AneBackend, CarriesIntegerOutputsExactlyAndCombinesBudgets) {
@@ -306,6 +358,132 @@ TEST(AneBackend, CarriesIntegerOutputsExactlyAndCombinesBudgets) {
            "y"));
   ExpectMatchesCpu(backend, program);
   EXPECT_EQ(backend.compiles_used(), 1);
+}
+
+// ---- QoS and the device's execution time (issue 18 item 6) ----
+
+// A device that records the QoS of every call and forwards to the simulator.
+class QosRecorder : public AneDevice {
+ public:
+  explicit QosRecorder(std::unique_ptr<AneDevice> inner) : inner_(std::move(inner)) {}
+  DeviceInfo Info() const override { return inner_->Info(); }
+  absl::StatusOr<std::unique_ptr<DeviceModel>> Compile(absl::string_view mil,
+                                                       const std::vector<DeviceWeightFile>& w,
+                                                       unsigned int qos) override {
+    calls.push_back("compile " + std::to_string(qos));
+    return inner_->Compile(mil, w, qos);
+  }
+  absl::Status Load(DeviceModel& m, unsigned int qos) override {
+    calls.push_back("load " + std::to_string(qos));
+    return inner_->Load(m, qos);
+  }
+  absl::Status Unload(DeviceModel& m, unsigned int qos) override {
+    calls.push_back("unload " + std::to_string(qos));
+    return inner_->Unload(m, qos);
+  }
+  absl::StatusOr<std::unique_ptr<DeviceSurface>> AllocateSurface(size_t bytes) override {
+    return inner_->AllocateSurface(bytes);
+  }
+  absl::Status Evaluate(DeviceModel& m, const std::vector<DeviceSurface*>& in,
+                        const std::vector<DeviceSurface*>& out, unsigned int qos,
+                        PerfCounters* counters) override {
+    calls.push_back("evaluate " + std::to_string(qos));
+    return inner_->Evaluate(m, in, out, qos, counters);
+  }
+  int64_t compile_count() const override { return inner_->compile_count(); }
+
+  std::vector<std::string> calls;
+
+ private:
+  std::unique_ptr<AneDevice> inner_;
+};
+
+TEST(AneBackend, PassesTheKernelsQosToEveryDeviceCall) {
+  for (std::optional<unsigned int> qos :
+       std::vector<std::optional<unsigned int>>{9u, std::nullopt}) {
+    auto device = std::make_shared<QosRecorder>(CreateSimDevice());
+    AneBackend backend(device, AneBackendOptions{});
+    EXPECT_TRUE(backend.Describe().capabilities.qos);
+    CompileOptions options;
+    options.qos = qos;
+    auto program = backend.Compile(Verify(Wrap(kTiny, TinyBody(2), "y")), options);
+    ASSERT_TRUE(program.ok()) << program.status();
+    ASSERT_TRUE((*program)->Run(RandomInputs((*program)->inputs(), 1)).ok());
+    program->reset();  // unloads the model
+
+    // 21 is the seed's default.
+    const std::string q = qos.has_value() ? "9" : "21";
+    EXPECT_EQ(device->calls, (std::vector<std::string>{"compile " + q, "load " + q, "evaluate " + q,
+                                                       "unload " + q}));
+  }
+  AneBackend backend = SimBackend();
+  CompileOptions bad;
+  bad.qos = 64;
+  auto refused = backend.Compile(Verify(Wrap(kTiny, TinyBody(2), "y")), bad);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "options.qos: 64"));
+  EXPECT_EQ(backend.compiles_used(), 0);
+}
+
+TEST(AneSimDevice, ReportsItsModelledExecutionTimeLabelledSimulated) {
+  std::unique_ptr<AneDevice> device = CreateSimDevice();
+  const std::string small = Wrap(kTiny, TinyBody(2), "y");
+  auto model = device->Compile(small, {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_TRUE(device->Load(**model).ok());
+  // The rules table's minimum surface (min_surface_bytes), as the lowering would allocate.
+  auto in = device->AllocateSurface(49152), out = device->AllocateSurface(49152);
+  ASSERT_TRUE(in.ok() && out.ok());
+  for (int i = 0; i < 2; ++i) {  // the same program reports the same time, every evaluation
+    PerfCounters counters;
+    const absl::Status st = device->Evaluate(**model, {in->get()}, {out->get()}, 0, &counters);
+    ASSERT_TRUE(st.ok()) << st;
+    ASSERT_TRUE(counters.hardware_ns.has_value());
+    EXPECT_EQ(*counters.hardware_ns, SimModelledHardwareNs(small));
+    EXPECT_TRUE(counters.simulated);
+  }
+  EXPECT_TRUE(device->Info().hardware_counters);
+  // The model follows the work: a 64x64 conv over 64 positions costs more than a scale of 64
+  // values, by its FLOPs over the modelled rate.
+  const std::string conv =
+      Wrap("tensor<fp16, [1, 64, 1, 64]> x",
+           "        tensor<fp16, [64, 64, 1, 1]> w = const()[name = string(\"w\"), val = "
+           "tensor<fp16, [64, 64, 1, 1]>(BLOBFILE(path = string(\"@model_path/weights/w.bin\"), "
+           "offset = uint64(64)))];\n"
+           "        tensor<fp16, [1, 64, 1, 64]> y = conv(x = x, weight = w)[name = "
+           "string(\"y\")];",
+           "y");
+  const uint64_t conv_ns = SimModelledHardwareNs(conv);
+  EXPECT_GT(conv_ns, SimModelledHardwareNs(small));
+  EXPECT_GE(static_cast<double>(conv_ns - kSimDispatchNs), 2.0 * 64 * 64 * 64 / kSimFlopsPerNs);
+  EXPECT_EQ(SimModelledHardwareNs("not mil"), 0u);
+}
+
+TEST(AneBackend, RunsReportTheDevicesTimeAndTheCpuReportsNone) {
+  AneBackend sim = SimBackend();
+  EXPECT_EQ(sim.Describe().capabilities.hardware_time, "simulated");
+  const mil::VerifiedProgram program = Verify(Wrap(kTiny, TinyBody(2), "y"));
+  auto a = sim.Compile(program, {});
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto ra = (*a)->Run(RandomInputs((*a)->inputs(), 3));
+  ASSERT_TRUE(ra.ok()) << ra.status();
+  ASSERT_TRUE(ra->timing.hardware_us.has_value());
+  EXPECT_GE(*ra->timing.hardware_us, kSimDispatchNs / 1000.0);  // the model's, never 0
+  EXPECT_TRUE(ra->timing.hardware_simulated);
+
+  cpu::CpuBackend cpu(cpu::CpuBackendOptions{});
+  EXPECT_FALSE(cpu.Describe().capabilities.qos);
+  EXPECT_EQ(cpu.Describe().capabilities.hardware_time, "");
+  auto b = cpu.Compile(program, {});
+  ASSERT_TRUE(b.ok());
+  auto rb = (*b)->Run(RandomInputs((*b)->inputs(), 3));
+  ASSERT_TRUE(rb.ok());
+  EXPECT_FALSE(rb->timing.hardware_us.has_value());  // absent, not 0
+  CompileOptions with_qos;
+  with_qos.qos = 21;
+  auto refused = cpu.Compile(program, with_qos);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "options.qos"));
 }
 
 // ---- weights are baked at compile time (docs/ANE_NOTES.md §1.8) ----
@@ -430,7 +608,11 @@ TEST(Registry, OffersCpuAndTheSimulatorAndSaysWhyTheAneIsAbsent) {
   } else {
     EXPECT_EQ(names.front(), "ane");  // preferred when present
   }
-  EXPECT_EQ(registry.Find("ane-sim")->Describe().capabilities.compile_budget, 119);
+  // The seed's 100 by default (below the device's ~119), or the configured one.
+  EXPECT_EQ(registry.Find("ane-sim")->Describe().capabilities.compile_budget, 100);
+  RegistryOptions options;
+  options.compile_budget = 7;
+  EXPECT_EQ(BackendRegistry(options).Find("ane-sim")->Describe().capabilities.compile_budget, 7);
 }
 
 }  // namespace

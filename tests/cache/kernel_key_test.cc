@@ -119,6 +119,49 @@ TEST(CompileOptionsCodecTest, StoredSpellingsDecode) {
   EXPECT_TRUE(all->reference_mode);
 }
 
+TEST(CompileOptionsCodecTest, QosRoundTripsAfterTheFlags) {
+  for (unsigned int qos : {0u, 9u, 21u, 63u}) {
+    for (bool reference : {false, true}) {
+      backend::CompileOptions options;
+      options.numerics = backend::NumericsMode::kFp32;
+      options.ignore_attn_mask = true;
+      options.reference_mode = reference;
+      options.qos = qos;
+      const std::string text = EncodeCompileOptions(options);
+      EXPECT_THAT(text, HasSubstr(absl::StrCat(",qos=", qos)));
+      absl::StatusOr<backend::CompileOptions> back = DecodeCompileOptions(text);
+      ASSERT_TRUE(back.ok()) << text << ": " << back.status();
+      ASSERT_TRUE(back->qos.has_value()) << text;
+      EXPECT_EQ(*back->qos, qos) << text;
+      EXPECT_EQ(back->reference_mode, reference) << text;
+      EXPECT_EQ(EncodeCompileOptions(*back), text);
+    }
+  }
+  absl::StatusOr<backend::CompileOptions> none = DecodeCompileOptions("numerics=ane");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->qos.has_value());
+}
+
+TEST(CompileOptionsCodecTest, QosIsPartOfTheIdOnlyWhenSet) {
+  backend::CompileOptions none;
+  EXPECT_EQ(EncodeCompileOptions(none), "numerics=ane");  // as stored before QoS existed
+  backend::CompileOptions q21 = none, q22 = none;
+  q21.qos = 21;
+  q22.qos = 22;
+  const std::string id = KernelKey::Make(Conv(), Cpu(), none).id;
+  EXPECT_NE(KernelKey::Make(Conv(), Cpu(), q21).id, id);
+  EXPECT_NE(KernelKey::Make(Conv(), Cpu(), q21).id, KernelKey::Make(Conv(), Cpu(), q22).id);
+}
+
+TEST(CompileOptionsCodecTest, MalformedQosIsDataLoss) {
+  for (const char* bad : {"numerics=ane,qos=", "numerics=ane,qos=64", "numerics=ane,qos=-1",
+                          "numerics=ane,qos=+5", "numerics=ane,qos=05", "numerics=ane,qos=x",
+                          "numerics=ane,qos=5,reference_mode", "numerics=ane,qos=5,qos=5"}) {
+    absl::StatusOr<backend::CompileOptions> decoded = DecodeCompileOptions(bad);
+    EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss) << "'" << bad << "'";
+  }
+}
+
 // A substring search accepted these (e.g. "numerics=fp32" inside another word).
 TEST(CompileOptionsCodecTest, AnythingElseIsDataLoss) {
   for (const char* bad : {"", "numerics=", "numerics=fp32x", "numerics=fp16", "fp32",

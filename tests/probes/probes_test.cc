@@ -141,7 +141,12 @@ TEST_F(ProbeRunTest, PlannedRowsMatchWhatRuns) {
   EXPECT_EQ(rows_.size(), 4u);
   ProbeOptions all;
   all.kind = ProbeKind::kAll;
-  EXPECT_EQ(PlannedRows(all), 10 + 13 + 2 + 2 * 5);
+  EXPECT_EQ(PlannedRows(all), 10 + 13 + 2 + 2 * 5 + 17);  // qos: the seed's 17 QoS values
+  ProbeOptions qos;
+  qos.kind = ProbeKind::kQos;
+  EXPECT_EQ(PlannedRows(qos), static_cast<int>(QosSweep().size()));
+  EXPECT_EQ(QosSweep().front(), 0u);
+  EXPECT_EQ(QosSweep().back(), 63u);
 }
 
 TEST_F(ProbeRunTest, BudgetStopsAfterTheMinimumIterations) {

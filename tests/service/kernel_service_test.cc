@@ -235,6 +235,107 @@ TEST_F(KernelServiceTest, EvalReturnsOutputsAndTiming) {
   EXPECT_GE(response.timing().total_us(), response.timing().execute_us());
 }
 
+// Issue 18 item 6 over gRPC: QoS is a compile option of the ANE backends (part of the kernel's
+// identity), and every evaluation reports the device's own time, labelled, on ane-sim; on cpu the
+// time is absent and a QoS is refused.
+v1::EvalKernelResponse EvalConv(v1::Anerd::Stub* stub, const std::string& id) {
+  v1::EvalKernelRequest request;
+  request.set_kernel_id(id);
+  v1::Tensor* t = request.add_inputs();
+  t->set_name("x");
+  t->set_dtype("fp16");
+  for (int d : {1, 64, 1, 256}) t->add_shape(d);
+  t->set_data(std::string(64 * 256 * 2, '\0'));
+  v1::EvalKernelResponse response;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->EvalKernel(&ctx, request, &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return response;
+}
+
+TEST_F(KernelServiceTest, QosAndDeviceTimeOnTheSimulatorAndTheCpu) {
+  std::vector<v1::CompileKernelRequest> upload = ConvUpload();
+  upload[0].mutable_header()->mutable_options()->set_backend("ane-sim");
+  upload[0].mutable_header()->mutable_options()->set_qos(9);
+  v1::CompileKernelResponse sim;
+  grpc::Status s = Send(upload, &sim);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(sim.kernel().backend(), "ane-sim");
+  EXPECT_THAT(sim.kernel().options(), HasSubstr("qos=9"));
+  v1::EvalKernelResponse r = EvalConv(stub_.get(), sim.kernel().id());
+  ASSERT_TRUE(r.timing().has_hw_execution_us());
+  EXPECT_GT(r.timing().hw_execution_us(), 0);
+  EXPECT_EQ(r.timing().hw_time_source(), "simulated");
+
+  // Another QoS is another kernel; no QoS is the seed's 21, not shown in the options.
+  upload[0].mutable_header()->mutable_options()->clear_qos();
+  v1::CompileKernelResponse plain;
+  ASSERT_TRUE(Send(upload, &plain).ok());
+  EXPECT_NE(plain.kernel().id(), sim.kernel().id());
+  EXPECT_THAT(plain.kernel().options(), ::testing::Not(HasSubstr("qos")));
+
+  v1::CompileKernelResponse cpu;
+  upload[0].mutable_header()->mutable_options()->set_backend("cpu");
+  ASSERT_TRUE(Send(upload, &cpu).ok());
+  v1::EvalKernelResponse rc = EvalConv(stub_.get(), cpu.kernel().id());
+  EXPECT_FALSE(rc.timing().has_hw_execution_us());  // absent, never a made-up 0
+  EXPECT_EQ(rc.timing().hw_time_source(), "");
+
+  upload[0].mutable_header()->mutable_options()->set_qos(21);
+  v1::CompileKernelResponse refused;
+  s = Send(upload, &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("options.qos"));
+  upload[0].mutable_header()->mutable_options()->set_backend("ane-sim");
+  upload[0].mutable_header()->mutable_options()->set_qos(64);
+  s = Send(upload, &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("options.qos: 64 is outside 0..63"));
+}
+
+// `probe qos` sweeps the seed's QoS values on ane-sim: one row per value with its latency and
+// the simulated device time; on cpu there is nothing to sweep and no row.
+TEST_F(KernelServiceTest, QosProbeSweepsOnTheSimulator) {
+  for (const std::string backend : {"ane-sim", "cpu"}) {
+    v1::RunProbeRequest request;
+    request.set_probe("qos");
+    request.set_backend(backend);
+    request.set_repeat(2);
+    request.set_warmup(0);
+    grpc::ClientContext ctx;
+    auto reader = stub_->RunProbe(&ctx, request);
+    std::vector<v1::ProbeRow> rows;
+    v1::ProbeSummary summary;
+    v1::RunProbeResponse m;
+    while (reader->Read(&m)) {
+      if (m.has_row()) rows.push_back(m.row());
+      if (m.has_summary()) summary = m.summary();
+    }
+    grpc::Status s = reader->Finish();
+    ASSERT_TRUE(s.ok()) << backend << ": " << s.error_message();
+    ASSERT_EQ(summary.findings_size(), 1) << backend;
+    if (backend == "cpu") {
+      EXPECT_TRUE(rows.empty());
+      EXPECT_EQ(summary.findings(0).kind(), "not_applicable");
+      continue;
+    }
+    EXPECT_EQ(summary.findings(0).kind(), "qos");
+    ASSERT_EQ(rows.size(), 17u);
+    EXPECT_EQ(rows.front().qos(), 0u);
+    EXPECT_EQ(rows.back().qos(), 63u);
+    for (const v1::ProbeRow& row : rows) {
+      EXPECT_EQ(row.probe(), "qos");
+      EXPECT_TRUE(row.has_qos());
+      EXPECT_EQ(row.iterations(), 2);
+      EXPECT_GT(row.p50_us(), 0);
+      ASSERT_TRUE(row.has_hw_us_per_eval());
+      // The model: the same kernel costs the same at every QoS (m5result.md: no difference).
+      EXPECT_DOUBLE_EQ(row.hw_us_per_eval(), rows.front().hw_us_per_eval());
+      EXPECT_EQ(row.hw_time_source(), "simulated");
+    }
+  }
+}
+
 TEST_F(KernelServiceTest, GetListDeleteUseNotFoundForUnknownIds) {
   const std::string id = CompileConv();
   grpc::ClientContext c1;

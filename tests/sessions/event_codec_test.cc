@@ -56,6 +56,35 @@ TEST(SessionEventsTest, NullReadsAsNaN) {
   EXPECT_TRUE(e->step.skipped);
 }
 
+// Issue 18 item 6: the kernels' device time is an optional phase. It round-trips with its label,
+// stays absent when unknown, and a log written before it existed still loads.
+TEST(SessionEventsTest, KernelDeviceTimeIsOptionalAndOldLogsLoad) {
+  SessionEventRecord e = StepEvent(1.0, 2.0);
+  e.step.phases.kernel_hw_ms = 3.5;
+  e.step.phases.hw_simulated = true;
+  absl::StatusOr<SessionEventRecord> back = ParseEventLine(EncodeEventLine(e));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(back->step.phases.kernel_hw_ms.has_value());
+  EXPECT_DOUBLE_EQ(*back->step.phases.kernel_hw_ms, 3.5);
+  EXPECT_TRUE(back->step.phases.hw_simulated);
+
+  const std::string absent = EncodeEventLine(StepEvent(1.0, 2.0));
+  EXPECT_THAT(absent, ::testing::Not(HasSubstr("kernel_hw")));
+  back = ParseEventLine(absent);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->step.phases.kernel_hw_ms.has_value());
+
+  // A line exactly as the previous release wrote it.
+  back = ParseEventLine(R"({"kind":0,"ms":1,"phases":[1,2,3,4,5,6,7],"seq":3,)"
+                        R"("step":[1,2.5,0.001,1,256,false,10,100,1,0.1,0]})");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_DOUBLE_EQ(back->step.phases.optim_ms, 7);
+  EXPECT_FALSE(back->step.phases.kernel_hw_ms.has_value());
+
+  back = ParseEventLine(R"({"v":2,"kind":0,"ms":1,"seq":3,"step":{"step":1,"kernel_hw_ms":[1]}})");
+  EXPECT_THAT(back.status().message(), HasSubstr("kernel_hw_ms"));
+}
+
 TEST(SessionEventsTest, InvalidUtf8InTextDoesNotThrow) {
   SessionEventRecord e;
   e.kind = Kind::kWarning;

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "server/backend/ane/ane_backend.h"
+#include "server/backend/ane/ane_device_sim.h"
 #include "server/backend/cpu/cpu_backend.h"
 
 namespace anerd::training {
@@ -79,6 +81,30 @@ TEST_P(TrainTest, TinyLossFalls) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Numerics, TrainTest, ::testing::Values("fp32", "ane"));
+
+// Issue 18 item 6: the step breakdown carries the kernels' device time as a phase: modelled and
+// labelled on ane-sim, absent (never 0) on cpu.
+TEST(TrainerTest, StepBreakdownCarriesTheKernelsDeviceTimeWhereThereIsOne) {
+  backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
+  auto on_cpu = Trainer::Create(TinySpec("ane", 1), &cpu);
+  ASSERT_TRUE(on_cpu.ok()) << on_cpu.status();
+  auto rc = (*on_cpu)->Step();
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  EXPECT_GT(rc->phases.kernel_ms, 0);
+  EXPECT_FALSE(rc->phases.kernel_hw_ms.has_value());
+
+  backend::ane::AneBackend sim(
+      std::shared_ptr<backend::ane::AneDevice>(backend::ane::CreateSimDevice()),
+      backend::ane::AneBackendOptions{});
+  auto on_sim = Trainer::Create(TinySpec("ane", 1), &sim);
+  ASSERT_TRUE(on_sim.ok()) << on_sim.status();
+  auto rs = (*on_sim)->Step();
+  ASSERT_TRUE(rs.ok()) << rs.status();
+  ASSERT_TRUE(rs->phases.kernel_hw_ms.has_value());
+  EXPECT_TRUE(rs->phases.hw_simulated);
+  // At least the modelled dispatch cost of one evaluation per kernel type (ten, docs/ANE_NOTES.md §4.3).
+  EXPECT_GE(*rs->phases.kernel_hw_ms, 10 * backend::ane::kSimDispatchNs / 1e6);
+}
 
 TEST(TrainerTest, ResumeReproducesTheUninterruptedRun) {
   backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});

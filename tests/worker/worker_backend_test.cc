@@ -119,6 +119,45 @@ TEST_P(BudgetTest, ThreeTimesTheBudgetOfKernelsAllCompileAndRun) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, BudgetTest, ::testing::Values("cpu", "ane-sim"));
 
+// Issue 18 item 4: an ane-sim device that fails every compile from its 9th attempt on (the real
+// cliff is approximate) under a budget of 10. The 9th compile fails near the budget, is taken for
+// exhaustion, and is retried in a fresh worker: every compile succeeds for the caller.
+TEST(WorkerBudgetTest, ACompileFailingNearTheBudgetRecyclesTheWorkerAndSucceeds) {
+  WorkerOptions o = Options("ane-sim", 10);
+  o.sim_compile_fault_from_attempt = 9;
+  std::unique_ptr<WorkerBackend> worker = StartOrDie(o);
+  ASSERT_NE(worker, nullptr);
+  const int64_t first_pid = worker->pid();
+  for (int i = 0; i < 12; ++i) {
+    auto p = worker->Compile(Verify(testing::ScaleMilText(64, 0.5 + i)), {});
+    ASSERT_TRUE(p.ok()) << "kernel " << i << ": " << p.status();
+    auto out = (*p)->Run(Input(64, 1.0f));
+    ASSERT_TRUE(out.ok()) << "kernel " << i << ": " << out.status();
+  }
+  EXPECT_NE(worker->pid(), first_pid);
+  const WorkerStatus s = worker->Status();
+  EXPECT_EQ(s.restarts, 1u);  // kernels 0-7 in the first worker, 8-11 in the second
+  EXPECT_EQ(s.compiles_used, 4);
+  ASSERT_EQ(s.recent_restart_reasons.size(), 1u);
+  EXPECT_THAT(s.recent_restart_reasons[0], HasSubstr("attempt 9 of a budget of 10"));
+  EXPECT_THAT(s.recent_restart_reasons[0], HasSubstr("ANECCompile() FAILED"));
+}
+
+// The same device failure far from the budget is the program's fault: INVALID_ARGUMENT, counted
+// as an attempt, and no recycle.
+TEST(WorkerBudgetTest, ACompileFailingFarFromTheBudgetIsInvalidArgument) {
+  WorkerOptions o = Options("ane-sim", 10);
+  o.sim_compile_fault_from_attempt = 1;
+  std::unique_ptr<WorkerBackend> worker = StartOrDie(o);
+  ASSERT_NE(worker, nullptr);
+  auto p = worker->Compile(Verify(testing::ScaleMilText(64, 0.5)), {});
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << p.status();
+  EXPECT_THAT(p.status().message(), HasSubstr("ANE rejected the program"));
+  const WorkerStatus s = worker->Status();
+  EXPECT_EQ(s.restarts, 0u);
+  EXPECT_EQ(s.compiles_used, 1);  // the failed attempt counts
+}
+
 TEST(WorkerBackendTest, KillDuringEvaluationFailsOnlyThatCallAndWorkContinues) {
   std::unique_ptr<WorkerBackend> worker = StartOrDie(Options("cpu", 0));
   ASSERT_NE(worker, nullptr);

@@ -53,12 +53,13 @@ class AneProgram : public CompiledProgram {
  public:
   AneProgram(std::shared_ptr<AneDevice> device, std::unique_ptr<DeviceModel> model,
              LoweredProgram lowered, std::vector<std::unique_ptr<DeviceSurface>> in,
-             std::vector<std::unique_ptr<DeviceSurface>> out)
+             std::vector<std::unique_ptr<DeviceSurface>> out, unsigned int qos)
       : device_(std::move(device)),
         model_(std::move(model)),
         lowered_(std::move(lowered)),
         in_(std::move(in)),
-        out_(std::move(out)) {
+        out_(std::move(out)),
+        qos_(qos) {
     for (const SurfaceSlot& s : lowered_.inputs) inputs_.push_back({s.name, s.type});
     for (const SurfaceSlot& s : lowered_.outputs) outputs_.push_back({s.name, s.type});
     for (auto& s : in_) in_ptrs_.push_back(s.get());
@@ -67,7 +68,7 @@ class AneProgram : public CompiledProgram {
   ~AneProgram() override {
     out_.clear();
     in_.clear();
-    if (model_->loaded()) (void)device_->Unload(*model_);
+    if (model_->loaded()) (void)device_->Unload(*model_, qos_);
     model_.reset();
   }
   const std::vector<TensorSignature>& inputs() const override { return inputs_; }
@@ -81,6 +82,7 @@ class AneProgram : public CompiledProgram {
   std::vector<std::unique_ptr<DeviceSurface>> in_, out_;
   std::vector<DeviceSurface*> in_ptrs_, out_ptrs_;
   std::vector<TensorSignature> inputs_, outputs_;
+  const unsigned int qos_;  // compile, load, evaluate and unload (CompileOptions::qos)
   absl::Mutex mu_;
 };
 
@@ -99,7 +101,8 @@ absl::StatusOr<RunResult> AneProgram::Run(const std::vector<NamedTensor>& inputs
   }
   for (size_t i = 0; i < buffers.size(); ++i) ANERD_RETURN_IF_ERROR(in_[i]->Write(0, buffers[i]));
   const absl::Time compute_start = absl::Now();
-  absl::Status evaluated = device_->Evaluate(*model_, in_ptrs_, out_ptrs_);
+  PerfCounters counters;
+  absl::Status evaluated = device_->Evaluate(*model_, in_ptrs_, out_ptrs_, qos_, &counters);
   if (!evaluated.ok()) {
     return absl::Status(evaluated.code() == absl::StatusCode::kFailedPrecondition
                             ? evaluated.code()
@@ -119,6 +122,10 @@ absl::StatusOr<RunResult> AneProgram::Run(const std::vector<NamedTensor>& inputs
         UnpackFrom(outs[slot.surface], lowered_.output_surfaces[slot.surface].dtype, slot)});
   }
   result.timing.compute_us = absl::ToDoubleMicroseconds(compute_end - compute_start);
+  if (counters.hardware_ns.has_value()) {
+    result.timing.hardware_us = static_cast<double>(*counters.hardware_ns) / 1000.0;
+    result.timing.hardware_simulated = counters.simulated;
+  }
   result.timing.total_us = absl::ToDoubleMicroseconds(absl::Now() - start);
   return result;
 }
@@ -133,11 +140,11 @@ absl::StatusOr<std::vector<std::unique_ptr<DeviceSurface>>> AllocateAll(
   return out;
 }
 
-absl::Status LoadWithRetry(AneDevice& device, DeviceModel& model) {
-  absl::Status first = device.Load(model);
+absl::Status LoadWithRetry(AneDevice& device, DeviceModel& model, unsigned int qos) {
+  absl::Status first = device.Load(model, qos);
   if (first.ok()) return first;
   usleep(kLoadRetryDelayUs);  // "ANE slot reclamation"
-  absl::Status second = device.Load(model);
+  absl::Status second = device.Load(model, qos);
   if (second.ok()) return second;
   return absl::UnavailableError(
       absl::StrCat("ANE load failed after one retry: ", second.message()));
@@ -164,6 +171,9 @@ BackendDescription AneBackend::Describe() const {
   d.capabilities.honors_attn_mask = true;  // masks are lowered to explicit ops when needed
   d.capabilities.multiple_inputs = true;   // packed into one surface when the device needs it
   d.capabilities.compile_budget = options_.compile_budget;
+  d.capabilities.qos = true;
+  d.capabilities.hardware_time =
+      info_.simulated ? "simulated" : (info_.hardware_counters ? "hardware" : "");
   std::string classes;
   for (const std::string& c : info_.classes_found) {
     absl::StrAppend(&classes, classes.empty() ? "" : ",", c);
@@ -205,49 +215,65 @@ absl::Status AneBackend::Supports(const OpQuery& query) const {
   return absl::OkStatus();
 }
 
-absl::Status AneBackend::MapCompileError(const absl::Status& status) const {
+bool NearCompileBudget(int64_t attempt, int64_t budget) {
+  if (budget <= 0) return false;
+  return attempt > budget - std::max<int64_t>(1, budget / 5);
+}
+
+absl::Status AneBackend::MapCompileError(const absl::Status& status, int64_t attempt) const {
   if (info_.compile_budget > 0 && device_->compile_count() >= info_.compile_budget) {
     return absl::ResourceExhaustedError(
         absl::StrCat("ANE compile budget spent (", device_->compile_count(),
-                     " compiles in this process): ", status.message()));
+                     " compile attempts in this process): ", status.message()));
   }
+  // Only the framework's own failures (a DeviceError) are unexplained; anerd's (a temp dir that
+  // cannot be written, a wrong state) keep their code.
   if (status.code() == absl::StatusCode::kFailedPrecondition ||
-      status.code() == absl::StatusCode::kUnavailable) {
+      status.code() == absl::StatusCode::kUnavailable || !GetDeviceError(status).has_value()) {
     return status;
+  }
+  const int64_t budget =
+      options_.compile_budget > 0 ? options_.compile_budget : info_.compile_budget;
+  if (NearCompileBudget(attempt, budget)) {
+    // The framework gives the same text for a spent budget and a rejected program; the seed
+    // treats any compile failure as budget spent. A fresh process tells the two apart.
+    return absl::ResourceExhaustedError(
+        absl::StrCat("ANE compile failed at attempt ", attempt, " of a budget of ", budget,
+                     ", near the limit: treated as a spent compile budget: ", status.message()));
   }
   return absl::InvalidArgumentError(absl::StrCat("ANE rejected the program: ", status.message()));
 }
 
 absl::StatusOr<std::unique_ptr<CompiledProgram>> AneBackend::Compile(
     const mil::VerifiedProgram& program, const CompileOptions& options) {
-  const int64_t used = compiles_.fetch_add(1);  // reserve a slot (see CpuBackend::Compile)
-  if (options_.compile_budget > 0 && used >= options_.compile_budget) {
-    compiles_.fetch_sub(1);
-    return absl::ResourceExhaustedError(absl::StrCat(options_.name, " backend compile budget of ",
-                                                     options_.compile_budget,
-                                                     " compiles is used up"));
-  }
   LoweringOptions lo;
   lo.rules = info_.rules;
   lo.device_honors_attn_mask = info_.honors_attn_mask;
   lo.honor_attn_mask = !options.ignore_attn_mask;
-  auto release = [this](absl::Status s) {
-    compiles_.fetch_sub(1);
-    return s;
-  };
-  absl::StatusOr<LoweredProgram> lowered = LowerForAne(program, lo);
-  if (!lowered.ok()) return release(lowered.status());
+  if (options.qos.has_value() && *options.qos > kMaxQos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.qos: ", *options.qos, " is outside 0..", kMaxQos));
+  }
+  const unsigned int qos = options.qos.value_or(kDefaultQos);
+  // Lowering never reaches the device, so its failures are not attempts.
+  ANERD_ASSIGN_OR_RETURN(LoweredProgram lowered, LowerForAne(program, lo));
+  const int64_t attempt = compiles_.fetch_add(1) + 1;  // counted whatever the outcome
+  if (options_.compile_budget > 0 && attempt > options_.compile_budget) {
+    compiles_.fetch_sub(1);  // refused without touching the device: not an attempt
+    return absl::ResourceExhaustedError(absl::StrCat(options_.name, " backend compile budget of ",
+                                                     options_.compile_budget,
+                                                     " compile attempts is used up"));
+  }
   absl::StatusOr<std::unique_ptr<DeviceModel>> model =
-      device_->Compile(lowered->mil_text, lowered->weights);
-  if (!model.ok()) return release(MapCompileError(model.status()));
-  absl::Status loaded = LoadWithRetry(*device_, **model);
-  if (!loaded.ok()) return release(loaded);
-  auto in = AllocateAll(*device_, lowered->input_surface_bytes);
-  if (!in.ok()) return release(absl::InternalError(in.status().message()));
-  auto out = AllocateAll(*device_, lowered->output_surface_bytes);
-  if (!out.ok()) return release(absl::InternalError(out.status().message()));
+      device_->Compile(lowered.mil_text, lowered.weights, qos);
+  if (!model.ok()) return MapCompileError(model.status(), attempt);
+  ANERD_RETURN_IF_ERROR(LoadWithRetry(*device_, **model, qos));
+  auto in = AllocateAll(*device_, lowered.input_surface_bytes);
+  if (!in.ok()) return absl::InternalError(in.status().message());
+  auto out = AllocateAll(*device_, lowered.output_surface_bytes);
+  if (!out.ok()) return absl::InternalError(out.status().message());
   return std::unique_ptr<CompiledProgram>(new AneProgram(
-      device_, *std::move(model), *std::move(lowered), *std::move(in), *std::move(out)));
+      device_, *std::move(model), std::move(lowered), *std::move(in), *std::move(out), qos));
 }
 
 }  // namespace anerd::backend::ane

@@ -11,11 +11,21 @@
 // surfaces back into the named outputs. Values are computed in fp16 whatever
 // CompileOptions::numerics says (capabilities.fp16_compute).
 //
-// Budget: successful compiles are counted (compiles_used) against the effective budget
-// (capabilities.compile_budget: the configured one, else the device's ~119; docs/ANE_NOTES.md
-// §1.8). Once it is spent Compile returns RESOURCE_EXHAUSTED without touching the device (the
-// worker-process layer restarts the process). A device compile failure after the device's own
-// budget is reached is also reported as RESOURCE_EXHAUSTED, with the device's text.
+// Budget (issue 18 item 4; docs/ANE_NOTES.md §1.8, §11): every compile ATTEMPT that reaches the
+// device counts (compiles_used), failed ones included, against the effective budget (capabilities.
+// compile_budget: the configured one, else kDefaultCompileBudget = 100 as the seed, capped by
+// the device's ~119). Once it is spent Compile returns RESOURCE_EXHAUSTED without touching the
+// device. A device compile failure is also RESOURCE_EXHAUSTED, with the device's text, when the
+// device's own budget is reached or when it happens near the limit (NearCompileBudget): the
+// framework reports a spent budget and a rejected program alike, so — as the seed, which treats
+// any compile failure as budget spent — it is taken for exhaustion. The worker-process layer
+// (worker_backend.h) then recycles the worker and retries the compile once in the fresh one, so
+// the client sees either the success or, far from the budget there, the real rejection.
+//
+// QoS and counters (issue 18 item 6): CompileOptions::qos (0..63, default 21) is passed to the
+// device's compile, load, every evaluate and the unload. Each Run reports the device's execution
+// time (RunTiming::hardware_us) when the device filled PerfCounters::hardware_ns: "hardware" on
+// the framework (_ANEPerformanceStats), "simulated" on ane-sim (its cost model); unset otherwise.
 //
 // Error mapping (device text and its domain/code are always in the message): lowering limits ->
 // UNIMPLEMENTED; device rejected the program -> INVALID_ARGUMENT; load failed twice -> UNAVAILABLE;
@@ -39,7 +49,8 @@ namespace anerd::backend::ane {
 
 struct AneBackendOptions {
   std::string name = "ane-sim";  // registry key: "ane" or "ane-sim"
-  // Successful compiles allowed; 0 = no limit of the backend's own (the device may still fail).
+  // Compile attempts allowed; 0 = no limit of the backend's own (the device may still fail).
+  // The registry passes EffectiveCompileBudget(--compile_budget or kDefaultCompileBudget, device).
   int64_t compile_budget = 0;
 };
 
@@ -54,7 +65,8 @@ class AneBackend : public Backend {
   const DeviceInfo& device_info() const { return info_; }
 
  private:
-  absl::Status MapCompileError(const absl::Status& status) const;
+  // Maps the device's compile failure of the 1-based `attempt` (see the file comment).
+  absl::Status MapCompileError(const absl::Status& status, int64_t attempt) const;
 
   std::shared_ptr<AneDevice> device_;
   AneBackendOptions options_;
@@ -65,6 +77,10 @@ class AneBackend : public Backend {
 // The effective budget for a backend over a device whose budget is `device_budget`, when the
 // daemon asks for `configured` (0 = not configured): the smaller of the non-zero ones.
 int64_t EffectiveCompileBudget(int64_t configured, int64_t device_budget);
+
+// Whether a device compile failure at 1-based `attempt` is "near" `budget` (0 = none): within
+// its last fifth (at least the last attempt). With the default 100: attempts 81 to 100.
+bool NearCompileBudget(int64_t attempt, int64_t budget);
 
 // The canary: a small conv + softmax program (64 channels, docs/ANE_NOTES.md §1.8 minimum) compiled
 // and run on `candidate` and on `reference` (the CPU backend) with the same inputs; OK when every

@@ -43,10 +43,17 @@
 
 namespace anerd::backend::ane {
 
-// QoS passed to compile/load/evaluate/unload; the seed uses 21 everywhere (docs/ANE_NOTES.md §1.6).
+// QoS passed to compile/load/evaluate/unload; the seed uses 21 everywhere (docs/ANE_NOTES.md §1.6)
+// and sweeps 0..kMaxQos in test_qos_sweep.m (m5result.md: every value works). anerd accepts that
+// range.
 inline constexpr unsigned int kDefaultQos = 21;
-// The framework's observed per-process compile budget (docs/ANE_NOTES.md §1.8, §11, §A.1).
+inline constexpr unsigned int kMaxQos = 63;
+// The framework's observed per-process compile cliff (docs/ANE_NOTES.md §1.8, §11: "~119 compiles
+// per process"; oMLX #2781 stops at 120). Approximate: the device may fail earlier.
 inline constexpr int64_t kFrameworkCompileBudget = 119;
+// The budget anerd uses by default: the seed stops at 100 compiles and restarts the process
+// (training/stories_config.h:26, train_large.m:372), well before the cliff.
+inline constexpr int64_t kDefaultCompileBudget = 100;
 
 struct DeviceInfo {
   std::string name;  // "Apple Neural Engine" or "simulated ANE"
@@ -57,13 +64,16 @@ struct DeviceInfo {
   int cores = 0;               // ANE cores if known, else 0
   std::string framework_path;  // what was dlopen'ed (empty for the simulator)
   std::vector<std::string> classes_found;  // private classes resolved by name
-  // Successful compiles the device is expected to allow per process (0 = unlimited).
+  // Compile attempts the device is expected to allow per process (0 = unlimited); approximate.
   int64_t compile_budget = 0;
   // The rules table in force for this device (common/mil/ane_rules.h): surfaces, packing, ops.
   // The lowering satisfies them; the simulator enforces them.
   mil::AneRules rules;
   // Whether scaled_dot_product_attention honours attn_mask (docs/ANE_NOTES.md §1.8: it does not).
   bool honors_attn_mask = false;
+  // Whether Evaluate can fill PerfCounters::hardware_ns (the framework: when _ANEPerformanceStats
+  // resolved; it may still leave single evaluations unset).
+  bool hardware_counters = false;
 };
 
 // The framework's error triple (NSError domain/code/localizedDescription, or an NSException's
@@ -87,10 +97,14 @@ struct DeviceWeightFile {
   std::shared_ptr<const std::string> bytes;
 };
 
-// Optional performance counters of one evaluation (zero / empty when the device has none).
+// Performance counters of one evaluation (issue 18 item 6). Never a made-up zero: a counter the
+// device did not report stays unset.
 struct PerfCounters {
-  uint64_t hardware_ns =
-      0;  // _ANEPerformanceStats hwExecutionTime (docs/ANE_NOTES.md §1.7), if populated
+  // The device's own execution time (ns): _ANEPerformanceStats hwExecutionTime on the framework
+  // (docs/ANE_NOTES.md §1.7; unset when the class, the mask or the value is missing, or the value
+  // is 0), the cost model on the simulator (ane_device_sim.h).
+  std::optional<uint64_t> hardware_ns;
+  bool simulated = false;  // hardware_ns comes from the simulator's model, not a device
 };
 
 class DeviceSurface {
@@ -115,7 +129,8 @@ class AneDevice {
  public:
   virtual ~AneDevice() = default;
   virtual DeviceInfo Info() const = 0;
-  // Compiles `mil_text` (UTF-8) with `weights`; counts towards compile_count() on success.
+  // Compiles `mil_text` (UTF-8) with `weights`; every call that reaches the framework counts
+  // towards compile_count(), whether it succeeds or fails.
   virtual absl::StatusOr<std::unique_ptr<DeviceModel>> Compile(
       absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights,
       unsigned int qos = kDefaultQos) = 0;
@@ -131,7 +146,8 @@ class AneDevice {
                                 const std::vector<DeviceSurface*>& outputs,
                                 unsigned int qos = kDefaultQos,
                                 PerfCounters* counters = nullptr) = 0;
-  // Successful compiles by this device so far (what the framework's budget counts).
+  // Compile attempts by this device so far, failed ones included (what the framework's budget
+  // counts: its compiler leaks per attempt, and the seed treats any failure as budget spent).
   virtual int64_t compile_count() const = 0;
 };
 

@@ -1,7 +1,11 @@
 #include "server/backend/ane/ane_device_sim.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
+#include <map>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +60,7 @@ class SimModel : public DeviceModel {
   bool loaded_ = false;
   std::vector<size_t> in_order, out_order;  // parameter/result index per binding position
   std::string eval_finding;                 // a rule broken at evaluation ("" when none)
+  uint64_t modelled_ns = 0;                 // SimModelledHardwareNs(mil_text)
 };
 
 std::string Identifier(absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights) {
@@ -80,6 +85,7 @@ class SimDevice : public AneDevice {
     info.compile_budget = rules_.compile_budget;
     info.rules = rules_.ane;
     info.honors_attn_mask = !rules_.ignore_attn_mask;
+    info.hardware_counters = true;  // modelled (SimModelledHardwareNs)
     return info;
   }
 
@@ -87,9 +93,7 @@ class SimDevice : public AneDevice {
                                                        const std::vector<DeviceWeightFile>& weights,
                                                        unsigned int qos) override {
     (void)qos;  // QoS has no measurable effect (docs/ANE_NOTES.md §1.6)
-    if (rules_.compile_budget > 0 && compiles_.load() >= rules_.compile_budget) {
-      return SimError(absl::StatusCode::kInternal, "ANE compile failed", 1, kSimCompileFailedText);
-    }
+    ANERD_RETURN_IF_ERROR(CountCompileAttempt());
     if (faults_.NextCompileFails(rules_.compile_budget)) return SimGenericCompileFailure();
     auto model = std::make_unique<SimModel>();
     model->identifier_ = Identifier(mil_text, weights);
@@ -103,7 +107,7 @@ class SimDevice : public AneDevice {
       model->weights = weights;
     }
     ANERD_ASSIGN_OR_RETURN(model->program, Build(*model));
-    compiles_.fetch_add(1);
+    model->modelled_ns = SimModelledHardwareNs(model->mil_text);
     return std::unique_ptr<DeviceModel>(std::move(model));
   }
 
@@ -145,6 +149,9 @@ class SimDevice : public AneDevice {
   int64_t compile_count() const override { return compiles_.load(); }
 
  private:
+  // Counts one compile attempt; the framework's generic failure once the budget is spent or
+  // from the injected fault's attempt on (SimRules::compile_budget, fail_compiles_from_attempt).
+  absl::Status CountCompileAttempt();
   // Parses, verifies and plans the model's program from its MIL text and weight buffers.
   absl::StatusOr<std::unique_ptr<CompiledProgram>> Build(SimModel& m);
   absl::Status CheckBinding(const SimModel& m, const std::vector<DeviceSurface*>& inputs,
@@ -155,6 +162,17 @@ class SimDevice : public AneDevice {
   SimFaultInjector faults_;
   std::atomic<int64_t> compiles_{0};
 };
+
+absl::Status SimDevice::CountCompileAttempt() {
+  const int64_t attempt = compiles_.fetch_add(1) + 1;
+  const bool spent = rules_.compile_budget > 0 && attempt > rules_.compile_budget;
+  const bool fault =
+      rules_.fail_compiles_from_attempt > 0 && attempt >= rules_.fail_compiles_from_attempt;
+  if (spent || fault) {
+    return SimError(absl::StatusCode::kInternal, "ANE compile failed", 1, kSimCompileFailedText);
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<CompiledProgram>> SimDevice::Build(SimModel& m) {
   absl::StatusOr<mil::Program> parsed = mil::ParseProgram(m.mil_text);
@@ -234,13 +252,86 @@ absl::Status SimDevice::Evaluate(DeviceModel& model, const std::vector<DeviceSur
     std::memcpy(static_cast<SimSurface*>(outputs[p])->mutable_bytes().data(), bytes.data(),
                 bytes.size());
   }
-  if (counters != nullptr) {
-    counters->hardware_ns = static_cast<uint64_t>(result->timing.compute_us * 1000.0);
+  if (counters != nullptr && m.modelled_ns > 0) {
+    counters->hardware_ns = m.modelled_ns;  // the model's, not the CPU's time (see the header)
+    counters->simulated = true;
   }
   return absl::OkStatus();
 }
 
+// Whether the boolean argument `name` of `op` is a true literal or names a true const.
+bool BoolArgument(const mil::Operation& op, absl::string_view name,
+                  const std::map<std::string, const mil::Literal*>& consts) {
+  for (const mil::NamedArgument& a : op.inputs) {
+    if (a.name != name) continue;
+    const mil::Literal* lit = nullptr;
+    if (a.value.kind == mil::Argument::Kind::kLiteral) lit = &a.value.literal;
+    auto it = consts.find(a.value.ref);
+    if (a.value.kind == mil::Argument::Kind::kRef && it != consts.end()) lit = it->second;
+    return lit != nullptr && !lit->values.empty() && lit->values[0] != 0;
+  }
+  return false;
+}
+
+// FLOPs of one op (see the header): multiply-accumulates x 2 for conv/matmul, else 1 per element.
+double OpFlops(const mil::Operation& op, const std::map<std::string, mil::TensorType>& types,
+               const std::map<std::string, const mil::Literal*>& consts) {
+  if (op.outputs.empty()) return 0;
+  const double out = static_cast<double>(op.outputs[0].type.NumElements());
+  auto type_of = [&](absl::string_view arg) -> const mil::TensorType* {
+    for (const mil::NamedArgument& a : op.inputs) {
+      if (a.name != arg || a.value.kind != mil::Argument::Kind::kRef) continue;
+      auto it = types.find(a.value.ref);
+      return it == types.end() ? nullptr : &it->second;
+    }
+    return nullptr;
+  };
+  if (op.op == "conv") {
+    const mil::TensorType* w = type_of("weight");
+    if (w == nullptr || w->shape.empty() || w->shape[0] <= 0) return out;
+    return 2 * out * static_cast<double>(w->NumElements() / w->shape[0]);
+  }
+  if (op.op == "matmul") {
+    const mil::TensorType* x = type_of("x");
+    if (x == nullptr || x->shape.size() < 2) return out;
+    const bool tx = BoolArgument(op, "transpose_x", consts);
+    return 2 * out * static_cast<double>(x->shape[x->shape.size() - (tx ? 2 : 1)]);
+  }
+  return op.op == "const" ? 0 : out;
+}
+
 }  // namespace
+
+uint64_t SimModelledHardwareNs(absl::string_view mil_text) {
+  absl::StatusOr<mil::Program> program = mil::ParseProgram(mil_text);
+  if (!program.ok() || program->main() == nullptr) return 0;
+  const mil::Function& main = *program->main();
+  std::map<std::string, mil::TensorType> types;
+  std::map<std::string, const mil::Literal*> consts;
+  double bytes = 0, flops = 0;
+  for (const mil::NamedType& in : main.inputs) {
+    types[in.name] = in.type;
+    bytes += static_cast<double>(in.type.NumBytes());
+  }
+  for (const mil::Operation& op : main.ops) {
+    for (const mil::NamedType& o : op.outputs) types[o.name] = o.type;
+    if (op.op == "const" && !op.outputs.empty()) {
+      bytes += static_cast<double>(op.outputs[0].type.NumBytes());
+      for (const mil::NamedArgument& a : op.attributes) {
+        if (a.name == "val" && a.value.kind == mil::Argument::Kind::kLiteral) {
+          consts[op.outputs[0].name] = &a.value.literal;
+        }
+      }
+    }
+    flops += OpFlops(op, types, consts);
+  }
+  for (const std::string& name : main.outputs) {
+    auto it = types.find(name);
+    if (it != types.end()) bytes += static_cast<double>(it->second.NumBytes());
+  }
+  const double ns = std::max(flops / kSimFlopsPerNs, bytes / kSimBytesPerNs);
+  return kSimDispatchNs + static_cast<uint64_t>(std::ceil(ns));
+}
 
 std::unique_ptr<AneDevice> CreateSimDevice(const SimRules& rules) {
   return std::make_unique<SimDevice>(rules);

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "absl/strings/string_view.h"
 #include "common/mil/ane_rules.h"
 #include "server/backend/ane/ane_device.h"
 #include "server/backend/ane/ane_sim_rules.h"
@@ -28,11 +29,15 @@ inline constexpr char kSimErrorDomain[] = "com.apple.appleneuralengine.compiler"
 inline constexpr char kSimCompileFailedText[] = "_ANECompiler : ANECCompile() FAILED";
 
 struct SimRules {
-  // docs/ANE_NOTES.md §1.8, §11 (maderix/ANE README.md: "~119 compiles per process"): successful
-  // compiles allowed, after which every compile fails with kSimCompileFailedText. 0 = unlimited.
-  // The simulator models one process per device instance (the daemon's worker processes each own
-  // one device).
+  // docs/ANE_NOTES.md §1.8, §11 (maderix/ANE README.md: "~119 compiles per process"): compile
+  // attempts allowed (failed ones count too: the compiler leaks per attempt), after which every
+  // compile fails with kSimCompileFailedText. 0 = unlimited. The simulator models one process per
+  // device instance (the daemon's worker processes each own one device).
   int64_t compile_budget = kFrameworkCompileBudget;
+  // Fault injection (issue 18 item 4): every compile attempt from this 1-based attempt on fails
+  // with kSimCompileFailedText while Info() still advertises compile_budget: the real cliff is
+  // approximate ("~119"), so the device may run out before anerd's count says so. 0 = never.
+  int64_t fail_compiles_from_attempt = 0;
   // docs/ANE_NOTES.md §1.8, §11 (maderix/ANE training/test_weight_reload.m, training/m5result.md):
   // weights are baked at compile time; changing the weight bytes afterwards and unloading/reloading
   // does not change results. When false the simulator instead re-reads the caller's weight buffers
@@ -51,6 +56,21 @@ struct SimRules {
   // CreateSimDevice's default reads them from ANERD_SIM_FAULTS (ane_sim_rules.h).
   SimFaults faults;
 };
+
+// Counters and QoS (issue 18 item 6), modelled, never measured:
+//   * hardware time: every evaluation reports PerfCounters::hardware_ns = SimModelledHardwareNs of
+//     the program, with PerfCounters::simulated set. A roofline of the seed's numbers: a fixed
+//     kSimDispatchNs per evaluation plus the larger of FLOPs / kSimFlopsPerNs (19 TFLOPS, the
+//     seed's inmem_peak reference, docs/ANE_NOTES.md §7) and bytes moved / kSimBytesPerNs (inputs,
+//     outputs and weights once). FLOPs: 2 per multiply-accumulate of conv and matmul, 1 per output
+//     element of every other op. Deterministic: the same program always reports the same time.
+//   * QoS: every value 0..kMaxQos is accepted for compile, load and evaluate and changes nothing,
+//     as m5result.md measured on M4/M5 ("no measurable latency difference").
+inline constexpr uint64_t kSimDispatchNs = 10000;
+inline constexpr double kSimFlopsPerNs = 19000;  // 19 TFLOPS
+inline constexpr double kSimBytesPerNs = 100;    // 100 GB/s
+// The modelled execution time of `mil_text` (0 when it does not parse).
+uint64_t SimModelledHardwareNs(absl::string_view mil_text);
 
 // Creates a simulated device with `rules`.
 std::unique_ptr<AneDevice> CreateSimDevice(const SimRules& rules);

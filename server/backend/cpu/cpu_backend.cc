@@ -42,6 +42,10 @@ absl::Status CpuBackend::Supports(const OpQuery& query) const {
 
 absl::StatusOr<std::unique_ptr<CompiledProgram>> CpuBackend::Compile(
     const mil::VerifiedProgram& program, const CompileOptions& options) {
+  if (options.qos.has_value()) {
+    return absl::InvalidArgumentError(
+        "options.qos: the cpu backend has no QoS (it is a parameter of the ANE backends)");
+  }
   // Reserve a compile slot first so concurrent compiles cannot overshoot the budget.
   const int64_t used = compiles_.fetch_add(1);
   if (options_.compile_budget > 0 && used >= options_.compile_budget) {
