@@ -175,6 +175,13 @@ std::vector<std::string> StepEventFieldNames() {
   return names;
 }
 
+SessionEventRecord WarningEvent(std::string text) {
+  SessionEventRecord e;
+  e.kind = Kind::kWarning;
+  e.text = std::move(text);
+  return e;
+}
+
 std::string EncodeEventLine(const SessionEventRecord& e) {
   Json j = {{"v", kEventSchemaVersion},
             {"seq", e.seq},

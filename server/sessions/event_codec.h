@@ -59,6 +59,9 @@ inline constexpr size_t kMaxEventLineBytes = 1 << 20;
 // One line without its trailing newline. Never fails: invalid UTF-8 in `text` is replaced.
 std::string EncodeEventLine(const SessionEventRecord& event);
 
+// A warning event carrying `text` (seq and time are set when it is appended).
+SessionEventRecord WarningEvent(std::string text);
+
 // Parses one line (without its newline). INVALID_ARGUMENT naming the first bad field.
 absl::StatusOr<SessionEventRecord> ParseEventLine(absl::string_view line);
 

@@ -12,17 +12,6 @@
 #include "spdlog/spdlog.h"
 
 namespace anerd::sessions {
-namespace {
-
-SessionEventRecord Warning(std::string text) {
-  SessionEventRecord e;
-  e.kind = SessionEventRecord::Kind::kWarning;
-  e.text = std::move(text);
-  return e;
-}
-
-}  // namespace
-
 absl::Status SessionManager::AdoptOrphanDirs() {
   ANERD_ASSIGN_OR_RETURN(const std::set<std::string> known, rows_.Ids());
   for (const std::string& id : OrphanSessionDirs(options_.state_dir, known)) {
@@ -108,9 +97,10 @@ void SessionManager::RecoverInterrupted(Session* s, const std::string& damage) {
   s->checkpoint_seq = kept == 0 ? 0 : kept - 1;
   s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
   const bool fail = !rewrite.ok() || died_starting || !damage.empty();
-  (void)s->log->Append(Warning(fail ? "the daemon stopped unexpectedly; not resumed (see error)"
-                                    : "the daemon stopped unexpectedly; resuming from the last "
-                                      "checkpoint"));
+  (void)s->log->Append(WarningEvent(fail
+                                        ? "the daemon stopped unexpectedly; not resumed (see error)"
+                                        : "the daemon stopped unexpectedly; resuming from the last "
+                                          "checkpoint"));
   if (!fail) return SetState(s, SessionState::kInterrupted);
   if (!rewrite.ok()) {
     s->error = absl::StrCat("cannot rewrite the event log: ", rewrite.message());

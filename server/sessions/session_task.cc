@@ -14,17 +14,6 @@
 #include "spdlog/spdlog.h"
 
 namespace anerd::sessions {
-namespace {
-
-SessionEventRecord Warning(std::string text) {
-  SessionEventRecord e;
-  e.kind = SessionEventRecord::Kind::kWarning;
-  e.text = std::move(text);
-  return e;
-}
-
-}  // namespace
-
 // Counts one queued task in flight from Schedule until the task ends, however it ends (returns,
 // throws); writes the rows the turn left pending first, so Shutdown finds them written.
 class SessionManager::InFlightTask {
@@ -237,7 +226,7 @@ bool SessionManager::RecoverFromWorkerLoss(Session* s, const absl::Status& error
   s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
   spdlog::warn("session {}: {}; resuming from step {}", s->id, std::string(error.message()),
                s->step);
-  (void)s->log->Append(Warning(
+  (void)s->log->Append(WarningEvent(
       absl::StrCat("backend worker lost (", error.message(), "); resuming from step ", s->step,
                    s->replay_until > s->step ? ", replayed steps are not re-reported" : "")));
   Schedule(s);
