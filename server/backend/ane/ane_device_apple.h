@@ -12,6 +12,7 @@
 //     left there (net.plist, data) and writes model.mil and the weight files; later users find it
 //     populated. The last user removes the dir. flock locks die with their process, so a killed
 //     worker never strands the dir or blocks the next one. The lock files stay (empty, per hex).
+//     The locking is temp_dir_lease.{h,cc} (plain POSIX, tested on Linux with real processes).
 //   * Compiles run one at a time per process (seed tiny_train.m:237: one serial queue).
 //   * Requests. One _ANERequest per (input surfaces, output surfaces) binding, keyed by each
 //     surface's process-unique identity (never its address), reused across evaluations, dropped on

@@ -31,6 +31,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/backend/ane/ane_device_apple.h"
+#include "server/backend/ane/temp_dir_lease.h"
 
 namespace anerd::backend::ane {
 namespace {
@@ -113,89 +114,20 @@ bool PopulateTempDir(NSString* dir, NSData* mil, NSDictionary* weights) {
   return ok;
 }
 
-// The temp-dir lifecycle (ane_device_apple.h): per hex identifier, a process-wide reference
-// count, and across processes two lock files next to the dir: "<dir>.anerd-guard" (exclusive,
-// held only while a process populates or removes the dir) and "<dir>.anerd-users" (shared by
-// every process using the dir; flock locks die with their process, so a crashed worker never
-// leaves a stale lock).
-struct TempDirUse {
-  int users_fd = -1;  // holds LOCK_SH on "<dir>.anerd-users"
-  int refs = 0;       // models of this process using the dir
-};
-std::mutex& TempDirMutex() {
-  static auto* mu = new std::mutex;
-  return *mu;
-}
-std::map<std::string, TempDirUse>& TempDirUses() {
-  static auto* uses = new std::map<std::string, TempDirUse>;
-  return *uses;
+// The temp-dir lifecycle (ane_device_apple.h, temp_dir_lease.h): the first user on the machine
+// clears and populates the dir, the last one removes it.
+absl::Status UseTempDir(NSString* dir, NSData* mil, NSDictionary* weights) {
+  return ane::AcquireTempDir(ToStd(dir), [&] { return PopulateTempDir(dir, mil, weights); });
 }
 
-int OpenLockFile(const std::string& path) {
-  return open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-}
-
-// Takes the cross-process guard of `dir` (blocking; every holder keeps it briefly). -1 on error.
-int LockGuard(const std::string& dir) {
-  const int fd = OpenLockFile(dir + ".anerd-guard");
-  if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-void UnlockGuard(int fd) {
-  flock(fd, LOCK_UN);
-  close(fd);
-}
-
-// Takes a reference on `dir`. The first user on the machine (nobody holds the users lock) clears
-// and populates it; later users find it populated by a live process.
-absl::Status AcquireTempDir(NSString* dir, NSData* mil, NSDictionary* weights) {
-  std::lock_guard<std::mutex> lock(TempDirMutex());
-  const std::string path = ToStd(dir);
-  auto it = TempDirUses().find(path);
-  if (it != TempDirUses().end()) {
-    ++it->second.refs;
-    return absl::OkStatus();
-  }
-  const int guard = LockGuard(path);
-  if (guard < 0) return absl::InternalError(absl::StrCat("cannot lock ", path, ".anerd-guard"));
-  const int users = OpenLockFile(path + ".anerd-users");
-  bool ok = users >= 0;
-  if (ok && flock(users, LOCK_EX | LOCK_NB) == 0) ok = PopulateTempDir(dir, mil, weights);
-  ok = ok && flock(users, LOCK_SH) == 0;  // under the guard: nobody tries LOCK_EX meanwhile
-  UnlockGuard(guard);
-  if (!ok) {
-    if (users >= 0) close(users);
-    return absl::InternalError(absl::StrCat("cannot populate ", path));
-  }
-  TempDirUses()[path] = TempDirUse{users, 1};
-  return absl::OkStatus();
-}
-
-// Drops a reference; the last user on the machine removes the dir.
-void ReleaseTempDir(NSString* dir) {
-  std::lock_guard<std::mutex> lock(TempDirMutex());
-  const std::string path = ToStd(dir);
-  auto it = TempDirUses().find(path);
-  if (it == TempDirUses().end() || --it->second.refs > 0) return;
-  const int users = it->second.users_fd;
-  TempDirUses().erase(it);
-  const int guard = LockGuard(path);
-  if (guard >= 0) {
-    flock(users, LOCK_UN);
-    if (flock(users, LOCK_EX | LOCK_NB) == 0) {
-      @try {
-        [[NSFileManager defaultManager] removeItemAtPath:dir error:nullptr];
-      } @catch (NSException* e) {
-        (void)e;  // best effort: the next first user clears it
-      }
+void StopUsingTempDir(NSString* dir) {
+  ane::ReleaseTempDir(ToStd(dir), [&] {
+    @try {
+      [[NSFileManager defaultManager] removeItemAtPath:dir error:nullptr];
+    } @catch (NSException* e) {
+      (void)e;  // best effort: the next first user clears it
     }
-  }
-  close(users);
-  if (guard >= 0) UnlockGuard(guard);
+  });
 }
 
 // docs/ANE_NOTES.md §1.3 + seed tiny_train.m:237 (one serial compile queue): compiles in this
@@ -297,7 +229,7 @@ class AppleModel : public DeviceModel {
       }
       DropBindings();
       [model_ release];
-      ReleaseTempDir(temp_dir_);
+      StopUsingTempDir(temp_dir_);
       [temp_dir_ release];
     }
   }
@@ -446,7 +378,7 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> AppleDevice::Compile(
     } @catch (NSException* e) {
       return FromNSException("ANE compile failed", e);
     }
-    absl::Status populated = AcquireTempDir(dir, mil, wdict);
+    absl::Status populated = UseTempDir(dir, mil, wdict);
     if (!populated.ok()) return populated;
     // From here the temp dir reference belongs to the model object (released in its destructor).
     auto handle = std::make_unique<AppleModel>(model, dir, identifier);
