@@ -18,7 +18,8 @@ build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 test: build
-	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 600 -LE soak
+	@status=0; ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 600 -LE soak \
+	  || status=$$?; scripts/print-skips.sh $(BUILD); exit $$status
 	@if [ -x scripts/run-fuzz.sh ]; then scripts/run-fuzz.sh 5; fi
 
 # Long runs: repeated kill -9 during training, many concurrent clients (see tests/soak/).
