@@ -9,12 +9,15 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/paths.h"
 #include "common/version.h"
 #include "server/backend/cpu/kernels/parallel.h"
 #include "server/daemon/daemon.h"
+#include "server/daemon/daemon_flags.h"
 #include "server/worker/worker_backend.h"
 #include "server/worker/worker_host.h"
 
@@ -22,9 +25,14 @@ ABSL_FLAG(std::string, socket, "", "Unix socket path (default: the platform's pe
 ABSL_FLAG(std::string, state_dir, "", "State directory (default: the platform's per-user path)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off");
 ABSL_FLAG(uint64_t, log_max_bytes, 10 << 20,
-          "Rotate <state_dir>/logs/anerd.log at this size (bytes)");
+          "Rotate <state dir>/logs/anerd.log at this size (bytes)");
 ABSL_FLAG(uint64_t, log_max_files, 5, "Rotated log files kept");
-ABSL_FLAG(std::string, backend, "auto", "Backend: auto or cpu");
+ABSL_FLAG(std::string, backend, "auto",
+          "Default backend: auto (the first available of ane, cpu), ane (macOS with "
+          "AppleNeuralEngine.framework), cpu or ane-sim (the simulated ANE)");
+ABSL_FLAG(std::string, config, "",
+          "Configuration file of `name = value` lines (default: $XDG_CONFIG_HOME/anerd/anerd.conf "
+          "or ~/.config/anerd/anerd.conf when it exists); flags on the command line win");
 ABSL_FLAG(int, shutdown_grace_ms, 5000,
           "How long in-flight RPCs may run after SIGTERM; the daemon exits at most a few "
           "seconds later whatever is still running");
@@ -70,7 +78,7 @@ ABSL_FLAG(uint64_t, max_kernel_memory_bytes, uint64_t{2} << 30,
           "bytes); 0 = up to --cache_bytes");
 ABSL_FLAG(uint64_t, max_upload_bytes_in_flight, uint64_t{4} << 30,
           "Most weight bytes all unfinished CompileKernel uploads together may declare (they "
-          "are spooled to <state_dir>/uploads, not held in memory)");
+          "are spooled to <state dir>/uploads, not held in memory)");
 ABSL_FLAG(uint64_t, max_probe_bytes, uint64_t{2} << 30,
           "Most memory one probe grid point may need (estimated before it starts, bytes)");
 ABSL_FLAG(double, max_probe_gflop, 1000,
@@ -88,6 +96,10 @@ ABSL_FLAG(bool, resume_interrupted, true,
 ABSL_FLAG(uint64_t, session_memory_limit_bytes, 0,
           "Estimated memory all active training sessions may use together; 0 = 3/4 of the "
           "machine's RAM. Larger sessions are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(double, checkpoint_interval_s, 300,
+          "Sessions started without --checkpoint-every checkpoint after this many seconds of "
+          "training since their last checkpoint (a crash loses at most that much); 0 = only at "
+          "the end");
 ABSL_FLAG(bool, isolate_ane, true,
           "Run the ane and ane-sim backends in supervised worker processes "
           "(compile budget "
@@ -138,18 +150,55 @@ int RunWorkerProcess() {
   return code;
 }
 
+constexpr char kUsage[] =
+    "anerd: the Apple Neural Engine daemon (compile cache, kernels, training, probes).\n"
+    "Usage: anerd [--socket PATH] [--state-dir DIR] [--backend NAME] [--listen HOST:PORT] ...";
+
+// The arguments absl parses: argv[0], the config file's flags, then the command line's, with
+// every flag name spelled with underscores (daemon_flags.h). Workers read no config file: the
+// front passes them everything.
+absl::StatusOr<std::vector<std::string>> EffectiveArgs(int argc, char** argv) {
+  std::vector<std::string> cli(argv + 1, argv + argc);
+  cli = anerd::daemon::NormalizeFlagNames(cli);
+  std::vector<std::string> args = {argv[0]};
+  bool named = false;
+  const std::string named_path = anerd::daemon::ConfigFlagValue(cli, &named);
+  bool is_worker = false;
+  for (const std::string& a : cli) is_worker |= absl::StartsWith(a, "--worker=");
+  const std::string path = named ? named_path : anerd::daemon::DefaultConfigPath();
+  if (!is_worker && !path.empty()) {
+    absl::StatusOr<std::vector<std::string>> from_file = anerd::daemon::ReadConfigFile(path);
+    if (from_file.ok()) {
+      args.insert(args.end(), from_file->begin(), from_file->end());
+    } else if (named || !absl::IsNotFound(from_file.status())) {
+      return from_file.status();
+    }
+  }
+  args.insert(args.end(), cli.begin(), cli.end());
+  return args;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "anerd: the Apple Neural Engine daemon (compile "
-      "cache, kernels, training, probes).\n"
-      "Usage: anerd [--socket PATH] [--state_dir DIR] "
-      "[--log_level LEVEL] [--backend NAME]");
+  if (anerd::daemon::WantsHelp(std::vector<std::string>(argv + 1, argv + argc))) {
+    std::fputs(anerd::daemon::HelpText(kUsage, anerd::daemon::UserFlags("anerd_main.cc")).c_str(),
+               stdout);
+    return 0;
+  }
+  absl::StatusOr<std::vector<std::string>> effective = EffectiveArgs(argc, argv);
+  if (!effective.ok()) {
+    std::fprintf(stderr, "anerd: %s\n", std::string(effective.status().message()).c_str());
+    return 1;
+  }
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : *effective) arg_ptrs.push_back(a.data());
+  arg_ptrs.push_back(nullptr);
+  absl::SetProgramUsageMessage(kUsage);
   absl::FlagsUsageConfig usage_config;
   usage_config.version_string = [] { return absl::StrCat("anerd ", anerd::kVersion, "\n"); };
   absl::SetFlagsUsageConfig(usage_config);
-  absl::ParseCommandLine(argc, argv);
+  absl::ParseCommandLine(static_cast<int>(arg_ptrs.size() - 1), arg_ptrs.data());
   // Before any thread uses BLAS: one thread pool for the process (kernels/parallel.h), in the
   // front (training's dW GEMMs, in-process backends) and in every worker.
   anerd::backend::cpu::ConfigureBlasThreading();
@@ -189,6 +238,7 @@ int main(int argc, char** argv) {
   options.engine.data_roots = absl::GetFlag(FLAGS_data_root);
   options.engine.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
   options.engine.session_memory_limit_bytes = absl::GetFlag(FLAGS_session_memory_limit_bytes);
+  options.engine.checkpoint_interval_s = absl::GetFlag(FLAGS_checkpoint_interval_s);
   anerd::engine::WorkerSettings& workers = options.engine.workers;
   workers.binary = anerd::SelfExecutablePath();
   workers.isolate_ane = absl::GetFlag(FLAGS_isolate_ane);
@@ -198,6 +248,8 @@ int main(int argc, char** argv) {
   workers.quarantine_after = absl::GetFlag(FLAGS_quarantine_after);
   workers.test_ops = absl::GetFlag(FLAGS_testonly_ops);
   workers.log_level = options.log_level;
+  options.effective_config =
+      anerd::daemon::NonDefaultFlags(anerd::daemon::UserFlags("anerd_main.cc"));
   const absl::Status status = anerd::daemon::RunDaemon(options);
   if (!status.ok()) {
     std::fprintf(stderr, "anerd: %s\n", std::string(status.message()).c_str());

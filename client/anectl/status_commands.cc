@@ -64,6 +64,9 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
                     {"misses", info.cache().misses()},
                     {"evictions", info.cache().evictions()}};
   }
+  Json config = Json::object();  // the daemon's non-default flags (local and admin callers)
+  for (const v1::ConfigEntry& e : info.config()) config[e.name()] = e.value();
+  out["config"] = std::move(config);
   return out;
 }
 
@@ -116,6 +119,12 @@ void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::str
   }
   if (info.backends_size() == 0) std::cout << "  (no backends)\n";
   PrintWorkers(ctx, info);
+  if (info.config_size() > 0) {
+    std::cout << "\n  " << ctx.Bold("CONFIG (flags that differ from their defaults)") << "\n";
+    for (const v1::ConfigEntry& e : info.config()) {
+      std::cout << absl::StrFormat("  --%s=%s\n", e.name(), e.value());
+    }
+  }
   if (!info.has_cache()) {
     std::cout << absl::StrFormat("\n  %-10s daemon-wide counters are shown to admin tokens only\n",
                                  "kernels");

@@ -7,6 +7,7 @@
 #define ANERD_SERVER_DAEMON_DAEMON_H_
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -32,6 +33,9 @@ struct DaemonOptions {
   absl::Duration shutdown_grace = absl::Seconds(5);
   absl::Duration shutdown_margin = absl::Seconds(5);
   bool world_accessible_socket_for_test = false;
+  // The flags that differ from their defaults (name, value), reported by GetInfo to local and
+  // admin callers (daemon_flags.h NonDefaultFlags).
+  std::vector<std::pair<std::string, std::string>> effective_config;
   // Optional TCP listener "HOST:PORT". It always needs auth_tokens; plain TCP is allowed only on
   // loopback and only with insecure_loopback set; anything else is refused at start.
   std::string listen;

@@ -262,12 +262,18 @@ grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* con
                                                 const v1::GetInfoRequest* /*request*/,
                                                 v1::GetInfoResponse* response) {
   ToProto(engine_->Info(), response);
+  for (const auto& [name, value] : options_.effective_config) {
+    v1::ConfigEntry* entry = response->add_config();
+    entry->set_name(name);
+    entry->set_value(value);
+  }
   const Caller caller = CallerOf(context);
   if (caller.remote && !caller.admin) {  // daemon-side paths are none of a remote client's business
     response->clear_state_dir();
     response->clear_socket();
     response->clear_state_findings();  // they name files in the state dir
     response->clear_cache();           // daemon-wide counters tell of other clients' kernels
+    response->clear_config();          // paths, limits and token files of the daemon
   }
   return FinishNow(context, absl::OkStatus());
 }

@@ -12,6 +12,10 @@
 #ifndef ANERD_SERVER_SERVICE_ANERD_SERVICE_H_
 #define ANERD_SERVER_SERVICE_ANERD_SERVICE_H_
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "anerd/v1/anerd.grpc.pb.h"
 #include "server/engine/engine.h"
 #include "server/service/authz.h"
@@ -31,6 +35,8 @@ struct ServiceOptions {
   std::string upload_dir;
   // --max_upload_bytes_in_flight: declared weight bytes of all unfinished uploads; 0 = unlimited.
   uint64_t upload_bytes_in_flight = uint64_t{4} << 30;
+  // The daemon's non-default flags (name, value) for GetInfo (not shown to non-admin remotes).
+  std::vector<std::pair<std::string, std::string>> effective_config;
 };
 
 // CompileKernel is served raw (bytes in, bytes out; anerd_service.cc parses them), so that a
