@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -31,6 +32,7 @@ struct ServiceFlags {
   std::string manager;  // "", "launchd", "systemd"
   std::string anerd;
   bool dry_run = false;
+  std::vector<std::string> daemon_flags;  // after "--": passed to anerd by the service
 };
 
 absl::StatusOr<Manager> ChooseManager(const std::string& name) {
@@ -55,16 +57,26 @@ std::string XmlEscape(const std::string& s) {
   return absl::StrReplaceAll(s, {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}});
 }
 
-// Fills a template in. Paths are escaped for the target format (XML for the plist; systemd's
-// quoted ExecStart needs backslashes and quotes escaped).
-std::string Render(Manager m, const std::string& binary) {
+std::string SystemdQuote(const std::string& s) {
+  // Inside systemd's double quotes: backslash and quote escaped, '%' doubled (specifiers).
+  return absl::StrReplaceAll(s, {{"\\", "\\\\"}, {"\"", "\\\""}, {"%", "%%"}});
+}
+
+// Fills a template in. Paths and flags are escaped for the target format (XML for the plist;
+// systemd's quoted ExecStart arguments).
+std::string Render(Manager m, const std::string& binary, const std::vector<std::string>& flags) {
+  std::string extra;
   if (m == Manager::kLaunchd) {
+    for (const std::string& f : flags)
+      absl::StrAppend(&extra, "\n    <string>", XmlEscape(f), "</string>");
     const std::string log_dir = HomeDir() + "/Library/Logs/anerd";
     return absl::StrReplaceAll(kLaunchdPlistTemplate, {{"{{ANERD_BINARY}}", XmlEscape(binary)},
-                                                       {"{{LOG_DIR}}", XmlEscape(log_dir)}});
+                                                       {"{{LOG_DIR}}", XmlEscape(log_dir)},
+                                                       {"{{DAEMON_FLAGS}}", extra}});
   }
-  const std::string quoted = absl::StrReplaceAll(binary, {{"\\", "\\\\"}, {"\"", "\\\""}});
-  return absl::StrReplaceAll(kSystemdUnitTemplate, {{"{{ANERD_BINARY}}", quoted}});
+  for (const std::string& f : flags) absl::StrAppend(&extra, " \"", SystemdQuote(f), "\"");
+  return absl::StrReplaceAll(kSystemdUnitTemplate, {{"{{ANERD_BINARY}}", SystemdQuote(binary)},
+                                                    {"{{DAEMON_FLAGS}}", extra}});
 }
 
 // Why the manager cannot be used here, or OK.
@@ -122,11 +134,29 @@ absl::Status RunSteps(const std::vector<std::vector<std::string>>& steps, bool t
   return absl::OkStatus();
 }
 
-int Install(CommandContext& ctx, const std::vector<std::string>& args) {
+int Install(CommandContext& ctx, const std::vector<std::string>& all_args) {
   ServiceFlags flags;
-  ArgParser parser("anectl service install [--anerd PATH] [--manager launchd|systemd] [--dry-run]",
-                   "Writes the per-user service file for anerd and loads it (launchd LaunchAgent "
-                   "io.anerd.daemon on macOS, systemd user unit anerd.service on Linux).");
+  std::vector<std::string> args = all_args;
+  if (auto dash = std::find(args.begin(), args.end(), "--"); dash != args.end()) {
+    flags.daemon_flags.assign(dash + 1, args.end());
+    args.erase(dash, args.end());
+  }
+  for (const std::string& f : flags.daemon_flags) {
+    if (f.size() < 2 || f[0] != '-') {
+      std::fprintf(stderr,
+                   "anectl: after --, give anerd flags as --name=value (got '%s'; see anerd "
+                   "--help)\n",
+                   f.c_str());
+      return kExitUsage;
+    }
+  }
+  ArgParser parser(
+      "anectl service install [--anerd PATH] [--manager launchd|systemd] [--dry-run] "
+      "[-- ANERD FLAGS...]",
+      "Writes the per-user service file for anerd and loads it (launchd LaunchAgent "
+      "io.anerd.daemon on macOS, systemd user unit anerd.service on Linux). Flags after -- are "
+      "passed to anerd, e.g. -- --data-root=$HOME/data --max-sessions=2 (or put them in "
+      "~/.config/anerd/anerd.conf).");
   parser.AddString("anerd", &flags.anerd, "anerd binary (default: the one beside anectl)");
   parser.AddString("manager", &flags.manager, "launchd or systemd (default: this OS's)");
   parser.AddBool("dry-run", &flags.dry_run, "print the file that would be written; change nothing");
@@ -144,7 +174,7 @@ int Install(CommandContext& ctx, const std::vector<std::string>& args) {
     flags.anerd = *found;
   }
   const std::string path = UnitPath(*manager);
-  const std::string content = Render(*manager, flags.anerd);
+  const std::string content = Render(*manager, flags.anerd, flags.daemon_flags);
   if (flags.dry_run) {
     if (ctx.json()) {
       std::cout << Json{{"schema_version", 1}, {"path", path}, {"content", content}}.dump(2)

@@ -42,6 +42,31 @@ TEST(ServiceTest, LaunchdPlistIsValidAndNamesTheBinary) {
   EXPECT_THAT(j["stderr"].get<std::string>(), HasSubstr("/Library/Logs/anerd/"));
 }
 
+TEST(ServiceTest, FlagsAfterDashDashReachTheDaemonInBothFormats) {
+  RunResult plist =
+      testing::RunProgram({testing::AnectlBinary(), "service", "install", "--dry-run", "--manager",
+                           "launchd", "--", "--data-root=/a & b", "--max-sessions=2"});
+  ASSERT_EQ(plist.exit_code, 0) << plist.err;
+  testing::RunOptions feed;
+  feed.stdin_data = plist.out;
+  RunResult parsed = testing::RunProgram({"/usr/bin/env", "python3", "-c", kPlistReader}, feed);
+  ASSERT_EQ(parsed.exit_code, 0) << parsed.err << "\n" << plist.out;
+  nlohmann::json j = nlohmann::json::parse(parsed.out);
+  ASSERT_EQ(j["args"].size(), 4u);
+  EXPECT_EQ(j["args"][2], "--data-root=/a & b");
+  EXPECT_EQ(j["args"][3], "--max-sessions=2");
+
+  RunResult unit = testing::RunProgram({testing::AnectlBinary(), "service", "install", "--dry-run",
+                                        "--manager", "systemd", "--", "--data-root=/x 100%"});
+  ASSERT_EQ(unit.exit_code, 0) << unit.err;
+  EXPECT_THAT(unit.out, HasSubstr("--log-level=info \"--data-root=/x 100%%\""));
+
+  RunResult bad = testing::RunProgram({testing::AnectlBinary(), "service", "install", "--dry-run",
+                                       "--manager", "systemd", "--", "data-root=/x"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("after --"));
+}
+
 TEST(ServiceTest, DefaultBinaryIsTheAnerdBesideAnectl) {
   RunResult r = testing::RunProgram({testing::AnectlBinary(), "--json", "service", "install",
                                      "--dry-run", "--manager", "systemd"});
