@@ -384,6 +384,7 @@ void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
     }
     case Kind::kState:
       out->set_state(e.text);
+      out->set_detail(e.detail);
       break;
     case Kind::kCheckpoint:
       out->set_checkpoint(e.text);

@@ -196,6 +196,7 @@ std::string EncodeEventLine(const SessionEventRecord& e) {
   } else {
     j["text"] = e.text;
     j["ckpt_step"] = e.checkpoint_step;
+    if (!e.detail.empty()) j["detail"] = e.detail;
   }
   // Replacing invalid UTF-8 (a message may quote a client's bytes) keeps dump() from throwing.
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -230,10 +231,14 @@ absl::StatusOr<SessionEventRecord> ParseEventLine(absl::string_view line) {
     if (absl::Status s = ParseStep(j, &e); !s.ok()) return s;
     return e;
   }
-  const auto text = j.find("text"), ckpt = j.find("ckpt_step");
+  const auto text = j.find("text"), ckpt = j.find("ckpt_step"), detail = j.find("detail");
   if (text != j.end()) {
     if (!text->is_string()) return Bad("text", "is not a string");
     e.text = text->get<std::string>();
+  }
+  if (detail != j.end()) {
+    if (!detail->is_string()) return Bad("detail", "is not a string");
+    e.detail = detail->get<std::string>();
   }
   if (ckpt != j.end()) {
     if (absl::Status s = GetInt(*ckpt, "ckpt_step", &e.checkpoint_step); !s.ok()) return s;

@@ -44,6 +44,7 @@ struct SessionEventRecord {
   training::StepReport step;  // kStep
   double queued_ms = 0;       // kStep: time the step waited for the device
   std::string text;           // kState: state name; kCheckpoint: path; kWarning: message
+  std::string detail;         // kState: why, when the state ended the run (the session's error)
   int64_t checkpoint_step = 0;
 };
 

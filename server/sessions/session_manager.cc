@@ -137,7 +137,16 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("the daemon is shutting down; retry");
   int active = 0;
-  for (const auto& [id, s] : sessions_) active += IsActive(s->state) ? 1 : 0;
+  for (const auto& [id, s] : sessions_) {
+    active += IsActive(s->state) ? 1 : 0;
+    // Names work as ids in anectl: one client's live sessions never share one. (Other clients'
+    // names are not compared: they are not visible to this one.)
+    if (!name.empty() && IsActive(s->state) && s->name == name && s->owner == owner) {
+      return absl::AlreadyExistsError(absl::StrCat("name: session ", s->id,
+                                                   " is already running as '", name,
+                                                   "'; pick another --name or stop it"));
+    }
+  }
   if (active >= options_.max_sessions) {
     return absl::ResourceExhaustedError(absl::StrCat(
         active, " sessions are already active, the limit (raise it with anerd --max_sessions)"));
@@ -198,6 +207,8 @@ void SessionManager::SetState(Session* s, SessionState state) {
     SessionEventRecord e;
     e.kind = SessionEventRecord::Kind::kState;
     e.text = SessionStateName(state);
+    // A failed run carries its reason in the stream (watchers need not ask GetSession).
+    if (state == SessionState::kFailed) e.detail = s->error;
     (void)s->log->Append(std::move(e), /*sync=*/!IsActive(state));  // errors are logged there
   }
   MarkDirty(*s);
