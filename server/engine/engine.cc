@@ -83,6 +83,11 @@ absl::Status CheckWorkerSettings(const WorkerSettings& w) {
 
 absl::Status Engine::CreateBackends() {
   ANERD_RETURN_IF_ERROR(CheckWorkerSettings(options_.workers));
+  if (!(options_.checkpoint_interval_s >= 0) || options_.checkpoint_interval_s > 1e9) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--checkpoint_interval_s must be between 0 and 1e9 seconds, got ",
+        options_.checkpoint_interval_s));
+  }
   backend::RegistryOptions registry_options;
   registry_options.compile_budget = options_.compile_budget;
   const WorkerSettings& w = options_.workers;
@@ -180,6 +185,7 @@ absl::Status Engine::Init() {
   session_options.secret_paths = options_.secret_paths;
   session_options.resume_interrupted = options_.resume_interrupted;
   session_options.memory_limit_bytes = options_.session_memory_limit_bytes;
+  session_options.checkpoint_interval_s = options_.checkpoint_interval_s;
   Backends* backends = backends_.get();
   sessions::SubmitTask submit = [backends](const std::string& backend, const char* what,
                                            std::function<void(absl::Status, absl::Duration)> work) {

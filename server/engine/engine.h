@@ -52,6 +52,7 @@ struct EngineOptions {
   std::vector<std::string> secret_paths;    // the daemon's secret files (token file, TLS key)
   bool resume_interrupted = true;           // --resume_interrupted
   uint64_t session_memory_limit_bytes = 0;  // --session_memory_limit_bytes; 0 = 3/4 of RAM
+  double checkpoint_interval_s = 300;       // --checkpoint_interval_s (sessions/session_manager.h)
   WorkerSettings workers;
 };
 

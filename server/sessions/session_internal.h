@@ -28,6 +28,7 @@ struct SessionManager::Session {
   int64_t extra_steps = 0;  // pending for the next Resume of the trainer
   bool stop_requested = false;
   double run_ms = 0;  // step time of this run, for the ETA
+  double ms_since_checkpoint = 0;  // step time since the last checkpoint (or the start)
   int64_t run_steps = 0;
   // After a backend worker died mid-step the session replays from its last checkpoint; steps up
   // to this one were already reported and are not reported again.

@@ -69,6 +69,10 @@ struct SessionOptions {
   // --session_memory_limit_bytes: the estimated memory (training/memory_estimate.h) of all active
   // sessions together must stay below it; 0 = kDefaultMemoryFraction of physical RAM.
   uint64_t memory_limit_bytes = 0;
+  // --checkpoint_interval_s: a session whose spec sets no checkpoint_every checkpoints after this
+  // much step time since its last checkpoint, so a crash loses minutes, not the run. 0 = only at
+  // the end (and on stop).
+  double checkpoint_interval_s = 300;
 };
 inline constexpr double kDefaultMemoryFraction = 0.75;
 

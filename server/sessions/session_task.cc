@@ -145,7 +145,10 @@ void SessionManager::StepTask(Session* s, absl::Duration queued) {
 
 bool SessionManager::AfterStep(Session* s, const training::StepReport& report, double queued_ms) {
   const int64_t every = s->spec.checkpoint_every;
-  const bool due = s->trainer->done() || (every > 0 && report.step % every == 0);
+  s->ms_since_checkpoint += report.step_ms;
+  const double interval_ms = options_.checkpoint_interval_s * 1000;
+  const bool due = s->trainer->done() || (every > 0 && report.step % every == 0) ||
+                   (every == 0 && interval_ms > 0 && s->ms_since_checkpoint >= interval_ms);
   s->step = report.step;
   if (report.step <= s->replay_until) {
     // Replaying steps already reported before a worker was lost: same data and same state, so
@@ -154,7 +157,10 @@ bool SessionManager::AfterStep(Session* s, const training::StepReport& report, d
   }
   s->worker_failures = 0;  // only new progress counts: a crash at the same step must not loop
   s->last_loss = report.loss;
-  if (std::isnan(s->best_loss) || report.loss < s->best_loss) s->best_loss = report.loss;
+  // A non-finite loss (an overflowed forward pass) is never the best.
+  if (std::isfinite(report.loss) && (std::isnan(s->best_loss) || report.loss < s->best_loss)) {
+    s->best_loss = report.loss;
+  }
   s->elapsed_seconds += report.step_ms / 1000;
   s->run_ms += report.step_ms;
   ++s->run_steps;
@@ -193,6 +199,7 @@ absl::Status SessionManager::WriteCheckpoint(Session* s) {
   if (saved) {
     s->checkpoint_path = path;
     s->checkpoint_step = step;
+    s->ms_since_checkpoint = 0;
     s->checkpoint_seq = s->log->size() - 1;
   }
   SetState(s, previous);
