@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -106,20 +107,20 @@ ArgParser::ArgParser(std::string usage, std::string description)
     : usage_(std::move(usage)), description_(std::move(description)) {}
 
 void ArgParser::AddString(const std::string& name, std::string* out, const std::string& help) {
-  flags_.push_back({name, Kind::kString, out, help});
+  flags_.push_back({name, Kind::kString, out, help, *out});
 }
 void ArgParser::AddInt(const std::string& name, int64_t* out, const std::string& help) {
-  flags_.push_back({name, Kind::kInt, out, help});
+  flags_.push_back({name, Kind::kInt, out, help, *out != 0 ? absl::StrCat(*out) : ""});
 }
 void ArgParser::AddDouble(const std::string& name, double* out, const std::string& help) {
-  flags_.push_back({name, Kind::kDouble, out, help});
+  flags_.push_back({name, Kind::kDouble, out, help, *out != 0 ? absl::StrCat(*out) : ""});
 }
 void ArgParser::AddBool(const std::string& name, bool* out, const std::string& help) {
-  flags_.push_back({name, Kind::kBool, out, help});
+  flags_.push_back({name, Kind::kBool, out, help, ""});
 }
 void ArgParser::AddRepeated(const std::string& name, std::vector<std::string>* out,
                             const std::string& help) {
-  flags_.push_back({name, Kind::kRepeated, out, help});
+  flags_.push_back({name, Kind::kRepeated, out, help, ""});
 }
 void ArgParser::AddPositional(const std::string& name, std::string* out, const std::string& help,
                               bool required) {
@@ -235,7 +236,11 @@ std::string ArgParser::Help() const {
   for (const Flag& f : flags_) {
     const std::string spelled =
         f.kind == Kind::kBool ? "--" + f.name : absl::StrCat("--", f.name, " VALUE");
-    absl::StrAppend(&out, absl::StrFormat("  %-22s %s\n", spelled, f.help));
+    const bool states_default = absl::StrContains(absl::AsciiStrToLower(f.help), "default");
+    const std::string help = f.default_text.empty() || states_default
+                                 ? f.help
+                                 : absl::StrCat(f.help, " (default ", f.default_text, ")");
+    absl::StrAppend(&out, absl::StrFormat("  %-22s %s\n", spelled, help));
   }
   absl::StrAppend(
       &out, absl::StrFormat("  %-22s %s\n", "-h, --help", "show this help"),

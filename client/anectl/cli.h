@@ -69,6 +69,8 @@ struct Command {
 };
 
 // Flag parser for one command. Accepts `--name value`, `--name=value`, `-h`/`--help`, and `--`.
+// Help() shows each flag's default: the variable's value when the flag is added (a non-empty
+// string, a non-zero number), unless the help text already states one ("default ...").
 class ArgParser {
  public:
   ArgParser(std::string usage, std::string description);
@@ -95,6 +97,7 @@ class ArgParser {
     Kind kind;
     void* out;
     std::string help;
+    std::string default_text;  // the value at Add time when it means something ("" = none)
   };
   struct Positional {
     std::string name;

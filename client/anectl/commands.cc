@@ -15,7 +15,8 @@ const std::vector<Command>& CommandTable() {
       {"doctor", "check the OS, daemon, ANE and a canary kernel on every backend", RunDoctor},
       {"data", "write training data offline (synthetic story corpus)", RunData},
       {"logs", "print (or follow) the daemon's log file", RunLogs},
-      {"token", "create bearer tokens for remote (TCP) clients", RunToken},
+      {"token", "create, list and revoke bearer tokens for remote (TCP) clients", RunToken},
+      {"completion", "print a bash, zsh or fish completion script", RunCompletion},
   };
   return *table;
 }

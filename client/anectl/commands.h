@@ -33,6 +33,10 @@ int RunLogs(CommandContext& ctx, const std::vector<std::string>& args);
 // token_commands.cc
 int RunToken(CommandContext& ctx, const std::vector<std::string>& args);
 
+// completion_commands.cc: `completion SHELL`, and the hidden `__complete WORD...` its scripts call.
+int RunCompletion(CommandContext& ctx, const std::vector<std::string>& args);
+int RunComplete(CommandContext& ctx, const std::vector<std::string>& args);
+
 // All top-level commands, in the order `anectl --help` lists them.
 const std::vector<Command>& CommandTable();
 

@@ -80,6 +80,15 @@ int Main(int argc, char** argv) {
   GlobalOptions options;
   options.argv0 = argc > 0 ? argv[0] : "anectl";
   if (!ExtractGlobalFlags(&args, &options)) return kExitUsage;
+  if (!args.empty() && args[0] == "__complete") {
+    CommandContext ctx(options);
+    return RunComplete(ctx, std::vector<std::string>(args.begin() + 1, args.end()));
+  }
+  // `anectl help train start` is `anectl train start --help`.
+  if (args.size() > 1 && args[0] == "help") {
+    args.erase(args.begin());
+    args.push_back("--help");
+  }
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     PrintTopHelp();
     return args.empty() ? kExitUsage : kExitOk;
