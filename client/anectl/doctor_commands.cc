@@ -70,6 +70,9 @@ absl::StatusOr<std::vector<float>> RunCanary(client::AnerdClient& client,
   request.set_kernel_id(compiled->kernel().id());
   *request.add_inputs() = CanaryInput();
   absl::StatusOr<v1::EvalKernelResponse> evaluated = client.EvalKernel(request);
+  // The canary is doctor's own: it leaves no kernel behind in the user's list (one that was
+  // already stored, a cache hit, is not ours to delete).
+  if (!compiled->cache_hit()) (void)client.DeleteKernel(compiled->kernel().id());
   if (!evaluated.ok()) return evaluated.status();
   if (evaluated->outputs_size() != 1) return absl::InternalError("canary: expected one output");
   const std::string& data = evaluated->outputs(0).data();

@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -179,23 +180,37 @@ absl::StatusOr<v1::CompileKernelResponse> CompileFile(CommandContext& ctx, const
   header.mutable_options()->set_ignore_attn_mask(flags.ignore_attn_mask);
   header.mutable_options()->set_dump_passes(!flags.dump_passes.empty());
   if (flags.qos >= 0) header.mutable_options()->set_qos(static_cast<uint32_t>(flags.qos));
-  return (*client)->CompileKernel(std::move(header), *weights);
+  absl::StatusOr<v1::CompileKernelResponse> r =
+      (*client)->CompileKernel(std::move(header), *weights);
+  // The daemon's diagnostics start "LINE:COL: error: ..."; name the file as `mil check` does.
+  if (!r.ok() && !r.status().message().empty() && absl::ascii_isdigit(r.status().message()[0])) {
+    return absl::Status(r.status().code(), absl::StrCat(path, ":", r.status().message()));
+  }
+  return r;
 }
 
-// Accepts a full id or a unique prefix of one.
+// Accepts a full id, a unique prefix of one, or a kernel name that only one kernel has.
 absl::StatusOr<std::string> ResolveId(CommandContext& ctx, const std::string& id) {
   if (id.size() == 64) return id;
   absl::StatusOr<client::AnerdClient*> client = ctx.Client();
   if (!client.ok()) return client.status();
   absl::StatusOr<v1::ListKernelsResponse> all = (*client)->ListKernels();
   if (!all.ok()) return all.status();
-  std::vector<std::string> matches;
+  std::vector<std::string> matches, named;
   for (const v1::KernelInfo& k : all->kernels()) {
     if (absl::StartsWith(k.id(), id)) matches.push_back(k.id());
+    if (k.name() == id) named.push_back(k.id());
+  }
+  if (named.size() == 1 && matches.empty()) return named[0];
+  if (named.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("kernel name '", id, "' is ambiguous (",
+                                                   named.size(),
+                                                   " kernels have it); use an id prefix"));
   }
   if (matches.size() == 1) return matches[0];
   if (matches.empty())
-    return absl::NotFoundError(absl::StrCat("no kernel id starts with '", id, "'"));
+    return absl::NotFoundError(
+        absl::StrCat("no kernel named '", id, "' or whose id starts with it"));
   return absl::InvalidArgumentError(absl::StrCat("kernel id prefix '", id, "' is ambiguous (",
                                                  matches.size(), " kernels match)"));
 }
@@ -299,6 +314,30 @@ struct RunFlags {
   int64_t seed = 0;
 };
 
+// An fp32 array given for an fp16 input is rounded to fp16 (with a notice on stderr): .npy files
+// written by numpy default to float32, and the daemon would refuse the mismatch.
+void ConvertFp32ToFp16(v1::Tensor* t) {
+  const size_t n = t->data().size() / sizeof(float);
+  std::vector<float> src(n);
+  std::memcpy(src.data(), t->data().data(), n * sizeof(float));
+  std::string out(n * sizeof(uint16_t), '\0');
+  FloatToHalfArray(src.data(), reinterpret_cast<uint16_t*>(out.data()), n);
+  t->set_data(std::move(out));
+  t->set_dtype("fp16");
+}
+
+// The kernel's input called `name`, or INVALID_ARGUMENT listing the inputs it has.
+absl::StatusOr<const v1::TensorSpec*> FindInput(const v1::KernelInfo& kernel,
+                                                const std::string& name) {
+  std::vector<std::string> names;
+  for (const v1::TensorSpec& s : kernel.inputs()) {
+    if (s.name() == name) return &s;
+    names.push_back(SpecString(s));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--in ", name, ": the kernel has no input '", name,
+                                                 "'; its inputs are ", absl::StrJoin(names, ", ")));
+}
+
 absl::StatusOr<v1::EvalKernelRequest> BuildEvalRequest(const v1::KernelInfo& kernel,
                                                        const RunFlags& flags) {
   v1::EvalKernelRequest request;
@@ -309,8 +348,15 @@ absl::StatusOr<v1::EvalKernelRequest> BuildEvalRequest(const v1::KernelInfo& ker
     if (eq == std::string::npos || eq == 0) {
       return absl::InvalidArgumentError(absl::StrCat("--in wants NAME=FILE.npy, got '", spec, "'"));
     }
+    absl::StatusOr<const v1::TensorSpec*> input = FindInput(kernel, spec.substr(0, eq));
+    if (!input.ok()) return input.status();
     absl::StatusOr<v1::Tensor> t = TensorFromNpy(spec.substr(0, eq), spec.substr(eq + 1));
     if (!t.ok()) return t.status();
+    if (t->dtype() == "fp32" && (*input)->dtype() == "fp16") {
+      std::fprintf(stderr, "anectl: --in %s: converting %s from fp32 to fp16 (the input's type)\n",
+                   t->name().c_str(), spec.substr(eq + 1).c_str());
+      ConvertFp32ToFp16(&*t);
+    }
     given.insert(t->name());
     *request.add_inputs() = *std::move(t);
   }

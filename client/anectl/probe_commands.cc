@@ -326,15 +326,30 @@ struct RunFlags {
   bool no_rpc = false;
 };
 
-void Progress(int done, int planned) {
-  if (planned <= 0 || !::isatty(STDERR_FILENO)) return;
-  constexpr int kWidth = 30;
-  const int filled = std::min(kWidth, done * kWidth / planned);
-  std::fprintf(stderr, "\r[%s%s] %d/%d rows", std::string(filled, '#').c_str(),
-               std::string(kWidth - filled, '.').c_str(), done, planned);
-  if (done >= planned) std::fprintf(stderr, "\r%*s\r", kWidth + 20, "");
-  std::fflush(stderr);
-}
+// A progress bar on stderr (only when it is a terminal). Clear() it before anything is printed
+// on stdout: both usually share the terminal, and a row printed after the bar would be mangled.
+class ProgressBar {
+ public:
+  void Draw(int done, int planned) {
+    if (planned <= 0 || !::isatty(STDERR_FILENO)) return;
+    const int filled = std::min(kWidth, done * kWidth / planned);
+    std::fprintf(stderr, "\r[%s%s] %d/%d rows", std::string(filled, '#').c_str(),
+                 std::string(kWidth - filled, '.').c_str(), done, planned);
+    std::fflush(stderr);
+    shown_ = true;
+    if (done >= planned) Clear();
+  }
+  void Clear() {
+    if (!shown_) return;
+    std::fprintf(stderr, "\r%*s\r", kWidth + 20, "");
+    std::fflush(stderr);
+    shown_ = false;
+  }
+
+ private:
+  static constexpr int kWidth = 30;
+  bool shown_ = false;
+};
 
 // Streams the probe; fills `result` with the summary and rows.
 absl::Status StreamProbe(CommandContext& ctx, client::AnerdClient* client,
@@ -343,6 +358,7 @@ absl::Status StreamProbe(CommandContext& ctx, client::AnerdClient* client,
   std::unique_ptr<grpc::ClientReader<v1::RunProbeResponse>> reader =
       client->stub()->RunProbe(context.get(), request);
   TablePrinter table(ctx);
+  ProgressBar bar;
   v1::RunProbeResponse message;
   int planned = 0;
   while (reader->Read(&message)) {
@@ -360,13 +376,15 @@ absl::Status StreamProbe(CommandContext& ctx, client::AnerdClient* client,
       }
     } else if (message.has_row()) {
       *result->add_rows() = message.row();
+      bar.Clear();
       if (!ctx.json()) table.Print(message.row());
-      Progress(result->rows_size(), planned);
+      std::cout.flush();
+      bar.Draw(result->rows_size(), planned);
     } else if (message.has_summary()) {
       *result->mutable_summary() = message.summary();
     }
   }
-  Progress(planned, planned);
+  bar.Clear();
   absl::Status status = FromGrpcStatus(reader->Finish());
   if (status.ok() && !result->has_summary()) {
     return absl::InternalError("the probe stream ended without a summary");

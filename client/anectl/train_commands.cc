@@ -103,6 +103,7 @@ Json EventJson(const v1::SessionEvent& e) {
   } else if (e.kind_case() == v1::SessionEvent::kState) {
     j["type"] = "state";
     j["state"] = e.state();
+    if (!e.detail().empty()) j["detail"] = e.detail();
   } else if (e.kind_case() == v1::SessionEvent::kCheckpoint) {
     j["type"] = "checkpoint";
     j["path"] = e.checkpoint();
@@ -157,7 +158,9 @@ class WatchPrinter {
     }
     if (e.has_step()) return Step(e.step());
     std::string line;
-    if (e.kind_case() == v1::SessionEvent::kState) line = "state: " + e.state();
+    if (e.kind_case() == v1::SessionEvent::kState) {
+      line = "state: " + e.state() + (e.detail().empty() ? "" : " (" + e.detail() + ")");
+    }
     if (e.kind_case() == v1::SessionEvent::kCheckpoint) {
       line = absl::StrCat("checkpoint at step ", e.checkpoint_step(), ": ", e.checkpoint());
     }
@@ -273,15 +276,22 @@ int Watch(CommandContext& ctx, const std::string& id, int64_t from_step, bool fr
   auto context = (*client)->NewContext(absl::InfiniteDuration());
   auto reader = (*client)->stub()->WatchSession(context.get(), request);
   v1::SessionEvent event;
-  std::string final_state;
+  std::string final_state, final_detail;
   while (reader->Read(&event)) {
     printer.Print(event);
-    if (event.kind_case() == v1::SessionEvent::kState) final_state = event.state();
+    if (event.kind_case() == v1::SessionEvent::kState) {
+      final_state = event.state();
+      final_detail = event.detail();
+    }
   }
   printer.Finish();
   grpc::Status s = reader->Finish();
   if (!s.ok()) return ctx.Fail(CallStatus(s, ctx));
-  return final_state == "failed" ? kExitError : kExitOk;
+  if (final_state != "failed") return kExitOk;
+  std::fprintf(
+      stderr, "anectl: session %s failed: %s\n", id.c_str(),
+      final_detail.empty() ? "(no reason recorded; see anectl train show)" : final_detail.c_str());
+  return kExitError;
 }
 
 struct StartFlags {
@@ -307,27 +317,30 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
       "flags take the engine's defaults.");
   p.AddString("model", &f.model, "tiny | stories15m | stories110m | qwen3_0_6b (default tiny)");
   p.AddString("config", &f.config,
-              "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq=");
+              "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq= (replaces "
+              "--model)");
   p.AddString("init", &f.init, "scratch, or a llama2.c model file to fine-tune");
   p.AddString("data", &f.data, "uint16 token file (.bin) or UTF-8 text file");
-  p.AddInt("steps", &f.steps, "optimizer steps");
-  p.AddDouble("lr", &f.lr, "peak learning rate");
-  p.AddDouble("min-lr", &f.min_lr, "cosine floor");
-  p.AddString("schedule", &f.schedule, "cosine | constant");
-  p.AddInt("warmup", &f.warmup, "warmup steps");
-  p.AddInt("accum", &f.accum, "sequences per optimizer step");
-  p.AddDouble("clip", &f.clip, "global grad-norm clip (0 = off)");
-  p.AddDouble("weight-decay", &f.weight_decay, "AdamW weight decay on matrices and embedding");
-  p.AddDouble("beta1", &f.beta1, "AdamW beta1");
-  p.AddDouble("beta2", &f.beta2, "AdamW beta2");
-  p.AddDouble("eps", &f.eps, "AdamW epsilon");
-  p.AddString("loss-scale", &f.loss_scale, "dynamic | a number");
-  p.AddString("numerics", &f.numerics, "ane (fp16 rounding) | fp32");
-  p.AddString("sampling", &f.sampling, "random | sequential");
-  p.AddInt("seed", &f.seed, "seed for init and sampling");
-  p.AddString("residual-scale", &f.residual_scale, "1 | deepnet");
+  p.AddInt("steps", &f.steps, "optimizer steps (default 1000)");
+  p.AddDouble("lr", &f.lr, "peak learning rate (default 3e-4)");
+  p.AddDouble("min-lr", &f.min_lr, "cosine floor (default 3e-5)");
+  p.AddString("schedule", &f.schedule, "cosine | constant (default cosine)");
+  p.AddInt("warmup", &f.warmup, "warmup steps (default 100)");
+  p.AddInt("accum", &f.accum, "sequences per optimizer step (default 1)");
+  p.AddDouble("clip", &f.clip, "global grad-norm clip, 0 = off (default 1.0)");
+  p.AddDouble("weight-decay", &f.weight_decay,
+              "AdamW weight decay on matrices and embedding (default 0.1)");
+  p.AddDouble("beta1", &f.beta1, "AdamW beta1 (default 0.9)");
+  p.AddDouble("beta2", &f.beta2, "AdamW beta2 (default 0.95)");
+  p.AddDouble("eps", &f.eps, "AdamW epsilon (default 1e-8)");
+  p.AddString("loss-scale", &f.loss_scale, "dynamic | a number (default dynamic)");
+  p.AddString("numerics", &f.numerics, "ane (fp16 rounding) | fp32 (default ane)");
+  p.AddString("sampling", &f.sampling, "random | sequential (default random)");
+  p.AddInt("seed", &f.seed, "seed for init and sampling (default 42)");
+  p.AddString("residual-scale", &f.residual_scale, "1 | deepnet (default 1)");
   p.AddBool("compact-vocab", &f.compact_vocab, "classifier over the token ids in the data only");
-  p.AddInt("checkpoint-every", &f.checkpoint_every, "steps between checkpoints");
+  p.AddInt("checkpoint-every", &f.checkpoint_every,
+           "steps between checkpoints (default: the daemon's --checkpoint-interval-s, 5 min)");
   p.AddString("name", &f.name, "a label for the session");
   p.AddString("backend", &f.backend, "backend to train on (default: the daemon's)");
   p.AddBool("watch", &f.watch, "watch the session after starting it");
@@ -415,6 +428,7 @@ int List(CommandContext& ctx, const std::vector<std::string>& args) {
     std::cout << absl::StrFormat("%-13s %-16s %-12s %6d/%-6d %9.4f %9.4f %9s\n", s.id(),
                                  s.name().substr(0, 16), s.state(), s.step(), s.total_steps(),
                                  s.last_loss(), s.best_loss(), FormatDuration(s.elapsed_seconds()));
+    if (!s.error().empty()) std::cout << "              " << ctx.Red(s.error()) << "\n";
   }
   if (all.sessions_size() == 0) std::cout << "(no sessions; start one with anectl train start)\n";
   return kExitOk;
@@ -425,12 +439,18 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
                 const std::string& verb) {
   std::string key;
   int64_t steps = 0;
-  ArgParser p(absl::StrCat("anectl train ", verb, " ID", verb == "resume" ? " [--steps N]" : ""),
+  bool watch = false, table = false;
+  ArgParser p(absl::StrCat("anectl train ", verb, " ID",
+                           verb == "resume" ? " [--steps N] [--watch [--table]]" : ""),
               verb == "show"   ? "Shows a session: state, progress, losses, checkpoint, spec."
               : verb == "stop" ? "Checkpoints and stops a running session."
                                : "Continues a session from its last checkpoint.");
   p.AddPositional("ID", &key, "session id, unique prefix or name");
-  if (verb == "resume") p.AddInt("steps", &steps, "add N steps to the total");
+  if (verb == "resume") {
+    p.AddInt("steps", &steps, "N more steps: the new total is the old total + N (default 0)");
+    p.AddBool("watch", &watch, "watch the session after resuming it");
+    p.AddBool("table", &table, "with --watch: print a step table instead of the live view");
+  }
   if (int r = ParseOrExit(p, args); r >= 0) return r;
   absl::StatusOr<std::string> id = ResolveSession(ctx, key);
   if (!id.ok()) return ctx.Fail(id.status());
@@ -453,6 +473,9 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
     st = client->stub()->ResumeSession(context.get(), r, &info);
   }
   if (!st.ok()) return ctx.Fail(CallStatus(st, ctx));
+  // From the first new step: the state events just before it are included, and a run that
+  // already finished is still shown.
+  if (watch) return Watch(ctx, *id, info.step() + 1, /*from_now=*/false, table);
   if (ctx.json()) {
     std::cout << Json{{"schema_version", 1}, {"session", SessionJson(info)}}.dump(2) << "\n";
     return kExitOk;
