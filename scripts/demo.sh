@@ -16,7 +16,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings only on a terminal (and not under NO_COLOR): a piped or logged demo stays plain text.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi
 
 step "starting anerd (socket $SOCK, state $DEMO/state)"
 "$BIN/anerd" --socket "$SOCK" --state_dir "$DEMO/state" --data_root "$DEMO" --log_level warn &
