@@ -105,6 +105,15 @@ def from_rpc_error(error, target=None):
         message = "anerd at %s: %s" % (target, message)
     return _BY_CODE.get(code, AnerdError)(message, code=code)
 
+
+def code_of(error):
+    """The grpc.StatusCode of an AnerdError or a raw grpc.RpcError (the compatibility Client's
+    stub raises those), for methods that must handle one code in both modes."""
+    if isinstance(error, AnerdError):
+        return error.code
+    return error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
+
+
 for _cls in (AnerdError,) + tuple(_BY_CODE.values()):
     _cls.__module__ = "anerd"  # tracebacks show anerd.NotFound, the name users catch
 del _cls
