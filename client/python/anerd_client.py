@@ -1,153 +1,26 @@
-"""A small Python client for anerd (the anerd.v1 gRPC API).
+"""Compatibility module: the Python client is now the `anerd` package (client/python/src/anerd).
 
-The stubs (anerd/v1/anerd_pb2.py, anerd_pb2_grpc.py) are generated, never committed: build the
-`anerd_python_stubs` CMake target (they land in <build>/client/python/gen) or run gen_stubs.sh, and
-put that directory and this one on PYTHONPATH.
-
-    client = anerd_client.connect("unix:/run/user/1000/anerd/anerd.sock")
-    client = anerd_client.connect("host.example:7443", token="...", tls_ca="ca.pem")
-    client = anerd_client.connect("host.example:7443", token="...", tls_ca="ca.pem",
-                                  tls_cert="client.pem", tls_key="client.key")  # mutual TLS
+New code should `import anerd` (pip install ./client/python, see README "Python"): its calls raise
+typed anerd.AnerdError subclasses. This module keeps the old surface for existing scripts, with
+PYTHONPATH=<build>/client/python/gen:client/python (the anerd_python_stubs CMake target stages the
+package there): connect() returns a Client whose calls raise grpc.RpcError as they always did.
 """
 
-import os
+import anerd
+from anerd.client import default_target, open_channel
+from anerd.tensors import DTYPES, tensor_to_numpy
 
-import grpc
-import numpy as np
-
-from anerd.v1 import anerd_pb2 as pb
-from anerd.v1 import anerd_pb2_grpc as pb_grpc
-
-# anerd tensor dtype names -> numpy dtypes (data is little-endian, C order).
-DTYPES = {
-    "fp16": np.float16,
-    "fp32": np.float32,
-    "int32": np.int32,
-    "int16": np.int16,
-    "int8": np.int8,
-    "uint8": np.uint8,
-    "bool": np.bool_,
-}
-
-_MAX_MESSAGE = 256 << 20
-_ACTIVE_STATES = ("queued", "compiling", "running", "checkpointing")
+__all__ = ["Client", "DTYPES", "connect", "default_target", "tensor_to_numpy"]
 
 
-def default_target():
-    """$ANERD_HOST, else the Linux default per-user socket."""
-    if os.environ.get("ANERD_HOST"):
-        return os.environ["ANERD_HOST"]
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return "unix:" + os.path.join(runtime, "anerd", "anerd.sock")
-    return "unix:" + os.path.expanduser("~/.local/state/anerd/anerd.sock")
+class Client(anerd.Client):
+    """anerd.Client with the raw stub: calls raise grpc.RpcError (use e.code(), e.details())."""
 
-
-def _normalise_target(target):
-    if target.startswith("/"):
-        return "unix:" + target
-    return target
-
-
-def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
+    def __init__(self, channel, token=None, timeout=30.0, target=None):
+        super().__init__(channel, token=token, timeout=timeout, target=target, typed_errors=False)
 
 
 def connect(target=None, token=None, tls_ca=None, timeout=30.0, tls_cert=None, tls_key=None):
-    """Returns a Client for `target`: a socket path, "unix:PATH" or "HOST:PORT".
-
-    `token` is sent as "authorization: Bearer TOKEN" on every call (every TCP listener requires
-    one); `tls_ca` (a PEM file) turns on TLS for TCP targets; `tls_cert` and `tls_key` (PEM files,
-    both or neither) present a client certificate to a daemon started with --tls_client_ca, and
-    turn on TLS too (verified against `tls_ca`, else grpc's default roots). Connecting is lazy:
-    errors surface on the first call.
-    """
-    if bool(tls_cert) != bool(tls_key):
-        raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
-    target = _normalise_target(target or default_target())
-    options = [("grpc.max_receive_message_length", _MAX_MESSAGE),
-               ("grpc.max_send_message_length", 64 << 20)]
-    if (tls_ca or tls_cert) and not target.startswith("unix:"):
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=_read(tls_ca) if tls_ca else None,
-            private_key=_read(tls_key) if tls_key else None,
-            certificate_chain=_read(tls_cert) if tls_cert else None)
-        channel = grpc.secure_channel(target, credentials, options=options)
-    else:
-        channel = grpc.insecure_channel(target, options=options)
-    return Client(channel, token=token, timeout=timeout)
-
-
-class Client:
-    """Typed helpers over the generated stub. Thread-safe as far as grpc channels are."""
-
-    def __init__(self, channel, token=None, timeout=30.0):
-        self.channel = channel
-        self.stub = pb_grpc.AnerdStub(channel)
-        self.timeout = timeout
-        self._metadata = (("authorization", "Bearer " + token),) if token else ()
-
-    def close(self):
-        self.channel.close()
-
-    def info(self):
-        return self.stub.GetInfo(pb.GetInfoRequest(), timeout=self.timeout,
-                                 metadata=self._metadata)
-
-    def compile_kernel(self, mil_text, weights=None, name="", backend="", chunk_bytes=1 << 20):
-        """Compiles MIL text. `weights` maps the path the MIL names ("weights/w.bin") to bytes;
-        they are streamed after the header in chunks of `chunk_bytes`. Returns the response."""
-        weights = weights or {}
-        header = pb.CompileKernelHeader(name=name, mil_text=mil_text,
-                                        options=pb.CompileOptions(backend=backend))
-        for path, data in weights.items():
-            header.weight_files.add(path=path, size=len(data))
-
-        def requests():
-            yield pb.CompileKernelRequest(header=header)
-            for path, data in weights.items():
-                for offset in range(0, len(data), chunk_bytes):
-                    chunk = pb.WeightChunk(path=path, offset=offset,
-                                           data=data[offset:offset + chunk_bytes])
-                    yield pb.CompileKernelRequest(chunk=chunk)
-
-        return self.stub.CompileKernel(requests(), timeout=self.timeout + 60,
-                                       metadata=self._metadata)
-
-    def eval_kernel(self, kernel_id, inputs, dtypes=None):
-        """Evaluates a kernel. `inputs` maps names to numpy arrays, converted to `dtypes[name]`
-        (an anerd dtype name; default fp16). Returns (outputs as numpy arrays, timing)."""
-        dtypes = dtypes or {}
-        request = pb.EvalKernelRequest(kernel_id=kernel_id)
-        for name, array in inputs.items():
-            dtype = dtypes.get(name, "fp16")
-            data = np.ascontiguousarray(array, dtype=np.dtype(DTYPES[dtype]).newbyteorder("<"))
-            request.inputs.add(name=name, dtype=dtype, shape=list(data.shape), data=data.tobytes())
-        response = self.stub.EvalKernel(request, timeout=self.timeout, metadata=self._metadata)
-        outputs = {t.name: tensor_to_numpy(t) for t in response.outputs}
-        return outputs, response.timing
-
-    def start_training(self, **spec):
-        """Starts a session; keyword arguments are TrainingSpec fields (model, data, steps, ...)."""
-        request = pb.StartTrainingRequest(spec=pb.TrainingSpec(**spec))
-        return self.stub.StartTraining(request, timeout=self.timeout, metadata=self._metadata)
-
-    def get_session(self, session_id):
-        return self.stub.GetSession(pb.GetSessionRequest(session_id=session_id),
-                                    timeout=self.timeout, metadata=self._metadata)
-
-    def watch(self, session_id, from_step=0, from_now=False, timeout=None):
-        """Yields SessionEvents until the session leaves the active states (or `timeout`)."""
-        request = pb.WatchSessionRequest(session_id=session_id, from_step=from_step,
-                                         from_now=from_now)
-        for event in self.stub.WatchSession(request, timeout=timeout, metadata=self._metadata):
-            yield event
-            if event.WhichOneof("kind") == "state" and event.state not in _ACTIVE_STATES:
-                return
-
-
-def tensor_to_numpy(tensor):
-    """An anerd Tensor message as a numpy array of its dtype and shape."""
-    dtype = np.dtype(DTYPES[tensor.dtype]).newbyteorder("<")
-    return np.frombuffer(tensor.data, dtype=dtype).reshape(list(tensor.shape))
+    """As anerd.connect, returning the compatibility Client (grpc.RpcError on failures)."""
+    channel, target = open_channel(target, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+    return Client(channel, token=token, timeout=timeout, target=target)

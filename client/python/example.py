@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """anerd from Python: compile and run a kernel, then start and watch a short training run.
 
-    PYTHONPATH=<build>/client/python/gen:client/python \
-        python3 client/python/example.py --host unix:PATH --data /abs/stories.txt
+    pip install ./client/python      # in a venv; or PYTHONPATH=<build>/client/python/gen
+    python3 client/python/example.py --host unix:PATH --data /abs/stories.txt
 
 The kernel is examples/kernels/conv1x1 (a 64->32 channel 1x1 convolution); its output is checked
 against numpy. --data is read by the daemon, so it must be an absolute path under its --data_root
@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-import anerd_client
+import anerd
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -97,16 +97,23 @@ def main():
     parser.add_argument("--data", help="daemon-side token or text file; omit to skip training")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
+    try:
+        return run(args)
+    except anerd.AnerdError as e:  # e.g. anerd.Unavailable: the daemon is not running
+        print("example.py: %s" % e, file=sys.stderr)
+        return 1
 
-    client = anerd_client.connect(args.host, token=args.token, tls_ca=args.tls_ca,
-                                  tls_cert=args.tls_cert, tls_key=args.tls_key)
-    info = client.info()
-    print("anerd %s (pid %d), default backend %s" % (info.version, info.pid, info.default_backend))
-    summary = {"version": info.version, "kernel": run_kernel(client, args.kernel_dir,
-                                                              args.chunk_bytes)}
-    if args.data:
-        summary["training"] = run_training(client, os.path.abspath(args.data), args.steps)
-    client.close()
+
+def run(args):
+    with anerd.connect(args.host, token=args.token, tls_ca=args.tls_ca,
+                       tls_cert=args.tls_cert, tls_key=args.tls_key) as client:
+        info = client.info()
+        print("anerd %s (pid %d), default backend %s" %
+              (info.version, info.pid, info.default_backend))
+        summary = {"version": info.version, "kernel": run_kernel(client, args.kernel_dir,
+                                                                  args.chunk_bytes)}
+        if args.data:
+            summary["training"] = run_training(client, os.path.abspath(args.data), args.steps)
     print(json.dumps(summary))
     ok = summary["kernel"]["max_abs_error"] <= 0.02 * max(1.0, summary["kernel"]["max_abs_output"])
     if args.data:

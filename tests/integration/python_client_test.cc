@@ -1,6 +1,8 @@
 // The Python client (client/python) against the real daemon: example.py compiles the conv1x1
 // kernel (weights streamed in chunks), checks its output against numpy, and starts and watches a
-// tiny training run to completion. Skips only when /usr/bin/python3 cannot import grpc.
+// tiny training run to completion, with the `anerd` package the anerd_python_stubs target stages in
+// the build tree (python_package_test.cc pip-installs it instead). Skips only when /usr/bin/python3
+// cannot import grpc.
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -85,6 +87,25 @@ TEST_F(PythonClientTest, UnreachableDaemonIsAnError) {
                            options);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("UNAVAILABLE"));
+}
+
+// The package the build tree stages (what anerd_client wraps) raises its typed error, naming the
+// socket it could not reach.
+TEST_F(PythonClientTest, StagedPackageRaisesTypedUnavailable) {
+  TempDir dir;
+  RunOptions options = PythonEnv();
+  options.timeout = absl::Seconds(60);
+  RunResult r = RunProgram({kPython, "-c",
+                            "import sys, anerd\n"
+                            "with anerd.connect(sys.argv[1], timeout=2) as c:\n"
+                            "  try:\n    c.info()\n"
+                            "  except anerd.Unavailable as e:\n"
+                            "    print(type(e).__name__, e.code.name, e.message)\n",
+                            dir.path() + "/none.sock"},
+                           options);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out,
+              HasSubstr("Unavailable UNAVAILABLE anerd at unix:" + dir.path() + "/none.sock"));
 }
 
 }  // namespace

@@ -1,0 +1,221 @@
+"""connect() and Client: typed helpers over the anerd.v1 gRPC API.
+
+    with anerd.connect() as client:                        # $ANERD_HOST or the per-user socket
+        print(client.info().version)
+    anerd.connect("unix:/run/user/1000/anerd/anerd.sock")
+    anerd.connect("host.example:7443", token="...", tls_ca="ca.pem")
+    anerd.connect("host.example:7443", token="...", tls_ca="ca.pem",
+                  tls_cert="client.pem", tls_key="client.key")  # mutual TLS
+
+Every call raises a subclass of anerd.AnerdError (anerd.NotFound, anerd.InvalidArgument, ...)
+carrying the gRPC `code` and the daemon's `message`.
+"""
+
+import os
+
+import grpc
+
+from anerd import _stub
+from anerd.tensors import numpy_to_tensor, tensor_to_numpy
+from anerd.v1 import anerd_pb2 as pb
+from anerd.v1 import anerd_pb2_grpc as pb_grpc
+
+_MAX_MESSAGE = 256 << 20
+_ACTIVE_STATES = ("queued", "compiling", "running", "checkpointing")
+
+
+def default_target():
+    """$ANERD_HOST, else the Linux default per-user socket."""
+    if os.environ.get("ANERD_HOST"):
+        return os.environ["ANERD_HOST"]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return "unix:" + os.path.join(runtime, "anerd", "anerd.sock")
+    return "unix:" + os.path.expanduser("~/.local/state/anerd/anerd.sock")
+
+
+def _normalise_target(target):
+    if target.startswith("/"):
+        return "unix:" + target
+    return target
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def open_channel(target=None, tls_ca=None, tls_cert=None, tls_key=None):
+    """(grpc channel, normalised target) for `target` (see connect)."""
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
+    target = _normalise_target(target or default_target())
+    options = [("grpc.max_receive_message_length", _MAX_MESSAGE),
+               ("grpc.max_send_message_length", 64 << 20)]
+    if (tls_ca or tls_cert) and not target.startswith("unix:"):
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(tls_ca) if tls_ca else None,
+            private_key=_read(tls_key) if tls_key else None,
+            certificate_chain=_read(tls_cert) if tls_cert else None)
+        return grpc.secure_channel(target, credentials, options=options), target
+    return grpc.insecure_channel(target, options=options), target
+
+
+def connect(target=None, token=None, tls_ca=None, timeout=30.0, tls_cert=None, tls_key=None):
+    """Returns a Client for `target`: a socket path, "unix:PATH" or "HOST:PORT" (default:
+    $ANERD_HOST, else the per-user socket). Use it as a context manager to close the channel.
+
+    `token` is sent as "authorization: Bearer TOKEN" on every call (every TCP listener requires
+    one); `tls_ca` (a PEM file) turns on TLS for TCP targets; `tls_cert` and `tls_key` (PEM files,
+    both or neither) present a client certificate to a daemon started with --tls_client_ca, and
+    turn on TLS too (verified against `tls_ca`, else grpc's default roots). `timeout` (seconds)
+    bounds each unary call. Connecting is lazy: an unreachable daemon raises anerd.Unavailable
+    on the first call.
+    """
+    channel, target = open_channel(target, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+    return Client(channel, token=token, timeout=timeout, target=target)
+
+
+class Client:
+    """Typed helpers over the generated stub. Thread-safe as far as grpc channels are.
+
+    `stub` is the generated AnerdStub with typed errors (typed_errors=False: the raw stub, whose
+    calls raise grpc.RpcError); every method below goes through it.
+    """
+
+    def __init__(self, channel, token=None, timeout=30.0, target=None, typed_errors=True):
+        self.channel = channel
+        self.stub = _stub.TypedStub(channel, target) if typed_errors else pb_grpc.AnerdStub(channel)
+        self.timeout = timeout
+        self._metadata = (("authorization", "Bearer " + token),) if token else ()
+
+    def close(self):
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def info(self):
+        return self.stub.GetInfo(pb.GetInfoRequest(), timeout=self.timeout,
+                                 metadata=self._metadata)
+
+    # ---- Kernels ----
+
+    def compile_kernel(self, mil_text, weights=None, name="", backend="", chunk_bytes=1 << 20,
+                       numerics=""):
+        """Compiles MIL text. `weights` maps the path the MIL names ("weights/w.bin") to bytes;
+        they are streamed after the header in chunks of `chunk_bytes`. Returns the response
+        (.kernel is the KernelInfo; .kernel.id the id to evaluate)."""
+        weights = weights or {}
+        header = pb.CompileKernelHeader(name=name, mil_text=mil_text,
+                                        options=pb.CompileOptions(backend=backend,
+                                                                  numerics=numerics))
+        for path, data in weights.items():
+            header.weight_files.add(path=path, size=len(data))
+
+        def requests():
+            yield pb.CompileKernelRequest(header=header)
+            for path, data in weights.items():
+                for offset in range(0, len(data), chunk_bytes):
+                    chunk = pb.WeightChunk(path=path, offset=offset,
+                                           data=data[offset:offset + chunk_bytes])
+                    yield pb.CompileKernelRequest(chunk=chunk)
+
+        return self.stub.CompileKernel(requests(), timeout=self.timeout + 60,
+                                       metadata=self._metadata)
+
+    def eval_kernel(self, kernel_id, inputs, dtypes=None):
+        """Evaluates a kernel. `inputs` maps names to numpy arrays, converted to `dtypes[name]`
+        (an anerd dtype name; default fp16). Returns (outputs as numpy arrays, timing)."""
+        dtypes = dtypes or {}
+        request = pb.EvalKernelRequest(kernel_id=kernel_id)
+        for name, array in inputs.items():
+            request.inputs.append(numpy_to_tensor(name, array, dtypes.get(name, "fp16")))
+        response = self.stub.EvalKernel(request, timeout=self.timeout, metadata=self._metadata)
+        outputs = {t.name: tensor_to_numpy(t) for t in response.outputs}
+        return outputs, response.timing
+
+    def list_kernels(self):
+        """The caller's kernels (KernelInfo messages)."""
+        return list(self.stub.ListKernels(pb.ListKernelsRequest(), timeout=self.timeout,
+                                          metadata=self._metadata).kernels)
+
+    def get_kernel(self, kernel_id):
+        return self.stub.GetKernel(pb.GetKernelRequest(kernel_id=kernel_id),
+                                   timeout=self.timeout, metadata=self._metadata)
+
+    def delete_kernel(self, kernel_id):
+        self.stub.DeleteKernel(pb.DeleteKernelRequest(kernel_id=kernel_id),
+                               timeout=self.timeout, metadata=self._metadata)
+
+    # ---- Training sessions ----
+
+    def start_training(self, **spec):
+        """Starts a session; keyword arguments are TrainingSpec fields (model, data, steps, ...)."""
+        request = pb.StartTrainingRequest(spec=pb.TrainingSpec(**spec))
+        return self.stub.StartTraining(request, timeout=self.timeout, metadata=self._metadata)
+
+    def list_sessions(self):
+        return list(self.stub.ListSessions(pb.ListSessionsRequest(), timeout=self.timeout,
+                                           metadata=self._metadata).sessions)
+
+    def get_session(self, session_id):
+        return self.stub.GetSession(pb.GetSessionRequest(session_id=session_id),
+                                    timeout=self.timeout, metadata=self._metadata)
+
+    def stop_session(self, session_id):
+        """Checkpoints, then stops; returns the SessionInfo."""
+        return self.stub.StopSession(pb.StopSessionRequest(session_id=session_id),
+                                     timeout=self.timeout, metadata=self._metadata)
+
+    def resume_session(self, session_id, extra_steps=0):
+        """Continues from the last checkpoint; `extra_steps` are added to the total."""
+        request = pb.ResumeSessionRequest(session_id=session_id, extra_steps=extra_steps)
+        return self.stub.ResumeSession(request, timeout=self.timeout, metadata=self._metadata)
+
+    def delete_session(self, session_id):
+        self.stub.DeleteSession(pb.DeleteSessionRequest(session_id=session_id),
+                                timeout=self.timeout, metadata=self._metadata)
+
+    def export_model(self, session_id, timeout=None):
+        """The session's latest weights as llama2.c model file bytes."""
+        chunks = self.stub.ExportModel(pb.ExportModelRequest(session_id=session_id),
+                                       timeout=timeout, metadata=self._metadata)
+        return b"".join(chunk.data for chunk in chunks)
+
+    def watch(self, session_id, from_step=0, from_now=False, timeout=None):
+        """Yields SessionEvents until the session leaves the active states (or `timeout`)."""
+        request = pb.WatchSessionRequest(session_id=session_id, from_step=from_step,
+                                         from_now=from_now)
+        for event in self.stub.WatchSession(request, timeout=timeout, metadata=self._metadata):
+            yield event
+            if event.WhichOneof("kind") == "state" and event.state not in _ACTIVE_STATES:
+                return
+
+    # ---- Probes ----
+
+    def run_probe(self, probe, grid=None, repeat=0, warmup=None, backend="", timeout=None,
+                  **options):
+        """Yields RunProbeResponses (started, one row per measurement, then the summary).
+        `grid` is a list of (channels, spatial, depth) tuples; other keyword arguments are
+        RunProbeRequest fields (peak_tflops, row_budget_seconds). Stopping early cancels it."""
+        request = pb.RunProbeRequest(probe=probe, repeat=repeat, backend=backend, **options)
+        if warmup is not None:
+            request.warmup = warmup
+        for channels, spatial, depth in grid or ():
+            request.grid.add(channels=channels, spatial=spatial, depth=depth)
+        yield from self.stub.RunProbe(request, timeout=timeout, metadata=self._metadata)
+
+    def list_probe_results(self, probe="", limit=0):
+        """Stored probe summaries, newest first."""
+        request = pb.ListProbeResultsRequest(probe=probe, limit=limit)
+        return list(self.stub.ListProbeResults(request, timeout=self.timeout,
+                                               metadata=self._metadata).results)
+
+    def get_probe_result(self, result_id):
+        return self.stub.GetProbeResult(pb.GetProbeResultRequest(result_id=result_id),
+                                        timeout=self.timeout, metadata=self._metadata)
