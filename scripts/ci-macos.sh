@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The macOS CI recipe: build anerd with the private-framework ANE device (ane_device_apple.mm)
+# The macOS CI recipe: build anerd with the private-framework ANE device (ane_*_apple.mm)
 # and run the whole test suite, including the hardware tests that skip everywhere else.
 #
 #   scripts/ci-macos.sh [BUILD_DIR]        (default build-macos)
@@ -7,8 +7,8 @@
 # Needs: Apple silicon, Xcode command-line tools (clang with Objective-C++ and the macOS SDK),
 # Homebrew. Steps:
 #   1. dependencies via Homebrew (scripts/install-deps.sh);
-#   2. configure + build: CMake selects server/backend/ane/ane_device_apple.mm only on Apple and
-#      links Foundation and IOSurface;
+#   2. configure + build: CMake selects server/backend/ane/ane_device_apple.mm and
+#      ane_requests_apple.mm only on Apple and links Foundation and IOSurface;
 #   3. `anerd --help` smoke test, then ctest: the conformance suite runs on cpu, ane-sim and —
 #      when AppleNeuralEngine.framework loads and the canary matches the CPU — ane;
 #      backend_ane_hw_test runs its checks on the real device (on Linux it skips with a reason);

@@ -36,6 +36,7 @@ std::vector<backend::TensorSignature> FromPb(
 
 void ToPb(const CompileRequest& c, pb::CompileRequest* out) {
   out->set_mil_text(c.mil_text);
+  out->set_pass_dumps(c.pass_dumps);
   out->set_numerics(static_cast<int>(c.options.numerics));
   out->set_ignore_attn_mask(c.options.ignore_attn_mask);
   out->set_reference_mode(c.options.reference_mode);
@@ -56,7 +57,24 @@ CompileRequest FromPb(pb::CompileRequest* c) {
   out.options.reference_mode = c->reference_mode();
   out.options.max_memory_bytes = c->max_memory_bytes();
   if (c->has_qos()) out.options.qos = c->qos();
+  out.pass_dumps = c->pass_dumps();
   for (const pb::WeightRef& w : c->weights()) out.weights.push_back({w.path(), FromPb(w.bytes())});
+  return out;
+}
+
+void ToPb(const SupportsRequest& s, pb::SupportsRequest* out) {
+  out->set_op(s.query.op);
+  for (const auto& [name, type] : s.query.inputs) ToPb({name, type}, out->add_inputs());
+  for (const mil::TensorType& type : s.query.outputs) ToPb({"", type}, out->add_outputs());
+}
+
+SupportsRequest FromPb(const pb::SupportsRequest& s) {
+  SupportsRequest out;
+  out.query.op = s.op();
+  for (backend::TensorSignature& in : FromPb(s.inputs())) {
+    out.query.inputs.emplace_back(std::move(in.name), std::move(in.type));
+  }
+  for (backend::TensorSignature& o : FromPb(s.outputs())) out.query.outputs.push_back(o.type);
   return out;
 }
 
@@ -101,6 +119,7 @@ void ToPb(const Hello& h, pb::Hello* out) {
   out->set_compile_budget(d.capabilities.compile_budget);
   out->set_qos(d.capabilities.qos);
   out->set_hardware_time(d.capabilities.hardware_time);
+  out->set_pass_dumps(d.capabilities.pass_dumps);
   for (const auto& [k, v] : d.facts) {
     pb::Fact* f = out->add_facts();
     f->set_key(k);
@@ -124,6 +143,7 @@ Hello FromPb(const pb::Hello& h) {
   d.capabilities.compile_budget = h.compile_budget();
   d.capabilities.qos = h.qos();
   d.capabilities.hardware_time = h.hardware_time();
+  d.capabilities.pass_dumps = h.pass_dumps();
   for (const pb::Fact& f : h.facts()) d.facts.emplace_back(f.key(), f.value());
   out.supported_ops.assign(h.supported_ops().begin(), h.supported_ops().end());
   return out;
@@ -134,10 +154,17 @@ void ToPb(const CompileResponse& c, pb::CompileResponse* out) {
   for (const auto& s : c.inputs) ToPb(s, out->add_inputs());
   for (const auto& s : c.outputs) ToPb(s, out->add_outputs());
   out->set_memory_bytes(c.memory_bytes);
+  for (const backend::PassDump& d : c.pass_dumps) {
+    pb::PassDump* dump = out->add_pass_dumps();
+    dump->set_name(d.name);
+    dump->set_text(d.text);
+  }
 }
 
 CompileResponse FromPb(const pb::CompileResponse& c) {
-  return {c.handle(), FromPb(c.inputs()), FromPb(c.outputs()), c.memory_bytes()};
+  CompileResponse out{c.handle(), FromPb(c.inputs()), FromPb(c.outputs()), c.memory_bytes(), {}};
+  for (const pb::PassDump& d : c.pass_dumps()) out.pass_dumps.push_back({d.name(), d.text()});
+  return out;
 }
 
 void ToPb(const RunResponse& r, pb::RunResponse* out) {
@@ -164,6 +191,58 @@ RunResponse FromPb(const pb::RunResponse& r) {
 
 }  // namespace
 
+std::string QueryOutOfBounds(const backend::OpQuery& query) {
+  const size_t operands = query.inputs.size() + query.outputs.size();
+  if (operands > kMaxQueryOperands) {
+    return absl::StrCat("its query has ", operands, " operands, above the worker wire's limit of ",
+                        kMaxQueryOperands);
+  }
+  if (query.op.size() > kMaxQueryNameBytes) {
+    return absl::StrCat("its name is ", query.op.size(),
+                        " bytes, above the worker wire's limit of ", kMaxQueryNameBytes);
+  }
+  auto type_problem = [](const mil::TensorType& t) -> std::string {
+    if (t.rank() > kMaxQueryRank) {
+      return absl::StrCat("has rank ", t.rank(), ", above the worker wire's limit of ",
+                          kMaxQueryRank);
+    }
+    if (static_cast<int>(t.dtype) > static_cast<int>(mil::DType::kString)) {
+      return absl::StrCat("has an unknown dtype (", static_cast<int>(t.dtype), ")");
+    }
+    return "";
+  };
+  for (const auto& [name, type] : query.inputs) {
+    if (name.size() > kMaxQueryNameBytes) {
+      return absl::StrCat("an operand name is ", name.size(),
+                          " bytes, above the worker wire's limit of ", kMaxQueryNameBytes);
+    }
+    if (std::string why = type_problem(type); !why.empty()) {
+      return absl::StrCat("operand '", name, "' ", why);
+    }
+  }
+  for (const mil::TensorType& type : query.outputs) {
+    if (std::string why = type_problem(type); !why.empty()) return absl::StrCat("an output ", why);
+  }
+  return "";
+}
+
+void BoundPassDumps(std::vector<backend::PassDump>* dumps) {
+  size_t left = kMaxPassDumpBytes;
+  for (backend::PassDump& d : *dumps) {
+    if (d.text.size() <= left) {
+      left -= d.text.size();
+      continue;
+    }
+    size_t keep = left;  // on a UTF-8 boundary: the proto field must stay valid UTF-8
+    while (keep > 0 && (static_cast<unsigned char>(d.text[keep]) & 0xC0) == 0x80) --keep;
+    const size_t dropped = d.text.size() - keep;
+    d.text.resize(keep);
+    left = 0;
+    absl::StrAppend(&d.text, "\n[", dropped, " bytes cut: the worker wire carries at most ",
+                    kMaxPassDumpBytes, " bytes of pass dumps per compile]\n");
+  }
+}
+
 absl::Status Send(Channel& channel, const Request& request, int pass_fd) {
   pb::Request msg;
   msg.set_id(request.id);
@@ -175,6 +254,8 @@ absl::Status Send(Channel& channel, const Request& request, int pass_fd) {
     ToPb(*r, msg.mutable_run());
   } else if (std::holds_alternative<Shutdown>(request.kind)) {
     msg.set_shutdown(true);
+  } else if (const auto* s = std::get_if<SupportsRequest>(&request.kind)) {
+    ToPb(*s, msg.mutable_supports());
   }
   if (msg.ByteSizeLong() > kMaxFrameBytes) {
     return absl::ResourceExhaustedError(
@@ -201,6 +282,9 @@ absl::Status Receive(Channel& channel, Request* request, int* received_fd) {
       break;
     case pb::Request::kShutdown:
       request->kind = Shutdown{};
+      break;
+    case pb::Request::kSupports:
+      request->kind = FromPb(msg.supports());
       break;
     default:
       break;

@@ -23,6 +23,16 @@ namespace anerd::worker::wire {
 
 inline constexpr uint32_t kProtocol = 1;
 
+// Bounds of a SupportsRequest (checked by both ends with QueryOutOfBounds): operands (inputs plus
+// outputs), the rank of each, and the length of the op's and each operand's name. A query of a
+// parsed program is far inside them (ParseOptions: rank <= 5); at the limits the message stays
+// under 30 MB, inside kMaxFrameBytes.
+inline constexpr size_t kMaxQueryOperands = 65536;
+inline constexpr int kMaxQueryRank = 16;
+inline constexpr size_t kMaxQueryNameBytes = 256;
+// Most text the pass dumps of one compile may carry back (CompileResponse::pass_dumps).
+inline constexpr size_t kMaxPassDumpBytes = size_t{16} << 20;
+
 // A byte range of the current arena.
 struct Span {
   uint64_t offset = 0;
@@ -43,9 +53,17 @@ struct TensorRef {
 struct CompileRequest {
   std::string mil_text;
   std::vector<WeightRef> weights;
-  // numerics, ignore_attn_mask, reference_mode, max_memory_bytes and qos travel; `stop` does
-  // not.
+  // numerics, ignore_attn_mask, reference_mode, max_memory_bytes and qos travel; `stop` and
+  // `pass_dumps` (a pointer) do not: `pass_dumps` below asks the worker to collect them.
   backend::CompileOptions options;
+  bool pass_dumps = false;
+};
+
+// Backend::Supports asked of the worker's backend. `query.operation` does not travel (it is null
+// in the worker): Supports decides from the op name and the operand types (backend.h). The answer
+// is the Response's status; the Response has no kind.
+struct SupportsRequest {
+  backend::OpQuery query;
 };
 
 struct RunRequest {
@@ -61,7 +79,7 @@ struct Request {
   // Non-zero when this message carries a new arena descriptor of this many bytes.
   uint64_t new_arena_bytes = 0;
   std::vector<uint64_t> release;  // handles the front no longer needs
-  std::variant<std::monostate, CompileRequest, RunRequest, Shutdown> kind;
+  std::variant<std::monostate, CompileRequest, RunRequest, Shutdown, SupportsRequest> kind;
 };
 
 // The worker's first message, sent unprompted after start.
@@ -77,6 +95,8 @@ struct CompileResponse {
   uint64_t handle = 0;
   std::vector<backend::TensorSignature> inputs, outputs;
   uint64_t memory_bytes = 0;  // CompiledProgram::memory_bytes() in the worker
+  // When CompileRequest::pass_dumps: the backend's dumps, cut by BoundPassDumps.
+  std::vector<backend::PassDump> pass_dumps;
 };
 
 struct RunResponse {
@@ -93,6 +113,15 @@ struct Response {
   int64_t compiles_used = 0;
   std::variant<std::monostate, Hello, CompileResponse, RunResponse> kind;
 };
+
+// Why `query` cannot travel in a SupportsRequest (over a bound above, or an unknown dtype), or ""
+// when it can.
+std::string QueryOutOfBounds(const backend::OpQuery& query);
+
+// Cuts `dumps` to at most kMaxPassDumpBytes of text in all (at a UTF-8 boundary): the dump that
+// crosses the limit is cut and ends with a line saying how many bytes were dropped; later dumps
+// keep their names and carry only that line.
+void BoundPassDumps(std::vector<backend::PassDump>* dumps);
 
 // Sends `request` with `pass_fd` (>= 0) attached. RESOURCE_EXHAUSTED, before anything is sent,
 // when its encoding exceeds kMaxFrameBytes; otherwise as Channel::Send.

@@ -25,6 +25,16 @@ namespace {
 constexpr uint64_t kAlign = 64;
 constexpr uint64_t kMinArenaBytes = 1 << 20;
 constexpr uint64_t kMaxArenaBytes = uint64_t{64} << 30;
+constexpr size_t kMaxSupportsCache = 4096;  // answers kept per pool
+
+// What a Supports answer depends on: the op and its operands' names, dtypes and shapes.
+std::string QueryKey(const backend::OpQuery& q) {
+  std::string key = q.op;
+  for (const auto& [name, type] : q.inputs) absl::StrAppend(&key, "|", name, "=", type.ToString());
+  absl::StrAppend(&key, "|->");
+  for (const mil::TensorType& type : q.outputs) absl::StrAppend(&key, "|", type.ToString());
+  return key;
+}
 
 uint64_t AlignUp(uint64_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
 
@@ -163,6 +173,46 @@ absl::StatusOr<wire::Response> WorkerPool::Exchange(const std::string& what, con
   return resp;
 }
 
+absl::Status WorkerPool::Supports(const backend::OpQuery& query) {
+  const std::string key = QueryKey(query);
+  {
+    absl::MutexLock lock(&mu_);
+    const bool name_only = query.inputs.empty() && query.outputs.empty();
+    if (name_only && supported_.count(query.op) > 0) return absl::OkStatus();
+    auto it = supports_cache_.find(key);
+    if (it != supports_cache_.end()) return it->second;
+    if (std::string why = wire::QueryOutOfBounds(query); !why.empty()) {
+      return backend::OpNotSupported(description_.name,
+                                     query.op.substr(0, wire::kMaxQueryNameBytes), why);
+    }
+  }
+  return AskSupports(query, key);
+}
+
+absl::Status WorkerPool::AskSupports(const backend::OpQuery& query, const std::string& key) {
+  absl::StatusOr<wire::Response> resp = absl::AbortedError("not asked");
+  {
+    absl::MutexLock call(&call_mu_);
+    for (int attempt = 0; attempt < 3 && absl::IsAborted(resp.status()); ++attempt) {
+      resp =
+          Exchange(absl::StrCat("answering Supports for op '", query.op, "'"), "", 0,
+                   [&](Process*, wire::Request* req) { req->kind = wire::SupportsRequest{query}; });
+    }
+  }
+  const absl::Status answer = resp.ok() ? resp->status : resp.status();
+  absl::MutexLock lock(&mu_);
+  if (answer.ok() || absl::IsUnimplemented(answer)) {
+    if (supports_cache_.size() >= kMaxSupportsCache) supports_cache_.clear();
+    supports_cache_.emplace(key, answer);
+    return answer;
+  }
+  spdlog::warn("{} worker could not answer Supports for op '{}' ({}); answering by op name",
+               options_.backend, query.op, answer.ToString());
+  if (supported_.count(query.op) > 0) return absl::OkStatus();
+  return backend::OpNotSupported(description_.name, query.op,
+                                 "the worker's backend does not run it");
+}
+
 absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> WorkerPool::Compile(
     const mil::VerifiedProgram& program, const backend::CompileOptions& options) {
   auto compiled = std::make_unique<WorkerProgram>(shared_from_this(), program, options, Describe());
@@ -171,11 +221,12 @@ absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> WorkerPool::Compile(
     ANERD_RETURN_IF_ERROR(CheckNotQuarantinedLocked(compiled->key_));
   }
   absl::MutexLock call(&call_mu_);
-  ANERD_RETURN_IF_ERROR(CompileLocked(compiled.get()));
+  ANERD_RETURN_IF_ERROR(CompileLocked(compiled.get(), options.pass_dumps));
   return std::unique_ptr<backend::CompiledProgram>(std::move(compiled));
 }
 
-absl::Status WorkerPool::CompileLocked(WorkerProgram* program) {
+absl::Status WorkerPool::CompileLocked(WorkerProgram* program,
+                                       std::vector<backend::PassDump>* dumps) {
   uint64_t bytes = 0;
   for (const auto& [path, data] : program->program_.weights().files())
     bytes += AlignUp(data->size());
@@ -193,6 +244,7 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program) {
           wire::CompileRequest c;
           c.mil_text = program->text_;
           c.options = program->options_;
+          c.pass_dumps = dumps != nullptr;
           uint64_t offset = 0;
           for (const auto& [path, data] : program->program_.weights().files()) {
             std::memcpy(p->arena.data() + offset, data->data(), data->size());
@@ -218,6 +270,9 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program) {
     program->generation_ = current_->generation;
     program->handle_ = compiled->handle;
     program->memory_bytes_ = compiled->memory_bytes;
+    if (dumps != nullptr) {
+      dumps->insert(dumps->end(), compiled->pass_dumps.begin(), compiled->pass_dumps.end());
+    }
     if (program->inputs_.empty() && program->outputs_.empty()) {
       program->inputs_ = compiled->inputs;
       program->outputs_ = compiled->outputs;

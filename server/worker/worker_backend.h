@@ -19,6 +19,13 @@
 //    SIGTERM from outside (the OOM killer, an operator) restarts the worker but is not held
 //    against the program. Programs are named by their kernel key (server/cache/kernel_key.h).
 //
+//  * Supports. Answered as the worker's backend answers it in-process: a name-only query for an
+//    op the worker's hello lists is OK at once; any other query (operand types and shapes) is
+//    asked of the worker (wire::SupportsRequest) and the answer cached per (op, operand types),
+//    so a refusal carries the backend's own reason. A query not yet cached waits for the call in
+//    flight. Compile's pass dumps (CompileOptions::pass_dumps) come back from the worker too,
+//    at most wire::kMaxPassDumpBytes of them.
+//
 // Data path: weights and tensors are copied once into a shared-memory arena (channel.h) and read
 // in place by the worker; only small control messages cross the socket.
 //

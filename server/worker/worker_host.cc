@@ -137,6 +137,8 @@ class Host {
       wire::RunResponse out;
       resp.status = Run(*run, &out);
       resp.kind = std::move(out);
+    } else if (const auto* supports = std::get_if<wire::SupportsRequest>(&req.kind)) {
+      resp.status = Supports(supports->query);
     } else {
       resp.status = absl::InvalidArgumentError("empty worker request");
     }
@@ -165,10 +167,13 @@ class Host {
     if (options_.test_ops && !test_op.empty()) {
       compiled = MakeTestOpProgram(verified->main(), test_op);
     } else {
+      backend::CompileOptions options = req.options;
+      if (req.pass_dumps) options.pass_dumps = &out->pass_dumps;
       absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> c =
-          backend_->Compile(*verified, req.options);
+          backend_->Compile(*verified, options);
       if (!c.ok()) return c.status();
       compiled = *std::move(c);
+      wire::BoundPassDumps(&out->pass_dumps);
     }
     out->inputs = compiled->inputs();
     out->outputs = compiled->outputs();
@@ -176,6 +181,16 @@ class Host {
     out->handle = next_handle_++;
     programs_[out->handle] = std::move(compiled);
     return absl::OkStatus();
+  }
+
+  // The backend's own answer (OK or UNIMPLEMENTED with its reason); INVALID_ARGUMENT for a query
+  // outside the wire's bounds, which the front never sends.
+  absl::Status Supports(const backend::OpQuery& query) {
+    if (std::string why = wire::QueryOutOfBounds(query); !why.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Supports query for op '", query.op.substr(0, wire::kMaxQueryNameBytes), "': ", why));
+    }
+    return backend_->Supports(query);
   }
 
   absl::Status Run(const wire::RunRequest& req, wire::RunResponse* out) {

@@ -49,14 +49,11 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
     absl::MutexLock lock(&mu_);
     return description_;
   }
-  // By op name only (the worker's hello lists the names); the worker's backend judges operand
-  // shapes when it compiles, refusing with its own UNIMPLEMENTED reason.
-  absl::Status Supports(const backend::OpQuery& query) const {
-    absl::MutexLock lock(&mu_);
-    if (supported_.count(query.op) > 0) return absl::OkStatus();
-    return backend::OpNotSupported(description_.name, query.op,
-                                   "the worker's backend does not run it");
-  }
+  // The worker's backend's own answer (worker_backend.h): a name-only query for a listed op is
+  // answered from the hello; any other query is asked of the worker once and cached per (op,
+  // operand types). UNIMPLEMENTED naming the bound for a query outside the wire's bounds
+  // (wire::QueryOutOfBounds); when the worker cannot answer, the hello's list decides.
+  absl::Status Supports(const backend::OpQuery& query);
   int64_t compiles_used() const {
     absl::MutexLock lock(&mu_);
     return current_ != nullptr ? current_compiles_ : 0;
@@ -83,7 +80,14 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
   absl::StatusOr<wire::Hello> AwaitHello(Process* p);
   void AdoptHelloLocked(const wire::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RecycleLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
-  absl::Status CompileLocked(WorkerProgram* program) ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
+  // Compiles `program` in the current worker; with `dumps`, the worker's pass dumps are appended
+  // to it (only the first compile of a program asks for them, never a lazy recompile).
+  absl::Status CompileLocked(WorkerProgram* program,
+                             std::vector<backend::PassDump>* dumps = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
+  // Supports when neither the hello nor the cache answers: one round trip to the worker.
+  absl::Status AskSupports(const backend::OpQuery& query, const std::string& key)
+      ABSL_LOCKS_EXCLUDED(mu_, call_mu_);
   absl::StatusOr<backend::RunResult> RunOnce(WorkerProgram* program,
                                              const std::vector<backend::NamedTensor>& inputs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
@@ -122,6 +126,8 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
   uint64_t generation_ ABSL_GUARDED_BY(call_mu_) = 0;
   backend::BackendDescription description_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> supported_ ABSL_GUARDED_BY(mu_);
+  // Supports answers by query key (worker_backend.cc); cleared when it reaches its bound.
+  absl::flat_hash_map<std::string, absl::Status> supports_cache_ ABSL_GUARDED_BY(mu_);
   int64_t current_compiles_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::unique_ptr<Process>> retired_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> pending_release_ ABSL_GUARDED_BY(mu_);
@@ -144,6 +150,7 @@ class WorkerProgram : public backend::CompiledProgram {
   WorkerProgram(std::shared_ptr<WorkerPool> pool, mil::VerifiedProgram program,
                 backend::CompileOptions options, const backend::BackendDescription& description)
       : pool_(std::move(pool)), program_(std::move(program)), options_(std::move(options)) {
+    options_.pass_dumps = nullptr;  // the caller's, valid only during its Compile call
     cache::KernelKey key = cache::KernelKey::Make(program_, description, options_);
     text_ = std::move(key.canonical_text);
     key_ = key.id.substr(0, 16);

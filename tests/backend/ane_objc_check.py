@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Checks of server/backend/ane/ane_device_apple.mm that run without a Mac (issue 18, item 8).
+"""Checks of the Objective-C++ files server/backend/ane/*.mm that run without a Mac (issue 18,
+item 8). Every check covers every file given with --source (repeat the flag: ane_device_apple.mm,
+ane_requests_apple.mm) and the project headers they include from server/backend/ane/.
 
-  allowlist  every private framework path, class and selector the .mm names is a row of
+  allowlist  every private framework path, class and selector the files name is a row of
              server/backend/ane/private_api.txt, with the same objc_msgSend cast; every row is used
-  compile    the .mm compiled to an object by clang against GNUstep's real Foundation headers,
+             by some file
+  compile    each .mm compiled to an object by clang against GNUstep's real Foundation headers,
              with only the Apple-only pieces (IOSurface, sysctlbyname, objc_msgSend's prototype)
              taken from tests/backend/ane_objc_stubs/; -Wall -Wextra -Werror
   analyze    clang's static analyzer (retain counts, NSError, CF, nil arguments, core, C++, unix)
-             over the same compile reports nothing
-  mutants    each of the three checks fails on planted mutants (--check picks which)
+             over the same compile of each .mm reports nothing
+  mutants    each of the three checks fails on planted mutants, planted in every .mm (--check
+             picks which check's)
 
 Exit status: 0 pass, 1 fail, 77 skipped (a tool is missing; the reason is printed). Under CI
 (environment variable CI set), where scripts/install-deps.sh installs every tool, a missing tool
@@ -83,35 +87,65 @@ CAST = re.compile(
 
 
 class Used:
-    """The private names found in the .mm, each with its first line number."""
+    """The private names found in the sources, each with its first place ("file:line")."""
 
     def __init__(self):
-        self.frameworks = {}  # path -> line
-        self.classes = {}     # name -> line
-        self.selectors = {}   # (marker, class or None, selector) -> {signature: line}
+        self.frameworks = {}  # path -> place
+        self.classes = {}     # name -> place
+        self.selectors = {}   # (marker, class or None, selector) -> {signature: place}
         self.problems = []
 
 
-def extract(path):
-    text = strip_comments(open(path, encoding="utf-8").read())
-    name = os.path.basename(path)
-    line = lambda pos: text.count("\n", 0, pos) + 1
+LOCAL_INCLUDE = re.compile(r'^\s*#\s*(?:include|import)\s+"(server/backend/ane/[^"]+\.h)"', re.M)
+
+
+def scanned_files(sources, include_dirs):
+    """The sources plus the server/backend/ane/ headers they include (found under include_dirs),
+    each once, in order: a private name in a shared header is checked like one in a .mm."""
+    out = []
+    for src in sources:
+        if src not in out:
+            out.append(src)
+        for rel in LOCAL_INCLUDE.findall(open(src, encoding="utf-8").read()):
+            for d in include_dirs:
+                path = os.path.join(d, rel)
+                if os.path.isfile(path) and path not in out:
+                    out.append(path)
+                    break
+    return out
+
+
+def class_slots(texts):
+    """Slot of the class table -> class name, over all files: {"_ANERequest", &c.request}."""
+    slots = {}
+    for text in texts:
+        for m in re.finditer(r"\{\s*\"([^\"]*)\"\s*,\s*&\s*\w+\s*\.\s*(\w+)\s*\}", text):
+            slots[m.group(2)] = m.group(1)
+    return slots
+
+
+def extract(paths):
+    texts = {p: strip_comments(open(p, encoding="utf-8").read()) for p in paths}
+    slots = class_slots(texts.values())
     used = Used()
+    for path, text in texts.items():
+        extract_one(os.path.basename(path), text, slots, used)
+    return used
+
+
+def extract_one(name, text, slots, used):
+    place = lambda pos: "%s:%d" % (name, text.count("\n", 0, pos) + 1)
 
     aliases = {}
     for m in re.finditer(r"\busing\s+(\w+)\s*=\s*([^;=]+?)\(\s*\*\s*\)\s*\(([^;]*?)\)\s*;", text):
         aliases[m.group(1)] = normalize_signature(m.group(2), m.group(3))
 
-    slots = {}  # slot of the class table -> class name: {"_ANERequest", &c.request}
-    for m in re.finditer(r"\{\s*\"([^\"]*)\"\s*,\s*&\s*\w+\s*\.\s*(\w+)\s*\}", text):
-        slots[m.group(2)] = m.group(1)
-
     for m in re.finditer(r"@?\"((?:[^\"\\\n]|\\.)*)\"", text):
         value = m.group(1)
         if re.fullmatch(r"_[A-Za-z]\w*", value):
-            used.classes.setdefault(value, line(m.start()))
+            used.classes.setdefault(value, place(m.start()))
         elif "PrivateFrameworks/" in value:
-            used.frameworks.setdefault(value, line(m.start()))
+            used.frameworks.setdefault(value, place(m.start()))
 
     covered = set()
     for m in CAST.finditer(text):
@@ -121,8 +155,8 @@ def extract(path):
         if re.fullmatch(r"\w+", ftype):
             sig = aliases.get(ftype)
             if sig is None:
-                used.problems.append("%s:%d: objc_msgSend is cast to %s, whose `using` this check "
-                                     "cannot read" % (name, line(m.start()), ftype))
+                used.problems.append("%s: objc_msgSend is cast to %s, whose `using` this check "
+                                     "cannot read" % (place(m.start()), ftype))
                 continue
         else:
             fm = re.fullmatch(r"\s*(.+?)\(\s*\*\s*\)\s*\((.*)\)\s*", ftype, re.S)
@@ -135,21 +169,20 @@ def extract(path):
             lit = re.fullmatch(r"NSClassFromString\s*\(\s*@\"(\w+)\"\s*\)", m.group("recv"))
             cls = slots.get(slot.group(1)) if slot else (lit.group(1) if lit else None)
             if cls is None:
-                used.problems.append("%s:%d: cannot tell which class receives +%s (receiver `%s`)"
-                                     % (name, line(m.start()), sel, m.group("recv")))
+                used.problems.append("%s: cannot tell which class receives +%s (receiver `%s`)"
+                                     % (place(m.start()), sel, m.group("recv")))
                 continue
-        used.selectors.setdefault((marker, cls, sel), {}).setdefault(sig, line(m.start()))
+        used.selectors.setdefault((marker, cls, sel), {}).setdefault(sig, place(m.start()))
 
     for m in re.finditer(r"@selector\s*\(([^)]*)\)", text):
         if m.start(1) not in covered:
-            used.problems.append("%s:%d: @selector(%s) is not the selector of an objc_msgSend cast "
+            used.problems.append("%s: @selector(%s) is not the selector of an objc_msgSend cast "
                                  "to an exact function type (docs/ANE_NOTES.md \u00a71.1)"
-                                 % (name, line(m.start()), squash(m.group(1))))
+                                 % (place(m.start()), squash(m.group(1))))
     for m in re.finditer(HIDING, text):
-        used.problems.append("%s:%d: %s names a class or selector from a string, hiding it from this "
+        used.problems.append("%s: %s names a class or selector from a string, hiding it from this "
                              "check; use NSClassFromString on a listed name or a cast objc_msgSend"
-                             % (name, line(m.start()), m.group(1)))
-    return used
+                             % (place(m.start()), m.group(1)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,11 +224,16 @@ def read_allowlist(path):
     return rows, problems
 
 
+def source_names(args):
+    return ", ".join(os.path.basename(s) for s in args.source)
+
+
 def check_allowlist(args, out):
-    used = extract(args.source)
+    files = scanned_files(args.source, args.include)
+    used = extract(files)
     rows, problems = read_allowlist(args.allowlist)
     problems += used.problems
-    mm, lst = os.path.basename(args.source), os.path.basename(args.allowlist)
+    mm, lst = source_names(args), os.path.basename(args.allowlist)
 
     seen = set()
     for r in rows:
@@ -206,12 +244,12 @@ def check_allowlist(args, out):
 
     for kind, found in (("framework", used.frameworks), ("class", used.classes)):
         listed = {r.name: r for r in rows if r.kind == kind}
-        for n, lineno in sorted(found.items()):
+        for n, where in sorted(found.items()):
             if n not in listed:
-                problems.append("%s:%d: uses %s %s, which is not in %s" % (mm, lineno, kind, n, lst))
+                problems.append("%s: uses %s %s, which is not in %s" % (where, kind, n, lst))
         for n, r in sorted(listed.items()):
             if n not in found:
-                problems.append("%s:%d: lists %s %s, which %s no longer uses"
+                problems.append("%s:%d: lists %s %s, which none of %s uses"
                                 % (lst, r.lineno, kind, n, mm))
 
     classes = {r.name for r in rows if r.kind == "class"}
@@ -222,18 +260,18 @@ def check_allowlist(args, out):
                  and (cls is None or r.cls == cls)]
         shown = "%s[%s %s]" % (marker, cls or "id", sel)
         if not cands:
-            problems.append("%s:%d: sends %s, which is not in %s"
-                            % (mm, min(sigs.values()), shown, lst))
+            problems.append("%s: sends %s, which is not in %s"
+                            % (sorted(sigs.values())[0], shown, lst))
             continue
         row = cands[0]
         matched.add(row.lineno)
-        for sig, lineno in sorted(sigs.items()):
+        for sig, where in sorted(sigs.items()):
             if sig != row.signature:
-                problems.append("%s:%d: %s is cast to `%s`, but %s:%d says `%s`"
-                                % (mm, lineno, row.name, sig, lst, row.lineno, row.signature))
+                problems.append("%s: %s is cast to `%s`, but %s:%d says `%s`"
+                                % (where, row.name, sig, lst, row.lineno, row.signature))
     for r in sel_rows:
         if r.lineno not in matched:
-            problems.append("%s:%d: lists selector %s, which %s no longer sends"
+            problems.append("%s:%d: lists selector %s, which none of %s sends"
                             % (lst, r.lineno, r.name, mm))
         if r.cls not in classes:
             problems.append("%s:%d: %s names class %s, which has no `class` row"
@@ -244,7 +282,8 @@ def check_allowlist(args, out):
     if problems:
         return FAIL
     print("allowlist: %d framework path(s), %d classes, %d selectors in %s match %s"
-          % (len(used.frameworks), len(used.classes), len(sel_rows), mm, lst), file=out)
+          % (len(used.frameworks), len(used.classes), len(sel_rows),
+             ", ".join(os.path.basename(f) for f in files), lst), file=out)
     return PASS
 
 
@@ -327,13 +366,20 @@ def check_compile(args, out):
     flags, reason = gnustep_flags(args)
     if flags is None:
         return skip(reason, out)
+    status = PASS
+    for source in args.source:
+        if compile_one(args, flags, source, out) != PASS:
+            status = FAIL
+    return status
+
+
+def compile_one(args, flags, source, out):
     with tempfile.TemporaryDirectory() as tmp:
-        obj = os.path.join(tmp, "ane_device_apple.o")
+        obj = os.path.join(tmp, os.path.basename(source) + ".o")
         cmd = [args.clang] + flags + ["-Wall", "-Wextra", "-Werror", "-Wundeclared-selector",
-                                      "-Wno-error=undeclared-selector", "-c", "-o", obj,
-                                      args.source]
+                                      "-Wno-error=undeclared-selector", "-c", "-o", obj, source]
         rc, output = run(cmd)
-        ok = rc == 0 and os.path.getsize(obj) > 0
+        ok = rc == 0 and os.path.isfile(obj) and os.path.getsize(obj) > 0
     # Selectors Foundation does not declare are private: each must be a listed one (a cross-check
     # of the allow-list's extraction by the compiler itself).
     listed = listed_selectors(args.allowlist)
@@ -343,14 +389,14 @@ def check_compile(args, out):
     if output.strip():
         print(output, file=out)
     for s in stray:
-        print("FAIL: selector %s is declared neither by Foundation nor in %s"
-              % (s, os.path.basename(args.allowlist)), file=out)
+        print("FAIL: selector %s in %s is declared neither by Foundation nor in %s"
+              % (s, os.path.basename(source), os.path.basename(args.allowlist)), file=out)
     if not ok or stray:
         print("FAIL: %s does not compile against GNUstep's Foundation (%s)"
-              % (os.path.basename(args.source), " ".join(cmd)), file=out)
+              % (os.path.basename(source), " ".join(cmd)), file=out)
         return FAIL
     print("compile: %s builds to an object against GNUstep's Foundation headers"
-          % os.path.basename(args.source), file=out)
+          % os.path.basename(source), file=out)
     return PASS
 
 
@@ -370,20 +416,25 @@ def check_analyze(args, out):
     flags, reason = gnustep_flags(args)
     if flags is None:
         return skip(reason, out)
-    for extra in PASSES:
-        analyzer = ["-analyzer-checker=" + CHECKERS, "-analyzer-output=text", "-analyzer-werror"]
-        analyzer += extra
-        cmd = [args.clang] + flags + ["--analyze", "-o", os.devnull]
-        for a in analyzer:
-            cmd += ["-Xanalyzer", a]
-        rc, output = run(cmd + [args.source])
-        if rc != 0 or re.search(r"\b(warning|error):", output):
-            print(output, file=out)
-            print("FAIL: the static analyzer reports the above (%s)" % " ".join(extra), file=out)
-            return FAIL
-    print("analyze: no findings from %s (passes: %s)"
-          % (CHECKERS, "; ".join(" ".join(p) for p in PASSES)), file=out)
-    return PASS
+    status = PASS
+    for source in args.source:
+        for extra in PASSES:
+            analyzer = ["-analyzer-checker=" + CHECKERS, "-analyzer-output=text",
+                        "-analyzer-werror"] + extra
+            cmd = [args.clang] + flags + ["--analyze", "-o", os.devnull]
+            for a in analyzer:
+                cmd += ["-Xanalyzer", a]
+            rc, output = run(cmd + [source])
+            if rc != 0 or re.search(r"\b(warning|error):", output):
+                print(output, file=out)
+                print("FAIL: the static analyzer reports the above in %s (%s)"
+                      % (os.path.basename(source), " ".join(extra)), file=out)
+                status = FAIL
+                break
+    if status == PASS:
+        print("analyze: no findings in %s from %s (passes: %s)"
+              % (source_names(args), CHECKERS, "; ".join(" ".join(p) for p in PASSES)), file=out)
+    return status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,52 +443,78 @@ def check_analyze(args, out):
 LEAK_GUARD = ("      return absl::ResourceExhaustedError(absl::StrCat(\"IOSurfaceCreate(\", bytes, "
               "\") failed\"));\n    }\n")
 
-# (check, name, file edited, [(old, new)], regex the failing check's output must match)
+# (check, name, file edited: a --source's base name or "list", [(old, new)], regex the failing
+# check's output must match). Each check has mutants in every .mm.
+DEVICE, REQUESTS = "ane_device_apple.mm", "ane_requests_apple.mm"
 MUTANTS = [
-    ("allowlist", "misspelt selector compileWithQoS: -> compileWithQOS:", "mm",
+    ("allowlist", "misspelt selector compileWithQoS: -> compileWithQOS:", DEVICE,
      [("@selector(compileWithQoS:options:error:)", "@selector(compileWithQOS:options:error:)")],
      r"sends -\[id compileWithQOS:options:error:\], which is not in"),
-    ("allowlist", "misspelt selector objectWithIOSurface: -> objectWithIOSurfac:", "mm",
+    ("allowlist", "misspelt selector objectWithIOSurface: -> objectWithIOSurfac:", DEVICE,
      [("@selector(objectWithIOSurface:)", "@selector(objectWithIOSurfac:)")],
      r"sends \+\[_ANEIOSurfaceObject objectWithIOSurfac:\], which is not in"),
-    ("allowlist", "misspelt class _ANERequest -> _ANERequst", "mm",
+    ("allowlist", "misspelt class _ANERequest -> _ANERequst", DEVICE,
      [("{\"_ANERequest\", &c.request}", "{\"_ANERequst\", &c.request}")],
      r"uses class _ANERequst, which is not in"),
-    ("allowlist", "wrong cast: QoS as NSUInteger in unloadWithQoS:error:", "mm",
+    ("allowlist", "wrong cast: QoS as NSUInteger in unloadWithQoS:error:", DEVICE,
      [("using UnloadFn = BOOL (*)(id, SEL, unsigned int, NSError**);",
        "using UnloadFn = BOOL (*)(id, SEL, NSUInteger, NSError**);")],
      r"unloadWithQoS:error:\] is cast to `BOOL \(id, SEL, NSUInteger, NSError\*\*\)`"),
-    ("allowlist", "private selector sent without a cast", "mm",
+    ("allowlist", "private selector sent without a cast", DEVICE,
      [("((IdGetterFn)objc_msgSend)(model, @selector(hexStringIdentifier))",
        "[model performSelector:@selector(hexStringIdentifier)]")],
      r"@selector\(hexStringIdentifier\) is not the selector of an objc_msgSend cast"),
-    ("allowlist", "stale row: a selector the .mm does not send", "list",
+    ("allowlist", "misspelt selector hwExecutionTime -> hwExecutionTme", REQUESTS,
+     [("@selector(hwExecutionTime)", "@selector(hwExecutionTme)")],
+     r"ane_requests_apple\.mm:\d+: sends -\[id hwExecutionTme\], which is not in"),
+    ("allowlist", "a private class not in the list", REQUESTS,
+     [("classes.perf_stats, @selector(driverMaskForANEFMask:)",
+       "NSClassFromString(@\"_ANEPerfStats\"), @selector(driverMaskForANEFMask:)")],
+     r"ane_requests_apple\.mm:\d+: uses class _ANEPerfStats, which is not in"),
+    ("allowlist", "wrong cast: hwExecutionTime as double", REQUESTS,
+     [("using HwTimeFn = unsigned long long (*)(id, SEL);", "using HwTimeFn = double (*)(id, SEL);")],
+     r"hwExecutionTime\] is cast to `double \(id, SEL\)`"),
+    ("allowlist", "a selector hidden behind NSSelectorFromString", REQUESTS,
+     [("@selector(setPerfStatsMask:)", "NSSelectorFromString(@\"setPerfStatsMask:\")")],
+     r"ane_requests_apple\.mm:\d+: NSSelectorFromString names a class or selector from a string"),
+    ("allowlist", "stale row: a selector no .mm sends", "list",
      [("selector    | +[_ANEDeviceInfo aneSubType]",
        "selector    | -[_ANEInMemoryModel state] | NSUInteger (id, SEL) | inmem_basic.m:1\n"
        "selector    | +[_ANEDeviceInfo aneSubType]")],
-     r"lists selector -\[_ANEInMemoryModel state\], which ane_device_apple.mm no longer sends"),
-    ("compile", "a method Foundation does not have: localisedDescription", "mm",
-     [("ToStd([error localizedDescription])", "ToStd([error localisedDescription])")],
-     r"error: .*localisedDescription"),
-    ("compile", "a wrong argument type: std::string for NSString*", "mm",
+     r"lists selector -\[_ANEInMemoryModel state\], which none of ane_device_apple\.mm, "
+     r"ane_requests_apple\.mm sends"),
+    ("compile", "a method Foundation does not have: hasPrefx:", DEVICE,
+     [("[key hasPrefix:@\"@model_path/\"]", "[key hasPrefx:@\"@model_path/\"]")],
+     r"error: .*hasPrefx"),
+    ("compile", "a wrong argument type: std::string for NSString*", DEVICE,
      [("return [data writeToFile:path atomically:YES];",
        "return [data writeToFile:ToStd(path) atomically:YES];")],
      r"error: no viable conversion from 'std::string' .* to 'NSString \*'"),
-    ("compile", "a private selector sent as a plain message", "mm",
+    ("compile", "a private selector sent as a plain message", DEVICE,
      [("((IdGetterFn)objc_msgSend)(model, @selector(hexStringIdentifier))",
        "[model hexStringIdentifier]")],
      r"error: instance method '-hexStringIdentifier' not found"),
-    ("analyze", "leaked object: [[NSMutableArray alloc] init] never released", "mm",
+    ("compile", "a method Foundation does not have: numberWithBoolean:", REQUESTS,
+     [("[NSNumber numberWithBool:YES]", "[NSNumber numberWithBoolean:YES]")],
+     r"error: .*numberWithBoolean"),
+    ("compile", "a private selector sent as a plain message in the requests file", REQUESTS,
+     [("((HwTimeFn)objc_msgSend)(stats, @selector(hwExecutionTime))", "[stats hwExecutionTime]")],
+     r"error: instance method '-hwExecutionTime' not found"),
+    ("analyze", "leaked object: [[NSMutableArray alloc] init] never released", REQUESTS,
      [("NSMutableArray* in = [NSMutableArray array];",
        "NSMutableArray* in = [[NSMutableArray alloc] init];")],
      r"Potential leak of an object stored into 'in' \[osx\.cocoa\.RetainCount\]"),
-    ("analyze", "leaked +1 IOSurface: an early return after IOSurfaceCreate", "mm",
+    ("analyze", "leaked +1 IOSurface: an early return after IOSurfaceCreate", DEVICE,
      [(LEAK_GUARD, LEAK_GUARD + "    if (classes_.surface == nil) return NilResult(\"no class\");\n")],
      r"Potential leak of an object stored into 'surface' \[osx\.cocoa\.RetainCount\]"),
-    ("analyze", "over-release of an autoreleased string", "mm",
+    ("analyze", "over-release of an autoreleased string", DEVICE,
      [("ok = ok && WriteFile([dir stringByAppendingPathComponent:@\"model.mil\"], mil);",
        "ok = ok && WriteFile([dir stringByAppendingPathComponent:@\"model.mil\"], mil);\n"
        "    [wdir release];")],
+     r"Incorrect decrement of the reference count of an object that is not owned"),
+    ("analyze", "over-release of an autoreleased dictionary in the requests file", REQUESTS,
+     [("  if (!on_) return @{};\n", "  if (!on_) {\n    NSDictionary* none = @{};\n"
+       "    [none release];\n    return none;\n  }\n")],
      r"Incorrect decrement of the reference count of an object that is not owned"),
 ]
 
@@ -449,8 +526,13 @@ def check_mutants(args, out):
     todo = [m for m in MUTANTS if args.check in (None, m[0])]
     with tempfile.TemporaryDirectory() as tmp:
         for check, name, target, edits, expect in todo:
-            files = {"mm": args.source, "list": args.allowlist}
-            path = files[target]
+            sources = {os.path.basename(src): src for src in args.source}
+            path = args.allowlist if target == "list" else sources.get(target)
+            if path is None:
+                print("FAIL: mutant '%s' edits %s, which is not a --source (%s)"
+                      % (name, target, source_names(args)), file=out)
+                failed += 1
+                continue
             text = open(path, encoding="utf-8").read()
             for old, new in edits:
                 if text.count(old) != 1:
@@ -463,7 +545,12 @@ def check_mutants(args, out):
                 mutant = os.path.join(tmp, os.path.basename(path))
                 open(mutant, "w", encoding="utf-8").write(text)
                 margs = argparse.Namespace(**vars(args))
-                setattr(margs, "source" if target == "mm" else "allowlist", mutant)
+                if target == "list":
+                    margs.allowlist = mutant
+                elif check == "allowlist":  # names are matched across all the files
+                    margs.source = [mutant if src == path else src for src in args.source]
+                else:  # compile and analyze see one file at a time: only the mutated one
+                    margs.source = [mutant]
 
                 class Capture:
                     text = ""
@@ -495,7 +582,9 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["allowlist", "compile", "analyze", "mutants"])
     p.add_argument("--check", choices=sorted(CHECKS), help="mutants: only this check's")
-    p.add_argument("--source", required=True, help="ane_device_apple.mm")
+    p.add_argument("--source", action="append", required=True,
+                   help="an Objective-C++ file (repeat for each: ane_device_apple.mm, "
+                        "ane_requests_apple.mm)")
     p.add_argument("--allowlist", required=True, help="private_api.txt")
     p.add_argument("--clang", default="clang++")
     p.add_argument("--stubs", default=os.path.join(os.path.dirname(__file__), "ane_objc_stubs"))

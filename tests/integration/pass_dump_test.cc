@@ -1,6 +1,7 @@
 // `anectl kernel compile --dump-passes DIR` against the real daemon: the dumps travel in the
 // CompileKernel response and anectl writes them, one file per pass in pipeline order, on a fresh
-// compile and on a cache hit; a backend without passes says so.
+// compile and on a cache hit, with the cpu backend in the daemon or in a worker process
+// (--isolate_cpu: the dumps then cross the worker wire); a backend without passes says so.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -50,11 +51,10 @@ std::string Read(const std::string& path) {
   return s.str();
 }
 
-TEST(PassDumpCliTest, WritesOneFilePerPassOnCompileAndOnACacheHit) {
-  TempDir dir;
-  DaemonProcess daemon(dir.path());
-  ASSERT_TRUE(daemon.Start().ok());
-  const std::string mil = dir.path() + "/k.mil";
+// Compiles kMil on cpu twice with --dump-passes (a fresh compile, then a cache hit) and checks
+// the files written.
+void ExpectDumpsOnCompileAndOnACacheHit(DaemonProcess& daemon, const std::string& root) {
+  const std::string mil = root + "/k.mil";
   std::ofstream(mil) << kMil;
   const std::vector<std::string> expected = {"00-input.txt",
                                              "01-lower.txt",
@@ -63,7 +63,7 @@ TEST(PassDumpCliTest, WritesOneFilePerPassOnCompileAndOnACacheHit) {
                                              "04-fuse-elementwise.txt",
                                              "05-alias-concat.txt"};
   for (const char* sub : {"first", "again"}) {
-    const std::string out = dir.path() + "/dumps/" + sub;
+    const std::string out = root + "/dumps/" + sub;
     RunResult r = daemon.Anectl(
         {"kernel", "compile", mil, "--backend", "cpu", "--dump-passes", out, "--json"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -77,6 +77,14 @@ TEST(PassDumpCliTest, WritesOneFilePerPassOnCompileAndOnACacheHit) {
     EXPECT_THAT(Read(out + "/03-fold-transposes.txt"), Not(HasSubstr("fused chain")));
     EXPECT_THAT(Read(out + "/04-fuse-elementwise.txt"), HasSubstr("fused chain of 2 ops"));
   }
+}
+
+TEST(PassDumpCliTest, WritesOneFilePerPassOnCompileAndOnACacheHit) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path());
+  ASSERT_TRUE(daemon.Start().ok());
+  ExpectDumpsOnCompileAndOnACacheHit(daemon, dir.path());
+  const std::string mil = dir.path() + "/k.mil";
   // Without the flag nothing is dumped and the response carries no dumps.
   RunResult plain = daemon.Anectl({"kernel", "compile", mil, "--backend", "cpu", "--json"});
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
@@ -88,6 +96,14 @@ TEST(PassDumpCliTest, WritesOneFilePerPassOnCompileAndOnACacheHit) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("returned no pass dumps"));
   EXPECT_TRUE(Listing(sim).empty());
+}
+
+// The cpu backend in a worker process: its dumps cross the worker wire.
+TEST(PassDumpCliTest, TheDumpsComeBackFromAWorker) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path());
+  ASSERT_TRUE(daemon.Start({"--isolate_cpu"}).ok());
+  ExpectDumpsOnCompileAndOnACacheHit(daemon, dir.path());
 }
 
 }  // namespace

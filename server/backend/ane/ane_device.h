@@ -1,7 +1,8 @@
 // AneDevice: the small C++ interface between the portable ANE backend (ane_backend.h) and a
 // device that compiles and runs MIL programs the way Apple's private AppleNeuralEngine framework
 // does (docs/ANE_NOTES.md §1). Two implementations:
-//   * ane_device_apple.mm — the framework itself (macOS only; the only Objective-C++ in anerd);
+//   * ane_device_apple.mm — the framework itself (macOS only; with ane_requests_apple.mm the only
+//     Objective-C++ in anerd);
 //   * ane_device_sim.cc   — a simulated device that runs anywhere (ane_device_sim.h).
 // No Objective-C type appears here.
 //

@@ -1,6 +1,8 @@
-// The AppleNeuralEngine.framework device (ane_device_apple.mm, built only on macOS): dlopens the
-// private framework and drives it exactly as docs/ANE_NOTES.md §1 describes. C++ only; the
-// Objective-C lives in the .mm.
+// The AppleNeuralEngine.framework device (built only on macOS): dlopens the private framework and
+// drives it exactly as docs/ANE_NOTES.md §1 describes. C++ only; the Objective-C lives in two
+// .mm files: ane_device_apple.mm (framework, classes, temp dirs, compile, load, surfaces,
+// evaluate) and ane_requests_apple.mm (per model: performance statistics and request bindings,
+// ane_requests_apple.h), sharing ane_apple_objc.h.
 //
 // Lifecycle (issue 18 item 5):
 //   * Temp dirs. The framework reads NSTemporaryDirectory()/<hexStringIdentifier>, a per-user path
@@ -14,14 +16,14 @@
 //     worker never strands the dir or blocks the next one. The lock files stay (empty, per hex).
 //     The locking is temp_dir_lease.{h,cc} (plain POSIX, tested on Linux with real processes).
 //   * Compiles run one at a time per process (seed tiny_train.m:237: one serial queue).
-//   * Requests. One _ANERequest per (input surfaces, output surfaces) binding, keyed by each
+//   * Requests (ane_requests_apple.h). One _ANERequest per (input surfaces, output surfaces) binding, keyed by each
 //     surface's process-unique identity (never its address), reused across evaluations, dropped on
 //     unload so a reload builds fresh ones (seed test_weight_reload.m:184-190), at most 16 per
 //     model (the oldest is released first).
 //   * Memory. Built with -fno-objc-arc: objects kept in C++ structs are retained when stored and
 //     released in the destructor; every entry point, the model's and the surface's destructors
 //     (unload, request release, temp-dir release) run inside @autoreleasepool.
-//   * Counters (issue 18 item 6). When _ANEPerformanceStats resolves, a model gets
+//   * Counters (issue 18 item 6; ane_requests_apple.h). When _ANEPerformanceStats resolves, a model gets
 //     setPerfStatsMask:(driverMaskForANEFMask:0xF) before compile, its load passes
 //     kANEFPerformanceStatsMask and kANEFModelLoadPerformanceStats, each request carries a
 //     +statsWithHardwareExecutionNS:0 object, and hwExecutionTime is read after each evaluation.

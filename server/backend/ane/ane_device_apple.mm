@@ -1,5 +1,8 @@
-// The AppleNeuralEngine.framework device: the only Objective-C++ in anerd (docs/ARCHITECTURE.md).
-// Every call follows docs/ANE_NOTES.md §1; sections are cited where a step comes from.
+// The AppleNeuralEngine.framework device (ane_device_apple.h): framework and classes, temp dirs,
+// compile, load, unload, surfaces and evaluate. Its per-model evaluation state (performance
+// statistics, request bindings) is ane_requests_apple.mm; the two files are the only Objective-C++
+// in anerd (docs/ARCHITECTURE.md). Every call follows docs/ANE_NOTES.md §1; sections are cited
+// where a step comes from.
 //
 // Memory: compiled with -fno-objc-arc. Every Objective-C object kept in a C++ struct is retained
 // when stored and released in the struct's destructor (docs/ANE_NOTES.md §11: "explicit
@@ -7,9 +10,10 @@
 // message to the framework runs inside @try/@catch, so no NSException crosses into C++; NSError and
 // NSException become absl::Status with a DeviceError payload (domain, code, description).
 //
-// Private names: every framework path, class and selector used here is a row of private_api.txt
-// (with its cast and seed source); the ctest ane_private_api_allowlist keeps the two equal. On
-// Linux this file is compiled against GNUstep's Foundation and run through clang's analyzer
+// Private names: every framework path, class and selector used here (and in
+// ane_requests_apple.mm) is a row of private_api.txt (with its cast and seed source); the ctest
+// ane_private_api_allowlist keeps the rows and the two files equal. On Linux both files are
+// compiled against GNUstep's Foundation and run through clang's analyzer
 // (tests/backend/ane_objc_check.py), so NSError** arguments take nullptr, never nil: the GNU
 // runtime's nil is (id)0, which C++ does not convert to NSError**; the SDK's is nullptr.
 #import <Foundation/Foundation.h>
@@ -30,7 +34,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/backend/ane/ane_apple_objc.h"
 #include "server/backend/ane/ane_device_apple.h"
+#include "server/backend/ane/ane_requests_apple.h"
 #include "server/backend/ane/temp_dir_lease.h"
 
 namespace anerd::backend::ane {
@@ -50,37 +56,6 @@ using QosOptionsErrorFn = BOOL (*)(id, SEL, unsigned int, id, NSError**);  // co
 using EvaluateFn = BOOL (*)(id, SEL, unsigned int, id, id, NSError**);
 using UnloadFn = BOOL (*)(id, SEL, unsigned int, NSError**);
 using SurfaceObjectFn = id (*)(Class, SEL, IOSurfaceRef);  // objectWithIOSurface:
-using RequestFn = id (*)(Class, SEL, id, id, id, id, id, id, id);
-// _ANEPerformanceStats (issue 18 item 6; recipe in ane-rules-evidence.md "Counters and QoS").
-using StatsFactoryFn = id (*)(Class, SEL, unsigned long long);    // statsWithHardwareExecutionNS:
-using DriverMaskFn = unsigned int (*)(Class, SEL, unsigned int);  // driverMaskForANEFMask:
-using SetMaskFn = void (*)(id, SEL, unsigned int);                // setPerfStatsMask:
-using HwTimeFn = unsigned long long (*)(id, SEL);                 // hwExecutionTime
-
-std::string ToStd(NSString* s) {
-  const char* utf8 = s == nil ? nullptr : [s UTF8String];
-  return utf8 == nullptr ? std::string() : std::string(utf8);
-}
-
-absl::Status FromNSError(absl::StatusCode code, absl::string_view what, NSError* error) {
-  if (error == nil) {
-    return MakeDeviceError(
-        code, what, DeviceError{"anerd.ane", 0, "the framework returned NO without an error"});
-  }
-  return MakeDeviceError(code, what,
-                         DeviceError{ToStd([error domain]), static_cast<int64_t>([error code]),
-                                     ToStd([error localizedDescription])});
-}
-
-absl::Status FromNSException(absl::string_view what, NSException* e) {
-  return MakeDeviceError(absl::StatusCode::kInternal, what,
-                         DeviceError{ToStd([e name]), 0, ToStd([e reason])});
-}
-
-absl::Status NilResult(absl::string_view what) {
-  return MakeDeviceError(absl::StatusCode::kInvalidArgument, what,
-                         DeviceError{"anerd.ane", 0, "the framework returned nil"});
-}
 
 // Writes `data` to `path` atomically, creating intermediate directories (docs/ANE_NOTES.md §1.3
 // step 5).
@@ -137,15 +112,6 @@ std::mutex& CompileMutex() {
   return *mu;
 }
 
-struct Classes {
-  Class descriptor = nil;   // _ANEInMemoryModelDescriptor
-  Class model = nil;        // _ANEInMemoryModel
-  Class request = nil;      // _ANERequest
-  Class surface = nil;      // _ANEIOSurfaceObject
-  Class device_info = nil;  // _ANEDeviceInfo (optional: only for aneSubType)
-  Class perf_stats = nil;   // _ANEPerformanceStats (optional: hardware execution time)
-};
-
 // A process-unique identity per surface: requests are keyed by it, never by an address a freed
 // surface's successor may reuse.
 uint64_t NextSurfaceId() {
@@ -195,23 +161,15 @@ class AppleSurface : public DeviceSurface {
   uint64_t id_;
 };
 
-std::vector<uint64_t> Identities(const std::vector<DeviceSurface*>& surfaces) {
-  std::vector<uint64_t> out;
-  for (DeviceSurface* s : surfaces) out.push_back(static_cast<AppleSurface*>(s)->identity());
+std::vector<SurfaceRef> SurfaceRefs(const std::vector<DeviceSurface*>& surfaces) {
+  std::vector<SurfaceRef> out;
+  out.reserve(surfaces.size());
+  for (DeviceSurface* s : surfaces) {
+    const auto* surface = static_cast<const AppleSurface*>(s);
+    out.push_back({surface->identity(), surface->object()});
+  }
   return out;
 }
-
-// One _ANERequest per (input surfaces, output surfaces) binding, built once and reused
-// (docs/ANE_NOTES.md §1.3 step 7), keyed by surface identity. Dropped on unload, so a reload gets
-// fresh requests (seed test_weight_reload.m:184-190); at most kMaxBindings per model (the oldest
-// goes first).
-constexpr size_t kMaxBindings = 16;
-struct Binding {
-  std::vector<uint64_t> inputs;
-  std::vector<uint64_t> outputs;
-  id request = nil;  // retained
-  id stats = nil;    // retained _ANEPerformanceStats passed as the request's perfStats, or nil
-};
 
 class AppleModel : public DeviceModel {
  public:
@@ -227,7 +185,7 @@ class AppleModel : public DeviceModel {
           (void)e;
         }
       }
-      DropBindings();
+      requests_.Clear();
       [model_ release];
       StopUsingTempDir(temp_dir_);
       [temp_dir_ release];
@@ -235,22 +193,14 @@ class AppleModel : public DeviceModel {
   }
   const std::string& identifier() const override { return identifier_; }
   bool loaded() const override { return loaded_; }
-  void DropBindings() {
-    for (Binding& b : bindings_) {
-      [b.request release];
-      [b.stats release];
-    }
-    bindings_.clear();
-  }
 
   id model_;
   NSString* temp_dir_;
   std::string identifier_;
   bool loaded_ = false;
   unsigned int qos_ = kDefaultQos;  // the last load's, used by the destructor's unload
-  bool stats_ = false;              // the perf-stats mask is set: requests carry a stats object
-  unsigned int stats_mask_ = 0;     // the driver mask set on the model (when stats_)
-  std::vector<Binding> bindings_;
+  PerfStats stats_;                 // ane_requests_apple.h
+  RequestBindings requests_;
 };
 
 class AppleDevice : public AneDevice {
@@ -271,15 +221,6 @@ class AppleDevice : public AneDevice {
   int64_t compile_count() const override { return compiles_.load(); }
 
  private:
-  absl::StatusOr<id> BuildRequest(const std::vector<DeviceSurface*>& inputs,
-                                  const std::vector<DeviceSurface*>& outputs, id stats);
-  // The model's binding for these surfaces, built (and the oldest evicted) when missing.
-  absl::StatusOr<Binding*> FindOrBind(AppleModel& m, const std::vector<DeviceSurface*>& inputs,
-                                      const std::vector<DeviceSurface*>& outputs);
-  // Sets the perf-stats mask on a fresh model, before compile and load (m.stats_ stays false
-  // when the framework has no stats or refuses the mask).
-  void EnablePerfStats(AppleModel& m);
-
   const Classes classes_;
   const std::vector<std::string> found_;
   std::atomic<int64_t> compiles_{0};
@@ -319,32 +260,6 @@ DeviceInfo AppleDevice::Info() const {
   return info;
 }
 
-// The ANEF mask asked for: Espresso's default bits (on an M3 Max any bit outside 0xF gives 0).
-constexpr unsigned int kPerfStatsAnefMask = 0xF;
-
-void AppleDevice::EnablePerfStats(AppleModel& m) {
-  if (classes_.perf_stats == nil) return;
-  @try {
-    const unsigned int mask = ((DriverMaskFn)objc_msgSend)(
-        classes_.perf_stats, @selector(driverMaskForANEFMask:), kPerfStatsAnefMask);
-    if (mask == 0) return;
-    ((SetMaskFn)objc_msgSend)(m.model_, @selector(setPerfStatsMask:), mask);
-    m.stats_ = true;
-    m.stats_mask_ = mask;
-  } @catch (NSException* e) {
-    (void)e;  // no counters: evaluations report hardware time as absent
-  }
-}
-
-// Load options: @{} as the seed, plus Espresso's two perf-stats keys when the mask is set.
-NSDictionary* LoadOptions(const AppleModel& m) {
-  if (!m.stats_) return @{};
-  return @{
-    @"kANEFPerformanceStatsMask" : @(m.stats_mask_),
-    @"kANEFModelLoadPerformanceStats" : [NSNumber numberWithBool:YES]
-  };
-}
-
 // docs/ANE_NOTES.md §1.3 steps 1-6 (compile half): MIL as UTF-8 NSData; weights dictionary keyed by
 // the exact BLOBFILE path with {offset: @0, data: NSData}, @{} (never nil) when there are none;
 // descriptor with optionsPlist nil; in-memory model; temp dir populated;
@@ -382,7 +297,7 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> AppleDevice::Compile(
     if (!populated.ok()) return populated;
     // From here the temp dir reference belongs to the model object (released in its destructor).
     auto handle = std::make_unique<AppleModel>(model, dir, identifier);
-    EnablePerfStats(*handle);
+    handle->stats_.Enable(classes_, model);
     compiles_.fetch_add(1);
     @try {
       NSError* error = nil;
@@ -405,7 +320,7 @@ absl::Status AppleDevice::Load(DeviceModel& model, unsigned int qos) {
     @try {
       NSError* error = nil;
       BOOL ok = ((QosOptionsErrorFn)objc_msgSend)(m.model_, @selector(loadWithQoS:options:error:),
-                                                  qos, LoadOptions(m), &error);
+                                                  qos, m.stats_.LoadOptions(), &error);
       if (!ok) return FromNSError(absl::StatusCode::kUnavailable, "ANE load failed", error);
     } @catch (NSException* e) {
       return FromNSException("ANE load failed", e);
@@ -422,7 +337,7 @@ absl::Status AppleDevice::Unload(DeviceModel& model, unsigned int qos) {
   auto& m = static_cast<AppleModel&>(model);
   if (!m.loaded_) return absl::OkStatus();
   @autoreleasepool {
-    m.DropBindings();
+    m.requests_.Clear();
     @try {
       NSError* error = nil;
       BOOL ok = ((UnloadFn)objc_msgSend)(m.model_, @selector(unloadWithQoS:error:), qos, &error);
@@ -468,68 +383,6 @@ absl::StatusOr<std::unique_ptr<DeviceSurface>> AppleDevice::AllocateSurface(size
   }
 }
 
-// docs/ANE_NOTES.md §1.2, §1.5: inputs, indices @0..n-1, outputs, indices, weightsBuffer nil,
-// perfStats `stats` (nil, or the _ANEPerformanceStats the evaluation fills), procedureIndex @0 (an
-// NSNumber). Returns a retained request.
-absl::StatusOr<id> AppleDevice::BuildRequest(const std::vector<DeviceSurface*>& inputs,
-                                             const std::vector<DeviceSurface*>& outputs, id stats) {
-  @autoreleasepool {
-    NSMutableArray* in = [NSMutableArray array];
-    NSMutableArray* in_idx = [NSMutableArray array];
-    NSMutableArray* out = [NSMutableArray array];
-    NSMutableArray* out_idx = [NSMutableArray array];
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      [in addObject:static_cast<AppleSurface*>(inputs[i])->object()];
-      [in_idx addObject:@(static_cast<int>(i))];
-    }
-    for (size_t i = 0; i < outputs.size(); ++i) {
-      [out addObject:static_cast<AppleSurface*>(outputs[i])->object()];
-      [out_idx addObject:@(static_cast<int>(i))];
-    }
-    @try {
-      id request = ((RequestFn)objc_msgSend)(
-          classes_.request,
-          @selector
-          (requestWithInputs:
-                inputIndices:outputs:outputIndices:weightsBuffer:perfStats:procedureIndex:),
-          in, in_idx, out, out_idx, nil, stats, @0);
-      if (request == nil) return NilResult("ANE requestWithInputs failed");
-      return [request retain];
-    } @catch (NSException* e) {
-      return FromNSException("ANE requestWithInputs failed", e);
-    }
-  }
-}
-
-absl::StatusOr<Binding*> AppleDevice::FindOrBind(AppleModel& m,
-                                                 const std::vector<DeviceSurface*>& inputs,
-                                                 const std::vector<DeviceSurface*>& outputs) {
-  const std::vector<uint64_t> in = Identities(inputs), out = Identities(outputs);
-  for (Binding& b : m.bindings_) {
-    if (b.inputs == in && b.outputs == out) return &b;
-  }
-  @autoreleasepool {
-    id stats = nil;
-    if (m.stats_) {
-      @try {  // docs/ANE_NOTES.md §1.7: alloc/init returns nil; the factory works
-        stats = ((StatsFactoryFn)objc_msgSend)(classes_.perf_stats,
-                                               @selector(statsWithHardwareExecutionNS:), 0ULL);
-      } @catch (NSException* e) {
-        stats = nil;
-      }
-    }
-    absl::StatusOr<id> request = BuildRequest(inputs, outputs, stats);
-    if (!request.ok()) return request.status();
-    if (m.bindings_.size() >= kMaxBindings) {
-      [m.bindings_.front().request release];
-      [m.bindings_.front().stats release];
-      m.bindings_.erase(m.bindings_.begin());
-    }
-    m.bindings_.push_back(Binding{in, out, *request, [stats retain]});
-    return &m.bindings_.back();
-  }
-}
-
 // docs/ANE_NOTES.md §1.3 step 8: evaluateWithQoS:options:@{} request:error: with the binding's
 // request, then the stats object's hwExecutionTime (absent when 0: the mask was refused or set too
 // late).
@@ -538,7 +391,8 @@ absl::Status AppleDevice::Evaluate(DeviceModel& model, const std::vector<DeviceS
                                    PerfCounters* counters) {
   auto& m = static_cast<AppleModel&>(model);
   if (!m.loaded_) return absl::FailedPreconditionError("ANE eval failed: model is not loaded");
-  absl::StatusOr<Binding*> binding = FindOrBind(m, inputs, outputs);
+  absl::StatusOr<const Binding*> binding =
+      m.requests_.FindOrBind(classes_, m.stats_, SurfaceRefs(inputs), SurfaceRefs(outputs));
   if (!binding.ok()) return binding.status();
   const id request = (*binding)->request;
   const id stats = (*binding)->stats;
@@ -552,18 +406,11 @@ absl::Status AppleDevice::Evaluate(DeviceModel& model, const std::vector<DeviceS
       if (stats == nil) return FromNSException("ANE eval failed", e);
       // A framework that wants perfStats in another form (an array on newer macOS) throws here:
       // evaluate without counters from now on.
-      m.stats_ = false;
-      m.DropBindings();
+      m.stats_.Disable();
+      m.requests_.Clear();
       return Evaluate(model, inputs, outputs, qos, counters);
     }
-    if (counters != nullptr && stats != nil) {
-      @try {
-        const unsigned long long ns = ((HwTimeFn)objc_msgSend)(stats, @selector(hwExecutionTime));
-        if (ns > 0) counters->hardware_ns = static_cast<uint64_t>(ns);
-      } @catch (NSException* e) {
-        (void)e;  // absent
-      }
-    }
+    PerfStats::ReadHardwareTime(stats, counters);
   }
   return absl::OkStatus();
 }
