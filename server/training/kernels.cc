@@ -308,22 +308,23 @@ absl::StatusOr<Kernel> SdpaFwd(const ModelShape& m) {
   Value q = StagedMatmul(&b, "q", x, xt, s, qd);
   Value k = StagedMatmul(&b, "k", x, xt, s + qd, kvd);
   Value v = StagedMatmul(&b, "v", x, xt, s + qd + kvd, kvd);
-  Value qh = SplitHeads(&b, "q", q, m.heads, hd);
-  Value kh = SplitHeads(&b, "k", k, m.kv_heads, hd);
+  Value qw, kw, inv_hd, eps, minus_half;  // QK-norm weights and constants
   if (m.qk_norm) {
     const int64_t col = s + qd + 2 * kvd;
-    Value inv_hd = b.ConstFp16("inv_hd", 1.0 / static_cast<double>(hd));
-    Value eps = b.ConstFp16("qk_eps", m.norm_eps);
-    Value minus_half = b.ConstFp16("minus_half", -0.5);
-    Value qw = b.Reshape("q_norm_w", b.SliceBySize("q_norm_slot", x, {0, 0, 0, col}, {1, hd, 1, 1}),
-                         {1, 1, 1, hd});
-    Value kw =
-        b.Reshape("k_norm_w", b.SliceBySize("k_norm_slot", x, {0, 0, 0, col + 1}, {1, hd, 1, 1}),
-                  {1, 1, 1, hd});
-    qh = HeadRmsNorm(&b, "q_norm", qh, qw, inv_hd, eps, minus_half);
-    kh = HeadRmsNorm(&b, "k_norm", kh, kw, inv_hd, eps, minus_half);
+    inv_hd = b.ConstFp16("inv_hd", 1.0 / static_cast<double>(hd));
+    eps = b.ConstFp16("qk_eps", m.norm_eps);
+    minus_half = b.ConstFp16("minus_half", -0.5);
+    qw = b.Reshape("q_norm_w", b.SliceBySize("q_norm_slot", x, {0, 0, 0, col}, {1, hd, 1, 1}),
+                   {1, 1, 1, hd});
+    kw = b.Reshape("k_norm_w", b.SliceBySize("k_norm_slot", x, {0, 0, 0, col + 1}, {1, hd, 1, 1}),
+                   {1, 1, 1, hd});
   }
+  // Default configs emit exactly the op sequence they did before QK-norm existed (snapshots).
+  Value qh = SplitHeads(&b, "q", q, m.heads, hd);
+  if (m.qk_norm) qh = HeadRmsNorm(&b, "q_norm", qh, qw, inv_hd, eps, minus_half);
   Value qr = Rope(&b, "q", qh, cos, sin, minus_one, m.rope_half);
+  Value kh = SplitHeads(&b, "k", k, m.kv_heads, hd);
+  if (m.qk_norm) kh = HeadRmsNorm(&b, "k_norm", kh, kw, inv_hd, eps, minus_half);
   Value kr = Rope(&b, "k", kh, cos, sin, minus_one, m.rope_half);
   Value vh = SplitHeads(&b, "v", v, m.kv_heads, hd);
   Value probs = AttentionProbs(&b, qr, TileKv(&b, "k", kr, m.gqa_ratio()), scale, mask);
