@@ -307,9 +307,7 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
       "flags take the engine's defaults.");
   p.AddString("model", &f.model, "tiny | stories15m | stories110m | qwen3_0_6b (default tiny)");
   p.AddString("config", &f.config,
-              "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq= "
-              "[,rope_style=interleaved|half,rope_theta=,qk_norm=0|1,norm_eps=,residual_scale=,"
-              "tied=0|1,bos_id=,eos_id=]");
+              "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq=");
   p.AddString("init", &f.init, "scratch, or a llama2.c model file to fine-tune");
   p.AddString("data", &f.data, "uint16 token file (.bin) or UTF-8 text file");
   p.AddInt("steps", &f.steps, "optimizer steps");
