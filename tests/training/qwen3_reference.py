@@ -22,6 +22,7 @@ import json
 import math
 import sys
 
+import numpy as np
 import torch
 
 
@@ -126,7 +127,6 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     c = parse_config(a.config)
-    import numpy as np
     flat = torch.from_numpy(np.fromfile(a.params, dtype=np.float32)).double()
     data = torch.from_numpy(np.fromfile(a.tokens, dtype=np.uint16).astype(np.int64))
     params, order = unpack(c, flat)
