@@ -11,12 +11,15 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf python3-numpy
   python3-venv python3-pip python3-setuptools python3-wheel  # pip install ./client/python (offline)
+  python3-torch  # tests/training/qwen3_reference.py (the engine's PyTorch reference) and bench/
   clang libclang-rt-14-dev
   libgnustep-base-dev gobjc  # Linux only: Foundation + GNU runtime headers to check the .mm (macOS has the SDK)
 )
 # python: the venv for client/python (pip fetches grpcio, protobuf and numpy into it; grpc's
-# grpc_python_plugin and protobuf's protoc generate its stubs).
-BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark python)
+# grpc_python_plugin and protobuf's protoc generate its stubs). pytorch: the training tests'
+# PyTorch reference (python3-torch on Debian).
+BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark
+  python pytorch)
 
 install_debian() {
   local missing=()

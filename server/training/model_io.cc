@@ -153,6 +153,26 @@ std::vector<StackedArray> Llama2cLayerArrays(const ModelConfig& c) {
 
 }  // namespace
 
+absl::Status CheckLlama2cCanHold(const ModelConfig& c) {
+  const ModelConfig def;
+  auto refuse = [](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the llama2.c format cannot hold this model: ", what));
+  };
+  if (c.rope_style != def.rope_style) {
+    return refuse("rope_style half (llama2.c rotates interleaved pairs)");
+  }
+  if (c.rope_theta != def.rope_theta) return refuse("rope_theta other than 10000");
+  if (c.qk_norm) return refuse("qk_norm (no q/k norm weights in the format)");
+  if (c.norm_eps != def.norm_eps) return refuse("norm_eps other than 1e-5");
+  if (c.residual_scale != def.residual_scale) return refuse("residual_scale other than 1");
+  if (!c.tied_embeddings) return refuse("an untied lm_head (anerd writes tied files only)");
+  if (int64_t{c.heads} * c.head_dim != c.dim) {
+    return refuse("head_dim other than dim / heads (the header has no head_dim)");
+  }
+  return absl::OkStatus();
+}
+
 uint32_t Crc32(const void* data, size_t n, uint32_t crc) {
   static const auto* table = [] {
     auto* t = new uint32_t[256];
@@ -218,6 +238,7 @@ absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path) {
 
 absl::Status ExportLlama2c(const std::string& path, const ModelConfig& c,
                            const std::vector<float>& params) {
+  ANERD_RETURN_IF_ERROR(CheckLlama2cCanHold(c));
   const ParamLayout layout(c);
   if (static_cast<int64_t>(params.size()) != layout.total()) {
     return absl::InvalidArgumentError("ExportLlama2c: parameter count does not match the config");
@@ -302,8 +323,20 @@ absl::StatusOr<LoadedModel> LoadSeedV4(const std::string& path) {
 absl::StatusOr<LoadedModel> LoadModelFile(const std::string& path) {
   InFile f;
   ANERD_RETURN_IF_ERROR(f.Open(path));
+  char head[8] = {};
+  if (f.size() >= 8) ANERD_RETURN_IF_ERROR(f.Read(0, head, 8));
+  if (std::memcmp(head, kCkptMagic, 8) == 0) {
+    ANERD_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(path));
+    LoadedModel m;
+    m.config = ck.spec.model;
+    m.params = std::move(ck.params);
+    m.adam_m = std::move(ck.adam_m);
+    m.adam_v = std::move(ck.adam_v);
+    m.adam_t = ck.state.adam_t;
+    return m;
+  }
   int32_t magic = 0;
-  if (f.size() >= 4) ANERD_RETURN_IF_ERROR(f.Read(0, &magic, 4));
+  std::memcpy(&magic, head, 4);
   if (magic == kSeedMagic) return LoadSeedV4(path);
   return LoadLlama2c(path);
 }
@@ -421,7 +454,8 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
       std::vector<float>& v = w == "PARAMS" ? ck.params : w == "ADAM_M" ? ck.adam_m : ck.adam_v;
       if (len % 4 != 0) return DataLoss(path, absl::StrCat("section ", want, " is not float32"));
       v.resize(len / 4);
-      if (len > 0) std::memcpy(v.data(), bytes.data(), len);  // an empty vector's data() may be null
+      if (len > 0)
+        std::memcpy(v.data(), bytes.data(), len);  // an empty vector's data() may be null
     }
   }
   if (off != f.size()) return DataLoss(path, "trailing bytes after the last section");

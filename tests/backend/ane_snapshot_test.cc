@@ -3,10 +3,13 @@
 // with it, compared with the files under tests/backend/ane_snapshots/. A change to the lowering,
 // the printer or a generator shows up here as a diff to review. Regenerate with:
 // ANERD_UPDATE_ANE_SNAPSHOTS=1 ./backend_ane_snapshot_test
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
@@ -66,7 +69,7 @@ void CheckSnapshot(const std::string& name, const mil::VerifiedProgram& program)
   EXPECT_EQ(blobs, ReadFile(blob_path)) << "weight files differ from " << blob_path;
 }
 
-TEST(AneLoweringSnapshots, TrainingKernels) {
+training::ModelShape SnapshotShape() {
   training::ModelShape shape;
   shape.dim = 64;
   shape.hidden = 128;
@@ -76,20 +79,42 @@ TEST(AneLoweringSnapshots, TrainingKernels) {
   shape.seq = 16;
   shape.layers = 1;
   shape.vocab = 128;
+  return shape;
+}
+
+// Snapshots the kernels of `shape` named in `only` (all when empty) as "<prefix><kernel>".
+void CheckTrainingKernels(const training::ModelShape& shape, const std::string& prefix,
+                          const std::vector<std::string>& only) {
   auto kernels = training::AllKernels(shape);
   ASSERT_TRUE(kernels.ok()) << kernels.status();
   auto constants = training::KernelConstants(shape);
   ASSERT_TRUE(constants.ok()) << constants.status();
   ASSERT_FALSE(kernels->empty());
   for (training::Kernel& k : *kernels) {
+    if (!only.empty() && std::find(only.begin(), only.end(), k.layout.kernel) == only.end()) {
+      continue;
+    }
     mil::WeightFiles w;
     for (const auto& [path, bytes] : constants->files()) {
       ASSERT_TRUE(w.Add(path, *bytes).ok());
     }
     auto program = mil::VerifyProgram(k.program, std::move(w));
     ASSERT_TRUE(program.ok()) << k.layout.kernel << ": " << program.status();
-    CheckSnapshot("train_" + k.layout.kernel, *program);
+    CheckSnapshot(prefix + k.layout.kernel, *program);
   }
+}
+
+TEST(AneLoweringSnapshots, TrainingKernels) { CheckTrainingKernels(SnapshotShape(), "train_", {}); }
+
+// Hugging Face Qwen3's attention (issue 19 item 4): rotate-half RoPE with theta 1e6 and QK-norm
+// change only sdpaFwd (program and RoPE tables).
+TEST(AneLoweringSnapshots, TrainingKernelsQwen3) {
+  training::ModelShape shape = SnapshotShape();
+  shape.rope_half = true;
+  shape.rope_theta = 1e6;
+  shape.qk_norm = true;
+  shape.norm_eps = 1e-6;
+  CheckTrainingKernels(shape, "train_qwen3_", {"sdpaFwd"});
 }
 
 TEST(AneLoweringSnapshots, ProbePrograms) {

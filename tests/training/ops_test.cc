@@ -100,6 +100,60 @@ TEST(CpuOps, RopeMatchesTheKernelTablesAndBackwardIsTheTranspose) {
   EXPECT_NEAR(lhs, rhs, 1e-4);
 }
 
+// Hugging Face rotate_half with theta 1e6: pair j is (j, j + HD/2), angle t / 1e6^(2j/HD).
+TEST(CpuOps, RopeHalfPairsAndThetaMatchTheDefinition) {
+  const int64_t heads = 2, hd = 8, s = 6;
+  std::vector<float> cos, sin;
+  RopeTables(s, hd, 1e6, /*half=*/true, &cos, &sin);
+  auto x = Random(heads * hd * s, 14);
+  auto y = x;
+  RopeForward(y.data(), heads, hd, s, cos.data(), sin.data(), /*half=*/true);
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t j = 0; j < hd / 2; ++j) {
+      for (int64_t t = 0; t < s; ++t) {
+        const double th = t / std::pow(1e6, 2.0 * j / hd);
+        const int64_t ia = (h * hd + j) * s + t, ib = (h * hd + j + hd / 2) * s + t;
+        EXPECT_NEAR(y[ia], x[ia] * std::cos(th) - x[ib] * std::sin(th), 1e-5);
+        EXPECT_NEAR(y[ib], x[ib] * std::cos(th) + x[ia] * std::sin(th), 1e-5);
+      }
+    }
+  }
+  auto g = Random(heads * hd * s, 15), gt = g;
+  RopeBackward(gt.data(), heads, hd, s, cos.data(), sin.data(), /*half=*/true);
+  double lhs = 0, rhs = 0;
+  for (size_t i = 0; i < x.size(); ++i) lhs += double{y[i]} * g[i], rhs += double{x[i]} * gt[i];
+  EXPECT_NEAR(lhs, rhs, 1e-4);
+}
+
+// QK-norm backward against central differences of <HeadRmsNormForward(x, w), g>.
+TEST(CpuOps, HeadRmsNormBackwardMatchesFiniteDifferences) {
+  const int64_t heads = 3, hd = 4, s = 5;
+  const float eps = 1e-6f;
+  auto x = Random(heads * hd * s, 16), w = Random(hd, 17), g = Random(heads * hd * s, 18);
+  for (float& v : w) v += 1.5f;
+  auto f = [&](const std::vector<float>& xx, const std::vector<float>& ww) {
+    std::vector<float> y(xx.size());
+    HeadRmsNormForward(xx.data(), ww.data(), heads, hd, s, eps, y.data());
+    double acc = 0;
+    for (size_t i = 0; i < y.size(); ++i) acc += double{y[i]} * g[i];
+    return acc;
+  };
+  auto dx = g;
+  std::vector<float> dw(hd, 0.0f);
+  HeadRmsNormBackward(dx.data(), x.data(), w.data(), heads, hd, s, eps, dw.data());
+  const float h = 1e-2f;
+  for (size_t i = 0; i < x.size(); i += 7) {
+    auto xp = x, xm = x;
+    xp[i] += h, xm[i] -= h;
+    EXPECT_NEAR(dx[i], (f(xp, w) - f(xm, w)) / (2 * h), 2e-3) << "x " << i;
+  }
+  for (int64_t i = 0; i < hd; ++i) {
+    auto wp = w, wm = w;
+    wp[i] += h, wm[i] -= h;
+    EXPECT_NEAR(dw[i], (f(x, wp) - f(x, wm)) / (2 * h), 2e-3) << "w " << i;
+  }
+}
+
 TEST(CpuOps, SiluBackwardMatchesFiniteDifferences) {
   const int64_t n = 50;
   auto h1 = Random(n, 6, 3.0), h3 = Random(n, 7, 2.0), dg = Random(n, 8);
