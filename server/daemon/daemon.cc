@@ -307,6 +307,7 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   service_options.quotas = options.quotas;
   service_options.upload_dir = paths.state_dir + "/uploads";
   service_options.upload_bytes_in_flight = options.upload_bytes_in_flight;
+  service_options.max_artifact_bytes = options.max_artifact_bytes;
   service_options.peer_uid = [&peer_uids](const std::string& peer) {
     return peer_uids.Lookup(peer);
   };
