@@ -68,7 +68,8 @@ struct Command {
   CommandFn run;
 };
 
-// Flag parser for one command. Accepts `--name value`, `--name=value`, `-h`/`--help`, and `--`.
+// Flag parser for one command. Accepts `--name value`, `--name=value`, `-x value` for a one-letter
+// flag `x`, `-h`/`--help`, and `--`.
 class ArgParser {
  public:
   ArgParser(std::string usage, std::string description);

@@ -13,7 +13,9 @@ const std::vector<Command>& CommandTable() {
       {"service", "install, start, stop or remove the launchd/systemd service", RunService},
       {"mil", "check or format MIL programs offline (no daemon)", RunMil},
       {"doctor", "check the OS, daemon, ANE and a canary kernel on every backend", RunDoctor},
-      {"data", "write training data offline (synthetic story corpus)", RunData},
+      {"data", "push, list, pull and delete datasets on the daemon; write a synthetic corpus",
+       RunData},
+      {"model", "push, list, pull and delete models on the daemon", RunModel},
       {"logs", "print (or follow) the daemon's log file", RunLogs},
       {"token", "create bearer tokens for remote (TCP) clients", RunToken},
   };
