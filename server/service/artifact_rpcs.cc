@@ -258,6 +258,22 @@ grpc::ServerUnaryReactor* AnerdService::DeleteArtifact(grpc::CallbackServerConte
   const Caller caller = CallerOf(context);
   absl::StatusOr<artifacts::ArtifactRecord> r = VisibleArtifact(caller, request->id());
   if (!r.ok()) return Done(context, r.status());
+  // The bytes go with the last owner (or an admin's delete): not while a session, which may still
+  // run or be resumed, trains on them.
+  const bool removes_bytes = !r->OwnedBy(caller.client) || r->owners.size() == 1;
+  if (removes_bytes) {
+    for (const sessions::SessionSnapshot& s : engine_->sessions().List()) {
+      const training::TrainSpec& spec = s.spec;
+      if (spec.data_artifact == r->id || spec.init_artifact == r->id ||
+          spec.val_artifact == r->id) {
+        const std::string session =
+            caller.Sees(s.owner) ? absl::StrCat("training session ", s.id) : "a training session";
+        return Done(context, absl::FailedPreconditionError(
+                                 absl::StrCat("artifact ", r->id, " is used by ", session,
+                                              "; delete the session first (anectl train rm)")));
+      }
+    }
+  }
   // Releases the caller's ownership; admins may delete what only others own.
   absl::Status status = r->OwnedBy(caller.client)
                             ? engine_->artifacts().Release(request->id(), caller.client)

@@ -326,6 +326,10 @@ TEST_F(ArtifactTest, TrainStartFromARemoteClientUploadsTheDataAndHoldsOutATail) 
   EXPECT_EQ(spec["validation"]["train_tokens"], 15000);
   const Json done = WaitForState(session["id"], "completed");
   EXPECT_EQ(done["state"], "completed") << done.dump();
+  // The data stays while a session (which may be resumed) trains on it.
+  RunResult rm = remote_.Anectl("alice", {"data", "rm", Sha256Hex(text).substr(0, 8)});
+  EXPECT_NE(rm.exit_code, 0);
+  EXPECT_THAT(rm.err, HasSubstr("used by training session"));
   // Again: the bytes are already there, and nothing is sent.
   RunResult again = remote_.Anectl("alice", args);
   ASSERT_EQ(again.exit_code, 0) << again.err;
