@@ -359,11 +359,10 @@ absl::Status ResolveInputs(CommandContext& ctx, client::AnerdClient& client, boo
       return absl::Status(pushed.status().code(),
                           absl::StrCat("--", in.flag, " ", value, ": ", pushed.status().message()));
     }
-    if (!ctx.json()) {
-      std::fprintf(stderr, "%s %s as artifact %s\n",
-                   pushed->bytes_sent > 0 ? "uploaded" : "already on the daemon:", value.c_str(),
-                   pushed->info.id().substr(0, 12).c_str());
-    }
+    // On stderr, so it never mixes with --json output.
+    std::fprintf(stderr, "%s %s as artifact %s\n",
+                 pushed->bytes_sent > 0 ? "uploaded" : "already on the daemon:", value.c_str(),
+                 pushed->info.id().substr(0, 12).c_str());
     in.path->clear();
     *in.artifact = pushed->info.id();
   }
