@@ -66,6 +66,12 @@ ABSL_FLAG(int64_t, quota_sessions, 0,
 ABSL_FLAG(int64_t, quota_queued, 0,
           "Most compile/evaluate/probe requests per client in flight at once; "
           "0 = unlimited");
+ABSL_FLAG(int64_t, quota_artifacts, 0,
+          "Most artifacts (datasets, models, tokenizers) each client may own; 0 = unlimited");
+ABSL_FLAG(uint64_t, quota_artifact_bytes, 0,
+          "Most bytes of artifacts each client may own; 0 = unlimited");
+ABSL_FLAG(uint64_t, max_artifact_bytes, uint64_t{8} << 30,
+          "Largest artifact (dataset, model, tokenizer) a client may upload (bytes)");
 ABSL_FLAG(uint64_t, max_mil_bytes, 16 << 20, "Largest MIL text a client may submit (bytes)");
 ABSL_FLAG(uint64_t, max_weight_bytes, uint64_t{2} << 30, "Largest total weight bytes per kernel");
 ABSL_FLAG(uint64_t, max_tensor_bytes, 256 << 20, "Largest total input bytes per evaluation");
@@ -223,6 +229,9 @@ int main(int argc, char** argv) {
   options.quotas.kernels = absl::GetFlag(FLAGS_quota_kernels);
   options.quotas.sessions = absl::GetFlag(FLAGS_quota_sessions);
   options.quotas.queued = absl::GetFlag(FLAGS_quota_queued);
+  options.quotas.artifacts = absl::GetFlag(FLAGS_quota_artifacts);
+  options.quotas.artifact_bytes = absl::GetFlag(FLAGS_quota_artifact_bytes);
+  options.max_artifact_bytes = absl::GetFlag(FLAGS_max_artifact_bytes);
   options.engine.kernel_limits.max_mil_bytes = absl::GetFlag(FLAGS_max_mil_bytes);
   options.engine.kernel_limits.max_weight_bytes = absl::GetFlag(FLAGS_max_weight_bytes);
   options.engine.kernel_limits.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);

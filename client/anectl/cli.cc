@@ -177,8 +177,11 @@ absl::Status ArgParser::ParseInto(const std::vector<std::string>& args, bool* he
       only_positionals = true;
       continue;
     }
-    if (!only_positionals && absl::StartsWith(arg, "--")) {
-      std::string name = arg.substr(2);
+    // A one-letter flag may be given with one dash ("-o FILE" for a flag named "o").
+    const bool short_flag = !only_positionals && arg.size() == 2 && arg[0] == '-' &&
+                            arg[1] != '-' && FindFlag(arg.substr(1)) != nullptr;
+    if (short_flag || (!only_positionals && absl::StartsWith(arg, "--"))) {
+      std::string name = arg.substr(short_flag ? 1 : 2);
       std::string value;
       const size_t eq = name.find('=');
       const bool has_value = eq != std::string::npos;

@@ -68,9 +68,10 @@ struct Command {
   CommandFn run;
 };
 
-// Flag parser for one command. Accepts `--name value`, `--name=value`, `-h`/`--help`, and `--`.
-// Help() shows each flag's default: the variable's value when the flag is added (a non-empty
-// string, a non-zero number), unless the help text already states one ("default ...").
+// Flag parser for one command. Accepts `--name value`, `--name=value`, `-x value` for a one-letter
+// flag `x`, `-h`/`--help`, and `--`. Help() shows each flag's default: the variable's value when
+// the flag is added (a non-empty string, a non-zero number), unless the help text already states
+// one ("default ...").
 class ArgParser {
  public:
   ArgParser(std::string usage, std::string description);

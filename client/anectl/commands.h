@@ -28,6 +28,8 @@ int RunProbe(CommandContext& ctx, const std::vector<std::string>& args);
 
 // data_commands.cc
 int RunData(CommandContext& ctx, const std::vector<std::string>& args);
+// artifact_commands.cc
+int RunModel(CommandContext& ctx, const std::vector<std::string>& args);
 // logs_commands.cc
 int RunLogs(CommandContext& ctx, const std::vector<std::string>& args);
 // token_commands.cc

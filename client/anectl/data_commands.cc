@@ -1,10 +1,12 @@
 // `anectl data synth`: writes the synthetic story corpus (common/synth_stories.h) so training
-// demos and tests need no download. Offline; no daemon.
+// demos and tests need no download (offline; no daemon). `anectl data push|ls|show|rm|pull`:
+// dataset artifacts on the daemon (artifact_commands.cc).
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "client/anectl/artifact_commands.h"
 #include "client/anectl/commands.h"
 #include "common/atomic_file.h"
 #include "common/synth_stories.h"
@@ -47,9 +49,13 @@ int Synth(CommandContext& ctx, const std::vector<std::string>& args) {
 }  // namespace
 
 int RunData(CommandContext& ctx, const std::vector<std::string>& args) {
-  static const auto* subcommands = new std::vector<Command>{
-      {"synth", "write a synthetic story corpus for training demos", Synth},
-  };
+  static const auto* subcommands = [] {
+    auto* list = new std::vector<Command>{
+        {"synth", "write a synthetic story corpus for training demos", Synth},
+    };
+    for (Command& c : ArtifactSubcommands("data", "dataset")) list->push_back(std::move(c));
+    return list;
+  }();
   return RunSubcommand(ctx, "data", *subcommands, args);
 }
 

@@ -16,6 +16,8 @@
 #include "absl/strings/str_join.h"
 #include "client/anectl/cli.h"
 #include "client/anectl/commands.h"
+#include "client/anectl/progress.h"
+#include "client/lib/artifacts.h"
 #include "common/rpc/grpc_status.h"
 #include "nlohmann/json.hpp"
 
@@ -57,6 +59,16 @@ Json SessionJson(const v1::SessionInfo& s) {
             {"config", p.custom_config()},
             {"init", p.init()},
             {"data", p.data()},
+            {"data_artifact", p.data_artifact()},
+            {"init_artifact", p.init_artifact()},
+            {"val_fraction", p.val_fraction()},
+            {"val_data", p.val_data()},
+            {"val_artifact", p.val_artifact()},
+            {"validation",
+             {{"source", p.validation().source()},
+              {"begin_token", p.validation().begin_token()},
+              {"end_token", p.validation().end_token()},
+              {"train_tokens", p.validation().train_tokens()}}},
             {"steps", p.steps()},
             {"lr", p.lr()},
             {"min_lr", p.min_lr()},
@@ -296,10 +308,11 @@ int Watch(CommandContext& ctx, const std::string& id, int64_t from_step, bool fr
 
 struct StartFlags {
   std::string model = "tiny", config, init = "scratch", data, schedule, loss_scale, numerics,
-              sampling, residual_scale, name, backend;
+              sampling, residual_scale, name, backend, val_data;
   int64_t steps = 0, warmup = -1, accum = 0, seed = -1, checkpoint_every = 0;
-  double lr = 0, min_lr = 0, clip = -1, weight_decay = -1, beta1 = 0, beta2 = 0, eps = 0;
-  bool compact_vocab = false, watch = false, table = false;
+  double lr = 0, min_lr = 0, clip = -1, weight_decay = -1, beta1 = 0, beta2 = 0, eps = 0,
+         val_fraction = 0;
+  bool compact_vocab = false, watch = false, table = false, upload = false, no_upload = false;
 };
 
 std::string Absolute(const std::string& path) {
@@ -307,14 +320,74 @@ std::string Absolute(const std::string& path) {
   return ::realpath(path.c_str(), resolved) != nullptr ? std::string(resolved) : path;
 }
 
+bool IsLocalFile(const std::string& path) { return ::access(path.c_str(), R_OK) == 0; }
+
+bool LooksLikeIdPrefix(const std::string& s) {
+  return s.size() >= 6 && s.size() <= 64 &&
+         s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+// The spec's file inputs: a path field and the artifact field that replaces it.
+struct FileInput {
+  const char* flag;
+  std::string* path;
+  std::string* artifact;
+  const char* kind;
+};
+
+// Whether `spec` may still name daemon-side paths for its inputs; when not (a remote daemon, or a
+// local one that refused a path outside its roots), every input that is a readable local file is
+// uploaded (the bytes are skipped when the daemon has them) and named by artifact id instead.
+// An input that is no local file but an id prefix is resolved among the caller's artifacts.
+absl::Status ResolveInputs(CommandContext& ctx, client::AnerdClient& client, bool upload,
+                           v1::TrainingSpec* spec) {
+  const FileInput inputs[] = {
+      {"data", spec->mutable_data(), spec->mutable_data_artifact(), "dataset"},
+      {"init", spec->mutable_init(), spec->mutable_init_artifact(), "model"},
+      {"val-data", spec->mutable_val_data(), spec->mutable_val_artifact(), "dataset"},
+  };
+  for (const FileInput& in : inputs) {
+    const std::string value = *in.path;
+    if (value.empty()) continue;
+    if (!IsLocalFile(value)) {
+      if (!LooksLikeIdPrefix(value)) continue;  // the daemon says what is wrong with it
+      absl::StatusOr<std::string> id = client::ResolveArtifactId(client, value);
+      if (!id.ok())
+        return absl::Status(id.status().code(),
+                            absl::StrCat("--", in.flag, ": ", id.status().message()));
+      in.path->clear();
+      *in.artifact = *id;
+      continue;
+    }
+    if (!upload) continue;
+    absl::StatusOr<client::PushResult> pushed;
+    {
+      ProgressBar bar(absl::StrCat("upload ", value));
+      pushed = client::PushFile(client, value, in.kind, "", bar.Callback());
+    }
+    if (!pushed.ok()) {
+      return absl::Status(pushed.status().code(),
+                          absl::StrCat("--", in.flag, " ", value, ": ", pushed.status().message()));
+    }
+    // On stderr, so it never mixes with --json output.
+    std::fprintf(stderr, "%s %s as artifact %s\n",
+                 pushed->bytes_sent > 0 ? "uploaded" : "already on the daemon:", value.c_str(),
+                 pushed->info.id().substr(0, 12).c_str());
+    in.path->clear();
+    *in.artifact = pushed->info.id();
+  }
+  return absl::OkStatus();
+}
+
 int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   StartFlags f;
   ArgParser p(
       "anectl train start --data FILE [--model NAME|--config k=v,...] [--steps N] ... [--watch]",
-      "Starts a training session on the daemon. The daemon reads --data and --init itself "
-      "(paths must lie under its --data_root, outside its state dir and dot-files; a daemon "
-      "reached over TCP refuses paths: remote clients must upload, which comes later). Unset "
-      "flags take the engine's defaults.");
+      "Starts a training session on the daemon. --data, --init and --val-data are local files "
+      "or artifact ids (anectl data push). A local daemon reads files under its --data_root "
+      "itself; files anywhere else, and every file for a daemon reached over TCP, are uploaded "
+      "first (bytes the daemon already has are not sent again). Unset flags take the engine's "
+      "defaults.");
   p.AddString("model", &f.model, "tiny | stories15m | stories110m | qwen3_0_6b (default tiny)");
   p.AddString("config", &f.config,
               "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq= (replaces "
@@ -343,6 +416,14 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
            "steps between checkpoints (default: the daemon's --checkpoint-interval-s, 5 min)");
   p.AddString("name", &f.name, "a label for the session");
   p.AddString("backend", &f.backend, "backend to train on (default: the daemon's)");
+  p.AddDouble("val-fraction", &f.val_fraction,
+              "hold out this tail fraction of the data's tokens (0 < F < 1) for evaluation");
+  p.AddString("val-data", &f.val_data, "held-out data: a local file or an artifact id (prefix)");
+  p.AddBool("upload", &f.upload,
+            "upload local --data/--init/--val-data files even to a local daemon that could read "
+            "them");
+  p.AddBool("no-upload", &f.no_upload,
+            "never upload: the daemon must be able to read the files itself");
   p.AddBool("watch", &f.watch, "watch the session after starting it");
   p.AddBool("table", &f.table, "with --watch: print a step table instead of the live view");
   if (int r = ParseOrExit(p, args); r >= 0) return r;
@@ -358,6 +439,8 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   s->set_custom_config(f.config);
   s->set_init(f.init == "scratch" ? "" : Absolute(f.init));
   s->set_data(Absolute(f.data));
+  s->set_val_fraction(f.val_fraction);
+  if (!f.val_data.empty()) s->set_val_data(Absolute(f.val_data));
   s->set_steps(f.steps);
   s->set_lr(f.lr);
   s->set_min_lr(f.min_lr);
@@ -391,9 +474,30 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   s->set_backend(f.backend);
   absl::StatusOr<client::AnerdClient*> client = ctx.Client();
   if (!client.ok()) return ctx.Fail(client.status());
+  // A daemon over TCP reads no paths of ours: upload up front. A local one reads paths under its
+  // data roots; when it refuses one as outside them, upload and start again by artifact id (its
+  // other refusals — its state dir, its secrets, dot-files — stand).
+  const bool remote = !(*client)->options().endpoint.is_unix;
+  if (f.upload && f.no_upload) {
+    std::fprintf(stderr, "anectl: --upload and --no-upload exclude each other\n");
+    return kExitUsage;
+  }
+  if (absl::Status r = ResolveInputs(ctx, **client, !f.no_upload && (remote || f.upload), s);
+      !r.ok()) {
+    return ctx.Fail(r);
+  }
   v1::SessionInfo info;
-  auto context = (*client)->NewContext();
-  grpc::Status st = (*client)->stub()->StartTraining(context.get(), req, &info);
+  grpc::Status st;
+  {
+    auto context = (*client)->NewContext();
+    st = (*client)->stub()->StartTraining(context.get(), req, &info);
+  }
+  if (st.error_code() == grpc::StatusCode::PERMISSION_DENIED && !remote && !f.upload &&
+      !f.no_upload && absl::StrContains(st.error_message(), "outside the daemon's data roots")) {
+    if (absl::Status r = ResolveInputs(ctx, **client, true, s); !r.ok()) return ctx.Fail(r);
+    auto context = (*client)->NewContext();
+    st = (*client)->stub()->StartTraining(context.get(), req, &info);
+  }
   if (!st.ok()) return ctx.Fail(CallStatus(st, ctx));
   if (ctx.json() && !f.watch) {
     std::cout << Json{{"schema_version", 1}, {"session", SessionJson(info)}}.dump(2) << "\n";
@@ -494,7 +598,17 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
                                info.checkpoint_step())
             << absl::StrFormat("  %-11s %s %s, %s numerics, data %s\n", "model",
                                info.spec().model(), info.spec().custom_config(),
-                               info.spec().numerics(), info.spec().data());
+                               info.spec().numerics(),
+                               info.spec().data_artifact().empty()
+                                   ? info.spec().data()
+                                   : "artifact " + info.spec().data_artifact().substr(0, 12));
+  if (info.spec().validation().end_token() > 0) {
+    const v1::ValidationRange& v = info.spec().validation();
+    std::cout << absl::StrFormat(
+        "  %-11s tokens [%d, %d) of %s; trained on %s\n", "held out", v.begin_token(),
+        v.end_token(), v.source() == "data" ? "the data" : "the val data",
+        v.source() == "data" ? absl::StrCat("the first ", v.train_tokens()) : "all of the data");
+  }
   if (!info.error().empty()) std::cout << "  " << ctx.Red("error: " + info.error()) << "\n";
   return kExitOk;
 }

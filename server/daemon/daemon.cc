@@ -308,6 +308,7 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   service_options.upload_dir = paths.state_dir + "/uploads";
   service_options.upload_bytes_in_flight = options.upload_bytes_in_flight;
   service_options.effective_config = options.effective_config;
+  service_options.max_artifact_bytes = options.max_artifact_bytes;
   service_options.peer_uid = [&peer_uids](const std::string& peer) {
     return peer_uids.Lookup(peer);
   };

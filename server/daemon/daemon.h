@@ -57,6 +57,8 @@ struct DaemonOptions {
   service::QuotaLimits quotas;
   // Most weight bytes all unfinished CompileKernel uploads may declare at once; 0 = unlimited.
   uint64_t upload_bytes_in_flight = uint64_t{4} << 30;
+  // Largest artifact one UploadArtifact may declare (bytes).
+  uint64_t max_artifact_bytes = uint64_t{8} << 30;
   // Backend choice, limits, cache and sessions; state_dir and socket_path are filled in by the
   // daemon once it has resolved them.
   engine::EngineOptions engine;

@@ -165,6 +165,7 @@ absl::Status Engine::Init() {
   } else if (*swept > 0) {
     spdlog::info("removed {} unreferenced blobs", *swept);
   }
+  ANERD_ASSIGN_OR_RETURN(artifacts_, artifacts::ArtifactStore::Open(state_store_.get()));
   cache_ = std::make_unique<cache::CompileCache>(options_.cache_bytes);
   kernels_ = std::make_unique<KernelManager>(backends_->registry.get(), std::move(executors),
                                              store_.get(), cache_.get(), backends_->default_name,

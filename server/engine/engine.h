@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/artifacts/artifact_store.h"
 #include "server/engine/kernel_manager.h"
 #include "server/engine/probe_manager.h"
 #include "server/sessions/session_manager.h"
@@ -117,6 +118,8 @@ class Engine {
   KernelManager& kernels() { return *kernels_; }
   ProbeManager& probes() { return *probes_; }
   sessions::SessionManager& sessions() { return *sessions_; }
+  // Uploaded datasets, models and tokenizers (server/artifacts/artifact_store.h).
+  artifacts::ArtifactStore& artifacts() { return *artifacts_; }
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
   // the daemon's ordered shutdown after the gRPC server has stopped.
@@ -138,6 +141,7 @@ class Engine {
   std::unique_ptr<KernelManager> kernels_;
   std::unique_ptr<probes::ProbeStore> probe_store_;
   std::unique_ptr<ProbeManager> probes_;
+  std::unique_ptr<artifacts::ArtifactStore> artifacts_;
   std::unique_ptr<sessions::SessionManager> sessions_;
   bool shut_down_ = false;
   std::vector<std::string> state_findings_;  // set once by Init

@@ -37,6 +37,8 @@ struct ServiceOptions {
   uint64_t upload_bytes_in_flight = uint64_t{4} << 30;
   // The daemon's non-default flags (name, value) for GetInfo (not shown to non-admin remotes).
   std::vector<std::pair<std::string, std::string>> effective_config;
+  // --max_artifact_bytes: the largest artifact an UploadArtifact may declare.
+  uint64_t max_artifact_bytes = uint64_t{8} << 30;
 };
 
 // CompileKernel is served raw (bytes in, bytes out; anerd_service.cc parses them), so that a
@@ -100,6 +102,21 @@ class AnerdService final
   grpc::ServerWriteReactor<v1::SessionEvent>* WatchSession(
       grpc::CallbackServerContext* context, const v1::WatchSessionRequest* request) override;
 
+  // Artifacts (artifact_rpcs.cc).
+  grpc::ServerReadReactor<v1::UploadArtifactRequest>* UploadArtifact(
+      grpc::CallbackServerContext* context, v1::ArtifactInfo* response) override;
+  grpc::ServerUnaryReactor* ListArtifacts(grpc::CallbackServerContext* context,
+                                          const v1::ListArtifactsRequest* request,
+                                          v1::ListArtifactsResponse* response) override;
+  grpc::ServerUnaryReactor* GetArtifact(grpc::CallbackServerContext* context,
+                                        const v1::GetArtifactRequest* request,
+                                        v1::ArtifactInfo* response) override;
+  grpc::ServerUnaryReactor* DeleteArtifact(grpc::CallbackServerContext* context,
+                                           const v1::DeleteArtifactRequest* request,
+                                           v1::DeleteArtifactResponse* response) override;
+  grpc::ServerWriteReactor<v1::DownloadArtifactChunk>* DownloadArtifact(
+      grpc::CallbackServerContext* context, const v1::DownloadArtifactRequest* request) override;
+
   // Weight bytes reserved by uploads that have not been compiled yet (tests, metrics).
   uint64_t upload_bytes_in_flight() const { return spool_->bytes_in_flight(); }
 
@@ -112,6 +129,12 @@ class AnerdService final
                                                            const std::string& id);
   // OK when `caller` may see kernel `id`; the store's NOT_FOUND for a missing id otherwise.
   absl::Status CheckKernelVisible(const Caller& caller, const std::string& id);
+  // The artifact when `caller` may see it; artifacts::ArtifactNotFound(id) otherwise.
+  absl::StatusOr<artifacts::ArtifactRecord> VisibleArtifact(const Caller& caller,
+                                                            const std::string& id);
+  // Replaces the spec's artifact ids (data, init, held-out data) by their stored files, checking
+  // that the caller sees each and that its kind fits (INVALID_ARGUMENT naming the field).
+  absl::Status ResolveArtifacts(const Caller& caller, training::TrainSpec* spec);
 
   engine::Engine* engine_;  // not owned
   const ServiceOptions options_;

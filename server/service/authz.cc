@@ -43,8 +43,8 @@ absl::Status RemotePathError(const Caller& caller, absl::string_view field,
   return absl::PermissionDeniedError(absl::StrCat(
       field,
       ": remote (TCP) clients cannot name files on the daemon's machine; remote clients "
-      "must upload their data and models (uploads come with a later release; until then "
-      "start training through the daemon's Unix socket on its own machine)"));
+      "must upload their data and models (UploadArtifact, anectl data push / model push; "
+      "anectl train start uploads local files itself) and name them by artifact id"));
 }
 
 }  // namespace anerd::service

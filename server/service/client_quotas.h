@@ -11,6 +11,8 @@
 //   kernels  kernels the client owns in the KernelStore (compiling one adds ownership, deleting
 //            releases it; content-addressed kernels shared by several clients count for each);
 //   sessions active sessions the client owns (SessionSnapshot::owner, persisted with the session);
+//   artifacts artifacts the client owns and their total bytes (checked by the artifact store when
+//            an upload commits);
 //   queued   the client's CompileKernel, EvalKernel and RunProbe calls in flight (from the call's
 //            start to its end, so an open compile stream holds a slot).
 //
@@ -38,6 +40,9 @@ struct QuotaLimits {
   int64_t kernels = 0;   // --quota_kernels
   int64_t sessions = 0;  // --quota_sessions
   int64_t queued = 0;    // --quota_queued
+  // Artifacts the client owns (artifact_store.h; shared ones count for each owner).
+  int64_t artifacts = 0;        // --quota_artifacts
+  uint64_t artifact_bytes = 0;  // --quota_artifact_bytes
 };
 
 class ClientQuotas {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/hash.h"
 
 namespace anerd::service {
 namespace {
@@ -264,6 +265,64 @@ void ToProto(const probes::ProbeResult& result, v1::ProbeResult* out) {
   request->set_row_budget_seconds(o.row_budget_seconds);
 }
 
+namespace {
+
+// The artifact ids and held-out data of a spec; each id excludes its path field.
+absl::Status ArtifactFieldsFromProto(const v1::TrainingSpec& p, training::TrainSpec* spec) {
+  struct Pair {
+    const char* id_field;
+    const std::string& id;
+    const char* path_field;
+    bool path_set;
+  };
+  const Pair pairs[] = {
+      {"data_artifact", p.data_artifact(), "data", !p.data().empty()},
+      {"init_artifact", p.init_artifact(), "init", !spec->init_model_path.empty()},
+      {"val_artifact", p.val_artifact(), "val_data", !p.val_data().empty()},
+  };
+  for (const Pair& pair : pairs) {
+    if (pair.id.empty()) continue;
+    if (pair.path_set) {
+      return absl::InvalidArgumentError(absl::StrCat(pair.id_field, ": give either ", pair.id_field,
+                                                     " or ", pair.path_field, ", not both"));
+    }
+    if (!IsSha256Hex(pair.id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(pair.id_field, ": '", pair.id, "' is not an artifact id (64 hex digits)"));
+    }
+  }
+  spec->data_artifact = p.data_artifact();
+  spec->init_artifact = p.init_artifact();
+  spec->val_artifact = p.val_artifact();
+  spec->val_data_path = p.val_data();
+  spec->val_fraction = p.val_fraction();
+  const int held_out = (p.val_fraction() != 0) + !p.val_data().empty() + !p.val_artifact().empty();
+  if (held_out > 1) {
+    return absl::InvalidArgumentError(
+        "val_fraction, val_data, val_artifact: give at most one source of held-out data");
+  }
+  if (!(p.val_fraction() >= 0 && p.val_fraction() < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("val_fraction: ", p.val_fraction(), " must be at least 0 and less than 1"));
+  }
+  return absl::OkStatus();
+}
+
+// The held-out data as resolved (ValidationRange), when there is any.
+void ValidationToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
+  out->set_val_fraction(spec.val_fraction);
+  out->set_val_artifact(spec.val_artifact);
+  if (spec.val_artifact.empty()) out->set_val_data(spec.val_data_path);
+  if (spec.val_end == 0) return;
+  v1::ValidationRange* v = out->mutable_validation();
+  v->set_source(spec.val_data_path.empty() ? "data" : "val_data");
+  v->set_begin_token(spec.val_begin);
+  v->set_end_token(spec.val_end);
+  v->set_train_tokens(spec.train_tokens);
+}
+
+}  // namespace
+
 absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& p) {
   training::TrainSpec spec;
   if (!p.custom_config().empty()) {
@@ -282,6 +341,7 @@ absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& p) {
   }
   if (!p.init().empty() && p.init() != "scratch") spec.init_model_path = p.init();
   spec.data_path = p.data();
+  if (absl::Status s = ArtifactFieldsFromProto(p, &spec); !s.ok()) return s;
   if (p.steps() != 0) spec.steps = p.steps();
   if (p.lr() != 0) spec.lr = p.lr();
   if (p.min_lr() != 0) spec.min_lr = p.min_lr();
@@ -305,11 +365,30 @@ absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& p) {
   return spec;
 }
 
+void ToProto(const artifacts::ArtifactRecord& record, const std::string& caller_client,
+             bool with_owners, v1::ArtifactInfo* out) {
+  out->set_id(record.id);
+  out->set_kind(record.kind);
+  out->set_name(record.NameFor(caller_client));
+  out->set_size(record.size);
+  out->set_created_unix_ms(record.created_ms);
+  if (with_owners) {
+    for (const auto& [owner, name] : record.owners) out->add_owners(owner);
+  }
+}
+
 void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
   out->set_model(spec.model.name);
   out->set_custom_config(training::ConfigToString(spec.model));
+  // Artifact-backed fields show the id, never the blob's path in the state dir.
   out->set_init(spec.init_model_path.empty() ? "scratch" : spec.init_model_path);
-  out->set_data(spec.data_path);
+  if (!spec.init_artifact.empty()) {
+    out->set_init("");
+    out->set_init_artifact(spec.init_artifact);
+  }
+  if (spec.data_artifact.empty()) out->set_data(spec.data_path);
+  out->set_data_artifact(spec.data_artifact);
+  ValidationToProto(spec, out);
   out->set_steps(spec.steps);
   out->set_lr(spec.lr);
   out->set_min_lr(spec.min_lr);

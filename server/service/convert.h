@@ -40,6 +40,11 @@ void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out);
 void ToProto(const sessions::SessionSnapshot& session, v1::SessionInfo* out);
 void ToProto(const sessions::SessionEventRecord& event, v1::SessionEvent* out);
 
+// Artifacts: the record as `caller_client` sees it (its own name for it; the owner list only
+// when `with_owners`, i.e. for admins).
+void ToProto(const artifacts::ArtifactRecord& record, const std::string& caller_client,
+             bool with_owners, v1::ArtifactInfo* out);
+
 }  // namespace anerd::service
 
 #endif  // ANERD_SERVER_SERVICE_CONVERT_H_

@@ -218,6 +218,10 @@ grpc::ServerUnaryReactor* AnerdService::StartTraining(grpc::CallbackServerContex
   if (absl::Status s = RemotePathError(caller, "data", spec->data_path); !s.ok()) {
     return Done(context, s);
   }
+  if (absl::Status s = RemotePathError(caller, "val_data", spec->val_data_path); !s.ok()) {
+    return Done(context, s);
+  }
+  if (absl::Status s = ResolveArtifacts(caller, &*spec); !s.ok()) return Done(context, s);
   sessions::SessionManager* sessions = &engine_->sessions();
   return Reply(context,
                quotas_.StartSession(caller.client, sessions, "",

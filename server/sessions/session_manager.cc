@@ -19,6 +19,7 @@
 #include "server/sessions/session_internal.h"
 #include "server/sessions/session_recovery.h"
 #include "server/training/memory_estimate.h"
+#include "server/training/validation_split.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::sessions {
@@ -103,12 +104,20 @@ absl::Status SessionManager::Init() {
 }
 
 absl::Status SessionManager::CheckPaths(const training::TrainSpec& spec) const {
-  auto check = [&](const char* field, const std::string& path) -> absl::Status {
+  // `artifact`: the id the service resolved the path from (a stored blob, in the state dir).
+  auto check = [&](const char* field, const std::string& path,
+                   const std::string& artifact) -> absl::Status {
+    if (!artifact.empty()) return CheckRegularFile(path, field);
     ANERD_ASSIGN_OR_RETURN(const std::string resolved, ResolveUnderRoots(field, path, path_roots_));
     return CheckRegularFile(resolved, field);  // a FIFO would block its reader
   };
-  ANERD_RETURN_IF_ERROR(check("data", spec.data_path));
-  if (!spec.init_model_path.empty()) ANERD_RETURN_IF_ERROR(check("init", spec.init_model_path));
+  ANERD_RETURN_IF_ERROR(check("data", spec.data_path, spec.data_artifact));
+  if (!spec.init_model_path.empty()) {
+    ANERD_RETURN_IF_ERROR(check("init", spec.init_model_path, spec.init_artifact));
+  }
+  if (!spec.val_data_path.empty()) {
+    ANERD_RETURN_IF_ERROR(check("val_data", spec.val_data_path, spec.val_artifact));
+  }
   return absl::OkStatus();
 }
 
@@ -129,6 +138,7 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
     ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));
   }
   ANERD_RETURN_IF_ERROR(CheckPaths(spec));
+  ANERD_RETURN_IF_ERROR(training::ResolveValidationSplit(&spec));
   if (backend.empty()) backend = default_backend_;
   if (registry_->Find(backend) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", backend, "'"));

@@ -88,10 +88,22 @@ absl::Status AddSessionOwner(SqliteDb& db) {
   return AddColumnIfMissing(db, "sessions", "owner", "TEXT NOT NULL DEFAULT ''");
 }
 
+// Content-addressed artifacts (datasets, models, tokenizers; server/artifacts/): one row per
+// digest, and one owner row per client that uploaded it with that client's name for it.
+absl::Status CreateArtifacts(SqliteDb& db) {
+  return db.Exec(
+      "CREATE TABLE IF NOT EXISTS artifacts (id TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, "
+      "size INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS artifact_owners (artifact_id TEXT NOT NULL, owner TEXT NOT "
+      "NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (artifact_id, owner));"
+      "CREATE INDEX IF NOT EXISTS artifact_owners_owner ON artifact_owners(owner);");
+}
+
 constexpr Migration kMigrations[] = {
-    {1, "kernels and their weights", CreateKernels}, {2, "kernel owners", CreateKernelOwners},
-    {3, "probe results", CreateProbeResults},        {4, "probe result owners", AddProbeOwner},
-    {5, "training sessions", CreateSessions},        {6, "session owners", AddSessionOwner},
+    {1, "kernels and their weights", CreateKernels},    {2, "kernel owners", CreateKernelOwners},
+    {3, "probe results", CreateProbeResults},           {4, "probe result owners", AddProbeOwner},
+    {5, "training sessions", CreateSessions},           {6, "session owners", AddSessionOwner},
+    {7, "artifacts and their owners", CreateArtifacts},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration per schema version");

@@ -283,7 +283,7 @@ absl::Status CheckSameArchitecture(const ModelConfig& a, const ModelConfig& b,
 
 absl::Status ValidateSpec(const TrainSpec& s) {
   ANERD_RETURN_IF_ERROR(ValidateConfig(s.model));
-  if (s.data_path.empty()) return Invalid("data_path", "required");
+  if (s.data_path.empty() && s.data_artifact.empty()) return Invalid("data_path", "required");
   if (s.data_format != "" && s.data_format != "tokens" && s.data_format != "text") {
     return Invalid("data_format", "must be 'tokens', 'text' or empty");
   }
@@ -328,6 +328,31 @@ double ResidualAlpha(const TrainSpec& spec) {
   return spec.model.residual_scale;
 }
 
+namespace {
+
+// The artifact and held-out fields, only when set (specs without them read as before).
+std::string ArtifactSpecText(const TrainSpec& s) {
+  std::string out;
+  auto text = [&](const char* key, const std::string& v) {
+    if (!v.empty()) absl::StrAppend(&out, key, "=", v, "\n");
+  };
+  text("data_artifact", s.data_artifact);
+  text("init_artifact", s.init_artifact);
+  text("val_artifact", s.val_artifact);
+  if (s.val_fraction != 0) {
+    absl::StrAppend(&out, "val_fraction=", absl::StrFormat("%.17g", s.val_fraction), "\n");
+  }
+  text("val_data_path", s.val_data_path);
+  text("val_data_format", s.val_data_format);
+  if (s.train_tokens != 0) absl::StrAppend(&out, "train_tokens=", s.train_tokens, "\n");
+  if (s.val_end != 0) {
+    absl::StrAppend(&out, "val_begin=", s.val_begin, "\nval_end=", s.val_end, "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string SpecToText(const TrainSpec& s) {
   return absl::StrCat(
       "name=", s.model.name, "\nmodel=", ConfigToString(s.model),
@@ -340,7 +365,7 @@ std::string SpecToText(const TrainSpec& s) {
       "\neps=", absl::StrFormat("%.17g", s.eps), "\nloss_scale=", s.loss_scale,
       "\nnumerics=", s.numerics, "\nsampling=", s.sampling, "\nseed=", s.seed,
       "\nresidual_scale=", s.residual_scale, "\ncompact_vocab=", s.compact_vocab ? 1 : 0,
-      "\ncheckpoint_every=", s.checkpoint_every, "\n");
+      "\ncheckpoint_every=", s.checkpoint_every, "\n", ArtifactSpecText(s));
 }
 
 namespace {
@@ -396,6 +421,24 @@ absl::Status SetSpecField(TrainSpec* s, absl::string_view key, absl::string_view
     s->compact_vocab = v == "1";
   } else if (key == "checkpoint_every") {
     ok = absl::SimpleAtoi(v, &s->checkpoint_every);
+  } else if (key == "data_artifact") {
+    s->data_artifact = std::string(v);
+  } else if (key == "init_artifact") {
+    s->init_artifact = std::string(v);
+  } else if (key == "val_artifact") {
+    s->val_artifact = std::string(v);
+  } else if (key == "val_fraction") {
+    ok = absl::SimpleAtod(v, &s->val_fraction);
+  } else if (key == "val_data_path") {
+    s->val_data_path = std::string(v);
+  } else if (key == "val_data_format") {
+    s->val_data_format = std::string(v);
+  } else if (key == "train_tokens") {
+    ok = absl::SimpleAtoi(v, &s->train_tokens);
+  } else if (key == "val_begin") {
+    ok = absl::SimpleAtoi(v, &s->val_begin);
+  } else if (key == "val_end") {
+    ok = absl::SimpleAtoi(v, &s->val_end);
   } else {
     return Invalid(key, "unknown spec key");
   }

@@ -138,6 +138,21 @@ struct TrainSpec {
   // vocabularies.
   bool compact_vocab = false;
   int64_t checkpoint_every = 0;  // steps between checkpoints (used by the session layer); 0 = off
+
+  // Artifacts (issue 19): the ids `data_path`, `init_model_path` and `val_data_path` were resolved
+  // from by the service ("" = a path the client named). Such paths point into the state dir's
+  // artifact blobs, so the data-root check does not apply to them.
+  std::string data_artifact;
+  std::string init_artifact;
+  std::string val_artifact;
+  // Held-out data (issue 19 item 6; training/validation_split.h): the tail fraction of the data
+  // (0 = none) or a separate file, and what the session layer resolved them to.
+  double val_fraction = 0;
+  std::string val_data_path;
+  std::string val_data_format;  // as data_format, for val_data_path
+  int64_t train_tokens = 0;     // tokens of data_path trained on (0 = all of them)
+  int64_t val_begin = 0;        // held-out tokens [val_begin, val_end) of the data (val_fraction)
+  int64_t val_end = 0;          // or of val_data_path; 0/0 = no held-out data
 };
 
 // OK or INVALID_ARGUMENT naming the first bad field ("steps: must be positive", ...). Also

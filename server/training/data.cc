@@ -62,6 +62,16 @@ absl::Status CheckTokens(const uint16_t* tokens, int64_t n, int vocab, int seq,
 
 }  // namespace
 
+absl::Status TokenData::KeepFirst(int64_t n, int seq) {
+  if (n > size_ || n < int64_t{seq} + 1) {
+    return absl::InvalidArgumentError(absl::StrCat("train_tokens: ", n, " of ", size_,
+                                                   " tokens; need at least seq + 1 = ", seq + 1,
+                                                   " and at most all of them"));
+  }
+  size_ = n;
+  return absl::OkStatus();
+}
+
 uint64_t SplitMix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;

@@ -38,6 +38,10 @@ class TokenData {
   TokenData& operator=(const TokenData&) = delete;
 
   int64_t size() const { return size_; }
+  // Keeps only the first `n` tokens (held-out data, training/validation_split.h): sampling and
+  // UsedIds never see the rest. INVALID_ARGUMENT when fewer than seq + 1 would remain or `n` is
+  // more than there are.
+  absl::Status KeepFirst(int64_t n, int seq);
   const uint16_t* tokens() const { return tokens_; }
   // Start p of micro-step k's window (see the file comment); `random` selects the sampling.
   int64_t WindowStart(bool random, uint64_t seed, int64_t k, int seq) const;

@@ -31,6 +31,9 @@ absl::Status Trainer::Init(backend::Backend* backend) {
   if (backend == nullptr) return absl::InvalidArgumentError("Trainer: no backend");
   ANERD_ASSIGN_OR_RETURN(data_, TokenData::Open(spec_.data_path, spec_.data_format,
                                                 spec_.model.vocab, spec_.model.seq));
+  // Held-out tokens at the tail are never trained on (training/validation_split.h).
+  if (spec_.train_tokens > 0)
+    ANERD_RETURN_IF_ERROR(data_->KeepFirst(spec_.train_tokens, spec_.model.seq));
   const backend::NumericsMode numerics =
       spec_.numerics == "fp32" ? backend::NumericsMode::kFp32 : backend::NumericsMode::kAne;
   ANERD_ASSIGN_OR_RETURN(model_,

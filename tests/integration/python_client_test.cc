@@ -73,6 +73,37 @@ TEST_F(PythonClientTest, ExampleCompilesRunsAKernelAndWatchesTraining) {
   EXPECT_EQ(Json::parse(show.out)["session"]["step"], 12);
 }
 
+TEST_F(PythonClientTest, PushListPullAndTrainOnAnArtifact) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path());
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.ReadLog();
+  const std::string data = dir.path() + "/stories.txt";
+  ASSERT_EQ(daemon.Anectl({"data", "synth", "--out", data, "--bytes", "30000"}).exit_code, 0);
+  const std::string script =
+      "import json, sys, anerd_client\n"
+      "c = anerd_client.connect(sys.argv[1])\n"
+      "info, sent = c.push(sys.argv[2], name='s.txt')\n"
+      "again, sent_again = c.push(sys.argv[2])\n"
+      "n = c.pull(info.id, sys.argv[3])\n"
+      "ids = [a.id for a in c.list_artifacts('dataset')]\n"
+      "s = c.start_training(data_artifact=info.id, steps=1, val_fraction=0.5, custom_config="
+      "'dim=32,hidden=64,layers=1,heads=2,kv_heads=2,vocab=256,seq=16')\n"
+      "print(json.dumps({'id': info.id, 'sent': sent, 'sent_again': sent_again, 'pulled': n,"
+      " 'dedup': again.deduplicated, 'listed': ids, 'train_tokens': s.spec.validation.train_tokens}"
+      "))\n";
+  const std::string out = dir.path() + "/pulled.txt";
+  RunResult r = RunProgram({kPython, "-c", script, daemon.host(), data, out}, PythonEnv());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  Json j = Json::parse(r.out);
+  EXPECT_EQ(j["sent"], 30000);
+  EXPECT_EQ(j["sent_again"], 0) << "the second push sends no bytes";
+  EXPECT_EQ(j["dedup"], true);
+  EXPECT_EQ(j["pulled"], 30000);
+  EXPECT_EQ(testing::ReadFile(out), testing::ReadFile(data));
+  EXPECT_EQ(j["listed"], Json({j["id"]}));
+  EXPECT_EQ(j["train_tokens"], 15000);
+}
+
 TEST_F(PythonClientTest, UnreachableDaemonIsAnError) {
   TempDir dir;
   RunOptions options = PythonEnv();

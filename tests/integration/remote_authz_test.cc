@@ -365,7 +365,8 @@ TEST_F(RemoteAuthzTest, RemoteCallersCannotNameDaemonSidePaths) {
   RunResult status = remote_.Anectl("alice", {"status", "--json"});
   ASSERT_EQ(status.exit_code, 0) << status.err;
   EXPECT_FALSE(Json::parse(status.out).contains("cache")) << status.out;
-  RunResult anectl = remote_.Anectl("alice", {"train", "start", "--data", data_, "--steps", "3"});
+  RunResult anectl =
+      remote_.Anectl("alice", {"train", "start", "--data", data_, "--steps", "3", "--no-upload"});
   EXPECT_NE(anectl.exit_code, 0);
   EXPECT_THAT(anectl.err, HasSubstr("must upload"));
 }

@@ -170,7 +170,8 @@ TEST_F(RemoteQuotaTest, SessionQuotaCountsActiveSessionsPerClient) {
   EXPECT_NE(second.exit_code, 0);
   EXPECT_THAT(second.err, HasSubstr("--quota_sessions=1"));
   EXPECT_THAT(second.err, HasSubstr("uid:" + std::to_string(::getuid())));
-  RunResult remote = remote_.Anectl("alice", {"train", "start", "--data", data, "--steps", "10"});
+  RunResult remote =
+      remote_.Anectl("alice", {"train", "start", "--data", data, "--steps", "10", "--no-upload"});
   EXPECT_NE(remote.exit_code, 0);
   EXPECT_THAT(remote.err, HasSubstr("must upload"));
 

@@ -209,7 +209,7 @@ TEST_F(SessionTest, IllegalCallsAndBadSpecsGetTheDocumentedErrors) {
     EXPECT_EQ(r.exit_code, 1) << c.expect;
     EXPECT_THAT(r.err, HasSubstr(c.expect));
   }
-  RunResult outside = d.Anectl({"train", "start", "--data", "/etc/hostname"});
+  RunResult outside = d.Anectl({"train", "start", "--data", "/etc/hostname", "--no-upload"});
   EXPECT_EQ(outside.exit_code, 1);
   EXPECT_THAT(outside.err, HasSubstr("--data_root"));
   RunResult missing = d.Anectl({"train", "start", "--data", dir_.path() + "/nope.txt"});

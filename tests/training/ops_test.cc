@@ -18,6 +18,7 @@
 #include "server/training/model.h"
 #include "server/training/model_io.h"
 #include "server/training/trainer.h"
+#include "server/training/validation_split.h"
 
 namespace anerd::training {
 namespace {
@@ -330,6 +331,35 @@ TEST(Data, SequentialWindowsWrapAndRandomStaysInBounds) {
     EXPECT_LE(p + 5 + 1, 23);
   }
   EXPECT_EQ((*d)->WindowStart(true, 42, 17, 5), (*d)->WindowStart(true, 42, 17, 5));
+  std::remove(path.c_str());
+}
+
+TEST(Data, HeldOutTailIsNeverSampled) {
+  const std::string path = Temp("split.bin");
+  std::vector<uint16_t> tok(40);
+  for (int i = 0; i < 40; ++i) tok[i] = static_cast<uint16_t>(i);
+  WriteBytes(path, std::string(reinterpret_cast<const char*>(tok.data()), tok.size() * 2));
+  TrainSpec spec;
+  spec.model = *ModelConfigByName("tiny");
+  spec.model.seq = 5;
+  spec.data_path = path;
+  spec.val_fraction = 0.25;
+  ASSERT_TRUE(ResolveValidationSplit(&spec).ok());
+  EXPECT_EQ(spec.train_tokens, 30);
+  EXPECT_EQ(spec.val_begin, 30);
+  EXPECT_EQ(spec.val_end, 40);
+  auto d = TokenData::Open(path, "", 100, 5);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_TRUE((*d)->KeepFirst(spec.train_tokens, 5).ok());
+  for (int k = 0; k < 500; ++k) {
+    EXPECT_LE((*d)->WindowStart(true, 7, k, 5) + 5 + 1, 30) << "a window reached held-out data";
+    EXPECT_LE((*d)->WindowStart(false, 7, k, 5) + 5 + 1, 30);
+  }
+  EXPECT_EQ((*d)->KeepFirst(5, 5).code(), absl::StatusCode::kInvalidArgument);
+  spec.val_fraction = 0.9;  // 4 tokens left to train on: less than one window
+  const absl::Status small = ResolveValidationSplit(&spec);
+  EXPECT_EQ(small.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(small.message().find("val_fraction"), std::string::npos) << small;
   std::remove(path.c_str());
 }
 

@@ -11,16 +11,19 @@ Every call raises a subclass of anerd.AnerdError (anerd.NotFound, anerd.InvalidA
 carrying the gRPC `code` and the daemon's `message`.
 """
 
+import hashlib
 import os
 
 import grpc
 
 from anerd import _stub
+from anerd import errors
 from anerd.tensors import numpy_to_tensor, tensor_to_numpy
 from anerd.v1 import anerd_pb2 as pb
 from anerd.v1 import anerd_pb2_grpc as pb_grpc
 
 _MAX_MESSAGE = 256 << 20
+_ARTIFACT_CHUNK = 1 << 20  # the daemon takes at most 4 MiB per upload message
 _ACTIVE_STATES = ("queued", "compiling", "running", "checkpointing")
 
 
@@ -155,9 +158,86 @@ class Client:
     # ---- Training sessions ----
 
     def start_training(self, **spec):
-        """Starts a session; keyword arguments are TrainingSpec fields (model, data, steps, ...)."""
+        """Starts a session; keyword arguments are TrainingSpec fields (model, data, steps, ...;
+        data_artifact=ID trains on a pushed dataset, val_fraction=F holds out its tail)."""
         request = pb.StartTrainingRequest(spec=pb.TrainingSpec(**spec))
         return self.stub.StartTraining(request, timeout=self.timeout, metadata=self._metadata)
+
+    # ---- Artifacts (datasets, models, tokenizers; the id is the SHA-256 of the bytes) ----
+
+    def push(self, path, kind="dataset", name=None, progress=None):
+        """Uploads the file at `path` as an artifact. Bytes the daemon already holds for this
+        client are not sent again. `progress(done, total)` is called as bytes go out. Returns
+        (ArtifactInfo, bytes_sent)."""
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(_ARTIFACT_CHUNK), b""):
+                digest.update(block)
+        sha = digest.hexdigest()
+        size = os.path.getsize(path)
+        try:
+            self.stub.GetArtifact(pb.GetArtifactRequest(id=sha), timeout=self.timeout,
+                                  metadata=self._metadata)
+            have = True
+        except (errors.AnerdError, grpc.RpcError) as e:
+            if errors.code_of(e) != grpc.StatusCode.NOT_FOUND:
+                raise
+            have = False
+        header = pb.ArtifactHeader(kind=kind, name=name or os.path.basename(path), size=size,
+                                   sha256=sha)
+        sent = [0]
+
+        def requests():
+            yield pb.UploadArtifactRequest(header=header)
+            if have:
+                return
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(_ARTIFACT_CHUNK), b""):
+                    yield pb.UploadArtifactRequest(
+                        chunk=pb.ArtifactChunk(offset=sent[0], data=block))
+                    sent[0] += len(block)
+                    if progress:
+                        progress(sent[0], size)
+
+        info = self.stub.UploadArtifact(requests(), timeout=self.timeout + 60.0 * size / 1e8,
+                                        metadata=self._metadata)
+        return info, sent[0]
+
+    def pull(self, artifact_id, out_path, progress=None):
+        """Downloads artifact `artifact_id` into `out_path` (via out_path.partial, checked against
+        the id). Returns the bytes written; raises ValueError if they do not hash to the id."""
+        partial = out_path + ".partial"
+        digest = hashlib.sha256()
+        written = 0
+        total = 0
+        try:
+            with open(partial, "wb") as f:
+                request = pb.DownloadArtifactRequest(id=artifact_id)
+                for chunk in self.stub.DownloadArtifact(request, metadata=self._metadata):
+                    total = chunk.total_bytes or total
+                    f.write(chunk.data)
+                    digest.update(chunk.data)
+                    written += len(chunk.data)
+                    if progress:
+                        progress(written, total)
+            if digest.hexdigest() != artifact_id:
+                raise ValueError("the %d bytes received do not hash to artifact %s"
+                                 % (written, artifact_id))
+            os.replace(partial, out_path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+        return written
+
+    def list_artifacts(self, kind=""):
+        """The caller's artifacts (every one for admins), newest first."""
+        return list(self.stub.ListArtifacts(pb.ListArtifactsRequest(kind=kind),
+                                            timeout=self.timeout,
+                                            metadata=self._metadata).artifacts)
+
+    def delete_artifact(self, artifact_id):
+        self.stub.DeleteArtifact(pb.DeleteArtifactRequest(id=artifact_id), timeout=self.timeout,
+                                 metadata=self._metadata)
 
     def list_sessions(self):
         return list(self.stub.ListSessions(pb.ListSessionsRequest(), timeout=self.timeout,

@@ -1,0 +1,151 @@
+// Artifact upload benchmark (issue 19): UploadArtifact throughput against a raw gRPC client
+// stream of the same bytes in the same chunks, in one run on one gRPC stack over a Unix socket.
+//   push    client::PushFile of a fresh file (new bytes every round, so nothing deduplicates):
+//           the client hashes the file, asks GetArtifact, streams it; the daemon hashes, writes,
+//           fsyncs and renames it, and records the row.
+//   stream  the upload alone (the client's hashing pass excluded).
+//   raw     the same bytes streamed in 1 MiB messages to a sink that only counts them.
+// Figures are medians of the rounds; ratio = raw time / push time (target >= 0.7).
+// Usage: artifact_bench [--mb N] [--rounds N]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/echo.grpc.pb.h"
+#include "client/lib/artifacts.h"
+#include "client/lib/client.h"
+#include "grpcpp/grpcpp.h"
+#include "server/engine/engine.h"
+#include "server/service/anerd_service.h"
+
+namespace anerd::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+class SinkImpl final : public Echo::CallbackService {
+  grpc::ServerReadReactor<Blob>* Sink(grpc::CallbackServerContext*, Blob* out) override {
+    class Reader : public grpc::ServerReadReactor<Blob> {
+     public:
+      explicit Reader(Blob* out) : out_(out) { StartRead(&msg_); }
+      void OnReadDone(bool ok) override {
+        if (!ok) {
+          out_->set_data(std::to_string(bytes_));
+          Finish(grpc::Status::OK);
+          return;
+        }
+        bytes_ += msg_.data().size();
+        StartRead(&msg_);
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      Blob* out_;
+      Blob msg_;
+      uint64_t bytes_ = 0;
+    };
+    return new Reader(out);
+  }
+};
+
+int Main(int argc, char** argv) {
+  int64_t mb = 256, rounds = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--mb") == 0) mb = std::atoll(argv[i + 1]);
+    if (std::strcmp(argv[i], "--rounds") == 0) rounds = std::atoll(argv[i + 1]);
+  }
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("anerd-artifact-bench-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir + "/state");
+  engine::EngineOptions eo;
+  eo.state_dir = dir + "/state";
+  auto engine = *engine::Engine::Create(eo);
+  service::AnerdService anerd_service(engine.get());
+  SinkImpl sink_service;
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(INT32_MAX);
+  builder.AddListeningPort("unix:" + dir + "/a.sock", grpc::InsecureServerCredentials());
+  builder.RegisterService(&anerd_service);
+  builder.RegisterService(&sink_service);
+  auto server = builder.BuildAndStart();
+  client::ClientOptions co;
+  co.endpoint.path = dir + "/a.sock";
+  co.timeout = absl::Seconds(600);
+  auto client = client::AnerdClient::Create(co);
+  auto channel = grpc::CreateChannel("unix:" + dir + "/a.sock", grpc::InsecureChannelCredentials());
+  auto sink_stub = Echo::NewStub(channel);
+
+  std::string bytes(static_cast<size_t>(mb) << 20, '\0');
+  std::mt19937_64 gen(1);
+  for (size_t i = 0; i + 8 <= bytes.size(); i += 8) {
+    const uint64_t r = gen();
+    std::memcpy(&bytes[i], &r, 8);
+  }
+  const std::string file = dir + "/data.bin";
+  constexpr size_t kChunk = size_t{1} << 20;
+  std::vector<double> push_ms, stream_ms, raw_ms, hash_ms;
+  for (int64_t round = 0; round < rounds; ++round) {
+    std::memcpy(&bytes[0], &round, sizeof(round));  // new bytes: nothing deduplicates
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+    const auto t0 = Clock::now();
+    absl::StatusOr<std::string> sha = client::HashFile(file);
+    const auto t1 = Clock::now();
+    absl::StatusOr<client::PushResult> pushed = client::PushFile(*client, file, "dataset", "");
+    const auto t2 = Clock::now();
+    if (!sha.ok() || !pushed.ok() || pushed->bytes_sent != bytes.size()) {
+      std::fprintf(stderr, "push failed: %s\n", pushed.status().ToString().c_str());
+      return 1;
+    }
+    {
+      grpc::ClientContext ctx;
+      Blob out;
+      auto w = sink_stub->Sink(&ctx, &out);
+      Blob chunk;
+      for (size_t off = 0; off < bytes.size(); off += kChunk) {
+        chunk.set_data(bytes.data() + off, std::min(kChunk, bytes.size() - off));
+        w->Write(chunk);
+      }
+      w->WritesDone();
+      if (!w->Finish().ok()) return 1;
+    }
+    const auto t3 = Clock::now();
+    hash_ms.push_back(Ms(t1 - t0));
+    push_ms.push_back(Ms(t2 - t1));
+    stream_ms.push_back(Ms(t2 - t1) - Ms(t1 - t0));
+    raw_ms.push_back(Ms(t3 - t2));
+    (void)engine->artifacts().Delete(pushed->info.id());  // keep the disk use to one copy
+  }
+  const double size_mb = static_cast<double>(bytes.size()) / 1e6;
+  std::printf("artifact upload of %.0f MB, median of %lld rounds:\n", size_mb,
+              static_cast<long long>(rounds));
+  std::printf("  push (hash + upload)   %7.0f ms  %6.0f MB/s\n", Median(push_ms),
+              size_mb / Median(push_ms) * 1000);
+  std::printf("  upload only            %7.0f ms  %6.0f MB/s  (client hashing %.0f ms)\n",
+              Median(stream_ms), size_mb / Median(stream_ms) * 1000, Median(hash_ms));
+  std::printf("  raw gRPC client stream %7.0f ms  %6.0f MB/s\n", Median(raw_ms),
+              size_mb / Median(raw_ms) * 1000);
+  std::printf("  ratio raw/push %.2f, raw/upload-only %.2f (target >= 0.7)\n",
+              Median(raw_ms) / Median(push_ms), Median(raw_ms) / Median(stream_ms));
+  server->Shutdown();
+  engine->Shutdown();
+  std::filesystem::remove_all(dir);
+  return 0;
+}
+
+}  // namespace
+}  // namespace anerd::bench
+
+int main(int argc, char** argv) { return anerd::bench::Main(argc, argv); }

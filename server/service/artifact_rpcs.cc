@@ -1,0 +1,323 @@
+// Artifact RPCs of the Anerd service (issue 19): UploadArtifact (a client stream: header, then the
+// bytes, verified against the declared SHA-256 and committed by the artifact store only when
+// whole), ListArtifacts, GetArtifact, DeleteArtifact and DownloadArtifact (a stream of chunks read
+// from the stored blob at the client's pace). Ownership as for kernels (authz.h): a non-admin
+// caller sees and deletes only what it owns; everything else is the missing-id NOT_FOUND.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "common/rpc/grpc_status.h"
+#include "server/service/anerd_service.h"
+#include "server/service/convert.h"
+#include "spdlog/spdlog.h"
+
+namespace anerd::service {
+namespace {
+
+constexpr size_t kMaxArtifactChunkBytes = 4 << 20;
+constexpr size_t kDownloadChunkBytes = 1 << 20;
+constexpr size_t kMaxArtifactNameBytes = 256;
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+absl::Status ValidateHeader(const v1::ArtifactHeader& h, uint64_t max_bytes) {
+  if (absl::Status s = artifacts::ValidateKind(h.kind()); !s.ok()) return s;
+  if (h.name().size() > kMaxArtifactNameBytes || absl::StrContains(h.name(), '\0')) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("name: longer than ", kMaxArtifactNameBytes, " bytes or holds a NUL"));
+  }
+  if (!IsSha256Hex(h.sha256())) {
+    return absl::InvalidArgumentError(
+        "sha256: must be the 64 lowercase hex digits of the bytes' SHA-256");
+  }
+  if (h.size() > max_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("size: ", h.size(), " bytes is more than the largest artifact, ", max_bytes,
+                     " (raise it with anerd --max_artifact_bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+// Receives one UploadArtifact stream. Its bytes go straight to the artifact store's temporary
+// file (on disk, never in memory); the PendingArtifact unlinks it if the stream ends early.
+class UploadReactor : public grpc::ServerReadReactor<v1::UploadArtifactRequest> {
+ public:
+  UploadReactor(v1::ArtifactInfo* response, artifacts::ArtifactStore* store, Caller caller,
+                const QuotaLimits& quotas, uint64_t max_bytes)
+      : response_(response), store_(store), caller_(std::move(caller)), max_bytes_(max_bytes) {
+    meta_.owner = caller_.client;
+    meta_.quota = {quotas.artifacts, quotas.artifact_bytes};
+    StartRead(&message_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (finished_) return;
+    if (!ok) return EndOfStream();
+    absl::Status status = message_.has_header()  ? OnHeader(message_.header())
+                          : message_.has_chunk() ? OnChunk(message_.chunk())
+                                                 : absl::InvalidArgumentError(
+                                                       "UploadArtifact message has neither "
+                                                       "header nor chunk");
+    if (!status.ok()) return End(status);
+    StartRead(&message_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status OnHeader(const v1::ArtifactHeader& h) {
+    if (have_header_) return absl::InvalidArgumentError("UploadArtifact: a second header arrived");
+    have_header_ = true;
+    if (absl::Status s = ValidateHeader(h, max_bytes_); !s.ok()) return s;
+    declared_ = h.size();
+    meta_.kind = h.kind();
+    meta_.sha256 = h.sha256();
+    meta_.name = h.name().empty() ? h.sha256().substr(0, 12) : h.name();
+    absl::StatusOr<artifacts::ArtifactRecord> existing = store_->Get(h.sha256());
+    // Only a caller who could already see these bytes may skip sending them: a digest alone is
+    // no proof of holding another client's data.
+    known_ = existing.ok() && (caller_.admin || existing->OwnedBy(caller_.client));
+    return absl::OkStatus();
+  }
+
+  absl::Status OnChunk(const v1::ArtifactChunk& chunk) {
+    if (!have_header_)
+      return absl::InvalidArgumentError("UploadArtifact: a chunk came before the header");
+    if (chunk.data().size() > kMaxArtifactChunkBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("chunk at offset ", chunk.offset(), ": ",
+                                                     chunk.data().size(), " bytes; at most ",
+                                                     kMaxArtifactChunkBytes, " per message"));
+    }
+    if (chunk.offset() != received_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("chunk at offset ", chunk.offset(), "; expected offset ", received_));
+    }
+    if (chunk.data().size() > declared_ - received_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the artifact is longer than its declared ", declared_, " bytes"));
+    }
+    if (pending_ == nullptr) {
+      absl::StatusOr<std::unique_ptr<artifacts::PendingArtifact>> p = store_->Begin();
+      if (!p.ok()) return p.status();
+      pending_ = *std::move(p);
+    }
+    if (absl::Status s = pending_->Append(chunk.data()); !s.ok()) return s;
+    received_ += chunk.data().size();
+    return absl::OkStatus();
+  }
+
+  void EndOfStream() {
+    if (!have_header_) return End(absl::InvalidArgumentError("UploadArtifact: no header was sent"));
+    absl::StatusOr<artifacts::ArtifactRecord> record;
+    bool deduplicated = false;
+    if (received_ == 0 && known_) {
+      record = store_->AddOwner(meta_);  // refreshes the caller's name for it
+      deduplicated = true;
+    } else if (received_ != declared_) {
+      return End(absl::InvalidArgumentError(absl::StrCat("UploadArtifact: received ", received_,
+                                                         " of ", declared_, " declared bytes")));
+    } else {
+      if (pending_ == nullptr) {  // an empty artifact
+        absl::StatusOr<std::unique_ptr<artifacts::PendingArtifact>> p = store_->Begin();
+        if (!p.ok()) return End(p.status());
+        pending_ = *std::move(p);
+      }
+      deduplicated = store_->Get(meta_.sha256).ok();
+      record = store_->Commit(std::move(pending_), meta_);
+    }
+    if (!record.ok()) return End(record.status());
+    ToProto(*record, caller_.client, caller_.admin, response_);
+    response_->set_deduplicated(deduplicated);
+    End(absl::OkStatus());
+  }
+
+  void End(const absl::Status& status) {
+    if (!status.ok()) spdlog::debug("rpc UploadArtifact failed: {}", status.ToString());
+    finished_ = true;
+    pending_.reset();  // a cut or refused upload leaves no file
+    Finish(ToGrpcStatus(status));
+  }
+
+  v1::ArtifactInfo* response_;
+  artifacts::ArtifactStore* store_;
+  const Caller caller_;
+  const uint64_t max_bytes_;
+  v1::UploadArtifactRequest message_;
+  artifacts::ArtifactStore::NewArtifact meta_;
+  std::unique_ptr<artifacts::PendingArtifact> pending_;
+  uint64_t declared_ = 0;
+  uint64_t received_ = 0;
+  bool have_header_ = false;
+  bool known_ = false;
+  bool finished_ = false;
+};
+
+// Streams a stored blob from an offset in chunks, one write outstanding at a time.
+class DownloadReactor : public grpc::ServerWriteReactor<v1::DownloadArtifactChunk> {
+ public:
+  DownloadReactor(absl::StatusOr<std::string> path, uint64_t size, uint64_t offset)
+      : size_(size), offset_(offset) {
+    Begin(std::move(path));
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return End(absl::CancelledError("client went away"));
+    if (offset_ >= size_) return End(absl::OkStatus());
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Begin(absl::StatusOr<std::string> path) {
+    if (!path.ok()) return End(path.status());
+    if (offset_ > size_) {
+      return End(absl::InvalidArgumentError(
+          absl::StrCat("offset: ", offset_, " is past the artifact's end (", size_, " bytes)")));
+    }
+    fd_ = ScopedFd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd_.get() < 0) return End(absl::ErrnoToStatus(errno, "cannot read the stored artifact"));
+    Next();
+  }
+  void Next() {
+    std::string buf(std::min<uint64_t>(kDownloadChunkBytes, size_ - offset_), '\0');
+    size_t got = 0;
+    while (got < buf.size()) {
+      const ssize_t n =
+          ::pread(fd_.get(), buf.data() + got, buf.size() - got, static_cast<off_t>(offset_ + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return End(absl::DataLossError("the stored artifact is shorter than recorded"));
+      got += static_cast<size_t>(n);
+    }
+    chunk_.Clear();
+    chunk_.set_data(std::move(buf));
+    if (first_) chunk_.set_total_bytes(size_);
+    first_ = false;
+    offset_ += got;
+    StartWrite(&chunk_);
+  }
+  void End(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+
+  ScopedFd fd_;
+  const uint64_t size_;
+  uint64_t offset_;
+  bool first_ = true;
+  v1::DownloadArtifactChunk chunk_;
+};
+
+}  // namespace
+
+absl::StatusOr<artifacts::ArtifactRecord> AnerdService::VisibleArtifact(const Caller& caller,
+                                                                        const std::string& id) {
+  absl::StatusOr<artifacts::ArtifactRecord> r = engine_->artifacts().Get(id);
+  if (!r.ok()) return r.status();
+  if (caller.admin || r->OwnedBy(caller.client)) return r;
+  return artifacts::ArtifactNotFound(id);
+}
+
+grpc::ServerReadReactor<v1::UploadArtifactRequest>* AnerdService::UploadArtifact(
+    grpc::CallbackServerContext* context, v1::ArtifactInfo* response) {
+  return new UploadReactor(response, &engine_->artifacts(), CallerOf(context), quotas_.limits(),
+                           options_.max_artifact_bytes);
+}
+
+grpc::ServerUnaryReactor* AnerdService::ListArtifacts(grpc::CallbackServerContext* context,
+                                                      const v1::ListArtifactsRequest* request,
+                                                      v1::ListArtifactsResponse* response) {
+  const Caller caller = CallerOf(context);
+  absl::StatusOr<std::vector<artifacts::ArtifactRecord>> all = engine_->artifacts().List();
+  if (!all.ok()) return Done(context, all.status());
+  for (const artifacts::ArtifactRecord& r : *all) {
+    if (!request->kind().empty() && r.kind != request->kind()) continue;
+    if (caller.admin || r.OwnedBy(caller.client)) {
+      ToProto(r, caller.client, caller.admin, response->add_artifacts());
+    }
+  }
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AnerdService::GetArtifact(grpc::CallbackServerContext* context,
+                                                    const v1::GetArtifactRequest* request,
+                                                    v1::ArtifactInfo* response) {
+  const Caller caller = CallerOf(context);
+  absl::StatusOr<artifacts::ArtifactRecord> r = VisibleArtifact(caller, request->id());
+  if (r.ok()) ToProto(*r, caller.client, caller.admin, response);
+  return Done(context, r.status());
+}
+
+grpc::ServerUnaryReactor* AnerdService::DeleteArtifact(grpc::CallbackServerContext* context,
+                                                       const v1::DeleteArtifactRequest* request,
+                                                       v1::DeleteArtifactResponse* /*response*/) {
+  const Caller caller = CallerOf(context);
+  absl::StatusOr<artifacts::ArtifactRecord> r = VisibleArtifact(caller, request->id());
+  if (!r.ok()) return Done(context, r.status());
+  // The bytes go with the last owner (or an admin's delete): not while a session, which may still
+  // run or be resumed, trains on them.
+  const bool removes_bytes = !r->OwnedBy(caller.client) || r->owners.size() == 1;
+  if (removes_bytes) {
+    for (const sessions::SessionSnapshot& s : engine_->sessions().List()) {
+      const training::TrainSpec& spec = s.spec;
+      if (spec.data_artifact == r->id || spec.init_artifact == r->id ||
+          spec.val_artifact == r->id) {
+        const std::string session =
+            caller.Sees(s.owner) ? absl::StrCat("training session ", s.id) : "a training session";
+        return Done(context, absl::FailedPreconditionError(
+                                 absl::StrCat("artifact ", r->id, " is used by ", session,
+                                              "; delete the session first (anectl train rm)")));
+      }
+    }
+  }
+  // Releases the caller's ownership; admins may delete what only others own.
+  absl::Status status = r->OwnedBy(caller.client)
+                            ? engine_->artifacts().Release(request->id(), caller.client)
+                            : engine_->artifacts().Delete(request->id());
+  return Done(context, status);
+}
+
+grpc::ServerWriteReactor<v1::DownloadArtifactChunk>* AnerdService::DownloadArtifact(
+    grpc::CallbackServerContext* context, const v1::DownloadArtifactRequest* request) {
+  absl::StatusOr<artifacts::ArtifactRecord> r = VisibleArtifact(CallerOf(context), request->id());
+  if (!r.ok()) return new DownloadReactor(r.status(), 0, 0);
+  return new DownloadReactor(engine_->artifacts().BlobPath(r->id), r->size, request->offset());
+}
+
+absl::Status AnerdService::ResolveArtifacts(const Caller& caller, training::TrainSpec* spec) {
+  struct Field {
+    const char* name;
+    std::string* id;
+    std::string* path;
+    std::string* format;  // nullptr: not data
+    const char* kind;
+  };
+  const Field fields[] = {
+      {"data_artifact", &spec->data_artifact, &spec->data_path, &spec->data_format, "dataset"},
+      {"init_artifact", &spec->init_artifact, &spec->init_model_path, nullptr, "model"},
+      {"val_artifact", &spec->val_artifact, &spec->val_data_path, &spec->val_data_format,
+       "dataset"},
+  };
+  for (const Field& f : fields) {
+    if (f.id->empty()) continue;
+    absl::StatusOr<artifacts::ArtifactRecord> r = VisibleArtifact(caller, *f.id);
+    if (!r.ok())
+      return absl::Status(r.status().code(), absl::StrCat(f.name, ": ", r.status().message()));
+    if (r->kind != f.kind) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(f.name, ": artifact ", *f.id, " is a ", r->kind, ", not a ", f.kind));
+    }
+    *f.path = engine_->artifacts().BlobPath(r->id);
+    // A dataset's format follows its name: ".bin" = uint16 tokens, anything else UTF-8 text.
+    if (f.format != nullptr) {
+      *f.format = absl::EndsWith(r->NameFor(caller.client), ".bin") ? "tokens" : "text";
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace anerd::service
