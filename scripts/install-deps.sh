@@ -8,12 +8,14 @@ DEBIAN_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   openssl libssl-dev libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev libopenblas-dev
   prometheus-cpp-dev
+  libsentencepiece-dev libpcre2-dev python3-sentencepiece  # tokenizers (common/tokenizer/)
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf python3-numpy
   clang libclang-rt-14-dev
   libgnustep-base-dev gobjc  # Linux only: Foundation + GNU runtime headers to check the .mm (macOS has the SDK)
 )
-BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark)
+BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark
+  sentencepiece pcre2)
 
 install_debian() {
   local missing=()
