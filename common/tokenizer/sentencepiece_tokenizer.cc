@@ -1,7 +1,7 @@
 // SentencePiece .model through libsentencepiece (spm_shim.h). Encoding is libsentencepiece's
 // own; decoding renders each id as SentencePiece does — control ids render nothing, byte pieces
 // <0xXX> their byte, the unknown id the model's unknown surface, other pieces with U+2581 as a
-// space, the first rendered piece without its leading space when the model adds a dummy prefix —
+// space, the first non-control piece without its leading space when the model adds a dummy prefix —
 // so that it can stream (tokenizer.h).
 #include <string>
 #include <vector>
@@ -66,7 +66,9 @@ class SentencePieceTokenizer : public Tokenizer {
     }
     out->append(bytes.data(), bytes.size());
     context->prev = id;
-    context->emitted = context->emitted || !bytes.empty();
+    // Only the first piece after the controls can be the dummy prefix (even when it renders
+    // to nothing: a lone U+2581).
+    if (kind_[id] != kControl) context->emitted = true;
   }
 
  protected:

@@ -55,7 +55,7 @@ struct EncodeOptions {
 // Where a sequence being decoded stands; rendering a token may depend on it.
 struct DecodeContext {
   int32_t prev = -1;     // the previous id, -1 at the start
-  bool emitted = false;  // whether any non-empty bytes were rendered yet
+  bool emitted = false;  // whether text began (the kind decides; the first-space rules use it)
 };
 
 class Tokenizer {
