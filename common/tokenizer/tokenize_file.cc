@@ -151,13 +151,16 @@ absl::StatusOr<TokenizeFileResult> TokenizeFile(const Tokenizer& tokenizer,
       pending.append(block.data(), static_cast<size_t>(n));
       result.bytes_read += n;
     }
+    size_t start = 0;  // documents are taken from the front; erased once per block
     for (;;) {
+      const absl::string_view rest = absl::string_view(pending).substr(start);
       const size_t end =
-          DocumentEnd(pending, eof, options.max_document_bytes, tokenizer.AcceptsAnyBytes());
+          DocumentEnd(rest, eof, options.max_document_bytes, tokenizer.AcceptsAnyBytes());
       if (end == 0) break;
-      const absl::string_view doc(pending.data(), end);
-      if (!tokenizer.AcceptsAnyBytes())
+      const absl::string_view doc = rest.substr(0, end);
+      if (!tokenizer.AcceptsAnyBytes()) {
         ANERD_RETURN_IF_ERROR(CheckUtf8(doc, text_path, doc_offset));
+      }
       absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(doc, encode);
       if (!ids.ok()) {
         return absl::Status(ids.status().code(),
@@ -168,8 +171,9 @@ absl::StatusOr<TokenizeFileResult> TokenizeFile(const Tokenizer& tokenizer,
       result.tokens += static_cast<int64_t>(ids->size());
       ++result.documents;
       doc_offset += static_cast<int64_t>(end);
-      pending.erase(0, end);
+      start += end;
     }
+    pending.erase(0, start);
     if (progress && !progress(result.bytes_read, total)) {
       return absl::CancelledError(absl::StrCat("tokenizing ", text_path, " was cancelled"));
     }
