@@ -106,7 +106,7 @@ TEST(HfTokenizer, EncodesByteLevelBpeWithQwenPattern) {
   std::unique_ptr<Tokenizer> t = Load("tiny_tokenizer.json");
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->kind(), "hf");
-  EXPECT_EQ(t->vocab_size(), 268);
+  EXPECT_EQ(t->vocab_size(), 270);
   EXPECT_EQ(t->eos_id(), 265);
   EXPECT_EQ(t->bos_id(), -1);
   // Pre-tokens "the" " don" "'t" (contraction); "h e", then "d o", "do n", "' t".
@@ -116,6 +116,8 @@ TEST(HfTokenizer, EncodesByteLevelBpeWithQwenPattern) {
   // "é" = Ã© merged; \p{N} splits digits one by one so "1 2" never merges; "\n\n" one pre-token.
   EXPECT_THAT(Ids(*t, "é12\n\nx"), ElementsAre(264, 49, 50, 262, 120));
   EXPECT_THAT(Ids(*t, "日"), ElementsAre(0xE6, 0x97, 0xA5));
+  // Overlapping pairs: "y z" (rank 9) merges before "x y" (rank 10).
+  EXPECT_THAT(Ids(*t, "xyz"), ElementsAre('x', 268));
   // Added tokens match before splitting, longest first.
   EXPECT_THAT(Ids(*t, "hi<|endoftext|><|im_start|>x[X]"),
               ElementsAre('h', 'i', 265, 266, 'x', 267));

@@ -5,8 +5,8 @@ tiny_tokenizer.bin  llama2.c format: int32 max_token_length, then per token floa
                     int32 length, bytes. Ids 0-2 <unk>/bos/eos, 3-258 the byte pieces <0xXX>,
                     then the code points and merges listed in LLAMA2C_PIECES.
 tiny_tokenizer.json Hugging Face byte-level BPE: ids 0-255 the GPT-2 byte characters in byte
-                    order, then the merges in HF_MERGES, then three added tokens; the Qwen2/3
-                    pre-tokenizer pattern.
+                    order, then the merges in HF_MERGES, three added tokens, the merges in
+                    HF_LATE_MERGES; the Qwen2/3 pre-tokenizer pattern.
 The expected ids in tokenizer_test.cc are worked out by hand from these tables.
 """
 import json
@@ -49,6 +49,8 @@ def byte_chars():
 
 HF_MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("d", "o"), ("'", "t"), ("do", "n"),
              ("Ċ", "Ċ"), ("1", "2"), ("Ã", "©")]  # ids 256-264, ranks 0-8
+# Ids 268-269 (after the added tokens), ranks 9-10: overlapping pairs where the rank decides.
+HF_LATE_MERGES = [("y", "z"), ("x", "y")]
 QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -58,6 +60,8 @@ def write_hf(path):
     vocab = {chars[b]: b for b in range(256)}
     for i, (a, b) in enumerate(HF_MERGES):
         vocab[a + b] = 256 + i
+    for i, (a, b) in enumerate(HF_LATE_MERGES):
+        vocab[a + b] = 268 + i
     added = [("<|endoftext|>", 265, True), ("<|im_start|>", 266, True), ("[X]", 267, False)]
     doc = {
         "version": "1.0",
@@ -78,7 +82,7 @@ def write_hf(path):
         "model": {"type": "BPE", "dropout": None, "unk_token": None,
                   "continuing_subword_prefix": "", "end_of_word_suffix": "",
                   "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                  "vocab": vocab, "merges": [a + " " + b for a, b in HF_MERGES]},
+                  "vocab": vocab, "merges": [a + " " + b for a, b in HF_MERGES + HF_LATE_MERGES]},
     }
     with open(path, "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=1)
