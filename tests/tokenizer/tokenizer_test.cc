@@ -123,6 +123,19 @@ TEST(HfTokenizer, EncodesByteLevelBpeWithQwenPattern) {
               ElementsAre('h', 'i', 265, 266, 'x', 267));
 }
 
+TEST(HfTokenizer, LongRunsOfOneClassEncode) {
+  // A pre-token can be a whole file's worth of spaces or letters: PCRE2 must not run out of
+  // stack and the merge loop must stay fast (heap merge, not rescans).
+  std::unique_ptr<Tokenizer> t = Load("tiny_tokenizer.json");
+  ASSERT_NE(t, nullptr);
+  for (const std::string& run : {std::string(200000, ' ') + "x", std::string(200000, 'y'),
+                                 std::string(100000, '\n') + "\t "}) {
+    absl::StatusOr<std::vector<int32_t>> ids = t->Encode(run);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_EQ(Text(*t, *ids), run);
+  }
+}
+
 TEST(HfTokenizer, DecodeSkipsSpecialTokensAndRoundTrips) {
   std::unique_ptr<Tokenizer> t = Load("tiny_tokenizer.json");
   ASSERT_NE(t, nullptr);
