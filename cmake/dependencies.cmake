@@ -11,6 +11,19 @@ find_package(nlohmann_json CONFIG REQUIRED)
 # types, text format); the HTTP side is server/metrics/http_endpoint (see there for why not the
 # civetweb exposer). Debian: prometheus-cpp-dev; Homebrew: prometheus-cpp.
 find_package(prometheus-cpp CONFIG REQUIRED)
+# Tokenizers (common/tokenizer/): SentencePiece .model files and the PCRE2 regexes of Hugging Face
+# pre-tokenizers (Unicode property classes std::regex lacks). Found with pkg-config.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SENTENCEPIECE IMPORTED_TARGET sentencepiece)
+if(NOT SENTENCEPIECE_FOUND)
+  message(FATAL_ERROR "libsentencepiece not found (pkg-config module 'sentencepiece'): install "
+                      "Debian libsentencepiece-dev or Homebrew sentencepiece (scripts/install-deps.sh)")
+endif()
+pkg_check_modules(PCRE2 IMPORTED_TARGET libpcre2-8)
+if(NOT PCRE2_FOUND)
+  message(FATAL_ERROR "PCRE2 not found (pkg-config module 'libpcre2-8'): install Debian "
+                      "libpcre2-dev or Homebrew pcre2 (scripts/install-deps.sh)")
+endif()
 # libcrypto for SHA-256 (content addressing); gRPC already links it.
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 
