@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "server/engine/kernel_manager.h"
 #include "server/engine/probe_manager.h"
+#include "server/engine/rule_probe_manager.h"
 #include "server/sessions/session_manager.h"
 #include "server/store/store.h"
 
@@ -53,6 +54,9 @@ struct EngineOptions {
   bool resume_interrupted = true;           // --resume_interrupted
   uint64_t session_memory_limit_bytes = 0;  // --session_memory_limit_bytes; 0 = 3/4 of RAM
   WorkerSettings workers;
+  // --testonly_sim: the simulated ANE's test settings (faults, rules that differ from the
+  // table; ane::ParseSimSettings), for in-process backends and every worker alike. "" = none.
+  std::string sim_settings;
 };
 
 struct CacheSummary {
@@ -115,6 +119,7 @@ class Engine {
   DaemonInfo Info() const;
   KernelManager& kernels() { return *kernels_; }
   ProbeManager& probes() { return *probes_; }
+  RuleProbeManager& rule_probes() { return *rule_probes_; }
   sessions::SessionManager& sessions() { return *sessions_; }
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
@@ -137,6 +142,8 @@ class Engine {
   std::unique_ptr<KernelManager> kernels_;
   std::unique_ptr<probes::ProbeStore> probe_store_;
   std::unique_ptr<ProbeManager> probes_;
+  std::unique_ptr<probes::RuleProbeStore> rule_store_;
+  std::unique_ptr<RuleProbeManager> rule_probes_;
   std::unique_ptr<sessions::SessionManager> sessions_;
   bool shut_down_ = false;
   std::vector<std::string> state_findings_;  // set once by Init

@@ -26,7 +26,7 @@ namespace anerd::store {
 //  1 kernels, kernel_weights         2 kernel_owners
 //  3 probe_results                   4 probe_results.owner
 //  5 sessions                        6 sessions.owner
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 
 // The schema version recorded in `db` (0 = none: a new or a pre-list database).
 absl::StatusOr<int64_t> SchemaVersion(SqliteDb& db);
