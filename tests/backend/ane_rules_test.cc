@@ -571,6 +571,7 @@ TEST(AneRuleProbe, MeasuresADeviceThatDiffersAndTheLoweringPrefersTheMeasurement
 TEST(AneRuleProbe, TheBackendProbesItsDeviceAndLowersWithTheMeasuredRules) {
   SimRules sim;
   sim.ane.min_surface_bytes = 65536;  // a device stricter than the table
+  sim.reports_rules = false;          // and it does not say so: only the probe tells
   sim.os_build = "X1";
   auto device = std::shared_ptr<AneDevice>(CreateSimDevice(sim));
   AneBackendOptions options;

@@ -87,7 +87,7 @@ class SimDevice : public AneDevice {
     info.compile_budget = rules_.compile_budget;
     info.chip = rules_.chip;
     info.os_build = rules_.os_build;
-    info.rules = rules_.ane;
+    info.rules = rules_.reports_rules ? rules_.ane : mil::AneRulesForChip(rules_.chip);
     info.honors_attn_mask = !rules_.ignore_attn_mask;
     info.hardware_counters = true;  // modelled (SimModelledHardwareNs)
     return info;
@@ -371,6 +371,7 @@ absl::StatusOr<SimRules> ParseSimSettings(absl::string_view spec) {
       }
       continue;
     }
+    rules.reports_rules = false;  // a device that differs from the table, unknown until probed
     if (absl::Status s = mil::SetAneRule(key, kv.second, &rules.ane); !s.ok()) {
       return bad(absl::StrCat(s.message(),
                               " (keys: load_fail_every, compile_fail_before_budget, "

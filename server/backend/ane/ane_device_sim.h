@@ -54,6 +54,11 @@ struct SimRules {
   // softmax axis, matmul inner dim, cast, conv input channels), buildInfo. Enforced by
   // ane_sim_rules.cc; the device always computes in `ane` numerics (docs/ANE_NOTES.md §11, §12.6).
   mil::AneRules ane = mil::DefaultAneRules();
+  // Whether Info() reports `ane` as the device's rules (the lowering then follows them). False:
+  // Info() reports the table's rules for `chip` while the device enforces `ane` — a device whose
+  // rules differ from the table and are unknown until a capability probe measures them, as on
+  // real hardware. ParseSimSettings sets it false when the settings change a rule.
+  bool reports_rules = true;
   // Faults injected deterministically (transient load failure, compile failure near the budget,
   // every compile failing from an attempt on: ane_sim_rules.h).
   SimFaults faults;
