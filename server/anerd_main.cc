@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/mil/ane_rules.h"
 #include "common/paths.h"
 #include "common/version.h"
 #include "server/backend/cpu/kernels/parallel.h"
@@ -20,6 +21,7 @@
 #include "server/daemon/daemon_flags.h"
 #include "server/worker/worker_backend.h"
 #include "server/worker/worker_host.h"
+#include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, socket, "", "Unix socket path (default: the platform's per-user path)");
 ABSL_FLAG(std::string, state_dir, "", "State directory (default: the platform's per-user path)");
@@ -126,9 +128,13 @@ ABSL_FLAG(int64_t, worker_parent_pid, 0, "Internal: the front process a worker b
 ABSL_FLAG(bool, testonly_ops, false,
           "Tests only: workers run anerd_test_abort / anerd_test_hang (crash "
           "isolation tests)");
-ABSL_FLAG(int64_t, testonly_sim_compile_fault_from_attempt, 0,
-          "Tests only: ane-sim fails every compile attempt from this one on in each process "
-          "(a device that runs out before the compile budget; 0 = never)");
+ABSL_FLAG(std::string, testonly_sim, "",
+          "Tests only: the simulated ANE's settings, KEY=VALUE,... (the one switch for its "
+          "faults: load_fail_every, compile_fail_before_budget, compile_fail_from_attempt; also "
+          "compile_budget, chip, os_build and any ANE rule id, e.g. min_surface_bytes=65536, for "
+          "a device that differs from the rules table); passed to every worker");
+ABSL_FLAG(std::string, ane_rules, "",
+          "Internal: measured ANE rules a worker's backend starts with (set by the front)");
 ABSL_FLAG(bool, testonly_world_accessible_socket, false,
           "Tests only: make the socket reachable by other users so the "
           "peer-uid check is exercised");
@@ -148,8 +154,16 @@ int RunWorkerProcess() {
   options.heartbeat_fd = absl::GetFlag(FLAGS_worker_heartbeat_fd);
   options.parent_pid = absl::GetFlag(FLAGS_worker_parent_pid);
   options.registry.compile_budget = absl::GetFlag(FLAGS_compile_budget);
-  options.registry.sim_compile_fault_from_attempt =
-      absl::GetFlag(FLAGS_testonly_sim_compile_fault_from_attempt);
+  options.registry.sim_settings = absl::GetFlag(FLAGS_testonly_sim);
+  if (const std::string rules = absl::GetFlag(FLAGS_ane_rules); !rules.empty()) {
+    absl::StatusOr<anerd::mil::AneRuleOverrides> decoded =
+        anerd::mil::DecodeAneRuleOverrides(rules);
+    if (decoded.ok()) {
+      options.registry.ane_rules = *std::move(decoded);
+    } else {
+      spdlog::warn("--ane_rules ignored: {}", decoded.status().ToString());
+    }
+  }
   options.test_ops = absl::GetFlag(FLAGS_testonly_ops);
   const int code = anerd::worker::RunWorker(options);
   anerd::ShutdownLogging();
@@ -248,6 +262,7 @@ int main(int argc, char** argv) {
   options.engine.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
   options.engine.session_memory_limit_bytes = absl::GetFlag(FLAGS_session_memory_limit_bytes);
   options.engine.checkpoint_interval_s = absl::GetFlag(FLAGS_checkpoint_interval_s);
+  options.engine.sim_settings = absl::GetFlag(FLAGS_testonly_sim);
   anerd::engine::WorkerSettings& workers = options.engine.workers;
   workers.binary = anerd::SelfExecutablePath();
   workers.isolate_ane = absl::GetFlag(FLAGS_isolate_ane);

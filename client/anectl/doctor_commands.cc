@@ -3,12 +3,17 @@
 // it left out with the reason); the canary is a tiny MIL program compiled and evaluated through
 // the daemon on every backend and compared with the same program on the CPU backend.
 // Status per check: "pass", "fail" or "unavailable" (the ANE off macOS: not a failure).
+// --probe also runs the ANE capability probe in the daemon (ProbeAneRules) and prints, per rule,
+// the table's value, the measured one, whether they agree and the device's evidence; on ane-sim
+// the rows are labelled "simulated". Each rule in force shows its source: "table", or the probe
+// ("probed at <time> on <chip>, <OS build>") whose measurement replaced the table's value.
 #include <sys/utsname.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -170,15 +175,19 @@ Json RulesInForce(const v1::GetInfoResponse& info, std::vector<Check>& checks) {
                        {"applies_to", r.applies_to},
                        {"stage", std::string(mil::RuleStageName(r.stage))},
                        {"lowering", r.lowering},
-                       {"description", r.description}});
+                       {"description", r.description},
+                       {"source", r.origin}});
     }
     if (rules.empty()) continue;
     std::sort(rules.begin(), rules.end(),
               [](const Json& a, const Json& c) { return a["id"] < c["id"]; });
     const std::string profile = Fact(b, "ane_rules_profile");
+    int measured = 0;
+    for (const Json& r : rules) measured += r["source"] != "table";
     checks.push_back({"ane rules " + b.name(), "pass",
-                      absl::StrCat(rules.size(), " rules, profile ", profile,
-                                   " (anectl doctor --json lists each with its sources)"),
+                      absl::StrCat(rules.size(), " rules, profile ", profile, ", ", measured,
+                                   " measured by a probe (anectl doctor --json lists each with "
+                                   "its sources)"),
                       ""});
     out[b.name()] = {{"profile", profile}, {"rules", rules}};
   }
@@ -225,17 +234,86 @@ std::vector<Check> RunChecks(CommandContext& ctx, Json* rules_in_force) {
   return checks;
 }
 
+// The probe's rows as JSON (doctor --probe --json: "rule_probe").
+Json ProbeJson(const v1::ProbeAneRulesResponse& p) {
+  Json rows = Json::array();
+  for (const v1::AneRuleMeasurement& m : p.rows()) {
+    rows.push_back({{"rule", m.rule()},
+                    {"table_value", m.table_value()},
+                    {"measured_value", m.measured_value()},
+                    {"agrees", m.agrees()},
+                    {"evidence", m.evidence()},
+                    {"label", p.simulated() ? "simulated" : "measured"}});
+  }
+  Json applied = Json::object();
+  for (const auto& [id, value] : p.rules_applied()) applied[id] = value;
+  return {{"backend", p.backend()},
+          {"chip", p.chip()},
+          {"os_build", p.os_build()},
+          {"simulated", p.simulated()},
+          {"probed_unix_ms", p.probed_unix_ms()},
+          {"origin", p.origin()},
+          {"rows", rows},
+          {"rules_applied", applied}};
+}
+
+void PrintProbe(CommandContext& ctx, const v1::ProbeAneRulesResponse& p) {
+  std::cout << "\nANE rule probe on " << p.backend() << " (" << p.chip() << ", " << p.os_build()
+            << (p.simulated() ? "; simulated device" : "") << "):\n";
+  std::cout << absl::StrFormat("  %-24s %-14s %-18s %-9s %s\n", "rule", "table", "measured",
+                               "result", "evidence");
+  for (const v1::AneRuleMeasurement& m : p.rows()) {
+    const std::string result = m.agrees() ? "agrees" : "differs";
+    std::string measured = m.measured_value();
+    if (p.simulated()) measured += " (simulated)";
+    std::cout << absl::StrFormat("  %-24s %-14s %-18s %-9s %s\n", m.rule(), m.table_value(),
+                                 measured, m.agrees() ? ctx.Green(result) : ctx.Red(result),
+                                 m.evidence().substr(0, 100));
+  }
+  std::cout << "  " << p.rules_applied_size() << " measured rules now in force (" << p.origin()
+            << ")\n";
+}
+
 }  // namespace
 
 int RunDoctor(CommandContext& ctx, const std::vector<std::string>& args) {
-  ArgParser parser("anectl doctor [--json]",
+  ArgParser parser("anectl doctor [--probe [--backend NAME]] [--json]",
                    "Checks the OS, the daemon, the ANE (or why it is unavailable), a canary kernel "
-                   "on every backend against the CPU backend, and the compile budgets.");
+                   "on every backend against the CPU backend, and the compile budgets. --probe "
+                   "also measures the ANE rules that differ per chip and OS on the device (the "
+                   "results are kept per chip and OS build and used by the lowering).");
+  bool probe = false;
+  std::string probe_backend;
+  parser.AddBool("probe", &probe, "run the ANE capability probe in the daemon (admin)");
+  parser.AddString("backend", &probe_backend,
+                   "with --probe: the ANE backend to probe (default: ane, else ane-sim)");
   if (ArgParser::Result r = parser.Parse(args); r != ArgParser::Result::kOk) {
     return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
   }
+  std::optional<v1::ProbeAneRulesResponse> probed;
+  if (probe) {
+    // First, so that the rules listed below are the ones the probe put in force.
+    absl::StatusOr<client::AnerdClient*> client = ctx.Client();
+    absl::StatusOr<v1::ProbeAneRulesResponse> p =
+        client.ok() ? (*client)->ProbeAneRules(probe_backend)
+                    : absl::StatusOr<v1::ProbeAneRulesResponse>(client.status());
+    if (!p.ok()) {
+      std::cerr << "anectl doctor --probe: " << p.status().message() << "\n";
+      return kExitError;
+    }
+    probed = *std::move(p);
+  }
   Json rules_in_force = Json::object();
-  const std::vector<Check> checks = RunChecks(ctx, &rules_in_force);
+  std::vector<Check> checks = RunChecks(ctx, &rules_in_force);
+  if (probed.has_value()) {
+    int differs = 0;
+    for (const v1::AneRuleMeasurement& m : probed->rows()) differs += !m.agrees();
+    checks.push_back({"ane rule probe " + probed->backend(), "pass",
+                      absl::StrCat(probed->rows_size(), " rules measured",
+                                   probed->simulated() ? " (simulated)" : "", ", ", differs,
+                                   " differ from the table; ", probed->origin()),
+                      ""});
+  }
   bool ok = true;
   for (const Check& c : checks) ok = ok && c.status != "fail";
   if (ctx.json()) {
@@ -244,12 +322,9 @@ int RunDoctor(CommandContext& ctx, const std::vector<std::string>& args) {
       list.push_back(
           {{"name", c.name}, {"status", c.status}, {"detail", c.detail}, {"hint", c.hint}});
     }
-    std::cout << Json({{"schema_version", 1},
-                       {"ok", ok},
-                       {"checks", list},
-                       {"ane_rules", rules_in_force}})
-                     .dump(2)
-              << "\n";
+    Json doc = {{"schema_version", 1}, {"ok", ok}, {"checks", list}, {"ane_rules", rules_in_force}};
+    if (probed.has_value()) doc["rule_probe"] = ProbeJson(*probed);
+    std::cout << doc.dump(2) << "\n";
   } else {
     for (const Check& c : checks) {
       const std::string mark = c.status == "pass"   ? ctx.Green("pass")
@@ -259,6 +334,7 @@ int RunDoctor(CommandContext& ctx, const std::vector<std::string>& args) {
       std::cout << absl::StrFormat("  %s  %-22s %s\n", mark, c.name, c.detail);
       if (c.status != "pass" && !c.hint.empty()) std::cout << "        " << ctx.Dim(c.hint) << "\n";
     }
+    if (probed.has_value()) PrintProbe(ctx, *probed);
   }
   return ok ? kExitOk : kExitError;
 }

@@ -1,4 +1,5 @@
-// anectl mil check, anectl mil fmt: offline MIL tools (no daemon).
+// anectl mil check, anectl mil fmt: offline MIL tools (no daemon; only `mil check --target ane
+// --backend NAME` asks the daemon for the rules that backend has in force).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -52,11 +53,41 @@ void PrintDiagnostics(const std::string& file, const std::vector<mil::Diagnostic
   for (const mil::Diagnostic& d : ds) std::cerr << file << ":" << d.ToString() << "\n";
 }
 
+// The ANE rules `backend` has in force in the daemon (GetInfo's "ane_rule.*" facts: the table's
+// values, or those a capability probe measured on this chip and OS build).
+absl::StatusOr<mil::AneRules> DaemonRules(CommandContext& ctx, const std::string& backend) {
+  absl::StatusOr<client::AnerdClient*> client = ctx.Client();
+  if (!client.ok()) return client.status();
+  absl::StatusOr<v1::GetInfoResponse> info = (*client)->GetInfo();
+  if (!info.ok()) return info.status();
+  for (const v1::BackendInfo& b : info->backends()) {
+    if (b.name() != backend) continue;
+    mil::AneRules rules;
+    bool any = false;
+    for (const auto& [key, value] : b.device_facts()) {
+      mil::AneRuleRow row;
+      if (!mil::DecodeAneRuleFact(key, value, &row)) continue;
+      any = true;
+      if (absl::Status s = mil::SetAneRule(row.id, row.value, &rules); !s.ok()) return s;
+      if (row.origin != "table") rules.origins[row.id] = row.origin;
+    }
+    auto profile = b.device_facts().find("ane_rules_profile");
+    if (profile != b.device_facts().end()) rules.profile = profile->second;
+    if (!any) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the daemon's ", backend, " backend has no ANE rules"));
+    }
+    return rules;
+  }
+  return absl::NotFoundError(absl::StrCat("the daemon has no backend '", backend, "'"));
+}
+
 int Check(CommandContext& ctx, const std::vector<std::string>& args) {
-  std::string file, weights_dir, target = "any", chip;
+  std::string file, weights_dir, target = "any", chip, backend;
   bool json = false;
   ArgParser parser(
-      "anectl mil check FILE.mil [--weights DIR] [--target ane [--chip NAME]] [--json]",
+      "anectl mil check FILE.mil [--weights DIR] [--target ane [--chip NAME | --backend NAME]] "
+      "[--json]",
       "Parse and verify a MIL program offline; print its entry signature, op count "
       "and weight bytes, or every error with line:column. --target ane also checks "
       "the ANE rules table: errors for what the ANE would reject, warnings for what "
@@ -69,6 +100,9 @@ int Check(CommandContext& ctx, const std::vector<std::string>& args) {
   parser.AddString("chip", &chip,
                    "with --target ane: the chip whose rules apply, e.g. \"Apple M1\" (default: "
                    "the table's default profile)");
+  parser.AddString("backend", &backend,
+                   "with --target ane: use the rules the daemon's backend (ane, ane-sim) has in "
+                   "force, measured ones included (anectl doctor --probe)");
   parser.AddBool("json", &json, "print the report as JSON");
   ArgParser::Result r = parser.Parse(args);
   if (r == ArgParser::Result::kHelp) return kExitOk;
@@ -79,7 +113,16 @@ int Check(CommandContext& ctx, const std::vector<std::string>& args) {
               << "\"\n";
     return kExitUsage;
   }
-  const mil::AneRules rules = mil::AneRulesForChip(chip);
+  mil::AneRules rules = mil::AneRulesForChip(chip);
+  if (!backend.empty()) {
+    if (!chip.empty()) {
+      std::cerr << "anectl mil check: give --chip or --backend, not both\n";
+      return kExitUsage;
+    }
+    absl::StatusOr<mil::AneRules> in_force = DaemonRules(ctx, backend);
+    if (!in_force.ok()) return ctx.Fail(in_force.status());
+    rules = *std::move(in_force);
+  }
 
   mil::ParseOptions options;
   auto text = ReadBounded(file, options.max_text_bytes);

@@ -57,6 +57,16 @@ absl::StatusOr<v1::GetInfoResponse> AnerdClient::GetInfo() {
   return response;
 }
 
+absl::StatusOr<v1::ProbeAneRulesResponse> AnerdClient::ProbeAneRules(const std::string& backend) {
+  v1::ProbeAneRulesRequest request;
+  request.set_backend(backend);
+  v1::ProbeAneRulesResponse response;
+  auto context = NewContext();
+  absl::Status status = FromGrpcStatus(stub_->ProbeAneRules(context.get(), request, &response));
+  if (!status.ok()) return DescribeCallError(status, options_);
+  return response;
+}
+
 absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> AnerdClient::Health() {
   grpc::health::v1::HealthCheckResponse response;
   auto context = NewContext();

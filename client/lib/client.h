@@ -40,6 +40,8 @@ class AnerdClient {
   static std::unique_ptr<AnerdClient> Create(const ClientOptions& options);
 
   absl::StatusOr<v1::GetInfoResponse> GetInfo();
+  // The ANE capability probe (`anectl doctor --probe`); `backend` "" = the daemon's ANE backend.
+  absl::StatusOr<v1::ProbeAneRulesResponse> ProbeAneRules(const std::string& backend);
   // grpc.health.v1 status of the whole server ("" service).
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Health();
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -326,19 +327,103 @@ std::vector<AneRuleRow> DescribeAneRules(const AneRules& r) {
        RuleStage::kProcess, "worker recycled at the budget (counted per attempt: issue 18 item 4)",
        "compiles per process before the compiler fails"},
   };
+  for (AneRuleRow& row : rows) {
+    auto it = r.origins.find(row.id);
+    if (it != r.origins.end()) row.origin = it->second;
+  }
   return rows;
+}
+
+absl::Status SetAneRule(absl::string_view id, absl::string_view value, AneRules* r) {
+  auto bad = [&](const char* want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ANE rule '", id, "': \"", value, "\" is not ", want));
+  };
+  auto set_int = [&](int64_t* field) {
+    int64_t n = 0;
+    if (!absl::SimpleAtoi(value, &n) || n < 0 || n > (int64_t{1} << 40)) {
+      return bad("a non-negative integer");
+    }
+    *field = n;
+    return absl::OkStatus();
+  };
+  auto set_bool = [&](bool* field) {
+    if (value != "true" && value != "false") return bad("true or false");
+    *field = value == "true";
+    return absl::OkStatus();
+  };
+  if (id == "min_surface_bytes") return set_int(&r->min_surface_bytes);
+  if (id == "surface_width_multiple") return set_int(&r->surface_width_multiple);
+  if (id == "surface_alignment") return set_int(&r->surface_alignment);
+  if (id == "min_pack_channels") return set_int(&r->min_pack_channels);
+  if (id == "matmul_runtime_inner_multiple") return set_int(&r->matmul_runtime_inner_multiple);
+  if (id == "conv_input_channels_limit") return set_int(&r->conv_input_channels_limit);
+  if (id == "compile_budget") return set_int(&r->compile_budget);
+  if (id == "overallocated_surfaces_ok") return set_bool(&r->overallocated_surfaces_ok);
+  if (id == "multi_input_surfaces") return set_bool(&r->multi_input_surfaces);
+  if (id == "multi_output_surfaces") return set_bool(&r->multi_output_surfaces);
+  if (id == "uniform_surface_sizes") return set_bool(&r->uniform_surface_sizes);
+  if (id == "alphabetical_binding") return set_bool(&r->alphabetical_binding);
+  if (id == "fp16_fp32_surfaces_only") return set_bool(&r->fp16_fp32_surfaces_only);
+  if (id == "cast_supported") return set_bool(&r->cast_supported);
+  if (id == "gelu_supported") return set_bool(&r->gelu_supported);
+  if (id == "softmax_pow2_axis") return set_bool(&r->softmax_pow2_axis);
+  if (id == "build_info_required") return set_bool(&r->build_info_required);
+  if (id == "attn_mask_ignored") return set_bool(&r->attn_mask_ignored);
+  if (id == "weights_baked") return set_bool(&r->weights_baked);
+  if (id == "concat") {
+    if (value != "banned" && value != "channels_only") return bad("banned or channels_only");
+    r->concat = value == "banned" ? ConcatPolicy::kBanned : ConcatPolicy::kChannelsOnly;
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown ANE rule '", id, "'"));
+}
+
+absl::StatusOr<AneRules> ApplyAneRuleOverrides(const AneRules& rules,
+                                               const AneRuleOverrides& overrides) {
+  AneRules out = rules;
+  for (const auto& [id, value] : overrides.values) {
+    if (absl::Status s = SetAneRule(id, value, &out); !s.ok()) return s;
+    out.origins[id] = overrides.origin;
+  }
+  return out;
+}
+
+std::string EncodeAneRuleOverrides(const AneRuleOverrides& o) {
+  std::string origin = o.origin;
+  origin.erase(
+      std::remove_if(origin.begin(), origin.end(), [](char c) { return c == ';' || c == '='; }),
+      origin.end());
+  std::string out = origin;
+  for (const auto& [id, value] : o.values) absl::StrAppend(&out, ";", id, "=", value);
+  return out;
+}
+
+absl::StatusOr<AneRuleOverrides> DecodeAneRuleOverrides(absl::string_view text) {
+  AneRuleOverrides o;
+  std::vector<std::string> parts = absl::StrSplit(text, ';');
+  o.origin = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) {
+    std::vector<std::string> kv = absl::StrSplit(parts[i], absl::MaxSplits('=', 1));
+    if (kv.size() != 2 || kv[0].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ANE rule overrides: \"", parts[i], "\" is not id=value"));
+    }
+    o.values[kv[0]] = kv[1];
+  }
+  return o;
 }
 
 std::string EncodeAneRuleFact(const AneRuleRow& r) {
   return absl::StrJoin({r.value, r.alternative, r.sources, r.alternative_sources, r.applies_to,
-                        std::string(RuleStageName(r.stage)), r.lowering, r.description},
+                        std::string(RuleStageName(r.stage)), r.lowering, r.description, r.origin},
                        "\x1f");
 }
 
 bool DecodeAneRuleFact(absl::string_view key, absl::string_view value, AneRuleRow* row) {
   if (!absl::ConsumePrefix(&key, kAneRuleFactPrefix)) return false;
   std::vector<std::string> f = absl::StrSplit(value, '\x1f');
-  if (f.size() != 8) return false;
+  if (f.size() != 8 && f.size() != 9) return false;  // 8: before the origin field
   row->id = std::string(key);
   row->value = f[0];
   row->alternative = f[1];
@@ -350,6 +435,7 @@ bool DecodeAneRuleFact(absl::string_view key, absl::string_view value, AneRuleRo
                                    : RuleStage::kCompile;
   row->lowering = f[6];
   row->description = f[7];
+  row->origin = f.size() == 9 ? f[8] : "table";
   return true;
 }
 

@@ -19,9 +19,12 @@
 #define ANERD_COMMON_MIL_ANE_RULES_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/mil/ir.h"
 
@@ -73,6 +76,10 @@ struct AneRules {
   // Compile budget (enforced by the backend/worker: issue 18 item 4).
   int64_t compile_budget = 100;           // seed stops at 100 (stories_config.h)
   int64_t framework_compile_limit = 119;  // seed README, Orion #5
+
+  // Where values that are not the table's come from: rule id -> origin (e.g. "probed at
+  // 2026-12-07T06:14:37Z on Apple M4, 24E248"). Rules absent here are the table's.
+  std::map<std::string, std::string> origins;
 };
 
 // The default profile (the table's values).
@@ -92,6 +99,7 @@ struct AneRuleRow {
   RuleStage stage = RuleStage::kCompile;
   std::string lowering;  // how the lowering satisfies it, or "rejected" when it cannot
   std::string description;
+  std::string origin = "table";  // "table", or where the value in force was measured
 };
 std::vector<AneRuleRow> DescribeAneRules(const AneRules& rules);
 absl::string_view RuleStageName(RuleStage stage);
@@ -135,6 +143,26 @@ inline constexpr char kAneRuleFactPrefix[] = "ane_rule.";
 std::string EncodeAneRuleFact(const AneRuleRow& row);
 // Inverse of EncodeAneRuleFact for the fact's key and value; false when it is not a rule fact.
 bool DecodeAneRuleFact(absl::string_view key, absl::string_view value, AneRuleRow* row);
+
+// Sets rule `id` of `rules` from `value` written as DescribeAneRules prints it ("65536", "true",
+// "banned"...). INVALID_ARGUMENT naming the rule for an unknown id or a value it cannot take.
+absl::Status SetAneRule(absl::string_view id, absl::string_view value, AneRules* rules);
+
+// Values that replace the table's for one device (a capability probe's measurements, persisted
+// per chip and OS build) and where they come from.
+struct AneRuleOverrides {
+  std::map<std::string, std::string> values;  // rule id -> value (as SetAneRule reads it)
+  std::string origin;                         // recorded in AneRules::origins for each
+  bool empty() const { return values.empty(); }
+};
+// `rules` with every override set and its origin recorded; INVALID_ARGUMENT as SetAneRule.
+absl::StatusOr<AneRules> ApplyAneRuleOverrides(const AneRules& rules,
+                                               const AneRuleOverrides& overrides);
+// One line ("origin;id=value;id=value", ';' and '=' removed from the origin) and its inverse
+// (INVALID_ARGUMENT for a malformed entry): how a worker process receives them on its command
+// line.
+std::string EncodeAneRuleOverrides(const AneRuleOverrides& overrides);
+absl::StatusOr<AneRuleOverrides> DecodeAneRuleOverrides(absl::string_view text);
 
 // Whether `n` is a power of two (n > 0).
 bool IsPowerOfTwo(int64_t n);

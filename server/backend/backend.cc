@@ -50,3 +50,19 @@ absl::Status CheckInputs(const std::vector<TensorSignature>& signatures,
 }
 
 }  // namespace anerd::backend
+
+namespace anerd::backend {
+
+absl::StatusOr<RuleProbeReport> Backend::ProbeDeviceRules() {
+  return absl::FailedPreconditionError(
+      absl::StrCat("the ", Describe().name,
+                   " backend drives no ANE: the rule probe runs on the ane or ane-sim backend"));
+}
+
+absl::Status Backend::UseMeasuredRules(const mil::AneRuleOverrides& overrides) {
+  (void)overrides;
+  return absl::FailedPreconditionError(
+      absl::StrCat("the ", Describe().name, " backend has no ANE rules to replace"));
+}
+
+}  // namespace anerd::backend

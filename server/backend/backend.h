@@ -30,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/mil/ane_rules.h"
 #include "common/mil/ir.h"
 #include "common/mil/verifier.h"
 #include "server/backend/tensor.h"
@@ -168,6 +169,24 @@ class CompiledProgram {
   virtual uint64_t memory_bytes() const { return 0; }
 };
 
+// One rule as a device's capability probe measured it (issue 18 item 7): the rules table's value
+// and what the device showed, each program's output checked against the CPU backend.
+struct RuleMeasurement {
+  std::string rule;      // an AneRuleRow id, or "width_channel_reshape" (no table row)
+  std::string expected;  // the table's value
+  std::string measured;  // what the device showed
+  bool agrees = false;   // measured == expected
+  std::string detail;    // the device's error text or the mismatch, when there is one
+};
+
+// A capability probe of the device a backend drives, with the key its results are kept under.
+struct RuleProbeReport {
+  std::string chip;      // DeviceInfo::chip ("ane-sim" for the simulator)
+  std::string os_build;  // DeviceInfo::os_build ("simulated" for the simulator by default)
+  bool simulated = false;
+  std::vector<RuleMeasurement> rows;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -183,6 +202,15 @@ class Backend {
   // Compiles counted against the budget so far (successful ones; for the ANE backends every
   // attempt that reached the device, ane_backend.h).
   virtual int64_t compiles_used() const = 0;
+  // Runs the ANE capability probe on the device (ANE backends; about 17 compile attempts, counted
+  // against the budget: RESOURCE_EXHAUSTED when too few are left). Blocks for the probe's
+  // duration: call it where device work runs (the backend's executor). Others:
+  // FAILED_PRECONDITION naming the backend.
+  virtual absl::StatusOr<RuleProbeReport> ProbeDeviceRules();
+  // Makes `overrides` (measured rule values) the rules in force over the table's from now on:
+  // the lowering, Supports and the "ane_rule.*" facts follow them. An empty set restores the
+  // table. Others: FAILED_PRECONDITION naming the backend.
+  virtual absl::Status UseMeasuredRules(const mil::AneRuleOverrides& overrides);
 };
 
 // Checks `inputs` against `signatures`: INVALID_ARGUMENT naming the input and the expected type for

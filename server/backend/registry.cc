@@ -13,13 +13,17 @@ namespace anerd::backend {
 namespace {
 
 std::unique_ptr<Backend> MakeAne(std::shared_ptr<ane::AneDevice> device, const char* name,
-                                 int64_t configured_budget) {
+                                 const RegistryOptions& registry) {
   ane::AneBackendOptions options;
   options.name = name;
+  const int64_t configured = registry.compile_budget;
   options.compile_budget = ane::EffectiveCompileBudget(
-      configured_budget > 0 ? configured_budget : ane::kDefaultCompileBudget,
-      device->Info().compile_budget);
-  return std::make_unique<ane::AneBackend>(std::move(device), options);
+      configured > 0 ? configured : ane::kDefaultCompileBudget, device->Info().compile_budget);
+  auto backend = std::make_unique<ane::AneBackend>(std::move(device), options);
+  if (absl::Status s = backend->UseMeasuredRules(registry.ane_rules); !s.ok()) {
+    spdlog::warn("{}: measured ANE rules ignored: {}", name, s.ToString());
+  }
+  return backend;
 }
 
 // The real ANE: present only when the framework loads and the canary matches the CPU backend.
@@ -32,7 +36,7 @@ std::unique_ptr<Backend> TryAppleAne(const RegistryOptions& options, Backend& cp
     return nullptr;
   }
   std::unique_ptr<Backend> ane =
-      MakeAne(std::shared_ptr<ane::AneDevice>(*std::move(device)), "ane", options.compile_budget);
+      MakeAne(std::shared_ptr<ane::AneDevice>(*std::move(device)), "ane", options);
   if (absl::Status canary = ane::RunCanary(*ane, cpu); !canary.ok()) {
     *why = absl::StrCat("canary kernel check failed: ", canary.message());
     return nullptr;
@@ -46,11 +50,10 @@ std::unique_ptr<Backend> TryAppleAne(const RegistryOptions& options, Backend& cp
 #endif
 }
 
-std::unique_ptr<ane::AneDevice> SimDevice(const RegistryOptions& options) {
-  ane::SimRules rules;
-  rules.faults = ane::SimFaultsFromEnv();  // what ane::CreateSimDevice() does
-  rules.fail_compiles_from_attempt = options.sim_compile_fault_from_attempt;
-  return ane::CreateSimDevice(rules);
+absl::StatusOr<std::unique_ptr<Backend>> MakeSim(const RegistryOptions& options) {
+  absl::StatusOr<ane::SimRules> rules = ane::ParseSimSettings(options.sim_settings);
+  if (!rules.ok()) return rules.status();
+  return MakeAne(std::shared_ptr<ane::AneDevice>(ane::CreateSimDevice(*rules)), "ane-sim", options);
 }
 
 }  // namespace
@@ -70,7 +73,12 @@ std::vector<std::unique_ptr<Backend>> CreateBackends(const RegistryOptions& opti
     if (unavailable != nullptr) unavailable->push_back({"ane", why});
   }
   backends.push_back(std::move(cpu));
-  backends.push_back(MakeAne(SimDevice(options), "ane-sim", options.compile_budget));
+  absl::StatusOr<std::unique_ptr<Backend>> sim = MakeSim(options);
+  if (sim.ok()) {
+    backends.push_back(*std::move(sim));
+  } else if (unavailable != nullptr) {
+    unavailable->push_back({"ane-sim", std::string(sim.status().message())});
+  }
   return backends;
 }
 
@@ -81,7 +89,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view name,
   cpu::CpuBackendOptions cpu_options;
   cpu_options.compile_budget = options.compile_budget;
   if (name == "cpu") return std::unique_ptr<Backend>(new cpu::CpuBackend(cpu_options));
-  if (name == "ane-sim") return MakeAne(SimDevice(options), "ane-sim", options.compile_budget);
+  if (name == "ane-sim") return MakeSim(options);
   if (name == "ane") {
     std::string why;
     cpu::CpuBackend scratch(cpu::CpuBackendOptions{});

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/mil/ane_rules.h"
 #include "server/backend/backend.h"
 
 namespace anerd::backend {
@@ -25,9 +26,12 @@ struct RegistryOptions {
   // daemon's --compile_budget, so worker recycling is exercised on Linux); 0 = the backend's
   // default: unlimited for cpu, ane::kDefaultCompileBudget (100 attempts) for ane and ane-sim.
   int64_t compile_budget = 0;
-  // Tests only (--testonly_sim_compile_fault_from_attempt): ane-sim devices fail every compile
-  // attempt from this one on (ane::SimRules::fail_compiles_from_attempt). 0 = never.
-  int64_t sim_compile_fault_from_attempt = 0;
+  // Tests only (anerd --testonly_sim): the simulated device's settings — injected faults, and
+  // rules that differ from the table — as ane::ParseSimSettings reads them. "" = the defaults.
+  std::string sim_settings;
+  // The measured ANE rules in force over the table's (a capability probe persisted for this
+  // device; how a worker process receives them, --ane_rules). Empty = the table's.
+  mil::AneRuleOverrides ane_rules;
 };
 
 // A backend that this platform knows of but could not offer, and why.
@@ -46,7 +50,8 @@ std::vector<std::unique_ptr<Backend>> CreateBackends(
 std::vector<std::string> KnownBackendNames();
 
 // Creates the one backend `name` (what a worker process does for its backend). NOT_FOUND for an
-// unknown name; UNAVAILABLE, with the reason, for a backend this platform cannot offer.
+// unknown name; UNAVAILABLE, with the reason, for a backend this platform cannot offer;
+// INVALID_ARGUMENT for bad sim_settings or ane_rules.
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view name,
                                                        const RegistryOptions& options);
 

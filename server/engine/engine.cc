@@ -10,6 +10,7 @@
 #include "common/paths.h"
 #include "common/status_macros.h"
 #include "common/version.h"
+#include "server/backend/ane/ane_device_sim.h"
 #include "server/backend/registry.h"
 #include "server/store/space_reserve.h"
 #include "server/store/state_db.h"
@@ -88,8 +89,12 @@ absl::Status Engine::CreateBackends() {
         "--checkpoint_interval_s must be between 0 and 1e9 seconds, got ",
         options_.checkpoint_interval_s));
   }
+  if (absl::Status s = backend::ane::ParseSimSettings(options_.sim_settings).status(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--testonly_sim: ", s.message()));
+  }
   backend::RegistryOptions registry_options;
   registry_options.compile_budget = options_.compile_budget;
+  registry_options.sim_settings = options_.sim_settings;
   const WorkerSettings& w = options_.workers;
   std::vector<std::unique_ptr<backend::Backend>> backends;
   std::vector<backend::UnavailableBackend> unavailable;
@@ -113,6 +118,7 @@ absl::Status Engine::CreateBackends() {
     wo.quarantine_after = w.quarantine_after;
     wo.test_ops = w.test_ops;
     wo.log_level = w.log_level;
+    wo.sim_settings = options_.sim_settings;
     absl::StatusOr<std::unique_ptr<worker::WorkerBackend>> b = worker::WorkerBackend::Start(wo);
     if (b.ok()) {
       backends_->workers.push_back(b->get());
@@ -176,6 +182,13 @@ absl::Status Engine::Init() {
   probes_ = std::make_unique<ProbeManager>(backends_->registry.get(), std::move(probe_executors),
                                            probe_store_.get(), backends_->default_name,
                                            options_.probe_budget);
+  rule_store_ = std::make_unique<probes::RuleProbeStore>(state_store_.get());
+  std::map<std::string, DeviceExecutor*> rule_executors;
+  for (const auto& [name, executor] : backends_->executors) rule_executors[name] = executor.get();
+  rule_probes_ = std::make_unique<RuleProbeManager>(backends_->registry.get(),
+                                                    std::move(rule_executors), rule_store_.get());
+  // Before any kernel compiles: the rules measured on this chip and OS build replace the table's.
+  rule_probes_->ApplyPersisted();
   sessions::SessionOptions session_options;
   session_options.state_dir = options_.state_dir;
   session_options.max_sessions = options_.max_sessions;

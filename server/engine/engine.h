@@ -18,6 +18,7 @@
 #include "server/artifacts/artifact_store.h"
 #include "server/engine/kernel_manager.h"
 #include "server/engine/probe_manager.h"
+#include "server/engine/rule_probe_manager.h"
 #include "server/sessions/session_manager.h"
 #include "server/store/store.h"
 
@@ -55,6 +56,9 @@ struct EngineOptions {
   uint64_t session_memory_limit_bytes = 0;  // --session_memory_limit_bytes; 0 = 3/4 of RAM
   double checkpoint_interval_s = 300;       // --checkpoint_interval_s (sessions/session_manager.h)
   WorkerSettings workers;
+  // --testonly_sim: the simulated ANE's test settings (faults, rules that differ from the
+  // table; ane::ParseSimSettings), for in-process backends and every worker alike. "" = none.
+  std::string sim_settings;
 };
 
 struct CacheSummary {
@@ -117,6 +121,7 @@ class Engine {
   DaemonInfo Info() const;
   KernelManager& kernels() { return *kernels_; }
   ProbeManager& probes() { return *probes_; }
+  RuleProbeManager& rule_probes() { return *rule_probes_; }
   sessions::SessionManager& sessions() { return *sessions_; }
   // Uploaded datasets, models and tokenizers (server/artifacts/artifact_store.h).
   artifacts::ArtifactStore& artifacts() { return *artifacts_; }
@@ -142,6 +147,8 @@ class Engine {
   std::unique_ptr<probes::ProbeStore> probe_store_;
   std::unique_ptr<ProbeManager> probes_;
   std::unique_ptr<artifacts::ArtifactStore> artifacts_;
+  std::unique_ptr<probes::RuleProbeStore> rule_store_;
+  std::unique_ptr<RuleProbeManager> rule_probes_;
   std::unique_ptr<sessions::SessionManager> sessions_;
   bool shut_down_ = false;
   std::vector<std::string> state_findings_;  // set once by Init

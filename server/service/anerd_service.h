@@ -74,6 +74,9 @@ class AnerdService final
   grpc::ServerUnaryReactor* ListProbeResults(grpc::CallbackServerContext* context,
                                              const v1::ListProbeResultsRequest* request,
                                              v1::ListProbeResultsResponse* response) override;
+  grpc::ServerUnaryReactor* ProbeAneRules(grpc::CallbackServerContext* context,
+                                          const v1::ProbeAneRulesRequest* request,
+                                          v1::ProbeAneRulesResponse* response) override;
   grpc::ServerUnaryReactor* GetProbeResult(grpc::CallbackServerContext* context,
                                            const v1::GetProbeResultRequest* request,
                                            v1::ProbeResult* response) override;

@@ -475,4 +475,23 @@ void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
   }
 }
 
+void ToProto(const engine::RuleProbeOutcome& outcome, v1::ProbeAneRulesResponse* out) {
+  const probes::RuleProbeRecord& r = outcome.record;
+  out->set_backend(r.backend);
+  out->set_chip(r.chip);
+  out->set_os_build(r.os_build);
+  out->set_simulated(r.simulated);
+  out->set_probed_unix_ms(r.probed_ms);
+  for (const backend::RuleMeasurement& m : r.rows) {
+    v1::AneRuleMeasurement* row = out->add_rows();
+    row->set_rule(m.rule);
+    row->set_table_value(m.expected);
+    row->set_measured_value(m.measured);
+    row->set_agrees(m.agrees);
+    row->set_evidence(m.detail);
+  }
+  for (const auto& [id, value] : outcome.applied) (*out->mutable_rules_applied())[id] = value;
+  out->set_origin(outcome.origin);
+}
+
 }  // namespace anerd::service

@@ -32,6 +32,7 @@ void ToProto(const engine::ProbeStart& start, v1::ProbeStarted* out);
 // The summary of a stored result (id, time, fingerprint, findings, spills).
 void ToProto(const probes::ProbeResult& result, v1::ProbeSummary* out);
 void ToProto(const probes::ProbeResult& result, v1::ProbeResult* out);
+void ToProto(const engine::RuleProbeOutcome& outcome, v1::ProbeAneRulesResponse* out);
 
 // Sessions. FromProto starts from the engine's defaults and overrides what the request sets;
 // INVALID_ARGUMENT names the offending field.

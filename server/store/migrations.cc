@@ -99,11 +99,23 @@ absl::Status CreateArtifacts(SqliteDb& db) {
       "CREATE INDEX IF NOT EXISTS artifact_owners_owner ON artifact_owners(owner);");
 }
 
+// One capability probe per (chip, OS build): its rows as JSON (server/probes/rule_store.h).
+absl::Status CreateAneRuleProbes(SqliteDb& db) {
+  return db.Exec(
+      "CREATE TABLE IF NOT EXISTS ane_rule_probes (chip TEXT NOT NULL, os_build TEXT NOT NULL, "
+      "backend TEXT NOT NULL, probed_ms INTEGER NOT NULL, document TEXT NOT NULL, "
+      "PRIMARY KEY (chip, os_build))");
+}
+
 constexpr Migration kMigrations[] = {
-    {1, "kernels and their weights", CreateKernels},    {2, "kernel owners", CreateKernelOwners},
-    {3, "probe results", CreateProbeResults},           {4, "probe result owners", AddProbeOwner},
-    {5, "training sessions", CreateSessions},           {6, "session owners", AddSessionOwner},
+    {1, "kernels and their weights", CreateKernels},
+    {2, "kernel owners", CreateKernelOwners},
+    {3, "probe results", CreateProbeResults},
+    {4, "probe result owners", AddProbeOwner},
+    {5, "training sessions", CreateSessions},
+    {6, "session owners", AddSessionOwner},
     {7, "artifacts and their owners", CreateArtifacts},
+    {8, "ANE rule probes per chip and OS build", CreateAneRuleProbes},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration per schema version");

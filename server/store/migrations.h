@@ -26,8 +26,8 @@ namespace anerd::store {
 //  1 kernels, kernel_weights         2 kernel_owners
 //  3 probe_results                   4 probe_results.owner
 //  5 sessions                        6 sessions.owner
-//  7 artifacts, artifact_owners
-inline constexpr int kSchemaVersion = 7;
+//  7 artifacts, artifact_owners     8 ane_rule_probes
+inline constexpr int kSchemaVersion = 8;
 
 // The schema version recorded in `db` (0 = none: a new or a pre-list database).
 absl::StatusOr<int64_t> SchemaVersion(SqliteDb& db);

@@ -189,6 +189,31 @@ RunResponse FromPb(const pb::RunResponse& r) {
   return out;
 }
 
+void ToPb(const backend::RuleProbeReport& r, pb::RuleProbeReport* out) {
+  out->set_chip(r.chip);
+  out->set_os_build(r.os_build);
+  out->set_simulated(r.simulated);
+  for (const backend::RuleMeasurement& m : r.rows) {
+    pb::RuleMeasurement* row = out->add_rows();
+    row->set_rule(m.rule);
+    row->set_expected(m.expected);
+    row->set_measured(m.measured);
+    row->set_agrees(m.agrees);
+    row->set_detail(m.detail);
+  }
+}
+
+backend::RuleProbeReport FromPb(const pb::RuleProbeReport& r) {
+  backend::RuleProbeReport out;
+  out.chip = r.chip();
+  out.os_build = r.os_build();
+  out.simulated = r.simulated();
+  for (const pb::RuleMeasurement& m : r.rows()) {
+    out.rows.push_back({m.rule(), m.expected(), m.measured(), m.agrees(), m.detail()});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string QueryOutOfBounds(const backend::OpQuery& query) {
@@ -256,6 +281,8 @@ absl::Status Send(Channel& channel, const Request& request, int pass_fd) {
     msg.set_shutdown(true);
   } else if (const auto* s = std::get_if<SupportsRequest>(&request.kind)) {
     ToPb(*s, msg.mutable_supports());
+  } else if (std::holds_alternative<ProbeRulesRequest>(request.kind)) {
+    msg.set_probe_rules(true);
   }
   if (msg.ByteSizeLong() > kMaxFrameBytes) {
     return absl::ResourceExhaustedError(
@@ -286,6 +313,9 @@ absl::Status Receive(Channel& channel, Request* request, int* received_fd) {
     case pb::Request::kSupports:
       request->kind = FromPb(msg.supports());
       break;
+    case pb::Request::kProbeRules:
+      request->kind = ProbeRulesRequest{};
+      break;
     default:
       break;
   }
@@ -304,6 +334,8 @@ absl::Status Send(Channel& channel, const Response& response) {
     ToPb(*c, msg.mutable_compile());
   } else if (const auto* r = std::get_if<RunResponse>(&response.kind)) {
     ToPb(*r, msg.mutable_run());
+  } else if (const auto* p = std::get_if<backend::RuleProbeReport>(&response.kind)) {
+    ToPb(*p, msg.mutable_rule_probe());
   }
   return channel.Send(msg);
 }
@@ -327,6 +359,9 @@ absl::Status Receive(Channel& channel, Response* response) {
       break;
     case pb::Response::kRun:
       response->kind = FromPb(msg.run());
+      break;
+    case pb::Response::kRuleProbe:
+      response->kind = FromPb(msg.rule_probe());
       break;
     default:
       break;

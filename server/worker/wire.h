@@ -74,12 +74,18 @@ struct RunRequest {
 
 struct Shutdown {};
 
+// Runs the backend's ANE capability probe (Backend::ProbeDeviceRules); answered by a
+// backend::RuleProbeReport.
+struct ProbeRulesRequest {};
+
 struct Request {
   uint64_t id = 0;
   // Non-zero when this message carries a new arena descriptor of this many bytes.
   uint64_t new_arena_bytes = 0;
   std::vector<uint64_t> release;  // handles the front no longer needs
-  std::variant<std::monostate, CompileRequest, RunRequest, Shutdown, SupportsRequest> kind;
+  std::variant<std::monostate, CompileRequest, RunRequest, Shutdown, SupportsRequest,
+               ProbeRulesRequest>
+      kind;
 };
 
 // The worker's first message, sent unprompted after start.
@@ -111,7 +117,7 @@ struct Response {
   uint64_t id = 0;
   absl::Status status;  // of the request; the kind is empty when not OK
   int64_t compiles_used = 0;
-  std::variant<std::monostate, Hello, CompileResponse, RunResponse> kind;
+  std::variant<std::monostate, Hello, CompileResponse, RunResponse, backend::RuleProbeReport> kind;
 };
 
 // Why `query` cannot travel in a SupportsRequest (over a bound above, or an unknown dtype), or ""

@@ -9,6 +9,11 @@
 //    budget: ane_backend.h) is retried once in a fresh worker, invisibly to the caller. Programs
 //    compiled in an older worker recompile lazily (from the program kept in the front) the next
 //    time they run, so CompiledPrograms never go stale from a caller's point of view.
+//  * ANE rules (issue 18 item 7). ProbeDeviceRules runs the capability probe in the worker (one
+//    request; the worker's backend counts its compiles, and a probe that would not fit the
+//    budget runs in a fresh worker). UseMeasuredRules keeps the measured rules in the pool, where
+//    every later worker receives them on its command line (--ane_rules), and moves work to a
+//    fresh worker at once so that they are in force (its description then lists them).
 //  * Crashes and hangs. If the worker dies (signal, abort, exit) or hangs (no heartbeat for
 //    `heartbeat_timeout`, or one call running longer than `call_timeout`, after which it is
 //    killed), the reason is logged, a new worker starts, and only the call that was executing
@@ -56,7 +61,10 @@ struct WorkerOptions {
   absl::Duration call_timeout = absl::Minutes(10);  // one compile or run
   int quarantine_after = 3;                         // crashes of one program before quarantine
   bool test_ops = false;                            // run anerd_test_* ops (tests only)
-  int64_t sim_compile_fault_from_attempt = 0;       // tests only: RegistryOptions' fault
+  std::string sim_settings;  // tests only: RegistryOptions::sim_settings (--testonly_sim)
+  // The measured ANE rules the worker's backend starts with (RegistryOptions::ane_rules);
+  // UseMeasuredRules replaces them for later workers.
+  mil::AneRuleOverrides ane_rules;
   std::string log_level = "info";
 };
 
@@ -89,6 +97,8 @@ class WorkerBackend : public backend::Backend {
   absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> Compile(
       const mil::VerifiedProgram& program, const backend::CompileOptions& options) override;
   int64_t compiles_used() const override;
+  absl::StatusOr<backend::RuleProbeReport> ProbeDeviceRules() override;
+  absl::Status UseMeasuredRules(const mil::AneRuleOverrides& overrides) override;
 
   WorkerStatus Status() const;
   // Test hook: the current worker's pid (0 if none).

@@ -139,6 +139,11 @@ class Host {
       resp.kind = std::move(out);
     } else if (const auto* supports = std::get_if<wire::SupportsRequest>(&req.kind)) {
       resp.status = Supports(supports->query);
+    } else if (std::holds_alternative<wire::ProbeRulesRequest>(req.kind)) {
+      // On the worker's one thread, where the device lives (the front's executor waits).
+      absl::StatusOr<backend::RuleProbeReport> report = backend_->ProbeDeviceRules();
+      resp.status = report.status();
+      if (report.ok()) resp.kind = *std::move(report);
     } else {
       resp.status = absl::InvalidArgumentError("empty worker request");
     }

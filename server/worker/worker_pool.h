@@ -39,7 +39,8 @@ class WorkerProgram;
 
 class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
  public:
-  explicit WorkerPool(WorkerOptions options) : options_(std::move(options)) {}
+  explicit WorkerPool(WorkerOptions options)
+      : options_(std::move(options)), ane_rules_(options_.ane_rules) {}
   ~WorkerPool() { Stop(); }
 
   absl::Status StartFirst();
@@ -69,6 +70,9 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
   absl::StatusOr<backend::RunResult> Run(WorkerProgram* program,
                                          const std::vector<backend::NamedTensor>& inputs);
   void Release(uint64_t generation, uint64_t handle);
+  // worker_rules.cc (WorkerBackend::ProbeDeviceRules / UseMeasuredRules).
+  absl::StatusOr<backend::RuleProbeReport> ProbeRules();
+  absl::Status UseRules(const mil::AneRuleOverrides& overrides);
 
  private:
   using Fill = std::function<void(Process*, wire::Request*)>;
@@ -136,6 +140,8 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
   uint64_t crashes_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<std::string> reasons_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Passed to every worker started from now on (--ane_rules); starts as options_.ane_rules.
+  mil::AneRuleOverrides ane_rules_ ABSL_GUARDED_BY(mu_);
   absl::Time last_eager_restart_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::thread monitor_;
 };

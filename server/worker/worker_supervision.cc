@@ -27,9 +27,14 @@ absl::StatusOr<std::unique_ptr<Process>> WorkerPool::Spawn(uint64_t generation) 
                 absl::StrCat("--compile_budget=", options_.compile_budget),
                 absl::StrCat("--log_level=", options_.log_level)};
   if (options_.test_ops) spawn.args.push_back("--testonly_ops");
-  if (options_.sim_compile_fault_from_attempt > 0) {
-    spawn.args.push_back(absl::StrCat("--testonly_sim_compile_fault_from_attempt=",
-                                      options_.sim_compile_fault_from_attempt));
+  if (!options_.sim_settings.empty()) {
+    spawn.args.push_back(absl::StrCat("--testonly_sim=", options_.sim_settings));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ane_rules_.empty()) {
+      spawn.args.push_back(absl::StrCat("--ane_rules=", mil::EncodeAneRuleOverrides(ane_rules_)));
+    }
   }
   return SpawnWorkerProcess(spawn, generation);
 }

@@ -292,7 +292,7 @@ TEST(AneBackend, NearTheBudgetMeansItsLastFifth) {
 
 TEST(AneBackend, CountsDeviceRejectionsAndCallsThemInvalidFarFromTheBudget) {
   SimRules rules;
-  rules.fail_compiles_from_attempt = 1;  // the device rejects everything
+  rules.faults.compile_fail_from_attempt = 1;  // the device rejects everything
   AneBackend backend = SimBackend(rules, /*budget=*/10);
   auto first = backend.Compile(Verify(Wrap(kTiny, TinyBody(1), "y")), {});
   EXPECT_EQ(first.status().code(), absl::StatusCode::kInvalidArgument) << first.status();
@@ -302,7 +302,7 @@ TEST(AneBackend, CountsDeviceRejectionsAndCallsThemInvalidFarFromTheBudget) {
 
 TEST(AneBackend, TakesADeviceFailureNearTheBudgetForExhaustion) {
   SimRules rules;
-  rules.fail_compiles_from_attempt = 9;  // the device runs out before anerd's count says so
+  rules.faults.compile_fail_from_attempt = 9;  // the device runs out before anerd's count says so
   AneBackend backend = SimBackend(rules, /*budget=*/10);
   for (int i = 0; i < 8; ++i) {
     ASSERT_TRUE(backend.Compile(Verify(Wrap(kTiny, TinyBody(i), "y")), {}).ok()) << i;

@@ -517,13 +517,24 @@ TEST(AneSimFaults, CompileFailsNearTheBudgetWithTheBareCompilerText) {
   EXPECT_TRUE(device->Compile(text, {}).ok());
 }
 
-TEST(AneSimFaults, ConfiguredFromTheEnvironment) {
-  setenv("ANERD_SIM_FAULTS", "load_fail_every=3,compile_fail_before_budget=7,bogus=1", 1);
-  const SimFaults f = SimFaultsFromEnv();
-  unsetenv("ANERD_SIM_FAULTS");
-  EXPECT_EQ(f.load_fail_every, 3);
-  EXPECT_EQ(f.compile_fail_before_budget, 7);
-  EXPECT_EQ(SimFaultsFromEnv().load_fail_every, 0);
+TEST(AneSimFaults, OneParserConfiguresFaultsRulesAndTheDeviceKey) {
+  absl::StatusOr<SimRules> s = ParseSimSettings(
+      "load_fail_every=3,compile_fail_before_budget=7,compile_fail_from_attempt=9,"
+      "min_surface_bytes=65536,concat=banned,os_build=B2");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->faults.load_fail_every, 3);
+  EXPECT_EQ(s->faults.compile_fail_before_budget, 7);
+  EXPECT_EQ(s->faults.compile_fail_from_attempt, 9);
+  EXPECT_EQ(s->ane.min_surface_bytes, 65536);
+  EXPECT_EQ(s->ane.concat, mil::ConcatPolicy::kBanned);
+  EXPECT_EQ(CreateSimDevice(*s)->Info().os_build, "B2");
+  EXPECT_EQ(ParseSimSettings("")->faults.load_fail_every, 0);
+  // A test switch that silently did nothing would hide a broken test: bad items are errors.
+  for (const char* bad : {"bogus=1", "load_fail_every=-1", "min_surface_bytes=x", "chip="}) {
+    absl::StatusOr<SimRules> r = ParseSimSettings(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_TRUE(absl::StrContains(r.status().message(), bad)) << r.status();
+  }
 }
 
 // ---- the capability probe (issue 18 item 7, device half) ----
@@ -555,6 +566,92 @@ TEST(AneRuleProbe, MeasuresADeviceThatDiffersAndTheLoweringPrefersTheMeasurement
   EXPECT_FALSE(applied.cast_supported);
   EXPECT_EQ(applied.min_surface_bytes, 8192);
   EXPECT_TRUE(applied.alphabetical_binding);
+}
+
+TEST(AneRuleProbe, TheBackendProbesItsDeviceAndLowersWithTheMeasuredRules) {
+  SimRules sim;
+  sim.ane.min_surface_bytes = 65536;  // a device stricter than the table
+  sim.reports_rules = false;          // and it does not say so: only the probe tells
+  sim.os_build = "X1";
+  auto device = std::shared_ptr<AneDevice>(CreateSimDevice(sim));
+  AneBackendOptions options;
+  options.compile_budget = 100;
+  AneBackend backend(device, options);
+  const std::string text = Program(kIo16, kRelu16, "y");
+  const NamedTensor x{"x", Tensor(mil::TensorType{mil::DType::kFp16, {1, 64, 1, 16}})};
+  // The table's lowering: 49,152-byte surfaces, which this device fails at evaluation.
+  auto before = backend.Compile(Verify(text), {});
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_TRUE(absl::StrContains((*before)->Run({x}).status().message(), "min_surface_bytes"));
+
+  absl::StatusOr<RuleProbeReport> report = backend.ProbeDeviceRules();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->os_build, "X1");
+  EXPECT_TRUE(report->simulated);
+  EXPECT_GT(backend.compiles_used(), 1);  // the probe's compiles count against the budget
+  EXPECT_LE(backend.compiles_used(), 1 + kRuleProbeCompiles);
+  // Only the minimum differs: the other rows ran on surfaces this device evaluates.
+  for (const RuleProbeResult& r : report->rows) {
+    EXPECT_EQ(r.agrees, r.rule != "min_surface_bytes") << r.rule << ": " << r.measured << " ("
+                                                       << r.detail << ")";
+  }
+  const mil::AneRuleOverrides measured = MeasuredRuleValues(report->rows, "probed at T");
+  EXPECT_EQ(measured.values.at("min_surface_bytes"), "65536");
+  EXPECT_EQ(measured.values.at("concat"), "channels_only");
+  EXPECT_EQ(measured.values.count("multi_input_surfaces"), 0u);
+  ASSERT_TRUE(backend.UseMeasuredRules(measured).ok());
+  auto after = backend.Compile(Verify(text), {});
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE((*after)->Run({x}).ok());
+  // The facts name each rule's origin.
+  bool saw = false;
+  for (const auto& [key, value] : backend.Describe().facts) {
+    mil::AneRuleRow row;
+    if (!mil::DecodeAneRuleFact(key, value, &row)) continue;
+    if (row.id == "min_surface_bytes") {
+      saw = true;
+      EXPECT_EQ(row.value, "65536");
+      EXPECT_EQ(row.origin, "probed at T");
+    }
+    if (row.id == "compile_budget") EXPECT_EQ(row.origin, "table");
+  }
+  EXPECT_TRUE(saw);
+  // A budget too small for the probe is refused before the device is touched.
+  AneBackendOptions tight;
+  tight.compile_budget = 5;
+  AneBackend small(std::shared_ptr<AneDevice>(CreateSimDevice()), tight);
+  EXPECT_EQ(small.ProbeDeviceRules().status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(small.compiles_used(), 0);
+  EXPECT_EQ(backend.UseMeasuredRules({{{"min_surface_bytes", "lots"}}, "x"}).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(AneRulesTable, EveryRowReadsBackThroughSetAneRule) {
+  // What travels as text (facts, persisted probes, worker command lines) sets the same rules.
+  mil::AneRules changed = mil::AneRulesForChip("Apple M1");
+  changed.min_surface_bytes = 65536;
+  changed.concat = mil::ConcatPolicy::kBanned;
+  changed.gelu_supported = true;
+  mil::AneRules read;
+  for (const mil::AneRuleRow& row : mil::DescribeAneRules(changed)) {
+    ASSERT_TRUE(mil::SetAneRule(row.id, row.value, &read).ok()) << row.id << "=" << row.value;
+  }
+  read.profile = changed.profile;
+  EXPECT_EQ(mil::DescribeAneRules(read).size(), mil::DescribeAneRules(changed).size());
+  for (size_t i = 0; i < mil::DescribeAneRules(read).size(); ++i) {
+    EXPECT_EQ(mil::DescribeAneRules(read)[i].value, mil::DescribeAneRules(changed)[i].value) << i;
+  }
+  EXPECT_EQ(mil::SetAneRule("nonsense", "1", &read).code(), absl::StatusCode::kInvalidArgument);
+  mil::AneRuleOverrides o{{{"min_surface_bytes", "8192"}, {"concat", "banned"}}, "probed; at=T"};
+  auto decoded = mil::DecodeAneRuleOverrides(mil::EncodeAneRuleOverrides(o));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->values, o.values);
+  EXPECT_EQ(decoded->origin, "probed atT");  // the separators cannot appear in it
+  auto applied = mil::ApplyAneRuleOverrides(mil::DefaultAneRules(), *decoded);
+  ASSERT_TRUE(applied.ok());
+  EXPECT_EQ(applied->min_surface_bytes, 8192);
+  EXPECT_EQ(applied->origins.at("concat"), "probed atT");
+  EXPECT_FALSE(mil::DecodeAneRuleOverrides("o;min_surface_bytes").ok());
 }
 
 TEST(AneRulesTable, OpSupportFollowsTheRulesPerShape) {

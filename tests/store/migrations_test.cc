@@ -92,8 +92,9 @@ TEST(MigrationsTest, TheListRunsOnceAndAFreshDatabaseGetsEveryTable) {
   EXPECT_THAT(Column(*db,
                      "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
                      "'sqlite%' ORDER BY name"),
-              ElementsAre("artifact_owners", "artifacts", "kernel_owners", "kernel_weights",
-                          "kernels", "probe_results", "schema_version", "sessions"));
+              ElementsAre("ane_rule_probes", "artifact_owners", "artifacts", "kernel_owners",
+                          "kernel_weights", "kernels", "probe_results", "schema_version",
+                          "sessions"));
 }
 
 TEST(MigrationsTest, NewerDatabasesAreRefusedNamingTheirVersion) {

@@ -124,7 +124,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, BudgetTest, ::testing::Values("cpu", "ane-sim
 // exhaustion, and is retried in a fresh worker: every compile succeeds for the caller.
 TEST(WorkerBudgetTest, ACompileFailingNearTheBudgetRecyclesTheWorkerAndSucceeds) {
   WorkerOptions o = Options("ane-sim", 10);
-  o.sim_compile_fault_from_attempt = 9;
+  o.sim_settings = "compile_fail_from_attempt=9";
   std::unique_ptr<WorkerBackend> worker = StartOrDie(o);
   ASSERT_NE(worker, nullptr);
   const int64_t first_pid = worker->pid();
@@ -147,7 +147,7 @@ TEST(WorkerBudgetTest, ACompileFailingNearTheBudgetRecyclesTheWorkerAndSucceeds)
 // as an attempt, and no recycle.
 TEST(WorkerBudgetTest, ACompileFailingFarFromTheBudgetIsInvalidArgument) {
   WorkerOptions o = Options("ane-sim", 10);
-  o.sim_compile_fault_from_attempt = 1;
+  o.sim_settings = "compile_fail_from_attempt=1";
   std::unique_ptr<WorkerBackend> worker = StartOrDie(o);
   ASSERT_NE(worker, nullptr);
   auto p = worker->Compile(Verify(testing::ScaleMilText(64, 0.5)), {});

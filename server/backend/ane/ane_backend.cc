@@ -14,6 +14,7 @@
 #include "common/mil/builder.h"
 #include "common/status_macros.h"
 #include "server/backend/ane/ane_lowering.h"
+#include "server/backend/ane/ane_rule_probe.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/backend/cpu/op_support.h"
 
@@ -158,7 +159,39 @@ int64_t EffectiveCompileBudget(int64_t configured, int64_t device_budget) {
 }
 
 AneBackend::AneBackend(std::shared_ptr<AneDevice> device, const AneBackendOptions& options)
-    : device_(std::move(device)), options_(options), info_(device_->Info()) {}
+    : device_(std::move(device)), options_(options), info_(device_->Info()), rules_(info_.rules) {}
+
+mil::AneRules AneBackend::rules() const {
+  absl::MutexLock lock(&rules_mu_);
+  return rules_;
+}
+
+absl::Status AneBackend::UseMeasuredRules(const mil::AneRuleOverrides& overrides) {
+  ANERD_ASSIGN_OR_RETURN(mil::AneRules rules, mil::ApplyAneRuleOverrides(info_.rules, overrides));
+  absl::MutexLock lock(&rules_mu_);
+  rules_ = std::move(rules);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RuleProbeReport> AneBackend::ProbeDeviceRules() {
+  // The probe's programs are attempts like any compile: refuse when they would not fit the
+  // budget (the worker layer then probes in a fresh worker).
+  const int64_t used = compiles_.load();
+  if (options_.compile_budget > 0 && used + kRuleProbeCompiles > options_.compile_budget) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(options_.name, " backend: the rule probe needs up to ", kRuleProbeCompiles,
+                     " compile attempts and ", options_.compile_budget - used, " of the budget of ",
+                     options_.compile_budget, " are left"));
+  }
+  const int64_t before = device_->compile_count();
+  RuleProbeReport report;
+  report.chip = info_.chip;
+  report.os_build = info_.os_build;
+  report.simulated = info_.simulated;
+  report.rows = ProbeAneRules(*device_, info_.rules);
+  compiles_.fetch_add(device_->compile_count() - before);
+  return report;
+}
 
 BackendDescription AneBackend::Describe() const {
   BackendDescription d;
@@ -186,8 +219,9 @@ BackendDescription AneBackend::Describe() const {
              {"classes", classes},
              {"device_compiles", absl::StrCat(device_->compile_count())}};
   if (info_.cores > 0) d.facts.emplace_back("cores", absl::StrCat(info_.cores));
-  d.facts.emplace_back("ane_rules_profile", info_.rules.profile);
-  for (const mil::AneRuleRow& row : mil::DescribeAneRules(info_.rules)) {
+  const mil::AneRules in_force = rules();
+  d.facts.emplace_back("ane_rules_profile", in_force.profile);
+  for (const mil::AneRuleRow& row : mil::DescribeAneRules(in_force)) {
     d.facts.emplace_back(mil::kAneRuleFactPrefix + row.id, mil::EncodeAneRuleFact(row));
   }
   return d;
@@ -207,9 +241,10 @@ absl::Status AneBackend::Supports(const OpQuery& query) const {
     if (name != "x") types.push_back(type);
   }
   std::string rule;
-  if (!mil::AneOpSupported(query.op, types, info_.rules, &rule)) {
+  const mil::AneRules in_force = rules();
+  if (!mil::AneOpSupported(query.op, types, in_force, &rule)) {
     return OpNotSupported(options_.name, query.op,
-                          absl::StrCat("the ANE rule '", rule, "' (", info_.rules.profile,
+                          absl::StrCat("the ANE rule '", rule, "' (", in_force.profile,
                                        " profile; anectl mil check --target ane explains)"));
   }
   return absl::OkStatus();
@@ -247,7 +282,7 @@ absl::Status AneBackend::MapCompileError(const absl::Status& status, int64_t att
 absl::StatusOr<std::unique_ptr<CompiledProgram>> AneBackend::Compile(
     const mil::VerifiedProgram& program, const CompileOptions& options) {
   LoweringOptions lo;
-  lo.rules = info_.rules;
+  lo.rules = rules();
   lo.device_honors_attn_mask = info_.honors_attn_mask;
   lo.honor_attn_mask = !options.ignore_attn_mask;
   if (options.qos.has_value() && *options.qos > kMaxQos) {

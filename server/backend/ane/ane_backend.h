@@ -27,6 +27,12 @@
 // time (RunTiming::hardware_us) when the device filled PerfCounters::hardware_ns: "hardware" on
 // the framework (_ANEPerformanceStats), "simulated" on ane-sim (its cost model); unset otherwise.
 //
+// Rules (issue 18 item 7): the rules in force start as the device's table (DeviceInfo::rules);
+// UseMeasuredRules replaces single values with a capability probe's measurements (persisted per
+// chip and OS build by the engine), which the lowering, Supports and the rule facts (each with its
+// origin) then follow. Programs compiled before keep the lowering they got. ProbeDeviceRules runs
+// ane_rule_probe.h on the device, its compiles counted as attempts against the budget.
+//
 // Error mapping (device text and its domain/code are always in the message): lowering limits ->
 // UNIMPLEMENTED; device rejected the program -> INVALID_ARGUMENT; load failed twice -> UNAVAILABLE;
 // evaluation failed -> INTERNAL.
@@ -41,7 +47,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "server/backend/ane/ane_device.h"
 #include "server/backend/backend.h"
 
@@ -62,7 +70,10 @@ class AneBackend : public Backend {
   absl::StatusOr<std::unique_ptr<CompiledProgram>> Compile(const mil::VerifiedProgram& program,
                                                            const CompileOptions& options) override;
   int64_t compiles_used() const override { return compiles_.load(); }
-  const DeviceInfo& device_info() const { return info_; }
+  absl::StatusOr<RuleProbeReport> ProbeDeviceRules() override;
+  absl::Status UseMeasuredRules(const mil::AneRuleOverrides& overrides) override;
+  const DeviceInfo& device_info() const { return info_; }  // rules: the device's table
+  mil::AneRules rules() const;                             // the rules in force
 
  private:
   // Maps the device's compile failure of the 1-based `attempt` (see the file comment).
@@ -72,6 +83,8 @@ class AneBackend : public Backend {
   AneBackendOptions options_;
   DeviceInfo info_;
   std::atomic<int64_t> compiles_{0};
+  mutable absl::Mutex rules_mu_;
+  mil::AneRules rules_ ABSL_GUARDED_BY(rules_mu_);  // info_.rules + measured overrides
 };
 
 // The effective budget for a backend over a device whose budget is `device_budget`, when the

@@ -8,7 +8,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/hash.h"
 #include "common/mil/parser.h"
 #include "common/mil/verifier.h"
@@ -83,7 +85,9 @@ class SimDevice : public AneDevice {
     info.name = "simulated ANE (CPU backend, ane numerics)";
     info.simulated = true;
     info.compile_budget = rules_.compile_budget;
-    info.rules = rules_.ane;
+    info.chip = rules_.chip;
+    info.os_build = rules_.os_build;
+    info.rules = rules_.reports_rules ? rules_.ane : mil::AneRulesForChip(rules_.chip);
     info.honors_attn_mask = !rules_.ignore_attn_mask;
     info.hardware_counters = true;  // modelled (SimModelledHardwareNs)
     return info;
@@ -150,7 +154,7 @@ class SimDevice : public AneDevice {
 
  private:
   // Counts one compile attempt; the framework's generic failure once the budget is spent or
-  // from the injected fault's attempt on (SimRules::compile_budget, fail_compiles_from_attempt).
+  // from the injected fault's attempt on (SimRules::compile_budget, compile_fail_from_attempt).
   absl::Status CountCompileAttempt();
   // Parses, verifies and plans the model's program from its MIL text and weight buffers.
   absl::StatusOr<std::unique_ptr<CompiledProgram>> Build(SimModel& m);
@@ -166,8 +170,8 @@ class SimDevice : public AneDevice {
 absl::Status SimDevice::CountCompileAttempt() {
   const int64_t attempt = compiles_.fetch_add(1) + 1;
   const bool spent = rules_.compile_budget > 0 && attempt > rules_.compile_budget;
-  const bool fault =
-      rules_.fail_compiles_from_attempt > 0 && attempt >= rules_.fail_compiles_from_attempt;
+  const int64_t from = rules_.faults.compile_fail_from_attempt;
+  const bool fault = from > 0 && attempt >= from;
   if (spent || fault) {
     return SimError(absl::StatusCode::kInternal, "ANE compile failed", 1, kSimCompileFailedText);
   }
@@ -337,10 +341,45 @@ std::unique_ptr<AneDevice> CreateSimDevice(const SimRules& rules) {
   return std::make_unique<SimDevice>(rules);
 }
 
-std::unique_ptr<AneDevice> CreateSimDevice() {
+absl::StatusOr<SimRules> ParseSimSettings(absl::string_view spec) {
+  constexpr size_t kMaxSpecBytes = 4096;
+  if (spec.size() > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("simulator settings: ", spec.size(), " bytes, more than ", kMaxSpecBytes));
+  }
   SimRules rules;
-  rules.faults = SimFaultsFromEnv();
-  return std::make_unique<SimDevice>(rules);
+  for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    const std::pair<std::string, std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    const std::string& key = kv.first;
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(absl::StrCat("simulator setting '", item, "': ", why));
+    };
+    if (key == "chip" || key == "os_build") {
+      if (kv.second.empty()) return bad("needs a value");
+      (key == "chip" ? rules.chip : rules.os_build) = kv.second;
+      continue;
+    }
+    int64_t* counter =
+        key == "load_fail_every"              ? &rules.faults.load_fail_every
+        : key == "compile_fail_before_budget" ? &rules.faults.compile_fail_before_budget
+        : key == "compile_fail_from_attempt"  ? &rules.faults.compile_fail_from_attempt
+        : key == "compile_budget"             ? &rules.compile_budget
+                                              : nullptr;
+    if (counter != nullptr) {
+      if (!absl::SimpleAtoi(kv.second, counter) || *counter < 0) {
+        return bad("needs a non-negative integer");
+      }
+      continue;
+    }
+    rules.reports_rules = false;  // a device that differs from the table, unknown until probed
+    if (absl::Status s = mil::SetAneRule(key, kv.second, &rules.ane); !s.ok()) {
+      return bad(absl::StrCat(s.message(),
+                              " (keys: load_fail_every, compile_fail_before_budget, "
+                              "compile_fail_from_attempt, compile_budget, chip, "
+                              "os_build, or an ANE rule id)"));
+    }
+  }
+  return rules;
 }
 
 }  // namespace anerd::backend::ane

@@ -12,7 +12,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/mil/ane_rules.h"
 #include "server/backend/ane/ane_device.h"
@@ -34,10 +36,10 @@ struct SimRules {
   // compile fails with kSimCompileFailedText. 0 = unlimited. The simulator models one process per
   // device instance (the daemon's worker processes each own one device).
   int64_t compile_budget = kFrameworkCompileBudget;
-  // Fault injection (issue 18 item 4): every compile attempt from this 1-based attempt on fails
-  // with kSimCompileFailedText while Info() still advertises compile_budget: the real cliff is
-  // approximate ("~119"), so the device may run out before anerd's count says so. 0 = never.
-  int64_t fail_compiles_from_attempt = 0;
+  // What Info() reports as the chip and OS build: the key a capability probe of this device is
+  // persisted under (tests set another OS build to show a probe does not carry over).
+  std::string chip = "ane-sim";
+  std::string os_build = "simulated";
   // docs/ANE_NOTES.md §1.8, §11 (maderix/ANE training/test_weight_reload.m, training/m5result.md):
   // weights are baked at compile time; changing the weight bytes afterwards and unloading/reloading
   // does not change results. When false the simulator instead re-reads the caller's weight buffers
@@ -52,10 +54,23 @@ struct SimRules {
   // softmax axis, matmul inner dim, cast, conv input channels), buildInfo. Enforced by
   // ane_sim_rules.cc; the device always computes in `ane` numerics (docs/ANE_NOTES.md §11, §12.6).
   mil::AneRules ane = mil::DefaultAneRules();
-  // Faults injected deterministically (transient load failure, compile failure near the budget);
-  // CreateSimDevice's default reads them from ANERD_SIM_FAULTS (ane_sim_rules.h).
+  // Whether Info() reports `ane` as the device's rules (the lowering then follows them). False:
+  // Info() reports the table's rules for `chip` while the device enforces `ane` — a device whose
+  // rules differ from the table and are unknown until a capability probe measures them, as on
+  // real hardware. ParseSimSettings sets it false when the settings change a rule.
+  bool reports_rules = true;
+  // Faults injected deterministically (transient load failure, compile failure near the budget,
+  // every compile failing from an attempt on: ane_sim_rules.h).
   SimFaults faults;
 };
+
+// The one parser of the simulator's test settings (anerd --testonly_sim, handed verbatim to each
+// worker process): comma-separated KEY=VALUE items over the defaults. Keys: the SimFaults fields
+// (load_fail_every, compile_fail_before_budget, compile_fail_from_attempt), compile_budget, chip,
+// os_build, and any ANE rule id (ane_rules.h SetAneRule: a device that differs from the table,
+// e.g. min_surface_bytes=65536). INVALID_ARGUMENT naming the item for an unknown key or a bad
+// value; "" gives the defaults. Input of at most 4096 bytes.
+absl::StatusOr<SimRules> ParseSimSettings(absl::string_view spec);
 
 // Counters and QoS (issue 18 item 6), modelled, never measured:
 //   * hardware time: every evaluation reports PerfCounters::hardware_ns = SimModelledHardwareNs of
@@ -72,10 +87,8 @@ inline constexpr double kSimBytesPerNs = 100;    // 100 GB/s
 // The modelled execution time of `mil_text` (0 when it does not parse).
 uint64_t SimModelledHardwareNs(absl::string_view mil_text);
 
-// Creates a simulated device with `rules`.
-std::unique_ptr<AneDevice> CreateSimDevice(const SimRules& rules);
-// The default rules with the faults of ANERD_SIM_FAULTS (what the registry's ane-sim uses).
-std::unique_ptr<AneDevice> CreateSimDevice();
+// Creates a simulated device with `rules` (default: the table's rules, no faults).
+std::unique_ptr<AneDevice> CreateSimDevice(const SimRules& rules = SimRules{});
 
 }  // namespace anerd::backend::ane
 

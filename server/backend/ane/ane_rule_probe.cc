@@ -1,6 +1,7 @@
 // The capability probe (ane_rule_probe.h).
 #include "server/backend/ane/ane_rule_probe.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -18,7 +19,7 @@ namespace {
 
 constexpr char kHeader[] =
     "program(1.3)\n[buildInfo = dict<string, string>({{\"coremlc-version\", \"3505.4.1\"}})]\n";
-constexpr int64_t kSurface = 49152;
+constexpr int64_t kSurface = 49152;  // the surface every other row uses, at least
 
 std::string Program(const std::string& inputs, const std::string& body, const std::string& output) {
   return absl::StrCat(kHeader, "{\n    func main<ios18>(", inputs, ") {\n", body, "\n    } -> (",
@@ -126,18 +127,18 @@ RuleProbeResult MinSurface(AneDevice& d, const mil::AneRules& t) {
   return Result("min_surface_bytes", absl::StrCat(t.min_surface_bytes), "none up to 65536", last);
 }
 
-RuleProbeResult WidthMultiple(AneDevice& d, const mil::AneRules& t) {
+RuleProbeResult WidthMultiple(AneDevice& d, const mil::AneRules& t, int64_t surface) {
   const mil::TensorType x24{mil::DType::kFp16, {1, 64, 1, 24}};
   const std::string text =
       Program("tensor<fp16, [1, 64, 1, 24]> x", Op("[1, 64, 1, 24]", "y", "relu(x = x)"), "y");
-  Outcome o = Run(d, text, {{"x", Ramp(x24, 2)}}, kSurface);
+  Outcome o = Run(d, text, {{"x", Ramp(x24, 2)}}, surface);
   // A width of 24 failing (or corrupting) is consistent with a multiple of 16.
   const bool width24_works = o.ok && o.matches;
   return Result("surface_width_multiple", absl::StrCat(t.surface_width_multiple),
                 width24_works ? "8 or less" : "16", o.error);
 }
 
-RuleProbeResult Concat(AneDevice& d, const mil::AneRules& t) {
+RuleProbeResult Concat(AneDevice& d, const mil::AneRules& t, int64_t surface) {
   auto axis = [&](int a, const std::string& type) {
     return Run(d,
                Program(kXDecl,
@@ -145,7 +146,7 @@ RuleProbeResult Concat(AneDevice& d, const mil::AneRules& t) {
                           absl::StrCat("concat(values = (x, x), axis = int32(", a,
                                        "), interleave = false)")),
                        "y"),
-               {{"x", Ramp(kX, 2)}}, kSurface);
+               {{"x", Ramp(kX, 2)}}, surface);
   };
   const Outcome channels = axis(1, "[1, 128, 1, 16]"), width = axis(3, "[1, 64, 1, 32]");
   const bool c = channels.ok && channels.matches, w = width.ok && width.matches;
@@ -156,7 +157,7 @@ RuleProbeResult Concat(AneDevice& d, const mil::AneRules& t) {
       absl::StrCat("axis 1: ", c ? "ok" : channels.error, "; axis 3: ", w ? "ok" : width.error));
 }
 
-RuleProbeResult Reshape(AneDevice& d) {
+RuleProbeResult Reshape(AneDevice& d, int64_t surface) {
   const std::string body =
       "        tensor<int32, [4]> s1 = const()[name = string(\"s1\"), val = tensor<int32, [4]>([1, "
       "1024, 1, 1])];\n" +
@@ -165,18 +166,18 @@ RuleProbeResult Reshape(AneDevice& d) {
       "        tensor<int32, [4]> s2 = const()[name = string(\"s2\"), val = tensor<int32, [4]>([1, "
       "64, 1, 16])];\n" +
       Op("[1, 64, 1, 16]", "y", "reshape(x = b, shape = s2)");
-  Outcome o = Run(d, Program(kXDecl, body, "y"), {{"x", Ramp(kX, 2)}}, kSurface);
+  Outcome o = Run(d, Program(kXDecl, body, "y"), {{"x", Ramp(kX, 2)}}, surface);
   return Result("width_channel_reshape", "true", Bool(o.ok && o.matches), o.error);
 }
 
-RuleProbeResult Binding(AneDevice& d, const mil::AneRules& t) {
+RuleProbeResult Binding(AneDevice& d, const mil::AneRules& t, int64_t surface) {
   // Declared (x, a); surfaces given in declaration order. y = x - a is right only when the device
   // binds in declaration order; alphabetical binding computes a - x.
   const std::string text = Program("tensor<fp16, [1, 64, 1, 16]> x, tensor<fp16, [1, 64, 1, 16]> a",
                                    Op("[1, 64, 1, 16]", "y", "sub(x = x, y = a)"), "y");
   const Tensor x = Ramp(kX, 2), a = Ramp(kX, -1);
-  Outcome declared = Run(d, text, {{"x", x}, {"a", a}}, kSurface);
-  Outcome swapped = Run(d, text, {{"a", a}, {"x", x}}, kSurface, {}, {{"x", x}, {"a", a}});
+  Outcome declared = Run(d, text, {{"x", x}, {"a", a}}, surface);
+  Outcome swapped = Run(d, text, {{"a", a}, {"x", x}}, surface, {}, {{"x", x}, {"a", a}});
   std::string measured = "multi-input fails";
   if (declared.ok && declared.matches) measured = "false";
   if (swapped.ok && swapped.matches) measured = "true";
@@ -185,12 +186,12 @@ RuleProbeResult Binding(AneDevice& d, const mil::AneRules& t) {
 }
 
 RuleProbeResult Accepts(AneDevice& d, const std::string& rule, bool expected,
-                        const std::string& text, const NamedTensor& input) {
-  Outcome o = Run(d, text, {input}, kSurface);
+                        const std::string& text, const NamedTensor& input, int64_t surface) {
+  Outcome o = Run(d, text, {input}, surface);
   return Result(rule, Bool(expected), Bool(o.ok && o.matches), o.error);
 }
 
-RuleProbeResult WeightsBaked(AneDevice& d, const mil::AneRules& t) {
+RuleProbeResult WeightsBaked(AneDevice& d, const mil::AneRules& t, int64_t surface) {
   auto bytes = std::make_shared<std::string>(mil::BuildFp16Blob(std::vector<float>(64 * 16, 2)));
   const std::string text = Program(
       kXDecl,
@@ -203,7 +204,7 @@ RuleProbeResult WeightsBaked(AneDevice& d, const mil::AneRules& t) {
   if (!model.ok())
     return Result("weights_baked", Bool(t.weights_baked), "?",
                   std::string(model.status().message()));
-  auto in = d.AllocateSurface(kSurface), out = d.AllocateSurface(kSurface);
+  auto in = d.AllocateSurface(surface), out = d.AllocateSurface(surface);
   if (!in.ok() || !out.ok() || !d.Load(**model).ok()) {
     return Result("weights_baked", Bool(t.weights_baked), "?", "load or allocation failed");
   }
@@ -228,18 +229,25 @@ RuleProbeResult WeightsBaked(AneDevice& d, const mil::AneRules& t) {
 std::vector<RuleProbeResult> ProbeAneRules(AneDevice& device, const mil::AneRules& table) {
   std::vector<RuleProbeResult> out;
   out.push_back(MinSurface(device, table));
-  out.push_back(WidthMultiple(device, table));
-  out.push_back(Concat(device, table));
-  out.push_back(Reshape(device));
-  out.push_back(Binding(device, table));
+  // The other rows run on surfaces this device evaluates: a device whose minimum is larger than
+  // the table's must not show every other rule as broken.
+  int64_t surface = kSurface;
+  if (int64_t measured = 0; absl::SimpleAtoi(out.back().measured, &measured)) {
+    surface = std::max(surface, measured);
+  }
+  out.push_back(WidthMultiple(device, table, surface));
+  out.push_back(Concat(device, table, surface));
+  out.push_back(Reshape(device, surface));
+  out.push_back(Binding(device, table, surface));
   const NamedTensor x{"x", Ramp(kX, 2)};
   out.push_back(Accepts(device, "gelu_supported", table.gelu_supported,
-                        Program(kXDecl, Op("[1, 64, 1, 16]", "y", "gelu(x = x)"), "y"), x));
+                        Program(kXDecl, Op("[1, 64, 1, 16]", "y", "gelu(x = x)"), "y"), x,
+                        surface));
   const mil::TensorType x48{mil::DType::kFp16, {1, 64, 1, 48}};
   out.push_back(Accepts(device, "softmax_pow2_axis", table.softmax_pow2_axis,
                         Program("tensor<fp16, [1, 64, 1, 48]> x",
                                 Op("[1, 64, 1, 48]", "y", "softmax(x = x, axis = int32(-1))"), "y"),
-                        {"x", Ramp(x48, 2)}));
+                        {"x", Ramp(x48, 2)}, surface));
   out.back().measured = out.back().measured == "true" ? "false" : "true";  // accepted = no rule
   out.back().agrees = out.back().measured == out.back().expected;
   const mil::TensorType x32{mil::DType::kFp32, {1, 64, 1, 16}};
@@ -247,38 +255,40 @@ std::vector<RuleProbeResult> ProbeAneRules(AneDevice& device, const mil::AneRule
       Accepts(device, "cast_supported", table.cast_supported,
               Program("tensor<fp32, [1, 64, 1, 16]> x",
                       Op("[1, 64, 1, 16]", "y", "cast(x = x, dtype = string(\"fp16\"))"), "y"),
-              {"x", Ramp(x32, 2)}));
-  out.push_back(WeightsBaked(device, table));
+              {"x", Ramp(x32, 2)}, surface));
+  out.push_back(WeightsBaked(device, table, surface));
   return out;
+}
+
+mil::AneRuleOverrides MeasuredRuleValues(const std::vector<RuleProbeResult>& results,
+                                         const std::string& origin) {
+  mil::AneRuleOverrides o;
+  o.origin = origin;
+  auto boolean = [](const std::string& v) { return v == "true" || v == "false"; };
+  for (const RuleProbeResult& p : results) {
+    int64_t n = 0;
+    if (p.rule == "min_surface_bytes" && absl::SimpleAtoi(p.measured, &n)) {
+      o.values[p.rule] = absl::StrCat(n);
+    } else if (p.rule == "concat" && !p.measured.empty()) {
+      // Non-channel concat is rewritten regardless; only a ban changes what the lowering emits.
+      o.values[p.rule] = p.measured == "banned" ? "banned" : "channels_only";
+    } else if (p.rule == "alphabetical_binding" && p.measured == "multi-input fails") {
+      o.values["multi_input_surfaces"] = "false";
+    } else if ((p.rule == "alphabetical_binding" || p.rule == "gelu_supported" ||
+                p.rule == "softmax_pow2_axis" || p.rule == "cast_supported" ||
+                p.rule == "weights_baked") &&
+               boolean(p.measured)) {
+      o.values[p.rule] = p.measured;
+    }
+  }
+  return o;
 }
 
 mil::AneRules ApplyRuleProbe(const mil::AneRules& table,
                              const std::vector<RuleProbeResult>& results) {
-  mil::AneRules r = table;
-  for (const RuleProbeResult& p : results) {
-    int64_t n = 0;
-    if (p.rule == "min_surface_bytes" && absl::SimpleAtoi(p.measured, &n)) {
-      r.min_surface_bytes = n;
-    } else if (p.rule == "concat") {
-      // Non-channel concat is rewritten regardless; only a ban changes what the lowering emits.
-      r.concat =
-          p.measured == "banned" ? mil::ConcatPolicy::kBanned : mil::ConcatPolicy::kChannelsOnly;
-    } else if (p.rule == "alphabetical_binding" &&
-               (p.measured == "true" || p.measured == "false")) {
-      r.alphabetical_binding = p.measured == "true";
-    } else if (p.rule == "alphabetical_binding" && p.measured == "multi-input fails") {
-      r.multi_input_surfaces = false;
-    } else if (p.rule == "gelu_supported" && (p.measured == "true" || p.measured == "false")) {
-      r.gelu_supported = p.measured == "true";
-    } else if (p.rule == "softmax_pow2_axis" && (p.measured == "true" || p.measured == "false")) {
-      r.softmax_pow2_axis = p.measured == "true";
-    } else if (p.rule == "cast_supported" && (p.measured == "true" || p.measured == "false")) {
-      r.cast_supported = p.measured == "true";
-    } else if (p.rule == "weights_baked" && (p.measured == "true" || p.measured == "false")) {
-      r.weights_baked = p.measured == "true";
-    }
-  }
-  return r;
+  absl::StatusOr<mil::AneRules> r =
+      mil::ApplyAneRuleOverrides(table, MeasuredRuleValues(results, "probe"));
+  return r.ok() ? *std::move(r) : table;  // every value above is one SetAneRule takes
 }
 
 }  // namespace anerd::backend::ane

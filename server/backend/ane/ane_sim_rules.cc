@@ -85,20 +85,6 @@ std::vector<size_t> SimBindingOrder(const std::vector<std::string>& names,
   return order;
 }
 
-SimFaults SimFaultsFromEnv() {
-  SimFaults faults;
-  const char* env = std::getenv("ANERD_SIM_FAULTS");
-  if (env == nullptr) return faults;
-  for (absl::string_view item : absl::StrSplit(env, ',', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
-    int64_t n = 0;
-    if (!absl::SimpleAtoi(kv.second, &n) || n < 0) continue;
-    if (kv.first == "load_fail_every") faults.load_fail_every = n;
-    if (kv.first == "compile_fail_before_budget") faults.compile_fail_before_budget = n;
-  }
-  return faults;
-}
-
 bool SimFaultInjector::NextLoadFails() {
   const int64_t call = loads_.fetch_add(1) + 1;
   return faults_.load_fail_every > 0 && call % faults_.load_fail_every == 0;

@@ -61,11 +61,13 @@ struct SimFaults {
   // The compile whose attempt number is budget - N (1-based attempts) fails with the compiler's
   // generic text, as the real compiler does near its ~119 limit. 0 = never.
   int64_t compile_fail_before_budget = 0;
+  // Every compile attempt from this 1-based attempt on fails with the compiler's generic text
+  // while Info() still advertises the budget: the real cliff is approximate ("~119"), so the
+  // device may run out before anerd's count says so. 0 = never.
+  int64_t compile_fail_from_attempt = 0;
 };
-
-// Parses ANERD_SIM_FAULTS ("load_fail_every=3,compile_fail_before_budget=2"); unknown keys and
-// bad numbers are ignored (the variable is a test hook, not user input). Empty: no faults.
-SimFaults SimFaultsFromEnv();
+// All of them are set from one place: the daemon's --testonly_sim flag, parsed by
+// ParseSimSettings (ane_device_sim.h) and passed explicitly to every worker.
 
 class SimFaultInjector {
  public:
