@@ -46,6 +46,63 @@ int* ConfigField(ModelConfig* c, absl::string_view key) {
   return nullptr;
 }
 
+// The shortest %g rendering that parses back to exactly `v`.
+// Whole numbers print without an exponent (rope_theta=1000000).
+std::string ExactDouble(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) {
+    return absl::StrFormat("%.0f", v);
+  }
+  for (int digits = 6; digits < 17; ++digits) {
+    std::string out = absl::StrFormat("%.*g", digits, v);
+    double back = 0;
+    if (absl::SimpleAtod(out, &back) && back == v) return out;
+  }
+  return absl::StrFormat("%.17g", v);
+}
+
+bool ParseBool(absl::string_view v, bool* out) {
+  if (v == "0" || v == "false") {
+    *out = false;
+  } else if (v == "1" || v == "true") {
+    *out = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// The architecture keys (everything but the sizes). NOT_FOUND for an unknown key.
+absl::Status SetArchitectureField(ModelConfig* c, absl::string_view key, absl::string_view v) {
+  bool ok = true;
+  if (key == "rope_style") {
+    if (v == "interleaved") {
+      c->rope_style = ModelConfig::RopeStyle::kInterleaved;
+    } else if (v == "half") {
+      c->rope_style = ModelConfig::RopeStyle::kHalf;
+    } else {
+      return Invalid(key, absl::StrCat("must be 'interleaved' or 'half', got '", v, "'"));
+    }
+  } else if (key == "rope_theta") {
+    ok = absl::SimpleAtod(v, &c->rope_theta);
+  } else if (key == "qk_norm") {
+    ok = ParseBool(v, &c->qk_norm);
+  } else if (key == "norm_eps") {
+    ok = absl::SimpleAtod(v, &c->norm_eps);
+  } else if (key == "residual_scale") {
+    ok = absl::SimpleAtod(v, &c->residual_scale);
+  } else if (key == "tied") {
+    ok = ParseBool(v, &c->tied_embeddings);
+  } else if (key == "bos_id") {
+    ok = absl::SimpleAtoi(v, &c->bos_id);
+  } else if (key == "eos_id") {
+    ok = absl::SimpleAtoi(v, &c->eos_id);
+  } else {
+    return absl::NotFoundError(key);
+  }
+  if (!ok) return Invalid(key, absl::StrCat("bad value '", v, "'"));
+  return absl::OkStatus();
+}
+
 absl::Status CheckPositive(absl::string_view field, double v) {
   if (!(v > 0) || !std::isfinite(v)) return Invalid(field, "must be a positive finite number");
   return absl::OkStatus();
@@ -60,11 +117,16 @@ absl::Status CheckUnit(absl::string_view field, double v) {
 
 int64_t ModelConfig::LayerParams() const {
   const int64_t d = dim, h = hidden;
-  return 2 * q_dim() * d + 2 * kv_dim() * d + 3 * h * d + 2 * d;
+  return 2 * q_dim() * d + 2 * kv_dim() * d + 3 * h * d + 2 * d + (qk_norm ? 2 * head_dim : 0);
 }
 
 int64_t ModelConfig::NumParams() const {
-  return int64_t{vocab} * dim + layers * LayerParams() + dim;
+  const int64_t embeddings = (tied_embeddings ? 1 : 2) * int64_t{vocab} * dim;
+  return embeddings + layers * LayerParams() + dim;
+}
+
+absl::string_view RopeStyleName(ModelConfig::RopeStyle style) {
+  return style == ModelConfig::RopeStyle::kHalf ? "half" : "interleaved";
 }
 
 ModelShape ModelConfig::Shape() const {
@@ -86,9 +148,15 @@ absl::StatusOr<ModelConfig> ParseCustomConfig(absl::string_view kv) {
     std::pair<absl::string_view, absl::string_view> p =
         absl::StrSplit(item, absl::MaxSplits('=', 1));
     const absl::string_view key = absl::StripAsciiWhitespace(p.first);
+    const absl::string_view value = absl::StripAsciiWhitespace(p.second);
     int* field = ConfigField(&c, key);
-    if (field == nullptr) return Invalid(key, "unknown model config key");
-    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(p.second), field)) {
+    if (field == nullptr) {
+      absl::Status s = SetArchitectureField(&c, key, value);
+      if (absl::IsNotFound(s)) return Invalid(key, "unknown model config key");
+      ANERD_RETURN_IF_ERROR(s);
+      continue;
+    }
+    if (!absl::SimpleAtoi(value, field)) {
       return Invalid(key, absl::StrCat("not an integer: '", p.second, "'"));
     }
   }
@@ -110,19 +178,40 @@ absl::Status ValidateConfig(const ModelConfig& c) {
     return Invalid("heads", absl::StrCat("heads (", c.heads, ") must be divisible by kv_heads (",
                                          c.kv_heads, ")"));
   }
-  if (c.head_dim % 2 != 0) return Invalid("head_dim", "must be even (interleaved RoPE pairs)");
+  if (c.head_dim % 2 != 0) return Invalid("head_dim", "must be even (RoPE rotates pairs)");
   if (c.seq < 2) return Invalid("seq", "must be at least 2");
   if (c.q_dim() > kMaxSize || c.kv_dim() > kMaxSize) {
     return Invalid("head_dim", "heads * head_dim must be <= 2^20");
+  }
+  if (!(c.rope_theta > 0 && c.rope_theta <= 1e12)) {
+    return Invalid("rope_theta", absl::StrCat("must be in (0, 1e12], got ", c.rope_theta));
+  }
+  if (!(c.norm_eps > 0 && c.norm_eps <= 0.1)) {
+    return Invalid("norm_eps", absl::StrCat("must be in (0, 0.1], got ", c.norm_eps));
+  }
+  if (!(c.residual_scale > 0 && c.residual_scale <= 1000)) {
+    return Invalid("residual_scale", absl::StrCat("must be in (0, 1000], got ", c.residual_scale));
+  }
+  if (c.qk_norm && c.dim < c.head_dim) {
+    return Invalid("qk_norm", absl::StrCat("needs dim (", c.dim, ") >= head_dim (", c.head_dim,
+                                           "): the norm weights are staged in dim channels"));
+  }
+  for (const auto& [field, id] : {std::pair<const char*, int>{"bos_id", c.bos_id},
+                                  std::pair<const char*, int>{"eos_id", c.eos_id}}) {
+    if (id < -1 || id >= c.vocab) {
+      return Invalid(field,
+                     absl::StrCat("must be -1 (none) or in [0, vocab = ", c.vocab, "), got ", id));
+    }
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> CheckedNumParams(const ModelConfig& c) {
   ANERD_RETURN_IF_ERROR(ValidateConfig(c));
-  const double d = c.dim,
-               layer = 2.0 * c.q_dim() * d + 2.0 * c.kv_dim() * d + 3.0 * c.hidden * d + 2 * d;
-  const double n = static_cast<double>(c.vocab) * d + c.layers * layer + d;
+  const double d = c.dim, layer = 2.0 * c.q_dim() * d + 2.0 * c.kv_dim() * d + 3.0 * c.hidden * d +
+                                  2 * d + (c.qk_norm ? 2.0 * c.head_dim : 0.0);
+  const double n =
+      (c.tied_embeddings ? 1.0 : 2.0) * static_cast<double>(c.vocab) * d + c.layers * layer + d;
   if (n > static_cast<double>(kMaxParams)) {
     return absl::InvalidArgumentError(
         absl::StrFormat("model: %.3g parameters, more than anerd's limit of 2^40", n));
@@ -131,9 +220,60 @@ absl::StatusOr<int64_t> CheckedNumParams(const ModelConfig& c) {
 }
 
 std::string ConfigToString(const ModelConfig& c) {
-  return absl::StrCat("dim=", c.dim, ",hidden=", c.hidden, ",layers=", c.layers, ",heads=", c.heads,
-                      ",kv_heads=", c.kv_heads, ",head_dim=", c.head_dim, ",vocab=", c.vocab,
-                      ",seq=", c.seq);
+  const ModelConfig def;
+  std::string out = absl::StrCat("dim=", c.dim, ",hidden=", c.hidden, ",layers=", c.layers,
+                                 ",heads=", c.heads, ",kv_heads=", c.kv_heads,
+                                 ",head_dim=", c.head_dim, ",vocab=", c.vocab, ",seq=", c.seq);
+  if (c.rope_style != def.rope_style)
+    absl::StrAppend(&out, ",rope_style=", RopeStyleName(c.rope_style));
+  if (c.rope_theta != def.rope_theta)
+    absl::StrAppend(&out, ",rope_theta=", ExactDouble(c.rope_theta));
+  if (c.qk_norm != def.qk_norm) absl::StrAppend(&out, ",qk_norm=", c.qk_norm ? 1 : 0);
+  if (c.norm_eps != def.norm_eps) absl::StrAppend(&out, ",norm_eps=", ExactDouble(c.norm_eps));
+  if (c.residual_scale != def.residual_scale) {
+    absl::StrAppend(&out, ",residual_scale=", ExactDouble(c.residual_scale));
+  }
+  if (c.tied_embeddings != def.tied_embeddings) {
+    absl::StrAppend(&out, ",tied=", c.tied_embeddings ? 1 : 0);
+  }
+  if (c.bos_id != def.bos_id) absl::StrAppend(&out, ",bos_id=", c.bos_id);
+  if (c.eos_id != def.eos_id) absl::StrAppend(&out, ",eos_id=", c.eos_id);
+  return out;
+}
+
+absl::Status CheckSameArchitecture(const ModelConfig& a, const ModelConfig& b,
+                                   absl::string_view what, absl::string_view other) {
+  auto differs = [&](absl::string_view field, const std::string& x, const std::string& y) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has ", field, " ", x, " but ", other, " has ", y));
+  };
+  const std::pair<const char*, std::pair<int, int>> sizes[] = {
+      {"dim", {a.dim, b.dim}},
+      {"hidden", {a.hidden, b.hidden}},
+      {"layers", {a.layers, b.layers}},
+      {"heads", {a.heads, b.heads}},
+      {"kv_heads", {a.kv_heads, b.kv_heads}},
+      {"head_dim", {a.head_dim, b.head_dim}},
+      {"vocab", {a.vocab, b.vocab}},
+      {"qk_norm", {a.qk_norm, b.qk_norm}},
+      {"tied", {a.tied_embeddings, b.tied_embeddings}}};
+  for (const auto& [field, v] : sizes) {
+    if (v.first != v.second) return differs(field, absl::StrCat(v.first), absl::StrCat(v.second));
+  }
+  if (a.rope_style != b.rope_style) {
+    return differs("rope_style", std::string(RopeStyleName(a.rope_style)),
+                   std::string(RopeStyleName(b.rope_style)));
+  }
+  const std::pair<const char*, std::pair<double, double>> reals[] = {
+      {"rope_theta", {a.rope_theta, b.rope_theta}},
+      {"norm_eps", {a.norm_eps, b.norm_eps}},
+      {"residual_scale", {a.residual_scale, b.residual_scale}}};
+  for (const auto& [field, v] : reals) {
+    if (v.first != v.second) {
+      return differs(field, ExactDouble(v.first), ExactDouble(v.second));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateSpec(const TrainSpec& s) {
@@ -170,13 +310,17 @@ absl::Status ValidateSpec(const TrainSpec& s) {
   if (s.residual_scale != "1" && s.residual_scale != "deepnet") {
     return Invalid("residual_scale", "must be '1' or 'deepnet'");
   }
+  if (s.residual_scale == "deepnet" && s.model.residual_scale != 1.0) {
+    return Invalid("residual_scale",
+                   "'deepnet' cannot be combined with a model config residual_scale other than 1");
+  }
   if (s.checkpoint_every < 0) return Invalid("checkpoint_every", "must be >= 0");
   return absl::OkStatus();
 }
 
 double ResidualAlpha(const TrainSpec& spec) {
   if (spec.residual_scale == "deepnet") return 1.0 / std::sqrt(2.0 * spec.model.layers);
-  return 1.0;
+  return spec.model.residual_scale;
 }
 
 std::string SpecToText(const TrainSpec& s) {

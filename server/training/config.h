@@ -1,8 +1,13 @@
 // Model configurations and the training specification (issue 6; docs/ANE_NOTES.md §5.1, §5.5).
 //
-// ModelConfig is the shape of a Llama-style decoder: pre-norm RMSNorm (eps 1e-5), interleaved-pair
-// RoPE (theta 10000), causal attention with GQA (query head h uses KV head h / (heads/kv_heads), as
-// Hugging Face repeat_kv), SwiGLU FFN, tied embedding/classifier, no biases.
+// ModelConfig is the shape of a Llama-style decoder: pre-norm RMSNorm, RoPE, causal attention with
+// GQA (query head h uses KV head h / (heads/kv_heads), as Hugging Face repeat_kv), SwiGLU FFN, no
+// biases. The architecture variants are explicit fields whose defaults are the llama2.c / seed
+// model (interleaved-pair RoPE with theta 10000, no QK-norm, RMSNorm eps 1e-5, tied
+// embedding/classifier, residual branches unscaled); Hugging Face Qwen3 is rope_style=half,
+// rope_theta=1000000, qk_norm=1, norm_eps=1e-6 and, above 4B parameters, tied=0. The named shape
+// "qwen3_0_6b" is the seed's and keeps the defaults: it is NOT Hugging Face Qwen3, whose weights
+// must be trained with the Qwen3 fields (hfformat's import sets them from config.json).
 // TrainSpec is plain data describing one training run; ValidateSpec checks every field.
 // Thread-safety: plain value types and pure functions.
 #ifndef ANERD_SERVER_TRAINING_CONFIG_H_
@@ -29,27 +34,54 @@ struct ModelConfig {
   int vocab = 0;
   int seq = 0;
 
+  // How RoPE pairs the dimensions of a head: kInterleaved rotates (2i, 2i+1) (llama2.c, the seed,
+  // Meta's Llama), kHalf rotates (i, i + head_dim/2) (Hugging Face "rotate_half": Qwen3, HF Llama).
+  // Pair i turns by position / rope_theta^(2i/head_dim) either way.
+  enum class RopeStyle { kInterleaved, kHalf };
+  RopeStyle rope_style = RopeStyle::kInterleaved;
+  double rope_theta = 10000.0;
+  // QK-norm (Qwen3): an RMSNorm over each head's head_dim entries of q and of k, after the
+  // projection and before RoPE, with two weight vectors of head_dim shared by all heads
+  // (layers.N.q_norm / k_norm; never weight-decayed). Requires dim >= head_dim (see
+  // ValidateConfig).
+  bool qk_norm = false;
+  // Epsilon of every RMSNorm (the block norms, the final norm and the QK-norms).
+  double norm_eps = 1e-5;
+  // Multiplier of both residual branches: x + residual_scale·attn(x), x + residual_scale·ffn(x).
+  // 1 for every published model; TrainSpec::residual_scale "deepnet" is the seed's 1/sqrt(2L).
+  double residual_scale = 1.0;
+  // true: the classifier is the embedding matrix; false: a separate lm_head [vocab][dim].
+  bool tied_embeddings = true;
+  // Special token ids carried with the model (-1 = none); the engine itself does not use them.
+  int bos_id = -1;
+  int eos_id = -1;
+
   int64_t q_dim() const { return int64_t{heads} * head_dim; }
   int64_t kv_dim() const { return int64_t{kv_heads} * head_dim; }
-  // Elements of one layer's parameters (7 matrices + 2 norm vectors).
+  // Elements of one layer's parameters (7 matrices + 2 norm vectors [+ 2 QK-norm vectors]).
   int64_t LayerParams() const;
-  // All parameters (embedding counted once: it is tied).
+  // All parameters (the embedding, plus lm_head when untied).
   int64_t NumParams() const;
   ModelShape Shape() const;
 };
 
 // tiny (tests: dim 64, 2 layers, 4 heads, hidden 192, vocab 256, seq 64), stories15m, stories110m,
-// qwen3_0_6b (the seed's shape: GQA 16/8, head_dim 128). NOT_FOUND for other names.
+// qwen3_0_6b (the seed's shape: GQA 16/8, head_dim 128 — with the default, seed-style fields, NOT
+// Hugging Face Qwen3's). NOT_FOUND for other names.
 absl::StatusOr<ModelConfig> ModelConfigByName(absl::string_view name);
 
 // "dim=64,hidden=192,layers=2,heads=4,kv_heads=2,head_dim=16,vocab=256,seq=64"; every key
-// optional. Defaults are tiny's; kv_heads defaults to heads and head_dim to dim/heads. The result
-// is named "custom" and validated. INVALID_ARGUMENT naming the bad key or value.
+// optional. Defaults are tiny's; kv_heads defaults to heads and head_dim to dim/heads. The
+// architecture keys: rope_style=interleaved|half, rope_theta=<number>, qk_norm=0|1,
+// norm_eps=<number>, residual_scale=<number>, tied=0|1, bos_id=<id>, eos_id=<id> (-1 = none).
+// The result is named "custom" and validated. INVALID_ARGUMENT naming the bad key or value.
 absl::StatusOr<ModelConfig> ParseCustomConfig(absl::string_view kv);
 
 // INVALID_ARGUMENT with a message for the first inconsistency: non-positive or oversized sizes,
-// heads not divisible by kv_heads, odd head_dim, seq < 2. (Any vocab up to 2^20 is accepted; data
-// files hold uint16 ids, so only ids < 65536 can occur in training data.)
+// heads not divisible by kv_heads, odd head_dim, seq < 2, rope_theta outside (0, 1e12], norm_eps
+// outside (0, 0.1], residual_scale outside (0, 1000], qk_norm with dim < head_dim, bos/eos ids
+// outside [-1, vocab). (Any vocab up to 2^20 is accepted; data files hold uint16 ids, so only ids
+// < 65536 can occur in training data.)
 absl::Status ValidateConfig(const ModelConfig& config);
 
 // Largest model anerd handles: 2^40 parameters (16 TiB of fp32 weights), so byte counts of
@@ -59,8 +91,19 @@ inline constexpr int64_t kMaxParams = int64_t{1} << 40;
 // (NumParams() itself overflows for the largest valid configs).
 absl::StatusOr<int64_t> CheckedNumParams(const ModelConfig& config);
 
-// Renders the config as ParseCustomConfig input (round-trips).
+// Renders the config as ParseCustomConfig input (round-trips exactly, doubles included). The
+// architecture keys are written only when they differ from their defaults, so a default config
+// renders as it did before they existed (checkpoint SPEC sections and snapshots are unchanged).
 std::string ConfigToString(const ModelConfig& config);
+
+// OK when `file` and `want` describe the same architecture (every field but name, seq and the
+// bos/eos ids, which do not change the computation);
+// otherwise INVALID_ARGUMENT "<what> has <field> <value> but <other> has <value>" for the first
+// difference. `what`/`other` name the two sides in the message.
+absl::Status CheckSameArchitecture(const ModelConfig& file, const ModelConfig& want,
+                                   absl::string_view what, absl::string_view other);
+
+absl::string_view RopeStyleName(ModelConfig::RopeStyle style);
 
 struct TrainSpec {
   ModelConfig model;
@@ -84,7 +127,9 @@ struct TrainSpec {
   std::string numerics = "ane";        // "ane" | "fp32" (backend NumericsMode)
   std::string sampling = "random";     // "random" (seeded) | "sequential"
   uint64_t seed = 42;                  // init and sampling
-  std::string residual_scale = "1";    // "1" (llama2.c) | "deepnet" (1/sqrt(2·layers), the seed's)
+  // "1": the model's own residual_scale (1 unless its config says otherwise) | "deepnet"
+  // (1/sqrt(2·layers), the seed's; refused together with a model residual_scale other than 1).
+  std::string residual_scale = "1";
   // Vocabulary compaction (docs/ANE_NOTES.md §5.6): the classifier and softmax run over only the
   // token ids present in the data file. Effect on the loss: it is normalised over fewer classes, so
   // the reported loss is lower than the full-vocabulary loss of the same weights by −log(1 − mass
@@ -103,7 +148,8 @@ absl::Status ValidateSpec(const TrainSpec& spec);
 std::string SpecToText(const TrainSpec& spec);
 absl::StatusOr<TrainSpec> SpecFromText(absl::string_view text);
 
-// The residual branch multiplier for `spec` (1 or 1/sqrt(2·layers)).
+// The residual branch multiplier for `spec` (model.residual_scale, or 1/sqrt(2·layers) for
+// "deepnet").
 double ResidualAlpha(const TrainSpec& spec);
 
 }  // namespace anerd::training

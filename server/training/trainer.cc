@@ -19,26 +19,6 @@ constexpr int64_t kGrowthInterval = 200;
 constexpr double kMaxScale = 65536.0;
 constexpr double kMinScale = 1.0 / 65536.0;
 
-absl::Status CheckSameShape(const ModelConfig& file, const ModelConfig& want,
-                            const std::string& path) {
-  const std::pair<const char*, std::pair<int, int>> fields[] = {
-      {"dim", {file.dim, want.dim}},
-      {"hidden", {file.hidden, want.hidden}},
-      {"layers", {file.layers, want.layers}},
-      {"heads", {file.heads, want.heads}},
-      {"kv_heads", {file.kv_heads, want.kv_heads}},
-      {"head_dim", {file.head_dim, want.head_dim}},
-      {"vocab", {file.vocab, want.vocab}}};
-  for (const auto& [name, v] : fields) {
-    if (v.first != v.second) {
-      return absl::InvalidArgumentError(absl::StrCat("init model ", path, " has ", name, " ",
-                                                     v.first, " but the spec's model has ",
-                                                     v.second));
-    }
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 std::string SynthesizeStories(uint64_t seed, size_t bytes) {
@@ -74,7 +54,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainSpec& spec,
     InitParams(spec.model, spec.seed, t->params_.data());
   } else {
     ANERD_ASSIGN_OR_RETURN(LoadedModel m, LoadModelFile(spec.init_model_path));
-    ANERD_RETURN_IF_ERROR(CheckSameShape(m.config, spec.model, spec.init_model_path));
+    ANERD_RETURN_IF_ERROR(CheckSameArchitecture(m.config, spec.model,
+                                                absl::StrCat("init model ", spec.init_model_path),
+                                                "the spec's model"));
     t->params_ = std::move(m.params);
     t->adam_m_ = std::move(m.adam_m);
     t->adam_v_ = std::move(m.adam_v);
