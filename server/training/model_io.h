@@ -5,8 +5,9 @@
 //   [L][D], wq [L][QD][D], wk, wv [L][KVD][D], wo [L][D][QD], rms_ffn [L][D], w1 [L][H][D], w2
 //   [L][D][H], w3 [L][H][D], rms_final [D], optionally the legacy freq_cis_real/imag [seq][HD/2]
 //   each, optionally wcls [V][D]. The header is validated against the file size before anything is
-//   allocated; untied classifiers are refused (anerd trains tied embeddings). Export writes the
-//   legacy freq_cis tables (RoPE θ 10000) so every llama2.c reader accepts the file.
+//   allocated; an untied classifier (negative vocab_size) loads as tied_embeddings = false, its
+//   wcls after the freq_cis tables. Export writes the legacy freq_cis tables (RoPE θ 10000) so
+//   every llama2.c reader accepts the file, then wcls when untied.
 // * The seed's dynamic checkpoint (version 4): 96-byte header (magic 0x424C5A54), then per layer
 //   Wq, Wk, Wv, Wo, W1, W2, W3, rms_att, rms_ffn followed by that layer's Adam (m, v) pairs in the
 //   same order, then rms_final (+m, v) and embed (+m, v). Imported weights and Adam moments; the
@@ -37,9 +38,14 @@ struct LoadedModel {
   int64_t adam_t = 0;
 };
 
-// Recognises the file by content: the seed's v4 checkpoint (magic) or a llama2.c model.
-// INVALID_ARGUMENT with a clear message for malformed, truncated or inconsistent files.
+// Recognises the file: a Hugging Face checkpoint by its path (config.json, *.safetensors,
+// *.safetensors.index.json: the directory's checkpoint, hf_format.h), else by content the seed's
+// v4 checkpoint (magic) or a llama2.c model. INVALID_ARGUMENT with a clear message for malformed,
+// truncated or inconsistent files.
 absl::StatusOr<LoadedModel> LoadModelFile(const std::string& path);
+// The model config such a file declares, reading only its header (or config.json): what `--init`
+// without `--config` trains. The same errors as LoadModelFile for the header.
+absl::StatusOr<ModelConfig> ReadModelFileConfig(const std::string& path);
 absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path);
 absl::StatusOr<LoadedModel> LoadSeedV4(const std::string& path);
 // Writes a llama2.c model file (tied classifier, freq_cis included), atomically.
