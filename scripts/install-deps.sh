@@ -10,10 +10,12 @@ DEBIAN_PACKAGES=(
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf python3-numpy
+  python3-torch  # tests/training/qwen3_reference.py (the engine's PyTorch reference) and bench/
   clang libclang-rt-14-dev
   libgnustep-base-dev gobjc  # Linux only: Foundation + GNU runtime headers to check the .mm (macOS has the SDK)
 )
-BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark)
+BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark
+  pytorch)  # pytorch: the training tests' PyTorch reference (python3-torch on Debian)
 
 install_debian() {
   local missing=()

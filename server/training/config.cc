@@ -130,7 +130,12 @@ absl::string_view RopeStyleName(ModelConfig::RopeStyle style) {
 }
 
 ModelShape ModelConfig::Shape() const {
-  return ModelShape{dim, hidden, heads, kv_heads, head_dim, seq, layers, vocab};
+  ModelShape shape{dim, hidden, heads, kv_heads, head_dim, seq, layers, vocab};
+  shape.rope_half = rope_style == RopeStyle::kHalf;
+  shape.rope_theta = rope_theta;
+  shape.qk_norm = qk_norm;
+  shape.norm_eps = norm_eps;
+  return shape;
 }
 
 absl::StatusOr<ModelConfig> ModelConfigByName(absl::string_view name) {

@@ -7,14 +7,14 @@
 
 namespace anerd::training {
 
-void RmsNormForward(const float* x, const float* w, int64_t dim, int64_t seq, float* y,
-                    float* rinv) {
+void RmsNormForward(const float* x, const float* w, int64_t dim, int64_t seq, float* y, float* rinv,
+                    float eps) {
   std::vector<float> ss(seq, 0.0f);
   for (int64_t c = 0; c < dim; ++c) {
     const float* xc = x + c * seq;
     for (int64_t t = 0; t < seq; ++t) ss[t] += xc[t] * xc[t];
   }
-  for (int64_t t = 0; t < seq; ++t) rinv[t] = 1.0f / std::sqrt(ss[t] / dim + kRmsEps);
+  for (int64_t t = 0; t < seq; ++t) rinv[t] = 1.0f / std::sqrt(ss[t] / dim + eps);
   for (int64_t c = 0; c < dim; ++c) {
     const float* xc = x + c * seq;
     float* yc = y + c * seq;
@@ -44,15 +44,39 @@ void RmsNormBackward(const float* dy, const float* x, const float* w, const floa
   }
 }
 
+void HeadRmsNormForward(const float* x, const float* w, int64_t heads, int64_t head_dim,
+                        int64_t seq, float eps, float* y) {
+  for (int64_t h = 0; h < heads; ++h) {
+    RmsNormForward(x + h * head_dim * seq, w, head_dim, seq, y + h * head_dim * seq,
+                   std::vector<float>(seq).data(), eps);
+  }
+}
+
+void HeadRmsNormBackward(float* d, const float* x, const float* w, int64_t heads, int64_t head_dim,
+                         int64_t seq, float eps, float* dw) {
+  std::vector<float> y(head_dim * seq), rinv(seq), dy(head_dim * seq);
+  for (int64_t h = 0; h < heads; ++h) {
+    const float* xh = x + h * head_dim * seq;
+    float* dh = d + h * head_dim * seq;
+    RmsNormForward(xh, w, head_dim, seq, y.data(), rinv.data(), eps);  // recomputes r
+    std::copy(dh, dh + head_dim * seq, dy.begin());
+    RmsNormBackward(dy.data(), xh, w, rinv.data(), head_dim, seq, dh, dw);
+  }
+}
+
 namespace {
 
-// Applies the rotation (a, b) -> (a·c − sgn·b·s, b·c + sgn·a·s) to every pair.
+// Applies the rotation (a, b) -> (a·c − sgn·b·s, b·c + sgn·a·s) to every pair; the pairs are
+// (i, i+1) for even i, or (i, i+HD/2) for i < HD/2 when `half`. The tables hold pair i's angle at
+// column i either way.
 void Rotate(float* x, int64_t heads, int64_t head_dim, int64_t seq, const float* cos,
-            const float* sin, float sgn) {
+            const float* sin, float sgn, bool half) {
+  const int64_t step = half ? 1 : 2, end = half ? head_dim / 2 : head_dim;
+  const int64_t partner = half ? head_dim / 2 : 1;
   for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t i = 0; i < head_dim; i += 2) {
+    for (int64_t i = 0; i < end; i += step) {
       float* a = x + (h * head_dim + i) * seq;
-      float* b = a + seq;
+      float* b = a + partner * seq;
       for (int64_t t = 0; t < seq; ++t) {
         const float c = cos[t * head_dim + i], s = sgn * sin[t * head_dim + i];
         const float a0 = a[t], b0 = b[t];
@@ -66,13 +90,13 @@ void Rotate(float* x, int64_t heads, int64_t head_dim, int64_t seq, const float*
 }  // namespace
 
 void RopeForward(float* x, int64_t heads, int64_t head_dim, int64_t seq, const float* cos,
-                 const float* sin) {
-  Rotate(x, heads, head_dim, seq, cos, sin, 1.0f);
+                 const float* sin, bool half) {
+  Rotate(x, heads, head_dim, seq, cos, sin, 1.0f, half);
 }
 
 void RopeBackward(float* dx, int64_t heads, int64_t head_dim, int64_t seq, const float* cos,
-                  const float* sin) {
-  Rotate(dx, heads, head_dim, seq, cos, sin, -1.0f);
+                  const float* sin, bool half) {
+  Rotate(dx, heads, head_dim, seq, cos, sin, -1.0f, half);
 }
 
 void SiluBackward(const float* dgate, const float* h1, const float* h3, int64_t n, float* dh1,

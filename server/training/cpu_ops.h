@@ -14,19 +14,28 @@ namespace anerd::training {
 inline constexpr float kRmsEps = 1e-5f;
 
 // y = x · r · w per position, r[t] = (mean_c x[c][t]² + eps)^(-1/2); stores r in `rinv` [S].
-void RmsNormForward(const float* x, const float* w, int64_t dim, int64_t seq, float* y,
-                    float* rinv);
+void RmsNormForward(const float* x, const float* w, int64_t dim, int64_t seq, float* y, float* rinv,
+                    float eps = kRmsEps);
 // The exact gradient: dx[c][t] = r·(w_c·dy − x_c·r²/D·Σ_j dy_j w_j x_j) (dx written),
 // dw[c] += Σ_t dy·x·r. `rinv` from the forward.
 void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rinv,
                      int64_t dim, int64_t seq, float* dx, float* dw);
 
-// Interleaved-pair RoPE over a head-split [N·HD][S] buffer, in place, with the [S][HD] tables of
-// RopeTables (kernels.h). Forward: (a, b) -> (a·c − b·s, b·c + a·s); backward is its transpose.
+// QK-norm: RMSNorm of every head of a head-split [N·HD][S] buffer over its HD entries, one weight
+// vector w [HD] shared by the heads. Forward writes y (may alias x). Backward, given dy = dL/dy
+// in place in `d` and the forward's input x, replaces `d` by dL/dx and accumulates dw[HD] +=.
+void HeadRmsNormForward(const float* x, const float* w, int64_t heads, int64_t head_dim,
+                        int64_t seq, float eps, float* y);
+void HeadRmsNormBackward(float* d, const float* x, const float* w, int64_t heads, int64_t head_dim,
+                         int64_t seq, float eps, float* dw);
+
+// RoPE over a head-split [N·HD][S] buffer, in place, with the [S][HD] tables of RopeTables
+// (kernels.h). Pairs (a, b) are (2i, 2i+1) or, `half`, (i, i+HD/2). Forward: (a, b) ->
+// (a·c − b·s, b·c + a·s); backward is its transpose.
 void RopeForward(float* x, int64_t heads, int64_t head_dim, int64_t seq, const float* cos,
-                 const float* sin);
+                 const float* sin, bool half = false);
 void RopeBackward(float* dx, int64_t heads, int64_t head_dim, int64_t seq, const float* cos,
-                  const float* sin);
+                  const float* sin, bool half = false);
 
 // SwiGLU gate = silu(h1)·h3; given dgate: dh1 = dgate·h3·σ·(1 + h1·(1−σ)), dh3 = dgate·silu(h1).
 void SiluBackward(const float* dgate, const float* h1, const float* h3, int64_t n, float* dh1,

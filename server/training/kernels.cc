@@ -82,22 +82,43 @@ Value FlattenScores(Builder* b, const std::string& name, const Value& s4) {
   return b->Reshape(name, s4, {1, sh[1] * sh[2], 1, sh[3]});
 }
 
-// Interleaved-pair RoPE of x [1,N,S,HD]: x*cos + rotate_pairs(x)*sin, rotate_pairs(x0,x1) =
-// (-x1,x0).
+// RoPE of x [1,N,S,HD]: x*cos + rotate(x)*sin. Interleaved: rotate(x0,x1) = (-x1,x0) per pair;
+// half (Hugging Face rotate_half): rotate(x) = concat(-x[HD/2:], x[:HD/2]).
 Value Rope(Builder* b, const std::string& p, const Value& x, const Value& cos, const Value& sin,
-           const Value& minus_one) {
+           const Value& minus_one, bool half) {
   if (!x.valid()) return Value{};
   const int64_t n = x.type.shape[1], s = x.type.shape[2], hd = x.type.shape[3];
-  const int64_t pairs = s * hd / 2;
-  Value xp = b->Reshape(p + "_pairs", x, {1, n, pairs, 2});
-  Value even = b->SliceBySize(p + "_even", xp, {0, 0, 0, 0}, {1, n, pairs, 1});
-  Value odd = b->SliceBySize(p + "_odd", xp, {0, 0, 0, 1}, {1, n, pairs, 1});
-  Value neg = b->Mul(p + "_nodd", odd, minus_one);
-  Value rp = b->Concat(p + "_rotp", {neg, even}, 3);
-  Value rot = b->Reshape(p + "_rot", rp, {1, n, s, hd});
+  Value rot;
+  if (half) {
+    Value lo = b->SliceBySize(p + "_lo", x, {0, 0, 0, 0}, {1, n, s, hd / 2});
+    Value hi = b->SliceBySize(p + "_hi", x, {0, 0, 0, hd / 2}, {1, n, s, hd / 2});
+    Value neg = b->Mul(p + "_nhi", hi, minus_one);
+    rot = b->Concat(p + "_rot", {neg, lo}, 3);
+  } else {
+    const int64_t pairs = s * hd / 2;
+    Value xp = b->Reshape(p + "_pairs", x, {1, n, pairs, 2});
+    Value even = b->SliceBySize(p + "_even", xp, {0, 0, 0, 0}, {1, n, pairs, 1});
+    Value odd = b->SliceBySize(p + "_odd", xp, {0, 0, 0, 1}, {1, n, pairs, 1});
+    Value neg = b->Mul(p + "_nodd", odd, minus_one);
+    Value rp = b->Concat(p + "_rotp", {neg, even}, 3);
+    rot = b->Reshape(p + "_rot", rp, {1, n, s, hd});
+  }
   Value xc = b->Mul(p + "_xcos", x, cos);
   Value rs = b->Mul(p + "_rsin", rot, sin);
   return b->Add(p + "_rope", xc, rs);
+}
+
+// Per-head RMSNorm of x [1,N,S,HD] over HD with weights w [1,1,1,HD] (docs/ANE_NOTES.md §3.5).
+Value HeadRmsNorm(Builder* b, const std::string& p, const Value& x, const Value& w,
+                  const Value& inv_hd, const Value& eps, const Value& minus_half) {
+  if (!x.valid()) return Value{};
+  Value sq = b->Mul(p + "_sq", x, x);
+  Value ss = b->ReduceSum(p + "_ss", sq, {-1}, /*keep_dims=*/true);
+  Value ms = b->Mul(p + "_ms", ss, inv_hd);
+  Value me = b->Add(p + "_me", ms, eps);
+  Value r = b->Pow(p + "_rinv", me, minus_half);
+  Value xn = b->Mul(p + "_xr", x, r);
+  return b->Mul(p + "_normed", xn, w);
 }
 
 // Repeats KV heads of kv [1,KVH,S,HD] to [1,KVH*R,S,HD]; head h of the result is KV head h / R.
@@ -199,6 +220,13 @@ absl::Status ModelShape::Validate() const {
     }
   }
   if (head_dim % 2 != 0) return absl::InvalidArgumentError("model shape: head_dim must be even");
+  if (!(rope_theta > 0) || !std::isfinite(rope_theta) || !(norm_eps > 0) ||
+      !std::isfinite(norm_eps)) {
+    return absl::InvalidArgumentError("model shape: rope_theta and norm_eps must be positive");
+  }
+  if (qk_norm && dim < head_dim) {
+    return absl::InvalidArgumentError("model shape: qk_norm needs dim >= head_dim");
+  }
   if (heads % kv_heads != 0) {
     return absl::InvalidArgumentError("model shape: kv_heads must divide heads");
   }
@@ -227,16 +255,19 @@ std::vector<float> CausalMask(int64_t seq) {
   return mask;
 }
 
-void RopeTables(int64_t seq, int64_t head_dim, std::vector<float>* cos, std::vector<float>* sin) {
+void RopeTables(int64_t seq, int64_t head_dim, double base, bool half, std::vector<float>* cos,
+                std::vector<float>* sin) {
   cos->assign(seq * head_dim, 0.0f);
   sin->assign(seq * head_dim, 0.0f);
+  const float fbase = static_cast<float>(base);
   for (int64_t p = 0; p < seq; ++p) {
     for (int64_t i = 0; i < head_dim / 2; ++i) {
-      const float freq = std::pow(10000.0f, static_cast<float>(2 * i) / head_dim);
+      const float freq = std::pow(fbase, static_cast<float>(2 * i) / head_dim);
       const float theta = static_cast<float>(p) / freq;
       const float c = std::cos(theta), s = std::sin(theta);
-      (*cos)[p * head_dim + 2 * i] = (*cos)[p * head_dim + 2 * i + 1] = c;
-      (*sin)[p * head_dim + 2 * i] = (*sin)[p * head_dim + 2 * i + 1] = s;
+      const int64_t a = half ? i : 2 * i, b = half ? i + head_dim / 2 : 2 * i + 1;
+      (*cos)[p * head_dim + a] = (*cos)[p * head_dim + b] = c;
+      (*sin)[p * head_dim + a] = (*sin)[p * head_dim + b] = s;
     }
   }
 }
@@ -244,7 +275,7 @@ void RopeTables(int64_t seq, int64_t head_dim, std::vector<float>* cos, std::vec
 absl::StatusOr<mil::WeightFiles> KernelConstants(const ModelShape& shape) {
   ANERD_RETURN_IF_ERROR(shape.Validate());
   std::vector<float> cos, sin;
-  RopeTables(shape.seq, shape.head_dim, &cos, &sin);
+  RopeTables(shape.seq, shape.head_dim, shape.rope_theta, shape.rope_half, &cos, &sin);
   mil::WeightFiles files;
   ANERD_RETURN_IF_ERROR(files.Add(kMaskPath, mil::BuildFp16Blob(CausalMask(shape.seq))));
   ANERD_RETURN_IF_ERROR(files.Add(kRopeCosPath, mil::BuildFp16Blob(cos)));
@@ -255,9 +286,16 @@ absl::StatusOr<mil::WeightFiles> KernelConstants(const ModelShape& shape) {
 absl::StatusOr<Kernel> SdpaFwd(const ModelShape& m) {
   ANERD_RETURN_IF_ERROR(m.Validate());
   const int64_t s = m.seq, d = m.dim, qd = m.q_dim(), kvd = m.kv_dim(), hd = m.head_dim;
-  KernelLayout layout =
-      SpatialLayout("sdpaFwd", d, {{"xnorm", s}, {"wq_t", qd}, {"wk_t", kvd}, {"wv_t", kvd}}, s,
-                    {{"attn_out", qd}, {"q_rope", qd}, {"k_rope", kvd}, {"v", kvd}, {"xnorm", d}});
+  std::vector<std::pair<std::string, int64_t>> slots = {
+      {"xnorm", s}, {"wq_t", qd}, {"wk_t", kvd}, {"wv_t", kvd}};
+  std::vector<std::pair<std::string, int64_t>> outs = {
+      {"attn_out", qd}, {"q_rope", qd}, {"k_rope", kvd}, {"v", kvd}, {"xnorm", d}};
+  if (m.qk_norm) {
+    slots.emplace_back("qk_norm", 2);
+    outs.emplace_back("q_raw", qd);
+    outs.emplace_back("k_raw", kvd);
+  }
+  KernelLayout layout = SpatialLayout("sdpaFwd", d, std::move(slots), s, std::move(outs));
   Builder b;
   Value x = StartKernel(&b, d, layout.in_spatial);
   Value mask = MaskConst(&b, s);
@@ -270,16 +308,33 @@ absl::StatusOr<Kernel> SdpaFwd(const ModelShape& m) {
   Value q = StagedMatmul(&b, "q", x, xt, s, qd);
   Value k = StagedMatmul(&b, "k", x, xt, s + qd, kvd);
   Value v = StagedMatmul(&b, "v", x, xt, s + qd + kvd, kvd);
-  Value qr = Rope(&b, "q", SplitHeads(&b, "q", q, m.heads, hd), cos, sin, minus_one);
-  Value kr = Rope(&b, "k", SplitHeads(&b, "k", k, m.kv_heads, hd), cos, sin, minus_one);
+  Value qh = SplitHeads(&b, "q", q, m.heads, hd);
+  Value kh = SplitHeads(&b, "k", k, m.kv_heads, hd);
+  if (m.qk_norm) {
+    const int64_t col = s + qd + 2 * kvd;
+    Value inv_hd = b.ConstFp16("inv_hd", 1.0 / static_cast<double>(hd));
+    Value eps = b.ConstFp16("qk_eps", m.norm_eps);
+    Value minus_half = b.ConstFp16("minus_half", -0.5);
+    Value qw = b.Reshape("q_norm_w", b.SliceBySize("q_norm_slot", x, {0, 0, 0, col}, {1, hd, 1, 1}),
+                         {1, 1, 1, hd});
+    Value kw =
+        b.Reshape("k_norm_w", b.SliceBySize("k_norm_slot", x, {0, 0, 0, col + 1}, {1, hd, 1, 1}),
+                  {1, 1, 1, hd});
+    qh = HeadRmsNorm(&b, "q_norm", qh, qw, inv_hd, eps, minus_half);
+    kh = HeadRmsNorm(&b, "k_norm", kh, kw, inv_hd, eps, minus_half);
+  }
+  Value qr = Rope(&b, "q", qh, cos, sin, minus_one, m.rope_half);
+  Value kr = Rope(&b, "k", kh, cos, sin, minus_one, m.rope_half);
   Value vh = SplitHeads(&b, "v", v, m.kv_heads, hd);
   Value probs = AttentionProbs(&b, qr, TileKv(&b, "k", kr, m.gqa_ratio()), scale, mask);
   Value attn = b.Matmul("attn", probs, TileKv(&b, "v", vh, m.gqa_ratio()));
-  Value out = b.Concat("out",
-                       {MergeHeads(&b, "attn", attn), MergeHeads(&b, "q_rope", qr),
-                        MergeHeads(&b, "k_rope", kr), v, xn},
-                       1);
-  b.Output(out);
+  std::vector<Value> parts = {MergeHeads(&b, "attn", attn), MergeHeads(&b, "q_rope", qr),
+                              MergeHeads(&b, "k_rope", kr), v, xn};
+  if (m.qk_norm) {
+    parts.push_back(q);
+    parts.push_back(k);
+  }
+  b.Output(b.Concat("out", parts, 1));
   return FinishKernel(b, std::move(layout));
 }
 

@@ -14,6 +14,9 @@
 // KVD = KVH·HD, SC = NH·S, R = NH/KVH); input slots are spatial [begin, end) unless marked (ch):
 //   sdpaFwd    C=D,   SP=S+QD+2KVD: xnorm[0,S) Wqᵀ[S,+QD) Wkᵀ[+KVD) Wvᵀ[+KVD)
 //              out 2QD+2KVD+D: attn_out[0,QD) q_rope[QD,2QD) k_rope[+KVD) v[+KVD) xnorm[+D)
+//              with qk_norm: SP += 2, slot qk_norm[+2) holds the q-norm weights in column 0 and the
+//              k-norm weights in column 1, channels [0,HD) (the rest 0); out += QD+KVD:
+//              q_raw[+QD) k_raw[+KVD), the projections before the norm (for the CPU backward)
 //   woFwd      C=QD,  SP=S+D:  attn_out[0,S) Woᵀ[S,S+D)                     out D: o_out
 //   ffnFused   C=D,   SP=2S+3H: x2norm[0,S) x2[S,2S) W1ᵀ[2S,+H) W3ᵀ[+H) W2[+H] (W2 as-is, [D][H])
 //              out D+3H: x_next[0,D) = x2 + alpha·W2(silu(W1·x2n)⊙W3·x2n), h1[+H) h3[+H) gate[+H)
@@ -30,9 +33,12 @@
 // (query) and spatial t2 (key). GQA: query head h uses KV head h / R (Hugging Face repeat_kv), both
 // in sdpaFwd's tiling and in the CPU-tiled k_tiled/v_tiled inputs of sdpaBwd1/2.
 // sdpaFwd and sdpaBwd1 read the causal mask (weights/mask.bin, [1,1,S,S], 0 on and below the
-// diagonal, -65504 above); sdpaFwd reads interleaved RoPE tables weights/rope_cos.bin and
-// weights/rope_sin.bin ([1,1,S,HD], theta base 10000). KernelConstants() builds those files.
-// Attention scale 1/sqrt(HD) is an fp16 literal.
+// diagonal, -65504 above); sdpaFwd reads the RoPE tables weights/rope_cos.bin and
+// weights/rope_sin.bin ([1,1,S,HD], RopeTables of the shape's style and theta). KernelConstants()
+// builds those files. QK-norm (per head, over HD, before RoPE) is x·x → reduce_sum → ×1/HD → +eps →
+// pow(−0.5) → ×x → ×w, in fp16 like every op (docs/ANE_NOTES.md §3.5: the sum of squares
+// overflows fp16 once a head's RMS passes ~22 at HD = 128).
+// Attention scale 1/sqrt(HD), the QK-norm eps and 1/HD are fp16 literals.
 // Thread-safety: pure functions.
 #ifndef ANERD_SERVER_TRAINING_KERNELS_H_
 #define ANERD_SERVER_TRAINING_KERNELS_H_
@@ -58,13 +64,19 @@ struct ModelShape {
   int64_t seq = 0;
   int64_t layers = 0;
   int64_t vocab = 0;
+  // Architecture variants (ModelConfig, config.h); the defaults generate today's kernels.
+  bool rope_half = false;  // rotate (i, i+HD/2) instead of (2i, 2i+1)
+  double rope_theta = 10000.0;
+  bool qk_norm = false;  // per-head RMSNorm of q and k before RoPE, inside sdpaFwd
+  double norm_eps = 1e-5;
 
   int64_t q_dim() const { return heads * head_dim; }
   int64_t kv_dim() const { return kv_heads * head_dim; }
   int64_t score_channels() const { return heads * seq; }
   int64_t gqa_ratio() const { return heads / kv_heads; }
   // INVALID_ARGUMENT unless every size is positive and bounded (each dim <= 1<<20), head_dim is
-  // even, and kv_heads divides heads.
+  // even, kv_heads divides heads, rope_theta and norm_eps are positive and finite, and (qk_norm)
+  // dim >= head_dim.
   absl::Status Validate() const;
 };
 
@@ -104,9 +116,15 @@ inline constexpr char kRopeSinPath[] = "@model_path/weights/rope_sin.bin";
 
 // Causal mask [S][S] (row = query t, column = key t2): 0 if t2 <= t else -65504.
 std::vector<float> CausalMask(int64_t seq);
-// Interleaved RoPE tables [S][HD]: theta = p / 10000^(2i/HD) in fp32 (powf), entries 2i and 2i+1
-// both cos(theta) (resp. sin(theta)).
-void RopeTables(int64_t seq, int64_t head_dim, std::vector<float>* cos, std::vector<float>* sin);
+// RoPE tables [S][HD]: pair i turns by angle p / base^(2i/HD) in fp32 (powf). Interleaved: entries
+// 2i and 2i+1 both hold cos (resp. sin) of pair i's angle; half: entries i and i+HD/2.
+void RopeTables(int64_t seq, int64_t head_dim, double base, bool half, std::vector<float>* cos,
+                std::vector<float>* sin);
+// Interleaved, base 10000 (llama2.c and the seed).
+inline void RopeTables(int64_t seq, int64_t head_dim, std::vector<float>* cos,
+                       std::vector<float>* sin) {
+  RopeTables(seq, head_dim, 10000.0, false, cos, sin);
+}
 // mask.bin, rope_cos.bin, rope_sin.bin as one-entry fp16 blob files (BLOBFILE offset 64).
 absl::StatusOr<mil::WeightFiles> KernelConstants(const ModelShape& shape);
 

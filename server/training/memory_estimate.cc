@@ -53,7 +53,9 @@ absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(const TrainSpec& spec) {
   const double d = c.dim, h = c.hidden, l = c.layers, s = c.seq, v = c.vocab, hd = c.head_dim;
   const double qd = static_cast<double>(c.heads) * hd;
   const double kvd = static_cast<double>(c.kv_heads) * hd, nh = c.heads;
-  const double n = v * d + l * (2 * qd * d + 2 * kvd * d + 3 * h * d + 2 * d) + d;
+  const double n = (c.tied_embeddings ? 1 : 2) * v * d +
+                   l * (2 * qd * d + 2 * kvd * d + 3 * h * d + 2 * d + (c.qk_norm ? 2 * hd : 0)) +
+                   d;
 
   MemoryEstimate m;
   m.optimizer = 4 * n * kF32;
@@ -70,7 +72,8 @@ absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(const TrainSpec& spec) {
   }
   m.backend = backend + 2 * s * s * kF32 + 2 * s * hd * kF32 + 4 * nh * s * s * kF32;
 
-  const double per_layer = (6 * d + 3 * qd + 4 * kvd + 5 * h) * s + 2 * s;
+  const double per_layer =
+      (6 * d + 3 * qd + 4 * kvd + 5 * h + (c.qk_norm ? qd + kvd : 0)) * s + 2 * s;
   const double scratch = 5 * d * s + std::max({h, qd, d}) * s + 2 * std::max(qd, d) * s;
   const double classifier = s * v + (spec.compact_vocab ? 2 * v * d : 0);
   m.activations = (l * per_layer + scratch + classifier + 2 * s * hd) * kF32;

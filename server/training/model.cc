@@ -16,6 +16,7 @@
 #include "server/training/data.h"
 #include "server/training/dw_worker.h"
 #include "server/training/kernels.h"
+#include "server/training/model_impl.h"
 #include "server/training/staging.h"
 
 #if defined(ANERD_BLAS_ACCELERATE)
@@ -25,106 +26,8 @@
 #endif
 
 namespace anerd::training {
-namespace {
 
-using backend::NamedTensor;
-using backend::Tensor;
-using Clock = std::chrono::steady_clock;
-
-enum KernelId {
-  kSdpaFwd,
-  kWoFwd,
-  kFfnFused,
-  kFfnBwdW2t,
-  kFfnBwdW13t,
-  kWotBwd,
-  kSdpaBwd1,
-  kSdpaBwd2,
-  kQBwd,
-  kKvBwd,
-  kNumKernels
-};
-
-bool HasWeights(int k) { return k != kSdpaBwd1 && k != kSdpaBwd2; }
-
-// Adds the elapsed wall time in ms to *acc when destroyed.
-class Timer {
- public:
-  explicit Timer(double* acc) : acc_(acc), start_(Clock::now()) {}
-  ~Timer() { *acc_ += std::chrono::duration<double, std::milli>(Clock::now() - start_).count(); }
-
- private:
-  double* acc_;
-  Clock::time_point start_;
-};
-
-// Per-layer saved forward activations and backward temporaries read by the dW worker.
-struct LayerState {
-  std::vector<float> x, xn, x2, x2n, rinv_att, rinv_ffn;
-  std::vector<float> attn_out, q_rope, k_rope, v, h1, h3, gate;
-  std::vector<float> dffn, dh1, dh3, dout, dq, dk, dv;
-};
-
-}  // namespace
-
-class Model::Impl {
- public:
-  Impl(const ModelConfig& c, double alpha) : c_(c), layout_(c), alpha_(static_cast<float>(alpha)) {}
-
-  absl::Status Compile(backend::NumericsMode numerics, backend::Backend* backend);
-  void SetCompaction(std::vector<uint16_t> ids);
-  void StageWeights(const float* params, PhaseTimes* t);
-  absl::StatusOr<double> Forward(const float* params, const uint16_t* tokens,
-                                 const uint16_t* targets, float grad_scale, PhaseTimes* t);
-  absl::Status Backward(const float* params, const uint16_t* tokens, float* grads, PhaseTimes* t);
-  double Flops() const;
-  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-    const int64_t mid = n / 2;
-    worker_.Submit([&fn, mid, n] { fn(mid, n); });
-    try {
-      fn(0, mid);
-    } catch (...) {
-      worker_.Wait();  // the worker's half still uses `fn`; its own exception is dropped
-      throw;
-    }
-    worker_.Wait();
-  }
-  const ModelConfig& config() const { return c_; }
-  const ParamLayout& layout() const { return layout_; }
-
- private:
-  uint16_t* In(int k, int l) {
-    return static_cast<uint16_t*>(inputs_[k][HasWeights(k) ? l : 0][0].tensor.mutable_data());
-  }
-  const KernelLayout& Lay(int k) const { return layouts_[k]; }
-  int64_t SlotOffset(int k, const char* name) const { return Lay(k).FindSlot(name)->offset; }
-  // Writes act [rows][S] into kernel k's slot `name` for layer l.
-  void PutAct(int k, int l, const char* name, const float* act, int64_t rows, PhaseTimes* t);
-  // Copies output block `name` of `out` (kernel k) into dst [size][S].
-  void GetOut(int k, const Tensor& out, const char* name, float* dst, PhaseTimes* t);
-  absl::StatusOr<Tensor> Run(int k, int l, PhaseTimes* t);
-  void StageLayer(int l, const float* p, std::vector<float>* scratch);
-  absl::Status ForwardLayer(int l, const float* p, const float* x, float* x_next, PhaseTimes* t);
-  absl::Status BackwardLayer(int l, const float* p, float* grads, std::vector<float>* dy,
-                             PhaseTimes* t);
-  absl::Status AttentionBackward(int l, const float* da, PhaseTimes* t);
-
-  ModelConfig c_;
-  ParamLayout layout_;
-  float alpha_;
-  std::vector<KernelLayout> layouts_;
-  std::vector<std::unique_ptr<backend::CompiledProgram>> programs_;
-  std::vector<std::vector<std::vector<NamedTensor>>> inputs_;  // [kernel][layer or 0]
-  std::vector<LayerState> st_;
-  std::vector<float> x_final_, xf_, rinv_final_, logits_, dx0_;
-  std::vector<uint16_t> compact_ids_;     // empty = full vocab
-  std::vector<int32_t> full_to_compact_;  // when compacting
-  std::vector<float> cembed_, dcembed_;   // compact classifier rows and their gradient
-  std::vector<uint16_t> targets_;         // (compact) targets of the current pass
-  std::vector<float> tmp1_, tmp2_, tmp3_, dx2_;
-  std::vector<float> rope_cos_, rope_sin_;  // [S][HD]
-  DwWorker worker_;
-};
+using model_internal::Timer;
 
 absl::Status Model::Impl::Compile(backend::NumericsMode numerics, backend::Backend* backend) {
   const ModelShape shape = c_.Shape();
@@ -157,8 +60,12 @@ absl::Status Model::Impl::Compile(backend::NumericsMode numerics, backend::Backe
     for (auto* v : {&ls.attn_out, &ls.q_rope, &ls.dq}) v->resize(qd * s);
     for (auto* v : {&ls.k_rope, &ls.v, &ls.dk, &ls.dv}) v->resize(kvd * s);
     for (auto* v : {&ls.h1, &ls.h3, &ls.gate, &ls.dh1, &ls.dh3}) v->resize(h * s);
+    if (c_.qk_norm) {
+      ls.q_raw.resize(qd * s);
+      ls.k_raw.resize(kvd * s);
+    }
   }
-  RopeTables(s, c_.head_dim, &rope_cos_, &rope_sin_);
+  RopeTables(s, c_.head_dim, shape.rope_theta, shape.rope_half, &rope_cos_, &rope_sin_);
   x_final_.resize(d * s);
   xf_.resize(d * s);
   dx0_.resize(d * s);
@@ -199,6 +106,13 @@ void Model::Impl::StageLayer(int l, const float* p, std::vector<float>* scratch)
   PutRows(In(kQBwd, l) + SlotOffset(kQBwd, "wq"), sp(kQBwd), p + w.wq, qd, d);
   PutRows(In(kKvBwd, l) + SlotOffset(kKvBwd, "wk"), sp(kKvBwd), p + w.wk, kvd, d);
   PutRows(In(kKvBwd, l) + SlotOffset(kKvBwd, "wv"), sp(kKvBwd), p + w.wv, kvd, d);
+  if (c_.qk_norm) {  // column 0: q-norm weights, column 1: k-norm weights, channels [0, HD)
+    uint16_t* slot = In(kSdpaFwd, l) + SlotOffset(kSdpaFwd, "qk_norm");
+    for (int64_t i = 0; i < c_.head_dim; ++i) {
+      slot[i * sp(kSdpaFwd)] = FloatToHalf(p[w.q_norm + i]);
+      slot[i * sp(kSdpaFwd) + 1] = FloatToHalf(p[w.k_norm + i]);
+    }
+  }
 }
 
 void Model::Impl::StageWeights(const float* params, PhaseTimes* t) {
@@ -208,7 +122,8 @@ void Model::Impl::StageWeights(const float* params, PhaseTimes* t) {
     for (int64_t l = begin; l < end; ++l) StageLayer(static_cast<int>(l), params, &scratch);
   });
   for (size_t i = 0; i < compact_ids_.size(); ++i) {
-    std::memcpy(&cembed_[i * c_.dim], params + layout_.embed() + int64_t{compact_ids_[i]} * c_.dim,
+    std::memcpy(&cembed_[i * c_.dim],
+                params + layout_.classifier() + int64_t{compact_ids_[i]} * c_.dim,
                 c_.dim * sizeof(float));
   }
 }
@@ -232,51 +147,13 @@ void Model::Impl::GetOut(int k, const Tensor& out, const char* name, float* dst,
   HalfToFloatArray(src + b->offset * c_.seq, dst, b->size * c_.seq);
 }
 
-absl::StatusOr<Tensor> Model::Impl::Run(int k, int l, PhaseTimes* t) {
+absl::StatusOr<backend::Tensor> Model::Impl::Run(int k, int l, PhaseTimes* t) {
   Timer timer(&t->kernel_ms);
   ANERD_ASSIGN_OR_RETURN(backend::RunResult r,
                          programs_[k]->Run(inputs_[k][HasWeights(k) ? l : 0]));
   t->AddKernelHardware(r.timing);
   if (r.outputs.size() != 1) return absl::InternalError("training kernel: expected one output");
   return std::move(r.outputs[0].tensor);
-}
-
-absl::Status Model::Impl::ForwardLayer(int l, const float* p, const float* x, float* x_next,
-                                       PhaseTimes* t) {
-  const ParamLayout::Layer& w = layout_.layer(l);
-  LayerState& a = st_[l];
-  const int64_t d = c_.dim, s = c_.seq;
-  std::copy(x, x + d * s, a.x.begin());
-  {
-    Timer timer(&t->rms_ms);
-    RmsNormForward(a.x.data(), p + w.rms_att, d, s, a.xn.data(), a.rinv_att.data());
-  }
-  PutAct(kSdpaFwd, l, "xnorm", a.xn.data(), d, t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o1, Run(kSdpaFwd, l, t));
-  GetOut(kSdpaFwd, o1, "attn_out", a.attn_out.data(), t);
-  GetOut(kSdpaFwd, o1, "q_rope", a.q_rope.data(), t);
-  GetOut(kSdpaFwd, o1, "k_rope", a.k_rope.data(), t);
-  GetOut(kSdpaFwd, o1, "v", a.v.data(), t);
-  PutAct(kWoFwd, l, "attn_out", a.attn_out.data(), c_.q_dim(), t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o2, Run(kWoFwd, l, t));
-  tmp1_.resize(d * s);
-  GetOut(kWoFwd, o2, "o_out", tmp1_.data(), t);
-  {
-    Timer timer(&t->elem_ms);
-    for (int64_t i = 0; i < d * s; ++i) a.x2[i] = a.x[i] + alpha_ * tmp1_[i];
-  }
-  {
-    Timer timer(&t->rms_ms);
-    RmsNormForward(a.x2.data(), p + w.rms_ffn, d, s, a.x2n.data(), a.rinv_ffn.data());
-  }
-  PutAct(kFfnFused, l, "x2norm", a.x2n.data(), d, t);
-  PutAct(kFfnFused, l, "x2", a.x2.data(), d, t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o3, Run(kFfnFused, l, t));
-  GetOut(kFfnFused, o3, "x_next", x_next, t);
-  GetOut(kFfnFused, o3, "h1", a.h1.data(), t);
-  GetOut(kFfnFused, o3, "h3", a.h3.data(), t);
-  GetOut(kFfnFused, o3, "gate", a.gate.data(), t);
-  return absl::OkStatus();
 }
 
 absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* tokens,
@@ -295,12 +172,13 @@ absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* toke
   }
   {
     Timer timer(&t->rms_ms);
-    RmsNormForward(x_final_.data(), p + layout_.rms_final(), d, s, xf_.data(), rinv_final_.data());
+    RmsNormForward(x_final_.data(), p + layout_.rms_final(), d, s, xf_.data(), rinv_final_.data(),
+                   eps_);
   }
   Timer timer(&t->cls_ms);
   const bool compact = !compact_ids_.empty();
   const int64_t vc = compact ? static_cast<int64_t>(compact_ids_.size()) : c_.vocab;
-  const float* cls = compact ? cembed_.data() : p + layout_.embed();
+  const float* cls = compact ? cembed_.data() : p + layout_.classifier();
   for (int64_t i = 0; i < s; ++i) {
     const int32_t id = compact ? full_to_compact_[targets[i]] : targets[i];
     if (id < 0) return absl::InvalidArgumentError("target token outside the compacted vocabulary");
@@ -320,119 +198,13 @@ absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* toke
   return part[0] + part[1];
 }
 
-absl::Status Model::Impl::AttentionBackward(int l, const float* da, PhaseTimes* t) {
-  LayerState& a = st_[l];
-  const int64_t s = c_.seq, qd = c_.q_dim(), nh = c_.heads, kvh = c_.kv_heads, hd = c_.head_dim;
-  tmp2_.resize(qd * s);
-  tmp3_.resize(qd * s);
-  {
-    Timer timer(&t->elem_ms);
-    GqaTile(a.k_rope.data(), nh, kvh, hd, s, tmp2_.data());
-    GqaTile(a.v.data(), nh, kvh, hd, s, tmp3_.data());
-  }
-  PutAct(kSdpaBwd1, 0, "q_rope", a.q_rope.data(), qd, t);
-  PutAct(kSdpaBwd1, 0, "k_tiled", tmp2_.data(), qd, t);
-  PutAct(kSdpaBwd1, 0, "v_tiled", tmp3_.data(), qd, t);
-  PutAct(kSdpaBwd1, 0, "da", da, qd, t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o1, Run(kSdpaBwd1, 0, t));
-  {
-    Timer timer(&t->io_ms);  // probs and dp go to sdpaBwd2 as fp16 bits, unconverted
-    const Block* probs = Lay(kSdpaBwd1).FindOutput("probs");
-    std::memcpy(In(kSdpaBwd2, 0) + SlotOffset(kSdpaBwd2, "probs") * s,
-                static_cast<const uint16_t*>(o1.data()) + probs->offset * s,
-                2 * probs->size * s * sizeof(uint16_t));
-  }
-  PutAct(kSdpaBwd2, 0, "q_rope", a.q_rope.data(), qd, t);
-  PutAct(kSdpaBwd2, 0, "k_tiled", tmp2_.data(), qd, t);
-  GetOut(kSdpaBwd1, o1, "dv_full", tmp3_.data(), t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o2, Run(kSdpaBwd2, 0, t));
-  GetOut(kSdpaBwd2, o2, "dq", a.dq.data(), t);
-  GetOut(kSdpaBwd2, o2, "dk_full", tmp2_.data(), t);
-  Timer timer(&t->elem_ms);
-  GqaReduce(tmp2_.data(), nh, kvh, hd, s, a.dk.data());
-  GqaReduce(tmp3_.data(), nh, kvh, hd, s, a.dv.data());
-  RopeBackward(a.dq.data(), nh, hd, s, rope_cos_.data(), rope_sin_.data());
-  RopeBackward(a.dk.data(), kvh, hd, s, rope_cos_.data(), rope_sin_.data());
-  return absl::OkStatus();
-}
-
-absl::Status Model::Impl::BackwardLayer(int l, const float* p, float* g, std::vector<float>* dy,
-                                        PhaseTimes* t) {
-  const ParamLayout::Layer& w = layout_.layer(l);
-  LayerState& a = st_[l];
-  const int64_t d = c_.dim, s = c_.seq, h = c_.hidden, qd = c_.q_dim(), kvd = c_.kv_dim();
-  {
-    Timer timer(&t->elem_ms);
-    for (int64_t i = 0; i < d * s; ++i) a.dffn[i] = alpha_ * (*dy)[i];
-  }
-  PutAct(kFfnBwdW2t, l, "dffn", a.dffn.data(), d, t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o1, Run(kFfnBwdW2t, l, t));
-  tmp1_.resize(std::max(h, qd) * s);
-  GetOut(kFfnBwdW2t, o1, "dsilu", tmp1_.data(), t);
-  {
-    Timer timer(&t->elem_ms);
-    SiluBackward(tmp1_.data(), a.h1.data(), a.h3.data(), h * s, a.dh1.data(), a.dh3.data());
-  }
-  worker_.Submit([&a, g, w, d, s, h] {
-    AccumulateDw(a.dffn.data(), a.gate.data(), d, h, s, g + w.w2);
-    AccumulateDw(a.dh1.data(), a.x2n.data(), h, d, s, g + w.w1);
-    AccumulateDw(a.dh3.data(), a.x2n.data(), h, d, s, g + w.w3);
-  });
-  PutAct(kFfnBwdW13t, l, "dh1", a.dh1.data(), h, t);
-  PutAct(kFfnBwdW13t, l, "dh3", a.dh3.data(), h, t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o2, Run(kFfnBwdW13t, l, t));
-  GetOut(kFfnBwdW13t, o2, "dx_ffn", tmp1_.data(), t);
-  std::vector<float>& dx2 = dx2_;
-  dx2.resize(d * s);
-  {
-    Timer timer(&t->rms_ms);
-    RmsNormBackward(tmp1_.data(), a.x2.data(), p + w.rms_ffn, a.rinv_ffn.data(), d, s, dx2.data(),
-                    g + w.rms_ffn);
-  }
-  {
-    Timer timer(&t->elem_ms);
-    for (int64_t i = 0; i < d * s; ++i) {
-      dx2[i] += (*dy)[i];
-      a.dout[i] = alpha_ * dx2[i];
-    }
-  }
-  worker_.Submit(
-      [&a, g, w, d, s, qd] { AccumulateDw(a.dout.data(), a.attn_out.data(), d, qd, s, g + w.wo); });
-  PutAct(kWotBwd, l, "dx2", a.dout.data(), d, t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o3, Run(kWotBwd, l, t));
-  GetOut(kWotBwd, o3, "da", tmp1_.data(), t);
-  ANERD_RETURN_IF_ERROR(AttentionBackward(l, tmp1_.data(), t));
-  worker_.Submit([&a, g, w, d, s, qd, kvd] {
-    AccumulateDw(a.dq.data(), a.xn.data(), qd, d, s, g + w.wq);
-    AccumulateDw(a.dk.data(), a.xn.data(), kvd, d, s, g + w.wk);
-    AccumulateDw(a.dv.data(), a.xn.data(), kvd, d, s, g + w.wv);
-  });
-  PutAct(kQBwd, l, "dq", a.dq.data(), qd, t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o4, Run(kQBwd, l, t));
-  PutAct(kKvBwd, l, "dk", a.dk.data(), kvd, t);
-  PutAct(kKvBwd, l, "dv", a.dv.data(), kvd, t);
-  ANERD_ASSIGN_OR_RETURN(Tensor o5, Run(kKvBwd, l, t));
-  GetOut(kQBwd, o4, "dx_q", tmp1_.data(), t);
-  tmp2_.resize(d * s);
-  GetOut(kKvBwd, o5, "dx_kv", tmp2_.data(), t);
-  {
-    Timer timer(&t->elem_ms);
-    for (int64_t i = 0; i < d * s; ++i) tmp1_[i] += tmp2_[i];
-  }
-  Timer timer(&t->rms_ms);
-  RmsNormBackward(tmp1_.data(), a.x.data(), p + w.rms_att, a.rinv_att.data(), d, s, dy->data(),
-                  g + w.rms_att);
-  for (int64_t i = 0; i < d * s; ++i) (*dy)[i] += dx2[i];
-  return absl::OkStatus();
-}
-
 absl::Status Model::Impl::Backward(const float* p, const uint16_t* tokens, float* g,
                                    PhaseTimes* t) {
   const int64_t d = c_.dim, s = c_.seq;
   const bool compact = !compact_ids_.empty();
   const int64_t vc = compact ? static_cast<int64_t>(compact_ids_.size()) : c_.vocab;
-  const float* cls = compact ? cembed_.data() : p + layout_.embed();
-  float* dcls = compact ? dcembed_.data() : g + layout_.embed();
+  const float* cls = compact ? cembed_.data() : p + layout_.classifier();
+  float* dcls = compact ? dcembed_.data() : g + layout_.classifier();
   std::vector<float> dy(d * s);
   {
     Timer timer(&t->cls_ms);
@@ -464,7 +236,7 @@ absl::Status Model::Impl::Backward(const float* p, const uint16_t* tokens, float
   if (compact) {
     Timer timer(&t->cls_ms);
     for (int64_t i = 0; i < vc; ++i) {
-      float* dst = g + layout_.embed() + int64_t{compact_ids_[i]} * d;
+      float* dst = g + layout_.classifier() + int64_t{compact_ids_[i]} * d;
       float* src = &dcembed_[i * d];
       for (int64_t k = 0; k < d; ++k) dst[k] += src[k];
       std::fill(src, src + d, 0.0f);
@@ -475,7 +247,8 @@ absl::Status Model::Impl::Backward(const float* p, const uint16_t* tokens, float
 
 double Model::Impl::Flops() const {
   const double s = c_.seq, d = c_.dim, l = c_.layers;
-  const double mats = static_cast<double>(c_.LayerParams() - 2 * c_.dim);
+  const double mats =
+      static_cast<double>(c_.LayerParams() - 2 * c_.dim) - (c_.qk_norm ? 2.0 * c_.head_dim : 0.0);
   const double fwd = 2.0 * s * l * mats;
   const double sdpa = l * 2.0 * c_.heads * 5.0 * s * s * c_.head_dim;
   const double cls = 2.0 * c_.vocab * d * s;

@@ -2,12 +2,13 @@
 // through the ten dynamic kernels (kernels.h) on a backend plus the CPU ops (cpu_ops.h).
 //
 // Data flow per layer (activations [C][S] fp32 on the CPU, kernel I/O fp16):
-//   xn = rmsnorm(x, rms_att) -> sdpaFwd -> attn_out, q_rope, k_rope, v -> woFwd -> o;
+//   xn = rmsnorm(x, rms_att) -> sdpaFwd (projections, QK-norm, RoPE, attention) -> attn_out,
+//   q_rope, k_rope, v (and q_raw, k_raw with QK-norm) -> woFwd -> o;
 //   x2 = x + α·o; x2n = rmsnorm(x2, rms_ffn) -> ffnFused -> x_next = x2 + α·W2(silu(W1 x2n)⊙W3
 //   x2n).
 // Backward mirrors it (docs/ANE_NOTES.md §5.4 with the exact RMSNorm gradient): dx kernels on the
-// backend, RMSNorm/SiLU/RoPE/GQA backward on the CPU, and every weight-gradient GEMM (dW += dY·Xᵀ,
-// cblas) queued to one worker thread, overlapped with the following kernel evaluations.
+// backend, RMSNorm/SiLU/RoPE/QK-norm/GQA backward on the CPU, and every weight-gradient GEMM (dW +=
+// dY·Xᵀ, cblas) queued to one worker thread, overlapped with the following kernel evaluations.
 //
 // Weights are staged once into per-layer kernel inputs (StageWeights) and must be re-staged after
 // every change of the parameters; only activation slots are written per pass.
@@ -37,17 +38,21 @@ struct ParamGroup {
 };
 
 // Flat layout: embed [V][D]; per layer wq [QD][D], wk [KVD][D], wv [KVD][D], wo [D][QD],
-// w1 [H][D], w2 [D][H], w3 [H][D], rms_att [D], rms_ffn [D]; then rms_final [D]. Matrices are
-// PyTorch layout W[out][in].
+// w1 [H][D], w2 [D][H], w3 [H][D], rms_att [D], rms_ffn [D], then with qk_norm q_norm [HD] and
+// k_norm [HD]; then rms_final [D]; then, untied, lm_head [V][D]. Matrices are PyTorch layout
+// W[out][in]. Default configs keep exactly the layout they had before the architecture fields.
 class ParamLayout {
  public:
   struct Layer {
     int64_t wq, wk, wv, wo, w1, w2, w3, rms_att, rms_ffn;
+    int64_t q_norm = -1, k_norm = -1;  // -1 without qk_norm
   };
   explicit ParamLayout(const ModelConfig& config);
   int64_t embed() const { return 0; }
   const Layer& layer(int l) const { return layers_[l]; }
   int64_t rms_final() const { return rms_final_; }
+  // The classifier [V][D]: lm_head when untied, else the embedding.
+  int64_t classifier() const { return classifier_; }
   int64_t total() const { return total_; }
   const std::vector<ParamGroup>& groups() const { return groups_; }
 
@@ -55,11 +60,12 @@ class ParamLayout {
   std::vector<Layer> layers_;
   std::vector<ParamGroup> groups_;
   int64_t rms_final_ = 0;
+  int64_t classifier_ = 0;
   int64_t total_ = 0;
 };
 
 // From-scratch initialisation, deterministic in `seed`: matrices U(−1,1)/√fan_in, with wo and w2
-// further scaled by 1/√(2·layers); embedding U(−1,1)·0.02; norm weights 1.
+// further scaled by 1/√(2·layers); embedding (then lm_head) U(−1,1)·0.02; norm weights 1.
 void InitParams(const ModelConfig& config, uint64_t seed, float* params);
 
 struct PhaseTimes {

@@ -11,7 +11,6 @@
 #include "server/training/hf_format.h"
 #include "server/training/kernels.h"
 #include "server/training/model.h"
-#include "server/training/model_export.h"
 
 namespace anerd::training {
 namespace {
@@ -74,6 +73,25 @@ std::vector<StackedArray> Llama2cLayerArrays(const ModelConfig& c) {
 }
 
 }  // namespace
+
+absl::Status CheckLlama2cCanHold(const ModelConfig& c) {
+  const ModelConfig def;
+  auto refuse = [](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the llama2.c format cannot hold this model: ", what, " (export --format hf or native)"));
+  };
+  if (c.rope_style != def.rope_style) {
+    return refuse("rope_style half (llama2.c rotates interleaved pairs)");
+  }
+  if (c.rope_theta != def.rope_theta) return refuse("rope_theta other than 10000");
+  if (c.qk_norm) return refuse("qk_norm (no q/k norm weights in the format)");
+  if (c.norm_eps != def.norm_eps) return refuse("norm_eps other than 1e-5");
+  if (c.residual_scale != def.residual_scale) return refuse("residual_scale other than 1");
+  if (int64_t{c.heads} * c.head_dim != c.dim) {
+    return refuse("head_dim other than dim / heads (the header has no head_dim)");
+  }
+  return absl::OkStatus();
+}
 
 uint32_t Crc32(const void* data, size_t n, uint32_t crc) {
   static const auto* table = [] {
@@ -176,11 +194,11 @@ absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path) {
 
 absl::Status ExportLlama2c(const std::string& path, const ModelConfig& c,
                            const std::vector<float>& params) {
+  ANERD_RETURN_IF_ERROR(CheckLlama2cCanHold(c));
   const ParamLayout layout(c);
   if (static_cast<int64_t>(params.size()) != layout.total()) {
     return absl::InvalidArgumentError("ExportLlama2c: parameter count does not match the config");
   }
-  ANERD_RETURN_IF_ERROR(CheckLlama2cExportable(c));
   AtomicOutFile f;
   ANERD_RETURN_IF_ERROR(f.Open(path));
   const int32_t h[7] = {c.dim,   c.hidden,   c.layers,
@@ -256,8 +274,20 @@ absl::StatusOr<LoadedModel> LoadModelFile(const std::string& path) {
   if (IsHfCheckpointPath(path)) return LoadHfCheckpoint(HfCheckpointDir(path));
   InFile f;
   ANERD_RETURN_IF_ERROR(f.Open(path));
+  char head[8] = {};
+  if (f.size() >= 8) ANERD_RETURN_IF_ERROR(f.Read(0, head, 8));
+  if (std::memcmp(head, kCkptMagic, 8) == 0) {
+    ANERD_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(path));
+    LoadedModel m;
+    m.config = ck.spec.model;
+    m.params = std::move(ck.params);
+    m.adam_m = std::move(ck.adam_m);
+    m.adam_v = std::move(ck.adam_v);
+    m.adam_t = ck.state.adam_t;
+    return m;
+  }
   int32_t magic = 0;
-  if (f.size() >= 4) ANERD_RETURN_IF_ERROR(f.Read(0, &magic, 4));
+  std::memcpy(&magic, head, 4);
   if (magic == kSeedMagic) return LoadSeedV4(path);
   return LoadLlama2c(path);
 }
@@ -270,6 +300,12 @@ absl::StatusOr<ModelConfig> ReadModelFileConfig(const std::string& path) {
   if (f.size() >= 4) ANERD_RETURN_IF_ERROR(f.Read(0, &magic, 4));
   int64_t adam_t = 0;
   if (magic == kSeedMagic) return SeedV4HeaderConfig(f, &adam_t);
+  char head[8] = {};
+  if (f.size() >= 8) ANERD_RETURN_IF_ERROR(f.Read(0, head, 8));
+  if (std::memcmp(head, kCkptMagic, 8) == 0) {
+    ANERD_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(path));  // CRCs checked: reads it all
+    return ck.spec.model;
+  }
   return Llama2cHeaderConfig(f);
 }
 

@@ -14,7 +14,12 @@
 //   exact file size is checked first.
 // * Our checkpoint: "ANERDCKP", uint32 version 1, uint32 section count, then sections {char tag[8],
 //   uint64 length, uint32 crc32 (IEEE), uint32 0, payload}: SPEC (TrainSpec text), STATE (fixed
-//   little-endian fields), PARAMS, ADAM_M, ADAM_V (float32). Written to a temporary file, fsynced,
+//   little-endian fields), PARAMS, ADAM_M, ADAM_V (float32). The SPEC's `model=` line is
+//   ConfigToString: the architecture fields (rope_style, rope_theta, qk_norm, norm_eps,
+//   residual_scale, tied, bos/eos) appear only when not default, so checkpoints of default
+//   configs are byte-identical to those written before the fields existed and old ones read as
+//   the defaults; a binary that predates a field refuses a SPEC naming it (unknown key) instead
+//   of silently training another architecture. Written to a temporary file, fsynced,
 //   renamed over the destination, directory fsynced. Every CRC and size is verified on load.
 // Thread-safety: pure functions over their arguments and the filesystem.
 #ifndef ANERD_SERVER_TRAINING_MODEL_IO_H_
@@ -39,16 +44,24 @@ struct LoadedModel {
 };
 
 // Recognises the file: a Hugging Face checkpoint by its path (config.json, *.safetensors,
-// *.safetensors.index.json: the directory's checkpoint, hf_format.h), else by content the seed's
-// v4 checkpoint (magic) or a llama2.c model. INVALID_ARGUMENT with a clear message for malformed,
-// truncated or inconsistent files.
+// *.safetensors.index.json: the directory's checkpoint, hf_format.h), else by content our
+// checkpoint ("ANERDCKP": its SPEC's model config, with every architecture field, weights and Adam
+// state), the seed's v4 checkpoint (magic) or a llama2.c model (both: the default architecture
+// fields). INVALID_ARGUMENT (DATA_LOSS for a damaged checkpoint) with a clear message for
+// malformed, truncated or inconsistent files. Callers compare the config with the one they expect
+// (CheckSameArchitecture, config.h).
 absl::StatusOr<LoadedModel> LoadModelFile(const std::string& path);
 // The model config such a file declares, reading only its header (or config.json): what `--init`
 // without `--config` trains. The same errors as LoadModelFile for the header.
 absl::StatusOr<ModelConfig> ReadModelFileConfig(const std::string& path);
 absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path);
 absl::StatusOr<LoadedModel> LoadSeedV4(const std::string& path);
-// Writes a llama2.c model file (tied classifier, freq_cis included), atomically.
+// OK when a llama2.c file can describe `config` exactly; else INVALID_ARGUMENT naming what it
+// cannot hold (rope_style half, rope_theta ≠ 1e4, qk_norm, norm_eps ≠ 1e-5, residual_scale ≠ 1,
+// head_dim ≠ dim/heads); an untied lm_head is written as llama2.c's wcls.
+absl::Status CheckLlama2cCanHold(const ModelConfig& config);
+// Writes a llama2.c model file (freq_cis included, then wcls when untied), atomically; refuses configs
+// CheckLlama2cCanHold refuses.
 absl::Status ExportLlama2c(const std::string& path, const ModelConfig& config,
                            const std::vector<float>& params);
 

@@ -31,9 +31,14 @@ ParamLayout::ParamLayout(const ModelConfig& c) {
     ly.w3 = add(p + "w3", h * d, true);
     ly.rms_att = add(p + "rms_att", d, false);
     ly.rms_ffn = add(p + "rms_ffn", d, false);
+    if (c.qk_norm) {
+      ly.q_norm = add(p + "q_norm", c.head_dim, false);
+      ly.k_norm = add(p + "k_norm", c.head_dim, false);
+    }
     layers_.push_back(ly);
   }
   rms_final_ = add("rms_final", d, false);
+  classifier_ = c.tied_embeddings ? 0 : add("lm_head", int64_t{c.vocab} * d, true);
 }
 
 void InitParams(const ModelConfig& c, uint64_t seed, float* params) {
@@ -59,9 +64,14 @@ void InitParams(const ModelConfig& c, uint64_t seed, float* params) {
     fill(ly.w3, c.hidden * int64_t{c.dim}, 1 / std::sqrt(d));
     std::fill(params + ly.rms_att, params + ly.rms_att + c.dim, 1.0f);
     std::fill(params + ly.rms_ffn, params + ly.rms_ffn + c.dim, 1.0f);
+    if (c.qk_norm) {
+      std::fill(params + ly.q_norm, params + ly.q_norm + c.head_dim, 1.0f);
+      std::fill(params + ly.k_norm, params + ly.k_norm + c.head_dim, 1.0f);
+    }
   }
   std::fill(params + layout.rms_final(), params + layout.rms_final() + c.dim, 1.0f);
   fill(layout.embed(), int64_t{c.vocab} * c.dim, 0.02);
+  if (!c.tied_embeddings) fill(layout.classifier(), int64_t{c.vocab} * c.dim, 0.02);
 }
 
 }  // namespace anerd::training

@@ -2,9 +2,18 @@
 // architecture comparison used by --init, and that default configs render as before.
 #include "server/training/config.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
+#include "server/backend/cpu/cpu_backend.h"
+#include "server/training/model_io.h"
+#include "server/training/trainer.h"
 
 namespace anerd::training {
 namespace {
@@ -142,6 +151,95 @@ TEST(ModelConfigFields, SpecTextCarriesTheFields) {
   EXPECT_EQ(back->model.rope_style, ModelConfig::RopeStyle::kInterleaved);
   EXPECT_FALSE(back->model.qk_norm);
   EXPECT_TRUE(back->model.tied_embeddings);
+}
+
+std::string TempPath(const std::string& name) {
+  return std::string(ANERD_BINARY_DIR) + "/training_config_test_" + std::to_string(getpid()) + "_" +
+         name;
+}
+
+Checkpoint MakeCheckpoint(const std::string& model) {
+  Checkpoint ck;
+  ck.spec.model = *ParseCustomConfig(model);
+  ck.spec.data_path = "d.txt";
+  ck.params.assign(ck.spec.model.NumParams(), 0.5f);
+  ck.adam_m.assign(ck.params.size(), 0.0f);
+  ck.adam_v.assign(ck.params.size(), 0.0f);
+  ck.state.adam_t = 3;
+  return ck;
+}
+
+// The native checkpoint records the fields in its SPEC; they round-trip, and a default config's
+// SPEC text is exactly the pre-fields one (no new keys).
+TEST(CheckpointFields, RoundTripAndDefaultsUnchanged) {
+  const std::string path = TempPath("fields.ckpt");
+  const Checkpoint ck = MakeCheckpoint(
+      "dim=32,heads=2,head_dim=16,rope_style=half,rope_theta=1000000,qk_norm=1,"
+      "norm_eps=1e-6,tied=0,eos_id=3");
+  ASSERT_TRUE(WriteCheckpoint(path, ck).ok());
+  absl::StatusOr<Checkpoint> back = ReadCheckpoint(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(CheckSameArchitecture(back->spec.model, ck.spec.model, "read", "written").ok());
+  EXPECT_EQ(back->spec.model.eos_id, 3);
+  EXPECT_EQ(back->params.size(), ck.params.size());
+
+  const Checkpoint plain = MakeCheckpoint("dim=32,heads=2");
+  ASSERT_TRUE(WriteCheckpoint(path, plain).ok());
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << f.rdbuf();
+  EXPECT_NE(bytes.str().find("model=dim=32,hidden=192,layers=2,heads=2,kv_heads=2,head_dim=16,"
+                             "vocab=256,seq=64\n"),
+            std::string::npos);
+  for (const char* key : {"rope_style", "rope_theta", "qk_norm", "norm_eps", "tied", "bos_id"}) {
+    EXPECT_EQ(bytes.str().find(key), std::string::npos) << key;
+  }
+  std::remove(path.c_str());
+}
+
+// --init from a checkpoint of another architecture is refused, naming the field.
+TEST(CheckpointFields, InitFromADifferentArchitectureIsAClearError) {
+  const std::string path = TempPath("init.ckpt"), data = TempPath("data.txt");
+  std::ofstream(data) << SynthesizeStories(1, 20000);
+  ASSERT_TRUE(WriteCheckpoint(path, MakeCheckpoint("dim=32,heads=2,rope_style=half")).ok());
+  absl::StatusOr<LoadedModel> loaded = LoadModelFile(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->config.rope_style, ModelConfig::RopeStyle::kHalf);
+  EXPECT_EQ(loaded->adam_t, 3);
+
+  backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
+  TrainSpec spec;
+  spec.data_path = data;
+  spec.init_model_path = path;
+  spec.steps = 1;
+  spec.model = *ParseCustomConfig("dim=32,heads=2");  // interleaved
+  auto t = Trainer::Create(spec, &cpu);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(t.status().message().find("rope_style half but the spec's model has interleaved"),
+            std::string::npos)
+      << t.status();
+  spec.model = loaded->config;  // the same architecture trains
+  t = Trainer::Create(spec, &cpu);
+  EXPECT_TRUE(t.ok()) << t.status();
+  std::remove(path.c_str());
+  std::remove(data.c_str());
+}
+
+TEST(CheckpointFields, Llama2cExportRefusesWhatTheFormatCannotHold) {
+  const std::string path = TempPath("x.bin");
+  for (const char* model :
+       {"dim=32,heads=2,rope_style=half", "dim=32,heads=2,rope_theta=500000",
+        "dim=32,heads=2,qk_norm=1", "dim=32,heads=2,tied=0", "dim=32,heads=2,norm_eps=1e-6",
+        "dim=32,heads=2,residual_scale=0.5", "dim=32,heads=2,head_dim=32"}) {
+    const ModelConfig c = *ParseCustomConfig(model);
+    absl::Status s = ExportLlama2c(path, c, std::vector<float>(c.NumParams()));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << model;
+    EXPECT_NE(s.message().find("llama2.c format cannot hold"), std::string::npos) << s;
+  }
+  const ModelConfig c = *ParseCustomConfig("dim=32,heads=2");
+  EXPECT_TRUE(ExportLlama2c(path, c, std::vector<float>(c.NumParams())).ok());
+  std::remove(path.c_str());
 }
 
 }  // namespace

@@ -3,12 +3,15 @@
 // double-precision forward pass (reference_model.h), on `tiny` and on a smaller config with GQA
 // (4 heads over 2 KV heads) at residual scales 1 and 0.5. Norm weights are not 1, so the exact
 // RMSNorm gradient is required (the seed's variant fails this test), as are the GQA head mapping
-// and the placement of the residual scale.
+// and the placement of the residual scale. The Qwen3 variants (issue 19 item 4) each change one
+// architecture field — rotate-half RoPE, theta 1e6, QK-norm (its weights ≠ 1 too), untied lm_head,
+// norm eps 1e-6 — and "qwen3" all of them with head_dim ≠ dim/heads.
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/fp16.h"
 #include "gtest/gtest.h"
 #include "server/backend/cpu/cpu_backend.h"
@@ -24,6 +27,28 @@ ModelConfig SmallConfig() {
   c.name = "grad";
   c.dim = 32, c.hidden = 48, c.layers = 2, c.heads = 4, c.kv_heads = 2, c.head_dim = 8;
   c.vocab = 64, c.seq = 16;
+  return c;
+}
+
+// SmallConfig with each Qwen3 feature alone, and all of them with head_dim != dim/heads.
+ModelConfig VariantConfig(const std::string& name) {
+  ModelConfig c = SmallConfig();
+  if (name == "half") c.rope_style = ModelConfig::RopeStyle::kHalf;
+  if (name == "theta") c.rope_theta = 1e6;
+  if (name == "qknorm") c.qk_norm = true;
+  if (name == "untied") c.tied_embeddings = false;
+  if (name == "eps") {  // tiny embeddings (below) so that eps matters; untied keeps logits apart
+    c.norm_eps = 1e-6;
+    c.tied_embeddings = false;
+  }
+  if (name == "qwen3") {
+    c.rope_style = ModelConfig::RopeStyle::kHalf;
+    c.rope_theta = 1e6;
+    c.qk_norm = true;
+    c.tied_embeddings = false;
+    c.norm_eps = 1e-6;
+    c.head_dim = 16;  // q_dim 64 != dim 32
+  }
   return c;
 }
 
@@ -43,7 +68,7 @@ class GradientTest : public ::testing::TestWithParam<Case> {};
 TEST_P(GradientTest, EveryParameterGroupMatchesFiniteDifferences) {
   const double alpha = GetParam().alpha;
   const std::string name = GetParam().config;
-  const ModelConfig c = name == "small" ? SmallConfig() : *ModelConfigByName(name);
+  const ModelConfig c = name == "tiny" ? *ModelConfigByName(name) : VariantConfig(name);
   backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
   auto model = Model::Create(c, alpha, backend::NumericsMode::kFp32, &cpu);
   ASSERT_TRUE(model.ok()) << model.status();
@@ -55,8 +80,9 @@ TEST_P(GradientTest, EveryParameterGroupMatchesFiniteDifferences) {
     for (int64_t i = 0; i < g.size; ++i) {
       float& w = params[g.offset + i];
       if (!g.decay) w = static_cast<float>(1.0 + 0.3 * Uniform(&rng));  // norms ≠ 1
-      if (g.name == "embed") w *= 25.0f;  // embedding ~U(±0.5) so logits are not flat
-      w = RoundToHalf(w);                 // staged weights are fp16: make staging exact
+      if (g.name == "embed" || g.name == "lm_head") w *= 25.0f;  // ~U(±0.5): logits not flat
+      if (g.name == "embed" && name == "eps") w *= 0.004f;  // mean x² ~ 3e-7, comparable to eps
+      w = RoundToHalf(w);  // staged weights are fp16: make staging exact
     }
   }
   std::vector<uint16_t> tokens(c.seq + 1);
@@ -95,7 +121,13 @@ TEST_P(GradientTest, EveryParameterGroupMatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Configs, GradientTest,
                          ::testing::Values(Case{"small", 1.0}, Case{"small", 0.5},
-                                           Case{"tiny", 1.0}));
+                                           Case{"tiny", 1.0}, Case{"half", 1.0}, Case{"theta", 1.0},
+                                           Case{"qknorm", 1.0}, Case{"untied", 1.0},
+                                           Case{"eps", 1.0}, Case{"qwen3", 0.5}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return absl::StrCat(info.param.config, "_alpha",
+                                               static_cast<int>(info.param.alpha * 10));
+                         });
 
 }  // namespace
 }  // namespace anerd::training

@@ -251,7 +251,7 @@ TEST(HfExportTest, WritesTheConfigTransformersReads) {
 
 TEST(Llama2cExportTest, RefusesShapesTheFormatCannotHoldWithTheReason) {
   const ModelConfig tiny = *ModelConfigByName("tiny");
-  EXPECT_TRUE(CheckLlama2cExportable(tiny).ok());
+  EXPECT_TRUE(CheckLlama2cCanHold(tiny).ok());
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"head_dim=32", "head_dim"},       {"qk_norm=1", "qk_norm"},
       {"rope_style=half", "rope_style"}, {"rope_theta=1e6", "rope_theta"},
@@ -261,7 +261,7 @@ TEST(Llama2cExportTest, RefusesShapesTheFormatCannotHoldWithTheReason) {
     SCOPED_TRACE(kv);
     absl::StatusOr<ModelConfig> c = ParseCustomConfig(kv);
     ASSERT_TRUE(c.ok()) << c.status();
-    absl::Status s = CheckLlama2cExportable(*c);
+    absl::Status s = CheckLlama2cCanHold(*c);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(s.message(), AllOf(HasSubstr(field), HasSubstr("--format hf")));
     anerd::testing::TempDir dir;
