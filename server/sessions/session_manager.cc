@@ -18,6 +18,7 @@
 #include "common/system_memory.h"
 #include "server/sessions/session_internal.h"
 #include "server/sessions/session_recovery.h"
+#include "server/training/init_model.h"
 #include "server/training/memory_estimate.h"
 #include "spdlog/spdlog.h"
 
@@ -122,13 +123,16 @@ SessionManager::Session* SessionManager::Insert(std::unique_ptr<Session> s) {
 
 absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, std::string name,
                                                       std::string backend, std::string owner) {
-  ANERD_RETURN_IF_ERROR(training::ValidateSpec(spec));
   if (spec.data_path.empty()) return absl::InvalidArgumentError("data: a data file is required");
+  ANERD_RETURN_IF_ERROR(CheckPaths(spec));
+  // `--init FILE` without a model: the shape comes from the file's header (only after the path
+  // checks, so no file outside the roots is read).
+  ANERD_RETURN_IF_ERROR(training::ResolveInitModel(&spec));
+  ANERD_RETURN_IF_ERROR(training::ValidateSpec(spec));
   {
     absl::MutexLock lock(&mu_);
     ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));
   }
-  ANERD_RETURN_IF_ERROR(CheckPaths(spec));
   if (backend.empty()) backend = default_backend_;
   if (registry_->Find(backend) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", backend, "'"));
