@@ -123,13 +123,19 @@ SessionManager::Session* SessionManager::Insert(std::unique_ptr<Session> s) {
 
 absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, std::string name,
                                                       std::string backend, std::string owner) {
-  if (spec.data_path.empty()) return absl::InvalidArgumentError("data: a data file is required");
-  ANERD_RETURN_IF_ERROR(CheckPaths(spec));
-  // `--init FILE` without a model: the shape comes from the file's header (only after the path
-  // checks, so no file outside the roots is read).
-  ANERD_RETURN_IF_ERROR(training::ResolveInitModel(&spec));
   ANERD_RETURN_IF_ERROR(training::ValidateSpec(spec));
-  {
+  if (spec.data_path.empty()) return absl::InvalidArgumentError("data: a data file is required");
+  // `--init FILE` without a model: the shape comes from the file's header, read only after the
+  // path checks so that no file outside the roots is opened.
+  const bool model_from_init = spec.model_from_init;
+  if (!model_from_init) {
+    absl::MutexLock lock(&mu_);
+    ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));
+  }
+  ANERD_RETURN_IF_ERROR(CheckPaths(spec));
+  if (model_from_init) {
+    ANERD_RETURN_IF_ERROR(training::ResolveInitModel(&spec));
+    ANERD_RETURN_IF_ERROR(training::ValidateSpec(spec));
     absl::MutexLock lock(&mu_);
     ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));
   }

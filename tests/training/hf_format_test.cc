@@ -4,6 +4,7 @@
 // (numpy), and its plain-PyTorch forward is the reference the engine's loss must match.
 #include "server/training/hf_format.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -21,7 +22,7 @@
 #include "server/training/model.h"
 #include "server/training/model_export.h"
 #include "server/training/model_io.h"
-#include "tests/testing/process_harness.h"
+#include "tests/training/hf_test_util.h"
 
 namespace anerd::training {
 namespace {
@@ -33,7 +34,7 @@ constexpr char kPython[] = "/usr/bin/python3";
 const std::string kScript = std::string(ANERD_SOURCE_DIR) + "/tests/training/hf_reference.py";
 
 bool PythonHas(const char* modules) {
-  return anerd::testing::RunProgram({kPython, "-c", std::string("import ") + modules}).exit_code ==
+  return testing::Run({kPython, "-c", std::string("import ") + modules}).exit_code ==
          0;
 }
 
@@ -41,9 +42,9 @@ bool PythonHas(const char* modules) {
 #define GEN_OR_SKIP(dir, kind, seed, dtype, shards)                                                \
   do {                                                                                             \
     if (!PythonHas("numpy")) GTEST_SKIP() << kPython << " lacks numpy (Debian python3-numpy)";     \
-    auto r = anerd::testing::RunProgram({kPython, kScript, "gen", dir, kind, std::to_string(seed), \
+    auto r = testing::Run({kPython, kScript, "gen", dir, kind, std::to_string(seed), \
                                          dtype, std::to_string(shards)});                          \
-    ASSERT_EQ(r.exit_code, 0) << r.err;                                                            \
+    ASSERT_EQ(r.exit_code, 0) << r.out;                                                            \
   } while (0)
 
 std::string Slurp(const std::string& path) {
@@ -150,7 +151,7 @@ void ExpectRoundTrip(const std::string& src, const std::string& tmp, LoadedModel
 }
 
 TEST(HfImportTest, LlamaRoundTripsBitIdentically) {
-  anerd::testing::TempDir dir;
+  testing::TempDir dir;
   GEN_OR_SKIP(dir.path() + "/src", "llama", 1, "F32", 1);
   LoadedModel m;
   ExpectRoundTrip(dir.path() + "/src", dir.path(), &m);
@@ -158,7 +159,7 @@ TEST(HfImportTest, LlamaRoundTripsBitIdentically) {
 }
 
 TEST(HfImportTest, ShardedBf16Qwen3RoundTripsBitIdentically) {
-  anerd::testing::TempDir dir;
+  testing::TempDir dir;
   GEN_OR_SKIP(dir.path() + "/src", "qwen3", 2, "BF16", 3);
   LoadedModel m;
   ExpectRoundTrip(dir.path() + "/src", dir.path(), &m);
@@ -168,7 +169,7 @@ TEST(HfImportTest, ShardedBf16Qwen3RoundTripsBitIdentically) {
 }
 
 TEST(HfImportTest, PermutesRopeRowsIntoInterleavedPairs) {
-  anerd::testing::TempDir dir;
+  testing::TempDir dir;
   GEN_OR_SKIP(dir.path(), "llama", 3, "F16", 1);
   absl::StatusOr<LoadedModel> m = LoadHfCheckpoint(dir.path());
   ASSERT_TRUE(m.ok()) << m.status();
@@ -198,7 +199,7 @@ TEST(HfImportTest, PermutesRopeRowsIntoInterleavedPairs) {
 }
 
 TEST(HfImportTest, RefusesMissingUnexpectedAndMisshapenTensors) {
-  anerd::testing::TempDir dir;
+  testing::TempDir dir;
   GEN_OR_SKIP(dir.path(), "llama", 4, "F32", 1);
   absl::StatusOr<LoadedModel> m = LoadHfCheckpoint(dir.path());
   ASSERT_TRUE(m.ok()) << m.status();
@@ -264,7 +265,7 @@ TEST(Llama2cExportTest, RefusesShapesTheFormatCannotHoldWithTheReason) {
     absl::Status s = CheckLlama2cCanHold(*c);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(s.message(), AllOf(HasSubstr(field), HasSubstr("--format hf")));
-    anerd::testing::TempDir dir;
+    testing::TempDir dir;
     std::vector<float> params(c->NumParams(), 0.0f);
     EXPECT_EQ(ExportLlama2c(dir.path() + "/m.bin", *c, params).code(),
               absl::StatusCode::kInvalidArgument);
@@ -276,7 +277,7 @@ TEST(Llama2cExportTest, UntiedClassifierRoundTrips) {
   ASSERT_TRUE(c.ok()) << c.status();
   std::vector<float> params(c->NumParams());
   for (size_t i = 0; i < params.size(); ++i) params[i] = static_cast<float>(i % 97) * 0.01f;
-  anerd::testing::TempDir dir;
+  testing::TempDir dir;
   const std::string path = dir.path() + "/m.bin";
   ASSERT_TRUE(ExportLlama2c(path, *c, params).ok());
   absl::StatusOr<LoadedModel> m = LoadModelFile(path);
@@ -292,7 +293,7 @@ TEST(InitModelTest, TheShapeComesFromTheFile) {
       ParseCustomConfig("dim=48,hidden=80,layers=3,heads=6,kv_heads=2,vocab=300,seq=32");
   ASSERT_TRUE(c.ok()) << c.status();
   std::vector<float> params(c->NumParams(), 0.5f);
-  anerd::testing::TempDir dir;
+  testing::TempDir dir;
   const std::string path = dir.path() + "/m.bin";
   ASSERT_TRUE(ExportLlama2c(path, *c, params).ok());
 
@@ -322,7 +323,7 @@ TEST(InitModelTest, TheShapeComesFromTheFile) {
 }
 
 TEST(InitModelTest, AnHfCheckpointBringsItsConfig) {
-  anerd::testing::TempDir dir;
+  testing::TempDir dir;
   GEN_OR_SKIP(dir.path(), "qwen3", 5, "F32", 1);
   TrainSpec spec;
   spec.init_model_path = dir.path() + "/config.json";
@@ -341,7 +342,7 @@ TEST(InitModelTest, AnHfCheckpointBringsItsConfig) {
 // pairing (so a wrong import permutation cannot pass).
 void ExpectEngineMatchesTorch(const char* kind, const char* dtype) {
   if (!PythonHas("numpy, torch")) GTEST_SKIP() << kPython << " lacks torch";
-  anerd::testing::TempDir dir;
+  testing::TempDir dir;
   const std::string src = dir.path() + "/src", out = dir.path() + "/out";
   GEN_OR_SKIP(src, kind, 11, dtype, 1);
   absl::StatusOr<LoadedModel> m = LoadModelFile(src + "/config.json");
@@ -367,16 +368,19 @@ void ExpectEngineMatchesTorch(const char* kind, const char* dtype) {
     ASSERT_TRUE(loss.ok()) << loss.status();
     ours.push_back(*loss);
   }
-  auto run = anerd::testing::RunProgram({kPython, kScript, "ref", out, absl::StrJoin(tokens, ","),
+  auto run = testing::Run({kPython, kScript, "ref", out, absl::StrJoin(tokens, ","),
                                          absl::StrJoin(t1, ","), absl::StrJoin(t2, ",")});
-  ASSERT_EQ(run.exit_code, 0) << run.err;
-  const nlohmann::json ref = nlohmann::json::parse(run.out, nullptr, false);
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  const std::string last = run.out.substr(run.out.rfind('{'));
+  const nlohmann::json ref = nlohmann::json::parse(last, nullptr, false);
   ASSERT_FALSE(ref.is_discarded()) << run.out;
   for (int k = 0; k < 2; ++k) {
     const double want = ref["loss"][k], other = ref["loss_interleaved"][k];
     EXPECT_NEAR(ours[k], want, 2e-3 * want) << "targets " << k;
-    EXPECT_GT(std::fabs(ours[k] - other), 20 * 2e-3 * want)
-        << "the reference cannot tell the RoPE pairings apart";
+    // The engine is far closer to the right pairing than to the other one.
+    EXPECT_GT(std::fabs(ours[k] - other), 10 * std::max(std::fabs(ours[k] - want), 1e-4 * want))
+        << "targets " << k << ": ours " << ours[k] << ", reference " << want
+        << ", other pairing " << other;
   }
 }
 

@@ -98,7 +98,10 @@ def gen(d, kind, seed, dtype, shards=1):
               (p + "self_attn.v_proj.weight", mat(kv * hd, D)),
               (p + "self_attn.o_proj.weight", mat(D, nh * hd))]
         if kind == "qwen3":
-            t += [(p + "self_attn.q_norm.weight", norm(hd)), (p + "self_attn.k_norm.weight", norm(hd))]
+            # QK-norm scales q and k to unit RMS: weights near 3 keep attention peaked, so the
+            # RoPE pairing visibly matters.
+            t += [(p + "self_attn.q_norm.weight", 3 * norm(hd)),
+                  (p + "self_attn.k_norm.weight", 3 * norm(hd))]
         t += [(p + "mlp.gate_proj.weight", mat(H, D)), (p + "mlp.up_proj.weight", mat(H, D)),
               (p + "mlp.down_proj.weight", mat(D, H)),
               (p + "input_layernorm.weight", norm(D)),

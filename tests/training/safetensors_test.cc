@@ -11,7 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/process_harness.h"
+#include "tests/training/hf_test_util.h"
 
 namespace anerd::training {
 namespace {
