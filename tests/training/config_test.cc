@@ -228,10 +228,9 @@ TEST(CheckpointFields, InitFromADifferentArchitectureIsAClearError) {
 
 TEST(CheckpointFields, Llama2cExportRefusesWhatTheFormatCannotHold) {
   const std::string path = TempPath("x.bin");
-  for (const char* model :
-       {"dim=32,heads=2,rope_style=half", "dim=32,heads=2,rope_theta=500000",
-        "dim=32,heads=2,qk_norm=1", "dim=32,heads=2,tied=0", "dim=32,heads=2,norm_eps=1e-6",
-        "dim=32,heads=2,residual_scale=0.5", "dim=32,heads=2,head_dim=32"}) {
+  for (const char* model : {"dim=32,heads=2,rope_style=half", "dim=32,heads=2,rope_theta=500000",
+                            "dim=32,heads=2,qk_norm=1", "dim=32,heads=2,norm_eps=1e-6",
+                            "dim=32,heads=2,residual_scale=0.5", "dim=32,heads=2,head_dim=32"}) {
     const ModelConfig c = *ParseCustomConfig(model);
     absl::Status s = ExportLlama2c(path, c, std::vector<float>(c.NumParams()));
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << model;
