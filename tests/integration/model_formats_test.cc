@@ -52,14 +52,14 @@ TEST_F(ModelFormatsTest, InitTakesTheShapeFromTheFileAndExportsEveryFormat) {
     SCOPED_TRACE(init);
     const std::string b = Start(d, {"--init", init, "--steps", "1"});
     ASSERT_FALSE(b.empty());
-    EXPECT_THAT(Show(d, b)["spec"]["custom_config"].get<std::string>(), HasSubstr("dim=32"));
+    EXPECT_THAT(Show(d, b)["spec"]["config"].get<std::string>(), HasSubstr("dim=32"));
     std::vector<Json> events = Events(d, b);
     EXPECT_EQ(events.back()["state"], "completed") << events.back().dump();
   }
   // --config overrides seq; a key that disagrees with the file is refused naming it.
   const std::string s = Start(d, {"--init", bin, "--config", "seq=16", "--steps", "1"});
   ASSERT_FALSE(s.empty());
-  EXPECT_THAT(Show(d, s)["spec"]["custom_config"].get<std::string>(), HasSubstr("seq=16"));
+  EXPECT_THAT(Show(d, s)["spec"]["config"].get<std::string>(), HasSubstr("seq=16"));
   RunResult bad = d.Anectl(
       {"train", "start", "--data", data_, "--init", bin, "--config", "hidden=96", "--steps", "1"});
   EXPECT_NE(bad.exit_code, 0);
