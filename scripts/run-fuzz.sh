@@ -17,7 +17,8 @@ CC=clang CXX=clang++ cmake -S "${ROOT}" -B "${BUILD}" -G Ninja -DCMAKE_BUILD_TYP
   -DANERD_BUILD_FUZZ=ON -DANERD_BUILD_TESTS=OFF \
   -DCMAKE_C_FLAGS="${SAN}" -DCMAKE_CXX_FLAGS="${SAN}" >/dev/null
 TARGETS="${FUZZ_TARGETS:-mil_parser_fuzz blob_reader_fuzz cpu_planner_fuzz npy_fuzz state_rows_fuzz
-  session_events_fuzz checkpoint_reader_fuzz model_file_fuzz tokenizer_json_fuzz tokenizer_bin_fuzz}"
+  session_events_fuzz checkpoint_reader_fuzz model_file_fuzz tokenizer_json_fuzz tokenizer_bin_fuzz
+  safetensors_header_fuzz}"
 cmake --build "${BUILD}" --target ${TARGETS} -j"${JOBS:-2}" >"${BUILD}/fuzz-build.log" 2>&1 || {
   cat "${BUILD}/fuzz-build.log"
   exit 1

@@ -6,8 +6,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -307,8 +309,8 @@ int Watch(CommandContext& ctx, const std::string& id, int64_t from_step, bool fr
 }
 
 struct StartFlags {
-  std::string model = "tiny", config, init = "scratch", data, schedule, loss_scale, numerics,
-              sampling, residual_scale, name, backend, val_data;
+  std::string model, config, init = "scratch", data, schedule, loss_scale, numerics, sampling,
+                             residual_scale, name, backend, val_data;
   int64_t steps = 0, warmup = -1, accum = 0, seed = -1, checkpoint_every = 0;
   double lr = 0, min_lr = 0, clip = -1, weight_decay = -1, beta1 = 0, beta2 = 0, eps = 0,
          val_fraction = 0;
@@ -388,11 +390,15 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
       "itself; files anywhere else, and every file for a daemon reached over TCP, are uploaded "
       "first (bytes the daemon already has are not sent again). Unset flags take the engine's "
       "defaults.");
-  p.AddString("model", &f.model, "tiny | stories15m | stories110m | qwen3_0_6b (default tiny)");
+  p.AddString(
+      "model", &f.model,
+      "tiny | stories15m | stories110m | qwen3_0_6b (default: tiny, or --init's own shape)");
   p.AddString("config", &f.config,
-              "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq= (replaces "
-              "--model)");
-  p.AddString("init", &f.init, "scratch, or a llama2.c model file to fine-tune");
+              "custom model: dim=,hidden=,layers=,heads=,kv_heads=,head_dim=,vocab=,seq=; with "
+              "--init only overrides (seq=...), and must agree with the file otherwise");
+  p.AddString("init", &f.init,
+              "scratch, or a model to fine-tune: a llama2.c file, a seed checkpoint, or a Hugging "
+              "Face checkpoint directory (config.json + safetensors); its shape needs no --config");
   p.AddString("data", &f.data, "uint16 token file (.bin) or UTF-8 text file");
   p.AddInt("steps", &f.steps, "optimizer steps (default 1000)");
   p.AddDouble("lr", &f.lr, "peak learning rate (default 3e-4)");
@@ -435,9 +441,14 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   v1::StartTrainingRequest req;
   v1::TrainingSpec* s = req.mutable_spec();
   s->set_name(f.name);
-  s->set_model(f.config.empty() ? f.model : "");
+  const bool init = f.init != "scratch";
+  // Without --model and --config, an init file brings its own shape; tiny otherwise.
+  s->set_model(!f.config.empty() ? "" : !f.model.empty() ? f.model : init ? "" : "tiny");
   s->set_custom_config(f.config);
-  s->set_init(f.init == "scratch" ? "" : Absolute(f.init));
+  std::string init_path = init ? Absolute(f.init) : "";
+  std::error_code ec;
+  if (init && std::filesystem::is_directory(init_path, ec)) init_path += "/config.json";
+  s->set_init(init_path);
   s->set_data(Absolute(f.data));
   s->set_val_fraction(f.val_fraction);
   if (!f.val_data.empty()) s->set_val_data(Absolute(f.val_data));
@@ -649,42 +660,98 @@ int Remove(CommandContext& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// Where an exported file named `name` goes: `dest` itself for the one-file formats, else
+// `dest`/`name`. The daemon's file names are plain names; anything else is refused.
+absl::StatusOr<std::string> ExportTarget(const std::string& format, const std::string& dest,
+                                         const std::string& name) {
+  if (name.empty() || name[0] == '.' || name.find('/') != std::string::npos) {
+    return absl::InternalError("the daemon sent an export file name that is not a plain name: '" +
+                               name + "'");
+  }
+  return format == "hf" ? dest + "/" + name : dest;
+}
+
 int Export(CommandContext& ctx, const std::vector<std::string>& args) {
-  std::string key, file;
-  ArgParser p("anectl train export ID FILE",
-              "Writes the session's latest weights as a llama2.c model file.");
+  std::string key, dest, format = "llama2c";
+  ArgParser p("anectl train export ID [--format llama2c|hf|native] DEST",
+              "Writes the session's latest weights: llama2c (default) a llama2.c model file DEST; "
+              "hf a directory DEST with config.json and model.safetensors (transformers' "
+              "AutoModelForCausalLM loads it); native anerd's checkpoint file DEST (with "
+              "optimizer state). A model llama2.c cannot hold is refused with the reason.");
+  p.AddString("format", &format, "llama2c | hf | native");
   p.AddPositional("ID", &key, "session id, unique prefix or name");
-  p.AddPositional("FILE", &file, "where to write the model");
+  p.AddPositional("DEST", &dest, "the file (llama2c, native) or directory (hf) to write");
   if (int r = ParseOrExit(p, args); r >= 0) return r;
+  if (format != "llama2c" && format != "hf" && format != "native") {
+    std::fprintf(stderr, "anectl: --format must be llama2c, hf or native\n");
+    return kExitUsage;
+  }
   absl::StatusOr<std::string> id = ResolveSession(ctx, key);
   if (!id.ok()) return ctx.Fail(id.status());
+  if (format == "hf") {
+    std::error_code ec;
+    std::filesystem::create_directories(dest, ec);
+    if (ec) return ctx.Fail(absl::PermissionDeniedError("cannot create directory " + dest));
+  }
   client::AnerdClient* client = *ctx.Client();
   v1::ExportModelRequest r;
   r.set_session_id(*id);
+  r.set_format(format);
   auto context = client->NewContext(absl::Minutes(30));
   auto reader = client->stub()->ExportModel(context.get(), r);
-  const std::string tmp = file + ".part";
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  // Each file goes to a ".part" file, renamed into place once the stream ended well.
+  std::vector<std::pair<std::string, std::string>> parts;  // (part, final)
+  auto discard = [&parts] {
+    for (const auto& [part, target] : parts) std::remove(part.c_str());
+  };
+  std::ofstream out;
   v1::ExportModelChunk chunk;
   uint64_t written = 0;
-  while (reader->Read(&chunk)) {
+  absl::Status failed;
+  while (failed.ok() && reader->Read(&chunk)) {
+    if (!chunk.file_name().empty() || parts.empty()) {
+      absl::StatusOr<std::string> target =
+          ExportTarget(format, dest, chunk.file_name().empty() ? "model.bin" : chunk.file_name());
+      if (!target.ok()) {
+        failed = target.status();
+        break;
+      }
+      out.close();
+      parts.push_back({*target + ".part", *target});
+      out.open(parts.back().first, std::ios::binary | std::ios::trunc);
+    }
     out.write(chunk.data().data(), chunk.data().size());
+    if (!out) failed = absl::PermissionDeniedError("cannot write " + parts.back().first);
     written += chunk.data().size();
   }
   out.close();
+  if (!failed.ok()) context->TryCancel();
   grpc::Status st = reader->Finish();
-  if (!st.ok() || !out) {
-    std::remove(tmp.c_str());
-    return ctx.Fail(st.ok() ? absl::PermissionDeniedError("cannot write " + file)
-                            : CallStatus(st, ctx));
+  if (failed.ok() && !st.ok()) failed = CallStatus(st, ctx);
+  if (failed.ok() && parts.empty()) failed = absl::InternalError("the daemon sent no file");
+  if (!failed.ok()) {
+    discard();
+    return ctx.Fail(failed);
   }
-  if (std::rename(tmp.c_str(), file.c_str()) != 0) {
-    return ctx.Fail(absl::PermissionDeniedError("cannot rename " + tmp + " to " + file));
+  for (const auto& [part, target] : parts) {
+    if (std::rename(part.c_str(), target.c_str()) != 0) {
+      discard();
+      return ctx.Fail(absl::PermissionDeniedError("cannot rename " + part + " to " + target));
+    }
   }
   if (ctx.json()) {
-    std::cout << Json{{"schema_version", 1}, {"path", file}, {"bytes", written}}.dump(2) << "\n";
+    Json files = Json::array();
+    for (const auto& [part, target] : parts) files.push_back(target);
+    std::cout << Json{{"schema_version", 1},
+                      {"path", dest},
+                      {"format", format},
+                      {"files", files},
+                      {"bytes", written}}
+                     .dump(2)
+              << "\n";
   } else {
-    std::cout << "wrote " << file << " (" << FormatBytes(written) << ")\n";
+    std::cout << "wrote " << dest << " (" << (format == "llama2c" ? "" : format + ", ")
+              << FormatBytes(written) << ")\n";
   }
   return kExitOk;
 }
@@ -844,7 +911,7 @@ int RunTrain(CommandContext& ctx, const std::vector<std::string>& args) {
          return SessionCall(c, a, "resume");
        }},
       {"rm", "delete a session", Remove},
-      {"export", "write the model as a llama2.c file", Export},
+      {"export", "write the model as a llama2.c file, an HF checkpoint or a checkpoint", Export},
       {"trace", "write a Chrome/Perfetto trace of the latest steps' phases", Trace},
   };
   return RunSubcommand(ctx, "train", *subcommands, args);

@@ -325,7 +325,14 @@ void ValidationToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
 
 absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& p) {
   training::TrainSpec spec;
-  if (!p.custom_config().empty()) {
+  if (!p.init().empty() && p.init() != "scratch") spec.init_model_path = p.init();
+  // An init file without a named model: its own config (with custom_config's keys as overrides)
+  // is the model, resolved by the session manager after the path checks; tiny holds the place.
+  if (!spec.init_model_path.empty() && p.model().empty()) {
+    spec.model_from_init = true;
+    spec.model_overrides = p.custom_config();
+    spec.model = *training::ModelConfigByName("tiny");
+  } else if (!p.custom_config().empty()) {
     absl::StatusOr<training::ModelConfig> config = training::ParseCustomConfig(p.custom_config());
     if (!config.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("custom_config: ", config.status().message()));
@@ -339,7 +346,6 @@ absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& p) {
     }
     spec.model = *std::move(config);
   }
-  if (!p.init().empty() && p.init() != "scratch") spec.init_model_path = p.init();
   spec.data_path = p.data();
   if (absl::Status s = ArtifactFieldsFromProto(p, &spec); !s.ok()) return s;
   if (p.steps() != 0) spec.steps = p.steps();

@@ -4,13 +4,16 @@
 #include <atomic>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <memory>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
 #include "server/service/anerd_service.h"
 #include "server/service/convert.h"
+#include "server/training/model_export.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::service {
@@ -32,11 +35,15 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
   return Done(context, session.status());
 }
 
-// Streams a finished export file, then deletes it.
+// Streams the files of a finished export, one after another (each file's first chunk names it),
+// then deletes the export directory.
 class ExportReactor : public grpc::ServerWriteReactor<v1::ExportModelChunk> {
  public:
-  ExportReactor(sessions::SessionManager* sessions, const std::string& id) {
-    sessions->Export(id, [this](absl::StatusOr<std::string> path) { Begin(std::move(path)); });
+  ExportReactor(sessions::SessionManager* sessions, const std::string& id,
+                training::ExportFormat format)
+      : files_(training::ExportFileNames(format)) {
+    sessions->Export(id, format,
+                     [this](absl::StatusOr<std::string> dir) { Begin(std::move(dir)); });
   }
   void OnWriteDone(bool ok) override {
     if (!ok) return End(absl::CancelledError("client went away"));
@@ -45,35 +52,57 @@ class ExportReactor : public grpc::ServerWriteReactor<v1::ExportModelChunk> {
   void OnDone() override { delete this; }
 
  private:
-  void Begin(absl::StatusOr<std::string> path) {
-    if (!path.ok()) return End(path.status());
-    path_ = *path;
-    in_.open(path_, std::ios::binary | std::ios::ate);
-    if (!in_) return End(absl::InternalError("cannot read the exported model"));
-    total_ = static_cast<uint64_t>(in_.tellg());
-    in_.seekg(0);
+  void Begin(absl::StatusOr<std::string> dir) {
+    if (!dir.ok()) return End(dir.status());
+    dir_ = *dir;
     Next();
   }
+  // Sends the next chunk: the rest of the current file, else the next file's first chunk (one,
+  // possibly empty, that names it), else finishes.
   void Next() {
-    std::string buf(kExportChunkBytes, '\0');
-    in_.read(buf.data(), buf.size());
-    buf.resize(in_.gcount());
-    if (buf.empty() && sent_any_) return End(absl::OkStatus());
-    chunk_.Clear();
-    chunk_.set_data(std::move(buf));
-    if (!sent_any_) chunk_.set_total_bytes(total_);
-    sent_any_ = true;
-    StartWrite(&chunk_);
+    while (true) {
+      if (!in_.is_open()) {
+        if (next_file_ >= files_.size()) return End(absl::OkStatus());
+        in_.clear();
+        in_.open(dir_ + "/" + files_[next_file_], std::ios::binary | std::ios::ate);
+        if (!in_) return End(absl::InternalError("cannot read the exported model"));
+        total_ = static_cast<uint64_t>(in_.tellg());
+        in_.seekg(0);
+        started_file_ = false;
+      }
+      std::string buf(kExportChunkBytes, '\0');
+      in_.read(buf.data(), buf.size());
+      buf.resize(in_.gcount());
+      if (!buf.empty() || !started_file_) {
+        chunk_.Clear();
+        chunk_.set_data(std::move(buf));
+        if (!started_file_) {
+          chunk_.set_total_bytes(total_);
+          chunk_.set_file_name(files_[next_file_]);
+        }
+        started_file_ = true;
+        StartWrite(&chunk_);
+        return;
+      }
+      in_.close();
+      ++next_file_;
+    }
   }
   void End(const absl::Status& status) {
-    if (!path_.empty()) std::remove(path_.c_str());
+    in_.close();
+    if (!dir_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
+    }
     Finish(ToGrpcStatus(status));
   }
 
-  std::string path_;
+  const std::vector<std::string> files_;
+  size_t next_file_ = 0;
+  std::string dir_;
   std::ifstream in_;
   uint64_t total_ = 0;
-  bool sent_any_ = false;
+  bool started_file_ = false;
   v1::ExportModelChunk chunk_;
 };
 
@@ -288,7 +317,9 @@ grpc::ServerWriteReactor<v1::ExportModelChunk>* AnerdService::ExportModel(
   absl::StatusOr<sessions::SessionSnapshot> visible =
       VisibleSession(CallerOf(context), request->session_id());
   if (!visible.ok()) return new FailedWrite<v1::ExportModelChunk>(visible.status());
-  return new ExportReactor(&engine_->sessions(), request->session_id());
+  absl::StatusOr<training::ExportFormat> format = training::ParseExportFormat(request->format());
+  if (!format.ok()) return new FailedWrite<v1::ExportModelChunk>(format.status());
+  return new ExportReactor(&engine_->sessions(), request->session_id(), *format);
 }
 
 grpc::ServerWriteReactor<v1::SessionEvent>* AnerdService::WatchSession(

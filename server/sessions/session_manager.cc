@@ -18,6 +18,7 @@
 #include "common/system_memory.h"
 #include "server/sessions/session_internal.h"
 #include "server/sessions/session_recovery.h"
+#include "server/training/init_model.h"
 #include "server/training/memory_estimate.h"
 #include "server/training/validation_split.h"
 #include "spdlog/spdlog.h"
@@ -133,11 +134,20 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
                                                       std::string backend, std::string owner) {
   ANERD_RETURN_IF_ERROR(training::ValidateSpec(spec));
   if (spec.data_path.empty()) return absl::InvalidArgumentError("data: a data file is required");
-  {
+  // `--init FILE` without a model: the shape comes from the file's header, read only after the
+  // path checks so that no file outside the roots is opened.
+  const bool model_from_init = spec.model_from_init;
+  if (!model_from_init) {
     absl::MutexLock lock(&mu_);
     ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));
   }
   ANERD_RETURN_IF_ERROR(CheckPaths(spec));
+  if (model_from_init) {
+    ANERD_RETURN_IF_ERROR(training::ResolveInitModel(&spec));
+    ANERD_RETURN_IF_ERROR(training::ValidateSpec(spec));
+    absl::MutexLock lock(&mu_);
+    ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));
+  }
   ANERD_RETURN_IF_ERROR(training::ResolveValidationSplit(&spec));
   if (backend.empty()) backend = default_backend_;
   if (registry_->Find(backend) == nullptr) {

@@ -55,6 +55,7 @@
 #include "server/sessions/session_store.h"
 #include "server/store/store.h"
 #include "server/training/config.h"
+#include "server/training/model_export.h"
 #include "server/training/trainer.h"
 
 namespace anerd::sessions {
@@ -125,9 +126,11 @@ class SessionManager {
   absl::StatusOr<SessionSnapshot> Stop(const std::string& id);
   absl::StatusOr<SessionSnapshot> Resume(const std::string& id, int64_t extra_steps);
   absl::Status Delete(const std::string& id);
-  // Writes the session's latest weights as a llama2.c file to a temp path, on the executor;
-  // `done` receives the path (the caller deletes it).
-  void Export(const std::string& id, std::function<void(absl::StatusOr<std::string>)> done);
+  // Writes the session's latest weights in `format` into a new temporary directory, on the
+  // executor; `done` receives the directory, which holds training::ExportFileNames(format) (the
+  // caller deletes it). INVALID_ARGUMENT when the format cannot hold the model.
+  void Export(const std::string& id, training::ExportFormat format,
+              std::function<void(absl::StatusOr<std::string>)> done);
 
   // Watching. The first sequence number at or after `from_step` (0 = the start).
   absl::StatusOr<uint64_t> SeqForStep(const std::string& id, int64_t from_step);
@@ -186,7 +189,7 @@ class SessionManager {
   bool RecoverFromWorkerLoss(Session* s, const absl::Status& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExportOnExecutor(const std::string& id, const std::string& checkpoint,
-                        const std::string& backend,
+                        const std::string& backend, training::ExportFormat format,
                         const std::function<void(absl::StatusOr<std::string>)>& done);
 
   // --- session_manager.cc.

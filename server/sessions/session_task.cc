@@ -2,7 +2,10 @@
 // time; a turn builds the trainer, takes one step or stops, then queues the next turn. Checkpoints
 // are written on the task without holding mu_ (the trainer is touched only by its own tasks).
 #include <algorithm>
+#include <atomic>
 #include <exception>
+#include <filesystem>
+#include <memory>
 #include <new>
 #include <string>
 #include <utility>
@@ -11,6 +14,7 @@
 #include "server/sessions/session_internal.h"
 #include "server/sessions/session_manager.h"
 #include "server/training/memory_estimate.h"
+#include "server/training/model_export.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::sessions {
@@ -256,7 +260,7 @@ void SessionManager::FailAfterException(const std::string& id, const char* what)
   SetState(s, SessionState::kFailed);
 }
 
-void SessionManager::Export(const std::string& id,
+void SessionManager::Export(const std::string& id, training::ExportFormat format,
                             std::function<void(absl::StatusOr<std::string>)> done) {
   std::string backend, checkpoint;
   {
@@ -271,10 +275,10 @@ void SessionManager::Export(const std::string& id,
     checkpoint = (*s)->checkpoint_path;
   }
   submit_(backend, "export",
-          [this, id, checkpoint, backend, done](absl::Status admission, absl::Duration) {
+          [this, id, checkpoint, backend, format, done](absl::Status admission, absl::Duration) {
             if (!admission.ok()) return done(admission);
             try {
-              ExportOnExecutor(id, checkpoint, backend, done);
+              ExportOnExecutor(id, checkpoint, backend, format, done);
             } catch (const std::exception& e) {
               done(absl::ResourceExhaustedError(absl::StrCat("export failed: ", e.what())));
             }
@@ -283,8 +287,10 @@ void SessionManager::Export(const std::string& id,
 
 void SessionManager::ExportOnExecutor(
     const std::string& id, const std::string& checkpoint, const std::string& backend,
-    const std::function<void(absl::StatusOr<std::string>)>& done) {
-  const std::string path = SessionDir(id) + "/export.tmp";
+    training::ExportFormat format, const std::function<void(absl::StatusOr<std::string>)>& done) {
+  static std::atomic<uint64_t> counter{0};
+  // One directory per export, so concurrent exports of a session never share a file.
+  const std::string dir = absl::StrCat(SessionDir(id), "/export.", counter++, ".tmp");
   training::Trainer* live = nullptr;
   {
     absl::MutexLock lock(&mu_);
@@ -292,15 +298,23 @@ void SessionManager::ExportOnExecutor(
     if (!s.ok()) return done(s.status());
     live = (*s)->trainer.get();  // safe: the trainer changes only on this executor thread
   }
-  if (live != nullptr) {
-    absl::Status st = live->ExportLlama2c(path);
-    return st.ok() ? done(path) : done(st);
+  std::unique_ptr<training::Trainer> loaded;
+  if (live == nullptr) {
+    absl::StatusOr<std::unique_ptr<training::Trainer>> resumed =
+        training::Trainer::Resume(checkpoint, registry_->Find(backend));
+    if (!resumed.ok()) return done(resumed.status());
+    loaded = *std::move(resumed);
+    live = loaded.get();
   }
-  absl::StatusOr<std::unique_ptr<training::Trainer>> loaded =
-      training::Trainer::Resume(checkpoint, registry_->Find(backend));
-  if (!loaded.ok()) return done(loaded.status());
-  absl::Status st = (*loaded)->ExportLlama2c(path);
-  return st.ok() ? done(path) : done(st);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return done(absl::PermissionDeniedError(absl::StrCat("cannot create ", dir)));
+  absl::Status st = training::ExportTrainer(*live, format, dir);
+  if (!st.ok()) {
+    std::filesystem::remove_all(dir, ec);
+    return done(st);
+  }
+  return done(dir);
 }
 
 }  // namespace anerd::sessions

@@ -107,7 +107,14 @@ absl::string_view RopeStyleName(ModelConfig::RopeStyle style);
 
 struct TrainSpec {
   ModelConfig model;
-  std::string init_model_path;  // "" = from scratch; else a llama2.c model or a seed v4 checkpoint
+  std::string init_model_path;  // "" = from scratch; else a llama2.c model, a seed v4 checkpoint or
+                                // a Hugging Face checkpoint (model_io.h LoadModelFile)
+  // Set when the request names an init file but no model: `model` is a placeholder until
+  // ResolveInitModel (init_model.h) reads the file's own config; model_overrides holds the
+  // request's ParseCustomConfig keys to apply on top. Not serialised (resolved before the session
+  // exists).
+  bool model_from_init = false;
+  std::string model_overrides;
   std::string data_path;
   std::string data_format;  // "tokens" (uint16 LE) | "text" (UTF-8, byte tokens) | "" (by
                             // extension: .bin = tokens, else text)

@@ -1,18 +1,14 @@
 #include "server/training/model_io.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
+#include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "common/atomic_file.h"
-#include "common/regular_file.h"
 #include "common/status_macros.h"
+#include "server/training/file_io.h"
+#include "server/training/hf_format.h"
 #include "server/training/kernels.h"
 #include "server/training/model.h"
 
@@ -23,89 +19,6 @@ constexpr int32_t kSeedMagic = 0x424C5A54;
 constexpr char kCkptMagic[8] = {'A', 'N', 'E', 'R', 'D', 'C', 'K', 'P'};
 constexpr uint32_t kCkptVersion = 1;
 constexpr int kMaxDimension = 1 << 20;
-
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  const int e = errno;
-  // ENOENT → NOT_FOUND, ENOSPC → RESOURCE_EXHAUSTED, ...; the message names the path.
-  return absl::ErrnoToStatus(e, absl::StrCat(what, " ", path));
-}
-
-// A read-only file with exact positional reads.
-class InFile {
- public:
-  ~InFile() {
-    if (fd_ >= 0) close(fd_);
-  }
-  absl::Status Open(const std::string& path) {
-    path_ = path;
-    ANERD_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path, "file"));
-    size_ = file.st.st_size;
-    fd_ = file.fd.release();
-    return absl::OkStatus();
-  }
-  int64_t size() const { return size_; }
-  absl::Status Read(int64_t offset, void* dst, int64_t n) {
-    auto* p = static_cast<char*>(dst);
-    while (n > 0) {
-      const ssize_t got = pread(fd_, p, static_cast<size_t>(std::min<int64_t>(n, 1 << 30)), offset);
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) return ErrnoError("cannot read", path_);
-      if (got == 0) return absl::DataLossError(absl::StrCat(path_, ": unexpected end of file"));
-      p += got;
-      offset += got;
-      n -= got;
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  int64_t size_ = 0;
-};
-
-// Writes a temporary file next to `path` and renames it over `path` on Commit.
-class AtomicOutFile {
- public:
-  ~AtomicOutFile() {
-    if (fd_ >= 0) close(fd_);
-    if (!committed_ && !tmp_.empty()) unlink(tmp_.c_str());
-  }
-  absl::Status Open(const std::string& path) {
-    static std::atomic<int> counter{0};
-    path_ = path;
-    tmp_ = absl::StrCat(path, ".tmp.", getpid(), ".", counter++);
-    fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd_ < 0) return ErrnoError("cannot create", tmp_);
-    return absl::OkStatus();
-  }
-  absl::Status Write(const void* data, int64_t n) {
-    const auto* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t put = write(fd_, p, static_cast<size_t>(std::min<int64_t>(n, 1 << 30)));
-      if (put < 0 && errno == EINTR) continue;
-      if (put < 0) return ErrnoError("cannot write", tmp_);
-      p += put;
-      n -= put;
-    }
-    return absl::OkStatus();
-  }
-  absl::Status Commit() {
-    if (fsync(fd_) != 0) return ErrnoError("cannot fsync", tmp_);
-    const int rc = close(fd_);
-    fd_ = -1;
-    if (rc != 0) return ErrnoError("cannot close", tmp_);
-    if (rename(tmp_.c_str(), path_.c_str()) != 0) return ErrnoError("cannot rename onto", path_);
-    committed_ = true;
-    const size_t slash = path_.rfind('/');
-    return SyncDirectory(slash == std::string::npos ? "." : path_.substr(0, slash));
-  }
-
- private:
-  std::string path_, tmp_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 absl::Status Bad(const std::string& path, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("model file ", path, ": ", why));
@@ -134,6 +47,14 @@ absl::StatusOr<int64_t> CheckedParams(const std::string& path, const ModelConfig
   return *n;
 }
 
+// The offset of the untied classifier (group "lm_head").
+int64_t LmHeadOffset(const ParamLayout& layout) {
+  for (const ParamGroup& g : layout.groups()) {
+    if (g.name == "lm_head") return g.offset;
+  }
+  return layout.total();  // unreachable for an untied config's layout
+}
+
 // The arrays of one layer-stacked llama2.c tensor, in file order.
 struct StackedArray {
   int64_t ParamLayout::Layer::*field;
@@ -156,8 +77,8 @@ std::vector<StackedArray> Llama2cLayerArrays(const ModelConfig& c) {
 absl::Status CheckLlama2cCanHold(const ModelConfig& c) {
   const ModelConfig def;
   auto refuse = [](absl::string_view what) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the llama2.c format cannot hold this model: ", what));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the llama2.c format cannot hold this model: ", what, " (export --format hf or native)"));
   };
   if (c.rope_style != def.rope_style) {
     return refuse("rope_style half (llama2.c rotates interleaved pairs)");
@@ -166,7 +87,6 @@ absl::Status CheckLlama2cCanHold(const ModelConfig& c) {
   if (c.qk_norm) return refuse("qk_norm (no q/k norm weights in the format)");
   if (c.norm_eps != def.norm_eps) return refuse("norm_eps other than 1e-5");
   if (c.residual_scale != def.residual_scale) return refuse("residual_scale other than 1");
-  if (!c.tied_embeddings) return refuse("an untied lm_head (anerd writes tied files only)");
   if (int64_t{c.heads} * c.head_dim != c.dim) {
     return refuse("head_dim other than dim / heads (the header has no head_dim)");
   }
@@ -189,30 +109,62 @@ uint32_t Crc32(const void* data, size_t n, uint32_t crc) {
   return ~crc;
 }
 
-absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path) {
-  InFile f;
-  ANERD_RETURN_IF_ERROR(f.Open(path));
+namespace {
+
+// The checked config of a llama2.c header; a negative vocab_size marks an untied classifier.
+absl::StatusOr<ModelConfig> Llama2cHeaderConfig(const InFile& f) {
+  const std::string& path = f.path();
   int32_t h[7];
   if (f.size() < static_cast<int64_t>(sizeof(h)))
     return Bad(path, "shorter than the 28-byte header");
   ANERD_RETURN_IF_ERROR(f.Read(0, h, sizeof(h)));
-  if (h[5] < 0) {
-    return Bad(path,
-               "untied classifier (negative vocab_size) is not supported; anerd trains a "
-               "tied embedding");
-  }
-  LoadedModel m;
-  ModelConfig& c = m.config;
+  ModelConfig c;
   c.name = "llama2c";
   c.dim = h[0], c.hidden = h[1], c.layers = h[2], c.heads = h[3], c.kv_heads = h[4];
-  c.vocab = h[5], c.seq = h[6];
+  c.tied_embeddings = h[5] >= 0;
+  c.vocab = h[5] == INT32_MIN ? 0 : std::abs(h[5]), c.seq = h[6];
   c.head_dim = c.heads > 0 ? c.dim / c.heads : 0;
   if (c.heads > 0 && c.dim % c.heads != 0) return Bad(path, "dim is not divisible by n_heads");
   ANERD_RETURN_IF_ERROR(CheckHeaderConfig(path, &c));
+  return c;
+}
+
+// The checked config of a seed v4 checkpoint header and its Adam step count.
+absl::StatusOr<ModelConfig> SeedV4HeaderConfig(const InFile& f, int64_t* adam_t) {
+  const std::string& path = f.path();
+  int32_t h[24];
+  if (f.size() < 96) return Bad(path, "shorter than the seed's 96-byte checkpoint header");
+  ANERD_RETURN_IF_ERROR(f.Read(0, h, 96));
+  if (h[0] != kSeedMagic) return Bad(path, "not a seed checkpoint (bad magic)");
+  if (h[1] != 4)
+    return Bad(path, absl::StrCat("seed checkpoint version ", h[1], " (only 4 is supported)"));
+  ModelConfig c;
+  c.name = "seed_v4";
+  c.layers = h[4], c.vocab = h[5], c.dim = h[6], c.hidden = h[7], c.heads = h[8], c.seq = h[9];
+  c.kv_heads = h[21], c.head_dim = h[22];
+  ANERD_RETURN_IF_ERROR(CheckHeaderConfig(path, &c));
+  if (h[23] != c.q_dim()) return Bad(path, "q_dim does not equal n_heads * head_dim");
+  *adam_t = h[20];
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path) {
+  InFile f;
+  ANERD_RETURN_IF_ERROR(f.Open(path));
+  LoadedModel m;
+  ANERD_ASSIGN_OR_RETURN(m.config, Llama2cHeaderConfig(f));
+  const ModelConfig& c = m.config;
   // The header's size is checked against the file's before anything is allocated.
   ANERD_ASSIGN_OR_RETURN(const int64_t base, CheckedParams(path, c));
   const int64_t freq = int64_t{c.seq} * c.head_dim;  // real + imag, seq·HD/2 each
   const int64_t bytes_plain = 28 + 4 * base, bytes_freq = 28 + 4 * (base + freq);
+  if (!c.tied_embeddings && f.size() != bytes_freq) {
+    // An untied file's classifier follows the freq_cis tables (llama2.c export.py).
+    return Bad(path, absl::StrCat("size ", f.size(), " does not match its header (expected ",
+                                  bytes_freq, " bytes: an untied classifier after freq_cis)"));
+  }
   if (f.size() != bytes_plain && f.size() != bytes_freq) {
     return Bad(path, absl::StrCat("size ", f.size(), " does not match its header (expected ",
                                   bytes_plain, " or ", bytes_freq, " bytes with freq_cis)"));
@@ -233,6 +185,10 @@ absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path) {
     }
   }
   ANERD_RETURN_IF_ERROR(read(m.params.data() + layout.rms_final(), d));
+  if (!c.tied_embeddings) {
+    off += 4 * freq;
+    ANERD_RETURN_IF_ERROR(read(m.params.data() + LmHeadOffset(layout), int64_t{c.vocab} * d));
+  }
   return m;
 }
 
@@ -245,7 +201,9 @@ absl::Status ExportLlama2c(const std::string& path, const ModelConfig& c,
   }
   AtomicOutFile f;
   ANERD_RETURN_IF_ERROR(f.Open(path));
-  const int32_t h[7] = {c.dim, c.hidden, c.layers, c.heads, c.kv_heads, c.vocab, c.seq};
+  const int32_t h[7] = {c.dim,   c.hidden,   c.layers,
+                        c.heads, c.kv_heads, c.tied_embeddings ? c.vocab : -c.vocab,
+                        c.seq};
   ANERD_RETURN_IF_ERROR(f.Write(h, sizeof(h)));
   const int64_t d = c.dim;
   ANERD_RETURN_IF_ERROR(f.Write(params.data() + layout.embed(), int64_t{c.vocab} * d * 4));
@@ -266,26 +224,18 @@ absl::Status ExportLlama2c(const std::string& path, const ModelConfig& c,
   }
   ANERD_RETURN_IF_ERROR(f.Write(re.data(), re.size() * 4));
   ANERD_RETURN_IF_ERROR(f.Write(im.data(), im.size() * 4));
+  if (!c.tied_embeddings) {
+    ANERD_RETURN_IF_ERROR(f.Write(params.data() + LmHeadOffset(layout), int64_t{c.vocab} * d * 4));
+  }
   return f.Commit();
 }
 
 absl::StatusOr<LoadedModel> LoadSeedV4(const std::string& path) {
   InFile f;
   ANERD_RETURN_IF_ERROR(f.Open(path));
-  int32_t h[24];
-  if (f.size() < 96) return Bad(path, "shorter than the seed's 96-byte checkpoint header");
-  ANERD_RETURN_IF_ERROR(f.Read(0, h, 96));
-  if (h[0] != kSeedMagic) return Bad(path, "not a seed checkpoint (bad magic)");
-  if (h[1] != 4)
-    return Bad(path, absl::StrCat("seed checkpoint version ", h[1], " (only 4 is supported)"));
   LoadedModel m;
-  ModelConfig& c = m.config;
-  c.name = "seed_v4";
-  c.layers = h[4], c.vocab = h[5], c.dim = h[6], c.hidden = h[7], c.heads = h[8], c.seq = h[9];
-  c.kv_heads = h[21], c.head_dim = h[22];
-  ANERD_RETURN_IF_ERROR(CheckHeaderConfig(path, &c));
-  if (h[23] != c.q_dim()) return Bad(path, "q_dim does not equal n_heads * head_dim");
-  m.adam_t = h[20];
+  ANERD_ASSIGN_OR_RETURN(m.config, SeedV4HeaderConfig(f, &m.adam_t));
+  const ModelConfig& c = m.config;
   ANERD_ASSIGN_OR_RETURN(const int64_t total, CheckedParams(path, c));
   const int64_t expected = 96 + 4 * 3 * total;
   if (f.size() != expected) {
@@ -321,6 +271,7 @@ absl::StatusOr<LoadedModel> LoadSeedV4(const std::string& path) {
 }
 
 absl::StatusOr<LoadedModel> LoadModelFile(const std::string& path) {
+  if (IsHfCheckpointPath(path)) return LoadHfCheckpoint(HfCheckpointDir(path));
   InFile f;
   ANERD_RETURN_IF_ERROR(f.Open(path));
   char head[8] = {};
@@ -339,6 +290,23 @@ absl::StatusOr<LoadedModel> LoadModelFile(const std::string& path) {
   std::memcpy(&magic, head, 4);
   if (magic == kSeedMagic) return LoadSeedV4(path);
   return LoadLlama2c(path);
+}
+
+absl::StatusOr<ModelConfig> ReadModelFileConfig(const std::string& path) {
+  if (IsHfCheckpointPath(path)) return ReadHfConfig(HfCheckpointDir(path));
+  InFile f;
+  ANERD_RETURN_IF_ERROR(f.Open(path));
+  int32_t magic = 0;
+  if (f.size() >= 4) ANERD_RETURN_IF_ERROR(f.Read(0, &magic, 4));
+  int64_t adam_t = 0;
+  if (magic == kSeedMagic) return SeedV4HeaderConfig(f, &adam_t);
+  char head[8] = {};
+  if (f.size() >= 8) ANERD_RETURN_IF_ERROR(f.Read(0, head, 8));
+  if (std::memcmp(head, kCkptMagic, 8) == 0) {
+    ANERD_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(path));  // CRCs checked: reads it all
+    return ck.spec.model;
+  }
+  return Llama2cHeaderConfig(f);
 }
 
 namespace {

@@ -5,8 +5,9 @@
 //   [L][D], wq [L][QD][D], wk, wv [L][KVD][D], wo [L][D][QD], rms_ffn [L][D], w1 [L][H][D], w2
 //   [L][D][H], w3 [L][H][D], rms_final [D], optionally the legacy freq_cis_real/imag [seq][HD/2]
 //   each, optionally wcls [V][D]. The header is validated against the file size before anything is
-//   allocated; untied classifiers are refused (anerd trains tied embeddings). Export writes the
-//   legacy freq_cis tables (RoPE θ 10000) so every llama2.c reader accepts the file.
+//   allocated; an untied classifier (negative vocab_size) loads as tied_embeddings = false, its
+//   wcls after the freq_cis tables. Export writes the legacy freq_cis tables (RoPE θ 10000) so
+//   every llama2.c reader accepts the file, then wcls when untied.
 // * The seed's dynamic checkpoint (version 4): 96-byte header (magic 0x424C5A54), then per layer
 //   Wq, Wk, Wv, Wo, W1, W2, W3, rms_att, rms_ffn followed by that layer's Adam (m, v) pairs in the
 //   same order, then rms_final (+m, v) and embed (+m, v). Imported weights and Adam moments; the
@@ -42,19 +43,24 @@ struct LoadedModel {
   int64_t adam_t = 0;
 };
 
-// Recognises the file by content: our checkpoint ("ANERDCKP": its SPEC's model config, with every
-// architecture field, weights and Adam state), the seed's v4 checkpoint (magic) or a llama2.c
-// model (both: the default architecture fields). INVALID_ARGUMENT (DATA_LOSS for a damaged
-// checkpoint) with a clear message for malformed, truncated or inconsistent files. Callers compare
-// the config with the one they expect (CheckSameArchitecture, config.h).
+// Recognises the file: a Hugging Face checkpoint by its path (config.json, *.safetensors,
+// *.safetensors.index.json: the directory's checkpoint, hf_format.h), else by content our
+// checkpoint ("ANERDCKP": its SPEC's model config, with every architecture field, weights and Adam
+// state), the seed's v4 checkpoint (magic) or a llama2.c model (both: the default architecture
+// fields). INVALID_ARGUMENT (DATA_LOSS for a damaged checkpoint) with a clear message for
+// malformed, truncated or inconsistent files. Callers compare the config with the one they expect
+// (CheckSameArchitecture, config.h).
 absl::StatusOr<LoadedModel> LoadModelFile(const std::string& path);
+// The model config such a file declares, reading only its header (or config.json): what `--init`
+// without `--config` trains. The same errors as LoadModelFile for the header.
+absl::StatusOr<ModelConfig> ReadModelFileConfig(const std::string& path);
 absl::StatusOr<LoadedModel> LoadLlama2c(const std::string& path);
 absl::StatusOr<LoadedModel> LoadSeedV4(const std::string& path);
 // OK when a llama2.c file can describe `config` exactly; else INVALID_ARGUMENT naming what it
 // cannot hold (rope_style half, rope_theta ≠ 1e4, qk_norm, norm_eps ≠ 1e-5, residual_scale ≠ 1,
-// untied lm_head, head_dim ≠ dim/heads).
+// head_dim ≠ dim/heads); an untied lm_head is written as llama2.c's wcls.
 absl::Status CheckLlama2cCanHold(const ModelConfig& config);
-// Writes a llama2.c model file (tied classifier, freq_cis included), atomically; refuses configs
+// Writes a llama2.c model file (freq_cis included, then wcls when untied), atomically; refuses configs
 // CheckLlama2cCanHold refuses.
 absl::Status ExportLlama2c(const std::string& path, const ModelConfig& config,
                            const std::vector<float>& params);

@@ -109,14 +109,15 @@ TEST_F(OldStateDirTest, SessionsLoadWithTheirFullHistory) {
 TEST_F(OldStateDirTest, AnOldCheckpointExports) {
   absl::Notification done;
   absl::StatusOr<std::string> path;
-  engine_->sessions().Export("a62e3ec003bd", [&](absl::StatusOr<std::string> p) {
-    path = std::move(p);
-    done.Notify();
-  });
+  engine_->sessions().Export("a62e3ec003bd", training::ExportFormat::kLlama2c,
+                             [&](absl::StatusOr<std::string> p) {
+                               path = std::move(p);
+                               done.Notify();
+                             });
   done.WaitForNotification();
   ASSERT_TRUE(path.ok()) << path.status();
-  EXPECT_GT(fs::file_size(*path), 0u);
-  fs::remove(*path);
+  EXPECT_GT(fs::file_size(*path + "/model.bin"), 0u);
+  fs::remove_all(*path);
 }
 
 TEST_F(OldStateDirTest, KernelsProbesAndTheSchemaComeAlong) {
