@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -264,8 +265,12 @@ absl::StatusOr<std::unique_ptr<CompiledProgram>> AneBackend::Compile(
                                                      options_.compile_budget,
                                                      " compile attempts is used up"));
   }
-  absl::StatusOr<std::unique_ptr<DeviceModel>> model =
-      device_->Compile(lowered.mil_text, lowered.weights, qos);
+  absl::StatusOr<std::unique_ptr<DeviceModel>> model = device_->CompileWithinMemory(
+      lowered.mil_text, lowered.weights, qos, options.max_memory_bytes);
+  if (model.status().code() == absl::StatusCode::kResourceExhausted &&
+      absl::StrContains(model.status().message(), kMemoryLimitMarker)) {
+    return model.status();  // over the memory limit: neither a rejection nor a spent budget
+  }
   if (!model.ok()) return MapCompileError(model.status(), attempt);
   ANERD_RETURN_IF_ERROR(LoadWithRetry(*device_, **model, qos));
   auto in = AllocateAll(*device_, lowered.input_surface_bytes);

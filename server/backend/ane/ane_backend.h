@@ -27,9 +27,14 @@
 // time (RunTiming::hardware_us) when the device filled PerfCounters::hardware_ns: "hardware" on
 // the framework (_ANEPerformanceStats), "simulated" on ane-sim (its cost model); unset otherwise.
 //
+// Memory: CompileOptions::max_memory_bytes goes to the device (AneDevice::CompileWithinMemory):
+// ane-sim refuses a program whose CPU plan needs more before allocating it; the framework cannot
+// tell and ignores it.
+//
 // Error mapping (device text and its domain/code are always in the message): lowering limits ->
-// UNIMPLEMENTED; device rejected the program -> INVALID_ARGUMENT; load failed twice -> UNAVAILABLE;
-// evaluation failed -> INTERNAL.
+// UNIMPLEMENTED; device rejected the program -> INVALID_ARGUMENT; over max_memory_bytes ->
+// RESOURCE_EXHAUSTED containing kMemoryLimitMarker (never taken for a spent budget); load failed
+// twice -> UNAVAILABLE; evaluation failed -> INTERNAL.
 //
 // Ownership: the backend and every CompiledProgram share the device (shared_ptr), so programs
 // may outlive the backend. Thread-safety: as backend.h.
