@@ -461,7 +461,7 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
   int64_t steps = 0;
   ArgParser p(absl::StrCat("anectl train ", verb, " ID", verb == "resume" ? " [--steps N]" : ""),
               verb == "show"   ? "Shows a session: state, progress, losses, checkpoint, spec."
-              : verb == "stop" ? "Checkpoints and stops a running session."
+              : verb == "stop" ? "Checkpoints and stops a running session (gives up a paused one)."
                                : "Continues a session from its last checkpoint.");
   p.AddPositional("ID", &key, "session id, unique prefix or name");
   if (verb == "resume") p.AddInt("steps", &steps, "add N steps to the total");

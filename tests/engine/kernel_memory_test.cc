@@ -118,6 +118,8 @@ TEST_F(KernelMemoryTest, AneSimRefusesAKernelOverTheLimitInProcessAndInAWorker) 
     ASSERT_NE(engine, nullptr);
     absl::StatusOr<KernelCompileResult> small = Compile(*engine, 64);
     ASSERT_TRUE(small.ok()) << small.status();
+    // Counted as planned (fp16 at least), not estimated from the text (a few KB).
+    EXPECT_GE(engine->Info().cache.bytes, MatmulBytes(64) / 2);
     absl::StatusOr<KernelCompileResult> r = Compile(*engine, 512);
     ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
     EXPECT_THAT(r.status().message(), HasSubstr("bytes of memory"));

@@ -75,6 +75,14 @@ class AneProgram : public CompiledProgram {
   const std::vector<TensorSignature>& inputs() const override { return inputs_; }
   const std::vector<TensorSignature>& outputs() const override { return outputs_; }
   absl::StatusOr<RunResult> Run(const std::vector<NamedTensor>& inputs) override;
+  // The device's own figure plus the surfaces; 0 when the device cannot tell.
+  uint64_t memory_bytes() const override {
+    uint64_t bytes = model_->memory_bytes();
+    if (bytes == 0) return 0;
+    for (const auto& s : in_) bytes += s->size();
+    for (const auto& s : out_) bytes += s->size();
+    return bytes;
+  }
 
  private:
   std::shared_ptr<AneDevice> device_;  // first: destroyed last

@@ -29,7 +29,8 @@
 //
 // Memory: CompileOptions::max_memory_bytes goes to the device (AneDevice::CompileWithinMemory):
 // ane-sim refuses a program whose CPU plan needs more before allocating it; the framework cannot
-// tell and ignores it.
+// tell and ignores it. A program's memory_bytes() is the device's figure (ane-sim: its CPU plan)
+// plus its surfaces, 0 on the framework.
 //
 // Error mapping (device text and its domain/code are always in the message): lowering limits ->
 // UNIMPLEMENTED; device rejected the program -> INVALID_ARGUMENT; over max_memory_bytes ->

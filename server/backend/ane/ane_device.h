@@ -123,6 +123,9 @@ class DeviceModel {
   // The content-derived identifier (hexStringIdentifier on the framework).
   virtual const std::string& identifier() const = 0;
   virtual bool loaded() const = 0;
+  // Bytes the device holds for the model (buffers, scratch, constants) as planned at compile
+  // time; 0 when the device cannot tell (the framework).
+  virtual uint64_t memory_bytes() const { return 0; }
 };
 
 class AneDevice {

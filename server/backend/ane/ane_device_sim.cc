@@ -53,6 +53,9 @@ class SimModel : public DeviceModel {
  public:
   const std::string& identifier() const override { return identifier_; }
   bool loaded() const override { return loaded_; }
+  uint64_t memory_bytes() const override {
+    return program != nullptr ? program->memory_bytes() : 0;
+  }
 
   std::string identifier_;
   std::string mil_text;
