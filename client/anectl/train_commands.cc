@@ -40,7 +40,13 @@ int ParseOrExit(ArgParser& parser, const std::vector<std::string>& args) {
   return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
 }
 
-Json SessionJson(const v1::SessionInfo& s) {
+// What a paused session needs (its `error` names the write error and the same command).
+std::string ResumeHint(const v1::SessionInfo& s) {
+  return absl::StrCat("paused by a write error; free space, then: anectl train resume ", s.id());
+}
+
+// The fields every session has.
+Json SessionFieldsJson(const v1::SessionInfo& s) {
   const v1::TrainingSpec& p = s.spec();
   return {{"id", s.id()},
           {"name", s.name()},
@@ -89,6 +95,13 @@ Json SessionJson(const v1::SessionInfo& s) {
             {"residual_scale", p.residual_scale()},
             {"compact_vocab", p.compact_vocab()},
             {"checkpoint_every", p.checkpoint_every()}}}};
+}
+
+Json SessionJson(const v1::SessionInfo& s) {
+  Json j = SessionFieldsJson(s);
+  if (!s.owner().empty()) j["owner"] = s.owner();  // admins only
+  if (s.state() == "paused") j["resume_hint"] = ResumeHint(s);
+  return j;
 }
 
 Json EventJson(const v1::SessionEvent& e) {
@@ -301,11 +314,21 @@ int Watch(CommandContext& ctx, const std::string& id, int64_t from_step, bool fr
   printer.Finish();
   grpc::Status s = reader->Finish();
   if (!s.ok()) return ctx.Fail(CallStatus(s, ctx));
-  if (final_state != "failed") return kExitOk;
-  std::fprintf(
-      stderr, "anectl: session %s failed: %s\n", id.c_str(),
-      final_detail.empty() ? "(no reason recorded; see anectl train show)" : final_detail.c_str());
-  return kExitError;
+  if (final_state == "failed") {
+    std::fprintf(stderr, "anectl: session %s failed: %s\n", id.c_str(),
+                 final_detail.empty() ? "(no reason recorded; see anectl train show)"
+                                      : final_detail.c_str());
+  }
+  if (final_state == "paused" && !ctx.json()) {
+    // The watch ends with the session paused: say why and how to go on (to stderr: stdout may
+    // be a JSON-lines stream).
+    auto c = (*client)->NewContext();
+    if ((*client)->stub()->GetSession(c.get(), get, &info).ok()) {
+      std::cerr << ctx.Red(absl::StrCat("paused: ", info.error())) << "\n"
+                << ResumeHint(info) << "\n";
+    }
+  }
+  return final_state == "failed" || final_state == "paused" ? kExitError : kExitOk;
 }
 
 struct StartFlags {
@@ -536,16 +559,29 @@ int List(CommandContext& ctx, const std::vector<std::string>& args) {
     std::cout << Json{{"schema_version", 1}, {"sessions", list}}.dump(2) << "\n";
     return kExitOk;
   }
-  std::cout << ctx.Bold(absl::StrFormat("%-13s %-16s %-12s %13s %9s %9s %9s", "ID", "NAME", "STATE",
-                                        "STEP", "LOSS", "BEST", "ELAPSED"))
+  // Owners come to admin callers only (another client's sessions are never listed anyway).
+  bool owners = false, paused = false;
+  for (const auto& s : all.sessions()) {
+    owners = owners || !s.owner().empty();
+    paused = paused || s.state() == "paused";
+  }
+  std::cout << ctx.Bold(absl::StrFormat("%-13s %-16s %-12s %13s %9s %9s %9s%s", "ID", "NAME",
+                                        "STATE", "STEP", "LOSS", "BEST", "ELAPSED",
+                                        owners ? "  OWNER" : ""))
             << "\n";
   for (const auto& s : all.sessions()) {
-    std::cout << absl::StrFormat("%-13s %-16s %-12s %6d/%-6d %9.4f %9.4f %9s\n", s.id(),
+    std::cout << absl::StrFormat("%-13s %-16s %-12s %6d/%-6d %9.4f %9.4f %9s%s\n", s.id(),
                                  s.name().substr(0, 16), s.state(), s.step(), s.total_steps(),
-                                 s.last_loss(), s.best_loss(), FormatDuration(s.elapsed_seconds()));
+                                 s.last_loss(), s.best_loss(), FormatDuration(s.elapsed_seconds()),
+                                 owners ? "  " + s.owner() : "");
+    // Why a session failed or paused, under its row.
     if (!s.error().empty()) std::cout << "              " << ctx.Red(s.error()) << "\n";
   }
   if (all.sessions_size() == 0) std::cout << "(no sessions; start one with anectl train start)\n";
+  if (paused) {
+    std::cout << "paused: stopped by a write error (full disk) at the last checkpoint; free "
+                 "space, then anectl train resume ID (anectl train show ID says why)\n";
+  }
   return kExitOk;
 }
 
@@ -558,7 +594,7 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
   ArgParser p(absl::StrCat("anectl train ", verb, " ID",
                            verb == "resume" ? " [--steps N] [--watch [--table]]" : ""),
               verb == "show"   ? "Shows a session: state, progress, losses, checkpoint, spec."
-              : verb == "stop" ? "Checkpoints and stops a running session."
+              : verb == "stop" ? "Checkpoints and stops a running session (gives up a paused one)."
                                : "Continues a session from its last checkpoint.");
   p.AddPositional("ID", &key, "session id, unique prefix or name");
   if (verb == "resume") {
@@ -597,7 +633,9 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
   }
   std::cout << ctx.Bold(info.id()) << "  " << info.name() << "\n"
             << absl::StrFormat("  %-11s %s%s\n", "state", info.state(),
-                               verb == "stop" ? " (stopping after a checkpoint)" : "")
+                               info.state() == "paused" ? absl::StrCat(" (", ResumeHint(info), ")")
+                               : verb == "stop"         ? " (stopping after a checkpoint)"
+                                                        : "")
             << absl::StrFormat("  %-11s %d / %d\n", "step", info.step(), info.total_steps())
             << absl::StrFormat("  %-11s last %.4f, best %.4f\n", "loss", info.last_loss(),
                                info.best_loss())
@@ -620,6 +658,7 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
         v.end_token(), v.source() == "data" ? "the data" : "the val data",
         v.source() == "data" ? absl::StrCat("the first ", v.train_tokens()) : "all of the data");
   }
+  if (!info.owner().empty()) std::cout << absl::StrFormat("  %-11s %s\n", "owner", info.owner());
   if (!info.error().empty()) std::cout << "  " << ctx.Red("error: " + info.error()) << "\n";
   return kExitOk;
 }

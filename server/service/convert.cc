@@ -415,7 +415,7 @@ void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
   out->set_checkpoint_every(spec.checkpoint_every);
 }
 
-void ToProto(const sessions::SessionSnapshot& s, v1::SessionInfo* out) {
+void ToProto(const sessions::SessionSnapshot& s, bool with_owner, v1::SessionInfo* out) {
   out->set_id(s.id);
   out->set_name(s.name);
   out->set_state(sessions::SessionStateName(s.state));
@@ -433,6 +433,7 @@ void ToProto(const sessions::SessionSnapshot& s, v1::SessionInfo* out) {
   out->mutable_spec()->set_backend(s.backend);
   out->set_error(s.error);
   out->set_backend(s.backend);
+  if (with_owner) out->set_owner(s.owner);
 }
 
 void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {

@@ -38,7 +38,8 @@ void ToProto(const engine::RuleProbeOutcome& outcome, v1::ProbeAneRulesResponse*
 // INVALID_ARGUMENT names the offending field.
 absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& spec);
 void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out);
-void ToProto(const sessions::SessionSnapshot& session, v1::SessionInfo* out);
+// `with_owner`: also the owner (for admin callers only, authz.h).
+void ToProto(const sessions::SessionSnapshot& session, bool with_owner, v1::SessionInfo* out);
 void ToProto(const sessions::SessionEventRecord& event, v1::SessionEvent* out);
 
 // Artifacts: the record as `caller_client` sees it (its own name for it; the owner list only

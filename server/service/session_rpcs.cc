@@ -28,10 +28,11 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl:
   return reactor;
 }
 
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
+// The session as `caller` may see it: its owner for admins only (authz.h).
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const Caller& caller,
                                 const absl::StatusOr<sessions::SessionSnapshot>& session,
                                 v1::SessionInfo* response) {
-  if (session.ok()) ToProto(*session, response);
+  if (session.ok()) ToProto(*session, caller.admin, response);
   return Done(context, session.status());
 }
 
@@ -252,7 +253,7 @@ grpc::ServerUnaryReactor* AnerdService::StartTraining(grpc::CallbackServerContex
   }
   if (absl::Status s = ResolveArtifacts(caller, &*spec); !s.ok()) return Done(context, s);
   sessions::SessionManager* sessions = &engine_->sessions();
-  return Reply(context,
+  return Reply(context, caller,
                quotas_.StartSession(caller.client, sessions, "",
                                     [&] {
                                       return sessions->Start(
@@ -267,7 +268,7 @@ grpc::ServerUnaryReactor* AnerdService::ListSessions(grpc::CallbackServerContext
                                                      v1::ListSessionsResponse* response) {
   const Caller caller = CallerOf(context);
   for (const sessions::SessionSnapshot& s : engine_->sessions().List()) {
-    if (caller.Sees(s.owner)) ToProto(s, response->add_sessions());
+    if (caller.Sees(s.owner)) ToProto(s, caller.admin, response->add_sessions());
   }
   return Done(context, absl::OkStatus());
 }
@@ -275,16 +276,17 @@ grpc::ServerUnaryReactor* AnerdService::ListSessions(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AnerdService::GetSession(grpc::CallbackServerContext* context,
                                                    const v1::GetSessionRequest* request,
                                                    v1::SessionInfo* response) {
-  return Reply(context, VisibleSession(CallerOf(context), request->session_id()), response);
+  const Caller caller = CallerOf(context);
+  return Reply(context, caller, VisibleSession(caller, request->session_id()), response);
 }
 
 grpc::ServerUnaryReactor* AnerdService::StopSession(grpc::CallbackServerContext* context,
                                                     const v1::StopSessionRequest* request,
                                                     v1::SessionInfo* response) {
-  absl::StatusOr<sessions::SessionSnapshot> visible =
-      VisibleSession(CallerOf(context), request->session_id());
+  const Caller caller = CallerOf(context);
+  absl::StatusOr<sessions::SessionSnapshot> visible = VisibleSession(caller, request->session_id());
   if (!visible.ok()) return Done(context, visible.status());
-  return Reply(context, engine_->sessions().Stop(request->session_id()), response);
+  return Reply(context, caller, engine_->sessions().Stop(request->session_id()), response);
 }
 
 grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContext* context,
@@ -296,7 +298,7 @@ grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContex
   sessions::SessionManager* sessions = &engine_->sessions();
   // The session counts against its owner's quota (an admin may resume another client's session).
   const std::string owner = visible->owner.empty() ? caller.client : visible->owner;
-  return Reply(context,
+  return Reply(context, caller,
                quotas_.StartSession(
                    owner, sessions, request->session_id(),
                    [&] { return sessions->Resume(request->session_id(), request->extra_steps()); }),

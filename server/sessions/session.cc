@@ -7,23 +7,25 @@ namespace {
 
 using S = SessionState;
 
-constexpr S kAllStates[kSessionStateCount] = {S::kQueued,        S::kCompiling,  S::kRunning,
-                                              S::kCheckpointing, S::kStopped,    S::kCompleted,
-                                              S::kFailed,        S::kInterrupted};
+constexpr S kAllStates[kSessionStateCount] = {S::kQueued,        S::kCompiling, S::kRunning,
+                                              S::kCheckpointing, S::kPaused,    S::kStopped,
+                                              S::kCompleted,     S::kFailed,    S::kInterrupted};
 
 // kTransitions[from] lists the states `from` may go to; the rows follow the enum's order.
 struct Row {
   S from;
-  S to[6];
+  S to[7];
   int count;
 };
 constexpr Row kTransitions[kSessionStateCount] = {
     {S::kQueued, {S::kCompiling, S::kStopped, S::kInterrupted, S::kFailed}, 4},
     {S::kCompiling, {S::kRunning, S::kStopped, S::kInterrupted, S::kFailed}, 4},
     {S::kRunning,
-     {S::kCheckpointing, S::kCompiling, S::kCompleted, S::kStopped, S::kInterrupted, S::kFailed},
-     6},
-    {S::kCheckpointing, {S::kRunning, S::kStopped, S::kInterrupted, S::kFailed}, 4},
+     {S::kCheckpointing, S::kCompiling, S::kCompleted, S::kPaused, S::kStopped, S::kInterrupted,
+      S::kFailed},
+     7},
+    {S::kCheckpointing, {S::kRunning, S::kPaused, S::kStopped, S::kInterrupted, S::kFailed}, 5},
+    {S::kPaused, {S::kQueued, S::kStopped, S::kFailed}, 3},
     {S::kStopped, {S::kQueued, S::kFailed}, 2},
     {S::kCompleted, {S::kQueued, S::kFailed}, 2},
     {S::kFailed, {S::kQueued}, 1},
@@ -42,6 +44,8 @@ const char* SessionStateName(SessionState state) {
       return "running";
     case S::kCheckpointing:
       return "checkpointing";
+    case S::kPaused:
+      return "paused";
     case S::kStopped:
       return "stopped";
     case S::kCompleted:

@@ -1,14 +1,18 @@
 // SessionManager at start-up: rows for orphaned directories, loading the table and the event
 // logs, and what becomes of sessions the daemon lost while they ran.
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/sessions/session_internal.h"
 #include "server/sessions/session_manager.h"
 #include "server/sessions/session_recovery.h"
+#include "server/store/space_reserve.h"
+#include "server/training/memory_estimate.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::sessions {
@@ -112,6 +116,21 @@ void SessionManager::RecoverInterrupted(Session* s, const std::string& damage) {
         s->id;
   }
   SetState(s, SessionState::kFailed);
+}
+
+absl::Status SessionManager::RoomToResume(const Session& s) const {
+  std::error_code ec;
+  const std::filesystem::space_info space = std::filesystem::space(SessionDir(s.id), ec);
+  if (ec) return absl::OkStatus();  // unknown: let the resume find out
+  absl::StatusOr<training::MemoryEstimate> estimate = training::EstimateTrainingMemory(s.spec);
+  const double checkpoint = estimate.ok() ? estimate->checkpoint : 0;
+  // The next checkpoint is written beside the current one, then renamed over it; the space
+  // reserve is re-created after start-up; the event log and the row need a little more.
+  const double needed = checkpoint + static_cast<double>(store::kSpaceReserveBytes) + (1 << 20);
+  if (static_cast<double>(space.available) >= needed) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      training::FormatBytes(static_cast<double>(space.available)), " free in ", SessionDir(s.id),
+      ", its next checkpoint needs about ", training::FormatBytes(needed)));
 }
 
 }  // namespace anerd::sessions

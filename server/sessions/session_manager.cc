@@ -83,6 +83,17 @@ absl::Status SessionManager::Init() {
     ANERD_RETURN_IF_ERROR(LoadAll());
     for (auto& [id, s] : sessions_) {
       if (s->state == SessionState::kInterrupted) to_resume.push_back(id);
+      if (s->state != SessionState::kPaused || !options_.resume_interrupted) continue;
+      // Resumed only with room for its next checkpoint: on a disk that is still full it would
+      // only pause again.
+      if (absl::Status room = RoomToResume(*s); !room.ok()) {
+        spdlog::warn("session {}: stays paused: {}", id, std::string(room.message()));
+        (void)s->log->Append(
+            WarningEvent(absl::StrCat("not resumed at start-up: ", room.message(),
+                                      "; free space, then anectl train resume ", id)));
+        continue;
+      }
+      to_resume.push_back(id);
     }
   }
   FlushRows();
@@ -320,11 +331,18 @@ absl::StatusOr<SessionSnapshot> SessionManager::Get(const std::string& id) {
 }
 
 absl::StatusOr<SessionSnapshot> SessionManager::Stop(const std::string& id) {
+  FlushRowsAtExit flush([this] { FlushRows(); });
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
+  if (s->state == SessionState::kPaused) {
+    // Given up instead of waiting for space: it stays at its last durable checkpoint.
+    SetState(s, SessionState::kStopped);
+    return Snapshot(*s);
+  }
   if (!IsActive(s->state)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "session ", id, " is ", SessionStateName(s->state), "; only an active session can stop"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("session ", id, " is ", SessionStateName(s->state),
+                     "; only an active or paused session can stop"));
   }
   s->stop_requested = true;  // honoured at its next executor turn, after a checkpoint
   return Snapshot(*s);

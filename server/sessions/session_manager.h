@@ -17,10 +17,15 @@
 // (std::bad_alloc, ...) fails that session with the reason; it never reaches the executor.
 //
 // Durability: every event-log append and checkpoint write is checked. A write error (ENOSPC,
-// EFBIG, EIO) pauses the session as `failed` with "...: <strerror> writing <path>"; its step goes
-// back to the last durable checkpoint and Resume continues from there once space is freed (steps
-// already reported are replayed without being reported twice). `completed` is set only after the
-// final checkpoint and the event log are fsynced.
+// EFBIG, EIO) pauses the session (`paused`, session.h) with "...: <strerror> writing <path>;
+// paused at step N ...; free space, then resume it: anectl train resume ID"; its step goes back to
+// the last durable checkpoint and Resume continues from there once space is freed (steps already
+// reported are replayed without being reported twice); Stop gives it up (`stopped`). At start-up a
+// paused session is resumed (with resume_interrupted) only when the filesystem of the state dir
+// has room for its next checkpoint (the checkpoint part of its memory estimate plus the store's
+// space reserve); otherwise it stays paused with a warning event saying how much is free and
+// needed, so a disk that is still full does not pause it again at every start. `completed` is set
+// only after the final checkpoint and the event log are fsynced.
 //
 // Scheduling: each active session has at most one step task queued on its backend's executor and
 // re-queues itself after every step, so sessions, kernel evaluations and probes interleave fairly
@@ -161,6 +166,9 @@ class SessionManager {
   // An active session found at start-up: cut its log back to its checkpoint and mark it
   // interrupted, or failed when resuming it could repeat what stopped the daemon.
   void RecoverInterrupted(Session* s, const std::string& damage) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a paused session has room to resume at start-up (see Durability above): OK, or
+  // RESOURCE_EXHAUSTED saying how many bytes are free in its directory and how many it needs.
+  absl::Status RoomToResume(const Session& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- session_task.cc: the task loop on the executors.
   void Schedule(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -177,7 +185,7 @@ class SessionManager {
   // with mu_ not held); the session shows `checkpointing` meanwhile. On success records it in the
   // event log (fsynced, so the steps before it are durable with it).
   absl::Status WriteCheckpoint(Session* s) ABSL_LOCKS_EXCLUDED(mu_);
-  // Drops the trainer and marks the session failed after a write error, back at its last
+  // Drops the trainer and marks the session paused after a write error, back at its last
   // durable checkpoint.
   void PauseOnWriteError(Session* s, const absl::Status& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records a step; returns whether a checkpoint is due now.

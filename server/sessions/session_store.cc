@@ -63,11 +63,13 @@ absl::StatusOr<std::set<std::string>> SessionStore::Ids() const {
   }
 }
 
-absl::Status SessionStore::Put(const SessionRow& r) {
-  absl::MutexLock lock(&store_->mu());
+namespace {
+
+// INSERT OR REPLACE of `r` (call with the store's lock held).
+absl::Status WriteRow(store::Store* store, const SessionRow& r) {
   ANERD_ASSIGN_OR_RETURN(
       auto q, Statement::Prepare(
-                  store_->db().get(),
+                  store->db().get(),
                   "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   q->BindText(1, r.id);
   q->BindText(2, r.name);
@@ -79,13 +81,24 @@ absl::Status SessionStore::Put(const SessionRow& r) {
   q->BindDouble(8, r.best_loss);
   q->BindInt(9, r.started_ms);
   q->BindDouble(10, r.elapsed_seconds);
-  q->BindText(11, StoredCheckpointPath(store_->state_dir(), r.checkpoint_path));
+  q->BindText(11, StoredCheckpointPath(store->state_dir(), r.checkpoint_path));
   q->BindInt(12, r.checkpoint_step);
   q->BindInt(13, static_cast<int64_t>(r.checkpoint_seq));
   q->BindText(14, r.error);
   q->BindText(15, training::SpecToText(r.spec));
   q->BindText(16, r.owner);
   return q->Run();
+}
+
+}  // namespace
+
+absl::Status SessionStore::Put(const SessionRow& r) {
+  absl::MutexLock lock(&store_->mu());
+  if (r.state != SessionState::kPaused) return WriteRow(store_, r);
+  // A session is paused because the disk is full: without the reserve its row would keep saying
+  // `running`, and the next start would take it for interrupted and resume it into the same
+  // error.
+  return store::RunWithSpaceReserve(store_->state_dir(), [&] { return WriteRow(store_, r); });
 }
 
 absl::Status SessionStore::Delete(const std::string& id) {

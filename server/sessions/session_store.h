@@ -45,7 +45,8 @@ class SessionStore {
   absl::StatusOr<std::vector<SessionRow>> LoadAll() const;
   // The ids of every row.
   absl::StatusOr<std::set<std::string>> Ids() const;
-  // Inserts or replaces the row `row.id`.
+  // Inserts or replaces the row `row.id`; the row of a paused session is written with the space
+  // reserve on a full disk (space_reserve.h).
   absl::Status Put(const SessionRow& row);
   // Removes the row; works on a full disk through the space reserve (space_reserve.h).
   absl::Status Delete(const std::string& id);

@@ -219,7 +219,7 @@ void SessionManager::PauseOnWriteError(Session* s, const absl::Status& error) {
       s->checkpoint_path.empty() ? " (no checkpoint yet)" : " (the last durable checkpoint)",
       "; free space, then resume it: anectl train resume ", s->id);
   spdlog::error("session {}: {}", s->id, s->error);
-  SetState(s, SessionState::kFailed);
+  SetState(s, SessionState::kPaused);
 }
 
 bool SessionManager::RecoverFromWorkerLoss(Session* s, const absl::Status& error) {

@@ -54,6 +54,9 @@ struct Process {
   absl::Time call_started;
   std::string call_what;
   std::string kill_reason;  // why the front killed it
+  // Killed because the caller of its call gave up (cancelled, past its deadline): a recycle,
+  // never held against the program it ran.
+  bool cancelled = false;
   bool reaped = false;
   int wait_status = 0;
   bool death_recorded = false;

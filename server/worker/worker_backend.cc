@@ -25,6 +25,11 @@ namespace {
 constexpr uint64_t kAlign = 64;
 constexpr uint64_t kMinArenaBytes = 1 << 20;
 constexpr uint64_t kMaxArenaBytes = uint64_t{64} << 30;
+// How often a waiting call asks its StopCheck, and how long a worker whose caller gave up may
+// still answer before it is killed (a run about to finish is not worth a fresh worker).
+constexpr int kStopPollMs = 20;
+constexpr int kCancelGraceMs = 100;
+
 constexpr size_t kMaxSupportsCache = 4096;  // answers kept per pool
 
 // What a Supports answer depends on: the op and its operands' names, dtypes and shapes.
@@ -72,6 +77,16 @@ std::string WorkerPool::RecordDeath(Process* p, const std::string& what, const s
     // Never block on waitpid: a process stuck in driver teardown may take long to go; the
     // monitor reaps it from retired_ meanwhile.
     WaitForExitLocked(p, absl::Seconds(2));
+  }
+  if (p->cancelled) {
+    // Killed because its caller gave up: a recycle, neither a crash nor the program's fault.
+    if (!p->death_recorded) {
+      p->death_recorded = true;
+      spdlog::info("{} worker (pid {}) killed: {}; starting a new one", options_.backend, p->pid,
+                   p->kill_reason);
+      NoteRestartLocked(absl::StrCat("recycled: ", p->kill_reason), false);
+    }
+    return p->kill_reason;
   }
   const bool own_fault = DeathCausedByWorker(p->wait_status, !p->kill_reason.empty());
   std::string reason = p->kill_reason.empty() ? DescribeWait(p->wait_status) : p->kill_reason;
@@ -121,8 +136,39 @@ absl::Status WorkerPool::EnsureArena(Process* p, uint64_t bytes) {
   return absl::OkStatus();
 }
 
+absl::Status WorkerPool::AwaitReply(Process* p, const backend::StopCheck& stop) {
+  if (!stop) return absl::OkStatus();  // Receive blocks
+  while (!p->channel->WaitReadable(kStopPollMs)) {
+    absl::Status go_on = stop();
+    if (go_on.ok()) continue;
+    if (p->channel->WaitReadable(kCancelGraceMs)) return absl::OkStatus();
+    return go_on;
+  }
+  return absl::OkStatus();
+}
+
+void WorkerPool::AbandonCall(Process* p, const absl::Status& why) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (p->kill_reason.empty()) {
+      p->kill_reason = absl::StrCat("cancelled: its caller gave up on ", p->call_what, " (",
+                                    why.message(), "); killed");
+      p->cancelled = true;
+    }
+    p->Kill();
+  }
+  RecordDeath(p, "", "");
+  {
+    absl::MutexLock lock(&mu_);
+    p->in_call = false;
+  }
+  absl::Status restarted = EnsureRunningLocked();
+  if (!restarted.ok()) spdlog::error("{}", restarted.ToString());
+}
+
 absl::StatusOr<wire::Response> WorkerPool::Exchange(const std::string& what, const std::string& key,
-                                                    uint64_t arena_bytes, const Fill& fill) {
+                                                    uint64_t arena_bytes, const Fill& fill,
+                                                    const backend::StopCheck& stop) {
   ANERD_RETURN_IF_ERROR(EnsureRunningLocked());
   Process* p = current_.get();
   ANERD_RETURN_IF_ERROR(EnsureArena(p, arena_bytes));
@@ -147,6 +193,15 @@ absl::StatusOr<wire::Response> WorkerPool::Exchange(const std::string& what, con
     p->in_call = false;
     pending_release_.insert(pending_release_.begin(), req.release.begin(), req.release.end());
     return absl::ResourceExhaustedError(absl::StrCat(what, ": ", sent.message()));
+  }
+  if (sent.ok()) {
+    if (absl::Status wait = AwaitReply(p, stop); !wait.ok()) {
+      p->arena_unsent = false;
+      AbandonCall(p, wait);
+      return absl::Status(
+          wait.code(), absl::StrCat(wait.message(), " (the ", options_.backend,
+                                    " worker running it was replaced; the program stays usable)"));
+    }
   }
   wire::Response resp;
   absl::Status got = sent.ok() ? wire::Receive(*p->channel, &resp) : sent;
@@ -221,11 +276,11 @@ absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> WorkerPool::Compile(
     ANERD_RETURN_IF_ERROR(CheckNotQuarantinedLocked(compiled->key_));
   }
   absl::MutexLock call(&call_mu_);
-  ANERD_RETURN_IF_ERROR(CompileLocked(compiled.get(), options.pass_dumps));
+  ANERD_RETURN_IF_ERROR(CompileLocked(compiled.get(), options.stop, options.pass_dumps));
   return std::unique_ptr<backend::CompiledProgram>(std::move(compiled));
 }
 
-absl::Status WorkerPool::CompileLocked(WorkerProgram* program,
+absl::Status WorkerPool::CompileLocked(WorkerProgram* program, const backend::StopCheck& stop,
                                        std::vector<backend::PassDump>* dumps) {
   uint64_t bytes = 0;
   for (const auto& [path, data] : program->program_.weights().files())
@@ -239,8 +294,9 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program,
       ANERD_RETURN_IF_ERROR(
           RecycleLocked(absl::StrCat("compile budget of ", budget, " compiles used")));
     }
-    absl::StatusOr<wire::Response> resp =
-        Exchange(what, program->key_, bytes, [&](Process* p, wire::Request* req) {
+    absl::StatusOr<wire::Response> resp = Exchange(
+        what, program->key_, bytes,
+        [&](Process* p, wire::Request* req) {
           wire::CompileRequest c;
           c.mil_text = program->text_;
           c.options = program->options_;
@@ -252,7 +308,8 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program,
             offset += AlignUp(data->size());
           }
           req->kind = std::move(c);
-        });
+        },
+        stop);
     if (!resp.ok() && resp.status().code() == absl::StatusCode::kAborted) continue;
     if (!resp.ok()) return resp.status();
     const absl::Status st = resp->status;
@@ -283,12 +340,14 @@ absl::Status WorkerPool::CompileLocked(WorkerProgram* program,
       absl::StrCat("the ", options_.backend, " worker keeps failing to start; retry later"));
 }
 
-absl::StatusOr<backend::RunResult> WorkerPool::Run(
-    WorkerProgram* program, const std::vector<backend::NamedTensor>& inputs) {
+absl::StatusOr<backend::RunResult> WorkerPool::Run(WorkerProgram* program,
+                                                   const std::vector<backend::NamedTensor>& inputs,
+                                                   const backend::StopCheck& stop) {
   ANERD_RETURN_IF_ERROR(backend::CheckInputs(program->inputs_, inputs));
+  if (stop) ANERD_RETURN_IF_ERROR(stop());
   absl::MutexLock call(&call_mu_);
   for (int attempt = 0; attempt < 3; ++attempt) {
-    absl::StatusOr<backend::RunResult> r = RunOnce(program, inputs);
+    absl::StatusOr<backend::RunResult> r = RunOnce(program, inputs, stop);
     if (!r.ok() && r.status().code() == absl::StatusCode::kAborted) continue;
     return r;
   }
@@ -297,7 +356,8 @@ absl::StatusOr<backend::RunResult> WorkerPool::Run(
 }
 
 absl::StatusOr<backend::RunResult> WorkerPool::RunOnce(
-    WorkerProgram* program, const std::vector<backend::NamedTensor>& inputs) {
+    WorkerProgram* program, const std::vector<backend::NamedTensor>& inputs,
+    const backend::StopCheck& stop) {
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError(absl::StrCat(options_.backend, " is stopping"));
@@ -305,32 +365,33 @@ absl::StatusOr<backend::RunResult> WorkerPool::RunOnce(
   }
   ANERD_RETURN_IF_ERROR(EnsureRunningLocked());
   if (program->generation_ != current_->generation) {
-    ANERD_RETURN_IF_ERROR(CompileLocked(program));
+    ANERD_RETURN_IF_ERROR(CompileLocked(program, stop));
   }
   uint64_t in_bytes = 0, out_bytes = 0;
   for (const backend::NamedTensor& t : inputs) in_bytes += AlignUp(t.tensor.bytes().size());
   for (const auto& s : program->outputs_) out_bytes += AlignUp(s.type.NumBytes());
   const uint64_t handle = program->handle_;
   const uint64_t generation = program->generation_;
-  absl::StatusOr<wire::Response> resp =
-      Exchange(absl::StrCat("running program ", program->key_), program->key_, in_bytes + out_bytes,
-               [&](Process* p, wire::Request* req) {
-                 wire::RunRequest r;
-                 // A worker restarted by EnsureArena's caller has another generation: the handle is
-                 // then unknown to it and the worker answers NOT_FOUND, which never happens here
-                 // because Exchange only restarts before this fill runs when the worker was already
-                 // gone.
-                 r.handle = p->generation == generation ? handle : 0;
-                 uint64_t offset = 0;
-                 for (const backend::NamedTensor& t : inputs) {
-                   const std::string& b = t.tensor.bytes();
-                   std::memcpy(p->arena.data() + offset, b.data(), b.size());
-                   r.inputs.push_back({t.name, t.tensor.type(), {offset, b.size()}});
-                   offset += AlignUp(b.size());
-                 }
-                 r.outputs = {offset, out_bytes};
-                 req->kind = std::move(r);
-               });
+  absl::StatusOr<wire::Response> resp = Exchange(
+      absl::StrCat("running program ", program->key_), program->key_, in_bytes + out_bytes,
+      [&](Process* p, wire::Request* req) {
+        wire::RunRequest r;
+        // A worker restarted by EnsureArena's caller has another generation: the handle is
+        // then unknown to it and the worker answers NOT_FOUND, which never happens here
+        // because Exchange only restarts before this fill runs when the worker was already
+        // gone.
+        r.handle = p->generation == generation ? handle : 0;
+        uint64_t offset = 0;
+        for (const backend::NamedTensor& t : inputs) {
+          const std::string& b = t.tensor.bytes();
+          std::memcpy(p->arena.data() + offset, b.data(), b.size());
+          r.inputs.push_back({t.name, t.tensor.type(), {offset, b.size()}});
+          offset += AlignUp(b.size());
+        }
+        r.outputs = {offset, out_bytes};
+        req->kind = std::move(r);
+      },
+      stop);
   if (!resp.ok()) return resp.status();
   if (current_->generation != generation) return absl::AbortedError("worker replaced");
   ANERD_RETURN_IF_ERROR(resp->status);

@@ -23,6 +23,12 @@
 //    worker causes count (a fault signal, a nonzero exit, a hang the front killed); a SIGKILL or
 //    SIGTERM from outside (the OOM killer, an operator) restarts the worker but is not held
 //    against the program. Programs are named by their kernel key (server/cache/kernel_key.h).
+//  * Cancellation. A run's StopCheck (CompiledProgram::RunStoppable) and a compile's
+//    CompileOptions::stop are polled while the front waits for the worker. When the caller gives
+//    up (CANCELLED, DEADLINE_EXCEEDED) and the worker does not answer within a short grace, the
+//    worker is killed and replaced and the call returns the stop's status at once: a restart
+//    with the reason "recycled: cancelled: ...", not a crash, never counted toward quarantine.
+//    Programs recompile lazily in the new worker as after any restart.
 //
 //  * Supports. Answered as the worker's backend answers it in-process: a name-only query for an
 //    op the worker's hello lists is OK at once; any other query (operand types and shapes) is

@@ -67,8 +67,13 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
 
   absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> Compile(
       const mil::VerifiedProgram& program, const backend::CompileOptions& options);
+  // Runs `program`; `stop` (may be empty) is polled while the worker works: when it says stop
+  // and the worker has not answered within a short grace, the worker is killed and replaced
+  // (restart reason "recycled: cancelled ...", not a crash, not counted toward quarantine) and
+  // the run returns stop's status.
   absl::StatusOr<backend::RunResult> Run(WorkerProgram* program,
-                                         const std::vector<backend::NamedTensor>& inputs);
+                                         const std::vector<backend::NamedTensor>& inputs,
+                                         const backend::StopCheck& stop);
   void Release(uint64_t generation, uint64_t handle);
   // worker_rules.cc (WorkerBackend::ProbeDeviceRules / UseMeasuredRules).
   absl::StatusOr<backend::RuleProbeReport> ProbeRules();
@@ -84,23 +89,34 @@ class WorkerPool : public std::enable_shared_from_this<WorkerPool> {
   absl::StatusOr<wire::Hello> AwaitHello(Process* p);
   void AdoptHelloLocked(const wire::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RecycleLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
-  // Compiles `program` in the current worker; with `dumps`, the worker's pass dumps are appended
-  // to it (only the first compile of a program asks for them, never a lazy recompile).
-  absl::Status CompileLocked(WorkerProgram* program,
+  // Compiles `program` in the current worker. `stop` as in Run (the caller's, never the one
+  // stored with the program: a lazy recompile runs for a later caller). With `dumps`, the
+  // worker's pass dumps are appended to it (only the first compile of a program asks for them,
+  // never a lazy recompile).
+  absl::Status CompileLocked(WorkerProgram* program, const backend::StopCheck& stop,
                              std::vector<backend::PassDump>* dumps = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
   // Supports when neither the hello nor the cache answers: one round trip to the worker.
   absl::Status AskSupports(const backend::OpQuery& query, const std::string& key)
       ABSL_LOCKS_EXCLUDED(mu_, call_mu_);
   absl::StatusOr<backend::RunResult> RunOnce(WorkerProgram* program,
-                                             const std::vector<backend::NamedTensor>& inputs)
+                                             const std::vector<backend::NamedTensor>& inputs,
+                                             const backend::StopCheck& stop)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
-  // Sends one request and waits for its reply. ABORTED when the request never reached a live
-  // worker (a new one has been started: the caller retries); UNAVAILABLE when the worker died
-  // while handling it.
+  // Sends one request and waits for its reply, polling `stop` (may be empty) meanwhile. ABORTED
+  // when the request never reached a live worker (a new one has been started: the caller
+  // retries); UNAVAILABLE when the worker died while handling it; stop's status when the caller
+  // gave up (AbandonCall).
   absl::StatusOr<wire::Response> Exchange(const std::string& what, const std::string& key,
-                                          uint64_t arena_bytes, const Fill& fill)
+                                          uint64_t arena_bytes, const Fill& fill,
+                                          const backend::StopCheck& stop = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
+  // Waits for `p`'s reply to the call in flight while `stop` lets it: OK when the reply is
+  // readable, stop's status when the caller gave up first.
+  absl::Status AwaitReply(Process* p, const backend::StopCheck& stop);
+  // The caller of `p`'s call in flight gave up (`why`) and the worker did not answer within the
+  // grace: kills it, records a recycle (not a crash) and starts a fresh worker.
+  void AbandonCall(Process* p, const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(call_mu_);
   absl::Status EnsureArena(Process* p, uint64_t bytes);
   // Waits for `p` to exit (killing it after a grace period) and records why, once.
   std::string RecordDeath(Process* p, const std::string& what, const std::string& key)
@@ -157,6 +173,7 @@ class WorkerProgram : public backend::CompiledProgram {
                 backend::CompileOptions options, const backend::BackendDescription& description)
       : pool_(std::move(pool)), program_(std::move(program)), options_(std::move(options)) {
     options_.pass_dumps = nullptr;  // the caller's, valid only during its Compile call
+    options_.stop = nullptr;  // the compiling caller's; later recompiles run for other callers
     cache::KernelKey key = cache::KernelKey::Make(program_, description, options_);
     text_ = std::move(key.canonical_text);
     key_ = key.id.substr(0, 16);
@@ -168,7 +185,12 @@ class WorkerProgram : public backend::CompiledProgram {
   const std::vector<backend::TensorSignature>& outputs() const override { return outputs_; }
   uint64_t memory_bytes() const override { return memory_bytes_; }
   absl::StatusOr<backend::RunResult> Run(const std::vector<backend::NamedTensor>& in) override {
-    return pool_->Run(this, in);
+    return pool_->Run(this, in, backend::StopCheck());
+  }
+  // Stops waiting for the worker when `stop` says so (WorkerPool::Run).
+  absl::StatusOr<backend::RunResult> RunStoppable(const std::vector<backend::NamedTensor>& in,
+                                                  const backend::StopCheck& stop) override {
+    return pool_->Run(this, in, stop);
   }
 
  private:

@@ -3,7 +3,9 @@
 // text, evicts by it, and a program needing more than --max_kernel_memory_bytes or the whole
 // --cache_bytes is refused with RESOURCE_EXHAUSTED before its buffers are allocated. Before the
 // fix a 300-byte program with a 20000^2 matmul compiled (allocating gigabytes) and the cache
-// reported a few kilobytes.
+// reported a few kilobytes. The same limit holds on ane-sim, in-process and in its worker (before
+// that fix ane-sim compiled with no limit at all).
+#include <filesystem>
 #include <future>
 
 #include "absl/strings/str_cat.h"
@@ -34,7 +36,7 @@ uint64_t MatmulBytes(int n) { return uint64_t{3} * n * n * sizeof(float); }
 
 class KernelMemoryTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Engine> MakeEngine(EngineOptions options) {
+  std::unique_ptr<Engine> MakeEngine(EngineOptions options = {}) {
     options.state_dir = dir_.path() + "/state";
     absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(options);
     EXPECT_TRUE(engine.ok()) << engine.status();
@@ -101,6 +103,33 @@ TEST_F(KernelMemoryTest, APerKernelLimitRefusesBeforeAllocating) {
   absl::StatusOr<KernelCompileResult> huge = Compile(*defaults, 20000);
   ASSERT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted) << huge.status();
   EXPECT_THAT(huge.status().message(), HasSubstr("bytes of memory"));
+}
+
+// ane-sim plans through the CPU backend: the planner's bytes are checked against the same limit
+// before its buffers are allocated, whether the device runs in-process or in a worker process.
+TEST_F(KernelMemoryTest, AneSimRefusesAKernelOverTheLimitInProcessAndInAWorker) {
+  for (const bool worker : {false, true}) {
+    SCOPED_TRACE(worker ? "in a worker" : "in-process");
+    EngineOptions options;
+    options.backend = "ane-sim";
+    if (worker) options.workers.binary = testing::AnerdBinary();
+    options.kernel_limits.max_kernel_memory_bytes = MatmulBytes(512) / 8;
+    auto engine = MakeEngine(options);
+    ASSERT_NE(engine, nullptr);
+    absl::StatusOr<KernelCompileResult> small = Compile(*engine, 64);
+    ASSERT_TRUE(small.ok()) << small.status();
+    // Counted as planned (fp16 at least), not estimated from the text (a few KB).
+    EXPECT_GE(engine->Info().cache.bytes, MatmulBytes(64) / 2);
+    absl::StatusOr<KernelCompileResult> r = Compile(*engine, 512);
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+    EXPECT_THAT(r.status().message(), HasSubstr("bytes of memory"));
+    EXPECT_THAT(r.status().message(),
+                HasSubstr(absl::StrCat("--max_kernel_memory_bytes=", MatmulBytes(512) / 8)));
+    EXPECT_EQ(engine->Info().cache.entries, 1u);
+    engine.reset();
+    // Fresh state per round.
+    std::filesystem::remove_all(dir_.path() + "/state");
+  }
 }
 
 }  // namespace

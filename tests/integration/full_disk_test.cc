@@ -1,6 +1,7 @@
-// A full disk (issue 16, item 8, the store's part): space can still be freed through the API, and
-// the daemon still starts. The state dir lives on a small tmpfs mounted for the test (root only;
-// the test skips where mounting is not permitted).
+// A full disk (issue 16, item 8): space can still be freed through the API, the daemon still
+// starts, and a training session that cannot write is `paused` (not failed), says how to resume,
+// and is not resumed at start-up while the disk is still full. The state dir lives on a small
+// tmpfs mounted for the test (root only; the test skips where mounting is not permitted).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -62,8 +64,10 @@ void FillDisk(const std::string& path) {
     while (::write(fd, chunk.data(), size) == static_cast<ssize_t>(size)) {
     }
   }
+  // The probe write is closed too: an open descriptor would keep the file's space after unlink.
+  const ssize_t probe = ::write(fd, "y", 1);
   ::close(fd);
-  ASSERT_LT(::write(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC), "y", 1), 1);
+  ASSERT_LT(probe, 1);
 }
 
 class FullDiskTest : public ::testing::Test {
@@ -81,6 +85,24 @@ class FullDiskTest : public ::testing::Test {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     const Json j = Json::parse(r.out, nullptr, false);
     return j.is_object() && j.contains("kernel") ? j["kernel"]["id"].get<std::string>() : "";
+  }
+
+  // The session as `anectl train show --json` reports it (an empty object on failure).
+  static Json Show(DaemonProcess& d, const std::string& id) {
+    RunResult r = d.Anectl({"train", "show", id, "--json"});
+    const Json j = Json::parse(r.out, nullptr, false);
+    return j.is_object() && j.contains("session") ? j["session"] : Json::object();
+  }
+
+  // Polls the session until `pred` holds for it (at most 60 s); returns the last reading.
+  template <typename Pred>
+  static Json WaitFor(DaemonProcess& d, const std::string& id, Pred pred) {
+    Json s = Show(d, id);
+    for (int i = 0; i < 600 && !pred(s); ++i) {
+      absl::SleepFor(absl::Milliseconds(100));
+      s = Show(d, id);
+    }
+    return s;
   }
 
   TempDir dir_;
@@ -114,6 +136,62 @@ TEST_F(FullDiskTest, TheDaemonStartsOnAFullDiskAndCanFreeSpace) {
   EXPECT_THAT(d.Anectl({"kernel", "ls", "--json"}).out, HasSubstr(id));
   RunResult rm = d.Anectl({"kernel", "rm", id});
   EXPECT_EQ(rm.exit_code, 0) << rm.out << rm.err;
+}
+
+// Issue 16 item 8: "an ENOSPC pauses the session with a clear state". The session fills the
+// disk's last bytes while training; it becomes `paused` (before: `failed`), every view says how
+// to resume, and a restart on the still-full disk leaves it paused instead of resuming it into
+// the same error. With room again, the next start resumes it.
+TEST_F(FullDiskTest, AFullDiskPausesTrainingUntilThereIsRoomAgain) {
+  const std::string data = dir_.path() + "/stories.txt";  // outside the tmpfs
+  const std::string filler = dir_.path() + "/state/filler";
+  std::string id;
+  {
+    DaemonProcess d(dir_.path());
+    ASSERT_TRUE(d.Start().ok()) << d.ReadLog();
+    ASSERT_EQ(d.Anectl({"data", "synth", "--out", data, "--bytes", "100000"}).exit_code, 0);
+    RunResult start = d.Anectl({"train", "start", "--data", data, "--steps", "1000000",
+                                "--checkpoint-every", "5", "--json"});
+    ASSERT_EQ(start.exit_code, 0) << start.err;
+    id = Json::parse(start.out)["session"]["id"];
+    Json s = WaitFor(d, id, [](const Json& j) { return j.value("checkpoint_step", 0) >= 5; });
+    ASSERT_GE(s.value("checkpoint_step", 0), 5) << s.dump();
+    FillDisk(filler);
+    s = WaitFor(d, id, [](const Json& j) {
+      return j.value("state", "") != "running" && j.value("state", "") != "checkpointing";
+    });
+    ASSERT_EQ(s.value("state", ""), "paused") << s.dump();
+    EXPECT_THAT(s.value("error", ""), HasSubstr("anectl train resume " + id));
+    EXPECT_THAT(s.value("resume_hint", ""), HasSubstr("anectl train resume " + id));
+    EXPECT_EQ(s.value("step", -1), s.value("checkpoint_step", -2)) << "back at the durable step";
+
+    RunResult show = d.Anectl({"train", "show", id});
+    EXPECT_THAT(show.out, HasSubstr("paused (paused by a write error; free space, then: anectl "
+                                    "train resume " +
+                                    id));
+    RunResult ls = d.Anectl({"train", "ls"});
+    EXPECT_THAT(ls.out, HasSubstr("paused"));
+    EXPECT_THAT(ls.out, HasSubstr("anectl train resume ID"));
+    RunResult watch = d.Anectl({"train", "watch", id});
+    EXPECT_EQ(watch.exit_code, 1) << "a paused session is not a success";
+    EXPECT_THAT(watch.out, HasSubstr("\"state\":\"paused\""));
+    EXPECT_THAT(watch.err, HasSubstr("anectl train resume " + id));
+    ASSERT_EQ(*d.Stop(SIGTERM), 0);
+  }
+  {
+    // Still full: not resumed (it would only pause again), and the log says why.
+    DaemonProcess d(dir_.path());
+    ASSERT_TRUE(d.Start().ok()) << d.ReadLog();
+    EXPECT_EQ(Show(d, id).value("state", ""), "paused");
+    EXPECT_THAT(d.ReadLog(), HasSubstr("stays paused"));
+    ASSERT_EQ(*d.Stop(SIGTERM), 0);
+  }
+  ASSERT_TRUE(fs::remove(filler));
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok()) << d.ReadLog();
+  const Json s = Show(d, id);
+  EXPECT_NE(s.value("state", ""), "paused") << "room again: resumed at start-up; " << s.dump();
+  EXPECT_THAT(d.ReadLog(), HasSubstr("resuming after restart"));
 }
 
 }  // namespace

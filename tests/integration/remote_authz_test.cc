@@ -282,6 +282,60 @@ TEST_F(RemoteAuthzTest, SessionsAreSeenAndTouchedOnlyByTheirOwnersAcrossRestarts
   EXPECT_THAT(ls.out, HasSubstr(locals));
 }
 
+// Issue 16 item 4: who started a session is shown to admins (SessionInfo.owner; `anectl train ls`
+// adds an OWNER column, `show` an owner line) and to nobody else: an ordinary token sees only its
+// own sessions anyway, and not even its own identity comes back.
+TEST_F(RemoteAuthzTest, SessionOwnersAreShownToAdminsOnly) {
+  ASSERT_TRUE(Start().ok()) << daemon_.ReadLog();
+  const std::string alices = TrainLocally();
+  const std::string locals = TrainLocally();
+  ASSERT_FALSE(alices.empty());
+  ASSERT_FALSE(locals.empty());
+  ASSERT_EQ(*daemon_.Stop(SIGTERM), 0);
+  {
+    absl::StatusOr<std::unique_ptr<store::SqliteDb>> db =
+        store::SqliteDb::Open(daemon_.state_dir() + "/anerd.db", 5000);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE(
+        (*db)->Exec("UPDATE sessions SET owner = 'token:alice' WHERE id = '" + alices + "'").ok());
+  }
+  ASSERT_TRUE(Start().ok()) << daemon_.ReadLog();
+  const std::string uid = absl::StrCat("uid:", ::getuid());
+  auto owners = [](client::AnerdClient& c) {
+    std::map<std::string, std::string> out;
+    v1::ListSessionsResponse all;
+    auto context = c.NewContext();
+    EXPECT_TRUE(c.stub()->ListSessions(context.get(), {}, &all).ok());
+    for (const v1::SessionInfo& s : all.sessions()) out[s.id()] = s.owner();
+    return out;
+  };
+  auto get_owner = [](client::AnerdClient& c, const std::string& id) {
+    v1::GetSessionRequest r;
+    r.set_session_id(id);
+    v1::SessionInfo info;
+    EXPECT_TRUE(c.stub()->GetSession(c.NewContext().get(), r, &info).ok());
+    return info.owner();
+  };
+  EXPECT_EQ(owners(As("carol")),
+            (std::map<std::string, std::string>{{alices, "token:alice"}, {locals, uid}}));
+  EXPECT_EQ(get_owner(As("carol"), alices), "token:alice");
+  EXPECT_EQ(owners(As("alice")), (std::map<std::string, std::string>{{alices, ""}}));
+  EXPECT_EQ(get_owner(As("alice"), alices), "");
+
+  RunResult admin_ls = remote_.Anectl("carol", {"train", "ls"});
+  ASSERT_EQ(admin_ls.exit_code, 0) << admin_ls.err;
+  EXPECT_THAT(admin_ls.out, HasSubstr("OWNER"));
+  EXPECT_THAT(admin_ls.out, HasSubstr("token:alice"));
+  EXPECT_THAT(remote_.Anectl("carol", {"train", "show", alices}).out, HasSubstr("token:alice"));
+  RunResult socket_json = daemon_.Anectl({"train", "show", locals, "--json"});
+  EXPECT_EQ(Json::parse(socket_json.out)["session"].value("owner", ""), uid);
+  RunResult own_ls = remote_.Anectl("alice", {"train", "ls", "--json"});
+  ASSERT_EQ(own_ls.exit_code, 0) << own_ls.err;
+  EXPECT_THAT(own_ls.out, HasSubstr(alices));
+  EXPECT_THAT(own_ls.out, ::testing::Not(HasSubstr("owner")));
+  EXPECT_THAT(remote_.Anectl("alice", {"train", "ls"}).out, ::testing::Not(HasSubstr("OWNER")));
+}
+
 TEST_F(RemoteAuthzTest, ProbeResultsAreSeenOnlyByTheirOwnersAndAdmins) {
   ASSERT_TRUE(Start().ok()) << daemon_.ReadLog();
   client::AnerdClient& alice = As("alice");

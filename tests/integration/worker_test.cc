@@ -180,6 +180,41 @@ TEST_F(WorkerTest, KillNineMidEvaluationFailsThatEvaluationWithARetryableError) 
   EXPECT_NE(Worker(d, "ane-sim")["pid"], pid);
 }
 
+// Issue 16 item 7: an evaluation whose client gives up (here its deadline) stops occupying the
+// backend: the daemon kills the hung worker and starts a fresh one, so the next evaluation runs
+// at once, and the kernel is not quarantined (quarantine_after 1: a crash would have). Before,
+// the daemon waited for --worker_call_timeout_s with the executor blocked behind it.
+TEST_F(WorkerTest, AnEvaluationPastItsDeadlineRecyclesTheWorkerWithoutQuarantine) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start({"--testonly_ops", "--quarantine_after", "1"}).ok());
+  const std::string hang = dir_.path() + "/hang.mil";
+  std::ofstream(hang) << TestOpMil("anerd_test_hang");
+  RunResult compiled = d.Anectl({"kernel", "compile", hang, "--backend", "ane-sim", "--json"});
+  ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
+  const std::string id = Json::parse(compiled.out)["kernel"]["id"];
+  const int64_t pid = Worker(d, "ane-sim")["pid"];
+  RunResult late = d.Anectl({"--timeout", "2", "kernel", "run", id, "--random"});
+  EXPECT_NE(late.exit_code, 0);
+  // The daemon recycles the worker once it sees the deadline (no fixed wait: poll the status).
+  Json w = Worker(d, "ane-sim");
+  for (int i = 0; i < 300 && w["restarts"].get<int64_t>() == 0; ++i) {
+    ::usleep(100000);
+    w = Worker(d, "ane-sim");
+  }
+  ASSERT_EQ(w["restarts"], 1) << w.dump();
+  EXPECT_EQ(w["crashes"], 0);
+  EXPECT_EQ(w["quarantined"], 0);
+  EXPECT_NE(w["pid"], pid);
+  EXPECT_THAT(w["recent_restart_reasons"].back().get<std::string>(), HasSubstr("cancelled"));
+  const std::string mil = std::string(ANERD_SOURCE_DIR) + "/examples/kernels/conv1x1/conv.mil";
+  RunResult ok =
+      d.Anectl({"--timeout", "30", "kernel", "run", mil, "--backend", "ane-sim", "--random"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  RunResult again = d.Anectl({"--timeout", "2", "kernel", "run", id, "--random"});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_THAT(again.err, ::testing::Not(HasSubstr("quarantined")));
+}
+
 TEST_F(WorkerTest, BadSupervisionFlagsAreRefusedAtStartNamingTheFlag) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--quarantine_after", "0"}, "--quarantine_after"},

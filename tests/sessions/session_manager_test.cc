@@ -319,12 +319,17 @@ TEST_F(SessionManagerTest, AWriteErrorPausesTheSessionInsteadOfReportingProgress
     ::signal(SIGXFSZ, old_handler);
     ASSERT_TRUE(s.ok()) << s.status();
     id = s->id;
-    EXPECT_EQ(done.state, SessionState::kFailed);
+    EXPECT_EQ(done.state, SessionState::kPaused) << "a state of its own, not failed";
     EXPECT_THAT(done.error, HasSubstr("checkpoint.bin"));
     EXPECT_THAT(done.error, HasSubstr(std::strerror(EFBIG)));
+    EXPECT_THAT(done.error, HasSubstr("anectl train resume " + id));
     EXPECT_EQ(done.step, 0) << "no step is durable: none is claimed";
     EXPECT_EQ(done.checkpoint_step, 0);
   }
+  std::vector<SessionEventRecord> events = Events(*e, id);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().kind, SessionEventRecord::Kind::kState);
+  EXPECT_EQ(events.back().text, "paused") << "watchers see the state";
   ASSERT_TRUE(e->sessions().Resume(id, 0).ok());
   SessionSnapshot done = WaitUntilInactive(*e, id);
   EXPECT_EQ(done.state, SessionState::kCompleted) << done.error;
@@ -332,6 +337,33 @@ TEST_F(SessionManagerTest, AWriteErrorPausesTheSessionInsteadOfReportingProgress
   std::vector<int64_t> steps = Steps(Events(*e, id));
   ASSERT_EQ(steps.size(), 30u);
   for (int64_t i = 0; i < 30; ++i) EXPECT_EQ(steps[i], i + 1);
+}
+
+// A paused session can be given up instead of resumed: Stop makes it `stopped` (it holds no
+// executor turn, so nothing has to drain), and it is still at its last durable checkpoint.
+TEST_F(SessionManagerTest, StoppingAPausedSessionGivesItUp) {
+  auto e = MakeEngine();
+  struct rlimit old_limit;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  auto* old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limit = old_limit;
+  limit.rlim_cur = 256 << 10;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  training::TrainSpec spec = TinySpec(30);
+  spec.checkpoint_every = 10;
+  absl::StatusOr<SessionSnapshot> s = e->sessions().Start(spec, "", "");
+  SessionSnapshot paused;
+  if (s.ok()) paused = WaitUntilInactive(*e, s->id);
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  ::signal(SIGXFSZ, old_handler);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(paused.state, SessionState::kPaused);
+  absl::StatusOr<SessionSnapshot> stopped = e->sessions().Stop(s->id);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(stopped->state, SessionState::kStopped);
+  EXPECT_EQ(e->sessions().Get(s->id)->state, SessionState::kStopped);
+  EXPECT_EQ(e->sessions().Stop(s->id).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(e->sessions().Delete(s->id).ok());
 }
 
 }  // namespace

@@ -13,7 +13,7 @@ namespace {
 using ::testing::HasSubstr;
 using S = SessionState;
 
-constexpr S kAll[] = {S::kQueued,  S::kCompiling, S::kRunning, S::kCheckpointing,
+constexpr S kAll[] = {S::kQueued,  S::kCompiling, S::kRunning, S::kCheckpointing, S::kPaused,
                       S::kStopped, S::kCompleted, S::kFailed,  S::kInterrupted};
 
 TEST(SessionStateTest, TheTransitionTableIsExactlyTheDocumentedOne) {
@@ -30,13 +30,18 @@ TEST(SessionStateTest, TheTransitionTableIsExactlyTheDocumentedOne) {
       {S::kRunning, S::kCheckpointing},
       {S::kRunning, S::kCompiling},
       {S::kRunning, S::kCompleted},
+      {S::kRunning, S::kPaused},
       {S::kRunning, S::kStopped},
       {S::kRunning, S::kInterrupted},
       {S::kRunning, S::kFailed},
       {S::kCheckpointing, S::kRunning},
+      {S::kCheckpointing, S::kPaused},
       {S::kCheckpointing, S::kStopped},
       {S::kCheckpointing, S::kInterrupted},
       {S::kCheckpointing, S::kFailed},
+      {S::kPaused, S::kQueued},
+      {S::kPaused, S::kStopped},
+      {S::kPaused, S::kFailed},
       {S::kStopped, S::kQueued},
       {S::kStopped, S::kFailed},
       {S::kCompleted, S::kQueued},
@@ -78,6 +83,19 @@ TEST(SessionStateTest, NamesRoundTripAndUnknownNamesReadAsInterrupted) {
   int active = 0;
   for (S s : kAll) active += IsActive(s) ? 1 : 0;
   EXPECT_EQ(active, 4);
+}
+
+// Issue 16 item 8: a write error pauses a session in a state of its own, stored and shown as
+// "paused"; it holds no executor turn (not active), resumes through the queue and can be given up.
+TEST(SessionStateTest, PausedIsItsOwnInactiveStateThatResumesOrStops) {
+  EXPECT_STREQ(SessionStateName(S::kPaused), "paused");
+  EXPECT_EQ(StateFromName("paused"), S::kPaused);
+  EXPECT_FALSE(IsActive(S::kPaused));
+  EXPECT_TRUE(IsLegalTransition(S::kRunning, S::kPaused));
+  EXPECT_TRUE(IsLegalTransition(S::kPaused, S::kQueued));
+  EXPECT_TRUE(IsLegalTransition(S::kPaused, S::kStopped));
+  EXPECT_FALSE(IsLegalTransition(S::kPaused, S::kRunning));
+  EXPECT_FALSE(IsLegalTransition(S::kQueued, S::kPaused));
 }
 
 }  // namespace

@@ -246,6 +246,71 @@ TEST(WorkerBackendTest, CallTimeoutKillsAHungWorker) {
   EXPECT_THAT(r.status().message(), HasSubstr("ran longer than"));
 }
 
+// Issue 16 item 7: a caller that gives up on a worker evaluation (cancel, deadline) gets its
+// status back without waiting for the worker: the worker, which cannot be interrupted, is killed
+// and replaced. That is a recycle, not a crash: it never quarantines the kernel (twice with
+// quarantine_after = 1), and the next call works. The call timeout is long (the old code waited
+// for it, then answered UNAVAILABLE).
+TEST(WorkerBackendTest, ACancelledEvaluationRecyclesTheWorkerWithoutQuarantine) {
+  WorkerOptions options = Options("cpu", 0);
+  options.quarantine_after = 1;
+  options.call_timeout = absl::Seconds(30);
+  std::unique_ptr<WorkerBackend> worker = StartOrDie(options);
+  ASSERT_NE(worker, nullptr);
+  auto good = worker->Compile(Verify(testing::ScaleMilText(4, 2.0)), {});
+  ASSERT_TRUE(good.ok()) << good.status();
+  auto hang = worker->Compile(Verify(TestOpProgram("anerd_test_hang")), {});
+  ASSERT_TRUE(hang.ok()) << hang.status();
+  const absl::StatusCode codes[] = {absl::StatusCode::kCancelled,
+                                    absl::StatusCode::kDeadlineExceeded};
+  for (absl::StatusCode code : codes) {
+    const int64_t pid = worker->pid();
+    // Says stop once the call is inside the worker: ordering, not timing.
+    bool inside = false;
+    backend::StopCheck stop = [&]() -> absl::Status {
+      inside = inside || worker->Status().activity.find("running program") != std::string::npos;
+      if (!inside) return absl::OkStatus();
+      return absl::Status(code, "the client gave up on evaluation");
+    };
+    absl::StatusOr<backend::RunResult> r = (*hang)->RunStoppable(Input(4, 1), stop);
+    ASSERT_EQ(r.status().code(), code) << r.status();
+    EXPECT_THAT(r.status().message(), HasSubstr("the client gave up"));
+    EXPECT_THAT(r.status().message(), HasSubstr("worker running it was replaced"));
+    EXPECT_NE(worker->pid(), pid) << "the hung worker was replaced";
+    EXPECT_NE(worker->pid(), 0);
+  }
+  const WorkerStatus s = worker->Status();
+  EXPECT_EQ(s.crashes, 0u) << "a cancel is not a crash";
+  EXPECT_EQ(s.quarantined, 0u);
+  EXPECT_EQ(s.restarts, 2u);
+  ASSERT_FALSE(s.recent_restart_reasons.empty());
+  EXPECT_THAT(s.recent_restart_reasons.back(), HasSubstr("recycled: cancelled"));
+  auto ok = (*good)->Run(Input(4, 1));  // recompiled in the new worker
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->outputs[0].tensor.ToFloats()[1], 3.0f * 1.25f);
+  // Not quarantined: the hung program still reaches a worker (and is cancelled again).
+  absl::StatusOr<backend::RunResult> again =
+      (*hang)->RunStoppable(Input(4, 1), [&]() -> absl::Status {
+        return worker->Status().activity.find("running program") != std::string::npos
+                   ? absl::CancelledError("again")
+                   : absl::OkStatus();
+      });
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kCancelled) << again.status();
+}
+
+// A run whose caller stops before it starts never reaches the worker.
+TEST(WorkerBackendTest, AnAlreadyCancelledRunDoesNotTouchTheWorker) {
+  std::unique_ptr<WorkerBackend> worker = StartOrDie(Options("cpu", 0));
+  ASSERT_NE(worker, nullptr);
+  auto good = worker->Compile(Verify(testing::ScaleMilText(4, 2.0)), {});
+  ASSERT_TRUE(good.ok()) << good.status();
+  const int64_t pid = worker->pid();
+  auto r = (*good)->RunStoppable(Input(4, 1), [] { return absl::CancelledError("gone"); });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(worker->pid(), pid);
+  EXPECT_EQ(worker->Status().restarts, 0u);
+}
+
 TEST(WorkerBackendTest, StoppedWorkerIsDetectedByItsHeartbeatAndReplaced) {
   WorkerOptions options = Options("cpu", 0);
   options.heartbeat_timeout = absl::Milliseconds(400);

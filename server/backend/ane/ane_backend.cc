@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -75,6 +76,14 @@ class AneProgram : public CompiledProgram {
   const std::vector<TensorSignature>& inputs() const override { return inputs_; }
   const std::vector<TensorSignature>& outputs() const override { return outputs_; }
   absl::StatusOr<RunResult> Run(const std::vector<NamedTensor>& inputs) override;
+  // The device's own figure plus the surfaces; 0 when the device cannot tell.
+  uint64_t memory_bytes() const override {
+    uint64_t bytes = model_->memory_bytes();
+    if (bytes == 0) return 0;
+    for (const auto& s : in_) bytes += s->size();
+    for (const auto& s : out_) bytes += s->size();
+    return bytes;
+  }
 
  private:
   std::shared_ptr<AneDevice> device_;  // first: destroyed last
@@ -299,8 +308,12 @@ absl::StatusOr<std::unique_ptr<CompiledProgram>> AneBackend::Compile(
                                                      options_.compile_budget,
                                                      " compile attempts is used up"));
   }
-  absl::StatusOr<std::unique_ptr<DeviceModel>> model =
-      device_->Compile(lowered.mil_text, lowered.weights, qos);
+  absl::StatusOr<std::unique_ptr<DeviceModel>> model = device_->CompileWithinMemory(
+      lowered.mil_text, lowered.weights, qos, options.max_memory_bytes);
+  if (model.status().code() == absl::StatusCode::kResourceExhausted &&
+      absl::StrContains(model.status().message(), kMemoryLimitMarker)) {
+    return model.status();  // over the memory limit: neither a rejection nor a spent budget
+  }
   if (!model.ok()) return MapCompileError(model.status(), attempt);
   ANERD_RETURN_IF_ERROR(LoadWithRetry(*device_, **model, qos));
   auto in = AllocateAll(*device_, lowered.input_surface_bytes);

@@ -32,10 +32,15 @@
 // chip and OS build by the engine), which the lowering, Supports and the rule facts (each with its
 // origin) then follow. Programs compiled before keep the lowering they got. ProbeDeviceRules runs
 // ane_rule_probe.h on the device, its compiles counted as attempts against the budget.
+// Memory: CompileOptions::max_memory_bytes goes to the device (AneDevice::CompileWithinMemory):
+// ane-sim refuses a program whose CPU plan needs more before allocating it; the framework cannot
+// tell and ignores it. A program's memory_bytes() is the device's figure (ane-sim: its CPU plan)
+// plus its surfaces, 0 on the framework.
 //
 // Error mapping (device text and its domain/code are always in the message): lowering limits ->
-// UNIMPLEMENTED; device rejected the program -> INVALID_ARGUMENT; load failed twice -> UNAVAILABLE;
-// evaluation failed -> INTERNAL.
+// UNIMPLEMENTED; device rejected the program -> INVALID_ARGUMENT; over max_memory_bytes ->
+// RESOURCE_EXHAUSTED containing kMemoryLimitMarker (never taken for a spent budget); load failed
+// twice -> UNAVAILABLE; evaluation failed -> INTERNAL.
 //
 // Ownership: the backend and every CompiledProgram share the device (shared_ptr), so programs
 // may outlive the backend. Thread-safety: as backend.h.

@@ -124,6 +124,9 @@ class DeviceModel {
   // The content-derived identifier (hexStringIdentifier on the framework).
   virtual const std::string& identifier() const = 0;
   virtual bool loaded() const = 0;
+  // Bytes the device holds for the model (buffers, scratch, constants) as planned at compile
+  // time; 0 when the device cannot tell (the framework).
+  virtual uint64_t memory_bytes() const { return 0; }
 };
 
 class AneDevice {
@@ -135,6 +138,16 @@ class AneDevice {
   virtual absl::StatusOr<std::unique_ptr<DeviceModel>> Compile(
       absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights,
       unsigned int qos = kDefaultQos) = 0;
+  // As Compile, but refuses a program that would hold more than `max_memory_bytes` (0 =
+  // unlimited) with RESOURCE_EXHAUSTED containing backend::kMemoryLimitMarker and both sizes,
+  // before allocating it (CompileOptions::max_memory_bytes). Devices that cannot tell their memory
+  // before allocating (the framework) keep this default, which ignores the limit.
+  virtual absl::StatusOr<std::unique_ptr<DeviceModel>> CompileWithinMemory(
+      absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights, unsigned int qos,
+      uint64_t max_memory_bytes) {
+    (void)max_memory_bytes;
+    return Compile(mil_text, weights, qos);
+  }
   virtual absl::Status Load(DeviceModel& model, unsigned int qos = kDefaultQos) = 0;
   virtual absl::Status Unload(DeviceModel& model, unsigned int qos = kDefaultQos) = 0;
   // A zero-filled surface of `bytes` bytes (INVALID_ARGUMENT when the device's size rules refuse).

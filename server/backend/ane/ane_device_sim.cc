@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -54,6 +55,9 @@ class SimModel : public DeviceModel {
  public:
   const std::string& identifier() const override { return identifier_; }
   bool loaded() const override { return loaded_; }
+  uint64_t memory_bytes() const override {
+    return program != nullptr ? program->memory_bytes() : 0;
+  }
 
   std::string identifier_;
   std::string mil_text;
@@ -63,6 +67,7 @@ class SimModel : public DeviceModel {
   std::vector<size_t> in_order, out_order;  // parameter/result index per binding position
   std::string eval_finding;                 // a rule broken at evaluation ("" when none)
   uint64_t modelled_ns = 0;                 // SimModelledHardwareNs(mil_text)
+  uint64_t max_memory_bytes = 0;            // the compile's limit, kept for rebuilds at Load
 };
 
 std::string Identifier(absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights) {
@@ -96,10 +101,19 @@ class SimDevice : public AneDevice {
   absl::StatusOr<std::unique_ptr<DeviceModel>> Compile(absl::string_view mil_text,
                                                        const std::vector<DeviceWeightFile>& weights,
                                                        unsigned int qos) override {
+    return CompileWithinMemory(mil_text, weights, qos, 0);
+  }
+
+  // The limit is the CPU planner's (CpuProgram::Create): checked on the plan, before its buffers
+  // are allocated.
+  absl::StatusOr<std::unique_ptr<DeviceModel>> CompileWithinMemory(
+      absl::string_view mil_text, const std::vector<DeviceWeightFile>& weights, unsigned int qos,
+      uint64_t max_memory_bytes) override {
     (void)qos;  // QoS has no measurable effect (docs/ANE_NOTES.md §1.6)
     ANERD_RETURN_IF_ERROR(CountCompileAttempt());
     if (faults_.NextCompileFails(rules_.compile_budget)) return SimGenericCompileFailure();
     auto model = std::make_unique<SimModel>();
+    model->max_memory_bytes = max_memory_bytes;
     model->identifier_ = Identifier(mil_text, weights);
     model->mil_text = std::string(mil_text);
     if (rules_.bake_weights) {
@@ -199,7 +213,14 @@ absl::StatusOr<std::unique_ptr<CompiledProgram>> SimDevice::Build(SimModel& m) {
   CompileOptions options;
   options.numerics = NumericsMode::kAne;  // fp16 compute (it is the ANE)
   options.ignore_attn_mask = rules_.ignore_attn_mask;
+  options.max_memory_bytes = m.max_memory_bytes;
   absl::StatusOr<std::unique_ptr<CompiledProgram>> compiled = cpu_.Compile(*program, options);
+  if (compiled.status().code() == absl::StatusCode::kResourceExhausted &&
+      absl::StrContains(compiled.status().message(), kMemoryLimitMarker)) {
+    // Not a rejection by the compiler: the program is too big for the limit anerd set.
+    return absl::ResourceExhaustedError(
+        absl::StrCat("simulated ANE: ", compiled.status().message()));
+  }
   if (!compiled.ok()) {
     return SimCompileError(compiled.status().message());
   }
