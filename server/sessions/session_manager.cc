@@ -238,8 +238,8 @@ void SessionManager::SetState(Session* s, SessionState state) {
     SessionEventRecord e;
     e.kind = SessionEventRecord::Kind::kState;
     e.text = SessionStateName(state);
-    // A failed run carries its reason in the stream (watchers need not ask GetSession).
-    if (state == SessionState::kFailed) e.detail = s->error;
+    // A failed or paused run carries its reason in the stream (watchers need not ask GetSession).
+    if (state == SessionState::kFailed || state == SessionState::kPaused) e.detail = s->error;
     (void)s->log->Append(std::move(e), /*sync=*/!IsActive(state));  // errors are logged there
   }
   MarkDirty(*s);
