@@ -77,7 +77,7 @@ absl::Status CheckUnderRoots(absl::string_view field, const std::string& resolve
   }
   return absl::PermissionDeniedError(
       absl::StrCat(field, ": '", resolved, "' is outside the daemon's data roots (",
-                   absl::StrJoin(roots.roots, ", "), "); allow it with anerd --data_root"));
+                   absl::StrJoin(roots.roots, ", "), "); allow it with anerd --data-root"));
 }
 
 }  // namespace

@@ -50,7 +50,7 @@ std::string SelfExecutablePath();
 
 // Where files named by clients may be read from on the daemon's machine.
 struct ClientPathRoots {
-  std::vector<std::string> roots;  // --data_root: a path must lie below one of them
+  std::vector<std::string> roots;  // --data-root: a path must lie below one of them
   std::string state_dir;           // never readable, even below a root
   // Files never readable even below a root: the token file, the TLS key.
   std::vector<std::string> secret_paths;

@@ -37,7 +37,7 @@ fi
 # Doctor against a throw-away daemon.
 TMP="$(mktemp -d)"
 trap 'kill "${PID:-0}" 2>/dev/null || true; rm -rf "$TMP"' EXIT
-"$BUILD/bin/anerd" --socket "$TMP/anerd.sock" --state_dir "$TMP/state" --backend auto \
+"$BUILD/bin/anerd" --socket "$TMP/anerd.sock" --state-dir "$TMP/state" --backend auto \
   2>"$TMP/anerd.log" &
 PID=$!
 for _ in $(seq 50); do [[ -S "$TMP/anerd.sock" ]] && break; sleep 0.2; done

@@ -24,7 +24,7 @@ else
 fi
 
 step "starting anerd (socket $SOCK, state $DEMO/state)"
-"$BIN/anerd" --socket "$SOCK" --state_dir "$DEMO/state" --data_root "$DEMO" --log_level warn &
+"$BIN/anerd" --socket "$SOCK" --state-dir "$DEMO/state" --data-root "$DEMO" --log-level warn &
 PID=$!
 for _ in $(seq 1 200); do [ -S "$SOCK" ] && break; sleep 0.05; done
 

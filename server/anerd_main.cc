@@ -1,6 +1,6 @@
 // anerd: the daemon. Maps flags onto DaemonOptions and runs in the foreground
 // (launchd and systemd supervise it). Exit codes: 0 clean shutdown, 1 start-up
-// error (message on stderr), 2 a shutdown cut short after --shutdown_grace_ms plus a margin.
+// error (message on stderr), 2 a shutdown cut short after --shutdown-grace-ms plus a margin.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -39,32 +39,32 @@ ABSL_FLAG(int, shutdown_grace_ms, 5000,
           "How long in-flight RPCs may run after SIGTERM; the daemon exits at most a few "
           "seconds later whatever is still running");
 ABSL_FLAG(std::string, listen, "",
-          "Also serve TCP on HOST:PORT (always needs --auth_tokens; "
-          "non-loopback also needs --tls_cert and --tls_key)");
+          "Also serve TCP on HOST:PORT (always needs --auth-tokens; "
+          "non-loopback also needs --tls-cert and --tls-key)");
 ABSL_FLAG(bool, insecure_loopback, false,
           "Allow plain-text TCP on a loopback --listen address (tokens are "
           "still required)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for --listen (TLS)");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls-cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA: require client certificates it signed (mutual TLS)");
 ABSL_FLAG(std::string, auth_tokens, "",
           "File of 'NAME TOKEN [admin]' lines (anectl token create NAME "
           "[--admin] --file F); required with --listen: every RPC on it must "
-          "send one as a bearer token; admin tokens also open --metrics_listen");
+          "send one as a bearer token; admin tokens also open --metrics-listen");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9464; "
-          "loopback only unless --metrics_allow_remote; scrapes need an admin "
+          "loopback only unless --metrics-allow-remote; scrapes need an admin "
           "token unless from the daemon's own uid on loopback)");
 ABSL_FLAG(bool, metrics_allow_remote, false,
-          "Allow --metrics_listen on a non-loopback address (needs "
-          "--auth_tokens; every scrape must carry an admin token)");
+          "Allow --metrics-listen on a non-loopback address (needs "
+          "--auth-tokens; every scrape must carry an admin token)");
 ABSL_FLAG(int64_t, quota_kernels, 0,
           "Most kernels each client (token name on TCP, uid on the socket) may "
           "store; 0 = unlimited");
 ABSL_FLAG(int64_t, quota_sessions, 0,
           "Most active training sessions per client; 0 = unlimited (see also "
-          "--max_sessions)");
+          "--max-sessions)");
 ABSL_FLAG(int64_t, quota_queued, 0,
           "Most compile/evaluate/probe requests per client in flight at once; "
           "0 = unlimited");
@@ -83,7 +83,7 @@ ABSL_FLAG(uint64_t, cache_bytes, uint64_t{2} << 30,
           "this is refused");
 ABSL_FLAG(uint64_t, max_kernel_memory_bytes, uint64_t{2} << 30,
           "Most memory one compiled kernel may hold (planned buffers and decoded constants, "
-          "bytes); 0 = up to --cache_bytes");
+          "bytes); 0 = up to --cache-bytes");
 ABSL_FLAG(uint64_t, max_upload_bytes_in_flight, uint64_t{4} << 30,
           "Most weight bytes all unfinished CompileKernel uploads together may declare (they "
           "are spooled to <state dir>/uploads, not held in memory)");

@@ -25,7 +25,7 @@ void PrintTopHelp() {
   std::cout << "\nRun `anectl <command> --help` for a command's flags. The daemon is found at "
                "--host, else $ANERD_HOST, else the default per-user socket. A TCP --host needs "
                "--token-file; --tls-ca turns on TLS, and --tls-cert/--tls-key present a client "
-               "certificate to a daemon that requires one (--tls_client_ca).\n";
+               "certificate to a daemon that requires one (--tls-client-ca).\n";
 }
 
 // Removes global flags from `args` into `options`. Returns false (after printing) on a bad value.

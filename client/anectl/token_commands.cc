@@ -1,5 +1,5 @@
 // anectl token create NAME [--file F] [--admin] [--out F]: appends "NAME TOKEN" (a fresh random
-// token; with --admin "NAME TOKEN admin") to the token file the daemon reads with --auth_tokens,
+// token; with --admin "NAME TOKEN admin") to the token file the daemon reads with --auth-tokens,
 // and prints the token for the client (--token-file) or writes it to --out (0600).
 // anectl token ls: the names in the file (never the tokens); anectl token revoke NAME: removes one.
 // Token files are always written 0600. Runs offline, on the daemon's machine.
@@ -156,7 +156,7 @@ int Create(CommandContext& ctx, const std::vector<std::string>& args) {
   bool admin = false;
   ArgParser p("anectl token create NAME [--file FILE] [--admin]",
               "Appends a new random bearer token named NAME to FILE (created 0600) and prints it. "
-              "Start anerd with --auth_tokens FILE; give the token to the client (anectl "
+              "Start anerd with --auth-tokens FILE; give the token to the client (anectl "
               "--token-file, or the authorization metadata of any gRPC client). A token sees "
               "only the sessions, kernels and probe results it created; an --admin token sees "
               "and manages every client's, and may scrape the metrics endpoint.");

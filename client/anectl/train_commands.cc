@@ -409,7 +409,7 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   ArgParser p(
       "anectl train start --data FILE [--model NAME|--config k=v,...] [--steps N] ... [--watch]",
       "Starts a training session on the daemon. --data, --init and --val-data are local files "
-      "or artifact ids (anectl data push). A local daemon reads files under its --data_root "
+      "or artifact ids (anectl data push). A local daemon reads files under its --data-root "
       "itself; files anywhere else, and every file for a daemon reached over TCP, are uploaded "
       "first (bytes the daemon already has are not sent again). Unset flags take the engine's "
       "defaults.");

@@ -170,7 +170,7 @@ bool LooksLikeHandshakeFailure(const absl::Status& status, const Endpoint& endpo
 // What to try, given the failure's lower-case `message` and the TLS options the call used.
 std::string HandshakeHint(const std::string& message, const ClientOptions& options) {
   if (absl::StrContains(message, "wrong version number")) {
-    return "the port does not speak TLS (a plain --insecure_loopback listener?): drop --tls-ca, "
+    return "the port does not speak TLS (a plain --insecure-loopback listener?): drop --tls-ca, "
            "--tls-cert and --tls-key";
   }
   if (absl::StrContains(message, "certificate verify failed") ||
@@ -178,14 +178,14 @@ std::string HandshakeHint(const std::string& message, const ClientOptions& optio
     return "the daemon's certificate is not signed by --tls-ca, or does not name the --host";
   }
   if (options.tls_root_pem.empty() && options.tls_cert_pem.empty()) {
-    return "if the daemon serves TLS (anerd --tls_cert), pass --tls-ca with the CA certificate "
+    return "if the daemon serves TLS (anerd --tls-cert), pass --tls-ca with the CA certificate "
            "that signed its certificate";
   }
   if (options.tls_cert_pem.empty()) {
-    return "the daemon may require a client certificate (anerd --tls_client_ca): pass --tls-cert "
+    return "the daemon may require a client certificate (anerd --tls-client-ca): pass --tls-cert "
            "and --tls-key";
   }
-  return "the daemon refused the client certificate: check that its --tls_client_ca signed "
+  return "the daemon refused the client certificate: check that its --tls-client-ca signed "
          "--tls-cert";
 }
 

@@ -28,7 +28,7 @@ struct ClientOptions {
   // PEM root certificates: when set, TCP endpoints are reached over TLS verified against them.
   std::string tls_root_pem;
   // PEM client certificate chain and its private key, presented for mutual TLS (a daemon started
-  // with --tls_client_ca). Set both or neither; setting them also turns on TLS for TCP endpoints
+  // with --tls-client-ca). Set both or neither; setting them also turns on TLS for TCP endpoints
   // (the server is then verified against tls_root_pem, or gRPC's default roots when it is empty).
   std::string tls_cert_pem;
   std::string tls_key_pem;

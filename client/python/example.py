@@ -5,7 +5,7 @@
     python3 client/python/example.py --host unix:PATH --data /abs/stories.txt
 
 The kernel is examples/kernels/conv1x1 (a 64->32 channel 1x1 convolution); its output is checked
-against numpy. --data is read by the daemon, so it must be an absolute path under its --data_root
+against numpy. --data is read by the daemon, so it must be an absolute path under its --data-root
 (write one with `anectl data synth --out FILE`). The last line printed is a JSON summary.
 """
 

@@ -144,13 +144,13 @@ absl::Status ArtifactStore::CheckQuotaLocked(const NewArtifact& meta, uint64_t s
     return absl::ResourceExhaustedError(
         absl::StrCat("client ", meta.owner, " already owns ", count,
                      " artifacts, its limit (raise it with "
-                     "anerd --quota_artifacts, or delete some with anectl data rm)"));
+                     "anerd --quota-artifacts, or delete some with anectl data rm)"));
   }
   if (meta.quota.bytes > 0 && (size > meta.quota.bytes || bytes > meta.quota.bytes - size)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "client ", meta.owner, " owns ", bytes, " bytes of artifacts; ", size,
         " more would exceed its limit of ", meta.quota.bytes,
-        " (raise it with anerd --quota_artifact_bytes, or delete some with anectl data rm)"));
+        " (raise it with anerd --quota-artifact-bytes, or delete some with anectl data rm)"));
   }
   return absl::OkStatus();
 }

@@ -52,8 +52,8 @@ struct ArtifactRecord {
 
 // Per-owner limits; 0 = unlimited.
 struct ArtifactQuota {
-  int64_t count = 0;   // --quota_artifacts
-  uint64_t bytes = 0;  // --quota_artifact_bytes
+  int64_t count = 0;   // --quota-artifacts
+  uint64_t bytes = 0;  // --quota-artifact-bytes
 };
 
 // INVALID_ARGUMENT naming the field unless `kind` is dataset, model or tokenizer.

@@ -23,7 +23,7 @@ namespace anerd::backend {
 
 struct RegistryOptions {
   // Compiles each backend instance allows before Compile returns RESOURCE_EXHAUSTED (the
-  // daemon's --compile_budget, so worker recycling is exercised on Linux); 0 = the backend's
+  // daemon's --compile-budget, so worker recycling is exercised on Linux); 0 = the backend's
   // default: unlimited for cpu, ane::kDefaultCompileBudget (100 attempts) for ane and ane-sim.
   int64_t compile_budget = 0;
   // Tests only (anerd --testonly_sim): the simulated device's settings — injected faults, and

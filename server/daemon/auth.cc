@@ -102,7 +102,7 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 
 absl::StatusOr<std::vector<NamedToken>> LoadTokenFile(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError("cannot read --auth_tokens file " + path);
+  if (!in) return absl::NotFoundError("cannot read --auth-tokens file " + path);
   std::vector<NamedToken> tokens;
   std::set<std::string> names;
   int number = 0;
@@ -113,7 +113,7 @@ absl::StatusOr<std::vector<NamedToken>> LoadTokenFile(const std::string& path) {
     if (absl::Status s = ParseTokenLine(trimmed, number, &names, &tokens); !s.ok()) return s;
   }
   if (tokens.empty()) {
-    return absl::FailedPreconditionError("--auth_tokens file " + path +
+    return absl::FailedPreconditionError("--auth-tokens file " + path +
                                          " holds no tokens (anectl token create NAME --file F)");
   }
   return tokens;

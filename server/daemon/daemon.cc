@@ -117,11 +117,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(
   if (!options.tls_cert.empty()) {
     grpc::SslServerCredentialsOptions ssl;
     grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    ANERD_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem("--tls_cert", options.tls_cert));
-    ANERD_ASSIGN_OR_RETURN(pair.private_key, ReadPem("--tls_key", options.tls_key));
+    ANERD_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem("--tls-cert", options.tls_cert));
+    ANERD_ASSIGN_OR_RETURN(pair.private_key, ReadPem("--tls-key", options.tls_key));
     ssl.pem_key_cert_pairs.push_back(std::move(pair));
     if (!options.tls_client_ca.empty()) {
-      ANERD_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("--tls_client_ca", options.tls_client_ca));
+      ANERD_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("--tls-client-ca", options.tls_client_ca));
       ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
     }
     credentials = grpc::SslServerCredentials(ssl);
@@ -197,24 +197,24 @@ absl::Status CheckTlsFlagPairs(const DaemonOptions& options) {
   const bool tls = !options.tls_cert.empty();
   if (options.metrics_allow_remote && options.auth_tokens.empty()) {
     return absl::InvalidArgumentError(
-        "--metrics_allow_remote needs --auth_tokens FILE: beyond loopback every scrape must "
+        "--metrics-allow-remote needs --auth-tokens FILE: beyond loopback every scrape must "
         "carry an admin token (anectl token create NAME --admin --file FILE)");
   }
   if (options.listen.empty()) {
     if (tls || !options.tls_key.empty() ||
         (!options.auth_tokens.empty() && options.metrics_listen.empty())) {
       return absl::InvalidArgumentError(
-          "--tls_cert, --tls_key and --auth_tokens apply to a TCP listener: pass --listen "
-          "HOST:PORT (--auth_tokens also serves --metrics_listen)");
+          "--tls-cert, --tls-key and --auth-tokens apply to a TCP listener: pass --listen "
+          "HOST:PORT (--auth-tokens also serves --metrics-listen)");
     }
     return absl::OkStatus();
   }
   if (tls && options.tls_key.empty())
-    return absl::InvalidArgumentError("--tls_cert needs --tls_key");
+    return absl::InvalidArgumentError("--tls-cert needs --tls-key");
   if (!tls && !options.tls_key.empty())
-    return absl::InvalidArgumentError("--tls_key needs --tls_cert");
+    return absl::InvalidArgumentError("--tls-key needs --tls-cert");
   if (!tls && !options.tls_client_ca.empty()) {
-    return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
   }
   return absl::OkStatus();
 }
@@ -227,7 +227,7 @@ void ArmShutdownDeadline(absl::Duration grace, absl::Duration margin) {
     absl::SleepFor(grace + margin);
     if (spdlog::logger* log = spdlog::default_logger_raw(); log != nullptr) {
       log->error(
-          "shutdown did not finish within --shutdown_grace_ms={} plus {} ms; exiting without "
+          "shutdown did not finish within --shutdown-grace-ms={} plus {} ms; exiting without "
           "waiting for the work still running",
           absl::ToInt64Milliseconds(grace), absl::ToInt64Milliseconds(margin));
       log->flush();
@@ -253,13 +253,13 @@ absl::Status CheckRemoteOptions(const DaemonOptions& options) {
   }
   const bool loopback = IsLoopbackHost(absl::string_view(options.listen).substr(0, colon));
   std::vector<std::string> missing;
-  if (!tls && !loopback) missing.push_back("--tls_cert (with --tls_key)");
+  if (!tls && !loopback) missing.push_back("--tls-cert (with --tls-key)");
   if (!tls && loopback && !options.insecure_loopback) {
-    missing.push_back("--insecure_loopback (plain TCP; or --tls_cert and --tls_key for TLS)");
+    missing.push_back("--insecure-loopback (plain TCP; or --tls-cert and --tls-key for TLS)");
   }
   if (options.auth_tokens.empty()) {
     missing.push_back(
-        "--auth_tokens FILE (every RPC on a TCP port must carry a bearer token; create one with "
+        "--auth-tokens FILE (every RPC on a TCP port must carry a bearer token; create one with "
         "`anectl token create NAME --file FILE` and give the client --token-file FILE)");
   }
   if (missing.empty()) return absl::OkStatus();

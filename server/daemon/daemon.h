@@ -64,8 +64,8 @@ struct DaemonOptions {
   engine::EngineOptions engine;
 };
 
-// OK when the TCP listener options are consistent: any `listen` needs --auth_tokens; a loopback
-// address also needs TLS or insecure_loopback; any other address needs --tls_cert and --tls_key.
+// OK when the TCP listener options are consistent: any `listen` needs --auth-tokens; a loopback
+// address also needs TLS or insecure_loopback; any other address needs --tls-cert and --tls-key.
 // Otherwise INVALID_ARGUMENT naming every missing flag (with how to make a token file).
 absl::Status CheckRemoteOptions(const DaemonOptions& options);
 

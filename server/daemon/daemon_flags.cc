@@ -19,7 +19,7 @@
 namespace anerd::daemon {
 namespace {
 
-// "--state-dir=/a-b" -> "--state_dir=/a-b": only the name part (after the dashes, before '=').
+// "--state-dir=/a-b" -> "--state-dir=/a-b": only the name part (after the dashes, before '=').
 std::string NormalizeOne(const std::string& arg) {
   const size_t start = arg.find_first_not_of('-');
   if (start == std::string::npos || start == 0 || start > 2) return arg;

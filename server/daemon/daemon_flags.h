@@ -1,5 +1,5 @@
 // anerd's command-line conventions, applied before absl parses the flags (anerd_main.cc):
-//   - flag names take hyphens or underscores (`--state-dir` == `--state_dir`);
+//   - flag names take hyphens or underscores (`--state-dir` == `--state-dir`);
 //   - a configuration file of `name = value` lines (`--config FILE`, else
 //     $XDG_CONFIG_HOME/anerd/anerd.conf or ~/.config/anerd/anerd.conf when it exists) supplies
 //     flags the command line does not override;
@@ -22,7 +22,7 @@ namespace anerd::daemon {
 // Largest configuration file read (bytes); larger files are refused, not truncated.
 inline constexpr int64_t kMaxConfigFileBytes = 1 << 20;
 
-// `args` with every flag name spelled with underscores: "--state-dir=/x" -> "--state_dir=/x",
+// `args` with every flag name spelled with underscores: "--state-dir=/x" -> "--state-dir=/x",
 // "-log-level" -> "-log_level". Values (after '=' or in the next argument) are untouched, and
 // nothing after a lone "--" changes.
 std::vector<std::string> NormalizeFlagNames(const std::vector<std::string>& args);

@@ -70,14 +70,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
 
 absl::Status CheckWorkerSettings(const WorkerSettings& w) {
   if (w.heartbeat_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("--worker_heartbeat_timeout_ms must be positive");
+    return absl::InvalidArgumentError("--worker-heartbeat-timeout-ms must be positive");
   }
   if (w.call_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("--worker_call_timeout_s must be positive");
+    return absl::InvalidArgumentError("--worker-call-timeout-s must be positive");
   }
   if (w.quarantine_after < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--quarantine_after must be at least 1, got ", w.quarantine_after));
+        absl::StrCat("--quarantine-after must be at least 1, got ", w.quarantine_after));
   }
   return absl::OkStatus();
 }
@@ -86,7 +86,7 @@ absl::Status Engine::CreateBackends() {
   ANERD_RETURN_IF_ERROR(CheckWorkerSettings(options_.workers));
   if (!(options_.checkpoint_interval_s >= 0) || options_.checkpoint_interval_s > 1e9) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--checkpoint_interval_s must be between 0 and 1e9 seconds, got ",
+        "--checkpoint-interval-s must be between 0 and 1e9 seconds, got ",
         options_.checkpoint_interval_s));
   }
   if (absl::Status s = backend::ane::ParseSimSettings(options_.sim_settings).status(); !s.ok()) {

@@ -27,11 +27,11 @@ namespace anerd::engine {
 // Which backends run in worker processes and how they are supervised (server/worker/).
 struct WorkerSettings {
   std::string binary;        // the anerd executable; empty = no workers (everything in-process)
-  bool isolate_ane = true;   // ane and ane-sim run in workers (--isolate_ane)
-  bool isolate_cpu = false;  // --isolate_cpu
-  absl::Duration heartbeat_timeout = absl::Seconds(10);  // --worker_heartbeat_timeout_ms
-  absl::Duration call_timeout = absl::Minutes(10);       // --worker_call_timeout_s
-  int quarantine_after = 3;                              // --quarantine_after
+  bool isolate_ane = true;   // ane and ane-sim run in workers (--isolate-ane)
+  bool isolate_cpu = false;  // --isolate-cpu
+  absl::Duration heartbeat_timeout = absl::Seconds(10);  // --worker-heartbeat-timeout-ms
+  absl::Duration call_timeout = absl::Minutes(10);       // --worker-call-timeout-s
+  int quarantine_after = 3;                              // --quarantine-after
   bool test_ops = false;                                 // --testonly_ops
   std::string log_level = "info";
 };
@@ -44,17 +44,17 @@ struct EngineOptions {
   std::string socket_path;       // for reporting only
   std::string backend = "auto";  // auto | cpu | ...; see the backend registry
   KernelLimits kernel_limits;
-  uint64_t cache_bytes = uint64_t{2} << 30;  // --cache_bytes: compiled programs kept in memory
-  probes::ProbeBudget probe_budget;          // --max_probe_bytes, --max_probe_gflop
-  int64_t compile_budget = 0;                // --compile_budget per backend; 0 = unlimited
-  int max_sessions = 4;                      // --max_sessions active at once
-  // --data_root; empty = $HOME. The state dir, `secret_paths` and dot-files are never readable as
+  uint64_t cache_bytes = uint64_t{2} << 30;  // --cache-bytes: compiled programs kept in memory
+  probes::ProbeBudget probe_budget;          // --max-probe-bytes, --max-probe-gflop
+  int64_t compile_budget = 0;                // --compile-budget per backend; 0 = unlimited
+  int max_sessions = 4;                      // --max-sessions active at once
+  // --data-root; empty = $HOME. The state dir, `secret_paths` and dot-files are never readable as
   // data, whatever the roots (ResolveUnderRoots, common/paths.h).
   std::vector<std::string> data_roots;
   std::vector<std::string> secret_paths;    // the daemon's secret files (token file, TLS key)
-  bool resume_interrupted = true;           // --resume_interrupted
-  uint64_t session_memory_limit_bytes = 0;  // --session_memory_limit_bytes; 0 = 3/4 of RAM
-  double checkpoint_interval_s = 300;       // --checkpoint_interval_s (sessions/session_manager.h)
+  bool resume_interrupted = true;           // --resume-interrupted
+  uint64_t session_memory_limit_bytes = 0;  // --session-memory-limit-bytes; 0 = 3/4 of RAM
+  double checkpoint_interval_s = 300;       // --checkpoint-interval-s (sessions/session_manager.h)
   WorkerSettings workers;
   // --testonly_sim: the simulated ANE's test settings (faults, rules that differ from the
   // table; ane::ParseSimSettings), for in-process backends and every worker alike. "" = none.

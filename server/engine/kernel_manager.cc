@@ -56,7 +56,7 @@ absl::Status KernelManager::CheckRequestLimits(const KernelCompileRequest& reque
   if (request.mil_text.size() > limits_.max_mil_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("MIL text is ", request.mil_text.size(),
                                                    " bytes; the limit is ", limits_.max_mil_bytes,
-                                                   " (raise it with anerd --max_mil_bytes)"));
+                                                   " (raise it with anerd --max-mil-bytes)"));
   }
   const size_t files = request.weight_files.size() + request.deferred_weight_files.size();
   if (files > limits_.max_weight_files) {
@@ -69,7 +69,7 @@ absl::Status KernelManager::CheckRequestLimits(const KernelCompileRequest& reque
   if (total > limits_.max_weight_bytes) {
     return absl::ResourceExhaustedError(
         absl::StrCat("weight files total ", total, " bytes; the limit is ",
-                     limits_.max_weight_bytes, " (raise it with anerd --max_weight_bytes)"));
+                     limits_.max_weight_bytes, " (raise it with anerd --max-weight-bytes)"));
   }
   return absl::OkStatus();
 }
@@ -112,8 +112,8 @@ absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> KernelManager::Compile
   if (compiled.status().code() == absl::StatusCode::kResourceExhausted &&
       absl::StrContains(compiled.status().message(), backend::kMemoryLimitMarker)) {
     return absl::ResourceExhaustedError(
-        absl::StrCat(compiled.status().message(), " (anerd --max_kernel_memory_bytes=", per_kernel,
-                     ", --cache_bytes=", capacity, "; raise them to allow bigger kernels)"));
+        absl::StrCat(compiled.status().message(), " (anerd --max-kernel-memory-bytes=", per_kernel,
+                     ", --cache-bytes=", capacity, "; raise them to allow bigger kernels)"));
   }
   return compiled;
 }
@@ -175,7 +175,7 @@ absl::StatusOr<KernelCompileResult> KernelManager::CompileNow(KernelCompileReque
   if (!existing.ok() && store_->Count() >= limits_.max_kernels) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the daemon already stores ", limits_.max_kernels,
-                     " kernels (raise the limit with anerd --max_kernels, or "
+                     " kernels (raise the limit with anerd --max-kernels, or "
                      "remove some with "
                      "anectl kernel rm)"));
   }
@@ -403,7 +403,7 @@ absl::Status KernelManager::CheckOwnerQuota(const KernelCompileRequest& request,
   if (owned < request.max_owned) return absl::OkStatus();
   return absl::ResourceExhaustedError(
       absl::StrCat("kernel quota: client ", request.owner, " already stores ", owned,
-                   " kernels, its limit (anerd --quota_kernels=", request.max_owned,
+                   " kernels, its limit (anerd --quota-kernels=", request.max_owned,
                    "); delete some with anectl kernel rm"));
 }
 

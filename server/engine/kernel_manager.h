@@ -37,14 +37,14 @@ namespace anerd::engine {
 // Every size from a client is bounded by one of these before it is allocated. Each message that
 // reports a violation names the daemon flag that raises the limit.
 struct KernelLimits {
-  uint64_t max_mil_bytes = 16 << 20;              // --max_mil_bytes
-  uint64_t max_weight_bytes = uint64_t{2} << 30;  // --max_weight_bytes (per kernel, all files)
+  uint64_t max_mil_bytes = 16 << 20;              // --max-mil-bytes
+  uint64_t max_weight_bytes = uint64_t{2} << 30;  // --max-weight-bytes (per kernel, all files)
   uint64_t max_weight_files = 256;                // files per kernel
-  uint64_t max_tensor_bytes = 256 << 20;          // --max_tensor_bytes (per evaluation, all inputs)
-  int64_t max_kernels = 10000;                    // --max_kernels stored
-  // --max_kernel_memory_bytes: most memory one compiled kernel may hold (its planned buffers,
+  uint64_t max_tensor_bytes = 256 << 20;          // --max-tensor-bytes (per evaluation, all inputs)
+  int64_t max_kernels = 10000;                    // --max-kernels stored
+  // --max-kernel-memory-bytes: most memory one compiled kernel may hold (its planned buffers,
   // scratch and decoded constants), checked before the backend allocates it. The compile cache's
-  // capacity (--cache_bytes) caps it too. 0 = only the cache's capacity.
+  // capacity (--cache-bytes) caps it too. 0 = only the cache's capacity.
   uint64_t max_kernel_memory_bytes = uint64_t{2} << 30;
 };
 
@@ -73,7 +73,7 @@ struct KernelCompileRequest {
   // The client compiling (e.g. "token:alice", "uid:501"); it becomes an owner of the kernel.
   // "" = no ownership recorded (in-process callers).
   std::string owner;
-  // Most kernels `owner` may own (--quota_kernels); 0 = unlimited. Compiling a kernel the owner
+  // Most kernels `owner` may own (--quota-kernels); 0 = unlimited. Compiling a kernel the owner
   // already owns never counts twice.
   int64_t max_owned = 0;
 };

@@ -227,7 +227,7 @@ HttpVerdict Authorize(const MetricsAccess& access, bool loopback, const HttpRequ
     if (uid.has_value() && *uid == access.daemon_uid) return {};
   }
   return {false, "401 Unauthorized",
-          "send 'Authorization: Bearer TOKEN' with an admin token from anerd's --auth_tokens "
+          "send 'Authorization: Bearer TOKEN' with an admin token from anerd's --auth-tokens "
           "file (only the daemon's own user may scrape loopback without one)\n"};
 }
 
@@ -250,13 +250,13 @@ absl::Status CheckMetricsAddress(const std::string& listen, bool allow_non_loopb
   if (colon == std::string::npos || colon == 0 ||
       !absl::SimpleAtoi(absl::string_view(listen).substr(colon + 1), &port) || port < 0 ||
       port > 65535) {
-    return absl::InvalidArgumentError("--metrics_listen wants HOST:PORT, got '" + listen + "'");
+    return absl::InvalidArgumentError("--metrics-listen wants HOST:PORT, got '" + listen + "'");
   }
   if (!allow_non_loopback && !IsLoopbackHost(absl::string_view(listen).substr(0, colon))) {
     return absl::InvalidArgumentError(
-        "--metrics_listen " + listen +
-        " is not a loopback address; use 127.0.0.1:PORT, or pass --metrics_allow_remote "
-        "(with --auth_tokens: every scrape then needs an admin token)");
+        "--metrics-listen " + listen +
+        " is not a loopback address; use 127.0.0.1:PORT, or pass --metrics-allow-remote "
+        "(with --auth-tokens: every scrape then needs an admin token)");
   }
   return absl::OkStatus();
 }

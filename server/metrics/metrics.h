@@ -1,4 +1,4 @@
-// Metrics: the daemon's opt-in Prometheus endpoint (--metrics_listen HOST:PORT, text exposition
+// Metrics: the daemon's opt-in Prometheus endpoint (--metrics-listen HOST:PORT, text exposition
 // format on GET /metrics; prometheus-cpp's core for the registry and text format, served by
 // server/metrics/http_endpoint.h).
 //
@@ -13,12 +13,12 @@
 // Metric names are listed in README.md ("Metrics").
 //
 // Access (the page names every client's sessions): a scrape is answered when it carries
-// "Authorization: Bearer TOKEN" with an admin token from the --auth_tokens file, or when the
+// "Authorization: Bearer TOKEN" with an admin token from the --auth-tokens file, or when the
 // endpoint listens on loopback and the scraper's socket belongs to the daemon's own uid (looked
 // up in /proc/net/tcp, peer_uid.h; on systems without it, e.g. macOS, loopback scrapes need the
 // token too). Anything else gets 401 (no or unknown token) or 403 (a token that is not admin).
-// Only loopback addresses are accepted unless the caller allows others (--metrics_allow_remote,
-// which the daemon accepts only together with --auth_tokens); there a token is always needed.
+// Only loopback addresses are accepted unless the caller allows others (--metrics-allow-remote,
+// which the daemon accepts only together with --auth-tokens); there a token is always needed.
 //
 // Thread-safety: Observe* may be called from any thread. The engine must outlive the server.
 #ifndef ANERD_SERVER_METRICS_METRICS_H_
@@ -38,7 +38,7 @@
 namespace anerd::metrics {
 
 // OK for "HOST:PORT" whose host is loopback (127.x.x.x, localhost, [::1]) or any host when
-// `allow_non_loopback`; INVALID_ARGUMENT naming --metrics_listen / --metrics_allow_remote
+// `allow_non_loopback`; INVALID_ARGUMENT naming --metrics-listen / --metrics-allow-remote
 // otherwise.
 absl::Status CheckMetricsAddress(const std::string& listen, bool allow_non_loopback);
 

@@ -23,13 +23,13 @@ absl::Status CheckPoint(ProbeKind kind, const GridPoint& p, const std::string& w
   if (budget.max_bytes > 0 && cost.bytes > static_cast<double>(budget.max_bytes)) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "%s needs an estimated %.2f GiB of memory; the limit is %.2f GiB (raise it with anerd "
-        "--max_probe_bytes, or use a smaller grid point)",
+        "--max-probe-bytes, or use a smaller grid point)",
         point, cost.bytes / kGiB, static_cast<double>(budget.max_bytes) / kGiB));
   }
   if (budget.max_gflop > 0 && cost.gflop > budget.max_gflop) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "%s needs an estimated %.0f GFLOP per evaluation; the limit is %.0f GFLOP (raise it "
-        "with anerd --max_probe_gflop, or use a smaller grid point)",
+        "with anerd --max-probe-gflop, or use a smaller grid point)",
         point, cost.gflop, budget.max_gflop));
   }
   return absl::OkStatus();

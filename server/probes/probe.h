@@ -73,7 +73,7 @@ struct ProbeOptions {
 absl::Status ValidateOptions(const ProbeOptions& options);
 
 // What a probe may cost, checked for every grid point before the probe starts (daemon flags
-// --max_probe_bytes and --max_probe_gflop). 0 = unlimited.
+// --max-probe-bytes and --max-probe-gflop). 0 = unlimited.
 struct ProbeBudget {
   uint64_t max_bytes = uint64_t{2} << 30;  // memory one grid point needs while it runs
   double max_gflop = 1000;                 // work of one evaluation (GFLOP; int8: GOP)

@@ -130,7 +130,7 @@ class CompileReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       if (f.size() > limits.max_weight_bytes || total + f.size() > limits.max_weight_bytes) {
         return absl::ResourceExhaustedError(
             absl::StrCat("weight files total more than ", limits.max_weight_bytes,
-                         " bytes (raise the limit with anerd --max_weight_bytes)"));
+                         " bytes (raise the limit with anerd --max-weight-bytes)"));
       }
       total += f.size();
       if (!files_.emplace(*path, Pending{f.size(), total - f.size(), 0, std::make_unique<Sha256>()})

@@ -33,11 +33,11 @@ struct ServiceOptions {
   TokenLookup token;       // authorization header -> token name and admin flag (may be empty)
   // Where CompileKernel uploads are spooled (upload_spool.h); "" = <engine state dir>/uploads.
   std::string upload_dir;
-  // --max_upload_bytes_in_flight: declared weight bytes of all unfinished uploads; 0 = unlimited.
+  // --max-upload-bytes-in-flight: declared weight bytes of all unfinished uploads; 0 = unlimited.
   uint64_t upload_bytes_in_flight = uint64_t{4} << 30;
   // The daemon's non-default flags (name, value) for GetInfo (not shown to non-admin remotes).
   std::vector<std::pair<std::string, std::string>> effective_config;
-  // --max_artifact_bytes: the largest artifact an UploadArtifact may declare.
+  // --max-artifact-bytes: the largest artifact an UploadArtifact may declare.
   uint64_t max_artifact_bytes = uint64_t{8} << 30;
 };
 

@@ -43,7 +43,7 @@ absl::Status ValidateHeader(const v1::ArtifactHeader& h, uint64_t max_bytes) {
   if (h.size() > max_bytes) {
     return absl::ResourceExhaustedError(
         absl::StrCat("size: ", h.size(), " bytes is more than the largest artifact, ", max_bytes,
-                     " (raise it with anerd --max_artifact_bytes)"));
+                     " (raise it with anerd --max-artifact-bytes)"));
   }
   return absl::OkStatus();
 }

@@ -14,7 +14,7 @@ absl::StatusOr<std::unique_ptr<ClientQuotas::Slot>> ClientQuotas::AcquireQueued(
   if (limits_.queued > 0 && count >= limits_.queued) {
     return absl::ResourceExhaustedError(
         absl::StrCat("queued-request quota: client ", client, " already has ", count,
-                     " requests in flight, its limit (anerd --quota_queued=", limits_.queued,
+                     " requests in flight, its limit (anerd --quota-queued=", limits_.queued,
                      "); retry when one finishes"));
   }
   ++count;
@@ -39,7 +39,7 @@ absl::StatusOr<sessions::SessionSnapshot> ClientQuotas::StartSession(
     if (active >= limits_.sessions) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "session quota: client ", client, " already has ", active,
-          " active training sessions, its limit (anerd --quota_sessions=", limits_.sessions,
+          " active training sessions, its limit (anerd --quota-sessions=", limits_.sessions,
           "); stop one with anectl train stop or wait for it to finish"));
     }
   }

@@ -37,12 +37,12 @@
 namespace anerd::service {
 
 struct QuotaLimits {
-  int64_t kernels = 0;   // --quota_kernels
-  int64_t sessions = 0;  // --quota_sessions
-  int64_t queued = 0;    // --quota_queued
+  int64_t kernels = 0;   // --quota-kernels
+  int64_t sessions = 0;  // --quota-sessions
+  int64_t queued = 0;    // --quota-queued
   // Artifacts the client owns (artifact_store.h; shared ones count for each owner).
-  int64_t artifacts = 0;        // --quota_artifacts
-  uint64_t artifact_bytes = 0;  // --quota_artifact_bytes
+  int64_t artifacts = 0;        // --quota-artifacts
+  uint64_t artifact_bytes = 0;  // --quota-artifact-bytes
 };
 
 class ClientQuotas {

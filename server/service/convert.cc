@@ -145,7 +145,7 @@ absl::StatusOr<backend::NamedTensor> FromProto(const v1::Tensor& tensor, int64_t
   *budget_bytes -= need;
   if (*budget_bytes < 0) {
     return absl::InvalidArgumentError(
-        "input tensors exceed the per-evaluation limit (raise it with anerd --max_tensor_bytes)");
+        "input tensors exceed the per-evaluation limit (raise it with anerd --max-tensor-bytes)");
   }
   absl::StatusOr<backend::Tensor> t = backend::Tensor::FromBytes(type, tensor.data());
   if (!t.ok()) return t.status();

@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<UploadSpool::Upload>> UploadSpool::Reserve(uint64
     return absl::ResourceExhaustedError(absl::StrCat(
         "the daemon is already receiving ", in_flight_, " bytes of weight uploads; ",
         declared_bytes, " more would exceed its limit of ", max_bytes_,
-        " (retry when other uploads finish, or raise anerd --max_upload_bytes_in_flight)"));
+        " (retry when other uploads finish, or raise anerd --max-upload-bytes-in-flight)"));
   }
   in_flight_ += declared_bytes;
   return std::unique_ptr<Upload>(new Upload(shared_from_this(), declared_bytes));

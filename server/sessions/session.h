@@ -16,7 +16,7 @@
 //   failed        the engine returned an error (see `error`)         Resume, Delete, Export, Get
 //   interrupted   the daemon stopped or crashed while it ran         Resume, Delete, Export, Get
 //
-// Start-up: interrupted sessions resume automatically (--resume_interrupted); a paused one only
+// Start-up: interrupted sessions resume automatically (--resume-interrupted); a paused one only
 // when the state dir's filesystem now has room for its next checkpoint (session_manager.h), so a
 // disk that is still full does not pause it again at every start.
 //

@@ -180,7 +180,7 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
   }
   if (active >= options_.max_sessions) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        active, " sessions are already active, the limit (raise it with anerd --max_sessions)"));
+        active, " sessions are already active, the limit (raise it with anerd --max-sessions)"));
   }
   ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));  // again: others may have started meanwhile
   auto s = std::make_unique<Session>();
@@ -225,7 +225,7 @@ absl::Status SessionManager::CheckMemory(const training::TrainSpec& spec,
                                 " estimated for the active sessions")
                  : "",
       "; the limit is ", training::FormatBytes(limit), " (", machine,
-      "); use a smaller model or raise the limit with anerd --session_memory_limit_bytes"));
+      "); use a smaller model or raise the limit with anerd --session-memory-limit-bytes"));
 }
 
 void SessionManager::SetState(Session* s, SessionState state) {

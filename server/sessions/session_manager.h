@@ -67,15 +67,15 @@ namespace anerd::sessions {
 
 struct SessionOptions {
   std::string state_dir;
-  int max_sessions = 4;                 // --max_sessions: active at once
-  std::vector<std::string> data_roots;  // --data_root: data/model paths must lie under one
+  int max_sessions = 4;                 // --max-sessions: active at once
+  std::vector<std::string> data_roots;  // --data-root: data/model paths must lie under one
   // Files never readable as data even under a root: the token file, the TLS key.
   std::vector<std::string> secret_paths;
-  bool resume_interrupted = true;  // --resume_interrupted
-  // --session_memory_limit_bytes: the estimated memory (training/memory_estimate.h) of all active
+  bool resume_interrupted = true;  // --resume-interrupted
+  // --session-memory-limit-bytes: the estimated memory (training/memory_estimate.h) of all active
   // sessions together must stay below it; 0 = kDefaultMemoryFraction of physical RAM.
   uint64_t memory_limit_bytes = 0;
-  // --checkpoint_interval_s: a session whose spec sets no checkpoint_every checkpoints after this
+  // --checkpoint-interval-s: a session whose spec sets no checkpoint_every checkpoints after this
   // much step time since its last checkpoint, so a crash loses minutes, not the run. 0 = only at
   // the end (and on stop).
   double checkpoint_interval_s = 300;

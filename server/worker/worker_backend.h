@@ -61,7 +61,7 @@ namespace anerd::worker {
 struct WorkerOptions {
   std::string backend;                               // registry name the worker creates
   std::string binary;                                // the anerd executable (runs --worker=NAME)
-  int64_t compile_budget = 0;                        // --compile_budget per worker; 0 = device's
+  int64_t compile_budget = 0;                        // --compile-budget per worker; 0 = device's
   absl::Duration start_timeout = absl::Seconds(30);  // for the worker's Hello
   absl::Duration heartbeat_timeout = absl::Seconds(10);
   absl::Duration call_timeout = absl::Minutes(10);  // one compile or run

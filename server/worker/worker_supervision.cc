@@ -24,8 +24,8 @@ absl::StatusOr<std::unique_ptr<Process>> WorkerPool::Spawn(uint64_t generation) 
   spawn.name = options_.backend;
   spawn.binary = options_.binary;
   spawn.args = {absl::StrCat("--worker=", options_.backend),
-                absl::StrCat("--compile_budget=", options_.compile_budget),
-                absl::StrCat("--log_level=", options_.log_level)};
+                absl::StrCat("--compile-budget=", options_.compile_budget),
+                absl::StrCat("--log-level=", options_.log_level)};
   if (options_.test_ops) spawn.args.push_back("--testonly_ops");
   if (!options_.sim_settings.empty()) {
     spawn.args.push_back(absl::StrCat("--testonly_sim=", options_.sim_settings));

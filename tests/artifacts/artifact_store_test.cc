@@ -138,12 +138,12 @@ TEST_F(ArtifactStoreTest, QuotasCountEachOwnersArtifactsAndBytes) {
   ASSERT_TRUE(Put("two", "token:alice", two).ok()) << "an artifact alice owns does not count twice";
   absl::StatusOr<ArtifactRecord> third = Put("three", "token:alice", two);
   ASSERT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(third.status().message(), HasSubstr("--quota_artifacts"));
+  EXPECT_THAT(third.status().message(), HasSubstr("--quota-artifacts"));
   EXPECT_FALSE(artifacts_->blobs().Has(Sha256Hex("three")));
   ASSERT_TRUE(Put("three", "token:bob", two).ok()) << "bob is independent";
   absl::StatusOr<ArtifactRecord> big = Put(std::string(100, 'x'), "token:carol", {0, 64});
   ASSERT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(big.status().message(), HasSubstr("--quota_artifact_bytes"));
+  EXPECT_THAT(big.status().message(), HasSubstr("--quota-artifact-bytes"));
 }
 
 }  // namespace

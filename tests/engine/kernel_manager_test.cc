@@ -210,7 +210,7 @@ TEST_F(KernelManagerTest, LimitsNameTheirFlag) {
   auto engine = MakeEngine(options);
   absl::Status mil = Compile(*engine, ConvRequest()).status();
   EXPECT_EQ(mil.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(mil.message(), HasSubstr("--max_mil_bytes"));
+  EXPECT_THAT(mil.message(), HasSubstr("--max-mil-bytes"));
 
   EngineOptions weights_options;
   weights_options.kernel_limits.max_weight_bytes = 1000;
@@ -218,13 +218,13 @@ TEST_F(KernelManagerTest, LimitsNameTheirFlag) {
   auto engine2 = MakeEngine(weights_options);
   absl::Status w = Compile(*engine2, ConvRequest()).status();
   EXPECT_EQ(w.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(w.message(), HasSubstr("--max_weight_bytes"));
+  EXPECT_THAT(w.message(), HasSubstr("--max-weight-bytes"));
 
   ASSERT_TRUE(Compile(*engine2, ScaleRequest(1.0)).ok());
   EXPECT_TRUE(Compile(*engine2, ScaleRequest(1.0)).ok()) << "recompiling a stored kernel is fine";
   absl::Status n = Compile(*engine2, ScaleRequest(2.0)).status();
   EXPECT_EQ(n.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(n.message(), HasSubstr("--max_kernels"));
+  EXPECT_THAT(n.message(), HasSubstr("--max-kernels"));
 }
 
 TEST_F(KernelManagerTest, BadInputGetsClearErrors) {

@@ -1,7 +1,7 @@
 // Kernel memory is counted (issue 16 item 6): the compile cache counts what the CPU backend
 // planned for a program (buffers, scratch, decoded constants) instead of an estimate from its
-// text, evicts by it, and a program needing more than --max_kernel_memory_bytes or the whole
-// --cache_bytes is refused with RESOURCE_EXHAUSTED before its buffers are allocated. Before the
+// text, evicts by it, and a program needing more than --max-kernel-memory-bytes or the whole
+// --cache-bytes is refused with RESOURCE_EXHAUSTED before its buffers are allocated. Before the
 // fix a 300-byte program with a 20000^2 matmul compiled (allocating gigabytes) and the cache
 // reported a few kilobytes. The same limit holds on ane-sim, in-process and in its worker (before
 // that fix ane-sim compiled with no limit at all).
@@ -85,7 +85,7 @@ TEST_F(KernelMemoryTest, AKernelLargerThanTheCacheIsRefused) {
   absl::StatusOr<KernelCompileResult> r = Compile(*engine, 512);
   ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
   EXPECT_THAT(r.status().message(), HasSubstr("needs "));
-  EXPECT_THAT(r.status().message(), HasSubstr("--cache_bytes"));
+  EXPECT_THAT(r.status().message(), HasSubstr("--cache-bytes"));
   EXPECT_EQ(engine->Info().cache.entries, 0u);
 }
 
@@ -95,7 +95,7 @@ TEST_F(KernelMemoryTest, APerKernelLimitRefusesBeforeAllocating) {
   auto engine = MakeEngine(options);
   absl::StatusOr<KernelCompileResult> r = Compile(*engine, 512);
   ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
-  EXPECT_THAT(r.status().message(), HasSubstr("--max_kernel_memory_bytes"));
+  EXPECT_THAT(r.status().message(), HasSubstr("--max-kernel-memory-bytes"));
   engine.reset();
   // A 20000^2 matmul (4.8 GB planned, from a ~300-byte program) under the default limits: refused
   // before anything that large is allocated.
@@ -124,7 +124,7 @@ TEST_F(KernelMemoryTest, AneSimRefusesAKernelOverTheLimitInProcessAndInAWorker) 
     ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
     EXPECT_THAT(r.status().message(), HasSubstr("bytes of memory"));
     EXPECT_THAT(r.status().message(),
-                HasSubstr(absl::StrCat("--max_kernel_memory_bytes=", MatmulBytes(512) / 8)));
+                HasSubstr(absl::StrCat("--max-kernel-memory-bytes=", MatmulBytes(512) / 8)));
     EXPECT_EQ(engine->Info().cache.entries, 1u);
     engine.reset();
     // Fresh state per round.

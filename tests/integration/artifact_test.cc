@@ -2,7 +2,7 @@
 // Unix socket. Push then pull gives the same bytes; a second push of bytes the caller already has
 // sends none; an upload cut mid-stream (or by killing the daemon) and one whose digest lies leave
 // nothing listed and no file; ownership and quotas are per client; `anectl train start` uploads a
-// local file (from a remote client, or outside the daemon's --data_root) and trains on it by id,
+// local file (from a remote client, or outside the daemon's --data-root) and trains on it by id,
 // with a held-out tail.
 #include <dirent.h>
 #include <signal.h>
@@ -242,7 +242,7 @@ TEST_F(ArtifactTest, ADigestThatDoesNotMatchIsRefusedAndNothingStored) {
 }
 
 TEST_F(ArtifactTest, OwnersSeeTheirOwnAndQuotasArePerClient) {
-  ASSERT_TRUE(remote_.Start({"--quota_artifacts=2"}).ok()) << daemon_.ReadLog();
+  ASSERT_TRUE(remote_.Start({"--quota-artifacts=2"}).ok()) << daemon_.ReadLog();
   client::AnerdClient& alice = remote_.As("alice");
   client::AnerdClient& bob = remote_.As("bob");
   const std::string shared = Write("shared.txt", "shared bytes\n");
@@ -290,7 +290,7 @@ TEST_F(ArtifactTest, OwnersSeeTheirOwnAndQuotasArePerClient) {
   absl::StatusOr<client::PushResult> third =
       client::PushFile(alice, Write("third.txt", "third\n"), "dataset", "");
   ASSERT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(third.status().message(), HasSubstr("--quota_artifacts"));
+  EXPECT_THAT(third.status().message(), HasSubstr("--quota-artifacts"));
   EXPECT_THAT(third.status().message(), HasSubstr("token:alice"));
   // alice's delete of the shared artifact releases hers only.
   del.set_id(a->info.id());
@@ -349,7 +349,7 @@ TEST_F(ArtifactTest, TrainStartFromARemoteClientUploadsTheDataAndHoldsOutATail) 
 
 TEST_F(ArtifactTest, TrainStartFromOutsideTheDataRootUploadsOverTheSocket) {
   ASSERT_TRUE(remote_.Start().ok()) << daemon_.ReadLog();
-  TempDir elsewhere;  // not under the harness's --data_root
+  TempDir elsewhere;  // not under the harness's --data-root
   const std::string text = SynthesizeStories(5, 20000);
   const std::string data = elsewhere.path() + "/quickstart.txt";
   std::ofstream(data) << text;
@@ -369,7 +369,7 @@ TEST_F(ArtifactTest, TrainStartFromOutsideTheDataRootUploadsOverTheSocket) {
   RunResult refused =
       daemon_.Anectl({"train", "start", "--data", data, "--config", kTinyConfig, "--no-upload"});
   EXPECT_NE(refused.exit_code, 0);
-  EXPECT_THAT(refused.err, HasSubstr("--data_root"));
+  EXPECT_THAT(refused.err, HasSubstr("--data-root"));
 }
 
 }  // namespace

@@ -87,7 +87,7 @@ TEST(DaemonTest, SecondInstanceIsRefusedNamingTheFirst) {
   ASSERT_TRUE(daemon.Start().ok());
   RunResult second =
       testing::RunProgram({testing::AnerdBinary(), "--socket=" + dir.path() + "/run2/anerd.sock",
-                           "--state_dir=" + daemon.state_dir()});
+                           "--state-dir=" + daemon.state_dir()});
   EXPECT_NE(second.exit_code, 0);
   EXPECT_THAT(second.err, HasSubstr("pid " + std::to_string(daemon.pid())));
   EXPECT_THAT(second.err, HasSubstr(daemon.socket()));
@@ -100,7 +100,7 @@ TEST(DaemonTest, SocketInUseByAnotherDaemonIsRefused) {
   DaemonProcess daemon(dir.path());
   ASSERT_TRUE(daemon.Start().ok());
   RunResult second = testing::RunProgram({testing::AnerdBinary(), "--socket=" + daemon.socket(),
-                                          "--state_dir=" + dir.path() + "/other-state"});
+                                          "--state-dir=" + dir.path() + "/other-state"});
   EXPECT_NE(second.exit_code, 0);
   EXPECT_THAT(second.err, HasSubstr("in use"));
   EXPECT_EQ(daemon.Anectl({"status"}).exit_code, 0);

@@ -154,7 +154,7 @@ TEST_F(HostileSessionTest, TheDaemonSurvivesEveryHostileSpecAndRestartsHealthy) 
   for (const HostileCase& c : cases) {
     SCOPED_TRACE(c.name);
     DaemonProcess d(dir_.path());
-    ASSERT_TRUE(d.Start({"--shutdown_grace_ms=300"}).ok()) << d.ReadLog();
+    ASSERT_TRUE(d.Start({"--shutdown-grace-ms=300"}).ok()) << d.ReadLog();
     auto client = Connect(d);
     ASSERT_NE(client, nullptr);
     v1::StartTrainingRequest request;
@@ -181,7 +181,7 @@ TEST_F(HostileSessionTest, TheDaemonSurvivesEveryHostileSpecAndRestartsHealthy) 
     if (status.ok()) {
       // The restart (which resumes interrupted sessions) stays up and answers.
       DaemonProcess again(dir_.path());
-      ASSERT_TRUE(again.Start({"--shutdown_grace_ms=300"}).ok()) << again.ReadLog();
+      ASSERT_TRUE(again.Start({"--shutdown-grace-ms=300"}).ok()) << again.ReadLog();
       auto c2 = Connect(again);
       ASSERT_NE(c2, nullptr);
       const grpc::Status restarted = GetInfo(*c2);

@@ -122,7 +122,7 @@ TEST(KernelCliTest, ServesPlainTcpOnLoopbackOnlyWhenAsked) {
   RunResult token = daemon.Anectl({"token", "create", "kernel-test", "--file", tokens});
   ASSERT_EQ(token.exit_code, 0) << token.err;
   ASSERT_TRUE(
-      daemon.Start({"--listen=" + addr, "--insecure_loopback", "--auth_tokens=" + tokens}).ok())
+      daemon.Start({"--listen=" + addr, "--insecure-loopback", "--auth-tokens=" + tokens}).ok())
       << daemon.ReadLog();
   RunResult r = testing::RunProgram({testing::AnectlBinary(), "--host", addr, "--token-file",
                                      tokens, "kernel", "compile", kConvMil, "--json"});
@@ -139,19 +139,19 @@ TEST(KernelCliTest, ServesPlainTcpOnLoopbackOnlyWhenAsked) {
   TempDir other;
   RunResult refused = testing::RunProgram(
       {testing::AnerdBinary(), "--socket=" + other.path() + "/s.sock",
-       "--state_dir=" + other.path() + "/state", "--listen=0.0.0.0:7999", "--insecure_loopback"});
+       "--state-dir=" + other.path() + "/state", "--listen=0.0.0.0:7999", "--insecure-loopback"});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("not a loopback address"));
   RunResult no_flag =
       testing::RunProgram({testing::AnerdBinary(), "--socket=" + other.path() + "/s.sock",
-                           "--state_dir=" + other.path() + "/state", "--listen=127.0.0.1:7999"});
+                           "--state-dir=" + other.path() + "/state", "--listen=127.0.0.1:7999"});
   EXPECT_EQ(no_flag.exit_code, 1);
-  EXPECT_THAT(no_flag.err, HasSubstr("--insecure_loopback"));
+  EXPECT_THAT(no_flag.err, HasSubstr("--insecure-loopback"));
   RunResult no_tokens = testing::RunProgram(
       {testing::AnerdBinary(), "--socket=" + other.path() + "/s.sock",
-       "--state_dir=" + other.path() + "/state", "--listen=127.0.0.1:7999", "--insecure_loopback"});
+       "--state-dir=" + other.path() + "/state", "--listen=127.0.0.1:7999", "--insecure-loopback"});
   EXPECT_EQ(no_tokens.exit_code, 1);
-  EXPECT_THAT(no_tokens.err, HasSubstr("--auth_tokens"));
+  EXPECT_THAT(no_tokens.err, HasSubstr("--auth-tokens"));
 }
 
 TEST(KernelCliTest, BadInputIsReportedClearly) {

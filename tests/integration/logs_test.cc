@@ -1,5 +1,5 @@
 // Daemon logs through the real anerd and anectl: one debug line per RPC (method, peer, code,
-// latency), size-based rotation keeping --log_max_files old files, and `anectl logs` (--lines,
+// latency), size-based rotation keeping --log-max-files old files, and `anectl logs` (--lines,
 // --since, -f across new entries).
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,7 +39,7 @@ int64_t Size(const std::string& path) {
 class LogsTest : public ::testing::Test {
  protected:
   void StartDebugDaemon(std::vector<std::string> extra = {}) {
-    std::vector<std::string> flags = {"--log_level=debug"};
+    std::vector<std::string> flags = {"--log-level=debug"};
     flags.insert(flags.end(), extra.begin(), extra.end());
     ASSERT_TRUE(daemon_.Start(flags).ok()) << daemon_.ReadLog();
   }
@@ -65,14 +65,14 @@ TEST_F(LogsTest, EveryRpcIsLoggedWithMethodPeerCodeAndLatency) {
 }
 
 TEST_F(LogsTest, FileRotatesAtMaxSizeKeepingMaxFiles) {
-  StartDebugDaemon({"--log_max_bytes=4096", "--log_max_files=2"});
+  StartDebugDaemon({"--log-max-bytes=4096", "--log-max-files=2"});
   for (int i = 0; i < 60; ++i) ASSERT_EQ(daemon_.Anectl({"status"}).exit_code, 0);
   ASSERT_TRUE(daemon_.Stop(SIGTERM).ok());  // flushes the log
   const std::string current = LogDir() + "/anerd.log";
   EXPECT_TRUE(Exists(current));
   EXPECT_TRUE(Exists(LogDir() + "/anerd.1.log"));
   EXPECT_TRUE(Exists(LogDir() + "/anerd.2.log"));
-  EXPECT_FALSE(Exists(LogDir() + "/anerd.3.log")) << "only --log_max_files old files are kept";
+  EXPECT_FALSE(Exists(LogDir() + "/anerd.3.log")) << "only --log-max-files old files are kept";
   for (const std::string& f : {current, LogDir() + "/anerd.1.log", LogDir() + "/anerd.2.log"}) {
     EXPECT_LE(Size(f), 4096) << f;
     EXPECT_GT(Size(f), 0) << f;

@@ -1,7 +1,7 @@
 // `anectl kernel compile --dump-passes DIR` against the real daemon: the dumps travel in the
 // CompileKernel response and anectl writes them, one file per pass in pipeline order, on a fresh
 // compile and on a cache hit, with the cpu backend in the daemon or in a worker process
-// (--isolate_cpu: the dumps then cross the worker wire); a backend without passes says so.
+// (--isolate-cpu: the dumps then cross the worker wire); a backend without passes says so.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -102,7 +102,7 @@ TEST(PassDumpCliTest, WritesOneFilePerPassOnCompileAndOnACacheHit) {
 TEST(PassDumpCliTest, TheDumpsComeBackFromAWorker) {
   TempDir dir;
   DaemonProcess daemon(dir.path());
-  ASSERT_TRUE(daemon.Start({"--isolate_cpu"}).ok());
+  ASSERT_TRUE(daemon.Start({"--isolate-cpu"}).ok());
   ExpectDumpsOnCompileAndOnACacheHit(daemon, dir.path());
 }
 

@@ -3,7 +3,7 @@
 // result) is visible only to its owners and admins; to anyone else it is NOT_FOUND with the very
 // message a missing id gets, and lists leave it out. Session owners survive a restart (persisted).
 // Remote callers cannot name daemon-side files; local callers cannot reach the state dir, the
-// token file or dot-files through --data_root; a request with a string field that is not UTF-8 is
+// token file or dot-files through --data-root; a request with a string field that is not UTF-8 is
 // refused naming the field.
 #include <signal.h>
 #include <sys/stat.h>

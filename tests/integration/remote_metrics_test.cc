@@ -1,6 +1,6 @@
 // The metrics endpoint of a real daemon: after compiling, running and training, a plain-socket
 // HTTP scrape returns the Prometheus text format with the expected names, labels and values; a
-// non-loopback --metrics_listen is refused at start unless allowed with tokens, and then every
+// non-loopback --metrics-listen is refused at start unless allowed with tokens, and then every
 // scrape needs an admin token; on loopback only the daemon's own user scrapes without one. Also:
 // health turns NOT_SERVING as soon as the daemon starts draining (a watcher sees it before the
 // server goes away).
@@ -112,7 +112,7 @@ TEST(RemoteMetricsTest, ScrapeAfterWorkHasRpcCompileCacheAndSessionSeries) {
   TempDir dir;
   DaemonProcess daemon(dir.path());
   const int port = FreeLoopbackPort();
-  ASSERT_TRUE(daemon.Start({"--metrics_listen=127.0.0.1:" + std::to_string(port)}).ok())
+  ASSERT_TRUE(daemon.Start({"--metrics-listen=127.0.0.1:" + std::to_string(port)}).ok())
       << daemon.ReadLog();
 
   RunResult compile = daemon.Anectl({"kernel", "compile", kConvMil, "--json"});
@@ -184,21 +184,21 @@ TEST(RemoteMetricsTest, NonLoopbackMetricsAddressIsRefusedUnlessAllowed) {
   TempDir dir;
   RunResult r =
       testing::RunProgram({testing::AnerdBinary(), "--socket=" + dir.path() + "/x.sock",
-                           "--state_dir=" + dir.path() + "/state",
-                           "--metrics_listen=0.0.0.0:" + std::to_string(FreeLoopbackPort())});
+                           "--state-dir=" + dir.path() + "/state",
+                           "--metrics-listen=0.0.0.0:" + std::to_string(FreeLoopbackPort())});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("--metrics_allow_remote"));
+  EXPECT_THAT(r.err, HasSubstr("--metrics-allow-remote"));
   RunResult bad =
       testing::RunProgram({testing::AnerdBinary(), "--socket=" + dir.path() + "/x.sock",
-                           "--state_dir=" + dir.path() + "/state", "--metrics_listen=nonsense"});
+                           "--state-dir=" + dir.path() + "/state", "--metrics-listen=nonsense"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.err, HasSubstr("HOST:PORT"));
   RunResult open = testing::RunProgram(
       {testing::AnerdBinary(), "--socket=" + dir.path() + "/x.sock",
-       "--state_dir=" + dir.path() + "/state",
-       "--metrics_listen=0.0.0.0:" + std::to_string(FreeLoopbackPort()), "--metrics_allow_remote"});
+       "--state-dir=" + dir.path() + "/state",
+       "--metrics-listen=0.0.0.0:" + std::to_string(FreeLoopbackPort()), "--metrics-allow-remote"});
   EXPECT_EQ(open.exit_code, 1);
-  EXPECT_THAT(open.err, HasSubstr("--metrics_allow_remote needs --auth_tokens"));
+  EXPECT_THAT(open.err, HasSubstr("--metrics-allow-remote needs --auth-tokens"));
 
   // Beyond loopback every scrape needs an admin token, even from the daemon's own user.
   DaemonProcess daemon(dir.path());
@@ -209,8 +209,8 @@ TEST(RemoteMetricsTest, NonLoopbackMetricsAddressIsRefusedUnlessAllowed) {
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
   const int port = FreeLoopbackPort();
   ASSERT_TRUE(daemon
-                  .Start({"--metrics_listen=0.0.0.0:" + std::to_string(port),
-                          "--metrics_allow_remote", "--auth_tokens=" + tokens})
+                  .Start({"--metrics-listen=0.0.0.0:" + std::to_string(port),
+                          "--metrics-allow-remote", "--auth-tokens=" + tokens})
                   .ok())
       << daemon.ReadLog();
   const std::string none = HttpGet(port, "/metrics");
@@ -235,7 +235,7 @@ TEST(RemoteMetricsTest, LoopbackScrapesNeedAnAdminTokenUnlessFromTheDaemonsOwnUs
   const int port = FreeLoopbackPort();
   ASSERT_TRUE(
       daemon
-          .Start({"--metrics_listen=127.0.0.1:" + std::to_string(port), "--auth_tokens=" + tokens})
+          .Start({"--metrics-listen=127.0.0.1:" + std::to_string(port), "--auth-tokens=" + tokens})
           .ok())
       << daemon.ReadLog();
   // This test runs as the daemon's user: its socket's uid (from /proc/net/tcp) lets it in.
@@ -248,7 +248,7 @@ TEST(RemoteMetricsTest, LoopbackScrapesNeedAnAdminTokenUnlessFromTheDaemonsOwnUs
 TEST(RemoteMetricsTest, HealthTurnsNotServingWhenDrainingStarts) {
   TempDir dir;
   DaemonProcess daemon(dir.path());
-  ASSERT_TRUE(daemon.Start({"--shutdown_grace_ms=3000"}).ok()) << daemon.ReadLog();
+  ASSERT_TRUE(daemon.Start({"--shutdown-grace-ms=3000"}).ok()) << daemon.ReadLog();
   auto channel = grpc::CreateChannel(daemon.host(), grpc::InsecureChannelCredentials());
   auto health = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext context;

@@ -1,6 +1,6 @@
 // Per-client quotas through a real daemon: two bearer tokens on a plain loopback port (where the
 // tokens are checked too) and the Unix socket's uid are three independent clients; each limit
-// (--quota_kernels, --quota_sessions, --quota_queued) gives RESOURCE_EXHAUSTED naming the limit and
+// (--quota-kernels, --quota-sessions, --quota-queued) gives RESOURCE_EXHAUSTED naming the limit and
 // its flag, and kernel ownership decides what a delete removes (remote_authz_test covers who sees
 // what).
 #include <arpa/inet.h>
@@ -75,7 +75,7 @@ TEST_F(RemoteQuotaTest, TokensAreCheckedOnThePlainLoopbackPort) {
 }
 
 TEST_F(RemoteQuotaTest, KernelQuotaIsPerClientAndOwnershipDecidesDeletes) {
-  ASSERT_TRUE(Start({"--quota_kernels=2"}).ok()) << daemon_.ReadLog();
+  ASSERT_TRUE(Start({"--quota-kernels=2"}).ok()) << daemon_.ReadLog();
   auto alice = ClientOf("alice");
   auto bob = ClientOf("bob");
   absl::StatusOr<std::string> k1 = Compile(*alice, 1.0);
@@ -84,7 +84,7 @@ TEST_F(RemoteQuotaTest, KernelQuotaIsPerClientAndOwnershipDecidesDeletes) {
   ASSERT_TRUE(Compile(*alice, 1.0).ok()) << "a kernel alice owns does not count twice";
   absl::StatusOr<std::string> third = Compile(*alice, 3.0);
   ASSERT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(third.status().message(), HasSubstr("--quota_kernels=2"));
+  EXPECT_THAT(third.status().message(), HasSubstr("--quota-kernels=2"));
   EXPECT_THAT(third.status().message(), HasSubstr("token:alice"));
 
   // bob is independent, and may own the same (content-addressed) kernel.
@@ -102,7 +102,7 @@ TEST_F(RemoteQuotaTest, KernelQuotaIsPerClientAndOwnershipDecidesDeletes) {
       EXPECT_EQ(r.exit_code, 0) << r.err;
     } else {
       EXPECT_NE(r.exit_code, 0);
-      EXPECT_THAT(r.err, HasSubstr("--quota_kernels"));
+      EXPECT_THAT(r.err, HasSubstr("--quota-kernels"));
       EXPECT_THAT(r.err, HasSubstr("uid:" + std::to_string(::getuid())));
     }
   }
@@ -121,7 +121,7 @@ TEST_F(RemoteQuotaTest, KernelQuotaIsPerClientAndOwnershipDecidesDeletes) {
 }
 
 TEST_F(RemoteQuotaTest, QueuedRequestQuotaCountsCallsInFlight) {
-  ASSERT_TRUE(Start({"--quota_queued=1"}).ok()) << daemon_.ReadLog();
+  ASSERT_TRUE(Start({"--quota-queued=1"}).ok()) << daemon_.ReadLog();
   auto alice = ClientOf("alice");
   auto bob = ClientOf("bob");
   v1::EvalKernelRequest eval;
@@ -141,7 +141,7 @@ TEST_F(RemoteQuotaTest, QueuedRequestQuotaCountsCallsInFlight) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
-  EXPECT_THAT(refused.message(), HasSubstr("--quota_queued=1"));
+  EXPECT_THAT(refused.message(), HasSubstr("--quota-queued=1"));
   EXPECT_EQ(bob->EvalKernel(eval).status().code(), absl::StatusCode::kNotFound) << "independent";
   RunResult local = daemon_.Anectl({"kernel", "run", std::string(64, 'e'), "--random"});
   EXPECT_THAT(local.err, Not(HasSubstr("quota"))) << "the socket's uid is independent too";
@@ -157,7 +157,7 @@ TEST_F(RemoteQuotaTest, QueuedRequestQuotaCountsCallsInFlight) {
 // Remote (TCP) clients cannot start sessions (they name no daemon-side data), so the session quota
 // is exercised through the Unix socket's client; a token is refused before any quota applies.
 TEST_F(RemoteQuotaTest, SessionQuotaCountsActiveSessionsPerClient) {
-  ASSERT_TRUE(Start({"--quota_sessions=1"}).ok()) << daemon_.ReadLog();
+  ASSERT_TRUE(Start({"--quota-sessions=1"}).ok()) << daemon_.ReadLog();
   const std::string data = dir_.path() + "/stories.txt";
   ASSERT_EQ(daemon_.Anectl({"data", "synth", "--out", data, "--bytes", "100000"}).exit_code, 0);
   auto start = [&] {
@@ -168,7 +168,7 @@ TEST_F(RemoteQuotaTest, SessionQuotaCountsActiveSessionsPerClient) {
   const std::string id = Json::parse(first.out)["session"]["id"];
   RunResult second = start();
   EXPECT_NE(second.exit_code, 0);
-  EXPECT_THAT(second.err, HasSubstr("--quota_sessions=1"));
+  EXPECT_THAT(second.err, HasSubstr("--quota-sessions=1"));
   EXPECT_THAT(second.err, HasSubstr("uid:" + std::to_string(::getuid())));
   RunResult remote =
       remote_.Anectl("alice", {"train", "start", "--data", data, "--steps", "10", "--no-upload"});
@@ -182,7 +182,7 @@ TEST_F(RemoteQuotaTest, SessionQuotaCountsActiveSessionsPerClient) {
   const std::string again_id = Json::parse(again.out)["session"]["id"];
   RunResult resume = daemon_.Anectl({"train", "resume", id});
   EXPECT_NE(resume.exit_code, 0);
-  EXPECT_THAT(resume.err, HasSubstr("--quota_sessions"));
+  EXPECT_THAT(resume.err, HasSubstr("--quota-sessions"));
   EXPECT_EQ(daemon_.Anectl({"train", "stop", again_id}).exit_code, 0);
 }
 

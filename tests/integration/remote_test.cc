@@ -1,6 +1,6 @@
 // Remote access through the real daemon: TLS + bearer tokens accepted, missing/wrong tokens refused
 // with UNAUTHENTICATED/PERMISSION_DENIED (on TLS and plain loopback ports alike), tokens never
-// logged, start-up refusals naming the missing flag (--auth_tokens for every --listen), mutual TLS
+// logged, start-up refusals naming the missing flag (--auth-tokens for every --listen), mutual TLS
 // from gRPC, anectl (--tls-cert/--tls-key) and the Python client, and anectl token create. The
 // certificates are made at test time with the openssl CLI.
 #include <arpa/inet.h>
@@ -74,9 +74,9 @@ class RemoteTest : public ::testing::Test {
 
   // Starts the daemon with TLS on the loopback port, requiring client certificates from ca.pem.
   absl::Status StartMutualTls() {
-    return daemon_.Start({"--listen=127.0.0.1:" + port_, "--tls_cert=" + Cert(),
-                          "--tls_key=" + Key(), "--tls_client_ca=" + dir_.path() + "/ca.pem",
-                          "--auth_tokens=" + Tokens()});
+    return daemon_.Start({"--listen=127.0.0.1:" + port_, "--tls-cert=" + Cert(),
+                          "--tls-key=" + Key(), "--tls-client-ca=" + dir_.path() + "/ca.pem",
+                          "--auth-tokens=" + Tokens()});
   }
 
   std::unique_ptr<client::AnerdClient> Client(const std::string& token) {
@@ -95,8 +95,8 @@ class RemoteTest : public ::testing::Test {
 TEST_F(RemoteTest, TlsWithTokenIsAcceptedOthersRefused) {
   ASSERT_TRUE(
       daemon_
-          .Start({"--log_level=debug", "--listen=127.0.0.1:" + port_, "--tls_cert=" + Cert(),
-                  "--tls_key=" + Key(), "--auth_tokens=" + Tokens()})
+          .Start({"--log-level=debug", "--listen=127.0.0.1:" + port_, "--tls-cert=" + Cert(),
+                  "--tls-key=" + Key(), "--auth-tokens=" + Tokens()})
           .ok())
       << daemon_.ReadLog();
   absl::StatusOr<v1::GetInfoResponse> info = Client(token_)->GetInfo();
@@ -235,11 +235,11 @@ TEST_F(RemoteTest, PythonExamplePresentsAClientCertificate) {
   EXPECT_THAT(refused.out, HasSubstr("tls_cert and tls_key go together"));
 }
 
-// A plain --insecure_loopback port checks tokens too: no way around the Unix socket's uid check.
+// A plain --insecure-loopback port checks tokens too: no way around the Unix socket's uid check.
 TEST_F(RemoteTest, PlainLoopbackPortRefusesMissingAndWrongTokens) {
   ASSERT_TRUE(daemon_
-                  .Start({"--listen=127.0.0.1:" + port_, "--insecure_loopback",
-                          "--auth_tokens=" + Tokens()})
+                  .Start({"--listen=127.0.0.1:" + port_, "--insecure-loopback",
+                          "--auth-tokens=" + Tokens()})
                   .ok())
       << daemon_.ReadLog();
   auto plain = [&](const std::string& token) {
@@ -276,41 +276,41 @@ TEST_F(RemoteTest, PlainLoopbackPortRefusesMissingAndWrongTokens) {
 }
 
 TEST_F(RemoteTest, StartRefusalsNameTheMissingFlag) {
-  const std::string tokens_hint = "--auth_tokens FILE";
+  const std::string tokens_hint = "--auth-tokens FILE";
   const std::string create_hint = "anectl token create NAME --file FILE";
   struct Case {
     std::vector<std::string> flags;
     std::vector<std::string> messages;
   } cases[] = {
-      {{"--listen=0.0.0.0:" + port_}, {"--tls_cert", tokens_hint, create_hint}},
-      {{"--listen=0.0.0.0:" + port_, "--insecure_loopback"},
-       {"not a loopback address", "--tls_cert", tokens_hint}},
-      {{"--listen=0.0.0.0:" + port_, "--tls_cert=" + Cert(), "--tls_key=" + Key()},
+      {{"--listen=0.0.0.0:" + port_}, {"--tls-cert", tokens_hint, create_hint}},
+      {{"--listen=0.0.0.0:" + port_, "--insecure-loopback"},
+       {"not a loopback address", "--tls-cert", tokens_hint}},
+      {{"--listen=0.0.0.0:" + port_, "--tls-cert=" + Cert(), "--tls-key=" + Key()},
        {tokens_hint, create_hint}},
-      {{"--listen=0.0.0.0:" + port_, "--tls_cert=" + Cert(), "--auth_tokens=" + Tokens()},
-       {"--tls_cert needs --tls_key"}},
-      {{"--listen=127.0.0.1:" + port_}, {"--insecure_loopback", tokens_hint}},
+      {{"--listen=0.0.0.0:" + port_, "--tls-cert=" + Cert(), "--auth-tokens=" + Tokens()},
+       {"--tls-cert needs --tls-key"}},
+      {{"--listen=127.0.0.1:" + port_}, {"--insecure-loopback", tokens_hint}},
       // Loopback is no exception: plain or TLS, a TCP port needs tokens.
-      {{"--listen=127.0.0.1:" + port_, "--insecure_loopback"}, {tokens_hint, create_hint}},
-      {{"--listen=localhost:" + port_, "--tls_cert=" + Cert(), "--tls_key=" + Key()},
+      {{"--listen=127.0.0.1:" + port_, "--insecure-loopback"}, {tokens_hint, create_hint}},
+      {{"--listen=localhost:" + port_, "--tls-cert=" + Cert(), "--tls-key=" + Key()},
        {tokens_hint, create_hint}},
-      {{"--listen=127.0.0.1:" + port_, "--auth_tokens=" + Tokens()}, {"--insecure_loopback"}},
-      {{"--tls_cert=" + Cert(), "--tls_key=" + Key()}, {"--listen"}},
-      {{"--auth_tokens=" + Tokens()}, {"--listen"}},
-      {{"--listen=0.0.0.0:" + port_, "--tls_cert=" + Cert(), "--tls_key=" + Key(),
-        "--auth_tokens=" + dir_.path() + "/none"},
-       {"cannot read --auth_tokens"}},
+      {{"--listen=127.0.0.1:" + port_, "--auth-tokens=" + Tokens()}, {"--insecure-loopback"}},
+      {{"--tls-cert=" + Cert(), "--tls-key=" + Key()}, {"--listen"}},
+      {{"--auth-tokens=" + Tokens()}, {"--listen"}},
+      {{"--listen=0.0.0.0:" + port_, "--tls-cert=" + Cert(), "--tls-key=" + Key(),
+        "--auth-tokens=" + dir_.path() + "/none"},
+       {"cannot read --auth-tokens"}},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {testing::AnerdBinary(), "--socket=" + dir_.path() + "/x.sock",
-                                     "--state_dir=" + dir_.path() + "/state"};
+                                     "--state-dir=" + dir_.path() + "/state"};
     argv.insert(argv.end(), c.flags.begin(), c.flags.end());
     RunResult r = RunProgram(argv);
     EXPECT_EQ(r.exit_code, 1) << c.flags[0];
     for (const std::string& message : c.messages) {
       EXPECT_THAT(r.err, HasSubstr(message)) << c.flags.back();
     }
-    if (c.messages[0] != "cannot read --auth_tokens") {
+    if (c.messages[0] != "cannot read --auth-tokens") {
       EXPECT_NE(::access((dir_.path() + "/x.sock").c_str(), F_OK), 0) << "refused before serving";
     }
   }

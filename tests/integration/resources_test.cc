@@ -85,7 +85,7 @@ class ResourcesTest : public ::testing::Test {
 
 TEST_F(ResourcesTest, AFifoAsDataOrInitIsRefusedAtOnceAndWedgesNothing) {
   DaemonProcess d(dir_.path());
-  const std::vector<std::string> flags = {"--shutdown_grace_ms", kGraceMs};
+  const std::vector<std::string> flags = {"--shutdown-grace-ms", kGraceMs};
   ASSERT_TRUE(d.Start(flags).ok());
   const std::string fifo = dir_.path() + "/data.fifo";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
@@ -112,7 +112,7 @@ TEST_F(ResourcesTest, AFifoAsDataOrInitIsRefusedAtOnceAndWedgesNothing) {
 
 TEST_F(ResourcesTest, SigtermWhileAWorkerIsHungExitsWithinGraceAndRestarts) {
   DaemonProcess d(dir_.path());
-  const std::vector<std::string> flags = {"--testonly_ops", "--shutdown_grace_ms", kGraceMs};
+  const std::vector<std::string> flags = {"--testonly_ops", "--shutdown-grace-ms", kGraceMs};
   ASSERT_TRUE(d.Start(flags).ok());
   const std::string hang = dir_.path() + "/hang.mil";
   std::ofstream(hang) << HangMil();
@@ -132,7 +132,7 @@ TEST_F(ResourcesTest, SigtermWhileAWorkerIsHungExitsWithinGraceAndRestarts) {
 TEST_F(ResourcesTest, SigtermDuringALongProbeEvaluationExitsWithinGrace) {
   DaemonProcess d(dir_.path());
   // One evaluation of 256x16384x512 is ~1.1 TFLOP: tens of seconds on this machine.
-  const std::vector<std::string> flags = {"--shutdown_grace_ms", kGraceMs, "--max_probe_gflop",
+  const std::vector<std::string> flags = {"--shutdown-grace-ms", kGraceMs, "--max-probe-gflop",
                                           "5000"};
   ASSERT_TRUE(d.Start(flags).ok());
   RunResult probe;
@@ -154,7 +154,7 @@ TEST_F(ResourcesTest, SigtermDuringALongProbeEvaluationExitsWithinGrace) {
 
 TEST_F(ResourcesTest, ACancelledProbeFreesTheDeviceForATinyEvaluation) {
   DaemonProcess d(dir_.path());
-  ASSERT_TRUE(d.Start({"--max_probe_gflop", "5000"}).ok());
+  ASSERT_TRUE(d.Start({"--max-probe-gflop", "5000"}).ok());
   RunResult compiled = d.Anectl({"kernel", "compile", ConvMil(), "--json"});
   ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
   const std::string id = Json::parse(compiled.out)["kernel"]["id"];
@@ -180,14 +180,14 @@ TEST_F(ResourcesTest, AProbeOverItsBudgetIsRefusedBeforeItStarts) {
   ASSERT_TRUE(d.Start().ok());
   RunResult r = d.Anectl({"probe", "sram", "--grid", "16384x16384"});
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_THAT(r.err, HasSubstr("--max_probe_bytes"));
+  EXPECT_THAT(r.err, HasSubstr("--max-probe-bytes"));
   EXPECT_THAT(r.err, HasSubstr("grid[0]"));
   EXPECT_EQ(d.ReadLog().find(") started on"), std::string::npos) << "nothing ran";
 }
 
 TEST_F(ResourcesTest, KernelMemoryIsCountedAndAKernelTooLargeIsRefused) {
   DaemonProcess d(dir_.path());
-  ASSERT_TRUE(d.Start({"--cache_bytes", "16000000"}).ok());
+  ASSERT_TRUE(d.Start({"--cache-bytes", "16000000"}).ok());
   const std::string small = dir_.path() + "/small.mil", huge = dir_.path() + "/huge.mil";
   std::ofstream(small) << MatmulMil(512);   // 3 MiB planned
   std::ofstream(huge) << MatmulMil(20000);  // 4.8 GB planned, from a ~300-byte program
@@ -200,7 +200,7 @@ TEST_F(ResourcesTest, KernelMemoryIsCountedAndAKernelTooLargeIsRefused) {
   RunResult refused = d.Anectl({"kernel", "compile", huge});
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_THAT(refused.err, HasSubstr("bytes of memory"));
-  EXPECT_THAT(refused.err, HasSubstr("--max_kernel_memory_bytes"));
+  EXPECT_THAT(refused.err, HasSubstr("--max-kernel-memory-bytes"));
 }
 
 }  // namespace

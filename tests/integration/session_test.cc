@@ -140,7 +140,7 @@ TEST_F(SessionTest, SigtermCheckpointsRunningSessions) {
     ASSERT_EQ(*d.Stop(SIGTERM), 0);
   }
   DaemonProcess d(dir_.path());
-  ASSERT_TRUE(d.Start({"--resume_interrupted=false"}).ok());
+  ASSERT_TRUE(d.Start({"--resume-interrupted=false"}).ok());
   Json s = Show(d, id);
   EXPECT_EQ(s["state"], "interrupted");
   EXPECT_GE(s["checkpoint_step"].get<int64_t>(), 30);
@@ -192,7 +192,7 @@ TEST_F(SessionTest, KernelCallsAreServedBetweenTrainingSteps) {
 
 TEST_F(SessionTest, IllegalCallsAndBadSpecsGetTheDocumentedErrors) {
   DaemonProcess d(dir_.path());
-  ASSERT_TRUE(d.Start({"--max_sessions=1", "--data_root=" + dir_.path()}).ok());
+  ASSERT_TRUE(d.Start({"--max-sessions=1", "--data-root=" + dir_.path()}).ok());
   struct Case {
     std::vector<std::string> args;
     const char* expect;
@@ -211,14 +211,14 @@ TEST_F(SessionTest, IllegalCallsAndBadSpecsGetTheDocumentedErrors) {
   }
   RunResult outside = d.Anectl({"train", "start", "--data", "/etc/hostname", "--no-upload"});
   EXPECT_EQ(outside.exit_code, 1);
-  EXPECT_THAT(outside.err, HasSubstr("--data_root"));
+  EXPECT_THAT(outside.err, HasSubstr("--data-root"));
   RunResult missing = d.Anectl({"train", "start", "--data", dir_.path() + "/nope.txt"});
   EXPECT_THAT(missing.err, HasSubstr("data"));
 
   const std::string id = Start(d, {"--steps", "100000"});
   RunResult second = d.Anectl({"train", "start", "--data", data_});
   EXPECT_EQ(second.exit_code, 1);
-  EXPECT_THAT(second.err, HasSubstr("--max_sessions"));
+  EXPECT_THAT(second.err, HasSubstr("--max-sessions"));
   RunResult rm_running = d.Anectl({"train", "rm", id});
   EXPECT_EQ(rm_running.exit_code, 1);
   EXPECT_THAT(rm_running.err, HasSubstr("stop it before deleting"));

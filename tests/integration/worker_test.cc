@@ -50,7 +50,7 @@ class WorkerTest : public testing::SessionFixture {
   std::vector<double> ReferenceLosses(int64_t steps, const std::string& backend = "cpu") {
     TempDir root;
     DaemonProcess d(root.path());
-    EXPECT_TRUE(d.Start({"--data_root", dir_.path(), "--isolate_ane=false"}).ok());
+    EXPECT_TRUE(d.Start({"--data-root", dir_.path(), "--isolate-ane=false"}).ok());
     const std::string id = Start(d, {"--steps", std::to_string(steps)}, backend);
     return Losses(Events(d, id), steps);
   }
@@ -74,7 +74,7 @@ TEST_P(WorkerBudgetTest, TrainingAcrossBudgetRecyclesMatchesAnUnrecycledRun) {
   const std::string backend = GetParam();
   DaemonProcess d(dir_.path());
   // A budget below the number of training kernels: every step recompiles in fresh workers.
-  ASSERT_TRUE(d.Start({"--isolate_cpu", "--compile_budget", "4"}).ok());
+  ASSERT_TRUE(d.Start({"--isolate-cpu", "--compile-budget", "4"}).ok());
   const std::string id = Start(d, {"--steps", std::to_string(kSteps)}, backend);
   const std::vector<double> recycled = Losses(Events(d, id), kSteps);
   const Json w = Worker(d, backend);
@@ -89,7 +89,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, WorkerBudgetTest, ::testing::Values("cpu", "a
 TEST_F(WorkerTest, KillNineOfTheWorkerMidTrainingIsSurvivedByTheSessionAndItsWatcher) {
   constexpr int64_t kSteps = 120;
   DaemonProcess d(dir_.path());
-  ASSERT_TRUE(d.Start({"--isolate_cpu"}).ok());
+  ASSERT_TRUE(d.Start({"--isolate-cpu"}).ok());
   const std::string id = Start(d, {"--steps", std::to_string(kSteps), "--checkpoint-every", "25"});
   RunResult watched;
   std::thread watcher([&] {
@@ -129,7 +129,7 @@ std::string TestOpMil(const std::string& op) {
 
 TEST_F(WorkerTest, WorkerCrashesFailOnlyTheirRequestAndRepeatOffendersAreQuarantined) {
   DaemonProcess d(dir_.path());
-  ASSERT_TRUE(d.Start({"--testonly_ops", "--quarantine_after", "2"}).ok());
+  ASSERT_TRUE(d.Start({"--testonly_ops", "--quarantine-after", "2"}).ok());
   const std::string bomb = dir_.path() + "/bomb.mil";
   std::ofstream(bomb) << TestOpMil("anerd_test_abort");
   RunResult compiled = d.Anectl({"kernel", "compile", bomb, "--backend", "ane-sim", "--json"});
@@ -183,10 +183,10 @@ TEST_F(WorkerTest, KillNineMidEvaluationFailsThatEvaluationWithARetryableError) 
 // Issue 16 item 7: an evaluation whose client gives up (here its deadline) stops occupying the
 // backend: the daemon kills the hung worker and starts a fresh one, so the next evaluation runs
 // at once, and the kernel is not quarantined (quarantine_after 1: a crash would have). Before,
-// the daemon waited for --worker_call_timeout_s with the executor blocked behind it.
+// the daemon waited for --worker-call-timeout-s with the executor blocked behind it.
 TEST_F(WorkerTest, AnEvaluationPastItsDeadlineRecyclesTheWorkerWithoutQuarantine) {
   DaemonProcess d(dir_.path());
-  ASSERT_TRUE(d.Start({"--testonly_ops", "--quarantine_after", "1"}).ok());
+  ASSERT_TRUE(d.Start({"--testonly_ops", "--quarantine-after", "1"}).ok());
   const std::string hang = dir_.path() + "/hang.mil";
   std::ofstream(hang) << TestOpMil("anerd_test_hang");
   RunResult compiled = d.Anectl({"kernel", "compile", hang, "--backend", "ane-sim", "--json"});
@@ -217,9 +217,9 @@ TEST_F(WorkerTest, AnEvaluationPastItsDeadlineRecyclesTheWorkerWithoutQuarantine
 
 TEST_F(WorkerTest, BadSupervisionFlagsAreRefusedAtStartNamingTheFlag) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--quarantine_after", "0"}, "--quarantine_after"},
-      {{"--worker_heartbeat_timeout_ms", "0"}, "--worker_heartbeat_timeout_ms"},
-      {{"--worker_call_timeout_s", "-5"}, "--worker_call_timeout_s"}};
+      {{"--quarantine-after", "0"}, "--quarantine-after"},
+      {{"--worker-heartbeat-timeout-ms", "0"}, "--worker-heartbeat-timeout-ms"},
+      {{"--worker-call-timeout-s", "-5"}, "--worker-call-timeout-s"}};
   for (const auto& [flags, name] : cases) {
     DaemonProcess d(dir_.path());
     absl::Status st = d.Start(flags);

@@ -1,7 +1,7 @@
 // The metrics HTTP endpoint and address check, without a daemon: GET and HEAD of the page, 404 for
 // other paths, 405 for other methods, 400 for garbage, silent clients (even more than the
 // connection limit) do not hold up a scrape, the authorize hook's 401, the loopback peer-uid
-// lookup, and the loopback rule for --metrics_listen.
+// lookup, and the loopback rule for --metrics-listen.
 #include "server/metrics/http_endpoint.h"
 
 #include <arpa/inet.h>
@@ -169,7 +169,7 @@ TEST(MetricsAddressTest, LoopbackOnlyUnlessAllowed) {
   EXPECT_TRUE(CheckMetricsAddress("[::1]:9464", false).ok());
   absl::Status remote = CheckMetricsAddress("0.0.0.0:9464", false);
   EXPECT_EQ(remote.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(remote.message(), HasSubstr("--metrics_allow_remote"));
+  EXPECT_THAT(remote.message(), HasSubstr("--metrics-allow-remote"));
   EXPECT_TRUE(CheckMetricsAddress("0.0.0.0:9464", true).ok());
   EXPECT_THAT(CheckMetricsAddress("9464", false).message(), HasSubstr("HOST:PORT"));
   EXPECT_FALSE(CheckMetricsAddress("127.0.0.1:99999", false).ok());

@@ -20,13 +20,13 @@ TEST(ProbeBudgetTest, TheIssuesSramPointIsRefusedNamingTheEstimateAndFlag) {
   ASSERT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
   EXPECT_THAT(s.message(), HasSubstr("grid[1]"));
   EXPECT_THAT(s.message(), HasSubstr("GiB of memory"));
-  EXPECT_THAT(s.message(), HasSubstr("--max_probe_bytes"));
+  EXPECT_THAT(s.message(), HasSubstr("--max-probe-bytes"));
   ProbeBudget roomy;
   roomy.max_bytes = 0;
   s = CheckBudget(options, roomy);
   ASSERT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
   EXPECT_THAT(s.message(), HasSubstr("GFLOP per evaluation"));
-  EXPECT_THAT(s.message(), HasSubstr("--max_probe_gflop"));
+  EXPECT_THAT(s.message(), HasSubstr("--max-probe-gflop"));
   roomy.max_gflop = 0;
   EXPECT_TRUE(CheckBudget(options, roomy).ok()) << "0 = unlimited";
 }

@@ -143,7 +143,7 @@ TEST_F(KernelServiceTest, StreamProtocolErrorsAreInvalidArgument) {
        "received 10 of",
        grpc::INVALID_ARGUMENT},
       {"path escape", {Header(0)}, "", grpc::INVALID_ARGUMENT},
-      {"over the weight limit", {Header(2 << 20)}, "--max_weight_bytes", grpc::RESOURCE_EXHAUSTED},
+      {"over the weight limit", {Header(2 << 20)}, "--max-weight-bytes", grpc::RESOURCE_EXHAUSTED},
   };
   cases[7].messages[0].mutable_header()->mutable_weight_files(0)->set_path("/etc/passwd");
   for (const Case& c : cases) {
@@ -199,7 +199,7 @@ TEST_F(KernelServiceTest, EvalValidatesTensors) {
   v1::Tensor over_limit = good;
   over_limit.set_shape(3, 8200);  // 1,049,600 bytes > the 1 MiB limit set in SetUp
   over_limit.mutable_data()->resize(64 * 8200 * 2);
-  EXPECT_THAT(eval(over_limit).error_message(), HasSubstr("--max_tensor_bytes"));
+  EXPECT_THAT(eval(over_limit).error_message(), HasSubstr("--max-tensor-bytes"));
 }
 
 TEST_F(KernelServiceTest, EvalReturnsOutputsAndTiming) {

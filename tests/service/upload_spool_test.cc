@@ -119,7 +119,7 @@ TEST_F(UploadSpoolTest, AThirdUnfinishedUploadOverTheBoundIsRefused) {
   c->writer->WritesDone();
   grpc::Status refused = c->writer->Finish();
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_THAT(refused.error_message(), HasSubstr("--max_upload_bytes_in_flight"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("--max-upload-bytes-in-flight"));
 
   // A cancelled upload gives its bytes back; then a whole upload fits and compiles.
   a->context.TryCancel();

@@ -216,7 +216,7 @@ TEST_F(SessionManagerTest, ASessionTooLargeForTheMachineIsRefusedNamingTheEstima
   ASSERT_EQ(s.status().code(), absl::StatusCode::kResourceExhausted) << s.status();
   EXPECT_THAT(s.status().message(), HasSubstr("estimated"));
   EXPECT_THAT(s.status().message(), HasSubstr("RAM"));
-  EXPECT_THAT(s.status().message(), HasSubstr("--session_memory_limit_bytes"));
+  EXPECT_THAT(s.status().message(), HasSubstr("--session-memory-limit-bytes"));
   EXPECT_TRUE(e->sessions().List().empty()) << "nothing was saved";
 }
 

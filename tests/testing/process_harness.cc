@@ -139,8 +139,8 @@ absl::Status DaemonProcess::Start(const std::vector<std::string>& extra_flags,
                                   absl::Duration wait) {
   // --config= keeps a developer's ~/.config/anerd/anerd.conf out of the tests.
   std::vector<std::string> argv = {AnerdBinary(),         "--config=",
-                                   "--socket=" + socket(), "--state_dir=" + state_dir(),
-                                   "--log_level=debug",    "--data_root=" + root_};
+                                   "--socket=" + socket(), "--state-dir=" + state_dir(),
+                                   "--log-level=debug",    "--data-root=" + root_};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   const int log_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   pid_ = ::fork();

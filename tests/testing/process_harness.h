@@ -31,7 +31,7 @@ struct RunOptions {
 RunResult RunProgram(const std::vector<std::string>& argv, const RunOptions& options = {});
 
 // A loopback TCP port nothing listens on right now (bound to port 0, read back, closed), for a
-// daemon's --listen or --metrics_listen. 0 if the system refused.
+// daemon's --listen or --metrics-listen. 0 if the system refused.
 int FreeLoopbackPort();
 
 // A fresh temp directory, removed (recursively) on destruction.
@@ -53,7 +53,7 @@ class DaemonProcess {
   explicit DaemonProcess(std::string root) : root_(std::move(root)) {}
   ~DaemonProcess();
 
-  // Starts anerd with --socket/--state_dir/--data_root under root plus `extra_flags` (later flags
+  // Starts anerd with --socket/--state-dir/--data-root under root plus `extra_flags` (later flags
   // win); waits up to `wait` for
   // the socket to accept connections. Returns the error and the daemon's stderr if it exited.
   absl::Status Start(const std::vector<std::string>& extra_flags = {},

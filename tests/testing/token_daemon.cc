@@ -28,8 +28,8 @@ absl::Status TokenDaemon::AddToken(const std::string& name, bool admin) {
 }
 
 absl::Status TokenDaemon::Start(const std::vector<std::string>& extra_flags) {
-  std::vector<std::string> flags = {"--listen=" + address_, "--insecure_loopback",
-                                    "--auth_tokens=" + tokens_file()};
+  std::vector<std::string> flags = {"--listen=" + address_, "--insecure-loopback",
+                                    "--auth-tokens=" + tokens_file()};
   flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
   return daemon_.Start(flags);
 }

@@ -1,5 +1,5 @@
 // A daemon on a loopback TCP port that accepts named bearer tokens, for the authorization, quota
-// and metrics tests: each name gets a token line in `<dir>/tokens` (the daemon's --auth_tokens)
+// and metrics tests: each name gets a token line in `<dir>/tokens` (the daemon's --auth-tokens)
 // and a file `<dir>/<name>.tok` anectl can read with --token-file.
 //
 // Threads: one test thread. Ownership: the fixture owns the daemon process (stopped when it is

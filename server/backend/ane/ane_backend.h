@@ -63,7 +63,7 @@ namespace anerd::backend::ane {
 struct AneBackendOptions {
   std::string name = "ane-sim";  // registry key: "ane" or "ane-sim"
   // Compile attempts allowed; 0 = no limit of the backend's own (the device may still fail).
-  // The registry passes EffectiveCompileBudget(--compile_budget or kDefaultCompileBudget, device).
+  // The registry passes EffectiveCompileBudget(--compile-budget or kDefaultCompileBudget, device).
   int64_t compile_budget = 0;
 };
 

@@ -70,7 +70,7 @@ def connect(target=None, token=None, tls_ca=None, timeout=30.0, tls_cert=None, t
 
     `token` is sent as "authorization: Bearer TOKEN" on every call (every TCP listener requires
     one); `tls_ca` (a PEM file) turns on TLS for TCP targets; `tls_cert` and `tls_key` (PEM files,
-    both or neither) present a client certificate to a daemon started with --tls_client_ca, and
+    both or neither) present a client certificate to a daemon started with --tls-client-ca, and
     turn on TLS too (verified against `tls_ca`, else grpc's default roots). `timeout` (seconds)
     bounds each unary call. Connecting is lazy: an unreachable daemon raises anerd.Unavailable
     on the first call.
