@@ -84,13 +84,26 @@ TEST_F(FirstHourTest, ABadConfigFileStopsStartNamingFileAndLine) {
   EXPECT_THAT(std::string(s.message()) + d.ReadLog(), HasSubstr("bad.conf:2"));
 }
 
+// Checklist: "spec problems that can be found at start (an --init file that is not a model) are
+// refused by StartTraining itself".
+TEST_F(FirstHourTest, AnInitFileThatIsNoModelIsRefusedAtStart) {
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok());
+  RunResult r = d.Anectl({"train", "start", "--data", data_, "--init", NotAModel()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("not-a-model.bin"));
+  RunResult list = d.Anectl({"--json", "train", "ls"});
+  EXPECT_TRUE(Json::parse(list.out)["sessions"].empty()) << list.out;
+}
+
 // Checklist: "train start --watch with a bad --init: the reason is in the stream, the live
-// view, the exit message and train ls".
+// view, the exit message and train ls" (a file whose shape reads but whose weights are missing
+// fails when the run loads it).
 TEST_F(FirstHourTest, AFailedSessionSaysWhyInTheStreamTheExitAndTheList) {
   DaemonProcess d(dir_.path());
   ASSERT_TRUE(d.Start().ok());
-  RunResult table =
-      d.Anectl({"train", "start", "--data", data_, "--init", NotAModel(), "--watch", "--table"});
+  RunResult table = d.Anectl(
+      {"train", "start", "--data", data_, "--init", TruncatedModel(), "--watch", "--table"});
   EXPECT_EQ(table.exit_code, 1);
   EXPECT_THAT(table.out, HasSubstr("state: failed ("));
   EXPECT_THAT(table.err, HasSubstr("failed: "));

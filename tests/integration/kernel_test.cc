@@ -180,13 +180,20 @@ TEST(KernelCliTest, BadInputIsReportedClearly) {
   wrong.shape = {1, 64, 1, 256};
   wrong.data.resize(64 * 256 * 4);
   ASSERT_TRUE(WriteNpyFile(dir.path() + "/wrong.npy", wrong).ok());
+  // An fp32 array for an fp16 input is converted, with a notice; a wrong shape is refused.
   RunResult type = daemon.Anectl({"kernel", "run", id, "--in", "x=" + dir.path() + "/wrong.npy"});
-  EXPECT_EQ(type.exit_code, 1);
-  EXPECT_THAT(type.err, HasSubstr("fp16"));
+  EXPECT_EQ(type.exit_code, 0) << type.err;
+  EXPECT_THAT(type.err, HasSubstr("from fp32 to fp16"));
+  wrong.shape = {1, 64, 1, 128};
+  wrong.data.resize(64 * 128 * 4);
+  ASSERT_TRUE(WriteNpyFile(dir.path() + "/short.npy", wrong).ok());
+  RunResult shape = daemon.Anectl({"kernel", "run", id, "--in", "x=" + dir.path() + "/short.npy"});
+  EXPECT_EQ(shape.exit_code, 1);
+  EXPECT_THAT(shape.err, HasSubstr("x"));
 
   RunResult unknown = daemon.Anectl({"kernel", "run", "ffff"});
   EXPECT_EQ(unknown.exit_code, 1);
-  EXPECT_THAT(unknown.err, HasSubstr("no kernel id starts with 'ffff'"));
+  EXPECT_THAT(unknown.err, HasSubstr("no kernel named 'ffff' or whose id starts with it"));
   EXPECT_EQ(daemon.Anectl({"kernel", "run"}).exit_code, 2);
   EXPECT_EQ(daemon.Anectl({"kernel", "run", id, "--repeat", "0"}).exit_code, 2);
 }
