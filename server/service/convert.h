@@ -1,4 +1,6 @@
-// Conversion between anerd.v1 protos and the engine's native types. The only file that sees both.
+// Conversion between anerd.v1 protos and the engine's native types: convert.cc (daemon info,
+// kernels, tensors, probes) and convert_sessions.cc (training specs, artifacts, sessions, their
+// events) are the only files that see both.
 // Conversions from client messages validate as they go and return INVALID_ARGUMENT naming the
 // offending field.
 #ifndef ANERD_SERVER_SERVICE_CONVERT_H_

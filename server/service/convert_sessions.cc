@@ -1,0 +1,228 @@
+// Proto conversions of training specs, artifacts, sessions and their events (convert.h).
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/hash.h"
+#include "server/service/convert.h"
+
+namespace anerd::service {
+
+namespace {
+
+// The artifact ids and held-out data of a spec; each id excludes its path field.
+absl::Status ArtifactFieldsFromProto(const v1::TrainingSpec& p, training::TrainSpec* spec) {
+  struct Pair {
+    const char* id_field;
+    const std::string& id;
+    const char* path_field;
+    bool path_set;
+  };
+  const Pair pairs[] = {
+      {"data_artifact", p.data_artifact(), "data", !p.data().empty()},
+      {"init_artifact", p.init_artifact(), "init", !spec->init_model_path.empty()},
+      {"val_artifact", p.val_artifact(), "val_data", !p.val_data().empty()},
+  };
+  for (const Pair& pair : pairs) {
+    if (pair.id.empty()) continue;
+    if (pair.path_set) {
+      return absl::InvalidArgumentError(absl::StrCat(pair.id_field, ": give either ", pair.id_field,
+                                                     " or ", pair.path_field, ", not both"));
+    }
+    if (!IsSha256Hex(pair.id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(pair.id_field, ": '", pair.id, "' is not an artifact id (64 hex digits)"));
+    }
+  }
+  spec->data_artifact = p.data_artifact();
+  spec->init_artifact = p.init_artifact();
+  spec->val_artifact = p.val_artifact();
+  spec->val_data_path = p.val_data();
+  spec->val_fraction = p.val_fraction();
+  const int held_out = (p.val_fraction() != 0) + !p.val_data().empty() + !p.val_artifact().empty();
+  if (held_out > 1) {
+    return absl::InvalidArgumentError(
+        "val_fraction, val_data, val_artifact: give at most one source of held-out data");
+  }
+  if (!(p.val_fraction() >= 0 && p.val_fraction() < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("val_fraction: ", p.val_fraction(), " must be at least 0 and less than 1"));
+  }
+  return absl::OkStatus();
+}
+
+// The held-out data as resolved (ValidationRange), when there is any.
+void ValidationToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
+  out->set_val_fraction(spec.val_fraction);
+  out->set_val_artifact(spec.val_artifact);
+  if (spec.val_artifact.empty()) out->set_val_data(spec.val_data_path);
+  if (spec.val_end == 0) return;
+  v1::ValidationRange* v = out->mutable_validation();
+  v->set_source(spec.val_data_path.empty() ? "data" : "val_data");
+  v->set_begin_token(spec.val_begin);
+  v->set_end_token(spec.val_end);
+  v->set_train_tokens(spec.train_tokens);
+}
+
+}  // namespace
+
+absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& p) {
+  training::TrainSpec spec;
+  if (!p.init().empty() && p.init() != "scratch") spec.init_model_path = p.init();
+  // An init file without a named model: its own config (with custom_config's keys as overrides)
+  // is the model, resolved by the session manager after the path checks; tiny holds the place.
+  if (!spec.init_model_path.empty() && p.model().empty()) {
+    spec.model_from_init = true;
+    spec.model_overrides = p.custom_config();
+    spec.model = *training::ModelConfigByName("tiny");
+  } else if (!p.custom_config().empty()) {
+    absl::StatusOr<training::ModelConfig> config = training::ParseCustomConfig(p.custom_config());
+    if (!config.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("custom_config: ", config.status().message()));
+    }
+    spec.model = *std::move(config);
+  } else {
+    absl::StatusOr<training::ModelConfig> config =
+        training::ModelConfigByName(p.model().empty() ? "tiny" : p.model());
+    if (!config.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("model: ", config.status().message()));
+    }
+    spec.model = *std::move(config);
+  }
+  spec.data_path = p.data();
+  if (absl::Status s = ArtifactFieldsFromProto(p, &spec); !s.ok()) return s;
+  if (p.steps() != 0) spec.steps = p.steps();
+  if (p.lr() != 0) spec.lr = p.lr();
+  if (p.min_lr() != 0) spec.min_lr = p.min_lr();
+  if (!p.schedule().empty()) spec.schedule = p.schedule();
+  if (p.warmup() != 0 || p.has_warmup()) spec.warmup = p.warmup();
+  if (p.accum() != 0) spec.accum = p.accum();
+  if (p.clip() != 0 || p.has_clip()) spec.clip = p.clip();
+  if (p.weight_decay() != 0 || p.has_weight_decay()) spec.weight_decay = p.weight_decay();
+  if (p.beta1() != 0) spec.beta1 = p.beta1();
+  if (p.beta2() != 0) spec.beta2 = p.beta2();
+  if (p.eps() != 0) spec.eps = p.eps();
+  if (!p.loss_scale().empty()) spec.loss_scale = p.loss_scale();
+  if (!p.numerics().empty()) spec.numerics = p.numerics();
+  if (!p.sampling().empty()) spec.sampling = p.sampling();
+  if (p.seed() != 0 || p.has_seed()) spec.seed = p.seed();
+  if (!p.residual_scale().empty()) spec.residual_scale = p.residual_scale();
+  spec.compact_vocab = p.compact_vocab();
+  if (p.checkpoint_every() != 0) spec.checkpoint_every = p.checkpoint_every();
+  absl::Status valid = training::ValidateSpec(spec);
+  if (!valid.ok()) return valid;
+  return spec;
+}
+
+void ToProto(const artifacts::ArtifactRecord& record, const std::string& caller_client,
+             bool with_owners, v1::ArtifactInfo* out) {
+  out->set_id(record.id);
+  out->set_kind(record.kind);
+  out->set_name(record.NameFor(caller_client));
+  out->set_size(record.size);
+  out->set_created_unix_ms(record.created_ms);
+  if (with_owners) {
+    for (const auto& [owner, name] : record.owners) out->add_owners(owner);
+  }
+}
+
+void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
+  out->set_model(spec.model.name);
+  out->set_custom_config(training::ConfigToString(spec.model));
+  // Artifact-backed fields show the id, never the blob's path in the state dir.
+  out->set_init(spec.init_model_path.empty() ? "scratch" : spec.init_model_path);
+  if (!spec.init_artifact.empty()) {
+    out->set_init("");
+    out->set_init_artifact(spec.init_artifact);
+  }
+  if (spec.data_artifact.empty()) out->set_data(spec.data_path);
+  out->set_data_artifact(spec.data_artifact);
+  ValidationToProto(spec, out);
+  out->set_steps(spec.steps);
+  out->set_lr(spec.lr);
+  out->set_min_lr(spec.min_lr);
+  out->set_schedule(spec.schedule);
+  out->set_warmup(spec.warmup);
+  out->set_accum(spec.accum);
+  out->set_clip(spec.clip);
+  out->set_weight_decay(spec.weight_decay);
+  out->set_beta1(spec.beta1);
+  out->set_beta2(spec.beta2);
+  out->set_eps(spec.eps);
+  out->set_loss_scale(spec.loss_scale);
+  out->set_numerics(spec.numerics);
+  out->set_sampling(spec.sampling);
+  out->set_seed(spec.seed);
+  out->set_residual_scale(spec.residual_scale);
+  out->set_compact_vocab(spec.compact_vocab);
+  out->set_checkpoint_every(spec.checkpoint_every);
+}
+
+void ToProto(const sessions::SessionSnapshot& s, bool with_owner, v1::SessionInfo* out) {
+  out->set_id(s.id);
+  out->set_name(s.name);
+  out->set_state(sessions::SessionStateName(s.state));
+  out->set_step(s.step);
+  out->set_total_steps(s.total_steps);
+  out->set_last_loss(s.last_loss);
+  out->set_best_loss(s.best_loss);
+  out->set_started_unix_ms(s.started_ms);
+  out->set_elapsed_seconds(s.elapsed_seconds);
+  out->set_eta_seconds(s.eta_seconds);
+  out->set_checkpoint_path(s.checkpoint_path);
+  out->set_checkpoint_step(s.checkpoint_step);
+  ToProto(s.spec, out->mutable_spec());
+  out->mutable_spec()->set_name(s.name);
+  out->mutable_spec()->set_backend(s.backend);
+  out->set_error(s.error);
+  out->set_backend(s.backend);
+  if (with_owner) out->set_owner(s.owner);
+}
+
+void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
+  out->set_seq(e.seq);
+  out->set_unix_ms(e.unix_ms);
+  using Kind = sessions::SessionEventRecord::Kind;
+  switch (e.kind) {
+    case Kind::kStep: {
+      v1::StepEvent* p = out->mutable_step();
+      const training::StepReport& r = e.step;
+      p->set_step(r.step);
+      p->set_loss(r.loss);
+      p->set_lr(r.lr);
+      p->set_grad_norm(r.grad_norm);
+      p->set_loss_scale(r.loss_scale);
+      p->set_skipped(r.skipped);
+      p->set_step_ms(r.step_ms);
+      p->set_tokens_per_s(r.tokens_per_s);
+      p->set_tflops(r.tflops);
+      p->set_queued_ms(e.queued_ms);
+      v1::PhaseTimes* ph = p->mutable_phases();
+      ph->set_kernel_ms(r.phases.kernel_ms);
+      if (r.phases.kernel_hw_ms.has_value()) {
+        ph->set_kernel_hw_ms(*r.phases.kernel_hw_ms);
+        ph->set_hw_time_source(r.phases.hw_simulated ? "simulated" : "hardware");
+      }
+      ph->set_io_ms(r.phases.io_ms);
+      ph->set_rms_ms(r.phases.rms_ms);
+      ph->set_elem_ms(r.phases.elem_ms);
+      ph->set_cls_ms(r.phases.cls_ms);
+      ph->set_dw_wait_ms(r.phases.dw_wait_ms);
+      ph->set_optim_ms(r.phases.optim_ms);
+      break;
+    }
+    case Kind::kState:
+      out->set_state(e.text);
+      out->set_detail(e.detail);
+      break;
+    case Kind::kCheckpoint:
+      out->set_checkpoint(e.text);
+      out->set_checkpoint_step(e.checkpoint_step);
+      break;
+    case Kind::kWarning:
+      out->set_warning(e.text);
+      break;
+  }
+}
+
+}  // namespace anerd::service
