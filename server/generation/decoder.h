@@ -1,0 +1,106 @@
+// A CPU fp32 decoder for generation (issue 20 item 2, its CPU half): the forward pass of a
+// training::ModelConfig model over its flat parameters (training::ParamLayout order, as
+// LoadModelFile returns them), with a key/value cache so that each new token costs one position.
+//
+// Architecture: exactly the training engine's (server/training/config.h) in fp32 — pre-norm
+// RMSNorm (config.norm_eps), GQA (query head h reads KV head h / (heads / kv_heads)), head_dim
+// from the config, QK-norm per head before RoPE (qk_norm), RoPE interleaved or rotate-half with
+// rope_theta (tables of training::RopeTables), scores scaled by 1/sqrt(head_dim), SwiGLU,
+// both residual branches scaled by config.residual_scale (a checkpoint trained with
+// TrainSpec::residual_scale "deepnet" must pass a config with residual_scale =
+// training::ResidualAlpha(spec), as model_export does), final RMSNorm, classifier = lm_head when
+// untied, else the embedding. With the default fields this is llama2.c run.c's forward.
+//
+// KV cache: two fp32 arrays, keys and values, each laid out [layer][kv_head][max_context][head_dim]
+// — element (l, j, p, d) at ((l·KVH + j)·max_context + p)·HD + d — so one head's keys over all
+// positions are one contiguous [p][HD] matrix (the layout of Orion and maderix/ANE PR #26).
+// Positions [0, position()) are valid; keys are stored after QK-norm and RoPE.
+//
+// Bounds (checked in Create, before anything is allocated): max_context in [1, model seq] unless
+// DecoderOptions::max_context names a larger explicit limit (<= kMaxDecoderContext), and the cache
+// (2·L·KVH·max_context·HD·4 bytes) within DecoderOptions::max_cache_bytes.
+//
+// Activations are channel-major [C][n] over the n positions of a call, as training/cpu_ops.h.
+// Matrix products use cblas; its threading is the process's (OPENBLAS_NUM_THREADS).
+// Thread-safety: one thread at a time per Decoder; several Decoders may share one parameter array
+// (held by shared_ptr, read-only).
+#ifndef ANERD_SERVER_GENERATION_DECODER_H_
+#define ANERD_SERVER_GENERATION_DECODER_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "server/training/config.h"
+#include "server/training/model.h"
+
+namespace anerd::generation {
+
+// The largest context any decoder accepts (positions; RoPE tables and scores scale with it).
+inline constexpr int64_t kMaxDecoderContext = int64_t{1} << 20;
+
+struct DecoderOptions {
+  // Positions the cache holds. 0 = the model's seq. A value above seq is an explicit limit (RoPE
+  // beyond the trained length is the caller's choice), accepted up to kMaxDecoderContext.
+  int64_t max_context = 0;
+  // Upper bound of the KV cache's bytes; RESOURCE_EXHAUSTED above it.
+  int64_t max_cache_bytes = int64_t{2} << 30;
+};
+
+class Decoder {
+ public:
+  // Validates the config (training::ValidateConfig), the parameter count (ParamLayout::total())
+  // and the bounds above: INVALID_ARGUMENT naming the field ("params", "max_context") or
+  // RESOURCE_EXHAUSTED for the cache budget. `params` must not change while the decoder lives.
+  static absl::StatusOr<std::unique_ptr<Decoder>> Create(
+      const training::ModelConfig& config, std::shared_ptr<const std::vector<float>> params,
+      const DecoderOptions& options = {});
+
+  // Runs `tokens` at positions [position(), position() + n) (n >= 1), appending their keys and
+  // values to the cache, and returns the logits [vocab] of the last one. The span stays valid
+  // until the next call. Errors leave the decoder unchanged: INVALID_ARGUMENT "tokens[i]: id X
+  // outside the vocabulary [0, V)" or "tokens: empty"; OUT_OF_RANGE "context: ..." when the
+  // tokens would pass max_context().
+  absl::StatusOr<absl::Span<const float>> Prefill(absl::Span<const int32_t> tokens);
+  // Prefill of one token.
+  absl::StatusOr<absl::Span<const float>> Step(int32_t token);
+  // Forgets every position (the cache is kept allocated).
+  void Reset() { pos_ = 0; }
+
+  int64_t position() const { return pos_; }
+  int64_t max_context() const { return ctx_; }
+  const training::ModelConfig& config() const { return c_; }
+  int64_t cache_bytes() const { return static_cast<int64_t>(k_cache_.size() * 2 * sizeof(float)); }
+
+ private:
+  Decoder(const training::ModelConfig& config, std::shared_ptr<const std::vector<float>> params,
+          int64_t max_context);
+  void Layer(int l, int64_t n);      // x_ [D][n] at positions pos_.. in place
+  void Attention(int l, int64_t n);  // q_ and the cache -> att_ [QD][n]
+  float* KCache(int l, int64_t j) {
+    return k_cache_.data() + (l * c_.kv_heads + j) * ctx_ * c_.head_dim;
+  }
+  float* VCache(int l, int64_t j) {
+    return v_cache_.data() + (l * c_.kv_heads + j) * ctx_ * c_.head_dim;
+  }
+
+  training::ModelConfig c_;
+  training::ParamLayout layout_;
+  std::shared_ptr<const std::vector<float>> params_;
+  const float* p_;
+  int64_t ctx_;
+  int64_t pos_ = 0;
+  std::vector<float> k_cache_, v_cache_;
+  std::vector<float> rope_cos_, rope_sin_;  // [max_context][HD]
+  // Per-call scratch, sized for n positions: x_, xn_ [D][n]; q_, att_ [QD][n]; k_, v_ [KVD][n];
+  // h1_, h3_ [H][n]; o_ [D][n]; qt_ [n][HD], scores_ [n][ctx]; hout_ [n][HD]; logits_ [V].
+  std::vector<float> x_, xn_, q_, att_, k_, v_, h1_, h3_, o_, qt_, scores_, hout_, rinv_, xl_;
+  std::vector<float> logits_;
+};
+
+}  // namespace anerd::generation
+
+#endif  // ANERD_SERVER_GENERATION_DECODER_H_
