@@ -96,6 +96,21 @@ absl::StatusOr<absl::Span<const float>> Decoder::Prefill(absl::Span<const int32_
     return absl::OutOfRangeError(absl::StrCat("context: ", n, " tokens at position ", pos_,
                                               " pass the context of ", ctx_, " positions"));
   }
+  int64_t m = 0;  // the last chunk's length: x_ is [D][m]
+  for (int64_t begin = 0; begin < n; begin += m) {
+    m = std::min(kPrefillChunk, n - begin);
+    RunChunk(tokens.subspan(begin, m));
+  }
+  xl_.resize(d);
+  for (int64_t c = 0; c < d; ++c) xl_[c] = x_[c * m + m - 1];
+  training::RmsNormForward(xl_.data(), p_ + layout_.rms_final(), d, 1, xl_.data(), rinv_.data(),
+                           static_cast<float>(c_.norm_eps));
+  MatMul(p_ + layout_.classifier(), xl_.data(), c_.vocab, d, 1, logits_.data());
+  return absl::MakeConstSpan(logits_);
+}
+
+void Decoder::RunChunk(absl::Span<const int32_t> tokens) {
+  const int64_t n = static_cast<int64_t>(tokens.size()), d = c_.dim;
   const int64_t qd = c_.q_dim(), kvd = c_.kv_dim(), h = c_.hidden;
   for (auto* v : {&x_, &xn_, &o_}) v->resize(d * n);
   for (auto* v : {&q_, &att_}) v->resize(qd * n);
@@ -110,13 +125,7 @@ absl::StatusOr<absl::Span<const float>> Decoder::Prefill(absl::Span<const int32_
     for (int64_t c = 0; c < d; ++c) x_[c * n + t] = row[c];
   }
   for (int l = 0; l < c_.layers; ++l) Layer(l, n);
-  xl_.resize(d);
-  for (int64_t c = 0; c < d; ++c) xl_[c] = x_[c * n + n - 1];
-  training::RmsNormForward(xl_.data(), p_ + layout_.rms_final(), d, 1, xl_.data(), rinv_.data(),
-                           static_cast<float>(c_.norm_eps));
-  MatMul(p_ + layout_.classifier(), xl_.data(), c_.vocab, d, 1, logits_.data());
   pos_ += n;
-  return absl::MakeConstSpan(logits_);
 }
 
 void Decoder::Layer(int l, int64_t n) {

@@ -42,6 +42,10 @@ namespace anerd::generation {
 // The largest context any decoder accepts (positions; RoPE tables and scores scale with it).
 inline constexpr int64_t kMaxDecoderContext = int64_t{1} << 20;
 
+// Prefill runs long prompts in chunks of at most this many positions, so its scratch (scores
+// [chunk][context]) stays O(chunk · context) rather than O(context²).
+inline constexpr int64_t kPrefillChunk = 128;
+
 struct DecoderOptions {
   // Positions the cache holds. 0 = the model's seq. A value above seq is an explicit limit (RoPE
   // beyond the trained length is the caller's choice), accepted up to kMaxDecoderContext.
@@ -78,6 +82,9 @@ class Decoder {
  private:
   Decoder(const training::ModelConfig& config, std::shared_ptr<const std::vector<float>> params,
           int64_t max_context);
+  // Runs n <= kPrefillChunk tokens at positions [pos_, pos_ + n) through every layer (x_ [D][n]
+  // holds the last layer's output) and advances pos_.
+  void RunChunk(absl::Span<const int32_t> tokens);
   void Layer(int l, int64_t n);      // x_ [D][n] at positions pos_.. in place
   void Attention(int l, int64_t n);  // q_ and the cache -> att_ [QD][n]
   float* KCache(int l, int64_t j) {

@@ -93,6 +93,24 @@ TEST_P(KvCacheTest, ChunkedPrefillEqualsOnePrefill) {
   EXPECT_LE(MaxAbsDiff(Copy(chunked->Prefill(absl::MakeConstSpan(tokens).subspan(5))), want), 1e-5);
 }
 
+// A prompt longer than kPrefillChunk runs in chunks; the result equals one token at a time.
+TEST_P(KvCacheTest, LongPrefillEqualsSteps) {
+  const Fixture f = Make(GetParam());
+  DecoderOptions o;
+  o.max_context = 2 * kPrefillChunk + 40;  // an explicit limit past the model's seq
+  std::unique_ptr<Decoder> one = MakeDecoder(f, o), steps = MakeDecoder(f, o);
+  ASSERT_TRUE(one && steps);
+  std::vector<int32_t> tokens(2 * kPrefillChunk + 30);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 37 + 5) % 61);
+  const std::vector<float> want = Copy(one->Prefill(tokens));
+  std::vector<float> got;
+  for (int32_t t : tokens) got = Copy(steps->Step(t));
+  EXPECT_LE(MaxAbsDiff(got, want), 1e-5);
+  EXPECT_EQ(one->position(), steps->position());
+  // And the caches agree: the next step matches too.
+  EXPECT_LE(MaxAbsDiff(Copy(one->Step(3)), Copy(steps->Step(3))), 1e-5);
+}
+
 // Every position matters: a different early token changes the last logits.
 TEST_P(KvCacheTest, EarlierTokensChangeTheLogits) {
   const Fixture f = Make(GetParam());
