@@ -54,6 +54,14 @@ int SampleArgmax(const float* values, int n) {
   return best;
 }
 
+double LogProb(absl::Span<const float> logits, int token) {
+  double max_val = logits[0];
+  for (float v : logits) max_val = std::max(max_val, static_cast<double>(v));
+  double sum = 0;
+  for (float v : logits) sum += std::exp(v - max_val);
+  return logits[token] - max_val - std::log(sum);
+}
+
 absl::Status ValidateSamplingParams(const SamplingParams& p) {
   if (!(std::isfinite(p.temperature) && p.temperature >= 0)) {
     return Invalid("temperature",

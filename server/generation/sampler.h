@@ -57,6 +57,11 @@ absl::Status ValidateSamplingParams(const SamplingParams& params);
 // The index of the first maximum (run.c's sample_argmax). n > 0.
 int SampleArgmax(const float* values, int n);
 
+// log p(token) under softmax(logits) (the model's own distribution: temperature 1, before the
+// penalty and any filtering), computed in double with the max subtracted; what a streamed token
+// reports as its logprob. token must be in [0, logits.size()); -inf for a token of zero mass.
+double LogProb(absl::Span<const float> logits, int token);
+
 class Sampler {
  public:
   // Validates `params` (above) and vocab in [1, 2^24]; allocates O(vocab) scratch once.

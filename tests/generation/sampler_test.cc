@@ -113,6 +113,15 @@ TEST(SamplerTest, TopKOneIsGreedy) {
   }
 }
 
+TEST(SamplerTest, LogProbIsTheLogSoftmax) {
+  const std::vector<float> logits = {1.0f, 2.0f, 3.0f, 1000.0f};  // large values: max subtracted
+  const double z = std::log(std::exp(1.0 - 1000) + std::exp(2.0 - 1000) + std::exp(3.0 - 1000) + 1);
+  EXPECT_NEAR(LogProb(logits, 3), -z, 1e-12);
+  EXPECT_NEAR(LogProb(logits, 0), 1.0 - 1000 - z, 1e-9);
+  const std::vector<float> flat(8, 0.5f);
+  EXPECT_NEAR(LogProb(flat, 5), -std::log(8.0), 1e-12);
+}
+
 TEST(SamplerTest, TopKKeepsTheKLargest) {
   SamplingParams p;
   p.temperature = 5.0f;  // nearly uniform: without top-k, most picks would fall outside
