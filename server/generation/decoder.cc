@@ -56,7 +56,9 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(
   }
   const int64_t ctx = options.max_context > 0 ? options.max_context : config.seq;
   // Both sides are far below 2^63: layers, kv_dim and ctx are bounded (ValidateConfig, above).
-  const double bytes = 2.0 * config.layers * static_cast<double>(config.kv_dim()) * ctx * 4;
+  // The cache, plus the RoPE tables [ctx][HD] ×2.
+  const double bytes = 2.0 * config.layers * static_cast<double>(config.kv_dim()) * ctx * 4 +
+                       2.0 * ctx * config.head_dim * 4;
   if (bytes > static_cast<double>(options.max_cache_bytes)) {
     return absl::ResourceExhaustedError(
         absl::StrCat("max_context: a KV cache of ", ctx, " positions needs ", bytes,

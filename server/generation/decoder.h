@@ -16,9 +16,10 @@
 // positions are one contiguous [p][HD] matrix (the layout of Orion and maderix/ANE PR #26).
 // Positions [0, position()) are valid; keys are stored after QK-norm and RoPE.
 //
-// Bounds (checked in Create, before anything is allocated): max_context in [1, model seq] unless
-// DecoderOptions::max_context names a larger explicit limit (<= kMaxDecoderContext), and the cache
-// (2·L·KVH·max_context·HD·4 bytes) within DecoderOptions::max_cache_bytes.
+// Bounds (checked in Create, before anything is allocated): the context is the model's seq, or
+// DecoderOptions::max_context (an explicit limit, smaller or larger, <= kMaxDecoderContext); the
+// cache (2·L·KVH·max_context·HD·4 bytes) plus the RoPE tables (2·max_context·HD·4) within
+// DecoderOptions::max_cache_bytes.
 //
 // Activations are channel-major [C][n] over the n positions of a call, as training/cpu_ops.h.
 // Matrix products use cblas; its threading is the process's (OPENBLAS_NUM_THREADS).
@@ -50,7 +51,7 @@ struct DecoderOptions {
   // Positions the cache holds. 0 = the model's seq. A value above seq is an explicit limit (RoPE
   // beyond the trained length is the caller's choice), accepted up to kMaxDecoderContext.
   int64_t max_context = 0;
-  // Upper bound of the KV cache's bytes; RESOURCE_EXHAUSTED above it.
+  // Upper bound of the KV cache's and RoPE tables' bytes; RESOURCE_EXHAUSTED above it.
   int64_t max_cache_bytes = int64_t{2} << 30;
 };
 

@@ -121,7 +121,8 @@ TEST_P(KvCacheTest, EarlierTokensChangeTheLogits) {
   EXPECT_GT(MaxAbsDiff(la, lb), 1e-3);
 }
 
-INSTANTIATE_TEST_SUITE_P(Configs, KvCacheTest, ::testing::Values(kLlama, kQwen3));
+INSTANTIATE_TEST_SUITE_P(Configs, KvCacheTest, ::testing::Values(kLlama, kQwen3),
+                         [](const auto& info) { return info.index == 0 ? "Llama" : "Qwen3"; });
 
 TEST(DecoderBoundsTest, RefusesWrongParameterCounts) {
   const Fixture f = Make(kLlama);
@@ -152,6 +153,13 @@ TEST(DecoderBoundsTest, BoundsTheContextBeforeAllocating) {
   ASSERT_TRUE(def);
   EXPECT_EQ(def->max_context(), f.config.seq);
   EXPECT_EQ(def->cache_bytes(), 2 * 2 * 32 * 64 * 4);
+  // The budget counts the cache and the RoPE tables (2·64·16·4 bytes), exactly.
+  DecoderOptions exact;
+  exact.max_cache_bytes = 2 * 2 * 32 * 64 * 4 + 2 * 64 * 16 * 4;
+  EXPECT_TRUE(Decoder::Create(f.config, f.params, exact).ok());
+  --exact.max_cache_bytes;
+  EXPECT_EQ(Decoder::Create(f.config, f.params, exact).status().code(),
+            absl::StatusCode::kResourceExhausted);
   DecoderOptions longer;
   longer.max_context = 80;  // an explicit limit past the model's seq
   std::unique_ptr<Decoder> l = MakeDecoder(f, longer);

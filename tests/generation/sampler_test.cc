@@ -86,10 +86,16 @@ TEST_P(RunCSamplerTest, SameSeedSameChoicesAsRunC) {
   for (const auto& u : ref["u32"]) EXPECT_EQ(RandomU32(&state), u.get<uint32_t>());
 }
 
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  static const char* const kNames[] = {"T1TopP09", "T08Full", "T15TopP05", "Greedy"};
+  return kNames[info.index];
+}
+
 INSTANTIATE_TEST_SUITE_P(Settings, RunCSamplerTest,
                          ::testing::Values(Case{1.0f, 0.9f, 42}, Case{0.8f, 1.0f, 1234567},
                                            Case{1.5f, 0.5f, 0x9e3779b97f4a7c15ull},
-                                           Case{0.0f, 0.9f, 0}));
+                                           Case{0.0f, 0.9f, 0}),
+                         CaseName);
 
 TEST(SamplerTest, TopKOneIsGreedy) {
   uint64_t s = 99;
