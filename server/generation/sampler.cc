@@ -122,10 +122,10 @@ absl::StatusOr<int> Sampler::Sample(absl::Span<const float> logits,
   if (params_.repetition_penalty != 1.0f) {
     const float p = params_.repetition_penalty;
     // An id repeated in the history is penalised once.
-    std::vector<bool> seen(vocab_, false);
+    seen_.assign(vocab_, false);
     for (int32_t id : history) {
-      if (id < 0 || id >= vocab_ || seen[id]) continue;
-      seen[id] = true;
+      if (id < 0 || id >= vocab_ || seen_[id]) continue;
+      seen_[id] = true;
       x[id] = x[id] > 0 ? x[id] / p : x[id] * p;
     }
   }

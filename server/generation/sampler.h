@@ -17,7 +17,8 @@
 //     has its logit divided by p when positive, multiplied by p otherwise. Applies to greedy too.
 //   * top_k k > 0: after the temperature, only the k largest logits (ties: lower index) stay
 //     candidates; the softmax runs over them, then top-p (if on) over those k in descending
-//     order, then the coin as above. k = 1 is greedy whatever the temperature and coin.
+//     order, then the coin as above. k = 1 is greedy whatever the temperature and coin;
+//     k >= vocab is off (run.c's path).
 // One coin is drawn per sampled token whenever temperature > 0, so the RNG stream does not depend
 // on top-k, top-p or the penalty.
 // Thread-safety: a Sampler is used by one thread at a time; the free functions are pure (the RNG
@@ -89,6 +90,7 @@ class Sampler {
     int index;
   };
   std::vector<Candidate> cand_;
+  std::vector<bool> seen_;  // repetition penalty: ids already penalised this call
 };
 
 }  // namespace anerd::generation
