@@ -81,10 +81,6 @@ Decoder::Decoder(const ModelConfig& config, std::shared_ptr<const std::vector<fl
                        c_.rope_style == ModelConfig::RopeStyle::kHalf, &rope_cos_, &rope_sin_);
 }
 
-absl::StatusOr<absl::Span<const float>> Decoder::Step(int32_t token) {
-  return Prefill(absl::MakeConstSpan(&token, 1));
-}
-
 absl::StatusOr<absl::Span<const float>> Decoder::Prefill(absl::Span<const int32_t> tokens) {
   const int64_t n = static_cast<int64_t>(tokens.size()), d = c_.dim;
   if (n == 0) return absl::InvalidArgumentError("tokens: empty");

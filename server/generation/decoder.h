@@ -35,6 +35,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "server/generation/token_decoder.h"
 #include "server/training/config.h"
 #include "server/training/model.h"
 
@@ -55,7 +56,7 @@ struct DecoderOptions {
   int64_t max_cache_bytes = int64_t{2} << 30;
 };
 
-class Decoder {
+class Decoder final : public TokenDecoder {
  public:
   // Validates the config (training::ValidateConfig), the parameter count (ParamLayout::total())
   // and the bounds above: INVALID_ARGUMENT naming the field ("params", "max_context") or
@@ -69,15 +70,13 @@ class Decoder {
   // until the next call. Errors leave the decoder unchanged: INVALID_ARGUMENT "tokens[i]: id X
   // outside the vocabulary [0, V)" or "tokens: empty"; OUT_OF_RANGE "context: ..." when the
   // tokens would pass max_context().
-  absl::StatusOr<absl::Span<const float>> Prefill(absl::Span<const int32_t> tokens);
-  // Prefill of one token.
-  absl::StatusOr<absl::Span<const float>> Step(int32_t token);
+  absl::StatusOr<absl::Span<const float>> Prefill(absl::Span<const int32_t> tokens) override;
   // Forgets every position (the cache is kept allocated).
-  void Reset() { pos_ = 0; }
+  void Reset() override { pos_ = 0; }
 
-  int64_t position() const { return pos_; }
-  int64_t max_context() const { return ctx_; }
-  const training::ModelConfig& config() const { return c_; }
+  int64_t position() const override { return pos_; }
+  int64_t max_context() const override { return ctx_; }
+  const training::ModelConfig& config() const override { return c_; }
   int64_t cache_bytes() const { return static_cast<int64_t>(k_cache_.size() * 2 * sizeof(float)); }
 
  private:
