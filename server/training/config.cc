@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -281,6 +282,34 @@ absl::Status CheckSameArchitecture(const ModelConfig& a, const ModelConfig& b,
   return absl::OkStatus();
 }
 
+namespace {
+
+absl::Status ValidateEvalFields(const TrainSpec& s) {
+  if (s.eval_every < 0) return Invalid("eval_every", "must be >= 0 (0 = off)");
+  if (s.eval_batches < 1 || s.eval_batches > kMaxEvalBatches) {
+    return Invalid("eval_batches", absl::StrCat("must be in [1, ", kMaxEvalBatches, "]"));
+  }
+  if (s.eval_every > 0 && s.compact_vocab) {
+    return Invalid("eval_every",
+                   "cannot be combined with compact_vocab (held-out tokens may lie outside the "
+                   "training data's vocabulary)");
+  }
+  if (s.sample_every < 0) return Invalid("sample_every", "must be >= 0 (0 = off)");
+  if (s.sample_tokens < 1 || s.sample_tokens > kMaxSampleTokens) {
+    return Invalid("sample_tokens", absl::StrCat("must be in [1, ", kMaxSampleTokens, "]"));
+  }
+  if (s.sample_prompt.size() > kMaxSamplePromptBytes) {
+    return Invalid("sample_prompt", absl::StrCat("is ", s.sample_prompt.size(), " bytes (at most ",
+                                                 kMaxSamplePromptBytes, ")"));
+  }
+  if (s.sample_every > 0 && s.sample_prompt.empty()) {
+    return Invalid("sample_prompt", "required with sample_every");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateSpec(const TrainSpec& s) {
   ANERD_RETURN_IF_ERROR(ValidateConfig(s.model));
   if (s.data_path.empty() && s.data_artifact.empty()) return Invalid("data_path", "required");
@@ -320,7 +349,7 @@ absl::Status ValidateSpec(const TrainSpec& s) {
                    "'deepnet' cannot be combined with a model config residual_scale other than 1");
   }
   if (s.checkpoint_every < 0) return Invalid("checkpoint_every", "must be >= 0");
-  return absl::OkStatus();
+  return ValidateEvalFields(s);
 }
 
 double ResidualAlpha(const TrainSpec& spec) {
@@ -351,6 +380,20 @@ std::string ArtifactSpecText(const TrainSpec& s) {
   return out;
 }
 
+// The evaluation fields, only when evaluation or sampling is on (the prompt C-escaped: it may
+// hold newlines).
+std::string EvalSpecText(const TrainSpec& s) {
+  std::string out;
+  if (s.eval_every != 0) {
+    absl::StrAppend(&out, "eval_every=", s.eval_every, "\neval_batches=", s.eval_batches, "\n");
+  }
+  if (s.sample_every != 0) {
+    absl::StrAppend(&out, "sample_every=", s.sample_every, "\nsample_tokens=", s.sample_tokens,
+                    "\nsample_prompt=", absl::CEscape(s.sample_prompt), "\n");
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string SpecToText(const TrainSpec& s) {
@@ -365,7 +408,7 @@ std::string SpecToText(const TrainSpec& s) {
       "\neps=", absl::StrFormat("%.17g", s.eps), "\nloss_scale=", s.loss_scale,
       "\nnumerics=", s.numerics, "\nsampling=", s.sampling, "\nseed=", s.seed,
       "\nresidual_scale=", s.residual_scale, "\ncompact_vocab=", s.compact_vocab ? 1 : 0,
-      "\ncheckpoint_every=", s.checkpoint_every, "\n", ArtifactSpecText(s));
+      "\ncheckpoint_every=", s.checkpoint_every, "\n", ArtifactSpecText(s), EvalSpecText(s));
 }
 
 namespace {
@@ -439,6 +482,16 @@ absl::Status SetSpecField(TrainSpec* s, absl::string_view key, absl::string_view
     ok = absl::SimpleAtoi(v, &s->val_begin);
   } else if (key == "val_end") {
     ok = absl::SimpleAtoi(v, &s->val_end);
+  } else if (key == "eval_every") {
+    ok = absl::SimpleAtoi(v, &s->eval_every);
+  } else if (key == "eval_batches") {
+    ok = absl::SimpleAtoi(v, &s->eval_batches);
+  } else if (key == "sample_every") {
+    ok = absl::SimpleAtoi(v, &s->sample_every);
+  } else if (key == "sample_tokens") {
+    ok = absl::SimpleAtoi(v, &s->sample_tokens);
+  } else if (key == "sample_prompt") {
+    ok = absl::CUnescape(v, &s->sample_prompt);
   } else {
     return Invalid(key, "unknown spec key");
   }

@@ -160,7 +160,24 @@ struct TrainSpec {
   int64_t train_tokens = 0;     // tokens of data_path trained on (0 = all of them)
   int64_t val_begin = 0;        // held-out tokens [val_begin, val_end) of the data (val_fraction)
   int64_t val_end = 0;          // or of val_data_path; 0/0 = no held-out data
+
+  // Evaluation in training (issue 20 item 4; training/evaluate.h). Every `eval_every` steps (0 =
+  // off) the session computes the loss of the current weights on at most `eval_batches`
+  // sequences of held-out data (the range above, or without one the tail of the data), and
+  // keeps the checkpoint of the lowest such loss beside the latest. Every `sample_every` steps
+  // (0 = off) it generates `sample_tokens` tokens greedily after `sample_prompt` with the CPU
+  // decoder from a copy of the weights.
+  int64_t eval_every = 0;
+  int eval_batches = 8;
+  int64_t sample_every = 0;
+  std::string sample_prompt;
+  int sample_tokens = 48;
 };
+
+// Bounds of the evaluation fields (ValidateSpec).
+inline constexpr int kMaxEvalBatches = 4096;
+inline constexpr int kMaxSampleTokens = 1024;
+inline constexpr size_t kMaxSamplePromptBytes = 4096;
 
 // OK or INVALID_ARGUMENT naming the first bad field ("steps: must be positive", ...). Also
 // validates the model config. Does not touch the filesystem.

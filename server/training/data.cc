@@ -126,6 +126,7 @@ absl::StatusOr<std::unique_ptr<TokenData>> TokenData::Open(const std::string& pa
     d->size_ = st.st_size / 2;
   }
   ANERD_RETURN_IF_ERROR(CheckTokens(d->tokens_, d->size_, vocab, seq, path));
+  d->file_size_ = d->size_;
   return d;
 }
 

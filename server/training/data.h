@@ -38,6 +38,9 @@ class TokenData {
   TokenData& operator=(const TokenData&) = delete;
 
   int64_t size() const { return size_; }
+  // Tokens the file holds (size() before KeepFirst); tokens()[0, file_size()) stay readable, which
+  // is how the held-out tail is evaluated (training/evaluate.h).
+  int64_t file_size() const { return file_size_; }
   // Keeps only the first `n` tokens (held-out data, training/validation_split.h): sampling and
   // UsedIds never see the rest. INVALID_ARGUMENT when fewer than seq + 1 would remain or `n` is
   // more than there are.
@@ -55,6 +58,7 @@ class TokenData {
   std::vector<uint16_t> owned_;
   const uint16_t* tokens_ = nullptr;
   int64_t size_ = 0;
+  int64_t file_size_ = 0;
 };
 
 // SplitMix64 finaliser (pure).

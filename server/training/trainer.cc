@@ -43,7 +43,28 @@ absl::Status Trainer::Init(backend::Backend* backend) {
   grads_.assign(params_.size(), 0.0f);
   PhaseTimes t;
   model_->StageWeights(params_.data(), &t);
+  if (spec_.eval_every > 0) ANERD_RETURN_IF_ERROR(OpenHeldOut());
   return absl::OkStatus();
+}
+
+absl::Status Trainer::OpenHeldOut() {
+  if (val_data_ != nullptr || spec_.val_end == 0 || spec_.val_data_path.empty()) {
+    return absl::OkStatus();
+  }
+  ANERD_ASSIGN_OR_RETURN(val_data_, TokenData::Open(spec_.val_data_path, spec_.val_data_format,
+                                                    spec_.model.vocab, spec_.model.seq));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EvalReport> Trainer::EvalHeldOut() {
+  ANERD_RETURN_IF_ERROR(OpenHeldOut());
+  const HeldOut h = HeldOutFor(spec_, data_->file_size(), spec_.eval_batches);
+  const TokenData& d = h.separate_file ? *val_data_ : *data_;
+  ANERD_ASSIGN_OR_RETURN(EvalReport r,
+                         EvaluateWindows(*model_, params_.data(), d.tokens(), h.begin,
+                                         std::min(h.end, d.file_size()), spec_.eval_batches));
+  r.source = h.source;
+  return r;
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainSpec& spec,

@@ -30,6 +30,7 @@
 #include "server/backend/backend.h"
 #include "server/training/config.h"
 #include "server/training/data.h"
+#include "server/training/evaluate.h"
 #include "server/training/model.h"
 #include "server/training/model_io.h"
 
@@ -78,18 +79,25 @@ class Trainer {
 
   // Mean loss of the model on `n` sequential windows starting at token 0 (forward only).
   absl::StatusOr<double> EvalLoss(int n);
+  // The loss of the current weights on the spec's held-out data (evaluate.h HeldOutFor, at most
+  // spec().eval_batches windows), forward only: no parameter, optimizer, data-cursor or RNG state
+  // changes, so training continues exactly as without it. The separate held-out file is opened
+  // by Create/Resume when eval_every > 0, else on the first call.
+  absl::StatusOr<EvalReport> EvalHeldOut();
   const std::vector<float>& params() const { return params_; }
   const Model& model() const { return *model_; }
 
  private:
   Trainer() = default;
   absl::Status Init(backend::Backend* backend);
+  absl::Status OpenHeldOut();
   void Update(double lr, double mult);
 
   TrainSpec spec_;
   TrainState state_;
   bool dynamic_scale_ = true;
   std::unique_ptr<TokenData> data_;
+  std::unique_ptr<TokenData> val_data_;  // val_data_path's tokens, when evaluating on them
   std::unique_ptr<Model> model_;
   std::vector<float> params_, grads_, adam_m_, adam_v_;
 };

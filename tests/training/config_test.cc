@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -151,6 +152,45 @@ TEST(ModelConfigFields, SpecTextCarriesTheFields) {
   EXPECT_EQ(back->model.rope_style, ModelConfig::RopeStyle::kInterleaved);
   EXPECT_FALSE(back->model.qk_norm);
   EXPECT_TRUE(back->model.tied_embeddings);
+}
+
+// Issue 20 item 4: the evaluation fields round-trip through a checkpoint's SPEC (the prompt with
+// its newlines), are absent when off (SPECs stay as before), and bad values name the field.
+TEST(EvalSpecFields, RoundTripAndValidate) {
+  TrainSpec spec;
+  spec.data_path = "d.txt";
+  spec.model = *ModelConfigByName("tiny");
+  const std::string plain = SpecToText(spec);
+  EXPECT_EQ(plain.find("eval_every"), std::string::npos) << plain;
+  EXPECT_EQ(plain.find("sample_"), std::string::npos) << plain;
+  spec.eval_every = 5;
+  spec.eval_batches = 3;
+  spec.sample_every = 7;
+  spec.sample_prompt = "Once upon\na time=\"x\"";
+  spec.sample_tokens = 20;
+  absl::StatusOr<TrainSpec> back = SpecFromText(SpecToText(spec));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->eval_every, 5);
+  EXPECT_EQ(back->eval_batches, 3);
+  EXPECT_EQ(back->sample_every, 7);
+  EXPECT_EQ(back->sample_prompt, spec.sample_prompt);
+  EXPECT_EQ(back->sample_tokens, 20);
+  EXPECT_TRUE(ValidateSpec(spec).ok());
+  const std::pair<std::function<void(TrainSpec*)>, const char*> bad[] = {
+      {[](TrainSpec* s) { s->eval_every = -1; }, "eval_every"},
+      {[](TrainSpec* s) { s->eval_batches = 0; }, "eval_batches"},
+      {[](TrainSpec* s) { s->eval_batches = kMaxEvalBatches + 1; }, "eval_batches"},
+      {[](TrainSpec* s) { s->sample_tokens = 0; }, "sample_tokens"},
+      {[](TrainSpec* s) { s->sample_prompt = ""; }, "sample_prompt"},
+      {[](TrainSpec* s) { s->compact_vocab = true; }, "eval_every"},
+  };
+  for (const auto& [mutate, field] : bad) {
+    TrainSpec t = spec;
+    mutate(&t);
+    absl::Status st = ValidateSpec(t);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(st.message().find(field), std::string::npos) << st;
+  }
 }
 
 std::string TempPath(const std::string& name) {

@@ -16,6 +16,7 @@
 #include "server/backend/ane/ane_backend.h"
 #include "server/backend/ane/ane_device_sim.h"
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/training/validation_split.h"
 
 namespace anerd::training {
 namespace {
@@ -102,7 +103,8 @@ TEST(TrainerTest, StepBreakdownCarriesTheKernelsDeviceTimeWhereThereIsOne) {
   ASSERT_TRUE(rs.ok()) << rs.status();
   ASSERT_TRUE(rs->phases.kernel_hw_ms.has_value());
   EXPECT_TRUE(rs->phases.hw_simulated);
-  // At least the modelled dispatch cost of one evaluation per kernel type (ten, docs/ANE_NOTES.md §4.3).
+  // At least the modelled dispatch cost of one evaluation per kernel type (ten, docs/ANE_NOTES.md
+  // §4.3).
   EXPECT_GE(*rs->phases.kernel_hw_ms, 10 * backend::ane::kSimDispatchNs / 1e6);
 }
 
@@ -135,6 +137,38 @@ TEST(TrainerTest, ResumeReproducesTheUninterruptedRun) {
   ASSERT_TRUE(extended.ok());
   EXPECT_EQ((*extended)->total_steps(), 35);
   std::remove(ckpt.c_str());
+}
+
+// Issue 20 item 4: evaluating on the held-out tail between steps changes nothing of the run
+// (same losses, same weights), uses eval_batches windows of the held-out range, and the same
+// weights give the same loss on a second call.
+TEST(TrainerTest, EvalHeldOutLeavesTheRunUnchanged) {
+  backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
+  TrainSpec spec = TinySpec("fp32", 6);
+  spec.val_fraction = 0.1;
+  spec.eval_every = 1;
+  spec.eval_batches = 3;
+  ASSERT_TRUE(ResolveValidationSplit(&spec).ok());
+  auto plain = Trainer::Create(spec, &cpu);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  const std::vector<double> expected = Train(plain->get(), 6);
+  auto evaluated = Trainer::Create(spec, &cpu);
+  ASSERT_TRUE(evaluated.ok()) << evaluated.status();
+  for (int i = 0; i < 6; ++i) {
+    auto r = (*evaluated)->Step();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->loss, expected[i]) << "step " << i + 1;
+    auto e = (*evaluated)->EvalHeldOut();
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ(e->source, "val_split");
+    EXPECT_EQ(e->sequences, 3);
+    EXPECT_EQ(e->tokens, 3 * spec.model.seq);
+    EXPECT_TRUE(std::isfinite(e->loss));
+    auto again = (*evaluated)->EvalHeldOut();
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->loss, e->loss);
+  }
+  EXPECT_EQ((*evaluated)->params(), (*plain)->params());
 }
 
 TEST(TrainerTest, CorruptCheckpointIsRejected) {
