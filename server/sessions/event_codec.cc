@@ -118,6 +118,57 @@ void VisitStepFields(Record& e, Visitor&& v) {
   v("hw_simulated", p.hw_simulated);
 }
 
+absl::Status GetValue(const Json& j, absl::string_view field, std::string* out) {
+  if (!j.is_string()) return Bad(field, "is not a string");
+  *out = j.get<std::string>();
+  return absl::OkStatus();
+}
+Json ToJson(const std::string& v) { return v; }
+
+template <typename Record, typename Visitor>
+void VisitEvalFields(Record& e, Visitor&& v) {
+  auto& r = e.eval.report;
+  v("step", e.eval.step);
+  v("loss", r.loss);
+  v("perplexity", r.perplexity);
+  v("sequences", r.sequences);
+  v("tokens", r.tokens);
+  v("source", r.source);
+  v("eval_ms", r.eval_ms);
+  v("best", e.eval.best);
+}
+
+template <typename Record, typename Visitor>
+void VisitSampleFields(Record& e, Visitor&& v) {
+  v("step", e.sample.step);
+  v("prompt", e.sample.prompt);
+  v("text", e.sample.text);
+  v("tokens", e.sample.tokens);
+  v("sample_ms", e.sample.sample_ms);
+}
+
+// An "eval" or "sample" object: named fields, only "step" required.
+template <typename VisitFn>
+absl::Status ParseNamedObject(const Json& j, const char* key, SessionEventRecord* e,
+                              VisitFn visit) {
+  const auto obj = j.find(key);
+  if (obj == j.end() || !obj->is_object()) return Bad(key, "is not an object");
+  if (obj->find("step") == obj->end()) return Bad(absl::StrCat(key, ".step"), "is missing");
+  absl::Status st;
+  visit(*e, [&](const char* name, auto& value) {
+    const auto it = obj->find(name);
+    if (st.ok() && it != obj->end()) st = GetValue(*it, absl::StrCat(key, ".", name), &value);
+  });
+  return st;
+}
+
+template <typename VisitFn>
+Json NamedObject(const SessionEventRecord& e, VisitFn visit) {
+  Json fields = Json::object();
+  visit(e, [&](const char* name, const auto& value) { fields[name] = ToJson(value); });
+  return fields;
+}
+
 // Schema 2: "step" is an object of named fields; only the step number is required.
 absl::Status ParseNamedStep(const Json& fields, SessionEventRecord* e) {
   if (fields.find("step") == fields.end()) return Bad("step.step", "is missing");
@@ -193,6 +244,10 @@ std::string EncodeEventLine(const SessionEventRecord& e) {
       if (Present(value)) fields[name] = ToJson(value);
     });
     j["step"] = std::move(fields);
+  } else if (e.kind == Kind::kEval) {
+    j["eval"] = NamedObject(e, [](const auto& r, auto&& v) { VisitEvalFields(r, v); });
+  } else if (e.kind == Kind::kSample) {
+    j["sample"] = NamedObject(e, [](const auto& r, auto&& v) { VisitSampleFields(r, v); });
   } else {
     j["text"] = e.text;
     j["ckpt_step"] = e.checkpoint_step;
@@ -225,10 +280,20 @@ absl::StatusOr<SessionEventRecord> ParseEventLine(absl::string_view line) {
     int64_t version = 0;  // any version is read: unknown fields are ignored
     if (absl::Status s = GetInt(*v, "v", &version); !s.ok()) return s;
   }
-  if (kind < 0 || kind > static_cast<int64_t>(Kind::kWarning)) return Bad("kind", "is unknown");
+  if (kind < 0 || kind > static_cast<int64_t>(Kind::kSample)) return Bad("kind", "is unknown");
   e.kind = static_cast<Kind>(kind);
   if (e.kind == Kind::kStep) {
     if (absl::Status s = ParseStep(j, &e); !s.ok()) return s;
+    return e;
+  }
+  if (e.kind == Kind::kEval) {
+    ANERD_RETURN_IF_ERROR(
+        ParseNamedObject(j, "eval", &e, [](auto& r, auto&& v) { VisitEvalFields(r, v); }));
+    return e;
+  }
+  if (e.kind == Kind::kSample) {
+    ANERD_RETURN_IF_ERROR(
+        ParseNamedObject(j, "sample", &e, [](auto& r, auto&& v) { VisitSampleFields(r, v); }));
     return e;
   }
   const auto text = j.find("text"), ckpt = j.find("ckpt_step"), detail = j.find("detail");

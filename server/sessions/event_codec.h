@@ -3,13 +3,15 @@
 // start.
 //
 // Record (schema kEventSchemaVersion = 2): {"v": 2, "seq", "ms", "kind" (0 step, 1 state,
-// 2 checkpoint, 3 warning), then for steps "step": {NAMED FIELDS} (step, loss, lr, grad_norm,
-// loss_scale, skipped, step_ms, tokens_per_s, flops, tflops, queued_ms and the phase times
-// kernel_ms, io_ms, rms_ms, elem_ms, cls_ms, dw_wait_ms, optim_ms, and kernel_hw_ms (the device's
-// own time, written only when measured) with hw_simulated; StepEventFieldNames()), else
-// "text" and "ckpt_step"}. Readers ignore named fields they do not know and give fields a record
-// lacks their defaults (0, false); only "step" (the step number) is required. So adding a field
-// to the step event is one line in the codec's field list, and logs written before it still load.
+// 2 checkpoint, 3 warning, 4 eval, 5 sample), then for steps "step": {NAMED FIELDS} (step, loss,
+// lr, grad_norm, loss_scale, skipped, step_ms, tokens_per_s, flops, tflops, queued_ms and the phase
+// times kernel_ms, io_ms, rms_ms, elem_ms, cls_ms, dw_wait_ms, optim_ms, and kernel_hw_ms (the
+// device's own time, written only when measured) with hw_simulated; StepEventFieldNames()), else
+// "text" and "ckpt_step"; evaluations carry "eval": {step, loss, perplexity, sequences, tokens,
+// source, eval_ms, best} and samples "sample": {step, prompt, text, tokens, sample_ms}}. Readers
+// ignore named fields they do not know and give fields a record lacks their defaults (0, false);
+// only "step" (the step number) is required. So adding a field to the step event is one line in the
+// codec's field list, and logs written before it still load.
 //
 // Schema 1 (anerd before issue 17, no "v"): "step" is a positional array [step, loss, lr,
 // grad_norm, loss_scale, skipped, step_ms, tokens_per_s, flops, tflops, queued_ms] and "phases"
@@ -36,8 +38,24 @@
 
 namespace anerd::sessions {
 
+// A held-out evaluation (issue 20 item 4): the loss of the weights after `step`.
+struct EvalRecord {
+  int64_t step = 0;
+  training::EvalReport report;
+  bool best = false;  // the lowest held-out loss so far: its checkpoint was written as best.bin
+};
+
+// A text sample generated from the weights after `step` (greedy, CPU decoder).
+struct SampleRecord {
+  int64_t step = 0;
+  std::string prompt;
+  std::string text;  // the continuation after the prompt (whole UTF-8)
+  int64_t tokens = 0;
+  double sample_ms = 0;  // generation time, off the device
+};
+
 struct SessionEventRecord {
-  enum class Kind { kStep, kState, kCheckpoint, kWarning };
+  enum class Kind { kStep, kState, kCheckpoint, kWarning, kEval, kSample };
   uint64_t seq = 0;
   int64_t unix_ms = 0;
   Kind kind = Kind::kStep;
@@ -46,6 +64,8 @@ struct SessionEventRecord {
   std::string text;           // kState: state name; kCheckpoint: path; kWarning: message
   std::string detail;         // kState: why, when the state ended the run (the session's error)
   int64_t checkpoint_step = 0;
+  EvalRecord eval;      // kEval
+  SampleRecord sample;  // kSample
 };
 
 // What EncodeEventLine writes; readers accept any version (unknown fields are ignored).

@@ -4,7 +4,9 @@
 #define ANERD_SERVER_SESSIONS_SESSION_INTERNAL_H_
 
 #include <cmath>
+#include <future>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "server/sessions/event_log.h"
@@ -27,7 +29,7 @@ struct SessionManager::Session {
   std::unique_ptr<training::Trainer> trainer;
   int64_t extra_steps = 0;  // pending for the next Resume of the trainer
   bool stop_requested = false;
-  double run_ms = 0;  // step time of this run, for the ETA
+  double run_ms = 0;               // step time of this run, for the ETA
   double ms_since_checkpoint = 0;  // step time since the last checkpoint (or the start)
   int64_t run_steps = 0;
   // After a backend worker died mid-step the session replays from its last checkpoint; steps up
@@ -35,6 +37,16 @@ struct SessionManager::Session {
   int64_t replay_until = 0;
   int worker_failures = 0;     // consecutive, without a step completing in between
   double memory_estimate = 0;  // bytes (training/memory_estimate.h), counted while active
+  // Evaluation in training (session_eval.cc): the lowest held-out loss so far (NaN = none), the
+  // step and checkpoint (best.bin) of those weights, and the latest evaluation and sample;
+  // rebuilt from the event log at start-up.
+  double best_val_loss = std::nan("");
+  int64_t best_val_step = 0;
+  std::string best_checkpoint_path;
+  std::optional<EvalRecord> last_eval;
+  std::optional<SampleRecord> last_sample;
+  // The sample being generated off the executor (touched only by this session's tasks).
+  std::future<absl::StatusOr<SampleRecord>> pending_sample;
   // The event log has its own lock; shared so that a watcher's read survives a Delete.
   std::shared_ptr<EventLog> log;
 };

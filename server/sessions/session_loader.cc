@@ -75,6 +75,7 @@ absl::Status SessionManager::LoadAll() {
       spdlog::error("session {}: damaged event log: {}", raw->id, damage);
       raw->error = absl::StrCat("damaged event log (kept as events.jsonl.corrupt): ", damage);
     }
+    LoadEvalState(raw);
     // Records are renumbered when the file has gaps (failed appends): find the checkpoint's.
     if (!raw->checkpoint_path.empty()) {
       if (auto seq = raw->log->FindCheckpoint(raw->checkpoint_step)) raw->checkpoint_seq = *seq;

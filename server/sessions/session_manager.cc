@@ -18,6 +18,7 @@
 #include "common/system_memory.h"
 #include "server/sessions/session_internal.h"
 #include "server/sessions/session_recovery.h"
+#include "server/sessions/session_sample.h"
 #include "server/training/init_model.h"
 #include "server/training/memory_estimate.h"
 #include "server/training/validation_split.h"
@@ -160,6 +161,7 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
     ANERD_RETURN_IF_ERROR(CheckMemory(spec, ""));
   }
   ANERD_RETURN_IF_ERROR(training::ResolveValidationSplit(&spec));
+  ANERD_RETURN_IF_ERROR(CheckSampleSpec(spec));
   if (backend.empty()) backend = default_backend_;
   if (registry_->Find(backend) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", backend, "'"));
@@ -306,6 +308,11 @@ SessionSnapshot SessionManager::Snapshot(const Session& s) const {
   out.checkpoint_step = s.checkpoint_step;
   out.spec = s.spec;
   out.error = s.error;
+  if (!std::isnan(s.best_val_loss)) out.best_val_loss = s.best_val_loss;
+  out.best_val_step = s.best_val_step;
+  out.best_checkpoint_path = s.best_checkpoint_path;
+  out.last_eval = s.last_eval;
+  out.last_sample = s.last_sample;
   return out;
 }
 

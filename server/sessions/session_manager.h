@@ -45,6 +45,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,7 @@
 #include "server/sessions/session_store.h"
 #include "server/store/store.h"
 #include "server/training/config.h"
+#include "server/training/evaluate.h"
 #include "server/training/model_export.h"
 #include "server/training/trainer.h"
 
@@ -101,6 +103,38 @@ struct SessionSnapshot {
   int64_t checkpoint_step = 0;
   training::TrainSpec spec;
   std::string error;
+  // Evaluation in training (spec.eval_every, sample_every): the lowest held-out loss, the step
+  // it was measured after and its checkpoint (empty: none yet); the latest evaluation and sample.
+  std::optional<double> best_val_loss;
+  int64_t best_val_step = 0;
+  std::string best_checkpoint_path;
+  std::optional<EvalRecord> last_eval;
+  std::optional<SampleRecord> last_sample;
+};
+
+// The Evaluate RPC in native terms (SessionManager::Evaluate). The model is a session's
+// checkpoint (`session_id`, latest or `best`) or a model file; the data a token or text file, or
+// with a session and no data its held-out data. Paths from artifacts were resolved by the service
+// (`*_from_artifact`: blobs in the state dir, exempt from the data-root check).
+struct EvaluateSpec {
+  std::string session_id;
+  bool best = false;
+  std::string model_path;
+  bool model_from_artifact = false;
+  std::string data_path;
+  bool data_from_artifact = false;
+  std::string data_format;
+  int batches = 8;
+  std::string backend;   // "" = the session's, else the default
+  std::string numerics;  // "" = the session's, else fp32
+};
+
+struct EvaluateResult {
+  training::EvalReport report;
+  int64_t step = 0;        // the checkpoint's step (0 for model files without one)
+  std::string checkpoint;  // the session checkpoint evaluated
+  std::string backend;
+  int seq = 0;
 };
 
 // Queues `work` on backend `backend`'s device executor (server/engine/device_executor.h); `work`
@@ -134,8 +168,16 @@ class SessionManager {
   // Writes the session's latest weights in `format` into a new temporary directory, on the
   // executor; `done` receives the directory, which holds training::ExportFileNames(format) (the
   // caller deletes it). INVALID_ARGUMENT when the format cannot hold the model.
-  void Export(const std::string& id, training::ExportFormat format,
+  // `best`: the best-validation checkpoint instead of the latest weights (FAILED_PRECONDITION
+  // when the session has none).
+  void Export(const std::string& id, training::ExportFormat format, bool best,
               std::function<void(absl::StatusOr<std::string>)> done);
+
+  // Loss of a model on data (EvaluateSpec), on the backend's executor. INVALID_ARGUMENT for a
+  // bad field or data too short for one sequence, FAILED_PRECONDITION naming the checkpoint a
+  // session lacks, PERMISSION_DENIED for paths outside the data roots, NOT_FOUND for an unknown
+  // session.
+  void Evaluate(EvaluateSpec spec, std::function<void(absl::StatusOr<EvaluateResult>)> done);
 
   // Watching. The first sequence number at or after `from_step` (0 = the start).
   absl::StatusOr<uint64_t> SeqForStep(const std::string& id, int64_t from_step);
@@ -196,9 +238,27 @@ class SessionManager {
   // returns whether it did.
   bool RecoverFromWorkerLoss(Session* s, const absl::Status& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ExportOnExecutor(const std::string& id, const std::string& checkpoint,
+  void ExportOnExecutor(const std::string& id, const std::string& checkpoint, bool best,
                         const std::string& backend, training::ExportFormat format,
                         const std::function<void(absl::StatusOr<std::string>)>& done);
+
+  // --- session_eval.cc: evaluation and samples in training, the Evaluate RPC.
+  struct StepExtras {
+    std::optional<SessionEventRecord> eval;             // the evaluation's event (or a warning)
+    absl::Status best_write;                            // writing best.bin
+    std::vector<absl::StatusOr<SampleRecord>> samples;  // finished samples to record
+  };
+  // After step `step` (a new one, not a replay), on the task without mu_: evaluates and writes
+  // best.bin when due, starts a sample when due (waiting for the previous one first), and
+  // collects a finished sample (waiting when `wait_sample`).
+  StepExtras AfterStepExtras(Session* s, int64_t step, bool wait_sample) ABSL_LOCKS_EXCLUDED(mu_);
+  // Appends the extras' events and updates the best; false when a write error paused the session.
+  bool RecordExtras(Session* s, StepExtras extras) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The best, latest evaluation and sample from the log (start-up).
+  void LoadEvalState(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<EvaluateResult> EvaluateOnExecutor(const EvaluateSpec& spec,
+                                                    const std::string& checkpoint,
+                                                    const std::string& backend_name);
 
   // --- session_manager.cc.
   absl::Status CheckPaths(const training::TrainSpec& spec) const;

@@ -74,8 +74,11 @@ void SessionManager::RunTask(const std::string& id, absl::Status admission, absl
 
 void SessionManager::StopTask(Session* s, bool graceful) {
   bool checkpoint = false;
+  StepExtras extras;  // a sample still being generated is recorded before the run ends
+  if (s->pending_sample.valid()) extras.samples.push_back(s->pending_sample.get());
   {
     absl::MutexLock lock(&mu_);
+    if (!RecordExtras(s, std::move(extras))) return;  // paused by a write error
     s->stop_requested = false;
     checkpoint = s->trainer != nullptr && s->step > s->checkpoint_step;
   }
@@ -123,6 +126,11 @@ void SessionManager::BuildTrainerTask(Session* s) {
 
 void SessionManager::StepTask(Session* s, absl::Duration queued) {
   absl::StatusOr<training::StepReport> report = s->trainer->Step();
+  // Evaluation and samples of a new step (replayed ones were reported already), without mu_.
+  StepExtras extras;
+  if (report.ok() && report->step > s->replay_until) {
+    extras = AfterStepExtras(s, report->step, /*wait_sample=*/s->trainer->done());
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!report.ok()) {
@@ -132,7 +140,8 @@ void SessionManager::StepTask(Session* s, absl::Duration queued) {
       return SetState(s, SessionState::kFailed);
     }
     const bool checkpoint_due = AfterStep(s, *report, absl::ToDoubleMilliseconds(queued));
-    if (!IsActive(s->state)) return;  // paused by a write error
+    if (!IsActive(s->state)) return;                  // paused by a write error
+    if (!RecordExtras(s, std::move(extras))) return;  // paused by a write error
     if (!checkpoint_due) return Schedule(s);
   }
   // A checkpoint that cannot be written stops the session: training on would report progress
@@ -260,33 +269,40 @@ void SessionManager::FailAfterException(const std::string& id, const char* what)
   SetState(s, SessionState::kFailed);
 }
 
-void SessionManager::Export(const std::string& id, training::ExportFormat format,
+void SessionManager::Export(const std::string& id, training::ExportFormat format, bool best,
                             std::function<void(absl::StatusOr<std::string>)> done) {
   std::string backend, checkpoint;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Session*> s = Find(id);
     if (!s.ok()) return done(s.status());
+    if (best && (*s)->best_checkpoint_path.empty()) {
+      return done(absl::FailedPreconditionError(
+          absl::StrCat("best: session ", id,
+                       " has no best-validation checkpoint (kept by evaluations: --eval-every; "
+                       "none has run yet)")));
+    }
     if ((*s)->trainer == nullptr && (*s)->checkpoint_path.empty()) {
       return done(absl::FailedPreconditionError(absl::StrCat(
           "session ", id, " has no weights yet (", SessionStateName((*s)->state), ")")));
     }
     backend = (*s)->backend;
-    checkpoint = (*s)->checkpoint_path;
+    checkpoint = best ? (*s)->best_checkpoint_path : (*s)->checkpoint_path;
   }
-  submit_(backend, "export",
-          [this, id, checkpoint, backend, format, done](absl::Status admission, absl::Duration) {
-            if (!admission.ok()) return done(admission);
-            try {
-              ExportOnExecutor(id, checkpoint, backend, format, done);
-            } catch (const std::exception& e) {
-              done(absl::ResourceExhaustedError(absl::StrCat("export failed: ", e.what())));
-            }
-          });
+  submit_(
+      backend, "export",
+      [this, id, checkpoint, best, backend, format, done](absl::Status admission, absl::Duration) {
+        if (!admission.ok()) return done(admission);
+        try {
+          ExportOnExecutor(id, checkpoint, best, backend, format, done);
+        } catch (const std::exception& e) {
+          done(absl::ResourceExhaustedError(absl::StrCat("export failed: ", e.what())));
+        }
+      });
 }
 
 void SessionManager::ExportOnExecutor(
-    const std::string& id, const std::string& checkpoint, const std::string& backend,
+    const std::string& id, const std::string& checkpoint, bool best, const std::string& backend,
     training::ExportFormat format, const std::function<void(absl::StatusOr<std::string>)>& done) {
   static std::atomic<uint64_t> counter{0};
   // One directory per export, so concurrent exports of a session never share a file.
@@ -296,7 +312,8 @@ void SessionManager::ExportOnExecutor(
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Session*> s = Find(id);
     if (!s.ok()) return done(s.status());
-    live = (*s)->trainer.get();  // safe: the trainer changes only on this executor thread
+    // safe: the trainer changes only on this executor thread. The best weights are never live.
+    if (!best) live = (*s)->trainer.get();
   }
   std::unique_ptr<training::Trainer> loaded;
   if (live == nullptr) {

@@ -47,6 +47,55 @@ TEST(SessionEventsTest, NonFiniteNumbersRoundTrip) {
   }
 }
 
+// Issue 20 item 4: evaluation and sample events round-trip with every field, and a record of
+// either kind without its object is refused naming it.
+TEST(SessionEventsTest, EvalAndSampleEventsRoundTrip) {
+  SessionEventRecord e;
+  e.kind = Kind::kEval;
+  e.eval.step = 12;
+  e.eval.report.loss = 2.5;
+  e.eval.report.perplexity = std::exp(2.5);
+  e.eval.report.sequences = 3;
+  e.eval.report.tokens = 192;
+  e.eval.report.source = "val_split";
+  e.eval.report.eval_ms = 4.5;
+  e.eval.best = true;
+  absl::StatusOr<SessionEventRecord> back = ParseEventLine(EncodeEventLine(e));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->kind, Kind::kEval);
+  EXPECT_EQ(back->eval.step, 12);
+  EXPECT_EQ(back->eval.report.loss, 2.5);
+  EXPECT_EQ(back->eval.report.perplexity, std::exp(2.5));
+  EXPECT_EQ(back->eval.report.sequences, 3);
+  EXPECT_EQ(back->eval.report.tokens, 192);
+  EXPECT_EQ(back->eval.report.source, "val_split");
+  EXPECT_EQ(back->eval.report.eval_ms, 4.5);
+  EXPECT_TRUE(back->eval.best);
+
+  SessionEventRecord s;
+  s.kind = Kind::kSample;
+  s.sample.step = 9;
+  s.sample.prompt = "Once\nupon";
+  s.sample.text = " a time \xc3\xa9";
+  s.sample.tokens = 10;
+  s.sample.sample_ms = 1.25;
+  back = ParseEventLine(EncodeEventLine(s));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->kind, Kind::kSample);
+  EXPECT_EQ(back->sample.step, 9);
+  EXPECT_EQ(back->sample.prompt, "Once\nupon");
+  EXPECT_EQ(back->sample.text, " a time \xc3\xa9");
+  EXPECT_EQ(back->sample.tokens, 10);
+  EXPECT_EQ(back->sample.sample_ms, 1.25);
+
+  absl::StatusOr<SessionEventRecord> bad = ParseEventLine(R"({"kind":4,"ms":1,"seq":0})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("eval"));
+  bad = ParseEventLine(R"({"kind":5,"ms":1,"seq":0,"sample":{"step":"x"}})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("sample.step"));
+}
+
 TEST(SessionEventsTest, NullReadsAsNaN) {
   absl::StatusOr<SessionEventRecord> e =
       ParseEventLine(R"({"kind":0,"ms":1,"phases":[0,0,0,0,0,0,0],"seq":3,)"
