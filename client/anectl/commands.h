@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "client/anectl/cli.h"
 
 namespace anerd::anectl {
@@ -17,6 +18,10 @@ int RunVersion(CommandContext& ctx, const std::vector<std::string>& args);
 int RunKernel(CommandContext& ctx, const std::vector<std::string>& args);
 // train_commands.cc
 int RunTrain(CommandContext& ctx, const std::vector<std::string>& args);
+// A session's full id from an id, a unique id prefix or a name (train_commands.cc).
+absl::StatusOr<std::string> ResolveSessionId(CommandContext& ctx, const std::string& key);
+// eval_commands.cc
+int RunEval(CommandContext& ctx, const std::vector<std::string>& args);
 // service_commands.cc
 int RunService(CommandContext& ctx, const std::vector<std::string>& args);
 // mil_commands.cc

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -94,13 +95,39 @@ Json SessionFieldsJson(const v1::SessionInfo& s) {
             {"seed", p.seed()},
             {"residual_scale", p.residual_scale()},
             {"compact_vocab", p.compact_vocab()},
-            {"checkpoint_every", p.checkpoint_every()}}}};
+            {"checkpoint_every", p.checkpoint_every()},
+            {"eval_every", p.eval_every()},
+            {"eval_batches", p.eval_batches()},
+            {"sample_every", p.sample_every()},
+            {"sample_prompt", p.sample_prompt()},
+            {"sample_tokens", p.sample_tokens()}}}};
+}
+
+Json EvalJson(const v1::EvalEvent& e) {
+  return {{"step", e.step()},           {"loss", e.loss()},     {"perplexity", e.perplexity()},
+          {"sequences", e.sequences()}, {"tokens", e.tokens()}, {"source", e.source()},
+          {"eval_ms", e.eval_ms()},     {"best", e.best()}};
+}
+
+Json SampleJson(const v1::SampleEvent& e) {
+  return {{"step", e.step()},
+          {"prompt", e.prompt()},
+          {"text", e.text()},
+          {"tokens", e.tokens()},
+          {"sample_ms", e.sample_ms()}};
 }
 
 Json SessionJson(const v1::SessionInfo& s) {
   Json j = SessionFieldsJson(s);
   if (!s.owner().empty()) j["owner"] = s.owner();  // admins only
   if (s.state() == "paused") j["resume_hint"] = ResumeHint(s);
+  if (s.has_best_val_loss()) {
+    j["best_val"] = {{"loss", s.best_val_loss()},
+                     {"step", s.best_val_step()},
+                     {"checkpoint_path", s.best_checkpoint_path()}};
+  }
+  if (s.has_last_eval()) j["last_eval"] = EvalJson(s.last_eval());
+  if (s.has_last_sample()) j["last_sample"] = SampleJson(s.last_sample());
   return j;
 }
 
@@ -138,6 +165,12 @@ Json EventJson(const v1::SessionEvent& e) {
   } else if (e.kind_case() == v1::SessionEvent::kWarning) {
     j["type"] = "warning";
     j["message"] = e.warning();
+  } else if (e.has_eval()) {
+    j["type"] = "eval";
+    j.update(EvalJson(e.eval()));
+  } else if (e.has_sample()) {
+    j["type"] = "sample";
+    j.update(SampleJson(e.sample()));
   } else {
     j["type"] = "gap";
     j["message"] = e.gap();
@@ -184,6 +217,7 @@ class WatchPrinter {
       return;
     }
     if (e.has_step()) return Step(e.step());
+    if (e.has_eval() || e.has_sample()) return Extra(e);
     std::string line;
     if (e.kind_case() == v1::SessionEvent::kState) {
       line = "state: " + e.state() + (e.detail().empty() ? "" : " (" + e.detail() + ")");
@@ -205,6 +239,44 @@ class WatchPrinter {
   }
 
  private:
+  // An evaluation or a sample: a line in the table, the latest of each in the live block.
+  void Extra(const v1::SessionEvent& e) {
+    if (e.has_eval()) last_eval_ = e.eval();
+    if (e.has_sample()) last_sample_ = e.sample();
+    if (mode_ == Mode::kTable) {
+      std::cout << (e.has_eval() ? EvalLine(e.eval()) : SampleLine(e.sample(), 0)) << "\n";
+    } else {
+      ClearBlock();
+      if (have_step_) DrawBlock();
+    }
+    std::cout.flush();
+  }
+
+  static std::string EvalLine(const v1::EvalEvent& v) {
+    return absl::StrFormat("val loss %.4f  ppl %.2f  at step %d  (%d seq of %s)%s", v.loss(),
+                           v.perplexity(), v.step(), v.sequences(), v.source(),
+                           v.best() ? "  best" : "");
+  }
+
+  // The sample on one line (newlines shown as \n), cut to `width` bytes when > 0.
+  static std::string SampleLine(const v1::SampleEvent& v, size_t width) {
+    std::string text = absl::StrCat(v.prompt(), "|", v.text());
+    std::string flat;
+    for (char c : text) {
+      if (c == '\n') {
+        flat += "\\n";
+      } else if (static_cast<unsigned char>(c) >= 0x20 || c == '\t') {
+        flat += c;
+      }
+    }
+    if (width > 0 && flat.size() > width) {
+      size_t cut = width;  // back to a UTF-8 boundary
+      while (cut > 0 && (static_cast<unsigned char>(flat[cut]) & 0xC0) == 0x80) --cut;
+      flat = flat.substr(0, cut) + "...";
+    }
+    return absl::StrCat("sample at step ", v.step(), ": ", flat);
+  }
+
   void Step(const v1::StepEvent& s) {
     last_ = s;
     have_step_ = true;
@@ -264,6 +336,15 @@ class WatchPrinter {
                                    Bar(sum > 0 ? ph.second / sum : 0, 30), ph.second);
     }
     drawn_ = 9;
+    // The seed's dashboard: the latest validation loss and text sample under the numbers.
+    if (last_eval_.has_value()) {
+      std::cout << EvalLine(*last_eval_) << "\n";
+      ++drawn_;
+    }
+    if (last_sample_.has_value()) {
+      std::cout << SampleLine(*last_sample_, 72) << "\n";
+      ++drawn_;
+    }
   }
 
   CommandContext& ctx_;
@@ -271,6 +352,8 @@ class WatchPrinter {
   int64_t total_;
   int64_t every_;
   v1::StepEvent last_;
+  std::optional<v1::EvalEvent> last_eval_;
+  std::optional<v1::SampleEvent> last_sample_;
   bool have_step_ = false, header_ = false;
   double sum_ms_ = 0;
   int64_t count_ = 0;
@@ -334,7 +417,9 @@ int Watch(CommandContext& ctx, const std::string& id, int64_t from_step, bool fr
 struct StartFlags {
   std::string model, config, init = "scratch", data, schedule, loss_scale, numerics, sampling,
                              residual_scale, name, backend, val_data;
-  int64_t steps = 0, warmup = -1, accum = 0, seed = -1, checkpoint_every = 0;
+  int64_t steps = 0, warmup = -1, accum = 0, seed = -1, checkpoint_every = 0, eval_every = 0,
+          eval_batches = 8, sample_every = 0, sample_tokens = 48;
+  std::string sample_prompt;
   double lr = 0, min_lr = 0, clip = -1, weight_decay = -1, beta1 = 0, beta2 = 0, eps = 0,
          val_fraction = 0;
   bool compact_vocab = false, watch = false, table = false, upload = false, no_upload = false;
@@ -448,6 +533,14 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   p.AddDouble("val-fraction", &f.val_fraction,
               "hold out this tail fraction of the data's tokens (0 < F < 1) for evaluation");
   p.AddString("val-data", &f.val_data, "held-out data: a local file or an artifact id (prefix)");
+  p.AddInt("eval-every", &f.eval_every,
+           "every N steps the loss on held-out data (--val-fraction/--val-data, else the data's "
+           "tail), streamed as an eval event; keeps the best-validation checkpoint (0 = off)");
+  p.AddInt("eval-batches", &f.eval_batches, "sequences per evaluation (default 8)");
+  p.AddInt("sample-every", &f.sample_every,
+           "every N steps a greedy text sample after --sample-prompt (text data; 0 = off)");
+  p.AddString("sample-prompt", &f.sample_prompt, "the prompt of --sample-every's samples");
+  p.AddInt("sample-tokens", &f.sample_tokens, "tokens per sample (default 48)");
   p.AddBool("upload", &f.upload,
             "upload local --data/--init/--val-data files even to a local daemon that could read "
             "them");
@@ -505,6 +598,11 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   s->set_residual_scale(f.residual_scale);
   s->set_compact_vocab(f.compact_vocab);
   s->set_checkpoint_every(f.checkpoint_every);
+  s->set_eval_every(f.eval_every);
+  s->set_eval_batches(static_cast<int32_t>(std::clamp<int64_t>(f.eval_batches, -1, INT32_MAX)));
+  s->set_sample_every(f.sample_every);
+  s->set_sample_prompt(f.sample_prompt);
+  s->set_sample_tokens(static_cast<int32_t>(std::clamp<int64_t>(f.sample_tokens, -1, INT32_MAX)));
   s->set_backend(f.backend);
   absl::StatusOr<client::AnerdClient*> client = ctx.Client();
   if (!client.ok()) return ctx.Fail(client.status());
@@ -658,6 +756,20 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
         v.end_token(), v.source() == "data" ? "the data" : "the val data",
         v.source() == "data" ? absl::StrCat("the first ", v.train_tokens()) : "all of the data");
   }
+  if (info.has_best_val_loss()) {
+    std::cout << absl::StrFormat("  %-11s %.4f at step %d (%s)\n", "best val", info.best_val_loss(),
+                                 info.best_val_step(), info.best_checkpoint_path());
+  }
+  if (info.has_last_eval()) {
+    const v1::EvalEvent& v = info.last_eval();
+    std::cout << absl::StrFormat("  %-11s %.4f (ppl %.2f) at step %d on %s\n", "val loss", v.loss(),
+                                 v.perplexity(), v.step(), v.source());
+  }
+  if (info.has_last_sample()) {
+    const v1::SampleEvent& v = info.last_sample();
+    std::cout << absl::StrFormat("  %-11s at step %d: %s|%s\n", "sample", v.step(), v.prompt(),
+                                 v.text());
+  }
   if (!info.owner().empty()) std::cout << absl::StrFormat("  %-11s %s\n", "owner", info.owner());
   if (!info.error().empty()) std::cout << "  " << ctx.Red("error: " + info.error()) << "\n";
   return kExitOk;
@@ -712,12 +824,15 @@ absl::StatusOr<std::string> ExportTarget(const std::string& format, const std::s
 
 int Export(CommandContext& ctx, const std::vector<std::string>& args) {
   std::string key, dest, format = "llama2c";
-  ArgParser p("anectl train export ID [--format llama2c|hf|native] DEST",
-              "Writes the session's latest weights: llama2c (default) a llama2.c model file DEST; "
+  bool best = false;
+  ArgParser p("anectl train export ID [--format llama2c|hf|native] [--best] DEST",
+              "Writes the session's latest weights (with --best: its best-validation checkpoint, "
+              "kept by --eval-every): llama2c (default) a llama2.c model file DEST; "
               "hf a directory DEST with config.json and model.safetensors (transformers' "
               "AutoModelForCausalLM loads it); native anerd's checkpoint file DEST (with "
               "optimizer state). A model llama2.c cannot hold is refused with the reason.");
   p.AddString("format", &format, "llama2c | hf | native");
+  p.AddBool("best", &best, "the checkpoint of the lowest validation loss, not the latest");
   p.AddPositional("ID", &key, "session id, unique prefix or name");
   p.AddPositional("DEST", &dest, "the file (llama2c, native) or directory (hf) to write");
   if (int r = ParseOrExit(p, args); r >= 0) return r;
@@ -736,6 +851,7 @@ int Export(CommandContext& ctx, const std::vector<std::string>& args) {
   v1::ExportModelRequest r;
   r.set_session_id(*id);
   r.set_format(format);
+  r.set_best(best);
   auto context = client->NewContext(absl::Minutes(30));
   auto reader = client->stub()->ExportModel(context.get(), r);
   // Each file goes to a ".part" file, renamed into place once the stream ended well.
@@ -931,6 +1047,10 @@ int Trace(CommandContext& ctx, const std::vector<std::string>& args) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> ResolveSessionId(CommandContext& ctx, const std::string& key) {
+  return ResolveSession(ctx, key);
+}
 
 int RunTrain(CommandContext& ctx, const std::vector<std::string>& args) {
   static const auto* subcommands = new std::vector<Command>{

@@ -77,6 +77,9 @@ class AnerdService final
   grpc::ServerUnaryReactor* ProbeAneRules(grpc::CallbackServerContext* context,
                                           const v1::ProbeAneRulesRequest* request,
                                           v1::ProbeAneRulesResponse* response) override;
+  grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* context,
+                                     const v1::EvaluateRequest* request,
+                                     v1::EvaluateResponse* response) override;
   grpc::ServerUnaryReactor* GetProbeResult(grpc::CallbackServerContext* context,
                                            const v1::GetProbeResultRequest* request,
                                            v1::ProbeResult* response) override;

@@ -43,6 +43,8 @@ void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out);
 // `with_owner`: also the owner (for admin callers only, authz.h).
 void ToProto(const sessions::SessionSnapshot& session, bool with_owner, v1::SessionInfo* out);
 void ToProto(const sessions::SessionEventRecord& event, v1::SessionEvent* out);
+void ToProto(const sessions::EvalRecord& eval, v1::EvalEvent* out);
+void ToProto(const sessions::SampleRecord& sample, v1::SampleEvent* out);
 
 // Artifacts: the record as `caller_client` sees it (its own name for it; the owner list only
 // when `with_owners`, i.e. for admins).

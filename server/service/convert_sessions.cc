@@ -109,6 +109,11 @@ absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& p) {
   if (!p.residual_scale().empty()) spec.residual_scale = p.residual_scale();
   spec.compact_vocab = p.compact_vocab();
   if (p.checkpoint_every() != 0) spec.checkpoint_every = p.checkpoint_every();
+  spec.eval_every = p.eval_every();
+  if (p.eval_batches() != 0) spec.eval_batches = p.eval_batches();
+  spec.sample_every = p.sample_every();
+  spec.sample_prompt = p.sample_prompt();
+  if (p.sample_tokens() != 0) spec.sample_tokens = p.sample_tokens();
   absl::Status valid = training::ValidateSpec(spec);
   if (!valid.ok()) return valid;
   return spec;
@@ -156,6 +161,30 @@ void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
   out->set_residual_scale(spec.residual_scale);
   out->set_compact_vocab(spec.compact_vocab);
   out->set_checkpoint_every(spec.checkpoint_every);
+  out->set_eval_every(spec.eval_every);
+  out->set_eval_batches(spec.eval_batches);
+  out->set_sample_every(spec.sample_every);
+  out->set_sample_prompt(spec.sample_prompt);
+  out->set_sample_tokens(spec.sample_tokens);
+}
+
+void ToProto(const sessions::EvalRecord& e, v1::EvalEvent* out) {
+  out->set_step(e.step);
+  out->set_loss(e.report.loss);
+  out->set_perplexity(e.report.perplexity);
+  out->set_sequences(e.report.sequences);
+  out->set_tokens(e.report.tokens);
+  out->set_source(e.report.source);
+  out->set_eval_ms(e.report.eval_ms);
+  out->set_best(e.best);
+}
+
+void ToProto(const sessions::SampleRecord& e, v1::SampleEvent* out) {
+  out->set_step(e.step);
+  out->set_prompt(e.prompt);
+  out->set_text(e.text);
+  out->set_tokens(e.tokens);
+  out->set_sample_ms(e.sample_ms);
 }
 
 void ToProto(const sessions::SessionSnapshot& s, bool with_owner, v1::SessionInfo* out) {
@@ -177,6 +206,11 @@ void ToProto(const sessions::SessionSnapshot& s, bool with_owner, v1::SessionInf
   out->set_error(s.error);
   out->set_backend(s.backend);
   if (with_owner) out->set_owner(s.owner);
+  if (s.best_val_loss.has_value()) out->set_best_val_loss(*s.best_val_loss);
+  out->set_best_val_step(s.best_val_step);
+  out->set_best_checkpoint_path(s.best_checkpoint_path);
+  if (s.last_eval.has_value()) ToProto(*s.last_eval, out->mutable_last_eval());
+  if (s.last_sample.has_value()) ToProto(*s.last_sample, out->mutable_last_sample());
 }
 
 void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
@@ -221,6 +255,12 @@ void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
       break;
     case Kind::kWarning:
       out->set_warning(e.text);
+      break;
+    case Kind::kEval:
+      ToProto(e.eval, out->mutable_eval());
+      break;
+    case Kind::kSample:
+      ToProto(e.sample, out->mutable_sample());
       break;
   }
 }

@@ -41,9 +41,9 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const Call
 class ExportReactor : public grpc::ServerWriteReactor<v1::ExportModelChunk> {
  public:
   ExportReactor(sessions::SessionManager* sessions, const std::string& id,
-                training::ExportFormat format)
+                training::ExportFormat format, bool best)
       : files_(training::ExportFileNames(format)) {
-    sessions->Export(id, format,
+    sessions->Export(id, format, best,
                      [this](absl::StatusOr<std::string> dir) { Begin(std::move(dir)); });
   }
   void OnWriteDone(bool ok) override {
@@ -321,7 +321,7 @@ grpc::ServerWriteReactor<v1::ExportModelChunk>* AnerdService::ExportModel(
   if (!visible.ok()) return new FailedWrite<v1::ExportModelChunk>(visible.status());
   absl::StatusOr<training::ExportFormat> format = training::ParseExportFormat(request->format());
   if (!format.ok()) return new FailedWrite<v1::ExportModelChunk>(format.status());
-  return new ExportReactor(&engine_->sessions(), request->session_id(), *format);
+  return new ExportReactor(&engine_->sessions(), request->session_id(), *format, request->best());
 }
 
 grpc::ServerWriteReactor<v1::SessionEvent>* AnerdService::WatchSession(

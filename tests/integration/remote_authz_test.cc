@@ -117,6 +117,13 @@ class RemoteAuthzTest : public ::testing::Test {
       }
       out["export"] = reader->Finish();
     }
+    {
+      v1::EvaluateRequest r;  // issue 20 item 4: the session's latest checkpoint
+      r.set_session_id(id);
+      r.set_batches(1);
+      v1::EvaluateResponse response;
+      out["evaluate"] = c.stub()->Evaluate(c.NewContext(absl::Seconds(60)).get(), r, &response);
+    }
     if (!mutate) return out;
     {
       v1::StopSessionRequest r;
@@ -257,6 +264,7 @@ TEST_F(RemoteAuthzTest, SessionsAreSeenAndTouchedOnlyByTheirOwnersAcrossRestarts
   EXPECT_TRUE(own["get"].ok()) << own["get"].error_message();
   EXPECT_TRUE(own["watch"].ok()) << own["watch"].error_message();
   EXPECT_TRUE(own["export"].ok()) << own["export"].error_message();
+  EXPECT_TRUE(own["evaluate"].ok()) << own["evaluate"].error_message();
 
   const std::string missing_id = "0123456789ab";
   const grpc::Status missing = TouchSession(bob, missing_id)["get"];

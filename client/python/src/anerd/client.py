@@ -261,11 +261,19 @@ class Client:
         self.stub.DeleteSession(pb.DeleteSessionRequest(session_id=session_id),
                                 timeout=self.timeout, metadata=self._metadata)
 
-    def export_model(self, session_id, timeout=None):
-        """The session's latest weights as llama2.c model file bytes."""
-        chunks = self.stub.ExportModel(pb.ExportModelRequest(session_id=session_id),
+    def export_model(self, session_id, timeout=None, best=False):
+        """The session's latest weights (best=True: its best-validation checkpoint, kept with
+        eval_every) as llama2.c model file bytes."""
+        chunks = self.stub.ExportModel(pb.ExportModelRequest(session_id=session_id, best=best),
                                        timeout=timeout, metadata=self._metadata)
         return b"".join(chunk.data for chunk in chunks)
+
+    def evaluate(self, timeout=None, **request):
+        """Loss and perplexity of a model on token data (EvaluateRequest fields: session_id with
+        checkpoint "latest" | "best", or model / model_artifact; data / data_artifact, batches).
+        Returns the EvaluateResponse."""
+        return self.stub.Evaluate(pb.EvaluateRequest(**request), timeout=timeout,
+                                  metadata=self._metadata)
 
     def watch(self, session_id, from_step=0, from_now=False, timeout=None):
         """Yields SessionEvents until the session leaves the active states (or `timeout`)."""
