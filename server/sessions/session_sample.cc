@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "common/tokenizer/tokenizer.h"
+#include "common/tokenizer/utf8.h"
 #include "server/generation/decoder.h"
 #include "server/generation/sampler.h"
 
@@ -43,9 +43,9 @@ absl::StatusOr<SampleRecord> GenerateSample(const training::TrainSpec& spec,
                                             int64_t step) {
   const auto start = std::chrono::steady_clock::now();
   ANERD_RETURN_IF_ERROR(CheckSampleSpec(spec));
-  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<tokenizer::Tokenizer> tok,
-                         tokenizer::LoadTokenizer("byte", "", "the data's byte tokens"));
-  ANERD_ASSIGN_OR_RETURN(const std::vector<int32_t> prompt, tok->Encode(spec.sample_prompt));
+  // Byte tokens (common/tokenizer's "byte" kind): one id per byte of the prompt.
+  std::vector<int32_t> prompt;
+  for (char c : spec.sample_prompt) prompt.push_back(static_cast<unsigned char>(c));
   training::ModelConfig config = spec.model;
   config.residual_scale = training::ResidualAlpha(spec);  // "deepnet" is the model's scale
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<generation::Decoder> decoder,
@@ -66,7 +66,11 @@ absl::StatusOr<SampleRecord> GenerateSample(const training::TrainSpec& spec,
   SampleRecord r;
   r.step = step;
   r.prompt = spec.sample_prompt;
-  ANERD_ASSIGN_OR_RETURN(r.text, tok->Decode(out));
+  // Decoding byte tokens is their bytes made valid UTF-8 (what the byte tokenizer's Decode
+  // gives; the tokenizer library itself is not linked into the daemon, see CMakeLists.txt).
+  std::string bytes;
+  for (int32_t id : out) bytes.push_back(static_cast<char>(id));
+  r.text = tokenizer::SanitizeUtf8(bytes);
   r.tokens = static_cast<int64_t>(out.size());
   r.sample_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
