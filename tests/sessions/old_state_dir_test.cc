@@ -109,7 +109,7 @@ TEST_F(OldStateDirTest, SessionsLoadWithTheirFullHistory) {
 TEST_F(OldStateDirTest, AnOldCheckpointExports) {
   absl::Notification done;
   absl::StatusOr<std::string> path;
-  engine_->sessions().Export("a62e3ec003bd", training::ExportFormat::kLlama2c,
+  engine_->sessions().Export("a62e3ec003bd", training::ExportFormat::kLlama2c, /*best=*/false,
                              [&](absl::StatusOr<std::string> p) {
                                path = std::move(p);
                                done.Notify();
