@@ -7,9 +7,11 @@
 #include <memory>
 #include <string>
 
+#include "server/metrics/tfevents_writer.h"
 #include "server/sessions/event_log.h"
 #include "server/sessions/session_manager.h"
 #include "server/sessions/session_store.h"
+#include "server/training/span_log.h"
 #include "server/training/trainer.h"
 
 namespace anerd::sessions {
@@ -27,7 +29,7 @@ struct SessionManager::Session {
   std::unique_ptr<training::Trainer> trainer;
   int64_t extra_steps = 0;  // pending for the next Resume of the trainer
   bool stop_requested = false;
-  double run_ms = 0;  // step time of this run, for the ETA
+  double run_ms = 0;               // step time of this run, for the ETA
   double ms_since_checkpoint = 0;  // step time since the last checkpoint (or the start)
   int64_t run_steps = 0;
   // After a backend worker died mid-step the session replays from its last checkpoint; steps up
@@ -37,6 +39,15 @@ struct SessionManager::Session {
   double memory_estimate = 0;  // bytes (training/memory_estimate.h), counted while active
   // The event log has its own lock; shared so that a watcher's read survives a Delete.
   std::shared_ptr<EventLog> log;
+  // This run's TensorBoard event file in the session directory, opened at the first new step
+  // (one file per run of the daemon; TensorBoard merges them). Touched only by the session's
+  // tasks. After a write error it is dropped and not reopened: scalars are a view, the event log
+  // stays the record.
+  std::unique_ptr<metrics::TfEventsWriter> tensorboard;
+  bool tensorboard_failed = false;
+  // Measured spans of this run's steps (training/span_log.h), recorded by the trainer on the
+  // session's tasks and read by Trace() from RPC threads (it has its own lock).
+  std::shared_ptr<training::SpanLog> spans = std::make_shared<training::SpanLog>();
 };
 
 }  // namespace anerd::sessions
