@@ -20,6 +20,7 @@
 #include "client/anectl/cli.h"
 #include "client/anectl/commands.h"
 #include "client/anectl/progress.h"
+#include "client/anectl/train_trace.h"
 #include "client/lib/artifacts.h"
 #include "common/rpc/grpc_status.h"
 #include "nlohmann/json.hpp"
@@ -61,6 +62,7 @@ Json SessionFieldsJson(const v1::SessionInfo& s) {
           {"elapsed_seconds", s.elapsed_seconds()},
           {"eta_seconds", s.eta_seconds()},
           {"checkpoint_path", s.checkpoint_path()},
+          {"logdir", s.logdir()},
           {"checkpoint_step", s.checkpoint_step()},
           {"error", s.error()},
           {"spec",
@@ -683,7 +685,7 @@ int List(CommandContext& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-// show / stop / resume share the shape: resolve the id, one call, print the session.
+// show / stop / resume / logdir share the shape: resolve the id, one call, print the session.
 int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
                 const std::string& verb) {
   std::string key;
@@ -691,7 +693,10 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
   bool watch = false, table = false;
   ArgParser p(absl::StrCat("anectl train ", verb, " ID",
                            verb == "resume" ? " [--steps N] [--watch [--table]]" : ""),
-              verb == "show"   ? "Shows a session: state, progress, losses, checkpoint, spec."
+              verb == "show" ? "Shows a session: state, progress, losses, checkpoint, spec."
+              : verb == "logdir"
+                  ? "Prints the session's directory on the daemon's machine: its TensorBoard "
+                    "event files are there (tensorboard --logdir DIR)."
               : verb == "stop" ? "Checkpoints and stops a running session (gives up a paused one)."
                                : "Continues a session from its last checkpoint.");
   p.AddPositional("ID", &key, "session id, unique prefix or name");
@@ -707,7 +712,7 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
   v1::SessionInfo info;
   auto context = client->NewContext();
   grpc::Status st;
-  if (verb == "show") {
+  if (verb == "show" || verb == "logdir") {
     v1::GetSessionRequest r;
     r.set_session_id(*id);
     st = client->stub()->GetSession(context.get(), r, &info);
@@ -722,6 +727,12 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
     st = client->stub()->ResumeSession(context.get(), r, &info);
   }
   if (!st.ok()) return ctx.Fail(CallStatus(st, ctx));
+  if (verb == "logdir") {
+    std::cout << (ctx.json() ? Json{{"schema_version", 1}, {"logdir", info.logdir()}}.dump()
+                             : info.logdir())
+              << "\n";
+    return kExitOk;
+  }
   // From the first new step: the state events just before it are included, and a run that
   // already finished is still shown.
   if (watch) return Watch(ctx, *id, info.step() + 1, /*from_now=*/false, table);
@@ -911,139 +922,27 @@ int Export(CommandContext& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-// Chrome/Perfetto trace ("traceEvents", times in microseconds) of step events: a "step" track with
-// one slice per step (ending at the event's time, lasting step_ms) and one track per phase whose
-// slices are laid out back to back from the step's start, plus loss and tokens/s counters.
-Json TraceJson(const std::string& id, const std::vector<v1::StepEvent>& steps,
-               const std::vector<int64_t>& end_unix_ms) {
-  static const char* const kTracks[] = {"step", "kernel", "io",      "rms",
-                                        "elem", "cls",    "dw_wait", "optim"};
-  Json events = Json::array();
-  events.push_back({{"ph", "M"},
-                    {"pid", 1},
-                    {"name", "process_name"},
-                    {"args", {{"name", "anerd session " + id}}}});
-  for (int t = 0; t < 8; ++t) {
-    events.push_back({{"ph", "M"},
-                      {"pid", 1},
-                      {"tid", t + 1},
-                      {"name", "thread_name"},
-                      {"args", {{"name", kTracks[t]}}}});
-    events.push_back({{"ph", "M"},
-                      {"pid", 1},
-                      {"tid", t + 1},
-                      {"name", "thread_sort_index"},
-                      {"args", {{"sort_index", t}}}});
-  }
-  double previous_end = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const v1::StepEvent& e = steps[i];
-    const double end = static_cast<double>(end_unix_ms[i]) * 1000.0;
-    const double start = std::max(end - e.step_ms() * 1000.0, previous_end);
-    previous_end = end;
-    events.push_back({{"ph", "X"},
-                      {"pid", 1},
-                      {"tid", 1},
-                      {"name", absl::StrCat("step ", e.step())},
-                      {"ts", start},
-                      {"dur", end - start},
-                      {"args",
-                       {{"loss", e.loss()},
-                        {"lr", e.lr()},
-                        {"step_ms", e.step_ms()},
-                        {"tokens_per_s", e.tokens_per_s()},
-                        {"skipped", e.skipped()}}}});
-    const v1::PhaseTimes& p = e.phases();
-    const double phase_ms[] = {p.kernel_ms(), p.io_ms(),      p.rms_ms(),  p.elem_ms(),
-                               p.cls_ms(),    p.dw_wait_ms(), p.optim_ms()};
-    double ts = start;
-    for (int k = 0; k < 7; ++k) {
-      if (phase_ms[k] <= 0) continue;
-      events.push_back({{"ph", "X"},
-                        {"pid", 1},
-                        {"tid", k + 2},
-                        {"name", kTracks[k + 1]},
-                        {"ts", ts},
-                        {"dur", phase_ms[k] * 1000.0},
-                        {"args", {{"step", e.step()}, {"ms", phase_ms[k]}}}});
-      ts += phase_ms[k] * 1000.0;
-    }
-    events.push_back(
-        {{"ph", "C"}, {"pid", 1}, {"name", "loss"}, {"ts", end}, {"args", {{"loss", e.loss()}}}});
-    events.push_back({{"ph", "C"},
-                      {"pid", 1},
-                      {"name", "tokens/s"},
-                      {"ts", end},
-                      {"args", {{"tokens_per_s", e.tokens_per_s()}}}});
-  }
-  return {{"traceEvents", events},
-          {"displayTimeUnit", "ms"},
-          {"otherData", {{"session", id}, {"steps", steps.size()}}}};
-}
-
-// Reads the step events from `from_step` up to `last_step` (the session's step when asked), then
-// cancels the stream so a running session does not keep the command waiting.
-absl::Status ReadSteps(CommandContext& ctx, const std::string& id, int64_t from_step,
-                       int64_t last_step, std::vector<v1::StepEvent>* steps,
-                       std::vector<int64_t>* end_unix_ms) {
-  client::AnerdClient* client = *ctx.Client();
-  v1::WatchSessionRequest request;
-  request.set_session_id(id);
-  request.set_from_step(from_step);
-  auto context = client->NewContext(absl::Seconds(ctx.options().timeout_seconds));
-  auto reader = client->stub()->WatchSession(context.get(), request);
-  v1::SessionEvent event;
-  while (reader->Read(&event)) {
-    if (event.kind_case() != v1::SessionEvent::kStep) continue;
-    if (event.step().step() < from_step) continue;
-    steps->push_back(event.step());
-    end_unix_ms->push_back(event.unix_ms());
-    if (event.step().step() >= last_step) break;
-  }
-  context->TryCancel();
-  grpc::Status s = reader->Finish();
-  if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) return CallStatus(s, ctx);
-  return absl::OkStatus();
-}
-
 int Trace(CommandContext& ctx, const std::vector<std::string>& args) {
-  std::string key, out;
-  int64_t last = 100;
-  ArgParser p("anectl train trace ID --out FILE.json [--steps N]",
+  std::string key, out, steps = "100";
+  ArgParser p("anectl train trace ID --out FILE.json [--steps N|A-B]",
               "Writes a Chrome/Perfetto trace (open it in ui.perfetto.dev or chrome://tracing) of "
-              "the session's last N steps: one track per phase (kernel evaluations, io, CPU ops "
-              "rms/elem/cls, dW wait, optimizer) laid out within each step.");
+              "spans the daemon measured: each step, its forward and backward passes, every kernel "
+              "evaluation by name and layer, staging (io), the CPU ops, the dW GEMMs on their own "
+              "thread, the optimizer, checkpoint writes and queue waits. The daemon keeps the "
+              "spans of the session's current run in a bounded ring.");
   p.AddPositional("ID", &key, "session id, unique prefix or name");
   p.AddString("out", &out, "trace file to write (JSON)");
-  p.AddInt("steps", &last, "how many of the latest steps (default 100)");
+  p.AddString("steps", &steps, "the latest N steps, or steps A-B (default 100; at most 1000)");
   if (int r = ParseOrExit(p, args); r >= 0) return r;
-  if (out.empty() || last <= 0) {
-    std::fprintf(stderr, "anectl: train trace needs --out FILE and --steps > 0\n");
+  if (out.empty()) {
+    std::fprintf(stderr, "anectl: train trace needs --out FILE\n");
     return kExitUsage;
   }
+  absl::StatusOr<StepRange> range = ParseStepRange(steps);
+  if (!range.ok()) return ctx.Fail(range.status());
   absl::StatusOr<std::string> id = ResolveSession(ctx, key);
   if (!id.ok()) return ctx.Fail(id.status());
-  client::AnerdClient* client = *ctx.Client();
-  v1::GetSessionRequest get;
-  get.set_session_id(*id);
-  v1::SessionInfo info;
-  auto context = client->NewContext();
-  grpc::Status st = client->stub()->GetSession(context.get(), get, &info);
-  if (!st.ok()) return ctx.Fail(CallStatus(st, ctx));
-  if (info.step() <= 0) return ctx.Fail(absl::FailedPreconditionError("session has no steps yet"));
-  std::vector<v1::StepEvent> steps;
-  std::vector<int64_t> ends;
-  const int64_t from = std::max<int64_t>(1, info.step() - last + 1);
-  if (absl::Status s = ReadSteps(ctx, *id, from, info.step(), &steps, &ends); !s.ok()) {
-    return ctx.Fail(s);
-  }
-  std::ofstream file(out, std::ios::trunc);
-  file << TraceJson(*id, steps, ends).dump() << "\n";
-  file.close();
-  if (!file) return ctx.Fail(absl::PermissionDeniedError("cannot write " + out));
-  std::cout << "wrote " << out << " (" << steps.size() << " steps, " << from << ".."
-            << (steps.empty() ? from : steps.back().step()) << ")\n";
-  return kExitOk;
+  return WriteSessionTrace(ctx, *id, *range, out);
 }
 
 }  // namespace
@@ -1068,6 +967,10 @@ int RunTrain(CommandContext& ctx, const std::vector<std::string>& args) {
       {"resume", "continue a session from its checkpoint",
        [](CommandContext& c, const std::vector<std::string>& a) {
          return SessionCall(c, a, "resume");
+       }},
+      {"logdir", "print the session's TensorBoard log directory",
+       [](CommandContext& c, const std::vector<std::string>& a) {
+         return SessionCall(c, a, "logdir");
        }},
       {"rm", "delete a session", Remove},
       {"export", "write the model as a llama2.c file, an HF checkpoint or a checkpoint", Export},

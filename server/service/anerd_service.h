@@ -94,6 +94,10 @@ class AnerdService final
   grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* context,
                                        const v1::GetSessionRequest* request,
                                        v1::SessionInfo* response) override;
+  // trace_rpcs.cc
+  grpc::ServerUnaryReactor* GetSessionTrace(grpc::CallbackServerContext* context,
+                                            const v1::GetSessionTraceRequest* request,
+                                            v1::SessionTrace* response) override;
   grpc::ServerUnaryReactor* StopSession(grpc::CallbackServerContext* context,
                                         const v1::StopSessionRequest* request,
                                         v1::SessionInfo* response) override;

@@ -9,9 +9,11 @@
 #include <optional>
 #include <string>
 
+#include "server/metrics/tfevents_writer.h"
 #include "server/sessions/event_log.h"
 #include "server/sessions/session_manager.h"
 #include "server/sessions/session_store.h"
+#include "server/training/span_log.h"
 #include "server/training/trainer.h"
 
 namespace anerd::sessions {
@@ -49,6 +51,15 @@ struct SessionManager::Session {
   std::future<absl::StatusOr<SampleRecord>> pending_sample;
   // The event log has its own lock; shared so that a watcher's read survives a Delete.
   std::shared_ptr<EventLog> log;
+  // This run's TensorBoard event file in the session directory, opened at the first new step
+  // (one file per run of the daemon; TensorBoard merges them). Touched only by the session's
+  // tasks. After a write error it is dropped and not reopened: scalars are a view, the event log
+  // stays the record.
+  std::unique_ptr<metrics::TfEventsWriter> tensorboard;
+  bool tensorboard_failed = false;
+  // Measured spans of this run's steps (training/span_log.h), recorded by the trainer on the
+  // session's tasks and read by Trace() from RPC threads (it has its own lock).
+  std::shared_ptr<training::SpanLog> spans = std::make_shared<training::SpanLog>();
 };
 
 }  // namespace anerd::sessions

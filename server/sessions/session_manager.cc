@@ -306,6 +306,7 @@ SessionSnapshot SessionManager::Snapshot(const Session& s) const {
   }
   out.checkpoint_path = s.checkpoint_path;
   out.checkpoint_step = s.checkpoint_step;
+  out.logdir = SessionDir(s.id);
   out.spec = s.spec;
   out.error = s.error;
   if (!std::isnan(s.best_val_loss)) out.best_val_loss = s.best_val_loss;
@@ -335,6 +336,32 @@ absl::StatusOr<SessionSnapshot> SessionManager::Get(const std::string& id) {
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
   return Snapshot(*s);
+}
+
+absl::StatusOr<SessionTrace> SessionManager::Trace(const std::string& id, int64_t first_step,
+                                                   int64_t last_step) {
+  std::shared_ptr<training::SpanLog> spans;
+  {
+    absl::MutexLock lock(&mu_);
+    ANERD_ASSIGN_OR_RETURN(Session * s, Find(id));
+    spans = s->spans;
+  }
+  SessionTrace out;
+  out.last_step = last_step > 0 ? last_step : spans->current_step();
+  out.first_step = first_step > 0 ? first_step : std::max<int64_t>(1, out.last_step - 99);
+  if (out.first_step > out.last_step && last_step > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("first_step ", out.first_step, " is after last_step ", out.last_step));
+  }
+  if (out.last_step - out.first_step + 1 > kMaxTraceSteps) {
+    return absl::InvalidArgumentError(absl::StrCat("steps ", out.first_step, "..", out.last_step,
+                                                   ": at most ", kMaxTraceSteps,
+                                                   " steps per trace"));
+  }
+  out.spans = spans->Spans(out.first_step, out.last_step, kMaxTraceSpans);
+  out.thread_names = spans->ThreadNames();
+  out.dropped = spans->dropped();
+  return out;
 }
 
 absl::StatusOr<SessionSnapshot> SessionManager::Stop(const std::string& id) {

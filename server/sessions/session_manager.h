@@ -63,6 +63,7 @@
 #include "server/training/config.h"
 #include "server/training/evaluate.h"
 #include "server/training/model_export.h"
+#include "server/training/span_log.h"
 #include "server/training/trainer.h"
 
 namespace anerd::sessions {
@@ -101,6 +102,8 @@ struct SessionSnapshot {
   double eta_seconds = 0;
   std::string checkpoint_path;
   int64_t checkpoint_step = 0;
+  // The session directory, which holds its TensorBoard event files (`tensorboard --logdir`).
+  std::string logdir;
   training::TrainSpec spec;
   std::string error;
   // Evaluation in training (spec.eval_every, sample_every): the lowest held-out loss, the step
@@ -137,6 +140,16 @@ struct EvaluateResult {
   int seq = 0;
 };
 
+// Spans of a session's steps, as recorded on the daemon (training/span_log.h).
+struct SessionTrace {
+  std::vector<training::TraceSpan> spans;  // oldest first
+  std::vector<std::string> thread_names;   // by TraceSpan::thread
+  int64_t first_step = 0, last_step = 0;   // the range served
+  int64_t dropped = 0;                     // spans the bounded ring dropped since the run began
+};
+inline constexpr int64_t kMaxTraceSteps = 1000;
+inline constexpr size_t kMaxTraceSpans = 200000;
+
 // Queues `work` on backend `backend`'s device executor (server/engine/device_executor.h); `work`
 // later runs on that executor's thread with the admission status and the time it queued. The
 // engine provides it, so sessions need not know the executors.
@@ -162,6 +175,10 @@ class SessionManager {
                                         std::string backend, std::string owner = "");
   std::vector<SessionSnapshot> List();
   absl::StatusOr<SessionSnapshot> Get(const std::string& id);
+  // Measured spans of steps [first_step, last_step] of the session's current run (last_step 0 =
+  // the latest step begun), at most kMaxTraceSpans. INVALID_ARGUMENT when the range is over
+  // kMaxTraceSteps steps or reversed; NOT_FOUND for an unknown id.
+  absl::StatusOr<SessionTrace> Trace(const std::string& id, int64_t first_step, int64_t last_step);
   absl::StatusOr<SessionSnapshot> Stop(const std::string& id);
   absl::StatusOr<SessionSnapshot> Resume(const std::string& id, int64_t extra_steps);
   absl::Status Delete(const std::string& id);
@@ -232,6 +249,10 @@ class SessionManager {
   void PauseOnWriteError(Session* s, const absl::Status& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records a step; returns whether a checkpoint is due now.
   bool AfterStep(Session* s, const training::StepReport& report, double queued_ms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends the step's scalars to the session's TensorBoard file (tensorboard_scalars.h), opening
+  // it at the first step of this run; a failure is logged once and ends scalars for this run.
+  void WriteTensorBoard(Session* s, const training::StepReport& report, double queued_ms)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When `error` says the backend's worker process was lost (UNAVAILABLE), drops the trainer and
   // schedules a resume from the last checkpoint (at most kMaxWorkerFailures times in a row);

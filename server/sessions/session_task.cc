@@ -11,8 +11,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/sessions/session_internal.h"
 #include "server/sessions/session_manager.h"
+#include "server/sessions/tensorboard_scalars.h"
 #include "server/training/memory_estimate.h"
 #include "server/training/model_export.h"
 #include "spdlog/spdlog.h"
@@ -104,6 +106,7 @@ void SessionManager::BuildTrainerTask(Session* s) {
       return SetState(s, SessionState::kFailed);
     }
     s->trainer = *std::move(trainer);
+    s->trainer->SetSpanLog(s->spans.get());
     s->total_steps = s->trainer->total_steps();
     s->step = s->trainer->step();
     // Steps the log already holds (a resume after a write error or a failure) are replayed
@@ -125,6 +128,9 @@ void SessionManager::BuildTrainerTask(Session* s) {
 }
 
 void SessionManager::StepTask(Session* s, absl::Duration queued) {
+  const training::SpanLog::Clock::time_point now = training::SpanLog::Clock::now();
+  s->spans->SetStep(s->trainer->step() + 1);
+  s->spans->Record("queue_wait", -1, now - absl::ToChronoNanoseconds(queued), now);
   absl::StatusOr<training::StepReport> report = s->trainer->Step();
   // Evaluation and samples of a new step (replayed ones were reported already), without mu_.
   StepExtras extras;
@@ -185,7 +191,30 @@ bool SessionManager::AfterStep(Session* s, const training::StepReport& report, d
     PauseOnWriteError(s, a);
     return false;
   }
+  WriteTensorBoard(s, report, queued_ms);
   return due;
+}
+
+void SessionManager::WriteTensorBoard(Session* s, const training::StepReport& report,
+                                      double queued_ms) {
+  if (s->tensorboard_failed) return;
+  if (s->tensorboard == nullptr) {
+    absl::StatusOr<std::unique_ptr<metrics::TfEventsWriter>> writer =
+        metrics::TfEventsWriter::Create(SessionDir(s->id), absl::Now());
+    if (!writer.ok()) {
+      s->tensorboard_failed = true;
+      spdlog::warn("session {}: no TensorBoard file: {}", s->id, writer.status().ToString());
+      return;
+    }
+    s->tensorboard = *std::move(writer);
+  }
+  const absl::Status written =
+      s->tensorboard->WriteScalars(report.step, absl::Now(), StepScalars(report, queued_ms));
+  if (!written.ok()) {
+    s->tensorboard_failed = true;
+    s->tensorboard.reset();
+    spdlog::warn("session {}: TensorBoard scalars stopped: {}", s->id, written.ToString());
+  }
 }
 
 absl::Status SessionManager::WriteCheckpoint(Session* s) {
@@ -198,7 +227,11 @@ absl::Status SessionManager::WriteCheckpoint(Session* s) {
     step = s->step;
     SetState(s, SessionState::kCheckpointing);
   }
-  absl::Status status = s->trainer->SaveCheckpoint(path);
+  absl::Status status;
+  {
+    training::ScopedSpan span(s->spans.get(), "checkpoint");
+    status = s->trainer->SaveCheckpoint(path);
+  }
   const bool saved = status.ok();
   if (saved) {
     SessionEventRecord e;

@@ -116,7 +116,7 @@ void Model::Impl::StageLayer(int l, const float* p, std::vector<float>* scratch)
 }
 
 void Model::Impl::StageWeights(const float* params, PhaseTimes* t) {
-  Timer timer(&t->io_ms);
+  Timer timer(&t->io_ms, spans_, "io");
   ParallelFor(c_.layers, [this, params](int64_t begin, int64_t end) {
     std::vector<float> scratch;
     for (int64_t l = begin; l < end; ++l) StageLayer(static_cast<int>(l), params, &scratch);
@@ -130,7 +130,7 @@ void Model::Impl::StageWeights(const float* params, PhaseTimes* t) {
 
 void Model::Impl::PutAct(int k, int l, const char* name, const float* act, int64_t rows,
                          PhaseTimes* t) {
-  Timer timer(&t->io_ms);
+  Timer timer(&t->io_ms, spans_, "io");
   const KernelLayout& kl = Lay(k);
   const int64_t off = kl.FindSlot(name)->offset;
   if (kl.slots_on_channels) {
@@ -141,14 +141,14 @@ void Model::Impl::PutAct(int k, int l, const char* name, const float* act, int64
 }
 
 void Model::Impl::GetOut(int k, const Tensor& out, const char* name, float* dst, PhaseTimes* t) {
-  Timer timer(&t->io_ms);
+  Timer timer(&t->io_ms, spans_, "io");
   const Block* b = Lay(k).FindOutput(name);
   const auto* src = static_cast<const uint16_t*>(out.data());
   HalfToFloatArray(src + b->offset * c_.seq, dst, b->size * c_.seq);
 }
 
 absl::StatusOr<backend::Tensor> Model::Impl::Run(int k, int l, PhaseTimes* t) {
-  Timer timer(&t->kernel_ms);
+  Timer timer(&t->kernel_ms, spans_, KernelName(k), HasWeights(k) ? l : -1);
   ANERD_ASSIGN_OR_RETURN(backend::RunResult r,
                          programs_[k]->Run(inputs_[k][HasWeights(k) ? l : 0]));
   t->AddKernelHardware(r.timing);
@@ -163,7 +163,7 @@ absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* toke
   worker_.Wait();  // a previous pass's tasks read the buffers overwritten below
   tmp2_.resize(d * s);
   {
-    Timer timer(&t->elem_ms);
+    Timer timer(&t->elem_ms, spans_, "elem");
     EmbeddingForward(p + layout_.embed(), tokens, d, s, tmp2_.data());
   }
   for (int l = 0; l < c_.layers; ++l) {
@@ -171,11 +171,11 @@ absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* toke
     if (l + 1 < c_.layers) std::copy(x_final_.begin(), x_final_.end(), tmp2_.begin());
   }
   {
-    Timer timer(&t->rms_ms);
+    Timer timer(&t->rms_ms, spans_, "rms");
     RmsNormForward(x_final_.data(), p + layout_.rms_final(), d, s, xf_.data(), rinv_final_.data(),
                    eps_);
   }
-  Timer timer(&t->cls_ms);
+  Timer timer(&t->cls_ms, spans_, "cls");
   const bool compact = !compact_ids_.empty();
   const int64_t vc = compact ? static_cast<int64_t>(compact_ids_.size()) : c_.vocab;
   const float* cls = compact ? cembed_.data() : p + layout_.classifier();
@@ -207,34 +207,34 @@ absl::Status Model::Impl::Backward(const float* p, const uint16_t* tokens, float
   float* dcls = compact ? dcembed_.data() : g + layout_.classifier();
   std::vector<float> dy(d * s);
   {
-    Timer timer(&t->cls_ms);
+    Timer timer(&t->cls_ms, spans_, "cls");
     tmp1_.resize(d * s);
     ParallelFor(s, [&](int64_t b, int64_t e) {
       if (b == e) return;
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, d, e - b, vc, 1.0f, cls, d,
                   logits_.data() + b * vc, vc, 0.0f, tmp1_.data() + b, s);
     });
-    worker_.Submit([this, dcls, vc, d, s] {
+    worker_.Submit(Traced("dW classifier", -1, [this, dcls, vc, d, s] {
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, vc, d, s, 1.0f, logits_.data(), vc,
                   xf_.data(), s, 1.0f, dcls, d);
-    });
+    }));
   }
   {
-    Timer timer(&t->rms_ms);
+    Timer timer(&t->rms_ms, spans_, "rms");
     RmsNormBackward(tmp1_.data(), x_final_.data(), p + layout_.rms_final(), rinv_final_.data(), d,
                     s, dy.data(), g + layout_.rms_final());
   }
   for (int l = c_.layers - 1; l >= 0; --l) ANERD_RETURN_IF_ERROR(BackwardLayer(l, p, g, &dy, t));
   std::copy(dy.begin(), dy.end(), dx0_.begin());
-  worker_.Submit([this, tokens, g, d, s] {
+  worker_.Submit(Traced("dW embedding", -1, [this, tokens, g, d, s] {
     EmbeddingBackward(dx0_.data(), tokens, d, s, g + layout_.embed());
-  });
+  }));
   {
-    Timer timer(&t->dw_wait_ms);
+    Timer timer(&t->dw_wait_ms, spans_, "dw_wait");
     worker_.Wait();
   }
   if (compact) {
-    Timer timer(&t->cls_ms);
+    Timer timer(&t->cls_ms, spans_, "cls");
     for (int64_t i = 0; i < vc; ++i) {
       float* dst = g + layout_.classifier() + int64_t{compact_ids_[i]} * d;
       float* src = &dcembed_[i * d];
@@ -277,7 +277,12 @@ void Model::StageWeights(const float* params, PhaseTimes* times) {
 absl::StatusOr<double> Model::ForwardBackward(const float* params, const uint16_t* tokens,
                                               const uint16_t* targets, float grad_scale,
                                               float* grads, PhaseTimes* times) {
-  ANERD_ASSIGN_OR_RETURN(double loss, impl_->Forward(params, tokens, targets, grad_scale, times));
+  double loss = 0;
+  {
+    ScopedSpan span(impl_->spans(), "forward");
+    ANERD_ASSIGN_OR_RETURN(loss, impl_->Forward(params, tokens, targets, grad_scale, times));
+  }
+  ScopedSpan span(impl_->spans(), "backward");
   ANERD_RETURN_IF_ERROR(impl_->Backward(params, tokens, grads, times));
   return loss;
 }
@@ -292,5 +297,7 @@ void Model::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& 
 }
 
 double Model::FlopsPerSequence() const { return impl_->Flops(); }
+
+void Model::SetSpanLog(SpanLog* spans) { impl_->set_spans(spans); }
 
 }  // namespace anerd::training

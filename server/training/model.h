@@ -29,6 +29,8 @@
 
 namespace anerd::training {
 
+class SpanLog;
+
 // One parameter tensor inside the flat fp32 parameter array.
 struct ParamGroup {
   std::string name;  // "embed", "layers.0.wq", ..., "rms_final"
@@ -130,6 +132,10 @@ class Model {
   // GQA-aware): 3·fwd + sdpa + 3·cls with fwd = 2·S·L·(matrix params), sdpa = L·2·NH·5·S²·HD, cls =
   // 2·V·D·S.
   double FlopsPerSequence() const;
+
+  // Records measured spans (span_log.h) of every later pass into `spans` (not owned; must outlive
+  // the model or be replaced first; null stops recording): phases, kernels by name, dW tasks.
+  void SetSpanLog(SpanLog* spans);
 
  private:
   class Impl;

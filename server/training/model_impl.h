@@ -16,19 +16,31 @@
 #include "server/training/dw_worker.h"
 #include "server/training/kernels.h"
 #include "server/training/model.h"
+#include "server/training/span_log.h"
 
 namespace anerd::training {
 namespace model_internal {
 
-// Adds the elapsed wall time in ms to *acc when destroyed.
+// Adds the elapsed wall time in ms to *acc when destroyed, and records it as a span named `name`
+// in `spans` (when not null): the phase totals and the trace come from the same clock readings.
 class Timer {
  public:
-  using Clock = std::chrono::steady_clock;
-  explicit Timer(double* acc) : acc_(acc), start_(Clock::now()) {}
-  ~Timer() { *acc_ += std::chrono::duration<double, std::milli>(Clock::now() - start_).count(); }
+  using Clock = SpanLog::Clock;
+  Timer(double* acc, SpanLog* spans, const char* name, int32_t layer = -1)
+      : acc_(acc), spans_(spans), name_(name), layer_(layer), start_(Clock::now()) {}
+  ~Timer() {
+    const Clock::time_point end = Clock::now();
+    *acc_ += std::chrono::duration<double, std::milli>(end - start_).count();
+    if (spans_ != nullptr) spans_->Record(name_, layer_, start_, end);
+  }
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
 
  private:
   double* acc_;
+  SpanLog* spans_;
+  const char* name_;
+  int32_t layer_;
   Clock::time_point start_;
 };
 
@@ -53,6 +65,24 @@ class Model::Impl {
   };
 
   static bool HasWeights(int k) { return k != kSdpaBwd1 && k != kSdpaBwd2; }
+  // The kernel's name in traces (kernels.h).
+  static const char* KernelName(int k) {
+    static constexpr const char* kNames[kNumKernels] = {
+        "kernel sdpaFwd",    "kernel woFwd",  "kernel ffnFused", "kernel ffnBwdW2t",
+        "kernel ffnBwdW13t", "kernel wotBwd", "kernel sdpaBwd1", "kernel sdpaBwd2",
+        "kernel qBwd",       "kernel kvBwd"};
+    return k >= 0 && k < kNumKernels ? kNames[k] : "kernel";
+  }
+  SpanLog* spans() const { return spans_; }
+  void set_spans(SpanLog* spans) { spans_ = spans; }
+  // `fn` as a dW worker task that records itself as the span `name` (on the worker's thread).
+  template <typename F>
+  std::function<void()> Traced(const char* name, int32_t layer, F fn) {
+    return [spans = spans_, name, layer, fn = std::move(fn)]() mutable {
+      ScopedSpan span(spans, name, layer);
+      fn();
+    };
+  }
 
   // Per-layer saved forward activations and backward temporaries read by the dW worker.
   struct LayerState {
@@ -125,6 +155,7 @@ class Model::Impl {
   std::vector<float> tmp1_, tmp2_, tmp3_, dx2_;
   std::vector<float> rope_cos_, rope_sin_;  // [S][HD]
   DwWorker worker_;
+  SpanLog* spans_ = nullptr;  // not owned; null when not tracing
 };
 
 }  // namespace anerd::training

@@ -21,7 +21,7 @@ absl::Status Model::Impl::ForwardLayer(int l, const float* p, const float* x, fl
   const int64_t d = c_.dim, s = c_.seq;
   std::copy(x, x + d * s, a.x.begin());
   {
-    Timer timer(&t->rms_ms);
+    Timer timer(&t->rms_ms, spans_, "rms");
     RmsNormForward(a.x.data(), p + w.rms_att, d, s, a.xn.data(), a.rinv_att.data(), eps_);
   }
   PutAct(kSdpaFwd, l, "xnorm", a.xn.data(), d, t);
@@ -39,11 +39,11 @@ absl::Status Model::Impl::ForwardLayer(int l, const float* p, const float* x, fl
   tmp1_.resize(d * s);
   GetOut(kWoFwd, o2, "o_out", tmp1_.data(), t);
   {
-    Timer timer(&t->elem_ms);
+    Timer timer(&t->elem_ms, spans_, "elem");
     for (int64_t i = 0; i < d * s; ++i) a.x2[i] = a.x[i] + alpha_ * tmp1_[i];
   }
   {
-    Timer timer(&t->rms_ms);
+    Timer timer(&t->rms_ms, spans_, "rms");
     RmsNormForward(a.x2.data(), p + w.rms_ffn, d, s, a.x2n.data(), a.rinv_ffn.data(), eps_);
   }
   PutAct(kFfnFused, l, "x2norm", a.x2n.data(), d, t);
@@ -63,7 +63,7 @@ absl::Status Model::Impl::AttentionBackward(int l, const float* p, float* g, con
   tmp2_.resize(qd * s);
   tmp3_.resize(qd * s);
   {
-    Timer timer(&t->elem_ms);
+    Timer timer(&t->elem_ms, spans_, "elem");
     GqaTile(a.k_rope.data(), nh, kvh, hd, s, tmp2_.data());
     GqaTile(a.v.data(), nh, kvh, hd, s, tmp3_.data());
   }
@@ -73,7 +73,7 @@ absl::Status Model::Impl::AttentionBackward(int l, const float* p, float* g, con
   PutAct(kSdpaBwd1, 0, "da", da, qd, t);
   ANERD_ASSIGN_OR_RETURN(Tensor o1, Run(kSdpaBwd1, 0, t));
   {
-    Timer timer(&t->io_ms);  // probs and dp go to sdpaBwd2 as fp16 bits, unconverted
+    Timer timer(&t->io_ms, spans_, "io");  // probs and dp go to sdpaBwd2 as fp16 bits, unconverted
     const Block* probs = Lay(kSdpaBwd1).FindOutput("probs");
     std::memcpy(In(kSdpaBwd2, 0) + SlotOffset(kSdpaBwd2, "probs") * s,
                 static_cast<const uint16_t*>(o1.data()) + probs->offset * s,
@@ -85,7 +85,7 @@ absl::Status Model::Impl::AttentionBackward(int l, const float* p, float* g, con
   ANERD_ASSIGN_OR_RETURN(Tensor o2, Run(kSdpaBwd2, 0, t));
   GetOut(kSdpaBwd2, o2, "dq", a.dq.data(), t);
   GetOut(kSdpaBwd2, o2, "dk_full", tmp2_.data(), t);
-  Timer timer(&t->elem_ms);
+  Timer timer(&t->elem_ms, spans_, "elem");
   GqaReduce(tmp2_.data(), nh, kvh, hd, s, a.dk.data());
   GqaReduce(tmp3_.data(), nh, kvh, hd, s, a.dv.data());
   RopeBackward(a.dq.data(), nh, hd, s, rope_cos_.data(), rope_sin_.data(), rope_half_);
@@ -104,7 +104,7 @@ absl::Status Model::Impl::BackwardLayer(int l, const float* p, float* g, std::ve
   LayerState& a = st_[l];
   const int64_t d = c_.dim, s = c_.seq, h = c_.hidden, qd = c_.q_dim(), kvd = c_.kv_dim();
   {
-    Timer timer(&t->elem_ms);
+    Timer timer(&t->elem_ms, spans_, "elem");
     for (int64_t i = 0; i < d * s; ++i) a.dffn[i] = alpha_ * (*dy)[i];
   }
   PutAct(kFfnBwdW2t, l, "dffn", a.dffn.data(), d, t);
@@ -112,14 +112,14 @@ absl::Status Model::Impl::BackwardLayer(int l, const float* p, float* g, std::ve
   tmp1_.resize(std::max(h, qd) * s);
   GetOut(kFfnBwdW2t, o1, "dsilu", tmp1_.data(), t);
   {
-    Timer timer(&t->elem_ms);
+    Timer timer(&t->elem_ms, spans_, "elem");
     SiluBackward(tmp1_.data(), a.h1.data(), a.h3.data(), h * s, a.dh1.data(), a.dh3.data());
   }
-  worker_.Submit([&a, g, w, d, s, h] {
+  worker_.Submit(Traced("dW ffn", l, [&a, g, w, d, s, h] {
     AccumulateDw(a.dffn.data(), a.gate.data(), d, h, s, g + w.w2);
     AccumulateDw(a.dh1.data(), a.x2n.data(), h, d, s, g + w.w1);
     AccumulateDw(a.dh3.data(), a.x2n.data(), h, d, s, g + w.w3);
-  });
+  }));
   PutAct(kFfnBwdW13t, l, "dh1", a.dh1.data(), h, t);
   PutAct(kFfnBwdW13t, l, "dh3", a.dh3.data(), h, t);
   ANERD_ASSIGN_OR_RETURN(Tensor o2, Run(kFfnBwdW13t, l, t));
@@ -127,28 +127,29 @@ absl::Status Model::Impl::BackwardLayer(int l, const float* p, float* g, std::ve
   std::vector<float>& dx2 = dx2_;
   dx2.resize(d * s);
   {
-    Timer timer(&t->rms_ms);
+    Timer timer(&t->rms_ms, spans_, "rms");
     RmsNormBackward(tmp1_.data(), a.x2.data(), p + w.rms_ffn, a.rinv_ffn.data(), d, s, dx2.data(),
                     g + w.rms_ffn);
   }
   {
-    Timer timer(&t->elem_ms);
+    Timer timer(&t->elem_ms, spans_, "elem");
     for (int64_t i = 0; i < d * s; ++i) {
       dx2[i] += (*dy)[i];
       a.dout[i] = alpha_ * dx2[i];
     }
   }
-  worker_.Submit(
-      [&a, g, w, d, s, qd] { AccumulateDw(a.dout.data(), a.attn_out.data(), d, qd, s, g + w.wo); });
+  worker_.Submit(Traced("dW wo", l, [&a, g, w, d, s, qd] {
+    AccumulateDw(a.dout.data(), a.attn_out.data(), d, qd, s, g + w.wo);
+  }));
   PutAct(kWotBwd, l, "dx2", a.dout.data(), d, t);
   ANERD_ASSIGN_OR_RETURN(Tensor o3, Run(kWotBwd, l, t));
   GetOut(kWotBwd, o3, "da", tmp1_.data(), t);
   ANERD_RETURN_IF_ERROR(AttentionBackward(l, p, g, tmp1_.data(), t));
-  worker_.Submit([&a, g, w, d, s, qd, kvd] {
+  worker_.Submit(Traced("dW qkv", l, [&a, g, w, d, s, qd, kvd] {
     AccumulateDw(a.dq.data(), a.xn.data(), qd, d, s, g + w.wq);
     AccumulateDw(a.dk.data(), a.xn.data(), kvd, d, s, g + w.wk);
     AccumulateDw(a.dv.data(), a.xn.data(), kvd, d, s, g + w.wv);
-  });
+  }));
   PutAct(kQBwd, l, "dq", a.dq.data(), qd, t);
   ANERD_ASSIGN_OR_RETURN(Tensor o4, Run(kQBwd, l, t));
   PutAct(kKvBwd, l, "dk", a.dk.data(), kvd, t);
@@ -158,10 +159,10 @@ absl::Status Model::Impl::BackwardLayer(int l, const float* p, float* g, std::ve
   tmp2_.resize(d * s);
   GetOut(kKvBwd, o5, "dx_kv", tmp2_.data(), t);
   {
-    Timer timer(&t->elem_ms);
+    Timer timer(&t->elem_ms, spans_, "elem");
     for (int64_t i = 0; i < d * s; ++i) tmp1_[i] += tmp2_[i];
   }
-  Timer timer(&t->rms_ms);
+  Timer timer(&t->rms_ms, spans_, "rms");
   RmsNormBackward(tmp1_.data(), a.x.data(), p + w.rms_att, a.rinv_att.data(), d, s, dy->data(),
                   g + w.rms_att);
   for (int64_t i = 0; i < d * s; ++i) (*dy)[i] += dx2[i];

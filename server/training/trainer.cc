@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -148,11 +149,16 @@ absl::StatusOr<StepReport> Trainer::Step() {
         absl::StrCat("training is done (", state_.step, " of ", state_.total_steps, " steps)"));
   }
   const auto start = std::chrono::steady_clock::now();
+  if (spans_ != nullptr) spans_->SetStep(state_.step + 1);
+  ScopedSpan step_span(spans_, "step");
   StepReport r;
   r.loss_scale = state_.loss_scale;
-  model_->ParallelFor(static_cast<int64_t>(grads_.size()), [this](int64_t begin, int64_t end) {
-    std::fill(grads_.begin() + begin, grads_.begin() + end, 0.0f);
-  });
+  {
+    ScopedSpan span(spans_, "zero_grads");
+    model_->ParallelFor(static_cast<int64_t>(grads_.size()), [this](int64_t begin, int64_t end) {
+      std::fill(grads_.begin() + begin, grads_.begin() + end, 0.0f);
+    });
+  }
   const int seq = spec_.model.seq;
   double loss_sum = 0;
   for (int micro = 0; micro < spec_.accum; ++micro) {
@@ -168,6 +174,7 @@ absl::StatusOr<StepReport> Trainer::Step() {
   }
   r.loss = loss_sum / spec_.accum;
   {
+    std::optional<ScopedSpan> optim_span(std::in_place, spans_, "optimizer");
     const auto ostart = std::chrono::steady_clock::now();
     const double unscale = 1.0 / (state_.loss_scale * spec_.accum);
     double halves[2] = {0, 0};
@@ -195,7 +202,11 @@ absl::StatusOr<StepReport> Trainer::Step() {
     r.phases.optim_ms +=
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ostart)
             .count();
-    if (!r.skipped) model_->StageWeights(params_.data(), &r.phases);
+    optim_span.reset();
+    if (!r.skipped) {
+      ScopedSpan span(spans_, "stage_weights");
+      model_->StageWeights(params_.data(), &r.phases);
+    }
   }
   ++state_.step;
   state_.last_loss = r.loss;

@@ -33,6 +33,7 @@
 #include "server/training/evaluate.h"
 #include "server/training/model.h"
 #include "server/training/model_io.h"
+#include "server/training/span_log.h"
 
 namespace anerd::training {
 
@@ -87,6 +88,15 @@ class Trainer {
   const std::vector<float>& params() const { return params_; }
   const Model& model() const { return *model_; }
 
+  // Records measured spans of every later step into `spans` (not owned; must outlive the trainer
+  // or be replaced first; null stops): "step" enclosing "zero_grads", per micro-step "forward" and
+  // "backward" with their phases and kernels, the dW tasks on the worker thread, "optimizer" and
+  // "stage_weights". Spans of step N are tagged N.
+  void SetSpanLog(SpanLog* spans) {
+    spans_ = spans;
+    model_->SetSpanLog(spans);
+  }
+
  private:
   Trainer() = default;
   absl::Status Init(backend::Backend* backend);
@@ -100,6 +110,7 @@ class Trainer {
   std::unique_ptr<TokenData> val_data_;  // val_data_path's tokens, when evaluating on them
   std::unique_ptr<Model> model_;
   std::vector<float> params_, grads_, adam_m_, adam_v_;
+  SpanLog* spans_ = nullptr;
 };
 
 // Synthetic story corpus (our own small grammar, common/synth_stories.h), deterministic from the
