@@ -90,6 +90,7 @@ class Trainer {
   TrainState state_;
   bool dynamic_scale_ = true;
   std::unique_ptr<TokenData> data_;
+  std::vector<uint32_t> window_;  // the current micro-step's seq + 1 tokens
   std::unique_ptr<Model> model_;
   std::vector<float> params_, grads_, adam_m_, adam_v_;
 };
