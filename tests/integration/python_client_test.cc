@@ -3,6 +3,8 @@
 // tiny training run to completion, with the `anerd` package the anerd_python_stubs target stages in
 // the build tree (python_package_test.cc pip-installs it instead). Skips only when /usr/bin/python3
 // cannot import grpc.
+#include <fstream>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -102,6 +104,44 @@ TEST_F(PythonClientTest, PushListPullAndTrainOnAnArtifact) {
   EXPECT_EQ(testing::ReadFile(out), testing::ReadFile(data));
   EXPECT_EQ(j["listed"], Json({j["id"]}));
   EXPECT_EQ(j["train_tokens"], 15000);
+}
+
+// tokenize_dataset runs the TokenizeDataset stream to its result; a non-UTF-8 text is the typed
+// InvalidArgument naming the byte offset.
+TEST_F(PythonClientTest, TokenizeDatasetReturnsTheResultAndTypedErrors) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path());
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.ReadLog();
+  const std::string data = dir.path() + "/stories.txt";
+  ASSERT_EQ(daemon.Anectl({"data", "synth", "--out", data, "--bytes", "5000"}).exit_code, 0);
+  const std::string bad = dir.path() + "/bad.txt";
+  std::ofstream(bad, std::ios::binary) << "ok\n\xfe";
+  const std::string script =
+      "import json, sys, anerd\n"
+      "with anerd.connect(sys.argv[1]) as c:\n"
+      "  info, _ = c.push(sys.argv[2])\n"
+      "  seen = []\n"
+      "  r = c.tokenize_dataset(info.id, 'byte', progress=lambda d, t: seen.append(t))\n"
+      "  bad, _ = c.push(sys.argv[3])\n"
+      "  tok, _ = c.push(sys.argv[4], kind='tokenizer')\n"
+      "  try:\n"
+      "    c.tokenize_dataset(bad.id, tok.id)\n"
+      "    err = ''\n"
+      "  except anerd.InvalidArgument as e:\n"
+      "    err = e.message\n"
+      "  print(json.dumps({'name': r.artifact.name, 'tokens': r.tokens, 'id_bytes': r.id_bytes,"
+      " 'totals': sorted(set(seen)), 'error': err}))\n";
+  RunResult r = RunProgram({kPython, "-c", script, daemon.host(), data, bad,
+                            std::string(ANERD_SOURCE_DIR) +
+                                "/tests/tokenizer/testdata/tiny_tokenizer.json"},
+                           PythonEnv());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  Json j = Json::parse(r.out);
+  EXPECT_EQ(j["name"], "stories.tokens.bin");
+  EXPECT_EQ(j["tokens"], 5000);
+  EXPECT_EQ(j["id_bytes"], 2);
+  EXPECT_EQ(j["totals"], Json({5000}));
+  EXPECT_THAT(j["error"].get<std::string>(), HasSubstr("byte offset 3"));
 }
 
 TEST_F(PythonClientTest, UnreachableDaemonIsAnError) {

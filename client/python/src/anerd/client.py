@@ -239,6 +239,25 @@ class Client:
         self.stub.DeleteArtifact(pb.DeleteArtifactRequest(id=artifact_id), timeout=self.timeout,
                                  metadata=self._metadata)
 
+    def tokenize_dataset(self, text_artifact, tokenizer_artifact="byte", add_bos=False,
+                         add_eos=False, name="", progress=None):
+        """Tokenizes text dataset `text_artifact` on the daemon with tokenizer artifact
+        `tokenizer_artifact` (an id, or "byte") into a new token dataset artifact. Ids, not
+        files: push local files first. `progress(done, total)` sees the text bytes done. Returns
+        the TokenizeDatasetResult (artifact, tokens, documents, id_bytes, vocab_size)."""
+        request = pb.TokenizeDatasetRequest(text_artifact=text_artifact,
+                                            tokenizer_artifact=tokenizer_artifact,
+                                            add_bos=add_bos, add_eos=add_eos, name=name)
+        result = None
+        for message in self.stub.TokenizeDataset(request, metadata=self._metadata):
+            if progress:
+                progress(message.bytes_done, message.bytes_total)
+            if message.HasField("result"):
+                result = message.result
+        if result is None:
+            raise errors.AnerdError("TokenizeDataset ended without a result")
+        return result
+
     def list_sessions(self):
         return list(self.stub.ListSessions(pb.ListSessionsRequest(), timeout=self.timeout,
                                            metadata=self._metadata).sessions)
