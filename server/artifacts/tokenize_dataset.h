@@ -10,7 +10,9 @@
 //
 // Errors: INVALID_ARGUMENT naming the text artifact (id and name) and the byte offset for text
 // that is not UTF-8 (any tokenizer but "byte", which takes any bytes), or naming `name` when it
-// does not end as the width needs; the tokenizer's load errors naming it; CANCELLED when
+// does not end as the width needs; the tokenizer's load errors naming it; UNIMPLEMENTED for a
+// SentencePiece model (libsentencepiece's bundled protobuf aborts a process that also loads the
+// daemon's libprotobuf, so the daemon never calls into it); CANCELLED when
 // `progress` returns false; the store's errors (quota: RESOURCE_EXHAUSTED). On any error nothing
 // is stored and no file is left.
 //

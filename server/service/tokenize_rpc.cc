@@ -167,8 +167,8 @@ absl::StatusOr<artifacts::TokenizeDatasetJob> AnerdService::TokenizeJobFor(
     if (!tok.ok()) return tok.status();
     job.tokenizer = *std::move(tok);
   }
-  if (request.name().size() > 256) {
-    return absl::InvalidArgumentError("name: longer than 256 bytes");
+  if (request.name().size() > 256 || request.name().find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("name: longer than 256 bytes or holds a NUL");
   }
   job.add_bos = request.add_bos();
   job.add_eos = request.add_eos();
