@@ -89,9 +89,9 @@ std::vector<double> ReadDoubles(const std::string& path) {
 
 // Random tokens < vocab, enough for kSteps windows.
 std::string WriteTokens(const TempDir& dir, const ModelConfig& c) {
-  std::vector<uint32_t> tokens(c.seq * (kSteps + 2) + 1);
+  std::vector<uint16_t> tokens(c.seq * (kSteps + 2) + 1);
   uint64_t s = 17;
-  for (uint32_t& t : tokens) t = static_cast<uint32_t>((s = SplitMix64(s)) % c.vocab);
+  for (uint16_t& t : tokens) t = static_cast<uint16_t>((s = SplitMix64(s)) % c.vocab);
   const std::string path = dir / "tokens.bin";
   std::ofstream(path, std::ios::binary)
       .write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * 2);
@@ -157,8 +157,9 @@ TEST_P(TorchReferenceTest, LossAndGradientsMatch) {
   }
   WriteFloats(dir / "params.bin", params);
   std::ifstream tf(tokens_path, std::ios::binary);
-  std::vector<uint32_t> tokens(c.seq + 1);
-  tf.read(reinterpret_cast<char*>(tokens.data()), tokens.size() * 2);
+  std::vector<uint16_t> file_tokens(c.seq + 1);
+  tf.read(reinterpret_cast<char*>(file_tokens.data()), file_tokens.size() * 2);
+  const std::vector<uint32_t> tokens(file_tokens.begin(), file_tokens.end());
 
   std::vector<float> grads(lay.total(), 0.0f);
   PhaseTimes times;
