@@ -22,15 +22,6 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadFor(ArtifactStore& sto
   ANERD_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(store.BlobPath(job.tokenizer.id),
                                                              tokenizer::kMaxTokenizerFileBytes));
   const std::string kind = tokenizer::DetectTokenizerKind(bytes, name);
-  if (kind == "sentencepiece") {
-    // libsentencepiece carries its own protobuf (3.14 on Debian 12) whose generated code aborts
-    // the process when anerd's libprotobuf (3.21) is loaded: it must never run in the daemon.
-    return absl::UnimplementedError(absl::StrCat(
-        "tokenizer_artifact ", job.tokenizer.id, " (", name,
-        ") is a SentencePiece model, which the daemon cannot load yet (libsentencepiece's "
-        "bundled protobuf conflicts with the daemon's); tokenize the text on the client and "
-        "push the token .bin instead"));
-  }
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> t =
       tokenizer::LoadTokenizer(kind, bytes, name);
   if (!t.ok()) {

@@ -10,9 +10,8 @@
 //
 // Errors: INVALID_ARGUMENT naming the text artifact (id and name) and the byte offset for text
 // that is not UTF-8 (any tokenizer but "byte", which takes any bytes), or naming `name` when it
-// does not end as the width needs; the tokenizer's load errors naming it; UNIMPLEMENTED for a
-// SentencePiece model (libsentencepiece's bundled protobuf aborts a process that also loads the
-// daemon's libprotobuf, so the daemon never calls into it); CANCELLED when
+// does not end as the width needs; the tokenizer's load errors naming it (a SentencePiece model
+// runs in the SentencePiece module, common/tokenizer/spm_shim.h); CANCELLED when
 // `progress` returns false; the store's errors (quota: RESOURCE_EXHAUSTED). On any error nothing
 // is stored and no file is left.
 //

@@ -5,8 +5,11 @@
 // the byte offset and leaves no artifact and no file; another client's artifacts and artifacts of
 // the wrong kind are refused naming the field.
 #include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -140,6 +143,80 @@ TEST_F(TokenizeTest, TokenizesLikeTheLibraryAndTrainsOnTheResult) {
   EXPECT_EQ(done["state"], "completed") << done.dump();
 }
 
+// A SentencePiece .model on the daemon: libsentencepiece runs inside anerd (in its module, its
+// protobuf apart from the daemon's), the ids equal python3-sentencepiece's encoding of each
+// document, and the daemon goes on serving. The script trains a tiny model and writes the
+// reference: the text cut into documents as tokenize_file.h says (after each run of blank lines),
+// each encoded with its eos.
+constexpr char kSpmScript[] = R"PY(
+import json, random, re, sys
+import sentencepiece as spm
+d = sys.argv[1]
+words = ["the", "cat", "don't", "it's", "caf\u00e9", "cafe\u0301", "na\u00efve", "dog", "ran",
+         "12", "345", "Once", "upon", "a", "time", "\u65e5\u672c"]
+r = random.Random(11)
+with open(d + "/corpus.txt", "w") as f:
+    for _ in range(300):
+        f.write(" ".join(r.choice(words) for _ in range(8)) + "\n")
+spm.SentencePieceTrainer.train(input=d + "/corpus.txt", model_prefix=d + "/m", vocab_size=320,
+                               hard_vocab_limit=False, model_type="unigram", byte_fallback=True,
+                               character_coverage=1.0, num_threads=1, minloglevel=2)
+sp = spm.SentencePieceProcessor(model_file=d + "/m.model")
+docs = []
+for i in range(40):
+    lines = [" ".join(r.choice(words) for _ in range(r.randint(1, 12))) for _ in range(3)]
+    docs.append("\n".join(lines) + "\n" + "\n" * r.randint(1, 3))
+text = "".join(docs) + "tail \U0001F600 x\u00ff"
+with open(d + "/text.txt", "w") as f:
+    f.write(text)
+ids = []
+for doc in re.split(r"(?<=\n\n)(?=[^\n])", text):
+    ids += sp.encode(doc) + [sp.eos_id()]
+with open(d + "/want.json", "w") as f:
+    json.dump({"ids": ids, "documents": len(re.split(r"(?<=\n\n)(?=[^\n])", text)),
+               "vocab": sp.vocab_size()}, f)
+)PY";
+
+TEST_F(TokenizeTest, SentencePieceModelsTokenizeOnTheDaemonLikePythonSentencePiece) {
+  if (::access("/usr/bin/python3", X_OK) != 0 ||
+      std::system("/usr/bin/python3 -c 'import sentencepiece' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 with sentencepiece (python3-sentencepiece) is not available";
+  }
+  const std::string script = Write("spm.py", kSpmScript);
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + script + " " + dir_.path()).c_str()), 0);
+  const Json want = Json::parse(ReadAll(dir_.path() + "/want.json"));
+  const std::vector<int32_t> want_ids = want["ids"].get<std::vector<int32_t>>();
+
+  RunResult run =
+      remote_.Anectl("alice", {"data", "tokenize", dir_.path() + "/text.txt", "--tokenizer",
+                               dir_.path() + "/m.model", "--eos", "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.err << daemon_.ReadLog();
+  const Json out = Json::parse(run.out);
+  EXPECT_EQ(out["id_bytes"], 2);
+  EXPECT_EQ(out["vocab_size"], want["vocab"]);
+  EXPECT_EQ(out["documents"], want["documents"]);
+  EXPECT_EQ(out["tokens"], want_ids.size());
+  const std::string pulled = dir_.path() + "/pulled.bin";
+  absl::StatusOr<uint64_t> got =
+      client::PullToFile(remote_.As("alice"), out["artifact"]["id"], pulled);
+  ASSERT_TRUE(got.ok()) << got.status();
+  const std::string bytes = ReadAll(pulled);
+  ASSERT_EQ(bytes.size(), 2 * want_ids.size());
+  std::vector<int32_t> ids(want_ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = static_cast<uint8_t>(bytes[2 * i]) | (static_cast<uint8_t>(bytes[2 * i + 1]) << 8);
+  }
+  EXPECT_EQ(ids, want_ids);
+
+  // The daemon is alive and serves again with the module loaded: the same model once more.
+  RunResult again =
+      remote_.Anectl("alice", {"data", "tokenize", dir_.path() + "/text.txt", "--tokenizer",
+                               dir_.path() + "/m.model", "--eos", "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err << daemon_.ReadLog();
+  EXPECT_EQ(Json::parse(again.out)["artifact"]["id"], out["artifact"]["id"]);
+  EXPECT_EQ(::waitpid(daemon_.pid(), nullptr, WNOHANG), 0) << "the daemon exited";
+}
+
 TEST_F(TokenizeTest, NonUtf8TextIsRefusedWithItsOffsetAndStoresNothing) {
   client::AnerdClient& alice = remote_.As("alice");
   const std::string text = std::string("Once upon a time.\n\nThen \xff came.\n");
@@ -190,12 +267,13 @@ TEST_F(TokenizeTest, WrongKindsAndOtherClientsArtifactsAreRefusedNamingTheField)
   r = client::TokenizeDataset(remote_.As("bob"), request);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(r.status().message(), HasSubstr("text_artifact"));
-  // A SentencePiece model is refused by name before libsentencepiece runs (its bundled protobuf
-  // aborts the daemon), and the daemon keeps serving.
-  const std::string spm_id = Push(alice, Write("m.model", "\x0a\x05hello"), "tokenizer");
+  // A malformed SentencePiece model is refused naming the field; the daemon, which has just
+  // loaded libsentencepiece (common/tokenizer/spm_shim.h), keeps serving.
+  const std::string spm_id = Push(alice, Write("m.model", "\x0a\xff"), "tokenizer");
   request.set_tokenizer_artifact(spm_id);
   r = client::TokenizeDataset(alice, request);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnimplemented) << r.status();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("tokenizer_artifact " + spm_id));
   EXPECT_THAT(r.status().message(), HasSubstr("SentencePiece"));
   request.set_tokenizer_artifact("byte");
   // The byte tokenizer needs no artifact; the result is bob-invisible alice's own.
