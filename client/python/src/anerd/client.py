@@ -90,6 +90,7 @@ class Client:
         self.channel = channel
         self.stub = _stub.TypedStub(channel, target) if typed_errors else pb_grpc.AnerdStub(channel)
         self.timeout = timeout
+        self.target = target  # normalised; None when unknown (then treated as local)
         self._metadata = (("authorization", "Bearer " + token),) if token else ()
 
     def close(self):
@@ -157,11 +158,51 @@ class Client:
 
     # ---- Training sessions ----
 
-    def start_training(self, **spec):
+    def start_training(self, upload=None, progress=None, **spec):
         """Starts a session; keyword arguments are TrainingSpec fields (model, data, steps, ...;
-        data_artifact=ID trains on a pushed dataset, val_fraction=F holds out its tail)."""
+        data_artifact=ID trains on a pushed dataset, val_fraction=F holds out its tail).
+
+        `data`, `init` and `val_data` may name local files the daemon cannot read, as
+        `anectl train start` allows: they are pushed first (bytes the daemon already holds are
+        not sent again; `progress(path, done, total)` sees them go) and named by artifact id
+        instead. `upload`: None (default) pushes up front for a TCP daemon, and for a local one
+        only when it refuses a path as outside its data roots; True always pushes local files;
+        False never does (the daemon must read the paths itself)."""
+        remote = self.target is not None and not self.target.startswith("unix:")
+        if upload or (upload is None and remote):
+            self._upload_inputs(spec, progress)
+        try:
+            return self._start(spec)
+        except (errors.AnerdError, grpc.RpcError) as e:
+            if (upload is not None or remote
+                    or errors.code_of(e) != grpc.StatusCode.PERMISSION_DENIED
+                    or "outside the daemon's data roots" not in str(e)
+                    or not self._upload_inputs(spec, progress)):
+                raise
+        return self._start(spec)
+
+    def _start(self, spec):
         request = pb.StartTrainingRequest(spec=pb.TrainingSpec(**spec))
         return self.stub.StartTraining(request, timeout=self.timeout, metadata=self._metadata)
+
+    # (path field, artifact field, artifact kind) of the TrainingSpec inputs a client may upload.
+    _UPLOADABLE = (("data", "data_artifact", "dataset"), ("init", "init_artifact", "model"),
+                   ("val_data", "val_artifact", "dataset"))
+
+    def _upload_inputs(self, spec, progress):
+        """Pushes each input of `spec` that is a local file and names it by artifact id
+        instead (in place). Returns whether any was."""
+        pushed = False
+        for field, artifact_field, kind in self._UPLOADABLE:
+            path = spec.get(field)
+            if not path or not os.path.isfile(path):
+                continue
+            callback = (lambda d, t, p=path: progress(p, d, t)) if progress else None
+            info, _ = self.push(path, kind=kind, progress=callback)
+            del spec[field]
+            spec[artifact_field] = info.id
+            pushed = True
+        return pushed
 
     # ---- Artifacts (datasets, models, tokenizers; the id is the SHA-256 of the bytes) ----
 
