@@ -327,6 +327,48 @@ class Client:
                                        timeout=timeout, metadata=self._metadata)
         return b"".join(chunk.data for chunk in chunks)
 
+    def export(self, session_id, dest, format="llama2c", timeout=None):
+        """Writes the session's latest weights as `anectl train export` does: "llama2c" a
+        llama2.c model file `dest`; "hf" a directory `dest` with config.json and
+        model.safetensors; "native" anerd's checkpoint file `dest`. Each file is written to
+        FILE.part and renamed once the stream ended well (nothing is left on an error). Returns
+        the paths written."""
+        if format == "hf":
+            os.makedirs(dest, exist_ok=True)
+        chunks = self.stub.ExportModel(pb.ExportModelRequest(session_id=session_id,
+                                                              format=format),
+                                       timeout=timeout, metadata=self._metadata)
+        parts = []  # (part, final)
+        out = None
+        try:
+            for chunk in chunks:
+                if chunk.file_name or not parts:
+                    name = chunk.file_name or "model.bin"
+                    if name.startswith(".") or "/" in name:
+                        raise errors.AnerdError(
+                            "the daemon sent an export file name that is not a plain name: %r"
+                            % name, grpc.StatusCode.INTERNAL)
+                    target = os.path.join(dest, name) if format == "hf" else dest
+                    if out:
+                        out.close()
+                    parts.append((target + ".part", target))
+                    out = open(parts[-1][0], "wb")
+                out.write(chunk.data)
+            if out:
+                out.close()
+                out = None
+            if not parts:
+                raise errors.AnerdError("the daemon sent no file", grpc.StatusCode.INTERNAL)
+            for part, target in parts:
+                os.replace(part, target)
+            return [target for _, target in parts]
+        finally:
+            if out:
+                out.close()
+            for part, _ in parts:
+                if os.path.exists(part):
+                    os.remove(part)
+
     def watch(self, session_id, from_step=0, from_now=False, timeout=None):
         """Yields SessionEvents until the session leaves the active states (or `timeout`)."""
         request = pb.WatchSessionRequest(session_id=session_id, from_step=from_step,
