@@ -24,6 +24,20 @@ if(NOT PCRE2_FOUND)
   message(FATAL_ERROR "PCRE2 not found (pkg-config module 'libpcre2-8'): install Debian "
                       "libpcre2-dev or Homebrew pcre2 (scripts/install-deps.sh)")
 endif()
+# The NFC normalizer of Hugging Face tokenizer.json files (common/tokenizer/unicode_nfc.h): ICU's
+# Normalizer2. Debian: libicu-dev; Homebrew: icu4c, which is keg-only, so its prefix is asked for.
+if(APPLE AND NOT ICU_ROOT)
+  execute_process(COMMAND brew --prefix icu4c OUTPUT_VARIABLE ANERD_BREW_ICU
+                  OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(ANERD_BREW_ICU)
+    set(ICU_ROOT ${ANERD_BREW_ICU})
+  endif()
+endif()
+find_package(ICU COMPONENTS uc data)
+if(NOT ICU_FOUND)
+  message(FATAL_ERROR "ICU not found: install Debian libicu-dev or Homebrew icu4c "
+                      "(scripts/install-deps.sh)")
+endif()
 # libcrypto for SHA-256 (content addressing); gRPC already links it.
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 

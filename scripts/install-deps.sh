@@ -8,7 +8,7 @@ DEBIAN_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   openssl libssl-dev libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev libopenblas-dev
   prometheus-cpp-dev
-  libsentencepiece-dev libpcre2-dev python3-sentencepiece  # tokenizers (common/tokenizer/)
+  libsentencepiece-dev libpcre2-dev libicu-dev python3-sentencepiece  # tokenizers (common/tokenizer/)
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf python3-numpy
   python3-venv python3-pip python3-setuptools python3-wheel  # pip install ./client/python (offline)
@@ -18,9 +18,9 @@ DEBIAN_PACKAGES=(
 )
 # python: the venv for client/python (pip fetches grpcio, protobuf and numpy into it; grpc's
 # grpc_python_plugin and protobuf's protoc generate its stubs). pytorch: the training tests'
-# PyTorch reference (python3-torch on Debian). sentencepiece, pcre2: common/tokenizer/.
+# PyTorch reference (python3-torch on Debian). sentencepiece, pcre2, icu4c: common/tokenizer/.
 BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark
-  python pytorch sentencepiece pcre2)
+  python pytorch sentencepiece pcre2 icu4c)
 
 install_debian() {
   local missing=()

@@ -13,6 +13,9 @@ namespace anerd::anectl {
 // lists artifacts of `kind`.
 std::vector<Command> ArtifactSubcommands(const std::string& group, const std::string& kind);
 
+// `anectl data tokenize` (data_tokenize.cc).
+int DataTokenize(CommandContext& ctx, const std::vector<std::string>& args);
+
 }  // namespace anerd::anectl
 
 #endif  // ANERD_CLIENT_ANECTL_ARTIFACT_COMMANDS_H_

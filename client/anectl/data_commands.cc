@@ -1,6 +1,7 @@
 // `anectl data synth`: writes the synthetic story corpus (common/synth_stories.h) so training
 // demos and tests need no download (offline; no daemon). `anectl data push|ls|show|rm|pull`:
-// dataset artifacts on the daemon (artifact_commands.cc).
+// dataset artifacts on the daemon (artifact_commands.cc); `anectl data tokenize`
+// (data_tokenize.cc).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -52,6 +53,7 @@ int RunData(CommandContext& ctx, const std::vector<std::string>& args) {
   static const auto* subcommands = [] {
     auto* list = new std::vector<Command>{
         {"synth", "write a synthetic story corpus for training demos", Synth},
+        {"tokenize", "tokenize a text dataset on the daemon into a token dataset", DataTokenize},
     };
     for (Command& c : ArtifactSubcommands("data", "dataset")) list->push_back(std::move(c));
     return list;

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -158,6 +161,24 @@ absl::StatusOr<std::string> ResolveArtifactId(AnerdClient& client, const std::st
         absl::StrCat("artifact prefix ", prefix, " is ambiguous: ", absl::StrJoin(matches, ", ")));
   }
   return matches.front();
+}
+
+absl::StatusOr<v1::TokenizeDatasetResult> TokenizeDataset(AnerdClient& client,
+                                                          const v1::TokenizeDatasetRequest& request,
+                                                          const ProgressFn& progress) {
+  auto context = client.NewContext(absl::InfiniteDuration());
+  std::unique_ptr<grpc::ClientReader<v1::TokenizeDatasetProgress>> reader =
+      client.stub()->TokenizeDataset(context.get(), request);
+  v1::TokenizeDatasetProgress message;
+  std::optional<v1::TokenizeDatasetResult> result;
+  while (reader->Read(&message)) {
+    if (progress) progress(message.bytes_done(), message.bytes_total());
+    if (message.has_result()) result = message.result();
+  }
+  absl::Status status = FromGrpcStatus(reader->Finish());
+  if (!status.ok()) return DescribeCallError(status, client.options());
+  if (!result) return absl::InternalError("TokenizeDataset ended without a result");
+  return *std::move(result);
 }
 
 }  // namespace anerd::client

@@ -1,7 +1,8 @@
 // Artifact transfers for clients (issue 19): push a local file as a content-addressed artifact
 // (hash it, skip the bytes when the daemon already has them for this caller, else stream them in
 // chunks straight from the file), pull one back into a file (verified against its id), and
-// resolve an id prefix. Files are read and written in chunks, never held whole in memory.
+// resolve an id prefix; tokenize a text dataset on the daemon. Files are read and written in
+// chunks, never held whole in memory.
 //
 // Thread-safety: functions are independent; `progress` is called on the calling thread.
 #ifndef ANERD_CLIENT_LIB_ARTIFACTS_H_
@@ -42,6 +43,13 @@ absl::StatusOr<uint64_t> PullToFile(AnerdClient& client, const std::string& id,
 // The full id of the one artifact the caller sees whose id starts with `prefix` (a full id is
 // returned as is). NOT_FOUND when none does; INVALID_ARGUMENT naming the matches when several do.
 absl::StatusOr<std::string> ResolveArtifactId(AnerdClient& client, const std::string& prefix);
+
+// Runs TokenizeDataset (`request` names the artifacts by full id, or "byte" for the tokenizer) and
+// returns its result; `progress` sees (text bytes done, total) as the daemon reports them.
+// An error of the call, described (DescribeCallError); INTERNAL if the stream ends without one.
+absl::StatusOr<v1::TokenizeDatasetResult> TokenizeDataset(AnerdClient& client,
+                                                          const v1::TokenizeDatasetRequest& request,
+                                                          const ProgressFn& progress = {});
 
 }  // namespace anerd::client
 

@@ -6,8 +6,9 @@
 //   added_tokens: [{id, content, special}] matched in the text before pre-tokenization, the
 //          leftmost occurrence first and the longest at one position (lstrip/rstrip/
 //          single_word/normalized are not applied); special ones are skipped by Decode.
-//   normalizer: null, or NFC — accepted, but NOT applied: text must already be NFC (most text
-//          is; decomposed accents would tokenize differently from the tokenizers library).
+//   normalizer: null, NFC, or a Sequence of NFC steps — NFC is applied (unicode_nfc.h) to the
+//          text between added tokens before pre-tokenization, as the tokenizers library does;
+//          any other normalizer (NFKC, Lowercase, Replace, ...) is INVALID_ARGUMENT naming it.
 //   pre_tokenizer: ByteLevel, Split, or a Sequence of them (hf_pretokenizer.h); a ByteLevel
 //          step is required (this is a byte-level BPE reader).
 //   post_processor: TemplateProcessing's leading special token is bos (the tokenizers library
@@ -26,6 +27,7 @@
 #include "common/tokenizer/bpe_merge.h"
 #include "common/tokenizer/hf_pretokenizer.h"
 #include "common/tokenizer/kinds.h"
+#include "common/tokenizer/unicode_nfc.h"
 #include "nlohmann/json.hpp"
 
 namespace anerd::tokenizer {
@@ -89,6 +91,7 @@ class HfTokenizer : public Tokenizer {
   std::array<std::vector<int32_t>, 256> added_by_first_;  // indices into added_ by first byte
   std::vector<PreTokenizerStep> steps_;
   bool ignore_merges_ = false;
+  bool nfc_ = false;  // normalizer: NFC
   int32_t unk_ = -1;
   int32_t bos_ = -1;
   int32_t eos_ = -1;
@@ -122,6 +125,13 @@ absl::Status HfTokenizer::EncodeText(absl::string_view text, std::vector<int32_t
 absl::Status HfTokenizer::EncodeSegment(absl::string_view text, int64_t offset,
                                         std::vector<int32_t>* ids) const {
   if (text.empty()) return absl::OkStatus();
+  std::string normalized;
+  if (nfc_) {
+    absl::StatusOr<std::string> n = ToNfc(text);
+    if (!n.ok()) return n.status();
+    normalized = *std::move(n);
+    text = normalized;
+  }
   std::vector<std::string> pieces;
   if (absl::Status s = PreTokenize(steps_, text, offset, &pieces); !s.ok()) return s;
   for (const std::string& piece : pieces) {
@@ -368,13 +378,38 @@ class HfLoader {
   absl::Status ReadNormalizer(const json& doc) {
     const auto n = doc.find("normalizer");
     if (n == doc.end() || n->is_null()) return absl::OkStatus();
-    const auto type = n->is_object() ? n->find("type") : n->end();
-    if (type != n->end() && type->is_string() && *type == "NFC") return absl::OkStatus();
-    if (type != n->end() && type->is_string() && *type == "Sequence") {
+    if (IsType(*n, "Sequence")) {
       const auto list = n->find("normalizers");
-      if (list != n->end() && list->is_array() && list->empty()) return absl::OkStatus();
+      if (list == n->end() || !list->is_array()) {
+        return Error("normalizer.normalizers", "is missing (a Sequence needs a list)");
+      }
+      for (size_t i = 0; i < list->size(); ++i) {
+        const std::string field = absl::StrCat("normalizer.normalizers[", i, "]");
+        if (absl::Status s = ReadNormalizerStep((*list)[i], field); !s.ok()) return s;
+      }
+      return absl::OkStatus();
     }
-    return Error("normalizer", "is not supported (only null or NFC)");
+    return ReadNormalizerStep(*n, "normalizer");
+  }
+
+  absl::Status ReadNormalizerStep(const json& step, const std::string& field) {
+    if (IsType(step, "NFC")) {
+      t_->nfc_ = true;
+      return absl::OkStatus();
+    }
+    const auto type = step.is_object() ? step.find("type") : step.end();
+    const std::string name = type != step.end() && type->is_string()
+                                 ? absl::StrCat("\"", type->get<std::string>(), "\"")
+                                 : std::string("without a type");
+    return Error(field, absl::StrCat(name,
+                                     " is not implemented by anerd (only NFC, alone or in a "
+                                     "Sequence, is); the tokenizer cannot be used"));
+  }
+
+  static bool IsType(const json& node, const char* type) {
+    if (!node.is_object()) return false;
+    const auto t = node.find("type");
+    return t != node.end() && t->is_string() && t->get_ref<const std::string&>() == type;
   }
 
   absl::Status ReadPreTokenizer(const json& doc) {

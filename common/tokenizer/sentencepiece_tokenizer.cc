@@ -97,7 +97,13 @@ class SentencePieceTokenizer : public Tokenizer {
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(absl::string_view bytes,
                                                                       absl::string_view source) {
   std::string error;
-  std::unique_ptr<spm::SpModel> model = spm::SpModel::Load(std::string(bytes), &error);
+  bool unavailable = false;
+  std::unique_ptr<spm::SpModel> model =
+      spm::SpModel::Load(std::string(bytes), &error, &unavailable);
+  if (unavailable) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("SentencePiece model ", source, " cannot be loaded here: ", error));
+  }
   if (model == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("SentencePiece model ", source, " is malformed: ", error));

@@ -12,8 +12,8 @@
 //
 // Output: ids little-endian, uint16 (today's training token files, server/training/data.h) when
 // the vocabulary has at most 65536 ids; a larger vocabulary (Qwen3's 151k, Llama 3's 128k) is
-// INVALID_ARGUMENT unless uint32 ids are asked for explicitly (IdWidth::kUint32, a format the
-// training loader does not read yet). The file is written to a temporary next to the destination,
+// INVALID_ARGUMENT unless uint32 ids are asked for explicitly (IdWidth::kUint32; the training
+// loader reads such a file when it is named ".u32.bin" or given format "tokens32"). The file is written to a temporary next to the destination,
 // fsynced and renamed: on any error or cancellation nothing is left behind.
 //
 // Thread-safety: TokenizeFile may run on any thread (blocking file I/O: never on a device

@@ -31,8 +31,9 @@ absl::Status AddSpecial(int32_t id, absl::string_view name, const Tokenizer& t,
   return absl::OkStatus();
 }
 
-// The kind a file's name or first bytes suggest, "" when neither does.
-std::string DetectKind(absl::string_view bytes, absl::string_view source) {
+}  // namespace
+
+std::string DetectTokenizerKind(absl::string_view bytes, absl::string_view source) {
   if (absl::EndsWith(source, ".json")) return "hf";
   if (absl::EndsWith(source, ".model")) return "sentencepiece";
   if (absl::EndsWith(source, ".bin")) return "llama2c";
@@ -44,8 +45,6 @@ std::string DetectKind(absl::string_view bytes, absl::string_view source) {
   if (!bytes.empty() && bytes[0] == '\x0A') return "sentencepiece";
   return "";
 }
-
-}  // namespace
 
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(absl::string_view text,
                                                        const EncodeOptions& options) const {
@@ -94,7 +93,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(absl::string_view kind,
                                                    kMaxTokenizerFileBytes));
   }
   std::string k(kind);
-  if (k.empty()) k = DetectKind(bytes, source_name);
+  if (k.empty()) k = DetectTokenizerKind(bytes, source_name);
   if (k == "byte") {
     if (!bytes.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("the byte tokenizer takes no file, but ",

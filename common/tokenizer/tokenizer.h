@@ -110,6 +110,10 @@ class StreamDecoder {
   Utf8Assembler assembler_;
 };
 
+// The kind LoadTokenizer("") picks for a file's `bytes` named `source_name` (by extension, then
+// by the bytes), "" when neither suggests one. Never calls into libsentencepiece.
+std::string DetectTokenizerKind(absl::string_view bytes, absl::string_view source_name);
+
 // The kinds LoadTokenizer knows, in autodetection order.
 std::vector<std::string> TokenizerKinds();
 

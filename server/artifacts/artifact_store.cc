@@ -129,6 +129,36 @@ absl::StatusOr<std::unique_ptr<PendingArtifact>> ArtifactStore::Begin() {
   return std::unique_ptr<PendingArtifact>(new PendingArtifact(path, ScopedFd(fd)));
 }
 
+std::string ArtifactStore::NewTempPath() {
+  return absl::StrCat(blobs_.dir(), "/derived", kAtomicTempMarker, getpid(), ".",
+                      next_temp.fetch_add(1));
+}
+
+absl::StatusOr<std::unique_ptr<PendingArtifact>> ArtifactStore::Adopt(const std::string& path,
+                                                                      std::string* sha256) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    absl::Status s = ErrnoError(absl::StrCat("cannot open ", path));
+    ::unlink(path.c_str());
+    return s;
+  }
+  std::unique_ptr<PendingArtifact> p(new PendingArtifact(path, ScopedFd(fd)));
+  Sha256 copy;
+  std::string buf(size_t{1} << 20, '\0');
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(absl::StrCat("cannot read ", path));  // p unlinks it
+    if (n == 0) break;
+    const absl::string_view data(buf.data(), static_cast<size_t>(n));
+    p->hash_.Update(data);
+    copy.Update(data);
+    p->size_ += static_cast<uint64_t>(n);
+  }
+  *sha256 = copy.HexDigest();
+  return p;
+}
+
 absl::Status ArtifactStore::CheckQuotaLocked(const NewArtifact& meta, uint64_t size) {
   if (meta.quota.count == 0 && meta.quota.bytes == 0) return absl::OkStatus();
   ANERD_ASSIGN_OR_RETURN(auto q, Prepare(store_,

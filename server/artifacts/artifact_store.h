@@ -91,6 +91,15 @@ class ArtifactStore {
 
   // A new temporary file for one upload (errno status naming the directory).
   absl::StatusOr<std::unique_ptr<PendingArtifact>> Begin();
+  // A fresh temporary path in the blob directory (nothing is created) for a file the daemon
+  // writes itself (a tokenized dataset); its name carries kAtomicTempMarker, so Open sweeps it if
+  // the daemon dies before Adopt's PendingArtifact is committed or dropped.
+  std::string NewTempPath();
+  // Takes over the complete file at `path` (a NewTempPath) as a pending artifact: reads it once
+  // to hash it and sets `*sha256` to its digest, for Commit. The file is unlinked on error and
+  // when the PendingArtifact is dropped uncommitted.
+  absl::StatusOr<std::unique_ptr<PendingArtifact>> Adopt(const std::string& path,
+                                                         std::string* sha256);
 
   struct NewArtifact {
     std::string kind;

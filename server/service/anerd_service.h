@@ -12,11 +12,13 @@
 #ifndef ANERD_SERVER_SERVICE_ANERD_SERVICE_H_
 #define ANERD_SERVER_SERVICE_ANERD_SERVICE_H_
 
+#include <atomic>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "anerd/v1/anerd.grpc.pb.h"
+#include "server/artifacts/tokenize_dataset.h"
 #include "server/engine/engine.h"
 #include "server/service/authz.h"
 #include "server/service/client_quotas.h"
@@ -126,6 +128,9 @@ class AnerdService final
                                            v1::DeleteArtifactResponse* response) override;
   grpc::ServerWriteReactor<v1::DownloadArtifactChunk>* DownloadArtifact(
       grpc::CallbackServerContext* context, const v1::DownloadArtifactRequest* request) override;
+  // tokenize_rpc.cc.
+  grpc::ServerWriteReactor<v1::TokenizeDatasetProgress>* TokenizeDataset(
+      grpc::CallbackServerContext* context, const v1::TokenizeDatasetRequest* request) override;
 
   // Weight bytes reserved by uploads that have not been compiled yet (tests, metrics).
   uint64_t upload_bytes_in_flight() const { return spool_->bytes_in_flight(); }
@@ -145,11 +150,16 @@ class AnerdService final
   // Replaces the spec's artifact ids (data, init, held-out data) by their stored files, checking
   // that the caller sees each and that its kind fits (INVALID_ARGUMENT naming the field).
   absl::Status ResolveArtifacts(const Caller& caller, training::TrainSpec* spec);
+  // The TokenizeDataset job of `request`: both artifacts visible to `caller` and of the right
+  // kind (INVALID_ARGUMENT / NOT_FOUND naming the field).
+  absl::StatusOr<artifacts::TokenizeDatasetJob> TokenizeJobFor(
+      const Caller& caller, const v1::TokenizeDatasetRequest& request);
 
   engine::Engine* engine_;  // not owned
   const ServiceOptions options_;
   ClientQuotas quotas_;
   std::shared_ptr<UploadSpool> spool_;  // weight uploads on disk, and their bound
+  std::atomic<int> tokenize_jobs_{0};   // TokenizeDataset jobs running (tokenize_rpc.cc)
 };
 
 }  // namespace anerd::service

@@ -312,9 +312,13 @@ absl::Status AnerdService::ResolveArtifacts(const Caller& caller, training::Trai
           absl::StrCat(f.name, ": artifact ", *f.id, " is a ", r->kind, ", not a ", f.kind));
     }
     *f.path = engine_->artifacts().BlobPath(r->id);
-    // A dataset's format follows its name: ".bin" = uint16 tokens, anything else UTF-8 text.
+    // A dataset's format follows its name: ".u32.bin" = uint32 tokens, other ".bin" = uint16
+    // tokens, anything else UTF-8 text (training/data.h).
     if (f.format != nullptr) {
-      *f.format = absl::EndsWith(r->NameFor(caller.client), ".bin") ? "tokens" : "text";
+      const std::string name = r->NameFor(caller.client);
+      *f.format = absl::EndsWith(name, ".u32.bin") ? "tokens32"
+                  : absl::EndsWith(name, ".bin")   ? "tokens"
+                                                   : "text";
     }
   }
   return absl::OkStatus();

@@ -313,8 +313,9 @@ absl::Status ValidateEvalFields(const TrainSpec& s) {
 absl::Status ValidateSpec(const TrainSpec& s) {
   ANERD_RETURN_IF_ERROR(ValidateConfig(s.model));
   if (s.data_path.empty() && s.data_artifact.empty()) return Invalid("data_path", "required");
-  if (s.data_format != "" && s.data_format != "tokens" && s.data_format != "text") {
-    return Invalid("data_format", "must be 'tokens', 'text' or empty");
+  if (s.data_format != "" && s.data_format != "tokens" && s.data_format != "tokens32" &&
+      s.data_format != "text") {
+    return Invalid("data_format", "must be 'tokens', 'tokens32', 'text' or empty");
   }
   if (s.steps <= 0) return Invalid("steps", "must be positive");
   ANERD_RETURN_IF_ERROR(CheckPositive("lr", s.lr));

@@ -80,8 +80,8 @@ absl::StatusOr<ModelConfig> ParseCustomConfig(absl::string_view kv);
 // INVALID_ARGUMENT with a message for the first inconsistency: non-positive or oversized sizes,
 // heads not divisible by kv_heads, odd head_dim, seq < 2, rope_theta outside (0, 1e12], norm_eps
 // outside (0, 0.1], residual_scale outside (0, 1000], qk_norm with dim < head_dim, bos/eos ids
-// outside [-1, vocab). (Any vocab up to 2^20 is accepted; data files hold uint16 ids, so only ids
-// < 65536 can occur in training data.)
+// outside [-1, vocab). (Any vocab up to 2^20 is accepted; uint16 data files hold ids < 65536,
+// uint32 ones (".u32.bin", training/data.h) any.)
 absl::Status ValidateConfig(const ModelConfig& config);
 
 // Largest model anerd handles: 2^40 parameters (16 TiB of fp32 weights), so byte counts of
@@ -116,8 +116,9 @@ struct TrainSpec {
   bool model_from_init = false;
   std::string model_overrides;
   std::string data_path;
-  std::string data_format;  // "tokens" (uint16 LE) | "text" (UTF-8, byte tokens) | "" (by
-                            // extension: .bin = tokens, else text)
+  std::string data_format;  // "tokens" (uint16 LE) | "tokens32" (uint32 LE) | "text" (UTF-8,
+                            // byte tokens) | "" (by suffix: .u32.bin = tokens32, .bin = tokens,
+                            // else text; training/data.h)
   int64_t steps = 1000;     // optimizer steps
   double lr = 3e-4;         // peak learning rate
   double min_lr = 3e-5;     // cosine floor

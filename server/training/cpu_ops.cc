@@ -129,7 +129,7 @@ void GqaReduce(const float* full, int64_t heads, int64_t kv_heads, int64_t head_
   }
 }
 
-void EmbeddingForward(const float* embed, const uint16_t* tokens, int64_t dim, int64_t seq,
+void EmbeddingForward(const float* embed, const uint32_t* tokens, int64_t dim, int64_t seq,
                       float* x) {
   for (int64_t t = 0; t < seq; ++t) {
     const float* row = embed + int64_t{tokens[t]} * dim;
@@ -137,7 +137,7 @@ void EmbeddingForward(const float* embed, const uint16_t* tokens, int64_t dim, i
   }
 }
 
-void EmbeddingBackward(const float* dx, const uint16_t* tokens, int64_t dim, int64_t seq,
+void EmbeddingBackward(const float* dx, const uint32_t* tokens, int64_t dim, int64_t seq,
                        float* dembed) {
   for (int64_t t = 0; t < seq; ++t) {
     float* row = dembed + int64_t{tokens[t]} * dim;
@@ -145,7 +145,7 @@ void EmbeddingBackward(const float* dx, const uint16_t* tokens, int64_t dim, int
   }
 }
 
-double CrossEntropy(float* logits, const uint16_t* targets, int64_t seq, int64_t vocab,
+double CrossEntropy(float* logits, const uint32_t* targets, int64_t seq, int64_t vocab,
                     float grad_scale) {
   double loss = 0;
   const float g = grad_scale / static_cast<float>(seq);

@@ -49,15 +49,15 @@ void GqaReduce(const float* full, int64_t heads, int64_t kv_heads, int64_t head_
                float* kv);
 
 // x[d][t] = E[tok[t]][d] for E [V][D]. Tokens must be < V (checked at data load).
-void EmbeddingForward(const float* embed, const uint16_t* tokens, int64_t dim, int64_t seq,
+void EmbeddingForward(const float* embed, const uint32_t* tokens, int64_t dim, int64_t seq,
                       float* x);
 // dE[tok[t]][d] += dx[d][t].
-void EmbeddingBackward(const float* dx, const uint16_t* tokens, int64_t dim, int64_t seq,
+void EmbeddingBackward(const float* dx, const uint32_t* tokens, int64_t dim, int64_t seq,
                        float* dembed);
 
 // Cross-entropy over rows of logits [S][V] (position-major), targets < V. Replaces `logits` by
 // dlogits = (softmax − onehot)·grad_scale/S and returns the mean loss −log p[target] (double).
-double CrossEntropy(float* logits, const uint16_t* targets, int64_t seq, int64_t vocab,
+double CrossEntropy(float* logits, const uint32_t* targets, int64_t seq, int64_t vocab,
                     float grad_scale);
 
 // Σ g² in double (for the global norm); NaN/inf propagate.

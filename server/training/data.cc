@@ -43,11 +43,13 @@ int Utf8Length(const unsigned char* s, size_t n, size_t i) {
   return len;
 }
 
-absl::Status CheckTokens(const uint16_t* tokens, int64_t n, int vocab, int seq,
-                         const std::string& path) {
+// Every id < vocab, and at least seq + 1 of them.
+absl::Status CheckTokens(const TokenData& d, int vocab, int seq, const std::string& path) {
+  const int64_t n = d.size();
   for (int64_t i = 0; i < n; ++i) {
-    if (tokens[i] >= vocab) {
-      return absl::InvalidArgumentError(absl::StrCat("token data ", path, ": token ", tokens[i],
+    const uint32_t id = d.token(i);
+    if (id >= static_cast<uint32_t>(vocab)) {
+      return absl::InvalidArgumentError(absl::StrCat("token data ", path, ": token ", id,
                                                      " at index ", i,
                                                      " is outside the vocabulary (", vocab, ")"));
     }
@@ -72,6 +74,19 @@ absl::Status TokenData::KeepFirst(int64_t n, int seq) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<DataFormat> ResolveDataFormat(absl::string_view path, absl::string_view format) {
+  if (format == "tokens") return DataFormat::kTokens16;
+  if (format == "tokens32") return DataFormat::kTokens32;
+  if (format == "text") return DataFormat::kText;
+  if (!format.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data_format: '", format, "' is not 'tokens', 'tokens32', 'text' or empty"));
+  }
+  if (absl::EndsWith(path, ".u32.bin")) return DataFormat::kTokens32;
+  if (absl::EndsWith(path, ".bin")) return DataFormat::kTokens16;
+  return DataFormat::kText;
+}
+
 uint64_t SplitMix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -83,12 +98,39 @@ TokenData::~TokenData() {
   if (map_ != nullptr) munmap(map_, map_bytes_);
 }
 
+absl::Status TokenData::MapTokens(const std::string& path, int id_bytes) {
+  ANERD_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path, "token data"));
+  const struct stat& st = file.st;
+  if (st.st_size % id_bytes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token data ", path, " has a size (", st.st_size, " bytes) that is not a multiple of ",
+        id_bytes, "; expected ", id_bytes == 4 ? "uint32" : "uint16", " tokens"));
+  }
+  if (st.st_size > 0) {
+    map_ = mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, file.fd.get(), 0);
+    if (map_ == MAP_FAILED) {
+      map_ = nullptr;
+      return ErrnoStatus("cannot map token data", path);
+    }
+    map_bytes_ = st.st_size;
+  }
+  static const uint32_t kEmpty = 0;  // a valid pointer for an empty file
+  if (id_bytes == 4) {
+    wide_ = map_ != nullptr ? static_cast<const uint32_t*>(map_) : &kEmpty;
+  } else {
+    narrow_ = static_cast<const uint16_t*>(map_);
+  }
+  size_ = st.st_size / id_bytes;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<TokenData>> TokenData::Open(const std::string& path,
                                                            absl::string_view format, int vocab,
                                                            int seq) {
-  const bool tokens = format == "tokens" || (format.empty() && absl::EndsWith(path, ".bin"));
+  ANERD_ASSIGN_OR_RETURN(const DataFormat f, ResolveDataFormat(path, format));
   std::unique_ptr<TokenData> d(new TokenData());
-  if (!tokens) {
+  d->vocab_ = vocab;
+  if (f == DataFormat::kText) {
     if (vocab < 256) {
       return absl::InvalidArgumentError(absl::StrCat(
           "text data needs a vocabulary of at least 256 (byte tokens); the model has ", vocab));
@@ -104,30 +146,22 @@ absl::StatusOr<std::unique_ptr<TokenData>> TokenData::Open(const std::string& pa
       i += len;
     }
     d->owned_.assign(s, s + text.size());
-    d->tokens_ = d->owned_.data();
+    d->narrow_ = d->owned_.data();
     d->size_ = static_cast<int64_t>(d->owned_.size());
   } else {
-    ANERD_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path, "token data"));
-    const struct stat& st = file.st;
-    if (st.st_size % 2 != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("token data ", path, " has an odd size (",
-                                                     st.st_size,
-                                                     " bytes); expected uint16 tokens"));
-    }
-    if (st.st_size > 0) {
-      d->map_ = mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, file.fd.get(), 0);
-      if (d->map_ == MAP_FAILED) {
-        d->map_ = nullptr;
-        return ErrnoStatus("cannot map token data", path);
-      }
-      d->map_bytes_ = st.st_size;
-    }
-    d->tokens_ = static_cast<const uint16_t*>(d->map_);
-    d->size_ = st.st_size / 2;
+    ANERD_RETURN_IF_ERROR(d->MapTokens(path, f == DataFormat::kTokens32 ? 4 : 2));
   }
-  ANERD_RETURN_IF_ERROR(CheckTokens(d->tokens_, d->size_, vocab, seq, path));
+  ANERD_RETURN_IF_ERROR(CheckTokens(*d, vocab, seq, path));
   d->file_size_ = d->size_;
   return d;
+}
+
+void TokenData::Copy(int64_t p, int64_t n, uint32_t* out) const {
+  if (wide_ != nullptr) {
+    std::memcpy(out, wide_ + p, static_cast<size_t>(n) * sizeof(uint32_t));
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) out[i] = narrow_[p + i];
 }
 
 int64_t TokenData::WindowStart(bool random, uint64_t seed, int64_t k, int seq) const {
@@ -140,12 +174,13 @@ int64_t TokenData::WindowStart(bool random, uint64_t seed, int64_t k, int seq) c
   return (k % windows) * seq;
 }
 
-std::vector<uint16_t> TokenData::UsedIds() const {
-  std::vector<bool> seen(65536, false);
-  for (int64_t i = 0; i < size_; ++i) seen[tokens_[i]] = true;
-  std::vector<uint16_t> ids;
-  for (int v = 0; v < 65536; ++v) {
-    if (seen[v]) ids.push_back(static_cast<uint16_t>(v));
+std::vector<uint32_t> TokenData::UsedIds() const {
+  // Every id is < vocab_ (checked at Open), and vocab_ is bounded by the model config.
+  std::vector<bool> seen(static_cast<size_t>(vocab_), false);
+  for (int64_t i = 0; i < size_; ++i) seen[token(i)] = true;
+  std::vector<uint32_t> ids;
+  for (int v = 0; v < vocab_; ++v) {
+    if (seen[v]) ids.push_back(static_cast<uint32_t>(v));
   }
   return ids;
 }

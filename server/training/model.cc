@@ -74,7 +74,7 @@ absl::Status Model::Impl::Compile(backend::NumericsMode numerics, backend::Backe
   return absl::OkStatus();
 }
 
-void Model::Impl::SetCompaction(std::vector<uint16_t> ids) {
+void Model::Impl::SetCompaction(std::vector<uint32_t> ids) {
   compact_ids_ = std::move(ids);
   full_to_compact_.assign(c_.vocab, -1);
   for (size_t i = 0; i < compact_ids_.size(); ++i) full_to_compact_[compact_ids_[i]] = i;
@@ -156,8 +156,8 @@ absl::StatusOr<backend::Tensor> Model::Impl::Run(int k, int l, PhaseTimes* t) {
   return std::move(r.outputs[0].tensor);
 }
 
-absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* tokens,
-                                            const uint16_t* targets, float grad_scale,
+absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint32_t* tokens,
+                                            const uint32_t* targets, float grad_scale,
                                             PhaseTimes* t) {
   const int64_t d = c_.dim, s = c_.seq;
   worker_.Wait();  // a previous pass's tasks read the buffers overwritten below
@@ -182,7 +182,7 @@ absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* toke
   for (int64_t i = 0; i < s; ++i) {
     const int32_t id = compact ? full_to_compact_[targets[i]] : targets[i];
     if (id < 0) return absl::InvalidArgumentError("target token outside the compacted vocabulary");
-    targets_[i] = static_cast<uint16_t>(id);
+    targets_[i] = static_cast<uint32_t>(id);
   }
   logits_.resize(s * vc);
   // Positions split across the two threads: logits rows [b, e) = xf[:, b:e]ᵀ·clsᵀ, then their loss.
@@ -198,7 +198,7 @@ absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint16_t* toke
   return part[0] + part[1];
 }
 
-absl::Status Model::Impl::Backward(const float* p, const uint16_t* tokens, float* g,
+absl::Status Model::Impl::Backward(const float* p, const uint32_t* tokens, float* g,
                                    PhaseTimes* t) {
   const int64_t d = c_.dim, s = c_.seq;
   const bool compact = !compact_ids_.empty();
@@ -269,13 +269,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, 
 
 const ModelConfig& Model::config() const { return impl_->config(); }
 const ParamLayout& Model::layout() const { return impl_->layout(); }
-void Model::SetCompaction(std::vector<uint16_t> ids) { impl_->SetCompaction(std::move(ids)); }
+void Model::SetCompaction(std::vector<uint32_t> ids) { impl_->SetCompaction(std::move(ids)); }
 void Model::StageWeights(const float* params, PhaseTimes* times) {
   impl_->StageWeights(params, times);
 }
 
-absl::StatusOr<double> Model::ForwardBackward(const float* params, const uint16_t* tokens,
-                                              const uint16_t* targets, float grad_scale,
+absl::StatusOr<double> Model::ForwardBackward(const float* params, const uint32_t* tokens,
+                                              const uint32_t* targets, float grad_scale,
                                               float* grads, PhaseTimes* times) {
   double loss = 0;
   {
@@ -287,8 +287,8 @@ absl::StatusOr<double> Model::ForwardBackward(const float* params, const uint16_
   return loss;
 }
 
-absl::StatusOr<double> Model::Loss(const float* params, const uint16_t* tokens,
-                                   const uint16_t* targets, PhaseTimes* times) {
+absl::StatusOr<double> Model::Loss(const float* params, const uint32_t* tokens,
+                                   const uint32_t* targets, PhaseTimes* times) {
   return impl_->Forward(params, tokens, targets, 0.0f, times);
 }
 

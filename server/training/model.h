@@ -111,17 +111,17 @@ class Model {
 
   // Restricts the classifier to `ids` (sorted, distinct, < vocab); empty = full vocabulary. All
   // targets passed later must be in `ids`. Call StageWeights afterwards.
-  void SetCompaction(std::vector<uint16_t> ids);
+  void SetCompaction(std::vector<uint32_t> ids);
   // Copies the parameters into the kernels' weight slots (and the compact classifier).
   void StageWeights(const float* params, PhaseTimes* times);
 
   // One sequence: forward, loss, backward. grads += d(loss·grad_scale)/dparams. Returns the mean
   // cross-entropy over the S positions. Tokens/targets are S ids < vocab.
-  absl::StatusOr<double> ForwardBackward(const float* params, const uint16_t* tokens,
-                                         const uint16_t* targets, float grad_scale, float* grads,
+  absl::StatusOr<double> ForwardBackward(const float* params, const uint32_t* tokens,
+                                         const uint32_t* targets, float grad_scale, float* grads,
                                          PhaseTimes* times);
   // Forward and loss only.
-  absl::StatusOr<double> Loss(const float* params, const uint16_t* tokens, const uint16_t* targets,
+  absl::StatusOr<double> Loss(const float* params, const uint32_t* tokens, const uint32_t* targets,
                               PhaseTimes* times);
 
   // Runs fn(begin, end) over [0, n) split in two halves, the second on the worker thread (after

@@ -100,11 +100,11 @@ class Model::Impl {
         rope_half_(c.rope_style == ModelConfig::RopeStyle::kHalf) {}
 
   absl::Status Compile(backend::NumericsMode numerics, backend::Backend* backend);
-  void SetCompaction(std::vector<uint16_t> ids);
+  void SetCompaction(std::vector<uint32_t> ids);
   void StageWeights(const float* params, PhaseTimes* t);
-  absl::StatusOr<double> Forward(const float* params, const uint16_t* tokens,
-                                 const uint16_t* targets, float grad_scale, PhaseTimes* t);
-  absl::Status Backward(const float* params, const uint16_t* tokens, float* grads, PhaseTimes* t);
+  absl::StatusOr<double> Forward(const float* params, const uint32_t* tokens,
+                                 const uint32_t* targets, float grad_scale, PhaseTimes* t);
+  absl::Status Backward(const float* params, const uint32_t* tokens, float* grads, PhaseTimes* t);
   double Flops() const;
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
     const int64_t mid = n / 2;
@@ -148,10 +148,10 @@ class Model::Impl {
   std::vector<std::vector<std::vector<NamedTensor>>> inputs_;  // [kernel][layer or 0]
   std::vector<LayerState> st_;
   std::vector<float> x_final_, xf_, rinv_final_, logits_, dx0_;
-  std::vector<uint16_t> compact_ids_;     // empty = full vocab
+  std::vector<uint32_t> compact_ids_;     // empty = full vocab
   std::vector<int32_t> full_to_compact_;  // when compacting
   std::vector<float> cembed_, dcembed_;   // compact classifier rows and their gradient
-  std::vector<uint16_t> targets_;         // (compact) targets of the current pass
+  std::vector<uint32_t> targets_;         // (compact) targets of the current pass
   std::vector<float> tmp1_, tmp2_, tmp3_, dx2_;
   std::vector<float> rope_cos_, rope_sin_;  // [S][HD]
   DwWorker worker_;

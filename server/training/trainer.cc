@@ -164,7 +164,9 @@ absl::StatusOr<StepReport> Trainer::Step() {
   for (int micro = 0; micro < spec_.accum; ++micro) {
     const int64_t p =
         data_->WindowStart(spec_.sampling == "random", state_.rng_seed, state_.micro_step, seq);
-    const uint16_t* tokens = data_->tokens() + p;
+    window_.resize(seq + 1);
+    data_->Copy(p, seq + 1, window_.data());
+    const uint32_t* tokens = window_.data();
     ANERD_ASSIGN_OR_RETURN(
         double loss,
         model_->ForwardBackward(params_.data(), tokens, tokens + 1,
@@ -238,8 +240,10 @@ absl::StatusOr<double> Trainer::EvalLoss(int n) {
   PhaseTimes t;
   for (int k = 0; k < n; ++k) {
     const int64_t p = data_->WindowStart(false, 0, k, spec_.model.seq);
-    ANERD_ASSIGN_OR_RETURN(double loss, model_->Loss(params_.data(), data_->tokens() + p,
-                                                     data_->tokens() + p + 1, &t));
+    window_.resize(spec_.model.seq + 1);
+    data_->Copy(p, spec_.model.seq + 1, window_.data());
+    ANERD_ASSIGN_OR_RETURN(double loss,
+                           model_->Loss(params_.data(), window_.data(), window_.data() + 1, &t));
     sum += loss;
   }
   return sum / n;

@@ -108,6 +108,7 @@ class Trainer {
   bool dynamic_scale_ = true;
   std::unique_ptr<TokenData> data_;
   std::unique_ptr<TokenData> val_data_;  // val_data_path's tokens, when evaluating on them
+  std::vector<uint32_t> window_;  // the current micro-step's seq + 1 tokens
   std::unique_ptr<Model> model_;
   std::vector<float> params_, grads_, adam_m_, adam_v_;
   SpanLog* spans_ = nullptr;

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "server/training/data.h"
 
 namespace anerd::training {
 
@@ -16,8 +17,9 @@ absl::StatusOr<int64_t> TokenCountOf(const std::string& path, const std::string&
   if (::stat(path.c_str(), &st) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("cannot read data file ", path));
   }
-  const bool tokens = format == "tokens" || (format.empty() && absl::EndsWith(path, ".bin"));
-  return tokens ? static_cast<int64_t>(st.st_size) / 2 : static_cast<int64_t>(st.st_size);
+  ANERD_ASSIGN_OR_RETURN(const DataFormat f, ResolveDataFormat(path, format));
+  const int64_t width = f == DataFormat::kTokens32 ? 4 : f == DataFormat::kTokens16 ? 2 : 1;
+  return static_cast<int64_t>(st.st_size) / width;
 }
 
 absl::Status ResolveValidationSplit(TrainSpec* spec) {

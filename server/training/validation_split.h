@@ -21,7 +21,7 @@
 
 namespace anerd::training {
 
-// Tokens in data file `path` read as `format` ("tokens" | "text" | "" by extension), from its size.
+// Tokens in data file `path` read as `format` (training/data.h ResolveDataFormat), from its size.
 absl::StatusOr<int64_t> TokenCountOf(const std::string& path, const std::string& format);
 
 // Fills train_tokens, val_begin and val_end of `spec` (all 0 when it names no held-out data).

@@ -163,6 +163,56 @@ TEST(HfTokenizer, Gpt2StyleByteLevelRegexAndBosFromTemplate) {
   EXPECT_EQ(Text(**t, {301, 32, 300, 32, 'c'}), " ab c");
 }
 
+// The NFC normalizer composes before byte-level BPE, as the tokenizers library does: "e" +
+// U+0301 (combining acute) becomes U+00E9, whose bytes C3 A9 are the byte-level characters
+// "Ã" "©", merged into id 3. Without a normalizer the decomposed text stays e (0), then CC 81:
+// "Ì" (4) and GPT-2's character for byte 0x81, U+0123 "ģ" (5).
+std::string NfcJson(const std::string& normalizer) {
+  return R"({"pre_tokenizer": {"type": "ByteLevel", "use_regex": false}, "normalizer": )" +
+         normalizer + R"(, "model": {"type": "BPE", "vocab": {"e": 0, "\u00c3": 1, "\u00a9": 2,
+         "\u00c3\u00a9": 3, "\u00cc": 4, "\u0123": 5}, "merges": ["\u00c3 \u00a9"]}})";
+}
+
+TEST(HfTokenizer, NfcNormalizerComposesBeforeBpe) {
+  const std::string decomposed =
+      "e\xCC\x81"
+      "e";  // e U+0301 e
+  const std::string composed =
+      "\xC3\xA9"
+      "e";  // U+00E9 e
+  for (const std::string normalizer :
+       {R"({"type": "NFC"})", R"({"type": "Sequence", "normalizers": [{"type": "NFC"}]})"}) {
+    SCOPED_TRACE(normalizer);
+    absl::StatusOr<std::unique_ptr<Tokenizer>> t = LoadTokenizer("hf", NfcJson(normalizer), "n");
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_THAT(Ids(**t, decomposed), ElementsAre(3, 0));
+    EXPECT_THAT(Ids(**t, composed), ElementsAre(3, 0));
+    EXPECT_EQ(Text(**t, {3, 0}), composed);
+  }
+  absl::StatusOr<std::unique_ptr<Tokenizer>> plain = LoadTokenizer("hf", NfcJson("null"), "n");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_THAT(Ids(**plain, decomposed), ElementsAre(0, 4, 5, 0));
+}
+
+TEST(HfTokenizer, NormalizersOtherThanNfcAreRefusedNamingTheField) {
+  struct Case {
+    const char* normalizer;
+    const char* field;
+  };
+  for (const Case& c : {
+           Case{R"({"type": "NFKC"})", "normalizer \"NFKC\" is not implemented"},
+           Case{R"({"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Lowercase"}]})",
+                "normalizer.normalizers[1] \"Lowercase\" is not implemented"},
+           Case{R"({"type": "Sequence"})", "normalizer.normalizers is missing"},
+           Case{R"({"kind": "NFC"})", "normalizer without a type"},
+       }) {
+    absl::Status s = LoadTokenizer("hf", NfcJson(c.normalizer), "n.json").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.normalizer;
+    EXPECT_THAT(s.message(), HasSubstr("n.json")) << s;
+    EXPECT_THAT(s.message(), HasSubstr(c.field)) << s;
+  }
+}
+
 TEST(StreamDecoder, DeltasAreWholeUtf8AndAddUpToDecode) {
   for (const std::string& name : {"tiny_tokenizer.bin", "tiny_tokenizer.json"}) {
     SCOPED_TRACE(name);

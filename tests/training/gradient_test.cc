@@ -85,8 +85,8 @@ TEST_P(GradientTest, EveryParameterGroupMatchesFiniteDifferences) {
       w = RoundToHalf(w);  // staged weights are fp16: make staging exact
     }
   }
-  std::vector<uint16_t> tokens(c.seq + 1);
-  for (auto& t : tokens) t = static_cast<uint16_t>(SplitMix64(rng++) % c.vocab);
+  std::vector<uint32_t> tokens(c.seq + 1);
+  for (auto& t : tokens) t = static_cast<uint32_t>(SplitMix64(rng++) % c.vocab);
   std::vector<float> grads(lay.total(), 0.0f);
   PhaseTimes times;
   (*model)->StageWeights(params.data(), &times);

@@ -353,11 +353,11 @@ void ExpectEngineMatchesTorch(const char* kind, const char* dtype) {
   backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
   auto model = Model::Create(c, c.residual_scale, backend::NumericsMode::kFp32, &cpu);
   ASSERT_TRUE(model.ok()) << model.status();
-  std::vector<uint16_t> tokens(c.seq), t1(c.seq), t2(c.seq);
+  std::vector<uint32_t> tokens(c.seq), t1(c.seq), t2(c.seq);
   for (int i = 0; i < c.seq; ++i) {
-    tokens[i] = static_cast<uint16_t>((7 * i + 3) % c.vocab);
-    t1[i] = static_cast<uint16_t>((5 * i + 1) % c.vocab);
-    t2[i] = static_cast<uint16_t>((11 * i + 9) % c.vocab);
+    tokens[i] = static_cast<uint32_t>((7 * i + 3) % c.vocab);
+    t1[i] = static_cast<uint32_t>((5 * i + 1) % c.vocab);
+    t2[i] = static_cast<uint32_t>((11 * i + 9) % c.vocab);
   }
   PhaseTimes times;
   (*model)->StageWeights(m->params.data(), &times);

@@ -55,7 +55,7 @@ inline void HeadNorm(double* v, int64_t hd, const std::vector<double>& p, int64_
 
 // Mean cross-entropy of the model on (tokens, targets), S = c.seq each.
 inline double ReferenceLoss(const ModelConfig& c, double alpha, const std::vector<double>& p,
-                            const uint16_t* tokens, const uint16_t* targets) {
+                            const uint32_t* tokens, const uint32_t* targets) {
   const ParamLayout lay(c);
   const int64_t S = c.seq, D = c.dim, H = c.hidden, HD = c.head_dim, QD = c.q_dim(),
                 KVD = c.kv_dim();

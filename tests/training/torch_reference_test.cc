@@ -157,8 +157,9 @@ TEST_P(TorchReferenceTest, LossAndGradientsMatch) {
   }
   WriteFloats(dir / "params.bin", params);
   std::ifstream tf(tokens_path, std::ios::binary);
-  std::vector<uint16_t> tokens(c.seq + 1);
-  tf.read(reinterpret_cast<char*>(tokens.data()), tokens.size() * 2);
+  std::vector<uint16_t> file_tokens(c.seq + 1);
+  tf.read(reinterpret_cast<char*>(file_tokens.data()), file_tokens.size() * 2);
+  const std::vector<uint32_t> tokens(file_tokens.begin(), file_tokens.end());
 
   std::vector<float> grads(lay.total(), 0.0f);
   PhaseTimes times;

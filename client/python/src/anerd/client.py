@@ -90,6 +90,7 @@ class Client:
         self.channel = channel
         self.stub = _stub.TypedStub(channel, target) if typed_errors else pb_grpc.AnerdStub(channel)
         self.timeout = timeout
+        self.target = target  # normalised; None when unknown (then treated as local)
         self._metadata = (("authorization", "Bearer " + token),) if token else ()
 
     def close(self):
@@ -157,11 +158,51 @@ class Client:
 
     # ---- Training sessions ----
 
-    def start_training(self, **spec):
+    def start_training(self, upload=None, progress=None, **spec):
         """Starts a session; keyword arguments are TrainingSpec fields (model, data, steps, ...;
-        data_artifact=ID trains on a pushed dataset, val_fraction=F holds out its tail)."""
+        data_artifact=ID trains on a pushed dataset, val_fraction=F holds out its tail).
+
+        `data`, `init` and `val_data` may name local files the daemon cannot read, as
+        `anectl train start` allows: they are pushed first (bytes the daemon already holds are
+        not sent again; `progress(path, done, total)` sees them go) and named by artifact id
+        instead. `upload`: None (default) pushes up front for a TCP daemon, and for a local one
+        only when it refuses a path as outside its data roots; True always pushes local files;
+        False never does (the daemon must read the paths itself)."""
+        remote = self.target is not None and not self.target.startswith("unix:")
+        if upload or (upload is None and remote):
+            self._upload_inputs(spec, progress)
+        try:
+            return self._start(spec)
+        except (errors.AnerdError, grpc.RpcError) as e:
+            if (upload is not None or remote
+                    or errors.code_of(e) != grpc.StatusCode.PERMISSION_DENIED
+                    or "outside the daemon's data roots" not in str(e)
+                    or not self._upload_inputs(spec, progress)):
+                raise
+        return self._start(spec)
+
+    def _start(self, spec):
         request = pb.StartTrainingRequest(spec=pb.TrainingSpec(**spec))
         return self.stub.StartTraining(request, timeout=self.timeout, metadata=self._metadata)
+
+    # (path field, artifact field, artifact kind) of the TrainingSpec inputs a client may upload.
+    _UPLOADABLE = (("data", "data_artifact", "dataset"), ("init", "init_artifact", "model"),
+                   ("val_data", "val_artifact", "dataset"))
+
+    def _upload_inputs(self, spec, progress):
+        """Pushes each input of `spec` that is a local file and names it by artifact id
+        instead (in place). Returns whether any was."""
+        pushed = False
+        for field, artifact_field, kind in self._UPLOADABLE:
+            path = spec.get(field)
+            if not path or not os.path.isfile(path):
+                continue
+            callback = (lambda d, t, p=path: progress(p, d, t)) if progress else None
+            info, _ = self.push(path, kind=kind, progress=callback)
+            del spec[field]
+            spec[artifact_field] = info.id
+            pushed = True
+        return pushed
 
     # ---- Artifacts (datasets, models, tokenizers; the id is the SHA-256 of the bytes) ----
 
@@ -239,6 +280,25 @@ class Client:
         self.stub.DeleteArtifact(pb.DeleteArtifactRequest(id=artifact_id), timeout=self.timeout,
                                  metadata=self._metadata)
 
+    def tokenize_dataset(self, text_artifact, tokenizer_artifact="byte", add_bos=False,
+                         add_eos=False, name="", progress=None):
+        """Tokenizes text dataset `text_artifact` on the daemon with tokenizer artifact
+        `tokenizer_artifact` (an id, or "byte") into a new token dataset artifact. Ids, not
+        files: push local files first. `progress(done, total)` sees the text bytes done. Returns
+        the TokenizeDatasetResult (artifact, tokens, documents, id_bytes, vocab_size)."""
+        request = pb.TokenizeDatasetRequest(text_artifact=text_artifact,
+                                            tokenizer_artifact=tokenizer_artifact,
+                                            add_bos=add_bos, add_eos=add_eos, name=name)
+        result = None
+        for message in self.stub.TokenizeDataset(request, metadata=self._metadata):
+            if progress:
+                progress(message.bytes_done, message.bytes_total)
+            if message.HasField("result"):
+                result = message.result
+        if result is None:
+            raise errors.AnerdError("TokenizeDataset ended without a result")
+        return result
+
     def list_sessions(self):
         return list(self.stub.ListSessions(pb.ListSessionsRequest(), timeout=self.timeout,
                                            metadata=self._metadata).sessions)
@@ -274,6 +334,47 @@ class Client:
         Returns the EvaluateResponse."""
         return self.stub.Evaluate(pb.EvaluateRequest(**request), timeout=timeout,
                                   metadata=self._metadata)
+    def export(self, session_id, dest, format="llama2c", timeout=None):
+        """Writes the session's latest weights as `anectl train export` does: "llama2c" a
+        llama2.c model file `dest`; "hf" a directory `dest` with config.json and
+        model.safetensors; "native" anerd's checkpoint file `dest`. Each file is written to
+        FILE.part and renamed once the stream ended well (nothing is left on an error). Returns
+        the paths written."""
+        if format == "hf":
+            os.makedirs(dest, exist_ok=True)
+        chunks = self.stub.ExportModel(pb.ExportModelRequest(session_id=session_id,
+                                                              format=format),
+                                       timeout=timeout, metadata=self._metadata)
+        parts = []  # (part, final)
+        out = None
+        try:
+            for chunk in chunks:
+                if chunk.file_name or not parts:
+                    name = chunk.file_name or "model.bin"
+                    if name.startswith(".") or "/" in name:
+                        raise errors.AnerdError(
+                            "the daemon sent an export file name that is not a plain name: %r"
+                            % name, grpc.StatusCode.INTERNAL)
+                    target = os.path.join(dest, name) if format == "hf" else dest
+                    if out:
+                        out.close()
+                    parts.append((target + ".part", target))
+                    out = open(parts[-1][0], "wb")
+                out.write(chunk.data)
+            if out:
+                out.close()
+                out = None
+            if not parts:
+                raise errors.AnerdError("the daemon sent no file", grpc.StatusCode.INTERNAL)
+            for part, target in parts:
+                os.replace(part, target)
+            return [target for _, target in parts]
+        finally:
+            if out:
+                out.close()
+            for part, _ in parts:
+                if os.path.exists(part):
+                    os.remove(part)
 
     def watch(self, session_id, from_step=0, from_now=False, timeout=None):
         """Yields SessionEvents until the session leaves the active states (or `timeout`)."""
