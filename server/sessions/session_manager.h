@@ -103,6 +103,13 @@ struct SessionSnapshot {
   std::string error;
 };
 
+// A copy of a running session's weights (CopyLiveWeights).
+struct SessionWeights {
+  training::TrainSpec spec;  // the session's (its model config; ResidualAlpha(spec) applies)
+  std::shared_ptr<const std::vector<float>> params;  // ParamLayout order
+  int64_t step = 0;                                  // optimizer steps the weights have seen
+};
+
 // Queues `work` on backend `backend`'s device executor (server/engine/device_executor.h); `work`
 // later runs on that executor's thread with the admission status and the time it queued. The
 // engine provides it, so sessions need not know the executors.
@@ -136,6 +143,12 @@ class SessionManager {
   // caller deletes it). INVALID_ARGUMENT when the format cannot hold the model.
   void Export(const std::string& id, training::ExportFormat format,
               std::function<void(absl::StatusOr<std::string>)> done);
+
+  // Copies the running trainer's weights in one task queued on the session's executor (between
+  // two steps; the session is otherwise undisturbed); `done` runs on that executor.
+  // FAILED_PRECONDITION "weights: ..." when the session has no trainer in memory (not running).
+  void CopyLiveWeights(const std::string& id,
+                       std::function<void(absl::StatusOr<SessionWeights>)> done);
 
   // Watching. The first sequence number at or after `from_step` (0 = the start).
   absl::StatusOr<uint64_t> SeqForStep(const std::string& id, int64_t from_step);
