@@ -120,6 +120,10 @@ class AnerdService final
   grpc::ServerWriteReactor<v1::DownloadArtifactChunk>* DownloadArtifact(
       grpc::CallbackServerContext* context, const v1::DownloadArtifactRequest* request) override;
 
+  // Text generation (generate_rpcs.cc).
+  grpc::ServerWriteReactor<v1::GenerateEvent>* Generate(
+      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+
   // Weight bytes reserved by uploads that have not been compiled yet (tests, metrics).
   uint64_t upload_bytes_in_flight() const { return spool_->bytes_in_flight(); }
 
@@ -138,6 +142,11 @@ class AnerdService final
   // Replaces the spec's artifact ids (data, init, held-out data) by their stored files, checking
   // that the caller sees each and that its kind fits (INVALID_ARGUMENT naming the field).
   absl::Status ResolveArtifacts(const Caller& caller, training::TrainSpec* spec);
+
+  // Checks that `caller` sees the request's session and artifacts (replacing the artifact ids in
+  // `call` by their stored files) and may name its paths.
+  absl::Status ResolveGenerateSources(const Caller& caller, const v1::GenerateRequest& request,
+                                      engine::GenerateCall* call);
 
   engine::Engine* engine_;  // not owned
   const ServiceOptions options_;
