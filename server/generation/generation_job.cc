@@ -149,11 +149,20 @@ absl::StatusOr<GenerationSummary> GenerationJob::Run(
       break;
     }
     if (i + 1 == spec_.max_tokens) break;
-    if (decoder_->position() >= decoder_->max_context()) {
-      summary.stop_reason = "context";
-      break;
-    }
     t0 = std::chrono::steady_clock::now();
+    if (decoder_->position() >= decoder_->max_context()) {
+      if (!spec_.slide_context) {
+        summary.stop_reason = "context";
+        break;
+      }
+      const size_t keep = std::max<size_t>(1, static_cast<size_t>(decoder_->max_context() / 2));
+      decoder_->Reset();
+      ANERD_ASSIGN_OR_RETURN(
+          logits,
+          decoder_->Prefill(absl::MakeConstSpan(history_).last(std::min(keep, history_.size()))));
+      step_ms = MsSince(t0);
+      continue;
+    }
     ANERD_ASSIGN_OR_RETURN(logits, decoder_->Step(id));
     step_ms = MsSince(t0);
   }

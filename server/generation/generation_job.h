@@ -9,7 +9,9 @@
 // Run: prefill the prompt, then per token: sample from the logits (run.c's Sampler), stop on a
 // stop token (not streamed) or max_tokens, stream the token (its text delta from a
 // tokenizer::StreamDecoder primed with the prompt, so the deltas are whole UTF-8 and concatenate,
-// with the summary's text_tail, to the decoded ids), feed it back. The context ending stops it too.
+// with the summary's text_tail, to the decoded ids), feed it back. A full context stops it, or
+// with slide_context the decoder restarts on the last half of the ids so far (the slide's prefill
+// counts in the next token's time).
 // Timing: prefill_ms is the prompt's Prefill; a token's ms is its sampling plus the Step that
 // produced its logits (none for the first); decode_ms their sum.
 // Thread-safety: one thread at a time; the tokenizer must outlive the job and is only read.
@@ -33,6 +35,9 @@ struct GenerationSpec {
   std::string prompt_text;  // used when prompt_tokens is empty
   std::vector<int32_t> prompt_tokens;
   bool truncate_prompt = false;
+  // When the context is full: false stops ("context"); true keeps its last half (re-running
+  // those positions) and goes on.
+  bool slide_context = false;
   SamplingParams sampling;
   int max_tokens = 128;              // >= 1
   std::vector<int32_t> stop_tokens;  // plus the model's and the tokenizer's eos

@@ -33,6 +33,7 @@ absl::StatusOr<engine::GenerateCall> FromProto(const v1::GenerateRequest& r) {
     return absl::InvalidArgumentError("prompt: give the text or prompt_tokens, not both");
   }
   spec.truncate_prompt = r.truncate_prompt();
+  spec.slide_context = true;  // a full context slides (keeps its last half) rather than stopping
   spec.sampling.temperature = r.has_temperature() ? r.temperature() : 1.0f;
   spec.sampling.top_p = r.has_top_p() ? r.top_p() : 0.9f;
   spec.sampling.top_k = r.top_k();

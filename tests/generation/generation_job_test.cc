@@ -45,13 +45,13 @@ GenerationSpec Greedy(std::vector<int32_t> prompt, int max_tokens) {
   return spec;
 }
 
-struct Run {
+struct Outcome {
   std::vector<TokenEvent> tokens;
   GenerationSummary summary;
 };
 
-Run RunAll(GenerationJob& job, int stop_after = -1) {
-  Run r;
+Outcome RunAll(GenerationJob& job, int stop_after = -1) {
+  Outcome r;
   absl::StatusOr<GenerationSummary> s = job.Run([&](const TokenEvent& e) {
     r.tokens.push_back(e);
     return stop_after < 0 || static_cast<int>(r.tokens.size()) < stop_after;
@@ -94,27 +94,34 @@ TEST(GenerationJobTest, TruncationKeepsTheTailSoThatMaxTokensFit) {
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ((*job)->prompt().size(), 11u);  // 16 - 6 + 1
   EXPECT_EQ((*job)->prompt().back(), 7);
-  Run r = RunAll(**job);
+  Outcome r = RunAll(**job);
   EXPECT_EQ(r.summary.dropped_prompt_tokens, 9);
   EXPECT_EQ(r.tokens.size(), 6u);
 }
 
 TEST(GenerationJobTest, StopsAtMaxTokensTheContextAStopTokenOrTheSink) {
-  Run all = RunAll(**GenerationJob::Create(SmallDecoder(), nullptr, Greedy({1, 2}, 8)));
+  Outcome all = RunAll(**GenerationJob::Create(SmallDecoder(), nullptr, Greedy({1, 2}, 8)));
   ASSERT_EQ(all.tokens.size(), 8u);
   EXPECT_EQ(all.summary.stop_reason, "max_tokens");
 
-  Run ctx = RunAll(**GenerationJob::Create(SmallDecoder(), nullptr, Greedy({1, 2}, 100)));
+  Outcome ctx = RunAll(**GenerationJob::Create(SmallDecoder(), nullptr, Greedy({1, 2}, 100)));
   EXPECT_EQ(ctx.tokens.size(), 15u) << "positions 0..15 fed, the 15th generated is not";
   EXPECT_EQ(ctx.summary.stop_reason, "context");
 
+  GenerationSpec slide = Greedy({1, 2}, 40);
+  slide.slide_context = true;
+  Outcome slid = RunAll(**GenerationJob::Create(SmallDecoder(), nullptr, slide));
+  ASSERT_EQ(slid.tokens.size(), 40u) << "a sliding context goes on past 16 positions";
+  EXPECT_EQ(slid.summary.stop_reason, "max_tokens");
+  for (int i = 0; i < 15; ++i) EXPECT_EQ(slid.tokens[i].id, ctx.tokens[i].id) << i;
+
   GenerationSpec stop = Greedy({1, 2}, 8);
   stop.stop_tokens = {all.tokens[3].id};
-  Run stopped = RunAll(**GenerationJob::Create(SmallDecoder(), nullptr, stop));
+  Outcome stopped = RunAll(**GenerationJob::Create(SmallDecoder(), nullptr, stop));
   EXPECT_EQ(stopped.summary.stop_reason, "stop_token");
   for (const TokenEvent& e : stopped.tokens) EXPECT_NE(e.id, all.tokens[3].id);
 
-  Run sink = RunAll(**GenerationJob::Create(SmallDecoder(), nullptr, Greedy({1, 2}, 8)), 2);
+  Outcome sink = RunAll(**GenerationJob::Create(SmallDecoder(), nullptr, Greedy({1, 2}, 8)), 2);
   EXPECT_EQ(sink.tokens.size(), 2u);
   EXPECT_EQ(sink.summary.stop_reason, "cancelled");
   EXPECT_EQ(sink.tokens[1].id, all.tokens[1].id);
@@ -130,7 +137,7 @@ TEST(GenerationJobTest, TextDeltasConcatenateToTheDecodedIds) {
   absl::StatusOr<std::unique_ptr<GenerationJob>> job =
       GenerationJob::Create(SmallDecoder(), bytes.get(), spec);
   ASSERT_TRUE(job.ok()) << job.status();
-  Run r = RunAll(**job);
+  Outcome r = RunAll(**job);
   std::vector<int32_t> all = {'a', 'b'};
   std::string deltas;
   for (const TokenEvent& e : r.tokens) {
