@@ -10,6 +10,7 @@ const std::vector<Command>& CommandTable() {
       {"probe", "measure the hardware: peak, sram, latency, int8, qos; list and compare results",
        RunProbe},
       {"train", "start, watch, stop, resume and export training sessions", RunTrain},
+      {"generate", "generate text from a session's weights or a model file", RunGenerate},
       {"service", "install, start, stop or remove the launchd/systemd service", RunService},
       {"mil", "check or format MIL programs offline (no daemon)", RunMil},
       {"doctor", "check the OS, daemon, ANE and a canary kernel on every backend", RunDoctor},

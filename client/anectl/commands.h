@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "client/anectl/cli.h"
 
 namespace anerd::anectl {
@@ -17,6 +18,10 @@ int RunVersion(CommandContext& ctx, const std::vector<std::string>& args);
 int RunKernel(CommandContext& ctx, const std::vector<std::string>& args);
 // train_commands.cc
 int RunTrain(CommandContext& ctx, const std::vector<std::string>& args);
+// A session's id from its full id, a unique id prefix or its name.
+absl::StatusOr<std::string> ResolveSessionId(CommandContext& ctx, const std::string& key);
+// generate_commands.cc
+int RunGenerate(CommandContext& ctx, const std::vector<std::string>& args);
 // service_commands.cc
 int RunService(CommandContext& ctx, const std::vector<std::string>& args);
 // mil_commands.cc

@@ -932,6 +932,10 @@ int Trace(CommandContext& ctx, const std::vector<std::string>& args) {
 
 }  // namespace
 
+absl::StatusOr<std::string> ResolveSessionId(CommandContext& ctx, const std::string& key) {
+  return ResolveSession(ctx, key);
+}
+
 int RunTrain(CommandContext& ctx, const std::vector<std::string>& args) {
   static const auto* subcommands = new std::vector<Command>{
       {"start", "start a training session", Start},
