@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the main job on its embedded defaults. Starts anerd on a private temp socket, compiles
 # and runs a kernel, trains the tiny model for a few hundred steps with the live step table, runs a
-# probe, and stops the daemon cleanly.
+# probe, generates a few sentences from the model it trained, and stops the daemon cleanly.
 set -euo pipefail
 BUILD=${1:-build}
 BIN="$(cd "$BUILD/bin" && pwd)"
@@ -50,6 +50,10 @@ VIEW=--table
 
 step "anectl probe latency (dispatch latency of the smallest kernel, in-process and through the socket)"
 "$ANECTL" probe latency
+
+step "anectl generate: a few sentences from the model it just trained (its last checkpoint)"
+"$ANECTL" generate --session demo --prompt "Once upon a time" --max-tokens 300 \
+  --temperature 0.8 --seed 42
 
 step "stopping anerd (SIGTERM)"
 kill -TERM "$PID"
