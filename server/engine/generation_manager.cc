@@ -201,6 +201,8 @@ void GenerationManager::Run(const GenerateCall& call, Generation* generation, co
   } catch (const std::exception& e) {
     result = absl::InternalError(absl::StrCat("generation failed: ", e.what()));
   }
+  // The slot is free before the client hears the outcome, so its next call finds it free.
+  generation->Release();
   done(std::move(result));
 }
 

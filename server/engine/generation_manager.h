@@ -10,7 +10,7 @@
 // `sink` may block (the stream's flow control) and returns false to stop.
 // Slots: at most limits.max_concurrent generations hold a slot; Start refuses with
 // RESOURCE_EXHAUSTED beyond. Cancel frees the slot at once (the thread stops at its next token and
-// ends on its own); a generation's end frees it too.
+// ends on its own); a generation's end frees it before `done` runs.
 // Thread-safety: all public methods may be called from any thread. Shutdown (or the destructor)
 // cancels every generation and waits for their threads.
 #ifndef ANERD_SERVER_ENGINE_GENERATION_MANAGER_H_
