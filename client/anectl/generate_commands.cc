@@ -142,6 +142,7 @@ void Print(const v1::GenerateEvent& e, bool json) {
   } else {
     const v1::GenerateSummary& s = e.summary();
     std::printf("%s\n", s.text_tail().c_str());
+    std::fflush(stdout);  // the text ends before the closing line on stderr
     std::fprintf(stderr,
                  "[%d prompt tokens at %.1f tok/s, %d generated at %.1f tok/s (%s; %s); "
                  "seed %llu]\n",
