@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the main job on its embedded defaults. Starts anerd on a private temp socket, compiles
-# and runs a kernel, trains the tiny model for a few hundred steps with the live step table, runs a
-# probe, and stops the daemon cleanly.
+# and runs a kernel, trains the tiny model for 1500 steps (a few seconds) with the live step table, runs a
+# probe, generates a few sentences from the model it trained, and stops the daemon cleanly.
 set -euo pipefail
 BUILD=${1:-build}
 BIN="$(cd "$BUILD/bin" && pwd)"
@@ -39,17 +39,22 @@ ID=$("$ANECTL" --json kernel compile "$ROOT/examples/kernels/conv1x1/conv.mil" |
 step "anectl kernel run (seeded random input, 200 requests)"
 "$ANECTL" kernel run "$ID" --random --repeat 200
 
-step "anectl train: tiny model, 300 steps on a synthetic story corpus"
+step "anectl train: tiny model, 1500 steps on a synthetic story corpus"
 "$ANECTL" data synth --out "$DEMO/stories.txt" --bytes 300000
 VIEW=--table
 [ -t 1 ] && VIEW=
-"$ANECTL" train start --name demo --data "$DEMO/stories.txt" --steps 300 --checkpoint-every 100 \
+"$ANECTL" train start --name demo --data "$DEMO/stories.txt" --steps 1500 --lr 3e-3 --min-lr 3e-4 \
+  --warmup 50 --checkpoint-every 500 \
   >/dev/null
 "$ANECTL" train watch demo $VIEW
 "$ANECTL" train ls
 
 step "anectl probe latency (dispatch latency of the smallest kernel, in-process and through the socket)"
 "$ANECTL" probe latency
+
+step "anectl generate: a few sentences from the model it just trained (its last checkpoint)"
+"$ANECTL" generate --session demo --prompt "Once upon a time" --max-tokens 300 \
+  --temperature 0.5 --seed 42
 
 step "stopping anerd (SIGTERM)"
 kill -TERM "$PID"

@@ -95,6 +95,10 @@ ABSL_FLAG(int64_t, compile_budget, 0,
           "Compile attempts each backend allows per process before its worker is recycled "
           "(0 = the backend's default: 100 for ane and ane-sim, as the seed; unlimited for cpu)");
 ABSL_FLAG(int32_t, max_sessions, 4, "Most training sessions active at once");
+ABSL_FLAG(int32_t, max_generations, 2, "Most text generations (Generate) running at once");
+ABSL_FLAG(int32_t, max_generate_tokens, 4096, "Most tokens one Generate call may ask for");
+ABSL_FLAG(int64_t, max_generate_context, 8192,
+          "Most positions of one generation's context (its KV cache)");
 ABSL_FLAG(std::vector<std::string>, data_root, {},
           "Directories training data and model files must lie under "
           "(comma-separated; default: $HOME); the state dir, the token file and "
@@ -258,6 +262,9 @@ int main(int argc, char** argv) {
   options.engine.probe_budget.max_gflop = absl::GetFlag(FLAGS_max_probe_gflop);
   options.engine.compile_budget = absl::GetFlag(FLAGS_compile_budget);
   options.engine.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  options.engine.generation_limits.max_concurrent = absl::GetFlag(FLAGS_max_generations);
+  options.engine.generation_limits.max_tokens = absl::GetFlag(FLAGS_max_generate_tokens);
+  options.engine.generation_limits.max_context = absl::GetFlag(FLAGS_max_generate_context);
   options.engine.data_roots = absl::GetFlag(FLAGS_data_root);
   options.engine.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
   options.engine.session_memory_limit_bytes = absl::GetFlag(FLAGS_session_memory_limit_bytes);

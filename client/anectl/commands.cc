@@ -11,6 +11,7 @@ const std::vector<Command>& CommandTable() {
        RunProbe},
       {"train", "start, watch, stop, resume and export training sessions", RunTrain},
       {"eval", "loss and perplexity of a session's checkpoint or a model on data", RunEval},
+      {"generate", "generate text from a session's weights or a model file", RunGenerate},
       {"service", "install, start, stop or remove the launchd/systemd service", RunService},
       {"mil", "check or format MIL programs offline (no daemon)", RunMil},
       {"doctor", "check the OS, daemon, ANE and a canary kernel on every backend", RunDoctor},

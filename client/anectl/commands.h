@@ -22,6 +22,8 @@ int RunTrain(CommandContext& ctx, const std::vector<std::string>& args);
 absl::StatusOr<std::string> ResolveSessionId(CommandContext& ctx, const std::string& key);
 // eval_commands.cc
 int RunEval(CommandContext& ctx, const std::vector<std::string>& args);
+// generate_commands.cc
+int RunGenerate(CommandContext& ctx, const std::vector<std::string>& args);
 // service_commands.cc
 int RunService(CommandContext& ctx, const std::vector<std::string>& args);
 // mil_commands.cc

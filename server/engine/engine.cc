@@ -209,6 +209,11 @@ absl::Status Engine::Init() {
                                                          std::move(submit), backends_->default_name,
                                                          state_store_.get(), session_options);
   ANERD_RETURN_IF_ERROR(sessions_->Init());
+  ANERD_RETURN_IF_ERROR(CheckGenerationLimits(options_.generation_limits));
+  generations_ = std::make_unique<GenerationManager>(
+      sessions_.get(),
+      ClientPathRoots{session_options.data_roots, options_.state_dir, options_.secret_paths},
+      options_.generation_limits);
   if (!store::EnsureSpaceReserve(options_.state_dir)) {
     spdlog::warn(
         "no room for the {} byte space reserve in {}: deletes may fail if the disk fills "
@@ -263,6 +268,8 @@ void Engine::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   if (probes_ != nullptr) probes_->CancelAll();  // a running probe stops within one eval
+  // Generations stop at their next token (a live-weights copy still queued is skipped below).
+  if (generations_ != nullptr) generations_->Shutdown();
   // Sessions checkpoint on their executors first, so they resume where they stopped.
   if (sessions_ != nullptr) sessions_->Shutdown();
   for (auto& [name, executor] : backends_->executors) executor->Shutdown();

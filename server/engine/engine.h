@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/engine/generation_manager.h"
 #include "server/engine/kernel_manager.h"
 #include "server/engine/probe_manager.h"
 #include "server/engine/rule_probe_manager.h"
@@ -56,6 +57,8 @@ struct EngineOptions {
   uint64_t session_memory_limit_bytes = 0;  // --session-memory-limit-bytes; 0 = 3/4 of RAM
   double checkpoint_interval_s = 300;       // --checkpoint-interval-s (sessions/session_manager.h)
   WorkerSettings workers;
+  // --max-generations, --max-generate-tokens, --max-generate-context (generation_manager.h).
+  GenerationLimits generation_limits;
   // --testonly_sim: the simulated ANE's test settings (faults, rules that differ from the
   // table; ane::ParseSimSettings), for in-process backends and every worker alike. "" = none.
   std::string sim_settings;
@@ -125,6 +128,8 @@ class Engine {
   sessions::SessionManager& sessions() { return *sessions_; }
   // Uploaded datasets, models and tokenizers (server/artifacts/artifact_store.h).
   artifacts::ArtifactStore& artifacts() { return *artifacts_; }
+  // Text generations (server/engine/generation_manager.h).
+  GenerationManager& generations() { return *generations_; }
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
   // the daemon's ordered shutdown after the gRPC server has stopped.
@@ -150,6 +155,7 @@ class Engine {
   std::unique_ptr<probes::RuleProbeStore> rule_store_;
   std::unique_ptr<RuleProbeManager> rule_probes_;
   std::unique_ptr<sessions::SessionManager> sessions_;
+  std::unique_ptr<GenerationManager> generations_;  // after sessions_: destroyed before them
   bool shut_down_ = false;
   std::vector<std::string> state_findings_;  // set once by Init
 };

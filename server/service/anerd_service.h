@@ -132,6 +132,10 @@ class AnerdService final
   grpc::ServerWriteReactor<v1::TokenizeDatasetProgress>* TokenizeDataset(
       grpc::CallbackServerContext* context, const v1::TokenizeDatasetRequest* request) override;
 
+  // Text generation (generate_rpcs.cc).
+  grpc::ServerWriteReactor<v1::GenerateEvent>* Generate(
+      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+
   // Weight bytes reserved by uploads that have not been compiled yet (tests, metrics).
   uint64_t upload_bytes_in_flight() const { return spool_->bytes_in_flight(); }
 
@@ -154,6 +158,11 @@ class AnerdService final
   // kind (INVALID_ARGUMENT / NOT_FOUND naming the field).
   absl::StatusOr<artifacts::TokenizeDatasetJob> TokenizeJobFor(
       const Caller& caller, const v1::TokenizeDatasetRequest& request);
+
+  // Checks that `caller` sees the request's session and artifacts (replacing the artifact ids in
+  // `call` by their stored files) and may name its paths.
+  absl::Status ResolveGenerateSources(const Caller& caller, const v1::GenerateRequest& request,
+                                      engine::GenerateCall* call);
 
   engine::Engine* engine_;  // not owned
   const ServiceOptions options_;

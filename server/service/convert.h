@@ -51,6 +51,16 @@ void ToProto(const sessions::SampleRecord& sample, v1::SampleEvent* out);
 void ToProto(const artifacts::ArtifactRecord& record, const std::string& caller_client,
              bool with_owners, v1::ArtifactInfo* out);
 
+// Generation (convert_generate.cc). The request's model and tokenizer fields are copied as the
+// client named them (the service resolves artifacts and checks paths); unset sampling fields take
+// run.c's defaults (temperature 1, top_p 0.9), an unset seed one from the clock, max_tokens 0 is
+// kDefaultGenerateTokens; a full context slides (GenerationSpec::slide_context), so max_tokens,
+// not the model's seq, bounds the output. INVALID_ARGUMENT names a field it refuses.
+inline constexpr int kDefaultGenerateTokens = 128;
+absl::StatusOr<engine::GenerateCall> FromProto(const v1::GenerateRequest& request);
+void ToProto(const generation::TokenEvent& token, v1::GeneratedToken* out);
+void ToProto(const engine::GenerateResult& result, v1::GenerateSummary* out);
+
 }  // namespace anerd::service
 
 #endif  // ANERD_SERVER_SERVICE_CONVERT_H_

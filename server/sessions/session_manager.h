@@ -150,6 +150,13 @@ struct SessionTrace {
 inline constexpr int64_t kMaxTraceSteps = 1000;
 inline constexpr size_t kMaxTraceSpans = 200000;
 
+// A copy of a running session's weights (CopyLiveWeights).
+struct SessionWeights {
+  training::TrainSpec spec;  // the session's (its model config; ResidualAlpha(spec) applies)
+  std::shared_ptr<const std::vector<float>> params;  // ParamLayout order
+  int64_t step = 0;                                  // optimizer steps the weights have seen
+};
+
 // Queues `work` on backend `backend`'s device executor (server/engine/device_executor.h); `work`
 // later runs on that executor's thread with the admission status and the time it queued. The
 // engine provides it, so sessions need not know the executors.
@@ -195,6 +202,11 @@ class SessionManager {
   // session lacks, PERMISSION_DENIED for paths outside the data roots, NOT_FOUND for an unknown
   // session.
   void Evaluate(EvaluateSpec spec, std::function<void(absl::StatusOr<EvaluateResult>)> done);
+  // Copies the running trainer's weights in one task queued on the session's executor (between
+  // two steps; the session is otherwise undisturbed); `done` runs on that executor.
+  // FAILED_PRECONDITION "weights: ..." when the session has no trainer in memory (not running).
+  void CopyLiveWeights(const std::string& id,
+                       std::function<void(absl::StatusOr<SessionWeights>)> done);
 
   // Watching. The first sequence number at or after `from_step` (0 = the start).
   absl::StatusOr<uint64_t> SeqForStep(const std::string& id, int64_t from_step);

@@ -334,6 +334,42 @@ void SessionManager::Export(const std::string& id, training::ExportFormat format
       });
 }
 
+void SessionManager::CopyLiveWeights(const std::string& id,
+                                     std::function<void(absl::StatusOr<SessionWeights>)> done) {
+  // The trainer of `id`, or why there is none (call with mu_ held).
+  auto live = [this, id]() -> absl::StatusOr<Session*> {
+    absl::StatusOr<Session*> s = Find(id);
+    if (s.ok() && (*s)->trainer == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("weights: session ", id, " has no live weights (",
+                       SessionStateName((*s)->state), "); ask for its latest checkpoint"));
+    }
+    return s;
+  };
+  std::string backend;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Session*> s = live();
+    if (!s.ok()) return done(s.status());
+    backend = (*s)->backend;
+  }
+  submit_(backend, "copy weights", [this, live, done](absl::Status admission, absl::Duration) {
+    if (!admission.ok()) return done(admission);
+    SessionWeights weights;
+    try {
+      absl::MutexLock lock(&mu_);
+      absl::StatusOr<Session*> s = live();
+      if (!s.ok()) return done(s.status());
+      weights.spec = (*s)->trainer->spec();
+      weights.params = std::make_shared<const std::vector<float>>((*s)->trainer->params());
+      weights.step = (*s)->step;
+    } catch (const std::bad_alloc&) {
+      return done(absl::ResourceExhaustedError("weights: out of memory copying the weights"));
+    }
+    done(std::move(weights));
+  });
+}
+
 void SessionManager::ExportOnExecutor(
     const std::string& id, const std::string& checkpoint, bool best, const std::string& backend,
     training::ExportFormat format, const std::function<void(absl::StatusOr<std::string>)>& done) {

@@ -385,6 +385,39 @@ class Client:
             if event.WhichOneof("kind") == "state" and event.state not in _ACTIVE_STATES:
                 return
 
+    # ---- Generation ----
+
+    def generate(self, prompt="", *, session_id="", model_artifact="", model_path="",
+                 weights="", tokens=None, tokenizer_artifact="", tokenizer_path="",
+                 tokenizer_kind="", temperature=None, top_p=None, top_k=0,
+                 repetition_penalty=None, seed=None, max_tokens=0, stop_tokens=None,
+                 truncate_prompt=False, max_context=0, backend="", timeout=None):
+        """Generates text on the daemon; yields a GeneratedToken per token as it is produced,
+        then one GenerateSummary (the last event). Give one model source (session_id with
+        weights "latest" or "live", model_artifact, or model_path) and the prompt as text or
+        as `tokens` (ids). Unset sampling fields take run.c's defaults (temperature 1, top_p
+        0.9; temperature 0 is greedy); the same seed gives the same tokens. Errors are typed
+        (anerd.InvalidArgument naming the field, anerd.FailedPrecondition, ...). Dropping the
+        iterator cancels the generation and frees its slot on the daemon."""
+        request = pb.GenerateRequest(
+            session_id=session_id, model_artifact=model_artifact, model_path=model_path,
+            weights=weights, tokenizer_artifact=tokenizer_artifact,
+            tokenizer_path=tokenizer_path, tokenizer_kind=tokenizer_kind, prompt=prompt,
+            prompt_tokens=list(tokens or ()), truncate_prompt=truncate_prompt, top_k=top_k,
+            max_tokens=max_tokens, stop_tokens=list(stop_tokens or ()),
+            max_context=max_context, backend=backend)
+        for field, value in (("temperature", temperature), ("top_p", top_p),
+                             ("repetition_penalty", repetition_penalty), ("seed", seed)):
+            if value is not None:
+                setattr(request, field, value)
+        stream = self.stub.Generate(request, timeout=timeout, metadata=self._metadata)
+        try:
+            for event in stream:
+                yield getattr(event, event.WhichOneof("event"))
+        finally:
+            # Cancels the call now when the caller stopped early (a raw gRPC iterator: cancel).
+            (getattr(stream, "close", None) or stream.cancel)()
+
     # ---- Probes ----
 
     def run_probe(self, probe, grid=None, repeat=0, warmup=None, backend="", timeout=None,
