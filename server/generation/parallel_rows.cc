@@ -13,6 +13,31 @@ namespace {
 
 std::atomic<int> g_threads{0};
 
+// On a loaded machine a helper may lose its core in the middle of a chunk, and the caller then
+// waits a scheduler time slice for it: after kStallsBeforeBackoff such calls in a row, the next
+// kBackoffCalls calls run inline (a token of stories110m makes ~60 calls).
+constexpr auto kStall = std::chrono::microseconds(500);
+constexpr int kStallsBeforeBackoff = 2;
+constexpr int kBackoffCalls = 64;
+std::atomic<int> g_stalls{0}, g_skip{0};
+
+bool BackingOff() {
+  int left = g_skip.load(std::memory_order_relaxed);
+  while (left > 0) {
+    if (g_skip.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
+void NoteStall(bool stalled) {
+  if (!stalled) {
+    g_stalls.store(0, std::memory_order_relaxed);
+  } else if (g_stalls.fetch_add(1, std::memory_order_relaxed) + 1 >= kStallsBeforeBackoff) {
+    g_stalls.store(0, std::memory_order_relaxed);
+    g_skip.store(kBackoffCalls, std::memory_order_relaxed);
+  }
+}
+
 // One call: chunks of [0, n) handed out in order; `seats` helpers may join.
 struct Job {
   RowFn* fn;
@@ -45,8 +70,9 @@ class Pool {
   int helpers() const { return helpers_; }
 
   // Runs `job` with the caller and up to job->seats helpers; false (nothing run) when another
-  // call holds the pool.
-  bool TryRun(Job* job) {
+  // call holds the pool. *stalled: whether the caller waited kStall or more for a helper to finish
+  // its chunk after every chunk was taken (the helper lost its core mid-chunk).
+  bool TryRun(Job* job, bool* stalled) {
     bool idle = false;
     if (!busy_.compare_exchange_strong(idle, true, std::memory_order_acquire)) return false;
     {
@@ -61,7 +87,15 @@ class Pool {
       job_ = nullptr;  // a helper that has not joined yet never will
     }
     // Every chunk is taken; wait for the helpers still running theirs.
-    while (inside_.load(std::memory_order_acquire) != 0) CpuRelax();
+    const auto start = std::chrono::steady_clock::now();
+    for (int spins = 0; inside_.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins < 4096) {
+        CpuRelax();
+      } else {
+        std::this_thread::yield();  // a helper without a core: let it have this one
+      }
+    }
+    *stalled = std::chrono::steady_clock::now() - start >= kStall;
     busy_.store(false, std::memory_order_release);
     return true;
   }
@@ -123,12 +157,14 @@ void ParallelRows(int64_t n, int64_t grain, RowFn fn) {
   if (setting == 1 || n < 2 * grain) return fn(0, n);
   Pool& pool = ThePool();
   const int helpers = setting == 0 ? pool.helpers() : std::min(pool.helpers(), setting - 1);
-  if (helpers == 0) return fn(0, n);
+  if (helpers == 0 || (setting == 0 && BackingOff())) return fn(0, n);
   const int64_t threads = helpers + 1;
   // About four chunks per thread, so a late helper still gets a fair share.
   const int64_t chunk = std::max(grain, (n + 4 * threads - 1) / (4 * threads));
   Job job{&fn, n, chunk, (n + chunk - 1) / chunk, {0}, helpers};
-  if (!pool.TryRun(&job)) fn(0, n);
+  bool stalled = false;
+  if (!pool.TryRun(&job, &stalled)) return fn(0, n);
+  if (setting == 0) NoteStall(stalled);
 }
 
 }  // namespace anerd::generation

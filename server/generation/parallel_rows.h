@@ -11,6 +11,9 @@
 // sleeping on a condition variable: a decoded token makes ~5 calls per layer a fraction of a
 // millisecond apart, and a futex wake-up per call would cost more than the polling.
 //
+// Automatic mode backs off on a loaded machine: when the caller had to wait 0.5 ms or more for a
+// helper that lost its core mid-chunk in two calls in a row, the next 64 calls run inline.
+//
 // fn(begin, end) must be safe to run concurrently on disjoint ranges; each item is computed by
 // exactly one thread, so results do not depend on the thread count. Calls from several threads at
 // once, and nested calls, run inline on the caller when the pool is busy.
@@ -34,8 +37,8 @@ using RowFn = absl::FunctionRef<void(int64_t begin, int64_t end)>;
 void ParallelRows(int64_t n, int64_t grain, RowFn fn);
 
 // Threads ParallelRows may use, the caller included: 0 = automatic (the core count, at most
-// kMaxRowHelpers + 1), 1 = always inline, k = at most k. Returns the previous setting. For the
-// decoder's options, tests and benchmarks.
+// kMaxRowHelpers + 1, with the back-off above), 1 = always inline, k = at most k (no back-off).
+// Returns the previous setting. For the decoder's options, tests and benchmarks.
 int SetRowThreads(int threads);
 
 }  // namespace anerd::generation
