@@ -15,6 +15,8 @@
 #   --steps N         positions, run.c's -n (default 256)
 #   --runs N          runs per model (default 3)
 #   --prompt TEXT     (default "Once upon a time")
+#   --runc-threads N  OMP_NUM_THREADS for run.c (default: unset, OpenMP's all cores)
+#   --anerd-threads N threads of anerd's row pool (default 0: automatic, all cores)
 # MODELS: stories15m (dim 288, 6 layers, 6 heads, seq 256) and/or stories110m (dim 768, 12
 # layers, 12 heads, seq 1024); both by default. Their random weights are written in llama2.c's
 # format (tied classifier) by this script, with the rows of ids 0..258 (unk, bos, eos, byte
@@ -27,6 +29,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="$here/../build" runc="" model="" tok="" steps=256 runs=3 prompt="Once upon a time"
+runc_threads="" anerd_threads=0
 models=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,7 +40,9 @@ while [ $# -gt 0 ]; do
     --steps) steps="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --prompt) prompt="$2"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --runc-threads) runc_threads="$2"; shift 2 ;;
+    --anerd-threads) anerd_threads="$2"; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) models+=("$1"); shift ;;
   esac
@@ -129,8 +134,10 @@ with open(sys.argv[2], "wb") as f:
 PY
 }
 
+[ -n "$runc_threads" ] && export OMP_NUM_THREADS="$runc_threads"
 echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), steps=$steps," \
-     "prompt \"$prompt\", run.c: gcc -O3 -march=native -fopenmp (OMP_NUM_THREADS unset: all cores)"
+     "prompt \"$prompt\", run.c: gcc -O3 -march=native -fopenmp," \
+     "OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset (all cores)}, anerd threads=$anerd_threads (0 = all cores)"
 [ -n "$model" ] && models=("$(basename "$model")")
 for name in "${models[@]}"; do
   if [ -n "$model" ]; then file="$model"; else file="$work/$name.bin"; write_model "$name" "$file"; fi
@@ -138,8 +145,8 @@ for name in "${models[@]}"; do
     load="$(cut -d' ' -f1-3 /proc/loadavg)"
     rc_out="$("$work/run" "$file" -z "$tok" -t 0 -n "$steps" -i "$prompt" 2>"$work/runc.err" \
              >"$work/runc.txt"; grep -o 'achieved tok/s: [0-9.]*' "$work/runc.err" | cut -d' ' -f3)"
-    a="$("$bin" --model "$file" --tokenizer "$tok" --steps "$steps" --prompt "$prompt" \
-          --out-text "$work/anerd.txt")"
+    a="$(env -u OMP_NUM_THREADS "$bin" --model "$file" --tokenizer "$tok" --steps "$steps" \
+          --prompt "$prompt" --threads "$anerd_threads" --out-text "$work/anerd.txt")"
     $py - "$name" "$r" "$load" "$rc_out" "$a" "$work/runc.txt" "$work/anerd.txt" <<'PY'
 import json, sys
 name, run, load, runc, a = sys.argv[1:6]
