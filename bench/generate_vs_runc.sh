@@ -135,7 +135,7 @@ PY
 }
 
 [ -n "$runc_threads" ] && export OMP_NUM_THREADS="$runc_threads"
-echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), steps=$steps," \
+echo "$(getconf _NPROCESSORS_ONLN) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), steps=$steps," \
      "prompt \"$prompt\", run.c: gcc -O3 -march=native -fopenmp," \
      "OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset (all cores)}, anerd threads=$anerd_threads (0 = all cores)"
 [ -n "$model" ] && models=("$(basename "$model")")
