@@ -14,7 +14,8 @@ namespace anerd::generation {
 namespace {
 
 // Eight partial sums per row (lanes c mod 8 over the first cols - cols mod 8 columns), added
-// pairwise, then the tail in order: the same order as the AVX2 kernel below for every row.
+// pairwise, then the tail in order: the AVX2 kernel below sums in the same order (with fused
+// multiply-adds; here the compiler decides).
 float DotPortable(const float* w, const float* x, int64_t cols) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   const int64_t body = cols - cols % 8;
@@ -90,6 +91,11 @@ void MatVecRows(const float* w, const float* x, int64_t cols, int64_t begin, int
 #ifdef ANERD_MATVEC_AVX2
   if (HasAvx2Fma()) return RowsAvx2(w, x, cols, begin, end, y);
 #endif
+  RowsPortable(w, x, cols, begin, end, y);
+}
+
+void MatVecRowsPortable(const float* w, const float* x, int64_t cols, int64_t begin, int64_t end,
+                        float* y) {
   RowsPortable(w, x, cols, begin, end, y);
 }
 

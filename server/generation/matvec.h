@@ -18,6 +18,11 @@ namespace anerd::generation {
 // y[r] = Σ_c w[r·cols + c] · x[c] for r in [begin, end).
 void MatVecRows(const float* w, const float* x, int64_t cols, int64_t begin, int64_t end, float* y);
 
+// MatVecRows with the portable kernel whatever the CPU: what machines without AVX2/FMA run,
+// exposed so that tests on x86 check it too.
+void MatVecRowsPortable(const float* w, const float* x, int64_t cols, int64_t begin, int64_t end,
+                        float* y);
+
 // y [rows] = W [rows][cols] · x [cols], on the row pool.
 void MatVec(const float* w, const float* x, int64_t rows, int64_t cols, float* y);
 

@@ -32,13 +32,16 @@ class RowThreads {
   int previous_;
 };
 
-TEST(MatVecTest, RowsMatchADoubleDotProduct) {
+class MatVecKernelTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(MatVecKernelTest, RowsMatchADoubleDotProduct) {
+  const auto kernel = GetParam() ? MatVecRowsPortable : MatVecRows;
   for (int64_t cols : {1, 7, 8, 9, 16, 23, 64, 100, 288}) {
     for (int64_t rows : {1, 3, 4, 5, 9, 17}) {
       const std::vector<float> w = Random(rows * cols, 11 + cols), x = Random(cols, 3 + rows);
       for (int64_t begin : {int64_t{0}, rows / 2}) {
         std::vector<float> y(rows, -7.0f);
-        MatVecRows(w.data(), x.data(), cols, begin, rows, y.data());
+        kernel(w.data(), x.data(), cols, begin, rows, y.data());
         for (int64_t r = 0; r < rows; ++r) {
           if (r < begin) {
             EXPECT_EQ(y[r], -7.0f) << "row " << r << " outside the range was written";
@@ -55,6 +58,9 @@ TEST(MatVecTest, RowsMatchADoubleDotProduct) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, MatVecKernelTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Portable" : "Dispatched"; });
 
 TEST(MatVecTest, SameResultOnOneOrSeveralThreads) {
   const int64_t rows = 1000, cols = 96;
