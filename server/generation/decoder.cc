@@ -9,6 +9,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/generation/matvec.h"
+#include "server/generation/parallel_rows.h"
 #include "server/training/cpu_ops.h"
 #include "server/training/kernels.h"
 
@@ -17,14 +19,17 @@ namespace {
 
 using training::ModelConfig;
 
-// y [m][n] = W [m][k] · x [k][n] (row-major), a matrix-vector product when n = 1.
+// y [m][n] = W [m][k] · x [k][n] (row-major), rows split over the row pool: the custom
+// matrix-vector kernel when n = 1 (decode), single-threaded cblas GEMMs on row blocks otherwise.
 void MatMul(const float* w, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
-  if (n == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1.0f, w, k, x, 1, 0.0f, y, 1);
-  } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, w, k, x, n, 0.0f, y, n);
-  }
+  if (n == 1) return MatVec(w, x, m, k, y);
+  ParallelRows(m, std::max<int64_t>(16, MatVecGrain(k) / n), [&](int64_t begin, int64_t end) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, end - begin, n, k, 1.0f, w + begin * k,
+                k, x, n, 0.0f, y + begin * n, n);
+  });
 }
+
+float Silu(float a) { return a * (1.0f / (1.0f + std::exp(-a))); }
 
 // run.c's softmax over x[0, n): max-subtracted expf, float sum in order.
 void SoftmaxRow(float* x, int64_t n) {
@@ -111,11 +116,11 @@ void Decoder::RunChunk(absl::Span<const int32_t> tokens) {
   const int64_t n = static_cast<int64_t>(tokens.size()), d = c_.dim;
   const int64_t qd = c_.q_dim(), kvd = c_.kv_dim(), h = c_.hidden;
   for (auto* v : {&x_, &xn_, &o_}) v->resize(d * n);
-  for (auto* v : {&q_, &att_}) v->resize(qd * n);
-  for (auto* v : {&k_, &v_}) v->resize(kvd * n);
+  att_.resize(qd * n);
+  qkv_.resize((qd + 2 * kvd) * n);
   for (auto* v : {&h1_, &h3_}) v->resize(h * n);
   for (auto* v : {&qt_, &hout_}) v->resize(n * c_.head_dim);
-  scores_.resize(n * (pos_ + n));
+  scores_.resize(std::max(n, int64_t{c_.heads}) * (pos_ + n));
   rinv_.resize(n);
   const float* embed = p_ + layout_.embed();
   for (int64_t t = 0; t < n; ++t) {
@@ -131,42 +136,86 @@ void Decoder::Layer(int l, int64_t n) {
   const int64_t d = c_.dim, hd = c_.head_dim, qd = c_.q_dim(), kvd = c_.kv_dim(), h = c_.hidden;
   const float eps = static_cast<float>(c_.norm_eps), alpha = static_cast<float>(c_.residual_scale);
   const bool half = c_.rope_style == ModelConfig::RopeStyle::kHalf;
+  float* q = qkv_.data();
+  float* k = q + qd * n;
+  float* v = k + kvd * n;
   training::RmsNormForward(x_.data(), p_ + w.rms_att, d, n, xn_.data(), rinv_.data(), eps);
-  MatMul(p_ + w.wq, xn_.data(), qd, d, n, q_.data());
-  MatMul(p_ + w.wk, xn_.data(), kvd, d, n, k_.data());
-  MatMul(p_ + w.wv, xn_.data(), kvd, d, n, v_.data());
+  if (w.wk == w.wq + qd * d && w.wv == w.wk + kvd * d) {  // ParamLayout's order: one read
+    MatMul(p_ + w.wq, xn_.data(), qd + 2 * kvd, d, n, q);
+  } else {
+    MatMul(p_ + w.wq, xn_.data(), qd, d, n, q);
+    MatMul(p_ + w.wk, xn_.data(), kvd, d, n, k);
+    MatMul(p_ + w.wv, xn_.data(), kvd, d, n, v);
+  }
   if (c_.qk_norm) {
-    training::HeadRmsNormForward(q_.data(), p_ + w.q_norm, c_.heads, hd, n, eps, q_.data());
-    training::HeadRmsNormForward(k_.data(), p_ + w.k_norm, c_.kv_heads, hd, n, eps, k_.data());
+    training::HeadRmsNormForward(q, p_ + w.q_norm, c_.heads, hd, n, eps, q);
+    training::HeadRmsNormForward(k, p_ + w.k_norm, c_.kv_heads, hd, n, eps, k);
   }
   const float* cos = rope_cos_.data() + pos_ * hd;  // tables start at this call's position
   const float* sin = rope_sin_.data() + pos_ * hd;
-  training::RopeForward(q_.data(), c_.heads, hd, n, cos, sin, half);
-  training::RopeForward(k_.data(), c_.kv_heads, hd, n, cos, sin, half);
+  training::RopeForward(q, c_.heads, hd, n, cos, sin, half);
+  training::RopeForward(k, c_.kv_heads, hd, n, cos, sin, half);
   for (int64_t j = 0; j < c_.kv_heads; ++j) {
     float* kc = KCache(l, j) + pos_ * hd;
     float* vc = VCache(l, j) + pos_ * hd;
     for (int64_t e = 0; e < hd; ++e) {
-      const float* ks = k_.data() + (j * hd + e) * n;
-      const float* vs = v_.data() + (j * hd + e) * n;
+      const float* ks = k + (j * hd + e) * n;
+      const float* vs = v + (j * hd + e) * n;
       for (int64_t t = 0; t < n; ++t) {
         kc[t * hd + e] = ks[t];
         vc[t * hd + e] = vs[t];
       }
     }
   }
-  Attention(l, n);
+  if (n == 1) {
+    AttentionStep(l);
+  } else {
+    Attention(l, n);
+  }
   MatMul(p_ + w.wo, att_.data(), d, qd, n, o_.data());
   for (int64_t i = 0; i < d * n; ++i) x_[i] += alpha * o_[i];
   training::RmsNormForward(x_.data(), p_ + w.rms_ffn, d, n, xn_.data(), rinv_.data(), eps);
-  MatMul(p_ + w.w1, xn_.data(), h, d, n, h1_.data());
-  MatMul(p_ + w.w3, xn_.data(), h, d, n, h3_.data());
-  for (int64_t i = 0; i < h * n; ++i) {
-    const float a = h1_[i];
-    h1_[i] = a * (1.0f / (1.0f + std::exp(-a))) * h3_[i];
+  if (n == 1) {
+    // W1 and W3 rows of the same range in one pass, then SwiGLU on them while they are hot.
+    const float *w1 = p_ + w.w1, *w3 = p_ + w.w3, *xn = xn_.data();
+    float *h1 = h1_.data(), *h3 = h3_.data();
+    ParallelRows(h, MatVecGrain(d), [&](int64_t begin, int64_t end) {
+      MatVecRows(w1, xn, d, begin, end, h1);
+      MatVecRows(w3, xn, d, begin, end, h3);
+      for (int64_t i = begin; i < end; ++i) h1[i] = Silu(h1[i]) * h3[i];
+    });
+  } else {
+    MatMul(p_ + w.w1, xn_.data(), h, d, n, h1_.data());
+    MatMul(p_ + w.w3, xn_.data(), h, d, n, h3_.data());
+    for (int64_t i = 0; i < h * n; ++i) h1_[i] = Silu(h1_[i]) * h3_[i];
   }
   MatMul(p_ + w.w2, h1_.data(), d, h, n, o_.data());
   for (int64_t i = 0; i < d * n; ++i) x_[i] += alpha * o_[i];
+}
+
+void Decoder::AttentionStep(int l) {
+  const int64_t hd = c_.head_dim, total = pos_ + 1, ratio = c_.heads / c_.kv_heads;
+  const float scale = std::sqrt(static_cast<float>(hd));
+  const float* q = qkv_.data();
+  auto heads = [&](int64_t begin, int64_t end) {
+    for (int64_t head = begin; head < end; ++head) {
+      const float* keys = KCache(l, head / ratio);
+      const float* values = VCache(l, head / ratio);
+      float* row = scores_.data() + head * total;
+      MatVecRows(keys, q + head * hd, hd, 0, total, row);  // keys [total][HD] · q
+      for (int64_t p = 0; p < total; ++p) row[p] /= scale;
+      SoftmaxRow(row, total);
+      float* out = att_.data() + head * hd;
+      std::fill(out, out + hd, 0.0f);
+      for (int64_t p = 0; p < total; ++p) {
+        const float a = row[p];
+        const float* vp = values + p * hd;
+        for (int64_t e = 0; e < hd; ++e) out[e] += a * vp[e];
+      }
+    }
+  };
+  // A head reads 2·total·HD cached floats; split only when a chunk is worth handing out.
+  ParallelRows(c_.heads, std::max<int64_t>(1, (16 * 1024) / (2 * total * hd)), heads);
 }
 
 void Decoder::Attention(int l, int64_t n) {
@@ -176,7 +225,7 @@ void Decoder::Attention(int l, int64_t n) {
     const float* keys = KCache(l, head / ratio);
     const float* values = VCache(l, head / ratio);
     for (int64_t e = 0; e < hd; ++e) {
-      const float* qs = q_.data() + (head * hd + e) * n;
+      const float* qs = qkv_.data() + (head * hd + e) * n;
       for (int64_t t = 0; t < n; ++t) qt_[t * hd + e] = qs[t];
     }
     // scores [n][total] = q [n][HD] · keysᵀ; row t attends to positions [0, pos_ + t].

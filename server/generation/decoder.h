@@ -22,7 +22,14 @@
 // DecoderOptions::max_cache_bytes.
 //
 // Activations are channel-major [C][n] over the n positions of a call, as training/cpu_ops.h.
-// Matrix products use cblas; its threading is the process's (OPENBLAS_NUM_THREADS).
+// Speed: a decoded token (n = 1) is memory bound — every weight is read once — so its products
+// are the custom matrix-vector kernel (matvec.h) with rows split over the row pool
+// (parallel_rows.h); Q, K and V are one product over ParamLayout's adjacent wq|wk|wv, W1 and W3
+// one pass (with SwiGLU), and attention reads each head's contiguous cache, heads split over the
+// pool when long. Prefill (n > 1) runs cblas GEMMs on row blocks over the same pool; BLAS itself
+// should be single-threaded (the daemon's ConfigureBlasThreading; OPENBLAS_NUM_THREADS=1).
+// Results do not depend on the thread count (each output is computed by one thread, in a fixed
+// order).
 // Thread-safety: one thread at a time per Decoder; several Decoders may share one parameter array
 // (held by shared_ptr, read-only).
 #ifndef ANERD_SERVER_GENERATION_DECODER_H_
@@ -86,7 +93,8 @@ class Decoder final : public TokenDecoder {
   // holds the last layer's output) and advances pos_.
   void RunChunk(absl::Span<const int32_t> tokens);
   void Layer(int l, int64_t n);      // x_ [D][n] at positions pos_.. in place
-  void Attention(int l, int64_t n);  // q_ and the cache -> att_ [QD][n]
+  void Attention(int l, int64_t n);  // q (qkv_) and the cache -> att_ [QD][n]
+  void AttentionStep(int l);         // the same for n = 1, heads split over the row pool
   float* KCache(int l, int64_t j) {
     return k_cache_.data() + (l * c_.kv_heads + j) * ctx_ * c_.head_dim;
   }
@@ -102,9 +110,10 @@ class Decoder final : public TokenDecoder {
   int64_t pos_ = 0;
   std::vector<float> k_cache_, v_cache_;
   std::vector<float> rope_cos_, rope_sin_;  // [max_context][HD]
-  // Per-call scratch, sized for n positions: x_, xn_ [D][n]; q_, att_ [QD][n]; k_, v_ [KVD][n];
-  // h1_, h3_ [H][n]; o_ [D][n]; qt_ [n][HD], scores_ [n][ctx]; hout_ [n][HD]; logits_ [V].
-  std::vector<float> x_, xn_, q_, att_, k_, v_, h1_, h3_, o_, qt_, scores_, hout_, rinv_, xl_;
+  // Per-call scratch, sized for n positions: x_, xn_ [D][n]; qkv_ = q [QD][n], k [KVD][n],
+  // v [KVD][n] back to back; att_ [QD][n]; h1_, h3_ [H][n]; o_ [D][n]; qt_ [n][HD];
+  // scores_ [max(n, heads)][ctx]; hout_ [n][HD]; logits_ [V].
+  std::vector<float> x_, xn_, qkv_, att_, h1_, h3_, o_, qt_, scores_, hout_, rinv_, xl_;
   std::vector<float> logits_;
 };
 

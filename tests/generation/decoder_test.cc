@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "server/generation/parallel_rows.h"
 #include "server/generation/sampler.h"
 #include "tests/generation/generation_test_util.h"
 
@@ -123,6 +124,27 @@ TEST_P(KvCacheTest, EarlierTokensChangeTheLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Configs, KvCacheTest, ::testing::Values(kLlama, kQwen3),
                          [](const auto& info) { return info.index == 0 ? "Llama" : "Qwen3"; });
+
+// Large enough that the row pool splits every product (rows >= 2 · grain) and, past 64
+// positions, the attention heads: the logits must not depend on how many threads ran them.
+TEST(DecoderThreadsTest, SameLogitsOnOneOrTwoThreads) {
+  const Fixture f =
+      Make("dim=256,hidden=512,layers=2,heads=4,kv_heads=2,vocab=1024,seq=160", /*seed=*/3);
+  std::vector<std::vector<float>> runs[2];
+  for (int threads : {1, 2}) {
+    const int previous = SetRowThreads(threads);
+    std::unique_ptr<Decoder> d = MakeDecoder(f);
+    ASSERT_NE(d, nullptr);
+    std::vector<float> logits = Copy(d->Prefill(std::vector<int32_t>{1, 9, 400, 77, 3}));
+    for (int i = 0; i < 120 && !logits.empty(); ++i) {
+      runs[threads - 1].push_back(logits);
+      logits = Copy(d->Step(SampleArgmax(logits.data(), static_cast<int>(logits.size()))));
+    }
+    SetRowThreads(previous);
+  }
+  ASSERT_EQ(runs[0].size(), 120u);
+  for (size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "step " << i;
+}
 
 TEST(DecoderBoundsTest, RefusesWrongParameterCounts) {
   const Fixture f = Make(kLlama);

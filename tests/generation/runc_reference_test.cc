@@ -2,7 +2,8 @@
 // (runc_reference.py, float64, never anerd's output; issue 20 item 5): the test writes a random
 // llama2.c model file byte by byte (tied + GQA, and untied), anerd loads it (LoadModelFile) and
 // decodes with its KV cache; over 100 generated tokens the greedy tokens must be identical and
-// every step's logits within 1e-4. The Qwen3-shaped variant gives the reference the flat
+// every step's logits within 1e-4, and sampling with top-k = 1 (temperature 0.9) picks the same
+// tokens. The Qwen3-shaped variant gives the reference the flat
 // parameters with a name → (offset, size) manifest and Hugging Face Qwen3's fields (rotate-half
 // RoPE, theta 1e6, QK-norm, eps 1e-6, untied lm_head, head_dim != dim/heads).
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "server/generation/decoder.h"
+#include "server/generation/parallel_rows.h"
 #include "server/generation/sampler.h"
 #include "server/training/model_io.h"
 #include "tests/generation/generation_test_util.h"
@@ -68,6 +70,7 @@ void WriteLlama2c(const std::string& path, const Shape& s) {
 
 struct Greedy {
   std::vector<int> tokens;
+  std::vector<int> top_k1;  // the Sampler's choices with top_k = 1 at temperature 0.9
   std::vector<std::vector<float>> logits;
 };
 
@@ -76,10 +79,19 @@ Greedy Decode(const ModelConfig& c, std::shared_ptr<const std::vector<float>> pa
   absl::StatusOr<std::unique_ptr<Decoder>> d = Decoder::Create(c, std::move(params));
   EXPECT_TRUE(d.ok()) << d.status();
   if (!d.ok()) return g;
+  SamplingParams top_k1;
+  top_k1.temperature = 0.9f;
+  top_k1.top_k = 1;
+  top_k1.seed = 5;
+  absl::StatusOr<Sampler> sampler = Sampler::Create(top_k1, c.vocab);
+  EXPECT_TRUE(sampler.ok()) << sampler.status();
+  if (!sampler.ok()) return g;
   absl::StatusOr<absl::Span<const float>> logits = (*d)->Prefill(kPrompt);
   for (int i = 0; i < kSteps && logits.ok(); ++i) {
     g.logits.emplace_back(logits->begin(), logits->end());
     g.tokens.push_back(SampleArgmax(logits->data(), static_cast<int>(logits->size())));
+    absl::StatusOr<int> k1 = sampler->Sample(*logits, g.tokens);
+    g.top_k1.push_back(k1.ok() ? *k1 : -1);
     logits = (*d)->Step(g.tokens.back());
   }
   EXPECT_TRUE(logits.ok()) << logits.status();
@@ -90,6 +102,7 @@ void ExpectMatches(const Greedy& got, const nlohmann::json& ref) {
   ASSERT_TRUE(ref.is_object()) << "reference output unreadable";
   const std::vector<int> want = ref["tokens"].get<std::vector<int>>();
   EXPECT_EQ(got.tokens, want);
+  EXPECT_EQ(got.top_k1, want) << "top-k = 1 must be greedy";
   ASSERT_EQ(ref["logits"].size(), got.logits.size());
   double worst = 0;
   for (size_t s = 0; s < got.logits.size(); ++s) {
@@ -115,13 +128,10 @@ std::string RunReference(const std::string& py, const testing::TempDir& dir,
   return out;
 }
 
-class Llama2cTest : public ::testing::TestWithParam<bool> {};
-
-TEST_P(Llama2cTest, GreedyMatchesRunC) {
+void ExpectLlama2cMatches(const Shape& shape) {
   const std::string py = testing::NumpyPython();
   if (py.empty()) GTEST_SKIP() << "no python3 with numpy";
   testing::TempDir dir;
-  const Shape shape{64, 96, 3, 4, 2, 96, 128, GetParam()};
   WriteLlama2c(dir / "model.bin", shape);
   absl::StatusOr<training::LoadedModel> m = training::LoadModelFile(dir / "model.bin");
   ASSERT_TRUE(m.ok()) << m.status();
@@ -129,6 +139,20 @@ TEST_P(Llama2cTest, GreedyMatchesRunC) {
   const Greedy got =
       Decode(m->config, std::make_shared<const std::vector<float>>(std::move(m->params)));
   ExpectMatches(got, testing::ReadJson(RunReference(py, dir, "--model " + dir / "model.bin")));
+}
+
+class Llama2cTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(Llama2cTest, GreedyMatchesRunC) {
+  ExpectLlama2cMatches(Shape{64, 96, 3, 4, 2, 96, 128, GetParam()});
+}
+
+// Wide enough (untied, GQA) that the decoder's row pool splits every product and, past 64
+// positions, the attention heads (the small shapes above run inline).
+TEST(Llama2cWideTest, GreedyMatchesRunCOnThePooledPath) {
+  const int previous = SetRowThreads(2);
+  ExpectLlama2cMatches(Shape{256, 512, 2, 4, 2, 512, 128, false});
+  SetRowThreads(previous);
 }
 
 INSTANTIATE_TEST_SUITE_P(Classifier, Llama2cTest, ::testing::Values(true, false),
