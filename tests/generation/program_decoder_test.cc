@@ -300,6 +300,31 @@ TEST(DecodeProgramSetTest, RefusesLanesOutsideSixteenOrThirtyTwo) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A device error (ane-sim failing every compile from the 4th attempt: the decode lane's) is
+// returned as the device gave it, leaves the position where it was, and the decoder goes on in
+// the widths it has.
+TEST(ProgramDecoderDeviceErrorTest, AFailedCompileLeavesThePositionAndTheDecoderUsable) {
+  const Fixture f = Make(kLlama);
+  backend::ane::SimRules rules;
+  rules.faults.compile_fail_from_attempt = 4;
+  backend::ane::AneBackend sim(
+      std::shared_ptr<backend::ane::AneDevice>(backend::ane::CreateSimDevice(rules)),
+      backend::ane::AneBackendOptions{});
+  auto d = MakeProgramDecoder(f, MakeSet(f, &sim));
+  ASSERT_TRUE(d);
+  ASSERT_TRUE(d->Prefill(Prompt(20, f.config.vocab)).ok());   // the 32 bucket: attempts 1-3
+  absl::StatusOr<absl::Span<const float>> step = d->Step(3);  // the 16 lane: attempt 4 fails
+  EXPECT_FALSE(step.ok());
+  EXPECT_EQ(d->position(), 20);
+  EXPECT_EQ(d->programs().programs_compiled(), 3);
+  auto ref = Decoder::Create(f.config, f.params);
+  ASSERT_TRUE(ref.ok());
+  const std::vector<int32_t> more = Prompt(20, f.config.vocab);  // again the 32 bucket
+  ASSERT_TRUE((*ref)->Prefill(Prompt(20, f.config.vocab)).ok());
+  EXPECT_LE(MaxAbsDiff(Copy(d->Prefill(more)), Copy((*ref)->Prefill(more))), kFp16Tolerance);
+  EXPECT_EQ(d->position(), 40);
+}
+
 TEST(ProgramDecoderBoundsTest, RefusesWrongParametersAndBoundsBytesBeforeAllocating) {
   const Fixture f = Make(kLlama);
   backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
