@@ -339,6 +339,22 @@ absl::StatusOr<Kernel> SdpaFwd(const ModelShape& m) {
   return FinishKernel(b, std::move(layout));
 }
 
+absl::StatusOr<Kernel> QkvFwd(const ModelShape& m) {
+  ANERD_RETURN_IF_ERROR(m.Validate());
+  const int64_t s = m.seq, d = m.dim, qd = m.q_dim(), kvd = m.kv_dim();
+  KernelLayout layout =
+      SpatialLayout("qkvFwd", d, {{"xnorm", s}, {"wq_t", qd}, {"wk_t", kvd}, {"wv_t", kvd}}, s,
+                    {{"q", qd}, {"k", kvd}, {"v", kvd}});
+  Builder b;
+  Value x = StartKernel(&b, d, layout.in_spatial);
+  Value xt = ActT(&b, "xn", SliceColumns(&b, "xn", x, 0, s));
+  Value q = StagedMatmul(&b, "q", x, xt, s, qd);
+  Value k = StagedMatmul(&b, "k", x, xt, s + qd, kvd);
+  Value v = StagedMatmul(&b, "v", x, xt, s + qd + kvd, kvd);
+  b.Output(b.Concat("out", {q, k, v}, 1));
+  return FinishKernel(b, std::move(layout));
+}
+
 absl::StatusOr<Kernel> WoFwd(const ModelShape& m) {
   return DynMatmulKernel(m, "woFwd", m.q_dim(), m.dim, "attn_out", "wo_t", "o_out");
 }

@@ -17,6 +17,9 @@
 //              with qk_norm: SP += 2, slot qk_norm[+2) holds the q-norm weights in column 0 and the
 //              k-norm weights in column 1, channels [0,HD) (the rest 0); out += QD+KVD:
 //              q_raw[+QD) k_raw[+KVD), the projections before the norm (for the CPU backward)
+//   qkvFwd     C=D,   SP=S+QD+2KVD: as sdpaFwd's first four slots         out QD+2KVD: q[0,QD)
+//              k[+KVD) v[+KVD), the raw projections (generation: QK-norm, RoPE and attention
+//              against the KV cache run on the CPU; not one of the ten training kernels)
 //   woFwd      C=QD,  SP=S+D:  attn_out[0,S) Woᵀ[S,S+D)                     out D: o_out
 //   ffnFused   C=D,   SP=2S+3H: x2norm[0,S) x2[S,2S) W1ᵀ[2S,+H) W3ᵀ[+H) W2[+H] (W2 as-is, [D][H])
 //              out D+3H: x_next[0,D) = x2 + alpha·W2(silu(W1·x2n)⊙W3·x2n), h1[+H) h3[+H) gate[+H)
@@ -129,6 +132,8 @@ inline void RopeTables(int64_t seq, int64_t head_dim, std::vector<float>* cos,
 absl::StatusOr<mil::WeightFiles> KernelConstants(const ModelShape& shape);
 
 absl::StatusOr<Kernel> SdpaFwd(const ModelShape& shape);
+// sdpaFwd's projections alone (generation, server/generation/decode_programs.h).
+absl::StatusOr<Kernel> QkvFwd(const ModelShape& shape);
 absl::StatusOr<Kernel> WoFwd(const ModelShape& shape);
 // `alpha` scales the FFN branch before the residual add (the dynamic pipeline uses 1/sqrt(2L)).
 absl::StatusOr<Kernel> FfnFused(const ModelShape& shape, double alpha = 1.0);
