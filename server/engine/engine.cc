@@ -85,9 +85,9 @@ absl::Status CheckWorkerSettings(const WorkerSettings& w) {
 absl::Status Engine::CreateBackends() {
   ANERD_RETURN_IF_ERROR(CheckWorkerSettings(options_.workers));
   if (!(options_.checkpoint_interval_s >= 0) || options_.checkpoint_interval_s > 1e9) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--checkpoint-interval-s must be between 0 and 1e9 seconds, got ",
-        options_.checkpoint_interval_s));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint-interval-s must be between 0 and 1e9 seconds, got ",
+                     options_.checkpoint_interval_s));
   }
   if (absl::Status s = backend::ane::ParseSimSettings(options_.sim_settings).status(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--testonly_sim: ", s.message()));
@@ -205,15 +205,15 @@ absl::Status Engine::Init() {
                                            std::function<void(absl::Status, absl::Duration)> work) {
     backends->executors.at(backend)->Submit({}, what, std::move(work));
   };
-  sessions_ = std::make_unique<sessions::SessionManager>(backends_->registry.get(),
-                                                         std::move(submit), backends_->default_name,
+  sessions_ = std::make_unique<sessions::SessionManager>(backends_->registry.get(), submit,
+                                                         backends_->default_name,
                                                          state_store_.get(), session_options);
   ANERD_RETURN_IF_ERROR(sessions_->Init());
   ANERD_RETURN_IF_ERROR(CheckGenerationLimits(options_.generation_limits));
   generations_ = std::make_unique<GenerationManager>(
       sessions_.get(),
       ClientPathRoots{session_options.data_roots, options_.state_dir, options_.secret_paths},
-      options_.generation_limits);
+      options_.generation_limits, backends_->registry.get(), submit);
   if (!store::EnsureSpaceReserve(options_.state_dir)) {
     spdlog::warn(
         "no room for the {} byte space reserve in {}: deletes may fail if the disk fills "

@@ -15,7 +15,9 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "common/tokenizer/tokenizer.h"
+#include "server/engine/executor_decoder.h"
 #include "server/generation/decoder.h"
+#include "server/generation/make_decoder.h"
 #include "server/training/model_io.h"
 #include "spdlog/spdlog.h"
 
@@ -85,23 +87,39 @@ absl::Status CheckGenerationLimits(const GenerationLimits& limits) {
   return absl::OkStatus();
 }
 
-std::vector<std::string> GenerationBackends() { return {"cpu"}; }
+std::vector<std::string> GenerationBackends(const backend::BackendRegistry* registry) {
+  std::vector<std::string> names = {"cpu"};
+  if (registry == nullptr) return names;
+  for (const std::string& name : registry->names()) {
+    if (name != "cpu") names.push_back(name);
+  }
+  return names;
+}
 
 absl::StatusOr<std::unique_ptr<generation::TokenDecoder>> MakeTokenDecoder(
-    const std::string& backend, const training::ModelConfig& config,
+    const std::string& backend, const backend::BackendRegistry* registry,
+    const sessions::SubmitTask& submit, const training::ModelConfig& config,
     std::shared_ptr<const std::vector<float>> params, int64_t max_context,
     int64_t max_cache_bytes) {
+  generation::MakeDecoderOptions options;
+  options.decoder.max_context = max_context;
+  options.decoder.max_cache_bytes = max_cache_bytes;
   if (backend.empty() || backend == "cpu") {
-    generation::DecoderOptions options;
-    options.max_context = max_context;
-    options.max_cache_bytes = max_cache_bytes;
-    ANERD_ASSIGN_OR_RETURN(std::unique_ptr<generation::Decoder> decoder,
-                           generation::Decoder::Create(config, std::move(params), options));
-    return std::unique_ptr<generation::TokenDecoder>(std::move(decoder));
+    return generation::MakeDecoder("cpu", nullptr, config, std::move(params), options);
   }
-  return absl::InvalidArgumentError(absl::StrCat("backend: generation does not run on '", backend,
-                                                 "'; it runs on ",
-                                                 absl::StrJoin(GenerationBackends(), ", ")));
+  backend::Backend* device =
+      registry != nullptr && backend != "cpu" ? registry->Find(backend) : nullptr;
+  if (device == nullptr || submit == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backend: generation does not run on '", backend, "'; it runs on ",
+                     absl::StrJoin(GenerationBackends(registry), ", ")));
+  }
+  ANERD_ASSIGN_OR_RETURN(
+      std::unique_ptr<ExecutorDecoder> decoder,
+      ExecutorDecoder::Create(submit, backend, [&, params = std::move(params)]() mutable {
+        return generation::MakeDecoder(backend, device, config, std::move(params), options);
+      }));
+  return std::unique_ptr<generation::TokenDecoder>(std::move(decoder));
 }
 
 void Generation::Cancel() {
@@ -114,8 +132,14 @@ void Generation::Release() {
 }
 
 GenerationManager::GenerationManager(sessions::SessionManager* sessions, ClientPathRoots roots,
-                                     GenerationLimits limits)
-    : sessions_(sessions), roots_(std::move(roots)), limits_(limits) {}
+                                     GenerationLimits limits,
+                                     const backend::BackendRegistry* registry,
+                                     sessions::SubmitTask submit)
+    : sessions_(sessions),
+      registry_(registry),
+      submit_(std::move(submit)),
+      roots_(std::move(roots)),
+      limits_(limits) {}
 
 GenerationManager::~GenerationManager() { Shutdown(); }
 
@@ -139,9 +163,11 @@ absl::Status GenerationManager::Check(const GenerateCall& call) const {
     return absl::InvalidArgumentError("weights: applies to a session_id only");
   }
   bool known = call.backend.empty();
-  for (const std::string& b : GenerationBackends()) known |= b == call.backend;
+  for (const std::string& b : GenerationBackends(registry_)) known |= b == call.backend;
   if (!known) {
-    return MakeTokenDecoder(call.backend, {}, nullptr, 0, 0).status();
+    return absl::InvalidArgumentError(
+        absl::StrCat("backend: generation does not run on '", call.backend, "'; it runs on ",
+                     absl::StrJoin(GenerationBackends(registry_), ", ")));
   }
   if (call.spec.max_tokens < 1 || call.spec.max_tokens > limits_.max_tokens) {
     return absl::InvalidArgumentError(
@@ -220,9 +246,10 @@ absl::StatusOr<GenerateResult> GenerationManager::Generate(const GenerateCall& c
                          LoadTokenizerFor(call, tokenizer_file, model.trained_on_text));
   int64_t context = call.max_context > 0 ? call.max_context : model.config.seq;
   context = std::min(context, limits_.max_context);
-  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<generation::TokenDecoder> decoder,
-                         MakeTokenDecoder(call.backend, model.config, std::move(model.params),
-                                          context, limits_.max_cache_bytes));
+  ANERD_ASSIGN_OR_RETURN(
+      std::unique_ptr<generation::TokenDecoder> decoder,
+      MakeTokenDecoder(call.backend, registry_, submit_, model.config, std::move(model.params),
+                       context, limits_.max_cache_bytes));
   ANERD_ASSIGN_OR_RETURN(
       std::unique_ptr<generation::GenerationJob> job,
       generation::GenerationJob::Create(std::move(decoder), tok.get(), call.spec));

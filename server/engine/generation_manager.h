@@ -44,12 +44,16 @@ struct GenerationLimits {
 // context above generation::kMaxDecoderContext).
 absl::Status CheckGenerationLimits(const GenerationLimits& limits);
 
-// The backends generation runs on ("cpu" today; a device-program decoder adds its name here).
-std::vector<std::string> GenerationBackends();
+// The backends generation runs on: "cpu" (the fp32 Decoder on the generation's own thread) and
+// every other backend of `registry` (a ProgramDecoder whose calls run on that backend's executor,
+// ExecutorDecoder). `registry` may be null (cpu only).
+std::vector<std::string> GenerationBackends(const backend::BackendRegistry* registry);
 // The decoder of `backend` ("" = cpu) over `params`. INVALID_ARGUMENT "backend: ..." for a name
-// not in GenerationBackends(); the decoder's own errors (decoder.h) otherwise.
+// not in GenerationBackends(registry); the decoder's own errors (decoder.h, program_decoder.h)
+// otherwise. `submit` queues device work for the program decoders.
 absl::StatusOr<std::unique_ptr<generation::TokenDecoder>> MakeTokenDecoder(
-    const std::string& backend, const training::ModelConfig& config,
+    const std::string& backend, const backend::BackendRegistry* registry,
+    const sessions::SubmitTask& submit, const training::ModelConfig& config,
     std::shared_ptr<const std::vector<float>> params, int64_t max_context, int64_t max_cache_bytes);
 
 struct GenerateCall {
@@ -97,8 +101,11 @@ class Generation {
 class GenerationManager {
  public:
   // `sessions` is not owned and must outlive the manager.
+  // `registry` (not owned, may be null: cpu only) and `submit` give the device decoders their
+  // backends and executors.
   GenerationManager(sessions::SessionManager* sessions, ClientPathRoots roots,
-                    GenerationLimits limits);
+                    GenerationLimits limits, const backend::BackendRegistry* registry = nullptr,
+                    sessions::SubmitTask submit = nullptr);
   ~GenerationManager();  // Shutdown()
 
   // Checks what needs no model (INVALID_ARGUMENT naming the field: the source, weights, backend,
@@ -122,6 +129,8 @@ class GenerationManager {
   absl::StatusOr<Loaded> CopyLive(const std::string& session_id, Generation* generation);
 
   sessions::SessionManager* sessions_;
+  const backend::BackendRegistry* registry_;
+  sessions::SubmitTask submit_;
   const ClientPathRoots roots_;
   const GenerationLimits limits_;
   mutable absl::Mutex mu_;

@@ -3,6 +3,7 @@
 // Decoder + Sampler on the same weights; the same seed gives the same tokens; the streamed text
 // deltas concatenate to the decoded ids. generate_check.py covers the Python client: cancelling
 // frees the slot, and every bad input's code and field.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -11,7 +12,10 @@
 #include "common/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/backend/ane/ane_backend.h"
+#include "server/backend/ane/ane_device_sim.h"
 #include "server/generation/decoder.h"
+#include "server/generation/make_decoder.h"
 #include "server/generation/sampler.h"
 #include "server/training/model.h"
 #include "server/training/model_io.h"
@@ -130,6 +134,49 @@ TEST_F(GenerateTest, GreedyFromALlama2cFileMatchesTheInProcessDecoder) {
   EXPECT_EQ(g.summary["generated_tokens"], 64);
   EXPECT_EQ(g.summary["backend"], "cpu");
   EXPECT_GT(g.summary["decode_tokens_per_s"].get<double>(), 0);
+}
+
+// Greedy ids of the program decoder on an in-process ane-sim backend (fp16 programs).
+std::vector<int32_t> ReferenceGreedyOnAneSim(const training::ModelConfig& config,
+                                             std::vector<float> params,
+                                             const std::vector<int32_t>& prompt, int n) {
+  backend::ane::AneBackend sim(
+      std::shared_ptr<backend::ane::AneDevice>(backend::ane::CreateSimDevice()),
+      backend::ane::AneBackendOptions{});
+  absl::StatusOr<std::unique_ptr<generation::TokenDecoder>> decoder = generation::MakeDecoder(
+      "ane-sim", &sim, config, std::make_shared<const std::vector<float>>(std::move(params)));
+  EXPECT_TRUE(decoder.ok()) << decoder.status();
+  if (!decoder.ok()) return {};
+  std::vector<int32_t> out;
+  absl::StatusOr<absl::Span<const float>> logits = (*decoder)->Prefill(prompt);
+  for (int i = 0; i < n && logits.ok(); ++i) {
+    out.push_back(
+        static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) - logits->begin()));
+    if (i + 1 < n) logits = (*decoder)->Step(out.back());
+  }
+  EXPECT_TRUE(logits.ok()) << logits.status();
+  return out;
+}
+
+// On ane-sim the daemon runs the program decoder's calls on the backend's executor (through its
+// worker) and gives the tokens an in-process program decoder on ane-sim gives.
+TEST_F(GenerateTest, OnAneSimTheProgramDecoderGivesTheInProcessTokens) {
+  absl::StatusOr<training::ModelConfig> config =
+      training::ParseCustomConfig("dim=48,hidden=128,layers=2,heads=4,kv_heads=2,vocab=300,seq=96");
+  ASSERT_TRUE(config.ok()) << config.status();
+  std::vector<float> params(training::ParamLayout(*config).total());
+  training::InitParams(*config, 11, params.data());
+  const std::string file = dir_.path() + "/model.bin";
+  ASSERT_TRUE(training::ExportLlama2c(file, *config, params).ok());
+  absl::StatusOr<training::LoadedModel> loaded = training::LoadModelFile(file);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok()) << d.ReadLog();
+  Generated g = Generate(d, {"--model", file, "--tokens", "1,250,7", "--temperature", "0",
+                             "--max-tokens", "32", "--backend", "ane-sim"});
+  EXPECT_EQ(g.summary["backend"], "ane-sim");
+  EXPECT_EQ(g.ids, ReferenceGreedyOnAneSim(loaded->config, loaded->params, {1, 250, 7}, 32));
 }
 
 TEST_F(GenerateTest, TheSameSeedGivesTheSameTokens) {
