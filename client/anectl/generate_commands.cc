@@ -163,8 +163,8 @@ int RunGenerate(CommandContext& ctx, const std::vector<std::string>& args) {
       "gives tokens/s. With --json: one JSON object per token, then a summary object.");
   p.AddString("session", &f.session, "a training session (id, prefix or name)");
   p.AddString("weights", &f.weights,
-              "with --session: latest (its last checkpoint, default) | live (the running "
-              "trainer's weights)");
+              "with --session: latest (its last checkpoint, default) | best (its best-validation "
+              "checkpoint, with --eval-every) | live (the running trainer's weights)");
   p.AddString("model", &f.model,
               "a model file or directory the daemon can read (llama2.c .bin, anerd checkpoint, "
               "Hugging Face dir) or a model artifact id");

@@ -155,9 +155,10 @@ absl::Status GenerationManager::Check(const GenerateCall& call) const {
     return absl::InvalidArgumentError(
         "session_id: name exactly one model source (session_id, model_artifact or model_path)");
   }
-  if (!call.weights.empty() && call.weights != "latest" && call.weights != "live") {
+  if (!call.weights.empty() && call.weights != "latest" && call.weights != "live" &&
+      call.weights != "best") {
     return absl::InvalidArgumentError(
-        absl::StrCat("weights: must be latest or live, got '", call.weights, "'"));
+        absl::StrCat("weights: must be latest, best or live, got '", call.weights, "'"));
   }
   if (!call.weights.empty() && call.session_id.empty()) {
     return absl::InvalidArgumentError("weights: applies to a session_id only");
@@ -283,13 +284,21 @@ absl::StatusOr<GenerationManager::Loaded> GenerationManager::LoadModel(const Gen
   }
   if (call.weights == "live") return CopyLive(call.session_id, generation);
   ANERD_ASSIGN_OR_RETURN(sessions::SessionSnapshot session, sessions_->Get(call.session_id));
+  if (call.weights == "best" && session.best_checkpoint_path.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "weights: session ", call.session_id,
+        " has no best-validation checkpoint (it is written by evaluations: start the run with "
+        "--eval-every N)"));
+  }
   if (session.checkpoint_path.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "session_id: session ", call.session_id, " has no checkpoint yet (",
         sessions::SessionStateName(session.state), "); wait for one, or ask for weights=live"));
   }
   ANERD_ASSIGN_OR_RETURN(training::Checkpoint ckpt,
-                         training::ReadCheckpoint(session.checkpoint_path));
+                         training::ReadCheckpoint(call.weights == "best"
+                                                      ? session.best_checkpoint_path
+                                                      : session.checkpoint_path));
   model.config = ConfigOf(ckpt.spec);
   model.params = std::make_shared<const std::vector<float>>(std::move(ckpt.params));
   model.trained_on_text = TrainedOnText(ckpt.spec);

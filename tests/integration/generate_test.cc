@@ -216,7 +216,8 @@ TEST_F(GenerateTest, AnectlNamesTheBadField) {
       {{"--prompt", std::string(100, 'a')}, "prompt: 100 tokens do not fit the context of 64"},
       {{"--max-tokens", "100000"}, "max_tokens"},
       {{"--backend", "tpu"}, "backend"},
-      {{"--weights", "best"}, "weights"},
+      {{"--weights", "best"}, "weights: session"},
+      {{"--weights", "best"}, "--eval-every"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> args = {"generate", "--session", id};
