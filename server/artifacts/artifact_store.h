@@ -9,7 +9,8 @@
 // place and then writes the rows in one transaction. A PendingArtifact destroyed without Commit
 // (a cut stream) unlinks its file. A blob renamed into place whose rows never landed (a kill
 // between the two) has no row and is removed by the next Open, so nothing is ever half-visible:
-// lists and lookups read only the tables.
+// lists and lookups read only the tables. The upload RPC does the appending and committing on a
+// thread of its own (upload_writer.h).
 //
 // Owners: like kernels, an artifact may have several owners (each with its own name for it);
 // Release drops one and the bytes go with the last. Quotas (count and bytes per owner, 0 =
