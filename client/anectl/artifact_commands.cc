@@ -36,12 +36,6 @@ std::string Created(int64_t unix_ms) {
   return absl::FormatTime("%Y-%m-%d %H:%M", absl::FromUnixMillis(unix_ms), absl::LocalTimeZone());
 }
 
-int ParseOrExit(ArgParser& parser, const std::vector<std::string>& args, bool* done) {
-  const ArgParser::Result r = parser.Parse(args);
-  *done = r != ArgParser::Result::kOk;
-  return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
-}
-
 int Push(CommandContext& ctx, const std::string& group, const std::string& default_kind,
          const std::vector<std::string>& args) {
   std::string file, name, kind = default_kind;
@@ -54,8 +48,7 @@ int Push(CommandContext& ctx, const std::string& group, const std::string& defau
                    "a label (default: the file's base name; for datasets a .bin "
                    "name means uint16 tokens, anything else UTF-8 text)");
   parser.AddString("kind", &kind, "dataset, model or tokenizer");
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
   absl::StatusOr<client::AnerdClient*> client = ctx.Client();
   if (!client.ok()) return ctx.Fail(client.status());
   absl::StatusOr<client::PushResult> pushed;
@@ -84,8 +77,7 @@ int List(CommandContext& ctx, const std::string& group, const std::string& kind,
          const std::vector<std::string>& args) {
   ArgParser parser(absl::StrCat("anectl ", group, " ls [--json]"),
                    absl::StrCat("Lists your ", kind, " artifacts on the daemon, newest first."));
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
   absl::StatusOr<client::AnerdClient*> client = ctx.Client();
   if (!client.ok()) return ctx.Fail(client.status());
   v1::ListArtifactsRequest request;
@@ -125,8 +117,7 @@ int Show(CommandContext& ctx, const std::string& group, const std::vector<std::s
   ArgParser parser(absl::StrCat("anectl ", group, " show ID [--json]"),
                    "Shows one artifact (ID or an unambiguous prefix).");
   parser.AddPositional("ID", &id, "artifact id or prefix");
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
   client::AnerdClient* client = nullptr;
   absl::StatusOr<std::string> full = ResolveId(ctx, id, &client);
   if (!full.ok()) return ctx.Fail(full.status());
@@ -154,8 +145,7 @@ int Remove(CommandContext& ctx, const std::string& group, const std::vector<std:
   ArgParser parser(absl::StrCat("anectl ", group, " rm ID"),
                    "Deletes your artifact (the bytes go when no other client owns them).");
   parser.AddPositional("ID", &id, "artifact id or prefix");
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
   client::AnerdClient* client = nullptr;
   absl::StatusOr<std::string> full = ResolveId(ctx, id, &client);
   if (!full.ok()) return ctx.Fail(full.status());
@@ -177,8 +167,7 @@ int Pull(CommandContext& ctx, const std::string& group, const std::vector<std::s
   parser.AddPositional("ID", &id, "artifact id or prefix");
   parser.AddString("o", &out, "output file");
   parser.AddString("out", &out, "output file (same as -o)");
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
   if (out.empty()) {
     std::fprintf(stderr, "anectl: -o FILE is required\n");
     return kExitUsage;
