@@ -22,12 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "bench/echo.grpc.pb.h"
+#include "bench/bench_server.h"
 #include "client/lib/artifacts.h"
-#include "client/lib/client.h"
-#include "grpcpp/grpcpp.h"
-#include "server/engine/engine.h"
-#include "server/service/anerd_service.h"
 
 namespace anerd::bench {
 namespace {
@@ -49,57 +45,15 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-class SinkImpl final : public Echo::CallbackService {
-  grpc::ServerReadReactor<Blob>* Sink(grpc::CallbackServerContext*, Blob* out) override {
-    class Reader : public grpc::ServerReadReactor<Blob> {
-     public:
-      explicit Reader(Blob* out) : out_(out) { StartRead(&msg_); }
-      void OnReadDone(bool ok) override {
-        if (!ok) {
-          out_->set_data(std::to_string(bytes_));
-          Finish(grpc::Status::OK);
-          return;
-        }
-        bytes_ += msg_.data().size();
-        StartRead(&msg_);
-      }
-      void OnDone() override { delete this; }
-
-     private:
-      Blob* out_;
-      Blob msg_;
-      uint64_t bytes_ = 0;
-    };
-    return new Reader(out);
-  }
-};
-
 int Main(int argc, char** argv) {
   int64_t mb = 256, rounds = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--mb") == 0) mb = std::atoll(argv[i + 1]);
     if (std::strcmp(argv[i], "--rounds") == 0) rounds = std::atoll(argv[i + 1]);
   }
-  const std::string dir =
-      std::filesystem::temp_directory_path() / ("anerd-artifact-bench-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir + "/state");
-  engine::EngineOptions eo;
-  eo.state_dir = dir + "/state";
-  auto engine = *engine::Engine::Create(eo);
-  service::AnerdService anerd_service(engine.get());
-  SinkImpl sink_service;
-  grpc::ServerBuilder builder;
-  builder.SetMaxReceiveMessageSize(INT32_MAX);
-  builder.AddListeningPort("unix:" + dir + "/a.sock", grpc::InsecureServerCredentials());
-  builder.RegisterService(&anerd_service);
-  builder.RegisterService(&sink_service);
-  auto server = builder.BuildAndStart();
-  client::ClientOptions co;
-  co.endpoint.path = dir + "/a.sock";
-  co.timeout = absl::Seconds(600);
-  auto client = client::AnerdClient::Create(co);
-  auto channel = grpc::CreateChannel("unix:" + dir + "/a.sock", grpc::InsecureChannelCredentials());
-  auto sink_stub = Echo::NewStub(channel);
+  std::unique_ptr<BenchServer> server = BenchServer::Start("anerd-artifact-bench");
+  if (server == nullptr) return 1;
+  const std::string& dir = server->dir();
 
   std::string bytes(static_cast<size_t>(mb) << 20, '\0');
   std::mt19937_64 gen(1);
@@ -123,7 +77,8 @@ int Main(int argc, char** argv) {
     absl::StatusOr<std::string> sha = client::HashFile(file);
     const auto t1 = Clock::now();
     const double c1 = CpuMs();
-    absl::StatusOr<client::PushResult> pushed = client::PushFile(*client, file, "dataset", "");
+    absl::StatusOr<client::PushResult> pushed =
+        client::PushFile(server->client(), file, "dataset", "");
     const auto t2 = Clock::now();
     const double c2 = CpuMs();
     if (!sha.ok() || !pushed.ok() || pushed->bytes_sent != bytes.size()) {
@@ -133,7 +88,7 @@ int Main(int argc, char** argv) {
     {
       grpc::ClientContext ctx;
       Blob out;
-      auto w = sink_stub->Sink(&ctx, &out);
+      auto w = server->echo().Sink(&ctx, &out);
       Blob chunk;
       for (size_t off = 0; off < bytes.size(); off += kChunk) {
         chunk.set_data(bytes.data() + off, std::min(kChunk, bytes.size() - off));
@@ -149,7 +104,7 @@ int Main(int argc, char** argv) {
     push_ms.push_back(Ms(t2 - t1));
     stream_ms.push_back(Ms(t2 - t1) - Ms(t1 - t0));
     raw_ms.push_back(Ms(t3 - t2));
-    (void)engine->artifacts().Delete(pushed->info.id());  // keep the disk use to one copy
+    (void)server->engine().artifacts().Delete(pushed->info.id());  // keep the disk use to one copy
   }
   const double size_mb = static_cast<double>(bytes.size()) / 1e6;
   std::printf("artifact upload of %.0f MB, median of %lld rounds:\n", size_mb,
@@ -164,9 +119,6 @@ int Main(int argc, char** argv) {
               Median(raw_ms) / Median(push_ms), Median(raw_ms) / Median(stream_ms));
   std::printf("  process CPU time: push %.0f ms, raw %.0f ms (ratio %.2f)\n", Median(push_cpu),
               Median(raw_cpu), Median(raw_cpu) / Median(push_cpu));
-  server->Shutdown();
-  engine->Shutdown();
-  std::filesystem::remove_all(dir);
   return 0;
 }
 
