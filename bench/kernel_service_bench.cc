@@ -9,55 +9,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "bench/echo.grpc.pb.h"
-#include "client/lib/client.h"
+#include "bench/bench_server.h"
 #include "common/mil/blob_writer.h"
-#include "grpcpp/grpcpp.h"
-#include "server/engine/engine.h"
-#include "server/service/anerd_service.h"
 
 namespace anerd::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double Us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-class EchoImpl final : public Echo::CallbackService {
-  grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* ctx, const Blob* in,
-                                 Blob* out) override {
-    out->set_data(in->data());
-    auto* r = ctx->DefaultReactor();
-    r->Finish(grpc::Status::OK);
-    return r;
-  }
-  grpc::ServerReadReactor<Blob>* Sink(grpc::CallbackServerContext*, Blob* out) override {
-    class Reader : public grpc::ServerReadReactor<Blob> {
-     public:
-      explicit Reader(Blob* out) : out_(out) { StartRead(&msg_); }
-      void OnReadDone(bool ok) override {
-        if (!ok) {
-          out_->set_data(std::to_string(bytes_));
-          Finish(grpc::Status::OK);
-          return;
-        }
-        bytes_ += msg_.data().size();
-        StartRead(&msg_);
-      }
-      void OnDone() override { delete this; }
-
-     private:
-      Blob* out_;
-      Blob msg_;
-      uint64_t bytes_ = 0;
-    };
-    return new Reader(out);
-  }
-};
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -97,26 +60,10 @@ int Main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--weights_mb") == 0) weights_mb = std::atoll(argv[i + 1]);
     if (std::strcmp(argv[i], "--evals") == 0) evals = std::atoll(argv[i + 1]);
   }
-  const std::string dir =
-      std::filesystem::temp_directory_path() / ("anerd-bench-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir + "/state");
-  engine::EngineOptions eo;
-  eo.state_dir = dir + "/state";
-  auto engine = *engine::Engine::Create(eo);
-  service::AnerdService anerd_service(engine.get());
-  EchoImpl echo;
-  grpc::ServerBuilder builder;
-  builder.SetMaxReceiveMessageSize(INT32_MAX);
-  builder.AddListeningPort("unix:" + dir + "/a.sock", grpc::InsecureServerCredentials());
-  builder.RegisterService(&anerd_service);
-  builder.RegisterService(&echo);
-  auto server = builder.BuildAndStart();
-  client::ClientOptions co;
-  co.endpoint.path = dir + "/a.sock";
-  co.timeout = absl::Seconds(600);
-  auto client = client::AnerdClient::Create(co);
-  auto channel = grpc::CreateChannel("unix:" + dir + "/a.sock", grpc::InsecureChannelCredentials());
-  auto echo_stub = Echo::NewStub(channel);
+  std::unique_ptr<BenchServer> server = BenchServer::Start("anerd-bench");
+  if (server == nullptr) return 1;
+  client::AnerdClient* client = &server->client();
+  Echo::Stub* echo_stub = &server->echo();
 
   // (a) tiny evaluation vs echo of the same sizes (request tensor 2 KiB, response 2 KiB).
   v1::CompileKernelHeader header;
@@ -207,9 +154,6 @@ int Main(int argc, char** argv) {
       "(c) weight upload %.0f MB/s vs raw streaming %.0f MB/s: ratio %.2f (target >= 0.7)\n",
       mb / Median(upload_ms) * 1000, mb / Median(sink_ms) * 1000,
       Median(sink_ms) / Median(upload_ms));
-  server->Shutdown();
-  engine->Shutdown();
-  std::filesystem::remove_all(dir);
   return 0;
 }
 

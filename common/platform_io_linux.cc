@@ -1,4 +1,5 @@
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -10,6 +11,12 @@
 namespace anerd {
 
 int CreateAnonymousSharedMemory() { return memfd_create("anerd-arena", MFD_CLOEXEC); }
+
+bool SetUncachedWrites(int fd, bool uncached) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return false;
+  return fcntl(fd, F_SETFL, uncached ? (flags | O_DIRECT) : (flags & ~O_DIRECT)) == 0;
+}
 
 void CloseDescriptorsExcept(int keep1, int keep2) {
   DIR* dir = opendir("/proc/self/fd");

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <random>
 #include <string>
 
@@ -20,6 +21,17 @@ int CreateAnonymousSharedMemory() {
     fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
   return fd;
+}
+
+bool SetUncachedWrites(int fd, bool uncached) {
+#ifdef F_NOCACHE
+  return fcntl(fd, F_NOCACHE, uncached ? 1 : 0) != -1;
+#else
+  (void)fd;
+  (void)uncached;
+  errno = ENOTSUP;
+  return false;
+#endif
 }
 
 void CloseDescriptorsExcept(int keep1, int keep2) {

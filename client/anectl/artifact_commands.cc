@@ -36,12 +36,6 @@ std::string Created(int64_t unix_ms) {
   return absl::FormatTime("%Y-%m-%d %H:%M", absl::FromUnixMillis(unix_ms), absl::LocalTimeZone());
 }
 
-int ParseOrExit(ArgParser& parser, const std::vector<std::string>& args, bool* done) {
-  const ArgParser::Result r = parser.Parse(args);
-  *done = r != ArgParser::Result::kOk;
-  return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
-}
-
 int Push(CommandContext& ctx, const std::string& group, const std::string& default_kind,
          const std::vector<std::string>& args) {
   std::string file, name, kind = default_kind;
@@ -54,8 +48,7 @@ int Push(CommandContext& ctx, const std::string& group, const std::string& defau
                    "a label (default: the file's base name; for datasets a .bin "
                    "name means uint16 tokens, anything else UTF-8 text)");
   parser.AddString("kind", &kind, "dataset, model or tokenizer");
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
   absl::StatusOr<client::AnerdClient*> client = ctx.Client();
   if (!client.ok()) return ctx.Fail(client.status());
   absl::StatusOr<client::PushResult> pushed;
@@ -84,8 +77,7 @@ int List(CommandContext& ctx, const std::string& group, const std::string& kind,
          const std::vector<std::string>& args) {
   ArgParser parser(absl::StrCat("anectl ", group, " ls [--json]"),
                    absl::StrCat("Lists your ", kind, " artifacts on the daemon, newest first."));
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
   absl::StatusOr<client::AnerdClient*> client = ctx.Client();
   if (!client.ok()) return ctx.Fail(client.status());
   v1::ListArtifactsRequest request;
@@ -111,13 +103,34 @@ int List(CommandContext& ctx, const std::string& group, const std::string& kind,
   return kExitOk;
 }
 
-// Resolves the ID positional of show/rm/pull.
-absl::StatusOr<std::string> ResolveId(CommandContext& ctx, const std::string& prefix,
-                                      client::AnerdClient** client) {
+// The artifact a show/rm/pull names: the client to ask, and the full id its ID (any unambiguous
+// prefix) resolved to.
+struct ArtifactRef {
+  client::AnerdClient* client = nullptr;
+  std::string id;
+};
+
+absl::StatusOr<ArtifactRef> Resolve(CommandContext& ctx, const std::string& prefix) {
   absl::StatusOr<client::AnerdClient*> c = ctx.Client();
   if (!c.ok()) return c.status();
-  *client = *c;
-  return client::ResolveArtifactId(**c, prefix);
+  absl::StatusOr<std::string> id = client::ResolveArtifactId(**c, prefix);
+  if (!id.ok()) return id.status();
+  return ArtifactRef{*c, *std::move(id)};
+}
+
+// Calls the unary artifact RPC `rpc` (e.g. &v1::Anerd::Stub::GetArtifact) with a request naming
+// `ref.id`; a failure comes back described for the user (client::DescribeCallError).
+template <typename Request, typename Response>
+absl::Status CallOn(const ArtifactRef& ref,
+                    grpc::Status (v1::Anerd::Stub::*rpc)(grpc::ClientContext*, const Request&,
+                                                         Response*),
+                    Response* response) {
+  Request request;
+  request.set_id(ref.id);
+  auto context = ref.client->NewContext();
+  absl::Status status =
+      FromGrpcStatus((ref.client->stub()->*rpc)(context.get(), request, response));
+  return status.ok() ? status : client::DescribeCallError(status, ref.client->options());
 }
 
 int Show(CommandContext& ctx, const std::string& group, const std::vector<std::string>& args) {
@@ -125,17 +138,11 @@ int Show(CommandContext& ctx, const std::string& group, const std::vector<std::s
   ArgParser parser(absl::StrCat("anectl ", group, " show ID [--json]"),
                    "Shows one artifact (ID or an unambiguous prefix).");
   parser.AddPositional("ID", &id, "artifact id or prefix");
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
-  client::AnerdClient* client = nullptr;
-  absl::StatusOr<std::string> full = ResolveId(ctx, id, &client);
-  if (!full.ok()) return ctx.Fail(full.status());
-  v1::GetArtifactRequest request;
-  request.set_id(*full);
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
+  absl::StatusOr<ArtifactRef> ref = Resolve(ctx, id);
+  if (!ref.ok()) return ctx.Fail(ref.status());
   v1::ArtifactInfo a;
-  auto context = client->NewContext();
-  absl::Status status = FromGrpcStatus(client->stub()->GetArtifact(context.get(), request, &a));
-  if (!status.ok()) return ctx.Fail(client::DescribeCallError(status, client->options()));
+  if (absl::Status s = CallOn(*ref, &v1::Anerd::Stub::GetArtifact, &a); !s.ok()) return ctx.Fail(s);
   if (ctx.json()) {
     std::cout << Json{{"schema_version", 1}, {"artifact", ArtifactJson(a)}}.dump(2) << "\n";
     return kExitOk;
@@ -154,19 +161,13 @@ int Remove(CommandContext& ctx, const std::string& group, const std::vector<std:
   ArgParser parser(absl::StrCat("anectl ", group, " rm ID"),
                    "Deletes your artifact (the bytes go when no other client owns them).");
   parser.AddPositional("ID", &id, "artifact id or prefix");
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
-  client::AnerdClient* client = nullptr;
-  absl::StatusOr<std::string> full = ResolveId(ctx, id, &client);
-  if (!full.ok()) return ctx.Fail(full.status());
-  v1::DeleteArtifactRequest request;
-  request.set_id(*full);
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
+  absl::StatusOr<ArtifactRef> ref = Resolve(ctx, id);
+  if (!ref.ok()) return ctx.Fail(ref.status());
   v1::DeleteArtifactResponse response;
-  auto context = client->NewContext();
-  absl::Status status =
-      FromGrpcStatus(client->stub()->DeleteArtifact(context.get(), request, &response));
-  if (!status.ok()) return ctx.Fail(client::DescribeCallError(status, client->options()));
-  if (!ctx.json()) std::fprintf(stderr, "deleted %s\n", full->c_str());
+  absl::Status status = CallOn(*ref, &v1::Anerd::Stub::DeleteArtifact, &response);
+  if (!status.ok()) return ctx.Fail(status);
+  if (!ctx.json()) std::fprintf(stderr, "deleted %s\n", ref->id.c_str());
   return kExitOk;
 }
 
@@ -177,19 +178,17 @@ int Pull(CommandContext& ctx, const std::string& group, const std::vector<std::s
   parser.AddPositional("ID", &id, "artifact id or prefix");
   parser.AddString("o", &out, "output file");
   parser.AddString("out", &out, "output file (same as -o)");
-  bool done = false;
-  if (int code = ParseOrExit(parser, args, &done); done) return code;
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
   if (out.empty()) {
     std::fprintf(stderr, "anectl: -o FILE is required\n");
     return kExitUsage;
   }
-  client::AnerdClient* client = nullptr;
-  absl::StatusOr<std::string> full = ResolveId(ctx, id, &client);
-  if (!full.ok()) return ctx.Fail(full.status());
+  absl::StatusOr<ArtifactRef> ref = Resolve(ctx, id);
+  if (!ref.ok()) return ctx.Fail(ref.status());
   absl::StatusOr<uint64_t> written;
   {
-    ProgressBar bar(absl::StrCat("pull ", full->substr(0, 12)));
-    written = client::PullToFile(*client, *full, out, bar.Callback());
+    ProgressBar bar(absl::StrCat("pull ", ref->id.substr(0, 12)));
+    written = client::PullToFile(*ref->client, ref->id, out, bar.Callback());
   }
   if (!written.ok()) return ctx.Fail(written.status());
   if (!ctx.json()) {

@@ -252,6 +252,12 @@ std::string ArgParser::Help() const {
   return out;
 }
 
+int ParseOrExit(ArgParser& parser, const std::vector<std::string>& args) {
+  const ArgParser::Result r = parser.Parse(args);
+  if (r == ArgParser::Result::kOk) return -1;
+  return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
+}
+
 int RunSubcommand(CommandContext& ctx, const std::string& group,
                   const std::vector<Command>& subcommands, const std::vector<std::string>& args) {
   const bool want_help = args.empty() || args[0] == "-h" || args[0] == "--help";

@@ -116,6 +116,11 @@ class ArgParser {
   std::vector<Positional> positionals_;
 };
 
+// Parses a command's `args`: -1 when the command goes on, otherwise the exit code to return at once
+// (kExitOk after --help, kExitUsage after a bad command line; Parse has printed either):
+//   if (int code = ParseOrExit(parser, args); code >= 0) return code;
+int ParseOrExit(ArgParser& parser, const std::vector<std::string>& args);
+
 // Runs a subcommand group: args[0] names the subcommand. Prints the group's help for -h/--help or
 // no subcommand, and a usage error for an unknown one.
 int RunSubcommand(CommandContext& ctx, const std::string& group,

@@ -27,14 +27,7 @@ int Synth(CommandContext& ctx, const std::vector<std::string>& args) {
   parser.AddString("out", &out, "output file (written atomically)");
   parser.AddInt("bytes", &bytes, "size in bytes (default 1 MiB)");
   parser.AddInt("seed", &seed, "generator seed (default 1)");
-  switch (parser.Parse(args)) {
-    case ArgParser::Result::kHelp:
-      return kExitOk;
-    case ArgParser::Result::kError:
-      return kExitUsage;
-    case ArgParser::Result::kOk:
-      break;
-  }
+  if (int code = ParseOrExit(parser, args); code >= 0) return code;
   if (out.empty() || bytes <= 0 || bytes > kMaxSynthBytes) {
     std::fprintf(stderr, "anectl: --out is required and --bytes must be in [1, 2^32]\n");
     return kExitUsage;

@@ -36,12 +36,6 @@ absl::Status CallStatus(const grpc::Status& s, CommandContext& ctx) {
   return client::DescribeCallError(FromGrpcStatus(s), (*c)->options());
 }
 
-int ParseOrExit(ArgParser& parser, const std::vector<std::string>& args) {
-  ArgParser::Result r = parser.Parse(args);
-  if (r == ArgParser::Result::kOk) return -1;
-  return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
-}
-
 // What a paused session needs (its `error` names the write error and the same command).
 std::string ResumeHint(const v1::SessionInfo& s) {
   return absl::StrCat("paused by a write error; free space, then: anectl train resume ", s.id());

@@ -85,14 +85,15 @@ absl::StatusOr<PushResult> PushFile(AnerdClient& client, const std::string& path
   header->set_sha256(*sha);
   bool ok = writer->Write(message);
   if (!have) {
-    std::string buf(chunk_bytes, '\0');
     v1::UploadArtifactRequest chunk;
+    std::string* data = chunk.mutable_chunk()->mutable_data();  // read into, not copied
     while (ok && result.bytes_sent < *size) {
-      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      data->resize(chunk_bytes);
+      in.read(data->data(), static_cast<std::streamsize>(data->size()));
       const auto n = static_cast<size_t>(in.gcount());
       if (n == 0) break;  // the file shrank: the daemon refuses the short upload
+      data->resize(n);
       chunk.mutable_chunk()->set_offset(result.bytes_sent);
-      chunk.mutable_chunk()->set_data(buf.data(), n);
       ok = writer->Write(chunk);
       if (ok) result.bytes_sent += n;
       if (progress) progress(result.bytes_sent, *size);

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -15,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "common/atomic_file.h"
 #include "common/paths.h"
+#include "common/platform_io.h"
 #include "common/status_macros.h"
 #include "server/store/space_reserve.h"
 #include "spdlog/spdlog.h"
@@ -26,6 +29,9 @@ using store::Statement;
 using store::StatementScope;
 
 constexpr size_t kMaxIo = size_t{1} << 30;
+// An uncached upload's staging block: large enough that each disk write is worth its latency,
+// small enough to hold per upload in flight.
+constexpr size_t kStageBytes = size_t{2} << 20;
 std::atomic<uint64_t> next_temp{0};
 
 absl::Status ErrnoError(absl::string_view what) {
@@ -66,13 +72,53 @@ PendingArtifact::~PendingArtifact() {
   if (!committed_) ::unlink(path_.c_str());
 }
 
+void PendingArtifact::FreeDeleter::operator()(char* p) const { std::free(p); }
+
 absl::Status PendingArtifact::Append(absl::string_view data) {
   hash_.Update(data);
+  size_ += data.size();
+  if (uncached_ && stage_ == nullptr) {
+    void* block = nullptr;
+    if (::posix_memalign(&block, kUncachedWriteAlignment, kStageBytes) == 0) {
+      stage_.reset(static_cast<char*>(block));
+    } else if (SetUncachedWrites(fd_.get(), false)) {
+      uncached_ = false;
+    } else {
+      return absl::ResourceExhaustedError("no memory to stage an uploaded artifact's writes");
+    }
+  }
+  if (!uncached_ && staged_ == 0) return WriteAll(data);  // staged_ > 0 implies a stage_
+  while (!data.empty()) {
+    const size_t n = std::min(data.size(), kStageBytes - staged_);
+    std::memcpy(stage_.get() + staged_, data.data(), n);
+    staged_ += n;
+    data.remove_prefix(n);
+    if (staged_ == kStageBytes) ANERD_RETURN_IF_ERROR(WriteStaged(/*last=*/false));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PendingArtifact::WriteStaged(bool last) {
+  const size_t aligned = staged_ / kUncachedWriteAlignment * kUncachedWriteAlignment;
+  ANERD_RETURN_IF_ERROR(WriteAll(absl::string_view(stage_.get(), aligned)));
+  if (aligned < staged_) {
+    if (!last) return absl::InternalError("an unaligned uncached write before the file's end");
+    if (uncached_ && SetUncachedWrites(fd_.get(), false)) uncached_ = false;
+    ANERD_RETURN_IF_ERROR(WriteAll(absl::string_view(stage_.get() + aligned, staged_ - aligned)));
+  }
+  staged_ = 0;
+  return absl::OkStatus();
+}
+
+absl::Status PendingArtifact::WriteAll(absl::string_view data) {
   while (!data.empty()) {
     const ssize_t n = ::write(fd_.get(), data.data(), std::min(data.size(), kMaxIo));
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL && uncached_ && SetUncachedWrites(fd_.get(), false)) {
+      uncached_ = false;  // the file system took the flag but refuses the write: cached from here
+      continue;
+    }
     if (n < 0) return ErrnoError("cannot store an uploaded artifact");
-    size_ += static_cast<uint64_t>(n);
     data.remove_prefix(static_cast<size_t>(n));
   }
   return absl::OkStatus();
@@ -126,7 +172,8 @@ absl::StatusOr<std::unique_ptr<PendingArtifact>> ArtifactStore::Begin() {
                                         next_temp.fetch_add(1));
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoError(absl::StrCat("cannot create an upload file in ", blobs_.dir()));
-  return std::unique_ptr<PendingArtifact>(new PendingArtifact(path, ScopedFd(fd)));
+  const bool uncached = SetUncachedWrites(fd, true);
+  return std::unique_ptr<PendingArtifact>(new PendingArtifact(path, ScopedFd(fd), uncached));
 }
 
 std::string ArtifactStore::NewTempPath() {
@@ -218,6 +265,7 @@ absl::StatusOr<ArtifactRecord> ArtifactStore::Commit(std::unique_ptr<PendingArti
                                                    " but the ", pending->size(),
                                                    " bytes received hash to ", digest));
   }
+  ANERD_RETURN_IF_ERROR(pending->WriteStaged(/*last=*/true));
   if (::fsync(pending->fd_.get()) != 0) return ErrnoError("cannot sync an uploaded artifact");
   const std::string shard = blobs_.dir() + "/" + digest.substr(0, 2);
   if (::mkdir(shard.c_str(), 0700) != 0 && errno != EEXIST) {

@@ -8,11 +8,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
 #include "common/rpc/grpc_status.h"
+#include "server/artifacts/upload_writer.h"
 #include "server/service/anerd_service.h"
 #include "server/service/convert.h"
 #include "spdlog/spdlog.h"
@@ -23,6 +26,8 @@ namespace {
 constexpr size_t kMaxArtifactChunkBytes = 4 << 20;
 constexpr size_t kDownloadChunkBytes = 1 << 20;
 constexpr size_t kMaxArtifactNameBytes = 256;
+// Bytes an upload may have received but not yet written: 8 one-MiB chunks (the clients' size).
+constexpr uint64_t kMaxQueuedUploadBytes = uint64_t{8} << 20;
 
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -48,8 +53,19 @@ absl::Status ValidateHeader(const v1::ArtifactHeader& h, uint64_t max_bytes) {
   return absl::OkStatus();
 }
 
-// Receives one UploadArtifact stream. Its bytes go straight to the artifact store's temporary
-// file (on disk, never in memory); the PendingArtifact unlinks it if the stream ends early.
+// Receives one UploadArtifact stream. The reactor validates each message and hands the chunk's
+// bytes (moved, not copied) to an UploadWriter, whose thread hashes and writes them to the artifact
+// store's temporary file (on disk, never all in memory) and commits it when the stream ends, while
+// the reactor reads the next chunk. When the writer's queue is full the reactor stops reading
+// until the writer has room (gRPC's flow control then holds the client back). A stream that ends
+// early or is cancelled destroys the writer, which joins its thread and unlinks the file, before
+// the call finishes.
+//
+// Threads: gRPC reactions (OnReadDone, OnCancel) and the writer's callbacks (OnWriterRoom,
+// OnWriterDone, on the writer thread) share the state under mu_. Whoever first sets finished_
+// calls Finish; nobody reads or finishes after. The writer is destroyed (its thread joined)
+// outside mu_, since its callbacks take mu_: by End on a reaction thread, or by OnDone, which gRPC
+// runs after every reaction has returned.
 class UploadReactor : public grpc::ServerReadReactor<v1::UploadArtifactRequest> {
  public:
   UploadReactor(v1::ArtifactInfo* response, artifacts::ArtifactStore* store, Caller caller,
@@ -61,17 +77,29 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadArtifactRequest> 
   }
 
   void OnReadDone(bool ok) override {
-    if (finished_) return;
-    if (!ok) return EndOfStream();
-    absl::Status status = message_.has_header()  ? OnHeader(message_.header())
-                          : message_.has_chunk() ? OnChunk(message_.chunk())
-                                                 : absl::InvalidArgumentError(
-                                                       "UploadArtifact message has neither "
-                                                       "header nor chunk");
-    if (!status.ok()) return End(status);
-    StartRead(&message_);
+    std::optional<absl::Status> end;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      if (!ok) {
+        end = EndOfStreamLocked();
+      } else {
+        absl::Status status =
+            message_.has_header() ? OnHeader(message_.header())
+            : message_.has_chunk()
+                ? OnChunkLocked(message_.mutable_chunk())
+                : absl::InvalidArgumentError("UploadArtifact message has neither header nor chunk");
+        if (!status.ok()) {
+          end = status;
+        } else if (!paused_) {
+          StartRead(&message_);
+        }
+      }
+    }
+    if (end.has_value()) End(*end);
   }
-  void OnDone() override { delete this; }
+  void OnCancel() override { End(absl::CancelledError("UploadArtifact: the client cancelled")); }
+  void OnDone() override { delete this; }  // ~UploadReactor joins the writer's thread
 
  private:
   absl::Status OnHeader(const v1::ArtifactHeader& h) {
@@ -89,76 +117,111 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadArtifactRequest> 
     return absl::OkStatus();
   }
 
-  absl::Status OnChunk(const v1::ArtifactChunk& chunk) {
+  absl::Status OnChunkLocked(v1::ArtifactChunk* chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!have_header_)
       return absl::InvalidArgumentError("UploadArtifact: a chunk came before the header");
-    if (chunk.data().size() > kMaxArtifactChunkBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("chunk at offset ", chunk.offset(), ": ",
-                                                     chunk.data().size(), " bytes; at most ",
+    if (chunk->data().size() > kMaxArtifactChunkBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("chunk at offset ", chunk->offset(), ": ",
+                                                     chunk->data().size(), " bytes; at most ",
                                                      kMaxArtifactChunkBytes, " per message"));
     }
-    if (chunk.offset() != received_) {
+    if (chunk->offset() != received_) {
       return absl::InvalidArgumentError(
-          absl::StrCat("chunk at offset ", chunk.offset(), "; expected offset ", received_));
+          absl::StrCat("chunk at offset ", chunk->offset(), "; expected offset ", received_));
     }
-    if (chunk.data().size() > declared_ - received_) {
+    if (chunk->data().size() > declared_ - received_) {
       return absl::InvalidArgumentError(
           absl::StrCat("the artifact is longer than its declared ", declared_, " bytes"));
     }
-    if (pending_ == nullptr) {
-      absl::StatusOr<std::unique_ptr<artifacts::PendingArtifact>> p = store_->Begin();
-      if (!p.ok()) return p.status();
-      pending_ = *std::move(p);
-    }
-    if (absl::Status s = pending_->Append(chunk.data()); !s.ok()) return s;
-    received_ += chunk.data().size();
+    if (absl::Status s = StartWriterLocked(); !s.ok()) return s;
+    received_ += chunk->data().size();
+    paused_ = !writer_->Push(std::move(*chunk->mutable_data()));
     return absl::OkStatus();
   }
 
-  void EndOfStream() {
-    if (!have_header_) return End(absl::InvalidArgumentError("UploadArtifact: no header was sent"));
-    absl::StatusOr<artifacts::ArtifactRecord> record;
-    bool deduplicated = false;
-    if (received_ == 0 && known_) {
-      record = store_->AddOwner(meta_);  // refreshes the caller's name for it
-      deduplicated = true;
-    } else if (received_ != declared_) {
-      return End(absl::InvalidArgumentError(absl::StrCat("UploadArtifact: received ", received_,
-                                                         " of ", declared_, " declared bytes")));
-    } else {
-      if (pending_ == nullptr) {  // an empty artifact
-        absl::StatusOr<std::unique_ptr<artifacts::PendingArtifact>> p = store_->Begin();
-        if (!p.ok()) return End(p.status());
-        pending_ = *std::move(p);
-      }
-      deduplicated = store_->Get(meta_.sha256).ok();
-      record = store_->Commit(std::move(pending_), meta_);
-    }
-    if (!record.ok()) return End(record.status());
-    ToProto(*record, caller_.client, caller_.admin, response_);
-    response_->set_deduplicated(deduplicated);
-    End(absl::OkStatus());
+  absl::Status StartWriterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writer_ != nullptr) return absl::OkStatus();
+    absl::StatusOr<std::unique_ptr<artifacts::UploadWriter>> w = artifacts::UploadWriter::Start(
+        store_, kMaxQueuedUploadBytes, [this] { OnWriterRoom(); },
+        [this](absl::StatusOr<artifacts::ArtifactRecord> r) { OnWriterDone(std::move(r)); });
+    if (!w.ok()) return w.status();
+    writer_ = *std::move(w);
+    return absl::OkStatus();
   }
 
-  void End(const absl::Status& status) {
-    if (!status.ok()) spdlog::debug("rpc UploadArtifact failed: {}", status.ToString());
+  // The stream ended: the final status, or nullopt when the writer will finish the call.
+  std::optional<absl::Status> EndOfStreamLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!have_header_) return absl::InvalidArgumentError("UploadArtifact: no header was sent");
+    if (received_ == 0 && known_) {
+      absl::StatusOr<artifacts::ArtifactRecord> record =
+          store_->AddOwner(meta_);  // refreshes the caller's name for it
+      if (!record.ok()) return record.status();
+      ToProto(*record, caller_.client, caller_.admin, response_);
+      response_->set_deduplicated(true);
+      return absl::OkStatus();
+    }
+    if (received_ != declared_) {
+      return absl::InvalidArgumentError(absl::StrCat("UploadArtifact: received ", received_, " of ",
+                                                     declared_, " declared bytes"));
+    }
+    if (absl::Status s = StartWriterLocked(); !s.ok()) return s;  // an empty artifact
+    deduplicated_ = store_->Get(meta_.sha256).ok();
+    writer_->Finish(meta_);
+    return std::nullopt;
+  }
+
+  void OnWriterRoom() {  // writer thread
+    absl::MutexLock lock(&mu_);
+    if (finished_ || !paused_) return;
+    paused_ = false;
+    StartRead(&message_);
+  }
+
+  void OnWriterDone(absl::StatusOr<artifacts::ArtifactRecord> record) {  // writer thread
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
     finished_ = true;
-    pending_.reset();  // a cut or refused upload leaves no file
+    if (record.ok()) {
+      ToProto(*record, caller_.client, caller_.admin, response_);
+      response_->set_deduplicated(deduplicated_);
+    } else {
+      spdlog::debug("rpc UploadArtifact failed: {}", record.status().ToString());
+    }
+    // Under mu_ and on the writer thread: OnDone (another thread, after this call) joins this
+    // thread before anything is deleted.
+    Finish(ToGrpcStatus(record.status()));
+  }
+
+  // Finishes the call from a reaction, unless someone already has.
+  void End(const absl::Status& status) {
+    std::unique_ptr<artifacts::UploadWriter> writer;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+      writer = std::move(writer_);
+    }
+    writer.reset();  // a cut or refused upload leaves no file by the time the client hears
+    if (!status.ok()) spdlog::debug("rpc UploadArtifact failed: {}", status.ToString());
     Finish(ToGrpcStatus(status));
   }
 
-  v1::ArtifactInfo* response_;
-  artifacts::ArtifactStore* store_;
+  v1::ArtifactInfo* const response_;
+  artifacts::ArtifactStore* const store_;
   const Caller caller_;
   const uint64_t max_bytes_;
+  // Written by gRPC's reads; read by the reaction that one completes (one read at a time).
   v1::UploadArtifactRequest message_;
-  artifacts::ArtifactStore::NewArtifact meta_;
-  std::unique_ptr<artifacts::PendingArtifact> pending_;
-  uint64_t declared_ = 0;
-  uint64_t received_ = 0;
-  bool have_header_ = false;
-  bool known_ = false;
-  bool finished_ = false;
+  absl::Mutex mu_;
+  artifacts::ArtifactStore::NewArtifact meta_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<artifacts::UploadWriter> writer_ ABSL_GUARDED_BY(mu_);
+  uint64_t declared_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  bool have_header_ ABSL_GUARDED_BY(mu_) = false;
+  bool known_ ABSL_GUARDED_BY(mu_) = false;
+  bool deduplicated_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;  // no read outstanding until the writer has room
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Streams a stored blob from an offset in chunks, one write outstanding at a time.

@@ -44,6 +44,15 @@ TEST(ArgParserTest, RejectsBadInput) {
   EXPECT_EQ(file, "--n");
 }
 
+TEST(ArgParserTest, ParseOrExitGivesTheExitCodeOrGoesOn) {
+  std::string file;
+  ArgParser p("x FILE", "test");
+  p.AddPositional("FILE", &file, "input");
+  EXPECT_EQ(ParseOrExit(p, {"f"}), -1) << "parsed: the command goes on";
+  EXPECT_EQ(ParseOrExit(p, {"--help"}), kExitOk);
+  EXPECT_EQ(ParseOrExit(p, {"f", "--what"}), kExitUsage);
+}
+
 TEST(FormatTest, DurationsAndBytes) {
   EXPECT_EQ(FormatDuration(12.34), "12.3s");
   EXPECT_EQ(FormatDuration(303), "5m 3s");

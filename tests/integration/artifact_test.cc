@@ -1,9 +1,9 @@
 // Artifacts through a real daemon (issue 19): two bearer-token clients on a loopback port and the
 // Unix socket. Push then pull gives the same bytes; a second push of bytes the caller already has
-// sends none; an upload cut mid-stream (or by killing the daemon) and one whose digest lies leave
-// nothing listed and no file; ownership and quotas are per client; `anectl train start` uploads a
-// local file (from a remote client, or outside the daemon's --data-root) and trains on it by id,
-// with a held-out tail.
+// sends none; an upload cut mid-stream (or by killing the daemon, or cancelled while the daemon's
+// writer thread is busy with it) and one whose digest lies leave nothing listed and no file;
+// ownership and quotas are per client; `anectl train start` uploads a local file (from a remote
+// client, or outside the daemon's --data-root) and trains on it by id, with a held-out tail.
 #include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
@@ -216,6 +216,39 @@ TEST_F(ArtifactTest, ACutStreamOrAKilledDaemonLeavesNothing) {
   ASSERT_TRUE(remote_.Start().ok()) << daemon_.ReadLog();
   EXPECT_THAT(Listed(remote_.As("alice")), IsEmpty());
   EXPECT_THAT(FilesUnder(BlobRoot()), IsEmpty());
+}
+
+TEST_F(ArtifactTest, AStreamCancelledWhileItsBytesAreBeingWrittenLeavesNothing) {
+  // More bytes than the daemon queues for its writer thread (8 MiB), sent as fast as the stream
+  // takes them: the daemon may have paused reading for its writer when the cancel arrives. The
+  // call must still end, the writer thread stop and the file go; the daemon takes the next upload.
+  ASSERT_TRUE(remote_.Start().ok()) << daemon_.ReadLog();
+  const std::string bytes = RandomBytes(24 << 20, 3);
+  client::AnerdClient& alice = remote_.As("alice");
+  {
+    auto context = alice.NewContext();
+    v1::ArtifactInfo info;
+    auto writer = alice.stub()->UploadArtifact(context.get(), &info);
+    v1::UploadArtifactRequest m;
+    m.mutable_header()->set_kind("dataset");
+    m.mutable_header()->set_size(bytes.size());
+    m.mutable_header()->set_sha256(Sha256Hex(bytes));
+    ASSERT_TRUE(writer->Write(m));
+    v1::UploadArtifactRequest chunk;
+    for (size_t off = 0; off + (1 << 20) < bytes.size(); off += 1 << 20) {
+      chunk.mutable_chunk()->set_offset(off);
+      chunk.mutable_chunk()->set_data(bytes.substr(off, 1 << 20));
+      ASSERT_TRUE(writer->Write(chunk));
+    }
+    context->TryCancel();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  ExpectNoFilesSoon();
+  EXPECT_THAT(Listed(alice), IsEmpty());
+  const std::string file = Write("after.bin", RandomBytes(3 << 20, 4));
+  absl::StatusOr<client::PushResult> after = client::PushFile(alice, file, "dataset", "");
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(FilesUnder(BlobRoot()).size(), 1u);
 }
 
 TEST_F(ArtifactTest, ADigestThatDoesNotMatchIsRefusedAndNothingStored) {

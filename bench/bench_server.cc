@@ -1,0 +1,88 @@
+#include "bench/bench_server.h"
+
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <filesystem>
+#include <utility>
+
+namespace anerd::bench {
+namespace {
+
+// The reference: the same RPC shapes with no work behind them.
+class EchoImpl final : public Echo::CallbackService {
+  grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* ctx, const Blob* in,
+                                 Blob* out) override {
+    out->set_data(in->data());
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+  grpc::ServerReadReactor<Blob>* Sink(grpc::CallbackServerContext*, Blob* out) override {
+    class Reader : public grpc::ServerReadReactor<Blob> {
+     public:
+      explicit Reader(Blob* out) : out_(out) { StartRead(&msg_); }
+      void OnReadDone(bool ok) override {
+        if (!ok) {
+          out_->set_data(std::to_string(bytes_));
+          Finish(grpc::Status::OK);
+          return;
+        }
+        bytes_ += msg_.data().size();
+        StartRead(&msg_);
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      Blob* out_;
+      Blob msg_;
+      uint64_t bytes_ = 0;
+    };
+    return new Reader(out);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
+  std::unique_ptr<BenchServer> s(new BenchServer(std::filesystem::temp_directory_path() /
+                                                 (name + "-" + std::to_string(getpid()))));
+  std::filesystem::create_directories(s->dir_ + "/state");
+  engine::EngineOptions eo;
+  eo.state_dir = s->dir_ + "/state";
+  absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Create(eo);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "engine: %s\n", engine.status().ToString().c_str());
+    return nullptr;
+  }
+  s->engine_ = *std::move(engine);
+  s->anerd_service_ = std::make_unique<service::AnerdService>(s->engine_.get());
+  s->echo_service_ = std::make_unique<EchoImpl>();
+  const std::string socket = "unix:" + s->dir_ + "/a.sock";
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(INT32_MAX);
+  builder.AddListeningPort(socket, grpc::InsecureServerCredentials());
+  builder.RegisterService(s->anerd_service_.get());
+  builder.RegisterService(s->echo_service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr) {
+    std::fprintf(stderr, "cannot listen on %s\n", socket.c_str());
+    return nullptr;
+  }
+  client::ClientOptions co;
+  co.endpoint.path = s->dir_ + "/a.sock";
+  co.timeout = absl::Seconds(600);
+  s->client_ = client::AnerdClient::Create(co);
+  s->echo_ = Echo::NewStub(grpc::CreateChannel(socket, grpc::InsecureChannelCredentials()));
+  return s;
+}
+
+BenchServer::~BenchServer() {
+  if (server_ != nullptr) server_->Shutdown();
+  if (engine_ != nullptr) engine_->Shutdown();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+}  // namespace anerd::bench
