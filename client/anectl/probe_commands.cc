@@ -15,14 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/anectl/cli.h"
 #include "client/anectl/commands.h"
-#include "client/anectl/svg_chart.h"
+#include "client/anectl/probe_chart.h"
 #include "common/atomic_file.h"
 #include "common/rpc/grpc_status.h"
 #include "nlohmann/json.hpp"
@@ -34,6 +36,7 @@ using Json = nlohmann::ordered_json;
 
 constexpr int kJsonSchemaVersion = 1;
 constexpr int kRpcLatencyCalls = 300;
+constexpr int kMaxListedResults = 100000;  // what ls asks for at most
 constexpr char kRpcLatencyMil[] = R"(program(1.3)
 {
     func main<ios18>(tensor<fp16, [1, 64, 1, 64]> x) {
@@ -240,28 +243,7 @@ void PrintFindings(CommandContext& ctx, const v1::ProbeSummary& s) {
 // ---- SVG ----
 
 absl::Status WriteSvg(const std::string& path, const v1::ProbeResult& r) {
-  ChartSpec spec;
-  spec.title =
-      absl::StrCat("anerd probe ", r.summary().probe(), " on ", r.summary().fingerprint().backend(),
-                   " (", r.summary().result_id(), ")");
-  spec.x_label = "weight MB (fp16; int8 rows: as stored)";
-  spec.y_label = "TFLOPS (int8: TOPS)";
-  std::map<std::string, size_t> index;
-  for (const v1::ProbeRow& row : r.rows()) {
-    if (row.tflops() <= 0 || row.weight_mb() <= 0 || row.probe() == "latency") continue;
-    const std::string name =
-        row.variant().empty() ? row.probe() : absl::StrCat(row.probe(), " ", row.variant());
-    auto [it, added] = index.emplace(name, spec.series.size());
-    if (added) spec.series.push_back({name, {}});
-    spec.series[it->second].points.emplace_back(row.weight_mb(), row.tflops());
-  }
-  for (ChartSeries& s : spec.series) std::sort(s.points.begin(), s.points.end());
-  for (const v1::ProbeSpill& s : r.summary().spills()) {
-    spec.markers.push_back({std::sqrt(s.x_before_mb() * s.x_after_mb()),
-                            absl::StrFormat("spill %.2f-%.2f MB (-%.0f%%)", s.x_before_mb(),
-                                            s.x_after_mb(), 100 * s.drop())});
-  }
-  return WriteFileAtomically(path, RenderSvgChart(spec), 0644);
+  return WriteFileAtomically(path, RenderSvgChart(ProbeChart(r)), 0644);
 }
 
 // ---- client-side RPC latency ----
@@ -483,7 +465,7 @@ int List(CommandContext& ctx, const std::vector<std::string>& args) {
   if (!client.ok()) return ctx.Fail(client.status());
   v1::ListProbeResultsRequest request;
   request.set_probe(probe);
-  request.set_limit(static_cast<int32_t>(std::clamp<int64_t>(limit, 0, 100000)));
+  request.set_limit(static_cast<int32_t>(std::clamp<int64_t>(limit, 0, kMaxListedResults)));
   v1::ListProbeResultsResponse response;
   std::unique_ptr<grpc::ClientContext> context = (*client)->NewContext();
   absl::Status s =
@@ -516,24 +498,50 @@ int List(CommandContext& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-absl::StatusOr<v1::ProbeResult> Fetch(CommandContext& ctx, const std::string& id) {
-  absl::StatusOr<client::AnerdClient*> client = ctx.Client();
-  if (!client.ok()) return client.status();
+absl::StatusOr<v1::ProbeResult> FetchExact(client::AnerdClient& client, const std::string& id) {
   v1::GetProbeResultRequest request;
   request.set_result_id(id);
   v1::ProbeResult result;
-  std::unique_ptr<grpc::ClientContext> context = (*client)->NewContext();
-  absl::Status s =
-      FromGrpcStatus((*client)->stub()->GetProbeResult(context.get(), request, &result));
+  std::unique_ptr<grpc::ClientContext> context = client.NewContext();
+  absl::Status s = FromGrpcStatus(client.stub()->GetProbeResult(context.get(), request, &result));
   if (!s.ok()) return s;
   return result;
+}
+
+// A stored result by its full id or, like docker, by a prefix that only one result id has
+// (INVALID_ARGUMENT listing the candidates when several have it).
+absl::StatusOr<v1::ProbeResult> Fetch(CommandContext& ctx, const std::string& id) {
+  absl::StatusOr<client::AnerdClient*> client = ctx.Client();
+  if (!client.ok()) return client.status();
+  absl::StatusOr<v1::ProbeResult> exact = FetchExact(**client, id);
+  if (exact.ok() || !absl::IsNotFound(exact.status()) || id.empty()) return exact;
+  v1::ListProbeResultsRequest request;
+  request.set_limit(kMaxListedResults);
+  v1::ListProbeResultsResponse all;
+  std::unique_ptr<grpc::ClientContext> context = (*client)->NewContext();
+  absl::Status s =
+      FromGrpcStatus((*client)->stub()->ListProbeResults(context.get(), request, &all));
+  if (!s.ok()) return s;
+  std::vector<std::string> matches;
+  for (const v1::ProbeSummary& r : all.results()) {
+    if (absl::StartsWith(r.result_id(), id)) matches.push_back(r.result_id());
+  }
+  if (matches.empty()) return exact.status();
+  if (matches.size() == 1) return FetchExact(**client, matches[0]);
+  constexpr size_t kShown = 8;
+  const size_t more = matches.size() > kShown ? matches.size() - kShown : 0;
+  matches.resize(std::min(matches.size(), kShown));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "probe result prefix '", id, "' is ambiguous: ", matches.size() + more, " results match (",
+      absl::StrJoin(matches, ", "), more ? absl::StrCat(", and ", more, " more") : "",
+      "); give more characters of the id"));
 }
 
 int Show(CommandContext& ctx, const std::vector<std::string>& args) {
   std::string id, svg;
   ArgParser parser("anectl probe show ID [--svg FILE] [--json]",
                    "Shows a stored probe result: its rows, findings and machine fingerprint.");
-  parser.AddPositional("ID", &id, "result id (see anectl probe ls)");
+  parser.AddPositional("ID", &id, "result id or a unique prefix of one (see anectl probe ls)");
   parser.AddString("svg", &svg, "also write the chart to FILE");
   if (ArgParser::Result r = parser.Parse(args); r != ArgParser::Result::kOk) {
     return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
@@ -547,8 +555,8 @@ int Show(CommandContext& ctx, const std::vector<std::string>& args) {
     std::cout << ResultJson(*result, {}).dump(2) << "\n";
     return kExitOk;
   }
-  std::cout << ctx.Bold(absl::StrCat("probe ", result->summary().probe())) << " result " << id
-            << "\n";
+  std::cout << ctx.Bold(absl::StrCat("probe ", result->summary().probe())) << " result "
+            << result->summary().result_id() << "\n";
   TablePrinter table(ctx);
   for (const v1::ProbeRow& row : result->rows()) table.Print(row);
   PrintFindings(ctx, result->summary());
@@ -567,8 +575,8 @@ int Compare(CommandContext& ctx, const std::vector<std::string>& args) {
   ArgParser parser("anectl probe compare A B [--json]",
                    "Compares two stored results row by row: throughput (TFLOPS/TOPS) or, for "
                    "latency rows, p50 microseconds, with the ratio B/A.");
-  parser.AddPositional("A", &a_id, "baseline result id");
-  parser.AddPositional("B", &b_id, "result id to compare against A");
+  parser.AddPositional("A", &a_id, "baseline result id (or a unique prefix)");
+  parser.AddPositional("B", &b_id, "result id (or a unique prefix) to compare against A");
   if (ArgParser::Result r = parser.Parse(args); r != ArgParser::Result::kOk) {
     return r == ArgParser::Result::kHelp ? kExitOk : kExitUsage;
   }
@@ -604,18 +612,22 @@ int Compare(CommandContext& ctx, const std::vector<std::string>& args) {
     }
   }
   if (ctx.json()) {
-    Json out = {
-        {"schema_version", kJsonSchemaVersion},
-        {"a", {{"result_id", a_id}, {"fingerprint", FingerprintJson(a->summary().fingerprint())}}},
-        {"b", {{"result_id", b_id}, {"fingerprint", FingerprintJson(b->summary().fingerprint())}}},
-        {"rows", rows}};
+    Json out = {{"schema_version", kJsonSchemaVersion},
+                {"a",
+                 {{"result_id", a->summary().result_id()},
+                  {"fingerprint", FingerprintJson(a->summary().fingerprint())}}},
+                {"b",
+                 {{"result_id", b->summary().result_id()},
+                  {"fingerprint", FingerprintJson(b->summary().fingerprint())}}},
+                {"rows", rows}};
     std::cout << out.dump(2) << "\n";
     return kExitOk;
   }
   const v1::MachineFingerprint& fa = a->summary().fingerprint();
   const v1::MachineFingerprint& fb = b->summary().fingerprint();
-  std::cout << ctx.Dim(absl::StrFormat("\nA: %s, %s on %s\nB: %s, %s on %s\n", a_id, fa.backend(),
-                                       fa.cpu(), b_id, fb.backend(), fb.cpu()));
+  std::cout << ctx.Dim(absl::StrFormat("\nA: %s, %s on %s\nB: %s, %s on %s\n",
+                                       a->summary().result_id(), fa.backend(), fa.cpu(),
+                                       b->summary().result_id(), fb.backend(), fb.cpu()));
   return kExitOk;
 }
 

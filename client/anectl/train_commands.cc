@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "client/anectl/train_trace.h"
 #include "client/lib/artifacts.h"
 #include "common/rpc/grpc_status.h"
+#include "common/training_defaults.h"
 #include "nlohmann/json.hpp"
 
 namespace anerd::anectl {
@@ -485,7 +487,18 @@ absl::Status ResolveInputs(CommandContext& ctx, client::AnerdClient& client, boo
   return absl::OkStatus();
 }
 
+// "HELP (default VALUE)" with VALUE from the engine's one source of training defaults.
+template <typename T>
+std::string Default(const char* help, const T& value) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return absl::StrFormat("%s (default %g)", help, value);
+  } else {
+    return absl::StrCat(help, " (default ", value, ")");
+  }
+}
+
 int Start(CommandContext& ctx, const std::vector<std::string>& args) {
+  namespace d = training_defaults;
   StartFlags f;
   ArgParser p(
       "anectl train start --data FILE [--model NAME|--config k=v,...] [--steps N] ... [--watch]",
@@ -504,23 +517,23 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
               "scratch, or a model to fine-tune: a llama2.c file, a seed checkpoint, or a Hugging "
               "Face checkpoint directory (config.json + safetensors); its shape needs no --config");
   p.AddString("data", &f.data, "uint16 token file (.bin) or UTF-8 text file");
-  p.AddInt("steps", &f.steps, "optimizer steps (default 1000)");
-  p.AddDouble("lr", &f.lr, "peak learning rate (default 3e-4)");
-  p.AddDouble("min-lr", &f.min_lr, "cosine floor (default 3e-5)");
-  p.AddString("schedule", &f.schedule, "cosine | constant (default cosine)");
-  p.AddInt("warmup", &f.warmup, "warmup steps (default 100)");
-  p.AddInt("accum", &f.accum, "sequences per optimizer step (default 1)");
-  p.AddDouble("clip", &f.clip, "global grad-norm clip, 0 = off (default 1.0)");
+  p.AddInt("steps", &f.steps, Default("optimizer steps", d::kSteps));
+  p.AddDouble("lr", &f.lr, Default("peak learning rate", d::kLr));
+  p.AddDouble("min-lr", &f.min_lr, Default("cosine floor", d::kMinLr));
+  p.AddString("schedule", &f.schedule, Default("cosine | constant", d::kSchedule));
+  p.AddInt("warmup", &f.warmup, Default("warmup steps", d::kWarmup));
+  p.AddInt("accum", &f.accum, Default("sequences per optimizer step", d::kAccum));
+  p.AddDouble("clip", &f.clip, Default("global grad-norm clip, 0 = off", d::kClip));
   p.AddDouble("weight-decay", &f.weight_decay,
-              "AdamW weight decay on matrices and embedding (default 0.1)");
-  p.AddDouble("beta1", &f.beta1, "AdamW beta1 (default 0.9)");
-  p.AddDouble("beta2", &f.beta2, "AdamW beta2 (default 0.95)");
-  p.AddDouble("eps", &f.eps, "AdamW epsilon (default 1e-8)");
-  p.AddString("loss-scale", &f.loss_scale, "dynamic | a number (default dynamic)");
-  p.AddString("numerics", &f.numerics, "ane (fp16 rounding) | fp32 (default ane)");
-  p.AddString("sampling", &f.sampling, "random | sequential (default random)");
-  p.AddInt("seed", &f.seed, "seed for init and sampling (default 42)");
-  p.AddString("residual-scale", &f.residual_scale, "1 | deepnet (default 1)");
+              Default("AdamW weight decay on matrices and embedding", d::kWeightDecay));
+  p.AddDouble("beta1", &f.beta1, Default("AdamW beta1", d::kBeta1));
+  p.AddDouble("beta2", &f.beta2, Default("AdamW beta2", d::kBeta2));
+  p.AddDouble("eps", &f.eps, Default("AdamW epsilon", d::kEps));
+  p.AddString("loss-scale", &f.loss_scale, Default("dynamic | a number", d::kLossScale));
+  p.AddString("numerics", &f.numerics, Default("ane (fp16 rounding) | fp32", d::kNumerics));
+  p.AddString("sampling", &f.sampling, Default("random | sequential", d::kSampling));
+  p.AddInt("seed", &f.seed, Default("seed for init and sampling", d::kSeed));
+  p.AddString("residual-scale", &f.residual_scale, Default("1 | deepnet", d::kResidualScale));
   p.AddBool("compact-vocab", &f.compact_vocab, "classifier over the token ids in the data only");
   p.AddInt("checkpoint-every", &f.checkpoint_every,
            "steps between checkpoints (default: the daemon's --checkpoint-interval-s, 5 min)");

@@ -89,6 +89,28 @@ absl::Status SessionManager::LoadAll() {
   return absl::OkStatus();
 }
 
+namespace {
+
+// What a watcher replaying the log reads where the daemon died: the last step reported, where
+// training continues and which steps run (and are reported) again.
+std::string RecoveryWarning(int64_t reached, int64_t resume_step, bool has_checkpoint,
+                            bool resumed) {
+  std::string text = reached > 0
+                         ? absl::StrCat("the daemon stopped unexpectedly after step ", reached)
+                         : std::string("the daemon stopped unexpectedly before the first step");
+  if (!resumed) return absl::StrCat(text, "; not resumed (see error)");
+  absl::StrAppend(&text, has_checkpoint
+                             ? absl::StrCat("; resuming from the checkpoint at step ", resume_step)
+                             : "; no checkpoint yet: starting again from step 1");
+  if (reached > resume_step) {
+    absl::StrAppend(&text, "; steps ", resume_step + 1, "-", reached,
+                    " run again (the log keeps only their new run)");
+  }
+  return text;
+}
+
+}  // namespace
+
 void SessionManager::RecoverInterrupted(Session* s, const std::string& damage) {
   // The daemon died while this session ran: training continues from the last checkpoint, so the
   // log is cut back to it and the steps after it will be logged again, once.
@@ -96,16 +118,15 @@ void SessionManager::RecoverInterrupted(Session* s, const std::string& damage) {
   // resuming it automatically could repeat that forever.
   const bool died_starting = s->state == SessionState::kCompiling && s->checkpoint_path.empty() &&
                              s->log->LastReportedStep() == 0;
+  const int64_t reached = s->log->LastReportedStep();
   const size_t keep = s->checkpoint_path.empty() ? 0 : s->checkpoint_seq + 1;
   absl::Status rewrite = s->log->Truncate(keep);
   const uint64_t kept = s->log->size();
   s->checkpoint_seq = kept == 0 ? 0 : kept - 1;
   s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
   const bool fail = !rewrite.ok() || died_starting || !damage.empty();
-  (void)s->log->Append(WarningEvent(fail
-                                        ? "the daemon stopped unexpectedly; not resumed (see error)"
-                                        : "the daemon stopped unexpectedly; resuming from the last "
-                                          "checkpoint"));
+  (void)s->log->Append(WarningEvent(RecoveryWarning(reached, s->step, !s->checkpoint_path.empty(),
+                                                    /*resumed=*/!fail)));
   if (!fail) return SetState(s, SessionState::kInterrupted);
   if (!rewrite.ok()) {
     s->error = absl::StrCat("cannot rewrite the event log: ", rewrite.message());

@@ -4,7 +4,9 @@
 // event_log.h; its directory in session_recovery.h.
 //
 // Sessions that were active when the daemon last stopped come back `interrupted` and, with
-// resume_interrupted, resume from their last checkpoint. When the backend's worker process dies
+// resume_interrupted, resume from their last checkpoint; their log is cut back to that checkpoint
+// and gets one warning event naming the step the daemon had reached, the checkpoint step and the
+// steps that run again. When the backend's worker process dies
 // mid-step (UNAVAILABLE), the session goes back to `compiling`, rebuilds its trainer from the
 // last checkpoint and replays the steps since then without reporting them twice, so a watcher
 // sees one warning event and an unbroken step sequence. A session found `compiling` on start (the

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/training_defaults.h"
 #include "server/training/kernels.h"
 
 namespace anerd::training {
@@ -119,25 +120,26 @@ struct TrainSpec {
   std::string data_format;  // "tokens" (uint16 LE) | "tokens32" (uint32 LE) | "text" (UTF-8,
                             // byte tokens) | "" (by suffix: .u32.bin = tokens32, .bin = tokens,
                             // else text; training/data.h)
-  int64_t steps = 1000;     // optimizer steps
-  double lr = 3e-4;         // peak learning rate
-  double min_lr = 3e-5;     // cosine floor
-  std::string schedule =
-      "cosine";               // "cosine" (linear warmup then cosine) | "constant" (warmup too)
-  int64_t warmup = 100;       // optimizer steps of linear warmup
-  int accum = 1;              // micro-steps (sequences) per optimizer step
-  double clip = 1.0;          // global grad-norm clip; 0 = off
-  double weight_decay = 0.1;  // on matrices and the embedding; norms never decay
-  double beta1 = 0.9;
-  double beta2 = 0.95;
-  double eps = 1e-8;
-  std::string loss_scale = "dynamic";  // "dynamic" or a positive number
-  std::string numerics = "ane";        // "ane" | "fp32" (backend NumericsMode)
-  std::string sampling = "random";     // "random" (seeded) | "sequential"
-  uint64_t seed = 42;                  // init and sampling
+  int64_t steps = training_defaults::kSteps;            // optimizer steps
+  double lr = training_defaults::kLr;                   // peak learning rate
+  double min_lr = training_defaults::kMinLr;            // cosine floor
+  std::string schedule = training_defaults::kSchedule;  // "cosine" (linear warmup then cosine) |
+                                                        // "constant" (warmup too)
+  int64_t warmup = training_defaults::kWarmup;          // optimizer steps of linear warmup
+  int accum = training_defaults::kAccum;   // micro-steps (sequences) per optimizer step
+  double clip = training_defaults::kClip;  // global grad-norm clip; 0 = off
+  double weight_decay =
+      training_defaults::kWeightDecay;  // on matrices and the embedding; norms never decay
+  double beta1 = training_defaults::kBeta1;
+  double beta2 = training_defaults::kBeta2;
+  double eps = training_defaults::kEps;
+  std::string loss_scale = training_defaults::kLossScale;  // "dynamic" or a positive number
+  std::string numerics = training_defaults::kNumerics;     // "ane" | "fp32" (backend NumericsMode)
+  std::string sampling = training_defaults::kSampling;     // "random" (seeded) | "sequential"
+  uint64_t seed = training_defaults::kSeed;                // init and sampling
   // "1": the model's own residual_scale (1 unless its config says otherwise) | "deepnet"
   // (1/sqrt(2·layers), the seed's; refused together with a model residual_scale other than 1).
-  std::string residual_scale = "1";
+  std::string residual_scale = training_defaults::kResidualScale;
   // Vocabulary compaction (docs/ANE_NOTES.md §5.6): the classifier and softmax run over only the
   // token ids present in the data file. Effect on the loss: it is normalised over fewer classes, so
   // the reported loss is lower than the full-vocabulary loss of the same weights by −log(1 − mass

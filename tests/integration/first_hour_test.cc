@@ -4,10 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/npy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -297,6 +300,41 @@ TEST_F(FirstHourTest, ResumeWatchFollowsTheRunToItsEnd) {
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().value("state", ""), "completed");
   EXPECT_EQ(Show(d, id)["step"].get<int64_t>(), 8);
+}
+
+// Checklist: "a replay after recovery shows the promised warning" (README: after a crash, watchers
+// see one warning and an unbroken step sequence). The daemon is killed with SIGKILL mid-run and
+// started again; replayed as a table, the log has exactly one warning, placed right after the
+// checkpoint the run resumed from, naming that step and the step the daemon had reached, and
+// every step appears once.
+TEST_F(FirstHourTest, AReplayAfterAKillNineShowsOneWarningNamingTheSteps) {
+  std::string id;
+  {
+    DaemonProcess d(dir_.path());
+    ASSERT_TRUE(d.Start().ok());
+    id = Start(d, {"--steps", "500", "--checkpoint-every", "40"});
+    ASSERT_FALSE(id.empty());
+    WaitForStep(d, id, 100);
+    ASSERT_EQ(*d.Stop(SIGKILL), -SIGKILL);
+  }
+  DaemonProcess d(dir_.path());
+  ASSERT_TRUE(d.Start().ok()) << d.ReadLog();
+  ExpectEveryStepOnce(Steps(Events(d, id)), 500);
+  RunResult table = d.Anectl({"train", "watch", id, "--table"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  std::vector<std::string> warnings;
+  std::string checkpoint_before;  // the last "checkpoint at step N" line before the warning
+  std::istringstream lines(table.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("warning: ", 0) == 0) warnings.push_back(line);
+    if (warnings.empty() && line.rfind("checkpoint at step ", 0) == 0) checkpoint_before = line;
+  }
+  ASSERT_EQ(warnings.size(), 1u) << table.out;
+  const int64_t resumed = std::stoll(checkpoint_before.substr(19));
+  EXPECT_GE(resumed, 40);
+  EXPECT_THAT(warnings[0], HasSubstr("the daemon stopped unexpectedly after step "));
+  EXPECT_THAT(warnings[0],
+              HasSubstr(absl::StrCat("resuming from the checkpoint at step ", resumed)));
 }
 
 }  // namespace

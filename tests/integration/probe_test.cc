@@ -1,6 +1,7 @@
 // `anectl probe` against a real anerd on the CPU backend with tiny grids: the versioned --json
-// document (FLOP counts from the formulas), ls/show, compare ratios, the SVG chart parsed as XML,
-// bad grids rejected by the daemon naming the field, and results surviving a daemon restart.
+// document (FLOP counts from the formulas), ls/show (by id prefix), compare ratios, the SVG chart
+// parsed as XML (one series per channel count), bad grids rejected by the daemon naming the
+// field, and results surviving a daemon restart.
 #include <csignal>
 #include <string>
 
@@ -114,6 +115,46 @@ TEST_F(ProbeIntegrationTest, SramSvgIsXmlWithThePlottedSeries) {
                 1e-4 * run["rows"][i]["weight_mb"].get<double>());
   }
   EXPECT_EQ(j["polylines"], 1);
+}
+
+// A grid over depths plots one series per channel count (no line zigzags between channel counts)
+// and the peak chart's labels name no int8 rows.
+TEST_F(ProbeIntegrationTest, PeakSvgHasOneSeriesPerChannelCount) {
+  const std::string svg = dir_.path() + "/peak.svg";
+  Json run = RunJson({"probe", "peak", "--grid", "32x8x1,32x8x2,48x8x1,48x8x2", "--repeat", "2",
+                      "--warmup", "1", "--peak-tflops", "1", "--svg", svg});
+  ASSERT_EQ(run["rows"].size(), 4u);
+  RunResult parsed = testing::RunProgram({"/usr/bin/python3", "-c", kSvgReader, svg});
+  ASSERT_EQ(parsed.exit_code, 0) << parsed.err;
+  Json j = Json::parse(parsed.out);
+  ASSERT_EQ(j["series"].size(), 2u) << j.dump();
+  ASSERT_TRUE(j["series"].contains("peak 32ch")) << j.dump();
+  ASSERT_TRUE(j["series"].contains("peak 48ch")) << j.dump();
+  EXPECT_EQ(j["series"]["peak 32ch"].size(), 2u);
+  EXPECT_EQ(testing::ReadFile(svg).find("int8"), std::string::npos);
+}
+
+// Docker-style ids: a unique prefix of a result id works for show and compare; a prefix two
+// results share is refused listing both.
+TEST_F(ProbeIntegrationTest, ResultsResolveByUniqueIdPrefix) {
+  const std::string a = Peak()["result_id"], b = Peak()["result_id"];
+  ASSERT_NE(a, b);
+  size_t common = 0;
+  while (common < a.size() && a[common] == b[common]) ++common;
+  const std::string unique_a = a.substr(0, common + 1), shared = a.substr(0, common);
+  EXPECT_EQ(RunJson({"probe", "show", unique_a})["result_id"], a);
+  Json cmp = RunJson({"probe", "compare", unique_a, b.substr(0, common + 1)});
+  EXPECT_EQ(cmp["a"]["result_id"], a);
+  EXPECT_EQ(cmp["b"]["result_id"], b);
+
+  RunResult ambiguous = daemon_.Anectl({"probe", "show", shared});
+  EXPECT_EQ(ambiguous.exit_code, 1);
+  EXPECT_THAT(ambiguous.err, HasSubstr("ambiguous"));
+  EXPECT_THAT(ambiguous.err, HasSubstr(a));
+  EXPECT_THAT(ambiguous.err, HasSubstr(b));
+  RunResult none = daemon_.Anectl({"probe", "show", "1999"});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_THAT(none.err, HasSubstr("no probe result '1999'"));
 }
 
 TEST_F(ProbeIntegrationTest, LatencyAddsTheClientMeasuredRpcRow) {

@@ -79,9 +79,10 @@ TEST(TfEventsTest, RecordBytesEqualAnIndependentEncoder) {
 TEST(TfEventsTest, AWrittenFileIsReadableMidRunAndEveryCrcChecks) {
   const std::string py = ProtobufPython();
   if (py.empty()) GTEST_SKIP() << "no python3 with google.protobuf (python3-protobuf)";
-  testing::ScopedTempDir tmp;
+  testing::TempDir tmp;
   const absl::Time t0 = absl::FromUnixSeconds(1700000000);
-  absl::StatusOr<std::unique_ptr<TfEventsWriter>> writer = TfEventsWriter::Create(tmp / "run", t0);
+  absl::StatusOr<std::unique_ptr<TfEventsWriter>> writer =
+      TfEventsWriter::Create(tmp.path() + "/run", t0);
   ASSERT_TRUE(writer.ok()) << writer.status();
   EXPECT_TRUE(absl::StrContains((*writer)->path(), "tfevents")) << (*writer)->path();
   for (int step = 1; step <= 3; ++step) {
@@ -100,7 +101,7 @@ TEST(TfEventsTest, AWrittenFileIsReadableMidRunAndEveryCrcChecks) {
 }
 
 TEST(TfEventsTest, ATornLastRecordIsSkippedAndACorruptOneIsDataLoss) {
-  testing::ScopedTempDir tmp;
+  testing::TempDir tmp;
   absl::StatusOr<std::unique_ptr<TfEventsWriter>> writer =
       TfEventsWriter::Create(tmp.path(), absl::Now());
   ASSERT_TRUE(writer.ok()) << writer.status();
@@ -137,14 +138,14 @@ TEST(TfEventsTest, AHugeLengthIsRefusedBeforeAllocation) {
 }
 
 TEST(TfEventsTest, CreateNeverOverwritesAndNamesAMissingParent) {
-  testing::ScopedTempDir tmp;
+  testing::TempDir tmp;
   const absl::Time t = absl::FromUnixSeconds(1700000000);
   absl::StatusOr<std::unique_ptr<TfEventsWriter>> a = TfEventsWriter::Create(tmp.path(), t);
   absl::StatusOr<std::unique_ptr<TfEventsWriter>> b = TfEventsWriter::Create(tmp.path(), t);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_NE((*a)->path(), (*b)->path());
   absl::StatusOr<std::unique_ptr<TfEventsWriter>> missing =
-      TfEventsWriter::Create(tmp / "no/such/dir", t);
+      TfEventsWriter::Create(tmp.path() + "/no/such/dir", t);
   EXPECT_FALSE(missing.ok());
   EXPECT_TRUE(absl::StrContains(missing.status().message(), "no/such/dir")) << missing.status();
 }

@@ -2,9 +2,6 @@
 // reopening, and coexist with the kernel store's schema_version row.
 #include "server/probes/probe_store.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -13,26 +10,12 @@
 #include "server/cache/kernel_store.h"
 #include "server/store/migrations.h"
 #include "server/store/sqlite.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anerd::probes {
 namespace {
 
-// A fresh directory under TMPDIR, removed with its contents afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = std::filesystem::temp_directory_path() / "probe_store_test.XXXXXX";
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using anerd::testing::TempDir;
 
 ProbeResult Sample(const std::string& id, ProbeKind kind, int64_t created_ms) {
   ProbeResult r;

@@ -3,33 +3,17 @@
 // reopening, and a damaged document is a DATA_LOSS error, not a crash.
 #include "server/probes/rule_store.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "server/store/store.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anerd::probes {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = std::filesystem::temp_directory_path() / "rule_store_test.XXXXXX";
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using anerd::testing::TempDir;
 
 RuleProbeRecord Sample(const std::string& os_build, const std::string& min_surface) {
   RuleProbeRecord r;

@@ -106,17 +106,6 @@ RunResult RunProgram(const std::vector<std::string>& argv, const RunOptions& opt
   return result;
 }
 
-TempDir::TempDir() {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "anerd-test-XXXXXX").string();
-  char* made = ::mkdtemp(tmpl.data());
-  path_ = made != nullptr ? made : "";
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-}
-
 bool SocketAccepts(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -138,7 +127,7 @@ DaemonProcess::~DaemonProcess() {
 absl::Status DaemonProcess::Start(const std::vector<std::string>& extra_flags,
                                   absl::Duration wait) {
   // --config= keeps a developer's ~/.config/anerd/anerd.conf out of the tests.
-  std::vector<std::string> argv = {AnerdBinary(),         "--config=",
+  std::vector<std::string> argv = {AnerdBinary(),          "--config=",
                                    "--socket=" + socket(), "--state-dir=" + state_dir(),
                                    "--log-level=debug",    "--data-root=" + root_};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());

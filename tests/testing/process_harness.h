@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anerd::testing {
 
@@ -33,17 +34,6 @@ RunResult RunProgram(const std::vector<std::string>& argv, const RunOptions& opt
 // A loopback TCP port nothing listens on right now (bound to port 0, read back, closed), for a
 // daemon's --listen or --metrics-listen. 0 if the system refused.
 int FreeLoopbackPort();
-
-// A fresh temp directory, removed (recursively) on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // A running anerd. Start() waits until the socket answers. The destructor SIGKILLs a daemon that
 // is still running.
