@@ -251,7 +251,7 @@ absl::StatusOr<EvaluateResult> SessionManager::EvaluateOnExecutor(const Evaluate
   training::PhaseTimes times;
   model->StageWeights(params.data(), &times);
   ANERD_ASSIGN_OR_RETURN(
-      out.report, training::EvaluateWindows(*model, params.data(), data->tokens(), range.begin,
+      out.report, training::EvaluateWindows(*model, params.data(), *data, range.begin,
                                             std::min(range.end, data->file_size()), spec.batches));
   out.report.source = range.source;
   out.seq = config.seq;

@@ -49,8 +49,8 @@ class TokenData {
   TokenData& operator=(const TokenData&) = delete;
 
   int64_t size() const { return size_; }
-  // Tokens the file holds (size() before KeepFirst); tokens()[0, file_size()) stay readable, which
-  // is how the held-out tail is evaluated (training/evaluate.h).
+  // Tokens the file holds (size() before KeepFirst); [0, file_size()) stay readable through
+  // Copy, which is how the held-out tail is evaluated (training/evaluate.h).
   int64_t file_size() const { return file_size_; }
   // Keeps only the first `n` tokens (held-out data, training/validation_split.h): sampling and
   // UsedIds never see the rest. INVALID_ARGUMENT when fewer than seq + 1 would remain or `n` is
@@ -60,7 +60,7 @@ class TokenData {
   uint32_t token(int64_t i) const {
     return wide_ != nullptr ? wide_[i] : static_cast<uint32_t>(narrow_[i]);
   }
-  // Copies tokens [p, p + n) into out[0, n) (0 <= p, p + n <= size()).
+  // Copies tokens [p, p + n) into out[0, n) (0 <= p, p + n <= file_size()).
   void Copy(int64_t p, int64_t n, uint32_t* out) const;
   // 2 (uint16 files and text) or 4 (uint32 files).
   int id_bytes() const { return wide_ != nullptr ? 4 : 2; }

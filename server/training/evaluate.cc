@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -31,7 +32,7 @@ int64_t EvalWindows(int64_t begin, int64_t end, int seq, int max_sequences) {
 }
 
 absl::StatusOr<EvalReport> EvaluateWindows(Model& model, const float* params,
-                                           const uint16_t* tokens, int64_t begin, int64_t end,
+                                           const TokenData& data, int64_t begin, int64_t end,
                                            int max_sequences) {
   const int seq = model.config().seq;
   const int64_t n = EvalWindows(begin, end, seq, max_sequences);
@@ -43,9 +44,11 @@ absl::StatusOr<EvalReport> EvaluateWindows(Model& model, const float* params,
   const auto start = std::chrono::steady_clock::now();
   PhaseTimes times;
   double sum = 0;
+  std::vector<uint32_t> window(seq + 1);
   for (int64_t k = 0; k < n; ++k) {
-    const uint16_t* window = tokens + begin + k * seq;
-    ANERD_ASSIGN_OR_RETURN(const double loss, model.Loss(params, window, window + 1, &times));
+    data.Copy(begin + k * seq, seq + 1, window.data());
+    ANERD_ASSIGN_OR_RETURN(const double loss,
+                           model.Loss(params, window.data(), window.data() + 1, &times));
     sum += loss;
   }
   EvalReport r;

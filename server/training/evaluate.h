@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/training/config.h"
+#include "server/training/data.h"
 #include "server/training/model.h"
 
 namespace anerd::training {
@@ -49,10 +50,10 @@ HeldOut HeldOutFor(const TrainSpec& spec, int64_t data_tokens, int max_sequences
 int64_t EvalWindows(int64_t begin, int64_t end, int seq, int max_sequences);
 
 // Mean loss of `params` (staged into `model` already: Model::StageWeights) on the windows of
-// tokens[begin, end). INVALID_ARGUMENT "data: N tokens in [begin, end) is too short for one
+// data's tokens [begin, end) (end <= data.file_size()). INVALID_ARGUMENT "data: N tokens in [begin, end) is too short for one
 // window of seq + 1 = S" when no window fits. Errors of the forward pass as they come.
 absl::StatusOr<EvalReport> EvaluateWindows(Model& model, const float* params,
-                                           const uint16_t* tokens, int64_t begin, int64_t end,
+                                           const TokenData& data, int64_t begin, int64_t end,
                                            int max_sequences);
 
 }  // namespace anerd::training

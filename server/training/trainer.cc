@@ -62,7 +62,7 @@ absl::StatusOr<EvalReport> Trainer::EvalHeldOut() {
   const HeldOut h = HeldOutFor(spec_, data_->file_size(), spec_.eval_batches);
   const TokenData& d = h.separate_file ? *val_data_ : *data_;
   ANERD_ASSIGN_OR_RETURN(EvalReport r,
-                         EvaluateWindows(*model_, params_.data(), d.tokens(), h.begin,
+                         EvaluateWindows(*model_, params_.data(), d, h.begin,
                                          std::min(h.end, d.file_size()), spec_.eval_batches));
   r.source = h.source;
   return r;
