@@ -108,11 +108,9 @@ PLAN = {
         "run", ["anectl data synth --out {abs}/stories.txt"]),
     "~/.venvs/anerd/bin/python client/python/example.py --host unix:$XDG_RUNTIME_DIR/anerd/anerd.sock"
     " --data /abs/path/stories.txt --steps 20": (
-        "known", ["PYTHONPATH=build/client/python/gen /usr/bin/python3 "
-                  "client/python/example.py --host unix:$XDG_RUNTIME_DIR/anerd/anerd.sock "
-                  "--data {abs}/stories.txt --steps 20",
-                  "the Python client names daemon-side data, refused outside the daemon's data "
-                  "roots until start_training uploads local files (issue 19, branch tok2)"]),
+        "run", ["PYTHONPATH=build/client/python/gen /usr/bin/python3 "
+                "client/python/example.py --host unix:$XDG_RUNTIME_DIR/anerd/anerd.sock "
+                "--data {abs}/stories.txt --steps 20"]),
 }
 AT_END = ["anectl train rm {session}", "STOP_AND_RM_SESSIONS", "anectl data rm {artifact}"]
 PLACEHOLDER = re.compile(r"<\w+>|\bID\b|\[|\||A_ID|/abs/path")
