@@ -189,7 +189,7 @@ absl::StatusOr<std::unique_ptr<PendingArtifact>> ArtifactStore::Adopt(const std:
     ::unlink(path.c_str());
     return s;
   }
-  std::unique_ptr<PendingArtifact> p(new PendingArtifact(path, ScopedFd(fd)));
+  std::unique_ptr<PendingArtifact> p(new PendingArtifact(path, ScopedFd(fd), /*uncached=*/false));
   Sha256 copy;
   std::string buf(size_t{1} << 20, '\0');
   for (;;) {
