@@ -104,6 +104,27 @@ PLAN = {
     "~/.venvs/anerd/bin/pip install --no-build-isolation --no-index ./client/python": (
         "skip", "builds inside the source tree; integration_python_package_test installs a copy "
                 "the same way (offline, --system-site-packages)"),
+    "anectl train export ID --best best.bin": (
+        "run", ["anectl train export {eval_session} --best best.bin"]),
+    "anectl eval --session ID [--best] | --model FILE|ID [--data FILE|ID] [--batches N] [--json]": (
+        "run", ["anectl eval --session {eval_session} --best",
+                # FILE is read by the daemon (under its data roots); from here, by artifact id.
+                "anectl model push model.bin",
+                "anectl eval --model {model_artifact} --data {artifact} --batches 4 --json"]),
+    "anectl data tokenize stories.txt --tokenizer tokenizer.json [--bos] [--eos] [--json]": (
+        "run", ["cp {source}/tests/tokenizer/testdata/tiny_tokenizer.json tokenizer.json",
+                # the test tokenizer has no bos/eos ids, so no --bos/--eos here
+                "anectl data tokenize stories.txt --tokenizer tokenizer.json --json"]),
+    'anectl generate --session ID --prompt "Once upon a time" --max-tokens 200': (
+        "run", ['anectl generate --session {session} --prompt "Once upon a time" --max-tokens 200']),
+    'anectl generate --session ID --weights live --prompt "Once"': (
+        "run", ["anectl train start --data stories.txt --model tiny --steps 100000 --name live-gen",
+                'anectl generate --session live-gen --weights live --prompt "Once" --max-tokens 20',
+                "anectl train stop live-gen"]),
+    'anectl generate --model stories15M.bin --tokenizer tokenizer.bin --prompt "Lily" --temperature 0': (
+        "skip", "needs llama2.c's stories15M.bin and tokenizer.bin (downloads)"),
+    "anectl generate --model MODEL_ID --tokens 1,450,1701 --json": (
+        "run", ["anectl generate --model {model_artifact} --tokens 1,45,17 --max-tokens 8 --json"]),
     "anectl data synth --out /abs/path/stories.txt": (
         "run", ["anectl data synth --out {abs}/stories.txt"]),
     "~/.venvs/anerd/bin/python client/python/example.py --host unix:$XDG_RUNTIME_DIR/anerd/anerd.sock"
@@ -167,7 +188,7 @@ class Check:
         self.env = env
         self.socket = os.path.join(self.run_dir, "anerd", "anerd.sock")
         self.daemon = None
-        self.values = {"abs": self.abs, "port": str(free_port()),
+        self.values = {"abs": self.abs, "port": str(free_port()), "source": source,
                        "log": os.path.join(self.home, ".local/state/anerd/logs/anerd.log")}
         self.failures = 0
 
@@ -206,6 +227,10 @@ class Check:
             "session": lambda: self.json("train ls")["sessions"][-1]["id"],
             "artifact": lambda: self.json("data ls")["artifacts"][0]["id"],
             "artifact6": lambda: self.fill("{artifact}")[:6],
+            # The newest session when first asked for: the README's --eval-every run.
+            "eval_session": lambda: max(self.json("train ls")["sessions"],
+                                        key=lambda s: s["started_unix_ms"])["id"],
+            "model_artifact": lambda: self.json("model ls")["artifacts"][0]["id"],
             "probe": lambda: self.json("probe ls")["results"][-1]["result_id"],
             "probe2": lambda: self.json("probe ls")["results"][0]["result_id"],
             "probe_prefix": lambda: self.unique_prefix(
