@@ -10,24 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/training/span_log.h"
 #include "server/training/trainer.h"
 
 namespace {
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-const char* Flag(int argc, char** argv, const char* name, const char* def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
-  }
-  return def;
-}
+using anerd::bench::Flag;
+using anerd::bench::Median;
 
 }  // namespace
 
@@ -53,7 +44,8 @@ int main(int argc, char** argv) {
   auto plain = Trainer::Create(spec, &cpu);
   auto traced = Trainer::Create(spec, &cpu);
   if (!plain.ok() || !traced.ok()) {
-    std::fprintf(stderr, "%s\n", (plain.ok() ? traced.status() : plain.status()).ToString().c_str());
+    std::fprintf(stderr, "%s\n",
+                 (plain.ok() ? traced.status() : plain.status()).ToString().c_str());
     return 1;
   }
   SpanLog spans;

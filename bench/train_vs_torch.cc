@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/training/trainer.h"
 
@@ -20,18 +21,8 @@ extern "C" void openblas_set_num_threads(int);
 
 namespace {
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-const char* Flag(int argc, char** argv, const char* name, const char* def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
-  }
-  return def;
-}
+using anerd::bench::Flag;
+using anerd::bench::Median;
 
 }  // namespace
 

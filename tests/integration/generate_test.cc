@@ -115,15 +115,20 @@ TEST_F(GenerateTest, GreedyFromASessionCheckpointMatchesTheInProcessDecoder) {
   EXPECT_EQ(g.summary["text"].get<std::string>().substr(0, g.deltas.size()), g.deltas);
 }
 
-TEST_F(GenerateTest, GreedyFromALlama2cFileMatchesTheInProcessDecoder) {
+// A small GQA model with random weights written as a llama2.c file at `file`, read back.
+absl::StatusOr<training::LoadedModel> WriteTinyLlama2c(const std::string& file) {
   absl::StatusOr<training::ModelConfig> config =
       training::ParseCustomConfig("dim=48,hidden=128,layers=2,heads=4,kv_heads=2,vocab=300,seq=96");
-  ASSERT_TRUE(config.ok()) << config.status();
+  if (!config.ok()) return config.status();
   std::vector<float> params(training::ParamLayout(*config).total());
   training::InitParams(*config, 11, params.data());
+  if (absl::Status s = training::ExportLlama2c(file, *config, params); !s.ok()) return s;
+  return training::LoadModelFile(file);
+}
+
+TEST_F(GenerateTest, GreedyFromALlama2cFileMatchesTheInProcessDecoder) {
   const std::string file = dir_.path() + "/model.bin";
-  ASSERT_TRUE(training::ExportLlama2c(file, *config, params).ok());
-  absl::StatusOr<training::LoadedModel> loaded = training::LoadModelFile(file);
+  absl::StatusOr<training::LoadedModel> loaded = WriteTinyLlama2c(file);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
 
   DaemonProcess d(dir_.path());
@@ -161,14 +166,8 @@ std::vector<int32_t> ReferenceGreedyOnAneSim(const training::ModelConfig& config
 // On ane-sim the daemon runs the program decoder's calls on the backend's executor (through its
 // worker) and gives the tokens an in-process program decoder on ane-sim gives.
 TEST_F(GenerateTest, OnAneSimTheProgramDecoderGivesTheInProcessTokens) {
-  absl::StatusOr<training::ModelConfig> config =
-      training::ParseCustomConfig("dim=48,hidden=128,layers=2,heads=4,kv_heads=2,vocab=300,seq=96");
-  ASSERT_TRUE(config.ok()) << config.status();
-  std::vector<float> params(training::ParamLayout(*config).total());
-  training::InitParams(*config, 11, params.data());
   const std::string file = dir_.path() + "/model.bin";
-  ASSERT_TRUE(training::ExportLlama2c(file, *config, params).ok());
-  absl::StatusOr<training::LoadedModel> loaded = training::LoadModelFile(file);
+  absl::StatusOr<training::LoadedModel> loaded = WriteTinyLlama2c(file);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
 
   DaemonProcess d(dir_.path());
