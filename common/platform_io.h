@@ -7,6 +7,7 @@
 #define ANERD_COMMON_PLATFORM_IO_H_
 
 #include <cstddef>
+#include <cstdint>
 
 namespace anerd {
 
@@ -19,6 +20,12 @@ inline constexpr size_t kUncachedWriteAlignment = 4096;
 // fails with EINVAL; macOS: F_NOCACHE). False, with errno set, when the file system does not
 // support it (tmpfs, some network file systems); `fd` is then unchanged.
 bool SetUncachedWrites(int fd, bool uncached);
+
+// Asks the kernel to start writing the dirty pages of [offset, offset + length) of `fd` to the
+// disk now, without waiting (Linux: sync_file_range(SYNC_FILE_RANGE_WRITE)), so that a later
+// fsync finds little left to write. Not durability: still fsync. False (errno set) where
+// unsupported (other systems: a no-op that returns false with ENOTSUP).
+bool StartWriteback(int fd, uint64_t offset, uint64_t length);
 
 // A new anonymous shared-memory object of size 0, close-on-exec, that no other process can open
 // by name (its descriptor can be passed). -1 with errno set on failure.

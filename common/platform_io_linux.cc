@@ -18,6 +18,11 @@ bool SetUncachedWrites(int fd, bool uncached) {
   return fcntl(fd, F_SETFL, uncached ? (flags | O_DIRECT) : (flags & ~O_DIRECT)) == 0;
 }
 
+bool StartWriteback(int fd, uint64_t offset, uint64_t length) {
+  return sync_file_range(fd, static_cast<off64_t>(offset), static_cast<off64_t>(length),
+                         SYNC_FILE_RANGE_WRITE) == 0;
+}
+
 void CloseDescriptorsExcept(int keep1, int keep2) {
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return;

@@ -34,6 +34,14 @@ bool SetUncachedWrites(int fd, bool uncached) {
 #endif
 }
 
+bool StartWriteback(int fd, uint64_t offset, uint64_t length) {
+  (void)fd;
+  (void)offset;
+  (void)length;
+  errno = ENOTSUP;
+  return false;
+}
+
 void CloseDescriptorsExcept(int keep1, int keep2) {
   const int max = static_cast<int>(std::min<long>(sysconf(_SC_OPEN_MAX), 4096));
   for (int fd = 3; fd < max; ++fd) {

@@ -32,6 +32,8 @@ constexpr size_t kMaxIo = size_t{1} << 30;
 // An uncached upload's staging block: large enough that each disk write is worth its latency,
 // small enough to hold per upload in flight.
 constexpr size_t kStageBytes = size_t{2} << 20;
+// Cached upload writes: how many bytes may be dirty before their writeback is started.
+constexpr uint64_t kWritebackBytes = uint64_t{8} << 20;
 std::atomic<uint64_t> next_temp{0};
 
 absl::Status ErrnoError(absl::string_view what) {
@@ -76,6 +78,10 @@ void PendingArtifact::FreeDeleter::operator()(char* p) const { std::free(p); }
 
 absl::Status PendingArtifact::Append(absl::string_view data) {
   hash_.Update(data);
+  return Write(data);
+}
+
+absl::Status PendingArtifact::Write(absl::string_view data) {
   size_ += data.size();
   if (uncached_ && stage_ == nullptr) {
     void* block = nullptr;
@@ -120,6 +126,12 @@ absl::Status PendingArtifact::WriteAll(absl::string_view data) {
     }
     if (n < 0) return ErrnoError("cannot store an uploaded artifact");
     data.remove_prefix(static_cast<size_t>(n));
+    written_ += static_cast<uint64_t>(n);
+  }
+  // Cached bytes: have the disk take each full writeback window while the rest arrives.
+  if (!uncached_ && written_ - writeback_from_ >= kWritebackBytes) {
+    StartWriteback(fd_.get(), writeback_from_, written_ - writeback_from_);
+    writeback_from_ = written_;
   }
   return absl::OkStatus();
 }
@@ -259,7 +271,8 @@ absl::Status ArtifactStore::InsertLocked(const NewArtifact& meta, uint64_t size)
 
 absl::StatusOr<ArtifactRecord> ArtifactStore::Commit(std::unique_ptr<PendingArtifact> pending,
                                                      const NewArtifact& meta) {
-  const std::string digest = pending->hash_.HexDigest();
+  const std::string digest =
+      pending->digest_.empty() ? pending->hash_.HexDigest() : pending->digest_;
   if (digest != meta.sha256) {
     return absl::InvalidArgumentError(absl::StrCat("sha256: the header declares ", meta.sha256,
                                                    " but the ", pending->size(),

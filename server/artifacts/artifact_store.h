@@ -75,6 +75,12 @@ class PendingArtifact {
   // cached writes and leaves Commit's fsync nothing to write back; the unaligned tail goes
   // through the cache at Commit. Elsewhere each call writes through the cache.
   absl::Status Append(absl::string_view data);
+  // As Append, but the bytes are not hashed here: the caller hashes the same bytes in the same
+  // order (UploadWriter does it on a second thread, beside the writes) and hands the digest of
+  // all of them to SetDigest before Commit. Do not mix with Append.
+  absl::Status Write(absl::string_view data);
+  // The lowercase hex SHA-256 of every byte given to Write; Commit checks it instead of its own.
+  void SetDigest(std::string hex) { digest_ = std::move(hex); }
   uint64_t size() const { return size_; }
 
  private:
@@ -93,8 +99,11 @@ class PendingArtifact {
   std::string path_;
   ScopedFd fd_;
   Sha256 hash_;
+  std::string digest_;  // from SetDigest; empty: hash_'s
   uint64_t size_ = 0;
-  bool uncached_;                             // the descriptor bypasses the page cache
+  uint64_t written_ = 0;         // bytes in the file
+  uint64_t writeback_from_ = 0;  // cached writes: the first byte whose writeback is not started
+  bool uncached_;                // the descriptor bypasses the page cache
   std::unique_ptr<char, FreeDeleter> stage_;  // kUncachedWriteAlignment-aligned, when uncached_
   size_t staged_ = 0;
   bool committed_ = false;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/hash.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -19,8 +20,10 @@ absl::StatusOr<std::unique_ptr<UploadWriter>> UploadWriter::Start(ArtifactStore*
                                                         std::max<uint64_t>(max_queued_bytes, 1),
                                                         std::move(on_room), std::move(on_done)));
   try {
+    writer->hasher_thread_ = std::thread([raw = writer.get()] { raw->RunHasher(); });
     writer->thread_ = std::thread([raw = writer.get()] { raw->Run(); });
   } catch (const std::system_error& e) {
+    // The destructor stops and joins a hasher that did start.
     return absl::UnavailableError(
         absl::StrCat("cannot start a thread to store the upload (", e.what(), "); retry"));
   }
@@ -41,7 +44,8 @@ UploadWriter::~UploadWriter() {
     cancelled_ = true;
   }
   if (thread_.joinable()) thread_.join();
-  pending_.reset();  // unlinks the file when the thread never ran
+  if (hasher_thread_.joinable()) hasher_thread_.join();
+  pending_.reset();  // unlinks the file when the writer thread never ran
 }
 
 bool UploadWriter::Push(std::string chunk) {
@@ -60,31 +64,67 @@ void UploadWriter::Finish(ArtifactStore::NewArtifact meta) {
   finishing_ = true;
 }
 
-bool UploadWriter::HasWork() const { return !queue_.empty() || finishing_ || cancelled_; }
+bool UploadWriter::ReadyFor(Consumer c) {
+  return cancelled_ || failed_ || finishing_ || SeqOf(c) < front_seq_ + queue_.size();
+}
+
+const std::string* UploadWriter::Next(Consumer c) {
+  absl::MutexLock lock(&mu_);
+  struct Arg {
+    UploadWriter* self;
+    Consumer c;
+  } arg{this, c};
+  mu_.Await(absl::Condition(
+      +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->self->ReadyFor(a->c); }, &arg));
+  if (cancelled_ || failed_) return nullptr;
+  const uint64_t seq = SeqOf(c);
+  if (seq < front_seq_ + queue_.size()) return &queue_[seq - front_seq_];
+  return nullptr;  // finishing, and every chunk is passed
+}
+
+bool UploadWriter::Release(Consumer c) {
+  absl::MutexLock lock(&mu_);
+  ++SeqOf(c);
+  const uint64_t passed = std::min(hash_seq_, write_seq_);
+  while (!queue_.empty() && front_seq_ < passed) {
+    queued_bytes_ -= queue_.front().size();
+    queue_.pop_front();
+    ++front_seq_;
+  }
+  if (!room_wanted_ || queued_bytes_ >= max_queued_bytes_) return false;
+  room_wanted_ = false;
+  return true;  // the next chunk is received while this one is hashed and written
+}
+
+void UploadWriter::RunHasher() {
+  Sha256 hash;
+  bool ok = true;
+  try {
+    while (const std::string* chunk = Next(Consumer::kHasher)) {
+      hash.Update(*chunk);
+      if (Release(Consumer::kHasher)) on_room_();
+    }
+  } catch (...) {
+    ok = false;  // the writer reports it
+  }
+  absl::MutexLock lock(&mu_);
+  if (cancelled_ || failed_) return;
+  digest_ = ok ? hash.HexDigest() : "";
+  hashed_all_ = true;
+}
 
 absl::StatusOr<ArtifactRecord> UploadWriter::WriteAndCommit() {
-  while (true) {
-    std::string chunk;
-    bool room = false;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &UploadWriter::HasWork));
-      if (cancelled_) return absl::CancelledError("the upload was cancelled");
-      if (queue_.empty()) break;  // finishing, and every chunk is written
-      chunk = std::move(queue_.front());
-      queue_.pop_front();
-      queued_bytes_ -= chunk.size();
-      if (room_wanted_ && queued_bytes_ < max_queued_bytes_) {
-        room_wanted_ = false;
-        room = true;
-      }
-    }
-    if (room) on_room_();  // the next chunk is received while this one is written
-    ANERD_RETURN_IF_ERROR(pending_->Append(chunk));
+  while (const std::string* chunk = Next(Consumer::kWriter)) {
+    ANERD_RETURN_IF_ERROR(pending_->Write(*chunk));
+    if (Release(Consumer::kWriter)) on_room_();
   }
   ArtifactStore::NewArtifact meta;
   {
     absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &UploadWriter::HashDone));
+    if (cancelled_) return absl::CancelledError("the upload was cancelled");
+    if (digest_.empty()) return absl::InternalError("hashing the upload failed");
+    pending_->SetDigest(std::move(digest_));
     meta = std::move(meta_);
   }
   return store_->Commit(std::move(pending_), meta);
@@ -103,11 +143,9 @@ void UploadWriter::Run() {
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_) return;
-    if (!result.ok()) {
-      failed_ = true;
-      queue_.clear();
-      queued_bytes_ = 0;
-    }
+    // The hasher stops at its next chunk; the queue is freed when the writer is destroyed (the
+    // hasher may still be reading a chunk now).
+    if (!result.ok()) failed_ = true;
   }
   try {
     on_done_(std::move(result));

@@ -1,11 +1,14 @@
 // UploadWriter on its own: chunks pushed under back-pressure are stored in order and committed
 // under their digest; a lying digest is refused with nothing stored; a writer destroyed
-// mid-upload joins its thread and leaves no file, and never reports completion.
+// mid-upload joins its thread and leaves no file, and never reports completion; a write that
+// fails while the hasher is still busy ends the upload once, cleanly, with nothing stored.
 #include "server/artifacts/upload_writer.h"
 
 #include <dirent.h>
+#include <sys/resource.h>
 
 #include <atomic>
+#include <csignal>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -171,6 +174,37 @@ TEST_F(UploadWriterTest, DestroyedMidUploadJoinsItsThreadAndLeavesNothing) {
   EXPECT_TRUE(room_returned) << "the destructor returned before its thread did";
   releaser.join();
   EXPECT_EQ(dones, 0) << "a cancelled upload reports nothing";
+  EXPECT_THAT(FilesUnder(BlobRoot()), IsEmpty()) << "nothing half-stored";
+  EXPECT_THAT(*artifacts_->List(), IsEmpty());
+}
+
+TEST_F(UploadWriterTest, AWriteErrorMidUploadEndsItOnceAndStoresNothing) {
+  // Files may not grow past 1 MiB (EFBIG; SIGXFSZ ignored) while 6 MiB arrive through a 1-byte
+  // queue: the writer fails mid-stream while the hasher thread may still be reading a chunk.
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  small.rlim_cur = 1 << 20;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  Events events;
+  std::unique_ptr<UploadWriter> writer = Start(1, &events);
+  int waits = 0;
+  for (int i = 0; writer != nullptr && i < 24; ++i) {
+    if (!writer->Push(std::string(256 << 10, static_cast<char>('a' + i)))) {
+      events.WaitForRooms(++waits);
+    }
+  }
+  if (writer != nullptr) writer->Finish(Meta(Sha256Hex("whatever")));
+  absl::StatusOr<ArtifactRecord> r =
+      writer != nullptr ? events.WaitForDone() : absl::UnknownError("no writer");
+  writer.reset();
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("cannot store an uploaded artifact"));
+  absl::MutexLock lock(&events.mu);
+  EXPECT_EQ(events.dones, 1);
   EXPECT_THAT(FilesUnder(BlobRoot()), IsEmpty()) << "nothing half-stored";
   EXPECT_THAT(*artifacts_->List(), IsEmpty());
 }
