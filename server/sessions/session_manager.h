@@ -252,6 +252,10 @@ class SessionManager {
   void BuildTrainerTask(Session* s);
   // Every other turn: one step.
   void StepTask(Session* s, absl::Duration queued);
+  // After a step whose checkpoint is due: the checkpoint, then completion or the next step. Runs
+  // on checkpoint_io_ (a checkpoint is blocking file I/O, which never runs on an executor), with
+  // the session not scheduled meanwhile, so nothing changes its trainer.
+  void CheckpointTask(Session* s);
   // Fails the session whose task threw.
   void FailAfterException(const std::string& id, const char* what);
   // Writes a checkpoint of the session's trainer without holding mu_ (call on its executor task
@@ -323,6 +327,9 @@ class SessionManager {
   uint64_t memory_limit_ = 0;     // effective limit; 0 = none
   // Runs watcher wakes; joined by the destructor while the sessions still exist.
   std::unique_ptr<Notifier> notifier_ = std::make_unique<Notifier>();
+  // Writes the periodic and final checkpoints of running sessions, one at a time, off the
+  // executors; each task counts in in_flight_, so Shutdown waits for it.
+  std::unique_ptr<Notifier> checkpoint_io_ = std::make_unique<Notifier>();
 
   absl::Mutex persist_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;

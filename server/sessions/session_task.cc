@@ -149,7 +149,22 @@ void SessionManager::StepTask(Session* s, absl::Duration queued) {
     if (!IsActive(s->state)) return;                  // paused by a write error
     if (!RecordExtras(s, std::move(extras))) return;  // paused by a write error
     if (!checkpoint_due) return Schedule(s);
+    ++in_flight_;  // released by the checkpoint task's InFlightTask
   }
+  const std::string id = s->id;
+  checkpoint_io_->Post({[this, s, id] {
+    InFlightTask task(this);
+    try {
+      CheckpointTask(s);
+    } catch (const std::exception& e) {
+      FailAfterException(id, e.what());
+    } catch (...) {
+      FailAfterException(id, "an unknown exception");
+    }
+  }});
+}
+
+void SessionManager::CheckpointTask(Session* s) {
   // A checkpoint that cannot be written stops the session: training on would report progress
   // that a crash would lose. Completion is reported only once the final one is durable.
   const absl::Status c = WriteCheckpoint(s);

@@ -353,7 +353,12 @@ absl::Status DataLoss(const std::string& path, absl::string_view why) {
 }  // namespace
 
 absl::Status WriteCheckpoint(const std::string& path, const Checkpoint& ckpt) {
-  const std::string spec = SpecToText(ckpt.spec), state = EncodeState(ckpt.state);
+  return WriteCheckpoint(
+      path, CheckpointView{&ckpt.spec, &ckpt.state, ckpt.params, ckpt.adam_m, ckpt.adam_v});
+}
+
+absl::Status WriteCheckpoint(const std::string& path, const CheckpointView& ckpt) {
+  const std::string spec = SpecToText(*ckpt.spec), state = EncodeState(*ckpt.state);
   const Section sections[] = {
       {"SPEC", spec.data(), static_cast<int64_t>(spec.size())},
       {"STATE", state.data(), static_cast<int64_t>(state.size())},

@@ -30,7 +30,10 @@ int32_t SpanLog::ThreadIndex(const char* first_span) {
     if (threads_[i] == self) return static_cast<int32_t>(i);
   }
   threads_.push_back(self);
-  thread_names_.push_back(std::strncmp(first_span, "dW", 2) == 0 ? "dW worker" : "trainer");
+  const char* name = "trainer";
+  if (std::strncmp(first_span, "dW", 2) == 0) name = "dW worker";
+  if (std::strcmp(first_span, "checkpoint") == 0) name = "checkpoint writer";
+  thread_names_.push_back(name);
   return static_cast<int32_t>(threads_.size() - 1);
 }
 

@@ -55,7 +55,8 @@ class SpanLog {
   int64_t dropped() const;
   int64_t current_step() const;
   // Names of the recording threads by index: "dW worker" for a thread whose first span was a dW
-  // task ("dW …"), else "trainer".
+  // task ("dW …"), "checkpoint writer" for one whose first span was a checkpoint (the session
+  // manager writes periodic checkpoints off the executor), else "trainer".
   std::vector<std::string> ThreadNames() const;
 
  private:

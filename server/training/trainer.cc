@@ -222,13 +222,7 @@ absl::StatusOr<StepReport> Trainer::Step() {
 }
 
 absl::Status Trainer::SaveCheckpoint(const std::string& path) const {
-  Checkpoint ck;
-  ck.spec = spec_;
-  ck.state = state_;
-  ck.params = params_;
-  ck.adam_m = adam_m_;
-  ck.adam_v = adam_v_;
-  return WriteCheckpoint(path, ck);
+  return WriteCheckpoint(path, CheckpointView{&spec_, &state_, params_, adam_m_, adam_v_});
 }
 
 absl::Status Trainer::ExportLlama2c(const std::string& path) const {

@@ -339,6 +339,40 @@ TEST_F(SessionManagerTest, AWriteErrorPausesTheSessionInsteadOfReportingProgress
   for (int64_t i = 0; i < 30; ++i) EXPECT_EQ(steps[i], i + 1);
 }
 
+// A checkpoint is blocking file I/O: it is written off the device executor (which meanwhile runs
+// other work), and the next step starts only once it is durable.
+TEST_F(SessionManagerTest, CheckpointsAreWrittenOffTheExecutorBetweenSteps) {
+  auto e = MakeEngine();
+  training::TrainSpec spec = TinySpec(6);
+  spec.checkpoint_every = 2;
+  absl::StatusOr<SessionSnapshot> s = e->sessions().Start(spec, "", "");
+  ASSERT_TRUE(s.ok()) << s.status();
+  SessionSnapshot done = WaitUntilInactive(*e, s->id);
+  ASSERT_EQ(done.state, SessionState::kCompleted) << done.error;
+  EXPECT_EQ(done.checkpoint_step, 6);
+  absl::StatusOr<SessionTrace> trace = e->sessions().Trace(s->id, 1, 6);
+  ASSERT_TRUE(trace.ok()) << trace.status();
+  std::vector<std::pair<int64_t, int64_t>> checkpoints, steps;  // [start, end) in ns
+  for (const training::TraceSpan& span : trace->spans) {
+    const std::string& thread = trace->thread_names.at(span.thread);
+    if (span.name == std::string("checkpoint")) {
+      EXPECT_EQ(thread, "checkpoint writer") << "a checkpoint ran on the executor's thread";
+      checkpoints.emplace_back(span.start_unix_ns, span.start_unix_ns + span.duration_ns);
+    } else if (span.name == std::string("step")) {
+      EXPECT_EQ(thread, "trainer");
+      steps.emplace_back(span.start_unix_ns, span.start_unix_ns + span.duration_ns);
+    }
+  }
+  ASSERT_EQ(checkpoints.size(), 3u) << "after steps 2, 4 and 6";
+  ASSERT_EQ(steps.size(), 6u);
+  for (size_t k = 0; k < checkpoints.size(); ++k) {
+    EXPECT_GE(checkpoints[k].first, steps[2 * k + 1].second) << "written after its step";
+    if (2 * k + 2 < steps.size()) {
+      EXPECT_GE(steps[2 * k + 2].first, checkpoints[k].second) << "the next step waits for it";
+    }
+  }
+}
+
 // A paused session can be given up instead of resumed: Stop makes it `stopped` (it holds no
 // executor turn, so nothing has to drain), and it is still at its last durable checkpoint.
 TEST_F(SessionManagerTest, StoppingAPausedSessionGivesItUp) {
