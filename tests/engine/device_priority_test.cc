@@ -75,7 +75,7 @@ TEST_P(DevicePriorityTest, EvaluationsRunBetweenATrainingStepsKernelsAndProbesAr
     });
   };
   // On the executor thread: at the third kernel boundary of the first training step, two
-  // evaluations and a probe-class task arrive; the probe-class task queues a third evaluation.
+  // evaluations and a probe arrive; the probe queues a third evaluation while it runs.
   executor->SetObserver([&](const ExecutorEvent& ev) {
     bool submit = false;
     {
@@ -124,15 +124,17 @@ TEST_P(DevicePriorityTest, EvaluationsRunBetweenATrainingStepsKernelsAndProbesAr
   }
   ASSERT_LT(step_end, events.size());
   EXPECT_EQ(events[step_start].what, "training step");
-  // Served right at that kernel boundary, inline, then the step went on with more kernels.
-  ASSERT_LT(third + 5, step_end);
-  for (size_t i : {third + 1, third + 3}) {
+  // Served at the next kernel boundary (the yield serves what was queued when it began), inline,
+  // and then the step went on with more kernels.
+  ASSERT_LT(third + 6, step_end);
+  EXPECT_EQ(events[third + 1].kind, ExecutorEvent::Kind::kYield);
+  for (size_t i : {third + 2, third + 4}) {
     EXPECT_EQ(events[i].kind, ExecutorEvent::Kind::kStart) << i;
     EXPECT_EQ(events[i].what, "evaluation") << i;
     EXPECT_TRUE(events[i].inline_run) << i;
     EXPECT_EQ(events[i + 1].kind, ExecutorEvent::Kind::kEnd) << i;
   }
-  EXPECT_EQ(events[third + 5].kind, ExecutorEvent::Kind::kYield);
+  EXPECT_EQ(events[third + 6].kind, ExecutorEvent::Kind::kYield);
   // The probe: nothing between its start and its end; the evaluation it queued came after it.
   size_t probe = step_end;
   while (probe < events.size() && events[probe].what != "probe") ++probe;

@@ -43,12 +43,12 @@ TEST(DeviceQueueTest, AProbeRunsAfterMaxBypassTrainingSteps) {
   q.Push(TaskClass::kProbe, "probe");
   q.Push(TaskClass::kTraining, "step1");
   std::vector<std::string> order;
-  for (int step = 2; order.size() < 6; ++step) {
+  for (int step = 2; order.size() < 6;) {
     auto next = q.Pop();
     ASSERT_TRUE(next.has_value());
     order.push_back(next->second);
     if (next->first == TaskClass::kTraining) {
-      q.Push(TaskClass::kTraining, "step" + std::to_string(step));  // the session re-queues
+      q.Push(TaskClass::kTraining, "step" + std::to_string(step++));  // the session re-queues
     }
   }
   EXPECT_EQ(order,
