@@ -3,6 +3,7 @@
 // that step's kernels (inline, at the step's next yield), and a probe is never interleaved. The
 // test asserts the ORDER of what the executor ran (its observer), never a time.
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -100,7 +101,12 @@ TEST_P(DevicePriorityTest, EvaluationsRunBetweenATrainingStepsKernelsAndProbesAr
   spec.warmup = 2;
   absl::StatusOr<sessions::SessionSnapshot> s = e.sessions().Start(spec, "busy", GetParam());
   ASSERT_TRUE(s.ok()) << s.status();
-  probe_done.get_future().wait();
+  // A bound so that a step that never yields fails instead of hanging (not a timing assertion).
+  if (probe_done.get_future().wait_for(std::chrono::minutes(2)) != std::future_status::ready) {
+    executor->SetObserver(nullptr);
+    e.Shutdown();
+    FAIL() << "the probe never ran: no training step yielded between its kernels";
+  }
   evals_done.get_future().wait();
   (void)e.sessions().Stop(s->id);
   e.Shutdown();
