@@ -64,10 +64,29 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
                     {"misses", info.cache().misses()},
                     {"evictions", info.cache().evictions()}};
   }
+  Json queues = Json::array();  // per backend and class (local and admin callers)
+  for (const v1::DeviceQueueInfo& q : info.queues()) {
+    for (const v1::QueueClassInfo& c : q.classes()) {
+      queues.push_back({{"backend", q.backend()},
+                        {"class", c.name()},
+                        {"queued", c.queued()},
+                        {"started", c.started()},
+                        {"wait_seconds_sum", c.wait_seconds_sum()},
+                        {"wait_seconds_max", c.wait_seconds_max()}});
+    }
+  }
+  out["queues"] = std::move(queues);
   Json config = Json::object();  // the daemon's non-default flags (local and admin callers)
   for (const v1::ConfigEntry& e : info.config()) config[e.name()] = e.value();
   out["config"] = std::move(config);
   return out;
+}
+
+// A queue wait: "85us", "12.3ms", "1.50s".
+std::string FormatWait(double seconds) {
+  if (seconds < 1e-3) return absl::StrFormat("%.0fus", seconds * 1e6);
+  if (seconds < 1) return absl::StrFormat("%.1fms", seconds * 1e3);
+  return absl::StrFormat("%.2fs", seconds);
 }
 
 // One line per worker process, then the latest restart reasons (what a user needs to see when a
@@ -96,6 +115,23 @@ void PrintWorkers(CommandContext& ctx, const v1::GetInfoResponse& info) {
   }
 }
 
+// One line per backend and priority class: waiting now, started so far, mean and longest wait.
+void PrintQueues(CommandContext& ctx, const v1::GetInfoResponse& info) {
+  if (info.queues_size() == 0) return;
+  std::cout << "\n  "
+            << ctx.Bold(absl::StrFormat("%-9s %-12s %-7s %-9s %-10s %s", "QUEUE", "CLASS",
+                                        "WAITING", "STARTED", "MEAN WAIT", "MAX WAIT"))
+            << "\n";
+  for (const v1::DeviceQueueInfo& q : info.queues()) {
+    for (const v1::QueueClassInfo& c : q.classes()) {
+      const double mean = c.started() == 0 ? 0 : c.wait_seconds_sum() / c.started();
+      std::cout << absl::StrFormat("  %-9s %-12s %-7d %-9d %-10s %s\n", q.backend(), c.name(),
+                                   c.queued(), c.started(), FormatWait(mean),
+                                   FormatWait(c.wait_seconds_max()));
+    }
+  }
+}
+
 void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::string& health,
                 const v1::GetInfoResponse& info) {
   std::cout << ctx.Bold("anerd " + info.version()) << "  " << ctx.Dim(info.build()) << "\n";
@@ -119,6 +155,7 @@ void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::str
   }
   if (info.backends_size() == 0) std::cout << "  (no backends)\n";
   PrintWorkers(ctx, info);
+  PrintQueues(ctx, info);
   if (info.config_size() > 0) {
     std::cout << "\n  " << ctx.Bold("CONFIG (flags that differ from their defaults)") << "\n";
     for (const v1::ConfigEntry& e : info.config()) {

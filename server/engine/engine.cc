@@ -201,13 +201,17 @@ absl::Status Engine::Init() {
   session_options.memory_limit_bytes = options_.session_memory_limit_bytes;
   session_options.checkpoint_interval_s = options_.checkpoint_interval_s;
   Backends* backends = backends_.get();
-  sessions::SubmitTask submit = [backends](const std::string& backend, const char* what,
+  sessions::SubmitTask submit = [backends](const std::string& backend, TaskClass task_class,
+                                           const char* what,
                                            std::function<void(absl::Status, absl::Duration)> work) {
-    backends->executors.at(backend)->Submit({}, what, std::move(work));
+    backends->executors.at(backend)->Submit(task_class, {}, what, std::move(work));
   };
-  sessions_ = std::make_unique<sessions::SessionManager>(backends_->registry.get(), submit,
-                                                         backends_->default_name,
-                                                         state_store_.get(), session_options);
+  sessions::YieldTask yield = [backends](const std::string& backend) {
+    backends->executors.at(backend)->Yield();
+  };
+  sessions_ = std::make_unique<sessions::SessionManager>(
+      backends_->registry.get(), submit, backends_->default_name, state_store_.get(),
+      session_options, yield);
   ANERD_RETURN_IF_ERROR(sessions_->Init());
   ANERD_RETURN_IF_ERROR(CheckGenerationLimits(options_.generation_limits));
   generations_ = std::make_unique<GenerationManager>(
@@ -256,12 +260,20 @@ DaemonInfo Engine::Info() const {
   for (const worker::WorkerBackend* w : backends_->workers) {
     info.workers.push_back(ToSummary(w->Status()));
   }
+  for (const auto& [name, executor] : backends_->executors) {
+    info.queues.push_back({name, executor->Stats()});
+  }
   if (cache_ != nullptr) {
     const cache::CacheStats s = cache_->Stats();
     info.cache = {s.entries, s.bytes,     s.capacity_bytes, s.hits,
                   s.misses,  s.evictions, store_->Count()};
   }
   return info;
+}
+
+DeviceExecutor* Engine::executor(const std::string& backend) {
+  auto it = backends_->executors.find(backend);
+  return it == backends_->executors.end() ? nullptr : it->second.get();
 }
 
 void Engine::Shutdown() {

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/engine/device_executor.h"
 #include "server/engine/generation_manager.h"
 #include "server/engine/kernel_manager.h"
 #include "server/engine/probe_manager.h"
@@ -95,6 +96,12 @@ struct WorkerSummary {
   std::vector<std::string> recent_restart_reasons;  // newest last, at most 8
 };
 
+// One backend executor's queue by class (device_executor.h QueueStats).
+struct QueueSummary {
+  std::string backend;
+  QueueStats classes;  // by TaskClass
+};
+
 struct DaemonInfo {
   std::string version;
   std::string build;
@@ -109,6 +116,7 @@ struct DaemonInfo {
   std::vector<std::pair<std::string, std::string>> unavailable_backends;  // (name, reason)
   std::vector<WorkerSummary> workers;       // empty when no backend runs isolated
   std::vector<std::string> state_findings;  // cache::StateDbCheck findings from start-up
+  std::vector<QueueSummary> queues;         // one per backend, by name
 };
 
 class Engine {
@@ -130,6 +138,8 @@ class Engine {
   artifacts::ArtifactStore& artifacts() { return *artifacts_; }
   // Text generations (server/engine/generation_manager.h).
   GenerationManager& generations() { return *generations_; }
+  // The device executor of `backend`, or null when there is none (tests observe it).
+  DeviceExecutor* executor(const std::string& backend);
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
   // the daemon's ordered shutdown after the gRPC server has stopped.

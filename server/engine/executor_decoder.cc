@@ -9,11 +9,12 @@ namespace anerd::engine {
 absl::Status ExecutorDecoder::RunOnExecutor(const char* what, const std::function<void()>& fn) {
   absl::Notification ran;
   absl::Status admission;
-  submit_(backend_, what, [&](absl::Status status, absl::Duration) {
-    admission = status;
-    if (status.ok()) fn();
-    ran.Notify();
-  });
+  submit_(backend_, sessions::TaskClass::kInteractive, what,
+          [&](absl::Status status, absl::Duration) {
+            admission = status;
+            if (status.ok()) fn();
+            ran.Notify();
+          });
   ran.WaitForNotification();
   return admission;
 }

@@ -1,8 +1,9 @@
 // ExecutorDecoder: a TokenDecoder whose every call runs as one task on a backend's device
 // executor, so a device-program decoder (generation::ProgramDecoder on ane-sim or ane) obeys the
-// device-owner rule while the generation itself runs on its own thread. Generation tasks queue
-// with training steps and kernel calls on that executor, one at a time per generation, so a
-// generation never holds the device for more than one Prefill (at most one bucket of positions).
+// device-owner rule while the generation itself runs on its own thread. Generation tasks queue in
+// the interactive class (ahead of training steps, run between a step's kernels; device_queue.h),
+// one at a time per generation, so a generation never holds the device for more than one Prefill
+// (at most one bucket of positions).
 //
 // Ownership: owns the inner decoder; it is created, used and destroyed on the executor only.
 // Threads: Prefill/Reset block the calling thread (never an executor thread) until the task ran.

@@ -85,8 +85,10 @@ void KernelManager::Compile(KernelCompileRequest request, RequestControl control
   }
   if (absl::Status s = CheckRequestLimits(request); !s.ok()) return done(s);
   auto shared = std::make_shared<KernelCompileRequest>(std::move(request));
-  executors_.at(backend->Describe().name)
-      ->Submit(control, "compile",
+  executors_
+      .at(backend->Describe().name)
+      // Compiles are bulk work: they keep their FIFO turn with training steps.
+      ->Submit(TaskClass::kTraining, control, "compile",
                [this, shared, backend, control, done = std::move(done)](absl::Status admission,
                                                                         absl::Duration) {
                  if (!admission.ok()) return done(admission);
@@ -245,19 +247,29 @@ void KernelManager::Eval(std::string id, std::vector<backend::NamedTensor> input
     return done(absl::FailedPreconditionError(absl::StrCat(
         "kernel ", id, " needs backend '", *backend, "', which this daemon does not have")));
   }
+  uint64_t input_bytes = 0;
+  for (const backend::NamedTensor& t : inputs) input_bytes += t.tensor.bytes().size();
+  // A tiny evaluation of a program in memory runs on this thread when the executor is idle (it
+  // lends the device: device_executor.h TryRunHere), sparing two thread hand-offs.
+  const bool lendable =
+      lend_idle_device_.load() && input_bytes <= kLendMaxInputBytes && cache_->Contains(id);
   auto shared_inputs = std::make_shared<std::vector<backend::NamedTensor>>(std::move(inputs));
-  it->second->Submit(
-      control, "evaluation",
-      [this, id = std::move(id), backend = *std::move(backend), shared_inputs, control,
-       done = std::move(done)](absl::Status admission, absl::Duration queued) {
-        if (!admission.ok()) return done(admission);
-        int64_t bytes = 0;
-        done(EvalNow(id, backend, *shared_inputs, control, queued, &bytes));
-        // A large evaluation leaves its buffers in this thread's malloc arena:
-        // hand them back.
-        std::vector<backend::NamedTensor>().swap(*shared_inputs);
-        TrimFreeMemoryAfter(bytes);
-      });
+  DeviceExecutor* executor = it->second;
+  DeviceExecutor::Work work = [this, id = std::move(id), backend = *std::move(backend),
+                               shared_inputs, control, done = std::move(done)](
+                                  absl::Status admission, absl::Duration queued) {
+    if (!admission.ok()) return done(admission);
+    int64_t bytes = 0;
+    done(EvalNow(id, backend, *shared_inputs, control, queued, &bytes));
+    // A large evaluation leaves its buffers in this thread's malloc arena:
+    // hand them back.
+    std::vector<backend::NamedTensor>().swap(*shared_inputs);
+    TrimFreeMemoryAfter(bytes);
+  };
+  if (lendable && executor->TryRunHere(TaskClass::kInteractive, control, "evaluation", work)) {
+    return;
+  }
+  executor->Submit(TaskClass::kInteractive, std::move(control), "evaluation", std::move(work));
 }
 
 absl::StatusOr<KernelEvalResult> KernelManager::EvalNow(

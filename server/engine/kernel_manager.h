@@ -7,13 +7,18 @@
 // recompiled from its stored sources on first use.
 //
 // Threading: Compile and Eval run their work on the backend's DeviceExecutor and report through
-// `done` (called exactly once, on the executor thread, or inline for immediate errors). Eval picks
+// `done` (called exactly once, on the executor thread, or inline for immediate errors). Compiles
+// queue in the training class, evaluations in the interactive class (device_queue.h). A tiny
+// evaluation (inputs <= kLendMaxInputBytes) of a program in memory runs on the caller's thread
+// when the executor is idle, with the device lent to it (DeviceExecutor::TryRunHere); `done` is
+// then called on the caller's thread before Eval returns. Eval picks
 // the executor from an in-memory index of kernel id -> backend and reads the kernel's record on the
 // executor (only when its program must be rebuilt), so the caller's thread does no store I/O for a
 // known kernel. List/Get/Delete and Stats are cheap and may be called from any thread.
 #ifndef ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
 #define ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -128,6 +133,10 @@ class KernelManager {
                std::function<void(absl::StatusOr<KernelCompileResult>)> done);
   void Eval(std::string id, std::vector<backend::NamedTensor> inputs, RequestControl control,
             std::function<void(absl::StatusOr<KernelEvalResult>)> done);
+  static constexpr uint64_t kLendMaxInputBytes = 64 << 10;
+  // For benchmarks (bench/kernel_service_bench.cc): false queues every evaluation, the path before
+  // the executor lent its device, to compare both in one run. Default true.
+  void set_lend_idle_device(bool lend) { lend_idle_device_.store(lend); }
 
   absl::StatusOr<std::vector<KernelInfo>> List();
   // Ownership (cache::KernelStore): the owners of `id` (empty for an unowned or unknown id) and
@@ -195,6 +204,7 @@ class KernelManager {
   std::string default_backend_;
   KernelLimits limits_;
   KernelObserver observer_;
+  std::atomic<bool> lend_idle_device_{true};
 
   absl::Mutex mu_;
   std::map<std::string, uint64_t> pending_hits_ ABSL_GUARDED_BY(mu_);

@@ -37,7 +37,8 @@ void ProbeManager::Run(ProbeRunRequest request, RequestControl control, StartFn 
   }
   auto shared = std::make_shared<ProbeRunRequest>(std::move(request));
   executor->second->Submit(
-      control, absl::StrCat("probe ", probes::ProbeKindName(shared->options.kind)),
+      TaskClass::kProbe, control,
+      absl::StrCat("probe ", probes::ProbeKindName(shared->options.kind)),
       [this, shared, control, backend, on_start = std::move(on_start), on_row = std::move(on_row),
        done = std::move(done)](absl::Status admission, absl::Duration queued) {
         if (admission.ok()) {

@@ -86,7 +86,7 @@ void RuleProbeManager::Probe(std::string name, RequestControl control, DoneFn do
                      " backend drives no ANE: the rule probe runs on the ane or ane-sim backend")));
   }
   executor->second->Submit(
-      control, "ANE rule probe",
+      TaskClass::kProbe, control, "ANE rule probe",
       [this, name, backend, done = std::move(done)](absl::Status admission, absl::Duration) {
         if (!admission.ok()) return done(admission);
         done(ProbeNow(name, backend));

@@ -1,5 +1,6 @@
 #include "server/metrics/metrics.h"
 
+#include <limits>
 #include <map>
 #include <utility>
 #include <vector>
@@ -88,6 +89,7 @@ class EngineCollector : public prometheus::Collectable {
     CollectDaemon(info, &out);
     CollectBackends(info, &out);
     CollectWorkers(info, &out);
+    CollectQueues(info, &out);
     CollectSessions(&out);
     return out;
   }
@@ -156,6 +158,43 @@ class EngineCollector : public prometheus::Collectable {
       AddSample(&up, labels, w.pid > 0 ? 1 : 0);
     }
     for (MetricFamily* f : {&restarts, &crashes, &used, &up}) out->push_back(std::move(*f));
+  }
+
+  // Each backend executor's queue by priority class (device_queue.h).
+  static void CollectQueues(const engine::DaemonInfo& info, std::vector<MetricFamily>* out) {
+    MetricFamily depth =
+        NewFamily("anerd_queue_depth", "Tasks waiting in the device queue", MetricType::Gauge);
+    MetricFamily wait = NewFamily("anerd_queue_wait_seconds",
+                                  "Time tasks waited in the device queue before they started",
+                                  MetricType::Histogram);
+    MetricFamily wait_max =
+        NewFamily("anerd_queue_wait_max_seconds",
+                  "Longest wait in the device queue since the daemon started", MetricType::Gauge);
+    for (const engine::QueueSummary& q : info.queues) {
+      for (int c = 0; c < engine::kNumTaskClasses; ++c) {
+        const engine::QueueClassStats& s = q.classes[c];
+        const Labels labels = {{"backend", q.backend},
+                               {"class", engine::TaskClassName(static_cast<engine::TaskClass>(c))}};
+        AddSample(&depth, labels, static_cast<double>(s.queued));
+        AddSample(&wait_max, labels, s.wait_seconds_max);
+        ClientMetric h;
+        for (const auto& [name, value] : labels) h.label.push_back({name, value});
+        h.histogram.sample_count = s.started;
+        h.histogram.sample_sum = s.wait_seconds_sum;
+        uint64_t cumulative = 0;
+        for (size_t b = 0; b < s.wait_buckets.size(); ++b) {
+          cumulative += s.wait_buckets[b];
+          ClientMetric::Bucket bucket;
+          bucket.cumulative_count = cumulative;
+          bucket.upper_bound = b < engine::kWaitBucketBounds.size()
+                                   ? engine::kWaitBucketBounds[b]
+                                   : std::numeric_limits<double>::infinity();
+          h.histogram.bucket.push_back(bucket);
+        }
+        wait.metric.push_back(std::move(h));
+      }
+    }
+    for (MetricFamily* f : {&depth, &wait, &wait_max}) out->push_back(std::move(*f));
   }
 
   void CollectSessions(std::vector<MetricFamily>* out) const {

@@ -6,6 +6,8 @@
 //   * pushed by observers at the moment something finishes (cheap counter/histogram updates):
 //     RPCs by method and code (from the RPC interceptor), compiles and evaluations by backend (from
 //     the KernelManager's observer);
+//   * the device queues by backend and priority class (read at scrape time): depth, a histogram of
+//     the waits, the longest wait;
 //   * read from the engine at scrape time (a prometheus::Collectable): cache hits/misses, kernels
 //     stored, compile budget used per backend, worker restarts/crashes, and per training session
 //     the latest step's loss, step time, tokens/s and phase times. Nothing on the training or

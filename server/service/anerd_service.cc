@@ -274,6 +274,7 @@ grpc::ServerUnaryReactor* AnerdService::GetInfo(grpc::CallbackServerContext* con
     response->clear_state_findings();  // they name files in the state dir
     response->clear_cache();           // daemon-wide counters tell of other clients' kernels
     response->clear_config();          // paths, limits and token files of the daemon
+    response->clear_queues();          // other clients' work
   }
   return FinishNow(context, absl::OkStatus());
 }

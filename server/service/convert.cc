@@ -58,6 +58,19 @@ void ToProto(const engine::DaemonInfo& info, v1::GetInfoResponse* out) {
     p->set_activity(w.activity);
     for (const std::string& r : w.recent_restart_reasons) p->add_recent_restart_reasons(r);
   }
+  for (const engine::QueueSummary& q : info.queues) {
+    v1::DeviceQueueInfo* p = out->add_queues();
+    p->set_backend(q.backend);
+    for (int i = 0; i < engine::kNumTaskClasses; ++i) {
+      const engine::QueueClassStats& s = q.classes[i];
+      v1::QueueClassInfo* c = p->add_classes();
+      c->set_name(engine::TaskClassName(static_cast<engine::TaskClass>(i)));
+      c->set_queued(s.queued);
+      c->set_started(s.started);
+      c->set_wait_seconds_sum(s.wait_seconds_sum);
+      c->set_wait_seconds_max(s.wait_seconds_max);
+    }
+  }
   v1::CacheStats* c = out->mutable_cache();
   c->set_entries(info.cache.entries);
   c->set_bytes(info.cache.bytes);

@@ -192,7 +192,7 @@ void SessionManager::Evaluate(EvaluateSpec spec,
     return done(
         absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", backend, "'")));
   }
-  submit_(backend, "evaluate",
+  submit_(backend, TaskClass::kInteractive, "evaluate",
           [this, spec, checkpoint, backend, done](absl::Status admission, absl::Duration) {
             if (!admission.ok()) return done(admission);
             try {

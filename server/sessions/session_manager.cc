@@ -49,9 +49,10 @@ class FlushRowsAtExit {
 
 SessionManager::SessionManager(const backend::BackendRegistry* registry, SubmitTask submit,
                                std::string default_backend, store::Store* store,
-                               SessionOptions options)
+                               SessionOptions options, YieldTask yield)
     : registry_(registry),
       submit_(std::move(submit)),
+      yield_(std::move(yield)),
       default_backend_(std::move(default_backend)),
       options_(std::move(options)),
       path_roots_{options_.data_roots, options_.state_dir, options_.secret_paths},

@@ -29,10 +29,13 @@
 // needed, so a disk that is still full does not pause it again at every start. `completed` is set
 // only after the final checkpoint and the event log are fsynced.
 //
-// Scheduling: each active session has at most one step task queued on its backend's executor and
-// re-queues itself after every step, so sessions, kernel evaluations and probes interleave fairly
-// (FIFO) and RPCs never wait for more than one step. Every queued task is counted in flight until
-// it ends, however it ends (a scoped guard), and Shutdown waits for the count to reach zero.
+// Scheduling: each active session has at most one step task queued (class training) on its
+// backend's executor and re-queues itself after every step, so sessions take turns (FIFO within the
+// class), and every step yields to the executor's queued interactive tasks before each kernel, so
+// an evaluation waits for one kernel, not one step (server/engine/device_executor.h). Exports and
+// live-weight copies read the trainer, so they queue as training-class tasks, between steps. Every
+// queued task is counted in flight until it ends, however it ends (a scoped guard), and Shutdown
+// waits for the count to reach zero.
 //
 // Locks: `mu_` guards the session table and is what readers (Get, List, the watch calls) take. It
 // is never held while a checkpoint is written or a row is written to anerd.db: a state change
@@ -61,6 +64,7 @@
 #include "server/sessions/notifier.h"
 #include "server/sessions/session.h"
 #include "server/sessions/session_store.h"
+#include "server/sessions/task_class.h"
 #include "server/store/store.h"
 #include "server/training/config.h"
 #include "server/training/evaluate.h"
@@ -159,18 +163,24 @@ struct SessionWeights {
   int64_t step = 0;                                  // optimizer steps the weights have seen
 };
 
-// Queues `work` on backend `backend`'s device executor (server/engine/device_executor.h); `work`
-// later runs on that executor's thread with the admission status and the time it queued. The
-// engine provides it, so sessions need not know the executors.
+// Queues `work` in class `task_class` on backend `backend`'s device executor
+// (server/engine/device_executor.h); `work` later runs on that executor's thread with the
+// admission status and the time it queued. The engine provides it, so sessions need not know the
+// executors.
 using SubmitTask =
-    std::function<void(const std::string& backend, const char* what,
+    std::function<void(const std::string& backend, TaskClass task_class, const char* what,
                        std::function<void(absl::Status admission, absl::Duration queued)> work)>;
+// Runs the interactive tasks queued on `backend`'s executor, inline; called on that executor's
+// thread between a training step's kernels (DeviceExecutor::Yield). May be empty.
+using YieldTask = std::function<void(const std::string& backend)>;
 
 class SessionManager {
  public:
   // `registry` and `store` are not owned and must outlive the manager.
+  // `yield` (may be empty) is given to every trainer as its kernel yield (Trainer::SetKernelYield).
   SessionManager(const backend::BackendRegistry* registry, SubmitTask submit,
-                 std::string default_backend, store::Store* store, SessionOptions options);
+                 std::string default_backend, store::Store* store, SessionOptions options,
+                 YieldTask yield = nullptr);
   ~SessionManager();
 
   // Adopts session directories that have no row (after a lost database), loads sessions, marks
@@ -319,6 +329,7 @@ class SessionManager {
 
   const backend::BackendRegistry* registry_;
   SubmitTask submit_;
+  YieldTask yield_;
   std::string default_backend_;
   SessionOptions options_;
   ClientPathRoots path_roots_;

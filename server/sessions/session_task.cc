@@ -44,18 +44,19 @@ void SessionManager::Schedule(Session* s) {
     absl::StatusOr<training::MemoryEstimate> m = training::EstimateTrainingMemory(s->spec);
     s->memory_estimate = m.ok() ? m->total() : 0;
   }
-  submit_(s->backend, "training step", [this, id](absl::Status admission, absl::Duration queued) {
-    InFlightTask task(this);
-    // The task boundary: nothing thrown on the session's path (std::bad_alloc from a model that
-    // does not fit after all, ...) reaches the executor thread.
-    try {
-      RunTask(id, admission, queued);
-    } catch (const std::exception& e) {
-      FailAfterException(id, e.what());
-    } catch (...) {
-      FailAfterException(id, "an unknown exception");
-    }
-  });
+  submit_(s->backend, TaskClass::kTraining, "training step",
+          [this, id](absl::Status admission, absl::Duration queued) {
+            InFlightTask task(this);
+            // The task boundary: nothing thrown on the session's path (std::bad_alloc from a model
+            // that does not fit after all, ...) reaches the executor thread.
+            try {
+              RunTask(id, admission, queued);
+            } catch (const std::exception& e) {
+              FailAfterException(id, e.what());
+            } catch (...) {
+              FailAfterException(id, "an unknown exception");
+            }
+          });
 }
 
 void SessionManager::RunTask(const std::string& id, absl::Status admission, absl::Duration queued) {
@@ -107,6 +108,9 @@ void SessionManager::BuildTrainerTask(Session* s) {
     }
     s->trainer = *std::move(trainer);
     s->trainer->SetSpanLog(s->spans.get());
+    if (yield_ != nullptr) {
+      s->trainer->SetKernelYield([yield = yield_, backend = s->backend] { yield(backend); });
+    }
     s->total_steps = s->trainer->total_steps();
     s->step = s->trainer->step();
     // Steps the log already holds (a resume after a write error or a failure) are replayed
@@ -338,7 +342,7 @@ void SessionManager::Export(const std::string& id, training::ExportFormat format
     checkpoint = best ? (*s)->best_checkpoint_path : (*s)->checkpoint_path;
   }
   submit_(
-      backend, "export",
+      backend, TaskClass::kTraining, "export",
       [this, id, checkpoint, best, backend, format, done](absl::Status admission, absl::Duration) {
         if (!admission.ok()) return done(admission);
         try {
@@ -368,21 +372,23 @@ void SessionManager::CopyLiveWeights(const std::string& id,
     if (!s.ok()) return done(s.status());
     backend = (*s)->backend;
   }
-  submit_(backend, "copy weights", [this, live, done](absl::Status admission, absl::Duration) {
-    if (!admission.ok()) return done(admission);
-    SessionWeights weights;
-    try {
-      absl::MutexLock lock(&mu_);
-      absl::StatusOr<Session*> s = live();
-      if (!s.ok()) return done(s.status());
-      weights.spec = (*s)->trainer->spec();
-      weights.params = std::make_shared<const std::vector<float>>((*s)->trainer->params());
-      weights.step = (*s)->step;
-    } catch (const std::bad_alloc&) {
-      return done(absl::ResourceExhaustedError("weights: out of memory copying the weights"));
-    }
-    done(std::move(weights));
-  });
+  submit_(
+      backend, TaskClass::kTraining, "copy weights",
+      [this, live, done](absl::Status admission, absl::Duration) {
+        if (!admission.ok()) return done(admission);
+        SessionWeights weights;
+        try {
+          absl::MutexLock lock(&mu_);
+          absl::StatusOr<Session*> s = live();
+          if (!s.ok()) return done(s.status());
+          weights.spec = (*s)->trainer->spec();
+          weights.params = std::make_shared<const std::vector<float>>((*s)->trainer->params());
+          weights.step = (*s)->step;
+        } catch (const std::bad_alloc&) {
+          return done(absl::ResourceExhaustedError("weights: out of memory copying the weights"));
+        }
+        done(std::move(weights));
+      });
 }
 
 void SessionManager::ExportOnExecutor(

@@ -148,6 +148,7 @@ void Model::Impl::GetOut(int k, const Tensor& out, const char* name, float* dst,
 }
 
 absl::StatusOr<backend::Tensor> Model::Impl::Run(int k, int l, PhaseTimes* t) {
+  if (yield_) yield_();  // between two kernel evaluations, outside the kernel's time
   Timer timer(&t->kernel_ms, spans_, KernelName(k), HasWeights(k) ? l : -1);
   ANERD_ASSIGN_OR_RETURN(backend::RunResult r,
                          programs_[k]->Run(inputs_[k][HasWeights(k) ? l : 0]));
@@ -299,5 +300,8 @@ void Model::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& 
 double Model::FlopsPerSequence() const { return impl_->Flops(); }
 
 void Model::SetSpanLog(SpanLog* spans) { impl_->set_spans(spans); }
+void Model::SetKernelYield(std::function<void()> yield) {
+  impl_->set_kernel_yield(std::move(yield));
+}
 
 }  // namespace anerd::training

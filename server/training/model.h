@@ -137,6 +137,12 @@ class Model {
   // the model or be replaced first; null stops recording): phases, kernels by name, dW tasks.
   void SetSpanLog(SpanLog* spans);
 
+  // Called before every kernel evaluation, on the thread running the pass (a no-op when empty,
+  // the default). The session's executor passes one that runs its queued interactive tasks there,
+  // so they wait for one kernel, not a whole step (server/engine/device_executor.h Yield). It must
+  // not touch this model; its time counts in the step but in no phase.
+  void SetKernelYield(std::function<void()> yield);
+
  private:
   class Impl;
   explicit Model(std::unique_ptr<Impl> impl);

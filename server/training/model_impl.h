@@ -75,6 +75,7 @@ class Model::Impl {
   }
   SpanLog* spans() const { return spans_; }
   void set_spans(SpanLog* spans) { spans_ = spans; }
+  void set_kernel_yield(std::function<void()> yield) { yield_ = std::move(yield); }
   // `fn` as a dW worker task that records itself as the span `name` (on the worker's thread).
   template <typename F>
   std::function<void()> Traced(const char* name, int32_t layer, F fn) {
@@ -155,7 +156,8 @@ class Model::Impl {
   std::vector<float> tmp1_, tmp2_, tmp3_, dx2_;
   std::vector<float> rope_cos_, rope_sin_;  // [S][HD]
   DwWorker worker_;
-  SpanLog* spans_ = nullptr;  // not owned; null when not tracing
+  SpanLog* spans_ = nullptr;     // not owned; null when not tracing
+  std::function<void()> yield_;  // Model::SetKernelYield; empty = none
 };
 
 }  // namespace anerd::training

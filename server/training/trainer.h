@@ -21,6 +21,7 @@
 #define ANERD_SERVER_TRAINING_TRAINER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -96,6 +97,9 @@ class Trainer {
     spans_ = spans;
     model_->SetSpanLog(spans);
   }
+  // Model::SetKernelYield: called between the kernel evaluations of every later step and
+  // evaluation; empty (the default) = none.
+  void SetKernelYield(std::function<void()> yield) { model_->SetKernelYield(std::move(yield)); }
 
  private:
   Trainer() = default;
@@ -108,7 +112,7 @@ class Trainer {
   bool dynamic_scale_ = true;
   std::unique_ptr<TokenData> data_;
   std::unique_ptr<TokenData> val_data_;  // val_data_path's tokens, when evaluating on them
-  std::vector<uint32_t> window_;  // the current micro-step's seq + 1 tokens
+  std::vector<uint32_t> window_;         // the current micro-step's seq + 1 tokens
   std::unique_ptr<Model> model_;
   std::vector<float> params_, grads_, adam_m_, adam_v_;
   SpanLog* spans_ = nullptr;

@@ -2,8 +2,11 @@
 
 #include <atomic>
 #include <future>
+#include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
@@ -87,6 +90,144 @@ TEST(DeviceExecutorTest, ShutdownCancelsTheRunningTask) {
   executor.Shutdown();
   absl::Status status = stopped.get_future().get();
   EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+}
+
+// A queue of labelled work on one executor, started only once everything is queued (a gate task
+// holds the thread), recording the order in which things ran.
+class Recorder {
+ public:
+  void Add(const std::string& label) {
+    absl::MutexLock lock(&mu_);
+    order_.push_back(label);
+  }
+  std::vector<std::string> order() {
+    absl::MutexLock lock(&mu_);
+    return order_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> order_;
+};
+
+TEST(DeviceExecutorTest, ClassesRunByPriority) {
+  DeviceExecutor executor("test");
+  std::promise<void> release, all_done;
+  std::shared_future<void> gate = release.get_future().share();
+  executor.Submit(TaskClass::kTraining, {}, "gate",
+                  [gate](absl::Status, absl::Duration) { gate.wait(); });
+  Recorder rec;
+  auto add = [&](TaskClass c, const std::string& label) {
+    executor.Submit(c, {}, label, [&, label](absl::Status, absl::Duration) {
+      rec.Add(label);
+      if (label == "p") all_done.set_value();
+    });
+  };
+  add(TaskClass::kProbe, "p");
+  add(TaskClass::kTraining, "t");
+  add(TaskClass::kInteractive, "i");
+  const QueueStats queued = executor.Stats();
+  EXPECT_EQ(queued[static_cast<int>(TaskClass::kInteractive)].queued, 1u);
+  EXPECT_EQ(queued[static_cast<int>(TaskClass::kProbe)].queued, 1u);
+  release.set_value();
+  all_done.get_future().wait();
+  EXPECT_EQ(rec.order(), (std::vector<std::string>{"i", "t", "p"}));
+  const QueueStats ran = executor.Stats();
+  EXPECT_EQ(ran[static_cast<int>(TaskClass::kTraining)].started, 2u);  // the gate and t
+  EXPECT_EQ(ran[static_cast<int>(TaskClass::kInteractive)].started, 1u);
+  EXPECT_EQ(ran[static_cast<int>(TaskClass::kInteractive)].queued, 0u);
+}
+
+// A training task that yields between its "kernels" serves the interactive tasks queued at each
+// yield inline, on the executor thread; tasks submitted during a yield wait for the next one.
+TEST(DeviceExecutorTest, TrainingYieldRunsQueuedInteractiveTasksBetweenKernels) {
+  DeviceExecutor executor("test");
+  Recorder rec;
+  std::promise<void> done;
+  std::thread::id executor_thread;
+  executor.Submit(TaskClass::kTraining, {}, "step", [&](absl::Status, absl::Duration) {
+    executor_thread = std::this_thread::get_id();
+    for (int k = 0; k < 3; ++k) {
+      if (k == 1) {
+        for (const char* label : {"e1", "e2"}) {
+          executor.Submit(TaskClass::kInteractive, {}, label,
+                          [&, label = std::string(label)](absl::Status a, absl::Duration) {
+                            EXPECT_TRUE(a.ok());
+                            EXPECT_EQ(std::this_thread::get_id(), executor_thread);
+                            rec.Add(label);
+                            if (label == "e1") {  // arrives during a yield: the next one serves it
+                              executor.Submit(TaskClass::kInteractive, {}, "e3",
+                                              [&](absl::Status, absl::Duration) { rec.Add("e3"); });
+                              EXPECT_EQ(executor.Yield(), 0u);  // no nested yields
+                            }
+                          });
+        }
+      }
+      rec.Add("yield " + std::to_string(executor.Yield()));
+      rec.Add("kernel " + std::to_string(k));
+    }
+    done.set_value();
+  });
+  done.get_future().wait();
+  EXPECT_EQ(rec.order(), (std::vector<std::string>{"yield 0", "kernel 0", "e1", "e2", "yield 2",
+                                                   "kernel 1", "e3", "yield 1", "kernel 2"}));
+  EXPECT_EQ(executor.Yield(), 0u);  // not the executor thread: nothing
+}
+
+TEST(DeviceExecutorTest, AProbeIsNotInterleaved) {
+  // Yield inside a probe does nothing: interactive work waits until the probe has finished.
+  DeviceExecutor executor("test");
+  Recorder rec;
+  std::promise<void> done;
+  executor.Submit(TaskClass::kProbe, {}, "probe", [&](absl::Status, absl::Duration) {
+    executor.Submit(TaskClass::kInteractive, {}, "e", [&](absl::Status, absl::Duration) {
+      rec.Add("e");
+      done.set_value();
+    });
+    rec.Add("probe part 1");
+    EXPECT_EQ(executor.Yield(), 0u);
+    rec.Add("probe part 2");
+  });
+  done.get_future().wait();
+  EXPECT_EQ(rec.order(), (std::vector<std::string>{"probe part 1", "probe part 2", "e"}));
+}
+
+TEST(DeviceExecutorTest, AnIdleExecutorLendsTheDeviceAndStartsNothingMeanwhile) {
+  DeviceExecutor executor("test");
+  Recorder rec;
+  std::promise<void> done;
+  const std::thread::id caller = std::this_thread::get_id();
+  EXPECT_TRUE(executor.TryRunHere(
+      TaskClass::kInteractive, {}, "tiny", [&](absl::Status admission, absl::Duration queued) {
+        EXPECT_TRUE(admission.ok());
+        EXPECT_EQ(queued, absl::ZeroDuration());
+        EXPECT_EQ(std::this_thread::get_id(), caller);
+        executor.Submit({}, "queued", [&](absl::Status, absl::Duration) {
+          rec.Add("queued");
+          done.set_value();
+        });
+        absl::SleepFor(absl::Milliseconds(20));  // not a timed check
+        rec.Add("lent work");
+      }));
+  done.get_future().wait();
+  EXPECT_EQ(rec.order(), (std::vector<std::string>{"lent work", "queued"}));
+  EXPECT_EQ(executor.Stats()[static_cast<int>(TaskClass::kInteractive)].started, 1u);
+}
+
+TEST(DeviceExecutorTest, ABusyExecutorLendsNothing) {
+  DeviceExecutor executor("test");
+  std::promise<void> started, release;
+  std::shared_future<void> gate = release.get_future().share();
+  executor.Submit({}, "busy", [&, gate](absl::Status, absl::Duration) {
+    started.set_value();
+    gate.wait();
+  });
+  started.get_future().wait();
+  bool ran = false;
+  EXPECT_FALSE(executor.TryRunHere(TaskClass::kInteractive, {}, "tiny",
+                                   [&](absl::Status, absl::Duration) { ran = true; }));
+  EXPECT_FALSE(ran);
+  release.set_value();
 }
 
 }  // namespace
