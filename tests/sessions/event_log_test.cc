@@ -45,6 +45,12 @@ SessionEventRecord DistinctStep() {
   r.phases = {16, 17, 18, 19, 20, 21, 22};
   r.phases.kernel_hw_ms = 23;
   r.phases.hw_simulated = true;
+  r.ranks = 2;
+  r.phases.allreduce_ms = 24;
+  r.allreduce_bytes = 25;
+  r.slowest_rank = 1;
+  r.slowest_rank_ms = 26;
+  r.fastest_rank_ms = 27;
   return e;
 }
 
