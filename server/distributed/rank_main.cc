@@ -11,9 +11,12 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -34,7 +37,11 @@ ABSL_FLAG(int64_t, extra_steps, 0, "with --resume: steps added to the total");
 ABSL_FLAG(std::string, backend, "cpu", "backend of every rank: cpu, ane-sim or ane");
 ABSL_FLAG(std::string, checkpoint, "", "rank 0 writes its checkpoints here (\"\" = none)");
 ABSL_FLAG(std::string, events, "-", "rank 0's event lines: a file, or - for stdout");
+ABSL_FLAG(double, heartbeat_s, 600,
+          "a rank that completes no step for this long after its first one ends the job "
+          "(a peer hung or the link stalled); 0 = never");
 ABSL_FLAG(int, testonly_exit_rank, -1, "tests: this rank exits abruptly ...");
+ABSL_FLAG(int, testonly_hang_rank, -1, "tests: this rank hangs (sleeps) ...");
 ABSL_FLAG(int64_t, testonly_exit_step, 0, "tests: ... before running this step");
 ABSL_FLAG(int, testonly_perturb_rank, -1, "tests: this rank's weights diverge (wrong digest)");
 
@@ -83,14 +90,63 @@ absl::Status SaveCheckpoint(const training::Trainer& t, EventSink* sink) {
   return absl::OkStatus();
 }
 
-// One step on every rank, rank 0's event with the per-rank times, the digest check.
-absl::Status RunStep(training::Trainer* t, int rank, EventSink* sink) {
-  if (rank == absl::GetFlag(FLAGS_testonly_exit_rank) &&
-      t->step() + 1 == absl::GetFlag(FLAGS_testonly_exit_step)) {
+// The heartbeat: after the first step (compiles make it long), a rank whose main thread completes
+// no step for --heartbeat-s exits, so mpirun ends the job instead of every rank waiting forever
+// in a collective for a hung peer. Exiting (not MPI_Abort) is safe from this second thread.
+class Watchdog {
+ public:
+  Watchdog(int rank, double seconds) : rank_(rank), seconds_(seconds) {
+    if (seconds_ > 0) thread_ = std::thread([this] { Loop(); });
+  }
+  ~Watchdog() {
+    done_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  void Beat() { last_ns_.store(Now()); }
+
+ private:
+  static int64_t Now() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  void Loop() {
+    while (!done_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const int64_t last = last_ns_.load();
+      if (last != 0 && (Now() - last) / 1e9 > seconds_) {
+        std::fprintf(stderr,
+                     "anerd-rank: rank %d: no step completed for %.0f s (--heartbeat-s): a rank "
+                     "hung or the link stalled; ending the job\n",
+                     rank_, seconds_);
+        std::fflush(stderr);
+        _exit(4);
+      }
+    }
+  }
+  const int rank_;
+  const double seconds_;
+  std::atomic<int64_t> last_ns_{0};  // 0 until the first step
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// The test-only faults: a rank that dies or hangs before a given step.
+void TestOnlyFaults(int rank, int64_t next_step) {
+  if (next_step != absl::GetFlag(FLAGS_testonly_exit_step)) return;
+  if (rank == absl::GetFlag(FLAGS_testonly_exit_rank)) {
     std::fprintf(stderr, "anerd-rank: rank %d: exiting before step %lld (test)\n", rank,
-                 static_cast<long long>(t->step() + 1));  // NOLINT(runtime/int)
+                 static_cast<long long>(next_step));  // NOLINT(runtime/int)
     _exit(3);
   }
+  if (rank == absl::GetFlag(FLAGS_testonly_hang_rank)) {
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+// One step on every rank, rank 0's event with the per-rank times, the digest check.
+absl::Status RunStep(training::Trainer* t, int rank, EventSink* sink) {
+  TestOnlyFaults(rank, t->step() + 1);
   ANERD_ASSIGN_OR_RETURN(training::StepReport r, t->Step());
   ANERD_ASSIGN_OR_RETURN(RankTimes times, GatherStepTimes(r.step_ms));
   if (rank == 0) {
@@ -113,8 +169,13 @@ absl::Status RunStep(training::Trainer* t, int rank, EventSink* sink) {
         CheckSameWeights(t->params().data(), static_cast<int64_t>(t->params().size()), t->step()));
   }
   const int64_t ck = t->spec().checkpoint_every;
-  if (rank == 0 && ((ck > 0 && t->step() % ck == 0) || t->done())) {
-    ANERD_RETURN_IF_ERROR(SaveCheckpoint(*t, sink));
+  if ((ck > 0 && t->step() % ck == 0) || t->done()) {
+    if (rank == 0) ANERD_RETURN_IF_ERROR(SaveCheckpoint(*t, sink));
+    // No rank moves past a checkpoint before it is durable: a rank failing later finds the job
+    // resumable from it.
+    if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) {
+      return absl::UnavailableError("checkpoint barrier failed");
+    }
   }
   return absl::OkStatus();
 }
@@ -132,7 +193,11 @@ absl::Status Run(int rank) {
     return absl::InvalidArgumentError(
         absl::StrCat("--events: cannot open '", absl::GetFlag(FLAGS_events), "'"));
   }
-  while (!t->done()) ANERD_RETURN_IF_ERROR(RunStep(t.get(), rank, &sink));
+  Watchdog watchdog(rank, absl::GetFlag(FLAGS_heartbeat_s));
+  while (!t->done()) {
+    ANERD_RETURN_IF_ERROR(RunStep(t.get(), rank, &sink));
+    watchdog.Beat();
+  }
   return absl::OkStatus();
 }
 

@@ -444,7 +444,9 @@ absl::Status SetSpecField(TrainSpec* s, absl::string_view key, absl::string_view
   if (key == "name") {
     s->model.name = std::string(v);
   } else if (key == "model") {
-    ANERD_ASSIGN_OR_RETURN(ModelConfig c, ParseCustomConfig(v));
+    // A model name ("model=tiny", as hand-written specs for anerd-rank say) or a full config.
+    absl::StatusOr<ModelConfig> named = ModelConfigByName(v);
+    ANERD_ASSIGN_OR_RETURN(ModelConfig c, named.ok() ? named : ParseCustomConfig(v));
     const std::string name = s->model.name;
     s->model = c;
     if (!name.empty()) s->model.name = name;

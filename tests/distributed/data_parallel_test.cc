@@ -3,6 +3,7 @@
 // weights — with 2 ranks in "sum" mode (MPI_Allreduce) and 3 ranks in "ordered" mode; a rank whose
 // weights diverge stops the job with an error naming it. Skips without MPI (anerd-rank not built).
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,8 +44,20 @@ RunResult RunProgram(const std::vector<std::string>& argv, const std::string& er
   RunResult r;
   pid_t pid = -1;
   if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) == 0) {
+    // A job that never ends (a hang the code under test failed to catch) is ended after 120 s
+    // (SIGTERM: mpirun passes it to the ranks) and reported as exit code -1.
     int status = 0;
-    if (waitpid(pid, &status, 0) == pid && WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+    pid_t done = 0;
+    for (int tenths = 0; tenths < 1200 && done == 0; ++tenths) {
+      done = waitpid(pid, &status, WNOHANG);
+      if (done == 0) usleep(100000);
+    }
+    if (done == 0) {
+      kill(pid, SIGTERM);
+      waitpid(pid, &status, 0);
+    } else if (done == pid && WIFEXITED(status)) {
+      r.exit_code = WEXITSTATUS(status);
+    }
   }
   posix_spawn_file_actions_destroy(&fa);
   std::ifstream in(err_path);
@@ -187,6 +200,61 @@ TEST_F(DataParallelTest, ThreeRanksInRankOrderEqualAccumulationOfThree) {
   const TrainRun ranked = Distributed(dir_.path(), spec, 3, &result);
   ASSERT_EQ(result.exit_code, 0) << result.err;
   ExpectEqualRuns(ranked, reference);
+}
+
+// Issue 24 items 3 and 4: a rank that dies ends the whole job (mpirun kills its peer); relaunched
+// from rank 0's last checkpoint — which holds the global data cursor, so every rank's position —
+// the job completes with the weights of the uninterrupted run, and the two runs' step events
+// together cover every step once.
+TEST_F(DataParallelTest, AJobWhoseRankDiedResumesFromItsCheckpointExactly) {
+  TrainSpec spec = TinySpec(dir_.path(), "fp32");
+  spec.checkpoint_every = 2;
+  const TrainRun reference = Reference(spec, 2);
+  RunResult first;
+  const TrainRun died = Distributed(dir_.path(), spec, 2, &first,
+                                    {"--testonly-exit-rank=1", "--testonly-exit-step=3"});
+  ASSERT_NE(first.exit_code, 0) << "the job must end when a rank dies";
+  ASSERT_EQ(died.losses.size(), 2u) << first.err;
+  const std::string events2 = dir_.path() + "/events2.jsonl";
+  std::vector<std::string> argv = MpiRun(2);
+  argv.push_back("--resume=" + dir_.path() + "/latest.ckpt");
+  argv.push_back("--checkpoint=" + dir_.path() + "/latest.ckpt");
+  argv.push_back("--events=" + events2);
+  const RunResult second = RunProgram(argv, dir_.path() + "/stderr2.txt");
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  std::vector<int64_t> steps;
+  std::vector<double> losses = died.losses;
+  for (const auto& e : died.steps) steps.push_back(e.step.step);
+  std::ifstream in(events2);
+  for (std::string line; std::getline(in, line);) {
+    auto e = sessions::ParseEventLine(line);
+    ASSERT_TRUE(e.ok()) << e.status();
+    if (e->kind != sessions::SessionEventRecord::Kind::kStep) continue;
+    steps.push_back(e->step.step);
+    losses.push_back(e->step.loss);
+  }
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4})) << "no step missing or repeated";
+  TrainRun resumed;
+  resumed.losses = losses;
+  auto ck = training::ReadCheckpoint(dir_.path() + "/latest.ckpt");
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  resumed.params = ck->params;
+  ExpectEqualRuns(resumed, reference);
+}
+
+// Issue 24 item 3: a rank that hangs (here: sleeps before step 3) would hold its peers in the
+// all-reduce forever; the heartbeat ends the job instead, and the checkpoint of step 2 stays.
+TEST_F(DataParallelTest, AHungRankEndsTheJobByHeartbeat) {
+  TrainSpec spec = TinySpec(dir_.path(), "fp32");
+  spec.checkpoint_every = 2;
+  RunResult result;
+  const TrainRun hung =
+      Distributed(dir_.path(), spec, 2, &result,
+                  {"--testonly-hang-rank=1", "--testonly-exit-step=3", "--heartbeat-s=2"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.err.find("no step completed for 2 s"), std::string::npos) << result.err;
+  EXPECT_EQ(hung.losses.size(), 2u);
+  EXPECT_TRUE(training::ReadCheckpoint(dir_.path() + "/latest.ckpt").ok());
 }
 
 TEST_F(DataParallelTest, DivergedWeightsStopTheJobNamingTheRank) {
