@@ -62,3 +62,10 @@ endif()
 if(ANERD_BUILD_BENCH)
   find_package(benchmark REQUIRED)
 endif()
+# Open MPI (issue 24, data-parallel training): optional. Only anerd-rank links it
+# (server/distributed/); without it anerd builds and refuses `--ranks` > 1. ANERD_MPIRUN is the
+# launcher the daemon and the tests use.
+find_package(MPI COMPONENTS C)
+if(MPI_C_FOUND)
+  find_program(ANERD_MPIRUN NAMES mpirun mpiexec HINTS ${MPI_HOME} PATH_SUFFIXES bin)
+endif()

@@ -14,13 +14,15 @@ DEBIAN_PACKAGES=(
   python3-venv python3-pip python3-setuptools python3-wheel  # pip install ./client/python (offline)
   python3-torch  # tests/training/qwen3_reference.py (the engine's PyTorch reference) and bench/
   clang libclang-rt-14-dev
+  openmpi-bin libopenmpi-dev  # data-parallel training (server/distributed/; Homebrew: open-mpi)
   libgnustep-base-dev gobjc  # Linux only: Foundation + GNU runtime headers to check the .mm (macOS has the SDK)
 )
 # python: the venv for client/python (pip fetches grpcio, protobuf and numpy into it; grpc's
 # grpc_python_plugin and protobuf's protoc generate its stubs). pytorch: the training tests'
 # PyTorch reference (python3-torch on Debian). sentencepiece, pcre2, icu4c: common/tokenizer/.
 BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark
-  python pytorch sentencepiece pcre2 icu4c)
+  python pytorch sentencepiece pcre2 icu4c
+  open-mpi)  # data-parallel training (server/distributed/; Debian: openmpi-bin libopenmpi-dev)
 
 install_debian() {
   local missing=()

@@ -82,6 +82,7 @@ Json SessionFieldsJson(const v1::SessionInfo& s) {
             {"schedule", p.schedule()},
             {"warmup", p.warmup()},
             {"accum", p.accum()},
+            {"ranks", p.ranks()},
             {"clip", p.clip()},
             {"weight_decay", p.weight_decay()},
             {"beta1", p.beta1()},
@@ -418,6 +419,8 @@ struct StartFlags {
   int64_t steps = 0, warmup = -1, accum = 0, seed = -1, checkpoint_every = 0, eval_every = 0,
           eval_batches = 8, sample_every = 0, sample_tokens = 48;
   std::string sample_prompt;
+  int64_t ranks = 0, max_restarts = 0;  // mpi (issue 24)
+  std::string hostfile, reduce;
   double lr = 0, min_lr = 0, clip = -1, weight_decay = -1, beta1 = 0, beta2 = 0, eps = 0,
          val_fraction = 0;
   bool compact_vocab = false, watch = false, table = false, upload = false, no_upload = false;
@@ -523,6 +526,14 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
   p.AddString("schedule", &f.schedule, Default("cosine | constant", d::kSchedule));
   p.AddInt("warmup", &f.warmup, Default("warmup steps", d::kWarmup));
   p.AddInt("accum", &f.accum, Default("sequences per optimizer step", d::kAccum));
+  p.AddInt("ranks", &f.ranks,
+           "data-parallel processes launched with mpirun, each with --accum sequences (default 1)");
+  p.AddString("hostfile", &f.hostfile,
+              "with --ranks: an MPI hostfile (daemon-side path; default: this host only)");
+  p.AddString("reduce", &f.reduce,
+              "with --ranks: sum (MPI_Allreduce) | ordered (summed in rank order; default sum)");
+  p.AddInt("max-restarts", &f.max_restarts,
+           "with --ranks: relaunches from the last checkpoint after a rank fails (default 0)");
   p.AddDouble("clip", &f.clip, Default("global grad-norm clip, 0 = off", d::kClip));
   p.AddDouble("weight-decay", &f.weight_decay,
               Default("AdamW weight decay on matrices and embedding", d::kWeightDecay));
@@ -586,6 +597,10 @@ int Start(CommandContext& ctx, const std::vector<std::string>& args) {
     s->set_has_warmup(true);
   }
   s->set_accum(static_cast<int32_t>(f.accum));
+  s->set_ranks(static_cast<int32_t>(std::clamp<int64_t>(f.ranks, -1, INT32_MAX)));
+  if (!f.hostfile.empty()) s->set_hostfile(Absolute(f.hostfile));
+  s->set_reduce(f.reduce);
+  s->set_max_restarts(static_cast<int32_t>(std::clamp<int64_t>(f.max_restarts, -1, INT32_MAX)));
   if (f.clip >= 0) {
     s->set_clip(f.clip);
     s->set_has_clip(true);

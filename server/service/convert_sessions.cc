@@ -114,6 +114,12 @@ absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& p) {
   spec.sample_every = p.sample_every();
   spec.sample_prompt = p.sample_prompt();
   if (p.sample_tokens() != 0) spec.sample_tokens = p.sample_tokens();
+  // mpi (issue 24): data-parallel fields; 0/"" keep the one-rank defaults.
+  if (p.ranks() != 0) spec.ranks = p.ranks();
+  spec.hostfile = p.hostfile();
+  if (!p.reduce().empty()) spec.reduce = p.reduce();
+  if (p.digest_every() != 0) spec.digest_every = p.digest_every();
+  spec.max_restarts = p.max_restarts();
   absl::Status valid = training::ValidateSpec(spec);
   if (!valid.ok()) return valid;
   return spec;
@@ -149,6 +155,11 @@ void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
   out->set_schedule(spec.schedule);
   out->set_warmup(spec.warmup);
   out->set_accum(spec.accum);
+  out->set_ranks(spec.ranks);
+  out->set_hostfile(spec.hostfile);
+  out->set_reduce(spec.reduce);
+  out->set_digest_every(spec.digest_every);
+  out->set_max_restarts(spec.max_restarts);
   out->set_clip(spec.clip);
   out->set_weight_decay(spec.weight_decay);
   out->set_beta1(spec.beta1);
@@ -244,6 +255,13 @@ void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
       ph->set_cls_ms(r.phases.cls_ms);
       ph->set_dw_wait_ms(r.phases.dw_wait_ms);
       ph->set_optim_ms(r.phases.optim_ms);
+      // mpi (issue 24): data-parallel steps only.
+      if (r.phases.allreduce_ms.has_value()) ph->set_allreduce_ms(*r.phases.allreduce_ms);
+      if (r.ranks.has_value()) p->set_ranks(static_cast<int32_t>(*r.ranks));
+      if (r.allreduce_bytes.has_value()) p->set_allreduce_bytes(*r.allreduce_bytes);
+      if (r.slowest_rank.has_value()) p->set_slowest_rank(static_cast<int32_t>(*r.slowest_rank));
+      if (r.slowest_rank_ms.has_value()) p->set_slowest_rank_ms(*r.slowest_rank_ms);
+      if (r.fastest_rank_ms.has_value()) p->set_fastest_rank_ms(*r.fastest_rank_ms);
       break;
     }
     case Kind::kState:

@@ -72,6 +72,12 @@ absl::Status GetValue(const Json& j, absl::string_view field, std::optional<doub
   *out = v;
   return absl::OkStatus();
 }
+absl::Status GetValue(const Json& j, absl::string_view field, std::optional<int64_t>* out) {
+  int64_t v = 0;
+  ANERD_RETURN_IF_ERROR(GetInt(j, field, &v));
+  *out = v;
+  return absl::OkStatus();
+}
 absl::Status GetValue(const Json& j, absl::string_view field, bool* out) {
   if (!j.is_boolean()) return Bad(field, "is not a boolean");
   *out = j.get<bool>();
@@ -82,6 +88,7 @@ Json ToJson(double v) { return Number(v); }
 Json ToJson(int64_t v) { return v; }
 Json ToJson(bool v) { return v; }
 Json ToJson(const std::optional<double>& v) { return Number(*v); }
+Json ToJson(const std::optional<int64_t>& v) { return *v; }
 
 // Optional fields are written only when set (an unset one reads back as unset).
 template <typename T>
@@ -89,6 +96,7 @@ bool Present(const T&) {
   return true;
 }
 bool Present(const std::optional<double>& v) { return v.has_value(); }
+bool Present(const std::optional<int64_t>& v) { return v.has_value(); }
 
 // The step event's named fields, in the order they are written. Adding a field to the step event
 // is one line here: logs written before it lack the field and read it as its default.
@@ -116,6 +124,13 @@ void VisitStepFields(Record& e, Visitor&& v) {
   v("optim_ms", p.optim_ms);
   v("kernel_hw_ms", p.kernel_hw_ms);  // the device's own time (issue 18): unset without a counter
   v("hw_simulated", p.hw_simulated);
+  // Data-parallel steps (issue 24): written only when the step ran on more than one rank.
+  v("ranks", r.ranks);
+  v("allreduce_ms", p.allreduce_ms);
+  v("allreduce_bytes", r.allreduce_bytes);
+  v("slowest_rank", r.slowest_rank);
+  v("slowest_rank_ms", r.slowest_rank_ms);
+  v("fastest_rank_ms", r.fastest_rank_ms);
 }
 
 absl::Status GetValue(const Json& j, absl::string_view field, std::string* out) {

@@ -6,7 +6,9 @@
 // 2 checkpoint, 3 warning, 4 eval, 5 sample), then for steps "step": {NAMED FIELDS} (step, loss,
 // lr, grad_norm, loss_scale, skipped, step_ms, tokens_per_s, flops, tflops, queued_ms and the phase
 // times kernel_ms, io_ms, rms_ms, elem_ms, cls_ms, dw_wait_ms, optim_ms, and kernel_hw_ms (the
-// device's own time, written only when measured) with hw_simulated; StepEventFieldNames()), else
+// device's own time, written only when measured) with hw_simulated, and for data-parallel steps
+// only ranks, allreduce_ms, allreduce_bytes, slowest_rank, slowest_rank_ms, fastest_rank_ms;
+// StepEventFieldNames()), else
 // "text" and "ckpt_step"; evaluations carry "eval": {step, loss, perplexity, sequences, tokens,
 // source, eval_ms, best} and samples "sample": {step, prompt, text, tokens, sample_ms}}. Readers
 // ignore named fields they do not know and give fields a record lacks their defaults (0, false);

@@ -13,9 +13,11 @@
 #include "absl/time/clock.h"
 #include "common/hash.h"
 #include "common/memory_trim.h"
+#include "common/paths.h"
 #include "common/regular_file.h"
 #include "common/status_macros.h"
 #include "common/system_memory.h"
+#include "server/sessions/distributed_launch.h"
 #include "server/sessions/session_internal.h"
 #include "server/sessions/session_recovery.h"
 #include "server/sessions/session_sample.h"
@@ -163,6 +165,7 @@ absl::StatusOr<SessionSnapshot> SessionManager::Start(training::TrainSpec spec, 
   }
   ANERD_RETURN_IF_ERROR(training::ResolveValidationSplit(&spec));
   ANERD_RETURN_IF_ERROR(CheckSampleSpec(spec));
+  ANERD_RETURN_IF_ERROR(CheckDistributedSession(spec, SelfExecutablePath()));
   if (backend.empty()) backend = default_backend_;
   if (registry_->Find(backend) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", backend, "'"));

@@ -308,6 +308,22 @@ absl::Status ValidateEvalFields(const TrainSpec& s) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateDistributedFields(const TrainSpec& s) {
+  if (s.ranks < 1 || s.ranks > kMaxRanks) {
+    return Invalid("ranks", absl::StrCat("must be in [1, ", kMaxRanks, "]"));
+  }
+  if (s.reduce != "sum" && s.reduce != "ordered") {
+    return Invalid("reduce", "must be 'sum' or 'ordered'");
+  }
+  if (s.digest_every < 0) return Invalid("digest_every", "must be >= 0 (0 = never)");
+  if (s.max_restarts < 0 || s.max_restarts > kMaxRestarts) {
+    return Invalid("max_restarts", absl::StrCat("must be in [0, ", kMaxRestarts, "]"));
+  }
+  if (s.hostfile.size() > 4096) return Invalid("hostfile", "path longer than 4096 bytes");
+  if (s.ranks == 1 && !s.hostfile.empty()) return Invalid("hostfile", "needs ranks > 1");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateSpec(const TrainSpec& s) {
@@ -350,6 +366,7 @@ absl::Status ValidateSpec(const TrainSpec& s) {
                    "'deepnet' cannot be combined with a model config residual_scale other than 1");
   }
   if (s.checkpoint_every < 0) return Invalid("checkpoint_every", "must be >= 0");
+  ANERD_RETURN_IF_ERROR(ValidateDistributedFields(s));
   return ValidateEvalFields(s);
 }
 
@@ -381,6 +398,13 @@ std::string ArtifactSpecText(const TrainSpec& s) {
   return out;
 }
 
+// The distributed fields, only for more than one rank (one-rank specs read as before).
+std::string DistributedSpecText(const TrainSpec& s) {
+  if (s.ranks == 1) return "";
+  return absl::StrCat("ranks=", s.ranks, "\nreduce=", s.reduce, "\ndigest_every=", s.digest_every,
+                      "\nhostfile=", s.hostfile, "\nmax_restarts=", s.max_restarts, "\n");
+}
+
 // The evaluation fields, only when evaluation or sampling is on (the prompt C-escaped: it may
 // hold newlines).
 std::string EvalSpecText(const TrainSpec& s) {
@@ -409,7 +433,8 @@ std::string SpecToText(const TrainSpec& s) {
       "\neps=", absl::StrFormat("%.17g", s.eps), "\nloss_scale=", s.loss_scale,
       "\nnumerics=", s.numerics, "\nsampling=", s.sampling, "\nseed=", s.seed,
       "\nresidual_scale=", s.residual_scale, "\ncompact_vocab=", s.compact_vocab ? 1 : 0,
-      "\ncheckpoint_every=", s.checkpoint_every, "\n", ArtifactSpecText(s), EvalSpecText(s));
+      "\ncheckpoint_every=", s.checkpoint_every, "\n", ArtifactSpecText(s), EvalSpecText(s),
+      DistributedSpecText(s));
 }
 
 namespace {
@@ -419,7 +444,9 @@ absl::Status SetSpecField(TrainSpec* s, absl::string_view key, absl::string_view
   if (key == "name") {
     s->model.name = std::string(v);
   } else if (key == "model") {
-    ANERD_ASSIGN_OR_RETURN(ModelConfig c, ParseCustomConfig(v));
+    // A model name ("model=tiny", as hand-written specs for anerd-rank say) or a full config.
+    absl::StatusOr<ModelConfig> named = ModelConfigByName(v);
+    ANERD_ASSIGN_OR_RETURN(ModelConfig c, named.ok() ? named : ParseCustomConfig(v));
     const std::string name = s->model.name;
     s->model = c;
     if (!name.empty()) s->model.name = name;
@@ -491,6 +518,16 @@ absl::Status SetSpecField(TrainSpec* s, absl::string_view key, absl::string_view
     ok = absl::SimpleAtoi(v, &s->sample_every);
   } else if (key == "sample_tokens") {
     ok = absl::SimpleAtoi(v, &s->sample_tokens);
+  } else if (key == "ranks") {
+    ok = absl::SimpleAtoi(v, &s->ranks);
+  } else if (key == "reduce") {
+    s->reduce = std::string(v);
+  } else if (key == "digest_every") {
+    ok = absl::SimpleAtoi(v, &s->digest_every);
+  } else if (key == "hostfile") {
+    s->hostfile = std::string(v);
+  } else if (key == "max_restarts") {
+    ok = absl::SimpleAtoi(v, &s->max_restarts);
   } else if (key == "sample_prompt") {
     ok = absl::CUnescape(v, &s->sample_prompt);
   } else {

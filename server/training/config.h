@@ -175,7 +175,24 @@ struct TrainSpec {
   int64_t sample_every = 0;
   std::string sample_prompt;
   int sample_tokens = 48;
+
+  // Data-parallel training over MPI ranks (issue 24; training/gradient_reducer.h,
+  // server/distributed/). `ranks` processes each run `accum` micro-steps per optimizer step; their
+  // gradients are summed by `reduce`: "sum" (MPI_Allreduce; bit-equal to accum·ranks on one rank
+  // for 2 ranks) or "ordered" (gathered and summed in rank order on every rank count). Every
+  // `digest_every` steps (0 = never) the ranks compare a digest of their weights. `hostfile` (MPI's
+  // own format; "" = this host only) and `max_restarts` (relaunches from the last checkpoint after
+  // a rank fails) are the session layer's.
+  int ranks = 1;
+  std::string reduce = "sum";
+  int64_t digest_every = 10;
+  std::string hostfile;
+  int max_restarts = 0;
 };
+
+// Bounds of the distributed fields (ValidateSpec).
+inline constexpr int kMaxRanks = 256;
+inline constexpr int kMaxRestarts = 100;
 
 // Bounds of the evaluation fields (ValidateSpec).
 inline constexpr int kMaxEvalBatches = 4096;

@@ -78,6 +78,8 @@ struct PhaseTimes {
   double cls_ms = 0;      // classifier forward/backward GEMMs and cross-entropy
   double dw_wait_ms = 0;  // waiting for the weight-gradient worker
   double optim_ms = 0;    // clipping, AdamW
+  // Exposed (waited-for) gradient reduction over ranks (issue 24); unset for one rank.
+  std::optional<double> allreduce_ms;
   // The device's own execution time of the kernel evaluations (part of kernel_ms), summed while
   // every evaluation reported one (backend::RunTiming::hardware_us); unset as soon as one did not
   // (cpu). `hw_simulated` when the values are ane-sim's model.

@@ -143,6 +143,40 @@ void Trainer::Update(double lr, double mult) {
   });
 }
 
+// This rank's micro-steps: global micro-steps micro_step + rank·accum + m (gradient_reducer.h).
+// The first writes into the zeroed grads_, each later one into the zeroed micro_grads_, then added.
+absl::Status Trainer::RunMicroSteps(int rank, StepReport* r, double* loss_sum) {
+  const int seq = spec_.model.seq;
+  const int64_t first = state_.micro_step + static_cast<int64_t>(rank) * spec_.accum;
+  const int64_t n = static_cast<int64_t>(grads_.size());
+  if (spec_.accum > 1) micro_grads_.resize(grads_.size());
+  for (int micro = 0; micro < spec_.accum; ++micro) {
+    const int64_t p =
+        data_->WindowStart(spec_.sampling == "random", state_.rng_seed, first + micro, seq);
+    window_.resize(seq + 1);
+    data_->Copy(p, seq + 1, window_.data());
+    const uint32_t* tokens = window_.data();
+    float* into = grads_.data();
+    if (micro > 0) {
+      into = micro_grads_.data();
+      model_->ParallelFor(n, [this](int64_t begin, int64_t end) {
+        std::fill(micro_grads_.begin() + begin, micro_grads_.begin() + end, 0.0f);
+      });
+    }
+    ANERD_ASSIGN_OR_RETURN(
+        double loss,
+        model_->ForwardBackward(params_.data(), tokens, tokens + 1,
+                                static_cast<float>(state_.loss_scale), into, &r->phases));
+    if (micro > 0) {
+      model_->ParallelFor(n, [this](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) grads_[i] += micro_grads_[i];
+      });
+    }
+    *loss_sum += loss;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<StepReport> Trainer::Step() {
   if (done()) {
     return absl::FailedPreconditionError(
@@ -160,25 +194,25 @@ absl::StatusOr<StepReport> Trainer::Step() {
     });
   }
   const int seq = spec_.model.seq;
+  const int ranks = reducer_ != nullptr ? reducer_->ranks() : 1;
+  const int64_t sequences = static_cast<int64_t>(spec_.accum) * ranks;
   double loss_sum = 0;
-  for (int micro = 0; micro < spec_.accum; ++micro) {
-    const int64_t p =
-        data_->WindowStart(spec_.sampling == "random", state_.rng_seed, state_.micro_step, seq);
-    window_.resize(seq + 1);
-    data_->Copy(p, seq + 1, window_.data());
-    const uint32_t* tokens = window_.data();
-    ANERD_ASSIGN_OR_RETURN(
-        double loss,
-        model_->ForwardBackward(params_.data(), tokens, tokens + 1,
-                                static_cast<float>(state_.loss_scale), grads_.data(), &r.phases));
-    ++state_.micro_step;
-    loss_sum += loss;
+  ANERD_RETURN_IF_ERROR(RunMicroSteps(reducer_ != nullptr ? reducer_->rank() : 0, &r, &loss_sum));
+  state_.micro_step += sequences;
+  if (reducer_ != nullptr) {
+    ScopedSpan span(spans_, "allreduce");
+    ReduceStats stats;
+    ANERD_RETURN_IF_ERROR(
+        reducer_->Reduce(grads_.data(), static_cast<int64_t>(grads_.size()), &loss_sum, &stats));
+    r.phases.allreduce_ms = r.phases.allreduce_ms.value_or(0) + stats.exposed_ms;
+    r.allreduce_bytes = stats.bytes;
+    r.ranks = ranks;
   }
-  r.loss = loss_sum / spec_.accum;
+  r.loss = loss_sum / static_cast<double>(sequences);
   {
     std::optional<ScopedSpan> optim_span(std::in_place, spans_, "optimizer");
     const auto ostart = std::chrono::steady_clock::now();
-    const double unscale = 1.0 / (state_.loss_scale * spec_.accum);
+    const double unscale = 1.0 / (state_.loss_scale * static_cast<double>(sequences));
     double halves[2] = {0, 0};
     model_->ParallelFor(static_cast<int64_t>(grads_.size()), [&](int64_t begin, int64_t end) {
       halves[begin == 0 ? 0 : 1] = SumSquares(grads_.data() + begin, end - begin);
@@ -215,8 +249,8 @@ absl::StatusOr<StepReport> Trainer::Step() {
   r.step = state_.step;
   r.step_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  r.tokens_per_s = spec_.accum * seq / (r.step_ms / 1000.0);
-  r.flops = model_->FlopsPerSequence() * spec_.accum;
+  r.tokens_per_s = static_cast<double>(sequences) * seq / (r.step_ms / 1000.0);
+  r.flops = model_->FlopsPerSequence() * static_cast<double>(sequences);
   r.tflops = r.flops / (r.step_ms * 1e9);
   return r;
 }

@@ -2,13 +2,16 @@
 // backend, step by step, with checkpoints and llama2.c export.
 //
 // Step semantics: one call = one optimizer step = `accum` micro-steps of one sequence each (data
-// sampling: data.h). Gradients are accumulated with the loss scaled by the current loss scale,
-// unscaled by 1/(scale·accum), checked for inf/NaN (dynamic scaling: halve the scale and skip the
-// update; fixed: skip the update), clipped to the global L2 norm `clip`, then AdamW (fp32 master
-// weights and moments; weight decay on matrices and the embedding only) with the scheduled lr of
-// that step. A skipped step still counts as a step (it consumes its data).
-// Dynamic loss scaling starts at 1024, doubles after 200 consecutive finite steps (at most 65536)
-// and halves on every non-finite step (at least 1/65536).
+// sampling: data.h) on each of R ranks (R = 1 without a gradient reducer; gradient_reducer.h).
+// Each micro-step's loss-scaled gradient is computed into a zeroed buffer and added to the step's
+// sum in micro-step order (so accumulation computes the same expression as a reduction over
+// ranks: gradient_reducer.h; with accum > 1 this costs one more parameter-sized fp32 buffer); the
+// sum is reduced over ranks, unscaled by 1/(scale·accum·R), checked for inf/NaN (dynamic scaling:
+// halve the scale and skip the update; fixed: skip the update), clipped to the global L2 norm
+// `clip`, then AdamW (fp32 master weights and moments; weight decay on matrices and the embedding
+// only) with the scheduled lr of that step. A skipped step still counts as a step (it consumes its
+// data). Dynamic loss scaling starts at 1024, doubles after 200 consecutive finite steps (at most
+// 65536) and halves on every non-finite step (at least 1/65536).
 //
 // Thread-safety: a Trainer is used by one thread at a time. It runs one internal worker thread for
 // the weight-gradient GEMMs (and half of the optimizer, classifier and re-staging work).
@@ -23,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +36,7 @@
 #include "server/training/config.h"
 #include "server/training/data.h"
 #include "server/training/evaluate.h"
+#include "server/training/gradient_reducer.h"
 #include "server/training/model.h"
 #include "server/training/model_io.h"
 #include "server/training/span_log.h"
@@ -50,6 +55,14 @@ struct StepReport {
   double flops = 0;   // model FLOPs of the step (Model::FlopsPerSequence × accum)
   double tflops = 0;  // flops / step time
   PhaseTimes phases;
+  // Data-parallel steps (issue 24; unset for one rank): ranks, the bytes each rank contributed to
+  // the gradient reduction, and — filled in by the rank host on rank 0 (distributed/) — the
+  // slowest rank's index and step time and the fastest rank's step time.
+  std::optional<int64_t> ranks;
+  std::optional<int64_t> allreduce_bytes;
+  std::optional<int64_t> slowest_rank;
+  std::optional<double> slowest_rank_ms;
+  std::optional<double> fastest_rank_ms;
 };
 
 class Trainer {
@@ -93,6 +106,11 @@ class Trainer {
   // or be replaced first; null stops): "step" enclosing "zero_grads", per micro-step "forward" and
   // "backward" with their phases and kernels, the dW tasks on the worker thread, "optimizer" and
   // "stage_weights". Spans of step N are tagged N.
+  // Data-parallel training (issue 24): `reducer` (not owned; must outlive the trainer or be
+  // replaced first; null = one rank) reduces each step's gradients and loss over the ranks and
+  // decides this trainer's data shard (gradient_reducer.h). Set before the first Step.
+  void SetGradientReducer(GradientReducer* reducer) { reducer_ = reducer; }
+
   void SetSpanLog(SpanLog* spans) {
     spans_ = spans;
     model_->SetSpanLog(spans);
@@ -106,6 +124,7 @@ class Trainer {
   absl::Status Init(backend::Backend* backend);
   absl::Status OpenHeldOut();
   void Update(double lr, double mult);
+  absl::Status RunMicroSteps(int rank, StepReport* r, double* loss_sum);
 
   TrainSpec spec_;
   TrainState state_;
@@ -115,6 +134,8 @@ class Trainer {
   std::vector<uint32_t> window_;         // the current micro-step's seq + 1 tokens
   std::unique_ptr<Model> model_;
   std::vector<float> params_, grads_, adam_m_, adam_v_;
+  std::vector<float> micro_grads_;  // micro-steps after the first (accum > 1), then added
+  GradientReducer* reducer_ = nullptr;
   SpanLog* spans_ = nullptr;
 };
 

@@ -40,6 +40,10 @@ SKIP = 77
 # The venv's python is Debian's python3 with its site packages, so /usr/bin/python3 with the
 # build tree's package on PYTHONPATH stands in for the installed package (README: "Without
 # installing, the build tree holds the same package").
+# mpirun as the README's local data-parallel job needs it here ("" = no Open MPI: skipped).
+_MPIRUN = ("mpirun -np 2 --oversubscribe" + (" --allow-run-as-root" if os.geteuid() == 0 else "")
+           if shutil.which("mpirun") else "")
+
 PLAN = {
     "make demo": ("skip", "builds and runs its own demo (the make target)"),
     "make test": ("skip", "runs this check among the others"),
@@ -132,6 +136,20 @@ PLAN = {
         "run", ["PYTHONPATH=build/client/python/gen /usr/bin/python3 "
                 "client/python/example.py --host unix:$XDG_RUNTIME_DIR/anerd/anerd.sock "
                 "--data {abs}/stories.txt --steps 20"]),
+    # Several machines (issue 24): the local 2-rank job runs where Open MPI is installed (CMake
+    # then builds anerd-rank); root needs mpirun's --allow-run-as-root, which CI runs as.
+    "printf 'model=tiny\\ndata_path=%s\\nsteps=100\\nranks=2\\ncheckpoint_every=50\\n' "
+    '"$PWD/stories.txt" > spec.txt': (
+        "run", ["printf 'model=tiny\\ndata_path=%s\\nsteps=100\\nranks=2\\ncheckpoint_every=50\\n' "
+                '"$PWD/stories.txt" > spec.txt']),
+    "mpirun -np 2 build/bin/anerd-rank --spec spec.txt --checkpoint run.ckpt --events events.jsonl":
+        ("run", [_MPIRUN + " build/bin/anerd-rank --spec spec.txt --checkpoint run.ckpt "
+                 "--events events.jsonl"]) if _MPIRUN else ("skip", "no mpirun (Open MPI) here"),
+    "mpirun -np 2 build/bin/anerd-rank --resume run.ckpt --checkpoint run.ckpt --events events.jsonl":
+        ("run", [_MPIRUN + " build/bin/anerd-rank --resume run.ckpt --checkpoint run.ckpt "
+                 "--events events.jsonl"]) if _MPIRUN else ("skip", "no mpirun (Open MPI) here"),
+    "mpirun -np 4 --hostfile hosts.txt build/bin/anerd-rank --spec spec.txt --backend ane "
+    "--checkpoint run.ckpt": ("skip", "needs Macs with an ANE named in a hostfile"),
 }
 AT_END = ["anectl train rm {session}", "STOP_AND_RM_SESSIONS", "anectl data rm {artifact}"]
 PLACEHOLDER = re.compile(r"<\w+>|\bID\b|\[|\||A_ID|/abs/path")

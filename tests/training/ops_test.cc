@@ -309,9 +309,33 @@ TEST(Config, ValidateSpecNamesTheBadField) {
   expect_field([](TrainSpec* s) { s->residual_scale = "2"; }, "residual_scale");
   expect_field([](TrainSpec* s) { s->data_path = ""; }, "data_path");
   expect_field([](TrainSpec* s) { s->data_format = "csv"; }, "data_format");
+  // Data-parallel fields (issue 24).
+  expect_field([](TrainSpec* s) { s->ranks = 0; }, "ranks");
+  expect_field([](TrainSpec* s) { s->ranks = kMaxRanks + 1; }, "ranks");
+  expect_field([](TrainSpec* s) { s->reduce = "mean"; }, "reduce");
+  expect_field([](TrainSpec* s) { s->digest_every = -1; }, "digest_every");
+  expect_field([](TrainSpec* s) { s->max_restarts = -1; }, "max_restarts");
+  expect_field([](TrainSpec* s) { s->hostfile = "hosts.txt"; }, "hostfile");  // one rank
   auto text = SpecFromText(SpecToText(ok));
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(SpecToText(*text), SpecToText(ok));
+  EXPECT_EQ(SpecToText(ok).find("ranks="), std::string::npos) << "one-rank specs read as before";
+  TrainSpec dp = ok;
+  dp.ranks = 4;
+  dp.reduce = "ordered";
+  dp.digest_every = 3;
+  dp.hostfile = "/etc/hosts.txt";
+  dp.max_restarts = 2;
+  auto back = SpecFromText(SpecToText(dp));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(SpecToText(*back), SpecToText(dp));
+  EXPECT_EQ(back->ranks, 4);
+  EXPECT_EQ(back->reduce, "ordered");
+  EXPECT_EQ(back->max_restarts, 2);
+  // A hand-written spec may name the model.
+  auto named = SpecFromText("model=tiny\ndata_path=x.txt\n");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(ConfigToString(named->model), ConfigToString(*ModelConfigByName("tiny")));
 }
 
 TEST(Data, SequentialWindowsWrapAndRandomStaysInBounds) {
@@ -366,7 +390,8 @@ TEST(Data, HeldOutTailIsNeverSampled) {
 TEST(Data, BadFilesAreRejectedWithClearErrors) {
   const std::string p = Temp("bad.bin");
   WriteBytes(p, std::string("\x01\x00\x02", 3));
-  EXPECT_NE(TokenData::Open(p, "", 100, 2).status().message().find("not a multiple of 2"), std::string::npos);
+  EXPECT_NE(TokenData::Open(p, "", 100, 2).status().message().find("not a multiple of 2"),
+            std::string::npos);
   WriteBytes(p, std::string("\x01\x00\xff\x7f\x02\x00\x03\x00", 8));
   auto big = TokenData::Open(p, "tokens", 100, 2);
   EXPECT_NE(big.status().message().find("token 32767 at index 1"), std::string::npos)

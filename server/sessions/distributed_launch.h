@@ -1,0 +1,29 @@
+// Data-parallel sessions (issue 24): what the daemon checks before accepting `ranks` > 1.
+// The ranks are anerd-rank processes (server/distributed/, the one binary linking MPI) started by
+// mpirun; the daemon itself never links MPI, so a daemon built without MPI still starts and
+// refuses such sessions with the reason.
+// Thread-safety: pure functions over the filesystem and PATH (a few stat calls).
+#ifndef ANERD_SERVER_SESSIONS_DISTRIBUTED_LAUNCH_H_
+#define ANERD_SERVER_SESSIONS_DISTRIBUTED_LAUNCH_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "server/training/config.h"
+
+namespace anerd::sessions {
+
+// anerd-rank beside `daemon_path` (the running anerd), "" when absent.
+std::string RankBinaryBeside(absl::string_view daemon_path);
+
+// OK for one rank. For more: FAILED_PRECONDITION "ranks: N needs ..." when anerd-rank (built only
+// with MPI) or mpirun is missing, naming what to install; otherwise UNIMPLEMENTED: this daemon
+// does not launch data-parallel sessions yet (the job runs with mpirun directly; README "Several
+// machines").
+absl::Status CheckDistributedSession(const training::TrainSpec& spec,
+                                     absl::string_view daemon_path);
+
+}  // namespace anerd::sessions
+
+#endif  // ANERD_SERVER_SESSIONS_DISTRIBUTED_LAUNCH_H_
