@@ -1,9 +1,13 @@
 // anerd's half of bench/train_vs_torch: trains a model shape from scratch on the CPU backend (fp32
 // numerics, seq = the config's, one sequence per step, AdamW) and prints one JSON line per step
-// plus a summary line with the median ms/step and the median phase breakdown. Not a test.
+// plus a summary line with the median ms/step, the median phase breakdown and the process's peak
+// resident set (getrusage, MiB: the trainer, its backend and the data, as in a session). Not a
+// test.
 //
 //   train_vs_torch_anerd --model stories15m --steps 8 --data FILE [--warmup-steps 2]
 //                        [--numerics fp32] [--blas-threads N]
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +27,17 @@ namespace {
 
 using anerd::bench::Flag;
 using anerd::bench::Median;
+
+// Peak resident set of this process in MiB (ru_maxrss is KiB on Linux, bytes on macOS).
+double PeakRssMib() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+#if defined(__APPLE__)
+  return static_cast<double>(u.ru_maxrss) / (1024.0 * 1024.0);
+#else
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+#endif
+}
 
 }  // namespace
 
@@ -84,8 +99,9 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"type\":\"summary\",\"impl\":\"anerd\",\"model\":\"%s\",\"steps\":%d,"
       "\"median_ms\":%.1f,\"kernel\":%.1f,\"io\":%.1f,\"rms\":%.1f,\"elem\":%.1f,"
-      "\"cls\":%.1f,\"dw_wait\":%.1f,\"optim\":%.1f,\"gflop_per_step\":%.1f}\n",
+      "\"cls\":%.1f,\"dw_wait\":%.1f,\"optim\":%.1f,\"gflop_per_step\":%.1f,"
+      "\"numerics\":\"%s\",\"peak_rss_mib\":%.0f}\n",
       model.c_str(), steps, Median(ms), Median(kernel), Median(io), Median(rms), Median(elem),
-      Median(cls), Median(dw), Median(optim), flops / 1e9);
+      Median(cls), Median(dw), Median(optim), flops / 1e9, spec.numerics.c_str(), PeakRssMib());
   return 0;
 }

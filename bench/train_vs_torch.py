@@ -3,13 +3,16 @@
 RMSNorm eps 1e-5, interleaved-pair RoPE theta 10000, causal attention, SwiGLU, tied embedding,
 residual scale 1), seq = the config's, one sequence per step, fp32 AdamW (betas 0.9/0.95, eps 1e-8,
 weight decay 0.1 on matrices and the embedding, 0 on norms), global-norm clipping 1.0.
-Prints one JSON line per step and a summary with the median ms/step and its fwd/bwd/optim split.
+Prints one JSON line per step and a summary with the median ms/step, its fwd/bwd/optim split and
+the process's peak resident set (MiB, getrusage).
 Run with OMP_WAIT_POLICY=passive (measured on a 2-vCPU machine: spinning OpenMP threads halve
 throughput).
 """
 import argparse
 import json
 import math
+import resource
+import sys
 import statistics
 import time
 
@@ -130,7 +133,13 @@ def main():
     print(json.dumps({"type": "summary", "impl": "torch", "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "model": a.model, "steps": a.steps,
                       "median_ms": round(statistics.median(rows["ms"]), 1),
-                      **{k: round(statistics.median(v), 1) for k, v in rows.items() if k != "ms"}}))
+                      **{k: round(statistics.median(v), 1) for k, v in rows.items() if k != "ms"},
+                      "peak_rss_mib": round(peak_rss_mib())}))
+
+
+def peak_rss_mib():
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / (1024 * 1024) if sys.platform == "darwin" else kib / 1024
 
 
 if __name__ == "__main__":

@@ -1,19 +1,48 @@
 #!/usr/bin/env bash
-# bench/train_vs_torch: trains the same model shapes (stories15m and stories110m by default; seq 256,
-# one sequence per step, fp32 AdamW) with anerd's engine on the CPU backend and with PyTorch, in one
-# run, and prints the median ms/step of both, their ratio and anerd's phase breakdown.
+# bench/train_vs_torch: issue 22's training rows in one run. For each model (stories15m and
+# stories110m by default; seq 256, one sequence per step, fp32 AdamW) it trains with anerd's engine
+# on the CPU backend in fp32 and in ane numerics and with PyTorch (fp32), back to back, then runs
+# bench/adamw_bench over stories110m's parameter count, and prints every ratio with the load
+# average before and after:
+#   step time anerd fp32 / torch, anerd ane / torch, peak RSS anerd (fp32 run) / torch,
+#   AdamW / the memory-traffic bound of its bytes.
 #
-#   bench/train_vs_torch.sh [BUILD_DIR] [STEPS] [MODELS...]
-# Needs the train_vs_torch_anerd binary (configure with -DANERD_BUILD_BENCH=ON) and python3-torch.
+#   bench/train_vs_torch.sh [--quick] [--build DIR] [--steps N] [MODELS...]
+#   bench/train_vs_torch.sh [BUILD_DIR] [STEPS] [MODELS...]        (the older positional form)
+# --quick: stories15m only (and AdamW over its parameters), 4 steps. Needs train_vs_torch_anerd and
+# adamw_bench (configure with -DANERD_BUILD_BENCH=ON) and python3-torch.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-build="${1:-$here/../build}"
-steps="${2:-6}"
-shift $(( $# > 2 ? 2 : $# )) || true
-models=("$@")
+build="$here/../build"
+steps=6
+quick=0
+models=()
+pos=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --build) build="$2"; shift ;;
+    --steps) steps="$2"; shift ;;
+    *)
+      if [ $pos -eq 0 ] && [ -d "$1" ]; then build="$1"
+      elif [ $pos -le 1 ] && [[ "$1" =~ ^[0-9]+$ ]]; then steps="$1"
+      else models+=("$1"); fi
+      pos=$((pos + 1)) ;;
+  esac
+  shift
+done
+if [ $quick -eq 1 ]; then
+  [ ${#models[@]} -eq 0 ] && models=(stories15m)
+  steps=4
+fi
 [ ${#models[@]} -eq 0 ] && models=(stories15m stories110m)
+adamw_model=stories110m
+[ $quick -eq 1 ] && adamw_model="${models[0]}"
 bin="$build/bench/train_vs_torch_anerd"
-[ -x "$bin" ] || { echo "missing $bin (cmake -DANERD_BUILD_BENCH=ON, target train_vs_torch_anerd)" >&2; exit 2; }
+adamw="$build/bench/adamw_bench"
+for b in "$bin" "$adamw"; do
+  [ -x "$b" ] || { echo "missing $b (cmake -DANERD_BUILD_BENCH=ON, targets train_vs_torch_anerd adamw_bench)" >&2; exit 2; }
+done
 # Debian's python3-torch lives in the system interpreter (a pyenv python3 on PATH would miss it).
 py=python3
 $py -c 'import torch' 2>/dev/null || py=/usr/bin/python3
@@ -27,24 +56,32 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -r /proc/cpuinfo ]; then
 fi
 export OMP_WAIT_POLICY=passive
 data="$(mktemp /tmp/train_vs_torch.XXXXXX.txt)"
-trap 'rm -f "$data"' EXIT
-python3 - "$data" <<'PY'
+out="$(mktemp /tmp/train_vs_torch.XXXXXX.jsonl)"
+trap 'rm -f "$data" "$out"' EXIT
+$py - "$data" <<'PY'
 import sys, random
 random.seed(1)
 words = "once upon a time there was a little cat named lily who liked to play in the park".split()
 with open(sys.argv[1], "w") as f:
     f.write(" ".join(random.choice(words) for _ in range(200000)))
 PY
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} steps=$steps $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+load() { if [ -r /proc/loadavg ]; then cut -d' ' -f1-3 /proc/loadavg; else uptime | sed 's/.*averages*: //'; fi; }
+echo "{\"type\":\"load\",\"when\":\"start\",\"load\":\"$(load)\"}" >> "$out"
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} steps=$steps $(getconf _NPROCESSORS_ONLN) cores, load $(load)"
+cores="$(getconf _NPROCESSORS_ONLN)"
 for m in "${models[@]}"; do
-  a="$("$bin" --model "$m" --steps "$steps" --data "$data" --blas-threads "${ANERD_BLAS_THREADS:-1}" | tail -1)"
-  t="$($py "$here/train_vs_torch.py" --model "$m" --steps "$steps" --data "$data" --threads "$(nproc)" | tail -1)"
-  echo "anerd: $a"
+  for numerics in fp32 ane; do
+    a="$("$bin" --model "$m" --steps "$steps" --data "$data" --numerics "$numerics" \
+         --blas-threads "${ANERD_BLAS_THREADS:-1}" | tail -1)"
+    echo "anerd $numerics: $a"
+    echo "$a" >> "$out"
+  done
+  t="$($py "$here/train_vs_torch.py" --model "$m" --steps "$steps" --data "$data" --threads "$cores" | tail -1)"
   echo "torch: $t"
-  python3 - "$a" "$t" <<'PY'
-import json, sys
-a, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"{a['model']}: anerd {a['median_ms']:.0f} ms/step, torch {t['median_ms']:.0f} ms/step, "
-      f"ratio anerd/torch = {a['median_ms'] / t['median_ms']:.2f}")
-PY
+  echo "$t" >> "$out"
 done
+a="$("$adamw" --model "$adamw_model" --threads "$cores" | tail -1)"
+echo "adamw: $a"
+echo "$a" >> "$out"
+echo "{\"type\":\"load\",\"when\":\"end\",\"load\":\"$(load)\"}" >> "$out"
+$py "$here/train_vs_torch_report.py" "$out"

@@ -186,21 +186,6 @@ void Scale(float* g, int64_t n, float s) {
   for (int64_t i = 0; i < n; ++i) g[i] *= s;
 }
 
-void AdamW(float* w, const float* g, float* m, float* v, int64_t n, const AdamWParams& p) {
-  const float b1 = static_cast<float>(p.beta1), b2 = static_cast<float>(p.beta2);
-  const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(p.beta1, static_cast<double>(p.t))));
-  const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(p.beta2, static_cast<double>(p.t))));
-  const float lr = static_cast<float>(p.lr), eps = static_cast<float>(p.eps);
-  const float wd = static_cast<float>(p.weight_decay), mult = static_cast<float>(p.grad_mult);
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i] * mult;
-    m[i] = b1 * m[i] + (1.0f - b1) * gi;
-    v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-    const float mh = m[i] * c1, vh = v[i] * c2;
-    w[i] -= lr * (mh / (std::sqrt(vh) + eps) + wd * w[i]);
-  }
-}
-
 double ScheduledLr(bool cosine, double lr, double min_lr, int64_t warmup, int64_t step,
                    int64_t total) {
   if (step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);

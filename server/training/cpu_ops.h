@@ -73,7 +73,13 @@ struct AdamWParams {
   double grad_mult = 1;     // applied to g before the moments (unscale, clip, 1/accum)
 };
 // m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²; w −= lr·(m̂/(√v̂ + eps) + wd·w).
+// One pass over the four arrays (adamw.cc): eight lanes with AVX2 where the CPU has it (chosen at
+// run time), four (SSE, compiler-vectorised) or scalar elsewhere. Every path evaluates the same
+// float operations in the same order without fused multiply-adds, so the results are the same
+// bits on every path (tested). Callers split large arrays across threads themselves.
 void AdamW(float* w, const float* g, float* m, float* v, int64_t n, const AdamWParams& p);
+// The portable path alone (tests and bench/adamw_bench compare it with AdamW).
+void AdamWPortable(float* w, const float* g, float* m, float* v, int64_t n, const AdamWParams& p);
 
 // Learning rate at optimizer step `step` (0-based) of `total`: linear warmup lr·(step+1)/warmup
 // for step < warmup, then cosine from lr to min_lr over the remaining steps ("cosine") or lr

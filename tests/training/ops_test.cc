@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -236,6 +237,55 @@ TEST(CpuOps, AdamWMatchesTheFormulaWithDecoupledDecay) {
     EXPECT_NEAR(m[i], mi, 1e-7);
     EXPECT_NEAR(v[i], vi, 1e-7);
     EXPECT_NEAR(w[i], w0[i] - 0.01 * (mh / (std::sqrt(vh) + 1e-8) + 0.1 * w0[i]), 1e-6);
+  }
+}
+
+// The update as it was written before the AVX2 path (one scalar loop): AdamW must give the same
+// bits on every path, with tails that are not a multiple of the vector width.
+void ScalarAdamWBefore(float* w, const float* g, float* m, float* v, int64_t n,
+                       const AdamWParams& p) {
+  const float b1 = static_cast<float>(p.beta1), b2 = static_cast<float>(p.beta2);
+  const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(p.beta1, static_cast<double>(p.t))));
+  const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(p.beta2, static_cast<double>(p.t))));
+  const float lr = static_cast<float>(p.lr), eps = static_cast<float>(p.eps);
+  const float wd = static_cast<float>(p.weight_decay), mult = static_cast<float>(p.grad_mult);
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i] * mult;
+    m[i] = b1 * m[i] + (1.0f - b1) * gi;
+    v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+    const float mh = m[i] * c1, vh = v[i] * c2;
+    w[i] -= lr * (mh / (std::sqrt(vh) + eps) + wd * w[i]);
+  }
+}
+
+TEST(CpuOps, AdamWIsBitIdenticalOnEveryPathAndToTheScalarLoop) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t n : {1, 7, 8, 9, 1003}) {
+    std::vector<float> w(n), g(n), m(n), v(n);
+    for (int64_t i = 0; i < n; ++i) {
+      // Magnitudes over many binades, so every rounding step matters.
+      w[i] = u(rng) * std::ldexp(1.0f, static_cast<int>(i % 13) - 6);
+      g[i] = u(rng) * std::ldexp(1.0f, static_cast<int>(i % 17) - 10);
+      m[i] = 0.1f * u(rng) * std::abs(g[i]);
+      v[i] = std::abs(u(rng)) * g[i] * g[i];
+    }
+    AdamWParams p;
+    p.lr = 3e-4, p.beta1 = 0.9, p.beta2 = 0.95, p.eps = 1e-8, p.weight_decay = 0.1, p.t = 5;
+    p.grad_mult = 0.37;
+    auto w1 = w, m1 = m, v1 = v, w2 = w, m2 = m, v2 = v;
+    AdamW(w.data(), g.data(), m.data(), v.data(), n, p);
+    AdamWPortable(w1.data(), g.data(), m1.data(), v1.data(), n, p);
+    ScalarAdamWBefore(w2.data(), g.data(), m2.data(), v2.data(), n, p);
+    for (const auto* other : {&w1, &w2}) {
+      EXPECT_EQ(std::memcmp(w.data(), other->data(), n * 4), 0) << "w, n=" << n;
+    }
+    for (const auto* other : {&m1, &m2}) {
+      EXPECT_EQ(std::memcmp(m.data(), other->data(), n * 4), 0) << "m, n=" << n;
+    }
+    for (const auto* other : {&v1, &v2}) {
+      EXPECT_EQ(std::memcmp(v.data(), other->data(), n * 4), 0) << "v, n=" << n;
+    }
   }
 }
 
