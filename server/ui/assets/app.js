@@ -318,6 +318,10 @@ function renderProbes(list) {
       const rect = svgEl('rect', {x: pad.l + i * bw + 1, y: H - pad.b - h, width: Math.max(bw - 2, 1), height: h, fill: '#2563eb'});
       rect.appendChild(svgEl('title')).textContent = `${r.config} ${r.variant || ''}: ${fmt(vals[i])} ${metric}`;
       svg.appendChild(rect);
+      if (rows.length <= 12) {
+        svg.appendChild(svgEl('text', {x: pad.l + i * bw + 3, y: H - 6})).textContent =
+          `${r.config} ${r.variant || ''}`.slice(0, Math.max(4, Math.floor(bw / 6)));
+      }
     });
   }
 }
