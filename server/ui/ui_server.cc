@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "httplib.h"
 #include "server/ui/ui_assets.h"
 #include "server/ui/ui_json.h"
@@ -141,6 +142,14 @@ absl::Status UiServer::Listen() {
   }
   hub_->Start();
   thread_ = std::thread([this] { http_->listen_after_bind(); });
+  // httplib's stop() does nothing until the listener runs: wait for it, so an early Stop() (a
+  // later start-up step failing) cannot leave the thread listening forever.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!http_->is_running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  if (!http_->is_running()) {
+    Stop();
+    return absl::UnavailableError("--ui-listen " + options_.listen + ": the server did not start");
+  }
   return absl::OkStatus();
 }
 
