@@ -38,6 +38,25 @@ if(NOT ICU_FOUND)
   message(FATAL_ERROR "ICU not found: install Debian libicu-dev or Homebrew icu4c "
                       "(scripts/install-deps.sh)")
 endif()
+# The dashboard (--ui-listen, server/ui/): cpp-httplib. Debian's libcpp-httplib-dev splits it into
+# a header and libcpp-httplib.so built with OpenSSL/zlib/brotli (pkg-config cpp-httplib carries the
+# matching CPPHTTPLIB_* definitions, which change the classes' layout); Homebrew's cpp-httplib is the
+# header alone, compiled into anerd with OpenSSL for the TLS listener.
+find_path(HTTPLIB_INCLUDE_DIR NAMES httplib.h)
+if(NOT HTTPLIB_INCLUDE_DIR)
+  message(FATAL_ERROR "cpp-httplib not found (httplib.h): install Debian libcpp-httplib-dev or "
+                      "Homebrew cpp-httplib (scripts/install-deps.sh)")
+endif()
+find_package(OpenSSL REQUIRED COMPONENTS SSL Crypto)
+pkg_check_modules(CPP_HTTPLIB IMPORTED_TARGET cpp-httplib)
+add_library(anerd_httplib INTERFACE)
+if(CPP_HTTPLIB_FOUND)
+  target_link_libraries(anerd_httplib INTERFACE PkgConfig::CPP_HTTPLIB)
+else()
+  target_include_directories(anerd_httplib INTERFACE ${HTTPLIB_INCLUDE_DIR})
+  target_compile_definitions(anerd_httplib INTERFACE CPPHTTPLIB_OPENSSL_SUPPORT)
+  target_link_libraries(anerd_httplib INTERFACE OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
+endif()
 # libcrypto for SHA-256 (content addressing); gRPC already links it.
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 

@@ -8,6 +8,7 @@ DEBIAN_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   openssl libssl-dev libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev libopenblas-dev
   prometheus-cpp-dev
+  libcpp-httplib-dev chromium chromium-driver  # the dashboard (server/ui/) and its headless-browser test
   libsentencepiece-dev libpcre2-dev libicu-dev python3-sentencepiece  # tokenizers (common/tokenizer/)
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf python3-numpy
@@ -22,7 +23,10 @@ DEBIAN_PACKAGES=(
 # PyTorch reference (python3-torch on Debian). sentencepiece, pcre2, icu4c: common/tokenizer/.
 BREW_PACKAGES=(cmake ninja grpc protobuf abseil openssl@3 spdlog fmt nlohmann-json sqlite prometheus-cpp googletest google-benchmark
   python pytorch sentencepiece pcre2 icu4c
-  open-mpi)  # data-parallel training (server/distributed/; Debian: openmpi-bin libopenmpi-dev)
+  open-mpi     # data-parallel training (server/distributed/; Debian: openmpi-bin libopenmpi-dev)
+  cpp-httplib)  # the dashboard (server/ui/)
+# The dashboard's browser test drives Chromium through chromedriver (casks on macOS).
+BREW_CASKS=(chromium chromedriver)
 
 install_debian() {
   local missing=()
@@ -46,9 +50,12 @@ install_macos() {
   for p in "${BREW_PACKAGES[@]}"; do brew list --versions "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all Homebrew packages present"
-    return
+  else
+    brew install "${missing[@]}"
   fi
-  brew install "${missing[@]}"
+  local casks=()
+  for c in "${BREW_CASKS[@]}"; do brew list --cask --versions "$c" >/dev/null 2>&1 || casks+=("$c"); done
+  [ ${#casks[@]} -eq 0 ] || brew install --cask "${casks[@]}"
 }
 
 case "$(uname -s)" in

@@ -59,6 +59,10 @@ ABSL_FLAG(std::string, metrics_listen, "",
 ABSL_FLAG(bool, metrics_allow_remote, false,
           "Allow --metrics-listen on a non-loopback address (needs "
           "--auth-tokens; every scrape must carry an admin token)");
+ABSL_FLAG(std::string, ui_listen, "",
+          "Serve the live dashboard (sessions, curves, step breakdown, samples, workers, probes) "
+          "on HOST:PORT, e.g. 127.0.0.1:8787; a non-loopback address needs --tls-cert, "
+          "--tls-key and --auth-tokens, as --listen does");
 ABSL_FLAG(int64_t, quota_kernels, 0,
           "Most kernels each client (token name on TCP, uid on the socket) may "
           "store; 0 = unlimited");
@@ -244,6 +248,7 @@ int main(int argc, char** argv) {
   options.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.metrics_allow_remote = absl::GetFlag(FLAGS_metrics_allow_remote);
+  options.ui_listen = absl::GetFlag(FLAGS_ui_listen);
   options.quotas.kernels = absl::GetFlag(FLAGS_quota_kernels);
   options.quotas.sessions = absl::GetFlag(FLAGS_quota_sessions);
   options.quotas.queued = absl::GetFlag(FLAGS_quota_queued);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <fstream>
 #include <memory>
@@ -33,11 +34,17 @@
 #include "server/daemon/unix_listener.h"
 #include "server/engine/engine.h"
 #include "server/metrics/metrics.h"
+#include "server/metrics/peer_uid.h"
 #include "server/service/anerd_service.h"
+#include "server/ui/ui_server.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::daemon {
 namespace {
+
+bool IsLoopbackHost(absl::string_view host) {
+  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
 
 // Headroom over the largest payload field for the rest of a message.
 constexpr int64_t kMessageSlackBytes = 1 << 20;
@@ -163,6 +170,63 @@ absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(const Daemo
   return server;
 }
 
+// Who may open the dashboard: an admin token (header, or ?token= for the page's event stream), or
+// on loopback the daemon's own uid (looked up as for metrics scrapes, metrics/peer_uid.h).
+ui::UiVerdict AuthorizeUi(const std::shared_ptr<const TokenNames>& names, bool loopback,
+                          const ui::UiRequest& request) {
+  if (!request.authorization.empty()) {
+    std::optional<NamedToken> token;
+    if (names != nullptr) token = names->Find(request.authorization);
+    if (!token.has_value()) return {401, "bearer token not accepted"};
+    if (!token->admin) {
+      return {403, "the dashboard shows every client's sessions: it needs an admin token"};
+    }
+    return {};
+  }
+  if (loopback) {
+    std::optional<uint32_t> uid = metrics::LoopbackPeerUid(request.remote_addr, request.remote_port,
+                                                           request.local_addr, request.local_port);
+    if (uid.has_value() && *uid == ::geteuid()) return {};
+  }
+  return {401,
+          "open the page as http(s)://HOST:PORT/?token=TOKEN with an admin token from anerd's "
+          "--auth-tokens file (only the daemon's own user may open it on loopback without one)"};
+}
+
+// Starts the dashboard when asked (CheckUiOptions has vetted the address) and exports its dropped
+// frames through the metrics endpoint when there is one.
+absl::StatusOr<std::unique_ptr<ui::UiServer>> StartUi(const DaemonOptions& options,
+                                                      engine::Engine* engine,
+                                                      metrics::MetricsServer* metrics) {
+  if (options.ui_listen.empty()) return nullptr;
+  std::shared_ptr<const TokenNames> names;
+  if (!options.auth_tokens.empty()) {
+    ANERD_ASSIGN_OR_RETURN(std::vector<NamedToken> tokens, LoadTokenFile(options.auth_tokens));
+    names = std::make_shared<const TokenNames>(std::move(tokens));
+  }
+  const bool loopback =
+      IsLoopbackHost(absl::string_view(options.ui_listen).substr(0, options.ui_listen.rfind(':')));
+  ui::UiServerOptions ui_options;
+  ui_options.listen = options.ui_listen;
+  ui_options.tls_cert = options.tls_cert;
+  ui_options.tls_key = options.tls_key;
+  ui_options.tls_client_ca = options.tls_client_ca;
+  ui_options.authorize = [names, loopback](const ui::UiRequest& request) {
+    return AuthorizeUi(names, loopback, request);
+  };
+  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<ui::UiServer> server,
+                         ui::UiServer::Start(engine, std::move(ui_options)));
+  if (metrics != nullptr) {
+    std::shared_ptr<const std::atomic<uint64_t>> dropped = server->dropped_counter();
+    metrics->AddCounterSource("anerd_ui_frames_dropped_total",
+                              "Dashboard frames dropped because a page read too slowly",
+                              [dropped] { return static_cast<double>(dropped->load()); });
+  }
+  spdlog::info("dashboard on {}://{} (port {})", options.tls_cert.empty() ? "http" : "https",
+               options.ui_listen, server->port());
+  return server;
+}
+
 RpcObserver ObserverFor(metrics::MetricsServer* metrics) {
   if (metrics == nullptr) return RpcObserver();
   return [metrics](const RpcRecord& record) {
@@ -188,10 +252,6 @@ std::unique_ptr<grpc::Server> BuildServer(const DaemonOptions& options,
   return builder.BuildAndStart();
 }
 
-bool IsLoopbackHost(absl::string_view host) {
-  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
-}
-
 // The TLS and token flags only make sense with --listen, and the TLS files come in pairs.
 absl::Status CheckTlsFlagPairs(const DaemonOptions& options) {
   const bool tls = !options.tls_cert.empty();
@@ -200,12 +260,12 @@ absl::Status CheckTlsFlagPairs(const DaemonOptions& options) {
         "--metrics-allow-remote needs --auth-tokens FILE: beyond loopback every scrape must "
         "carry an admin token (anectl token create NAME --admin --file FILE)");
   }
-  if (options.listen.empty()) {
+  if (options.listen.empty() && options.ui_listen.empty()) {
     if (tls || !options.tls_key.empty() ||
         (!options.auth_tokens.empty() && options.metrics_listen.empty())) {
       return absl::InvalidArgumentError(
           "--tls-cert, --tls-key and --auth-tokens apply to a TCP listener: pass --listen "
-          "HOST:PORT (--auth-tokens also serves --metrics-listen)");
+          "HOST:PORT or --ui-listen HOST:PORT (--auth-tokens also serves --metrics-listen)");
     }
     return absl::OkStatus();
   }
@@ -217,6 +277,38 @@ absl::Status CheckTlsFlagPairs(const DaemonOptions& options) {
     return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
   }
   return absl::OkStatus();
+}
+
+// The one rule for a TCP listener (`flag` names it; `address` is its HOST:PORT): beyond loopback
+// it needs TLS (--tls-cert, --tls-key) and bearer tokens (--auth-tokens); on loopback the gRPC
+// port also needs tokens and TLS or --insecure-loopback, while the dashboard (whose loopback
+// pages are limited to the daemon's uid or an admin token) needs neither.
+absl::Status CheckTcpExposure(absl::string_view flag, const std::string& address,
+                              const DaemonOptions& options, bool loopback_needs_tokens) {
+  const bool tls = !options.tls_cert.empty();
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " wants HOST:PORT, got '", address, "'"));
+  }
+  const bool loopback = IsLoopbackHost(absl::string_view(address).substr(0, colon));
+  if (loopback && !loopback_needs_tokens) return absl::OkStatus();
+  std::vector<std::string> missing;
+  if (!tls && !loopback) missing.push_back("--tls-cert (with --tls-key)");
+  if (!tls && loopback && !options.insecure_loopback) {
+    missing.push_back("--insecure-loopback (plain TCP; or --tls-cert and --tls-key for TLS)");
+  }
+  if (options.auth_tokens.empty()) {
+    missing.push_back(
+        "--auth-tokens FILE (every RPC on a TCP port must carry a bearer token; create one with "
+        "`anectl token create NAME --file FILE` and give the client --token-file FILE)");
+  }
+  if (missing.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      flag, " ", address,
+      loopback ? ":"
+               : " is not a loopback address: listening beyond this machine needs TLS and "
+                 "bearer tokens;",
+      " missing ", absl::StrJoin(missing, " and ")));
 }
 
 // The hard deadline of a shutdown: work that ignores cancellation (a hung worker call, a step
@@ -246,33 +338,18 @@ void SetServing(grpc::Server* server, bool serving) {
 absl::Status CheckRemoteOptions(const DaemonOptions& options) {
   ANERD_RETURN_IF_ERROR(CheckTlsFlagPairs(options));
   if (options.listen.empty()) return absl::OkStatus();
-  const bool tls = !options.tls_cert.empty();
-  const size_t colon = options.listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError("--listen wants HOST:PORT, got '" + options.listen + "'");
-  }
-  const bool loopback = IsLoopbackHost(absl::string_view(options.listen).substr(0, colon));
-  std::vector<std::string> missing;
-  if (!tls && !loopback) missing.push_back("--tls-cert (with --tls-key)");
-  if (!tls && loopback && !options.insecure_loopback) {
-    missing.push_back("--insecure-loopback (plain TCP; or --tls-cert and --tls-key for TLS)");
-  }
-  if (options.auth_tokens.empty()) {
-    missing.push_back(
-        "--auth-tokens FILE (every RPC on a TCP port must carry a bearer token; create one with "
-        "`anectl token create NAME --file FILE` and give the client --token-file FILE)");
-  }
-  if (missing.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--listen ", options.listen,
-      loopback ? ":"
-               : " is not a loopback address: listening beyond this machine needs TLS and "
-                 "bearer tokens;",
-      " missing ", absl::StrJoin(missing, " and ")));
+  return CheckTcpExposure("--listen", options.listen, options, /*loopback_needs_tokens=*/true);
+}
+
+absl::Status CheckUiOptions(const DaemonOptions& options) {
+  if (options.ui_listen.empty()) return absl::OkStatus();
+  return CheckTcpExposure("--ui-listen", options.ui_listen, options,
+                          /*loopback_needs_tokens=*/false);
 }
 
 absl::Status RunDaemon(const DaemonOptions& options) {
   ANERD_RETURN_IF_ERROR(CheckRemoteOptions(options));
+  ANERD_RETURN_IF_ERROR(CheckUiOptions(options));
   if (!options.metrics_listen.empty()) {
     ANERD_RETURN_IF_ERROR(
         metrics::CheckMetricsAddress(options.metrics_listen, options.metrics_allow_remote));
@@ -302,6 +379,9 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   // Declared after the engine so it is destroyed first: scrapes and observers use the engine.
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<metrics::MetricsServer> metrics,
                          StartMetrics(options, engine.get()));
+  // After the metrics (its counter is exported there), before the service; stopped first.
+  ANERD_ASSIGN_OR_RETURN(std::unique_ptr<ui::UiServer> ui,
+                         StartUi(options, engine.get(), metrics.get()));
   PeerUids peer_uids;
   service::ServiceOptions service_options;
   service_options.quotas = options.quotas;
@@ -358,11 +438,13 @@ absl::Status RunDaemon(const DaemonOptions& options) {
   ArmShutdownDeadline(options.shutdown_grace, options.shutdown_margin);
 
   (*listener)->Stop();
+  if (ui != nullptr) ui->Stop();  // pages stop reading the engine before it winds down
   SetServing(raw_server, false);
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(options.shutdown_grace));
   server->Wait();
   engine->Shutdown();
+  ui.reset();
   metrics.reset();  // executors are joined: no observer calls remain
   engine.reset();
   lock.reset();

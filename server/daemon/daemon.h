@@ -53,6 +53,10 @@ struct DaemonOptions {
   // daemon's own uid on loopback.
   std::string metrics_listen;
   bool metrics_allow_remote = false;
+  // Optional dashboard "HOST:PORT" (server/ui/ui_server.h). Loopback: open to the daemon's own
+  // uid, else an admin token; any other address needs TLS and --auth-tokens exactly as `listen`
+  // (CheckUiOptions), and then every request an admin token.
+  std::string ui_listen;
   // Per-client limits (server/service/client_quotas.h); 0 = unlimited.
   service::QuotaLimits quotas;
   // Most weight bytes all unfinished CompileKernel uploads may declare at once; 0 = unlimited.
@@ -68,6 +72,11 @@ struct DaemonOptions {
 // address also needs TLS or insecure_loopback; any other address needs --tls-cert and --tls-key.
 // Otherwise INVALID_ARGUMENT naming every missing flag (with how to make a token file).
 absl::Status CheckRemoteOptions(const DaemonOptions& options);
+
+// OK when `ui_listen` is empty, or a loopback HOST:PORT, or any HOST:PORT with what
+// CheckRemoteOptions demands of a non-loopback --listen (TLS and bearer tokens); otherwise
+// INVALID_ARGUMENT naming --ui-listen and every missing flag.
+absl::Status CheckUiOptions(const DaemonOptions& options);
 
 // Runs until a termination signal; returns OK after a clean shutdown, or the start-up error.
 // Must be called from the main thread before any other thread is created (it blocks the

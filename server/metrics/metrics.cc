@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
@@ -281,6 +282,19 @@ struct MetricsServer::State {
   prometheus::Family<prometheus::Counter>* compiles = nullptr;
   prometheus::Family<prometheus::Histogram>* compile_latency = nullptr;
   prometheus::Family<prometheus::Histogram>* eval_latency = nullptr;
+  // Counters other components own (AddCounterSource), read at scrape time.
+  absl::Mutex sources_mu;
+  std::vector<MetricFamily> source_families ABSL_GUARDED_BY(sources_mu);
+  std::vector<std::function<double()>> source_reads ABSL_GUARDED_BY(sources_mu);
+
+  void CollectSources(std::vector<MetricFamily>* out) {
+    absl::MutexLock lock(&sources_mu);
+    for (size_t i = 0; i < source_families.size(); ++i) {
+      MetricFamily family = source_families[i];
+      AddSample(&family, {}, source_reads[i]());
+      out->push_back(std::move(family));
+    }
+  }
 };
 
 absl::Status CheckMetricsAddress(const std::string& listen, bool allow_non_loopback) {
@@ -338,6 +352,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   options.render = [raw] {
     std::vector<MetricFamily> families = raw->registry->Collect();
     for (MetricFamily& f : raw->collector->Collect()) families.push_back(std::move(f));
+    raw->CollectSources(&families);
     return prometheus::TextSerializer().Serialize(families);
   };
   const bool loopback = IsLoopbackHost(absl::string_view(listen).substr(0, listen.rfind(':')));
@@ -363,6 +378,13 @@ void MetricsServer::ObserveCompile(const std::string& backend, double compile_ms
 
 void MetricsServer::ObserveEval(const std::string& backend, double execute_ms) {
   state_->eval_latency->Add({{"backend", backend}}, LatencyBuckets()).Observe(execute_ms / 1000.0);
+}
+
+void MetricsServer::AddCounterSource(const std::string& name, const std::string& help,
+                                     std::function<double()> read) {
+  absl::MutexLock lock(&state_->sources_mu);
+  state_->source_families.push_back(NewFamily(name, help, MetricType::Counter));
+  state_->source_reads.push_back(std::move(read));
 }
 
 int MetricsServer::port() const { return state_->endpoint->port(); }

@@ -71,6 +71,12 @@ class MetricsServer {
   void ObserveCompile(const std::string& backend, double compile_ms);
   void ObserveEval(const std::string& backend, double execute_ms);
 
+  // A counter another component owns (e.g. the dashboard's dropped frames), exported without
+  // labels as `name` and read by calling `read` at scrape time, on the endpoint's thread; `read`
+  // must stay callable for the server's lifetime (capture shared state, not a raw pointer).
+  void AddCounterSource(const std::string& name, const std::string& help,
+                        std::function<double()> read);
+
   // The bound TCP port (useful with port 0).
   int port() const;
 

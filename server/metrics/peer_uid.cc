@@ -1,5 +1,6 @@
 #include "server/metrics/peer_uid.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -62,15 +63,25 @@ bool FromSockaddr(const sockaddr_storage& addr, Endpoint* out) {
 
 bool Same(const Endpoint& a, const Endpoint& b) { return a.words == b.words && a.port == b.port; }
 
-}  // namespace
-
-std::optional<uint32_t> LoopbackPeerUid(int conn) {
-  sockaddr_storage peer{}, self{};
-  socklen_t peer_len = sizeof(peer), self_len = sizeof(self);
-  if (::getpeername(conn, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0 ||
-      ::getsockname(conn, reinterpret_cast<sockaddr*>(&self), &self_len) != 0) {
-    return std::nullopt;
+// A numeric address and port as a socket address; false when `ip` is neither IPv4 nor IPv6.
+bool ToSockaddr(const std::string& ip, int port, sockaddr_storage* out) {
+  if (port < 0 || port > 0xffff) return false;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(out);
+  if (::inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    return true;
   }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(out);
+  if (::inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    return true;
+  }
+  return false;
+}
+
+std::optional<uint32_t> PeerUidOf(const sockaddr_storage& peer, const sockaddr_storage& self) {
   Endpoint want_local, want_remote;  // the client's socket: its local is our peer
   if (!FromSockaddr(peer, &want_local) || !FromSockaddr(self, &want_remote)) return std::nullopt;
   std::ifstream table(peer.ss_family == AF_INET ? "/proc/net/tcp" : "/proc/net/tcp6");
@@ -91,6 +102,28 @@ std::optional<uint32_t> LoopbackPeerUid(int conn) {
     return uid;
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<uint32_t> LoopbackPeerUid(int conn) {
+  sockaddr_storage peer{}, self{};
+  socklen_t peer_len = sizeof(peer), self_len = sizeof(self);
+  if (::getpeername(conn, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0 ||
+      ::getsockname(conn, reinterpret_cast<sockaddr*>(&self), &self_len) != 0) {
+    return std::nullopt;
+  }
+  return PeerUidOf(peer, self);
+}
+
+std::optional<uint32_t> LoopbackPeerUid(const std::string& peer_ip, int peer_port,
+                                        const std::string& our_ip, int our_port) {
+  sockaddr_storage peer{}, self{};
+  if (!ToSockaddr(peer_ip, peer_port, &peer) || !ToSockaddr(our_ip, our_port, &self) ||
+      peer.ss_family != self.ss_family) {
+    return std::nullopt;
+  }
+  return PeerUidOf(peer, self);
 }
 
 }  // namespace anerd::metrics

@@ -10,12 +10,18 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace anerd::metrics {
 
 // The uid owning the peer socket of connected TCP socket `conn`; nullopt when it cannot be found
 // (not loopback, another network namespace, no /proc: macOS) — callers then require a token.
 std::optional<uint32_t> LoopbackPeerUid(int conn);
+
+// The same for a connection known by its numeric addresses and ports ("127.0.0.1", "::1"), as
+// HTTP libraries that hide the socket report them (the dashboard, server/ui/).
+std::optional<uint32_t> LoopbackPeerUid(const std::string& peer_ip, int peer_port,
+                                        const std::string& our_ip, int our_port);
 
 }  // namespace anerd::metrics
 

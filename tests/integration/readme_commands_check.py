@@ -93,6 +93,10 @@ PLAN = {
         "daemon", ["BACKGROUND anerd --listen 127.0.0.1:{port} --insecure-loopback "
                    "--auth-tokens ~/.local/state/anerd/tokens",
                    "anectl --host 127.0.0.1:{port} --token-file me.token kernel ls"]),
+    "anerd --ui-listen 127.0.0.1:8787": (
+        "daemon", ["BACKGROUND anerd --ui-listen 127.0.0.1:{port}",
+                   "/usr/bin/python3 -c \"import urllib.request; "
+                   "urllib.request.urlopen('http://127.0.0.1:{port}/api/info').read()\""]),
     "anectl --host 127.0.0.1:7443 --token-file me.token kernel ls": (
         "skip", "run together with the daemon line above it"),
     "anerd --listen 0.0.0.0:7443 --tls-cert server.pem --tls-key server.key "

@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 extern char** environ;
 
@@ -183,6 +184,66 @@ RunResult DaemonProcess::Anectl(const std::vector<std::string>& args,
   std::vector<std::string> argv = {AnectlBinary(), "--host", host()};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunProgram(argv, options);
+}
+
+BackgroundProcess::~BackgroundProcess() { Stop(absl::ZeroDuration()); }
+
+absl::Status BackgroundProcess::Start(const std::vector<std::string>& argv,
+                                      const std::string& log_path) {
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (log_fd < 0) return absl::InternalError("cannot open " + log_path);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+#if defined(__linux__)
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  ::close(log_fd);
+  if (pid_ < 0) return absl::InternalError("fork failed");
+  return absl::OkStatus();
+}
+
+bool BackgroundProcess::Running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) pid_ = -1;
+  return pid_ > 0;
+}
+
+void BackgroundProcess::Stop(absl::Duration grace) {
+  if (!Running()) return;
+  ::kill(pid_, SIGTERM);
+  const absl::Time deadline = absl::Now() + grace;
+  while (Running() && absl::Now() < deadline) ::usleep(10000);
+  if (Running()) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+}
+
+std::string FindExecutable(const std::vector<std::string>& candidates) {
+  const char* path_env = ::getenv("PATH");
+  const std::vector<std::string> dirs =
+      absl::StrSplit(path_env != nullptr ? path_env : "/usr/bin:/bin", ':', absl::SkipEmpty());
+  for (const std::string& c : candidates) {
+    if (c.find('/') != std::string::npos) {
+      if (::access(c.c_str(), X_OK) == 0) return c;
+      continue;
+    }
+    for (const std::string& d : dirs) {
+      const std::string full = d + "/" + c;
+      if (::access(full.c_str(), X_OK) == 0) return full;
+    }
+  }
+  return "";
 }
 
 int FreeLoopbackPort() {

@@ -66,6 +66,32 @@ class DaemonProcess {
   pid_t pid_ = -1;
 };
 
+// A helper program running in the background (e.g. chromedriver), its stdout and stderr appended
+// to `log_path`. The destructor SIGKILLs it (by its pid) if it still runs; on Linux it also dies
+// with the test process.
+class BackgroundProcess {
+ public:
+  BackgroundProcess() = default;
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  // Starts `argv` (argv[0] a path). An error when it cannot be started.
+  absl::Status Start(const std::vector<std::string>& argv, const std::string& log_path);
+  // True while it has not exited.
+  bool Running();
+  // SIGTERM, then SIGKILL after `grace`; waits for it.
+  void Stop(absl::Duration grace = absl::Seconds(5));
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// The first of `candidates` that is an executable file; names without a '/' are looked up on
+// $PATH. "" when none is.
+std::string FindExecutable(const std::vector<std::string>& candidates);
+
 // Paths of the built binaries.
 std::string AnerdBinary();
 std::string AnectlBinary();
