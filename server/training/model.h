@@ -71,7 +71,10 @@ class ParamLayout {
 void InitParams(const ModelConfig& config, uint64_t seed, float* params);
 
 struct PhaseTimes {
-  double kernel_ms = 0;   // backend evaluations (the seed's "ane")
+  double kernel_ms = 0;  // backend evaluations (the seed's "ane")
+  // kernel_ms split by pass: the forward kernels (sdpaFwd, woFwd, ffnFused) and the backward ones.
+  double kernel_fwd_ms = 0;
+  double kernel_bwd_ms = 0;
   double io_ms = 0;       // staging kernel inputs (incl. weight re-staging) and reading outputs
   double rms_ms = 0;      // RMSNorm forward/backward
   double elem_ms = 0;     // embedding, residual adds, SiLU/RoPE/GQA backward
@@ -132,6 +135,8 @@ class Model {
   // GQA-aware): 3·fwd + sdpa + 3·cls with fwd = 2·S·L·(matrix params), sdpa = L·2·NH·5·S²·HD, cls =
   // 2·V·D·S.
   double FlopsPerSequence() const;
+  // Wall time spent in the backend's Compile calls while the model was created (ms).
+  double compile_ms() const;
 
   // Records measured spans (span_log.h) of every later pass into `spans` (not owned; must outlive
   // the model or be replaced first; null stops recording): phases, kernels by name, dW tasks.

@@ -106,6 +106,8 @@ class Model::Impl {
                                  const uint32_t* targets, float grad_scale, PhaseTimes* t);
   absl::Status Backward(const float* params, const uint32_t* tokens, float* grads, PhaseTimes* t);
   double Flops() const;
+  double compile_ms() const { return compile_ms_; }
+  static bool IsForwardKernel(int k) { return k == kSdpaFwd || k == kWoFwd || k == kFfnFused; }
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
     const int64_t mid = n / 2;
     worker_.Submit([&fn, mid, n] { fn(mid, n); });
@@ -156,6 +158,7 @@ class Model::Impl {
   std::vector<float> rope_cos_, rope_sin_;  // [S][HD]
   DwWorker worker_;
   SpanLog* spans_ = nullptr;  // not owned; null when not tracing
+  double compile_ms_ = 0;     // backend Compile calls in Compile()
 };
 
 }  // namespace anerd::training

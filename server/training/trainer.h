@@ -87,6 +87,8 @@ class Trainer {
   absl::StatusOr<EvalReport> EvalHeldOut();
   const std::vector<float>& params() const { return params_; }
   const Model& model() const { return *model_; }
+  // Wall time the backend spent compiling this trainer's kernels when it was created (ms).
+  double compile_ms() const { return model_->compile_ms(); }
 
   // Records measured spans of every later step into `spans` (not owned; must outlive the trainer
   // or be replaced first; null stops): "step" enclosing "zero_grads", per micro-step "forward" and
@@ -108,7 +110,7 @@ class Trainer {
   bool dynamic_scale_ = true;
   std::unique_ptr<TokenData> data_;
   std::unique_ptr<TokenData> val_data_;  // val_data_path's tokens, when evaluating on them
-  std::vector<uint32_t> window_;  // the current micro-step's seq + 1 tokens
+  std::vector<uint32_t> window_;         // the current micro-step's seq + 1 tokens
   std::unique_ptr<Model> model_;
   std::vector<float> params_, grads_, adam_m_, adam_v_;
   SpanLog* spans_ = nullptr;
