@@ -22,6 +22,7 @@
 #include "server/engine/rule_probe_manager.h"
 #include "server/sessions/session_manager.h"
 #include "server/store/store.h"
+#include "server/telemetry/energy_sampler.h"
 
 namespace anerd::engine {
 
@@ -62,6 +63,18 @@ struct EngineOptions {
   // --testonly_sim: the simulated ANE's test settings (faults, rules that differ from the
   // table; ane::ParseSimSettings), for in-process backends and every worker alike. "" = none.
   std::string sim_settings;
+  // Energy telemetry (server/telemetry): the sysfs root RAPL is looked for under ("/sys"; a fake
+  // tree in tests), and how often the sampler thread reads the counters.
+  std::string telemetry_sysfs_root = "/sys";
+  absl::Duration telemetry_period = absl::Milliseconds(100);
+};
+
+// An energy telemetry source and whether it can be read (GetInfo, metrics).
+struct TelemetrySummary {
+  std::string name;  // "rapl", "ioreport"
+  bool available = false;
+  std::string unavailable;    // why not, when not available
+  std::string thermal_state;  // "nominal" ... where the platform says; empty elsewhere
 };
 
 struct CacheSummary {
@@ -109,6 +122,7 @@ struct DaemonInfo {
   std::vector<std::pair<std::string, std::string>> unavailable_backends;  // (name, reason)
   std::vector<WorkerSummary> workers;       // empty when no backend runs isolated
   std::vector<std::string> state_findings;  // cache::StateDbCheck findings from start-up
+  std::vector<TelemetrySummary> telemetry;  // the energy sources tried (one per platform today)
 };
 
 class Engine {
@@ -130,6 +144,8 @@ class Engine {
   artifacts::ArtifactStore& artifacts() { return *artifacts_; }
   // Text generations (server/engine/generation_manager.h).
   GenerationManager& generations() { return *generations_; }
+  // The energy sampler (server/telemetry/energy_sampler.h): cached readings, no I/O.
+  const telemetry::EnergySampler& energy() const { return *energy_; }
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
   // the daemon's ordered shutdown after the gRPC server has stopped.
@@ -145,6 +161,8 @@ class Engine {
   EngineOptions options_;
   absl::Time started_;
   std::unique_ptr<Backends> backends_;
+  // Destroyed after every manager whose work reads its snapshots (sessions, probes).
+  std::unique_ptr<telemetry::EnergySampler> energy_;
   std::unique_ptr<store::Store> state_store_;  // anerd.db and blobs/; outlives its adapters
   std::unique_ptr<cache::KernelStore> store_;
   std::unique_ptr<cache::CompileCache> cache_;
