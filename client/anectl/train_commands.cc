@@ -169,7 +169,7 @@ std::vector<std::string> StepDetailLines(const v1::StepEvent& s) {
   std::string speed =
       absl::StrFormat("kernel fwd %.2f ms  bwd %.2f ms", p.kernel_fwd_ms(), p.kernel_bwd_ms());
   if (s.has_compile_share()) {
-    absl::StrAppendFormat(&speed, "  compile %.1f s (%.1f%% of wall)", s.compile_ms() / 1000,
+    absl::StrAppendFormat(&speed, "  compile %.0f ms (%.1f%% of wall)", s.compile_ms(),
                           100 * s.compile_share());
   }
   if (s.has_device_utilization()) {
