@@ -72,9 +72,6 @@ void InitParams(const ModelConfig& config, uint64_t seed, float* params);
 
 struct PhaseTimes {
   double kernel_ms = 0;  // backend evaluations (the seed's "ane")
-  // kernel_ms split by pass: the forward kernels (sdpaFwd, woFwd, ffnFused) and the backward ones.
-  double kernel_fwd_ms = 0;
-  double kernel_bwd_ms = 0;
   double io_ms = 0;       // staging kernel inputs (incl. weight re-staging) and reading outputs
   double rms_ms = 0;      // RMSNorm forward/backward
   double elem_ms = 0;     // embedding, residual adds, SiLU/RoPE/GQA backward
@@ -87,6 +84,10 @@ struct PhaseTimes {
   std::optional<double> kernel_hw_ms;
   bool hw_simulated = false;
   bool kernel_hw_incomplete = false;  // an evaluation without a device time was seen
+  // kernel_ms split by pass: the forward kernels (sdpaFwd, woFwd, ffnFused) and the backward
+  // ones. Last, so positional initialisers of the older fields keep their meaning.
+  double kernel_fwd_ms = 0;
+  double kernel_bwd_ms = 0;
 
   void AddKernelHardware(const backend::RunTiming& timing) {
     if (kernel_hw_incomplete) return;
