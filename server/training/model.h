@@ -71,7 +71,7 @@ class ParamLayout {
 void InitParams(const ModelConfig& config, uint64_t seed, float* params);
 
 struct PhaseTimes {
-  double kernel_ms = 0;  // backend evaluations (the seed's "ane")
+  double kernel_ms = 0;   // backend evaluations (the seed's "ane")
   double io_ms = 0;       // staging kernel inputs (incl. weight re-staging) and reading outputs
   double rms_ms = 0;      // RMSNorm forward/backward
   double elem_ms = 0;     // embedding, residual adds, SiLU/RoPE/GQA backward
