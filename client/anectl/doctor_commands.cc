@@ -136,6 +136,14 @@ void DeviceChecks(client::AnerdClient& client, const v1::GetInfoResponse& info,
     checks.push_back({"ane", "unavailable", why,
                       "on a Mac: check the daemon log; elsewhere use --backend ane-sim or cpu"});
   }
+  for (const v1::TelemetrySource& t : info.telemetry()) {
+    checks.push_back({"energy " + t.name(), t.available() ? "pass" : "unavailable",
+                      t.available() ? "readable" : t.unavailable(),
+                      t.available()
+                          ? ""
+                          : "step and probe energy fields stay absent (never 0); on Linux "
+                            "RAPL needs /sys/class/powercap (root-only since 5.10)"});
+  }
   absl::StatusOr<std::vector<float>> reference = RunCanary(client, "cpu");
   if (!reference.ok()) {
     checks.push_back({"canary cpu", "fail", std::string(reference.status().message()),

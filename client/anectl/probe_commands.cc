@@ -75,8 +75,8 @@ absl::StatusOr<std::vector<v1::ProbeGridPoint>> ParseGrid(const std::string& tex
 
 std::string Header(const std::string& probe) {
   if (probe == "peak") {
-    return absl::StrFormat("%-24s %9s %9s %10s %9s %7s", "CONFIG", "W(MB)", "GFLOP", "ms/eval",
-                           "TFLOPS", "%peak");
+    return absl::StrFormat("%-24s %9s %9s %10s %9s %7s %8s %9s", "CONFIG", "W(MB)", "GFLOP",
+                           "ms/eval", "TFLOPS", "%peak", "watts", "TFLOPS/W");
   }
   if (probe == "sram") {
     return absl::StrFormat("%-20s %9s %8s %8s %10s %9s %10s", "CONFIG", "W(MB)", "Act(MB)",
@@ -103,8 +103,11 @@ std::string DeviceUs(const v1::ProbeRow& r) {
 
 std::string FormatRow(const v1::ProbeRow& r) {
   if (r.probe() == "peak") {
-    return absl::StrFormat("%-24s %9.2f %9.3f %10.3f %9.4f %6.1f%%", r.config(), r.weight_mb(),
-                           r.gflop(), r.ms_per_eval(), r.tflops(), r.pct_peak());
+    return absl::StrFormat(
+        "%-24s %9.2f %9.3f %10.3f %9.4f %6.1f%% %8s %9s", r.config(), r.weight_mb(), r.gflop(),
+        r.ms_per_eval(), r.tflops(), r.pct_peak(),
+        r.has_watts() ? absl::StrFormat("%.2f", r.watts()) : "\u2014",
+        r.has_tflops_per_watt() ? absl::StrFormat("%.4f", r.tflops_per_watt()) : "\u2014");
   }
   if (r.probe() == "sram") {
     return absl::StrFormat("%-20s %9.2f %8.3f %8.2f %10.3f %9.4f %10.1f", r.config(), r.weight_mb(),
@@ -136,11 +139,17 @@ class TablePrinter {
                 << ctx_.Bold(Header(current_)) << "\n";
     }
     std::cout << FormatRow(row) << "\n" << std::flush;
+    // Energy that was not measured is said once, with the reason (never printed as 0 W).
+    if (!row.has_watts() && !row.energy_unavailable().empty() && !said_unavailable_) {
+      said_unavailable_ = true;
+      std::cout << ctx_.Dim("energy unavailable: " + row.energy_unavailable()) << "\n";
+    }
   }
 
  private:
   CommandContext& ctx_;
   std::string current_;
+  bool said_unavailable_ = false;
 };
 
 // ---- JSON ----
@@ -168,7 +177,12 @@ Json RowJson(const v1::ProbeRow& r) {
             {"iterations", r.iterations()},
             // null when the backend has no device counter (cpu): never a made-up 0
             {"hw_us_per_eval", r.has_hw_us_per_eval() ? Json(r.hw_us_per_eval()) : Json()},
-            {"hw_time_source", r.hw_time_source()}};
+            {"hw_time_source", r.hw_time_source()},
+            // null when the energy was not measured, with the reason: never a made-up 0
+            {"watts", r.has_watts() ? Json(r.watts()) : Json()},
+            {"tflops_per_watt", r.has_tflops_per_watt() ? Json(r.tflops_per_watt()) : Json()}};
+  if (!r.energy_source().empty()) j["energy_source"] = r.energy_source();
+  if (!r.energy_unavailable().empty()) j["energy_unavailable"] = r.energy_unavailable();
   if (r.has_qos()) j["qos"] = r.qos();
   return j;
 }

@@ -79,6 +79,14 @@ Json InfoToJson(const v1::GetInfoResponse& info) {
   Json config = Json::object();  // the daemon's non-default flags (local and admin callers)
   for (const v1::ConfigEntry& e : info.config()) config[e.name()] = e.value();
   out["config"] = std::move(config);
+  Json telemetry = Json::array();  // energy sources: "unavailable" with the reason, never 0
+  for (const v1::TelemetrySource& t : info.telemetry()) {
+    Json source = {{"name", t.name()}, {"available", t.available()}};
+    if (!t.available()) source["unavailable"] = t.unavailable();
+    if (!t.thermal_state().empty()) source["thermal_state"] = t.thermal_state();
+    telemetry.push_back(std::move(source));
+  }
+  out["telemetry"] = std::move(telemetry);
   return out;
 }
 
@@ -156,6 +164,12 @@ void PrintHuman(CommandContext& ctx, const std::string& endpoint, const std::str
   if (info.backends_size() == 0) std::cout << "  (no backends)\n";
   PrintWorkers(ctx, info);
   PrintQueues(ctx, info);
+  for (const v1::TelemetrySource& t : info.telemetry()) {
+    std::cout << absl::StrFormat(
+        "\n  %-10s %s: %s%s\n", "energy", t.name(),
+        t.available() ? "available" : "unavailable (" + t.unavailable() + ")",
+        t.thermal_state().empty() ? "" : ", thermal state " + t.thermal_state());
+  }
   if (info.config_size() > 0) {
     std::cout << "\n  " << ctx.Bold("CONFIG (flags that differ from their defaults)") << "\n";
     for (const v1::ConfigEntry& e : info.config()) {

@@ -116,6 +116,8 @@ Json SampleJson(const v1::SampleEvent& e) {
           {"sample_ms", e.sample_ms()}};
 }
 
+Json StepDetailJson(const v1::StepEvent& s);
+
 Json SessionJson(const v1::SessionInfo& s) {
   Json j = SessionFieldsJson(s);
   if (!s.owner().empty()) j["owner"] = s.owner();  // admins only
@@ -127,7 +129,70 @@ Json SessionJson(const v1::SessionInfo& s) {
   }
   if (s.has_last_eval()) j["last_eval"] = EvalJson(s.last_eval());
   if (s.has_last_sample()) j["last_sample"] = SampleJson(s.last_sample());
+  if (s.has_last_step()) {
+    const v1::StepEvent& step = s.last_step();
+    j["last_step"] = {{"step", step.step()},
+                      {"step_ms", step.step_ms()},
+                      {"tokens_per_s", step.tokens_per_s()},
+                      {"tflops", step.tflops()}};
+    j["last_step"].update(StepDetailJson(step));
+  }
   return j;
+}
+
+// The step breakdown and energy fields (issue 21): measured values only; an energy figure that
+// was not measured is {"unavailable": why}, never 0.
+Json StepDetailJson(const v1::StepEvent& s) {
+  Json j;
+  j["phases_ms"]["kernel_fwd"] = s.phases().kernel_fwd_ms();
+  j["phases_ms"]["kernel_bwd"] = s.phases().kernel_bwd_ms();
+  if (s.has_compile_ms()) j["compile_ms"] = s.compile_ms();
+  if (s.has_compile_share()) j["compile_share"] = s.compile_share();
+  if (s.has_device_utilization()) {
+    j["device_utilization"] = {{"fraction", s.device_utilization()},
+                               {"peak_tflops", s.peak_tflops()},
+                               {"peak_source", s.peak_source()}};
+  }
+  if (s.has_energy_j()) {
+    j["energy"] = {{"joules", s.energy_j()}, {"watts", s.power_w()}, {"source", s.energy_source()}};
+    if (s.has_energy_j_per_token()) j["energy"]["joules_per_token"] = s.energy_j_per_token();
+  } else if (!s.energy_unavailable().empty()) {
+    j["energy"] = {{"unavailable", s.energy_unavailable()}};
+  }
+  if (!s.thermal_state().empty()) j["thermal_state"] = s.thermal_state();
+  return j;
+}
+
+// The same for people: the kernel split, compile share and utilisation on one line, energy on
+// another ("unavailable: why" where it was not measured).
+std::vector<std::string> StepDetailLines(const v1::StepEvent& s) {
+  const v1::PhaseTimes& p = s.phases();
+  std::string speed =
+      absl::StrFormat("kernel fwd %.2f ms  bwd %.2f ms", p.kernel_fwd_ms(), p.kernel_bwd_ms());
+  if (s.has_compile_share()) {
+    absl::StrAppendFormat(&speed, "  compile %.0f ms (%.1f%% of wall)", s.compile_ms(),
+                          100 * s.compile_share());
+  }
+  if (s.has_device_utilization()) {
+    absl::StrAppendFormat(&speed, "  utilization %.1f%% of %.2f TFLOPS (%s)",
+                          100 * s.device_utilization(), s.peak_tflops(), s.peak_source());
+  } else {
+    absl::StrAppend(&speed, "  utilization unavailable (no measured peak: anectl probe peak)");
+  }
+  std::string energy;
+  if (s.has_energy_j()) {
+    energy = absl::StrFormat("energy %.3f J/step  %.2f W  (%s)", s.energy_j(), s.power_w(),
+                             s.energy_source());
+    if (s.has_energy_j_per_token()) {
+      energy = absl::StrFormat("energy %.3f J/step  %.3f mJ/token  %.2f W  (%s)", s.energy_j(),
+                               1000 * s.energy_j_per_token(), s.power_w(), s.energy_source());
+    }
+  } else {
+    energy = "energy unavailable" +
+             (s.energy_unavailable().empty() ? "" : ": " + s.energy_unavailable());
+  }
+  if (!s.thermal_state().empty()) absl::StrAppend(&energy, "  thermal ", s.thermal_state());
+  return {speed, energy};
 }
 
 Json EventJson(const v1::SessionEvent& e) {
@@ -153,6 +218,7 @@ Json EventJson(const v1::SessionEvent& e) {
       j["phases_ms"]["kernel_hw"] = p.kernel_hw_ms();
       j["hw_time_source"] = p.hw_time_source();
     }
+    j.update(StepDetailJson(s));
   } else if (e.kind_case() == v1::SessionEvent::kState) {
     j["type"] = "state";
     j["state"] = e.state();
@@ -335,6 +401,10 @@ class WatchPrinter {
                                    Bar(sum > 0 ? ph.second / sum : 0, 30), ph.second);
     }
     drawn_ = 9;
+    for (const std::string& line : StepDetailLines(s)) {
+      std::cout << line << "\n";
+      ++drawn_;
+    }
     // The seed's dashboard: the latest validation loss and text sample under the numbers.
     if (last_eval_.has_value()) {
       std::cout << EvalLine(*last_eval_) << "\n";
@@ -788,6 +858,14 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
         "  %-11s tokens [%d, %d) of %s; trained on %s\n", "held out", v.begin_token(),
         v.end_token(), v.source() == "data" ? "the data" : "the val data",
         v.source() == "data" ? absl::StrCat("the first ", v.train_tokens()) : "all of the data");
+  }
+  if (info.has_last_step()) {
+    const v1::StepEvent& s = info.last_step();
+    const std::vector<std::string> lines = StepDetailLines(s);
+    std::cout << absl::StrFormat("  %-11s %d: %.2f ms, %.0f tok/s, %.3f TFLOPS\n", "last step",
+                                 s.step(), s.step_ms(), s.tokens_per_s(), s.tflops())
+              << absl::StrFormat("  %-11s %s\n", "", lines[0])
+              << absl::StrFormat("  %-11s %s\n", "", lines[1]);
   }
   if (info.has_best_val_loss()) {
     std::cout << absl::StrFormat("  %-11s %.4f at step %d (%s)\n", "best val", info.best_val_loss(),

@@ -200,6 +200,26 @@ absl::Status Engine::Init() {
   session_options.resume_interrupted = options_.resume_interrupted;
   session_options.memory_limit_bytes = options_.session_memory_limit_bytes;
   session_options.checkpoint_interval_s = options_.checkpoint_interval_s;
+  energy_ = std::make_unique<telemetry::EnergySampler>(
+      telemetry::OpenPlatformEnergy(options_.telemetry_sysfs_root), options_.telemetry_period);
+  {
+    const telemetry::EnergySnapshot e = energy_->Snapshot();
+    if (e.unavailable.empty()) {
+      spdlog::info("energy telemetry: {}", e.source);
+    } else {
+      spdlog::info("energy telemetry unavailable ({}): {}", e.source, e.unavailable);
+    }
+  }
+  telemetry::EnergySampler* energy = energy_.get();
+  session_options.energy = [energy] { return energy->Snapshot(); };
+  probes_->SetEnergy([energy] { return energy->Snapshot(); });
+  ProbeManager* probes = probes_.get();
+  session_options.measured_peak =
+      [probes](const std::string& backend) -> std::optional<sessions::MeasuredPeak> {
+    std::optional<ProbeManager::BackendPeak> p = probes->MeasuredPeak(backend);
+    if (!p.has_value()) return std::nullopt;
+    return sessions::MeasuredPeak{p->tflops, "probe " + p->result_id};
+  };
   Backends* backends = backends_.get();
   sessions::SubmitTask submit = [backends](const std::string& backend, TaskClass task_class,
                                            const char* what,
@@ -262,6 +282,10 @@ DaemonInfo Engine::Info() const {
   }
   for (const auto& [name, executor] : backends_->executors) {
     info.queues.push_back({name, executor->Stats()});
+  }
+  if (energy_ != nullptr) {
+    const telemetry::EnergySnapshot e = energy_->Snapshot();
+    info.telemetry.push_back({e.source, e.available(), e.unavailable, e.thermal.value_or("")});
   }
   if (cache_ != nullptr) {
     const cache::CacheStats s = cache_->Stats();

@@ -23,6 +23,7 @@
 #include "server/engine/rule_probe_manager.h"
 #include "server/sessions/session_manager.h"
 #include "server/store/store.h"
+#include "server/telemetry/energy_sampler.h"
 
 namespace anerd::engine {
 
@@ -63,6 +64,18 @@ struct EngineOptions {
   // --testonly_sim: the simulated ANE's test settings (faults, rules that differ from the
   // table; ane::ParseSimSettings), for in-process backends and every worker alike. "" = none.
   std::string sim_settings;
+  // Energy telemetry (server/telemetry): the sysfs root RAPL is looked for under ("/sys"; a fake
+  // tree in tests), and how often the sampler thread reads the counters.
+  std::string telemetry_sysfs_root = "/sys";
+  absl::Duration telemetry_period = absl::Milliseconds(100);
+};
+
+// An energy telemetry source and whether it can be read (GetInfo, metrics).
+struct TelemetrySummary {
+  std::string name;  // "rapl", "ioreport"
+  bool available = false;
+  std::string unavailable;    // why not, when not available
+  std::string thermal_state;  // "nominal" ... where the platform says; empty elsewhere
 };
 
 struct CacheSummary {
@@ -117,6 +130,7 @@ struct DaemonInfo {
   std::vector<WorkerSummary> workers;       // empty when no backend runs isolated
   std::vector<std::string> state_findings;  // cache::StateDbCheck findings from start-up
   std::vector<QueueSummary> queues;         // one per backend, by name
+  std::vector<TelemetrySummary> telemetry;  // the energy sources tried (one per platform today)
 };
 
 class Engine {
@@ -140,6 +154,8 @@ class Engine {
   GenerationManager& generations() { return *generations_; }
   // The device executor of `backend`, or null when there is none (tests observe it).
   DeviceExecutor* executor(const std::string& backend);
+  // The energy sampler (server/telemetry/energy_sampler.h): cached readings, no I/O.
+  const telemetry::EnergySampler& energy() const { return *energy_; }
 
   // Stops accepting work, cancels what is queued and joins worker threads. Idempotent; called by
   // the daemon's ordered shutdown after the gRPC server has stopped.
@@ -155,6 +171,8 @@ class Engine {
   EngineOptions options_;
   absl::Time started_;
   std::unique_ptr<Backends> backends_;
+  // Destroyed after every manager whose work reads its snapshots (sessions, probes).
+  std::unique_ptr<telemetry::EnergySampler> energy_;
   std::unique_ptr<store::Store> state_store_;  // anerd.db and blobs/; outlives its adapters
   std::unique_ptr<cache::KernelStore> store_;
   std::unique_ptr<cache::CompileCache> cache_;

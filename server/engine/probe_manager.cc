@@ -17,7 +17,32 @@ ProbeManager::ProbeManager(const backend::BackendRegistry* registry,
       executors_(std::move(executors)),
       store_(store),
       default_backend_(std::move(default_backend)),
-      budget_(budget) {}
+      budget_(budget) {
+  // Newest first: the first result of a backend with peak rows is its measured peak.
+  absl::StatusOr<std::vector<probes::ProbeResult>> stored = store_->List("", 1000);
+  if (!stored.ok()) return;
+  for (const probes::ProbeResult& r : *stored) NotePeak(r, /*replace=*/false);
+}
+
+void ProbeManager::NotePeak(const probes::ProbeResult& result, bool replace) {
+  double best = 0;
+  for (const probes::ProbeRow& row : result.rows) {
+    if (row.probe == "peak" && row.tflops > best) best = row.tflops;
+  }
+  if (!(best > 0)) return;
+  absl::MutexLock lock(&mu_);
+  const std::string& backend = result.fingerprint.backend;
+  if (!replace && peaks_.count(backend) > 0) return;
+  peaks_[backend] = {best, result.id};
+}
+
+std::optional<ProbeManager::BackendPeak> ProbeManager::MeasuredPeak(
+    const std::string& backend) const {
+  absl::MutexLock lock(&mu_);
+  auto it = peaks_.find(backend);
+  if (it == peaks_.end()) return std::nullopt;
+  return it->second;
+}
 
 void ProbeManager::Run(ProbeRunRequest request, RequestControl control, StartFn on_start,
                        probes::RowFn on_row, DoneFn done) {
@@ -68,7 +93,8 @@ void ProbeManager::RunNow(const ProbeRunRequest& request, const RequestControl& 
       [&result, &on_row](const probes::ProbeRow& row) {
         result.rows.push_back(row);
         on_row(row);
-      });
+      },
+      energy_);
   if (!summary.ok()) {
     spdlog::info("{} ({}) stopped: {}", what, result.id, summary.status().ToString());
     return done(summary.status());
@@ -78,6 +104,7 @@ void ProbeManager::RunNow(const ProbeRunRequest& request, const RequestControl& 
     spdlog::warn("could not store probe result {}: {}", result.id, s.ToString());
     return done(s);
   }
+  NotePeak(result, /*replace=*/true);
   spdlog::info("{} ({}) finished in {:.1f} s, {} rows", what, result.id,
                result.summary.wall_seconds, result.rows.size());
   done(std::move(result));

@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,8 +71,21 @@ class ProbeManager {
   // NOT_FOUND naming the id.
   absl::StatusOr<probes::ProbeResult> Get(const std::string& id);
 
+  // Rows get the power over their timed iterations from `energy` (the sampler's cached snapshot).
+  // Call before the first Run.
+  void SetEnergy(probes::EnergyFn energy) { energy_ = std::move(energy); }
+
   // Cancels every running or queued probe (daemon shutdown).
   void CancelAll();
+
+  // The peak FLOP rate measured on `backend`: the highest TFLOPS among the "peak" rows of the
+  // newest stored result of that backend that has any. From memory (never blocks on the store):
+  // loaded at construction, updated when a probe with peak rows finishes. nullopt when none.
+  struct BackendPeak {
+    double tflops = 0;
+    std::string result_id;
+  };
+  std::optional<BackendPeak> MeasuredPeak(const std::string& backend) const;
 
  private:
   void RunNow(const ProbeRunRequest& request, const RequestControl& control,
@@ -83,9 +97,13 @@ class ProbeManager {
   probes::ProbeStore* store_;
   std::string default_backend_;
   probes::ProbeBudget budget_;
+  probes::EnergyFn energy_;
 
-  absl::Mutex mu_;
+  void NotePeak(const probes::ProbeResult& result, bool replace) ABSL_LOCKS_EXCLUDED(mu_);
+
+  mutable absl::Mutex mu_;
   std::set<std::shared_ptr<std::atomic<bool>>> active_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, BackendPeak> peaks_ ABSL_GUARDED_BY(mu_);  // by backend name
 };
 
 }  // namespace anerd::engine

@@ -92,6 +92,7 @@ class EngineCollector : public prometheus::Collectable {
     CollectWorkers(info, &out);
     CollectQueues(info, &out);
     CollectSessions(&out);
+    CollectEnergy(engine_->energy().Snapshot(), &out);
     return out;
   }
 
@@ -211,6 +212,17 @@ class EngineCollector : public prometheus::Collectable {
                                     "Training throughput of the latest step", MetricType::Gauge);
     MetricFamily phases =
         NewFamily("anerd_session_phase_seconds", "Latest step's time by phase", MetricType::Gauge);
+    MetricFamily step_joules =
+        NewFamily("anerd_session_step_joules",
+                  "Energy of the latest step (absent when not measured)", MetricType::Gauge);
+    MetricFamily token_joules =
+        NewFamily("anerd_session_joules_per_token",
+                  "Energy per trained token of the latest step (absent when not measured)",
+                  MetricType::Gauge);
+    MetricFamily utilization =
+        NewFamily("anerd_session_device_utilization",
+                  "Latest step's FLOP rate over the backend's measured peak (absent without one)",
+                  MetricType::Gauge);
     sessions::SessionManager& sessions = engine_->sessions();
     for (const sessions::SessionSnapshot& s : sessions.List()) {
       const Labels labels = {{"session", s.id}, {"name", s.name}};
@@ -222,17 +234,57 @@ class EngineCollector : public prometheus::Collectable {
       AddSample(&step_time, labels, event.step.step_ms / 1000.0);
       AddSample(&tokens, labels, event.step.tokens_per_s);
       AddPhases(labels, event.step.phases, &phases);
+      const sessions::StepObservations& o = event.observed;
+      if (o.energy_j.has_value()) AddSample(&step_joules, labels, *o.energy_j);
+      if (o.energy_j_per_token.has_value()) AddSample(&token_joules, labels, *o.energy_j_per_token);
+      if (o.device_utilization.has_value()) {
+        AddSample(&utilization, labels, *o.device_utilization);
+      }
     }
-    for (MetricFamily* f : {&active, &step, &loss, &step_time, &tokens, &phases}) {
+    for (MetricFamily* f : {&active, &step, &loss, &step_time, &tokens, &phases, &step_joules,
+                            &token_joules, &utilization}) {
       out->push_back(std::move(*f));
     }
   }
 
+  // The energy source's counters: cumulative joules and the latest interval's watts per domain,
+  // and whether it can be read (0 with the reason as a label: never a zero energy reading).
+  static void CollectEnergy(const telemetry::EnergySnapshot& e, std::vector<MetricFamily>* out) {
+    MetricFamily available = NewFamily(
+        "anerd_energy_source_available",
+        "1 when the energy telemetry source can be read; 0 with the reason", MetricType::Gauge);
+    AddSample(&available, {{"source", e.source}, {"unavailable", e.unavailable}},
+              e.available() ? 1 : 0);
+    out->push_back(std::move(available));
+    if (!e.available()) return;
+    MetricFamily joules =
+        NewFamily("anerd_energy_joules_total",
+                  "Energy of the source's domain since the daemon started sampling (whole package "
+                  "or chip)",
+                  MetricType::Counter);
+    MetricFamily watts = NewFamily("anerd_power_watts",
+                                   "Average power of the domain over the latest sampled interval",
+                                   MetricType::Gauge);
+    const std::map<std::string, double> w = e.Watts();
+    for (const auto& [domain, j] : e.latest->joules) {
+      const Labels labels = {{"source", e.source}, {"domain", domain}};
+      AddSample(&joules, labels, j);
+      if (auto it = w.find(domain); it != w.end()) AddSample(&watts, labels, it->second);
+    }
+    out->push_back(std::move(joules));
+    out->push_back(std::move(watts));
+  }
+
   static void AddPhases(const Labels& labels, const training::PhaseTimes& p, MetricFamily* out) {
-    const std::pair<const char*, double> phases[] = {
-        {"kernel", p.kernel_ms}, {"io", p.io_ms},   {"rms", p.rms_ms},
-        {"elem", p.elem_ms},     {"cls", p.cls_ms}, {"dw_wait", p.dw_wait_ms},
-        {"optim", p.optim_ms}};
+    const std::pair<const char*, double> phases[] = {{"kernel", p.kernel_ms},
+                                                     {"io", p.io_ms},
+                                                     {"rms", p.rms_ms},
+                                                     {"elem", p.elem_ms},
+                                                     {"cls", p.cls_ms},
+                                                     {"dw_wait", p.dw_wait_ms},
+                                                     {"optim", p.optim_ms},
+                                                     {"kernel_fwd", p.kernel_fwd_ms},
+                                                     {"kernel_bwd", p.kernel_bwd_ms}};
     for (const auto& [phase, ms] : phases) {
       Labels with_phase = labels;
       with_phase.emplace_back("phase", phase);

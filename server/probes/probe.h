@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/backend/backend.h"
+#include "server/telemetry/energy_sampler.h"
 
 namespace anerd::probes {
 
@@ -117,6 +118,12 @@ struct ProbeRow {
   std::optional<double> hw_us_per_eval;
   std::string hw_time_source;       // "hardware" / "simulated" when hw_us_per_eval is set
   std::optional<unsigned int> qos;  // qos probe: the QoS of the row's compile, load and runs
+  // Average power of the daemon's energy source over the timed iterations (the whole package or
+  // chip) and tflops / watts; unset when not measured, with the reason in energy_unavailable.
+  std::optional<double> watts;
+  std::optional<double> tflops_per_watt;
+  std::string energy_source;       // "rapl", "ioreport" when watts is set
+  std::string energy_unavailable;  // why watts is unset ("" when set or not asked for)
 };
 
 struct Finding {
@@ -167,14 +174,18 @@ struct ProbeSummary {
 // Returns OK to continue or the reason to stop (CANCELLED, DEADLINE_EXCEEDED).
 using CheckFn = std::function<absl::Status()>;
 using RowFn = std::function<void(const ProbeRow&)>;
+// The energy sampler's cached snapshot (no I/O; server/telemetry/energy_sampler.h).
+using EnergyFn = std::function<telemetry::EnergySnapshot()>;
 
 // Number of rows RunProbe will emit for `options` (for progress displays).
 int PlannedRows(const ProbeOptions& options);
 
 // Runs the probe on `backend` (see the file comment). Errors: ValidateOptions' errors, the
 // backend's compile/run errors, and `check`'s status when it stops the run.
+// With `energy`, each row gets the average power over its timed iterations (ProbeRow::watts).
 absl::StatusOr<ProbeSummary> RunProbe(backend::Backend* backend, const ProbeOptions& options,
-                                      const CheckFn& check, const RowFn& on_row);
+                                      const CheckFn& check, const RowFn& on_row,
+                                      const EnergyFn& energy = {});
 
 }  // namespace anerd::probes
 

@@ -45,6 +45,12 @@ Json RowJson(const ProbeRow& r) {
     j["hw_time_source"] = r.hw_time_source;
   }
   if (r.qos.has_value()) j["qos"] = *r.qos;
+  if (r.watts.has_value()) {
+    j["watts"] = *r.watts;
+    j["energy_source"] = r.energy_source;
+  }
+  if (r.tflops_per_watt.has_value()) j["tflops_per_watt"] = *r.tflops_per_watt;
+  if (!r.energy_unavailable.empty()) j["energy_unavailable"] = r.energy_unavailable;
   return j;
 }
 
@@ -100,6 +106,14 @@ ProbeRow RowFromJson(const Json& j) {
     r.hw_us_per_eval = j["hw_us_per_eval"].get<double>();
     r.hw_time_source = Str(j, "hw_time_source");
   }
+  if (j.is_object() && j.contains("watts") && j["watts"].is_number()) {
+    r.watts = j["watts"].get<double>();
+    r.energy_source = Str(j, "energy_source");
+  }
+  if (j.is_object() && j.contains("tflops_per_watt") && j["tflops_per_watt"].is_number()) {
+    r.tflops_per_watt = j["tflops_per_watt"].get<double>();
+  }
+  r.energy_unavailable = Str(j, "energy_unavailable");
   if (j.is_object() && j.contains("qos") && j["qos"].is_number_unsigned()) {
     r.qos = static_cast<unsigned int>(std::min<uint64_t>(j["qos"].get<uint64_t>(), 63));
   }

@@ -56,14 +56,21 @@ struct Timing {
   double mean = 0, min = 0;
   std::optional<double> hw_us;  // mean device time per iteration, when every one reported it
   bool hw_simulated = false;
+  std::optional<telemetry::IntervalEnergy> energy;  // over the timed iterations, when measured
+  std::string energy_source, energy_unavailable;
 };
 
 // The shared state of one RunProbe call.
 class Runner {
  public:
   Runner(backend::Backend* backend, const ProbeOptions& options, const CheckFn& check,
-         const RowFn& on_row, ProbeSummary* summary)
-      : backend_(backend), options_(options), check_(check), on_row_(on_row), summary_(summary) {}
+         const RowFn& on_row, const EnergyFn& energy, ProbeSummary* summary)
+      : backend_(backend),
+        options_(options),
+        check_(check),
+        on_row_(on_row),
+        energy_(energy),
+        summary_(summary) {}
 
   absl::Status Run(ProbeKind kind, const std::vector<GridPoint>& grid);
 
@@ -88,6 +95,7 @@ class Runner {
   const ProbeOptions& options_;
   const CheckFn& check_;
   const RowFn& on_row_;
+  const EnergyFn& energy_;
   ProbeSummary* summary_;
 };
 
@@ -129,6 +137,8 @@ absl::StatusOr<Timing> Runner::Measure(backend::CompiledProgram* program, ProbeK
   Timing t;
   double total = 0, hw_total = 0;
   bool hw_every = true;
+  std::optional<telemetry::EnergySnapshot> energy_before;
+  if (energy_) energy_before = energy_();
   for (int i = 0; i < iters; ++i) {
     ANERD_RETURN_IF_ERROR(check_());
     const Clock::time_point start = Clock::now();
@@ -141,6 +151,17 @@ absl::StatusOr<Timing> Runner::Measure(backend::CompiledProgram* program, ProbeK
       t.hw_simulated = run.timing.hardware_simulated;
     }
     if (!exact && i + 1 >= kMinTimedIterations && total > budget_ms) break;
+  }
+  if (energy_before.has_value()) {
+    const telemetry::EnergySnapshot after = energy_();
+    t.energy = telemetry::EnergyOver(*energy_before, after, total / 1000);
+    if (t.energy.has_value()) {
+      t.energy_source = after.source;
+    } else {
+      t.energy_unavailable =
+          after.source + ": " +
+          (after.unavailable.empty() ? "no power sampled yet" : after.unavailable);
+    }
   }
   t.mean = total / static_cast<double>(t.ms.size());
   if (hw_every) t.hw_us = hw_total / static_cast<double>(t.ms.size());
@@ -184,6 +205,13 @@ ProbeRow MakeRow(ProbeKind kind, const GridPoint& p, int64_t positions, int byte
   row.p99_us = Percentile(t.ms, 0.99) * 1000;
   row.hw_us_per_eval = t.hw_us;
   if (t.hw_us.has_value()) row.hw_time_source = t.hw_simulated ? "simulated" : "hardware";
+  if (t.energy.has_value() && t.energy->watts > 0) {
+    row.watts = t.energy->watts;
+    row.tflops_per_watt = row.tflops / t.energy->watts;
+    row.energy_source = t.energy_source;
+  } else {
+    row.energy_unavailable = t.energy_unavailable;
+  }
   return row;
 }
 
@@ -390,12 +418,13 @@ absl::Status Runner::Run(ProbeKind kind, const std::vector<GridPoint>& grid) {
 }  // namespace
 
 absl::StatusOr<ProbeSummary> RunProbe(backend::Backend* backend, const ProbeOptions& options,
-                                      const CheckFn& check, const RowFn& on_row) {
+                                      const CheckFn& check, const RowFn& on_row,
+                                      const EnergyFn& energy) {
   ANERD_RETURN_IF_ERROR(ValidateOptions(options));
   const Clock::time_point start = Clock::now();
   ProbeSummary summary;
   summary.probe = std::string(ProbeKindName(options.kind));
-  Runner runner(backend, options, check, on_row, &summary);
+  Runner runner(backend, options, check, on_row, energy, &summary);
   const std::vector<GridPoint> grid =
       options.grid.empty() ? DefaultGrid(options.kind) : options.grid;
   ANERD_RETURN_IF_ERROR(runner.Run(options.kind, grid));

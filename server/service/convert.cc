@@ -44,6 +44,13 @@ void ToProto(const engine::DaemonInfo& info, v1::GetInfoResponse* out) {
     u->set_reason(reason);
   }
   for (const std::string& f : info.state_findings) out->add_state_findings(f);
+  for (const engine::TelemetrySummary& t : info.telemetry) {
+    v1::TelemetrySource* source = out->add_telemetry();
+    source->set_name(t.name);
+    source->set_available(t.available);
+    source->set_unavailable(t.unavailable);
+    source->set_thermal_state(t.thermal_state);
+  }
   for (const engine::WorkerSummary& w : info.workers) {
     v1::WorkerInfo* p = out->add_workers();
     p->set_backend(w.backend);
@@ -212,6 +219,10 @@ void ToProto(const probes::ProbeRow& row, v1::ProbeRow* out) {
     out->set_hw_time_source(row.hw_time_source);
   }
   if (row.qos.has_value()) out->set_qos(*row.qos);
+  if (row.watts.has_value()) out->set_watts(*row.watts);
+  if (row.tflops_per_watt.has_value()) out->set_tflops_per_watt(*row.tflops_per_watt);
+  out->set_energy_source(row.energy_source);
+  out->set_energy_unavailable(row.energy_unavailable);
 }
 
 void ToProto(const probes::Fingerprint& f, v1::MachineFingerprint* out) {

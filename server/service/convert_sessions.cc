@@ -198,6 +198,61 @@ void ToProto(const sessions::SampleRecord& e, v1::SampleEvent* out) {
   out->set_sample_ms(e.sample_ms);
 }
 
+namespace {
+
+// The session's step observations: set fields only (unset = not measured).
+void ObservationsToProto(const sessions::StepObservations& o, v1::StepEvent* p) {
+  if (o.compile_ms.has_value()) p->set_compile_ms(*o.compile_ms);
+  if (o.compile_share.has_value()) p->set_compile_share(*o.compile_share);
+  if (o.device_utilization.has_value()) p->set_device_utilization(*o.device_utilization);
+  if (o.peak_tflops.has_value()) p->set_peak_tflops(*o.peak_tflops);
+  p->set_peak_source(o.peak_source);
+  if (o.energy_j.has_value()) p->set_energy_j(*o.energy_j);
+  if (o.energy_j_per_token.has_value()) p->set_energy_j_per_token(*o.energy_j_per_token);
+  if (o.power_w.has_value()) p->set_power_w(*o.power_w);
+  p->set_energy_source(o.energy_source);
+  p->set_energy_unavailable(o.energy_unavailable);
+  p->set_thermal_state(o.thermal_state);
+}
+
+void StepToProto(const sessions::SessionEventRecord& e, v1::StepEvent* p) {
+  const training::StepReport& r = e.step;
+  p->set_step(r.step);
+  p->set_loss(r.loss);
+  p->set_lr(r.lr);
+  p->set_grad_norm(r.grad_norm);
+  p->set_loss_scale(r.loss_scale);
+  p->set_skipped(r.skipped);
+  p->set_step_ms(r.step_ms);
+  p->set_tokens_per_s(r.tokens_per_s);
+  p->set_tflops(r.tflops);
+  p->set_queued_ms(e.queued_ms);
+  v1::PhaseTimes* ph = p->mutable_phases();
+  ph->set_kernel_ms(r.phases.kernel_ms);
+  if (r.phases.kernel_hw_ms.has_value()) {
+    ph->set_kernel_hw_ms(*r.phases.kernel_hw_ms);
+    ph->set_hw_time_source(r.phases.hw_simulated ? "simulated" : "hardware");
+  }
+  ph->set_io_ms(r.phases.io_ms);
+  ph->set_rms_ms(r.phases.rms_ms);
+  ph->set_elem_ms(r.phases.elem_ms);
+  ph->set_cls_ms(r.phases.cls_ms);
+  ph->set_dw_wait_ms(r.phases.dw_wait_ms);
+  ph->set_optim_ms(r.phases.optim_ms);
+  // mpi (issue 24): data-parallel steps only.
+  if (r.phases.allreduce_ms.has_value()) ph->set_allreduce_ms(*r.phases.allreduce_ms);
+  if (r.ranks.has_value()) p->set_ranks(static_cast<int32_t>(*r.ranks));
+  if (r.allreduce_bytes.has_value()) p->set_allreduce_bytes(*r.allreduce_bytes);
+  if (r.slowest_rank.has_value()) p->set_slowest_rank(static_cast<int32_t>(*r.slowest_rank));
+  if (r.slowest_rank_ms.has_value()) p->set_slowest_rank_ms(*r.slowest_rank_ms);
+  if (r.fastest_rank_ms.has_value()) p->set_fastest_rank_ms(*r.fastest_rank_ms);
+  ph->set_kernel_fwd_ms(r.phases.kernel_fwd_ms);
+  ph->set_kernel_bwd_ms(r.phases.kernel_bwd_ms);
+  ObservationsToProto(e.observed, p);
+}
+
+}  // namespace
+
 void ToProto(const sessions::SessionSnapshot& s, bool with_owner, v1::SessionInfo* out) {
   out->set_id(s.id);
   out->set_name(s.name);
@@ -223,6 +278,7 @@ void ToProto(const sessions::SessionSnapshot& s, bool with_owner, v1::SessionInf
   out->set_best_checkpoint_path(s.best_checkpoint_path);
   if (s.last_eval.has_value()) ToProto(*s.last_eval, out->mutable_last_eval());
   if (s.last_sample.has_value()) ToProto(*s.last_sample, out->mutable_last_sample());
+  if (s.last_step.has_value()) StepToProto(*s.last_step, out->mutable_last_step());
 }
 
 void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
@@ -230,40 +286,9 @@ void ToProto(const sessions::SessionEventRecord& e, v1::SessionEvent* out) {
   out->set_unix_ms(e.unix_ms);
   using Kind = sessions::SessionEventRecord::Kind;
   switch (e.kind) {
-    case Kind::kStep: {
-      v1::StepEvent* p = out->mutable_step();
-      const training::StepReport& r = e.step;
-      p->set_step(r.step);
-      p->set_loss(r.loss);
-      p->set_lr(r.lr);
-      p->set_grad_norm(r.grad_norm);
-      p->set_loss_scale(r.loss_scale);
-      p->set_skipped(r.skipped);
-      p->set_step_ms(r.step_ms);
-      p->set_tokens_per_s(r.tokens_per_s);
-      p->set_tflops(r.tflops);
-      p->set_queued_ms(e.queued_ms);
-      v1::PhaseTimes* ph = p->mutable_phases();
-      ph->set_kernel_ms(r.phases.kernel_ms);
-      if (r.phases.kernel_hw_ms.has_value()) {
-        ph->set_kernel_hw_ms(*r.phases.kernel_hw_ms);
-        ph->set_hw_time_source(r.phases.hw_simulated ? "simulated" : "hardware");
-      }
-      ph->set_io_ms(r.phases.io_ms);
-      ph->set_rms_ms(r.phases.rms_ms);
-      ph->set_elem_ms(r.phases.elem_ms);
-      ph->set_cls_ms(r.phases.cls_ms);
-      ph->set_dw_wait_ms(r.phases.dw_wait_ms);
-      ph->set_optim_ms(r.phases.optim_ms);
-      // mpi (issue 24): data-parallel steps only.
-      if (r.phases.allreduce_ms.has_value()) ph->set_allreduce_ms(*r.phases.allreduce_ms);
-      if (r.ranks.has_value()) p->set_ranks(static_cast<int32_t>(*r.ranks));
-      if (r.allreduce_bytes.has_value()) p->set_allreduce_bytes(*r.allreduce_bytes);
-      if (r.slowest_rank.has_value()) p->set_slowest_rank(static_cast<int32_t>(*r.slowest_rank));
-      if (r.slowest_rank_ms.has_value()) p->set_slowest_rank_ms(*r.slowest_rank_ms);
-      if (r.fastest_rank_ms.has_value()) p->set_fastest_rank_ms(*r.fastest_rank_ms);
+    case Kind::kStep:
+      StepToProto(e, out->mutable_step());
       break;
-    }
     case Kind::kState:
       out->set_state(e.text);
       out->set_detail(e.detail);

@@ -97,6 +97,7 @@ bool Present(const T&) {
 }
 bool Present(const std::optional<double>& v) { return v.has_value(); }
 bool Present(const std::optional<int64_t>& v) { return v.has_value(); }
+bool Present(const std::string& v) { return !v.empty(); }
 
 // The step event's named fields, in the order they are written. Adding a field to the step event
 // is one line here: logs written before it lack the field and read it as its default.
@@ -131,6 +132,20 @@ void VisitStepFields(Record& e, Visitor&& v) {
   v("slowest_rank", r.slowest_rank);
   v("slowest_rank_ms", r.slowest_rank_ms);
   v("fastest_rank_ms", r.fastest_rank_ms);
+  v("kernel_fwd_ms", p.kernel_fwd_ms);
+  v("kernel_bwd_ms", p.kernel_bwd_ms);
+  auto& o = e.observed;  // issue 21: written only when measured
+  v("compile_ms", o.compile_ms);
+  v("compile_share", o.compile_share);
+  v("peak_tflops", o.peak_tflops);
+  v("peak_source", o.peak_source);
+  v("device_utilization", o.device_utilization);
+  v("energy_j", o.energy_j);
+  v("energy_j_per_token", o.energy_j_per_token);
+  v("power_w", o.power_w);
+  v("energy_source", o.energy_source);
+  v("energy_unavailable", o.energy_unavailable);
+  v("thermal_state", o.thermal_state);
 }
 
 absl::Status GetValue(const Json& j, absl::string_view field, std::string* out) {

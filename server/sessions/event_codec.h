@@ -6,9 +6,11 @@
 // 2 checkpoint, 3 warning, 4 eval, 5 sample), then for steps "step": {NAMED FIELDS} (step, loss,
 // lr, grad_norm, loss_scale, skipped, step_ms, tokens_per_s, flops, tflops, queued_ms and the phase
 // times kernel_ms, io_ms, rms_ms, elem_ms, cls_ms, dw_wait_ms, optim_ms, and kernel_hw_ms (the
-// device's own time, written only when measured) with hw_simulated, and for data-parallel steps
-// only ranks, allreduce_ms, allreduce_bytes, slowest_rank, slowest_rank_ms, fastest_rank_ms;
-// StepEventFieldNames()), else
+// device's own time, written only when measured) with hw_simulated, kernel_fwd_ms and
+// kernel_bwd_ms, and the StepObservations — compile_ms, compile_share, peak_tflops, peak_source,
+// device_utilization, energy_j, energy_j_per_token, power_w, energy_source, energy_unavailable,
+// thermal_state — each written only when set; for data-parallel steps only ranks, allreduce_ms,
+// allreduce_bytes, slowest_rank, slowest_rank_ms, fastest_rank_ms; StepEventFieldNames()), else
 // "text" and "ckpt_step"; evaluations carry "eval": {step, loss, perplexity, sequences, tokens,
 // source, eval_ms, best} and samples "sample": {step, prompt, text, tokens, sample_ms}}. Readers
 // ignore named fields they do not know and give fields a record lacks their defaults (0, false);
@@ -30,6 +32,7 @@
 #define ANERD_SERVER_SESSIONS_EVENT_CODEC_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +59,29 @@ struct SampleRecord {
   double sample_ms = 0;  // generation time, off the device
 };
 
+// What the session measures around a training step besides the trainer's report (issue 21 items
+// 2 and 3). Measured values only: a figure that was not measured is unset, never 0, and the
+// energy fields say why they are missing.
+struct StepObservations {
+  // The trainer's kernel compile time (backend Compile calls, this run of the session) and its
+  // share of the run's wall time so far: compile_ms / (compile_ms + the run's step times).
+  std::optional<double> compile_ms;
+  std::optional<double> compile_share;
+  // Achieved FLOP rate over the backend's MEASURED peak (a stored peak probe of that backend):
+  // tflops / peak_tflops; unset when no peak was measured on the backend.
+  std::optional<double> peak_tflops;
+  std::string peak_source;  // "probe <result id>"
+  std::optional<double> device_utilization;
+  // Energy of the step from the daemon's telemetry (server/telemetry): the average power of the
+  // source's domains over the samples bracketing the step times the step's wall time.
+  std::optional<double> energy_j;
+  std::optional<double> energy_j_per_token;
+  std::optional<double> power_w;
+  std::string energy_source;       // "rapl", "ioreport" (set with energy_j)
+  std::string energy_unavailable;  // why energy_j is unset ("" when set or not recorded)
+  std::string thermal_state;       // "nominal" ... "critical" where the platform says (macOS)
+};
+
 struct SessionEventRecord {
   enum class Kind { kStep, kState, kCheckpoint, kWarning, kEval, kSample };
   uint64_t seq = 0;
@@ -63,6 +89,7 @@ struct SessionEventRecord {
   Kind kind = Kind::kStep;
   training::StepReport step;  // kStep
   double queued_ms = 0;       // kStep: time the step waited for the device
+  StepObservations observed;  // kStep
   std::string text;           // kState: state name; kCheckpoint: path; kWarning: message
   std::string detail;         // kState: why, when the state ended the run (the session's error)
   int64_t checkpoint_step = 0;

@@ -87,6 +87,7 @@ bool SessionManager::RecordExtras(Session* s, StepExtras x) {
   if (x.eval.has_value()) {
     if (x.eval->kind == SessionEventRecord::Kind::kEval) {
       s->last_eval = x.eval->eval;
+      WriteEvalTensorBoard(s, x.eval->eval);
       if (x.eval->eval.best) {
         s->best_val_loss = x.eval->eval.report.loss;
         s->best_val_step = x.eval->eval.step;
@@ -118,6 +119,7 @@ void SessionManager::LoadEvalState(Session* s) {
   s->log->Read(0, s->log->size(), &events, &ended);
   for (const SessionEventRecord& e : events) {
     if (e.kind == SessionEventRecord::Kind::kSample) s->last_sample = e.sample;
+    if (e.kind == SessionEventRecord::Kind::kStep) s->last_step = e;
     if (e.kind != SessionEventRecord::Kind::kEval) continue;
     s->last_eval = e.eval;
     if (e.eval.best) {

@@ -31,7 +31,11 @@ struct SessionManager::Session {
   std::unique_ptr<training::Trainer> trainer;
   int64_t extra_steps = 0;  // pending for the next Resume of the trainer
   bool stop_requested = false;
-  double run_ms = 0;               // step time of this run, for the ETA
+  double run_ms = 0;  // step time of this run, for the ETA
+  // The current trainer's kernel compile time and the step time since it was built (touched only
+  // by this session's tasks), for the step's compile share.
+  std::optional<double> compile_ms;
+  double ms_since_build = 0;
   double ms_since_checkpoint = 0;  // step time since the last checkpoint (or the start)
   int64_t run_steps = 0;
   // After a backend worker died mid-step the session replays from its last checkpoint; steps up
@@ -47,6 +51,7 @@ struct SessionManager::Session {
   std::string best_checkpoint_path;
   std::optional<EvalRecord> last_eval;
   std::optional<SampleRecord> last_sample;
+  std::optional<SessionEventRecord> last_step;  // the latest step event (also rebuilt at start-up)
   // The sample being generated off the executor (touched only by this session's tasks).
   std::future<absl::StatusOr<SampleRecord>> pending_sample;
   // The event log has its own lock; shared so that a watcher's read survives a Delete.

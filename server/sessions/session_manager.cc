@@ -318,6 +318,7 @@ SessionSnapshot SessionManager::Snapshot(const Session& s) const {
   out.best_checkpoint_path = s.best_checkpoint_path;
   out.last_eval = s.last_eval;
   out.last_sample = s.last_sample;
+  out.last_step = s.last_step;
   return out;
 }
 

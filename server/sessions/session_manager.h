@@ -64,6 +64,7 @@
 #include "server/sessions/notifier.h"
 #include "server/sessions/session.h"
 #include "server/sessions/session_store.h"
+#include "server/sessions/step_observations.h"
 #include "server/sessions/task_class.h"
 #include "server/store/store.h"
 #include "server/training/config.h"
@@ -88,6 +89,12 @@ struct SessionOptions {
   // much step time since its last checkpoint, so a crash loses minutes, not the run. 0 = only at
   // the end (and on stop).
   double checkpoint_interval_s = 300;
+  // The backend's measured peak for device utilisation (step_observations.h), or nullopt. Called
+  // on device executor threads: it must not block (the engine answers from memory).
+  std::function<std::optional<MeasuredPeak>(const std::string& backend)> measured_peak;
+  // The telemetry sampler's cached snapshot (no I/O; called around every step on the executor).
+  // Unset: the daemon has no energy telemetry, and steps say so.
+  std::function<telemetry::EnergySnapshot()> energy;
 };
 inline constexpr double kDefaultMemoryFraction = 0.75;
 
@@ -119,6 +126,8 @@ struct SessionSnapshot {
   std::string best_checkpoint_path;
   std::optional<EvalRecord> last_eval;
   std::optional<SampleRecord> last_sample;
+  // The latest reported step event (its breakdown and energy), when there is one.
+  std::optional<SessionEventRecord> last_step;
 };
 
 // The Evaluate RPC in native terms (SessionManager::Evaluate). The model is a session's
@@ -276,12 +285,16 @@ class SessionManager {
   // durable checkpoint.
   void PauseOnWriteError(Session* s, const absl::Status& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records a step; returns whether a checkpoint is due now.
-  bool AfterStep(Session* s, const training::StepReport& report, double queued_ms)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AfterStep(Session* s, const training::StepReport& report, double queued_ms,
+                 const StepObservations& observed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends the step's scalars to the session's TensorBoard file (tensorboard_scalars.h), opening
   // it at the first step of this run; a failure is logged once and ends scalars for this run.
-  void WriteTensorBoard(Session* s, const training::StepReport& report, double queued_ms)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteTensorBoard(Session* s, const training::StepReport& report, double queued_ms,
+                        const StepObservations& observed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The scalars of an evaluation (validation loss) in the same file.
+  void WriteEvalTensorBoard(Session* s, const EvalRecord& eval) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Opens the session's TensorBoard file at first use; false when it cannot be written.
+  bool OpenTensorBoard(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When `error` says the backend's worker process was lost (UNAVAILABLE), drops the trainer and
   // schedules a resume from the last checkpoint (at most kMaxWorkerFailures times in a row);
   // returns whether it did.

@@ -111,6 +111,8 @@ void SessionManager::BuildTrainerTask(Session* s) {
     if (yield_ != nullptr) {
       s->trainer->SetKernelYield([yield = yield_, backend = s->backend] { yield(backend); });
     }
+    s->compile_ms = s->trainer->compile_ms();
+    s->ms_since_build = 0;
     s->total_steps = s->trainer->total_steps();
     s->step = s->trainer->step();
     // Steps the log already holds (a resume after a write error or a failure) are replayed
@@ -135,7 +137,11 @@ void SessionManager::StepTask(Session* s, absl::Duration queued) {
   const training::SpanLog::Clock::time_point now = training::SpanLog::Clock::now();
   s->spans->SetStep(s->trainer->step() + 1);
   s->spans->Record("queue_wait", -1, now - absl::ToChronoNanoseconds(queued), now);
+  // Cached telemetry readings (no I/O here: the sampler thread reads the counters).
+  StepContext context;
+  if (options_.energy) context.before = options_.energy();
   absl::StatusOr<training::StepReport> report = s->trainer->Step();
+  if (options_.energy) context.after = options_.energy();
   // Evaluation and samples of a new step (replayed ones were reported already), without mu_.
   StepExtras extras;
   if (report.ok() && report->step > s->replay_until) {
@@ -149,7 +155,13 @@ void SessionManager::StepTask(Session* s, absl::Duration queued) {
       s->trainer.reset();
       return SetState(s, SessionState::kFailed);
     }
-    const bool checkpoint_due = AfterStep(s, *report, absl::ToDoubleMilliseconds(queued));
+    s->ms_since_build += report->step_ms;
+    context.tokens = int64_t{s->spec.accum} * s->spec.model.seq;
+    context.compile_ms = s->compile_ms;
+    context.run_step_ms = s->ms_since_build;
+    if (options_.measured_peak) context.peak = options_.measured_peak(s->backend);
+    const bool checkpoint_due =
+        AfterStep(s, *report, absl::ToDoubleMilliseconds(queued), ObserveStep(*report, context));
     if (!IsActive(s->state)) return;                  // paused by a write error
     if (!RecordExtras(s, std::move(extras))) return;  // paused by a write error
     if (!checkpoint_due) return Schedule(s);
@@ -181,7 +193,8 @@ void SessionManager::CheckpointTask(Session* s) {
   Schedule(s);
 }
 
-bool SessionManager::AfterStep(Session* s, const training::StepReport& report, double queued_ms) {
+bool SessionManager::AfterStep(Session* s, const training::StepReport& report, double queued_ms,
+                               const StepObservations& observed) {
   const int64_t every = s->spec.checkpoint_every;
   s->ms_since_checkpoint += report.step_ms;
   const double interval_ms = options_.checkpoint_interval_s * 1000;
@@ -206,29 +219,47 @@ bool SessionManager::AfterStep(Session* s, const training::StepReport& report, d
   e.kind = SessionEventRecord::Kind::kStep;
   e.step = report;
   e.queued_ms = queued_ms;
+  e.observed = observed;
+  s->last_step = e;
   if (absl::Status a = s->log->Append(std::move(e)); !a.ok()) {
     PauseOnWriteError(s, a);
     return false;
   }
-  WriteTensorBoard(s, report, queued_ms);
+  WriteTensorBoard(s, report, queued_ms, observed);
   return due;
 }
 
-void SessionManager::WriteTensorBoard(Session* s, const training::StepReport& report,
-                                      double queued_ms) {
-  if (s->tensorboard_failed) return;
+bool SessionManager::OpenTensorBoard(Session* s) {
+  if (s->tensorboard_failed) return false;
   if (s->tensorboard == nullptr) {
     absl::StatusOr<std::unique_ptr<metrics::TfEventsWriter>> writer =
         metrics::TfEventsWriter::Create(SessionDir(s->id), absl::Now());
     if (!writer.ok()) {
       s->tensorboard_failed = true;
       spdlog::warn("session {}: no TensorBoard file: {}", s->id, writer.status().ToString());
-      return;
+      return false;
     }
     s->tensorboard = *std::move(writer);
   }
+  return true;
+}
+
+void SessionManager::WriteEvalTensorBoard(Session* s, const EvalRecord& eval) {
+  if (!OpenTensorBoard(s)) return;
   const absl::Status written =
-      s->tensorboard->WriteScalars(report.step, absl::Now(), StepScalars(report, queued_ms));
+      s->tensorboard->WriteScalars(eval.step, absl::Now(), EvalScalars(eval.report));
+  if (!written.ok()) {
+    s->tensorboard_failed = true;
+    s->tensorboard.reset();
+    spdlog::warn("session {}: TensorBoard scalars stopped: {}", s->id, written.ToString());
+  }
+}
+
+void SessionManager::WriteTensorBoard(Session* s, const training::StepReport& report,
+                                      double queued_ms, const StepObservations& observed) {
+  if (!OpenTensorBoard(s)) return;
+  const absl::Status written = s->tensorboard->WriteScalars(
+      report.step, absl::Now(), StepScalars(report, queued_ms, observed));
   if (!written.ok()) {
     s->tensorboard_failed = true;
     s->tensorboard.reset();

@@ -40,7 +40,12 @@ absl::Status Model::Impl::Compile(backend::NumericsMode numerics, backend::Backe
   for (int k = 0; k < kNumKernels; ++k) {
     ANERD_ASSIGN_OR_RETURN(mil::VerifiedProgram verified,
                            mil::VerifyProgram(kernels[k].program, constants));
-    ANERD_ASSIGN_OR_RETURN(auto compiled, backend->Compile(verified, options));
+    absl::StatusOr<std::unique_ptr<backend::CompiledProgram>> compiled_or;
+    {
+      Timer timer(&compile_ms_, nullptr, "compile");
+      compiled_or = backend->Compile(verified, options);
+    }
+    ANERD_ASSIGN_OR_RETURN(auto compiled, std::move(compiled_or));
     programs_.push_back(std::move(compiled));
     layouts_.push_back(kernels[k].layout);
     const KernelLayout& kl = layouts_.back();
@@ -149,9 +154,15 @@ void Model::Impl::GetOut(int k, const Tensor& out, const char* name, float* dst,
 
 absl::StatusOr<backend::Tensor> Model::Impl::Run(int k, int l, PhaseTimes* t) {
   if (yield_) yield_();  // between two kernel evaluations, outside the kernel's time
-  Timer timer(&t->kernel_ms, spans_, KernelName(k), HasWeights(k) ? l : -1);
-  ANERD_ASSIGN_OR_RETURN(backend::RunResult r,
-                         programs_[k]->Run(inputs_[k][HasWeights(k) ? l : 0]));
+  double ms = 0;
+  absl::StatusOr<backend::RunResult> run;
+  {
+    Timer timer(&ms, spans_, KernelName(k), HasWeights(k) ? l : -1);
+    run = programs_[k]->Run(inputs_[k][HasWeights(k) ? l : 0]);
+  }
+  t->kernel_ms += ms;
+  (IsForwardKernel(k) ? t->kernel_fwd_ms : t->kernel_bwd_ms) += ms;
+  ANERD_ASSIGN_OR_RETURN(backend::RunResult r, std::move(run));
   t->AddKernelHardware(r.timing);
   if (r.outputs.size() != 1) return absl::InternalError("training kernel: expected one output");
   return std::move(r.outputs[0].tensor);
@@ -298,6 +309,7 @@ void Model::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& 
 }
 
 double Model::FlopsPerSequence() const { return impl_->Flops(); }
+double Model::compile_ms() const { return impl_->compile_ms(); }
 
 void Model::SetSpanLog(SpanLog* spans) { impl_->set_spans(spans); }
 void Model::SetKernelYield(std::function<void()> yield) {

@@ -86,6 +86,10 @@ struct PhaseTimes {
   std::optional<double> kernel_hw_ms;
   bool hw_simulated = false;
   bool kernel_hw_incomplete = false;  // an evaluation without a device time was seen
+  // kernel_ms split by pass: the forward kernels (sdpaFwd, woFwd, ffnFused) and the backward
+  // ones. Last, so positional initialisers of the older fields keep their meaning.
+  double kernel_fwd_ms = 0;
+  double kernel_bwd_ms = 0;
 
   void AddKernelHardware(const backend::RunTiming& timing) {
     if (kernel_hw_incomplete) return;
@@ -134,6 +138,8 @@ class Model {
   // GQA-aware): 3·fwd + sdpa + 3·cls with fwd = 2·S·L·(matrix params), sdpa = L·2·NH·5·S²·HD, cls =
   // 2·V·D·S.
   double FlopsPerSequence() const;
+  // Wall time spent in the backend's Compile calls while the model was created (ms).
+  double compile_ms() const;
 
   // Records measured spans (span_log.h) of every later pass into `spans` (not owned; must outlive
   // the model or be replaced first; null stops recording): phases, kernels by name, dW tasks.

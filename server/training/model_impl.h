@@ -107,6 +107,8 @@ class Model::Impl {
                                  const uint32_t* targets, float grad_scale, PhaseTimes* t);
   absl::Status Backward(const float* params, const uint32_t* tokens, float* grads, PhaseTimes* t);
   double Flops() const;
+  double compile_ms() const { return compile_ms_; }
+  static bool IsForwardKernel(int k) { return k == kSdpaFwd || k == kWoFwd || k == kFfnFused; }
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
     const int64_t mid = n / 2;
     worker_.Submit([&fn, mid, n] { fn(mid, n); });
@@ -158,6 +160,7 @@ class Model::Impl {
   DwWorker worker_;
   SpanLog* spans_ = nullptr;     // not owned; null when not tracing
   std::function<void()> yield_;  // Model::SetKernelYield; empty = none
+  double compile_ms_ = 0;        // backend Compile calls in Compile()
 };
 
 }  // namespace anerd::training

@@ -101,6 +101,8 @@ class Trainer {
   absl::StatusOr<EvalReport> EvalHeldOut();
   const std::vector<float>& params() const { return params_; }
   const Model& model() const { return *model_; }
+  // Wall time the backend spent compiling this trainer's kernels when it was created (ms).
+  double compile_ms() const { return model_->compile_ms(); }
 
   // Records measured spans of every later step into `spans` (not owned; must outlive the trainer
   // or be replaced first; null stops): "step" enclosing "zero_grads", per micro-step "forward" and

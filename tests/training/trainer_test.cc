@@ -108,6 +108,21 @@ TEST(TrainerTest, StepBreakdownCarriesTheKernelsDeviceTimeWhereThereIsOne) {
   EXPECT_GE(*rs->phases.kernel_hw_ms, 10 * backend::ane::kSimDispatchNs / 1e6);
 }
 
+// Issue 21 item 2: the kernel time splits into the forward and backward kernels exactly (the
+// same clock readings), and the kernels' compile time is measured.
+TEST(TrainerTest, KernelTimeSplitsIntoForwardAndBackward) {
+  backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
+  auto t = Trainer::Create(TinySpec("ane", 2), &cpu);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_GT((*t)->compile_ms(), 0);
+  auto r = (*t)->Step();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->phases.kernel_fwd_ms, 0);
+  EXPECT_GT(r->phases.kernel_bwd_ms, 0);
+  EXPECT_NEAR(r->phases.kernel_fwd_ms + r->phases.kernel_bwd_ms, r->phases.kernel_ms,
+              1e-9 * r->phases.kernel_ms + 1e-12);
+}
+
 TEST(TrainerTest, ResumeReproducesTheUninterruptedRun) {
   backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
   TrainSpec spec = TinySpec("fp32", 30);
