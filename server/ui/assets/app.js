@@ -12,7 +12,10 @@ const api = (path) => fetch(withToken(path), {cache: 'no-store'}).then((r) => r.
 
 const KIND = {STEP: 0, STATE: 1, CHECKPOINT: 2, WARNING: 3, EVAL: 4, SAMPLE: 5};
 // Step fields that are not phases of the step's time (a phase is any other numeric *_ms field).
-const NOT_PHASES = new Set(['step_ms', 'queued_ms', 'kernel_hw_ms']);
+// *_ms step fields that are not a slice of the step: totals, waits, parts of kernel_ms (the device's
+// own time, the forward/backward split), the run's compile time, and the per-rank step times.
+const NOT_PHASES = new Set(['step_ms', 'queued_ms', 'kernel_hw_ms', 'kernel_fwd_ms', 'kernel_bwd_ms',
+                            'compile_ms', 'slowest_rank_ms', 'fastest_rank_ms']);
 const HISTORY = 5000;  // events read per session when the page opens (kMaxEventsPerPage)
 const PHASE_COLORS = ['#2563eb', '#f59e0b', '#10b981', '#8b5cf6', '#ef4444', '#06b6d4', '#84cc16',
                       '#ec4899', '#64748b', '#a16207', '#0f766e', '#7c3aed'];
