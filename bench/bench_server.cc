@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <utility>
 
+#include "common/memory_trim.h"
+
 namespace anerd::bench {
 namespace {
 
@@ -46,6 +48,7 @@ class EchoImpl final : public Echo::CallbackService {
 }  // namespace
 
 std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
+  TuneAllocatorForStreaming();  // as anerd and anectl do, so the bench measures their allocator
   std::unique_ptr<BenchServer> s(new BenchServer(std::filesystem::temp_directory_path() /
                                                  (name + "-" + std::to_string(getpid()))));
   std::filesystem::create_directories(s->dir_ + "/state");

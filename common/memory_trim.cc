@@ -16,4 +16,15 @@ bool TrimFreeMemory() {
 #endif
 }
 
+bool TuneAllocatorForStreaming() {
+#if defined(__GLIBC__)
+  constexpr int kMmapThreshold = 4 << 20;
+  constexpr int kTrimThreshold = 64 << 20;
+  return mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 &&
+         mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1;
+#else
+  return false;
+#endif
+}
+
 }  // namespace anerd

@@ -19,6 +19,15 @@ inline constexpr int64_t kTrimAfterBytes = int64_t{32} << 20;
 // malloc_trim (macOS's allocator returns large blocks by itself).
 bool TrimFreeMemory();
 
+// Sets the C library allocator up for a process that streams large messages (gRPC's 1 MiB upload
+// chunks, tensors): blocks up to 4 MiB come from the heap instead of a fresh mmap each, and up to
+// 64 MiB of freed heap stays mapped instead of being handed back at every free. glibc's defaults
+// (a dynamic threshold whose trim limit follows it) unmapped and re-faulted every chunk: on this
+// paravirtualised guest the page faults made a 128 MiB gRPC stream 3-5x slower (bench/README.md,
+// artifact_bench). Memory beyond that is still returned by TrimFreeMemory after large requests.
+// Call once at start, before other threads exist. False where there is nothing to set (non-glibc).
+bool TuneAllocatorForStreaming();
+
 // TrimFreeMemory() when `bytes` >= kTrimAfterBytes.
 inline void TrimFreeMemoryAfter(int64_t bytes) {
   if (bytes >= kTrimAfterBytes) TrimFreeMemory();

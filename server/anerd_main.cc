@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/memory_trim.h"
 #include "common/mil/ane_rules.h"
 #include "common/paths.h"
 #include "common/version.h"
@@ -209,6 +210,7 @@ absl::StatusOr<std::vector<std::string>> EffectiveArgs(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  anerd::TuneAllocatorForStreaming();  // before any thread: see common/memory_trim.h
   if (anerd::daemon::WantsHelp(std::vector<std::string>(argv + 1, argv + argc))) {
     std::fputs(anerd::daemon::HelpText(kUsage, anerd::daemon::UserFlags("anerd_main.cc")).c_str(),
                stdout);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "client/anectl/cli.h"
 #include "client/anectl/commands.h"
+#include "common/memory_trim.h"
 
 namespace anerd::anectl {
 namespace {
@@ -76,6 +77,7 @@ bool ExtractGlobalFlags(std::vector<std::string>* args, GlobalOptions* options) 
 }
 
 int Main(int argc, char** argv) {
+  TuneAllocatorForStreaming();  // uploads and downloads stream 1 MiB chunks: common/memory_trim.h
   std::vector<std::string> args(argv + 1, argv + argc);
   GlobalOptions options;
   options.argv0 = argc > 0 ? argv[0] : "anectl";
