@@ -135,7 +135,7 @@ Json SessionJson(const v1::SessionInfo& s) {
                       {"step_ms", step.step_ms()},
                       {"tokens_per_s", step.tokens_per_s()},
                       {"tflops", step.tflops()}};
-    j["last_step"].update(StepDetailJson(step));
+    j["last_step"].update(StepDetailJson(step), /*merge_objects=*/true);
   }
   return j;
 }
@@ -218,7 +218,7 @@ Json EventJson(const v1::SessionEvent& e) {
       j["phases_ms"]["kernel_hw"] = p.kernel_hw_ms();
       j["hw_time_source"] = p.hw_time_source();
     }
-    j.update(StepDetailJson(s));
+    j.update(StepDetailJson(s), /*merge_objects=*/true);  // phases_ms merged, not replaced
   } else if (e.kind_case() == v1::SessionEvent::kState) {
     j["type"] = "state";
     j["state"] = e.state();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "absl/synchronization/notification.h"
@@ -51,6 +52,20 @@ SessionEventRecord DistinctStep() {
   r.slowest_rank = 1;
   r.slowest_rank_ms = 26;
   r.fastest_rank_ms = 27;
+  r.phases.kernel_fwd_ms = 28;
+  r.phases.kernel_bwd_ms = 29;
+  StepObservations& o = e.observed;
+  o.compile_ms = 30;
+  o.compile_share = 0.31;
+  o.peak_tflops = 32;
+  o.peak_source = "probe 33";
+  o.device_utilization = 0.34;
+  o.energy_j = 35;
+  o.energy_j_per_token = 36;
+  o.power_w = 37;
+  o.energy_source = "rapl";
+  o.energy_unavailable = "not really: 38";
+  o.thermal_state = "nominal";
   return e;
 }
 
@@ -86,9 +101,26 @@ TEST(EventCodecTest, ALogWrittenBeforeAFieldWasAddedStillLoads) {
     absl::StatusOr<SessionEventRecord> back = ParseEventLine(j.dump());
     ASSERT_TRUE(back.ok()) << name << ": " << back.status();
     Json want = StepFields(full);
-    const bool optional = name == "kernel_hw_ms" || name == "ranks" || name == "allreduce_ms" ||
-                          name == "allreduce_bytes" || name == "slowest_rank" ||
-                          name == "slowest_rank_ms" || name == "fastest_rank_ms";
+    // Optional fields (absent when not measured) and strings written only when set.
+    static const std::set<std::string> kOptional = {"kernel_hw_ms",
+                                                    "ranks",
+                                                    "allreduce_ms",
+                                                    "allreduce_bytes",
+                                                    "slowest_rank",
+                                                    "slowest_rank_ms",
+                                                    "fastest_rank_ms",
+                                                    "compile_ms",
+                                                    "compile_share",
+                                                    "peak_tflops",
+                                                    "peak_source",
+                                                    "device_utilization",
+                                                    "energy_j",
+                                                    "energy_j_per_token",
+                                                    "power_w",
+                                                    "energy_source",
+                                                    "energy_unavailable",
+                                                    "thermal_state"};
+    const bool optional = kOptional.count(name) > 0;
     if (optional) {
       want.erase(name);  // optional: absent stays absent (no made-up zero)
     } else {
