@@ -47,6 +47,27 @@ void Drain(int out_fd, int err_fd, RunResult* result) {
   }
 }
 
+// Forks and execs argv[0] with stdout and stderr on `log_fd` (closed here, in the parent); the
+// child dies with the test binary. The child's pid, or -1 when fork failed.
+pid_t SpawnLogged(const std::vector<std::string>& argv, int log_fd) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+#if defined(__linux__)
+    // A test binary that dies without running destructors must not leave daemons behind.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  ::close(log_fd);
+  return pid;
+}
+
 }  // namespace
 
 std::string AnerdBinary() { return ANERD_BIN; }
@@ -133,21 +154,7 @@ absl::Status DaemonProcess::Start(const std::vector<std::string>& extra_flags,
                                    "--log-level=debug",    "--data-root=" + root_};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   const int log_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  pid_ = ::fork();
-  if (pid_ == 0) {
-#if defined(__linux__)
-    // A test binary that dies without running destructors must not leave daemons behind.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-#endif
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    _exit(127);
-  }
-  ::close(log_fd);
+  pid_ = SpawnLogged(argv, log_fd);
   const absl::Time deadline = absl::Now() + wait;
   while (absl::Now() < deadline) {
     int status = 0;
@@ -192,20 +199,7 @@ absl::Status BackgroundProcess::Start(const std::vector<std::string>& argv,
                                       const std::string& log_path) {
   const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (log_fd < 0) return absl::InternalError("cannot open " + log_path);
-  pid_ = ::fork();
-  if (pid_ == 0) {
-#if defined(__linux__)
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-#endif
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    _exit(127);
-  }
-  ::close(log_fd);
+  pid_ = SpawnLogged(argv, log_fd);
   if (pid_ < 0) return absl::InternalError("fork failed");
   return absl::OkStatus();
 }
