@@ -13,11 +13,22 @@
 // sequence equals accum 2 on one rank bit for bit (g0 + g1 = g1 + g0 in IEEE arithmetic), and N
 // ranks equal accum N when the reducer sums in rank order ((g0 + g1) + g2) + ...
 //
-// Thread-safety: called on the trainer's thread only.
+// Overlap (issue 24 item 2): a reducer whose overlapped() is true is driven per step as
+//   BeginStep(grads, n)       before the backward pass of the step's last micro-step;
+//   Ready(offset, count)      for every range of grads[0, n) whose gradients are final (the model's
+//                             Model::SetGradientsFinalHook), each element exactly once, in an
+//                             order that is the same on every rank (backward order);
+//   FinishStep(loss_sum, ...) after the pass: waits for the outstanding buckets, reduces the loss;
+//   AbortStep()               instead of FinishStep when the pass failed.
+// instead of one Reduce call; the result is the same elementwise sum (bucketed_reducer.h).
+//
+// Thread-safety: called on the trainer's thread only, except Ready (overlapped reducers), which is
+// called from the dW worker or the trainer's thread, never concurrently.
 #ifndef ANERD_SERVER_TRAINING_GRADIENT_REDUCER_H_
 #define ANERD_SERVER_TRAINING_GRADIENT_REDUCER_H_
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/status.h"
 
@@ -26,6 +37,12 @@ namespace anerd::training {
 struct ReduceStats {
   double exposed_ms = 0;  // wall time the trainer waited for the reduction
   int64_t bytes = 0;      // payload bytes this rank contributed (gradients and the loss)
+  // Overlapped reducers only (unset otherwise): the reduction's whole time on the communication
+  // thread, the part of it hidden behind the backward pass (total - exposed, >= 0), and the
+  // number of buckets it was cut into.
+  std::optional<double> total_ms;
+  std::optional<double> hidden_ms;
+  std::optional<int64_t> buckets;
 };
 
 class GradientReducer {
@@ -37,6 +54,26 @@ class GradientReducer {
   // over all ranks, identical on every rank. An error (a peer gone, a transport failure) ends the
   // step; the trainer's state is then undefined for this step and the run must stop.
   virtual absl::Status Reduce(float* grads, int64_t n, double* loss_sum, ReduceStats* stats) = 0;
+
+  // The pieces of Reduce, elementwise the same sums: grads[0, n) in place, and *loss_sum. What a
+  // bucketed reducer calls per bucket on its communication thread. Default: UNIMPLEMENTED.
+  virtual absl::Status ReduceRange(float* grads, int64_t n) {
+    return absl::UnimplementedError("this gradient reducer has no range reduction");
+  }
+  virtual absl::Status ReduceLoss(double* loss_sum) {
+    return absl::UnimplementedError("this gradient reducer has no loss reduction");
+  }
+
+  // Overlap (see the top of this file). Defaults: not overlapped; FinishStep UNIMPLEMENTED.
+  virtual bool overlapped() const { return false; }
+  virtual absl::Status BeginStep(float* grads, int64_t n) {
+    return absl::UnimplementedError("this gradient reducer does not overlap");
+  }
+  virtual void Ready(int64_t offset, int64_t count) {}
+  virtual absl::Status FinishStep(double* loss_sum, ReduceStats* stats) {
+    return absl::UnimplementedError("this gradient reducer does not overlap");
+  }
+  virtual void AbortStep() {}
 };
 
 }  // namespace anerd::training

@@ -236,7 +236,16 @@ absl::Status Model::Impl::Backward(const float* p, const uint32_t* tokens, float
     RmsNormBackward(tmp1_.data(), x_final_.data(), p + layout_.rms_final(), rinv_final_.data(), d,
                     s, dy.data(), g + layout_.rms_final());
   }
-  for (int l = c_.layers - 1; l >= 0; --l) ANERD_RETURN_IF_ERROR(BackwardLayer(l, p, g, &dy, t));
+  // Overlap seam: the final norm, with an uncompacted untied classifier (their layout tail).
+  const bool classifier_last = compact && !c_.tied_embeddings;
+  const int64_t tail_end =
+      c_.tied_embeddings || compact ? layout_.rms_final() + d : layout_.total();
+  GradsFinalAfterDw(layout_.rms_final(), tail_end - layout_.rms_final());
+  for (int l = c_.layers - 1; l >= 0; --l) {
+    ANERD_RETURN_IF_ERROR(BackwardLayer(l, p, g, &dy, t));
+    const int64_t end = l + 1 < c_.layers ? layout_.layer(l + 1).wq : layout_.rms_final();
+    GradsFinalAfterDw(layout_.layer(l).wq, end - layout_.layer(l).wq);  // overlap seam
+  }
   std::copy(dy.begin(), dy.end(), dx0_.begin());
   worker_.Submit(Traced("dW embedding", -1, [this, tokens, g, d, s] {
     EmbeddingBackward(dx0_.data(), tokens, d, s, g + layout_.embed());
@@ -254,7 +263,16 @@ absl::Status Model::Impl::Backward(const float* p, const uint32_t* tokens, float
       std::fill(src, src + d, 0.0f);
     }
   }
+  if (grads_final_) {  // overlap seam: the last writes are done (the worker is idle)
+    grads_final_(layout_.embed(), int64_t{c_.vocab} * d);
+    if (classifier_last) grads_final_(layout_.classifier(), int64_t{c_.vocab} * d);
+  }
   return absl::OkStatus();
+}
+
+void Model::Impl::GradsFinalAfterDw(int64_t offset, int64_t count) {
+  if (!grads_final_) return;
+  worker_.Submit([hook = grads_final_, offset, count] { hook(offset, count); });
 }
 
 double Model::Impl::Flops() const {
@@ -314,6 +332,9 @@ double Model::compile_ms() const { return impl_->compile_ms(); }
 void Model::SetSpanLog(SpanLog* spans) { impl_->set_spans(spans); }
 void Model::SetKernelYield(std::function<void()> yield) {
   impl_->set_kernel_yield(std::move(yield));
+}
+void Model::SetGradientsFinalHook(GradientsFinalHook hook) {
+  impl_->set_grads_final_hook(std::move(hook));
 }
 
 }  // namespace anerd::training

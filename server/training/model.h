@@ -90,6 +90,11 @@ struct PhaseTimes {
   // ones. Last, so positional initialisers of the older fields keep their meaning.
   double kernel_fwd_ms = 0;
   double kernel_bwd_ms = 0;
+  // Overlapped reduction only (issue 24 item 2; unset otherwise): the reduction's whole time on
+  // the communication thread, and the part of it hidden behind the backward pass (total minus
+  // the exposed allreduce_ms, >= 0).
+  std::optional<double> allreduce_total_ms;
+  std::optional<double> allreduce_hidden_ms;
 
   void AddKernelHardware(const backend::RunTiming& timing) {
     if (kernel_hw_incomplete) return;
@@ -150,6 +155,17 @@ class Model {
   // so they wait for one kernel, not a whole step (server/engine/device_executor.h Yield). It must
   // not touch this model; its time counts in the step but in no phase.
   void SetKernelYield(std::function<void()> yield);
+
+  // The overlap seam (issue 24 item 2): during later ForwardBackward calls, `hook(offset, count)`
+  // is called for ranges of the parameter array whose gradients in that pass's `grads` are final
+  // (every write of the pass to them, the dW GEMMs included, is done): together they cover
+  // [0, layout().total()) exactly once per pass, in backward order (the final norm with an untied
+  // classifier, then layer L-1 ... 0, then the embedding; with vocabulary compaction an untied
+  // classifier last). Called on the dW worker thread or the pass's thread, never concurrently,
+  // all before ForwardBackward returns; the hook must not touch the model. Empty (the default):
+  // none, and the pass does nothing extra.
+  using GradientsFinalHook = std::function<void(int64_t offset, int64_t count)>;
+  void SetGradientsFinalHook(GradientsFinalHook hook);
 
  private:
   class Impl;

@@ -76,6 +76,7 @@ class Model::Impl {
   SpanLog* spans() const { return spans_; }
   void set_spans(SpanLog* spans) { spans_ = spans; }
   void set_kernel_yield(std::function<void()> yield) { yield_ = std::move(yield); }
+  void set_grads_final_hook(Model::GradientsFinalHook hook) { grads_final_ = std::move(hook); }
   // `fn` as a dW worker task that records itself as the span `name` (on the worker's thread).
   template <typename F>
   std::function<void()> Traced(const char* name, int32_t layer, F fn) {
@@ -138,6 +139,11 @@ class Model::Impl {
   absl::Status ForwardLayer(int l, const float* p, const float* x, float* x_next, PhaseTimes* t);
   absl::Status BackwardLayer(int l, const float* p, float* grads, std::vector<float>* dy,
                              PhaseTimes* t);
+  // The overlap seam (Model::SetGradientsFinalHook): reports [offset, offset + count) final once
+  // the dW tasks already submitted for it are done, by queueing the report behind them on the
+  // worker (which runs its tasks in order). A scheduler that runs dW tasks elsewhere must make
+  // the report wait for them too. No-op without a hook.
+  void GradsFinalAfterDw(int64_t offset, int64_t count);
   absl::Status AttentionBackward(int l, const float* p, float* grads, const float* da,
                                  PhaseTimes* t);
 
@@ -158,9 +164,10 @@ class Model::Impl {
   std::vector<float> tmp1_, tmp2_, tmp3_, dx2_;
   std::vector<float> rope_cos_, rope_sin_;  // [S][HD]
   DwWorker worker_;
-  SpanLog* spans_ = nullptr;     // not owned; null when not tracing
-  std::function<void()> yield_;  // Model::SetKernelYield; empty = none
-  double compile_ms_ = 0;        // backend Compile calls in Compile()
+  SpanLog* spans_ = nullptr;               // not owned; null when not tracing
+  std::function<void()> yield_;            // Model::SetKernelYield; empty = none
+  Model::GradientsFinalHook grads_final_;  // Model::SetGradientsFinalHook; empty = none
+  double compile_ms_ = 0;                  // backend Compile calls in Compile()
 };
 
 }  // namespace anerd::training

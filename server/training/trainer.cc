@@ -157,23 +157,59 @@ absl::Status Trainer::RunMicroSteps(int rank, StepReport* r, double* loss_sum) {
     data_->Copy(p, seq + 1, window_.data());
     const uint32_t* tokens = window_.data();
     float* into = grads_.data();
+    const bool overlap = micro + 1 == spec_.accum && reducer_ != nullptr && reducer_->overlapped();
+    if (overlap) ArmOverlap(micro > 0);
     if (micro > 0) {
       into = micro_grads_.data();
       model_->ParallelFor(n, [this](int64_t begin, int64_t end) {
         std::fill(micro_grads_.begin() + begin, micro_grads_.begin() + end, 0.0f);
       });
     }
-    ANERD_ASSIGN_OR_RETURN(
-        double loss,
+    absl::StatusOr<double> loss_or =
         model_->ForwardBackward(params_.data(), tokens, tokens + 1,
-                                static_cast<float>(state_.loss_scale), into, &r->phases));
-    if (micro > 0) {
+                                static_cast<float>(state_.loss_scale), into, &r->phases);
+    if (overlap) {
+      model_->SetGradientsFinalHook(nullptr);
+      if (!loss_or.ok()) reducer_->AbortStep();
+    }
+    ANERD_ASSIGN_OR_RETURN(const double loss, std::move(loss_or));
+    if (micro > 0 && !overlap) {  // overlapped: the hook added each range as it became final
       model_->ParallelFor(n, [this](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) grads_[i] += micro_grads_[i];
       });
     }
     *loss_sum += loss;
   }
+  return absl::OkStatus();
+}
+
+// Overlap (issue 24 item 2): the last micro-step's backward pass hands every range to the
+// reducer as soon as it is final, after adding this micro-step's part into the step's sum
+// (`add_micro`; the same per-element addition as the whole-buffer one).
+void Trainer::ArmOverlap(bool add_micro) {
+  model_->SetGradientsFinalHook([this, add_micro](int64_t offset, int64_t count) {
+    if (add_micro) {
+      for (int64_t i = offset; i < offset + count; ++i) grads_[i] += micro_grads_[i];
+    }
+    reducer_->Ready(offset, count);
+  });
+}
+
+absl::Status Trainer::Reduce(StepReport* r, double* loss_sum) {
+  ScopedSpan span(spans_, "allreduce");
+  ReduceStats stats;
+  if (reducer_->overlapped()) {
+    ANERD_RETURN_IF_ERROR(reducer_->FinishStep(loss_sum, &stats));
+  } else {
+    ANERD_RETURN_IF_ERROR(
+        reducer_->Reduce(grads_.data(), static_cast<int64_t>(grads_.size()), loss_sum, &stats));
+  }
+  r->phases.allreduce_ms = r->phases.allreduce_ms.value_or(0) + stats.exposed_ms;
+  r->phases.allreduce_total_ms = stats.total_ms;
+  r->phases.allreduce_hidden_ms = stats.hidden_ms;
+  r->allreduce_buckets = stats.buckets;
+  r->allreduce_bytes = stats.bytes;
+  r->ranks = reducer_->ranks();
   return absl::OkStatus();
 }
 
@@ -197,17 +233,12 @@ absl::StatusOr<StepReport> Trainer::Step() {
   const int ranks = reducer_ != nullptr ? reducer_->ranks() : 1;
   const int64_t sequences = static_cast<int64_t>(spec_.accum) * ranks;
   double loss_sum = 0;
+  if (reducer_ != nullptr && reducer_->overlapped()) {
+    ANERD_RETURN_IF_ERROR(reducer_->BeginStep(grads_.data(), static_cast<int64_t>(grads_.size())));
+  }
   ANERD_RETURN_IF_ERROR(RunMicroSteps(reducer_ != nullptr ? reducer_->rank() : 0, &r, &loss_sum));
   state_.micro_step += sequences;
-  if (reducer_ != nullptr) {
-    ScopedSpan span(spans_, "allreduce");
-    ReduceStats stats;
-    ANERD_RETURN_IF_ERROR(
-        reducer_->Reduce(grads_.data(), static_cast<int64_t>(grads_.size()), &loss_sum, &stats));
-    r.phases.allreduce_ms = r.phases.allreduce_ms.value_or(0) + stats.exposed_ms;
-    r.allreduce_bytes = stats.bytes;
-    r.ranks = ranks;
-  }
+  if (reducer_ != nullptr) ANERD_RETURN_IF_ERROR(Reduce(&r, &loss_sum));
   r.loss = loss_sum / static_cast<double>(sequences);
   {
     std::optional<ScopedSpan> optim_span(std::in_place, spans_, "optimizer");

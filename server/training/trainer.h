@@ -57,9 +57,11 @@ struct StepReport {
   PhaseTimes phases;
   // Data-parallel steps (issue 24; unset for one rank): ranks, the bytes each rank contributed to
   // the gradient reduction, and — filled in by the rank host on rank 0 (distributed/) — the
-  // slowest rank's index and step time and the fastest rank's step time.
+  // slowest rank's index and step time and the fastest rank's step time. With an overlapped
+  // reducer (bucketed_reducer.h) also the number of buckets.
   std::optional<int64_t> ranks;
   std::optional<int64_t> allreduce_bytes;
+  std::optional<int64_t> allreduce_buckets;  // overlapped reduction: buckets reduced (overlap)
   std::optional<int64_t> slowest_rank;
   std::optional<double> slowest_rank_ms;
   std::optional<double> fastest_rank_ms;
@@ -127,6 +129,8 @@ class Trainer {
   absl::Status OpenHeldOut();
   void Update(double lr, double mult);
   absl::Status RunMicroSteps(int rank, StepReport* r, double* loss_sum);
+  void ArmOverlap(bool add_micro);
+  absl::Status Reduce(StepReport* r, double* loss_sum);
 
   TrainSpec spec_;
   TrainState state_;
