@@ -42,18 +42,12 @@ MpiReducer::MpiReducer(Mode mode) : mode_(mode) {
 absl::Status MpiReducer::Reduce(float* grads, int64_t n, double* loss_sum,
                                 training::ReduceStats* stats) {
   const auto start = std::chrono::steady_clock::now();
-  if (mode_ == Mode::kOrdered) {
-    ANERD_RETURN_IF_ERROR(ReduceOrdered(grads, n, loss_sum));
+  if (mode_ == Mode::kOrdered) {  // the loss first, as before buckets existed
+    ANERD_RETURN_IF_ERROR(ReduceLoss(loss_sum));
+    ANERD_RETURN_IF_ERROR(ReduceRange(grads, n));
   } else {
-    for (int64_t at = 0; at < n; at += kMaxCount) {
-      const int count = static_cast<int>(std::min(kMaxCount, n - at));
-      ANERD_RETURN_IF_ERROR(MpiError(
-          MPI_Allreduce(MPI_IN_PLACE, grads + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-          "gradient all-reduce"));
-    }
-    ANERD_RETURN_IF_ERROR(
-        MpiError(MPI_Allreduce(MPI_IN_PLACE, loss_sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
-                 "loss all-reduce"));
+    ANERD_RETURN_IF_ERROR(ReduceRange(grads, n));
+    ANERD_RETURN_IF_ERROR(ReduceLoss(loss_sum));
   }
   if (stats != nullptr) {
     stats->exposed_ms =
@@ -63,7 +57,22 @@ absl::Status MpiReducer::Reduce(float* grads, int64_t n, double* loss_sum,
   return absl::OkStatus();
 }
 
-absl::Status MpiReducer::ReduceOrdered(float* grads, int64_t n, double* loss_sum) {
+absl::Status MpiReducer::ReduceRange(float* grads, int64_t n) {
+  if (mode_ == Mode::kOrdered) return ReduceOrdered(grads, n);
+  for (int64_t at = 0; at < n; at += kMaxCount) {
+    const int count = static_cast<int>(std::min(kMaxCount, n - at));
+    ANERD_RETURN_IF_ERROR(
+        MpiError(MPI_Allreduce(MPI_IN_PLACE, grads + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+                 "gradient all-reduce"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MpiReducer::ReduceLoss(double* loss_sum) {
+  if (mode_ == Mode::kSum) {
+    return MpiError(MPI_Allreduce(MPI_IN_PLACE, loss_sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+                    "loss all-reduce");
+  }
   std::vector<double> losses(ranks_);
   ANERD_RETURN_IF_ERROR(
       MpiError(MPI_Allgather(loss_sum, 1, MPI_DOUBLE, losses.data(), 1, MPI_DOUBLE, MPI_COMM_WORLD),
@@ -71,7 +80,11 @@ absl::Status MpiReducer::ReduceOrdered(float* grads, int64_t n, double* loss_sum
   double total = 0;
   for (double l : losses) total += l;  // rank order, from 0 as one rank's accumulation starts
   *loss_sum = total;
-  if (rank_ == 0) gathered_.resize(static_cast<size_t>(ranks_) * kOrderedChunk);
+  return absl::OkStatus();
+}
+
+absl::Status MpiReducer::ReduceOrdered(float* grads, int64_t n) {
+  if (rank_ == 0) gathered_.resize(static_cast<size_t>(ranks_) * std::min(n, kOrderedChunk));
   for (int64_t at = 0; at < n; at += kOrderedChunk) {
     const int count = static_cast<int>(std::min(kOrderedChunk, n - at));
     ANERD_RETURN_IF_ERROR(MpiError(MPI_Gather(grads + at, count, MPI_FLOAT, gathered_.data(), count,

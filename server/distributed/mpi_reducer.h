@@ -12,7 +12,8 @@
 //             rank for any N, at the cost of rank 0's extra traffic.
 // Bytes reported per step are this rank's payload (gradients and one loss), whatever MPI's
 // algorithm sends on the wire.
-// Thread-safety: one thread (the trainer's); MPI must be initialised and stay so while it lives.
+// Thread-safety: one thread at a time (the trainer's, or a BucketedReducer's communication thread
+// during a step: MPI_THREAD_SERIALIZED); MPI must be initialised and stay so while it lives.
 #ifndef ANERD_SERVER_DISTRIBUTED_MPI_REDUCER_H_
 #define ANERD_SERVER_DISTRIBUTED_MPI_REDUCER_H_
 
@@ -40,9 +41,13 @@ class MpiReducer : public training::GradientReducer {
   int ranks() const override { return ranks_; }
   absl::Status Reduce(float* grads, int64_t n, double* loss_sum,
                       training::ReduceStats* stats) override;
+  // The pieces (bucketed_reducer.h reduces bucket by bucket through them): the mode's sum of
+  // grads[0, n) (elementwise: a range gives the same bits as the whole buffer) and of the loss.
+  absl::Status ReduceRange(float* grads, int64_t n) override;
+  absl::Status ReduceLoss(double* loss_sum) override;
 
  private:
-  absl::Status ReduceOrdered(float* grads, int64_t n, double* loss_sum);
+  absl::Status ReduceOrdered(float* grads, int64_t n);
   Mode mode_;
   int rank_ = 0;
   int ranks_ = 1;

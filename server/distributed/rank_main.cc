@@ -1,7 +1,9 @@
 // anerd-rank: one rank of a data-parallel training job (issue 24; docs/ARCHITECTURE.md, process
 // model). The owning anerd launches `mpirun ... anerd-rank --spec=FILE` (or `--resume=CKPT`);
 // every rank runs the same Trainer on its own backend, reads its own data shard and all-reduces
-// its gradients through MpiReducer before the optimizer step. Rank 0 writes the step and
+// its gradients through MpiReducer (in buckets overlapping the backward pass on a communication
+// thread unless the spec turns allreduce_overlap off: training/bucketed_reducer.h) before the
+// optimizer step. Rank 0 writes the step and
 // checkpoint events, one events.jsonl line each (sessions/event_codec.h; seq and time are the
 // owner's to assign), to --events ("-" = stdout, which mpirun forwards to the owner's pipe), and
 // writes the checkpoints; every `digest_every` steps the ranks compare weight digests.
@@ -29,6 +31,7 @@
 #include "server/backend/registry.h"
 #include "server/distributed/mpi_reducer.h"
 #include "server/sessions/event_codec.h"
+#include "server/training/bucketed_reducer.h"
 #include "server/training/trainer.h"
 
 ABSL_FLAG(std::string, spec, "", "a training spec file (key=value lines, SpecToText) to start");
@@ -180,14 +183,23 @@ absl::Status RunStep(training::Trainer* t, int rank, EventSink* sink) {
   return absl::OkStatus();
 }
 
-absl::Status Run(int rank) {
+absl::Status Run(int rank, bool serialized) {
   backend::cpu::ConfigureBlasThreading();
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> backend,
                          backend::CreateBackend(absl::GetFlag(FLAGS_backend), {}));
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<training::Trainer> t, MakeTrainer(backend.get()));
   ANERD_ASSIGN_OR_RETURN(MpiReducer::Mode mode, MpiReducer::ParseMode(t->spec().reduce));
   MpiReducer reducer(mode);
-  t->SetGradientReducer(&reducer);
+  // Overlap (issue 24 item 2): MPI from the communication thread during a step and from this one
+  // between steps, never both at once, which MPI_THREAD_SERIALIZED allows.
+  std::unique_ptr<training::BucketedReducer> bucketed;
+  if (t->spec().allreduce_overlap && serialized) {
+    const int64_t kb = t->spec().allreduce_bucket_kb;
+    bucketed = std::make_unique<training::BucketedReducer>(
+        &reducer, kb > 0 ? kb * 1024 / 4 : training::kDefaultBucketFloats);
+  }
+  t->SetGradientReducer(
+      bucketed != nullptr ? static_cast<training::GradientReducer*>(bucketed.get()) : &reducer);
   EventSink sink(rank == 0 ? absl::GetFlag(FLAGS_events) : "/dev/null");
   if (!sink.ok()) {
     return absl::InvalidArgumentError(
@@ -223,10 +235,14 @@ int main(int argc, char** argv) {
   std::vector<std::string> storage;
   std::vector<char*> args = anerd::distributed::NormalizeFlags(argc, argv, &storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  MPI_Init(&argc, &argv);
+  int threads = MPI_THREAD_SINGLE;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &threads);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  const absl::Status s = anerd::distributed::Run(rank);
+  if (threads < MPI_THREAD_SERIALIZED && rank == 0) {
+    std::fprintf(stderr, "anerd-rank: MPI grants no MPI_THREAD_SERIALIZED: no overlap\n");
+  }
+  const absl::Status s = anerd::distributed::Run(rank, threads >= MPI_THREAD_SERIALIZED);
   if (!s.ok()) {
     std::fprintf(stderr, "anerd-rank: rank %d: %s\n", rank, s.ToString().c_str());
     std::fflush(stderr);

@@ -321,6 +321,9 @@ absl::Status ValidateDistributedFields(const TrainSpec& s) {
   }
   if (s.hostfile.size() > 4096) return Invalid("hostfile", "path longer than 4096 bytes");
   if (s.ranks == 1 && !s.hostfile.empty()) return Invalid("hostfile", "needs ranks > 1");
+  if (s.allreduce_bucket_kb < 0 || s.allreduce_bucket_kb > kMaxBucketKb) {
+    return Invalid("allreduce_bucket_kb", absl::StrCat("must be in [0, ", kMaxBucketKb, "]"));
+  }
   return absl::OkStatus();
 }
 
@@ -405,6 +408,15 @@ std::string DistributedSpecText(const TrainSpec& s) {
                       "\nhostfile=", s.hostfile, "\nmax_restarts=", s.max_restarts, "\n");
 }
 
+// The overlap fields (issue 24 item 2), only when not the defaults.
+std::string OverlapSpecText(const TrainSpec& s) {
+  std::string out;
+  if (s.allreduce_bucket_kb != 0)
+    absl::StrAppend(&out, "allreduce_bucket_kb=", s.allreduce_bucket_kb, "\n");
+  if (!s.allreduce_overlap) absl::StrAppend(&out, "allreduce_overlap=0\n");
+  return out;
+}
+
 // The evaluation fields, only when evaluation or sampling is on (the prompt C-escaped: it may
 // hold newlines).
 std::string EvalSpecText(const TrainSpec& s) {
@@ -434,7 +446,7 @@ std::string SpecToText(const TrainSpec& s) {
       "\nnumerics=", s.numerics, "\nsampling=", s.sampling, "\nseed=", s.seed,
       "\nresidual_scale=", s.residual_scale, "\ncompact_vocab=", s.compact_vocab ? 1 : 0,
       "\ncheckpoint_every=", s.checkpoint_every, "\n", ArtifactSpecText(s), EvalSpecText(s),
-      DistributedSpecText(s));
+      DistributedSpecText(s), OverlapSpecText(s));
 }
 
 namespace {
@@ -528,6 +540,10 @@ absl::Status SetSpecField(TrainSpec* s, absl::string_view key, absl::string_view
     s->hostfile = std::string(v);
   } else if (key == "max_restarts") {
     ok = absl::SimpleAtoi(v, &s->max_restarts);
+  } else if (key == "allreduce_bucket_kb") {
+    ok = absl::SimpleAtoi(v, &s->allreduce_bucket_kb);
+  } else if (key == "allreduce_overlap") {
+    ok = absl::SimpleAtob(v, &s->allreduce_overlap);
   } else if (key == "sample_prompt") {
     ok = absl::CUnescape(v, &s->sample_prompt);
   } else {

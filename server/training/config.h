@@ -188,11 +188,18 @@ struct TrainSpec {
   int64_t digest_every = 10;
   std::string hostfile;
   int max_restarts = 0;
+  // overlap (issue 24 item 2; training/bucketed_reducer.h): with ranks > 1 the gradients are
+  // reduced in buckets of `allreduce_bucket_kb` KiB (0 = 4096) on a communication thread while the
+  // backward pass runs (`allreduce_overlap`), else in one reduction after it. The same bits
+  // either way.
+  int allreduce_bucket_kb = 0;
+  bool allreduce_overlap = true;
 };
 
 // Bounds of the distributed fields (ValidateSpec).
 inline constexpr int kMaxRanks = 256;
 inline constexpr int kMaxRestarts = 100;
+inline constexpr int kMaxBucketKb = 1 << 20;  // 1 GiB
 
 // Bounds of the evaluation fields (ValidateSpec).
 inline constexpr int kMaxEvalBatches = 4096;
