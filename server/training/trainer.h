@@ -14,7 +14,10 @@
 // 65536) and halves on every non-finite step (at least 1/65536).
 //
 // Thread-safety: a Trainer is used by one thread at a time. It runs one internal worker thread for
-// the weight-gradient GEMMs (and half of the optimizer, classifier and re-staging work).
+// the weight-gradient GEMMs (and half of the optimizer, classifier and re-staging work). With an
+// overlapped reducer (gradient_reducer.h) the last micro-step's backward pass hands each range of
+// final gradients to it from that worker (adding the micro-step's part into the step's sum there
+// first, with accum > 1), and the reducer's own thread reduces them while the pass goes on.
 // Performance: the engine keeps two threads busy itself (kernels on the caller, dW on the worker),
 // so it wants single-threaded BLAS calls: with OpenBLAS's pool of 2 on top, stories15m measured
 // 2–2.6× slower on the 2-core dev machine (bench/README.md). anerd's main and the CPU backend make
