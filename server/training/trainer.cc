@@ -168,10 +168,7 @@ absl::Status Trainer::RunMicroSteps(int rank, StepReport* r, double* loss_sum) {
     absl::StatusOr<double> loss_or =
         model_->ForwardBackward(params_.data(), tokens, tokens + 1,
                                 static_cast<float>(state_.loss_scale), into, &r->phases);
-    if (overlap) {
-      model_->SetGradientsFinalHook(nullptr);
-      if (!loss_or.ok()) reducer_->AbortStep();
-    }
+    if (overlap) model_->SetGradientsFinalHook(nullptr);
     ANERD_ASSIGN_OR_RETURN(const double loss, std::move(loss_or));
     if (micro > 0 && !overlap) {  // overlapped: the hook added each range as it became final
       model_->ParallelFor(n, [this](int64_t begin, int64_t end) {
@@ -236,7 +233,11 @@ absl::StatusOr<StepReport> Trainer::Step() {
   if (reducer_ != nullptr && reducer_->overlapped()) {
     ANERD_RETURN_IF_ERROR(reducer_->BeginStep(grads_.data(), static_cast<int64_t>(grads_.size())));
   }
-  ANERD_RETURN_IF_ERROR(RunMicroSteps(reducer_ != nullptr ? reducer_->rank() : 0, &r, &loss_sum));
+  if (absl::Status s = RunMicroSteps(reducer_ != nullptr ? reducer_->rank() : 0, &r, &loss_sum);
+      !s.ok()) {
+    if (reducer_ != nullptr && reducer_->overlapped()) reducer_->AbortStep();
+    return s;
+  }
   state_.micro_step += sequences;
   if (reducer_ != nullptr) ANERD_RETURN_IF_ERROR(Reduce(&r, &loss_sum));
   r.loss = loss_sum / static_cast<double>(sequences);
