@@ -120,6 +120,8 @@ absl::StatusOr<training::TrainSpec> FromProto(const v1::TrainingSpec& p) {
   if (!p.reduce().empty()) spec.reduce = p.reduce();
   if (p.digest_every() != 0) spec.digest_every = p.digest_every();
   spec.max_restarts = p.max_restarts();
+  spec.allreduce_bucket_kb = p.allreduce_bucket_kb();  // overlap (issue 24 item 2)
+  spec.allreduce_overlap = !p.has_allreduce_overlap() || p.allreduce_overlap();
   absl::Status valid = training::ValidateSpec(spec);
   if (!valid.ok()) return valid;
   return spec;
@@ -160,6 +162,8 @@ void ToProto(const training::TrainSpec& spec, v1::TrainingSpec* out) {
   out->set_reduce(spec.reduce);
   out->set_digest_every(spec.digest_every);
   out->set_max_restarts(spec.max_restarts);
+  out->set_allreduce_bucket_kb(spec.allreduce_bucket_kb);
+  out->set_allreduce_overlap(spec.allreduce_overlap);
   out->set_clip(spec.clip);
   out->set_weight_decay(spec.weight_decay);
   out->set_beta1(spec.beta1);
@@ -243,6 +247,13 @@ void StepToProto(const sessions::SessionEventRecord& e, v1::StepEvent* p) {
   if (r.phases.allreduce_ms.has_value()) ph->set_allreduce_ms(*r.phases.allreduce_ms);
   if (r.ranks.has_value()) p->set_ranks(static_cast<int32_t>(*r.ranks));
   if (r.allreduce_bytes.has_value()) p->set_allreduce_bytes(*r.allreduce_bytes);
+  if (r.phases.allreduce_total_ms.has_value()) {
+    ph->set_allreduce_total_ms(*r.phases.allreduce_total_ms);
+  }
+  if (r.phases.allreduce_hidden_ms.has_value()) {
+    ph->set_allreduce_hidden_ms(*r.phases.allreduce_hidden_ms);
+  }
+  if (r.allreduce_buckets.has_value()) p->set_allreduce_buckets(*r.allreduce_buckets);
   if (r.slowest_rank.has_value()) p->set_slowest_rank(static_cast<int32_t>(*r.slowest_rank));
   if (r.slowest_rank_ms.has_value()) p->set_slowest_rank_ms(*r.slowest_rank_ms);
   if (r.fastest_rank_ms.has_value()) p->set_fastest_rank_ms(*r.fastest_rank_ms);

@@ -132,6 +132,10 @@ void VisitStepFields(Record& e, Visitor&& v) {
   v("slowest_rank", r.slowest_rank);
   v("slowest_rank_ms", r.slowest_rank_ms);
   v("fastest_rank_ms", r.fastest_rank_ms);
+  // Overlapped reduction (issue 24 item 2): written only with an overlapped reducer.
+  v("allreduce_total_ms", p.allreduce_total_ms);
+  v("allreduce_hidden_ms", p.allreduce_hidden_ms);
+  v("allreduce_buckets", r.allreduce_buckets);
   v("kernel_fwd_ms", p.kernel_fwd_ms);
   v("kernel_bwd_ms", p.kernel_bwd_ms);
   auto& o = e.observed;  // issue 21: written only when measured

@@ -52,6 +52,9 @@ SessionEventRecord DistinctStep() {
   r.slowest_rank = 1;
   r.slowest_rank_ms = 26;
   r.fastest_rank_ms = 27;
+  r.phases.allreduce_total_ms = 24.5;  // overlap (issue 24 item 2)
+  r.phases.allreduce_hidden_ms = 24.25;
+  r.allreduce_buckets = 26;
   r.phases.kernel_fwd_ms = 28;
   r.phases.kernel_bwd_ms = 29;
   StepObservations& o = e.observed;
@@ -109,6 +112,9 @@ TEST(EventCodecTest, ALogWrittenBeforeAFieldWasAddedStillLoads) {
                                                     "slowest_rank",
                                                     "slowest_rank_ms",
                                                     "fastest_rank_ms",
+                                                    "allreduce_total_ms",
+                                                    "allreduce_hidden_ms",
+                                                    "allreduce_buckets",
                                                     "compile_ms",
                                                     "compile_share",
                                                     "peak_tflops",

@@ -366,6 +366,10 @@ TEST(Config, ValidateSpecNamesTheBadField) {
   expect_field([](TrainSpec* s) { s->digest_every = -1; }, "digest_every");
   expect_field([](TrainSpec* s) { s->max_restarts = -1; }, "max_restarts");
   expect_field([](TrainSpec* s) { s->hostfile = "hosts.txt"; }, "hostfile");  // one rank
+  // Overlap (issue 24 item 2).
+  expect_field([](TrainSpec* s) { s->allreduce_bucket_kb = -1; }, "allreduce_bucket_kb");
+  expect_field([](TrainSpec* s) { s->allreduce_bucket_kb = kMaxBucketKb + 1; },
+               "allreduce_bucket_kb");
   auto text = SpecFromText(SpecToText(ok));
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(SpecToText(*text), SpecToText(ok));
@@ -382,6 +386,14 @@ TEST(Config, ValidateSpecNamesTheBadField) {
   EXPECT_EQ(back->ranks, 4);
   EXPECT_EQ(back->reduce, "ordered");
   EXPECT_EQ(back->max_restarts, 2);
+  EXPECT_TRUE(back->allreduce_overlap) << "overlap is the default";
+  EXPECT_EQ(SpecToText(dp).find("allreduce_"), std::string::npos) << "defaults are not written";
+  dp.allreduce_bucket_kb = 64;
+  dp.allreduce_overlap = false;
+  back = SpecFromText(SpecToText(dp));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->allreduce_bucket_kb, 64);
+  EXPECT_FALSE(back->allreduce_overlap);
   // A hand-written spec may name the model.
   auto named = SpecFromText("model=tiny\ndata_path=x.txt\n");
   ASSERT_TRUE(named.ok()) << named.status();
