@@ -4,6 +4,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <utility>
 
@@ -54,6 +55,7 @@ std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
   std::filesystem::create_directories(s->dir_ + "/state");
   engine::EngineOptions eo;
   eo.state_dir = s->dir_ + "/state";
+  eo.data_roots = {s->dir_};  // training benches write their data here
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Create(eo);
   if (!engine.ok()) {
     std::fprintf(stderr, "engine: %s\n", engine.status().ToString().c_str());
@@ -79,6 +81,22 @@ std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
   s->client_ = client::AnerdClient::Create(co);
   s->echo_ = Echo::NewStub(grpc::CreateChannel(socket, grpc::InsecureChannelCredentials()));
   return s;
+}
+
+void ServeEchoForever(const std::string& target) {
+  TuneAllocatorForStreaming();
+  EchoImpl echo;
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(INT32_MAX);
+  builder.AddListeningPort(target, grpc::InsecureServerCredentials());
+  builder.RegisterService(&echo);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) {
+    std::fprintf(stderr, "cannot listen on %s\n", target.c_str());
+    std::_Exit(1);
+  }
+  server->Wait();
+  std::_Exit(0);
 }
 
 BenchServer::~BenchServer() {

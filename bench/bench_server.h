@@ -45,6 +45,11 @@ class BenchServer {
   std::unique_ptr<Echo::Stub> echo_;
 };
 
+// Serves only the reference Echo service on `target` ("unix:/path") and never returns: for a
+// child process, so the reference runs in a process of its own as the daemon does
+// (daemon_rpc_bench). Exits the process with status 1 when it cannot listen.
+[[noreturn]] void ServeEchoForever(const std::string& target);
+
 }  // namespace anerd::bench
 
 #endif  // ANERD_BENCH_BENCH_SERVER_H_
