@@ -225,6 +225,7 @@ absl::Status Model::Impl::Backward(const float* p, const uint32_t* tokens, float
   const float* cls = compact ? cembed_.data() : p + layout_.classifier();
   float* dcls = compact ? dcembed_.data() : g + layout_.classifier();
   std::vector<float> dy(d * s);
+  Yield();  // between the forward's classifier GEMMs and the backward's (issue 22)
   {
     Timer timer(&t->cls_ms, spans_, "cls");
     tmp1_.resize(d * s);

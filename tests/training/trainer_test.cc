@@ -127,8 +127,9 @@ TEST(TrainerTest, KernelTimeSplitsIntoForwardAndBackward) {
 // Issue 22: the step's long CPU passes give way too, not only the kernels. Each yield notes which
 // spans had ended by then; a span is recorded when it ends, so a yield that saw "backward" but
 // not "optimizer" ran inside the optimizer, and one that saw "optimizer" but not "stage_weights"
-// ran while the weights were staged. Before, every yield came before a kernel evaluation (inside
-// "forward"/"backward"). The yields change no bit: the run matches one without them.
+// ran while the weights were staged, and one that saw "forward" and a single "cls" ran between
+// the forward's classifier and the backward's. Before, every yield came before a kernel evaluation
+// (inside "forward"/"backward"). The yields change no bit: the run matches one without them.
 TEST(TrainerTest, OptimizerAndStagingYieldToInteractiveCalls) {
   backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
   auto plain = Trainer::Create(TinySpec("fp32", 2), &cpu);
@@ -136,16 +137,20 @@ TEST(TrainerTest, OptimizerAndStagingYieldToInteractiveCalls) {
   ASSERT_TRUE(plain.ok() && yielding.ok());
   SpanLog spans;
   (*yielding)->SetSpanLog(&spans);
-  int in_optimizer = 0, in_staging = 0, total = 0;
+  int in_optimizer = 0, in_staging = 0, between_classifiers = 0, total = 0;
   (*yielding)->SetKernelYield([&] {
-    bool backward = false, optimizer = false, staged = false;
+    bool forward = false, backward = false, optimizer = false, staged = false;
+    int classifiers = 0;
     for (const TraceSpan& s : spans.Spans(1, 1, 1 << 16)) {
       const std::string name = s.name;
+      forward |= name == "forward";
+      classifiers += name == "cls";
       backward |= name == "backward";
       optimizer |= name == "optimizer";
       staged |= name == "stage_weights";
     }
     ++total;
+    if (forward && classifiers == 1) ++between_classifiers;
     if (backward && !optimizer) ++in_optimizer;
     if (optimizer && !staged) ++in_staging;
   });
@@ -154,6 +159,7 @@ TEST(TrainerTest, OptimizerAndStagingYieldToInteractiveCalls) {
   EXPECT_GT(total, 0);
   EXPECT_GE(in_optimizer, 1);
   EXPECT_GE(in_staging, 1);
+  EXPECT_GE(between_classifiers, 1);
   EXPECT_EQ((*plain)->params(), (*yielding)->params());
 }
 
