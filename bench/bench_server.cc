@@ -7,8 +7,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <utility>
+#include <vector>
 
 #include "common/memory_trim.h"
+#include "grpcpp/support/server_interceptor.h"
 
 namespace anerd::bench {
 namespace {
@@ -43,6 +45,21 @@ class EchoImpl final : public Echo::CallbackService {
       uint64_t bytes_ = 0;
     };
     return new Reader(out);
+  }
+};
+
+class NoopInterceptor : public grpc::experimental::Interceptor {
+ public:
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+};
+
+class NoopInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo*) override {
+    return new NoopInterceptor;
   }
 };
 
@@ -83,10 +100,15 @@ std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
   return s;
 }
 
-void ServeEchoForever(const std::string& target) {
+void ServeEchoForever(const std::string& target, bool noop_interceptor) {
   TuneAllocatorForStreaming();
   EchoImpl echo;
   grpc::ServerBuilder builder;
+  if (noop_interceptor) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::make_unique<NoopInterceptorFactory>());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   builder.SetMaxReceiveMessageSize(INT32_MAX);
   builder.AddListeningPort(target, grpc::InsecureServerCredentials());
   builder.RegisterService(&echo);

@@ -3,7 +3,8 @@
 // interceptors: auth, quota, metrics, request logging; the service; the device executor), against
 // a bare gRPC echo server (bench_server.h's Echo) in a process of its own on the same kind of
 // socket, with payloads of the same sizes, calls alternated in one run. Prints the medians, the
-// daemon's own handler time (EvalTiming.total_us) and the ratio (target <= 1.3). Not a test.
+// daemon's own handler time (EvalTiming.total_us) and the ratio (target <= 1.3), and the same
+// echo served with a no-op server interceptor (what gRPC's interceptor path costs). Not a test.
 //
 //   daemon_rpc_bench [--anerd PATH] [--evals N]
 // PATH defaults to ../bin/anerd next to this binary's directory (the build tree's layout).
@@ -73,6 +74,9 @@ int Main(int argc, char** argv) {
   // The reference first, forked before this process starts any gRPC thread.
   const pid_t echo_pid = fork();
   if (echo_pid == 0) ServeEchoForever("unix:" + dir + "/echo.sock");
+  // The same echo with a server interceptor that only proceeds: what the hook costs by itself.
+  const pid_t hooked_pid = fork();
+  if (hooked_pid == 0) ServeEchoForever("unix:" + dir + "/hooked.sock", /*noop_interceptor=*/true);
   const pid_t anerd_pid = Spawn(
       {anerd, "--socket", dir + "/a.sock", "--state-dir", dir + "/state", "--log-level", "warn"});
   int rc = 1;
@@ -106,9 +110,11 @@ int Main(int argc, char** argv) {
     t->set_dtype("fp16");
     for (int d : {1, 64, 1, 16}) t->add_shape(d);
     t->set_data(std::string(64 * 16 * 2, '\1'));
+    auto hooked = Echo::NewStub(
+        grpc::CreateChannel("unix:" + dir + "/hooked.sock", grpc::InsecureChannelCredentials()));
     Blob blob;
     blob.set_data(std::string(req.ByteSizeLong(), 'e'));
-    std::vector<double> eval_us, echo_us, handler_us;
+    std::vector<double> eval_us, echo_us, hooked_us, handler_us;
     for (int64_t i = 0; i < evals; ++i) {
       const auto s0 = Clock::now();
       auto r = client->EvalKernel(req);
@@ -117,7 +123,11 @@ int Main(int argc, char** argv) {
       Blob out;
       const grpc::Status es = echo->Echo(&ctx, blob, &out);
       const auto s2 = Clock::now();
-      if (!r.ok() || !es.ok()) {
+      grpc::ClientContext hctx;
+      Blob hout;
+      const grpc::Status hs = hooked->Echo(&hctx, blob, &hout);
+      const auto s3 = Clock::now();
+      if (!r.ok() || !es.ok() || !hs.ok()) {
         std::fprintf(stderr, "call failed: %s %s\n", r.status().ToString().c_str(),
                      es.error_message().c_str());
         return;
@@ -125,6 +135,7 @@ int Main(int argc, char** argv) {
       if (i < evals / 10) continue;  // warm-up
       eval_us.push_back(Us(s1 - s0));
       echo_us.push_back(Us(s2 - s1));
+      hooked_us.push_back(Us(s3 - s2));
       handler_us.push_back(r->timing().total_us());
     }
     const double e50 = Percentile(eval_us, 0.5), c50 = Percentile(echo_us, 0.5);
@@ -134,6 +145,8 @@ int Main(int argc, char** argv) {
         "ratio %.2f (target <= 1.3)\n",
         e50, Percentile(eval_us, 0.9), Percentile(handler_us, 0.5), c50, Percentile(echo_us, 0.9),
         e50 / c50);
+    std::printf("echo with a no-op server interceptor p50 %.1f us: ratio %.2f to the bare echo\n",
+                Percentile(hooked_us, 0.5), Percentile(hooked_us, 0.5) / c50);
     std::printf(
         "{\"type\":\"daemon_rpc\",\"eval_p50_us\":%.1f,\"echo_p50_us\":%.1f,"
         "\"handler_p50_us\":%.1f,\"ratio\":%.3f}\n",
@@ -142,6 +155,7 @@ int Main(int argc, char** argv) {
   }();
   Stop(anerd_pid);
   Stop(echo_pid);
+  Stop(hooked_pid);
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
   return rc;
