@@ -114,7 +114,7 @@ int Main(int argc, char** argv) {
         grpc::CreateChannel("unix:" + dir + "/hooked.sock", grpc::InsecureChannelCredentials()));
     Blob blob;
     blob.set_data(std::string(req.ByteSizeLong(), 'e'));
-    std::vector<double> eval_us, echo_us, hooked_us, handler_us;
+    std::vector<double> eval_us, echo_us, hooked_us, handler_us, queued_us;
     for (int64_t i = 0; i < evals; ++i) {
       const auto s0 = Clock::now();
       auto r = client->EvalKernel(req);
@@ -137,6 +137,7 @@ int Main(int argc, char** argv) {
       echo_us.push_back(Us(s2 - s1));
       hooked_us.push_back(Us(s3 - s2));
       handler_us.push_back(r->timing().total_us());
+      queued_us.push_back(r->timing().queued_us());
     }
     const double e50 = Percentile(eval_us, 0.5), c50 = Percentile(echo_us, 0.5);
     std::printf(
@@ -145,6 +146,8 @@ int Main(int argc, char** argv) {
         "ratio %.2f (target <= 1.3)\n",
         e50, Percentile(eval_us, 0.9), Percentile(handler_us, 0.5), c50, Percentile(echo_us, 0.9),
         e50 / c50);
+    std::printf("daemon: queued p50 %.1f us p90 %.1f us (0 = the idle device was lent)\n",
+                Percentile(queued_us, 0.5), Percentile(queued_us, 0.9));
     std::printf("echo with a no-op server interceptor p50 %.1f us: ratio %.2f to the bare echo\n",
                 Percentile(hooked_us, 0.5), Percentile(hooked_us, 0.5) / c50);
     std::printf(
