@@ -4,10 +4,13 @@
 
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <utility>
+#include <vector>
 
 #include "common/memory_trim.h"
+#include "grpcpp/support/server_interceptor.h"
 
 namespace anerd::bench {
 namespace {
@@ -45,6 +48,21 @@ class EchoImpl final : public Echo::CallbackService {
   }
 };
 
+class NoopInterceptor : public grpc::experimental::Interceptor {
+ public:
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+};
+
+class NoopInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo*) override {
+    return new NoopInterceptor;
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
@@ -54,6 +72,7 @@ std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
   std::filesystem::create_directories(s->dir_ + "/state");
   engine::EngineOptions eo;
   eo.state_dir = s->dir_ + "/state";
+  eo.data_roots = {s->dir_};  // training benches write their data here
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Create(eo);
   if (!engine.ok()) {
     std::fprintf(stderr, "engine: %s\n", engine.status().ToString().c_str());
@@ -79,6 +98,27 @@ std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
   s->client_ = client::AnerdClient::Create(co);
   s->echo_ = Echo::NewStub(grpc::CreateChannel(socket, grpc::InsecureChannelCredentials()));
   return s;
+}
+
+void ServeEchoForever(const std::string& target, bool noop_interceptor) {
+  TuneAllocatorForStreaming();
+  EchoImpl echo;
+  grpc::ServerBuilder builder;
+  if (noop_interceptor) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::make_unique<NoopInterceptorFactory>());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
+  builder.SetMaxReceiveMessageSize(INT32_MAX);
+  builder.AddListeningPort(target, grpc::InsecureServerCredentials());
+  builder.RegisterService(&echo);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) {
+    std::fprintf(stderr, "cannot listen on %s\n", target.c_str());
+    std::_Exit(1);
+  }
+  server->Wait();
+  std::_Exit(0);
 }
 
 BenchServer::~BenchServer() {

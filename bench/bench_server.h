@@ -45,6 +45,13 @@ class BenchServer {
   std::unique_ptr<Echo::Stub> echo_;
 };
 
+// Serves only the reference Echo service on `target` ("unix:/path") and never returns: for a
+// child process, so the reference runs in a process of its own as the daemon does
+// (daemon_rpc_bench). With `noop_interceptor`, a server interceptor that only proceeds is
+// installed, as anerd installs its RPC observer: what gRPC's interceptor path costs by itself.
+// Exits the process with status 1 when it cannot listen.
+[[noreturn]] void ServeEchoForever(const std::string& target, bool noop_interceptor = false);
+
 }  // namespace anerd::bench
 
 #endif  // ANERD_BENCH_BENCH_SERVER_H_

@@ -4,8 +4,8 @@
 // through its callback.
 //
 // Yield (training gives way between kernels): a running task may call Yield() on the executor
-// thread; a training step does so before each kernel evaluation (Trainer::SetKernelYield, wired by
-// the SessionManager). It runs the interactive tasks queued at that moment, inline on the executor
+// thread; a training step does so before each kernel evaluation and between the slices of its long
+// CPU passes (Trainer::SetKernelYield, wired by the SessionManager). It runs the interactive tasks queued at that moment, inline on the executor
 // thread (those arriving meanwhile wait for the next yield), so an interactive call waits for at
 // most one training kernel plus the interactive calls ahead of it, and the step still advances by
 // one kernel per yield. Probes never yield, so a probe keeps the device to itself while it runs.

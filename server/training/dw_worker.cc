@@ -30,6 +30,11 @@ void DwWorker::Wait() {
   if (error_ != nullptr) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
+bool DwWorker::WaitFor(std::chrono::microseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return done_cv_.wait_for(lock, timeout, [this] { return pending_ == 0; });
+}
+
 void DwWorker::Loop() {
   for (;;) {
     std::function<void()> fn;

@@ -8,6 +8,7 @@
 #ifndef ANERD_SERVER_TRAINING_DW_WORKER_H_
 #define ANERD_SERVER_TRAINING_DW_WORKER_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -28,6 +29,9 @@ class DwWorker {
   void Submit(std::function<void()> fn);
   // Waits for every queued task; rethrows the first exception a task threw.
   void Wait();
+  // Waits at most `timeout` for every queued task; true when none is pending (call Wait() then,
+  // for the exception). Lets the owner do other work (the trainer's yield) while it waits.
+  bool WaitFor(std::chrono::microseconds timeout);
 
  private:
   void Loop();

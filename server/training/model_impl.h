@@ -77,6 +77,18 @@ class Model::Impl {
   void set_spans(SpanLog* spans) { spans_ = spans; }
   void set_kernel_yield(std::function<void()> yield) { yield_ = std::move(yield); }
   void set_grads_final_hook(Model::GradientsFinalHook hook) { grads_final_ = std::move(hook); }
+  // Gives way to queued interactive calls (the kernel yield) when one is set.
+  void Yield() const {
+    if (yield_) yield_();
+  }
+  // Waits for the dW worker's queued tasks, yielding every ~2 ms meanwhile (issue 22: a
+  // long backlog of dW GEMMs would otherwise hold interactive calls off for its whole length).
+  void WaitForDw() {
+    if (yield_) {
+      while (!worker_.WaitFor(std::chrono::microseconds(2000))) yield_();
+    }
+    worker_.Wait();
+  }
   // `fn` as a dW worker task that records itself as the span `name` (on the worker's thread).
   template <typename F>
   std::function<void()> Traced(const char* name, int32_t layer, F fn) {

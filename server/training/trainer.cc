@@ -120,6 +120,16 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(const std::string& chec
   return t;
 }
 
+void Trainer::ForSlices(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  constexpr int64_t kSlice = int64_t{1} << 22;  // 4M floats: a few ms of streaming per slice
+  for (int64_t first = 0; first < n; first += kSlice) {
+    if (yield_) yield_();
+    const int64_t len = std::min(kSlice, n - first);
+    model_->ParallelFor(
+        len, [&fn, first](int64_t begin, int64_t end) { fn(first + begin, first + end); });
+  }
+}
+
 void Trainer::Update(double lr, double mult) {
   ++state_.adam_t;
   AdamWParams p;
@@ -130,8 +140,9 @@ void Trainer::Update(double lr, double mult) {
   p.t = state_.adam_t;
   p.grad_mult = mult;
   const std::vector<ParamGroup>& groups = model_->layout().groups();
-  // Element ranges split across two threads; a group may be cut in two (AdamW is elementwise).
-  model_->ParallelFor(static_cast<int64_t>(params_.size()), [&](int64_t begin, int64_t end) {
+  // Element ranges split into slices and each across two threads; a group may be cut anywhere
+  // (AdamW is elementwise, and its vector and scalar paths round alike: adamw.cc).
+  ForSlices(static_cast<int64_t>(params_.size()), [&](int64_t begin, int64_t end) {
     AdamWParams q = p;
     for (const ParamGroup& g : groups) {
       const int64_t lo = std::max(begin, g.offset), hi = std::min(end, g.offset + g.size);
@@ -222,7 +233,7 @@ absl::StatusOr<StepReport> Trainer::Step() {
   r.loss_scale = state_.loss_scale;
   {
     ScopedSpan span(spans_, "zero_grads");
-    model_->ParallelFor(static_cast<int64_t>(grads_.size()), [this](int64_t begin, int64_t end) {
+    ForSlices(static_cast<int64_t>(grads_.size()), [this](int64_t begin, int64_t end) {
       std::fill(grads_.begin() + begin, grads_.begin() + end, 0.0f);
     });
   }

@@ -123,14 +123,22 @@ class Trainer {
     model_->SetSpanLog(spans);
   }
   // Model::SetKernelYield: called between the kernel evaluations of every later step and
-  // evaluation; empty (the default) = none.
-  void SetKernelYield(std::function<void()> yield) { model_->SetKernelYield(std::move(yield)); }
+  // evaluation, and between the slices of the step's long CPU passes (clearing the gradients,
+  // waiting for the dW GEMMs, the optimizer, staging the weights: each slice a few ms), so an
+  // interactive call waits at most about one kernel; empty (the default) = none.
+  void SetKernelYield(std::function<void()> yield) {
+    yield_ = yield;
+    model_->SetKernelYield(std::move(yield));
+  }
 
  private:
   Trainer() = default;
   absl::Status Init(backend::Backend* backend);
   absl::Status OpenHeldOut();
   void Update(double lr, double mult);
+  // fn over [0, n) in slices of 4M elements, each split across two threads (Model::ParallelFor),
+  // with the kernel yield before each slice. For elementwise passes only (the cut points move).
+  void ForSlices(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
   absl::Status RunMicroSteps(int rank, StepReport* r, double* loss_sum);
   void ArmOverlap(bool add_micro);
   absl::Status Reduce(StepReport* r, double* loss_sum);
@@ -146,6 +154,7 @@ class Trainer {
   std::vector<float> micro_grads_;  // micro-steps after the first (accum > 1), then added
   GradientReducer* reducer_ = nullptr;
   SpanLog* spans_ = nullptr;
+  std::function<void()> yield_;  // SetKernelYield; empty = none
 };
 
 // Synthetic story corpus (our own small grammar, common/synth_stories.h), deterministic from the

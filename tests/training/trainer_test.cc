@@ -16,6 +16,7 @@
 #include "server/backend/ane/ane_backend.h"
 #include "server/backend/ane/ane_device_sim.h"
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/training/span_log.h"
 #include "server/training/validation_split.h"
 
 namespace anerd::training {
@@ -121,6 +122,45 @@ TEST(TrainerTest, KernelTimeSplitsIntoForwardAndBackward) {
   EXPECT_GT(r->phases.kernel_bwd_ms, 0);
   EXPECT_NEAR(r->phases.kernel_fwd_ms + r->phases.kernel_bwd_ms, r->phases.kernel_ms,
               1e-9 * r->phases.kernel_ms + 1e-12);
+}
+
+// Issue 22: the step's long CPU passes give way too, not only the kernels. Each yield notes which
+// spans had ended by then; a span is recorded when it ends, so a yield that saw "backward" but
+// not "optimizer" ran inside the optimizer, and one that saw "optimizer" but not "stage_weights"
+// ran while the weights were staged, and one that saw "forward" and a single "cls" ran between
+// the forward's classifier and the backward's. Before, every yield came before a kernel evaluation
+// (inside "forward"/"backward"). The yields change no bit: the run matches one without them.
+TEST(TrainerTest, OptimizerAndStagingYieldToInteractiveCalls) {
+  backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
+  auto plain = Trainer::Create(TinySpec("fp32", 2), &cpu);
+  auto yielding = Trainer::Create(TinySpec("fp32", 2), &cpu);
+  ASSERT_TRUE(plain.ok() && yielding.ok());
+  SpanLog spans;
+  (*yielding)->SetSpanLog(&spans);
+  int in_optimizer = 0, in_staging = 0, between_classifiers = 0, total = 0;
+  (*yielding)->SetKernelYield([&] {
+    bool forward = false, backward = false, optimizer = false, staged = false;
+    int classifiers = 0;
+    for (const TraceSpan& s : spans.Spans(1, 1, 1 << 16)) {
+      const std::string name = s.name;
+      forward |= name == "forward";
+      classifiers += name == "cls";
+      backward |= name == "backward";
+      optimizer |= name == "optimizer";
+      staged |= name == "stage_weights";
+    }
+    ++total;
+    if (forward && classifiers == 1) ++between_classifiers;
+    if (backward && !optimizer) ++in_optimizer;
+    if (optimizer && !staged) ++in_staging;
+  });
+  Train(plain->get(), 1);
+  Train(yielding->get(), 1);
+  EXPECT_GT(total, 0);
+  EXPECT_GE(in_optimizer, 1);
+  EXPECT_GE(in_staging, 1);
+  EXPECT_GE(between_classifiers, 1);
+  EXPECT_EQ((*plain)->params(), (*yielding)->params());
 }
 
 TEST(TrainerTest, ResumeReproducesTheUninterruptedRun) {

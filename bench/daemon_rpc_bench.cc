@@ -1,0 +1,170 @@
+// Tiny-evaluation round trip through a real anerd (issue 22, item 3): the daemon binary started as
+// its own process on a Unix socket, so the call crosses everything a client's call crosses (the
+// interceptors: auth, quota, metrics, request logging; the service; the device executor), against
+// a bare gRPC echo server (bench_server.h's Echo) in a process of its own on the same kind of
+// socket, with payloads of the same sizes, calls alternated in one run. Prints the medians, the
+// daemon's own handler time (EvalTiming.total_us) and the ratio (target <= 1.3), and the same
+// echo served with a no-op server interceptor (what gRPC's interceptor path costs). Not a test.
+//
+//   daemon_rpc_bench [--anerd PATH] [--evals N]
+// PATH defaults to ../bin/anerd next to this binary's directory (the build tree's layout).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/bench_args.h"
+#include "bench/bench_server.h"
+
+namespace anerd::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(v.size() * q))];
+}
+
+const char kTinyMil[] = R"(program(1.3)
+{
+    func main<ios18>(tensor<fp16, [1, 64, 1, 16]> x) {
+        fp16 s = const()[name = string("s"), val = fp16(0.5)];
+        tensor<fp16, [1, 64, 1, 16]> y = mul(x = x, y = s)[name = string("y")];
+    } -> (y);
+}
+)";
+
+pid_t Spawn(const std::vector<std::string>& argv) {
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  std::perror("execv");
+  std::_Exit(127);
+}
+
+void Stop(pid_t pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+}
+
+int Main(int argc, char** argv) {
+  const std::string self_dir = std::filesystem::path(argv[0]).parent_path().string();
+  const std::string anerd = Flag(argc, argv, "--anerd", (self_dir + "/../bin/anerd").c_str());
+  const int64_t evals = std::atoll(Flag(argc, argv, "--evals", "3000"));
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("anerd-rpc-bench-" + std::to_string(getpid())))
+          .string();
+  std::filesystem::create_directories(dir + "/state");
+  // The reference first, forked before this process starts any gRPC thread.
+  const pid_t echo_pid = fork();
+  if (echo_pid == 0) ServeEchoForever("unix:" + dir + "/echo.sock");
+  // The same echo with a server interceptor that only proceeds: what the hook costs by itself.
+  const pid_t hooked_pid = fork();
+  if (hooked_pid == 0) ServeEchoForever("unix:" + dir + "/hooked.sock", /*noop_interceptor=*/true);
+  const pid_t anerd_pid = Spawn(
+      {anerd, "--socket", dir + "/a.sock", "--state-dir", dir + "/state", "--log-level", "warn"});
+  int rc = 1;
+  [&] {
+    client::ClientOptions co;
+    co.endpoint.path = dir + "/a.sock";
+    std::unique_ptr<client::AnerdClient> client = client::AnerdClient::Create(co);
+    bool up = false;
+    for (int i = 0; i < 600 && !up; ++i) {
+      auto h = client->Health();
+      up = h.ok() && *h == grpc::health::v1::HealthCheckResponse::SERVING;
+      if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!up) {
+      std::fprintf(stderr, "anerd (%s) did not come up on %s/a.sock\n", anerd.c_str(), dir.c_str());
+      return;
+    }
+    auto echo = Echo::NewStub(
+        grpc::CreateChannel("unix:" + dir + "/echo.sock", grpc::InsecureChannelCredentials()));
+    v1::CompileKernelHeader header;
+    header.set_mil_text(kTinyMil);
+    auto compiled = client->CompileKernel(header, {});
+    if (!compiled.ok()) {
+      std::fprintf(stderr, "compile failed: %s\n", compiled.status().ToString().c_str());
+      return;
+    }
+    v1::EvalKernelRequest req;
+    req.set_kernel_id(compiled->kernel().id());
+    v1::Tensor* t = req.add_inputs();
+    t->set_name("x");
+    t->set_dtype("fp16");
+    for (int d : {1, 64, 1, 16}) t->add_shape(d);
+    t->set_data(std::string(64 * 16 * 2, '\1'));
+    auto hooked = Echo::NewStub(
+        grpc::CreateChannel("unix:" + dir + "/hooked.sock", grpc::InsecureChannelCredentials()));
+    Blob blob;
+    blob.set_data(std::string(req.ByteSizeLong(), 'e'));
+    std::vector<double> eval_us, echo_us, hooked_us, handler_us, queued_us;
+    for (int64_t i = 0; i < evals; ++i) {
+      const auto s0 = Clock::now();
+      auto r = client->EvalKernel(req);
+      const auto s1 = Clock::now();
+      grpc::ClientContext ctx;
+      Blob out;
+      const grpc::Status es = echo->Echo(&ctx, blob, &out);
+      const auto s2 = Clock::now();
+      grpc::ClientContext hctx;
+      Blob hout;
+      const grpc::Status hs = hooked->Echo(&hctx, blob, &hout);
+      const auto s3 = Clock::now();
+      if (!r.ok() || !es.ok() || !hs.ok()) {
+        std::fprintf(stderr, "call failed: %s %s\n", r.status().ToString().c_str(),
+                     es.error_message().c_str());
+        return;
+      }
+      if (i < evals / 10) continue;  // warm-up
+      eval_us.push_back(Us(s1 - s0));
+      echo_us.push_back(Us(s2 - s1));
+      hooked_us.push_back(Us(s3 - s2));
+      handler_us.push_back(r->timing().total_us());
+      queued_us.push_back(r->timing().queued_us());
+    }
+    const double e50 = Percentile(eval_us, 0.5), c50 = Percentile(echo_us, 0.5);
+    std::printf(
+        "tiny eval through anerd (own process, Unix socket) p50 %.1f us p90 %.1f us (daemon "
+        "handler p50 %.1f us) vs bare echo (own process, Unix socket) p50 %.1f us p90 %.1f us: "
+        "ratio %.2f (target <= 1.3)\n",
+        e50, Percentile(eval_us, 0.9), Percentile(handler_us, 0.5), c50, Percentile(echo_us, 0.9),
+        e50 / c50);
+    std::printf("daemon: queued p50 %.1f us p90 %.1f us (0 = the idle device was lent)\n",
+                Percentile(queued_us, 0.5), Percentile(queued_us, 0.9));
+    std::printf("echo with a no-op server interceptor p50 %.1f us: ratio %.2f to the bare echo\n",
+                Percentile(hooked_us, 0.5), Percentile(hooked_us, 0.5) / c50);
+    std::printf(
+        "{\"type\":\"daemon_rpc\",\"eval_p50_us\":%.1f,\"echo_p50_us\":%.1f,"
+        "\"handler_p50_us\":%.1f,\"ratio\":%.3f}\n",
+        e50, c50, Percentile(handler_us, 0.5), e50 / c50);
+    rc = 0;
+  }();
+  Stop(anerd_pid);
+  Stop(echo_pid);
+  Stop(hooked_pid);
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+  return rc;
+}
+
+}  // namespace
+}  // namespace anerd::bench
+
+int main(int argc, char** argv) { return anerd::bench::Main(argc, argv); }

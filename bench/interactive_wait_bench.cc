@@ -1,0 +1,304 @@
+// Interactive wait while a model trains (issue 22's p99 row): a training session of stories110m
+// (one sequence of 256 per step) runs in the in-process server (bench_server.h: the real Engine,
+// its device executor and priority queue, the Anerd service over a Unix socket), and a client
+// evaluates a tiny kernel on the same backend at a steady rate. Printed, all from the same run:
+//   * the evaluations' queue wait (server-side EvalTiming.queued_us) p50 / p99 / max, their client
+//     round trip, and the round trip when idle before training started (reference);
+//   * the wait counted from when each call was due (open loop: a call that could not be sent on
+//     time because the previous one still waited counts from its due time);
+//   * from the session's trace (GetSessionTrace): the longest single training kernel;
+//   * from the executor (DeviceExecutor::SetObserver): the longest stretch a training task held
+//     the device between yield points, and the trainer's spans inside it (what bounds it);
+//   * ratio = p99 queue wait / longest training kernel (target <= 2).
+// Not a test (no timed assertion anywhere); run by bench/interactive_wait.sh.
+//
+//   interactive_wait_bench [--model stories110m] [--numerics fp32] [--steps 4]
+//                          [--period-ms 10] [--skip-steps 1]
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "bench/bench_args.h"
+#include "bench/bench_server.h"
+
+namespace anerd::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+const char kTinyMil[] = R"(program(1.3)
+{
+    func main<ios18>(tensor<fp16, [1, 64, 1, 16]> x) {
+        fp16 s = const()[name = string("s"), val = fp16(0.5)];
+        tensor<fp16, [1, 64, 1, 16]> y = mul(x = x, y = s)[name = string("y")];
+    } -> (y);
+}
+)";
+
+struct Quantiles {
+  double p50 = 0, p99 = 0, max = 0;
+};
+Quantiles Quantile(std::vector<double> v) {
+  Quantiles q;
+  if (v.empty()) return q;
+  std::sort(v.begin(), v.end());
+  q.p50 = v[v.size() / 2];
+  q.p99 = v[std::min(v.size() - 1, static_cast<size_t>(v.size() * 0.99))];
+  q.max = v.back();
+  return q;
+}
+
+// The longest kernel span over the steps in [first, last].
+std::pair<double, std::string> LongestKernel(const v1::SessionTrace& trace, int64_t first,
+                                             int64_t last) {
+  std::pair<double, std::string> best{0, ""};
+  for (const v1::TraceSpan& s : trace.spans()) {
+    if (s.step() < first || s.step() > last || s.name().rfind("kernel ", 0) != 0) continue;
+    const double ms = s.duration_ns() / 1e6;
+    if (ms > best.first) best = {ms, s.name() + " L" + std::to_string(s.layer())};
+  }
+  return best;
+}
+
+// The trainer's spans of >= 5 ms that began inside [from, to).
+std::string SpansIn(const v1::SessionTrace& trace, int64_t from, int64_t to) {
+  std::string out;
+  for (const v1::TraceSpan& s : trace.spans()) {
+    if (s.name() == "step" || s.duration_ns() < 5000000) continue;
+    if (s.start_unix_ns() < from || s.start_unix_ns() >= to) continue;
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), " %s %.1f ms;", s.name().c_str(), s.duration_ns() / 1e6);
+    out += buf;
+  }
+  return out;
+}
+
+// A training task holds the device from its start to its end except at its yields, where queued
+// interactive calls run; the longest stretch from a start or yield to the next yield or end is
+// the longest an interactive call can wait behind it.
+class StretchRecorder {
+ public:
+  void Observe(const engine::ExecutorEvent& e) {
+    if (e.task_class != engine::TaskClass::kTraining || e.inline_run) return;
+    const int64_t now = absl::ToUnixNanos(absl::Now());
+    absl::MutexLock lock(&mu_);
+    if (!on_) return;
+    if (e.kind != engine::ExecutorEvent::Kind::kStart && open_ns_ > 0 &&
+        now - open_ns_ > longest_ns_) {
+      longest_ns_ = now - open_ns_;
+      longest_from_ns_ = open_ns_;
+    }
+    open_ns_ = e.kind == engine::ExecutorEvent::Kind::kEnd ? 0 : now;
+  }
+  void Set(bool on) {
+    absl::MutexLock lock(&mu_);
+    on_ = on;
+  }
+  // (length, start), Unix ns.
+  std::pair<int64_t, int64_t> Longest() {
+    absl::MutexLock lock(&mu_);
+    return {longest_ns_, longest_from_ns_};
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool on_ = false;
+  int64_t open_ns_ = 0, longest_ns_ = 0, longest_from_ns_ = 0;
+};
+
+absl::StatusOr<v1::SessionInfo> GetSession(client::AnerdClient* c, const std::string& id) {
+  v1::GetSessionRequest req;
+  req.set_session_id(id);
+  v1::SessionInfo info;
+  auto ctx = c->NewContext();
+  grpc::Status s = c->stub()->GetSession(ctx.get(), req, &info);
+  if (!s.ok()) return absl::UnknownError(s.error_message());
+  return info;
+}
+
+bool Finished(const std::string& state) {
+  return state == "completed" || state == "failed" || state == "stopped" || state == "paused" ||
+         state == "interrupted";
+}
+
+int Main(int argc, char** argv) {
+  const std::string model = Flag(argc, argv, "--model", "stories110m");
+  const std::string numerics = Flag(argc, argv, "--numerics", "fp32");
+  const int steps = std::atoi(Flag(argc, argv, "--steps", "4"));
+  const int skip = std::atoi(Flag(argc, argv, "--skip-steps", "1"));
+  const double period_ms = std::atof(Flag(argc, argv, "--period-ms", "10"));
+  std::unique_ptr<BenchServer> server = BenchServer::Start("anerd-wait-bench");
+  if (server == nullptr) return 1;
+  client::AnerdClient* client = &server->client();
+
+  // Training text under the server's data root.
+  const std::string data = server->dir() + "/stories.txt";
+  {
+    std::ofstream out(data);
+    std::mt19937 rng(1);
+    const char* words[] = {"once",  "upon",   "a",    "time",  "there", "was",
+                           "a",     "little", "cat",  "named", "lily",  "who",
+                           "liked", "to",     "play", "in",    "the",   "park"};
+    for (int i = 0; i < 200000; ++i) out << words[rng() % 18] << ' ';
+  }
+
+  v1::CompileKernelHeader header;
+  header.set_mil_text(kTinyMil);
+  auto compiled = client->CompileKernel(header, {});
+  if (!compiled.ok()) {
+    std::fprintf(stderr, "compile failed: %s\n", compiled.status().ToString().c_str());
+    return 1;
+  }
+  v1::EvalKernelRequest req;
+  req.set_kernel_id(compiled->kernel().id());
+  v1::Tensor* t = req.add_inputs();
+  t->set_name("x");
+  t->set_dtype("fp16");
+  for (int d : {1, 64, 1, 16}) t->add_shape(d);
+  t->set_data(std::string(64 * 16 * 2, '\1'));
+
+  std::vector<double> idle_us;
+  for (int i = 0; i < 300; ++i) {
+    auto s0 = Clock::now();
+    if (!client->EvalKernel(req).ok()) return 1;
+    if (i >= 30) idle_us.push_back(Us(Clock::now() - s0));
+  }
+
+  StretchRecorder stretches;
+  engine::DeviceExecutor* executor = server->engine().executor("cpu");
+  if (executor == nullptr) {
+    std::fprintf(stderr, "no cpu executor\n");
+    return 1;
+  }
+  executor->SetObserver([&stretches](const engine::ExecutorEvent& e) { stretches.Observe(e); });
+
+  v1::StartTrainingRequest start;
+  v1::TrainingSpec* spec = start.mutable_spec();
+  spec->set_name("wait-bench");
+  spec->set_model(model);
+  spec->set_data(data);
+  spec->set_steps(steps + skip);
+  spec->set_numerics(numerics);
+  spec->set_loss_scale("1");
+  spec->set_warmup(0);
+  spec->set_has_warmup(true);
+  spec->set_backend("cpu");
+  v1::SessionInfo session;
+  {
+    auto ctx = client->NewContext();
+    grpc::Status s = client->stub()->StartTraining(ctx.get(), start, &session);
+    if (!s.ok()) {
+      std::fprintf(stderr, "StartTraining: %s\n", s.error_message().c_str());
+      return 1;
+    }
+  }
+  const std::string id = session.id();
+  // Measured from the end of the first `skip` steps (compile, first-step warm-up).
+  for (;;) {
+    auto info = GetSession(client, id);
+    if (!info.ok()) return 1;
+    if (Finished(info->state())) {
+      std::fprintf(stderr, "session ended early: %s %s\n", info->state().c_str(),
+                   info->error().c_str());
+      return 1;
+    }
+    if (info->step() >= skip) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // The session's state is polled on another thread (its own client), so the evaluation loop
+  // does nothing else. Open loop: call i is due at start + i·period whatever happened before.
+  std::atomic<bool> finished{false};
+  std::thread poller([&] {
+    std::unique_ptr<client::AnerdClient> own = client::AnerdClient::Create(client->options());
+    while (!finished.load()) {
+      auto info = GetSession(own.get(), id);
+      if (!info.ok() || Finished(info->state())) finished.store(true);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::vector<double> wait_us, rtt_us, due_us;
+  stretches.Set(true);
+  auto next = Clock::now();
+  while (!finished.load()) {
+    const auto due = next;
+    std::this_thread::sleep_until(due);
+    next += std::chrono::microseconds(static_cast<int64_t>(period_ms * 1000));
+    const auto s0 = Clock::now();
+    auto r = client->EvalKernel(req);
+    const auto s1 = Clock::now();
+    if (!r.ok()) {
+      std::fprintf(stderr, "eval: %s\n", r.status().ToString().c_str());
+      std::_Exit(1);
+    }
+    wait_us.push_back(r->timing().queued_us());
+    rtt_us.push_back(Us(s1 - s0));
+    due_us.push_back(Us(s1 - due));
+  }
+  poller.join();
+  stretches.Set(false);
+  executor->SetObserver(nullptr);
+  auto info = GetSession(client, id);
+  if (!info.ok() || info->state() != "completed") {
+    std::fprintf(stderr, "session did not complete: %s\n", info.ok() ? info->error().c_str() : "");
+    return 1;
+  }
+  const int64_t first_step = skip + 1, last_step = info->step();
+  v1::GetSessionTraceRequest treq;
+  treq.set_session_id(id);
+  treq.set_first_step(first_step);
+  treq.set_last_step(last_step);
+  v1::SessionTrace trace;
+  {
+    auto ctx = client->NewContext();
+    grpc::Status s = client->stub()->GetSessionTrace(ctx.get(), treq, &trace);
+    if (!s.ok()) {
+      std::fprintf(stderr, "GetSessionTrace: %s\n", s.error_message().c_str());
+      return 1;
+    }
+  }
+  const auto [kernel_ms, kernel] = LongestKernel(trace, first_step, last_step);
+  const auto [stretch_ns, stretch_from] = stretches.Longest();
+  const double stretch_ms = stretch_ns / 1e6;
+  const std::string inside = SpansIn(trace, stretch_from, stretch_from + stretch_ns);
+  const Quantiles w = Quantile(wait_us), rt = Quantile(rtt_us), idle = Quantile(idle_us);
+  const Quantiles due = Quantile(due_us);
+  const double ratio = w.p99 / 1e3 / kernel_ms;
+  std::printf(
+      "%s %s, steps %lld-%lld, %zu evaluations every %.0f ms\n"
+      "  queue wait (server): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n"
+      "  round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms (idle before training: p50 %.3f ms)\n"
+      "  from when due (open loop): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n"
+      "  longest training kernel %.2f ms (%s)\n"
+      "  longest stretch a training task held the device without yielding %.2f ms; trainer "
+      "spans that began in it:%s\n"
+      "  ratio p99 queue wait / longest kernel %.2f (target <= 2); open-loop p99 / longest "
+      "kernel %.2f\n",
+      model.c_str(), numerics.c_str(), static_cast<long long>(first_step),
+      static_cast<long long>(last_step), wait_us.size(), period_ms, w.p50 / 1e3, w.p99 / 1e3,
+      w.max / 1e3, rt.p50 / 1e3, rt.p99 / 1e3, rt.max / 1e3, idle.p50 / 1e3, due.p50 / 1e3,
+      due.p99 / 1e3, due.max / 1e3, kernel_ms, kernel.c_str(), stretch_ms, inside.c_str(), ratio,
+      due.p99 / 1e3 / kernel_ms);
+  std::printf(
+      "{\"type\":\"interactive_wait\",\"model\":\"%s\",\"numerics\":\"%s\",\"evals\":%zu,"
+      "\"wait_p50_ms\":%.3f,\"wait_p99_ms\":%.3f,\"wait_max_ms\":%.3f,\"due_p99_ms\":%.3f,"
+      "\"longest_kernel_ms\":%.3f,\"longest_stretch_ms\":%.3f,\"ratio\":%.3f}\n",
+      model.c_str(), numerics.c_str(), wait_us.size(), w.p50 / 1e3, w.p99 / 1e3, w.max / 1e3,
+      due.p99 / 1e3, kernel_ms, stretch_ms, ratio);
+  return 0;
+}
+
+}  // namespace
+}  // namespace anerd::bench
+
+int main(int argc, char** argv) { return anerd::bench::Main(argc, argv); }
