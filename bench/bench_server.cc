@@ -1,5 +1,6 @@
 #include "bench/bench_server.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <climits>
@@ -46,6 +47,52 @@ class EchoImpl final : public Echo::CallbackService {
     };
     return new Reader(out);
   }
+  grpc::ServerReadReactor<Blob>* Store(grpc::CallbackServerContext*, Blob* out) override {
+    class Writer : public grpc::ServerReadReactor<Blob> {
+     public:
+      Writer(Blob* out, std::string path)
+          : out_(out),
+            path_(std::move(path)),
+            fd_(open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600)) {
+        StartRead(&msg_);
+      }
+      void OnReadDone(bool ok) override {
+        if (ok) {
+          if (fd_ < 0 || !WriteAll(msg_.data())) failed_ = true;
+          StartRead(&msg_);
+          return;
+        }
+        if (fd_ < 0 || fsync(fd_) != 0) failed_ = true;
+        if (fd_ >= 0) close(fd_);
+        unlink(path_.c_str());
+        Finish(failed_ ? grpc::Status(grpc::StatusCode::INTERNAL, "store failed")
+                       : grpc::Status::OK);
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      bool WriteAll(const std::string& data) {
+        for (size_t off = 0; off < data.size();) {
+          const ssize_t n = write(fd_, data.data() + off, data.size() - off);
+          if (n <= 0) return false;
+          off += static_cast<size_t>(n);
+        }
+        return true;
+      }
+      Blob* out_;
+      const std::string path_;
+      const int fd_;
+      bool failed_ = false;
+      Blob msg_;
+    };
+    return new Writer(out, store_path_);
+  }
+
+ public:
+  explicit EchoImpl(std::string store_path) : store_path_(std::move(store_path)) {}
+
+ private:
+  const std::string store_path_;
 };
 
 class NoopInterceptor : public grpc::experimental::Interceptor {
@@ -80,7 +127,7 @@ std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
   }
   s->engine_ = *std::move(engine);
   s->anerd_service_ = std::make_unique<service::AnerdService>(s->engine_.get());
-  s->echo_service_ = std::make_unique<EchoImpl>();
+  s->echo_service_ = std::make_unique<EchoImpl>(s->dir_ + "/state/raw-store.bin");
   const std::string socket = "unix:" + s->dir_ + "/a.sock";
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(INT32_MAX);
