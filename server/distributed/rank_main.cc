@@ -6,7 +6,8 @@
 // owner's to assign), to --events ("-" = stdout, which mpirun forwards to the owner's pipe), and
 // writes the checkpoints; every `digest_every` steps the ranks compare weight digests.
 // Exit status: 0 when the run completed; 2 after an error, which is printed on stderr as
-// "anerd-rank: rank R: <status>" and aborts the whole job (MPI_Abort), so no rank waits forever
+// "anerd-rank: rank R on HOST: <status>" (HOST: MPI_Get_processor_name, so the owning daemon
+// names the machine in the session's error) and aborts the whole job (MPI_Abort), so no rank waits forever
 // for a dead peer.
 #include <mpi.h>
 #include <unistd.h>
@@ -47,6 +48,12 @@ ABSL_FLAG(int, testonly_perturb_rank, -1, "tests: this rank's weights diverge (w
 
 namespace anerd::distributed {
 namespace {
+
+// This rank's host (MPI_Get_processor_name), for the error lines; set once after MPI_Init.
+std::string& Host() {
+  static std::string* host = new std::string("?");
+  return *host;
+}
 
 class EventSink {
  public:
@@ -116,9 +123,9 @@ class Watchdog {
       const int64_t last = last_ns_.load();
       if (last != 0 && (Now() - last) / 1e9 > seconds_) {
         std::fprintf(stderr,
-                     "anerd-rank: rank %d: no step completed for %.0f s (--heartbeat-s): a rank "
-                     "hung or the link stalled; ending the job\n",
-                     rank_, seconds_);
+                     "anerd-rank: rank %d on %s: no step completed for %.0f s (--heartbeat-s): a "
+                     "rank hung or the link stalled; ending the job\n",
+                     rank_, Host().c_str(), seconds_);
         std::fflush(stderr);
         _exit(4);
       }
@@ -135,8 +142,8 @@ class Watchdog {
 void TestOnlyFaults(int rank, int64_t next_step) {
   if (next_step != absl::GetFlag(FLAGS_testonly_exit_step)) return;
   if (rank == absl::GetFlag(FLAGS_testonly_exit_rank)) {
-    std::fprintf(stderr, "anerd-rank: rank %d: exiting before step %lld (test)\n", rank,
-                 static_cast<long long>(next_step));  // NOLINT(runtime/int)
+    std::fprintf(stderr, "anerd-rank: rank %d on %s: exiting before step %lld (test)\n", rank,
+                 Host().c_str(), static_cast<long long>(next_step));  // NOLINT(runtime/int)
     _exit(3);
   }
   if (rank == absl::GetFlag(FLAGS_testonly_hang_rank)) {
@@ -226,9 +233,15 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  char host[MPI_MAX_PROCESSOR_NAME] = {0};
+  int host_len = 0;
+  if (MPI_Get_processor_name(host, &host_len) == MPI_SUCCESS && host_len > 0) {
+    anerd::distributed::Host().assign(host, static_cast<size_t>(host_len));
+  }
   const absl::Status s = anerd::distributed::Run(rank);
   if (!s.ok()) {
-    std::fprintf(stderr, "anerd-rank: rank %d: %s\n", rank, s.ToString().c_str());
+    std::fprintf(stderr, "anerd-rank: rank %d on %s: %s\n", rank,
+                 anerd::distributed::Host().c_str(), s.ToString().c_str());
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 2);
     return 2;
