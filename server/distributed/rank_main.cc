@@ -7,8 +7,8 @@
 // writes the checkpoints; every `digest_every` steps the ranks compare weight digests.
 // Exit status: 0 when the run completed; 2 after an error, which is printed on stderr as
 // "anerd-rank: rank R on HOST: <status>" (HOST: MPI_Get_processor_name, so the owning daemon
-// names the machine in the session's error) and aborts the whole job (MPI_Abort), so no rank waits forever
-// for a dead peer.
+// names the machine in the session's error) and aborts the whole job (MPI_Abort), so no rank
+// waits forever for a dead peer.
 #include <mpi.h>
 #include <unistd.h>
 

@@ -27,6 +27,15 @@ absl::Status Errno(const char* what) {
 // In the child, between fork and exec: async-signal-safe calls only.
 [[noreturn]] void ExecChild(char* const* argv, int out_w, int err_w, pid_t parent) {
   setpgid(0, 0);
+  // The daemon blocks its termination signals in every thread (a signal thread waits for them)
+  // and ignores SIGPIPE; exec keeps both, and mpirun with SIGTERM blocked could never be
+  // stopped. The child starts with the defaults.
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaction(sig, &dfl, nullptr);
 #ifdef __linux__
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != parent) _exit(127);  // the daemon's thread already ended

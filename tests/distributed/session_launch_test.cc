@@ -5,10 +5,14 @@
 // the first launches) leaves the session interrupted, relaunched from its checkpoint and complete
 // with every step logged once; exhausted restarts fail naming the rank; an unresolvable host in
 // the hostfile fails naming the host. Skips without anerd-rank (a build without MPI) or mpirun.
+#include <dirent.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -129,6 +133,55 @@ class SessionLaunchTest : public ::testing::Test {
     return id;
   }
 
+  // Waits (polling the log, at most 120 s) until the session has logged a checkpoint after
+  // step `after`; false if it never does.
+  bool WaitForCheckpointAfter(const std::string& id, int64_t after) {
+    for (int i = 0; i < 1200; ++i) {
+      for (const auto& e : Events(id)) {
+        if (e.kind == SessionEventRecord::Kind::kCheckpoint && e.checkpoint_step > after) {
+          return true;
+        }
+      }
+      usleep(100000);
+    }
+    return false;
+  }
+
+  // The processes whose command line mentions `needle` (e.g. the session's directory: its
+  // mpirun and ranks).
+  static std::vector<int> ProcessesMentioning(const std::string& needle) {
+    std::vector<int> out;
+    DIR* proc = opendir("/proc");
+    if (proc == nullptr) return out;
+    while (dirent* d = readdir(proc)) {
+      const int pid = atoi(d->d_name);
+      if (pid <= 0) continue;
+      std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
+      std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (cmd.find(needle) != std::string::npos) out.push_back(pid);
+    }
+    closedir(proc);
+    return out;
+  }
+
+  // Waits (at most 30 s) for no process to mention `needle`; the ones left.
+  static std::vector<int> WaitForNoProcess(const std::string& needle) {
+    std::vector<int> left = ProcessesMentioning(needle);
+    for (int i = 0; i < 300 && !left.empty(); ++i) {
+      usleep(100000);
+      left = ProcessesMentioning(needle);
+    }
+    return left;
+  }
+
+  static void ExpectEachStepOnce(const std::vector<SessionEventRecord>& events) {
+    const std::vector<int64_t> steps = Steps(events);
+    ASSERT_FALSE(steps.empty());
+    for (size_t i = 0; i < steps.size(); ++i) {
+      ASSERT_EQ(steps[i], static_cast<int64_t>(i) + 1) << "step logged twice or missing";
+    }
+  }
+
   TempDir root_;
   DaemonProcess d_{root_.path()};
   std::string data_;
@@ -209,6 +262,43 @@ TEST_F(SessionLaunchTest, AnUnresolvableHostFailsTheSessionNamingIt) {
                                    "2", "--ranks", "2", "--hostfile", hosts, "--no-upload"});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("line 1: host localhost"), std::string::npos) << bad.err;
+}
+
+// Stop ends the job, keeping its last checkpoint; resume relaunches from it, and the steps the
+// stopped job logged after that checkpoint are not logged again.
+TEST_F(SessionLaunchTest, StopEndsTheJobAndResumeContinuesWithEachStepOnce) {
+  StartDaemon();
+  const std::string id = Start(1000000, {"--ranks", "2", "--checkpoint-every", "3"});
+  ASSERT_TRUE(WaitForCheckpointAfter(id, 0)) << d_.ReadLog();
+  ASSERT_EQ(d_.Anectl({"train", "stop", id}).exit_code, 0);
+  Watch(id);  // returns once the session is no longer active
+  EXPECT_NE(Show(id).find("stopped"), std::string::npos) << Show(id);
+  EXPECT_TRUE(WaitForNoProcess(d_.state_dir() + "/sessions/" + id).empty()) << "ranks left";
+  const int64_t stopped_at = Steps(Events(id)).back();
+  const RunResult resumed = d_.Anectl({"train", "resume", id});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  ASSERT_TRUE(WaitForCheckpointAfter(id, stopped_at)) << d_.ReadLog();
+  ASSERT_EQ(d_.Anectl({"train", "stop", id}).exit_code, 0);
+  Watch(id);
+  ExpectEachStepOnce(Events(id));
+}
+
+// A daemon that stops leaves no rank behind and the session interrupted; the next daemon resumes
+// it from its checkpoint with each step logged once. A daemon killed outright takes its mpirun
+// and ranks with it (PR_SET_PDEATHSIG).
+TEST_F(SessionLaunchTest, NoRankOutlivesTheDaemonAndTheNextOneResumes) {
+  StartDaemon();
+  const std::string id = Start(1000000, {"--ranks", "2", "--checkpoint-every", "3"});
+  const std::string dir = d_.state_dir() + "/sessions/" + id;
+  ASSERT_TRUE(WaitForCheckpointAfter(id, 0)) << d_.ReadLog();
+  ASSERT_TRUE(d_.Stop(SIGTERM).ok());
+  EXPECT_TRUE(ProcessesMentioning(dir).empty()) << "mpirun or a rank outlived the daemon";
+  const int64_t reached = Steps(Events(id)).back();
+  StartDaemon();  // resumes interrupted sessions
+  ASSERT_TRUE(WaitForCheckpointAfter(id, reached)) << d_.ReadLog();
+  ExpectEachStepOnce(Events(id));
+  ASSERT_TRUE(d_.Stop(SIGKILL).ok());
+  EXPECT_TRUE(WaitForNoProcess(dir).empty()) << "mpirun or a rank outlived a killed daemon";
 }
 
 }  // namespace
