@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, resume, "", "a checkpoint to resume from instead of --spe
 ABSL_FLAG(int64_t, extra_steps, 0, "with --resume: steps added to the total");
 ABSL_FLAG(std::string, backend, "cpu", "backend of every rank: cpu, ane-sim or ane");
 ABSL_FLAG(std::string, checkpoint, "", "rank 0 writes its checkpoints here (\"\" = none)");
+ABSL_FLAG(bool, checkpoint_per_step, false,
+          "rank 0 writes each checkpoint to --checkpoint.STEP (the owning daemon keeps the one "
+          "it has logged, so a job ended mid-stream never leaves a checkpoint ahead of its log)");
 ABSL_FLAG(std::string, events, "-", "rank 0's event lines: a file, or - for stdout");
 ABSL_FLAG(double, heartbeat_s, 600,
           "a rank that completes no step for this long after its first one ends the job "
@@ -86,8 +89,9 @@ absl::StatusOr<std::unique_ptr<training::Trainer>> MakeTrainer(backend::Backend*
 }
 
 absl::Status SaveCheckpoint(const training::Trainer& t, EventSink* sink) {
-  const std::string path = absl::GetFlag(FLAGS_checkpoint);
+  std::string path = absl::GetFlag(FLAGS_checkpoint);
   if (path.empty()) return absl::OkStatus();
+  if (absl::GetFlag(FLAGS_checkpoint_per_step)) absl::StrAppend(&path, ".", t.step());
   ANERD_RETURN_IF_ERROR(t.SaveCheckpoint(path));
   sessions::SessionEventRecord e;
   e.kind = sessions::SessionEventRecord::Kind::kCheckpoint;

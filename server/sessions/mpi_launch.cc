@@ -80,8 +80,8 @@ std::vector<std::string> BuildMpirunArgv(const RankLaunch& l) {
     argv.push_back("--resume=" + l.resume_checkpoint);
     argv.push_back(absl::StrCat("--extra-steps=", l.extra_steps));
   }
-  argv.insert(argv.end(),
-              {"--backend=" + l.backend, "--checkpoint=" + l.checkpoint_path, "--events=-"});
+  argv.insert(argv.end(), {"--backend=" + l.backend, "--checkpoint=" + l.checkpoint_path,
+                           "--checkpoint-per-step", "--events=-"});
   argv.insert(argv.end(), l.extra_rank_args.begin(), l.extra_rank_args.end());
   return argv;
 }

@@ -33,7 +33,10 @@ struct RankLaunch {
 
 // mpirun's argv: `mpirun -np N [--hostfile F | --oversubscribe + shared-memory transport]
 // [--allow-run-as-root] anerd-rank (--spec F | --resume C --extra-steps K) --backend B
-// --checkpoint P --events - [extra]`. Rank 0's event lines arrive on mpirun's stdout.
+// --checkpoint P --checkpoint-per-step --events - [extra]`. Rank 0's event lines arrive on
+// mpirun's stdout; its checkpoints are P.STEP (the supervisor keeps the one it has logged: a job
+// ended by a signal can lose lines mpirun had not forwarded yet, and a checkpoint ahead of the
+// log would leave steps missing from it).
 std::vector<std::string> BuildMpirunArgv(const RankLaunch& launch);
 
 // The hosts of an MPI hostfile ("host [slots=N] [max_slots=N]" lines, '#' comments), at most

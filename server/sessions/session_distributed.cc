@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -65,7 +66,7 @@ absl::StatusOr<RankLaunch> SessionManager::PrepareLaunch(Session* s) {
   l.ranks = s->spec.ranks;
   l.hostfile = s->spec.hostfile;
   l.backend = s->backend;
-  l.checkpoint_path = SessionDir(s->id) + "/checkpoint.bin";
+  l.checkpoint_path = CanonicalCheckpoint(s->id);
   l.as_root = geteuid() == 0;
   l.mpirun = FindOnPath("mpirun");
   l.rank_binary = RankBinaryBeside(SelfExecutablePath());
@@ -143,6 +144,7 @@ void SessionManager::SuperviseJob(const std::string& id) {
     std::string line;
     while (job->NextLine(&line)) RelayLine(s, line);
     const int status = job->Wait(absl::Seconds(3));
+    SettleCheckpoint(s);
     bool again = false;
     {
       absl::MutexLock lock(&mu_);
@@ -151,6 +153,36 @@ void SessionManager::SuperviseJob(const std::string& id) {
     }
     FlushRows();
     if (!again) return;
+  }
+}
+
+std::string SessionManager::CanonicalCheckpoint(const std::string& id) const {
+  return SessionDir(id) + "/checkpoint.bin";
+}
+
+void SessionManager::SettleCheckpoint(Session* s) {
+  std::string logged;
+  {
+    absl::MutexLock lock(&mu_);
+    logged = s->checkpoint_path;
+  }
+  const std::string canonical = CanonicalCheckpoint(s->id);
+  std::error_code ec;
+  if (!logged.empty() && logged != canonical) {
+    std::filesystem::rename(logged, canonical, ec);
+    if (ec) {
+      spdlog::error("session {}: cannot keep checkpoint {}: {}", s->id, logged, ec.message());
+      return;
+    }
+    (void)SyncDirectory(SessionDir(s->id));
+    absl::MutexLock lock(&mu_);
+    s->checkpoint_path = canonical;
+    MarkDirty(*s);
+  }
+  // Checkpoints rank 0 wrote after the last logged one are ahead of the log: dropped.
+  for (const auto& entry : std::filesystem::directory_iterator(SessionDir(s->id), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("checkpoint.bin.", 0) == 0) std::filesystem::remove(entry.path(), ec);
   }
 }
 
@@ -170,11 +202,18 @@ void SessionManager::RelayLine(Session* s, const std::string& line) {
     const absl::Status a = s->log->Append(*e, /*sync=*/true);
     absl::MutexLock lock(&mu_);
     if (!a.ok()) spdlog::error("session {}: {}", s->id, a.ToString());
+    const std::string previous = s->checkpoint_path;
     s->checkpoint_path = e->text;
     s->checkpoint_step = e->checkpoint_step;
     s->checkpoint_seq = s->log->size() - 1;
     s->extra_steps = 0;  // the checkpoint holds the raised total
-    return MarkDirty(*s);
+    MarkDirty(*s);
+    // The one before is no longer needed (the row names the new one once written).
+    if (!previous.empty() && previous != e->text && previous != CanonicalCheckpoint(s->id)) {
+      std::error_code ec;
+      std::filesystem::remove(previous, ec);
+    }
+    return;
   }
   absl::MutexLock lock(&mu_);
   if (e->kind != SessionEventRecord::Kind::kStep) {

@@ -321,6 +321,10 @@ class SessionManager {
   // The supervisor: launch, relay, relaunch after faults, until the session leaves active.
   void SuperviseJob(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<RankLaunch> PrepareLaunch(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rank 0 writes checkpoint.bin.STEP; the one the log records is kept: renamed to
+  // checkpoint.bin once the job ended (the others, ahead of the log, are removed).
+  std::string CanonicalCheckpoint(const std::string& id) const;
+  void SettleCheckpoint(Session* s) ABSL_LOCKS_EXCLUDED(mu_);
   // One line of rank 0's stdout into the session's log (steps the log holds are dropped).
   void RelayLine(Session* s, const std::string& line) ABSL_LOCKS_EXCLUDED(mu_);
   // The job ended with `status` (waitpid's): the session's next state; true to relaunch.

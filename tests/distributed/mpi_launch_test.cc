@@ -45,7 +45,8 @@ TEST(MpiLaunchTest, OneHostStartsFromTheSpecWithSharedMemoryAndOversubscription)
   ASSERT_NE(rank, argv.end());
   const std::vector<std::string> rank_args(rank + 1, argv.end());
   EXPECT_EQ(rank_args, (std::vector<std::string>{"--spec=/s/spec.txt", "--backend=cpu",
-                                                 "--checkpoint=/s/checkpoint.bin", "--events=-"}));
+                                                 "--checkpoint=/s/checkpoint.bin",
+                                                 "--checkpoint-per-step", "--events=-"}));
 }
 
 TEST(MpiLaunchTest, HostfileRootResumeAndTestFlags) {
