@@ -144,6 +144,11 @@ ABSL_FLAG(std::string, testonly_sim, "",
           "a device that differs from the rules table); passed to every worker");
 ABSL_FLAG(std::string, ane_rules, "",
           "Internal: measured ANE rules a worker's backend starts with (set by the front)");
+ABSL_FLAG(std::vector<std::string>, testonly_rank_args, {},
+          "Tests only: arguments added to anerd-rank's on the first launch of each data-parallel "
+          "session (comma-separated, e.g. --testonly-exit-rank=1,--testonly-exit-step=3)");
+ABSL_FLAG(int32_t, testonly_rank_args_launches, 1,
+          "Tests only: how many launches of each data-parallel session get --testonly-rank-args");
 ABSL_FLAG(bool, testonly_world_accessible_socket, false,
           "Tests only: make the socket reachable by other users so the "
           "peer-uid check is exercised");
@@ -276,6 +281,8 @@ int main(int argc, char** argv) {
   options.engine.resume_interrupted = absl::GetFlag(FLAGS_resume_interrupted);
   options.engine.session_memory_limit_bytes = absl::GetFlag(FLAGS_session_memory_limit_bytes);
   options.engine.checkpoint_interval_s = absl::GetFlag(FLAGS_checkpoint_interval_s);
+  options.engine.testonly_rank_args = absl::GetFlag(FLAGS_testonly_rank_args);
+  options.engine.testonly_rank_args_launches = absl::GetFlag(FLAGS_testonly_rank_args_launches);
   options.engine.sim_settings = absl::GetFlag(FLAGS_testonly_sim);
   anerd::engine::WorkerSettings& workers = options.engine.workers;
   workers.binary = anerd::SelfExecutablePath();

@@ -8,8 +8,9 @@
 // owner's to assign), to --events ("-" = stdout, which mpirun forwards to the owner's pipe), and
 // writes the checkpoints; every `digest_every` steps the ranks compare weight digests.
 // Exit status: 0 when the run completed; 2 after an error, which is printed on stderr as
-// "anerd-rank: rank R: <status>" and aborts the whole job (MPI_Abort), so no rank waits forever
-// for a dead peer.
+// "anerd-rank: rank R on HOST: <status>" (HOST: MPI_Get_processor_name, so the owning daemon
+// names the machine in the session's error) and aborts the whole job (MPI_Abort), so no rank
+// waits forever for a dead peer.
 #include <mpi.h>
 #include <unistd.h>
 
@@ -39,6 +40,9 @@ ABSL_FLAG(std::string, resume, "", "a checkpoint to resume from instead of --spe
 ABSL_FLAG(int64_t, extra_steps, 0, "with --resume: steps added to the total");
 ABSL_FLAG(std::string, backend, "cpu", "backend of every rank: cpu, ane-sim or ane");
 ABSL_FLAG(std::string, checkpoint, "", "rank 0 writes its checkpoints here (\"\" = none)");
+ABSL_FLAG(bool, checkpoint_per_step, false,
+          "rank 0 writes each checkpoint to --checkpoint.STEP (the owning daemon keeps the one "
+          "it has logged, so a job ended mid-stream never leaves a checkpoint ahead of its log)");
 ABSL_FLAG(std::string, events, "-", "rank 0's event lines: a file, or - for stdout");
 ABSL_FLAG(double, heartbeat_s, 600,
           "a rank that completes no step for this long after its first one ends the job "
@@ -50,6 +54,12 @@ ABSL_FLAG(int, testonly_perturb_rank, -1, "tests: this rank's weights diverge (w
 
 namespace anerd::distributed {
 namespace {
+
+// This rank's host (MPI_Get_processor_name), for the error lines; set once after MPI_Init.
+std::string& Host() {
+  static std::string* host = new std::string("?");
+  return *host;
+}
 
 class EventSink {
  public:
@@ -82,8 +92,9 @@ absl::StatusOr<std::unique_ptr<training::Trainer>> MakeTrainer(backend::Backend*
 }
 
 absl::Status SaveCheckpoint(const training::Trainer& t, EventSink* sink) {
-  const std::string path = absl::GetFlag(FLAGS_checkpoint);
+  std::string path = absl::GetFlag(FLAGS_checkpoint);
   if (path.empty()) return absl::OkStatus();
+  if (absl::GetFlag(FLAGS_checkpoint_per_step)) absl::StrAppend(&path, ".", t.step());
   ANERD_RETURN_IF_ERROR(t.SaveCheckpoint(path));
   sessions::SessionEventRecord e;
   e.kind = sessions::SessionEventRecord::Kind::kCheckpoint;
@@ -119,9 +130,9 @@ class Watchdog {
       const int64_t last = last_ns_.load();
       if (last != 0 && (Now() - last) / 1e9 > seconds_) {
         std::fprintf(stderr,
-                     "anerd-rank: rank %d: no step completed for %.0f s (--heartbeat-s): a rank "
-                     "hung or the link stalled; ending the job\n",
-                     rank_, seconds_);
+                     "anerd-rank: rank %d on %s: no step completed for %.0f s (--heartbeat-s): a "
+                     "rank hung or the link stalled; ending the job\n",
+                     rank_, Host().c_str(), seconds_);
         std::fflush(stderr);
         _exit(4);
       }
@@ -138,8 +149,8 @@ class Watchdog {
 void TestOnlyFaults(int rank, int64_t next_step) {
   if (next_step != absl::GetFlag(FLAGS_testonly_exit_step)) return;
   if (rank == absl::GetFlag(FLAGS_testonly_exit_rank)) {
-    std::fprintf(stderr, "anerd-rank: rank %d: exiting before step %lld (test)\n", rank,
-                 static_cast<long long>(next_step));  // NOLINT(runtime/int)
+    std::fprintf(stderr, "anerd-rank: rank %d on %s: exiting before step %lld (test)\n", rank,
+                 Host().c_str(), static_cast<long long>(next_step));  // NOLINT(runtime/int)
     _exit(3);
   }
   if (rank == absl::GetFlag(FLAGS_testonly_hang_rank)) {
@@ -239,12 +250,18 @@ int main(int argc, char** argv) {
   MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &threads);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  char host[MPI_MAX_PROCESSOR_NAME] = {0};
+  int host_len = 0;
+  if (MPI_Get_processor_name(host, &host_len) == MPI_SUCCESS && host_len > 0) {
+    anerd::distributed::Host().assign(host, static_cast<size_t>(host_len));
+  }
   if (threads < MPI_THREAD_SERIALIZED && rank == 0) {
     std::fprintf(stderr, "anerd-rank: MPI grants no MPI_THREAD_SERIALIZED: no overlap\n");
   }
   const absl::Status s = anerd::distributed::Run(rank, threads >= MPI_THREAD_SERIALIZED);
   if (!s.ok()) {
-    std::fprintf(stderr, "anerd-rank: rank %d: %s\n", rank, s.ToString().c_str());
+    std::fprintf(stderr, "anerd-rank: rank %d on %s: %s\n", rank,
+                 anerd::distributed::Host().c_str(), s.ToString().c_str());
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 2);
     return 2;

@@ -200,6 +200,8 @@ absl::Status Engine::Init() {
   session_options.resume_interrupted = options_.resume_interrupted;
   session_options.memory_limit_bytes = options_.session_memory_limit_bytes;
   session_options.checkpoint_interval_s = options_.checkpoint_interval_s;
+  session_options.testonly_first_launch_rank_args = options_.testonly_rank_args;
+  session_options.testonly_rank_args_launches = options_.testonly_rank_args_launches;
   energy_ = std::make_unique<telemetry::EnergySampler>(
       telemetry::OpenPlatformEnergy(options_.telemetry_sysfs_root), options_.telemetry_period);
   {

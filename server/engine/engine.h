@@ -58,6 +58,8 @@ struct EngineOptions {
   bool resume_interrupted = true;           // --resume-interrupted
   uint64_t session_memory_limit_bytes = 0;  // --session-memory-limit-bytes; 0 = 3/4 of RAM
   double checkpoint_interval_s = 300;       // --checkpoint-interval-s (sessions/session_manager.h)
+  std::vector<std::string> testonly_rank_args;  // --testonly-rank-args (session_manager.h)
+  int testonly_rank_args_launches = 1;          // --testonly-rank-args-launches
   WorkerSettings workers;
   // --max-generations, --max-generate-tokens, --max-generate-context (generation_manager.h).
   GenerationLimits generation_limits;

@@ -6,22 +6,24 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/sessions/mpi_launch.h"
 
 namespace anerd::sessions {
 namespace {
 
 bool Executable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
 
-bool OnPath(absl::string_view name) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return false;
-  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
-    if (Executable(absl::StrCat(dir, "/", name))) return true;
-  }
-  return false;
-}
-
 }  // namespace
+
+std::string FindOnPath(absl::string_view name) {
+  const char* path = std::getenv("PATH");
+  if (path == nullptr) return "";
+  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+    std::string candidate = absl::StrCat(dir, "/", name);
+    if (Executable(candidate)) return candidate;
+  }
+  return "";
+}
 
 std::string RankBinaryBeside(absl::string_view daemon_path) {
   const size_t slash = daemon_path.rfind('/');
@@ -39,15 +41,15 @@ absl::Status CheckDistributedSession(const training::TrainSpec& spec,
                      ", which this build lacks: it was built without MPI (install openmpi-bin and "
                      "libopenmpi-dev, or Homebrew open-mpi, and rebuild)"));
   }
-  if (!OnPath("mpirun")) {
+  if (FindOnPath("mpirun").empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("ranks: ", spec.ranks, " needs mpirun on the daemon's PATH (Open MPI)"));
   }
-  return absl::UnimplementedError(
-      absl::StrCat("ranks: ", spec.ranks,
-                   ": this daemon does not launch data-parallel sessions yet; run the "
-                   "job with `mpirun -np ",
-                   spec.ranks, " anerd-rank --spec FILE` (README, Several machines)"));
+  if (!spec.hostfile.empty()) {
+    absl::StatusOr<std::vector<std::string>> hosts = ParseHostfile(spec.hostfile);
+    if (!hosts.ok()) return hosts.status();
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace anerd::sessions

@@ -11,6 +11,8 @@
 
 #include "server/metrics/tfevents_writer.h"
 #include "server/sessions/event_log.h"
+#include "server/sessions/mpi_job.h"
+#include "server/sessions/mpi_launch.h"
 #include "server/sessions/session_manager.h"
 #include "server/sessions/session_store.h"
 #include "server/training/span_log.h"
@@ -65,6 +67,35 @@ struct SessionManager::Session {
   // Measured spans of this run's steps (training/span_log.h), recorded by the trainer on the
   // session's tasks and read by Trace() from RPC threads (it has its own lock).
   std::shared_ptr<training::SpanLog> spans = std::make_shared<training::SpanLog>();
+  // Data-parallel sessions (spec.ranks > 1, session_distributed.cc). `job`: the running mpirun,
+  // set and reset by the supervisor thread (Stop and Shutdown terminate it). `restarts`: the
+  // relaunches after faults in this daemon run; `launches`: mpirun launches in this daemon run.
+  // `relaunching` keeps the log open across interrupted -> queued, so watchers follow through.
+  std::shared_ptr<MpiJob> job;
+  int restarts = 0, launches = 0;
+  bool relaunching = false;
+  // Touched only by the supervisor thread: which relayed steps the log already holds, and the
+  // count of unparsable lines from rank 0.
+  ReplayFilter replay;
+  int64_t bad_lines = 0;
+};
+
+// Counts one queued task (or a supervisor thread) in flight from Schedule until it ends, however it
+// ends (returns, throws); writes the rows the turn left pending first, so Shutdown finds them
+// written.
+class SessionManager::InFlightTask {
+ public:
+  explicit InFlightTask(SessionManager* manager) : manager_(manager) {}
+  ~InFlightTask() {
+    manager_->FlushRows();
+    absl::MutexLock lock(&manager_->mu_);
+    --manager_->in_flight_;
+  }
+  InFlightTask(const InFlightTask&) = delete;
+  InFlightTask& operator=(const InFlightTask&) = delete;
+
+ private:
+  SessionManager* manager_;
 };
 
 }  // namespace anerd::sessions

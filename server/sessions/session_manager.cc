@@ -134,6 +134,7 @@ absl::Status SessionManager::CheckPaths(const training::TrainSpec& spec) const {
   if (!spec.val_data_path.empty()) {
     ANERD_RETURN_IF_ERROR(check("val_data", spec.val_data_path, spec.val_artifact));
   }
+  if (!spec.hostfile.empty()) ANERD_RETURN_IF_ERROR(check("hostfile", spec.hostfile, ""));
   return absl::OkStatus();
 }
 
@@ -249,7 +250,7 @@ void SessionManager::SetState(Session* s, SessionState state) {
     (void)s->log->Append(std::move(e), /*sync=*/!IsActive(state));  // errors are logged there
   }
   MarkDirty(*s);
-  s->log->SetOpen(IsActive(state));  // closing it wakes the watchers
+  s->log->SetOpen(IsActive(state) || s->relaunching);  // closing it wakes the watchers
   // A session that stopped running freed its trainer (model, optimizer state, activations).
   if (changed && !IsActive(state) && s->trainer == nullptr) TrimFreeMemory();
 }
@@ -384,6 +385,8 @@ absl::StatusOr<SessionSnapshot> SessionManager::Stop(const std::string& id) {
                      "; only an active or paused session can stop"));
   }
   s->stop_requested = true;  // honoured at its next executor turn, after a checkpoint
+  // A data-parallel job ends now; its last checkpoint (rank 0's, written atomically) stays.
+  if (s->job != nullptr) s->job->Terminate();
   return Snapshot(*s);
 }
 
@@ -491,12 +494,19 @@ void SessionManager::CancelWake(const std::string& id, int64_t token) {
 }
 
 void SessionManager::Shutdown() {
+  std::vector<std::thread> supervisors;
   {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
+    // No rank outlives the daemon: the jobs end and their sessions become interrupted.
+    for (auto& [id, s] : sessions_) {
+      if (s->job != nullptr) s->job->Terminate();
+    }
     mu_.Await(absl::Condition(
         +[](int* n) { return *n == 0; }, &in_flight_));
+    supervisors.swap(supervisors_);
   }
+  for (std::thread& t : supervisors) t.join();
   FlushRows();
 }
 

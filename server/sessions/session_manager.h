@@ -52,6 +52,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -61,6 +62,7 @@
 #include "common/paths.h"
 #include "server/backend/registry.h"
 #include "server/sessions/event_codec.h"
+#include "server/sessions/mpi_launch.h"
 #include "server/sessions/notifier.h"
 #include "server/sessions/session.h"
 #include "server/sessions/session_store.h"
@@ -95,6 +97,11 @@ struct SessionOptions {
   // The telemetry sampler's cached snapshot (no I/O; called around every step on the executor).
   // Unset: the daemon has no energy telemetry, and steps say so.
   std::function<telemetry::EnergySnapshot()> energy;
+  // Tests only (anerd --testonly-rank-args, --testonly-rank-args-launches): arguments added to
+  // anerd-rank's on the first `testonly_rank_args_launches` launches of each data-parallel
+  // session (its fault flags: --testonly-exit-rank=1, ...).
+  std::vector<std::string> testonly_first_launch_rank_args;
+  int testonly_rank_args_launches = 1;
 };
 inline constexpr double kDefaultMemoryFraction = 0.75;
 
@@ -284,6 +291,10 @@ class SessionManager {
   // Drops the trainer and marks the session paused after a write error, back at its last
   // durable checkpoint.
   void PauseOnWriteError(Session* s, const absl::Status& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs a new step (loss, best, timing, the event, TensorBoard); false when a write error paused
+  // the session.
+  bool RecordStep(Session* s, const training::StepReport& report, double queued_ms,
+                  const StepObservations& observed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records a step; returns whether a checkpoint is due now.
   bool AfterStep(Session* s, const training::StepReport& report, double queued_ms,
                  const StepObservations& observed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -303,6 +314,22 @@ class SessionManager {
   void ExportOnExecutor(const std::string& id, const std::string& checkpoint, bool best,
                         const std::string& backend, training::ExportFormat format,
                         const std::function<void(absl::StatusOr<std::string>)>& done);
+
+  // --- session_distributed.cc: data-parallel sessions (ranks > 1), supervised off the executors.
+  // Starts the session's supervisor thread (counted in flight until it ends).
+  void LaunchDistributed(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The supervisor: launch, relay, relaunch after faults, until the session leaves active.
+  void SuperviseJob(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<RankLaunch> PrepareLaunch(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rank 0 writes checkpoint.bin.STEP; the one the log records is kept: renamed to
+  // checkpoint.bin once the job ended (the others, ahead of the log, are removed).
+  std::string CanonicalCheckpoint(const std::string& id) const;
+  void SettleCheckpoint(Session* s) ABSL_LOCKS_EXCLUDED(mu_);
+  // One line of rank 0's stdout into the session's log (steps the log holds are dropped).
+  void RelayLine(Session* s, const std::string& line) ABSL_LOCKS_EXCLUDED(mu_);
+  // The job ended with `status` (waitpid's): the session's next state; true to relaunch.
+  bool AfterJob(Session* s, int status, const std::string& stderr_tail)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- session_eval.cc: evaluation and samples in training, the Evaluate RPC.
   struct StepExtras {
@@ -361,6 +388,8 @@ class SessionManager {
   std::map<std::string, SessionRow> pending_rows_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // The supervisor threads of data-parallel sessions; joined by Shutdown once in_flight_ is 0.
+  std::vector<std::thread> supervisors_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace anerd::sessions

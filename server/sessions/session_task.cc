@@ -20,24 +20,8 @@
 #include "spdlog/spdlog.h"
 
 namespace anerd::sessions {
-// Counts one queued task in flight from Schedule until the task ends, however it ends (returns,
-// throws); writes the rows the turn left pending first, so Shutdown finds them written.
-class SessionManager::InFlightTask {
- public:
-  explicit InFlightTask(SessionManager* manager) : manager_(manager) {}
-  ~InFlightTask() {
-    manager_->FlushRows();
-    absl::MutexLock lock(&manager_->mu_);
-    --manager_->in_flight_;
-  }
-  InFlightTask(const InFlightTask&) = delete;
-  InFlightTask& operator=(const InFlightTask&) = delete;
-
- private:
-  SessionManager* manager_;
-};
-
 void SessionManager::Schedule(Session* s) {
+  if (s->spec.ranks > 1) return LaunchDistributed(s);
   ++in_flight_;  // released by the task's InFlightTask
   const std::string id = s->id;
   if (s->memory_estimate == 0) {
@@ -206,6 +190,11 @@ bool SessionManager::AfterStep(Session* s, const training::StepReport& report, d
     // the same results; only the checkpoint cadence and completion matter.
     return due;
   }
+  return RecordStep(s, report, queued_ms, observed) && due;
+}
+
+bool SessionManager::RecordStep(Session* s, const training::StepReport& report, double queued_ms,
+                                const StepObservations& observed) {
   s->worker_failures = 0;  // only new progress counts: a crash at the same step must not loop
   s->last_loss = report.loss;
   // A non-finite loss (an overflowed forward pass) is never the best.
@@ -226,7 +215,7 @@ bool SessionManager::AfterStep(Session* s, const training::StepReport& report, d
     return false;
   }
   WriteTensorBoard(s, report, queued_ms, observed);
-  return due;
+  return true;
 }
 
 bool SessionManager::OpenTensorBoard(Session* s) {

@@ -142,6 +142,16 @@ PLAN = {
                 "--data {abs}/stories.txt --steps 20"]),
     # Several machines (issue 24): the local 2-rank job runs where Open MPI is installed (CMake
     # then builds anerd-rank); root needs mpirun's --allow-run-as-root, which CI runs as.
+    "anectl train start --data stories.txt --model tiny --steps 100 --ranks 2 --checkpoint-every 50"
+    " --name dp2": ("run", ["anectl train start --data stories.txt --model tiny --steps 100 "
+                            "--ranks 2 --checkpoint-every 50 --name dp2"])
+    if _MPIRUN
+    else ("skip", "no mpirun (Open MPI) here"),
+    "anectl train watch dp2": ("run", ["anectl train watch dp2"])
+    if _MPIRUN
+    else ("skip", "no mpirun (Open MPI) here"),
+    "anectl train start --data stories.txt --steps 1000 --ranks 4 --hostfile hosts.txt "
+    "--max-restarts 3 --backend ane": ("skip", "needs Macs with an ANE named in a hostfile"),
     "printf 'model=tiny\\ndata_path=%s\\nsteps=100\\nranks=2\\ncheckpoint_every=50\\n' "
     '"$PWD/stories.txt" > spec.txt': (
         "run", ["printf 'model=tiny\\ndata_path=%s\\nsteps=100\\nranks=2\\ncheckpoint_every=50\\n' "
