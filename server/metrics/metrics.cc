@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/blocking_io_guard.h"
 #include "common/status_macros.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
@@ -122,7 +123,13 @@ class EngineCollector : public prometheus::Collectable {
     MetricFamily stored =
         NewFamily("anerd_kernels_stored", "Kernels in the persistent store", MetricType::Gauge);
     AddSample(&stored, {}, static_cast<double>(info.cache.kernels_stored));
-    for (MetricFamily* f : {&build, &uptime, &hits, &misses, &evictions, &bytes, &stored}) {
+    MetricFamily blocking =
+        NewFamily("anerd_blocking_io_on_executor_total",
+                  "File I/O done on a device executor thread (a bug: common/blocking_io_guard.h)",
+                  MetricType::Counter);
+    AddSample(&blocking, {}, static_cast<double>(BlockingIoViolations()));
+    for (MetricFamily* f :
+         {&build, &uptime, &hits, &misses, &evictions, &bytes, &stored, &blocking}) {
       out->push_back(std::move(*f));
     }
   }

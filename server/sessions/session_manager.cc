@@ -497,6 +497,7 @@ void SessionManager::Shutdown() {
     mu_.Await(absl::Condition(
         +[](int* n) { return *n == 0; }, &in_flight_));
   }
+  eval_io_.reset();  // the reads queued before the flag was set; Evaluate refuses from now on
   FlushRows();
 }
 
