@@ -1,4 +1,5 @@
 #include "common/atomic_file.h"
+#include "common/blocking_io_guard.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -64,6 +65,7 @@ absl::Status SyncDirectory(const std::string& dir) {
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view bytes, int mode) {
+  NoteBlockingIo("atomic write " + path);
   const std::string temp = TempPathFor(path);
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return ErrnoStatus(errno, "cannot create", temp);

@@ -143,9 +143,10 @@ Json SessionJson(const v1::SessionInfo& s) {
 // The step breakdown and energy fields (issue 21): measured values only; an energy figure that
 // was not measured is {"unavailable": why}, never 0.
 Json StepDetailJson(const v1::StepEvent& s) {
-  Json j;
-  j["phases_ms"]["kernel_fwd"] = s.phases().kernel_fwd_ms();
-  j["phases_ms"]["kernel_bwd"] = s.phases().kernel_bwd_ms();
+  Json j = Json::object();
+  // Measured only: absent from steps logged before the split existed.
+  if (s.phases().has_kernel_fwd_ms()) j["phases_ms"]["kernel_fwd"] = s.phases().kernel_fwd_ms();
+  if (s.phases().has_kernel_bwd_ms()) j["phases_ms"]["kernel_bwd"] = s.phases().kernel_bwd_ms();
   if (s.has_compile_ms()) j["compile_ms"] = s.compile_ms();
   if (s.has_compile_share()) j["compile_share"] = s.compile_share();
   if (s.has_device_utilization()) {
@@ -194,11 +195,15 @@ std::string AllreduceLine(const v1::StepEvent& s) {
 // another ("unavailable: why" where it was not measured).
 std::vector<std::string> StepDetailLines(const v1::StepEvent& s) {
   const v1::PhaseTimes& p = s.phases();
-  std::string speed =
-      absl::StrFormat("kernel fwd %.2f ms  bwd %.2f ms", p.kernel_fwd_ms(), p.kernel_bwd_ms());
+  std::string speed;
+  if (p.has_kernel_fwd_ms()) absl::StrAppendFormat(&speed, "kernel fwd %.2f ms", p.kernel_fwd_ms());
+  if (p.has_kernel_bwd_ms()) {
+    absl::StrAppendFormat(&speed, "%sbwd %.2f ms", speed.empty() ? "kernel " : "  ",
+                          p.kernel_bwd_ms());
+  }
   if (s.has_compile_share()) {
-    absl::StrAppendFormat(&speed, "  compile %.0f ms (%.1f%% of wall)", s.compile_ms(),
-                          100 * s.compile_share());
+    absl::StrAppendFormat(&speed, "%scompile %.0f ms (%.1f%% of wall)", speed.empty() ? "" : "  ",
+                          s.compile_ms(), 100 * s.compile_share());
   }
   if (s.has_device_utilization()) {
     absl::StrAppendFormat(&speed, "  utilization %.1f%% of %.2f TFLOPS (%s)",

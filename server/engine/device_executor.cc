@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/blocking_io_guard.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::engine {
@@ -86,6 +87,7 @@ void DeviceExecutor::RunTask(Task& task, absl::Duration waited, bool inline_run,
 
 void DeviceExecutor::Loop() {
   thread_id_.store(std::this_thread::get_id());
+  const ScopedDeviceThread device_thread;  // file I/O here is a violation (blocking_io_guard.h)
   while (true) {
     Task task;
     absl::Duration waited;
@@ -162,7 +164,10 @@ bool DeviceExecutor::TryRunHere(TaskClass task_class, const RequestControl& cont
   }
   Notify(observer, ExecutorEvent::Kind::kStart, task_class, what, /*inline_run=*/false);
   const absl::Status admission = control.Check(what);
-  RunGuarded(what, [&] { work(admission, absl::ZeroDuration()); });
+  {
+    const ScopedDeviceThread device_thread;  // the lent device: the executor's rules apply
+    RunGuarded(what, [&] { work(admission, absl::ZeroDuration()); });
+  }
   Notify(observer, ExecutorEvent::Kind::kEnd, task_class, what, /*inline_run=*/false);
   absl::MutexLock lock(&mu_);
   lent_cancel_.reset();  // the executor thread may start the next task

@@ -26,6 +26,9 @@
 // probes) stops early. A task should not throw (owners turn exceptions into errors at their task
 // boundary); one that does is caught and logged, so the executor thread survives.
 //
+// The executor's thread, and a caller while the device is lent to it, is marked a device thread
+// (common/blocking_io_guard.h): the daemon's file helpers count any I/O they do there.
+//
 // Stats() gives per class the tasks queued now, the tasks started and their queue waits (sum, max
 // and counts per bucket of kWaitBucketBounds), for `anectl status` and the metrics.
 // Thread-safety: Submit, Stats, SetObserver and Shutdown may be called from any thread.

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/blocking_io_guard.h"
 #include "server/metrics/crc32c.h"
 #include "tensorboard/event.pb.h"
 
@@ -44,6 +45,7 @@ std::string FrameRecord(absl::string_view data) {
 
 absl::StatusOr<std::unique_ptr<TfEventsWriter>> TfEventsWriter::Create(const std::string& dir,
                                                                        absl::Time now) {
+  NoteBlockingIo("tensorboard create " + dir);
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError("create", dir);
   static std::atomic<int> sequence{0};
   const std::string path = absl::StrCat(dir, "/events.out.tfevents.", absl::ToUnixSeconds(now), ".",
@@ -75,6 +77,7 @@ absl::Status TfEventsWriter::WriteScalars(int64_t step, absl::Time wall,
 }
 
 absl::Status TfEventsWriter::Append(absl::string_view data) {
+  NoteBlockingIo("tensorboard append " + path_);
   const std::string record = FrameRecord(data);
   const off_t start = lseek(fd_, 0, SEEK_END);
   size_t done = 0;

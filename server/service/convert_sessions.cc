@@ -257,8 +257,8 @@ void StepToProto(const sessions::SessionEventRecord& e, v1::StepEvent* p) {
   if (r.slowest_rank.has_value()) p->set_slowest_rank(static_cast<int32_t>(*r.slowest_rank));
   if (r.slowest_rank_ms.has_value()) p->set_slowest_rank_ms(*r.slowest_rank_ms);
   if (r.fastest_rank_ms.has_value()) p->set_fastest_rank_ms(*r.fastest_rank_ms);
-  ph->set_kernel_fwd_ms(r.phases.kernel_fwd_ms);
-  ph->set_kernel_bwd_ms(r.phases.kernel_bwd_ms);
+  if (r.phases.kernel_fwd_ms.has_value()) ph->set_kernel_fwd_ms(*r.phases.kernel_fwd_ms);
+  if (r.phases.kernel_bwd_ms.has_value()) ph->set_kernel_bwd_ms(*r.phases.kernel_bwd_ms);
   ObservationsToProto(e.observed, p);
 }
 

@@ -16,6 +16,8 @@
 // ignore named fields they do not know and give fields a record lacks their defaults (0, false);
 // only "step" (the step number) is required. So adding a field to the step event is one line in the
 // codec's field list, and logs written before it still load.
+// kernel_fwd_ms and kernel_bwd_ms too are written only when measured (absent from logs written
+// before they existed, which read them as unset).
 //
 // Schema 1 (anerd before issue 17, no "v"): "step" is a positional array [step, loss, lr,
 // grad_norm, loss_scale, skipped, step_ms, tokens_per_s, flops, tflops, queued_ms] and "phases"

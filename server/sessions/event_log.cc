@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/atomic_file.h"
+#include "common/blocking_io_guard.h"
 #include "spdlog/spdlog.h"
 
 namespace anerd::sessions {
@@ -81,6 +82,7 @@ std::string EventLog::Load() {
 }
 
 absl::Status EventLog::Append(SessionEventRecord event, bool sync) {
+  NoteBlockingIo("event log append " + path_);
   std::vector<std::function<void()>> wakes;
   absl::Status status;
   {

@@ -46,6 +46,17 @@ SessionEventRecord SampleEvent(SampleRecord sample) {
 
 }  // namespace
 
+struct SessionManager::EvalInputs {
+  training::ModelConfig config;
+  double alpha = 1;
+  std::vector<float> params;
+  int64_t step = 0;  // the checkpoint's
+  std::string numerics, data_path, data_format;
+  training::HeldOut range;
+  bool held_out = false;
+  std::unique_ptr<training::TokenData> data;  // opened (text data: read and tokenized)
+};
+
 SessionManager::StepExtras SessionManager::AfterStepExtras(Session* s, int64_t step,
                                                            bool wait_sample) {
   StepExtras x;
@@ -59,8 +70,8 @@ SessionManager::StepExtras SessionManager::AfterStepExtras(Session* s, int64_t s
       // Only this task changes best_val_loss, so reading it without mu_ is safe.
       const bool best =
           std::isfinite(r->loss) && (std::isnan(s->best_val_loss) || r->loss < s->best_val_loss);
-      if (best) x.best_write = s->trainer->SaveCheckpoint(SessionDir(s->id) + "/best.bin");
-      x.eval = EvalEvent(step, *std::move(r), best && x.best_write.ok());
+      x.new_best = best;  // best.bin is written by WriteBest, off the executor
+      x.eval = EvalEvent(step, *std::move(r), best);
     }
   }
   if (Due(spec.sample_every, step)) {
@@ -76,6 +87,13 @@ SessionManager::StepExtras SessionManager::AfterStepExtras(Session* s, int64_t s
     x.samples.push_back(s->pending_sample.get());
   }
   return x;
+}
+
+void SessionManager::WriteBest(Session* s, StepExtras* x) {
+  if (!x->new_best) return;
+  x->new_best = false;
+  x->best_write = s->trainer->SaveCheckpoint(SessionDir(s->id) + "/best.bin");
+  x->eval->eval.best = x->best_write.ok();
 }
 
 bool SessionManager::RecordExtras(Session* s, StepExtras x) {
@@ -194,57 +212,79 @@ void SessionManager::Evaluate(EvaluateSpec spec,
     return done(
         absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", backend, "'")));
   }
-  submit_(backend, TaskClass::kInteractive, "evaluate",
-          [this, spec, checkpoint, backend, done](absl::Status admission, absl::Duration) {
-            if (!admission.ok()) return done(admission);
-            try {
-              done(EvaluateOnExecutor(spec, checkpoint, backend));
-            } catch (const std::exception& e) {
-              done(absl::ResourceExhaustedError(absl::StrCat("evaluate failed: ", e.what())));
-            }
-          });
+  // The model is read on eval_io_ (blocking file I/O never runs on an executor), then evaluated
+  // on the backend's executor.
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return done(absl::UnavailableError("evaluate: the daemon is stopping"));
+  eval_io_->Post({[this, spec, checkpoint, backend, done] {
+    auto in = std::make_shared<absl::StatusOr<EvalInputs>>(absl::UnknownError("not read"));
+    try {
+      *in = LoadEvalInputs(spec, checkpoint);
+    } catch (const std::exception& e) {
+      return done(absl::ResourceExhaustedError(absl::StrCat("evaluate failed: ", e.what())));
+    }
+    if (!in->ok()) return done(in->status());
+    submit_(backend, TaskClass::kInteractive, "evaluate",
+            [this, spec, checkpoint, backend, done, in](absl::Status admission, absl::Duration) {
+              if (!admission.ok()) return done(admission);
+              try {
+                done(EvaluateOnExecutor(spec, *std::move(*in), checkpoint, backend));
+              } catch (const std::exception& e) {
+                done(absl::ResourceExhaustedError(absl::StrCat("evaluate failed: ", e.what())));
+              }
+            });
+  }});
+}
+
+absl::StatusOr<SessionManager::EvalInputs> SessionManager::LoadEvalInputs(
+    const EvaluateSpec& spec, const std::string& checkpoint) {
+  EvalInputs in;
+  in.numerics = spec.numerics;
+  in.data_path = spec.data_path;
+  in.data_format = spec.data_format;
+  in.range.source = "data";
+  if (!checkpoint.empty()) {
+    ANERD_ASSIGN_OR_RETURN(training::Checkpoint ck, training::ReadCheckpoint(checkpoint));
+    in.config = ck.spec.model;
+    in.alpha = training::ResidualAlpha(ck.spec);
+    in.params = std::move(ck.params);
+    in.step = ck.state.step;
+    if (in.numerics.empty()) in.numerics = ck.spec.numerics;
+    if (in.data_path.empty()) {
+      in.held_out = true;
+      ANERD_ASSIGN_OR_RETURN(const int64_t n,
+                             training::TokenCountOf(ck.spec.data_path, ck.spec.data_format));
+      in.range = training::HeldOutFor(ck.spec, n, spec.batches);
+      in.data_path = in.range.separate_file ? ck.spec.val_data_path : ck.spec.data_path;
+      in.data_format = in.range.separate_file ? ck.spec.val_data_format : ck.spec.data_format;
+    }
+  } else {
+    ANERD_ASSIGN_OR_RETURN(training::LoadedModel m, training::LoadModelFile(spec.model_path));
+    in.config = m.config;
+    in.alpha = in.config.residual_scale;
+    in.params = std::move(m.params);
+  }
+  if (in.numerics.empty()) in.numerics = "fp32";
+  ANERD_ASSIGN_OR_RETURN(in.data, training::TokenData::Open(in.data_path, in.data_format,
+                                                            in.config.vocab, in.config.seq));
+  if (!in.held_out) in.range.end = in.data->file_size();
+  return in;
 }
 
 absl::StatusOr<EvaluateResult> SessionManager::EvaluateOnExecutor(const EvaluateSpec& spec,
+                                                                  EvalInputs in,
                                                                   const std::string& checkpoint,
                                                                   const std::string& backend_name) {
   EvaluateResult out;
   out.backend = backend_name;
   out.checkpoint = checkpoint;
-  training::ModelConfig config;
-  double alpha = 1;
-  std::vector<float> params;
-  std::string numerics = spec.numerics;
-  std::string data_path = spec.data_path, data_format = spec.data_format;
-  training::HeldOut range;
-  range.source = "data";
-  bool held_out = false;
-  if (!checkpoint.empty()) {
-    ANERD_ASSIGN_OR_RETURN(training::Checkpoint ck, training::ReadCheckpoint(checkpoint));
-    config = ck.spec.model;
-    alpha = training::ResidualAlpha(ck.spec);
-    params = std::move(ck.params);
-    out.step = ck.state.step;
-    if (numerics.empty()) numerics = ck.spec.numerics;
-    if (data_path.empty()) {
-      held_out = true;
-      ANERD_ASSIGN_OR_RETURN(const int64_t n,
-                             training::TokenCountOf(ck.spec.data_path, ck.spec.data_format));
-      range = training::HeldOutFor(ck.spec, n, spec.batches);
-      data_path = range.separate_file ? ck.spec.val_data_path : ck.spec.data_path;
-      data_format = range.separate_file ? ck.spec.val_data_format : ck.spec.data_format;
-    }
-  } else {
-    ANERD_ASSIGN_OR_RETURN(training::LoadedModel m, training::LoadModelFile(spec.model_path));
-    config = m.config;
-    alpha = config.residual_scale;
-    params = std::move(m.params);
-  }
-  if (numerics.empty()) numerics = "fp32";
-  ANERD_ASSIGN_OR_RETURN(
-      std::unique_ptr<training::TokenData> data,
-      training::TokenData::Open(data_path, data_format, config.vocab, config.seq));
-  if (!held_out) range.end = data->file_size();
+  out.step = in.step;
+  const training::ModelConfig& config = in.config;
+  const double alpha = in.alpha;
+  std::vector<float>& params = in.params;
+  const std::string& numerics = in.numerics;
+  const training::HeldOut& range = in.range;
+  training::TokenData* data = in.data.get();
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<training::Model> model,
                          training::Model::Create(config, alpha,
                                                  numerics == "fp32" ? backend::NumericsMode::kFp32

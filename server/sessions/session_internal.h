@@ -32,6 +32,11 @@ struct SessionManager::Session {
   // Touched only by this session's executor tasks (the pointer is reset under mu_ by them too).
   std::unique_ptr<training::Trainer> trainer;
   int64_t extra_steps = 0;  // pending for the next Resume of the trainer
+  // Set by PrepareBuildTask (on the session I/O thread) for the build turn: the trainer may be
+  // built, from `resume_from` when set (the checkpoint, read off the executor). Touched only by
+  // this session's tasks.
+  bool build_prepared = false;
+  std::shared_ptr<training::Checkpoint> resume_from;
   bool stop_requested = false;
   double run_ms = 0;  // step time of this run, for the ETA
   // The current trainer's kernel compile time and the step time since it was built (touched only

@@ -507,6 +507,7 @@ void SessionManager::Shutdown() {
     supervisors.swap(supervisors_);
   }
   for (std::thread& t : supervisors) t.join();
+  eval_io_.reset();  // the reads queued before the flag was set; Evaluate refuses from now on
   FlushRows();
 }
 

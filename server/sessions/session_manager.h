@@ -269,17 +269,37 @@ class SessionManager {
   // RESOURCE_EXHAUSTED saying how many bytes are free in its directory and how many it needs.
   absl::Status RoomToResume(const Session& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // --- session_task.cc: the task loop on the executors.
+  // --- session_task.cc: the task loop on the executors and the session I/O thread.
+  // A turn's device work runs on the executor; its file I/O (event log and TensorBoard appends,
+  // checkpoint reads and writes, best.bin) runs on session_io_, never on an executor. A session
+  // has at most one task (executor or I/O) at a time, so its records keep their order and its
+  // trainer is touched by one thread at a time.
   void Schedule(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `work` (a session's I/O) on session_io_, counted in flight; an exception fails the
+  // session `id`.
+  void PostIo(const std::string& id, std::function<void()> work) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunTask(const std::string& id, absl::Status admission, absl::Duration queued);
-  // The turn of a session asked to stop (or drained at shutdown): checkpoint, then stop.
+  // The turn of a session asked to stop (or drained at shutdown), on session_io_: checkpoint,
+  // then stop.
   void StopTask(Session* s, bool admitted);
-  // The first turn: build the trainer.
+  // Before building a trainer, on session_io_: `compiling`, and the checkpoint to resume from
+  // read into Session::resume_from; then the build turn is scheduled.
+  void PrepareBuildTask(Session* s);
+  // The build turn, on the executor: compiles the trainer, then FinishBuildTask on session_io_.
   void BuildTrainerTask(Session* s);
-  // Every other turn: one step.
+  // On session_io_: records the new trainer (or its failure), writes the raised step count of a
+  // resume with extra steps into the checkpoint, schedules the first step.
+  void FinishBuildTask(Session* s, absl::StatusOr<std::unique_ptr<training::Trainer>> trainer);
+  // Every other turn: one step on the executor, then RecordStepTask on session_io_.
   void StepTask(Session* s, absl::Duration queued);
+  struct StepExtras;
+  // On session_io_: best.bin, the step's events and scalars; then the checkpoint when due, then
+  // completion or the next step.
+  void RecordStepTask(Session* s, absl::StatusOr<training::StepReport> report,
+                      std::shared_ptr<StepExtras> extras, StepContext context,
+                      absl::Duration queued);
   // After a step whose checkpoint is due: the checkpoint, then completion or the next step. Runs
-  // on checkpoint_io_ (a checkpoint is blocking file I/O, which never runs on an executor), with
+  // on session_io_ (a checkpoint is blocking file I/O, which never runs on an executor), with
   // the session not scheduled meanwhile, so nothing changes its trainer.
   void CheckpointTask(Session* s);
   // Fails the session whose task threw.
@@ -334,18 +354,26 @@ class SessionManager {
   // --- session_eval.cc: evaluation and samples in training, the Evaluate RPC.
   struct StepExtras {
     std::optional<SessionEventRecord> eval;             // the evaluation's event (or a warning)
+    bool new_best = false;                              // best.bin is to be written (WriteBest)
     absl::Status best_write;                            // writing best.bin
     std::vector<absl::StatusOr<SampleRecord>> samples;  // finished samples to record
   };
-  // After step `step` (a new one, not a replay), on the task without mu_: evaluates and writes
-  // best.bin when due, starts a sample when due (waiting for the previous one first), and
-  // collects a finished sample (waiting when `wait_sample`).
+  // After step `step` (a new one, not a replay), on the executor task without mu_: evaluates
+  // when due, starts a sample when due (waiting for the previous one first), and collects a
+  // finished sample (waiting when `wait_sample`).
   StepExtras AfterStepExtras(Session* s, int64_t step, bool wait_sample) ABSL_LOCKS_EXCLUDED(mu_);
+  // On session_io_ without mu_: writes best.bin when the evaluation found a new best (its event
+  // says best only once the file is written).
+  void WriteBest(Session* s, StepExtras* x) ABSL_LOCKS_EXCLUDED(mu_);
   // Appends the extras' events and updates the best; false when a write error paused the session.
   bool RecordExtras(Session* s, StepExtras extras) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The best, latest evaluation and sample from the log (start-up).
   void LoadEvalState(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<EvaluateResult> EvaluateOnExecutor(const EvaluateSpec& spec,
+  // The model and data an evaluation needs, read from files on eval_io_ (never on an executor).
+  struct EvalInputs;
+  absl::StatusOr<EvalInputs> LoadEvalInputs(const EvaluateSpec& spec,
+                                            const std::string& checkpoint);
+  absl::StatusOr<EvaluateResult> EvaluateOnExecutor(const EvaluateSpec& spec, EvalInputs in,
                                                     const std::string& checkpoint,
                                                     const std::string& backend_name);
 
@@ -378,9 +406,13 @@ class SessionManager {
   uint64_t memory_limit_ = 0;     // effective limit; 0 = none
   // Runs watcher wakes; joined by the destructor while the sessions still exist.
   std::unique_ptr<Notifier> notifier_ = std::make_unique<Notifier>();
-  // Writes the periodic and final checkpoints of running sessions, one at a time, off the
-  // executors; each task counts in in_flight_, so Shutdown waits for it.
-  std::unique_ptr<Notifier> checkpoint_io_ = std::make_unique<Notifier>();
+  // The sessions' file I/O (PostIo): event-log and TensorBoard appends, checkpoints, best.bin,
+  // one task at a time, off the executors; each task counts in in_flight_, so Shutdown waits for
+  // it.
+  std::unique_ptr<Notifier> session_io_ = std::make_unique<Notifier>();
+  // The Evaluate RPC's model reads (apart, so a large read does not hold up training steps);
+  // joined by Shutdown, after which Evaluate refuses.
+  std::unique_ptr<Notifier> eval_io_ = std::make_unique<Notifier>();
 
   absl::Mutex persist_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;

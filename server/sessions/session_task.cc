@@ -1,6 +1,8 @@
-// SessionManager's task loop: each active session has one task on its backend's executor at a
-// time; a turn builds the trainer, takes one step or stops, then queues the next turn. Checkpoints
-// are written on the task without holding mu_ (the trainer is touched only by its own tasks).
+// SessionManager's task loop: each active session has one task at a time, on its backend's
+// executor (device work: building the trainer, a step) or on the session I/O thread (its file
+// I/O: event-log and TensorBoard appends, checkpoints, best.bin); a turn builds the trainer, takes
+// one step or stops, then queues the next turn. Checkpoints are written without holding mu_ (the
+// trainer is touched only by its own tasks).
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -43,23 +45,39 @@ void SessionManager::Schedule(Session* s) {
           });
 }
 
+void SessionManager::PostIo(const std::string& id, std::function<void()> work) {
+  ++in_flight_;  // released by the I/O task's InFlightTask
+  session_io_->Post({[this, id, work = std::move(work)] {
+    InFlightTask task(this);
+    try {
+      work();
+    } catch (const std::exception& e) {
+      FailAfterException(id, e.what());
+    } catch (...) {
+      FailAfterException(id, "an unknown exception");
+    }
+  }});
+}
+
 void SessionManager::RunTask(const std::string& id, absl::Status admission, absl::Duration queued) {
   Session* s = nullptr;
-  bool stopping = false, graceful = false, build = false;
   {
     absl::MutexLock lock(&mu_);
     s = sessions_.at(id).get();  // an active session is never deleted
-    stopping = !admission.ok() || shutting_down_ || s->stop_requested;
-    graceful = s->stop_requested && admission.ok() && !shutting_down_;
-    build = !stopping && s->trainer == nullptr;
-    if (build) SetState(s, SessionState::kCompiling);
+    const bool stopping = !admission.ok() || shutting_down_ || s->stop_requested;
+    const bool graceful = s->stop_requested && admission.ok() && !shutting_down_;
+    if (stopping) return PostIo(id, [this, s, graceful] { StopTask(s, graceful); });
+    if (s->trainer == nullptr && !s->build_prepared) {
+      return PostIo(id, [this, s] { PrepareBuildTask(s); });
+    }
   }
-  if (stopping) return StopTask(s, graceful);
-  if (build) return BuildTrainerTask(s);
+  if (s->trainer == nullptr) return BuildTrainerTask(s);
   StepTask(s, queued);
 }
 
 void SessionManager::StopTask(Session* s, bool graceful) {
+  s->build_prepared = false;
+  s->resume_from.reset();
   bool checkpoint = false;
   StepExtras extras;  // a sample still being generated is recorded before the run ends
   if (s->pending_sample.valid()) extras.samples.push_back(s->pending_sample.get());
@@ -76,13 +94,39 @@ void SessionManager::StopTask(Session* s, bool graceful) {
   SetState(s, graceful ? SessionState::kStopped : SessionState::kInterrupted);
 }
 
+void SessionManager::PrepareBuildTask(Session* s) {
+  std::string path;
+  {
+    absl::MutexLock lock(&mu_);
+    SetState(s, SessionState::kCompiling);
+    path = s->checkpoint_path;
+  }
+  if (!path.empty()) {
+    absl::StatusOr<training::Checkpoint> read = training::ReadCheckpoint(path);
+    if (!read.ok()) return FinishBuildTask(s, read.status());
+    s->resume_from = std::make_shared<training::Checkpoint>(*std::move(read));
+  }
+  s->build_prepared = true;
+  absl::MutexLock lock(&mu_);
+  Schedule(s);
+}
+
 void SessionManager::BuildTrainerTask(Session* s) {
   // Built without the lock: compiling the kernels takes a while, and only this task touches it.
-  absl::StatusOr<std::unique_ptr<training::Trainer>> trainer =
-      s->checkpoint_path.empty()
-          ? training::Trainer::Create(s->spec, registry_->Find(s->backend))
-          : training::Trainer::Resume(s->checkpoint_path, registry_->Find(s->backend),
-                                      s->extra_steps);
+  std::shared_ptr<training::Checkpoint> from = std::move(s->resume_from);
+  s->resume_from.reset();
+  s->build_prepared = false;
+  auto trainer = std::make_shared<absl::StatusOr<std::unique_ptr<training::Trainer>>>(
+      from == nullptr ? training::Trainer::Create(s->spec, registry_->Find(s->backend))
+                      : training::Trainer::Resume(std::move(*from), registry_->Find(s->backend),
+                                                  s->extra_steps));
+  from.reset();
+  absl::MutexLock lock(&mu_);
+  PostIo(s->id, [this, s, trainer] { FinishBuildTask(s, std::move(*trainer)); });
+}
+
+void SessionManager::FinishBuildTask(Session* s,
+                                     absl::StatusOr<std::unique_ptr<training::Trainer>> trainer) {
   {
     absl::MutexLock lock(&mu_);
     if (!trainer.ok()) {
@@ -127,10 +171,23 @@ void SessionManager::StepTask(Session* s, absl::Duration queued) {
   absl::StatusOr<training::StepReport> report = s->trainer->Step();
   if (options_.energy) context.after = options_.energy();
   // Evaluation and samples of a new step (replayed ones were reported already), without mu_.
-  StepExtras extras;
+  auto extras = std::make_shared<StepExtras>();
   if (report.ok() && report->step > s->replay_until) {
-    extras = AfterStepExtras(s, report->step, /*wait_sample=*/s->trainer->done());
+    *extras = AfterStepExtras(s, report->step, /*wait_sample=*/s->trainer->done());
   }
+  // The step's records are file I/O: written on the session I/O thread, which then queues the
+  // next turn.
+  auto step = std::make_shared<absl::StatusOr<training::StepReport>>(std::move(report));
+  absl::MutexLock lock(&mu_);
+  PostIo(s->id, [this, s, step, extras, context, queued] {
+    RecordStepTask(s, std::move(*step), extras, context, queued);
+  });
+}
+
+void SessionManager::RecordStepTask(Session* s, absl::StatusOr<training::StepReport> report,
+                                    std::shared_ptr<StepExtras> extras, StepContext context,
+                                    absl::Duration queued) {
+  WriteBest(s, extras.get());
   {
     absl::MutexLock lock(&mu_);
     if (!report.ok()) {
@@ -146,22 +203,11 @@ void SessionManager::StepTask(Session* s, absl::Duration queued) {
     if (options_.measured_peak) context.peak = options_.measured_peak(s->backend);
     const bool checkpoint_due =
         AfterStep(s, *report, absl::ToDoubleMilliseconds(queued), ObserveStep(*report, context));
-    if (!IsActive(s->state)) return;                  // paused by a write error
-    if (!RecordExtras(s, std::move(extras))) return;  // paused by a write error
+    if (!IsActive(s->state)) return;                   // paused by a write error
+    if (!RecordExtras(s, std::move(*extras))) return;  // paused by a write error
     if (!checkpoint_due) return Schedule(s);
-    ++in_flight_;  // released by the checkpoint task's InFlightTask
   }
-  const std::string id = s->id;
-  checkpoint_io_->Post({[this, s, id] {
-    InFlightTask task(this);
-    try {
-      CheckpointTask(s);
-    } catch (const std::exception& e) {
-      FailAfterException(id, e.what());
-    } catch (...) {
-      FailAfterException(id, "an unknown exception");
-    }
-  }});
+  CheckpointTask(s);  // already on the session I/O thread
 }
 
 void SessionManager::CheckpointTask(Session* s) {

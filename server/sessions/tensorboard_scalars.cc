@@ -30,9 +30,9 @@ std::vector<metrics::Scalar> StepScalars(const training::StepReport& report, dou
       {"phase_ms/cls", static_cast<float>(p.cls_ms)},
       {"phase_ms/dw_wait", static_cast<float>(p.dw_wait_ms)},
       {"phase_ms/optim", static_cast<float>(p.optim_ms)},
-      {"phase_ms/kernel_fwd", static_cast<float>(p.kernel_fwd_ms)},
-      {"phase_ms/kernel_bwd", static_cast<float>(p.kernel_bwd_ms)},
   };
+  AddIfSet("phase_ms/kernel_fwd", p.kernel_fwd_ms, &out);
+  AddIfSet("phase_ms/kernel_bwd", p.kernel_bwd_ms, &out);
   AddIfSet("speed/compile_share", observed.compile_share, &out);
   AddIfSet("speed/device_utilization", observed.device_utilization, &out);
   AddIfSet("energy/joules", observed.energy_j, &out);

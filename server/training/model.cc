@@ -168,7 +168,8 @@ absl::StatusOr<backend::Tensor> Model::Impl::Run(int k, int l, PhaseTimes* t) {
     run = programs_[k]->Run(inputs_[k][HasWeights(k) ? l : 0]);
   }
   t->kernel_ms += ms;
-  (IsForwardKernel(k) ? t->kernel_fwd_ms : t->kernel_bwd_ms) += ms;
+  std::optional<double>& pass = IsForwardKernel(k) ? t->kernel_fwd_ms : t->kernel_bwd_ms;
+  pass = pass.value_or(0) + ms;
   ANERD_ASSIGN_OR_RETURN(backend::RunResult r, std::move(run));
   t->AddKernelHardware(r.timing);
   if (r.outputs.size() != 1) return absl::InternalError("training kernel: expected one output");

@@ -87,9 +87,10 @@ struct PhaseTimes {
   bool hw_simulated = false;
   bool kernel_hw_incomplete = false;  // an evaluation without a device time was seen
   // kernel_ms split by pass: the forward kernels (sdpaFwd, woFwd, ffnFused) and the backward
-  // ones. Last, so positional initialisers of the older fields keep their meaning.
-  double kernel_fwd_ms = 0;
-  double kernel_bwd_ms = 0;
+  // ones; set once a kernel of that pass ran (unset in step events logged before they existed).
+  // Last, so positional initialisers of the older fields keep their meaning.
+  std::optional<double> kernel_fwd_ms;
+  std::optional<double> kernel_bwd_ms;
   // Overlapped reduction only (issue 24 item 2; unset otherwise): the reduction's whole time on
   // the communication thread, and the part of it hidden behind the backward pass (total minus
   // the exposed allreduce_ms, >= 0).

@@ -104,6 +104,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(const std::string& chec
                                                          backend::Backend* backend,
                                                          int64_t extra_steps) {
   ANERD_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(checkpoint_path));
+  return Resume(std::move(ck), backend, extra_steps);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(Checkpoint ck, backend::Backend* backend,
+                                                         int64_t extra_steps) {
   if (extra_steps < 0 || extra_steps > INT64_MAX - ck.state.total_steps) {
     return absl::InvalidArgumentError("extra_steps must be >= 0 and keep the total in int64");
   }

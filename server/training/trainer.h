@@ -83,6 +83,11 @@ class Trainer {
   static absl::StatusOr<std::unique_ptr<Trainer>> Resume(const std::string& checkpoint_path,
                                                          backend::Backend* backend,
                                                          int64_t extra_steps = 0);
+  // The same from a checkpoint already read (ReadCheckpoint), so that the caller can read it off
+  // the device executor.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Resume(Checkpoint checkpoint,
+                                                         backend::Backend* backend,
+                                                         int64_t extra_steps = 0);
   ~Trainer();
 
   // One optimizer step (with accumulation); FAILED_PRECONDITION when done.

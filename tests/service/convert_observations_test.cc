@@ -36,6 +36,8 @@ TEST(ConvertObservationsTest, MeasuredStepFieldsReachTheProto) {
   e.observed.power_w = 6;
   e.observed.energy_source = "rapl";
   const v1::StepEvent s = OverTheWire(e).step();
+  ASSERT_TRUE(s.phases().has_kernel_fwd_ms());
+  ASSERT_TRUE(s.phases().has_kernel_bwd_ms());
   EXPECT_DOUBLE_EQ(s.phases().kernel_fwd_ms(), 1.5);
   EXPECT_DOUBLE_EQ(s.phases().kernel_bwd_ms(), 2.5);
   ASSERT_TRUE(s.has_compile_ms());
@@ -61,6 +63,8 @@ TEST(ConvertObservationsTest, UnmeasuredStaysUnsetWithTheReason) {
   EXPECT_FALSE(s.has_power_w());
   EXPECT_FALSE(s.has_device_utilization());
   EXPECT_FALSE(s.has_compile_ms());
+  EXPECT_FALSE(s.phases().has_kernel_fwd_ms());  // a step logged before the split existed
+  EXPECT_FALSE(s.phases().has_kernel_bwd_ms());
   EXPECT_EQ(s.energy_unavailable(), "rapl: no RAPL package zone");
 }
 

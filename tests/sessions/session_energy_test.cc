@@ -14,7 +14,7 @@
 #include "gtest/gtest.h"
 #include "server/engine/engine.h"
 #include "server/probes/probe_store.h"
-#include "tests/testing/temp_dir.h"
+#include "tests/testing/engine_session_fixture.h"
 
 namespace anerd::sessions {
 namespace {
@@ -22,55 +22,30 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-class SessionEnergyTest : public ::testing::Test {
+// The shared engine fixture (tests/testing/engine_session_fixture.h), on the cpu backend with a
+// telemetry source under `sysfs_root`.
+class SessionEnergyTest : public anerd::testing::EngineSessionFixture {
  protected:
-  void SetUp() override {
-    state_dir_ = dir_.path() + "/state";
-    fs::create_directories(state_dir_);
-    data_ = dir_.path() + "/stories.txt";
-    std::ofstream(data_) << SynthesizeStories(7, 20000);
-  }
-
   std::unique_ptr<engine::Engine> MakeEngine(const std::string& sysfs_root) {
-    engine::EngineOptions options;
-    options.state_dir = state_dir_;
-    options.data_roots = {dir_.path()};
-    options.backend = "cpu";
-    options.telemetry_sysfs_root = sysfs_root;
-    options.telemetry_period = absl::Milliseconds(5);
-    absl::StatusOr<std::unique_ptr<engine::Engine>> e = engine::Engine::Create(options);
-    EXPECT_TRUE(e.ok()) << e.status();
-    return e.ok() ? *std::move(e) : nullptr;
+    return MakeEngineWith([&sysfs_root](engine::EngineOptions& options) {
+      options.backend = "cpu";
+      options.telemetry_sysfs_root = sysfs_root;
+      options.telemetry_period = absl::Milliseconds(5);
+    });
   }
 
   // Runs a tiny session on cpu to completion and returns its step events.
   std::vector<SessionEventRecord> RunSteps(engine::Engine& e, int steps) {
-    training::TrainSpec spec;
-    spec.model = *training::ModelConfigByName("tiny");
-    spec.data_path = data_;
-    spec.steps = steps;
+    training::TrainSpec spec = TinySpec(steps);
     spec.warmup = 1;
     absl::StatusOr<SessionSnapshot> s = e.sessions().Start(spec, "", "cpu", "");
     EXPECT_TRUE(s.ok()) << s.status();
     if (!s.ok()) return {};
-    absl::StatusOr<SessionSnapshot> now = e.sessions().Get(s->id);
-    for (int i = 0; i < 6000 && now.ok() && IsActive(now->state); ++i) {
-      absl::SleepFor(absl::Milliseconds(10));
-      now = e.sessions().Get(s->id);
-    }
-    EXPECT_EQ(now->state, SessionState::kCompleted) << now->error;
-    EXPECT_TRUE(now->last_step.has_value());
-    std::vector<SessionEventRecord> all, out;
-    bool ended = false;
-    EXPECT_TRUE(e.sessions().ReadEvents(s->id, 0, 1 << 20, &all, &ended).ok());
-    for (SessionEventRecord& r : all) {
-      if (r.kind == SessionEventRecord::Kind::kStep) out.push_back(std::move(r));
-    }
-    return out;
+    const SessionSnapshot now = WaitUntilInactive(e, s->id);
+    EXPECT_EQ(now.state, SessionState::kCompleted) << now.error;
+    EXPECT_TRUE(now.last_step.has_value());
+    return StepEvents(e, s->id);
   }
-
-  anerd::testing::TempDir dir_;
-  std::string state_dir_, data_;
 };
 
 TEST_F(SessionEnergyTest, NoPowercapMeansUnavailableNeverZero) {
@@ -91,8 +66,10 @@ TEST_F(SessionEnergyTest, NoPowercapMeansUnavailableNeverZero) {
     ASSERT_TRUE(s.observed.compile_share.has_value());
     EXPECT_GT(*s.observed.compile_share, 0);
     EXPECT_LT(*s.observed.compile_share, 1);
-    EXPECT_NEAR(s.step.phases.kernel_fwd_ms + s.step.phases.kernel_bwd_ms, s.step.phases.kernel_ms,
-                1e-6);
+    ASSERT_TRUE(s.step.phases.kernel_fwd_ms.has_value());
+    ASSERT_TRUE(s.step.phases.kernel_bwd_ms.has_value());
+    EXPECT_NEAR(*s.step.phases.kernel_fwd_ms + *s.step.phases.kernel_bwd_ms,
+                s.step.phases.kernel_ms, 1e-6);
   }
 }
 

@@ -21,6 +21,7 @@
 #include "server/engine/engine.h"
 #include "server/store/sqlite.h"
 #include "server/training/memory_estimate.h"
+#include "tests/testing/engine_session_fixture.h"
 #include "tests/testing/process_harness.h"
 
 namespace anerd::sessions {
@@ -32,49 +33,12 @@ using engine::EngineOptions;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-class SessionManagerTest : public ::testing::Test {
+// The shared engine fixture (tests/testing/engine_session_fixture.h) plus this file's helpers.
+class SessionManagerTest : public testing::EngineSessionFixture {
  protected:
-  void SetUp() override {
-    state_dir_ = dir_.path() + "/state";
-    fs::create_directories(state_dir_);
-    data_ = dir_.path() + "/stories.txt";
-    std::ofstream(data_) << SynthesizeStories(7, 20000);
-  }
-
   std::unique_ptr<Engine> MakeEngine(uint64_t memory_limit = 0) {
-    EngineOptions options;
-    options.state_dir = state_dir_;
-    options.data_roots = {dir_.path()};
-    options.session_memory_limit_bytes = memory_limit;
-    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(options);
-    EXPECT_TRUE(engine.ok()) << engine.status();
-    return engine.ok() ? *std::move(engine) : nullptr;
-  }
-
-  training::TrainSpec TinySpec(int64_t steps) const {
-    training::TrainSpec spec;
-    spec.model = *training::ModelConfigByName("tiny");
-    spec.data_path = data_;
-    spec.steps = steps;
-    spec.warmup = 2;
-    return spec;
-  }
-
-  static SessionSnapshot WaitUntilInactive(Engine& e, const std::string& id) {
-    absl::StatusOr<SessionSnapshot> s = e.sessions().Get(id);
-    for (int i = 0; i < 3000 && s.ok() && IsActive(s->state); ++i) {
-      absl::SleepFor(absl::Milliseconds(10));
-      s = e.sessions().Get(id);
-    }
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? *s : SessionSnapshot{};
-  }
-
-  static std::vector<SessionEventRecord> Events(Engine& e, const std::string& id) {
-    std::vector<SessionEventRecord> out;
-    bool ended = false;
-    EXPECT_TRUE(e.sessions().ReadEvents(id, 0, 1 << 20, &out, &ended).ok());
-    return out;
+    return MakeEngineWith(
+        [memory_limit](EngineOptions& o) { o.session_memory_limit_bytes = memory_limit; });
   }
 
   static std::vector<int64_t> Steps(const std::vector<SessionEventRecord>& events) {
@@ -88,9 +52,6 @@ class SessionManagerTest : public ::testing::Test {
   std::string EventsPath(const std::string& id) const {
     return state_dir_ + "/sessions/" + id + "/events.jsonl";
   }
-
-  testing::TempDir dir_;
-  std::string state_dir_, data_;
 };
 
 // Issue 16 item 1: a skipped step's NaN grad norm made every later start abort.

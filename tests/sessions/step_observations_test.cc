@@ -117,8 +117,10 @@ TEST(StepObservationsTest, RoundTripThroughTheEventLog) {
   absl::StatusOr<SessionEventRecord> back = ParseEventLine(EncodeEventLine(e));
   ASSERT_TRUE(back.ok()) << back.status();
   const StepObservations& o = back->observed;
-  EXPECT_DOUBLE_EQ(back->step.phases.kernel_fwd_ms, 4);
-  EXPECT_DOUBLE_EQ(back->step.phases.kernel_bwd_ms, 6);
+  ASSERT_TRUE(back->step.phases.kernel_fwd_ms.has_value());
+  ASSERT_TRUE(back->step.phases.kernel_bwd_ms.has_value());
+  EXPECT_DOUBLE_EQ(*back->step.phases.kernel_fwd_ms, 4);
+  EXPECT_DOUBLE_EQ(*back->step.phases.kernel_bwd_ms, 6);
   EXPECT_DOUBLE_EQ(*o.compile_ms, 1500);
   EXPECT_DOUBLE_EQ(*o.compile_share, 0.75);
   EXPECT_DOUBLE_EQ(*o.peak_tflops, 2);
@@ -136,7 +138,15 @@ TEST(StepObservationsTest, RoundTripThroughTheEventLog) {
   EXPECT_FALSE(back->observed.energy_j.has_value());
   EXPECT_FALSE(back->observed.compile_ms.has_value());
   EXPECT_FALSE(back->observed.device_utilization.has_value());
-  EXPECT_EQ(back->step.phases.kernel_fwd_ms, 0);
+  // Not measured then: unset, never a made-up 0 (nor in TensorBoard, Prometheus or the proto).
+  EXPECT_FALSE(back->step.phases.kernel_fwd_ms.has_value());
+  EXPECT_FALSE(back->step.phases.kernel_bwd_ms.has_value());
+  std::map<std::string, float> old_tags;
+  for (const metrics::Scalar& s : StepScalars(back->step, 0, back->observed)) {
+    old_tags[s.tag] = s.value;
+  }
+  EXPECT_EQ(old_tags.count("phase_ms/kernel_fwd"), 0u);
+  EXPECT_EQ(old_tags.count("phase_ms/kernel_bwd"), 0u);
 
   back = ParseEventLine(R"({"v":2,"kind":0,"ms":1,"seq":3,"step":{"step":1,"energy_j":"x1"}})");
   EXPECT_THAT(back.status().message(), HasSubstr("energy_j"));
