@@ -149,7 +149,8 @@ std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
 
 void ServeEchoForever(const std::string& target, bool noop_interceptor) {
   TuneAllocatorForStreaming();
-  EchoImpl echo;
+  EchoImpl echo(std::filesystem::temp_directory_path() /
+                ("anerd-echo-store-" + std::to_string(getpid()) + ".bin"));
   grpc::ServerBuilder builder;
   if (noop_interceptor) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
