@@ -107,10 +107,12 @@ absl::Status SaveCheckpoint(const training::Trainer& t, EventSink* sink) {
 // The heartbeat: after the first step (compiles make it long), a rank whose main thread completes
 // no step for --heartbeat-s exits, so mpirun ends the job instead of every rank waiting forever
 // in a collective for a hung peer. Exiting (not MPI_Abort) is safe from this second thread.
+// It also ends a rank whose launcher (mpirun or orted, its parent) died: nothing would end it
+// otherwise, as mpirun puts its ranks in process groups of their own.
 class Watchdog {
  public:
-  Watchdog(int rank, double seconds) : rank_(rank), seconds_(seconds) {
-    if (seconds_ > 0) thread_ = std::thread([this] { Loop(); });
+  Watchdog(int rank, double seconds) : rank_(rank), seconds_(seconds), parent_(getppid()) {
+    thread_ = std::thread([this] { Loop(); });
   }
   ~Watchdog() {
     done_.store(true);
@@ -127,8 +129,14 @@ class Watchdog {
   void Loop() {
     while (!done_.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (parent_ != 1 && getppid() != parent_) {
+        std::fprintf(stderr, "anerd-rank: rank %d on %s: its launcher (pid %d) is gone; exiting\n",
+                     rank_, Host().c_str(), static_cast<int>(parent_));
+        std::fflush(stderr);
+        _exit(5);
+      }
       const int64_t last = last_ns_.load();
-      if (last != 0 && (Now() - last) / 1e9 > seconds_) {
+      if (seconds_ > 0 && last != 0 && (Now() - last) / 1e9 > seconds_) {
         std::fprintf(stderr,
                      "anerd-rank: rank %d on %s: no step completed for %.0f s (--heartbeat-s): a "
                      "rank hung or the link stalled; ending the job\n",
@@ -140,6 +148,7 @@ class Watchdog {
   }
   const int rank_;
   const double seconds_;
+  const pid_t parent_;
   std::atomic<int64_t> last_ns_{0};  // 0 until the first step
   std::atomic<bool> done_{false};
   std::thread thread_;

@@ -10,7 +10,11 @@
 #include <sys/prctl.h>
 #endif
 
+#include <dirent.h>
+
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -48,6 +52,43 @@ absl::Status Errno(const char* what) {
   for (long fd = 3; fd < (max_fd > 0 && max_fd < 65536 ? max_fd : 65536); ++fd) close(fd);
   execve(argv[0], argv, environ);
   _exit(127);
+}
+
+// The processes whose parent is `parent` (Linux: /proc; elsewhere none are found and the ranks'
+// own orphan check ends them). mpirun starts its local ranks as children in process groups of
+// their own, so signalling mpirun's group does not reach them.
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> out;
+#ifdef __linux__
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return out;
+  while (dirent* d = readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(d->d_name));
+    if (pid <= 0) continue;
+    std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+    std::string stat;
+    std::getline(in, stat);
+    const size_t paren = stat.rfind(')');  // "pid (comm) state ppid ..."; comm may hold spaces
+    if (paren == std::string::npos || paren + 4 >= stat.size()) continue;
+    if (std::atoi(stat.c_str() + stat.find(' ', paren + 3)) == parent) out.push_back(pid);
+  }
+  closedir(proc);
+#endif
+  return out;
+}
+
+// True while `pid` exists and is not a zombie.
+bool Running(pid_t pid) {
+  if (kill(pid, 0) != 0) return false;
+#ifdef __linux__
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat;
+  std::getline(in, stat);
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+#else
+  return true;
+#endif
 }
 
 }  // namespace
@@ -157,8 +198,10 @@ bool MpiJob::NextLine(std::string* line) {
 void MpiJob::SignalGroup(int sig) {
   absl::MutexLock lock(&mu_);
   if (pid_ <= 0 || reaped_) return;
+  for (pid_t child : ChildrenOf(pid_)) children_.insert(child);
   kill(pid_, sig);
-  kill(-pid_, sig);  // the ranks mpirun started on this host, if in its group
+  kill(-pid_, sig);
+  for (pid_t child : children_) kill(child, sig);  // the ranks mpirun started on this host
 }
 
 void MpiJob::Terminate() {
@@ -186,8 +229,22 @@ int MpiJob::Wait(absl::Duration grace) {
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  // Whatever of the group outlived mpirun (a rank it failed to end) goes too.
+  // Whatever of the group outlived mpirun (a rank it failed to end) goes too, and is gone before
+  // this returns (bounded: a member stuck in the kernel must not hang the daemon's shutdown), so no
+  // rank outlives the session's job or the daemon.
   kill(-pid, SIGKILL);
+  std::set<pid_t> children;
+  {
+    absl::MutexLock lock(&mu_);
+    children = children_;
+  }
+  for (pid_t child : children) kill(child, SIGKILL);
+  for (int i = 0; i < 200; ++i) {
+    bool left = kill(-pid, 0) == 0;
+    for (pid_t child : children) left = left || Running(child);
+    if (!left) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   absl::MutexLock lock(&mu_);
   reaped_ = true;
   return status;

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -46,7 +47,8 @@ class MpiJob {
   // Drains stderr meanwhile.
   bool NextLine(std::string* line);
   // Reaps the child after stdout closed; the waitpid status. After Terminate, a child still alive
-  // `grace` later is killed (SIGKILL to its process group).
+  // `grace` later is killed (SIGKILL to its process group). Returns once the group is gone too
+  // (waiting at most 2 s for members mpirun left behind after their SIGKILL).
   int Wait(absl::Duration grace = absl::Seconds(10));
   // Asks the job to end: SIGTERM to mpirun (which ends its ranks). Safe from any thread.
   void Terminate();
@@ -62,6 +64,9 @@ class MpiJob {
   absl::Mutex mu_;       // pid_ against reuse after reaping
   pid_t pid_ = -1;       // guarded by mu_ for Terminate
   bool reaped_ = false;  // guarded by mu_
+  // mpirun's children seen when it was signalled (its local ranks, in groups of their own):
+  // signalled with it and killed, and waited for, once it is reaped. Guarded by mu_.
+  std::set<pid_t> children_;
   std::atomic<bool> terminated_{false};
   int out_fd_ = -1, err_fd_ = -1;
   std::string out_buf_;    // stdout bytes not yet returned as lines

@@ -164,6 +164,18 @@ class SessionLaunchTest : public ::testing::Test {
     return out;
   }
 
+  // "pid: stat line" of each process, for failure messages.
+  static std::string Describe(const std::vector<int>& pids) {
+    std::string out;
+    for (int pid : pids) {
+      std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+      std::string stat;
+      std::getline(in, stat);
+      absl::StrAppend(&out, "\n  ", stat);
+    }
+    return out;
+  }
+
   // Waits (at most 30 s) for no process to mention `needle`; the ones left.
   static std::vector<int> WaitForNoProcess(const std::string& needle) {
     std::vector<int> left = ProcessesMentioning(needle);
@@ -292,7 +304,8 @@ TEST_F(SessionLaunchTest, NoRankOutlivesTheDaemonAndTheNextOneResumes) {
   const std::string dir = d_.state_dir() + "/sessions/" + id;
   ASSERT_TRUE(WaitForCheckpointAfter(id, 0)) << d_.ReadLog();
   ASSERT_TRUE(d_.Stop(SIGTERM).ok());
-  EXPECT_TRUE(ProcessesMentioning(dir).empty()) << "mpirun or a rank outlived the daemon";
+  const std::vector<int> left = ProcessesMentioning(dir);
+  EXPECT_TRUE(left.empty()) << "mpirun or a rank outlived the daemon:" << Describe(left);
   const int64_t reached = Steps(Events(id)).back();
   StartDaemon();  // resumes interrupted sessions
   ASSERT_TRUE(WaitForCheckpointAfter(id, reached)) << d_.ReadLog();
