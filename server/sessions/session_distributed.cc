@@ -48,17 +48,31 @@ std::map<int64_t, double> LoggedLosses(const EventLog& log, int64_t from_step) {
 }  // namespace
 
 void SessionManager::LaunchDistributed(Session* s) {
-  ++in_flight_;  // released by the supervisor's InFlightTask
-  supervisors_.emplace_back([this, id = s->id] {
-    InFlightTask task(this);
-    try {
-      SuperviseJob(id);
-    } catch (const std::exception& e) {
-      FailAfterException(id, e.what());
-    } catch (...) {
-      FailAfterException(id, "an unknown exception");
+  // Joining a thread that has set its flag cannot block: it only returns afterwards.
+  for (auto it = supervisors_.begin(); it != supervisors_.end();) {
+    if (!it->done->load()) {
+      ++it;
+      continue;
     }
+    it->thread.join();
+    it = supervisors_.erase(it);
+  }
+  ++in_flight_;  // released by the supervisor's InFlightTask
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread thread([this, id = s->id, done] {
+    {
+      InFlightTask task(this);
+      try {
+        SuperviseJob(id);
+      } catch (const std::exception& e) {
+        FailAfterException(id, e.what());
+      } catch (...) {
+        FailAfterException(id, "an unknown exception");
+      }
+    }
+    done->store(true);
   });
+  supervisors_.push_back(Supervisor{std::move(thread), std::move(done)});
 }
 
 absl::StatusOr<RankLaunch> SessionManager::PrepareLaunch(Session* s) {

@@ -494,7 +494,7 @@ void SessionManager::CancelWake(const std::string& id, int64_t token) {
 }
 
 void SessionManager::Shutdown() {
-  std::vector<std::thread> supervisors;
+  std::vector<Supervisor> supervisors;
   {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
@@ -506,7 +506,7 @@ void SessionManager::Shutdown() {
         +[](int* n) { return *n == 0; }, &in_flight_));
     supervisors.swap(supervisors_);
   }
-  for (std::thread& t : supervisors) t.join();
+  for (Supervisor& t : supervisors) t.thread.join();
   eval_io_.reset();  // the reads queued before the flag was set; Evaluate refuses from now on
   FlushRows();
 }

@@ -46,6 +46,7 @@
 #ifndef ANERD_SERVER_SESSIONS_SESSION_MANAGER_H_
 #define ANERD_SERVER_SESSIONS_SESSION_MANAGER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -420,8 +421,13 @@ class SessionManager {
   std::map<std::string, SessionRow> pending_rows_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  // The supervisor threads of data-parallel sessions; joined by Shutdown once in_flight_ is 0.
-  std::vector<std::thread> supervisors_ ABSL_GUARDED_BY(mu_);
+  // The supervisor threads of data-parallel sessions, each with the flag it sets as its last
+  // act: finished ones are joined at the next launch, the rest by Shutdown once in_flight_ is 0.
+  struct Supervisor {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Supervisor> supervisors_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace anerd::sessions
