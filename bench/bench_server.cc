@@ -1,8 +1,6 @@
 #include "bench/bench_server.h"
 
 #include <fcntl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <climits>
@@ -13,7 +11,6 @@
 #include <vector>
 
 #include "common/memory_trim.h"
-#include "grpcpp/server_posix.h"
 #include "grpcpp/support/server_interceptor.h"
 
 namespace anerd::bench {
@@ -113,26 +110,6 @@ class NoopInterceptorFactory : public grpc::experimental::ServerInterceptorFacto
   }
 };
 
-// As anerd's own Unix listener does (server/daemon/unix_listener.h): this process accepts each
-// connection on `target` ("unix:PATH") and hands the fd to gRPC. Never returns.
-[[noreturn]] void AcceptAndHandOff(const std::string& target, grpc::Server* server) {
-  const std::string path = target.substr(target.find(':') + 1);
-  const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
-  unlink(path.c_str());
-  if (listener < 0 || bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(listener, 16) != 0) {
-    std::fprintf(stderr, "cannot listen on %s\n", path.c_str());
-    std::_Exit(1);
-  }
-  for (;;) {
-    const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) grpc::AddInsecureChannelFromFd(server, fd);
-  }
-}
-
 }  // namespace
 
 std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
@@ -170,7 +147,7 @@ std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
   return s;
 }
 
-void ServeEchoForever(const std::string& target, bool noop_interceptor, bool fd_handoff) {
+void ServeEchoForever(const std::string& target, bool noop_interceptor) {
   TuneAllocatorForStreaming();
   EchoImpl echo(std::filesystem::temp_directory_path() /
                 ("anerd-echo-store-" + std::to_string(getpid()) + ".bin"));
@@ -181,14 +158,13 @@ void ServeEchoForever(const std::string& target, bool noop_interceptor, bool fd_
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   builder.SetMaxReceiveMessageSize(INT32_MAX);
-  if (!fd_handoff) builder.AddListeningPort(target, grpc::InsecureServerCredentials());
+  builder.AddListeningPort(target, grpc::InsecureServerCredentials());
   builder.RegisterService(&echo);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     std::fprintf(stderr, "cannot listen on %s\n", target.c_str());
     std::_Exit(1);
   }
-  if (fd_handoff) AcceptAndHandOff(target, server.get());
   server->Wait();
   std::_Exit(0);
 }

@@ -50,10 +50,7 @@ class BenchServer {
 // (daemon_rpc_bench). With `noop_interceptor`, a server interceptor that only proceeds is
 // installed, as anerd installs its RPC observer: what gRPC's interceptor path costs by itself.
 // Exits the process with status 1 when it cannot listen.
-// With `fd_handoff`, the process accepts the connections itself and hands each fd to gRPC
-// (grpc::AddInsecureChannelFromFd), as anerd's Unix listener does.
-[[noreturn]] void ServeEchoForever(const std::string& target, bool noop_interceptor = false,
-                                   bool fd_handoff = false);
+[[noreturn]] void ServeEchoForever(const std::string& target, bool noop_interceptor = false);
 
 }  // namespace anerd::bench
 

@@ -77,13 +77,6 @@ int Main(int argc, char** argv) {
   // The same echo with a server interceptor that only proceeds: what the hook costs by itself.
   const pid_t hooked_pid = fork();
   if (hooked_pid == 0) ServeEchoForever("unix:" + dir + "/hooked.sock", /*noop_interceptor=*/true);
-  // The same echo behind anerd's way of taking connections: accepted by the process, handed to
-  // gRPC as fds (AddInsecureChannelFromFd) instead of gRPC listening itself.
-  const pid_t handoff_pid = fork();
-  if (handoff_pid == 0) {
-    ServeEchoForever("unix:" + dir + "/handoff.sock", /*noop_interceptor=*/false,
-                     /*fd_handoff=*/true);
-  }
   const pid_t anerd_pid = Spawn(
       {anerd, "--socket", dir + "/a.sock", "--state-dir", dir + "/state", "--log-level", "warn"});
   int rc = 1;
@@ -119,11 +112,9 @@ int Main(int argc, char** argv) {
     t->set_data(std::string(64 * 16 * 2, '\1'));
     auto hooked = Echo::NewStub(
         grpc::CreateChannel("unix:" + dir + "/hooked.sock", grpc::InsecureChannelCredentials()));
-    auto handoff = Echo::NewStub(
-        grpc::CreateChannel("unix:" + dir + "/handoff.sock", grpc::InsecureChannelCredentials()));
     Blob blob;
     blob.set_data(std::string(req.ByteSizeLong(), 'e'));
-    std::vector<double> eval_us, echo_us, hooked_us, handoff_us, handler_us, queued_us;
+    std::vector<double> eval_us, echo_us, hooked_us, handler_us, queued_us;
     for (int64_t i = 0; i < evals; ++i) {
       const auto s0 = Clock::now();
       auto r = client->EvalKernel(req);
@@ -136,11 +127,7 @@ int Main(int argc, char** argv) {
       Blob hout;
       const grpc::Status hs = hooked->Echo(&hctx, blob, &hout);
       const auto s3 = Clock::now();
-      grpc::ClientContext fctx;
-      Blob fout;
-      const grpc::Status fs = handoff->Echo(&fctx, blob, &fout);
-      const auto s4 = Clock::now();
-      if (!r.ok() || !es.ok() || !hs.ok() || !fs.ok()) {
+      if (!r.ok() || !es.ok() || !hs.ok()) {
         std::fprintf(stderr, "call failed: %s %s\n", r.status().ToString().c_str(),
                      es.error_message().c_str());
         return;
@@ -149,7 +136,6 @@ int Main(int argc, char** argv) {
       eval_us.push_back(Us(s1 - s0));
       echo_us.push_back(Us(s2 - s1));
       hooked_us.push_back(Us(s3 - s2));
-      handoff_us.push_back(Us(s4 - s3));
       handler_us.push_back(r->timing().total_us());
       queued_us.push_back(r->timing().queued_us());
     }
@@ -165,10 +151,6 @@ int Main(int argc, char** argv) {
     std::printf("echo with a no-op server interceptor p50 %.1f us: ratio %.2f to the bare echo\n",
                 Percentile(hooked_us, 0.5), Percentile(hooked_us, 0.5) / c50);
     std::printf(
-        "echo on fds handed to gRPC (as anerd takes connections) p50 %.1f us: ratio %.2f "
-        "to the bare echo\n",
-        Percentile(handoff_us, 0.5), Percentile(handoff_us, 0.5) / c50);
-    std::printf(
         "{\"type\":\"daemon_rpc\",\"eval_p50_us\":%.1f,\"echo_p50_us\":%.1f,"
         "\"handler_p50_us\":%.1f,\"ratio\":%.3f}\n",
         e50, c50, Percentile(handler_us, 0.5), e50 / c50);
@@ -177,7 +159,6 @@ int Main(int argc, char** argv) {
   Stop(anerd_pid);
   Stop(echo_pid);
   Stop(hooked_pid);
-  Stop(handoff_pid);
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
   return rc;
