@@ -23,6 +23,7 @@
 
 #include "bench/bench_args.h"
 #include "bench/bench_server.h"
+#include "bench/tiny_kernel.h"
 
 namespace anerd::bench {
 namespace {
@@ -35,15 +36,6 @@ double Percentile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<size_t>(v.size() * q))];
 }
-
-const char kTinyMil[] = R"(program(1.3)
-{
-    func main<ios18>(tensor<fp16, [1, 64, 1, 16]> x) {
-        fp16 s = const()[name = string("s"), val = fp16(0.5)];
-        tensor<fp16, [1, 64, 1, 16]> y = mul(x = x, y = s)[name = string("y")];
-    } -> (y);
-}
-)";
 
 pid_t Spawn(const std::vector<std::string>& argv) {
   const pid_t pid = fork();
@@ -103,13 +95,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "compile failed: %s\n", compiled.status().ToString().c_str());
       return;
     }
-    v1::EvalKernelRequest req;
-    req.set_kernel_id(compiled->kernel().id());
-    v1::Tensor* t = req.add_inputs();
-    t->set_name("x");
-    t->set_dtype("fp16");
-    for (int d : {1, 64, 1, 16}) t->add_shape(d);
-    t->set_data(std::string(64 * 16 * 2, '\1'));
+    const v1::EvalKernelRequest req = TinyEvalRequest(compiled->kernel().id());
     auto hooked = Echo::NewStub(
         grpc::CreateChannel("unix:" + dir + "/hooked.sock", grpc::InsecureChannelCredentials()));
     Blob blob;

@@ -30,21 +30,13 @@
 #include "absl/time/clock.h"
 #include "bench/bench_args.h"
 #include "bench/bench_server.h"
+#include "bench/tiny_kernel.h"
 
 namespace anerd::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double Us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-const char kTinyMil[] = R"(program(1.3)
-{
-    func main<ios18>(tensor<fp16, [1, 64, 1, 16]> x) {
-        fp16 s = const()[name = string("s"), val = fp16(0.5)];
-        tensor<fp16, [1, 64, 1, 16]> y = mul(x = x, y = s)[name = string("y")];
-    } -> (y);
-}
-)";
 
 struct Quantiles {
   double p50 = 0, p99 = 0, max = 0;
@@ -160,13 +152,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "compile failed: %s\n", compiled.status().ToString().c_str());
     return 1;
   }
-  v1::EvalKernelRequest req;
-  req.set_kernel_id(compiled->kernel().id());
-  v1::Tensor* t = req.add_inputs();
-  t->set_name("x");
-  t->set_dtype("fp16");
-  for (int d : {1, 64, 1, 16}) t->add_shape(d);
-  t->set_data(std::string(64 * 16 * 2, '\1'));
+  const v1::EvalKernelRequest req = TinyEvalRequest(compiled->kernel().id());
 
   std::vector<double> idle_us;
   for (int i = 0; i < 300; ++i) {

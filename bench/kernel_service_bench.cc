@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_format.h"
 #include "bench/bench_server.h"
+#include "bench/tiny_kernel.h"
 #include "common/mil/blob_writer.h"
 
 namespace anerd::bench {
@@ -26,15 +27,6 @@ double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
-
-const char kTinyMil[] = R"(program(1.3)
-{
-    func main<ios18>(tensor<fp16, [1, 64, 1, 16]> x) {
-        fp16 s = const()[name = string("s"), val = fp16(0.5)];
-        tensor<fp16, [1, 64, 1, 16]> y = mul(x = x, y = s)[name = string("y")];
-    } -> (y);
-}
-)";
 
 // A program whose one constant is a `[n]` fp16 vector stored in a weight file of n*2 bytes.
 std::string BigWeightMil(int64_t n) {
@@ -73,13 +65,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "compile failed: %s\n", compiled.status().ToString().c_str());
     return 1;
   }
-  v1::EvalKernelRequest req;
-  req.set_kernel_id(compiled->kernel().id());
-  v1::Tensor* t = req.add_inputs();
-  t->set_name("x");
-  t->set_dtype("fp16");
-  for (int d : {1, 64, 1, 16}) t->add_shape(d);
-  t->set_data(std::string(64 * 16 * 2, '\1'));
+  const v1::EvalKernelRequest req = TinyEvalRequest(compiled->kernel().id());
   Blob blob;
   blob.set_data(std::string(req.ByteSizeLong(), 'e'));
   std::vector<double> eval_us, echo_us, exec_us, server_us, queued_us, queued_eval_us;
