@@ -210,6 +210,8 @@ absl::Status Run(int rank, bool serialized) {
   ANERD_ASSIGN_OR_RETURN(std::unique_ptr<training::Trainer> t, MakeTrainer(backend.get()));
   ANERD_ASSIGN_OR_RETURN(MpiReducer::Mode mode, MpiReducer::ParseMode(t->spec().reduce));
   MpiReducer reducer(mode);
+  // The job's world size rules; a resumed checkpoint keeps its global batch (issue 24 item 3).
+  ANERD_RETURN_IF_ERROR(t->AdoptRanks(reducer.ranks(), !absl::GetFlag(FLAGS_resume).empty()));
   // Overlap (issue 24 item 2): MPI from the communication thread during a step and from this one
   // between steps, never both at once, which MPI_THREAD_SERIALIZED allows.
   std::unique_ptr<training::BucketedReducer> bucketed;

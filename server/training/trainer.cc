@@ -125,6 +125,28 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(Checkpoint ck, backend:
   return t;
 }
 
+absl::Status Trainer::AdoptRanks(int ranks, bool keep_batch) {
+  if (ranks == spec_.ranks) return absl::OkStatus();
+  if (!keep_batch) {
+    return absl::InvalidArgumentError(absl::StrCat("the spec says ranks=", spec_.ranks,
+                                                   " but the job has ", ranks,
+                                                   " processes (mpirun -np): make them agree"));
+  }
+  const int64_t batch = int64_t{spec_.accum} * spec_.ranks;
+  if (ranks < 1 || batch % ranks != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the checkpoint's steps take ", batch, " sequences (ranks=", spec_.ranks,
+        " x accum=", spec_.accum, "), which ", ranks,
+        " ranks cannot share evenly: resume with a number of ranks that divides ", batch));
+  }
+  TrainSpec adopted = spec_;
+  adopted.accum = static_cast<int>(batch / ranks);
+  adopted.ranks = ranks;
+  ANERD_RETURN_IF_ERROR(ValidateSpec(adopted));
+  spec_ = std::move(adopted);
+  return absl::OkStatus();
+}
+
 void Trainer::ForSlices(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   constexpr int64_t kSlice = int64_t{1} << 22;  // 4M floats: a few ms of streaming per slice
   for (int64_t first = 0; first < n; first += kSlice) {

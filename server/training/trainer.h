@@ -114,15 +114,22 @@ class Trainer {
   // Wall time the backend spent compiling this trainer's kernels when it was created (ms).
   double compile_ms() const { return model_->compile_ms(); }
 
-  // Records measured spans of every later step into `spans` (not owned; must outlive the trainer
-  // or be replaced first; null stops): "step" enclosing "zero_grads", per micro-step "forward" and
-  // "backward" with their phases and kernels, the dW tasks on the worker thread, "optimizer" and
-  // "stage_weights". Spans of step N are tagged N.
   // Data-parallel training (issue 24): `reducer` (not owned; must outlive the trainer or be
   // replaced first; null = one rank) reduces each step's gradients and loss over the ranks and
   // decides this trainer's data shard (gradient_reducer.h). Set before the first Step.
   void SetGradientReducer(GradientReducer* reducer) { reducer_ = reducer; }
+  // Makes the spec's rank count `ranks` (the job's world size), before the first Step. A step
+  // takes spec().ranks × spec().accum sequences; with `keep_batch` (a resumed checkpoint) a
+  // different `ranks` keeps that number by changing accum — the same sequences in the same order,
+  // so the run continues exactly (bit for bit between 2 ranks and accumulation of 2) — or is
+  // refused when `ranks` does not divide it. Without `keep_batch` (a new job) a different
+  // `ranks` is refused. INVALID_ARGUMENT names both counts.
+  absl::Status AdoptRanks(int ranks, bool keep_batch);
 
+  // Records measured spans of every later step into `spans` (not owned; must outlive the trainer
+  // or be replaced first; null stops): "step" enclosing "zero_grads", per micro-step "forward" and
+  // "backward" with their phases and kernels, the dW tasks on the worker thread, "optimizer" and
+  // "stage_weights". Spans of step N are tagged N.
   void SetSpanLog(SpanLog* spans) {
     spans_ = spans;
     model_->SetSpanLog(spans);

@@ -282,6 +282,59 @@ TEST_F(DataParallelTest, AJobWhoseRankDiedResumesFromItsCheckpointExactly) {
   ExpectEqualRuns(resumed, reference);
 }
 
+// Issue 24 item 3: a checkpoint resumes on another number of ranks "as gradient accumulation
+// changes": written by 2 ranks (accum 1) after step 2, resumed by one rank, which takes accum 2 —
+// the same two sequences per step — the run ends with the losses and weights of the uninterrupted
+// one. A count that cannot share the step's sequences (3 of 2) and a new job whose process count
+// differs from its spec are refused, naming the counts.
+TEST_F(DataParallelTest, ACheckpointOfTwoRanksResumesOnOneWithAccumulationOfTwoExactly) {
+  TrainSpec spec = TinySpec(dir_.path(), "fp32");
+  spec.checkpoint_every = 2;
+  const TrainRun reference = Reference(spec, 2);
+  RunResult first;
+  const TrainRun died = Distributed(dir_.path(), spec, 2, &first,
+                                    {"--testonly-exit-rank=1", "--testonly-exit-step=3"});
+  ASSERT_NE(first.exit_code, 0);
+  ASSERT_EQ(died.losses.size(), 2u) << first.err;
+  const std::string ckpt = dir_.path() + "/latest.ckpt", events2 = dir_.path() + "/events2.jsonl";
+  std::vector<std::string> three = MpiRun(3);
+  three.push_back("--resume=" + ckpt);
+  const RunResult refused = RunProgram(three, dir_.path() + "/stderr3.txt");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("take 2 sequences (ranks=2 x accum=1), which 3 ranks cannot share"),
+            std::string::npos)
+      << refused.err;
+  std::vector<std::string> one = MpiRun(1);
+  for (const std::string& a : {"--resume=" + ckpt, "--checkpoint=" + ckpt, "--events=" + events2}) {
+    one.push_back(a);
+  }
+  const RunResult second = RunProgram(one, dir_.path() + "/stderr2.txt");
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  TrainRun resumed;
+  resumed.losses = died.losses;
+  std::ifstream in(events2);
+  for (std::string line; std::getline(in, line);) {
+    auto e = sessions::ParseEventLine(line);
+    ASSERT_TRUE(e.ok()) << e.status();
+    if (e->kind == sessions::SessionEventRecord::Kind::kStep)
+      resumed.losses.push_back(e->step.loss);
+  }
+  auto ck = training::ReadCheckpoint(ckpt);
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  EXPECT_EQ(ck->spec.ranks, 1);
+  EXPECT_EQ(ck->spec.accum, 2);
+  resumed.params = ck->params;
+  ExpectEqualRuns(resumed, reference);
+
+  std::ofstream(dir_.path() + "/spec1.txt") << training::SpecToText(spec);  // ranks=1
+  std::vector<std::string> two = MpiRun(2);
+  two.push_back("--spec=" + dir_.path() + "/spec1.txt");
+  const RunResult wrong = RunProgram(two, dir_.path() + "/stderr4.txt");
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_NE(wrong.err.find("the spec says ranks=1 but the job has 2 processes"), std::string::npos)
+      << wrong.err;
+}
+
 // Issue 24 item 3: a rank that hangs (here: sleeps before step 3) would hold its peers in the
 // all-reduce forever; the heartbeat ends the job instead, and the checkpoint of step 2 stays.
 TEST_F(DataParallelTest, AHungRankEndsTheJobByHeartbeat) {

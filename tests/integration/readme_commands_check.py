@@ -159,10 +159,18 @@ PLAN = {
     "mpirun -np 2 build/bin/anerd-rank --spec spec.txt --checkpoint run.ckpt --events events.jsonl":
         ("run", [_MPIRUN + " build/bin/anerd-rank --spec spec.txt --checkpoint run.ckpt "
                  "--events events.jsonl"]) if _MPIRUN else ("skip", "no mpirun (Open MPI) here"),
-    "mpirun -np 2 build/bin/anerd-rank --resume run.ckpt --checkpoint run.ckpt --events events.jsonl":
+    "mpirun -np 2 build/bin/anerd-rank --resume run.ckpt --checkpoint run.ckpt --events events.jsonl"
+    " --extra-steps 20":
         ("run", [_MPIRUN + " build/bin/anerd-rank --resume run.ckpt --checkpoint run.ckpt "
-                 "--events events.jsonl"]) if _MPIRUN else ("skip", "no mpirun (Open MPI) here"),
-    "mpirun -np 4 --hostfile hosts.txt build/bin/anerd-rank --spec spec.txt --backend ane "
+                 "--events events.jsonl --extra-steps 20"])
+        if _MPIRUN else ("skip", "no mpirun (Open MPI) here"),
+    # The same checkpoint on one rank (accum 2).
+    "mpirun -np 1 build/bin/anerd-rank --resume run.ckpt --checkpoint run.ckpt --events events.jsonl"
+    " --extra-steps 20":
+        ("run", [_MPIRUN.replace("-np 2", "-np 1") + " build/bin/anerd-rank --resume run.ckpt "
+                 "--checkpoint run.ckpt --events events.jsonl --extra-steps 20"])
+        if _MPIRUN else ("skip", "no mpirun (Open MPI) here"),
+    "mpirun -np 2 --hostfile hosts.txt build/bin/anerd-rank --spec spec.txt --backend ane "
     "--checkpoint run.ckpt": ("skip", "needs Macs with an ANE named in a hostfile"),
 }
 AT_END = ["anectl train rm {session}", "STOP_AND_RM_SESSIONS", "anectl data rm {artifact}"]
