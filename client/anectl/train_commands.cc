@@ -825,10 +825,10 @@ int List(CommandContext& ctx, const std::vector<std::string>& args) {
 int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
                 const std::string& verb) {
   std::string key;
-  int64_t steps = 0;
+  int64_t steps = 0, ranks = 0;
   bool watch = false, table = false;
   ArgParser p(absl::StrCat("anectl train ", verb, " ID",
-                           verb == "resume" ? " [--steps N] [--watch [--table]]" : ""),
+                           verb == "resume" ? " [--steps N] [--ranks N] [--watch [--table]]" : ""),
               verb == "show" ? "Shows a session: state, progress, losses, checkpoint, spec."
               : verb == "logdir"
                   ? "Prints the session's directory on the daemon's machine: its TensorBoard "
@@ -838,6 +838,9 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
   p.AddPositional("ID", &key, "session id, unique prefix or name");
   if (verb == "resume") {
     p.AddInt("steps", &steps, "N more steps: the new total is the old total + N (default 0)");
+    p.AddInt("ranks", &ranks,
+             "continue on N ranks (data parallel): each step keeps its ranks x accum sequences, "
+             "accum changes (default 0: as before)");
     p.AddBool("watch", &watch, "watch the session after resuming it");
     p.AddBool("table", &table, "with --watch: print a step table instead of the live view");
   }
@@ -860,6 +863,9 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
     v1::ResumeSessionRequest r;
     r.set_session_id(*id);
     r.set_extra_steps(steps);
+    if (ranks < 0 || ranks > INT32_MAX)
+      return ctx.Fail(absl::InvalidArgumentError("--ranks: must be >= 0"));
+    r.set_ranks(static_cast<int32_t>(ranks));
     st = client->stub()->ResumeSession(context.get(), r, &info);
   }
   if (!st.ok()) return ctx.Fail(CallStatus(st, ctx));

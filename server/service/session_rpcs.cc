@@ -299,9 +299,12 @@ grpc::ServerUnaryReactor* AnerdService::ResumeSession(grpc::CallbackServerContex
   // The session counts against its owner's quota (an admin may resume another client's session).
   const std::string owner = visible->owner.empty() ? caller.client : visible->owner;
   return Reply(context, caller,
-               quotas_.StartSession(
-                   owner, sessions, request->session_id(),
-                   [&] { return sessions->Resume(request->session_id(), request->extra_steps()); }),
+               quotas_.StartSession(owner, sessions, request->session_id(),
+                                    [&] {
+                                      return sessions->Resume(request->session_id(),
+                                                              request->extra_steps(),
+                                                              request->ranks());
+                                    }),
                response);
 }
 

@@ -390,7 +390,8 @@ absl::StatusOr<SessionSnapshot> SessionManager::Stop(const std::string& id) {
   return Snapshot(*s);
 }
 
-absl::StatusOr<SessionSnapshot> SessionManager::Resume(const std::string& id, int64_t extra_steps) {
+absl::StatusOr<SessionSnapshot> SessionManager::Resume(const std::string& id, int64_t extra_steps,
+                                                       int ranks) {
   if (extra_steps < 0) return absl::InvalidArgumentError("steps: must not be negative");
   FlushRowsAtExit flush([this] { FlushRows(); });
   absl::MutexLock lock(&mu_);
@@ -407,6 +408,13 @@ absl::StatusOr<SessionSnapshot> SessionManager::Resume(const std::string& id, in
   if (shutting_down_) return absl::UnavailableError("the daemon is shutting down; retry");
   if (extra_steps > std::numeric_limits<int64_t>::max() - std::max(s->total_steps, s->spec.steps)) {
     return absl::InvalidArgumentError("steps: the total step count would overflow");
+  }
+  if (ranks > 0 && ranks != s->spec.ranks) {
+    training::TrainSpec moved = s->spec;
+    ANERD_RETURN_IF_ERROR(training::ResumeOnRanks(ranks, &moved));
+    ANERD_RETURN_IF_ERROR(CheckDistributedSession(moved, SelfExecutablePath()));
+    ANERD_RETURN_IF_ERROR(CheckMemory(moved, id));
+    s->spec = std::move(moved);
   }
   ANERD_RETURN_IF_ERROR(CheckMemory(s->spec, id));
   if (s->checkpoint_path.empty()) {

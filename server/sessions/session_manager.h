@@ -216,7 +216,10 @@ class SessionManager {
   // kMaxTraceSteps steps or reversed; NOT_FOUND for an unknown id.
   absl::StatusOr<SessionTrace> Trace(const std::string& id, int64_t first_step, int64_t last_step);
   absl::StatusOr<SessionSnapshot> Stop(const std::string& id);
-  absl::StatusOr<SessionSnapshot> Resume(const std::string& id, int64_t extra_steps);
+  // `ranks` > 0 moves a session to that many ranks (training::ResumeOnRanks: accum changes so
+  // every step keeps its sequences; INVALID_ARGUMENT when it cannot; more than one rank needs
+  // what Start needs for it).
+  absl::StatusOr<SessionSnapshot> Resume(const std::string& id, int64_t extra_steps, int ranks = 0);
   absl::Status Delete(const std::string& id);
   // Writes the session's latest weights in `format` into a new temporary directory, on the
   // executor; `done` receives the directory, which holds training::ExportFileNames(format) (the

@@ -14,9 +14,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "server/sessions/session_internal.h"
 #include "server/sessions/session_manager.h"
 #include "server/sessions/tensorboard_scalars.h"
+#include "server/training/config.h"
 #include "server/training/memory_estimate.h"
 #include "server/training/model_export.h"
 #include "spdlog/spdlog.h"
@@ -116,10 +118,14 @@ void SessionManager::BuildTrainerTask(Session* s) {
   std::shared_ptr<training::Checkpoint> from = std::move(s->resume_from);
   s->resume_from.reset();
   s->build_prepared = false;
-  auto trainer = std::make_shared<absl::StatusOr<std::unique_ptr<training::Trainer>>>(
-      from == nullptr ? training::Trainer::Create(s->spec, registry_->Find(s->backend))
-                      : training::Trainer::Resume(std::move(*from), registry_->Find(s->backend),
-                                                  s->extra_steps));
+  auto build = [&]() -> absl::StatusOr<std::unique_ptr<training::Trainer>> {
+    if (from == nullptr) return training::Trainer::Create(s->spec, registry_->Find(s->backend));
+    // A data-parallel checkpoint continued here on one device (`train resume --ranks 1`): each
+    // step keeps its sequences, accum changes.
+    ANERD_RETURN_IF_ERROR(training::ResumeOnRanks(1, &from->spec));
+    return training::Trainer::Resume(std::move(*from), registry_->Find(s->backend), s->extra_steps);
+  };
+  auto trainer = std::make_shared<absl::StatusOr<std::unique_ptr<training::Trainer>>>(build());
   from.reset();
   absl::MutexLock lock(&mu_);
   PostIo(s->id, [this, s, trainer] { FinishBuildTask(s, std::move(*trainer)); });

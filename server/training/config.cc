@@ -329,6 +329,24 @@ absl::Status ValidateDistributedFields(const TrainSpec& s) {
 
 }  // namespace
 
+absl::Status ResumeOnRanks(int ranks, TrainSpec* spec) {
+  if (ranks == spec->ranks) return absl::OkStatus();
+  const int64_t batch = int64_t{spec->accum} * spec->ranks;
+  if (ranks < 1 || ranks > kMaxRanks || batch % ranks != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ranks: the checkpoint's steps take ", batch, " sequences (ranks=", spec->ranks,
+        " x accum=", spec->accum, "), which ", ranks,
+        " ranks cannot share evenly: resume with a number of ranks that divides ", batch));
+  }
+  TrainSpec adopted = *spec;
+  adopted.accum = static_cast<int>(batch / ranks);
+  adopted.ranks = ranks;
+  if (ranks == 1) adopted.hostfile.clear();
+  ANERD_RETURN_IF_ERROR(ValidateSpec(adopted));
+  *spec = std::move(adopted);
+  return absl::OkStatus();
+}
+
 absl::Status ValidateSpec(const TrainSpec& s) {
   ANERD_RETURN_IF_ERROR(ValidateConfig(s.model));
   if (s.data_path.empty() && s.data_artifact.empty()) return Invalid("data_path", "required");

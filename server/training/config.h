@@ -209,6 +209,11 @@ inline constexpr size_t kMaxSamplePromptBytes = 4096;
 // OK or INVALID_ARGUMENT naming the first bad field ("steps: must be positive", ...). Also
 // validates the model config. Does not touch the filesystem.
 absl::Status ValidateSpec(const TrainSpec& spec);
+// Data-parallel resume (issue 24): makes `spec` run on `ranks` ranks while every step keeps its
+// ranks x accum sequences, by changing accum (the same sequences in the same order, so the run
+// continues exactly); a hostfile is dropped at one rank. INVALID_ARGUMENT naming both counts when
+// `ranks` cannot share them evenly; the result is validated.
+absl::Status ResumeOnRanks(int ranks, TrainSpec* spec);
 
 // Serialises every field as "key=value" lines / parses them back (used by checkpoints).
 std::string SpecToText(const TrainSpec& spec);

@@ -132,19 +132,7 @@ absl::Status Trainer::AdoptRanks(int ranks, bool keep_batch) {
                                                    " but the job has ", ranks,
                                                    " processes (mpirun -np): make them agree"));
   }
-  const int64_t batch = int64_t{spec_.accum} * spec_.ranks;
-  if (ranks < 1 || batch % ranks != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the checkpoint's steps take ", batch, " sequences (ranks=", spec_.ranks,
-        " x accum=", spec_.accum, "), which ", ranks,
-        " ranks cannot share evenly: resume with a number of ranks that divides ", batch));
-  }
-  TrainSpec adopted = spec_;
-  adopted.accum = static_cast<int>(batch / ranks);
-  adopted.ranks = ranks;
-  ANERD_RETURN_IF_ERROR(ValidateSpec(adopted));
-  spec_ = std::move(adopted);
-  return absl::OkStatus();
+  return ResumeOnRanks(ranks, &spec_);
 }
 
 void Trainer::ForSlices(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {

@@ -244,6 +244,34 @@ TEST_F(SessionLaunchTest, AKilledRankIsRelaunchedFromTheCheckpointAndEveryStepLo
   EXPECT_TRUE(SameBits(Weights(id), Weights(ref))) << "weights differ from the uninterrupted run";
 }
 
+// Issue 24 item 3 through the daemon: a 2-rank session whose job failed after its checkpoint of
+// step 2 continues on one rank (`train resume --ranks 1`: accum 2, the same two sequences per
+// step) and ends with the losses and weights of the uninterrupted run, each step logged once; a
+// count that cannot share a step's sequences is refused naming them.
+TEST_F(SessionLaunchTest, ResumeOnOneRankContinuesATwoRankSessionExactly) {
+  StartDaemon("--testonly-exit-rank=1,--testonly-exit-step=4");
+  const std::string id = Start(6, {"--ranks", "2", "--checkpoint-every", "2"});
+  Watch(id);
+  ASSERT_NE(Show(id).find("failed"), std::string::npos) << Show(id) << d_.ReadLog();
+  const RunResult three = d_.Anectl({"train", "resume", id, "--ranks", "3"});
+  EXPECT_NE(three.exit_code, 0);
+  EXPECT_NE(three.err.find("take 2 sequences (ranks=2 x accum=1), which 3 ranks cannot share"),
+            std::string::npos)
+      << three.err;
+  const RunResult one = d_.Anectl({"train", "resume", id, "--ranks", "1"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const RunResult w = Watch(id);
+  ASSERT_EQ(w.exit_code, 0) << w.out << w.err << d_.ReadLog();
+  const RunResult json = d_.Anectl({"train", "show", id, "--json"});
+  EXPECT_NE(json.out.find("\"ranks\": 1"), std::string::npos) << json.out;
+  EXPECT_NE(json.out.find("\"accum\": 2"), std::string::npos) << json.out;
+  const std::vector<SessionEventRecord> events = Events(id);
+  EXPECT_EQ(Steps(events), (std::vector<int64_t>{1, 2, 3, 4, 5, 6})) << "each step exactly once";
+  const std::string ref = Reference(6);
+  EXPECT_EQ(Losses(events), Losses(Events(ref)));
+  EXPECT_TRUE(SameBits(Weights(id), Weights(ref))) << "weights differ from the uninterrupted run";
+}
+
 TEST_F(SessionLaunchTest, ExhaustedRestartsFailTheSessionNamingTheRank) {
   StartDaemon("--testonly-exit-rank=1,--testonly-exit-step=2", /*launches=*/2);
   const std::string id = Start(4, {"--ranks", "2", "--max-restarts", "1"});
