@@ -428,6 +428,18 @@ int Main(int argc, char** argv) {
   if (slowest.size() > 8) slowest.resize(8);
   std::printf("  slowest round trips, phase by phase:\n");
   for (const CallRecord& c : slowest) std::printf("    %s\n", Phases(c).c_str());
+  // Every 256th evaluation of a kernel is the one that counts its hits to the store
+  // (kernel_manager.cc kFlushEvery): before the usage writer, it did so on the device.
+  std::vector<double> flush_on_device, other_on_device;
+  for (const CallRecord& c : calls) {
+    (c.index % 256 == 0 ? flush_on_device : other_on_device)
+        .push_back((c.total_us - c.copy_in_us - c.queued_us) / 1e3);
+  }
+  const Quantiles fq = Quantile(flush_on_device), oq = Quantile(other_on_device);
+  std::printf(
+      "  on_device of every 256th evaluation (the hit-counter flush): %zu calls, p50 %.2f ms, "
+      "max %.2f ms; of the others: p50 %.3f ms, max %.2f ms\n",
+      flush_on_device.size(), fq.p50, fq.max, oq.p50, oq.max);
   // How long each thread waited for a CPU while it was runnable (CFS/EEVDF run-queue delay).
   std::printf("  threads over the measured window (ran / waited runnable for a CPU, ms):\n");
   for (const auto& [tid, after] : threads_after) {
