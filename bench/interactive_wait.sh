@@ -3,7 +3,8 @@
 # stories110m trains in the in-process server (one sequence of 256 per step) while a client
 # evaluates a tiny kernel every 10 ms on the same device; each run prints the evaluations' wait
 # (p50/p99/max), the longest training kernel and the ratio p99 / longest kernel (target <= 2),
-# with the load average before and after.
+# the open-loop p99 (wait counted from when each call was due) over the same kernel, the slowest
+# calls phase by phase and each thread's wait for a CPU, with the load average before and after.
 #
 #   bench/interactive_wait.sh [--build DIR] [--runs N] [--steps N] [--numerics fp32|ane]
 #                             [--model NAME]
@@ -31,10 +32,13 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -r /proc/cpuinfo ]; then
 fi
 load() { if [ -r /proc/loadavg ]; then cut -d' ' -f1-3 /proc/loadavg; else uptime | sed 's/.*averages*: //'; fi; }
 ratios=()
+due_ratios=()
 for i in $(seq 1 "$runs"); do
   echo "run $i, load $(load)"
   out="$("$bin" ${args[@]+"${args[@]}"} 2>/dev/null)"
   echo "$out" | grep -v '^{'
   ratios+=("$(echo "$out" | sed -n 's/.*"ratio":\([0-9.]*\).*/\1/p')")
+  due_ratios+=("$(echo "$out" | sed -n 's/.*"due_ratio":\([0-9.]*\).*/\1/p')")
 done
 echo "load at end $(load); ratio p99 wait / longest kernel per run: ${ratios[*]} (target <= 2)"
+echo "open loop (wait from when due) p99 / longest kernel per run: ${due_ratios[*]}"

@@ -9,7 +9,10 @@
 //   * from the session's trace (GetSessionTrace): the longest single training kernel;
 //   * from the executor (DeviceExecutor::SetObserver): the longest stretch a training task held
 //     the device between yield points, and the trainer's spans inside it (what bounds it);
-//   * ratio = p99 queue wait / longest training kernel (target <= 2).
+//   * ratio = p99 queue wait / longest training kernel (target <= 2), and the open-loop p99 over
+//     the same kernel;
+//   * where the slowest calls spent their time, phase by phase (PhaseRecorder below), and how long
+//     each of the process's threads waited for a CPU (Linux: /proc schedstat) over the run.
 // Not a test (no timed assertion anywhere); run by bench/interactive_wait.sh.
 //
 //   interactive_wait_bench [--model stories110m] [--numerics fp32] [--steps 4]
@@ -20,11 +23,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#if defined(__linux__)
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -109,6 +121,101 @@ class StretchRecorder {
   int64_t open_ns_ = 0, longest_ns_ = 0, longest_from_ns_ = 0;
 };
 
+// The executor's start of the evaluation in flight (the client sends one at a time): the only
+// server-side moment the response does not carry. With EvalTiming's durations it places the
+// handler's entry (start - queued - copy_in) and its hand-off of the reply to gRPC (entry + total).
+class PhaseRecorder {
+ public:
+  void Observe(const engine::ExecutorEvent& e) {
+    if (e.kind == engine::ExecutorEvent::Kind::kStart &&
+        e.task_class == engine::TaskClass::kInteractive) {
+      start_ns_.store(absl::ToUnixNanos(absl::Now()));
+    }
+#if defined(__linux__)
+    if (e.task_class == engine::TaskClass::kTraining && !e.inline_run) {
+      executor_tid_.store(static_cast<int64_t>(syscall(SYS_gettid)));
+    }
+#endif
+  }
+  void Reset() { start_ns_.store(0); }
+  int64_t start_ns() const { return start_ns_.load(); }
+  int64_t executor_tid() const { return executor_tid_.load(); }
+
+ private:
+  std::atomic<int64_t> start_ns_{0};
+  std::atomic<int64_t> executor_tid_{0};
+};
+
+// One evaluation's timeline (Unix ns, one clock: client and server share the process) and the
+// server's own durations (EvalTiming, µs).
+struct CallRecord {
+  int64_t index = 0;  // this is the kernel's index-th evaluation (1-based, the idle ones counted)
+  int64_t due = 0, free = 0, sent = 0, received = 0, exec_start = 0;
+  double copy_in_us = 0, queued_us = 0, execute_us = 0, copy_out_us = 0, total_us = 0;
+  double client_cpu_wait_ms = 0;  // the client thread runnable but not running, due..received
+};
+
+// The phases of `c` in ms: late = the client sent after it was due and free (its thread woke
+// late), to_server = sent -> handler entry, copy_in, queued, on_device = the rest of the handler
+// (execute, lookup, copy-out, anything else until the reply is handed to gRPC), to_client = that
+// hand-off -> the client has the reply.
+std::string Phases(const CallRecord& c) {
+  const double entry = c.exec_start - (c.queued_us + c.copy_in_us) * 1e3;
+  const double handed = entry + c.total_us * 1e3;
+  char buf[320];
+  std::snprintf(buf, sizeof(buf),
+                "#%lld (mod 256 = %lld): round trip %.1f ms = late %.1f + to_server %.1f + "
+                "copy_in %.2f + queued %.1f + on_device %.1f (execute %.2f) + to_client %.1f; "
+                "client thread waited for a CPU %.1f ms",
+                static_cast<long long>(c.index), static_cast<long long>(c.index % 256),
+                (c.received - c.sent) / 1e6, (c.sent - c.free) / 1e6, (entry - c.sent) / 1e6,
+                c.copy_in_us / 1e3, c.queued_us / 1e3,
+                (c.total_us - c.copy_in_us - c.queued_us) / 1e3, c.execute_us / 1e3,
+                (c.received - handed) / 1e6, c.client_cpu_wait_ms);
+  return buf;
+}
+
+// Nanoseconds a thread ran and waited runnable for a CPU (/proc/.../schedstat); {0, 0} elsewhere.
+struct SchedStat {
+  int64_t run_ns = 0, wait_ns = 0;
+};
+SchedStat ReadSchedStat(const char* path) {
+  SchedStat s;
+#if defined(__linux__)
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return s;
+  char buf[128];
+  const ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return s;
+  buf[n] = '\0';
+  long long run = 0, wait = 0;
+  if (std::sscanf(buf, "%lld %lld", &run, &wait) == 2) s = {run, wait};
+#else
+  (void)path;
+#endif
+  return s;
+}
+
+// Every thread of this process: tid -> (name, schedstat).
+std::map<int64_t, std::pair<std::string, SchedStat>> ThreadStats() {
+  std::map<int64_t, std::pair<std::string, SchedStat>> out;
+#if defined(__linux__)
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return out;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string base = std::string("/proc/self/task/") + e->d_name;
+    std::ifstream comm(base + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    out[std::atoll(e->d_name)] = {name, ReadSchedStat((base + "/schedstat").c_str())};
+  }
+  closedir(dir);
+#endif
+  return out;
+}
+
 absl::StatusOr<v1::SessionInfo> GetSession(client::AnerdClient* c, const std::string& id) {
   v1::GetSessionRequest req;
   req.set_session_id(id);
@@ -155,19 +262,24 @@ int Main(int argc, char** argv) {
   const v1::EvalKernelRequest req = TinyEvalRequest(compiled->kernel().id());
 
   std::vector<double> idle_us;
-  for (int i = 0; i < 300; ++i) {
+  constexpr int kIdleEvals = 300;
+  for (int i = 0; i < kIdleEvals; ++i) {
     auto s0 = Clock::now();
     if (!client->EvalKernel(req).ok()) return 1;
     if (i >= 30) idle_us.push_back(Us(Clock::now() - s0));
   }
 
   StretchRecorder stretches;
+  PhaseRecorder phases;
   engine::DeviceExecutor* executor = server->engine().executor("cpu");
   if (executor == nullptr) {
     std::fprintf(stderr, "no cpu executor\n");
     return 1;
   }
-  executor->SetObserver([&stretches](const engine::ExecutorEvent& e) { stretches.Observe(e); });
+  executor->SetObserver([&stretches, &phases](const engine::ExecutorEvent& e) {
+    stretches.Observe(e);
+    phases.Observe(e);
+  });
 
   v1::StartTrainingRequest start;
   v1::TrainingSpec* spec = start.mutable_spec();
@@ -206,6 +318,9 @@ int Main(int argc, char** argv) {
   // does nothing else. Open loop: call i is due at start + i·period whatever happened before.
   std::atomic<bool> finished{false};
   std::thread poller([&] {
+#if defined(__linux__)
+    pthread_setname_np(pthread_self(), "bench-poller");
+#endif
     std::unique_ptr<client::AnerdClient> own = client::AnerdClient::Create(client->options());
     while (!finished.load()) {
       auto info = GetSession(own.get(), id);
@@ -213,26 +328,55 @@ int Main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
+#if defined(__linux__)
+  pthread_setname_np(pthread_self(), "bench-client");
+#endif
   std::vector<double> wait_us, rtt_us, due_us;
+  std::vector<CallRecord> calls;
+  const auto threads_before = ThreadStats();
   stretches.Set(true);
   auto next = Clock::now();
+  int64_t prev_received = 0;
+  // Clock::now() and absl::Now() taken together map the schedule onto the Unix clock.
+  const int64_t unix_at_next = absl::ToUnixNanos(absl::Now());
+  const auto steady_at_next = next;
   while (!finished.load()) {
     const auto due = next;
+    const SchedStat cpu0 = ReadSchedStat("/proc/thread-self/schedstat");
     std::this_thread::sleep_until(due);
     next += std::chrono::microseconds(static_cast<int64_t>(period_ms * 1000));
+    phases.Reset();
+    CallRecord c;
+    c.index = kIdleEvals + static_cast<int64_t>(calls.size()) + 1;
+    c.due = unix_at_next +
+            std::chrono::duration_cast<std::chrono::nanoseconds>(due - steady_at_next).count();
+    c.free = std::max(c.due, prev_received);
+    c.sent = absl::ToUnixNanos(absl::Now());
     const auto s0 = Clock::now();
     auto r = client->EvalKernel(req);
     const auto s1 = Clock::now();
+    c.received = absl::ToUnixNanos(absl::Now());
+    const SchedStat cpu1 = ReadSchedStat("/proc/thread-self/schedstat");
     if (!r.ok()) {
       std::fprintf(stderr, "eval: %s\n", r.status().ToString().c_str());
       std::_Exit(1);
     }
+    c.exec_start = phases.start_ns();
+    c.copy_in_us = r->timing().copy_in_us();
+    c.queued_us = r->timing().queued_us();
+    c.execute_us = r->timing().execute_us();
+    c.copy_out_us = r->timing().copy_out_us();
+    c.total_us = r->timing().total_us();
+    c.client_cpu_wait_ms = (cpu1.wait_ns - cpu0.wait_ns) / 1e6;
+    prev_received = c.received;
+    calls.push_back(c);
     wait_us.push_back(r->timing().queued_us());
     rtt_us.push_back(Us(s1 - s0));
     due_us.push_back(Us(s1 - due));
   }
   poller.join();
   stretches.Set(false);
+  const auto threads_after = ThreadStats();
   executor->SetObserver(nullptr);
   auto info = GetSession(client, id);
   if (!info.ok() || info->state() != "completed") {
@@ -263,7 +407,8 @@ int Main(int argc, char** argv) {
   std::printf(
       "%s %s, steps %lld-%lld, %zu evaluations every %.0f ms\n"
       "  queue wait (server): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n"
-      "  round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms (idle before training: p50 %.3f ms)\n"
+      "  round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms (idle before training: p50 %.3f ms, max "
+      "%.2f ms)\n"
       "  from when due (open loop): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n"
       "  longest training kernel %.2f ms (%s)\n"
       "  longest stretch a training task held the device without yielding %.2f ms; trainer "
@@ -272,15 +417,48 @@ int Main(int argc, char** argv) {
       "kernel %.2f\n",
       model.c_str(), numerics.c_str(), static_cast<long long>(first_step),
       static_cast<long long>(last_step), wait_us.size(), period_ms, w.p50 / 1e3, w.p99 / 1e3,
-      w.max / 1e3, rt.p50 / 1e3, rt.p99 / 1e3, rt.max / 1e3, idle.p50 / 1e3, due.p50 / 1e3,
-      due.p99 / 1e3, due.max / 1e3, kernel_ms, kernel.c_str(), stretch_ms, inside.c_str(), ratio,
-      due.p99 / 1e3 / kernel_ms);
+      w.max / 1e3, rt.p50 / 1e3, rt.p99 / 1e3, rt.max / 1e3, idle.p50 / 1e3, idle.max / 1e3,
+      due.p50 / 1e3, due.p99 / 1e3, due.max / 1e3, kernel_ms, kernel.c_str(), stretch_ms,
+      inside.c_str(), ratio, due.p99 / 1e3 / kernel_ms);
+  // Where the slowest round trips went, phase by phase.
+  std::vector<CallRecord> slowest = calls;
+  std::sort(slowest.begin(), slowest.end(), [](const CallRecord& a, const CallRecord& b) {
+    return a.received - a.sent > b.received - b.sent;
+  });
+  if (slowest.size() > 8) slowest.resize(8);
+  std::printf("  slowest round trips, phase by phase:\n");
+  for (const CallRecord& c : slowest) std::printf("    %s\n", Phases(c).c_str());
+  // Every 256th evaluation of a kernel is the one that counts its hits to the store
+  // (kernel_manager.cc kFlushEvery): before the usage writer, it did so on the device.
+  std::vector<double> flush_on_device, other_on_device;
+  for (const CallRecord& c : calls) {
+    (c.index % 256 == 0 ? flush_on_device : other_on_device)
+        .push_back((c.total_us - c.copy_in_us - c.queued_us) / 1e3);
+  }
+  const Quantiles fq = Quantile(flush_on_device), oq = Quantile(other_on_device);
+  std::printf(
+      "  on_device of every 256th evaluation (the hit-counter flush): %zu calls, p50 %.2f ms, "
+      "max %.2f ms; of the others: p50 %.3f ms, max %.2f ms\n",
+      flush_on_device.size(), fq.p50, fq.max, oq.p50, oq.max);
+  // How long each thread waited for a CPU while it was runnable (CFS/EEVDF run-queue delay).
+  std::printf("  threads over the measured window (ran / waited runnable for a CPU, ms):\n");
+  for (const auto& [tid, after] : threads_after) {
+    auto it = threads_before.find(tid);
+    const SchedStat before = it != threads_before.end() ? it->second.second : SchedStat{};
+    const double ran = (after.second.run_ns - before.run_ns) / 1e6;
+    const double waited = (after.second.wait_ns - before.wait_ns) / 1e6;
+    if (ran < 1 && waited < 1) continue;
+    std::printf("    %lld %-16s%s %9.1f / %8.1f\n", static_cast<long long>(tid),
+                after.first.c_str(), tid == phases.executor_tid() ? " (executor)" : "", ran,
+                waited);
+  }
   std::printf(
       "{\"type\":\"interactive_wait\",\"model\":\"%s\",\"numerics\":\"%s\",\"evals\":%zu,"
       "\"wait_p50_ms\":%.3f,\"wait_p99_ms\":%.3f,\"wait_max_ms\":%.3f,\"due_p99_ms\":%.3f,"
-      "\"longest_kernel_ms\":%.3f,\"longest_stretch_ms\":%.3f,\"ratio\":%.3f}\n",
+      "\"longest_kernel_ms\":%.3f,\"longest_stretch_ms\":%.3f,\"ratio\":%.3f,"
+      "\"due_ratio\":%.3f}\n",
       model.c_str(), numerics.c_str(), wait_us.size(), w.p50 / 1e3, w.p99 / 1e3, w.max / 1e3,
-      due.p99 / 1e3, kernel_ms, stretch_ms, ratio);
+      due.p99 / 1e3, kernel_ms, stretch_ms, ratio, due.p99 / 1e3 / kernel_ms);
   return 0;
 }
 

@@ -50,6 +50,32 @@ KernelManager::KernelManager(const backend::BackendRegistry* registry,
       limits_(limits) {
   // The id -> backend index that lets Eval pick the executor without reading the store.
   for (const cache::KernelRecord& r : store_->List()) backend_of_[r.id] = r.backend;
+  usage_writer_ = std::thread([this] { UsageWriterLoop(); });
+}
+
+KernelManager::~KernelManager() {
+  {
+    absl::MutexLock lock(&writer_mu_);
+    writer_stopping_ = true;
+  }
+  usage_writer_.join();
+  FlushUsage();
+}
+
+void KernelManager::UsageWriterLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&writer_mu_);
+      writer_mu_.Await(absl::Condition(
+          +[](KernelManager* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->writer_mu_) {
+            return m->flush_requested_ || m->writer_stopping_;
+          },
+          this));
+      if (writer_stopping_) return;  // the destructor writes what is left
+      flush_requested_ = false;
+    }
+    FlushUsage();
+  }
 }
 
 absl::Status KernelManager::CheckRequestLimits(const KernelCompileRequest& request) const {
@@ -343,7 +369,9 @@ void KernelManager::CountUse(const std::string& id) {
     absl::MutexLock lock(&mu_);
     flush = ++pending_hits_[id] >= kFlushEvery;
   }
-  if (flush) FlushUsage();
+  if (!flush) return;
+  absl::MutexLock lock(&writer_mu_);
+  flush_requested_ = true;  // the usage writer writes them: no store I/O on a device thread
 }
 
 void KernelManager::FlushUsage() {

@@ -15,6 +15,13 @@
 // the executor from an in-memory index of kernel id -> backend and reads the kernel's record on the
 // executor (only when its program must be rebuilt), so the caller's thread does no store I/O for a
 // known kernel. List/Get/Delete and Stats are cheap and may be called from any thread.
+//
+// Hit counters: each evaluation counts its kernel's use in memory; every kFlushEvery uses the
+// counters are written to the store by the manager's own usage-writer thread, never on a device
+// thread (the executor's, or a caller's while the device is lent to it). A store write waits for
+// the database's lock (the sessions write their step rows under it) and an fsync: ~0.5 s while a
+// model trains, which the evaluation's reply, and the training step queued behind it, used to wait
+// for (issue 22: the interactive_wait bench's open-loop stall, bench/README.md).
 #ifndef ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
 #define ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
 
@@ -24,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -128,6 +136,10 @@ class KernelManager {
   KernelManager(const backend::BackendRegistry* registry,
                 std::map<std::string, DeviceExecutor*> executors, cache::KernelStore* store,
                 cache::CompileCache* cache, std::string default_backend, KernelLimits limits);
+  // Stops the usage writer, then writes the counters still pending (the store must be alive).
+  ~KernelManager();
+  KernelManager(const KernelManager&) = delete;
+  KernelManager& operator=(const KernelManager&) = delete;
 
   void Compile(KernelCompileRequest request, RequestControl control,
                std::function<void(absl::StatusOr<KernelCompileResult>)> done);
@@ -158,7 +170,8 @@ class KernelManager {
   // Installs the observer. Call before the first Compile/Eval (not synchronised with them).
   void SetObserver(KernelObserver observer) { observer_ = std::move(observer); }
 
-  // Writes pending hit counters to the store. Called by List/Get and at shutdown.
+  // Writes pending hit counters to the store, on the calling thread. Called by List/Get, the usage
+  // writer and at shutdown; never call it on a device thread.
   void FlushUsage();
   const KernelLimits& limits() const { return limits_; }
 
@@ -193,7 +206,10 @@ class KernelManager {
   absl::Status CheckRequestLimits(const KernelCompileRequest& request) const;
   absl::Status CheckOwnerQuota(const KernelCompileRequest& request, const std::string& id) const;
   void EraseLoaded(const std::string& id);
+  // Counts one use of `id`; asks the usage writer to flush every kFlushEvery uses (no store I/O
+  // here: it runs on device threads).
   void CountUse(const std::string& id);
+  void UsageWriterLoop();
   // Whether `owner` already owns kernel `id` (false when the store cannot tell).
   bool IsOwner(const std::string& id, const std::string& owner) const;
 
@@ -211,6 +227,11 @@ class KernelManager {
   // Kernel id -> backend name of every stored kernel (filled from the store at construction,
   // kept by Compile and Delete/Release).
   absl::flat_hash_map<std::string, std::string> backend_of_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex writer_mu_;
+  bool flush_requested_ ABSL_GUARDED_BY(writer_mu_) = false;
+  bool writer_stopping_ ABSL_GUARDED_BY(writer_mu_) = false;
+  std::thread usage_writer_;  // last: starts once the members above exist
 };
 
 }  // namespace anerd::engine
