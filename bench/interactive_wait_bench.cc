@@ -126,15 +126,19 @@ class StretchRecorder {
   int64_t open_ns_ = 0, longest_ns_ = 0, longest_from_ns_ = 0;
 };
 
-// The executor's start of the evaluation in flight (closed loop: one at a time): the only
-// server-side moment the response does not carry. With EvalTiming's durations it places the
-// handler's entry (start - queued - copy_in) and its hand-off of the reply to gRPC (entry + total).
+// The executor's start of the evaluation in flight (closed loop: one at a time), or of every
+// evaluation in order (open loop, while Record(true)): the only server-side moment the response
+// does not carry. With EvalTiming's durations it places the handler's entry (start - queued -
+// copy_in) and its hand-off of the reply to gRPC (entry + total).
 class PhaseRecorder {
  public:
   void Observe(const engine::ExecutorEvent& e) {
     if (e.kind == engine::ExecutorEvent::Kind::kStart &&
-        e.task_class == engine::TaskClass::kInteractive) {
-      start_ns_.store(absl::ToUnixNanos(absl::Now()));
+        e.task_class == engine::TaskClass::kInteractive && e.what == "evaluation") {
+      const int64_t now = absl::ToUnixNanos(absl::Now());
+      start_ns_.store(now);
+      absl::MutexLock lock(&mu_);
+      if (record_) starts_.push_back(now);
     }
 #if defined(__linux__)
     if (e.task_class == engine::TaskClass::kTraining && !e.inline_run) {
@@ -145,10 +149,21 @@ class PhaseRecorder {
   void Reset() { start_ns_.store(0); }
   int64_t start_ns() const { return start_ns_.load(); }
   int64_t executor_tid() const { return executor_tid_.load(); }
+  void Record(bool on) {
+    absl::MutexLock lock(&mu_);
+    record_ = on;
+  }
+  std::vector<int64_t> Starts() {
+    absl::MutexLock lock(&mu_);
+    return starts_;
+  }
 
  private:
   std::atomic<int64_t> start_ns_{0};
   std::atomic<int64_t> executor_tid_{0};
+  absl::Mutex mu_;
+  bool record_ = false;
+  std::vector<int64_t> starts_;
 };
 
 // One evaluation's timeline (Unix ns, one clock: client and server share the process) and the
@@ -160,13 +175,13 @@ struct CallRecord {
   double client_cpu_wait_ms = 0;  // the client thread runnable but not running, due..received
 };
 
-// The phases of `c` in ms: late = the client sent after it was due and free (its thread woke
-// late), to_server = sent -> handler entry, copy_in, queued, on_device = the rest of the handler
-// (execute, lookup, copy-out, anything else until the reply is handed to gRPC), to_client = that
-// hand-off -> the client has the reply.
+// The phases of `c` in ms: to_server = sent -> handler entry, copy_in, queued, on_device = the
+// rest of the handler (execute, lookup, copy-out, anything else until the reply is handed to
+// gRPC), to_client = that hand-off -> the client has the reply; and, outside the round trip,
+// late = sent after due (open loop) or after due and free (closed loop: the thread woke late).
 std::string Phases(const CallRecord& c) {
   char buf[320];
-  if (c.exec_start == 0) {  // open loop: no executor start per call; to_server + to_client as one
+  if (c.exec_start == 0) {  // open loop, start not matched: to_server + to_client as one
     std::snprintf(buf, sizeof(buf),
                   "#%lld (mod 256 = %lld): round trip %.1f ms = copy_in %.2f + queued %.1f + "
                   "on_device %.1f (execute %.2f) + transport %.1f; sent %.1f ms after due",
@@ -178,15 +193,18 @@ std::string Phases(const CallRecord& c) {
   }
   const double entry = c.exec_start - (c.queued_us + c.copy_in_us) * 1e3;
   const double handed = entry + c.total_us * 1e3;
-  std::snprintf(buf, sizeof(buf),
-                "#%lld (mod 256 = %lld): round trip %.1f ms = late %.1f + to_server %.1f + "
-                "copy_in %.2f + queued %.1f + on_device %.1f (execute %.2f) + to_client %.1f; "
-                "client thread waited for a CPU %.1f ms",
-                static_cast<long long>(c.index), static_cast<long long>(c.index % 256),
-                (c.received - c.sent) / 1e6, (c.sent - c.free) / 1e6, (entry - c.sent) / 1e6,
-                c.copy_in_us / 1e3, c.queued_us / 1e3,
-                (c.total_us - c.copy_in_us - c.queued_us) / 1e3, c.execute_us / 1e3,
-                (c.received - handed) / 1e6, c.client_cpu_wait_ms);
+  int n = std::snprintf(
+      buf, sizeof(buf),
+      "#%lld (mod 256 = %lld): round trip %.1f ms = to_server %.1f + copy_in %.2f + queued %.1f + "
+      "on_device %.1f (execute %.2f) + to_client %.1f; late %.1f",
+      static_cast<long long>(c.index), static_cast<long long>(c.index % 256),
+      (c.received - c.sent) / 1e6, (entry - c.sent) / 1e6, c.copy_in_us / 1e3, c.queued_us / 1e3,
+      (c.total_us - c.copy_in_us - c.queued_us) / 1e3, c.execute_us / 1e3,
+      (c.received - handed) / 1e6, (c.sent - c.free) / 1e6);
+  if (c.client_cpu_wait_ms >= 0 && n > 0 && n < static_cast<int>(sizeof(buf))) {
+    std::snprintf(buf + n, sizeof(buf) - n, "; client thread waited for a CPU %.1f ms",
+                  c.client_cpu_wait_ms);
+  }
   return buf;
 }
 
@@ -301,10 +319,12 @@ std::vector<CallRecord> RunClosed(client::AnerdClient* client, const v1::EvalKer
 
 // Open loop: each call is sent at its due time whatever happened to the earlier ones (gRPC's
 // callback API), at most kMaxInFlight at once; a call due while that many are in flight is not
-// sent and counted in `*overflow`. Returns once every sent call has completed.
+// sent and counted in `*overflow`. Returns once every sent call has completed. The k-th
+// evaluation the executor started is taken as the k-th call sent (one channel, FIFO within a
+// class; neighbours may swap), kept only when it falls between that call's send and completion.
 std::vector<CallRecord> RunOpen(client::AnerdClient* client, const v1::EvalKernelRequest& req,
                                 const Schedule& schedule, const std::atomic<bool>& finished,
-                                int64_t* overflow) {
+                                PhaseRecorder& phases, int64_t* overflow) {
   struct Call {
     std::unique_ptr<grpc::ClientContext> ctx;
     v1::EvalKernelResponse resp;
@@ -315,6 +335,7 @@ std::vector<CallRecord> RunOpen(client::AnerdClient* client, const v1::EvalKerne
   int in_flight = 0;
   int64_t failed = 0;
   std::string error;
+  phases.Record(true);
   for (int64_t i = 0; !finished.load(); ++i) {
     std::this_thread::sleep_until(schedule.steady0 + i * schedule.period);
     {
@@ -329,7 +350,9 @@ std::vector<CallRecord> RunOpen(client::AnerdClient* client, const v1::EvalKerne
     call.ctx = client->NewContext();
     call.rec.index = kIdleEvals + i + 1;
     call.rec.due = schedule.DueUnixNs(i);
-    call.rec.sent = call.rec.free = absl::ToUnixNanos(absl::Now());
+    call.rec.free = call.rec.due;  // "late" = sent after due
+    call.rec.sent = absl::ToUnixNanos(absl::Now());
+    call.rec.client_cpu_wait_ms = -1;  // not per call: several in flight
     client->stub()->async()->EvalKernel(call.ctx.get(), &req, &call.resp,
                                         [&, c = &call](grpc::Status s) {
                                           c->rec.received = absl::ToUnixNanos(absl::Now());
@@ -344,14 +367,20 @@ std::vector<CallRecord> RunOpen(client::AnerdClient* client, const v1::EvalKerne
   absl::MutexLock lock(&mu);
   mu.Await(absl::Condition(
       +[](int* n) { return *n == 0; }, &in_flight));
+  phases.Record(false);
   if (failed > 0) {
     std::fprintf(stderr, "%lld evaluations failed: %s\n", static_cast<long long>(failed),
                  error.c_str());
     return {};
   }
+  const std::vector<int64_t> starts = phases.Starts();
   std::vector<CallRecord> out;
   for (Call& c : calls) {
     Fill(c.resp.timing(), &c.rec);
+    const size_t k = out.size();
+    if (k < starts.size() && starts[k] >= c.rec.sent && starts[k] <= c.rec.received) {
+      c.rec.exec_start = starts[k];
+    }
     out.push_back(c.rec);
   }
   return out;
@@ -467,8 +496,9 @@ int Main(int argc, char** argv) {
   const Schedule schedule{absl::ToUnixNanos(absl::Now()), Clock::now(),
                           std::chrono::microseconds(static_cast<int64_t>(period_ms * 1000))};
   int64_t overflow = 0;
-  const std::vector<CallRecord> calls = open ? RunOpen(client, req, schedule, finished, &overflow)
-                                             : RunClosed(client, req, schedule, finished, phases);
+  const std::vector<CallRecord> calls =
+      open ? RunOpen(client, req, schedule, finished, phases, &overflow)
+           : RunClosed(client, req, schedule, finished, phases);
   if (calls.empty()) return 1;
   std::vector<double> wait_us, rtt_us, due_us;
   for (const CallRecord& c : calls) {
