@@ -3,11 +3,13 @@
 # stories110m trains in the in-process server (one sequence of 256 per step) while a client
 # evaluates a tiny kernel every 10 ms on the same device; each run prints the evaluations' wait
 # (p50/p99/max), the longest training kernel and the ratio p99 / longest kernel (target <= 2),
-# the open-loop p99 (wait counted from when each call was due) over the same kernel, the slowest
-# calls phase by phase and each thread's wait for a CPU, with the load average before and after.
+# the p99 of completion - due (the wait counted from when each call was due) over the same kernel,
+# the slowest calls phase by phase and each thread's wait for a CPU, with the load average before
+# and after. --mode open (default): every call is sent at its due time, up to 64 in flight;
+# --mode closed: one call in flight (a late client delays its own calls).
 #
 #   bench/interactive_wait.sh [--build DIR] [--runs N] [--steps N] [--numerics fp32|ane]
-#                             [--model NAME]
+#                             [--model NAME] [--mode open|closed]
 # Needs interactive_wait_bench (configure with -DANERD_BUILD_BENCH=ON).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -18,7 +20,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --build) build="$2"; shift ;;
     --runs) runs="$2"; shift ;;
-    --steps|--numerics|--model|--period-ms) args+=("$1" "$2"); shift ;;
+    --steps|--numerics|--model|--period-ms|--mode) args+=("$1" "$2"); shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -41,4 +43,4 @@ for i in $(seq 1 "$runs"); do
   due_ratios+=("$(echo "$out" | sed -n 's/.*"due_ratio":\([0-9.]*\).*/\1/p')")
 done
 echo "load at end $(load); ratio p99 wait / longest kernel per run: ${ratios[*]} (target <= 2)"
-echo "open loop (wait from when due) p99 / longest kernel per run: ${due_ratios[*]}"
+echo "p99 completion - due / longest kernel per run: ${due_ratios[*]}"

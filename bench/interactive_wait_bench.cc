@@ -4,24 +4,29 @@
 // evaluates a tiny kernel on the same backend at a steady rate. Printed, all from the same run:
 //   * the evaluations' queue wait (server-side EvalTiming.queued_us) p50 / p99 / max, their client
 //     round trip, and the round trip when idle before training started (reference);
-//   * the wait counted from when each call was due (open loop: a call that could not be sent on
-//     time because the previous one still waited counts from its due time);
+//   * completion - due: the wait counted from when each call was due. --mode open (default): each
+//     call is sent at its due time whatever happened to the earlier ones (gRPC callback API, at
+//     most kMaxInFlight in flight; a call due beyond that is not sent and counted). --mode closed:
+//     one call in flight, a late call is sent when the previous returns (this measures the
+//     client's pace as much as the server: each late call waits for the next yield);
 //   * from the session's trace (GetSessionTrace): the longest single training kernel;
 //   * from the executor (DeviceExecutor::SetObserver): the longest stretch a training task held
 //     the device between yield points, and the trainer's spans inside it (what bounds it);
-//   * ratio = p99 queue wait / longest training kernel (target <= 2), and the open-loop p99 over
-//     the same kernel;
-//   * where the slowest calls spent their time, phase by phase (PhaseRecorder below), and how long
+//   * ratio = p99 queue wait / longest training kernel (target <= 2), and p99 completion - due
+//     over the same kernel;
+//   * where the slowest calls spent their time, phase by phase (closed loop: PhaseRecorder below;
+//     open loop: the server's durations and the transport around them), and how long
 //     each of the process's threads waited for a CPU (Linux: /proc schedstat) over the run.
 // Not a test (no timed assertion anywhere); run by bench/interactive_wait.sh.
 //
 //   interactive_wait_bench [--model stories110m] [--numerics fp32] [--steps 4]
-//                          [--period-ms 10] [--skip-steps 1]
+//                          [--period-ms 10] [--skip-steps 1] [--mode open|closed]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <random>
@@ -121,15 +126,19 @@ class StretchRecorder {
   int64_t open_ns_ = 0, longest_ns_ = 0, longest_from_ns_ = 0;
 };
 
-// The executor's start of the evaluation in flight (the client sends one at a time): the only
-// server-side moment the response does not carry. With EvalTiming's durations it places the
-// handler's entry (start - queued - copy_in) and its hand-off of the reply to gRPC (entry + total).
+// The executor's start of the evaluation in flight (closed loop: one at a time), or of every
+// evaluation in order (open loop, while Record(true)): the only server-side moment the response
+// does not carry. With EvalTiming's durations it places the handler's entry (start - queued -
+// copy_in) and its hand-off of the reply to gRPC (entry + total).
 class PhaseRecorder {
  public:
   void Observe(const engine::ExecutorEvent& e) {
     if (e.kind == engine::ExecutorEvent::Kind::kStart &&
-        e.task_class == engine::TaskClass::kInteractive) {
-      start_ns_.store(absl::ToUnixNanos(absl::Now()));
+        e.task_class == engine::TaskClass::kInteractive && e.what == "evaluation") {
+      const int64_t now = absl::ToUnixNanos(absl::Now());
+      start_ns_.store(now);
+      absl::MutexLock lock(&mu_);
+      if (record_) starts_.push_back(now);
     }
 #if defined(__linux__)
     if (e.task_class == engine::TaskClass::kTraining && !e.inline_run) {
@@ -140,10 +149,21 @@ class PhaseRecorder {
   void Reset() { start_ns_.store(0); }
   int64_t start_ns() const { return start_ns_.load(); }
   int64_t executor_tid() const { return executor_tid_.load(); }
+  void Record(bool on) {
+    absl::MutexLock lock(&mu_);
+    record_ = on;
+  }
+  std::vector<int64_t> Starts() {
+    absl::MutexLock lock(&mu_);
+    return starts_;
+  }
 
  private:
   std::atomic<int64_t> start_ns_{0};
   std::atomic<int64_t> executor_tid_{0};
+  absl::Mutex mu_;
+  bool record_ = false;
+  std::vector<int64_t> starts_;
 };
 
 // One evaluation's timeline (Unix ns, one clock: client and server share the process) and the
@@ -155,23 +175,36 @@ struct CallRecord {
   double client_cpu_wait_ms = 0;  // the client thread runnable but not running, due..received
 };
 
-// The phases of `c` in ms: late = the client sent after it was due and free (its thread woke
-// late), to_server = sent -> handler entry, copy_in, queued, on_device = the rest of the handler
-// (execute, lookup, copy-out, anything else until the reply is handed to gRPC), to_client = that
-// hand-off -> the client has the reply.
+// The phases of `c` in ms: to_server = sent -> handler entry, copy_in, queued, on_device = the
+// rest of the handler (execute, lookup, copy-out, anything else until the reply is handed to
+// gRPC), to_client = that hand-off -> the client has the reply; and, outside the round trip,
+// late = sent after due (open loop) or after due and free (closed loop: the thread woke late).
 std::string Phases(const CallRecord& c) {
+  char buf[320];
+  if (c.exec_start == 0) {  // open loop, start not matched: to_server + to_client as one
+    std::snprintf(buf, sizeof(buf),
+                  "#%lld (mod 256 = %lld): round trip %.1f ms = copy_in %.2f + queued %.1f + "
+                  "on_device %.1f (execute %.2f) + transport %.1f; sent %.1f ms after due",
+                  static_cast<long long>(c.index), static_cast<long long>(c.index % 256),
+                  (c.received - c.sent) / 1e6, c.copy_in_us / 1e3, c.queued_us / 1e3,
+                  (c.total_us - c.copy_in_us - c.queued_us) / 1e3, c.execute_us / 1e3,
+                  (c.received - c.sent) / 1e6 - c.total_us / 1e3, (c.sent - c.due) / 1e6);
+    return buf;
+  }
   const double entry = c.exec_start - (c.queued_us + c.copy_in_us) * 1e3;
   const double handed = entry + c.total_us * 1e3;
-  char buf[320];
-  std::snprintf(buf, sizeof(buf),
-                "#%lld (mod 256 = %lld): round trip %.1f ms = late %.1f + to_server %.1f + "
-                "copy_in %.2f + queued %.1f + on_device %.1f (execute %.2f) + to_client %.1f; "
-                "client thread waited for a CPU %.1f ms",
-                static_cast<long long>(c.index), static_cast<long long>(c.index % 256),
-                (c.received - c.sent) / 1e6, (c.sent - c.free) / 1e6, (entry - c.sent) / 1e6,
-                c.copy_in_us / 1e3, c.queued_us / 1e3,
-                (c.total_us - c.copy_in_us - c.queued_us) / 1e3, c.execute_us / 1e3,
-                (c.received - handed) / 1e6, c.client_cpu_wait_ms);
+  int n = std::snprintf(
+      buf, sizeof(buf),
+      "#%lld (mod 256 = %lld): round trip %.1f ms = to_server %.1f + copy_in %.2f + queued %.1f + "
+      "on_device %.1f (execute %.2f) + to_client %.1f; late %.1f",
+      static_cast<long long>(c.index), static_cast<long long>(c.index % 256),
+      (c.received - c.sent) / 1e6, (entry - c.sent) / 1e6, c.copy_in_us / 1e3, c.queued_us / 1e3,
+      (c.total_us - c.copy_in_us - c.queued_us) / 1e3, c.execute_us / 1e3,
+      (c.received - handed) / 1e6, (c.sent - c.free) / 1e6);
+  if (c.client_cpu_wait_ms >= 0 && n > 0 && n < static_cast<int>(sizeof(buf))) {
+    std::snprintf(buf + n, sizeof(buf) - n, "; client thread waited for a CPU %.1f ms",
+                  c.client_cpu_wait_ms);
+  }
   return buf;
 }
 
@@ -226,9 +259,131 @@ absl::StatusOr<v1::SessionInfo> GetSession(client::AnerdClient* c, const std::st
   return info;
 }
 
+constexpr int kMaxInFlight = 64;  // open loop: calls in flight at most
+constexpr int kIdleEvals = 300;   // closed-loop evaluations before training: the idle reference
+
 bool Finished(const std::string& state) {
   return state == "completed" || state == "failed" || state == "stopped" || state == "paused" ||
          state == "interrupted";
+}
+
+// Call i is due at `unix_ns0` + i·period; `steady0` is the same moment on the steady clock.
+struct Schedule {
+  int64_t unix_ns0;
+  Clock::time_point steady0;
+  Clock::duration period;
+  int64_t DueUnixNs(int64_t i) const {
+    return unix_ns0 + std::chrono::duration_cast<std::chrono::nanoseconds>(i * period).count();
+  }
+};
+
+void Fill(const v1::EvalTiming& t, CallRecord* c) {
+  c->copy_in_us = t.copy_in_us();
+  c->queued_us = t.queued_us();
+  c->execute_us = t.execute_us();
+  c->copy_out_us = t.copy_out_us();
+  c->total_us = t.total_us();
+}
+
+// Closed loop: one call in flight; a call due while the previous one still waits is sent when it
+// returns (its wait still counts from its due time). Records the executor's start of each call.
+std::vector<CallRecord> RunClosed(client::AnerdClient* client, const v1::EvalKernelRequest& req,
+                                  const Schedule& schedule, const std::atomic<bool>& finished,
+                                  PhaseRecorder& phases) {
+  std::vector<CallRecord> calls;
+  int64_t prev_received = 0;
+  for (int64_t i = 0; !finished.load(); ++i) {
+    const SchedStat cpu0 = ReadSchedStat("/proc/thread-self/schedstat");
+    std::this_thread::sleep_until(schedule.steady0 + i * schedule.period);
+    phases.Reset();
+    CallRecord c;
+    c.index = kIdleEvals + i + 1;
+    c.due = schedule.DueUnixNs(i);
+    c.free = std::max(c.due, prev_received);
+    c.sent = absl::ToUnixNanos(absl::Now());
+    auto r = client->EvalKernel(req);
+    c.received = absl::ToUnixNanos(absl::Now());
+    const SchedStat cpu1 = ReadSchedStat("/proc/thread-self/schedstat");
+    if (!r.ok()) {
+      std::fprintf(stderr, "eval: %s\n", r.status().ToString().c_str());
+      return {};
+    }
+    c.exec_start = phases.start_ns();
+    Fill(r->timing(), &c);
+    c.client_cpu_wait_ms = (cpu1.wait_ns - cpu0.wait_ns) / 1e6;
+    prev_received = c.received;
+    calls.push_back(c);
+  }
+  return calls;
+}
+
+// Open loop: each call is sent at its due time whatever happened to the earlier ones (gRPC's
+// callback API), at most kMaxInFlight at once; a call due while that many are in flight is not
+// sent and counted in `*overflow`. Returns once every sent call has completed. The k-th
+// evaluation the executor started is taken as the k-th call sent (one channel, FIFO within a
+// class; neighbours may swap), kept only when it falls between that call's send and completion.
+std::vector<CallRecord> RunOpen(client::AnerdClient* client, const v1::EvalKernelRequest& req,
+                                const Schedule& schedule, const std::atomic<bool>& finished,
+                                PhaseRecorder& phases, int64_t* overflow) {
+  struct Call {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    v1::EvalKernelResponse resp;
+    CallRecord rec;
+  };
+  std::deque<Call> calls;  // stable addresses for the callbacks
+  absl::Mutex mu;
+  int in_flight = 0;
+  int64_t failed = 0;
+  std::string error;
+  phases.Record(true);
+  for (int64_t i = 0; !finished.load(); ++i) {
+    std::this_thread::sleep_until(schedule.steady0 + i * schedule.period);
+    {
+      absl::MutexLock lock(&mu);
+      if (in_flight >= kMaxInFlight) {
+        ++*overflow;
+        continue;
+      }
+      ++in_flight;
+    }
+    Call& call = calls.emplace_back();
+    call.ctx = client->NewContext();
+    call.rec.index = kIdleEvals + i + 1;
+    call.rec.due = schedule.DueUnixNs(i);
+    call.rec.free = call.rec.due;  // "late" = sent after due
+    call.rec.sent = absl::ToUnixNanos(absl::Now());
+    call.rec.client_cpu_wait_ms = -1;  // not per call: several in flight
+    client->stub()->async()->EvalKernel(call.ctx.get(), &req, &call.resp,
+                                        [&, c = &call](grpc::Status s) {
+                                          c->rec.received = absl::ToUnixNanos(absl::Now());
+                                          absl::MutexLock lock(&mu);
+                                          --in_flight;
+                                          if (!s.ok()) {
+                                            ++failed;
+                                            error = s.error_message();
+                                          }
+                                        });
+  }
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](int* n) { return *n == 0; }, &in_flight));
+  phases.Record(false);
+  if (failed > 0) {
+    std::fprintf(stderr, "%lld evaluations failed: %s\n", static_cast<long long>(failed),
+                 error.c_str());
+    return {};
+  }
+  const std::vector<int64_t> starts = phases.Starts();
+  std::vector<CallRecord> out;
+  for (Call& c : calls) {
+    Fill(c.resp.timing(), &c.rec);
+    const size_t k = out.size();
+    if (k < starts.size() && starts[k] >= c.rec.sent && starts[k] <= c.rec.received) {
+      c.rec.exec_start = starts[k];
+    }
+    out.push_back(c.rec);
+  }
+  return out;
 }
 
 int Main(int argc, char** argv) {
@@ -237,6 +392,12 @@ int Main(int argc, char** argv) {
   const int steps = std::atoi(Flag(argc, argv, "--steps", "4"));
   const int skip = std::atoi(Flag(argc, argv, "--skip-steps", "1"));
   const double period_ms = std::atof(Flag(argc, argv, "--period-ms", "10"));
+  const std::string mode = Flag(argc, argv, "--mode", "open");
+  if (mode != "open" && mode != "closed") {
+    std::fprintf(stderr, "--mode must be open or closed, not %s\n", mode.c_str());
+    return 2;
+  }
+  const bool open = mode == "open";
   std::unique_ptr<BenchServer> server = BenchServer::Start("anerd-wait-bench");
   if (server == nullptr) return 1;
   client::AnerdClient* client = &server->client();
@@ -262,7 +423,6 @@ int Main(int argc, char** argv) {
   const v1::EvalKernelRequest req = TinyEvalRequest(compiled->kernel().id());
 
   std::vector<double> idle_us;
-  constexpr int kIdleEvals = 300;
   for (int i = 0; i < kIdleEvals; ++i) {
     auto s0 = Clock::now();
     if (!client->EvalKernel(req).ok()) return 1;
@@ -331,48 +491,20 @@ int Main(int argc, char** argv) {
 #if defined(__linux__)
   pthread_setname_np(pthread_self(), "bench-client");
 #endif
-  std::vector<double> wait_us, rtt_us, due_us;
-  std::vector<CallRecord> calls;
   const auto threads_before = ThreadStats();
   stretches.Set(true);
-  auto next = Clock::now();
-  int64_t prev_received = 0;
-  // Clock::now() and absl::Now() taken together map the schedule onto the Unix clock.
-  const int64_t unix_at_next = absl::ToUnixNanos(absl::Now());
-  const auto steady_at_next = next;
-  while (!finished.load()) {
-    const auto due = next;
-    const SchedStat cpu0 = ReadSchedStat("/proc/thread-self/schedstat");
-    std::this_thread::sleep_until(due);
-    next += std::chrono::microseconds(static_cast<int64_t>(period_ms * 1000));
-    phases.Reset();
-    CallRecord c;
-    c.index = kIdleEvals + static_cast<int64_t>(calls.size()) + 1;
-    c.due = unix_at_next +
-            std::chrono::duration_cast<std::chrono::nanoseconds>(due - steady_at_next).count();
-    c.free = std::max(c.due, prev_received);
-    c.sent = absl::ToUnixNanos(absl::Now());
-    const auto s0 = Clock::now();
-    auto r = client->EvalKernel(req);
-    const auto s1 = Clock::now();
-    c.received = absl::ToUnixNanos(absl::Now());
-    const SchedStat cpu1 = ReadSchedStat("/proc/thread-self/schedstat");
-    if (!r.ok()) {
-      std::fprintf(stderr, "eval: %s\n", r.status().ToString().c_str());
-      std::_Exit(1);
-    }
-    c.exec_start = phases.start_ns();
-    c.copy_in_us = r->timing().copy_in_us();
-    c.queued_us = r->timing().queued_us();
-    c.execute_us = r->timing().execute_us();
-    c.copy_out_us = r->timing().copy_out_us();
-    c.total_us = r->timing().total_us();
-    c.client_cpu_wait_ms = (cpu1.wait_ns - cpu0.wait_ns) / 1e6;
-    prev_received = c.received;
-    calls.push_back(c);
-    wait_us.push_back(r->timing().queued_us());
-    rtt_us.push_back(Us(s1 - s0));
-    due_us.push_back(Us(s1 - due));
+  const Schedule schedule{absl::ToUnixNanos(absl::Now()), Clock::now(),
+                          std::chrono::microseconds(static_cast<int64_t>(period_ms * 1000))};
+  int64_t overflow = 0;
+  const std::vector<CallRecord> calls =
+      open ? RunOpen(client, req, schedule, finished, phases, &overflow)
+           : RunClosed(client, req, schedule, finished, phases);
+  if (calls.empty()) return 1;
+  std::vector<double> wait_us, rtt_us, due_us;
+  for (const CallRecord& c : calls) {
+    wait_us.push_back(c.queued_us);
+    rtt_us.push_back((c.received - c.sent) / 1e3);
+    due_us.push_back((c.received - c.due) / 1e3);
   }
   poller.join();
   stretches.Set(false);
@@ -405,21 +537,23 @@ int Main(int argc, char** argv) {
   const Quantiles due = Quantile(due_us);
   const double ratio = w.p99 / 1e3 / kernel_ms;
   std::printf(
-      "%s %s, steps %lld-%lld, %zu evaluations every %.0f ms\n"
+      "%s %s, steps %lld-%lld, %s loop: %zu evaluations every %.0f ms, %lld not sent (due while "
+      "%d were in flight)\n"
       "  queue wait (server): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n"
       "  round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms (idle before training: p50 %.3f ms, max "
       "%.2f ms)\n"
-      "  from when due (open loop): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n"
+      "  completion - due: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n"
       "  longest training kernel %.2f ms (%s)\n"
       "  longest stretch a training task held the device without yielding %.2f ms; trainer "
       "spans that began in it:%s\n"
-      "  ratio p99 queue wait / longest kernel %.2f (target <= 2); open-loop p99 / longest "
-      "kernel %.2f\n",
+      "  ratio p99 queue wait / longest kernel %.2f (target <= 2); p99 completion - due / "
+      "longest kernel %.2f\n",
       model.c_str(), numerics.c_str(), static_cast<long long>(first_step),
-      static_cast<long long>(last_step), wait_us.size(), period_ms, w.p50 / 1e3, w.p99 / 1e3,
-      w.max / 1e3, rt.p50 / 1e3, rt.p99 / 1e3, rt.max / 1e3, idle.p50 / 1e3, idle.max / 1e3,
-      due.p50 / 1e3, due.p99 / 1e3, due.max / 1e3, kernel_ms, kernel.c_str(), stretch_ms,
-      inside.c_str(), ratio, due.p99 / 1e3 / kernel_ms);
+      static_cast<long long>(last_step), mode.c_str(), wait_us.size(), period_ms,
+      static_cast<long long>(overflow), kMaxInFlight, w.p50 / 1e3, w.p99 / 1e3, w.max / 1e3,
+      rt.p50 / 1e3, rt.p99 / 1e3, rt.max / 1e3, idle.p50 / 1e3, idle.max / 1e3, due.p50 / 1e3,
+      due.p99 / 1e3, due.max / 1e3, kernel_ms, kernel.c_str(), stretch_ms, inside.c_str(), ratio,
+      due.p99 / 1e3 / kernel_ms);
   // Where the slowest round trips went, phase by phase.
   std::vector<CallRecord> slowest = calls;
   std::sort(slowest.begin(), slowest.end(), [](const CallRecord& a, const CallRecord& b) {
@@ -453,12 +587,14 @@ int Main(int argc, char** argv) {
                 waited);
   }
   std::printf(
-      "{\"type\":\"interactive_wait\",\"model\":\"%s\",\"numerics\":\"%s\",\"evals\":%zu,"
+      "{\"type\":\"interactive_wait\",\"mode\":\"%s\",\"model\":\"%s\",\"numerics\":\"%s\","
+      "\"evals\":%zu,\"not_sent\":%lld,"
       "\"wait_p50_ms\":%.3f,\"wait_p99_ms\":%.3f,\"wait_max_ms\":%.3f,\"due_p99_ms\":%.3f,"
       "\"longest_kernel_ms\":%.3f,\"longest_stretch_ms\":%.3f,\"ratio\":%.3f,"
       "\"due_ratio\":%.3f}\n",
-      model.c_str(), numerics.c_str(), wait_us.size(), w.p50 / 1e3, w.p99 / 1e3, w.max / 1e3,
-      due.p99 / 1e3, kernel_ms, stretch_ms, ratio, due.p99 / 1e3 / kernel_ms);
+      mode.c_str(), model.c_str(), numerics.c_str(), wait_us.size(),
+      static_cast<long long>(overflow), w.p50 / 1e3, w.p99 / 1e3, w.max / 1e3, due.p99 / 1e3,
+      kernel_ms, stretch_ms, ratio, due.p99 / 1e3 / kernel_ms);
   return 0;
 }
 
