@@ -507,7 +507,7 @@ void SessionManager::Shutdown() {
     supervisors.swap(supervisors_);
   }
   for (Supervisor& t : supervisors) t.thread.join();
-  eval_io_.reset();  // the reads queued before the flag was set; Evaluate refuses from now on
+  rpc_io_.reset();  // what was queued before the flag was set; Evaluate and Export refuse now
   FlushRows();
 }
 

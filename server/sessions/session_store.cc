@@ -3,6 +3,7 @@
 #include <memory>
 #include <utility>
 
+#include "common/blocking_io_guard.h"
 #include "common/status_macros.h"
 #include "server/sessions/session_recovery.h"
 #include "server/store/space_reserve.h"
@@ -93,6 +94,7 @@ absl::Status WriteRow(store::Store* store, const SessionRow& r) {
 }  // namespace
 
 absl::Status SessionStore::Put(const SessionRow& r) {
+  NoteBlockingIo("session row write " + r.id);
   absl::MutexLock lock(&store_->mu());
   if (r.state != SessionState::kPaused) return WriteRow(store_, r);
   // A session is paused because the disk is full: without the reserve its row would keep saying
