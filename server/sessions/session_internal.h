@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "server/metrics/tfevents_writer.h"
 #include "server/sessions/event_log.h"
@@ -79,10 +80,13 @@ struct SessionManager::Session {
   std::shared_ptr<training::SpanLog> spans = std::make_shared<training::SpanLog>();
   // Data-parallel sessions (spec.ranks > 1, session_distributed.cc). `job`: the running mpirun,
   // set and reset by the supervisor thread (Stop and Shutdown terminate it). `restarts`: the
-  // relaunches after faults in this daemon run; `launches`: mpirun launches in this daemon run.
-  // `relaunching` keeps the log open across interrupted -> queued, so watchers follow through.
+  // relaunches after faults (persisted, SessionSnapshot::restarts); `hosts`: the latest
+  // launch's (persisted); `launches`: mpirun launches in this daemon run. `relaunching` keeps
+  // the log open across interrupted -> queued, so watchers follow through.
   std::shared_ptr<MpiJob> job;
-  int restarts = 0, launches = 0;
+  int64_t restarts = 0;
+  std::vector<std::string> hosts;
+  int launches = 0;
   bool relaunching = false;
   // Touched only by the supervisor thread: which relayed steps the log already holds, and the
   // count of unparsable lines from rank 0.

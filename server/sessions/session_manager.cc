@@ -273,6 +273,8 @@ SessionRow SessionManager::RowOf(const Session& s) {
   r.checkpoint_path = s.checkpoint_path;
   r.error = s.error;
   r.spec = s.spec;
+  r.restarts = s.restarts;
+  r.hosts = s.hosts;
   return r;
 }
 
@@ -320,6 +322,8 @@ SessionSnapshot SessionManager::Snapshot(const Session& s) const {
   out.last_eval = s.last_eval;
   out.last_sample = s.last_sample;
   out.last_step = s.last_step;
+  out.restarts = s.restarts;
+  out.hosts = s.hosts;
   return out;
 }
 

@@ -142,6 +142,11 @@ struct SessionSnapshot {
   std::optional<SampleRecord> last_sample;
   // The latest reported step event (its breakdown and energy), when there is one.
   std::optional<SessionEventRecord> last_step;
+  // Data-parallel sessions (spec.ranks > 1): the relaunches after a fault so far (persisted: the
+  // spec.max_restarts budget counts them over the session's life), and the hosts of its latest
+  // launch (the hostfile's, else this host's name; empty before the first launch).
+  int64_t restarts = 0;
+  std::vector<std::string> hosts;
 };
 
 // The Evaluate RPC in native terms (SessionManager::Evaluate). The model is a session's
