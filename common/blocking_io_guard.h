@@ -1,6 +1,7 @@
 // A guard for the rule "no blocking I/O on a device executor thread": the device executor marks
 // its thread (ScopedDeviceThread), and the file helpers the daemon writes and reads its state with
-// (WriteFileAtomically, the session event log, the TensorBoard writer, checkpoint read/write) call
+// (WriteFileAtomically, the session event log, the TensorBoard writer, model and checkpoint files
+// read and written through training/file_io.h, token data, the session rows in anerd.db) call
 // NoteBlockingIo with the operation's name. A call on a marked thread is a violation: it is
 // counted, its name kept (the last kMaxViolationNames, for tests and messages) and logged at debug
 // level; the operation itself still runs. The count is exported as a metric

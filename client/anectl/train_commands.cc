@@ -60,6 +60,8 @@ Json SessionFieldsJson(const v1::SessionInfo& s) {
           {"checkpoint_path", s.checkpoint_path()},
           {"logdir", s.logdir()},
           {"checkpoint_step", s.checkpoint_step()},
+          {"restarts", s.restarts()},
+          {"hosts", std::vector<std::string>(s.hosts().begin(), s.hosts().end())},
           {"error", s.error()},
           {"spec",
            {{"model", p.model()},
@@ -83,6 +85,8 @@ Json SessionFieldsJson(const v1::SessionInfo& s) {
             {"warmup", p.warmup()},
             {"accum", p.accum()},
             {"ranks", p.ranks()},
+            {"hostfile", p.hostfile()},
+            {"max_restarts", p.max_restarts()},
             {"clip", p.clip()},
             {"weight_decay", p.weight_decay()},
             {"beta1", p.beta1()},
@@ -902,6 +906,12 @@ int SessionCall(CommandContext& ctx, const std::vector<std::string>& args,
                                info.spec().data_artifact().empty()
                                    ? info.spec().data()
                                    : "artifact " + info.spec().data_artifact().substr(0, 12));
+  if (info.spec().ranks() > 1) {
+    std::cout << absl::StrFormat(
+        "  %-11s %d on %s; %d restart%s of at most %d\n", "ranks", info.spec().ranks(),
+        info.hosts().empty() ? "(not launched yet)" : absl::StrJoin(info.hosts(), ", "),
+        info.restarts(), info.restarts() == 1 ? "" : "s", info.spec().max_restarts());
+  }
   if (info.spec().validation().end_token() > 0) {
     const v1::ValidationRange& v = info.spec().validation();
     std::cout << absl::StrFormat(

@@ -277,6 +277,8 @@ void ToProto(const sessions::SessionSnapshot& s, bool with_owner, v1::SessionInf
   out->set_eta_seconds(s.eta_seconds);
   out->set_checkpoint_path(s.checkpoint_path);
   out->set_logdir(s.logdir);
+  out->set_restarts(s.restarts);
+  for (const std::string& host : s.hosts) out->add_hosts(host);
   out->set_checkpoint_step(s.checkpoint_step);
   ToProto(s.spec, out->mutable_spec());
   out->mutable_spec()->set_name(s.name);

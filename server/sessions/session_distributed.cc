@@ -98,17 +98,27 @@ absl::StatusOr<RankLaunch> SessionManager::PrepareLaunch(Session* s) {
   return l;
 }
 
-// Blocking file and name-service work before a launch (supervisor thread, no lock).
-static absl::Status PrepareFiles(const RankLaunch& l, const training::TrainSpec& spec) {
+// This machine's name, for a job without a hostfile.
+static std::string ThisHost() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+// Blocking file and name-service work before a launch (supervisor thread, no lock): the hosts
+// the job will run on.
+static absl::StatusOr<std::vector<std::string>> PrepareFiles(const RankLaunch& l,
+                                                             const training::TrainSpec& spec) {
   if (!l.spec_path.empty()) {
     if (absl::Status w = WriteFileAtomically(l.spec_path, training::SpecToText(spec)); !w.ok()) {
       return w;
     }
   }
-  if (l.hostfile.empty()) return absl::OkStatus();
+  if (l.hostfile.empty()) return std::vector<std::string>{ThisHost()};
   absl::StatusOr<std::vector<std::string>> hosts = ParseHostfile(l.hostfile);
   if (!hosts.ok()) return hosts.status();
-  return CheckHostsResolve(l.hostfile, *hosts);
+  if (absl::Status r = CheckHostsResolve(l.hostfile, *hosts); !r.ok()) return r;
+  return hosts;
 }
 
 void SessionManager::SuperviseJob(const std::string& id) {
@@ -137,7 +147,9 @@ void SessionManager::SuperviseJob(const std::string& id) {
       s->replay.Reset(s->replay_until, LoggedLosses(*s->log, checkpoint_step));
     }
     FlushRows();
-    absl::Status ready = launch.ok() ? PrepareFiles(*launch, spec) : launch.status();
+    absl::StatusOr<std::vector<std::string>> hosts =
+        launch.ok() ? PrepareFiles(*launch, spec) : launch.status();
+    absl::Status ready = hosts.status();
     auto job = std::make_shared<MpiJob>();
     if (ready.ok()) ready = job->Start(BuildMpirunArgv(*launch));
     if (!ready.ok()) {
@@ -150,11 +162,14 @@ void SessionManager::SuperviseJob(const std::string& id) {
       absl::MutexLock lock(&mu_);
       s->job = job;
       ++s->launches;
+      s->hosts = *std::move(hosts);
+      MarkDirty(*s);
       spdlog::info("session {}: launched {} ranks ({})", s->id, launch->ranks,
                    launch->resume_checkpoint.empty() ? "from the start"
                                                      : "from " + launch->resume_checkpoint);
       if (shutting_down_ || s->stop_requested) job->Terminate();
     }
+    FlushRows();
     std::string line;
     while (job->NextLine(&line)) RelayLine(s, line);
     const int status = job->Wait(absl::Seconds(3));

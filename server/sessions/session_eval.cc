@@ -212,11 +212,11 @@ void SessionManager::Evaluate(EvaluateSpec spec,
     return done(
         absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", backend, "'")));
   }
-  // The model is read on eval_io_ (blocking file I/O never runs on an executor), then evaluated
+  // The model is read on rpc_io_ (blocking file I/O never runs on an executor), then evaluated
   // on the backend's executor.
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return done(absl::UnavailableError("evaluate: the daemon is stopping"));
-  eval_io_->Post({[this, spec, checkpoint, backend, done] {
+  rpc_io_->Post({[this, spec, checkpoint, backend, done] {
     auto in = std::make_shared<absl::StatusOr<EvalInputs>>(absl::UnknownError("not read"));
     try {
       *in = LoadEvalInputs(spec, checkpoint);

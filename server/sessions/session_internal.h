@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "server/metrics/tfevents_writer.h"
 #include "server/sessions/event_log.h"
@@ -17,6 +18,7 @@
 #include "server/sessions/session_store.h"
 #include "server/training/span_log.h"
 #include "server/training/trainer.h"
+#include "server/training/trainer_inputs.h"
 
 namespace anerd::sessions {
 
@@ -29,14 +31,18 @@ struct SessionManager::Session {
   uint64_t checkpoint_seq = 0;  // events up to this seq are covered by the checkpoint
   double last_loss = std::nan(""), best_loss = std::nan(""), elapsed_seconds = 0;
   std::string checkpoint_path, error;
-  // Touched only by this session's executor tasks (the pointer is reset under mu_ by them too).
-  std::unique_ptr<training::Trainer> trainer;
+  // Touched only by this session's tasks (set and reset under mu_ by them). Shared so that an
+  // export on the executor can copy the weights outside mu_ while the session's I/O task may
+  // drop it (Trainer::Step runs only on the executor, so the weights hold still meanwhile).
+  std::shared_ptr<training::Trainer> trainer;
   int64_t extra_steps = 0;  // pending for the next Resume of the trainer
   // Set by PrepareBuildTask (on the session I/O thread) for the build turn: the trainer may be
-  // built, from `resume_from` when set (the checkpoint, read off the executor). Touched only by
-  // this session's tasks.
+  // built, from `resume_from` when set (the checkpoint, read off the executor) and
+  // `build_inputs` (its data and --init model, read off the executor). Touched only by this
+  // session's tasks.
   bool build_prepared = false;
   std::shared_ptr<training::Checkpoint> resume_from;
+  std::shared_ptr<training::TrainerInputs> build_inputs;
   bool stop_requested = false;
   double run_ms = 0;  // step time of this run, for the ETA
   // The current trainer's kernel compile time and the step time since it was built (touched only
@@ -74,10 +80,13 @@ struct SessionManager::Session {
   std::shared_ptr<training::SpanLog> spans = std::make_shared<training::SpanLog>();
   // Data-parallel sessions (spec.ranks > 1, session_distributed.cc). `job`: the running mpirun,
   // set and reset by the supervisor thread (Stop and Shutdown terminate it). `restarts`: the
-  // relaunches after faults in this daemon run; `launches`: mpirun launches in this daemon run.
-  // `relaunching` keeps the log open across interrupted -> queued, so watchers follow through.
+  // relaunches after faults (persisted, SessionSnapshot::restarts); `hosts`: the latest
+  // launch's (persisted); `launches`: mpirun launches in this daemon run. `relaunching` keeps
+  // the log open across interrupted -> queued, so watchers follow through.
   std::shared_ptr<MpiJob> job;
-  int restarts = 0, launches = 0;
+  int64_t restarts = 0;
+  std::vector<std::string> hosts;
+  int launches = 0;
   bool relaunching = false;
   // Touched only by the supervisor thread: which relayed steps the log already holds, and the
   // count of unparsable lines from rank 0.
@@ -87,13 +96,17 @@ struct SessionManager::Session {
 
 // Counts one queued task (or a supervisor thread) in flight from Schedule until it ends, however it
 // ends (returns, throws); writes the rows the turn left pending first, so Shutdown finds them
-// written.
+// written. On a device executor (`on_executor`) the rows are not written there (a row write is
+// blocking I/O): a task on the session I/O thread writes any that are pending.
 class SessionManager::InFlightTask {
  public:
-  explicit InFlightTask(SessionManager* manager) : manager_(manager) {}
+  explicit InFlightTask(SessionManager* manager, bool on_executor = false)
+      : manager_(manager), on_executor_(on_executor) {}
   ~InFlightTask() {
-    manager_->FlushRows();
+    if (!on_executor_) manager_->FlushRows();
     absl::MutexLock lock(&manager_->mu_);
+    // Counted in flight before this task stops counting, so Shutdown still waits for the rows.
+    if (on_executor_ && !manager_->pending_rows_.empty()) manager_->PostIo("", [] {});
     --manager_->in_flight_;
   }
   InFlightTask(const InFlightTask&) = delete;
@@ -101,6 +114,7 @@ class SessionManager::InFlightTask {
 
  private:
   SessionManager* manager_;
+  const bool on_executor_;
 };
 
 }  // namespace anerd::sessions

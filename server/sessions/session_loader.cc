@@ -69,6 +69,8 @@ absl::Status SessionManager::LoadAll() {
     s->checkpoint_seq = row.checkpoint_seq;
     s->error = row.error;
     s->spec = std::move(row.spec);
+    s->restarts = row.restarts;
+    s->hosts = std::move(row.hosts);
     Session* raw = Insert(std::move(s));
     const std::string damage = raw->log->Load();
     if (!damage.empty()) {

@@ -273,6 +273,8 @@ SessionRow SessionManager::RowOf(const Session& s) {
   r.checkpoint_path = s.checkpoint_path;
   r.error = s.error;
   r.spec = s.spec;
+  r.restarts = s.restarts;
+  r.hosts = s.hosts;
   return r;
 }
 
@@ -320,6 +322,8 @@ SessionSnapshot SessionManager::Snapshot(const Session& s) const {
   out.last_eval = s.last_eval;
   out.last_sample = s.last_sample;
   out.last_step = s.last_step;
+  out.restarts = s.restarts;
+  out.hosts = s.hosts;
   return out;
 }
 
@@ -426,6 +430,7 @@ absl::StatusOr<SessionSnapshot> SessionManager::Resume(const std::string& id, in
   }
   s->extra_steps = extra_steps;
   s->total_steps += extra_steps;
+  s->restarts = 0;  // a resume by the user starts a new budget of automatic relaunches
   s->error.clear();
   s->run_ms = 0;
   s->run_steps = 0;
@@ -515,7 +520,7 @@ void SessionManager::Shutdown() {
     supervisors.swap(supervisors_);
   }
   for (Supervisor& t : supervisors) t.thread.join();
-  eval_io_.reset();  // the reads queued before the flag was set; Evaluate refuses from now on
+  rpc_io_.reset();  // what was queued before the flag was set; Evaluate and Export refuse now
   FlushRows();
 }
 

@@ -32,10 +32,16 @@
 // Scheduling: each active session has at most one step task queued (class training) on its
 // backend's executor and re-queues itself after every step, so sessions take turns (FIFO within the
 // class), and every step yields to the executor's queued interactive tasks before each kernel, so
-// an evaluation waits for one kernel, not one step (server/engine/device_executor.h). Exports and
-// live-weight copies read the trainer, so they queue as training-class tasks, between steps. Every
-// queued task is counted in flight until it ends, however it ends (a scoped guard), and Shutdown
-// waits for the count to reach zero.
+// an evaluation waits for one kernel, not one step (server/engine/device_executor.h). Exports of
+// live weights and live-weight copies read the trainer, so they queue as training-class tasks,
+// between steps. Every queued task is counted in flight until it ends, however it ends (a scoped
+// guard), and Shutdown waits for the count to reach zero.
+//
+// No blocking file I/O on an executor (common/blocking_io_guard.h): an executor task only builds
+// trainers, steps, evaluates and copies weights; the files around that work (checkpoints, the
+// training and held-out data, --init models, event-log and TensorBoard appends, session rows,
+// best.bin) are read and written on the session I/O thread, and the Evaluate and Export RPCs'
+// files on an RPC I/O thread.
 //
 // Locks: `mu_` guards the session table and is what readers (Get, List, the watch calls) take. It
 // is never held while a checkpoint is written or a row is written to anerd.db: a state change
@@ -136,6 +142,11 @@ struct SessionSnapshot {
   std::optional<SampleRecord> last_sample;
   // The latest reported step event (its breakdown and energy), when there is one.
   std::optional<SessionEventRecord> last_step;
+  // Data-parallel sessions (spec.ranks > 1): the relaunches after a fault so far (persisted: the
+  // spec.max_restarts budget counts them over the session's life), and the hosts of its latest
+  // launch (the hostfile's, else this host's name; empty before the first launch).
+  int64_t restarts = 0;
+  std::vector<std::string> hosts;
 };
 
 // The Evaluate RPC in native terms (SessionManager::Evaluate). The model is a session's
@@ -221,11 +232,13 @@ class SessionManager {
   // what Start needs for it).
   absl::StatusOr<SessionSnapshot> Resume(const std::string& id, int64_t extra_steps, int ranks = 0);
   absl::Status Delete(const std::string& id);
-  // Writes the session's latest weights in `format` into a new temporary directory, on the
-  // executor; `done` receives the directory, which holds training::ExportFileNames(format) (the
-  // caller deletes it). INVALID_ARGUMENT when the format cannot hold the model.
+  // Writes the session's latest weights in `format` into a new temporary directory; `done`
+  // receives the directory, which holds training::ExportFileNames(format) (the caller deletes it).
+  // INVALID_ARGUMENT when the format cannot hold the model; UNAVAILABLE when the daemon stops.
   // `best`: the best-validation checkpoint instead of the latest weights (FAILED_PRECONDITION
-  // when the session has none).
+  // when the session has none). A running session's weights are copied on its executor between
+  // two steps; reading a checkpoint and writing the files happen on the RPC I/O thread, where
+  // `done` is called (or on the calling thread for an error found at once).
   void Export(const std::string& id, training::ExportFormat format, bool best,
               std::function<void(absl::StatusOr<std::string>)> done);
 
@@ -286,10 +299,12 @@ class SessionManager {
   // The turn of a session asked to stop (or drained at shutdown), on session_io_: checkpoint,
   // then stop.
   void StopTask(Session* s, bool admitted);
-  // Before building a trainer, on session_io_: `compiling`, and the checkpoint to resume from
-  // read into Session::resume_from; then the build turn is scheduled.
+  // Before building a trainer, on session_io_: `compiling`, the checkpoint to resume from read
+  // into Session::resume_from and the files the trainer reads (data, held-out data, --init model:
+  // training/trainer_inputs.h) into Session::build_inputs; then the build turn is scheduled.
   void PrepareBuildTask(Session* s);
-  // The build turn, on the executor: compiles the trainer, then FinishBuildTask on session_io_.
+  // The build turn, on the executor: builds the trainer from what PrepareBuildTask read (no file
+  // I/O), then FinishBuildTask on session_io_.
   void BuildTrainerTask(Session* s);
   // On session_io_: records the new trainer (or its failure), writes the raised step count of a
   // resume with extra steps into the checkpoint, schedules the first step.
@@ -306,8 +321,10 @@ class SessionManager {
   // on session_io_ (a checkpoint is blocking file I/O, which never runs on an executor), with
   // the session not scheduled meanwhile, so nothing changes its trainer.
   void CheckpointTask(Session* s);
-  // Fails the session whose task threw.
+  // Fails the session whose task threw; its state event and row are file I/O, so call it on
+  // session_io_ (FailOffExecutor queues it there from an executor task).
   void FailAfterException(const std::string& id, const char* what);
+  void FailOffExecutor(const std::string& id, const char* what) ABSL_LOCKS_EXCLUDED(mu_);
   // Writes a checkpoint of the session's trainer without holding mu_ (call on its executor task
   // with mu_ not held); the session shows `checkpointing` meanwhile. On success records it in the
   // event log (fsynced, so the steps before it are durable with it).
@@ -335,9 +352,20 @@ class SessionManager {
   // returns whether it did.
   bool RecoverFromWorkerLoss(Session* s, const absl::Status& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ExportOnExecutor(const std::string& id, const std::string& checkpoint, bool best,
-                        const std::string& backend, training::ExportFormat format,
-                        const std::function<void(absl::StatusOr<std::string>)>& done);
+  // Export (see Export): on the session's executor, copies the live trainer's weights (or, when
+  // it is gone, takes its latest checkpoint), then WriteExport on rpc_io_.
+  using ExportDone = std::function<void(absl::StatusOr<std::string>)>;
+  void CopyForExport(const std::string& id, training::ExportFormat format, ExportDone done)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues WriteExport on rpc_io_; UNAVAILABLE to `done` once the daemon is stopping.
+  void PostExportWrite(const std::string& id, std::shared_ptr<training::Checkpoint> model,
+                       std::string checkpoint, training::ExportFormat format, ExportDone done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // On rpc_io_: reads `checkpoint` unless `model` holds the weights already, writes the export
+  // directory, calls `done`.
+  void WriteExport(const std::string& id, std::shared_ptr<training::Checkpoint> model,
+                   const std::string& checkpoint, training::ExportFormat format,
+                   const ExportDone& done);
 
   // --- session_distributed.cc: data-parallel sessions (ranks > 1), supervised off the executors.
   // Starts the session's supervisor thread (counted in flight until it ends).
@@ -373,7 +401,7 @@ class SessionManager {
   bool RecordExtras(Session* s, StepExtras extras) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The best, latest evaluation and sample from the log (start-up).
   void LoadEvalState(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The model and data an evaluation needs, read from files on eval_io_ (never on an executor).
+  // The model and data an evaluation needs, read from files on rpc_io_ (never on an executor).
   struct EvalInputs;
   absl::StatusOr<EvalInputs> LoadEvalInputs(const EvaluateSpec& spec,
                                             const std::string& checkpoint);
@@ -411,12 +439,14 @@ class SessionManager {
   // Runs watcher wakes; joined by the destructor while the sessions still exist.
   std::unique_ptr<Notifier> notifier_ = std::make_unique<Notifier>();
   // The sessions' file I/O (PostIo): event-log and TensorBoard appends, checkpoints, best.bin,
+  // the trainers' data and --init reads, failure records, the rows executor tasks leave pending;
   // one task at a time, off the executors; each task counts in in_flight_, so Shutdown waits for
   // it.
   std::unique_ptr<Notifier> session_io_ = std::make_unique<Notifier>();
-  // The Evaluate RPC's model reads (apart, so a large read does not hold up training steps);
-  // joined by Shutdown, after which Evaluate refuses.
-  std::unique_ptr<Notifier> eval_io_ = std::make_unique<Notifier>();
+  // The Evaluate RPC's model reads and the Export RPC's checkpoint reads and file writes (apart,
+  // so a large read or write does not hold up the sessions' records); joined by Shutdown, after
+  // which Evaluate and Export refuse.
+  std::unique_ptr<Notifier> rpc_io_ = std::make_unique<Notifier>();
 
   absl::Mutex persist_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;

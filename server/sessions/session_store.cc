@@ -3,6 +3,9 @@
 #include <memory>
 #include <utility>
 
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/blocking_io_guard.h"
 #include "common/status_macros.h"
 #include "server/sessions/session_recovery.h"
 #include "server/store/space_reserve.h"
@@ -20,7 +23,7 @@ absl::StatusOr<std::vector<SessionRow>> SessionStore::LoadAll() const {
                   store_->db().get(),
                   "SELECT id, name, backend, state, step, total_steps, last_loss, best_loss, "
                   "started_ms, elapsed_s, checkpoint_path, checkpoint_step, checkpoint_seq, "
-                  "error, spec, owner FROM sessions"));
+                  "error, spec, owner, restarts, hosts FROM sessions"));
   std::vector<SessionRow> rows;
   while (true) {
     ANERD_ASSIGN_OR_RETURN(bool row, q->Step());
@@ -41,6 +44,9 @@ absl::StatusOr<std::vector<SessionRow>> SessionStore::LoadAll() const {
     r.checkpoint_seq = static_cast<uint64_t>(q->ColumnInt(12));
     r.error = q->ColumnText(13);
     r.owner = q->ColumnText(15);
+    r.restarts = q->ColumnInt(16);
+    std::vector<std::string> hosts = absl::StrSplit(q->ColumnText(17), ',', absl::SkipEmpty());
+    r.hosts = std::move(hosts);
     absl::StatusOr<training::TrainSpec> spec = training::SpecFromText(q->ColumnText(14));
     if (!spec.ok()) {
       spdlog::warn("session {}: unreadable spec, skipped: {}", r.id, spec.status().ToString());
@@ -70,7 +76,7 @@ absl::Status WriteRow(store::Store* store, const SessionRow& r) {
   ANERD_ASSIGN_OR_RETURN(
       auto q, Statement::Prepare(
                   store->db().get(),
-                  "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+                  "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   q->BindText(1, r.id);
   q->BindText(2, r.name);
   q->BindText(3, r.backend);
@@ -87,12 +93,15 @@ absl::Status WriteRow(store::Store* store, const SessionRow& r) {
   q->BindText(14, r.error);
   q->BindText(15, training::SpecToText(r.spec));
   q->BindText(16, r.owner);
+  q->BindInt(17, r.restarts);
+  q->BindText(18, absl::StrJoin(r.hosts, ","));
   return q->Run();
 }
 
 }  // namespace
 
 absl::Status SessionStore::Put(const SessionRow& r) {
+  NoteBlockingIo("session row write " + r.id);
   absl::MutexLock lock(&store_->mu());
   if (r.state != SessionState::kPaused) return WriteRow(store_, r);
   // A session is paused because the disk is full: without the reserve its row would keep saying

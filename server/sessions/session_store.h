@@ -1,5 +1,5 @@
 // SessionStore: the `sessions` table of anerd.db, a table adapter over the state dir's store
-// (server/store/store.h owns the connection; the table's schema is migrations 5 and 6 in
+// (server/store/store.h owns the connection; the table's schema is migrations 5, 6 and 9 in
 // server/store/migrations.cc). One row per session: what a restart needs to list the session and
 // resume it (its event log and checkpoint live in its directory, session_recovery.h).
 //
@@ -34,6 +34,8 @@ struct SessionRow {
   std::string checkpoint_path;  // absolute
   std::string error;
   training::TrainSpec spec;
+  int64_t restarts = 0;            // data-parallel: relaunches after faults
+  std::vector<std::string> hosts;  // data-parallel: the latest launch's hosts
 };
 
 class SessionStore {

@@ -1,8 +1,9 @@
 // SessionManager's task loop: each active session has one task at a time, on its backend's
 // executor (device work: building the trainer, a step) or on the session I/O thread (its file
-// I/O: event-log and TensorBoard appends, checkpoints, best.bin); a turn builds the trainer, takes
-// one step or stops, then queues the next turn. Checkpoints are written without holding mu_ (the
-// trainer is touched only by its own tasks).
+// I/O: event-log and TensorBoard appends, checkpoints, best.bin, the data and --init reads before
+// a build, a failure's records); a turn builds the trainer, takes one step or stops, then queues
+// the next turn. Checkpoints are written without holding mu_ (the trainer is touched only by its
+// own tasks). Exports: live weights copied on the executor, files written on rpc_io_.
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -34,17 +35,22 @@ void SessionManager::Schedule(Session* s) {
   }
   submit_(s->backend, TaskClass::kTraining, "training step",
           [this, id](absl::Status admission, absl::Duration queued) {
-            InFlightTask task(this);
+            InFlightTask task(this, /*on_executor=*/true);
             // The task boundary: nothing thrown on the session's path (std::bad_alloc from a model
             // that does not fit after all, ...) reaches the executor thread.
             try {
               RunTask(id, admission, queued);
             } catch (const std::exception& e) {
-              FailAfterException(id, e.what());
+              FailOffExecutor(id, e.what());
             } catch (...) {
-              FailAfterException(id, "an unknown exception");
+              FailOffExecutor(id, "an unknown exception");
             }
           });
+}
+
+void SessionManager::FailOffExecutor(const std::string& id, const char* what) {
+  absl::MutexLock lock(&mu_);
+  PostIo(id, [this, id, why = std::string(what)] { FailAfterException(id, why.c_str()); });
 }
 
 void SessionManager::PostIo(const std::string& id, std::function<void()> work) {
@@ -80,6 +86,7 @@ void SessionManager::RunTask(const std::string& id, absl::Status admission, absl
 void SessionManager::StopTask(Session* s, bool graceful) {
   s->build_prepared = false;
   s->resume_from.reset();
+  s->build_inputs.reset();
   bool checkpoint = false;
   StepExtras extras;  // a sample still being generated is recorded before the run ends
   if (s->pending_sample.valid()) extras.samples.push_back(s->pending_sample.get());
@@ -108,6 +115,15 @@ void SessionManager::PrepareBuildTask(Session* s) {
     if (!read.ok()) return FinishBuildTask(s, read.status());
     s->resume_from = std::make_shared<training::Checkpoint>(*std::move(read));
   }
+  // What the trainer reads (a resume trains on its checkpoint's spec, without the --init model).
+  const bool resume = s->resume_from != nullptr;
+  absl::StatusOr<training::TrainerInputs> in =
+      training::ReadTrainerInputs(resume ? s->resume_from->spec : s->spec, /*with_init=*/!resume);
+  if (!in.ok()) {
+    s->resume_from.reset();
+    return FinishBuildTask(s, in.status());
+  }
+  s->build_inputs = std::make_shared<training::TrainerInputs>(*std::move(in));
   s->build_prepared = true;
   absl::MutexLock lock(&mu_);
   Schedule(s);
@@ -116,17 +132,22 @@ void SessionManager::PrepareBuildTask(Session* s) {
 void SessionManager::BuildTrainerTask(Session* s) {
   // Built without the lock: compiling the kernels takes a while, and only this task touches it.
   std::shared_ptr<training::Checkpoint> from = std::move(s->resume_from);
+  std::shared_ptr<training::TrainerInputs> in = std::move(s->build_inputs);
   s->resume_from.reset();
+  s->build_inputs.reset();
   s->build_prepared = false;
+  if (in == nullptr) in = std::make_shared<training::TrainerInputs>();  // refused: no data read
+  backend::Backend* backend = registry_->Find(s->backend);
   auto build = [&]() -> absl::StatusOr<std::unique_ptr<training::Trainer>> {
-    if (from == nullptr) return training::Trainer::Create(s->spec, registry_->Find(s->backend));
+    if (from == nullptr) return training::Trainer::Create(s->spec, std::move(*in), backend);
     // A data-parallel checkpoint continued here on one device (`train resume --ranks 1`): each
     // step keeps its sequences, accum changes.
     ANERD_RETURN_IF_ERROR(training::ResumeOnRanks(1, &from->spec));
-    return training::Trainer::Resume(std::move(*from), registry_->Find(s->backend), s->extra_steps);
+    return training::Trainer::Resume(std::move(*from), std::move(*in), backend, s->extra_steps);
   };
   auto trainer = std::make_shared<absl::StatusOr<std::unique_ptr<training::Trainer>>>(build());
   from.reset();
+  in.reset();
   absl::MutexLock lock(&mu_);
   PostIo(s->id, [this, s, trainer] { FinishBuildTask(s, std::move(*trainer)); });
 }
@@ -388,14 +409,17 @@ void SessionManager::FailAfterException(const std::string& id, const char* what)
                    oom ? " (out of memory: the model does not fit in this machine's memory)" : "");
   spdlog::error("session {}: {}", id, s->error);
   s->trainer.reset();
+  s->build_prepared = false;
+  s->resume_from.reset();
+  s->build_inputs.reset();
   s->step = s->checkpoint_path.empty() ? 0 : s->checkpoint_step;
   s->replay_until = std::max(s->replay_until, s->log->LastReportedStep());
   SetState(s, SessionState::kFailed);
 }
 
 void SessionManager::Export(const std::string& id, training::ExportFormat format, bool best,
-                            std::function<void(absl::StatusOr<std::string>)> done) {
-  std::string backend, checkpoint;
+                            ExportDone done) {
+  std::string backend;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Session*> s = Find(id);
@@ -410,19 +434,23 @@ void SessionManager::Export(const std::string& id, training::ExportFormat format
       return done(absl::FailedPreconditionError(absl::StrCat(
           "session ", id, " has no weights yet (", SessionStateName((*s)->state), ")")));
     }
+    // A checkpoint needs no device: it is read and written out on rpc_io_.
+    if (best || (*s)->trainer == nullptr) {
+      return PostExportWrite(id, nullptr, best ? (*s)->best_checkpoint_path : (*s)->checkpoint_path,
+                             format, std::move(done));
+    }
     backend = (*s)->backend;
-    checkpoint = best ? (*s)->best_checkpoint_path : (*s)->checkpoint_path;
   }
-  submit_(
-      backend, TaskClass::kTraining, "export",
-      [this, id, checkpoint, best, backend, format, done](absl::Status admission, absl::Duration) {
-        if (!admission.ok()) return done(admission);
-        try {
-          ExportOnExecutor(id, checkpoint, best, backend, format, done);
-        } catch (const std::exception& e) {
-          done(absl::ResourceExhaustedError(absl::StrCat("export failed: ", e.what())));
-        }
-      });
+  // The live weights are copied between two steps, on the session's executor.
+  submit_(backend, TaskClass::kTraining, "export",
+          [this, id, format, done = std::move(done)](absl::Status admission, absl::Duration) {
+            if (!admission.ok()) return done(admission);
+            try {
+              CopyForExport(id, format, done);
+            } catch (const std::exception& e) {
+              done(absl::ResourceExhaustedError(absl::StrCat("export failed: ", e.what())));
+            }
+          });
 }
 
 void SessionManager::CopyLiveWeights(const std::string& id,
@@ -463,32 +491,64 @@ void SessionManager::CopyLiveWeights(const std::string& id,
       });
 }
 
-void SessionManager::ExportOnExecutor(
-    const std::string& id, const std::string& checkpoint, bool best, const std::string& backend,
-    training::ExportFormat format, const std::function<void(absl::StatusOr<std::string>)>& done) {
-  static std::atomic<uint64_t> counter{0};
-  // One directory per export, so concurrent exports of a session never share a file.
-  const std::string dir = absl::StrCat(SessionDir(id), "/export.", counter++, ".tmp");
-  training::Trainer* live = nullptr;
+void SessionManager::CopyForExport(const std::string& id, training::ExportFormat format,
+                                   ExportDone done) {
+  std::shared_ptr<training::Trainer> live;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Session*> s = Find(id);
     if (!s.ok()) return done(s.status());
-    // safe: the trainer changes only on this executor thread. The best weights are never live.
-    if (!best) live = (*s)->trainer.get();
+    live = (*s)->trainer;
+    if (live == nullptr) {  // it stopped meanwhile: its latest checkpoint
+      if ((*s)->checkpoint_path.empty()) {
+        return done(absl::FailedPreconditionError(absl::StrCat(
+            "session ", id, " has no weights yet (", SessionStateName((*s)->state), ")")));
+      }
+      return PostExportWrite(id, nullptr, (*s)->checkpoint_path, format, std::move(done));
+    }
   }
-  std::unique_ptr<training::Trainer> loaded;
-  if (live == nullptr) {
-    absl::StatusOr<std::unique_ptr<training::Trainer>> resumed =
-        training::Trainer::Resume(checkpoint, registry_->Find(backend));
-    if (!resumed.ok()) return done(resumed.status());
-    loaded = *std::move(resumed);
-    live = loaded.get();
+  // Without mu_: only this executor steps the trainer, and `live` keeps it alive.
+  auto model = std::make_shared<training::Checkpoint>(
+      live->CopyCheckpoint(/*with_optimizer=*/format == training::ExportFormat::kNative));
+  live.reset();
+  absl::MutexLock lock(&mu_);
+  PostExportWrite(id, std::move(model), "", format, std::move(done));
+}
+
+void SessionManager::PostExportWrite(const std::string& id,
+                                     std::shared_ptr<training::Checkpoint> model,
+                                     std::string checkpoint, training::ExportFormat format,
+                                     ExportDone done) {
+  if (shutting_down_) return done(absl::UnavailableError("export: the daemon is stopping"));
+  rpc_io_->Post({[this, id, model = std::move(model), checkpoint = std::move(checkpoint), format,
+                  done = std::move(done)] {
+    try {
+      WriteExport(id, model, checkpoint, format, done);
+    } catch (const std::exception& e) {
+      done(absl::ResourceExhaustedError(absl::StrCat("export failed: ", e.what())));
+    }
+  }});
+}
+
+void SessionManager::WriteExport(const std::string& id, std::shared_ptr<training::Checkpoint> model,
+                                 const std::string& checkpoint, training::ExportFormat format,
+                                 const ExportDone& done) {
+  static std::atomic<uint64_t> counter{0};
+  // One directory per export, so concurrent exports of a session never share a file.
+  const std::string dir = absl::StrCat(SessionDir(id), "/export.", counter++, ".tmp");
+  if (model == nullptr) {
+    absl::StatusOr<training::Checkpoint> read = training::ReadCheckpoint(checkpoint);
+    if (!read.ok()) return done(read.status());
+    model = std::make_shared<training::Checkpoint>(*std::move(read));
+    // As a trainer resumed from it holds it (Trainer::Resume): the spec's steps are the total.
+    model->spec.steps = model->state.total_steps;
+    if (absl::Status v = training::ValidateSpec(model->spec); !v.ok()) return done(v);
   }
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return done(absl::PermissionDeniedError(absl::StrCat("cannot create ", dir)));
-  absl::Status st = training::ExportTrainer(*live, format, dir);
+  absl::Status st = training::ExportModel(*model, format, dir);
+  model.reset();
   if (!st.ok()) {
     std::filesystem::remove_all(dir, ec);
     return done(st);

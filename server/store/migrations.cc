@@ -88,6 +88,14 @@ absl::Status AddSessionOwner(SqliteDb& db) {
   return AddColumnIfMissing(db, "sessions", "owner", "TEXT NOT NULL DEFAULT ''");
 }
 
+// Data-parallel sessions (issue 24): relaunches after faults so far, and the hosts of the latest
+// launch (comma-separated).
+absl::Status AddSessionRestartsAndHosts(SqliteDb& db) {
+  ANERD_RETURN_IF_ERROR(
+      AddColumnIfMissing(db, "sessions", "restarts", "INTEGER NOT NULL DEFAULT 0"));
+  return AddColumnIfMissing(db, "sessions", "hosts", "TEXT NOT NULL DEFAULT ''");
+}
+
 // Content-addressed artifacts (datasets, models, tokenizers; server/artifacts/): one row per
 // digest, and one owner row per client that uploaded it with that client's name for it.
 absl::Status CreateArtifacts(SqliteDb& db) {
@@ -116,6 +124,7 @@ constexpr Migration kMigrations[] = {
     {6, "session owners", AddSessionOwner},
     {7, "artifacts and their owners", CreateArtifacts},
     {8, "ANE rule probes per chip and OS build", CreateAneRuleProbes},
+    {9, "session restarts and hosts", AddSessionRestartsAndHosts},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration per schema version");

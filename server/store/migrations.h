@@ -27,7 +27,8 @@ namespace anerd::store {
 //  3 probe_results                   4 probe_results.owner
 //  5 sessions                        6 sessions.owner
 //  7 artifacts, artifact_owners     8 ane_rule_probes
-inline constexpr int kSchemaVersion = 8;
+//  9 sessions.restarts, sessions.hosts
+inline constexpr int kSchemaVersion = 9;
 
 // The schema version recorded in `db` (0 = none: a new or a pre-list database).
 absl::StatusOr<int64_t> SchemaVersion(SqliteDb& db);

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/blocking_io_guard.h"
 #include "common/regular_file.h"
 #include "common/status_macros.h"
 
@@ -128,6 +129,7 @@ absl::StatusOr<std::unique_ptr<TokenData>> TokenData::Open(const std::string& pa
                                                            absl::string_view format, int vocab,
                                                            int seq) {
   ANERD_ASSIGN_OR_RETURN(const DataFormat f, ResolveDataFormat(path, format));
+  NoteBlockingIo("token data read " + path);
   std::unique_ptr<TokenData> d(new TokenData());
   d->vocab_ = vocab;
   if (f == DataFormat::kText) {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/blocking_io_guard.h"
 #include "common/regular_file.h"
 #include "common/status_macros.h"
 
@@ -28,6 +29,7 @@ InFile::~InFile() {
 }
 
 absl::Status InFile::Open(const std::string& path, absl::string_view what) {
+  NoteBlockingIo(absl::StrCat(what, " read ", path));
   path_ = path;
   ANERD_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path, what));
   size_ = file.st.st_size;
@@ -55,6 +57,7 @@ AtomicOutFile::~AtomicOutFile() {
 }
 
 absl::Status AtomicOutFile::Open(const std::string& path) {
+  NoteBlockingIo("file write " + path);
   static std::atomic<int> counter{0};
   path_ = path;
   tmp_ = absl::StrCat(path, ".tmp.", getpid(), ".", counter++);

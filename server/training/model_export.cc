@@ -4,7 +4,6 @@
 #include "common/status_macros.h"
 #include "server/training/hf_format.h"
 #include "server/training/model_io.h"
-#include "server/training/trainer.h"
 
 namespace anerd::training {
 
@@ -28,17 +27,17 @@ std::vector<std::string> ExportFileNames(ExportFormat format) {
   return {};
 }
 
-absl::Status ExportTrainer(const Trainer& trainer, ExportFormat format, const std::string& dir) {
-  ModelConfig config = trainer.spec().model;
-  config.residual_scale = ResidualAlpha(trainer.spec());  // "deepnet" is part of the function
+absl::Status ExportModel(const Checkpoint& model, ExportFormat format, const std::string& dir) {
+  ModelConfig config = model.spec.model;
+  config.residual_scale = ResidualAlpha(model.spec);  // "deepnet" is part of the function
   const std::string file = dir + "/" + ExportFileNames(format)[0];
   switch (format) {
     case ExportFormat::kLlama2c:
-      return ExportLlama2c(file, config, trainer.params());
+      return ExportLlama2c(file, config, model.params);
     case ExportFormat::kHf:
-      return ExportHf(dir, config, trainer.params());
+      return ExportHf(dir, config, model.params);
     case ExportFormat::kNative:
-      return trainer.SaveCheckpoint(file);
+      return WriteCheckpoint(file, model);
   }
   return absl::InvalidArgumentError("unknown export format");
 }

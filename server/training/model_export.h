@@ -14,10 +14,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/training/config.h"
+#include "server/training/model_io.h"
 
 namespace anerd::training {
-
-class Trainer;
 
 enum class ExportFormat { kLlama2c, kHf, kNative };
 
@@ -26,8 +25,10 @@ absl::StatusOr<ExportFormat> ParseExportFormat(absl::string_view name);
 // The files an export in `format` writes, in the order they are streamed.
 std::vector<std::string> ExportFileNames(ExportFormat format);
 
-// Writes the trainer's current model into `dir` (which must exist) in `format`.
-absl::Status ExportTrainer(const Trainer& trainer, ExportFormat format, const std::string& dir);
+// Writes `model` (a trainer's weights as Trainer::CopyCheckpoint copies them, or a checkpoint as
+// ReadCheckpoint reads it; kNative needs the Adam moments) into `dir` (which must exist) in
+// `format`. Blocking file I/O: never call it on a device executor.
+absl::Status ExportModel(const Checkpoint& model, ExportFormat format, const std::string& dir);
 
 }  // namespace anerd::training
 

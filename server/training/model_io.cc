@@ -6,7 +6,6 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "common/blocking_io_guard.h"
 #include "common/status_macros.h"
 #include "server/training/file_io.h"
 #include "server/training/hf_format.h"
@@ -359,7 +358,6 @@ absl::Status WriteCheckpoint(const std::string& path, const Checkpoint& ckpt) {
 }
 
 absl::Status WriteCheckpoint(const std::string& path, const CheckpointView& ckpt) {
-  NoteBlockingIo("checkpoint write " + path);
   const std::string spec = SpecToText(*ckpt.spec), state = EncodeState(*ckpt.state);
   const Section sections[] = {
       {"SPEC", spec.data(), static_cast<int64_t>(spec.size())},
@@ -386,7 +384,6 @@ absl::Status WriteCheckpoint(const std::string& path, const CheckpointView& ckpt
 }
 
 absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
-  NoteBlockingIo("checkpoint read " + path);
   InFile f;
   ANERD_RETURN_IF_ERROR(f.Open(path));
   char magic[8];

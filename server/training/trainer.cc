@@ -28,23 +28,20 @@ std::string SynthesizeStories(uint64_t seed, size_t bytes) {
 
 Trainer::~Trainer() = default;
 
-absl::Status Trainer::Init(backend::Backend* backend) {
+absl::Status Trainer::Init(backend::Backend* backend, TrainerInputs in) {
   if (backend == nullptr) return absl::InvalidArgumentError("Trainer: no backend");
-  ANERD_ASSIGN_OR_RETURN(data_, TokenData::Open(spec_.data_path, spec_.data_format,
-                                                spec_.model.vocab, spec_.model.seq));
-  // Held-out tokens at the tail are never trained on (training/validation_split.h).
-  if (spec_.train_tokens > 0)
-    ANERD_RETURN_IF_ERROR(data_->KeepFirst(spec_.train_tokens, spec_.model.seq));
+  if (in.data == nullptr) return absl::InvalidArgumentError("Trainer: no training data read");
+  data_ = std::move(in.data);  // cut to train_tokens by ReadTrainerInputs
+  val_data_ = std::move(in.val_data);
   const backend::NumericsMode numerics =
       spec_.numerics == "fp32" ? backend::NumericsMode::kFp32 : backend::NumericsMode::kAne;
   ANERD_ASSIGN_OR_RETURN(model_,
                          Model::Create(spec_.model, ResidualAlpha(spec_), numerics, backend));
-  if (spec_.compact_vocab) model_->SetCompaction(data_->UsedIds());
+  if (spec_.compact_vocab) model_->SetCompaction(std::move(in.used_ids));
   dynamic_scale_ = spec_.loss_scale == "dynamic";
   grads_.assign(params_.size(), 0.0f);
   PhaseTimes t;
   model_->StageWeights(params_.data(), &t);
-  if (spec_.eval_every > 0) ANERD_RETURN_IF_ERROR(OpenHeldOut());
   return absl::OkStatus();
 }
 
@@ -70,6 +67,12 @@ absl::StatusOr<EvalReport> Trainer::EvalHeldOut() {
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainSpec& spec,
                                                          backend::Backend* backend) {
+  ANERD_ASSIGN_OR_RETURN(TrainerInputs in, ReadTrainerInputs(spec, /*with_init=*/true));
+  return Create(spec, std::move(in), backend);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainSpec& spec, TrainerInputs in,
+                                                         backend::Backend* backend) {
   ANERD_RETURN_IF_ERROR(ValidateSpec(spec));
   std::unique_ptr<Trainer> t(new Trainer());
   t->spec_ = spec;
@@ -78,7 +81,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainSpec& spec,
     t->params_.resize(n);
     InitParams(spec.model, spec.seed, t->params_.data());
   } else {
-    ANERD_ASSIGN_OR_RETURN(LoadedModel m, LoadModelFile(spec.init_model_path));
+    if (!in.init.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("init model ", spec.init_model_path, " was not read"));
+    }
+    LoadedModel& m = *in.init;
     ANERD_RETURN_IF_ERROR(CheckSameArchitecture(m.config, spec.model,
                                                 absl::StrCat("init model ", spec.init_model_path),
                                                 "the spec's model"));
@@ -86,6 +93,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainSpec& spec,
     t->adam_m_ = std::move(m.adam_m);
     t->adam_v_ = std::move(m.adam_v);
     t->state_.adam_t = m.adam_t;
+    in.init.reset();
   }
   if (t->adam_m_.empty()) {
     t->adam_m_.assign(n, 0.0f);
@@ -96,7 +104,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainSpec& spec,
   t->state_.rng_seed = spec.seed;
   t->state_.loss_scale = kInitialScale;
   if (spec.loss_scale != "dynamic") absl::SimpleAtod(spec.loss_scale, &t->state_.loss_scale);
-  ANERD_RETURN_IF_ERROR(t->Init(backend));
+  ANERD_RETURN_IF_ERROR(t->Init(backend, std::move(in)));
   return t;
 }
 
@@ -108,6 +116,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(const std::string& chec
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(Checkpoint ck, backend::Backend* backend,
+                                                         int64_t extra_steps) {
+  ANERD_ASSIGN_OR_RETURN(TrainerInputs in, ReadTrainerInputs(ck.spec, /*with_init=*/false));
+  return Resume(std::move(ck), std::move(in), backend, extra_steps);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(Checkpoint ck, TrainerInputs in,
+                                                         backend::Backend* backend,
                                                          int64_t extra_steps) {
   if (extra_steps < 0 || extra_steps > INT64_MAX - ck.state.total_steps) {
     return absl::InvalidArgumentError("extra_steps must be >= 0 and keep the total in int64");
@@ -121,7 +136,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Resume(Checkpoint ck, backend:
   t->params_ = std::move(ck.params);
   t->adam_m_ = std::move(ck.adam_m);
   t->adam_v_ = std::move(ck.adam_v);
-  ANERD_RETURN_IF_ERROR(t->Init(backend));
+  ANERD_RETURN_IF_ERROR(t->Init(backend, std::move(in)));
   return t;
 }
 
@@ -315,6 +330,18 @@ absl::StatusOr<StepReport> Trainer::Step() {
 
 absl::Status Trainer::SaveCheckpoint(const std::string& path) const {
   return WriteCheckpoint(path, CheckpointView{&spec_, &state_, params_, adam_m_, adam_v_});
+}
+
+Checkpoint Trainer::CopyCheckpoint(bool with_optimizer) const {
+  Checkpoint c;
+  c.spec = spec_;
+  c.state = state_;
+  c.params = params_;
+  if (with_optimizer) {
+    c.adam_m = adam_m_;
+    c.adam_v = adam_v_;
+  }
+  return c;
 }
 
 absl::Status Trainer::ExportLlama2c(const std::string& path) const {

@@ -43,6 +43,7 @@
 #include "server/training/model.h"
 #include "server/training/model_io.h"
 #include "server/training/span_log.h"
+#include "server/training/trainer_inputs.h"
 
 namespace anerd::training {
 
@@ -77,6 +78,10 @@ class Trainer {
   // or an init model whose shape differs from spec.model (seq may differ).
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainSpec& spec,
                                                          backend::Backend* backend);
+  // The same from inputs already read (ReadTrainerInputs(spec, /*with_init=*/true),
+  // trainer_inputs.h): no file is read, so the caller can read them off the device executor.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainSpec& spec, TrainerInputs in,
+                                                         backend::Backend* backend);
   // Restores config, weights, optimizer, loss-scale state, RNG, data cursor and step from our
   // checkpoint format; `extra_steps` > 0 raises the total step count. Resuming reproduces the
   // uninterrupted run exactly in fp32 mode (and in ane mode: every step is deterministic).
@@ -84,8 +89,12 @@ class Trainer {
                                                          backend::Backend* backend,
                                                          int64_t extra_steps = 0);
   // The same from a checkpoint already read (ReadCheckpoint), so that the caller can read it off
-  // the device executor.
+  // the device executor; the second also from its inputs already read
+  // (ReadTrainerInputs(checkpoint.spec, /*with_init=*/false)): no file is read.
   static absl::StatusOr<std::unique_ptr<Trainer>> Resume(Checkpoint checkpoint,
+                                                         backend::Backend* backend,
+                                                         int64_t extra_steps = 0);
+  static absl::StatusOr<std::unique_ptr<Trainer>> Resume(Checkpoint checkpoint, TrainerInputs in,
                                                          backend::Backend* backend,
                                                          int64_t extra_steps = 0);
   ~Trainer();
@@ -100,6 +109,9 @@ class Trainer {
 
   // Atomic (temporary file, fsync, rename), CRC per section (model_io.h).
   absl::Status SaveCheckpoint(const std::string& path) const;
+  // A copy of what SaveCheckpoint writes (the Adam moments only `with_optimizer`), to be written
+  // by another thread while this trainer trains on (an export).
+  Checkpoint CopyCheckpoint(bool with_optimizer) const;
   absl::Status ExportLlama2c(const std::string& path) const;
 
   // Mean loss of the model on `n` sequential windows starting at token 0 (forward only).
@@ -145,7 +157,7 @@ class Trainer {
 
  private:
   Trainer() = default;
-  absl::Status Init(backend::Backend* backend);
+  absl::Status Init(backend::Backend* backend, TrainerInputs in);
   absl::Status OpenHeldOut();
   void Update(double lr, double mult);
   // fn over [0, n) in slices of 4M elements, each split across two threads (Model::ParallelFor),

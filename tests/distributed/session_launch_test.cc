@@ -3,8 +3,9 @@
 // rank 0's events reach `anectl train watch`, and the run equals `--accum 2` on one rank bit for
 // bit; a rank killed mid-run (anerd --testonly-rank-args injects anerd-rank's fault flags into
 // the first launches) leaves the session interrupted, relaunched from its checkpoint and complete
-// with every step logged once; exhausted restarts fail naming the rank; an unresolvable host in
-// the hostfile fails naming the host. Skips without anerd-rank (a build without MPI) or mpirun.
+// with every step logged once, `train show --json` counting one restart; exhausted restarts fail
+// naming the rank, the count at max_restarts; an unresolvable host in the hostfile fails naming
+// the host. Skips without anerd-rank (a build without MPI) or mpirun.
 #include <dirent.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "common/synth_stories.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "server/sessions/event_codec.h"
 #include "server/training/model_io.h"
 #include "tests/testing/process_harness.h"
@@ -74,6 +76,15 @@ class SessionLaunchTest : public ::testing::Test {
   }
 
   std::string Show(const std::string& id) { return d_.Anectl({"train", "show", id}).out; }
+
+  // `anectl train show --json ID`'s session object (empty when it does not parse).
+  nlohmann::json ShowJson(const std::string& id) {
+    const RunResult r = d_.Anectl({"--json", "train", "show", id});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+    EXPECT_TRUE(j.is_object() && j.contains("session")) << r.out;
+    return j.is_object() && j.contains("session") ? j["session"] : nlohmann::json::object();
+  }
 
   std::string SessionFile(const std::string& id, const std::string& name) const {
     return d_.state_dir() + "/sessions/" + id + "/" + name;
@@ -239,6 +250,11 @@ TEST_F(SessionLaunchTest, AKilledRankIsRelaunchedFromTheCheckpointAndEveryStepLo
   }
   EXPECT_TRUE(named) << "the relaunch warning names the rank and host";
   EXPECT_FALSE(differs) << "step 3 computed again must equal the logged one";
+  const nlohmann::json shown = ShowJson(id);
+  EXPECT_EQ(shown.value("restarts", -1), 1) << shown.dump();
+  ASSERT_TRUE(shown.contains("hosts") && shown["hosts"].is_array()) << shown.dump();
+  EXPECT_EQ(shown["hosts"].size(), 1u) << "no hostfile: this host";
+  EXPECT_NE(Show(id).find("1 restart of at most 2"), std::string::npos) << Show(id);
   const std::string ref = Reference(6);
   EXPECT_EQ(Losses(events), Losses(Events(ref)));
   EXPECT_TRUE(SameBits(Weights(id), Weights(ref))) << "weights differ from the uninterrupted run";
@@ -281,6 +297,7 @@ TEST_F(SessionLaunchTest, ExhaustedRestartsFailTheSessionNamingTheRank) {
   EXPECT_NE(show.find("failed"), std::string::npos) << show;
   EXPECT_NE(show.find("rank 1 on "), std::string::npos) << show;
   EXPECT_NE(show.find("gave up after 1 restarts"), std::string::npos) << show;
+  EXPECT_EQ(ShowJson(id).value("restarts", -1), 1) << "the count reached max_restarts (1)";
   const std::vector<SessionEventRecord> events = Events(id);
   EXPECT_TRUE(HasState(events, "interrupted"));
   EXPECT_EQ(Steps(events), (std::vector<int64_t>{1}));
