@@ -1,5 +1,5 @@
-// Small helpers the plain (non-Google-Benchmark) bench binaries share: "--name value" flags and
-// the median of a sample. Header-only; not for production code.
+// Small helpers the plain (non-Google-Benchmark) bench binaries share: "--name value" and bare
+// flags and the median of a sample. Header-only; not for production code.
 #ifndef ANERD_BENCH_BENCH_ARGS_H_
 #define ANERD_BENCH_BENCH_ARGS_H_
 
@@ -21,6 +21,14 @@ inline const char* Flag(int argc, char** argv, const char* name, const char* def
     if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
   }
   return def;
+}
+
+// True when the bare flag `name` is present.
+inline bool HasFlag(int argc, char** argv, const char* name) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) return true;
+  }
+  return false;
 }
 
 }  // namespace anerd::bench

@@ -9,6 +9,9 @@
 #
 #   bench/train_vs_torch.sh [--quick] [--build DIR] [--steps N] [MODELS...]
 #   bench/train_vs_torch.sh [BUILD_DIR] [STEPS] [MODELS...]        (the older positional form)
+# anerd runs as the daemon does: the CPU backend's pool as wide as OpenBLAS's thread count (the
+# cores; ANERD_BLAS_THREADS=N sets it, 1 = the kernels on one thread beside the dW worker, the
+# default before issue 22's CPU seats).
 # --quick: stories15m only (and AdamW over its parameters), 4 steps. Needs train_vs_torch_anerd and
 # adamw_bench (configure with -DANERD_BUILD_BENCH=ON) and python3-torch.
 set -euo pipefail
@@ -72,7 +75,7 @@ cores="$(getconf _NPROCESSORS_ONLN)"
 for m in "${models[@]}"; do
   for numerics in fp32 ane; do
     a="$("$bin" --model "$m" --steps "$steps" --data "$data" --numerics "$numerics" \
-         --blas-threads "${ANERD_BLAS_THREADS:-1}" | tail -1)"
+         --blas-threads "${ANERD_BLAS_THREADS:-0}" | tail -1)"
     echo "anerd $numerics: $a"
     echo "$a" >> "$out"
   done

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "server/backend/cpu_seats.h"
+
 namespace anerd::training {
 
 DwWorker::DwWorker() : thread_([this] { Loop(); }) {}
@@ -47,6 +49,7 @@ void DwWorker::Loop() {
     }
     std::exception_ptr error;
     try {
+      backend::ScopedCpuSeat seat;  // this task's core is not the backend pool's meanwhile
       fn();
     } catch (...) {
       error = std::current_exception();

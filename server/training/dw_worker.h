@@ -1,6 +1,12 @@
 // DwWorker: one thread that runs queued tasks in order (the trainer's weight-gradient GEMMs run
 // on it while the device computes the next kernel).
 //
+// CPU budget (issue 22): the worker holds a CPU seat (server/backend/cpu_seats.h) while it runs a
+// task, so the CPU backend's pool leaves its helper out meanwhile: a kernel then runs on the
+// owner's thread alone beside the task (two compute threads on two cores, not three), and on both
+// threads whenever the worker is idle (the forward pass, a backward with no dW backlog). The
+// tasks' own work is unchanged (each dW GEMM stays one cblas call, in submission order).
+//
 // Threads: Submit and Wait are called from one owner thread. A task that throws does not end the
 // worker thread: the first exception is kept and rethrown by the next Wait, on the owner's thread,
 // where the trainer's task boundary turns it into a status. The destructor runs what is queued,

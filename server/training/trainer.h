@@ -18,11 +18,13 @@
 // overlapped reducer (gradient_reducer.h) the last micro-step's backward pass hands each range of
 // final gradients to it from that worker (adding the micro-step's part into the step's sum there
 // first, with accum > 1), and the reducer's own thread reduces them while the pass goes on.
-// Performance: the engine keeps two threads busy itself (kernels on the caller, dW on the worker),
-// so it wants single-threaded BLAS calls: with OpenBLAS's pool of 2 on top, stories15m measured
-// 2–2.6× slower on the 2-core dev machine (bench/README.md). anerd's main and the CPU backend make
-// BLAS single-threaded for the process (backend/cpu/kernels/parallel.h ConfigureBlasThreading);
-// other hosts of a Trainer should call that first too.
+// Performance: the engine keeps two threads busy itself (kernels on the caller, dW on the worker;
+// the worker holds a CPU seat while it runs a task, so the CPU backend's pool runs the kernels on
+// both cores only while the worker is idle: dw_worker.h), so it wants single-threaded BLAS calls:
+// with OpenBLAS's pool of 2 on top, stories15m measured 2–2.6× slower on the 2-core dev machine
+// (bench/README.md). anerd's main and the CPU backend make BLAS single-threaded for the process
+// (backend/cpu/kernels/parallel.h ConfigureBlasThreading); other hosts of a Trainer should call
+// that first too.
 #ifndef ANERD_SERVER_TRAINING_TRAINER_H_
 #define ANERD_SERVER_TRAINING_TRAINER_H_
 

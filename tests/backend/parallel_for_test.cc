@@ -3,13 +3,15 @@
 // results equal the serial loop for odd sizes and 0/1 elements; kernels that split their passes
 // give identical results in both modes. The one-pool contract: BLAS is single-threaded once
 // configured, GEMMs split into shape-determined blocks (same bits on one thread or two), and
-// short jobs do not make automatic mode back off.
+// short jobs do not make automatic mode back off. CPU seats (cpu_seats.h): while one is held the
+// pool runs inline, and a helper already in a job stops taking chunks.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "server/backend/cpu/kernels/kernels.h"
 #include "server/backend/cpu/kernels/parallel.h"
+#include "server/backend/cpu_seats.h"
 
 #if !defined(ANERD_BLAS_ACCELERATE)
 #include <cblas.h>
@@ -124,6 +127,52 @@ TEST_F(ParallelForTest, NestedAndConcurrentCallsRunInline) {
   body();
   other.join();
   EXPECT_EQ(sum.load(), 2 * (99 * 100 / 2));
+}
+
+TEST_F(ParallelForTest, HeldCpuSeatKeepsTheHelperOut) {
+  SetParallelForThreads(2);
+  {
+    ScopedCpuSeat seat;  // e.g. the trainer's dW worker running a GEMM on the other core
+    EXPECT_EQ(CpuSeatsHeld(), 1);
+    const Trace t = RunIndexed(100003, 7);
+    EXPECT_EQ(t.parts, 1);
+    EXPECT_EQ(t.calls, 1);  // one inline call, not the caller working through chunks
+    EXPECT_EQ(t.ids[0], std::this_thread::get_id());
+  }
+  EXPECT_EQ(CpuSeatsHeld(), 0);
+  const Trace t = RunIndexed(100003, 7, /*wait_for_helper=*/true);  // the seat is free again
+  EXPECT_EQ(t.parts, 3);
+}
+
+TEST_F(ParallelForTest, HelperTakesNoChunkAfterASeatIsTaken) {
+  SetParallelForThreads(2);
+  std::atomic<bool> helper_in{false}, seat_taken{false};
+  std::atomic<int> helper_chunks{0}, caller_chunks{0};
+  std::unique_ptr<ScopedCpuSeat> seat;
+  auto wait_until = [](const std::atomic<bool>& flag) {  // 10 s at most
+    for (int ms = 0; !flag.load() && ms < 10000; ++ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  ParallelFor(1600, 100, [&](int part, int64_t, int64_t) {  // 16 chunks
+    if (part == 1) {
+      ++helper_chunks;
+      helper_in = true;
+      wait_until(seat_taken);
+      return;
+    }
+    if (++caller_chunks == 1) {  // the helper is inside its first chunk when the seat is taken
+      wait_until(helper_in);
+      seat = std::make_unique<ScopedCpuSeat>();
+      seat_taken = true;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // leave chunks to take
+    }
+  });
+  seat.reset();
+  EXPECT_TRUE(helper_in.load());
+  EXPECT_EQ(helper_chunks.load(), 1);
+  EXPECT_EQ(caller_chunks.load(), 15);
 }
 
 // Kernels that use ParallelFor: bit-identical results serial vs split, odd row counts.

@@ -16,6 +16,8 @@
 #include "server/backend/ane/ane_backend.h"
 #include "server/backend/ane/ane_device_sim.h"
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/backend/cpu/kernels/kernels.h"
+#include "server/backend/cpu/kernels/parallel.h"
 #include "server/training/span_log.h"
 #include "server/training/validation_split.h"
 
@@ -163,6 +165,29 @@ TEST(TrainerTest, OptimizerAndStagingYieldToInteractiveCalls) {
   EXPECT_GE(in_staging, 1);
   EXPECT_GE(between_classifiers, 1);
   EXPECT_EQ((*plain)->params(), (*yielding)->params());
+}
+
+// Issue 22: the CPU backend's pool (kernels on one thread or two, the helper left out whenever the
+// dW worker holds its CPU seat) changes no bit of training. A shape whose kernels' GEMMs and
+// elementwise passes do split (GemmBlocks; 64K-element activations), fp32 numerics.
+TEST(TrainerTest, PoolWidthLeavesTheBitsUnchanged) {
+  ASSERT_GT(backend::cpu::GemmBlocks(768, 256, 256), 1);  // an ffn GEMM of this shape splits
+  backend::cpu::CpuBackend cpu(backend::cpu::CpuBackendOptions{});
+  TrainSpec spec = TinySpec("fp32", 3);
+  spec.model = *ParseCustomConfig("dim=256,hidden=768,layers=2,heads=4,vocab=256,seq=256");
+  std::vector<float> params[2];
+  std::vector<double> losses[2];
+  for (int width : {1, 2}) {
+    const int previous = backend::cpu::SetParallelForThreads(width);
+    auto t = Trainer::Create(spec, &cpu);
+    ASSERT_TRUE(t.ok()) << t.status();
+    losses[width - 1] = Train(t->get(), 3);
+    params[width - 1] = (*t)->params();
+    backend::cpu::SetParallelForThreads(previous);
+  }
+  ASSERT_EQ(losses[0].size(), 3u);
+  EXPECT_EQ(losses[0], losses[1]);
+  EXPECT_TRUE(params[0] == params[1]);  // bit-for-bit (no NaN in a healthy run)
 }
 
 TEST(TrainerTest, ResumeReproducesTheUninterruptedRun) {

@@ -9,6 +9,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "server/backend/cpu_seats.h"
 
 #if defined(ANERD_BLAS_ACCELERATE)
 #include <Accelerate/Accelerate.h>
@@ -29,12 +30,19 @@ struct Job {
   RangeFn* fn;
   int64_t n, chunk, chunks;
   std::atomic<int64_t> next{0};
-  int64_t helper_chunks = 0;  // written by the helper before it reports done
+  int64_t helper_chunks = 0;    // written by the helper before it reports done
+  bool helper_yielded = false;  // likewise: it stopped early for a CPU seat (cpu_seats.h)
 };
 
-// Runs chunks of `job` as `part` until none is left; returns how many it ran.
-int64_t RunChunks(Job* job, int part) {
+// Runs chunks of `job` as `part` until none is left; returns how many it ran. With `yielded` (the
+// helper) it stops before its next chunk once a CPU seat is held, and sets *yielded: the caller
+// runs the rest, so a seat holder never makes a third compute thread for longer than one chunk.
+int64_t RunChunks(Job* job, int part, bool* yielded = nullptr) {
   for (int64_t ran = 0;; ++ran) {
+    if (yielded != nullptr && CpuSeatsHeld() > 0) {
+      *yielded = true;
+      return ran;
+    }
     const int64_t c = job->next.fetch_add(1, std::memory_order_relaxed);
     if (c >= job->chunks) return ran;
     (*job->fn)(part, c * job->chunk, std::min(job->n, (c + 1) * job->chunk));
@@ -117,9 +125,11 @@ class Helper {
         job_ = nullptr;
         joined_ = true;
       }
-      const int64_t ran = RunChunks(job, 1);
+      bool yielded = false;
+      const int64_t ran = RunChunks(job, 1, &yielded);
       absl::MutexLock lock(&mu_);
       job->helper_chunks = ran;
+      job->helper_yielded = yielded;
       done_ = true;
     }
   }
@@ -185,7 +195,9 @@ void ParallelFor(int64_t n, int64_t min_part, RangeFn fn) {
   if (n <= 0) return;
   min_part = std::max<int64_t>(min_part, 1);
   const int mode = g_threads.load(std::memory_order_relaxed);
-  if (n < 2 * min_part || AllowedParts() < 2 || (mode == 0 && BackingOff())) {
+  // A held CPU seat (cpu_seats.h) takes the helper's core: run inline (checked before BackingOff,
+  // which would use up a back-off call).
+  if (n < 2 * min_part || AllowedParts() < 2 || CpuSeatsHeld() > 0 || (mode == 0 && BackingOff())) {
     fn(0, 0, n);
     return;
   }
@@ -204,7 +216,10 @@ void ParallelFor(int64_t n, int64_t min_part, RangeFn fn) {
   helper->Start(&job);
   RunChunks(&job, 0);
   helper->Finish();
-  if (mode == 0) NoteHelperShare(job, std::chrono::steady_clock::now() - t0);
+  // A helper kept out by a seat did not miss its share for want of a core: do not judge the call.
+  if (mode == 0 && !job.helper_yielded && CpuSeatsHeld() == 0) {
+    NoteHelperShare(job, std::chrono::steady_clock::now() - t0);
+  }
 }
 
 }  // namespace anerd::backend::cpu

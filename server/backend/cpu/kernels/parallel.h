@@ -17,10 +17,12 @@
 // helper that wakes late (a loaded machine) simply takes fewer chunks, and none if the caller
 // finished first. Splitting happens only when n >= 2 * min_part, two threads are allowed
 // (SetParallelForThreads; automatic mode: the pool width ConfigureBlasThreading found) and the
-// helper is idle; otherwise fn(0, 0, n) runs inline. Nested calls (from inside fn) and concurrent
-// callers that find the helper busy run inline. Results are therefore identical to the serial
-// loop whenever fn's ranges are independent (fn must be safe to run concurrently on disjoint
-// ranges; a part's ranges never overlap in time).
+// helper is idle and no CPU seat is held (server/backend/cpu_seats.h: a compute thread outside the
+// pool, such as the trainer's dW worker, is using the helper's core); otherwise fn(0, 0, n) runs
+// inline. A helper inside a job takes no further chunk once a seat is held (the caller runs them).
+// Nested calls (from inside fn) and concurrent callers that find the helper busy run inline.
+// Results are therefore identical to the serial loop whenever fn's ranges are independent (fn must
+// be safe to run concurrently on disjoint ranges; a part's ranges never overlap in time).
 // Thread-safety: every function here may be called from any thread.
 #ifndef ANERD_SERVER_BACKEND_CPU_KERNELS_PARALLEL_H_
 #define ANERD_SERVER_BACKEND_CPU_KERNELS_PARALLEL_H_
@@ -48,7 +50,8 @@ int ConfigureBlasThreading();
 // helper ran under a quarter of the chunks of two judged calls in a row — calls that kept the
 // caller busy for 0.5 ms or more; shorter ones count neither way — i.e. it did not get a core in
 // time on a loaded machine, the next 32 calls run inline before it is offered work again), 1 =
-// always serial, 2 = always offer work to the helper. Returns the previous setting. Meant for tests
+// always serial, 2 = always offer work to the helper (while no CPU seat is held). Returns the
+// previous setting. Meant for tests
 // and benchmarks.
 int SetParallelForThreads(int threads);
 
