@@ -4,7 +4,8 @@
 // a bare gRPC echo server (bench_server.h's Echo) in a process of its own on the same kind of
 // socket, with payloads of the same sizes, calls alternated in one run. Prints the medians, the
 // daemon's own handler time (EvalTiming.total_us) and the ratio (target <= 1.3), and the same
-// echo served with a no-op server interceptor (what gRPC's interceptor path costs). Not a test.
+// echo served with a no-op server interceptor (what gRPC's interceptor path costs), and the bare
+// echo with a deadline (anerd's client sets one on every call: what that costs). Not a test.
 //
 //   daemon_rpc_bench [--anerd PATH] [--evals N]
 // PATH defaults to ../bin/anerd next to this binary's directory (the build tree's layout).
@@ -100,7 +101,7 @@ int Main(int argc, char** argv) {
         grpc::CreateChannel("unix:" + dir + "/hooked.sock", grpc::InsecureChannelCredentials()));
     Blob blob;
     blob.set_data(std::string(req.ByteSizeLong(), 'e'));
-    std::vector<double> eval_us, echo_us, hooked_us, handler_us, queued_us;
+    std::vector<double> eval_us, echo_us, hooked_us, timed_us, handler_us, queued_us;
     for (int64_t i = 0; i < evals; ++i) {
       const auto s0 = Clock::now();
       auto r = client->EvalKernel(req);
@@ -113,7 +114,13 @@ int Main(int argc, char** argv) {
       Blob hout;
       const grpc::Status hs = hooked->Echo(&hctx, blob, &hout);
       const auto s3 = Clock::now();
-      if (!r.ok() || !es.ok() || !hs.ok()) {
+      // The bare echo with a deadline, as every anerd client call carries one (client.cc).
+      grpc::ClientContext tctx;
+      tctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      Blob tout;
+      const grpc::Status ts = echo->Echo(&tctx, blob, &tout);
+      const auto s4 = Clock::now();
+      if (!r.ok() || !es.ok() || !hs.ok() || !ts.ok()) {
         std::fprintf(stderr, "call failed: %s %s\n", r.status().ToString().c_str(),
                      es.error_message().c_str());
         return;
@@ -122,6 +129,7 @@ int Main(int argc, char** argv) {
       eval_us.push_back(Us(s1 - s0));
       echo_us.push_back(Us(s2 - s1));
       hooked_us.push_back(Us(s3 - s2));
+      timed_us.push_back(Us(s4 - s3));
       handler_us.push_back(r->timing().total_us());
       queued_us.push_back(r->timing().queued_us());
     }
@@ -136,6 +144,11 @@ int Main(int argc, char** argv) {
                 Percentile(queued_us, 0.5), Percentile(queued_us, 0.9));
     std::printf("echo with a no-op server interceptor p50 %.1f us: ratio %.2f to the bare echo\n",
                 Percentile(hooked_us, 0.5), Percentile(hooked_us, 0.5) / c50);
+    const double t50 = Percentile(timed_us, 0.5);
+    std::printf(
+        "bare echo with a 30 s deadline (as anerd's client sets) p50 %.1f us: ratio %.2f to the "
+        "bare echo; tiny eval / it %.2f\n",
+        t50, t50 / c50, e50 / t50);
     std::printf(
         "{\"type\":\"daemon_rpc\",\"eval_p50_us\":%.1f,\"echo_p50_us\":%.1f,"
         "\"handler_p50_us\":%.1f,\"ratio\":%.3f}\n",
