@@ -7,7 +7,7 @@
 // echo served with a no-op server interceptor (what gRPC's interceptor path costs), and the bare
 // echo with a deadline (anerd's client sets one on every call: what that costs). Not a test.
 //
-//   daemon_rpc_bench [--anerd PATH] [--evals N]
+//   daemon_rpc_bench [--anerd PATH] [--evals N] [--deadlock-detection on|off (default off)]
 // PATH defaults to ../bin/anerd next to this binary's directory (the build tree's layout).
 #include <signal.h>
 #include <sys/wait.h>
@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "bench/bench_args.h"
 #include "bench/bench_server.h"
 #include "bench/tiny_kernel.h"
@@ -60,6 +61,16 @@ int Main(int argc, char** argv) {
   const std::string self_dir = std::filesystem::path(argv[0]).parent_path().string();
   const std::string anerd = Flag(argc, argv, "--anerd", (self_dir + "/../bin/anerd").c_str());
   const int64_t evals = std::atoll(Flag(argc, argv, "--evals", "3000"));
+  // Abseil's mutex deadlock detection (on in Debian's build, off in anerd unless asked): the same
+  // mode in every process of the run — this one, the echo servers forked below, and the daemon —
+  // so the ratio compares the two servers' own paths, not two configurations of the library.
+  const std::string detection = Flag(argc, argv, "--deadlock-detection", "off");
+  if (detection != "on" && detection != "off") {
+    std::fprintf(stderr, "--deadlock-detection takes on or off, not %s\n", detection.c_str());
+    return 2;
+  }
+  absl::SetMutexDeadlockDetectionMode(detection == "on" ? absl::OnDeadlockCycle::kAbort
+                                                        : absl::OnDeadlockCycle::kIgnore);
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("anerd-rpc-bench-" + std::to_string(getpid())))
           .string();
@@ -71,7 +82,8 @@ int Main(int argc, char** argv) {
   const pid_t hooked_pid = fork();
   if (hooked_pid == 0) ServeEchoForever("unix:" + dir + "/hooked.sock", /*noop_interceptor=*/true);
   const pid_t anerd_pid = Spawn(
-      {anerd, "--socket", dir + "/a.sock", "--state-dir", dir + "/state", "--log-level", "warn"});
+      {anerd, "--socket", dir + "/a.sock", "--state-dir", dir + "/state", "--log-level", "warn",
+       "--mutex-deadlock-detection=" + std::string(detection == "on" ? "true" : "false")});
   int rc = 1;
   [&] {
     client::ClientOptions co;
@@ -134,6 +146,7 @@ int Main(int argc, char** argv) {
       queued_us.push_back(r->timing().queued_us());
     }
     const double e50 = Percentile(eval_us, 0.5), c50 = Percentile(echo_us, 0.5);
+    std::printf("mutex deadlock detection %s in every process\n", detection.c_str());
     std::printf(
         "tiny eval through anerd (own process, Unix socket) p50 %.1f us p90 %.1f us (daemon "
         "handler p50 %.1f us) vs bare echo (own process, Unix socket) p50 %.1f us p90 %.1f us: "

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "common/memory_trim.h"
 #include "common/mil/ane_rules.h"
@@ -121,6 +122,9 @@ ABSL_FLAG(bool, isolate_ane, true,
           "Run the ane and ane-sim backends in supervised worker processes "
           "(compile budget "
           "recycling, crash isolation)");
+ABSL_FLAG(bool, mutex_deadlock_detection, false,
+          "Check every mutex acquisition against a lock-order graph (Abseil's deadlock "
+          "detection: on by default in Debian's Abseil, a cost on every lock of every RPC)");
 ABSL_FLAG(bool, isolate_cpu, false, "Also run the cpu backend in a worker process");
 ABSL_FLAG(int64_t, worker_heartbeat_timeout_ms, 10000,
           "Kill and replace a worker whose heartbeat stops for this long");
@@ -234,6 +238,11 @@ int main(int argc, char** argv) {
   usage_config.version_string = [] { return absl::StrCat("anerd ", anerd::kVersion, "\n"); };
   absl::SetFlagsUsageConfig(usage_config);
   absl::ParseCommandLine(static_cast<int>(arg_ptrs.size() - 1), arg_ptrs.data());
+  // Issue 22: Debian builds Abseil without NDEBUG, so every absl::Mutex lock (gRPC's included)
+  // walks the deadlock graph; a daemon runs without it unless asked (the tests keep it on).
+  absl::SetMutexDeadlockDetectionMode(absl::GetFlag(FLAGS_mutex_deadlock_detection)
+                                          ? absl::OnDeadlockCycle::kAbort
+                                          : absl::OnDeadlockCycle::kIgnore);
   // Before any thread uses BLAS: one thread pool for the process (kernels/parallel.h), in the
   // front (training's dW GEMMs, in-process backends) and in every worker.
   anerd::backend::cpu::ConfigureBlasThreading();

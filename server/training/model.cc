@@ -207,7 +207,7 @@ absl::StatusOr<double> Model::Impl::Forward(const float* p, const uint32_t* toke
   logits_.resize(s * vc);
   // Positions split across the two threads: logits rows [b, e) = xf[:, b:e]ᵀ·clsᵀ, then their loss.
   double part[2] = {0, 0};
-  ParallelFor(s, [&](int64_t b, int64_t e) {
+  ParallelForYielding(s, [&](int64_t b, int64_t e) {
     if (b == e) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, e - b, vc, d, 1.0f, xf_.data() + b, s, cls,
                 d, 0.0f, logits_.data() + b * vc, vc);
@@ -230,7 +230,7 @@ absl::Status Model::Impl::Backward(const float* p, const uint32_t* tokens, float
   {
     Timer timer(&t->cls_ms, spans_, "cls");
     tmp1_.resize(d * s);
-    ParallelFor(s, [&](int64_t b, int64_t e) {
+    ParallelForYielding(s, [&](int64_t b, int64_t e) {
       if (b == e) return;
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, d, e - b, vc, 1.0f, cls, d,
                   logits_.data() + b * vc, vc, 0.0f, tmp1_.data() + b, s);
@@ -277,6 +277,25 @@ absl::Status Model::Impl::Backward(const float* p, const uint32_t* tokens, float
     if (classifier_last) grads_final_(layout_.classifier(), int64_t{c_.vocab} * d);
   }
   return absl::OkStatus();
+}
+
+void Model::Impl::ParallelForYielding(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  if (!yield_) return ParallelFor(n, fn);
+  const int64_t mid = n / 2;
+  helper_.Submit([&fn, mid] { fn(0, mid); });
+  worker_.Submit([&fn, mid, n] { fn(mid, n); });
+  constexpr auto kPoll = std::chrono::microseconds(2000);
+  do {
+    yield_();  // at least once, while both halves run
+  } while (!helper_.WaitFor(kPoll));
+  while (!worker_.WaitFor(kPoll)) yield_();
+  try {
+    helper_.Wait();  // rethrows its half's exception
+  } catch (...) {
+    worker_.Wait();  // already done; an exception of its own is dropped
+    throw;
+  }
+  worker_.Wait();
 }
 
 void Model::Impl::GradsFinalAfterDw(int64_t offset, int64_t count) {

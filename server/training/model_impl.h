@@ -133,6 +133,12 @@ class Model::Impl {
     }
     worker_.Wait();
   }
+  // ParallelFor with both halves run off the calling thread (on the dW worker and on `helper_`)
+  // while the caller gives way to interactive calls every ~2 ms until both are done (issue 22:
+  // the classifier's GEMMs, ~100 ms each quiet, were the longest hold between yield points).
+  // The same two calls as ParallelFor, so the same bits; the dW worker must be idle on entry (its
+  // half would otherwise wait behind a backlog). Without a kernel yield this is ParallelFor.
+  void ParallelForYielding(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
   const ModelConfig& config() const { return c_; }
   const ParamLayout& layout() const { return layout_; }
 
@@ -176,8 +182,9 @@ class Model::Impl {
   std::vector<float> tmp1_, tmp2_, tmp3_, dx2_;
   std::vector<float> rope_cos_, rope_sin_;  // [S][HD]
   DwWorker worker_;
-  SpanLog* spans_ = nullptr;               // not owned; null when not tracing
-  std::function<void()> yield_;            // Model::SetKernelYield; empty = none
+  DwWorker helper_;              // runs the caller's half in ParallelForYielding; idle otherwise
+  SpanLog* spans_ = nullptr;     // not owned; null when not tracing
+  std::function<void()> yield_;  // Model::SetKernelYield; empty = none
   Model::GradientsFinalHook grads_final_;  // Model::SetGradientsFinalHook; empty = none
   double compile_ms_ = 0;                  // backend Compile calls in Compile()
 };

@@ -162,6 +162,31 @@ void ExpectEqualRuns(const TrainRun& ranked, const TrainRun& reference) {
   EXPECT_TRUE(SameBits(ranked.params, reference.params)) << "final weights differ";
 }
 
+// Runs `spec` on two ranks of which rank 1 exits before step 3: the job must end (mpirun kills the
+// peer) after two steps, leaving dir/latest.ckpt when the spec checkpoints every 2 steps.
+TrainRun TwoRanksDieBeforeStepThree(const std::string& dir, const TrainSpec& spec) {
+  RunResult result;
+  TrainRun died =
+      Distributed(dir, spec, 2, &result, {"--testonly-exit-rank=1", "--testonly-exit-step=3"});
+  EXPECT_NE(result.exit_code, 0) << "the job must end when a rank dies";
+  EXPECT_EQ(died.losses.size(), 2u) << result.err;
+  return died;
+}
+
+// Appends the losses and step numbers of the step events in the JSON-lines file `path`.
+void AppendStepEvents(const std::string& path, std::vector<double>* losses,
+                      std::vector<int64_t>* steps) {
+  std::ifstream in(path);
+  ASSERT_TRUE(in.is_open()) << path;
+  for (std::string line; std::getline(in, line);) {
+    auto e = sessions::ParseEventLine(line);
+    ASSERT_TRUE(e.ok()) << path << ": " << e.status();
+    if (e->kind != sessions::SessionEventRecord::Kind::kStep) continue;
+    steps->push_back(e->step.step);
+    losses->push_back(e->step.loss);
+  }
+}
+
 class DataParallelTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
@@ -250,11 +275,8 @@ TEST_F(DataParallelTest, AJobWhoseRankDiedResumesFromItsCheckpointExactly) {
   TrainSpec spec = TinySpec(dir_.path(), "fp32");
   spec.checkpoint_every = 2;
   const TrainRun reference = Reference(spec, 2);
-  RunResult first;
-  const TrainRun died = Distributed(dir_.path(), spec, 2, &first,
-                                    {"--testonly-exit-rank=1", "--testonly-exit-step=3"});
-  ASSERT_NE(first.exit_code, 0) << "the job must end when a rank dies";
-  ASSERT_EQ(died.losses.size(), 2u) << first.err;
+  const TrainRun died = TwoRanksDieBeforeStepThree(dir_.path(), spec);
+  ASSERT_FALSE(HasFailure());
   const std::string events2 = dir_.path() + "/events2.jsonl";
   std::vector<std::string> argv = MpiRun(2);
   argv.push_back("--resume=" + dir_.path() + "/latest.ckpt");
@@ -262,20 +284,13 @@ TEST_F(DataParallelTest, AJobWhoseRankDiedResumesFromItsCheckpointExactly) {
   argv.push_back("--events=" + events2);
   const RunResult second = RunProgram(argv, dir_.path() + "/stderr2.txt");
   ASSERT_EQ(second.exit_code, 0) << second.err;
-  std::vector<int64_t> steps;
-  std::vector<double> losses = died.losses;
-  for (const auto& e : died.steps) steps.push_back(e.step.step);
-  std::ifstream in(events2);
-  for (std::string line; std::getline(in, line);) {
-    auto e = sessions::ParseEventLine(line);
-    ASSERT_TRUE(e.ok()) << e.status();
-    if (e->kind != sessions::SessionEventRecord::Kind::kStep) continue;
-    steps.push_back(e->step.step);
-    losses.push_back(e->step.loss);
-  }
-  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4})) << "no step missing or repeated";
   TrainRun resumed;
-  resumed.losses = losses;
+  resumed.losses = died.losses;
+  std::vector<int64_t> steps;
+  for (const auto& e : died.steps) steps.push_back(e.step.step);
+  AppendStepEvents(events2, &resumed.losses, &steps);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4})) << "no step missing or repeated";
   auto ck = training::ReadCheckpoint(dir_.path() + "/latest.ckpt");
   ASSERT_TRUE(ck.ok()) << ck.status();
   resumed.params = ck->params;
@@ -291,11 +306,8 @@ TEST_F(DataParallelTest, ACheckpointOfTwoRanksResumesOnOneWithAccumulationOfTwoE
   TrainSpec spec = TinySpec(dir_.path(), "fp32");
   spec.checkpoint_every = 2;
   const TrainRun reference = Reference(spec, 2);
-  RunResult first;
-  const TrainRun died = Distributed(dir_.path(), spec, 2, &first,
-                                    {"--testonly-exit-rank=1", "--testonly-exit-step=3"});
-  ASSERT_NE(first.exit_code, 0);
-  ASSERT_EQ(died.losses.size(), 2u) << first.err;
+  const TrainRun died = TwoRanksDieBeforeStepThree(dir_.path(), spec);
+  ASSERT_FALSE(HasFailure());
   const std::string ckpt = dir_.path() + "/latest.ckpt", events2 = dir_.path() + "/events2.jsonl";
   std::vector<std::string> three = MpiRun(3);
   three.push_back("--resume=" + ckpt);
@@ -312,13 +324,9 @@ TEST_F(DataParallelTest, ACheckpointOfTwoRanksResumesOnOneWithAccumulationOfTwoE
   ASSERT_EQ(second.exit_code, 0) << second.err;
   TrainRun resumed;
   resumed.losses = died.losses;
-  std::ifstream in(events2);
-  for (std::string line; std::getline(in, line);) {
-    auto e = sessions::ParseEventLine(line);
-    ASSERT_TRUE(e.ok()) << e.status();
-    if (e->kind == sessions::SessionEventRecord::Kind::kStep)
-      resumed.losses.push_back(e->step.loss);
-  }
+  std::vector<int64_t> steps;
+  AppendStepEvents(events2, &resumed.losses, &steps);
+  ASSERT_FALSE(HasFailure());
   auto ck = training::ReadCheckpoint(ckpt);
   ASSERT_TRUE(ck.ok()) << ck.status();
   EXPECT_EQ(ck->spec.ranks, 1);
