@@ -114,6 +114,7 @@ int Main(int argc, char** argv) {
     Blob blob;
     blob.set_data(std::string(req.ByteSizeLong(), 'e'));
     std::vector<double> eval_us, echo_us, hooked_us, timed_us, handler_us, queued_us;
+    std::vector<double> copy_in_us, execute_us, copy_out_us;  // the handler's parts
     // Each round makes the four calls in a rotated order (round i starts with call i % 4), so
     // every kind of call follows every other equally often: on two cores the work a server does
     // after answering (freeing the call) overlaps the next call, which a fixed order would charge
@@ -155,6 +156,9 @@ int Main(int argc, char** argv) {
       timed_us.push_back(us[3]);
       handler_us.push_back(r->timing().total_us());
       queued_us.push_back(r->timing().queued_us());
+      copy_in_us.push_back(r->timing().copy_in_us());
+      execute_us.push_back(r->timing().execute_us());
+      copy_out_us.push_back(r->timing().copy_out_us());
     }
     const double e50 = Percentile(eval_us, 0.5), c50 = Percentile(echo_us, 0.5);
     std::printf("mutex deadlock detection %s in every process\n", detection.c_str());
@@ -166,6 +170,9 @@ int Main(int argc, char** argv) {
         e50 / c50);
     std::printf("daemon: queued p50 %.1f us p90 %.1f us (0 = the idle device was lent)\n",
                 Percentile(queued_us, 0.5), Percentile(queued_us, 0.9));
+    std::printf("daemon handler parts p50: copy in %.1f us, execute %.1f us, copy out %.1f us\n",
+                Percentile(copy_in_us, 0.5), Percentile(execute_us, 0.5),
+                Percentile(copy_out_us, 0.5));
     std::printf("echo with a no-op server interceptor p50 %.1f us: ratio %.2f to the bare echo\n",
                 Percentile(hooked_us, 0.5), Percentile(hooked_us, 0.5) / c50);
     const double t50 = Percentile(timed_us, 0.5);
