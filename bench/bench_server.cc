@@ -110,7 +110,45 @@ class NoopInterceptorFactory : public grpc::experimental::ServerInterceptorFacto
   }
 };
 
+// EvalKernel with the daemon's messages and none of its work (ServeShapedEvalForever).
+class ShapedEval final : public v1::Anerd::CallbackService {
+  grpc::ServerUnaryReactor* EvalKernel(grpc::CallbackServerContext* ctx,
+                                       const v1::EvalKernelRequest* in,
+                                       v1::EvalKernelResponse* out) override {
+    for (const v1::Tensor& t : in->inputs()) *out->add_outputs() = t;
+    v1::EvalTiming* timing = out->mutable_timing();
+    timing->set_queued_us(0.5);
+    timing->set_copy_in_us(2.5);
+    timing->set_execute_us(3.5);
+    timing->set_copy_out_us(0.5);
+    timing->set_total_us(7.5);
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+};
+
+[[noreturn]] void ServeForever(const std::string& target, grpc::Service* service) {
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(INT32_MAX);
+  builder.AddListeningPort(target, grpc::InsecureServerCredentials());
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) {
+    std::fprintf(stderr, "cannot listen on %s\n", target.c_str());
+    std::_Exit(1);
+  }
+  server->Wait();
+  std::_Exit(0);
+}
+
 }  // namespace
+
+void ServeShapedEvalForever(const std::string& target) {
+  TuneAllocatorForStreaming();
+  ShapedEval service;
+  ServeForever(target, &service);
+}
 
 std::unique_ptr<BenchServer> BenchServer::Start(const std::string& name) {
   TuneAllocatorForStreaming();  // as anerd and anectl do, so the bench measures their allocator

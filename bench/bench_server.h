@@ -52,6 +52,12 @@ class BenchServer {
 // Exits the process with status 1 when it cannot listen.
 [[noreturn]] void ServeEchoForever(const std::string& target, bool noop_interceptor = false);
 
+// Serves, on `target`, an Anerd service whose only method is an EvalKernel that answers at once
+// with the request's tensors as its outputs and an EvalTiming filled as the daemon fills it: the
+// daemon's message shapes and client path with none of its work (no interceptor, quota, lookup
+// or program). Never returns; for a child process, as ServeEchoForever.
+[[noreturn]] void ServeShapedEvalForever(const std::string& target);
+
 }  // namespace anerd::bench
 
 #endif  // ANERD_BENCH_BENCH_SERVER_H_

@@ -5,7 +5,9 @@
 // socket, with payloads of the same sizes, calls alternated in one run. Prints the medians, the
 // daemon's own handler time (EvalTiming.total_us) and the ratio (target <= 1.3), and the same
 // echo served with a no-op server interceptor (what gRPC's interceptor path costs), and the bare
-// echo with a deadline (anerd's client sets one on every call: what that costs). Not a test.
+// echo with a deadline (anerd's client sets one on every call: what that costs), and the same
+// evaluation answered at once by a server with the daemon's messages and none of its work, through
+// an AnerdClient (what the message shapes and the client cost). Not a test.
 //
 //   daemon_rpc_bench [--anerd PATH] [--evals N] [--deadlock-detection on|off (default off)]
 // PATH defaults to ../bin/anerd next to this binary's directory (the build tree's layout).
@@ -81,6 +83,9 @@ int Main(int argc, char** argv) {
   // The same echo with a server interceptor that only proceeds: what the hook costs by itself.
   const pid_t hooked_pid = fork();
   if (hooked_pid == 0) ServeEchoForever("unix:" + dir + "/hooked.sock", /*noop_interceptor=*/true);
+  // The daemon's messages and client path with none of its work: what the message shapes cost.
+  const pid_t shaped_pid = fork();
+  if (shaped_pid == 0) ServeShapedEvalForever("unix:" + dir + "/shaped.sock");
   const pid_t anerd_pid = Spawn(
       {anerd, "--socket", dir + "/a.sock", "--state-dir", dir + "/state", "--log-level", "warn",
        "--mutex-deadlock-detection=" + std::string(detection == "on" ? "true" : "false")});
@@ -111,19 +116,22 @@ int Main(int argc, char** argv) {
     const v1::EvalKernelRequest req = TinyEvalRequest(compiled->kernel().id());
     auto hooked = Echo::NewStub(
         grpc::CreateChannel("unix:" + dir + "/hooked.sock", grpc::InsecureChannelCredentials()));
+    client::ClientOptions shaped_options;
+    shaped_options.endpoint.path = dir + "/shaped.sock";
+    std::unique_ptr<client::AnerdClient> shaped = client::AnerdClient::Create(shaped_options);
     Blob blob;
     blob.set_data(std::string(req.ByteSizeLong(), 'e'));
-    std::vector<double> eval_us, echo_us, hooked_us, timed_us, handler_us, queued_us;
+    std::vector<double> eval_us, echo_us, hooked_us, timed_us, shaped_us, handler_us, queued_us;
     std::vector<double> copy_in_us, execute_us, copy_out_us;  // the handler's parts
-    // Each round makes the four calls in a rotated order (round i starts with call i % 4), so
+    // Each round makes the five calls in a rotated order (round i starts with call i % 5), so
     // every kind of call follows every other equally often: on two cores the work a server does
     // after answering (freeing the call) overlaps the next call, which a fixed order would charge
     // to one kind only.
     absl::StatusOr<v1::EvalKernelResponse> r;
     for (int64_t i = 0; i < evals; ++i) {
-      double us[4] = {0, 0, 0, 0};
-      for (int k = 0; k < 4; ++k) {
-        const int which = static_cast<int>((i + k) % 4);
+      double us[5] = {0, 0, 0, 0, 0};
+      for (int k = 0; k < 5; ++k) {
+        const int which = static_cast<int>((i + k) % 5);
         grpc::ClientContext ctx;
         Blob out;
         grpc::Status status;
@@ -139,9 +147,14 @@ int Main(int argc, char** argv) {
           case 2:
             status = hooked->Echo(&ctx, blob, &out);
             break;
-          default:  // the bare echo with a deadline, as every anerd client call carries one
+          case 3:  // the bare echo with a deadline, as every anerd client call carries one
             ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
             status = echo->Echo(&ctx, blob, &out);
+            break;
+          default:  // the same evaluation answered at once by a server with the daemon's messages
+            if (absl::StatusOr<v1::EvalKernelResponse> s = shaped->EvalKernel(req); !s.ok()) {
+              status = grpc::Status(grpc::StatusCode::UNKNOWN, s.status().ToString());
+            }
         }
         us[which] = Us(Clock::now() - t0);
         if (!status.ok()) {
@@ -154,6 +167,7 @@ int Main(int argc, char** argv) {
       echo_us.push_back(us[1]);
       hooked_us.push_back(us[2]);
       timed_us.push_back(us[3]);
+      shaped_us.push_back(us[4]);
       handler_us.push_back(r->timing().total_us());
       queued_us.push_back(r->timing().queued_us());
       copy_in_us.push_back(r->timing().copy_in_us());
@@ -180,6 +194,11 @@ int Main(int argc, char** argv) {
         "bare echo with a 30 s deadline (as anerd's client sets) p50 %.1f us: ratio %.2f to the "
         "bare echo; tiny eval / it %.2f\n",
         t50, t50 / c50, e50 / t50);
+    const double s50 = Percentile(shaped_us, 0.5);
+    std::printf(
+        "the same evaluation answered at once with the daemon's messages and client (no work) p50 "
+        "%.1f us: ratio %.2f to the bare echo; tiny eval / it %.2f (the daemon's own work)\n",
+        s50, s50 / c50, e50 / s50);
     std::printf(
         "{\"type\":\"daemon_rpc\",\"eval_p50_us\":%.1f,\"echo_p50_us\":%.1f,"
         "\"handler_p50_us\":%.1f,\"ratio\":%.3f}\n",
@@ -189,6 +208,7 @@ int Main(int argc, char** argv) {
   Stop(anerd_pid);
   Stop(echo_pid);
   Stop(hooked_pid);
+  Stop(shaped_pid);
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
   return rc;
