@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/blocking_io_guard.h"
 #include "common/hash.h"
 #include "common/paths.h"
 #include "common/status_macros.h"
@@ -131,10 +132,14 @@ std::string KernelStore::BlobPath(const std::string& sha) const {
   return store_->blobs().Path(sha);
 }
 
-bool KernelStore::HasBlob(const std::string& sha) const { return store_->blobs().Has(sha); }
+bool KernelStore::HasBlob(const std::string& sha) const {
+  NoteBlockingIo("kernel blob check " + sha);
+  return store_->blobs().Has(sha);
+}
 
 absl::StatusOr<std::string> KernelStore::PutBlob(absl::string_view bytes) {
   const std::string sha = Sha256Hex(bytes);
+  NoteBlockingIo("kernel blob write " + sha);
   {
     absl::MutexLock lock(&mu_);
     ++pins_[sha];  // before touching the file, so a concurrent Delete cannot collect it
@@ -154,6 +159,7 @@ void KernelStore::UnpinLocked(const std::string& sha) {
 }
 
 absl::StatusOr<std::string> KernelStore::GetBlob(const std::string& sha) const {
+  NoteBlockingIo("kernel blob read " + sha);
   return store_->blobs().Read(sha);
 }
 
@@ -191,6 +197,7 @@ absl::Status KernelStore::WriteRecordLocked(const KernelRecord& r) {
 }
 
 absl::Status KernelStore::Put(const KernelRecord& record) {
+  NoteBlockingIo("kernel record write " + record.id);
   ANERD_RETURN_IF_ERROR(ValidateRecord(record));
   KernelRecord sorted = record;
   std::sort(sorted.weights.begin(), sorted.weights.end());
@@ -201,6 +208,7 @@ absl::Status KernelStore::Put(const KernelRecord& record) {
 absl::Status KernelStore::Commit(const KernelRecord& record,
                                  const std::vector<absl::string_view>& blobs,
                                  const std::string& owner) {
+  NoteBlockingIo("kernel commit " + record.id);
   ANERD_RETURN_IF_ERROR(ValidateRecord(record));
   std::vector<std::string> written;
   absl::Status status;
@@ -225,7 +233,7 @@ absl::Status KernelStore::Commit(const KernelRecord& record,
 
 absl::Status KernelStore::PutLocked(const KernelRecord& sorted, const std::string& owner) {
   for (const std::string& sha : BlobsOf(sorted)) {
-    if (!HasBlob(sha)) {
+    if (!store_->blobs().Has(sha)) {
       return absl::FailedPreconditionError(absl::StrCat("kernel ", sorted.id, " references blob ",
                                                         sha, " which is not in the store"));
     }
@@ -288,11 +296,13 @@ absl::StatusOr<KernelRecord> KernelStore::GetLocked(const std::string& id) const
 }
 
 absl::StatusOr<KernelRecord> KernelStore::Get(const std::string& id) const {
+  NoteBlockingIo("kernel record read " + id);
   absl::MutexLock lock(&mu_);
   return GetLocked(id);
 }
 
 std::vector<KernelRecord> KernelStore::List() const {
+  NoteBlockingIo("kernel list");
   absl::MutexLock lock(&mu_);
   std::vector<KernelRecord> records;
   absl::Status status;
@@ -339,6 +349,7 @@ absl::Status KernelStore::DeleteRecordLocked(const std::string& id) {
 }
 
 absl::Status KernelStore::Delete(const std::string& id) {
+  NoteBlockingIo("kernel delete " + id);
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(KernelRecord record, GetLocked(id));
   ANERD_RETURN_IF_ERROR(DeleteRecordLocked(id));
@@ -347,6 +358,7 @@ absl::Status KernelStore::Delete(const std::string& id) {
 }
 
 absl::Status KernelStore::AddOwner(const std::string& id, const std::string& owner) {
+  NoteBlockingIo("kernel owner write " + id);
   absl::MutexLock lock(&mu_);
   ANERD_RETURN_IF_ERROR(GetLocked(id).status());
   return AddOwnerLocked(id, owner);
@@ -363,6 +375,7 @@ absl::Status KernelStore::AddOwnerLocked(const std::string& id, const std::strin
 }
 
 absl::StatusOr<std::vector<std::string>> KernelStore::Owners(const std::string& id) const {
+  NoteBlockingIo("kernel owners read " + id);
   absl::MutexLock lock(&mu_);
   return OwnersLocked(id);
 }
@@ -383,6 +396,7 @@ absl::StatusOr<std::vector<std::string>> KernelStore::OwnersLocked(const std::st
 }
 
 absl::StatusOr<int64_t> KernelStore::CountOwned(const std::string& owner) const {
+  NoteBlockingIo("kernel owned count " + owner);
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(
       std::unique_ptr<Statement> q,
@@ -393,6 +407,7 @@ absl::StatusOr<int64_t> KernelStore::CountOwned(const std::string& owner) const 
 }
 
 absl::StatusOr<std::vector<std::string>> KernelStore::OwnedIds(const std::string& owner) const {
+  NoteBlockingIo("kernel owned ids " + owner);
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(
       std::unique_ptr<Statement> q,
@@ -409,6 +424,7 @@ absl::StatusOr<std::vector<std::string>> KernelStore::OwnedIds(const std::string
 }
 
 absl::StatusOr<bool> KernelStore::Release(const std::string& id, const std::string& owner) {
+  NoteBlockingIo("kernel release " + id);
   absl::MutexLock lock(&mu_);
   ANERD_ASSIGN_OR_RETURN(KernelRecord record, GetLocked(id));
   ANERD_ASSIGN_OR_RETURN(std::vector<std::string> owners, OwnersLocked(id));
@@ -437,6 +453,7 @@ absl::StatusOr<bool> KernelStore::Release(const std::string& id, const std::stri
 
 absl::Status KernelStore::RecordUse(const std::string& id, uint64_t hits_delta, int64_t now_ms,
                                     double compile_ms) {
+  NoteBlockingIo("kernel use write " + id);
   absl::MutexLock lock(&mu_);
   StatementScope q(*statements_->record_use);
   q->BindInt(1, ToSql(hits_delta));
@@ -451,6 +468,7 @@ absl::Status KernelStore::RecordUse(const std::string& id, uint64_t hits_delta, 
 }
 
 int64_t KernelStore::Count() const {
+  NoteBlockingIo("kernel count");
   absl::MutexLock lock(&mu_);
   StatementScope q(*statements_->count);
   absl::StatusOr<bool> row = q->Step();
@@ -480,6 +498,7 @@ int64_t KernelStore::RemoveUnreferencedBlobsLocked(const std::vector<std::string
 }
 
 absl::StatusOr<int64_t> KernelStore::CollectGarbage() {
+  NoteBlockingIo("kernel blob collection");
   absl::MutexLock lock(&mu_);
   // Re-check references one by one (the set of all references could be large to hold).
   int64_t removed = 0;

@@ -16,7 +16,9 @@
 // referencing it lands (pins do not survive restarts; CollectGarbage at start-up sweeps orphans).
 //
 // Thread-safety: every method may be called concurrently from any thread; database access is
-// serialised by the store's lock and blob bytes are written and hashed outside it.
+// serialised by the store's lock and blob bytes are written and hashed outside it. Every method
+// but BlobPath does blocking I/O (the database, blob files) and tells the guard so
+// (common/blocking_io_guard.h): never call one on a device executor's thread.
 // Ownership: the adapter does not own a shared store (it must outlive the adapter); Open(dir)
 // makes one the adapter owns. Returned records and bytes are copies.
 #ifndef ANERD_SERVER_CACHE_KERNEL_STORE_H_

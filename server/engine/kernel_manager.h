@@ -6,22 +6,40 @@
 // persist in the KernelStore, so ids stay valid across restarts: a kernel not in memory is
 // recompiled from its stored sources on first use.
 //
-// Threading: Compile and Eval run their work on the backend's DeviceExecutor and report through
-// `done` (called exactly once, on the executor thread, or inline for immediate errors). Compiles
-// queue in the training class, evaluations in the interactive class (device_queue.h). A tiny
-// evaluation (inputs <= kLendMaxInputBytes) of a program in memory runs on the caller's thread
-// when the executor is idle, with the device lent to it (DeviceExecutor::TryRunHere); `done` is
-// then called on the caller's thread before Eval returns. Eval picks
-// the executor from an in-memory index of kernel id -> backend and reads the kernel's record on the
-// executor (only when its program must be rebuilt), so the caller's thread does no store I/O for a
-// known kernel. List/Get/Delete and Stats are cheap and may be called from any thread.
+// Threading: no kernel store I/O runs on a device thread (the executor's, or a caller's while
+// the idle device is lent to it; common/blocking_io_guard.h). The store's reads and writes run on
+// the manager's own store thread, one task at a time in the order queued, and only the device
+// work runs on the backend's DeviceExecutor:
+//   Compile: on the store thread, the deferred weight files are read, the program parsed and
+//     verified, its id computed, the owner's quota checked and the store and compile cache
+//     looked up (a hit ends there); then the backend compile runs on the executor, queued in the
+//     training class; then, on the store thread again, the record and its blobs are committed and
+//     the program enters the compile cache. A compile of a kernel that another compile is
+//     building waits for that one and then takes its result as a cache hit (or, if it failed,
+//     compiles itself), so one program is compiled once however many clients ask at a time.
+//   Eval: a kernel whose program is in memory runs on the executor, queued in the interactive
+//     class (device_queue.h); a tiny evaluation (inputs <= kLendMaxInputBytes) runs on the
+//     caller's thread when the executor is idle, with the device lent to it
+//     (DeviceExecutor::TryRunHere). Any other kernel (not in the compile cache, or not known to
+//     this manager's id -> backend index) first has its record read, and when its program must
+//     be rebuilt its stored sources read and verified, on the store thread; then the program is
+//     rebuilt and run on the executor. Evaluations waiting for the same kernel's rebuild share
+//     one copy of its sources. A program evicted while its evaluation was queued is read again
+//     the same way (never on the device thread).
+// `done` is called exactly once: inline for immediate errors (unknown backend, request limits,
+// a kernel whose backend this daemon lacks), or on the store thread, or on the executor thread,
+// or on the caller's thread before Eval returns (a lent device). Callers must not assume which;
+// `done` must be thread-safe, and must not wait for another Compile or Eval to finish (it may run
+// on the store thread, which that one may need). List/Get/Delete and Stats are cheap and may be
+// called from any thread but a device thread (they read the store).
 //
 // Hit counters: each evaluation counts its kernel's use in memory; every kFlushEvery uses the
 // counters are written to the store by the manager's own usage-writer thread, never on a device
 // thread (the executor's, or a caller's while the device is lent to it). A store write waits for
 // the database's lock (the sessions write their step rows under it) and an fsync: ~0.5 s while a
 // model trains, which the evaluation's reply, and the training step queued behind it, used to wait
-// for (issue 22: the interactive_wait bench's open-loop stall, bench/README.md).
+// for (issue 22: the interactive_wait bench's open-loop stall, bench/README.md). The same wait is
+// why the compile's commit and the rebuild's reads moved to the store thread.
 #ifndef ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
 #define ANERD_SERVER_ENGINE_KERNEL_MANAGER_H_
 
@@ -30,6 +48,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -44,6 +63,7 @@
 #include "server/cache/compile_cache.h"
 #include "server/cache/kernel_store.h"
 #include "server/engine/device_executor.h"
+#include "server/sessions/notifier.h"
 
 namespace anerd::engine {
 
@@ -65,9 +85,11 @@ struct KernelCompileRequest {
   std::string name;
   std::string mil_text;
   std::vector<std::pair<std::string, std::string>> weight_files;  // path -> bytes
-  // Weight files whose bytes are read only when the compile runs (uploads spooled to disk, so a
-  // queued request holds no weight memory). `read` is called at most once, on the executor; the
-  // request releases what it captures when it is destroyed.
+  // Weight files whose bytes are read only when the compile starts (uploads spooled to disk, so a
+  // request waiting for the store thread holds no weight memory). `read` is called at most once,
+  // on the manager's store thread; what it captures (e.g. the upload's reservation, which so also
+  // bounds the bytes read into memory) is released, on the store thread, once the backend compile
+  // starts on the executor, or when the request ends without one.
   struct DeferredWeightFile {
     std::string path;  // canonical weight path
     uint64_t size = 0;
@@ -107,9 +129,9 @@ struct KernelCompileResult {
 };
 
 struct KernelEvalTiming {
-  double queued_us = 0;
+  double queued_us = 0;  // in the executor's queue (after the store thread's reads, if any)
   double execute_us = 0;
-  double total_us = 0;  // on the executor: lookup (and recompile) + execute
+  double total_us = 0;  // on the device thread: lookup (and recompile) + execute
   bool recompiled = false;
   std::optional<double> hardware_us;  // backend::RunTiming::hardware_us
   bool hardware_simulated = false;
@@ -121,7 +143,8 @@ struct KernelEvalResult {
 };
 
 // Optional observer of finished compiles and evaluations (the metrics endpoint). Each callback may
-// be empty; they run on executor threads and must be thread-safe and quick. Times in milliseconds.
+// be empty; they run on device threads (the executor's, or a caller's with the device lent to it)
+// and must be thread-safe, quick and free of blocking I/O. Times in milliseconds.
 struct KernelObserver {
   // A backend compile that ran (a fresh compile or a lazy recompile; cache hits are not compiles).
   std::function<void(const std::string& backend, double compile_ms)> compiled;
@@ -136,7 +159,11 @@ class KernelManager {
   KernelManager(const backend::BackendRegistry* registry,
                 std::map<std::string, DeviceExecutor*> executors, cache::KernelStore* store,
                 cache::CompileCache* cache, std::string default_backend, KernelLimits limits);
-  // Stops the usage writer, then writes the counters still pending (the store must be alive).
+  // Shut the executors down first (Engine does): no task of the manager's may run on them
+  // afterwards. Drains the store thread: queued commits and hit-counter writes still land (their
+  // `done` gets their result); compiles and evaluations that have not reached an executor get
+  // UNAVAILABLE. Then stops the usage writer and writes the counters still pending (the store
+  // must be alive).
   ~KernelManager();
   KernelManager(const KernelManager&) = delete;
   KernelManager& operator=(const KernelManager&) = delete;
@@ -176,22 +203,63 @@ class KernelManager {
   const KernelLimits& limits() const { return limits_; }
 
  private:
-  // Consumes the request's weight bytes (moved into the verified program, never copied).
-  absl::StatusOr<KernelCompileResult> CompileNow(KernelCompileRequest& request,
-                                                 backend::Backend* backend,
-                                                 const RequestControl& control);
-  // Runs an evaluation on the executor: the compiled program from the cache, or rebuilt from the
-  // stored record. Adds the bytes of inputs and outputs to `*bytes`.
-  absl::StatusOr<KernelEvalResult> EvalNow(const std::string& id, const std::string& backend,
-                                           const std::vector<backend::NamedTensor>& inputs,
-                                           const RequestControl& control, absl::Duration queued,
+  struct CompileJob;
+  struct EvalJob;
+  struct StoredProgram;
+  using CompileJobPtr = std::shared_ptr<CompileJob>;
+  using EvalJobPtr = std::shared_ptr<EvalJob>;
+
+  // Queues `task` on the store thread; an exception it throws is logged, never propagated.
+  void PostStore(std::function<void()> task);
+  // --- Compile: each step runs where its name says, and every path ends in FinishCompile.
+  // Store thread: reads the deferred weight files, parses, verifies and names the program.
+  void PrepareCompile(const CompileJobPtr& job);
+  // Store thread: a wait for the same kernel's compile in flight, or the quota, then a cache hit
+  // (HitCompile) or the store checks and the backend compile queued on the executor.
+  void ResolveCompile(const CompileJobPtr& job);
+  // Store thread: a cache hit whose record is `stored`; a compile for the pass dumps, if asked
+  // for, runs on the executor first.
+  void HitCompile(const CompileJobPtr& job, cache::KernelRecord stored);
+  void FinishHit(const CompileJobPtr& job, cache::KernelRecord stored);
+  // Executor: the backend compile.
+  void CompileOnExecutor(const CompileJobPtr& job);
+  // Store thread: writes the record and blobs, then caches the program.
+  void CommitCompile(const CompileJobPtr& job);
+  // Any thread: hands the compiles that waited for this one back to the store thread, then
+  // calls `done`.
+  void FinishCompile(const CompileJobPtr& job, absl::StatusOr<KernelCompileResult> result);
+  // The store-thread step `step` of `job`, an exception turned into INTERNAL for its `done`.
+  void PostCompileStep(const CompileJobPtr& job, void (KernelManager::*step)(const CompileJobPtr&));
+  // Moves the deferred weight files' captures out of the request, to be released on the store
+  // thread (they may hold a spooled file whose release is I/O).
+  void ReleaseDeferred(const CompileJobPtr& job);
+
+  // --- Eval.
+  // Runs the evaluation on the executor (or the caller's thread, when `lend` and the executor is
+  // idle).
+  void RunEval(const EvalJobPtr& job, bool lend);
+  // Store thread: reads the record (and, when the program must be rebuilt, its sources), then
+  // RunEval.
+  void LoadForEval(const EvalJobPtr& job);
+  void PostLoadForEval(const EvalJobPtr& job);
+  // Device thread: the cached program, or rebuilt from job's sources, runs; or, with neither,
+  // back to LoadForEval.
+  void EvalOnDevice(const EvalJobPtr& job, absl::Status admission, absl::Duration queued);
+  void EvalOnDeviceAdmitted(const EvalJobPtr& job, absl::Duration queued);
+  absl::StatusOr<KernelEvalResult> EvalNow(const EvalJobPtr& job,
+                                           std::shared_ptr<backend::CompiledProgram> program,
+                                           bool recompiled, absl::Time start, absl::Duration queued,
                                            int64_t* bytes);
-  // The backend a stored kernel was compiled for: from the index, else from the store (NOT_FOUND
-  // naming the id).
-  absl::StatusOr<std::string> BackendOf(const std::string& id);
+  static void FinishEval(const EvalJobPtr& job, absl::StatusOr<KernelEvalResult> result);
+  // Store thread: the sources of stored kernel `record`, read and verified (shared with other
+  // evaluations waiting for the same rebuild).
+  absl::StatusOr<std::shared_ptr<const StoredProgram>> ReadStoredProgram(
+      const cache::KernelRecord& record);
+  // Device thread: compiles `stored` and caches it; its RecordUse goes to the store thread.
+  absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> RebuildNow(
+      const StoredProgram& stored, const RequestControl& control);
+
   void Remember(const std::string& id, const std::string& backend);
-  absl::StatusOr<std::shared_ptr<backend::CompiledProgram>> LoadNow(const cache::KernelRecord& r,
-                                                                    const RequestControl& control);
   // Compiles on `backend` within the memory limit (the smaller of max_kernel_memory_bytes and the
   // cache's capacity), checking `control` between ops; RESOURCE_EXHAUSTED naming both flags when
   // the program needs more.
@@ -204,7 +272,11 @@ class KernelManager {
   static absl::Status NameKernel(const std::string& id, const absl::Status& status);
   absl::StatusOr<KernelInfo> MakeInfo(cache::KernelRecord record);
   absl::Status CheckRequestLimits(const KernelCompileRequest& request) const;
-  absl::Status CheckOwnerQuota(const KernelCompileRequest& request, const std::string& id) const;
+  // Store thread: OK when the job's owner already owns its kernel, or owns (with the kernels its
+  // compiles in flight claimed) fewer than request.max_owned, and then claims the kernel until
+  // FinishCompile; else RESOURCE_EXHAUSTED naming --quota-kernels.
+  absl::Status ClaimOwnerQuota(CompileJob& job);
+  void ReleaseClaims(CompileJob& job);
   void EraseLoaded(const std::string& id);
   // Counts one use of `id`; asks the usage writer to flush every kFlushEvery uses (no store I/O
   // here: it runs on device threads).
@@ -212,6 +284,7 @@ class KernelManager {
   void UsageWriterLoop();
   // Whether `owner` already owns kernel `id` (false when the store cannot tell).
   bool IsOwner(const std::string& id, const std::string& owner) const;
+  bool stopping() const { return stopping_.load(); }
 
   const backend::BackendRegistry* registry_;
   std::map<std::string, DeviceExecutor*> executors_;
@@ -227,11 +300,32 @@ class KernelManager {
   // Kernel id -> backend name of every stored kernel (filled from the store at construction,
   // kept by Compile and Delete/Release).
   absl::flat_hash_map<std::string, std::string> backend_of_ ABSL_GUARDED_BY(mu_);
+  // Kernel id -> the compiles waiting for the one of that id in flight (queued or running on an
+  // executor, or committing); an id is present while its compile is in flight.
+  absl::flat_hash_map<std::string, std::vector<CompileJobPtr>> compiling_ ABSL_GUARDED_BY(mu_);
+  // What the compiles in flight will add when they commit, so that concurrent compiles together
+  // stay within --quota-kernels and --max-kernels: owner -> kernel id -> compiles claiming it, and
+  // the kernels not yet stored.
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, int>> owner_claims_
+      ABSL_GUARDED_BY(mu_);
+  int64_t new_kernel_claims_ ABSL_GUARDED_BY(mu_) = 0;
+  // Kernel id -> the sources read for a rebuild that evaluations still hold.
+  absl::flat_hash_map<std::string, std::weak_ptr<const StoredProgram>> sources_
+      ABSL_GUARDED_BY(mu_);
+  // Set by the destructor: work that has not reached an executor is refused.
+  std::atomic<bool> stopping_{false};
 
   absl::Mutex writer_mu_;
   bool flush_requested_ ABSL_GUARDED_BY(writer_mu_) = false;
   bool writer_stopping_ ABSL_GUARDED_BY(writer_mu_) = false;
-  std::thread usage_writer_;  // last: starts once the members above exist
+  std::thread usage_writer_;  // starts once the members above exist
+
+  absl::Mutex io_mu_;
+  // Tasks queued or running on the store thread (the destructor waits for 0).
+  int64_t store_tasks_ ABSL_GUARDED_BY(io_mu_) = 0;
+  // The store thread (sessions::Notifier: one thread, tasks in order, drained by its destructor).
+  // Last: its tasks use every member above, and the destructor drains it first.
+  std::unique_ptr<sessions::Notifier> store_io_;
 };
 
 }  // namespace anerd::engine

@@ -1,5 +1,7 @@
 // Notifier: one thread that runs watcher wakes, so that a wake (which calls back into the session
-// manager) never runs under a session's or an event log's lock.
+// manager) never runs under a session's or an event log's lock. Being a plain serial task queue,
+// it also runs blocking I/O off the device executors: the session manager's session_io_ and
+// rpc_io_, the kernel manager's store thread. It catches nothing: a task must not throw.
 //
 // Thread-safety: Post may be called from any thread, also while holding other locks (it takes
 // only the notifier's own). Wakes run in the order posted. The destructor runs the wakes still

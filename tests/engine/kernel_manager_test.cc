@@ -276,41 +276,32 @@ TEST_F(KernelManagerTest, DeleteRemovesTheKernel) {
   EXPECT_TRUE(engine->kernels().List()->empty());
 }
 
-// The evaluation reads the kernel's record when it runs on the executor, not when it is queued:
-// a kernel deleted while the evaluation waited is reported as the missing kernel. (When the
-// record was read on the caller's thread, the queued evaluation went on to rebuild from blobs
-// the delete had removed and failed naming a missing blob.)
-TEST_F(KernelManagerTest, EvalReadsTheRecordOnTheExecutor) {
+// The evaluation reads the kernel's record when it runs, not when it is queued: a kernel deleted
+// while the evaluation waited is reported as the missing kernel. (When the record was read on the
+// caller's thread, the queued evaluation went on to rebuild from blobs the delete had removed and
+// failed naming a missing blob.) The record is read on the manager's store thread, never on the
+// executor: the evaluation that finds its program gone goes back there for it.
+TEST_F(KernelManagerTest, EvalReadsTheRecordWhenItRuns) {
   auto engine = MakeEngine();
   absl::StatusOr<KernelCompileResult> c = Compile(*engine, ConvRequest());
   ASSERT_TRUE(c.ok()) << c.status();
   const std::string id = c->info.record.id;
-  // Occupies the executor: a compile (of another kernel: other weights) whose deferred weight file
-  // is read only when released.
-  std::string other_weights = testing::ConvWeightBytes();
-  other_weights[other_weights.size() - 2] ^= 1;  // the low byte of the last fp16 weight
-  std::promise<void> release;
+  DeviceExecutor* executor = engine->executor(c->info.record.backend);
+  ASSERT_NE(executor, nullptr);
+  // Occupies the executor until released, so the evaluation waits in its queue. It must be running
+  // first: a queued evaluation (interactive class) would go before a queued blocker (training).
+  std::promise<void> release, busy;
   std::shared_future<void> released = release.get_future().share();
-  std::promise<void> busy;
-  KernelCompileRequest blocker = ConvRequest();
-  blocker.weight_files.clear();
-  blocker.deferred_weight_files.push_back(
-      {"weights/w.bin", other_weights.size(), [&busy, released, other_weights] {
-         busy.set_value();
-         released.wait();
-         return absl::StatusOr<std::string>(other_weights);
-       }});
-  std::promise<absl::StatusOr<KernelCompileResult>> blocked;
-  engine->kernels().Compile(std::move(blocker), {},
-                            [&](auto result) { blocked.set_value(std::move(result)); });
+  executor->Submit({}, "blocker", [&busy, released](absl::Status, absl::Duration) {
+    busy.set_value();
+    released.wait();
+  });
   busy.get_future().wait();
   std::promise<absl::StatusOr<KernelEvalResult>> eval;
   engine->kernels().Eval(id, ConvInputs(ConvInput(1)), {},
                          [&](auto result) { eval.set_value(std::move(result)); });
   ASSERT_TRUE(engine->kernels().Delete(id).ok());
   release.set_value();
-  absl::StatusOr<KernelCompileResult> other = blocked.get_future().get();
-  EXPECT_TRUE(other.ok()) << other.status();
   absl::StatusOr<KernelEvalResult> result = eval.get_future().get();
   EXPECT_EQ(result.status(), cache::KernelNotFound(id));
 }
