@@ -128,8 +128,16 @@ class ShapedEval final : public v1::Anerd::CallbackService {
   }
 };
 
-[[noreturn]] void ServeForever(const std::string& target, grpc::Service* service) {
+// Serves `service` alone on `target` until killed (for a child process); with `noop_interceptor`,
+// behind NoopInterceptorFactory's interceptor. Exits with status 1 when it cannot listen.
+[[noreturn]] void ServeForever(const std::string& target, grpc::Service* service,
+                               bool noop_interceptor = false) {
   grpc::ServerBuilder builder;
+  if (noop_interceptor) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::make_unique<NoopInterceptorFactory>());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   builder.SetMaxReceiveMessageSize(INT32_MAX);
   builder.AddListeningPort(target, grpc::InsecureServerCredentials());
   builder.RegisterService(service);
@@ -189,22 +197,7 @@ void ServeEchoForever(const std::string& target, bool noop_interceptor) {
   TuneAllocatorForStreaming();
   EchoImpl echo(std::filesystem::temp_directory_path() /
                 ("anerd-echo-store-" + std::to_string(getpid()) + ".bin"));
-  grpc::ServerBuilder builder;
-  if (noop_interceptor) {
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    creators.push_back(std::make_unique<NoopInterceptorFactory>());
-    builder.experimental().SetInterceptorCreators(std::move(creators));
-  }
-  builder.SetMaxReceiveMessageSize(INT32_MAX);
-  builder.AddListeningPort(target, grpc::InsecureServerCredentials());
-  builder.RegisterService(&echo);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr) {
-    std::fprintf(stderr, "cannot listen on %s\n", target.c_str());
-    std::_Exit(1);
-  }
-  server->Wait();
-  std::_Exit(0);
+  ServeForever(target, &echo, noop_interceptor);
 }
 
 BenchServer::~BenchServer() {

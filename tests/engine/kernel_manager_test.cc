@@ -4,20 +4,23 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
-#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "common/fp16.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/engine.h"
+#include "tests/engine/conv_kernel_requests.h"
 #include "tests/testing/kernel_fixtures.h"
 #include "tests/testing/process_harness.h"
 
 namespace anerd::engine {
 namespace {
 
+using kernel_test::ConvInput;
+using kernel_test::ConvInputs;
+using kernel_test::ConvRequest;
+using kernel_test::ScaleRequest;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
@@ -47,42 +50,10 @@ class KernelManagerTest : public ::testing::Test {
     return p.get_future().get();
   }
 
-  static KernelCompileRequest ConvRequest() {
-    KernelCompileRequest r;
-    r.name = "conv";
-    r.mil_text = testing::ConvMilText();
-    r.weight_files = {{"weights/w.bin", testing::ConvWeightBytes()}};
-    return r;
-  }
-
-  static KernelCompileRequest ScaleRequest(double scale) {
-    KernelCompileRequest r;
-    r.mil_text = testing::ScaleMilText(4, scale);
-    return r;
-  }
-
-  static std::vector<float> ConvInput(int seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-1, 1);
-    std::vector<float> x(testing::kConvIn * testing::kConvSeq);
-    for (float& v : x) v = RoundToHalf(u(rng));
-    return x;
-  }
-
-  static std::vector<backend::NamedTensor> ConvInputs(const std::vector<float>& x) {
-    return {{"x", backend::Tensor::FromFloats(mil::DType::kFp16,
-                                              {1, testing::kConvIn, 1, testing::kConvSeq}, x)}};
-  }
-
   static void ExpectConvCorrect(const KernelEvalResult& result, const std::vector<float>& x) {
     ASSERT_EQ(result.outputs.size(), 1u);
     EXPECT_EQ(result.outputs[0].name, "y");
-    const std::vector<float> y = result.outputs[0].tensor.ToFloats();
-    const std::vector<double> ref = testing::ReferenceConv(x);
-    ASSERT_EQ(y.size(), ref.size());
-    for (size_t i = 0; i < y.size(); ++i) {
-      ASSERT_NEAR(y[i], ref[i], 2e-3 + 2e-3 * std::fabs(ref[i])) << i;
-    }
+    kernel_test::ExpectConvOutputMatches(result, x);
   }
 
   testing::TempDir dir_;

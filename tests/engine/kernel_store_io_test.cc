@@ -12,7 +12,6 @@
 #include <cmath>
 #include <future>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,7 +20,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/blocking_io_guard.h"
-#include "common/fp16.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/backend/registry.h"
@@ -29,12 +27,17 @@
 #include "server/cache/kernel_store.h"
 #include "server/engine/kernel_manager.h"
 #include "server/store/store.h"
+#include "tests/engine/conv_kernel_requests.h"
 #include "tests/testing/kernel_fixtures.h"
 #include "tests/testing/temp_dir.h"
 
 namespace anerd::engine {
 namespace {
 
+using kernel_test::ConvInput;
+using kernel_test::ConvInputs;
+using kernel_test::ConvRequest;
+using kernel_test::ScaleRequest;
 using CompileResult = absl::StatusOr<KernelCompileResult>;
 using EvalResult = absl::StatusOr<KernelEvalResult>;
 
@@ -87,43 +90,6 @@ class KernelStoreIoTest : public ::testing::Test {
   }
 
   static std::string Violations() { return absl::StrJoin(BlockingIoViolationNames(), "; "); }
-
-  static KernelCompileRequest ConvRequest() {
-    KernelCompileRequest r;
-    r.name = "conv";
-    r.mil_text = testing::ConvMilText();
-    r.weight_files = {{"weights/w.bin", testing::ConvWeightBytes()}};
-    return r;
-  }
-
-  static KernelCompileRequest ScaleRequest(double scale) {
-    KernelCompileRequest r;
-    r.mil_text = testing::ScaleMilText(4, scale);
-    return r;
-  }
-
-  static std::vector<float> ConvInput(int seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-1, 1);
-    std::vector<float> x(testing::kConvIn * testing::kConvSeq);
-    for (float& v : x) v = RoundToHalf(u(rng));
-    return x;
-  }
-
-  static std::vector<backend::NamedTensor> ConvInputs(const std::vector<float>& x) {
-    return {{"x", backend::Tensor::FromFloats(mil::DType::kFp16,
-                                              {1, testing::kConvIn, 1, testing::kConvSeq}, x)}};
-  }
-
-  static void ExpectConvCorrect(const KernelEvalResult& result, const std::vector<float>& x) {
-    ASSERT_EQ(result.outputs.size(), 1u);
-    const std::vector<float> y = result.outputs[0].tensor.ToFloats();
-    const std::vector<double> ref = testing::ReferenceConv(x);
-    ASSERT_EQ(y.size(), ref.size());
-    for (size_t i = 0; i < y.size(); ++i) {
-      ASSERT_NEAR(y[i], ref[i], 2e-3 + 2e-3 * std::fabs(ref[i])) << i;
-    }
-  }
 
   std::future<CompileResult> StartCompile(KernelCompileRequest request) {
     auto p = std::make_shared<std::promise<CompileResult>>();
@@ -226,13 +192,13 @@ TEST_F(KernelStoreIoTest, CompileAndRebuildDoNoStoreIoOnADeviceThread) {
   EvalResult cached = Eval(id, ConvInputs(x));
   ASSERT_TRUE(cached.ok()) << cached.status();
   EXPECT_FALSE(cached->timing.recompiled);
-  ExpectConvCorrect(*cached, x);
+  kernel_test::ExpectConvOutputMatches(*cached, x);
 
   cache_->Erase(id);
   EvalResult rebuilt = Eval(id, ConvInputs(x));
   ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
   EXPECT_TRUE(rebuilt->timing.recompiled) << "rebuilt from the stored record and blobs";
-  ExpectConvCorrect(*rebuilt, x);
+  kernel_test::ExpectConvOutputMatches(*rebuilt, x);
 
   // Evicted after the evaluation was queued with the program in memory.
   std::unique_ptr<Blocker> blocker = BlockExecutor();
@@ -242,7 +208,7 @@ TEST_F(KernelStoreIoTest, CompileAndRebuildDoNoStoreIoOnADeviceThread) {
   EvalResult requeued = queued.get();
   ASSERT_TRUE(requeued.ok()) << requeued.status();
   EXPECT_TRUE(requeued->timing.recompiled);
-  ExpectConvCorrect(*requeued, x);
+  kernel_test::ExpectConvOutputMatches(*requeued, x);
 
   executor_->Shutdown();
   manager_.reset();  // drains the store thread (the rebuilds' RecordUse, the hit counters)
@@ -327,12 +293,12 @@ TEST_F(KernelStoreIoTest, DeleteDuringACompile) {
   const std::vector<float> x = ConvInput(2);
   EvalResult cached = Eval(id, ConvInputs(x));
   ASSERT_TRUE(cached.ok()) << cached.status();
-  ExpectConvCorrect(*cached, x);
+  kernel_test::ExpectConvOutputMatches(*cached, x);
   cache_->Erase(id);
   EvalResult rebuilt = Eval(id, ConvInputs(x));
   ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
   EXPECT_TRUE(rebuilt->timing.recompiled);
-  ExpectConvCorrect(*rebuilt, x);
+  kernel_test::ExpectConvOutputMatches(*rebuilt, x);
   EXPECT_EQ(BlockingIoViolations(), 0u) << Violations();
 }
 
